@@ -1,0 +1,34 @@
+# Shared helpers for kith's component CMakeLists.
+
+# kith_component(NAME <name> SOURCES ... [DEPS ...])
+# Defines library target kith_<name>, alias kith::<name>, with public headers in
+# <dir>/include, installed and exported.
+function(kith_component)
+  cmake_parse_arguments(K "" "NAME" "SOURCES;DEPS;PRIVATE_DEPS" ${ARGN})
+  add_library(kith_${K_NAME} ${K_SOURCES})
+  add_library(kith::${K_NAME} ALIAS kith_${K_NAME})
+  set_target_properties(kith_${K_NAME} PROPERTIES EXPORT_NAME ${K_NAME} OUTPUT_NAME kith_${K_NAME})
+  target_include_directories(kith_${K_NAME}
+    PUBLIC $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include> $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>
+    PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
+  target_compile_options(kith_${K_NAME} PRIVATE -Wall -Wextra)
+  target_link_libraries(kith_${K_NAME} PUBLIC ${K_DEPS} PRIVATE ${K_PRIVATE_DEPS})
+  install(TARGETS kith_${K_NAME} EXPORT kithTargets
+    ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/include/kith)
+    install(DIRECTORY include/kith DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  endif()
+endfunction()
+
+# kith_test(NAME <name> SOURCES ... [LIBS ...] [TIMEOUT s] [LABELS ...])
+# A Catch2 test executable; each TEST_CASE becomes a CTest test with a timeout.
+function(kith_test)
+  cmake_parse_arguments(K "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  if(NOT K_TIMEOUT)
+    set(K_TIMEOUT 60)
+  endif()
+  add_executable(${K_NAME} ${K_SOURCES})
+  target_link_libraries(${K_NAME} PRIVATE ${K_LIBS} kith_catch_main)
+  target_compile_options(${K_NAME} PRIVATE -Wall -Wextra)
+  catch_discover_tests(${K_NAME} PROPERTIES TIMEOUT ${K_TIMEOUT} LABELS "${K_LABELS}")
+endfunction()

@@ -1,0 +1,202 @@
+// kith/envelope.hpp — the typed envelopes that cross between nodes, and the
+// frame codec that batches several of them into one ZeroMQ message.
+//
+// The byte layout is specified in docs/protocol.md (normative); the golden
+// vectors there are checked by tests/codec. Envelopes are plain structs held in
+// one std::variant and dispatched with std::visit.
+//
+// Thread-safety: plain values; the codec functions are reentrant.
+// Errors: decoding never throws; malformed, truncated or over-limit input
+// yields errc::decode with a description.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "kith/term.hpp"
+
+namespace kith {
+
+// Protocol version carried in every frame header. Used on the wire; a node
+// refuses frames of another major version.
+inline constexpr std::uint8_t protocol_version = 1;
+
+// Envelope type tags. Used on the wire; never change, only append.
+enum class env_type : std::uint8_t {
+    handshake = 1,
+    send = 2,
+    send_named = 3,
+    spawn_request = 4,
+    spawn_reply = 5,
+    call = 6,
+    cast = 7,
+    reply = 8,
+    monitor = 9,
+    demonitor = 10,
+    down = 11,
+    link = 12,
+    unlink = 13,
+    exit = 14,
+    heartbeat = 15,
+    goodbye = 16,
+};
+
+// Flags of a spawn request. Used on the wire.
+enum spawn_flags : std::uint8_t { spawn_plain = 0, spawn_link_flag = 1, spawn_monitor_flag = 2 };
+
+// First envelope on every new connection, in both directions.
+struct env_handshake {
+    std::uint32_t version = protocol_version;
+    std::string node;            // sender's full node name, "name@host"
+    std::uint64_t creation = 0;  // sender's incarnation (start time, ms); a restart changes it
+    std::vector<std::string> services;  // services the sender offers (for information)
+    bool hidden = false;         // a short-lived CLI node that others should not list
+};
+
+// Deliver `msg` to the actor `to` (whose node is the receiver).
+struct env_send {
+    pid to;
+    term msg;
+};
+
+// Deliver `msg` to the actor registered as `name` on the receiver.
+struct env_send_named {
+    std::string name;
+    term msg;
+};
+
+// Ask the receiver to spawn `service`/`actor_type` with `args`.
+struct env_spawn_request {
+    std::uint64_t req_id = 0;  // chosen by the requester, echoed in the reply
+    pid from;                  // requesting actor (link/monitor target)
+    std::string service;
+    std::string actor_type;
+    term args;                 // normally an array
+    std::uint8_t flags = spawn_plain;  // spawn_flags
+    ref monitor_ref;           // set when flags has spawn_monitor_flag
+};
+
+struct env_spawn_reply {
+    std::uint64_t req_id = 0;
+    errc code = errc::ok;
+    pid spawned;               // valid when code == ok
+    std::string detail;        // error detail when code != ok
+};
+
+// rpc call: reply expected (env_reply with the same req_id).
+struct env_call {
+    std::uint64_t req_id = 0;
+    pid from;                  // caller (may be the null pid for a non-actor caller)
+    std::string service;
+    std::string function;
+    term args;                 // normally an array
+    std::uint32_t timeout_ms = 0;  // caller's remaining deadline; 0 = none given
+};
+
+// rpc cast: no reply.
+struct env_cast {
+    std::string service;
+    std::string function;
+    term args;
+};
+
+// Reply to a call (or to an actor-level request carried by env_send).
+struct env_reply {
+    std::uint64_t req_id = 0;
+    errc code = errc::ok;
+    term value;                // result when ok; error detail string otherwise
+};
+
+struct env_monitor {
+    pid from;                  // watcher (on the sender node)
+    pid target;                // watched (on the receiver node)
+    ref mref;
+};
+
+struct env_demonitor {
+    pid from;
+    pid target;
+    ref mref;
+};
+
+struct env_down {
+    ref mref;
+    pid who;                   // the actor that ended
+    pid to;                    // the watcher
+    term reason;
+};
+
+struct env_link {
+    pid from;
+    pid to;
+};
+
+struct env_unlink {
+    pid from;
+    pid to;
+};
+
+// An exit signal from `from` to `to` (link propagation or an explicit exit/2).
+struct env_exit {
+    pid from;
+    pid to;
+    term reason;
+};
+
+struct env_heartbeat {
+    std::uint64_t seq = 0;
+    bool ack = false;          // true: answer to a heartbeat
+};
+
+// Sent once before a clean close; the receiver declares the sender down at once.
+struct env_goodbye {
+    std::string reason;        // "shutdown", ...
+};
+
+using envelope = std::variant<env_handshake, env_send, env_send_named, env_spawn_request, env_spawn_reply,
+                              env_call, env_cast, env_reply, env_monitor, env_demonitor, env_down, env_link,
+                              env_unlink, env_exit, env_heartbeat, env_goodbye>;
+
+env_type type_of(const envelope& e) noexcept;
+
+// Limits for decoding a frame from an untrusted peer.
+struct frame_limits {
+    std::size_t max_frame_bytes = 8u << 20;  // one ZeroMQ message
+    std::size_t max_envelopes = 65536;       // envelopes in one frame
+    decode_limits term;                      // applied to each envelope (max_bytes = max envelope size)
+};
+
+// A frame under construction: a header followed by envelopes appended one by
+// one. Not thread-safe; one writer.
+class frame_builder {
+public:
+    frame_builder();
+    // Appends one encoded envelope. Returns the frame's size afterwards.
+    std::size_t add(const envelope& e);
+    std::size_t count() const noexcept { return count_; }
+    std::size_t size() const noexcept { return buf_.size(); }
+    bool empty() const noexcept { return count_ == 0; }
+    // Moves the finished frame out and resets the builder to an empty frame.
+    std::string take();
+
+private:
+    std::string buf_;
+    std::size_t count_ = 0;
+};
+
+// Encodes a frame holding exactly one envelope.
+std::string encode_frame(const envelope& e);
+
+// Decodes every envelope of a frame. All or nothing: on any error no envelope
+// is returned.
+result<std::vector<envelope>> decode_frame(std::string_view frame, const frame_limits& limits = {});
+
+// Encodes / decodes one envelope body (no frame header). decode_envelope
+// requires the bytes to hold exactly one envelope.
+void encode_envelope(const envelope& e, std::string& out);
+result<envelope> decode_envelope(std::string_view bytes, const decode_limits& limits = {});
+
+}  // namespace kith

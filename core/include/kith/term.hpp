@@ -1,0 +1,203 @@
+// kith/term.hpp — the dynamic value type carried by every kith message.
+//
+// A term is one of: nil, bool, integer, float, string, binary, array, map,
+// pid, ref. It maps one-to-one onto msgpack (pid and ref are msgpack ext types
+// 1 and 2, see docs/protocol.md), so messages can come from C++, Python and
+// the command line alike. Typed C++ sits on top: any type msgpack-c can pack
+// (including user structs declared with MSGPACK_DEFINE) converts to a term
+// with term::from(v) and back with t.as<T>(), which returns an error value
+// (errc::bad_type) on a mismatch, never undefined behaviour.
+//
+// Ownership: a term owns its contents (value semantics; copies are deep).
+// Thread-safety: a term is a plain value; distinct terms may be used from
+// distinct threads, a shared one only for reading.
+#pragma once
+
+#include <compare>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "kith/error.hpp"
+
+namespace kith {
+
+// A process identifier: the node's full name and a serial unique on that node.
+// A default-constructed pid is the null pid (refers to no actor).
+// Prints as <gandalf@pi1.42>; pid::parse reads that form back.
+struct pid {
+    std::string node;          // "name@host"; empty for the null pid
+    std::uint64_t serial = 0;  // > 0 for a real actor
+
+    bool is_null() const noexcept { return serial == 0; }
+    std::string to_string() const;
+    static std::optional<pid> parse(std::string_view text);
+    friend bool operator==(const pid&, const pid&) = default;
+    friend auto operator<=>(const pid&, const pid&) = default;
+};
+
+// A unique reference (monitor refs, request ids, timer refs).
+// Prints as #Ref<gandalf@pi1.7>; ref::parse reads that form back.
+struct ref {
+    std::string node;
+    std::uint64_t id = 0;
+
+    bool is_null() const noexcept { return id == 0; }
+    std::string to_string() const;
+    static std::optional<ref> parse(std::string_view text);
+    friend bool operator==(const ref&, const ref&) = default;
+    friend auto operator<=>(const ref&, const ref&) = default;
+};
+
+// Raw bytes, distinct from a (UTF-8) string: msgpack bin vs str.
+struct binary {
+    std::vector<std::uint8_t> bytes;
+
+    binary() = default;
+    explicit binary(std::vector<std::uint8_t> b) : bytes(std::move(b)) {}
+    binary(const void* data, std::size_t n)
+        : bytes(static_cast<const std::uint8_t*>(data), static_cast<const std::uint8_t*>(data) + n) {}
+    std::size_t size() const noexcept { return bytes.size(); }
+    friend bool operator==(const binary&, const binary&) = default;
+};
+
+struct nil_t {
+    friend bool operator==(nil_t, nil_t) { return true; }
+};
+inline constexpr nil_t nil{};
+
+class term;
+using term_array = std::vector<term>;
+// A map keeps its pairs in order (msgpack maps are ordered on the wire). Keys
+// are not required to be unique on decode; lookup() returns the first match.
+using term_map = std::vector<std::pair<term, term>>;
+
+class term {
+public:
+    // Integers are normalised: every value representable as int64_t is held as
+    // int64_t; only values above INT64_MAX are held as uint64_t.
+    using value_type = std::variant<nil_t, bool, std::int64_t, std::uint64_t, double, std::string,
+                                    binary, term_array, term_map, pid, ref>;
+
+    term() : v_(nil_t{}) {}
+    term(nil_t) : v_(nil_t{}) {}
+    term(bool b) : v_(b) {}
+    term(int i) : v_(std::int64_t{i}) {}
+    term(long i) : v_(std::int64_t{i}) {}
+    term(long long i) : v_(std::int64_t{i}) {}
+    term(unsigned u) : v_(std::int64_t{u}) {}
+    term(unsigned long u) { set_unsigned(u); }
+    term(unsigned long long u) { set_unsigned(u); }
+    term(double d) : v_(d) {}
+    term(float f) : v_(double{f}) {}
+    term(const char* s) : v_(std::string(s)) {}
+    term(std::string s) : v_(std::move(s)) {}
+    term(std::string_view s) : v_(std::string(s)) {}
+    term(binary b) : v_(std::move(b)) {}
+    term(term_array a) : v_(std::move(a)) {}
+    term(term_map m) : v_(std::move(m)) {}
+    term(pid p) : v_(std::move(p)) {}
+    term(ref r) : v_(std::move(r)) {}
+
+    // Typed C++ -> term through msgpack (works for MSGPACK_DEFINE structs,
+    // std containers, tuples, optionals, ...). Defined in kith/convert.hpp.
+    template <class T>
+    static term from(const T& value);
+    // term -> typed C++; errc::bad_type with a description on mismatch.
+    // Defined in kith/convert.hpp.
+    template <class T>
+    result<T> as() const;
+
+    bool is_nil() const noexcept { return std::holds_alternative<nil_t>(v_); }
+    bool is_bool() const noexcept { return std::holds_alternative<bool>(v_); }
+    bool is_int() const noexcept {
+        return std::holds_alternative<std::int64_t>(v_) || std::holds_alternative<std::uint64_t>(v_);
+    }
+    bool is_float() const noexcept { return std::holds_alternative<double>(v_); }
+    bool is_string() const noexcept { return std::holds_alternative<std::string>(v_); }
+    bool is_binary() const noexcept { return std::holds_alternative<binary>(v_); }
+    bool is_array() const noexcept { return std::holds_alternative<term_array>(v_); }
+    bool is_map() const noexcept { return std::holds_alternative<term_map>(v_); }
+    bool is_pid() const noexcept { return std::holds_alternative<pid>(v_); }
+    bool is_ref() const noexcept { return std::holds_alternative<ref>(v_); }
+
+    // Non-throwing accessors: nullptr when the term holds another type.
+    template <class T>
+    const T* get_if() const noexcept { return std::get_if<T>(&v_); }
+    template <class T>
+    T* get_if() noexcept { return std::get_if<T>(&v_); }
+
+    // Convenience accessors; nullopt / nullptr on a type mismatch.
+    std::optional<std::int64_t> as_int() const noexcept;  // nullopt also if > INT64_MAX
+    std::optional<double> as_float() const noexcept;      // ints convert too
+    const std::string* as_string() const noexcept { return get_if<std::string>(); }
+    const term_array* as_array() const noexcept { return get_if<term_array>(); }
+    const term_map* as_map() const noexcept { return get_if<term_map>(); }
+    const pid* as_pid() const noexcept { return get_if<pid>(); }
+
+    // Element access for arrays; nullptr if not an array or out of range.
+    const term* at(std::size_t i) const noexcept;
+    std::size_t size() const noexcept;  // array/map element count, else 0
+    // First value whose key equals `key` in a map; nullptr if none.
+    const term* lookup(const term& key) const noexcept;
+
+    const value_type& value() const noexcept { return v_; }
+    value_type& value() noexcept { return v_; }
+
+    // A readable, Erlang-like rendering for logs and tests, e.g.
+    // ["store", "weather", <gandalf@pi1.42>, #bin[3], {"k" => 1}].
+    std::string to_string() const;
+
+    friend bool operator==(const term& a, const term& b) { return a.v_ == b.v_; }
+
+private:
+    void set_unsigned(unsigned long long u) {
+        if (u <= static_cast<unsigned long long>(INT64_MAX)) v_ = static_cast<std::int64_t>(u);
+        else v_ = static_cast<std::uint64_t>(u);
+    }
+    value_type v_;
+};
+
+// Build an array term: kith::arr("store", "weather", 1).
+template <class... Ts>
+term arr(Ts&&... xs) {
+    term_array a;
+    a.reserve(sizeof...(Ts));
+    (a.emplace_back(std::forward<Ts>(xs)), ...);
+    return term(std::move(a));
+}
+
+// Build a map term: kith::map_of({{"k", 1}, {"j", "v"}}).
+inline term map_of(std::initializer_list<std::pair<term, term>> kv) {
+    return term(term_map(kv.begin(), kv.end()));
+}
+
+// Bounds applied to every decode of untrusted bytes. Defaults are safe for
+// network input; each bound, when exceeded, yields errc::decode.
+struct decode_limits {
+    std::size_t max_bytes = 1u << 20;   // total encoded size of one term/envelope
+    std::size_t max_depth = 64;         // nesting of arrays/maps/ext
+    std::size_t max_array = 1u << 16;   // elements in one array
+    std::size_t max_map = 1u << 15;     // pairs in one map
+    std::size_t max_str = 1u << 20;     // bytes in one string
+    std::size_t max_bin = 1u << 20;     // bytes in one binary
+    std::size_t max_ext = 1024;         // bytes in one ext (pid/ref payloads)
+};
+
+// msgpack encoding of a term (canonical: smallest integer/length forms).
+// Appends to `out`.
+void encode(const term& t, std::string& out);
+std::string encode(const term& t);
+
+// Decodes exactly one term from `bytes` (trailing bytes are an error).
+// Never throws: malformed, truncated or over-limit input yields errc::decode
+// with a description.
+result<term> decode(std::string_view bytes, const decode_limits& limits = {});
+
+}  // namespace kith
