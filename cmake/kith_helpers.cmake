@@ -20,15 +20,28 @@ function(kith_component)
   endif()
 endfunction()
 
-# kith_test(NAME <name> SOURCES ... [LIBS ...] [TIMEOUT s] [LABELS ...])
+# kith_test(NAME <name> SOURCES ... [LIBS ...] [TIMEOUT s] [INTEGRATION])
+# (LABELS is accepted and ignored.) Test case names must not contain ";".
 # A Catch2 test executable; each TEST_CASE becomes a CTest test with a timeout.
+# Tests are labelled "unit" (also run under ASan+UBSan by `./dev test`) unless
+# INTEGRATION is given (multi-process / network-namespace tests: label
+# "integration", optimised build only).
 function(kith_test)
-  cmake_parse_arguments(K "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  cmake_parse_arguments(K "INTEGRATION" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
   if(NOT K_TIMEOUT)
     set(K_TIMEOUT 60)
   endif()
   add_executable(${K_NAME} ${K_SOURCES})
   target_link_libraries(${K_NAME} PRIVATE ${K_LIBS} kith_catch_main)
   target_compile_options(${K_NAME} PRIVATE -Wall -Wextra)
-  catch_discover_tests(${K_NAME} PROPERTIES TIMEOUT ${K_TIMEOUT} LABELS "${K_LABELS}")
+  target_compile_definitions(${K_NAME} PRIVATE KITH_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+    KITH_BINARY_DIR="${PROJECT_BINARY_DIR}")
+  # One label per test: catch_discover_tests cannot pass a list through.
+  if(K_INTEGRATION)
+    set(label integration)
+  else()
+    set(label unit)
+    set_property(GLOBAL APPEND PROPERTY KITH_UNIT_TEST_TARGETS ${K_NAME})
+  endif()
+  catch_discover_tests(${K_NAME} PROPERTIES TIMEOUT ${K_TIMEOUT} LABELS ${label})
 endfunction()

@@ -42,6 +42,8 @@ enum class env_type : std::uint8_t {
     exit = 14,
     heartbeat = 15,
     goodbye = 16,
+    request = 17,
+    response = 18,
 };
 
 // Flags of a spawn request. Used on the wire.
@@ -54,18 +56,21 @@ struct env_handshake {
     std::uint64_t creation = 0;  // sender's incarnation (start time, ms); a restart changes it
     std::vector<std::string> services;  // services the sender offers (for information)
     bool hidden = false;         // a short-lived CLI node that others should not list
+    friend bool operator==(const env_handshake&, const env_handshake&) = default;
 };
 
 // Deliver `msg` to the actor `to` (whose node is the receiver).
 struct env_send {
     pid to;
     term msg;
+    friend bool operator==(const env_send&, const env_send&) = default;
 };
 
 // Deliver `msg` to the actor registered as `name` on the receiver.
 struct env_send_named {
     std::string name;
     term msg;
+    friend bool operator==(const env_send_named&, const env_send_named&) = default;
 };
 
 // Ask the receiver to spawn `service`/`actor_type` with `args`.
@@ -77,6 +82,7 @@ struct env_spawn_request {
     term args;                 // normally an array
     std::uint8_t flags = spawn_plain;  // spawn_flags
     ref monitor_ref;           // set when flags has spawn_monitor_flag
+    friend bool operator==(const env_spawn_request&, const env_spawn_request&) = default;
 };
 
 struct env_spawn_reply {
@@ -84,6 +90,7 @@ struct env_spawn_reply {
     errc code = errc::ok;
     pid spawned;               // valid when code == ok
     std::string detail;        // error detail when code != ok
+    friend bool operator==(const env_spawn_reply&, const env_spawn_reply&) = default;
 };
 
 // rpc call: reply expected (env_reply with the same req_id).
@@ -94,6 +101,7 @@ struct env_call {
     std::string function;
     term args;                 // normally an array
     std::uint32_t timeout_ms = 0;  // caller's remaining deadline; 0 = none given
+    friend bool operator==(const env_call&, const env_call&) = default;
 };
 
 // rpc cast: no reply.
@@ -101,6 +109,7 @@ struct env_cast {
     std::string service;
     std::string function;
     term args;
+    friend bool operator==(const env_cast&, const env_cast&) = default;
 };
 
 // Reply to a call (or to an actor-level request carried by env_send).
@@ -108,18 +117,21 @@ struct env_reply {
     std::uint64_t req_id = 0;
     errc code = errc::ok;
     term value;                // result when ok; error detail string otherwise
+    friend bool operator==(const env_reply&, const env_reply&) = default;
 };
 
 struct env_monitor {
     pid from;                  // watcher (on the sender node)
     pid target;                // watched (on the receiver node)
     ref mref;
+    friend bool operator==(const env_monitor&, const env_monitor&) = default;
 };
 
 struct env_demonitor {
     pid from;
     pid target;
     ref mref;
+    friend bool operator==(const env_demonitor&, const env_demonitor&) = default;
 };
 
 struct env_down {
@@ -127,16 +139,19 @@ struct env_down {
     pid who;                   // the actor that ended
     pid to;                    // the watcher
     term reason;
+    friend bool operator==(const env_down&, const env_down&) = default;
 };
 
 struct env_link {
     pid from;
     pid to;
+    friend bool operator==(const env_link&, const env_link&) = default;
 };
 
 struct env_unlink {
     pid from;
     pid to;
+    friend bool operator==(const env_unlink&, const env_unlink&) = default;
 };
 
 // An exit signal from `from` to `to` (link propagation or an explicit exit/2).
@@ -144,21 +159,45 @@ struct env_exit {
     pid from;
     pid to;
     term reason;
+    bool linked = false;       // true: propagated along a link; false: an explicit exit/2
+    friend bool operator==(const env_exit&, const env_exit&) = default;
 };
 
 struct env_heartbeat {
     std::uint64_t seq = 0;
     bool ack = false;          // true: answer to a heartbeat
+    friend bool operator==(const env_heartbeat&, const env_heartbeat&) = default;
 };
 
 // Sent once before a clean close; the receiver declares the sender down at once.
 struct env_goodbye {
     std::string reason;        // "shutdown", ...
+    friend bool operator==(const env_goodbye&, const env_goodbye&) = default;
+};
+
+// An actor-level request (the building block of request/response with a
+// deadline): deliver `msg` to `to` as a request from `from` tagged `tag`.
+struct env_request {
+    pid to;
+    pid from;
+    ref tag;                   // the request's ref, echoed in the response
+    term msg;
+    friend bool operator==(const env_request&, const env_request&) = default;
+};
+
+// The answer to an env_request.
+struct env_response {
+    pid to;                    // the requester
+    ref tag;                   // the request's tag
+    errc code = errc::ok;
+    term value;                // result when ok; error detail otherwise
+    friend bool operator==(const env_response&, const env_response&) = default;
 };
 
 using envelope = std::variant<env_handshake, env_send, env_send_named, env_spawn_request, env_spawn_reply,
                               env_call, env_cast, env_reply, env_monitor, env_demonitor, env_down, env_link,
-                              env_unlink, env_exit, env_heartbeat, env_goodbye>;
+                              env_unlink, env_exit, env_heartbeat, env_goodbye,
+                              env_request, env_response>;
 
 env_type type_of(const envelope& e) noexcept;
 

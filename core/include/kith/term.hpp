@@ -28,9 +28,15 @@
 
 namespace kith {
 
+// True if `name` is a valid full node name "name@host": 3..255 bytes, exactly
+// one '@', a non-empty name part of [A-Za-z0-9_-] and a non-empty host part of
+// [A-Za-z0-9_.-]. Pids and refs on the wire must carry such a name.
+bool valid_node_name(std::string_view name) noexcept;
+
 // A process identifier: the node's full name and a serial unique on that node.
 // A default-constructed pid is the null pid (refers to no actor).
-// Prints as <gandalf@pi1.42>; pid::parse reads that form back.
+// Prints as <gandalf@pi1.42> (the null pid as <null>); pid::parse reads that
+// form back and rejects anything else (nullopt).
 struct pid {
     std::string node;          // "name@host"; empty for the null pid
     std::uint64_t serial = 0;  // > 0 for a real actor
@@ -43,7 +49,8 @@ struct pid {
 };
 
 // A unique reference (monitor refs, request ids, timer refs).
-// Prints as #Ref<gandalf@pi1.7>; ref::parse reads that form back.
+// Prints as #Ref<gandalf@pi1.7> (the null ref as #Ref<null>); ref::parse
+// reads that form back and rejects anything else (nullopt).
 struct ref {
     std::string node;
     std::uint64_t id = 0;

@@ -1,0 +1,102 @@
+// kith/keys.hpp — CURVE keys, the key directory and the cluster cookie.
+//
+// A node's long-term identity is a CurveZMQ (X25519) keypair kept in its key
+// directory (default ~/.kith, see default_key_dir). The directory also holds
+// the cluster cookie of nodes started without an explicit one, so that one
+// user's nodes on one machine cluster by default and strangers never do.
+//
+// Files (all created mode 0600 in a directory created mode 0700):
+//   node.key   the secret key, one line of Z85 (40 characters)
+//   node.pub   the public key, one line of Z85 (for people and scripts)
+//   cookie     the cluster cookie, one line (40 Z85 characters when generated)
+// A secret file (node.key, cookie) readable or writable by group or others,
+// or owned by another user, is refused with a setup_error that says how to fix
+// it; so is a key directory writable by group or others.
+//
+// Secret keys never appear in logs: secret_key has no printing function other
+// than z85_secret(), which exists only to hand the key to libzmq.
+//
+// Thread-safety: the types are plain values. The file functions may be called
+// from several processes at once: the first writer wins, the others read what
+// it wrote (files are created with link(2), never overwritten).
+#pragma once
+
+#include <array>
+#include <compare>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace kith {
+
+// A CURVE public key (32 bytes).
+struct public_key {
+    std::array<std::uint8_t, 32> bytes{};
+
+    std::string z85() const;          // 40 characters, as libzmq takes it
+    std::string hex() const;          // 64 lowercase hex digits
+    // A short human fingerprint: the first 8 bytes of BLAKE2b-256(key) in hex,
+    // in groups of four ("3f2a:91c0:77de:0b14"). For display and comparison by
+    // people; never for authentication.
+    std::string fingerprint() const;
+    static std::optional<public_key> from_z85(std::string_view text);
+    static std::optional<public_key> from_hex(std::string_view text);
+
+    friend bool operator==(const public_key&, const public_key&) = default;
+    friend auto operator<=>(const public_key&, const public_key&) = default;
+};
+
+// A CURVE secret key (32 bytes). Zeroed on destruction. Not printable.
+class secret_key {
+public:
+    secret_key() = default;
+    explicit secret_key(const std::array<std::uint8_t, 32>& b) : bytes_(b) {}
+    secret_key(const secret_key&) = default;
+    secret_key& operator=(const secret_key&) = default;
+    ~secret_key();
+
+    const std::array<std::uint8_t, 32>& bytes() const noexcept { return bytes_; }
+    // Z85 form, only to pass to libzmq (ZMQ_CURVE_SECRETKEY). Never log it.
+    std::string z85_secret() const;
+    static std::optional<secret_key> from_z85(std::string_view text);
+
+private:
+    std::array<std::uint8_t, 32> bytes_{};
+};
+
+struct keypair {
+    public_key pub;
+    secret_key sec;
+
+    // A fresh random keypair.
+    static keypair generate();
+    // The keypair derived deterministically from 32 bytes of seed.
+    static keypair from_seed(const std::array<std::uint8_t, 32>& seed);
+};
+
+// $KITH_HOME if set, else $HOME/.kith. Throws setup_error if neither is set.
+std::filesystem::path default_key_dir();
+
+// Loads the node keypair from `dir` (node.key), creating the directory (0700)
+// and a fresh keypair (0600 files) when absent. Throws setup_error on a file
+// with loose permissions, a malformed file, or an I/O failure; the message
+// names the file and the fix, never the key.
+keypair load_or_create_keypair(const std::filesystem::path& dir);
+
+// Loads the cluster cookie from `dir` (cookie), creating a random one (0600)
+// when absent. Same checks and errors as load_or_create_keypair.
+std::string load_or_create_cookie(const std::filesystem::path& dir);
+
+// A 32-byte key derived from the cookie for one purpose (BLAKE2b-256 over
+// "kith-cookie-v1", the purpose and the cookie). Distinct purposes give
+// independent keys: e.g. "cluster-client-key" (below), "beacon-hmac".
+std::array<std::uint8_t, 32> derive_cookie_key(std::string_view cookie, std::string_view purpose);
+
+// The cluster client keypair: every node holding `cookie` derives the same
+// one, and a node's ZAP handler accepts it as a cluster member (see
+// docs/protocol.md, "Transport and security").
+keypair cluster_keypair(std::string_view cookie);
+
+}  // namespace kith

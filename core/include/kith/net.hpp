@@ -1,0 +1,95 @@
+// kith/net.hpp — the value types of kith's distribution layer: network
+// options, node events, multicall results. The operations themselves are
+// methods of kith::node (kith/node.hpp).
+//
+// Thread-safety: plain values.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kith/error.hpp"
+#include "kith/keys.hpp"
+#include "kith/term.hpp"
+
+namespace kith {
+
+// Networking of a node. A node whose `listen` is empty is purely local: no
+// sockets, no keys; remote operations fail with errc::nodedown.
+struct net_options {
+    // ZeroMQ endpoint the node's ROUTER binds: "tcp://*:4370", or
+    // "tcp://127.0.0.1:0" for any free port on loopback. Empty: no network.
+    std::string listen;
+    // What other nodes should dial, when it differs from the bound endpoint
+    // (a node behind NAT). Empty: the bound endpoint.
+    std::string advertise;
+    // Key directory (node.key, node.pub, cookie). Empty: $KITH_HOME or ~/.kith.
+    std::filesystem::path key_dir;
+    // Cluster cookie. Unset: the cookie file in key_dir (random, created on
+    // first start), so one user's nodes on one machine cluster by default.
+    std::optional<std::string> cookie;
+    // A silent peer is declared down after heartbeat_timeout (default 2.5 s,
+    // within the 3 s bound); heartbeats go out every heartbeat_interval.
+    std::chrono::milliseconds heartbeat_interval{500};
+    std::chrono::milliseconds heartbeat_timeout{2500};
+    // Per-peer outgoing queue bound; beyond it sends are dropped and counted
+    // and calls fail with errc::overloaded.
+    std::size_t max_queue_bytes = 8u << 20;
+    // A hidden node (e.g. a short-lived CLI) is not listed by others' nodes().
+    bool hidden = false;
+};
+
+// How much a connected node is trusted (see docs/security.md).
+enum class trust_level : std::uint8_t { cluster, granted, stranger, server };
+std::string_view to_string(trust_level t) noexcept;
+
+// What is known about a connected node.
+struct node_info {
+    std::string name;          // "name@host"
+    std::string endpoint;      // address we dialled, or the peer's IP for inbound
+    std::string fingerprint;   // short fingerprint of its public key
+    trust_level trust = trust_level::cluster;
+    std::vector<std::string> services;
+    bool hidden = false;
+    // As a term: {"name", "endpoint", "fingerprint", "trust", "services", "hidden"}.
+    term to_term() const;
+};
+
+// A node up/down event. Delivered to callbacks (node::subscribe_nodes) and to
+// actors / mailboxes (node::monitor_nodes) as the user message
+//   ["nodeup", Name, InfoMap]   or   ["nodedown", Name, Reason]
+// Reasons: "shutdown" (clean stop, goodbye), "timeout" (heartbeats stopped),
+// "connection_closed", "revoked". For one node, nodeup comes before any
+// message from it and nodedown after all of them.
+struct node_event {
+    enum class kind { up, down } what = kind::up;
+    std::string node;
+    node_info info;            // for up
+    std::string reason;        // for down
+    term to_term() const;
+};
+
+// Result of node::multicall: values by node, and the nodes that failed with
+// their errors (Erlang's {Results, BadNodes}).
+struct multicall_result {
+    std::map<std::string, term> results;
+    std::map<std::string, error> bad_nodes;
+};
+
+// Counters of the distribution layer (monotonic since start).
+struct net_counters {
+    std::uint64_t envelopes_in = 0, envelopes_out = 0;
+    std::uint64_t frames_in = 0, frames_out = 0;
+    std::uint64_t decode_errors = 0;     // malformed frames from authenticated peers
+    std::uint64_t protocol_errors = 0;   // well-formed but invalid envelopes (forged pids, ...)
+    std::uint64_t refused = 0;           // operations refused (unauthorized, ...)
+    std::uint64_t overload_drops = 0;    // sends dropped because a peer's queue was full
+    std::uint64_t refused_connections = 0;
+};
+
+}  // namespace kith

@@ -1,0 +1,202 @@
+// kith/node.hpp — a kith node: the runtime that hosts actors.
+//
+// A node owns a small pool of worker threads that run its actors (see
+// kith/actor.hpp), a timer thread, a per-node table of registered names, and
+// the counters of what it dropped. Its full name ("name@host") is carried by
+// every pid of its actors.
+//
+//   kith::node n({.name = "gandalf@pi1"});
+//   kith::pid echo = n.spawn([](kith::actor& self, kith::message& m) {
+//       if (m.is_request()) self.reply(m, m.body);
+//   });
+//   kith::mailbox me(n);                         // kith/mailbox.hpp
+//   auto r = me.call(echo, "hi", std::chrono::seconds(1));
+//
+// Thread-safety: every public method of kith::node may be called from any
+// thread, concurrently, including from inside actor handlers — except stop()
+// and the destructor, which must not be called from a handler of this node.
+// Ownership: the node owns its actors; stopping it drops them all.
+// Errors: setup failures throw kith::setup_error (constructor); runtime
+// outcomes are values (result<T>) or messages (DOWN, EXIT).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "kith/actor.hpp"
+#include "kith/error.hpp"
+#include "kith/net.hpp"
+#include "kith/service.hpp"
+#include "kith/term.hpp"
+
+namespace kith {
+
+namespace detail {
+class node_impl;
+struct node_net;
+}
+
+struct node_options {
+    // Full node name, "name@host". Carried by every pid of this node.
+    // Default "kith@localhost". Must not be empty (setup_error).
+    std::string name = "kith@localhost";
+    // Worker threads running actors. 0 (default) = hardware concurrency.
+    unsigned workers = 0;
+    // Messages an actor handles per scheduling turn before yielding the
+    // worker to other ready actors. Default 256; 0 is treated as 1.
+    unsigned turn_messages = 256;
+    // Networking (kith/net.hpp). Default: none (net.listen empty), a purely
+    // local node.
+    net_options net;
+};
+
+// Monotonic counters (relaxed snapshots; exact once the node is quiet).
+struct node_counters {
+    std::uint64_t spawned = 0;          // actors ever spawned
+    std::uint64_t exited = 0;           // actors that ended
+    std::uint64_t live = 0;             // processes (actors + mailboxes) alive now
+    std::uint64_t dropped_unknown = 0;  // sends to unknown/dead local pids or names
+    std::uint64_t dropped_remote = 0;   // sends to remote pids with no route
+};
+
+class node {
+public:
+    using duration = std::chrono::nanoseconds;
+
+    // Starts the workers and the timer thread. Throws setup_error on a bad
+    // option (empty name) or if threads cannot be started.
+    explicit node(node_options opts = {});
+    // stop(), then releases the node. Mailboxes may outlive the node (their
+    // operations then fail with errc::shutdown or time out).
+    ~node();
+    node(const node&) = delete;
+    node& operator=(const node&) = delete;
+
+    // The full name, "name@host".
+    const std::string& name() const noexcept;
+    // Number of worker threads.
+    unsigned workers() const noexcept;
+
+    // Spawns an actor; F is a behaviour `void(actor&, message&)` or an init
+    // `behavior(actor&)` (run first on a worker). Returns its pid at once.
+    // After stop(): returns a pid of an actor that never runs.
+    template <spawnable F>
+    pid spawn(F&& f) {
+        auto [i, b] = detail::split_spawnable(std::forward<F>(f));
+        return spawn_impl(std::move(i), std::move(b));
+    }
+
+    // Sends a user message (no sender). Same rules as actor::send.
+    void send(const pid& to, term msg);
+    void send(const std::string& name, term msg);
+    void send(const std::string& name, const std::string& node, term msg);
+    // Sends an exit signal with no sender process (like exit/2 from outside).
+    void send_exit(const pid& to, term reason);
+    // Answers a request from outside the target actor (e.g. from a stored
+    // reply_handle, from any thread).
+    void reply(const reply_handle& to, result<term> answer);
+    void reply(const reply_handle& to, term value) { reply(to, result<term>(std::move(value))); }
+
+    // Registered names; see actor::register_name.
+    result<void> register_name(const std::string& name, const pid& who);
+    result<void> unregister_name(const std::string& name);
+    std::optional<pid> whereis(const std::string& name) const;
+
+    // Timers; see actor::send_after / cancel_timer.
+    ref send_after(duration delay, const pid& to, term msg);
+    bool cancel_timer(const ref& timer);
+
+    // True while the local actor or mailbox `p` is alive (false for remote
+    // pids).
+    bool alive(const pid& p) const;
+    node_counters counters() const;
+
+    // Stops the workers and the timer thread, drops every remaining actor and
+    // pending timer, joins the threads. Idempotent. Links and monitors do not
+    // fire for actors dropped this way. Must not be called from a handler.
+    void stop();
+
+    // --- services -------------------------------------------------------------
+    // Exports a service (functions and spawnable actor types) under its name,
+    // replacing one of the same name. Thread-safe; takes effect for the next
+    // call.
+    void add_service(service s);
+    // Names of the exported services.
+    std::vector<std::string> services() const;
+    // Invokes a function of one of this node's services without the network
+    // (errc::no_such_service / no_such_function / bad_args / exception).
+    // Runs on the calling thread; `reply` may be answered later.
+    void invoke_local(const std::string& svc, const std::string& fn, const term& args, reply_to reply) const;
+
+    // --- distribution (needs options.net.listen; else errc::nodedown) ----------
+    // All of these are thread-safe. The blocking ones (connect, call,
+    // multicall, spawn on a node, ping) block the calling thread until the
+    // answer or the timeout: call them from plain threads, or from actors
+    // only when blocking that worker is acceptable.
+
+    // The bound (or advertised) endpoint, "tcp://127.0.0.1:40123"; "" if the
+    // node has no network.
+    std::string endpoint() const;
+    // The node's long-term public key (all zero without network).
+    public_key key() const;
+    // Opens a connection to the node listening at `endpoint` with public key
+    // `key`, and waits until it is up. Returns the peer's node name;
+    // errc::unauthorized (with the reason) if it refused us (e.g. a wrong
+    // cookie), errc::timeout if nothing answered.
+    result<std::string> connect(const std::string& endpoint, const public_key& key,
+                                duration timeout = std::chrono::seconds(5));
+    // rpc: calls `svc`:`fn`(args...) on `node` (this node's own name works
+    // too). `args` is an array. Returns the value, or timeout, nodedown,
+    // unauthorized, no_such_service, no_such_function, bad_args, exception
+    // (detail = the remote exception's text), overloaded.
+    result<term> call(const std::string& node, const std::string& svc, const std::string& fn, term args,
+                      duration timeout = std::chrono::seconds(5));
+    // Non-blocking call: `done` runs exactly once, on a kith thread (keep it
+    // short; do not block in it).
+    void call_async(const std::string& node, const std::string& svc, const std::string& fn, term args,
+                    duration timeout, std::function<void(result<term>)> done);
+    // rpc cast: no reply. nodedown if not connected, overloaded if its queue
+    // is full; otherwise sent (at most once).
+    result<void> cast(const std::string& node, const std::string& svc, const std::string& fn, term args);
+    // Calls every node in parallel; {results by node, bad nodes with errors}.
+    multicall_result multicall(const std::vector<std::string>& nodes, const std::string& svc,
+                               const std::string& fn, term args, duration timeout = std::chrono::seconds(5));
+    // Spawns the actor type `type` of service `svc` on `node` with `args`;
+    // returns its pid. Errors as for call.
+    result<pid> spawn(const std::string& node, const std::string& svc, const std::string& type, term args,
+                      duration timeout = std::chrono::seconds(5));
+    // "pong" (true) if `node` is connected and answers within `timeout`,
+    // "pang" (false) otherwise.
+    bool ping(const std::string& node, duration timeout = std::chrono::seconds(1));
+    // Connected, non-hidden nodes.
+    std::vector<std::string> nodes() const;
+    std::optional<node_info> info(const std::string& node) const;
+    // Node up/down events to a callback (on a kith thread; keep it short).
+    // Returns an id for unsubscribe_nodes.
+    std::uint64_t subscribe_nodes(std::function<void(const node_event&)> cb);
+    void unsubscribe_nodes(std::uint64_t id);
+    // Node up/down events as messages ["nodeup", Name, Info] /
+    // ["nodedown", Name, Reason] to an actor or mailbox.
+    void monitor_nodes(const pid& who, bool on = true);
+    // ["nodedown", Node, Reason] to `who` when `node` goes down; at once
+    // (reason "noconnection") if it is not connected.
+    void monitor_node(const std::string& node, const pid& who);
+    net_counters net_stats() const;
+
+    // The runtime behind this node, for kith's own network layer
+    // (core/src/node_impl.hpp). Not part of the user API.
+    detail::node_impl& impl() noexcept { return *impl_; }
+    const std::shared_ptr<detail::node_impl>& impl_ptr() const noexcept { return impl_; }
+
+private:
+    pid spawn_impl(actor_init init, behavior b);
+    void start_net(const net_options& o);
+    void stop_net();
+    std::shared_ptr<detail::node_impl> impl_;
+    std::shared_ptr<detail::node_net> net_;
+};
+
+}  // namespace kith

@@ -1,0 +1,178 @@
+// dist.hpp (private) — the distribution layer: joins the in-node runtime
+// (node_impl, through the remote_port seam) to the transport, and implements
+// rpc (call/cast/multicall), remote spawn, remote links/monitors, node events
+// and authorization of every inbound envelope.
+//
+// Threads: transport callbacks run on the transport's I/O thread; service
+// functions and spawned actors run on the node's workers (one transient actor
+// per call); deadlines of pending calls are kept by one small timer thread
+// (the "deadline thread"). Public methods are thread-safe.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "kith/net.hpp"
+#include "kith/service.hpp"
+#include "node_impl.hpp"
+#include "remote_port.hpp"
+#include "transport.hpp"
+
+namespace kith::detail {
+
+// The services a node exports; shared by the node and its dist layer.
+class service_table {
+public:
+    void add(std::shared_ptr<const service> s) {
+        std::unique_lock lk(mu_);
+        map_[s->name()] = std::move(s);
+    }
+    std::shared_ptr<const service> find(const std::string& name) const {
+        std::shared_lock lk(mu_);
+        auto it = map_.find(name);
+        return it == map_.end() ? nullptr : it->second;
+    }
+    std::vector<std::string> names() const {
+        std::shared_lock lk(mu_);
+        std::vector<std::string> v;
+        for (auto& [k, _] : map_) v.push_back(k);
+        return v;
+    }
+
+private:
+    mutable std::shared_mutex mu_;
+    std::map<std::string, std::shared_ptr<const service>> map_;
+};
+
+// What kith::node keeps for services and networking.
+struct node_net {
+    std::shared_ptr<service_table> services = std::make_shared<service_table>();
+    std::shared_ptr<class dist> dist;  // null without network
+};
+
+class dist final : public remote_port, public std::enable_shared_from_this<dist> {
+public:
+    using clock = std::chrono::steady_clock;
+    using duration = std::chrono::nanoseconds;
+    using call_done = std::function<void(result<term>)>;
+    using spawn_done = std::function<void(result<pid>)>;
+
+    dist(node_impl& rt, const net_options& opts, std::shared_ptr<service_table> services);
+    ~dist() override;
+
+    // Starts the transport and installs this as the runtime's remote port.
+    void start();
+    // Sends goodbyes, fails pending calls with errc::shutdown, stops threads.
+    void stop();
+
+    std::string endpoint() const { return tr_->endpoint(); }
+    const public_key& key() const { return tr_->key(); }
+
+    // Blocking connect: returns the peer's node name once it is up, or
+    // errc::unauthorized (refused, with the reason) / errc::timeout.
+    result<std::string> connect(const std::string& endpoint, const public_key& server_key, duration timeout);
+
+
+    void call(const std::string& node, const std::string& svc, const std::string& fn, term args, duration timeout,
+              call_done done);
+    result<void> cast(const std::string& node, const std::string& svc, const std::string& fn, term args);
+    // flags: spawn_flags; `from` (may be null) is linked/monitored afterwards by the caller.
+    void spawn(const std::string& node, const std::string& svc, const std::string& type, term args,
+               duration timeout, spawn_done done);
+
+    bool is_up(const std::string& node) const { return tr_->is_up(node); }
+    std::vector<std::string> nodes(bool include_hidden) const;
+    std::optional<node_info> info(const std::string& node) const;
+
+    std::uint64_t subscribe(std::function<void(const node_event&)> cb);
+    void unsubscribe(std::uint64_t id);
+    void monitor_nodes(const pid& who, bool on);
+    // Sends ["nodedown", node, reason] to `who` when `node` goes down (at
+    // once, reason "noconnection", if it is not up).
+    void monitor_node(const std::string& node, const pid& who);
+
+    net_counters counters() const;
+
+    // remote_port
+    bool send(const pid& to, message&& m) override;
+    bool send_named(const std::string& node, const std::string& name, message&& m) override;
+    bool link(const pid& from, const pid& to) override;
+    bool unlink(const pid& from, const pid& to) override;
+    bool monitor(const pid& watcher, const pid& target, const ref& tag) override;
+    bool demonitor(const pid& watcher, const pid& target, const ref& tag) override;
+    bool exit(const pid& from, const pid& to, const term& reason, bool linked) override;
+
+private:
+    struct pending {
+        std::string node;
+        clock::time_point deadline;
+        call_done on_call;    // one of these two is set
+        spawn_done on_spawn;
+    };
+    struct peer_state {
+        node_info info;
+        // Relations that must end with "noconnection" if the peer goes down.
+        std::map<ref, std::pair<pid, pid>> monitors;   // tag -> (local watcher, remote target)
+        std::set<std::pair<pid, pid>> links;            // (local, remote)
+        std::vector<pid> node_watchers;                 // monitor_node
+    };
+
+    // transport callbacks (I/O thread)
+    void on_up(const std::string& peer, const peer_info& pi);
+    void on_down(const std::string& peer, const std::string& reason);
+    void on_refused(const refusal& r);
+    void on_envelopes(const std::string& peer, const peer_auth& auth, std::vector<envelope>&& envs);
+
+    // one inbound envelope, already known to come from `peer` under `auth`
+    void handle(const std::string& peer, const peer_auth& auth, envelope& e);
+    // Is `peer` (under `auth`) allowed to do this? errc::ok or the refusal.
+    errc authorize(const peer_auth& auth, const char* op, const std::string& svc, const std::string& what) const;
+    // A pid named in an envelope from `peer` that must be one of the peer's.
+    bool from_peer(const std::string& peer, const pid& p) const { return p.is_null() || p.node == peer; }
+    bool is_local(const pid& p) const { return rt_.is_local(p); }
+
+    bool post(const std::string& node, const envelope& e);
+    void finish(std::uint64_t req_id, const std::string& from_node, result<term> r);
+    void finish_spawn(std::uint64_t req_id, const std::string& from_node, result<pid> r);
+    std::uint64_t add_pending(pending p);
+    void deadline_loop();
+    void emit(const node_event& ev);
+
+    node_impl& rt_;
+    net_options opts_;
+    std::unique_ptr<transport> tr_;
+
+    std::shared_ptr<service_table> services_;
+
+    mutable std::mutex mu_;  // peers_, pending_, subscribers, waiters
+    std::map<std::string, peer_state> peers_;
+    std::unordered_map<std::uint64_t, pending> pending_;
+    std::uint64_t next_req_ = 1;
+    std::map<std::uint64_t, std::function<void(const node_event&)>> callbacks_;
+    std::uint64_t next_sub_ = 1;
+    std::vector<pid> node_monitors_;  // monitor_nodes subscribers
+    struct waiter {
+        std::string endpoint;
+        std::optional<result<std::string>> outcome;
+    };
+    std::vector<std::shared_ptr<waiter>> waiters_;
+    std::condition_variable waiter_cv_;
+
+    std::condition_variable deadline_cv_;
+    std::thread deadline_thread_;
+    bool stopping_ = false;  // under mu_
+
+    std::atomic<std::uint64_t> protocol_errors_{0}, refused_{0}, overload_drops_{0};
+};
+
+}  // namespace kith::detail

@@ -1,0 +1,699 @@
+// node.cpp — kith::node and the node runtime (pid table, registry, relations,
+// run queue and workers, timers). See node_impl.hpp for the design.
+#include "kith/node.hpp"
+
+#include <algorithm>
+
+#include "node_impl.hpp"
+
+namespace kith::detail {
+
+namespace {
+thread_local node_impl* tl_worker_node = nullptr;
+thread_local unsigned tl_worker_index = 0;
+}
+
+node_impl* current_worker_node() noexcept { return tl_worker_node; }
+
+// --- process relations --------------------------------------------------------------
+
+bool process::add_link(const pid& p) {
+    std::lock_guard l(lk_);
+    if (dead_.load(std::memory_order_relaxed)) return false;
+    if (!rel_) rel_ = std::make_unique<relations>();
+    auto& v = rel_->links;
+    if (std::find(v.begin(), v.end(), p) == v.end()) v.push_back(p);
+    return true;
+}
+
+bool process::remove_link(const pid& p) {
+    std::lock_guard l(lk_);
+    if (!rel_) return false;
+    auto& v = rel_->links;
+    auto it = std::find(v.begin(), v.end(), p);
+    if (it == v.end()) return false;
+    *it = std::move(v.back());
+    v.pop_back();
+    return true;
+}
+
+bool process::add_watcher(const pid& w, const ref& tag) {
+    std::lock_guard l(lk_);
+    if (dead_.load(std::memory_order_relaxed)) return false;
+    if (!rel_) rel_ = std::make_unique<relations>();
+    rel_->watchers.emplace_back(w, tag);
+    return true;
+}
+
+void process::remove_watcher(const ref& tag) {
+    std::lock_guard l(lk_);
+    if (!rel_) return;
+    auto& v = rel_->watchers;
+    auto it = std::find_if(v.begin(), v.end(), [&](const auto& e) { return e.second == tag; });
+    if (it != v.end()) {
+        *it = std::move(v.back());
+        v.pop_back();
+    }
+}
+
+// --- timers ------------------------------------------------------------------------
+
+void timer_service::start() { th_ = std::thread([this] { loop(); }); }
+
+void timer_service::stop() noexcept {
+    {
+        std::lock_guard l(mu_);
+        stop_ = true;
+    }
+    cv_.notify_all();
+    if (th_.joinable()) th_.join();
+    std::lock_guard l(mu_);
+    by_time_.clear();
+    by_id_.clear();
+}
+
+void timer_service::add(std::uint64_t id, clock::time_point when, pid to, message m) {
+    bool wake;
+    {
+        std::lock_guard l(mu_);
+        if (stop_) return;
+        wake = by_time_.empty() || when < by_time_.begin()->first;
+        auto pos = by_time_.emplace(when, id);
+        by_id_.emplace(id, entry{std::move(to), std::move(m), pos});
+    }
+    if (wake) cv_.notify_one();
+}
+
+bool timer_service::cancel(std::uint64_t id) {
+    std::lock_guard l(mu_);
+    auto it = by_id_.find(id);
+    if (it == by_id_.end()) return false;
+    by_time_.erase(it->second.pos);
+    by_id_.erase(it);
+    return true;
+}
+
+void timer_service::loop() {
+    std::unique_lock l(mu_);
+    while (!stop_) {
+        if (by_time_.empty()) {
+            cv_.wait(l);
+            continue;
+        }
+        auto first = by_time_.begin();
+        const clock::time_point when = first->first;  // a copy: cancel() may erase the entry meanwhile
+        if (clock::now() < when) {
+            cv_.wait_until(l, when);
+            continue;
+        }
+        auto it = by_id_.find(first->second);
+        by_time_.erase(first);
+        if (it == by_id_.end()) continue;
+        pid to = std::move(it->second.to);
+        message m = std::move(it->second.msg);
+        by_id_.erase(it);
+        l.unlock();
+        node_.send(to, std::move(m));
+        l.lock();
+    }
+}
+
+// --- node_impl -----------------------------------------------------------------------
+
+node_impl::node_impl(node_options opts)
+    : name_(std::move(opts.name)),
+      nworkers_(opts.workers ? opts.workers : std::max(1u, std::thread::hardware_concurrency())),
+      turn_(std::max(1u, opts.turn_messages)),
+      workers_(new worker[nworkers_]),
+      timers_(*this) {
+    if (name_.empty()) throw setup_error("kith::node: the node name must not be empty");
+}
+
+node_impl::~node_impl() { stop(); }
+
+void node_impl::start() {
+    try {
+        timers_.start();
+        threads_.reserve(nworkers_);
+        for (unsigned i = 0; i < nworkers_; ++i) threads_.emplace_back([this, i] { worker_loop(i); });
+    } catch (const std::system_error& e) {
+        stop();
+        throw setup_error(std::string("kith::node: cannot start threads: ") + e.what());
+    }
+}
+
+void node_impl::stop() noexcept {
+    if (stopping_.exchange(true, std::memory_order_acq_rel)) return;
+    timers_.stop();
+    {
+        std::lock_guard l(rq_mu_);
+        rq_stop_ = true;
+    }
+    rq_cv_.notify_all();
+    for (auto& t : threads_)
+        if (t.joinable()) t.join();
+    threads_.clear();
+    std::deque<actor_proc*> ready;
+    {
+        std::lock_guard l(rq_mu_);
+        ready.swap(rq_);
+        rq_size_.store(0, std::memory_order_relaxed);
+    }
+    for (actor_proc* a : ready) a->release();
+    for (unsigned i = 0; i < nworkers_; ++i) {
+        for (actor_proc* a : workers_[i].q) a->release();
+        workers_[i].q.clear();
+        workers_[i].size.store(0, std::memory_order_relaxed);
+    }
+
+    // Drop every process still in the table. First collect (and close the
+    // shards so nothing new is inserted), then clear state that may hold
+    // references to other processes, then release.
+    std::vector<process*> procs;
+    for (auto& s : shards_) {
+        std::lock_guard l(s.lk);
+        s.closed = true;
+        for (auto& [serial, p] : s.map) procs.push_back(p);
+        s.map.clear();
+    }
+    for (process* p : procs) {
+        if (p->type_ == process::type::actor) static_cast<actor_proc*>(p)->drop_state();
+        else static_cast<mailbox_proc*>(p)->close_for_stop();
+    }
+    for (process* p : procs) p->release();
+    {
+        std::lock_guard l(reg_mu_);
+        names_.clear();
+    }
+    set_remote_port(nullptr);
+}
+
+// --- pid table ------------------------------------------------------------------------
+
+proc_ref node_impl::lookup(std::uint64_t serial) const {
+    const shard& s = shards_[serial % kShards];
+    std::lock_guard l(s.lk);
+    auto it = s.map.find(serial);
+    return it == s.map.end() ? proc_ref{} : proc_ref{it->second};
+}
+
+bool node_impl::insert(process* p) {
+    shard& s = shards_[p->self_.serial % kShards];
+    {
+        std::lock_guard l(s.lk);
+        if (!s.closed) {
+            s.map.emplace(p->self_.serial, p);
+            return true;
+        }
+    }
+    p->release();
+    return false;
+}
+
+void node_impl::erase(std::uint64_t serial) {
+    shard& s = shards_[serial % kShards];
+    process* p = nullptr;
+    {
+        std::lock_guard l(s.lk);
+        auto it = s.map.find(serial);
+        if (it == s.map.end()) return;
+        p = it->second;
+        s.map.erase(it);
+    }
+    p->release();
+}
+
+// --- spawning ------------------------------------------------------------------------
+
+pid node_impl::spawn(actor_init init, behavior b, process* parent, bool link, ref* monitor_out) {
+    pid self{name_, next_serial()};
+    auto* a = new actor_proc(this, self);
+    a->beh_ = std::move(b);
+    a->init_ = std::move(init);
+    if (parent) {
+        if (link) {
+            // If the parent is already ending, add_link fails and the child
+            // keeps a link to a dead pid, which is harmless.
+            a->add_link(parent->self_);
+            (void)parent->add_link(self);
+        }
+        if (monitor_out) {
+            ref tag = make_ref();
+            a->add_watcher(parent->self_, tag);
+            parent->note_monitor(tag, self);
+            *monitor_out = std::move(tag);
+        }
+    }
+    spawned_.fetch_add(1, std::memory_order_relaxed);
+    const bool run_init = static_cast<bool>(a->init_);
+    if (run_init) a->scheduled_.store(true, std::memory_order_relaxed);
+    if (!insert(a)) return self;  // stopped: the actor never runs
+    if (run_init) schedule(a);
+    return self;
+}
+
+mailbox_proc* node_impl::open_mailbox() {
+    auto* m = new mailbox_proc(this, pid{name_, next_serial()});
+    m->add_ref();  // the caller's reference; insert takes the other
+    if (!insert(m)) {
+        m->release();
+        return nullptr;
+    }
+    mb_opened_.fetch_add(1, std::memory_order_relaxed);
+    return m;
+}
+
+// --- sending --------------------------------------------------------------------------
+
+void node_impl::send(const pid& to, message&& m) {
+    if (is_local(to)) {
+        send_local(to.serial, std::move(m));
+        return;
+    }
+    if (to.is_null()) {
+        count_dropped_unknown();
+        return;
+    }
+    if (auto p = port(); p && p->send(to, std::move(m))) return;
+    count_dropped_remote();
+}
+
+void node_impl::send_local(std::uint64_t serial, message&& m) {
+    proc_ref t = lookup(serial);
+    if (!t) {
+        count_dropped_unknown();
+        return;
+    }
+    t->deliver(new msg_node(std::move(m)));
+}
+
+void node_impl::send_named(const std::string& name, message&& m) {
+    std::uint64_t serial = 0;
+    {
+        std::lock_guard l(reg_mu_);
+        auto it = names_.find(name);
+        if (it != names_.end()) serial = it->second;
+    }
+    if (serial == 0) {
+        count_dropped_unknown();
+        return;
+    }
+    send_local(serial, std::move(m));
+}
+
+void node_impl::send_named(const std::string& node, const std::string& name, message&& m) {
+    if (node == name_) {
+        send_named(name, std::move(m));
+        return;
+    }
+    if (auto p = port(); p && p->send_named(node, name, std::move(m))) return;
+    count_dropped_remote();
+}
+
+void node_impl::send_exit(const pid& from, const pid& to, term reason, bool linked) {
+    if (is_local(to)) {
+        send_local(to.serial,
+                   message(linked ? message_kind::link_exit : message_kind::exit_signal, std::move(reason), from));
+        return;
+    }
+    if (auto p = port(); p && p->exit(from, to, reason, linked)) return;
+    count_dropped_remote();
+}
+
+void node_impl::reply(const reply_handle& to, const pid& from, result<term> answer) {
+    if (to.is_null() || to.tag.is_null()) return;
+    if (answer.ok()) {
+        send(to.to, message(message_kind::reply, std::move(answer).value(), from, to.tag));
+    } else {
+        error e = answer.err();
+        send(to.to, message(message_kind::reply_error,
+                            arr(static_cast<std::int64_t>(e.code), std::move(e.detail)), from, to.tag));
+    }
+}
+
+// --- relations ---------------------------------------------------------------------------
+
+void node_impl::link(process& p, const pid& to) {
+    if (to == p.self_ || to.is_null()) return;
+    if (!p.add_link(to)) return;
+    if (is_local(to)) {
+        proc_ref t = lookup(to.serial);
+        if (!t || !t->add_link(p.self_))
+            p.deliver(new msg_node(message(message_kind::link_exit, "noproc", to)));
+        return;
+    }
+    if (auto port_ = port(); port_ && port_->link(p.self_, to)) return;
+    p.deliver(new msg_node(message(message_kind::link_exit, "noconnection", to)));
+}
+
+void node_impl::unlink(process& p, const pid& to) {
+    p.remove_link(to);
+    if (is_local(to)) {
+        if (proc_ref t = lookup(to.serial)) t->remove_link(p.self_);
+        return;
+    }
+    if (auto port_ = port()) port_->unlink(p.self_, to);
+}
+
+void node_impl::monitor(process& p, const pid& to, const ref& tag) {
+    if (is_local(to)) {
+        proc_ref t = lookup(to.serial);
+        if (!t || !t->add_watcher(p.self_, tag))
+            p.deliver(new msg_node(message(message_kind::down, "noproc", to, tag)));
+        return;
+    }
+    if (auto port_ = port(); port_ && !to.is_null() && port_->monitor(p.self_, to, tag)) return;
+    p.deliver(new msg_node(message(message_kind::down, to.is_null() ? "noproc" : "noconnection", to, tag)));
+}
+
+void node_impl::demonitor(const pid& watcher, const pid& to, const ref& tag) {
+    if (is_local(to)) {
+        if (proc_ref t = lookup(to.serial)) t->remove_watcher(tag);
+        return;
+    }
+    if (auto port_ = port()) port_->demonitor(watcher, to, tag);
+}
+
+void node_impl::terminate(process& p, const term& reason) {
+    std::unique_ptr<relations> rel;
+    {
+        std::lock_guard l(p.lk_);
+        p.dead_.store(true, std::memory_order_release);
+        rel = std::move(p.rel_);
+    }
+    if (rel) {
+        for (const pid& l : rel->links) send_exit(p.self_, l, reason, true);
+        for (auto& [w, tag] : rel->watchers) {
+            if (is_local(w)) {
+                send_local(w.serial, message(message_kind::down, reason, p.self_, tag));
+            } else if (auto port_ = port(); !port_ || !port_->send(w, message(message_kind::down, reason, p.self_, tag))) {
+                count_dropped_remote();
+            }
+        }
+        if (!rel->reg_name.empty()) {
+            std::lock_guard l(reg_mu_);
+            auto it = names_.find(rel->reg_name);
+            if (it != names_.end() && it->second == p.self_.serial) names_.erase(it);
+        }
+    }
+    erase(p.self_.serial);  // may free p
+}
+
+bool node_impl::remote_link(const pid& from, const pid& to) {
+    if (!is_local(to)) return false;
+    proc_ref t = lookup(to.serial);
+    return t && t->add_link(from);
+}
+
+void node_impl::remote_unlink(const pid& from, const pid& to) {
+    if (!is_local(to)) return;
+    if (proc_ref t = lookup(to.serial)) t->remove_link(from);
+}
+
+bool node_impl::remote_monitor(const pid& watcher, const pid& target, const ref& tag) {
+    if (!is_local(target)) return false;
+    proc_ref t = lookup(target.serial);
+    return t && t->add_watcher(watcher, tag);
+}
+
+void node_impl::remote_demonitor(const pid& target, const ref& tag) {
+    if (!is_local(target)) return;
+    if (proc_ref t = lookup(target.serial)) t->remove_watcher(tag);
+}
+
+void node_impl::set_remote_port(std::shared_ptr<remote_port> p) {
+    std::lock_guard l(port_mu_);
+    port_ = std::move(p);
+    has_port_.store(port_ != nullptr, std::memory_order_release);
+}
+
+std::shared_ptr<remote_port> node_impl::port() const {
+    if (!has_port_.load(std::memory_order_acquire)) return nullptr;
+    std::lock_guard l(port_mu_);
+    return port_;
+}
+
+// --- registry ----------------------------------------------------------------------------
+
+result<void> node_impl::register_name(const std::string& name, const pid& who) {
+    if (name.empty()) return error(errc::badarg, "empty name");
+    if (!is_local(who)) return error(errc::badarg, "not a local pid");
+    std::lock_guard l(reg_mu_);
+    if (names_.count(name)) return error(errc::badarg, "name already registered: " + name);
+    proc_ref t = lookup(who.serial);
+    if (!t) return error(errc::badarg, "no such process");
+    {
+        std::lock_guard pl(t->lk_);
+        if (t->dead_.load(std::memory_order_relaxed)) return error(errc::badarg, "no such process");
+        if (!t->rel_) t->rel_ = std::make_unique<relations>();
+        if (!t->rel_->reg_name.empty()) return error(errc::badarg, "process already registered");
+        t->rel_->reg_name = name;
+    }
+    names_.emplace(name, who.serial);
+    return {};
+}
+
+result<void> node_impl::unregister_name(const std::string& name) {
+    std::lock_guard l(reg_mu_);
+    auto it = names_.find(name);
+    if (it == names_.end()) return error(errc::badarg, "name not registered: " + name);
+    std::uint64_t serial = it->second;
+    names_.erase(it);
+    if (proc_ref t = lookup(serial)) {
+        std::lock_guard pl(t->lk_);
+        if (t->rel_ && t->rel_->reg_name == name) t->rel_->reg_name.clear();
+    }
+    return {};
+}
+
+std::optional<pid> node_impl::whereis(const std::string& name) const {
+    std::lock_guard l(reg_mu_);
+    auto it = names_.find(name);
+    if (it == names_.end()) return std::nullopt;
+    return pid{name_, it->second};
+}
+
+// --- timers ------------------------------------------------------------------------------
+
+std::uint64_t node_impl::add_timer(std::chrono::nanoseconds delay, const pid& to, message m) {
+    std::uint64_t id = refid_.fetch_add(1, std::memory_order_relaxed);
+    // Clamp: "forever" (nanoseconds::max) must not overflow the time point.
+    constexpr std::chrono::nanoseconds max_delay = std::chrono::hours(24 * 365 * 100);
+    delay = std::clamp(delay, std::chrono::nanoseconds(0), max_delay);
+    timers_.add(id, clock::now() + delay, to, std::move(m));
+    return id;
+}
+
+ref node_impl::send_after(std::chrono::nanoseconds delay, const pid& to, message m) {
+    return ref{name_, add_timer(delay, to, std::move(m))};
+}
+
+bool node_impl::cancel_timer(const ref& r) {
+    if (r.node != name_ || r.is_null()) return false;
+    return timers_.cancel(r.id);
+}
+
+// --- scheduling -----------------------------------------------------------------------------
+
+void node_impl::schedule(actor_proc* a) {
+    a->add_ref();
+    if (tl_worker_node == this) {
+        // On one of our workers: the local queue (no stop check needed: the
+        // workers are joined before the local queues are emptied).
+        worker& w = workers_[tl_worker_index];
+        std::size_t before;
+        {
+            std::lock_guard l(w.lk);
+            w.q.push_back(a);
+            before = w.size.fetch_add(1, std::memory_order_relaxed);
+        }
+        // Enough local work to share: wake an idle worker to steal.
+        if (before + 1 >= kStealMin && sleepers_.load(std::memory_order_relaxed) > 0) {
+            std::lock_guard l(rq_mu_);  // pairs with the sleeper's check
+            rq_cv_.notify_one();
+        }
+        return;
+    }
+    bool wake;
+    {
+        std::lock_guard l(rq_mu_);
+        if (rq_stop_) {
+            wake = false;  // stopping: the actor is dropped with the table
+        } else {
+            rq_.push_back(a);
+            rq_size_.fetch_add(1, std::memory_order_relaxed);
+            wake = sleepers_.load(std::memory_order_relaxed) > 0;
+            a = nullptr;
+        }
+    }
+    if (a) a->release();
+    if (wake) rq_cv_.notify_one();
+}
+
+actor_proc* node_impl::try_pop_global() {
+    if (rq_size_.load(std::memory_order_relaxed) == 0) return nullptr;
+    std::lock_guard l(rq_mu_);
+    if (rq_.empty()) return nullptr;
+    actor_proc* a = rq_.front();
+    rq_.pop_front();
+    rq_size_.fetch_sub(1, std::memory_order_relaxed);
+    return a;
+}
+
+actor_proc* node_impl::try_steal(unsigned self, std::size_t min_size, const std::uint64_t* stuck_turns) {
+    for (unsigned k = 1; k < nworkers_; ++k) {
+        unsigned v = (self + k) % nworkers_;
+        worker& w = workers_[v];
+        std::size_t sz = w.size.load(std::memory_order_relaxed);
+        if (sz == 0) continue;
+        bool stuck = stuck_turns && w.turns.load(std::memory_order_relaxed) == stuck_turns[v];
+        if (sz < min_size && !stuck) continue;
+        std::lock_guard l(w.lk);
+        if (w.q.empty()) continue;
+        actor_proc* a = w.q.front();
+        w.q.pop_front();
+        w.size.fetch_sub(1, std::memory_order_relaxed);
+        return a;
+    }
+    return nullptr;
+}
+
+// Order: own queue, the global queue, stealing (from queues with at least
+// kStealMin actors), a short spin, then sleep. A sleeping worker wakes for
+// global work, for a local queue reaching kStealMin actors, and on a timer
+// (2 ms while some local queue is non-empty, else 50 ms) to steal from a
+// worker that has been stuck in one long turn since it went to sleep.
+actor_proc* node_impl::pop_ready(unsigned index, bool& stop) {
+    worker& me = workers_[index];
+    for (;;) {
+        for (int spin = 0; spin < 2000; ++spin) {
+            if (stopping_.load(std::memory_order_relaxed)) break;
+            if (me.size.load(std::memory_order_relaxed) > 0) {
+                std::lock_guard l(me.lk);
+                if (!me.q.empty()) {
+                    actor_proc* a = me.q.front();
+                    me.q.pop_front();
+                    me.size.fetch_sub(1, std::memory_order_relaxed);
+                    return a;
+                }
+            }
+            if (actor_proc* a = try_pop_global()) return a;
+            if (actor_proc* a = try_steal(index, kStealMin, nullptr)) return a;
+            cpu_relax();
+        }
+        std::vector<std::uint64_t> turns(nworkers_);
+        bool local_work = false;
+        for (unsigned v = 0; v < nworkers_; ++v) {
+            turns[v] = workers_[v].turns.load(std::memory_order_relaxed);
+            local_work |= v != index && workers_[v].size.load(std::memory_order_relaxed) > 0;
+        }
+        std::cv_status st = std::cv_status::no_timeout;
+        {
+            std::unique_lock l(rq_mu_);
+            if (rq_stop_) {
+                stop = true;
+                return nullptr;
+            }
+            if (rq_.empty()) {
+                sleepers_.fetch_add(1, std::memory_order_relaxed);
+                // Never sleep for good: a worker stuck in one long turn may
+                // hold queued actors that we must eventually steal.
+                st = rq_cv_.wait_for(l, local_work ? std::chrono::milliseconds(2) : std::chrono::milliseconds(50));
+                sleepers_.fetch_sub(1, std::memory_order_relaxed);
+            }
+            if (rq_stop_) {
+                stop = true;
+                return nullptr;
+            }
+        }
+        if (st == std::cv_status::timeout)
+            if (actor_proc* a = try_steal(index, kStealMin, turns.data())) return a;
+    }
+}
+
+void node_impl::worker_loop(unsigned index) {
+    tl_worker_node = this;
+    tl_worker_index = index;
+    worker& me = workers_[index];
+    for (;;) {
+        bool stop = stopping_.load(std::memory_order_acquire);
+        actor_proc* a = stop ? nullptr : pop_ready(index, stop);
+        if (stop) {
+            if (a) a->release();
+            break;
+        }
+        me.turns.fetch_add(1, std::memory_order_relaxed);
+        a->run_turn(turn_);
+        a->release();
+    }
+    tl_worker_node = nullptr;
+}
+
+node_counters node_impl::counters() const {
+    node_counters c;
+    c.spawned = spawned_.load(std::memory_order_relaxed);
+    c.exited = exited_.load(std::memory_order_relaxed);
+    std::uint64_t opened = c.spawned + mb_opened_.load(std::memory_order_relaxed);
+    std::uint64_t closed = c.exited + mb_closed_.load(std::memory_order_relaxed);
+    c.live = opened > closed ? opened - closed : 0;
+    c.dropped_unknown = dropped_unknown_.load(std::memory_order_relaxed);
+    c.dropped_remote = dropped_remote_.load(std::memory_order_relaxed);
+    return c;
+}
+
+}  // namespace kith::detail
+
+// --- kith::node ---------------------------------------------------------------------------
+
+namespace kith {
+
+node::node(node_options opts) : impl_(std::make_shared<detail::node_impl>(opts)) {
+    impl_->start();
+    try {
+        start_net(opts.net);  // node_net.cpp
+    } catch (...) {
+        impl_->stop();
+        throw;
+    }
+}
+
+node::~node() { stop(); }
+
+const std::string& node::name() const noexcept { return impl_->name(); }
+unsigned node::workers() const noexcept { return impl_->workers(); }
+
+pid node::spawn_impl(actor_init init, behavior b) { return impl_->spawn(std::move(init), std::move(b), nullptr, false, nullptr); }
+
+void node::send(const pid& to, term msg) { impl_->send(to, message(std::move(msg))); }
+void node::send(const std::string& name, term msg) { impl_->send_named(name, message(std::move(msg))); }
+void node::send(const std::string& name, const std::string& node, term msg) {
+    impl_->send_named(node, name, message(std::move(msg)));
+}
+void node::send_exit(const pid& to, term reason) { impl_->send_exit(pid{}, to, std::move(reason), false); }
+void node::reply(const reply_handle& to, result<term> answer) { impl_->reply(to, pid{}, std::move(answer)); }
+
+result<void> node::register_name(const std::string& name, const pid& who) { return impl_->register_name(name, who); }
+result<void> node::unregister_name(const std::string& name) { return impl_->unregister_name(name); }
+std::optional<pid> node::whereis(const std::string& name) const { return impl_->whereis(name); }
+
+ref node::send_after(duration delay, const pid& to, term msg) { return impl_->send_after(delay, to, message(std::move(msg))); }
+bool node::cancel_timer(const ref& timer) { return impl_->cancel_timer(timer); }
+
+bool node::alive(const pid& p) const {
+    if (!impl_->is_local(p)) return false;
+    auto t = impl_->lookup(p.serial);
+    return t && !t->is_dead();
+}
+
+node_counters node::counters() const { return impl_->counters(); }
+
+void node::stop() {
+    if (detail::current_worker_node() == impl_.get()) {
+        // Joining our own worker would deadlock; this is a caller bug.
+        std::terminate();
+    }
+    stop_net();  // node_net.cpp: goodbyes first, while actors still run
+    impl_->stop();
+}
+
+}  // namespace kith

@@ -1,0 +1,194 @@
+// node_net.cpp — kith::node's services and distribution methods
+// (kith/node.hpp), on top of the dist layer (dist.hpp).
+#include <condition_variable>
+#include <future>
+#include <mutex>
+
+#include "dist.hpp"
+#include "kith/node.hpp"
+
+namespace kith {
+
+namespace {
+error no_network() { return error{errc::nodedown, "this node has no network (net.listen is empty)"}; }
+}  // namespace
+
+void node::start_net(const net_options& o) {
+    net_ = std::make_shared<detail::node_net>();
+    if (o.listen.empty()) return;
+    net_->dist = std::make_shared<detail::dist>(*impl_, o, net_->services);
+    net_->dist->start();
+}
+
+void node::stop_net() {
+    if (net_ && net_->dist) net_->dist->stop();
+}
+
+void node::add_service(service s) { net_->services->add(std::make_shared<const service>(std::move(s))); }
+
+std::vector<std::string> node::services() const { return net_->services->names(); }
+
+void node::invoke_local(const std::string& svc, const std::string& fn, const term& args, reply_to reply) const {
+    auto s = net_->services->find(svc);
+    if (!s) {
+        reply.fail(errc::no_such_service, svc);
+        return;
+    }
+    s->invoke(fn, args, std::move(reply));
+}
+
+std::string node::endpoint() const { return net_->dist ? net_->dist->endpoint() : std::string(); }
+
+public_key node::key() const { return net_->dist ? net_->dist->key() : public_key{}; }
+
+result<std::string> node::connect(const std::string& endpoint, const public_key& key, duration timeout) {
+    if (!net_->dist) return no_network();
+    return net_->dist->connect(endpoint, key, timeout);
+}
+
+void node::call_async(const std::string& node, const std::string& svc, const std::string& fn, term args,
+                      duration timeout, std::function<void(result<term>)> done) {
+    if (node == name()) {
+        invoke_local(svc, fn, args, reply_to(std::move(done)));
+        return;
+    }
+    if (!net_->dist) {
+        done(no_network());
+        return;
+    }
+    net_->dist->call(node, svc, fn, std::move(args), timeout, std::move(done));
+}
+
+namespace {
+// A one-shot slot a blocking caller waits on.
+template <class T>
+struct waiter {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<result<T>> value;
+    void set(result<T> r) {
+        {
+            std::lock_guard lk(mu);
+            if (value) return;
+            value.emplace(std::move(r));
+        }
+        cv.notify_all();
+    }
+    result<T> wait() {
+        std::unique_lock lk(mu);
+        cv.wait(lk, [&] { return value.has_value(); });
+        return std::move(*value);
+    }
+};
+}  // namespace
+
+result<term> node::call(const std::string& node, const std::string& svc, const std::string& fn, term args,
+                        duration timeout) {
+    auto w = std::make_shared<waiter<term>>();
+    call_async(node, svc, fn, std::move(args), timeout, [w](result<term> r) { w->set(std::move(r)); });
+    // The dist layer guarantees completion (reply, nodedown, timeout or
+    // shutdown); a local invoke may complete later from another thread.
+    if (node == name()) {
+        std::unique_lock lk(w->mu);
+        if (!w->cv.wait_for(lk, timeout, [&] { return w->value.has_value(); }))
+            return error{errc::timeout, "no reply from " + node};
+        return std::move(*w->value);
+    }
+    return w->wait();
+}
+
+result<void> node::cast(const std::string& node, const std::string& svc, const std::string& fn, term args) {
+    if (node == name()) {
+        invoke_local(svc, fn, args, reply_to([](result<term>) {}));
+        return {};
+    }
+    if (!net_->dist) return no_network();
+    return net_->dist->cast(node, svc, fn, std::move(args));
+}
+
+multicall_result node::multicall(const std::vector<std::string>& nodes, const std::string& svc,
+                                 const std::string& fn, term args, duration timeout) {
+    struct state {
+        std::mutex mu;
+        std::condition_variable cv;
+        std::size_t left;
+        multicall_result out;
+    };
+    auto st = std::make_shared<state>();
+    st->left = nodes.size();
+    for (auto& n : nodes) {
+        call_async(n, svc, fn, args, timeout, [st, n](result<term> r) {
+            std::lock_guard lk(st->mu);
+            if (r.ok())
+                st->out.results[n] = std::move(*r);
+            else
+                st->out.bad_nodes[n] = r.err();
+            if (--st->left == 0) st->cv.notify_all();
+        });
+    }
+    std::unique_lock lk(st->mu);
+    // Remote calls always complete by their deadline; local ones might not.
+    if (!st->cv.wait_for(lk, timeout + std::chrono::milliseconds(500), [&] { return st->left == 0; })) {
+        for (auto& n : nodes)
+            if (!st->out.results.count(n) && !st->out.bad_nodes.count(n))
+                st->out.bad_nodes[n] = error{errc::timeout, "no reply from " + n};
+    }
+    return st->out;
+}
+
+result<pid> node::spawn(const std::string& node, const std::string& svc, const std::string& type, term args,
+                        duration timeout) {
+    if (node == name()) {
+        auto s = net_->services->find(svc);
+        if (!s) return error{errc::no_such_service, svc};
+        auto* f = s->find_type(type);
+        if (!f) return error{errc::no_such_function, svc + ":" + type};
+        auto made = (*f)(args);
+        if (!made) return made.err();
+        return impl_->spawn(std::move(made->first), std::move(made->second), nullptr, false, nullptr);
+    }
+    if (!net_->dist) return no_network();
+    auto w = std::make_shared<waiter<pid>>();
+    net_->dist->spawn(node, svc, type, std::move(args), timeout, [w](result<pid> r) { w->set(std::move(r)); });
+    return w->wait();
+}
+
+bool node::ping(const std::string& node, duration timeout) {
+    if (node == name()) return true;
+    if (!net_->dist || !net_->dist->is_up(node)) return false;
+    // A round trip through the peer's dispatcher: an unknown service answers
+    // no_such_service, which proves the node is alive and serving.
+    auto r = call(node, "", "", arr(), timeout);
+    return r.ok() || r.code() == errc::no_such_service || r.code() == errc::unauthorized;
+}
+
+std::vector<std::string> node::nodes() const {
+    return net_->dist ? net_->dist->nodes(false) : std::vector<std::string>{};
+}
+
+std::optional<node_info> node::info(const std::string& node) const {
+    return net_->dist ? net_->dist->info(node) : std::nullopt;
+}
+
+std::uint64_t node::subscribe_nodes(std::function<void(const node_event&)> cb) {
+    return net_->dist ? net_->dist->subscribe(std::move(cb)) : 0;
+}
+
+void node::unsubscribe_nodes(std::uint64_t id) {
+    if (net_->dist) net_->dist->unsubscribe(id);
+}
+
+void node::monitor_nodes(const pid& who, bool on) {
+    if (net_->dist) net_->dist->monitor_nodes(who, on);
+}
+
+void node::monitor_node(const std::string& node, const pid& who) {
+    if (net_->dist)
+        net_->dist->monitor_node(node, who);
+    else
+        impl_->send(who, message(arr("nodedown", node, "noconnection")));
+}
+
+net_counters node::net_stats() const { return net_->dist ? net_->dist->counters() : net_counters{}; }
+
+}  // namespace kith

@@ -1,0 +1,1190 @@
+// transport.cpp — the ROUTER/DEALER + CURVE transport (see transport.hpp and
+// docs/protocol.md, "Transport and security").
+//
+// Threads: callers of post()/connect() touch only the mutex-protected
+// queues below and the wake-up eventfd. Everything else — sockets, links,
+// sessions — belongs to the I/O thread (io_loop and the functions it calls).
+#include "transport.hpp"
+
+#include <sodium.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <list>
+#include <mutex>
+#include <shared_mutex>
+#include <thread>
+#include <unordered_map>
+
+namespace kith::detail {
+
+using clock = std::chrono::steady_clock;
+
+std::string_view to_string(trust_kind k) noexcept {
+    switch (k) {
+    case trust_kind::cluster: return "cluster";
+    case trust_kind::grant: return "grant";
+    case trust_kind::stranger: return "stranger";
+    case trust_kind::server: return "server";
+    }
+    return "?";
+}
+
+namespace {
+
+// ZAP metadata property carrying the client's key in Z85, so that each
+// inbound message names its key as well as its User-Id.
+constexpr const char* key_property = "X-Kith-Key";
+
+trust_kind kind_of_user_id(std::string_view uid) {
+    if (uid.starts_with("grant:")) return trust_kind::grant;
+    if (uid.starts_with("stranger:")) return trust_kind::stranger;
+    if (uid.starts_with("server:")) return trust_kind::server;
+    return trust_kind::cluster;
+}
+
+// Maps a goodbye's reason to a nodedown reason.
+std::string down_reason_of_goodbye(const std::string& r) {
+    if (r == "shutdown" || r == "revoked") return r;
+    return "connection_closed";
+}
+
+void set_int(void* s, int opt, int v) { zmq_setsockopt(s, opt, &v, sizeof v); }
+
+}  // namespace
+
+// A frame queue shared between posting threads and the I/O thread.
+struct peer_queue {
+    explicit peer_queue(std::string n) : name(std::move(n)) {}
+    std::string name;
+    std::mutex mu;
+    frame_builder cur;                // batch under construction
+    std::deque<std::string> frames;   // finished batches, oldest first
+    std::size_t bytes = 0;            // bytes in cur + frames + the I/O thread's unsent frames
+    bool dirty = false;               // on the I/O thread's dirty list
+    bool closed = false;              // the peer went down; post() answers nodedown
+};
+
+enum class lstate { connecting, handshaking, established };
+
+struct link {
+    bool outbound = false;
+    lstate state = lstate::connecting;
+    std::string peer;                  // node name once established
+    std::uint64_t peer_creation = 0;
+    clock::time_point last_rx{}, next_hb{}, hs_deadline{};
+    peer_auth auth;
+    std::string endpoint;
+    // inbound
+    std::string rid;
+    int fd = -1;
+    bool reset_sent = false;
+    // outbound
+    void* dealer = nullptr;
+    void* mon = nullptr;
+    public_key server_key;
+    link_credentials creds;
+    int silent_failures = 0;           // consecutive quick CURVE failures without detail
+    clock::time_point connected_at{};  // last TCP connect of the socket
+    bool zmq_ok = false;               // ZMQ (CURVE) handshake succeeded on this socket
+    bool refused = false;              // terminal: closed after a refusal
+    bool doomed = false;               // disconnected/replaced: erased at the end of the loop turn
+};
+
+struct session {
+    std::string name;
+    peer_info info;
+    link* primary = nullptr;
+    std::vector<link*> links;
+    std::shared_ptr<peer_queue> q;
+    std::deque<std::string> unsent;    // taken from q, not yet accepted by ZeroMQ
+};
+
+struct command {
+    enum kind { connect, disconnect } k;
+    std::string endpoint;
+    public_key key;
+    link_credentials creds;
+};
+
+struct transport::impl {
+    transport& self;
+    transport_options& o;
+    transport_callbacks cb;
+    keypair cluster;
+    zap_handler zap;
+    std::string hs_frame;              // our handshake, encoded once
+
+    void* ctx = nullptr;
+    void* router = nullptr;
+    void* router_mon = nullptr;
+    void* zap_rep = nullptr;
+    int wake_fd = -1;
+    std::string bound;
+    std::thread io;
+    std::atomic<bool> stopping{false};
+    std::atomic<bool> stopped_io{false};
+    int mon_seq = 0;
+
+    // cross-thread state
+    std::mutex cmd_mu;
+    std::vector<command> cmds;
+    std::mutex dirty_mu;
+    std::vector<std::shared_ptr<peer_queue>> dirty;
+    std::atomic<bool> wake_pending{false};
+    mutable std::shared_mutex peers_mu;
+    std::unordered_map<std::string, std::shared_ptr<peer_queue>> queues;  // up peers
+    std::mutex freeze_mu;
+    std::condition_variable freeze_cv;
+    bool frozen = false;
+
+    // counters
+    std::atomic<std::uint64_t> frames_in{0}, frames_out{0}, envelopes_in{0}, envelopes_out{0}, bytes_in{0},
+        bytes_out{0}, refused_inbound{0}, refused_outbound{0}, decode_errors{0}, protocol_errors{0},
+        overload_drops{0}, dropped_at_down{0}, heartbeat_timeouts{0}, peers_up{0}, peers_down{0};
+
+    // I/O-thread state
+    std::list<std::unique_ptr<link>> outs;
+    std::unordered_map<std::string, std::unique_ptr<link>> ins;  // by routing id
+    std::unordered_map<std::string, session> sessions;           // by node name
+    std::vector<session*> blocked;                               // sessions with unsent frames
+    bool items_dirty = true;
+    std::vector<zmq_pollitem_t> items;
+    std::vector<link*> item_links;                               // per DEALER/monitor pair
+
+    impl(transport& t, transport_callbacks c, std::string cookie)
+        : self(t), o(t.opts_), cb(std::move(c)), cluster(cluster_keypair(cookie)), zap(cluster.pub) {}
+
+    // ---- helpers ------------------------------------------------------------
+
+    void wake() {
+        if (!wake_pending.exchange(true)) {
+            std::uint64_t one = 1;
+            ssize_t n = ::write(wake_fd, &one, sizeof one);
+            (void)n;
+        }
+    }
+
+    template <class F, class... A>
+    void call(const F& f, A&&... a) {
+        if (!f) return;
+        try {
+            f(std::forward<A>(a)...);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "kith transport: a callback threw: %s\n", e.what());
+        } catch (...) {
+            std::fprintf(stderr, "kith transport: a callback threw\n");
+        }
+    }
+
+    void apply_common_options(void* s) {
+        set_int(s, ZMQ_LINGER, static_cast<int>(o.linger.count()));
+        set_int(s, ZMQ_SNDHWM, o.sndhwm);
+        set_int(s, ZMQ_RCVHWM, o.rcvhwm);
+        std::int64_t maxmsg = static_cast<std::int64_t>(o.limits.max_frame_bytes);
+        zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+        set_int(s, ZMQ_HANDSHAKE_IVL, static_cast<int>(o.heartbeat_timeout.count()));
+    }
+
+    void* open_monitor(void* s, int events) {
+        std::string ep = "inproc://kith-monitor-" + std::to_string(++mon_seq);
+        if (zmq_socket_monitor(s, ep.c_str(), events) != 0) return nullptr;
+        void* m = zmq_socket(ctx, ZMQ_PAIR);
+        set_int(m, ZMQ_LINGER, 0);
+        if (zmq_connect(m, ep.c_str()) != 0) {
+            zmq_close(m);
+            return nullptr;
+        }
+        return m;
+    }
+
+    // ---- start / stop ---------------------------------------------------------
+
+    void start() {
+        if (sodium_init() < 0) throw setup_error("kith: libsodium failed to initialise");
+        if (!zmq_has("curve")) throw setup_error("kith: libzmq was built without CURVE; kith has no plaintext mode");
+        {
+            env_handshake hs;
+            hs.node = o.node_name;
+            hs.creation = o.creation;
+            hs.services = o.services;
+            hs.hidden = o.hidden;
+            hs_frame = encode_frame(envelope{std::move(hs)});
+        }
+        wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (wake_fd < 0) throw setup_error("kith: eventfd failed");
+        ctx = zmq_ctx_new();
+        // Fail closed, step 1: the ZAP handler is bound in this context before
+        // the ROUTER exists, and is closed only after the ROUTER.
+        zap_rep = zmq_socket(ctx, ZMQ_REP);
+        set_int(zap_rep, ZMQ_LINGER, 0);
+        if (zmq_bind(zap_rep, "inproc://zeromq.zap.01") != 0) {
+            cleanup_sockets();
+            throw setup_error("kith: cannot bind the ZAP handler: " + std::string(zmq_strerror(zmq_errno())));
+        }
+        router = zmq_socket(ctx, ZMQ_ROUTER);
+        apply_common_options(router);
+        set_int(router, ZMQ_CURVE_SERVER, 1);
+        zmq_setsockopt(router, ZMQ_CURVE_SECRETKEY, self.keys_.sec.bytes().data(), 32);
+        zmq_setsockopt(router, ZMQ_ZAP_DOMAIN, zap_domain.data(), zap_domain.size());
+        // Fail closed, step 2: without a ZAP answer, refuse (libzmq accepts
+        // every key when no handler answers unless this is set before bind).
+        int one = 1;
+        if (zmq_setsockopt(router, 93 /* ZMQ_ZAP_ENFORCE_DOMAIN */, &one, sizeof one) != 0) {
+            cleanup_sockets();
+            throw setup_error("kith: libzmq lacks ZMQ_ZAP_ENFORCE_DOMAIN; refusing to run without fail-closed ZAP");
+        }
+        set_int(router, ZMQ_ROUTER_MANDATORY, 1);
+        // ZMQ_ROUTER_HANDOVER stays 0: a client cannot take over another
+        // connection's routing id; kith DEALERs use a fresh random id per socket.
+        router_mon = open_monitor(router, ZMQ_EVENT_DISCONNECTED);
+        if (zmq_bind(router, o.bind_endpoint.c_str()) != 0) {
+            std::string err = zmq_strerror(zmq_errno());
+            cleanup_sockets();
+            throw setup_error("kith: cannot bind " + o.bind_endpoint + ": " + err);
+        }
+        char buf[256];
+        size_t len = sizeof buf;
+        zmq_getsockopt(router, ZMQ_LAST_ENDPOINT, buf, &len);
+        bound.assign(buf, len > 0 && buf[len - 1] == '\0' ? len - 1 : len);
+        io = std::thread([this] { io_loop(); });
+    }
+
+    void cleanup_sockets() {
+        for (auto& l : outs) close_dealer(*l, 0);
+        outs.clear();
+        if (router_mon) {
+            zmq_socket_monitor(router, nullptr, 0);
+            zmq_close(router_mon);
+            router_mon = nullptr;
+        }
+        if (router) zmq_close(router);
+        router = nullptr;
+        if (zap_rep) zmq_close(zap_rep);  // after the ROUTER: never a ROUTER without its handler
+        zap_rep = nullptr;
+        if (ctx) zmq_ctx_term(ctx);
+        ctx = nullptr;
+        if (wake_fd >= 0) ::close(wake_fd);
+        wake_fd = -1;
+    }
+
+    // ---- outbound links -----------------------------------------------------------
+
+    void open_dealer(link& l) {
+        l.state = lstate::connecting;
+        l.zmq_ok = false;
+        l.peer.clear();
+        l.dealer = zmq_socket(ctx, ZMQ_DEALER);
+        apply_common_options(l.dealer);
+        set_int(l.dealer, ZMQ_RECONNECT_IVL, static_cast<int>(o.reconnect_interval.count()));
+        set_int(l.dealer, ZMQ_RECONNECT_IVL_MAX, static_cast<int>(o.reconnect_interval_max.count()));
+        const keypair& kp = l.creds.client ? *l.creds.client : cluster;
+        zmq_setsockopt(l.dealer, ZMQ_CURVE_SERVERKEY, l.server_key.bytes.data(), 32);
+        zmq_setsockopt(l.dealer, ZMQ_CURVE_PUBLICKEY, kp.pub.bytes.data(), 32);
+        zmq_setsockopt(l.dealer, ZMQ_CURVE_SECRETKEY, kp.sec.bytes().data(), 32);
+        // A fresh routing id per socket: one socket = one connection incarnation
+        // as far as the server's ROUTER can tell (ids starting with 0 are reserved).
+        unsigned char rid[16];
+        randombytes_buf(rid, sizeof rid);
+        rid[0] = static_cast<unsigned char>(0x80 | (rid[0] & 0x7f));
+        zmq_setsockopt(l.dealer, ZMQ_ROUTING_ID, rid, sizeof rid);
+        l.mon = open_monitor(l.dealer, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                                           ZMQ_EVENT_DISCONNECTED);
+        if (zmq_connect(l.dealer, l.endpoint.c_str()) != 0) {
+            std::string why = "cannot connect to " + l.endpoint + ": " + zmq_strerror(zmq_errno());
+            refuse_out(l, why);
+            return;
+        }
+        // Our handshake is the first message on the connection: queued in the
+        // pipe now, sent when the CURVE handshake completes.
+        zmq_send(l.dealer, hs_frame.data(), hs_frame.size(), ZMQ_DONTWAIT);
+        items_dirty = true;
+    }
+
+    void close_dealer(link& l, int linger_ms) {
+        if (!l.dealer) return;
+        if (l.mon) {
+            zmq_socket_monitor(l.dealer, nullptr, 0);
+            zmq_close(l.mon);
+            l.mon = nullptr;
+        }
+        set_int(l.dealer, ZMQ_LINGER, linger_ms);
+        zmq_close(l.dealer);
+        l.dealer = nullptr;
+        items_dirty = true;
+    }
+
+    void refuse_out(link& l, const std::string& reason) {
+        if (l.refused) return;
+        l.refused = true;
+        refused_outbound++;
+        close_dealer(l, 0);
+        refusal r;
+        r.inbound = false;
+        r.endpoint = l.endpoint;
+        r.key = l.server_key;
+        r.reason = reason;
+        call(cb.on_peer_refused, r);
+    }
+
+    // Replace the socket of an outbound link by a fresh one (reconnect).
+    void reopen(link& l) {
+        close_dealer(l, 0);
+        if (!l.refused && !stopping) open_dealer(l);
+    }
+
+    void handle_monitor(link& l) {
+        for (int n = 0; n < 64 && l.mon; ++n) {
+            zmq_msg_t a, b;
+            zmq_msg_init(&a);
+            if (zmq_msg_recv(&a, l.mon, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(&a);
+                return;
+            }
+            zmq_msg_init(&b);
+            if (zmq_msg_more(&a)) (void)zmq_msg_recv(&b, l.mon, 0);
+            std::uint16_t ev = 0;
+            std::uint32_t val = 0;
+            if (zmq_msg_size(&a) >= 6) {
+                std::memcpy(&ev, zmq_msg_data(&a), 2);
+                std::memcpy(&val, static_cast<char*>(zmq_msg_data(&a)) + 2, 4);
+            }
+            zmq_msg_close(&a);
+            zmq_msg_close(&b);
+            switch (ev) {
+            case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+                l.zmq_ok = true;
+                l.silent_failures = 0;
+                // The peer's kith handshake may have been read already.
+                if (l.state == lstate::connecting) {
+                    l.state = lstate::handshaking;
+                    l.hs_deadline = clock::now() + o.heartbeat_timeout;
+                    l.last_rx = clock::now();
+                }
+                break;
+            case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+                refuse_out(l, "authentication refused by " + l.endpoint + " (ZAP status " + std::to_string(val) +
+                                  "): wrong cookie or unknown key");
+                return;
+            case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL: {
+                char code[16];
+                std::snprintf(code, sizeof code, "0x%x", val);
+                refuse_out(l, "CURVE handshake with " + l.endpoint + " failed with protocol error " + code +
+                                  ": not a kith node, or not using CURVE");
+                return;
+            }
+            case ZMQ_EVENT_CONNECTED:
+                l.connected_at = clock::now();
+                break;
+            case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+                // A wrong server key fails at once (the server cannot decrypt
+                // HELLO and hangs up); a slow or frozen server fails only after
+                // its handshake interval, and is not a refusal.
+                if (clock::now() - l.connected_at > o.heartbeat_timeout / 2) {
+                    l.silent_failures = 0;
+                    break;
+                }
+                if (++l.silent_failures >= o.max_silent_handshake_failures) {
+                    refuse_out(l, "CURVE handshake with " + l.endpoint + " failed " +
+                                      std::to_string(l.silent_failures) +
+                                      " times without detail: wrong server key, or the server refused us");
+                    return;
+                }
+                break;
+            case ZMQ_EVENT_DISCONNECTED:
+                if (l.zmq_ok || l.state != lstate::connecting) {
+                    // What the peer sent before closing (a goodbye, say) comes first.
+                    void* sock = l.dealer;
+                    while (l.dealer == sock && read_dealer(l) == read_batch) {}
+                    if (l.dealer == sock) link_failed(l, "connection_closed");
+                    return;  // l's socket was replaced
+                }
+                break;
+            default: break;
+            }
+        }
+    }
+
+    // ---- sending ------------------------------------------------------------------------
+
+    // 1: accepted by ZeroMQ; 0: would block; -1: the link is gone.
+    int send_on(link& l, const void* data, std::size_t size) {
+        if (l.outbound) {
+            if (!l.dealer) return -1;
+            if (zmq_send(l.dealer, data, size, ZMQ_DONTWAIT) >= 0) return 1;
+            return zmq_errno() == EAGAIN ? 0 : -1;
+        }
+        if (zmq_send(router, l.rid.data(), l.rid.size(), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+            return zmq_errno() == EAGAIN ? 0 : -1;
+        if (zmq_send(router, data, size, ZMQ_DONTWAIT) >= 0) return 1;
+        return -1;
+    }
+
+    void send_control(link& l, const envelope& e) {
+        std::string f = encode_frame(e);
+        if (send_on(l, f.data(), f.size()) == 1) {
+            frames_out++;
+            bytes_out += f.size();
+        }
+    }
+
+    // Moves what posting threads queued for `s` into s.unsent and hands as
+    // much as ZeroMQ accepts to the session's send path.
+    void flush(session& s) {
+        {
+            std::lock_guard lk(s.q->mu);
+            while (!s.q->frames.empty()) {
+                s.unsent.push_back(std::move(s.q->frames.front()));
+                s.q->frames.pop_front();
+            }
+            if (!s.q->cur.empty()) s.unsent.push_back(s.q->cur.take());
+            s.q->dirty = false;
+        }
+        std::size_t sent = 0;
+        std::uint64_t nframes = 0;
+        while (!s.unsent.empty()) {
+            const std::string& f = s.unsent.front();
+            int rc = send_on(*s.primary, f.data(), f.size());
+            if (rc == 0) break;
+            // rc == -1: the link is gone; the frame is lost, and the link's
+            // failure (already detected or about to be) reports the peer down.
+            sent += f.size();
+            if (rc == 1) nframes++;
+            s.unsent.pop_front();
+        }
+        frames_out += nframes;
+        bytes_out += sent;
+        if (sent) {
+            std::lock_guard lk(s.q->mu);
+            s.q->bytes -= std::min(sent, s.q->bytes);
+        }
+        if (!s.unsent.empty() && std::find(blocked.begin(), blocked.end(), &s) == blocked.end())
+            blocked.push_back(&s);
+    }
+
+    // ---- sessions -----------------------------------------------------------------------
+
+    void session_up(link& l, const env_handshake& hs) {
+        session& s = sessions[hs.node];
+        s.name = hs.node;
+        s.primary = &l;
+        s.links = {&l};
+        s.unsent.clear();
+        s.info = peer_info{};
+        s.info.endpoint = l.endpoint;
+        s.info.auth = l.auth;
+        s.info.services = hs.services;
+        s.info.hidden = hs.hidden;
+        s.info.creation = hs.creation;
+        s.info.outbound = l.outbound;
+        s.q = std::make_shared<peer_queue>(hs.node);
+        {
+            std::unique_lock lk(peers_mu);
+            queues[hs.node] = s.q;
+        }
+        peers_up++;
+        call(cb.on_peer_up, s.name, s.info);
+    }
+
+    // Ends the session: reports down, discards its queue and resets every
+    // other link it had (their peers will re-handshake). `cause` is the link
+    // whose failure ended it (reset by the caller), or null.
+    void session_down(const std::string& name, const std::string& reason, link* cause) {
+        auto it = sessions.find(name);
+        if (it == sessions.end()) return;
+        blocked.erase(std::remove(blocked.begin(), blocked.end(), &it->second), blocked.end());
+        session s = std::move(it->second);
+        sessions.erase(it);
+        {
+            std::unique_lock lk(peers_mu);
+            queues.erase(name);
+        }
+        std::size_t dropped = s.unsent.size();
+        {
+            std::lock_guard lk(s.q->mu);
+            s.q->closed = true;
+            dropped += s.q->frames.size() + (s.q->cur.empty() ? 0 : 1);
+            s.q->frames.clear();
+            s.q->cur.take();
+            s.q->bytes = 0;
+        }
+        dropped_at_down += dropped;
+        peers_down++;
+        call(cb.on_peer_down, name, reason);
+        for (link* l : s.links) {
+            if (l == cause) continue;
+            reset_link(*l, /*tell_peer=*/true);
+        }
+    }
+
+    // Forgets a link's session state. Outbound: a fresh socket (reconnect).
+    // Inbound: forgotten; the peer is told with a goodbye "reset" so that it
+    // reconnects rather than talk into the void.
+    void reset_link(link& l, bool tell_peer) {
+        if (tell_peer && l.state == lstate::established) send_control(l, env_goodbye{"reset"});
+        if (l.outbound) {
+            reopen(l);
+        } else {
+            erase_in(l);
+        }
+    }
+
+    std::vector<std::string> doomed_ins;
+    void erase_in(link& l) {
+        l.state = lstate::connecting;
+        l.peer.clear();
+        doomed_ins.push_back(l.rid);
+    }
+
+    void detach(link& l) {
+        if (l.peer.empty()) return;
+        auto it = sessions.find(l.peer);
+        if (it == sessions.end()) return;
+        auto& v = it->second.links;
+        v.erase(std::remove(v.begin(), v.end(), &l), v.end());
+    }
+
+    // A link died (timeout, connection closed, goodbye).
+    void link_failed(link& l, const std::string& reason) {
+        bool was_primary = false;
+        std::string name = l.peer;
+        if (l.state == lstate::established && !name.empty()) {
+            auto it = sessions.find(name);
+            if (it != sessions.end()) was_primary = it->second.primary == &l;
+        }
+        if (was_primary) {
+            session_down(name, reason, &l);
+        } else {
+            detach(l);
+        }
+        reset_link(l, /*tell_peer=*/reason == "timeout");
+    }
+
+    void on_handshake(link& l, env_handshake& hs) {
+        auto bad = [&](const std::string& why) {
+            protocol_errors++;
+            if (l.outbound) {
+                refuse_out(l, why);
+            } else {
+                if (!l.reset_sent) {
+                    l.reset_sent = true;
+                    send_control(l, env_goodbye{"refused: " + why});
+                }
+                erase_in(l);
+            }
+        };
+        if (hs.version != protocol_version) return bad("protocol version " + std::to_string(hs.version) + " unsupported");
+        if (hs.node.empty() || hs.node.size() > 255) return bad("bad node name in handshake");
+        if (hs.node == o.node_name) {
+            return bad(hs.creation == o.creation ? "connected to itself" : "peer uses our node name");
+        }
+        l.peer = hs.node;
+        l.peer_creation = hs.creation;
+        l.state = lstate::established;
+        l.last_rx = clock::now();
+        l.next_hb = clock::now() + o.heartbeat_interval;
+        if (!l.outbound) send_on(l, hs_frame.data(), hs_frame.size());
+        auto it = sessions.find(hs.node);
+        if (it != sessions.end()) {
+            session& s = it->second;
+            if (s.info.auth.user_id != l.auth.user_id) {
+                l.peer.clear();
+                l.state = lstate::handshaking;
+                return bad("node name " + hs.node + " already connected under other credentials");
+            }
+            if (s.info.creation != hs.creation) {
+                // The peer restarted: the old session ends before the new one.
+                session_down(hs.node, "connection_closed", nullptr);
+                session_up(l, hs);
+                return;
+            }
+            s.links.push_back(&l);
+            return;
+        }
+        session_up(l, hs);
+    }
+
+    // Handles one received frame on link `l`; `auth` is the message's trust.
+    void on_frame(link& l, std::string_view frame, const peer_auth& auth) {
+        frames_in++;
+        bytes_in += frame.size();
+        l.last_rx = clock::now();
+        auto r = decode_frame(frame, o.limits);
+        if (!r) {
+            if (l.state == lstate::established) {
+                decode_errors++;
+                call(cb.on_decode_error, l.peer, r.err());
+            } else {
+                protocol_errors++;
+            }
+            return;
+        }
+        std::vector<envelope>& envs = r.value();
+        envelopes_in += envs.size();
+        std::size_t i = 0;
+        if (l.state != lstate::established) {
+            if (envs.empty() || !std::holds_alternative<env_handshake>(envs[0])) {
+                protocol_errors++;
+                if (!l.outbound && !l.reset_sent) {
+                    l.reset_sent = true;
+                    send_control(l, env_goodbye{"reset"});
+                }
+                return;
+            }
+            on_handshake(l, std::get<env_handshake>(envs[0]));
+            if (l.state != lstate::established) return;
+            i = 1;
+        }
+        std::vector<envelope> data;
+        data.reserve(envs.size() - i);
+        for (; i < envs.size(); ++i) {
+            envelope& e = envs[i];
+            if (std::holds_alternative<env_heartbeat>(e)) continue;
+            if (std::holds_alternative<env_handshake>(e)) {
+                protocol_errors++;
+                continue;
+            }
+            if (auto* g = std::get_if<env_goodbye>(&e)) {
+                deliver(l, auth, std::move(data));
+                data.clear();
+                std::string name = l.peer;
+                std::string reason = down_reason_of_goodbye(g->reason);
+                if (sessions.count(name)) {
+                    session_down(name, reason, &l);
+                    reset_link(l, false);
+                } else {
+                    link_failed(l, reason);
+                }
+                return;
+            }
+            data.push_back(std::move(e));
+        }
+        deliver(l, auth, std::move(data));
+    }
+
+    void deliver(link& l, const peer_auth& auth, std::vector<envelope>&& data) {
+        if (data.empty() || l.peer.empty() || !sessions.count(l.peer)) return;
+        call(cb.on_envelopes, l.peer, auth, std::move(data));
+    }
+
+    // ---- receiving --------------------------------------------------------------------------
+
+    static constexpr int read_batch = 256;  // messages read per socket per loop turn
+
+    // Reads up to read_batch messages; returns how many it read.
+    int read_router() {
+        int n = 0;
+        for (; n < read_batch; ++n) {
+            zmq_msg_t id;
+            zmq_msg_init(&id);
+            if (zmq_msg_recv(&id, router, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(&id);
+                return n;
+            }
+            std::string rid(static_cast<const char*>(zmq_msg_data(&id)), zmq_msg_size(&id));
+            zmq_msg_close(&id);
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, router, 0) < 0) {
+                zmq_msg_close(&m);
+                continue;
+            }
+            bool extra = zmq_msg_more(&m);
+            while (extra) {  // a kith frame is one part: drop anything else
+                zmq_msg_t x;
+                zmq_msg_init(&x);
+                (void)zmq_msg_recv(&x, router, 0);
+                extra = zmq_msg_more(&x);
+                zmq_msg_close(&x);
+            }
+            if (zmq_msg_more(&m)) {
+                protocol_errors++;
+                zmq_msg_close(&m);
+                continue;
+            }
+            const char* uid = zmq_msg_gets(&m, "User-Id");
+            auto it = ins.find(rid);
+            if (it == ins.end()) {
+                if (ins.size() >= o.max_inbound_links || !uid) {
+                    protocol_errors++;
+                    zmq_msg_close(&m);
+                    continue;
+                }
+                auto l = std::make_unique<link>();
+                l->outbound = false;
+                l->state = lstate::handshaking;
+                l->rid = rid;
+                l->fd = zmq_msg_get(&m, ZMQ_SRCFD);
+                l->hs_deadline = clock::now() + o.heartbeat_timeout;
+                l->auth.user_id = uid;
+                l->auth.kind = kind_of_user_id(uid);
+                if (const char* k = zmq_msg_gets(&m, key_property))
+                    if (auto pk = public_key::from_z85(k)) l->auth.key = *pk;
+                const char* addr = zmq_msg_gets(&m, "Peer-Address");
+                l->endpoint = std::string("tcp://") + (addr ? addr : "?");
+                it = ins.emplace(rid, std::move(l)).first;
+            }
+            link& l = *it->second;
+            // Authorization comes from this message's User-Id, set by our ZAP
+            // handler for this connection: it must match the link's.
+            if (!uid || l.auth.user_id != uid) {
+                protocol_errors++;
+                zmq_msg_close(&m);
+                continue;
+            }
+            on_frame(l, std::string_view(static_cast<const char*>(zmq_msg_data(&m)), zmq_msg_size(&m)), l.auth);
+            zmq_msg_close(&m);
+        }
+        return n;
+    }
+
+    // Reads up to read_batch messages; returns how many it read.
+    int read_dealer(link& l) {
+        void* sock = l.dealer;
+        int n = 0;
+        for (; n < read_batch && l.dealer == sock && sock; ++n) {
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, l.dealer, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(&m);
+                return n;
+            }
+            if (zmq_msg_more(&m)) {
+                protocol_errors++;
+                bool more = true;
+                while (more) {
+                    zmq_msg_t x;
+                    zmq_msg_init(&x);
+                    (void)zmq_msg_recv(&x, l.dealer, 0);
+                    more = zmq_msg_more(&x);
+                    zmq_msg_close(&x);
+                }
+                zmq_msg_close(&m);
+                continue;
+            }
+            // Messages from a server we dialled carry no ZAP User-Id (the
+            // server authenticated itself by its key); their trust is that of
+            // the link: "cluster" for a cluster link, "server:<key>" otherwise.
+            on_frame(l, std::string_view(static_cast<const char*>(zmq_msg_data(&m)), zmq_msg_size(&m)), l.auth);
+            zmq_msg_close(&m);
+        }
+        return n;
+    }
+
+    void read_router_monitor() {
+        for (int n = 0; n < 64; ++n) {
+            zmq_msg_t a, b;
+            zmq_msg_init(&a);
+            if (zmq_msg_recv(&a, router_mon, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(&a);
+                return;
+            }
+            zmq_msg_init(&b);
+            if (zmq_msg_more(&a)) (void)zmq_msg_recv(&b, router_mon, 0);
+            std::uint16_t ev = 0;
+            std::uint32_t val = 0;
+            if (zmq_msg_size(&a) >= 6) {
+                std::memcpy(&ev, zmq_msg_data(&a), 2);
+                std::memcpy(&val, static_cast<char*>(zmq_msg_data(&a)) + 2, 4);
+            }
+            zmq_msg_close(&a);
+            zmq_msg_close(&b);
+            if (ev == ZMQ_EVENT_DISCONNECTED) {
+                // What the peer sent before closing (a goodbye, say) comes first.
+                while (read_router() == read_batch) {}
+                int fd = static_cast<int>(val);
+                std::vector<link*> hit;
+                for (auto& [rid, l] : ins)
+                    if (l->fd == fd && l->state != lstate::connecting) hit.push_back(l.get());
+                for (link* l : hit) {
+                    if (l->state == lstate::established) link_failed(*l, "connection_closed");
+                    else erase_in(*l);
+                }
+            }
+        }
+    }
+
+    void read_zap() {
+        for (int n = 0; n < 64; ++n) {
+            auto out = zap.handle(zap_rep);
+            if (!out) return;
+            if (!out->accepted) {
+                refused_inbound++;
+                refusal r;
+                r.inbound = true;
+                r.endpoint = out->address;
+                r.key = out->client;
+                r.reason = out->reason;
+                call(cb.on_peer_refused, r);
+            }
+        }
+    }
+
+    // ---- timers -------------------------------------------------------------------------------
+
+    void housekeeping() {
+        const auto now = clock::now();
+        for (auto& lp : outs) {
+            link& l = *lp;
+            if (!l.dealer) continue;
+            if (l.state == lstate::established) {
+                if (now - l.last_rx > o.heartbeat_timeout) {
+                    heartbeat_timeouts++;
+                    link_failed(l, "timeout");
+                } else if (now >= l.next_hb) {
+                    send_control(l, env_heartbeat{});
+                    l.next_hb = now + o.heartbeat_interval;
+                }
+            } else if (l.state == lstate::handshaking && now > l.hs_deadline) {
+                protocol_errors++;
+                reopen(l);  // CURVE succeeded but no kith handshake came: start over
+            }
+        }
+        std::vector<link*> failed;
+        for (auto& [rid, lp] : ins) {
+            link& l = *lp;
+            if (l.state == lstate::established) {
+                if (now - l.last_rx > o.heartbeat_timeout) {
+                    failed.push_back(&l);
+                } else if (now >= l.next_hb) {
+                    send_control(l, env_heartbeat{});
+                    l.next_hb = now + o.heartbeat_interval;
+                }
+            } else if (now > l.hs_deadline) {
+                erase_in(l);
+            }
+        }
+        for (link* l : failed) {
+            heartbeat_timeouts++;
+            link_failed(*l, "timeout");
+        }
+    }
+
+    void reap_ins() {
+        for (auto& rid : doomed_ins) {
+            auto it = ins.find(rid);
+            if (it != ins.end() && it->second->state == lstate::connecting) ins.erase(it);
+        }
+        doomed_ins.clear();
+    }
+
+    // ---- commands -------------------------------------------------------------------------------
+
+    void run_commands() {
+        std::vector<command> cs;
+        {
+            std::lock_guard lk(cmd_mu);
+            cs.swap(cmds);
+        }
+        for (auto& c : cs) {
+            auto it = std::find_if(outs.begin(), outs.end(),
+                                   [&](auto& l) { return !l->doomed && l->endpoint == c.endpoint; });
+            if (c.k == command::connect && it != outs.end() && !(*it)->refused && (*it)->server_key == c.key &&
+                (*it)->creds.client.has_value() == c.creds.client.has_value() &&
+                (!c.creds.client || (*it)->creds.client->pub == c.creds.client->pub))
+                continue;  // already linked: nothing to do
+            if (it != outs.end()) {
+                link& l = **it;
+                if (l.state == lstate::established) {
+                    send_control(l, env_goodbye{"shutdown"});
+                    if (sessions.count(l.peer) && sessions[l.peer].primary == &l)
+                        session_down(l.peer, "shutdown", &l);
+                    else
+                        detach(l);
+                }
+                close_dealer(l, static_cast<int>(o.linger.count()));
+                l.refused = true;  // no reopen
+                l.doomed = true;   // erased after this loop turn (pointers to it may be in use)
+            }
+            if (c.k == command::connect) {
+                auto l = std::make_unique<link>();
+                l->outbound = true;
+                l->endpoint = c.endpoint;
+                l->server_key = c.key;
+                l->creds = std::move(c.creds);
+                if (l->creds.client) {
+                    l->auth.kind = trust_kind::server;
+                    l->auth.user_id = "server:" + c.key.z85();
+                } else {
+                    l->auth.kind = trust_kind::cluster;
+                    l->auth.user_id = "cluster";
+                }
+                l->auth.key = c.key;
+                outs.push_back(std::move(l));
+                open_dealer(*outs.back());
+            }
+        }
+    }
+
+    void take_dirty() {
+        std::vector<std::shared_ptr<peer_queue>> d;
+        {
+            std::lock_guard lk(dirty_mu);
+            d.swap(dirty);
+        }
+        for (auto& q : d) {
+            auto it = sessions.find(q->name);
+            if (it == sessions.end() || it->second.q != q) continue;
+            flush(it->second);
+        }
+    }
+
+    // ---- the loop -----------------------------------------------------------------------------------
+
+    void rebuild_items() {
+        items.clear();
+        item_links.clear();
+        items.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
+        items.push_back({zap_rep, 0, ZMQ_POLLIN, 0});
+        items.push_back({router, 0, ZMQ_POLLIN, 0});
+        items.push_back({router_mon, 0, ZMQ_POLLIN, 0});
+        for (auto& l : outs) {
+            if (!l->dealer) continue;
+            items.push_back({l->dealer, 0, ZMQ_POLLIN, 0});
+            items.push_back({l->mon, l->mon ? 0 : -1, ZMQ_POLLIN, 0});
+            item_links.push_back(l.get());
+        }
+        items_dirty = false;
+    }
+
+    void io_loop() {
+        const auto tick = std::max(std::chrono::milliseconds(5),
+                                   std::min(o.heartbeat_interval / 2, std::chrono::milliseconds(100)));
+        auto next_tick = clock::now();
+        while (!stopping) {
+            {
+                std::unique_lock lk(freeze_mu);
+                freeze_cv.wait(lk, [&] { return !frozen || stopping; });
+            }
+            if (items_dirty) rebuild_items();
+            long timeout_ms = blocked.empty()
+                                  ? std::max<long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                          next_tick - clock::now()).count() + 1)
+                                  : 1;
+            int rc = zmq_poll(items.data(), static_cast<int>(items.size()), timeout_ms);
+            if (rc < 0 && zmq_errno() == ETERM) break;
+            if (stopping) break;
+            if (items[0].revents & ZMQ_POLLIN) {
+                std::uint64_t v;
+                ssize_t n = ::read(wake_fd, &v, sizeof v);
+                (void)n;
+            }
+            wake_pending.store(false);
+            run_commands();
+            if (items[1].revents & ZMQ_POLLIN) read_zap();
+            if (items[3].revents & ZMQ_POLLIN) read_router_monitor();
+            // Monitors before data, so that a replaced connection is known
+            // before its successor's messages are read.
+            std::vector<link*> ls = item_links;  // links may be replaced below
+            for (std::size_t i = 0; i < ls.size(); ++i) {
+                if (items[4 + 2 * i + 1].revents & ZMQ_POLLIN) handle_monitor(*ls[i]);
+            }
+            if (items[2].revents & ZMQ_POLLIN) read_router();
+            for (std::size_t i = 0; i < ls.size(); ++i) {
+                if ((items[4 + 2 * i].revents & ZMQ_POLLIN) && ls[i]->dealer) read_dealer(*ls[i]);
+            }
+            if (clock::now() >= next_tick) {
+                housekeeping();
+                next_tick = clock::now() + tick;
+            }
+            reap_ins();
+            outs.remove_if([](auto& l) { return l->doomed; });
+            take_dirty();
+            if (!blocked.empty()) {
+                auto b = std::move(blocked);
+                blocked.clear();
+                for (session* s : b) flush(*s);
+            }
+            // The dealer sockets replaced above are closed; the poll set is
+            // rebuilt on the next turn (items_dirty).
+        }
+        shutdown_io();
+    }
+
+    void shutdown_io() {
+        // Push out what was queued, then say goodbye on every link.
+        take_dirty();
+        for (auto& [name, s] : sessions) flush(s);
+        for (auto& l : outs)
+            if (l->state == lstate::established) send_control(*l, env_goodbye{"shutdown"});
+        for (auto& [rid, l] : ins)
+            if (l->state == lstate::established) send_control(*l, env_goodbye{"shutdown"});
+        std::vector<std::string> names;
+        for (auto& [name, s] : sessions) names.push_back(name);
+        for (auto& n : names) {
+            auto it = sessions.find(n);
+            session s = std::move(it->second);
+            sessions.erase(it);
+            {
+                std::unique_lock lk(peers_mu);
+                queues.erase(n);
+            }
+            {
+                std::lock_guard lk(s.q->mu);
+                s.q->closed = true;
+            }
+            peers_down++;
+            call(cb.on_peer_down, n, std::string("shutdown"));
+        }
+        blocked.clear();
+        for (auto& l : outs) close_dealer(*l, static_cast<int>(o.linger.count()));
+        outs.clear();
+        ins.clear();
+        cleanup_sockets();
+        stopped_io = true;
+    }
+};
+
+// ---- transport ------------------------------------------------------------------------------
+
+transport::transport(transport_options opts, transport_callbacks cbs) : opts_(std::move(opts)) {
+    if (opts_.node_name.empty()) throw setup_error("kith transport: node_name is required");
+    if (opts_.heartbeat_interval.count() <= 0 || opts_.heartbeat_timeout <= opts_.heartbeat_interval)
+        throw setup_error("kith transport: heartbeat_timeout must exceed heartbeat_interval > 0");
+    if (opts_.batch_bytes == 0 || opts_.batch_bytes > opts_.limits.max_frame_bytes / 2)
+        opts_.batch_bytes = std::min<std::size_t>(64 * 1024, opts_.limits.max_frame_bytes / 2);
+    if (opts_.creation == 0)
+        opts_.creation = static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+                .count());
+    std::filesystem::path dir = opts_.key_dir.empty() && (!opts_.node_keys || !opts_.cookie) ? default_key_dir()
+                                                                                              : opts_.key_dir;
+    keys_ = opts_.node_keys ? *opts_.node_keys : load_or_create_keypair(dir);
+    std::string cookie = opts_.cookie ? *opts_.cookie : load_or_create_cookie(dir);
+    if (cookie.empty()) throw setup_error("kith transport: the cookie must not be empty");
+    impl_ = std::make_unique<impl>(*this, std::move(cbs), std::move(cookie));
+}
+
+transport::~transport() { stop(); }
+
+void transport::start() {
+    if (impl_->io.joinable() || impl_->ctx) throw setup_error("kith transport: start() called twice");
+    impl_->start();
+}
+
+void transport::stop() {
+    if (!impl_ || !impl_->io.joinable()) return;
+    impl_->stopping = true;
+    {
+        std::lock_guard lk(impl_->freeze_mu);
+        impl_->frozen = false;
+    }
+    impl_->freeze_cv.notify_all();
+    {
+        std::uint64_t one = 1;
+        ssize_t n = ::write(impl_->wake_fd, &one, sizeof one);
+        (void)n;
+    }
+    impl_->io.join();
+}
+
+std::string transport::endpoint() const {
+    return opts_.advertised_endpoint.empty() ? impl_->bound : opts_.advertised_endpoint;
+}
+
+void transport::set_authorizer(authorizer a) { impl_->zap.set_authorizer(std::move(a)); }
+
+void transport::connect(const std::string& endpoint, const public_key& server_key, link_credentials creds) {
+    if (impl_->stopping) return;
+    {
+        std::lock_guard lk(impl_->cmd_mu);
+        impl_->cmds.push_back({command::connect, endpoint, server_key, std::move(creds)});
+    }
+    impl_->wake_pending = false;  // force a wake-up
+    impl_->wake();
+}
+
+void transport::disconnect(const std::string& endpoint) {
+    if (impl_->stopping) return;
+    {
+        std::lock_guard lk(impl_->cmd_mu);
+        impl_->cmds.push_back({command::disconnect, endpoint, {}, {}});
+    }
+    impl_->wake_pending = false;
+    impl_->wake();
+}
+
+result<void> transport::post(std::string_view peer, const envelope& e) { return post(peer, std::span(&e, 1)); }
+
+result<void> transport::post(std::string_view peer, std::span<const envelope> es) {
+    impl& m = *impl_;
+    if (m.stopping) return result<void>(errc::shutdown, "transport stopped");
+    std::shared_ptr<peer_queue> q;
+    {
+        std::shared_lock lk(m.peers_mu);
+        auto it = m.queues.find(std::string(peer));
+        if (it == m.queues.end()) return result<void>(errc::nodedown, std::string(peer));
+        q = it->second;
+    }
+    bool became_dirty = false;
+    {
+        std::lock_guard lk(q->mu);
+        if (q->closed) return result<void>(errc::nodedown, std::string(peer));
+        if (q->bytes >= opts_.max_queue_bytes) {
+            m.overload_drops++;
+            return result<void>(errc::overloaded, "send queue to " + std::string(peer) + " is full");
+        }
+        for (const envelope& e : es) {
+            std::size_t before = q->cur.empty() ? 0 : q->cur.size();
+            q->cur.add(e);
+            q->bytes += q->cur.size() - before;
+            if (q->cur.size() >= opts_.batch_bytes) q->frames.push_back(q->cur.take());
+        }
+        if (!q->dirty) {
+            q->dirty = true;
+            became_dirty = true;
+        }
+    }
+    m.envelopes_out += es.size();
+    if (became_dirty) {
+        {
+            std::lock_guard lk(m.dirty_mu);
+            m.dirty.push_back(std::move(q));
+        }
+        m.wake();
+    }
+    return {};
+}
+
+bool transport::is_up(std::string_view peer) const {
+    std::shared_lock lk(impl_->peers_mu);
+    return impl_->queues.count(std::string(peer)) > 0;
+}
+
+transport_stats transport::stats() const {
+    const impl& m = *impl_;
+    transport_stats s;
+    s.frames_in = m.frames_in;
+    s.frames_out = m.frames_out;
+    s.envelopes_in = m.envelopes_in;
+    s.envelopes_out = m.envelopes_out;
+    s.bytes_in = m.bytes_in;
+    s.bytes_out = m.bytes_out;
+    s.refused_inbound = m.refused_inbound;
+    s.refused_outbound = m.refused_outbound;
+    s.decode_errors = m.decode_errors;
+    s.protocol_errors = m.protocol_errors;
+    s.overload_drops = m.overload_drops;
+    s.dropped_at_down = m.dropped_at_down;
+    s.heartbeat_timeouts = m.heartbeat_timeouts;
+    s.peers_up = m.peers_up;
+    s.peers_down = m.peers_down;
+    return s;
+}
+
+void transport::debug_freeze(bool f) {
+    {
+        std::lock_guard lk(impl_->freeze_mu);
+        impl_->frozen = f;
+    }
+    impl_->freeze_cv.notify_all();
+}
+
+}  // namespace kith::detail

@@ -1,0 +1,198 @@
+// transport.hpp — kith's node-to-node transport over ZeroMQ ROUTER/DEALER with
+// CurveZMQ. Private to kith::core; the node wires it in. The design and its
+// security argument are in docs/protocol.md, "Transport and security".
+//
+// Shape (zyre style): one I/O thread per transport owns a ZeroMQ context and
+// every socket in it: the ROUTER (inbound), one DEALER per outbound link, the
+// ZAP handler's REP socket, the socket monitors and a wake-up eventfd. Only
+// that thread touches sockets. Other threads talk to it through post() and
+// connect(), which queue work and wake it.
+//
+// Peers are named by their node name ("name@host") as sent in their handshake.
+// A peer is "up" from the first link (connection) that completes the kith
+// handshake until that session ends; every up is followed by exactly one
+// down. Callbacks run on the I/O thread, in this order per peer:
+//   on_peer_up, on_envelopes..., on_peer_down
+// They must be quick and must not call stop(); they may call post()/connect().
+//
+// Errors: constructors/start() throw setup_error (bad key dir, bind failure,
+// fail-closed ZAP unavailable). post() returns a result; nothing else throws
+// after start().
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kith/envelope.hpp"
+#include "kith/error.hpp"
+#include "kith/keys.hpp"
+#include "zap.hpp"
+
+namespace kith::detail {
+
+struct transport_options {
+    std::string node_name;                        // required, "name@host"
+    std::string bind_endpoint = "tcp://127.0.0.1:0";  // "tcp://*:4370", port 0 = any
+    std::string advertised_endpoint;              // what others should dial; empty = bound endpoint
+    std::filesystem::path key_dir;                // empty = default_key_dir(); unused if node_keys given
+    std::optional<keypair> node_keys;             // the long-term keypair; default: loaded from key_dir
+    std::optional<std::string> cookie;            // default: the cookie file in key_dir
+    std::chrono::milliseconds heartbeat_interval{500};  // a heartbeat per link this often
+    std::chrono::milliseconds heartbeat_timeout{2500};  // a link silent this long is dead ("timeout")
+    std::chrono::milliseconds reconnect_interval{100};      // ZMQ_RECONNECT_IVL
+    std::chrono::milliseconds reconnect_interval_max{1000}; // ZMQ_RECONNECT_IVL_MAX
+    std::chrono::milliseconds linger{200};        // time to push out goodbyes at stop()
+    frame_limits limits;                          // inbound decode limits; max_frame_bytes -> ZMQ_MAXMSGSIZE
+    std::size_t batch_bytes = 64 * 1024;          // a batch is flushed once it reaches this size
+    std::size_t max_queue_bytes = 8u << 20;       // per peer: queued + unsent bytes before post() fails
+    int sndhwm = 256;                             // ZMQ_SNDHWM (messages, i.e. batches) per socket/pipe
+    int rcvhwm = 256;                             // ZMQ_RCVHWM
+    std::size_t max_inbound_links = 4096;         // inbound connections tracked at once
+    int max_silent_handshake_failures = 3;        // then the outbound link is refused (wrong server key)
+    std::uint64_t creation = 0;                   // incarnation; 0 = now in ms since the epoch
+    std::vector<std::string> services;            // sent in the handshake
+    bool hidden = false;                          // sent in the handshake
+};
+
+// How much a peer is trusted, from the User-Id of its messages.
+enum class trust_kind : std::uint8_t {
+    cluster,   // "cluster": holds our cookie (either direction)
+    grant,     // "grant:<label>": a key we granted, connected to us
+    stranger,  // "stranger:<z85>": any key, admitted by the authorizer for public services
+    server,    // "server:<z85>": a non-cluster node *we* connected to (e.g. with a grant we hold)
+};
+std::string_view to_string(trust_kind k) noexcept;
+
+struct peer_auth {
+    trust_kind kind = trust_kind::cluster;
+    std::string user_id;   // as above; for inbound messages the ZAP User-Id verbatim
+    public_key key;        // inbound: the client key; outbound: the server key
+};
+
+struct peer_info {
+    std::string endpoint;      // outbound: the endpoint we dialled; inbound: "tcp://<peer ip>"
+    peer_auth auth;            // of the link the session was opened on
+    std::vector<std::string> services;
+    bool hidden = false;
+    std::uint64_t creation = 0;
+    bool outbound = false;     // true if the session's send path is our DEALER
+};
+
+struct refusal {
+    bool inbound = false;                 // true: we refused a client; false: a server refused us
+    std::string endpoint;                 // outbound: dialled endpoint; inbound: client IP
+    std::optional<public_key> key;        // the other side's public key when known
+    std::string reason;                   // human-readable, never secret
+};
+
+struct transport_callbacks {
+    std::function<void(const std::string& peer, const peer_info&)> on_peer_up;
+    // reason: "shutdown" (goodbye or local stop), "timeout", "connection_closed"
+    std::function<void(const std::string& peer, const std::string& reason)> on_peer_down;
+    std::function<void(const refusal&)> on_peer_refused;
+    // Data envelopes (handshake/heartbeat/goodbye are consumed here), in the
+    // order the peer sent them. `auth` comes from the User-Id of the ZeroMQ
+    // message that carried them (never from envelope contents).
+    std::function<void(const std::string& peer, const peer_auth& auth, std::vector<envelope>&& envs)> on_envelopes;
+    // A frame from an authenticated, handshaken peer failed to decode; it was
+    // dropped and counted; the link carries on.
+    std::function<void(const std::string& peer, const error& e)> on_decode_error;
+};
+
+// How an outbound link authenticates itself to the server.
+struct link_credentials {
+    // nullopt: the cluster keypair derived from our cookie (trust "cluster").
+    // A keypair: e.g. a grant we hold (trust of the server: "server").
+    std::optional<keypair> client;
+    static link_credentials cluster() { return {}; }
+};
+
+// A snapshot of the counters (monotonic since start).
+struct transport_stats {
+    std::uint64_t frames_in = 0, frames_out = 0;
+    std::uint64_t envelopes_in = 0, envelopes_out = 0;
+    std::uint64_t bytes_in = 0, bytes_out = 0;
+    std::uint64_t refused_inbound = 0;     // ZAP refusals (all reasons)
+    std::uint64_t refused_outbound = 0;    // servers that refused us
+    std::uint64_t decode_errors = 0;       // frames from handshaken peers that failed to decode
+    std::uint64_t protocol_errors = 0;     // frames before a handshake, bad handshakes, name clashes
+    std::uint64_t overload_drops = 0;      // post() calls refused with errc::overloaded
+    std::uint64_t dropped_at_down = 0;     // queued envelopes discarded when their peer went down
+    std::uint64_t heartbeat_timeouts = 0;
+    std::uint64_t peers_up = 0, peers_down = 0;
+};
+
+class transport {
+public:
+    // Loads keys and cookie (setup_error on failure). Does not bind.
+    transport(transport_options opts, transport_callbacks cbs);
+    // Calls stop().
+    ~transport();
+    transport(const transport&) = delete;
+    transport& operator=(const transport&) = delete;
+
+    // Binds the ZAP handler, then the ROUTER, and starts the I/O thread.
+    // Throws setup_error on failure. Call once.
+    void start();
+    // Flushes queued envelopes (best effort), sends goodbye on every link,
+    // reports every up peer down ("shutdown"), closes the sockets (waiting at
+    // most `linger`) and joins the I/O thread. Idempotent. Not from a callback.
+    void stop();
+
+    // The bound endpoint with its real port ("tcp://127.0.0.1:40123"); valid
+    // after start(). The advertised endpoint if one was given.
+    std::string endpoint() const;
+    const public_key& key() const noexcept { return keys_.pub; }
+    const std::string& node_name() const noexcept { return opts_.node_name; }
+    std::uint64_t creation() const noexcept { return opts_.creation; }
+
+    // Hook for keys other than the cluster key (grants, strangers). Default:
+    // refuse. Thread-safe; takes effect for the next handshake.
+    void set_authorizer(authorizer a);
+
+    // Opens (asynchronously) an outbound link to the ROUTER at `endpoint`
+    // whose public key must be `server_key`. Retries until it connects; when a
+    // session ends the link reconnects by itself. A refusal (ZAP 400, protocol
+    // mismatch, or repeated silent handshake failures such as a wrong server
+    // key) is reported once through on_peer_refused and the link is closed:
+    // no retry loop. Calling connect again for the same endpoint replaces the
+    // link. Thread-safe, non-blocking.
+    void connect(const std::string& endpoint, const public_key& server_key,
+                 link_credentials creds = link_credentials::cluster());
+    // Closes the outbound link to `endpoint` (goodbye first). Thread-safe.
+    void disconnect(const std::string& endpoint);
+
+    // Queues `e` for peer `peer`. Never blocks on the network. Thread-safe.
+    // Returns errc::nodedown if the peer is not up, errc::overloaded (and
+    // counts it) if the peer's queue holds max_queue_bytes already,
+    // errc::shutdown after stop(). Envelopes posted to one peer from one
+    // thread arrive in order.
+    result<void> post(std::string_view peer, const envelope& e);
+    result<void> post(std::string_view peer, std::span<const envelope> es);
+
+    // True if `peer` is up now. Thread-safe.
+    bool is_up(std::string_view peer) const;
+    transport_stats stats() const;
+
+    // Test hook: while frozen, the I/O thread touches no socket (a peer that
+    // stops answering without closing its connections). Thread-safe.
+    void debug_freeze(bool frozen);
+
+    struct impl;
+
+private:
+    transport_options opts_;
+    keypair keys_;
+    std::unique_ptr<impl> impl_;
+};
+
+}  // namespace kith::detail

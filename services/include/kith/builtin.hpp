@@ -1,0 +1,30 @@
+// kith/builtin.hpp — the built-in services every `kith node` can host.
+//
+//   kvs   the seeds' name server (Armstrong's kvs module):
+//           store(Key, Value) -> true
+//           lookup(Key)       -> ["ok", Value] | "undefined"
+//           delete(Key)       -> true if it was there, else false
+//           keys()            -> [Key...] (sorted)
+//         Keys are strings; values any term. Errors: bad_args.
+//   echo  echo(X) -> X, and the spawnable actor type "server": the seeds'
+//         echo server — it answers [Client, M] by sending M to Client.
+//   demo  the seeds' dist_demo: node() -> this node's name, and the
+//         spawnable actor type "rpc_server": it answers a request
+//         [Service, Function, Args] by invoking that exported function of
+//         its own node (never arbitrary code) and replying with the result.
+//
+// Each make_* returns a fresh, independent service. Thread-safe: the kvs
+// table is guarded by its own mutex.
+#pragma once
+
+#include "kith/node.hpp"
+#include "kith/service.hpp"
+
+namespace kith::services {
+
+service make_kvs();
+service make_echo();
+// `n` must outlive the service (it is the node the service is added to).
+service make_demo(node& n);
+
+}  // namespace kith::services

@@ -1,0 +1,99 @@
+// Typed service registration: argument marshalling, bad_args, exceptions,
+// deferred replies.
+#include "kith/service.hpp"
+
+#include <map>
+#include <optional>
+#include <stdexcept>
+
+#include "kith_catch.hpp"
+
+using namespace kith;
+
+namespace {
+result<term> invoke(const service& s, const std::string& fn, const term& args) {
+    std::optional<result<term>> got;
+    s.invoke(fn, args, reply_to([&](result<term> r) { got.emplace(std::move(r)); }));
+    REQUIRE(got.has_value());
+    return std::move(*got);
+}
+
+struct point {
+    int x = 0;
+    int y = 0;
+    MSGPACK_DEFINE(x, y);
+};
+}  // namespace
+
+TEST_CASE("service: typed functions marshal arguments and results", "[service]") {
+    std::map<std::string, term> store;
+    service kvs("kvs");
+    kvs.function("store", [&](std::string k, term v) { store[k] = v; return true; })
+        .function("lookup", [&](std::string k) -> term {
+            auto it = store.find(k);
+            return it == store.end() ? term("undefined") : arr("ok", it->second);
+        })
+        .function("add", [](int a, double b) { return a + b; })
+        .function("nothing", [] {})
+        .function("norm1", [](point p) { return std::abs(p.x) + std::abs(p.y); });
+
+    CHECK(invoke(kvs, "store", arr("weather", "fine")).value() == term(true));
+    CHECK(invoke(kvs, "lookup", arr("weather")).value() == arr("ok", "fine"));
+    CHECK(invoke(kvs, "lookup", arr("rain")).value() == term("undefined"));
+    CHECK(invoke(kvs, "add", arr(2, 0.5)).value() == term(2.5));
+    CHECK(invoke(kvs, "nothing", arr()).value() == term());
+    CHECK(invoke(kvs, "nothing", term()).value() == term());
+    CHECK(invoke(kvs, "norm1", arr(arr(3, -4))).value() == term(7));
+}
+
+TEST_CASE("service: wrong arguments are bad_args with a reason", "[service]") {
+    service s("math");
+    s.function("add", [](int a, int b) { return a + b; });
+
+    auto few = invoke(s, "add", arr(1));
+    CHECK(few.code() == errc::bad_args);
+    CHECK(few.err().detail == "expected 2 arguments, got 1");
+
+    auto many = invoke(s, "add", arr(1, 2, 3));
+    CHECK(many.code() == errc::bad_args);
+
+    auto wrong = invoke(s, "add", arr(1, "two"));
+    CHECK(wrong.code() == errc::bad_args);
+    CHECK(wrong.err().detail.find("argument 2: expected integer") == 0);
+
+    auto notarray = invoke(s, "add", term(5));
+    CHECK(notarray.code() == errc::bad_args);
+
+    CHECK(invoke(s, "sub", arr(1, 2)).code() == errc::no_such_function);
+}
+
+TEST_CASE("service: exceptions become errc::exception with the text", "[service]") {
+    service s("bad");
+    s.function("boom", []() -> int { throw std::runtime_error("division by zero"); });
+    s.function("fails", []() -> result<int> { return error{errc::noproc, "gone"}; });
+    auto r = invoke(s, "boom", arr());
+    CHECK(r.code() == errc::exception);
+    CHECK(r.err().detail == "division by zero");
+    CHECK(invoke(s, "fails", arr()).code() == errc::noproc);
+}
+
+TEST_CASE("service: deferred replies, and a dropped reply is reported", "[service]") {
+    service s("later");
+    std::optional<reply_to> parked;
+    s.function("wait", [&](reply_to r, int x) { if (x > 0) parked.emplace(std::move(r)); });
+
+    std::optional<result<term>> got;
+    s.invoke("wait", arr(1), reply_to([&](result<term> r) { got.emplace(std::move(r)); }));
+    CHECK_FALSE(got.has_value());
+    parked->value(42);
+    REQUIRE(got.has_value());
+    CHECK(got->value() == term(42));
+    parked->value(43);  // a second reply is ignored
+    CHECK(got->value() == term(42));
+
+    got.reset();
+    s.invoke("wait", arr(0), reply_to([&](result<term> r) { got.emplace(std::move(r)); }));
+    REQUIRE(got.has_value());  // the handler dropped its reply_to
+    CHECK(got->code() == errc::exception);
+    CHECK(got->err().detail == "no reply");
+}

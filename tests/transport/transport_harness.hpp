@@ -1,0 +1,101 @@
+// Test harness for the transport: a transport plus a recorder of its events,
+// with waits that have deadlines (never fixed sleeps).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "transport.hpp"
+
+namespace kt {
+
+using namespace std::chrono_literals;
+using kith::detail::peer_auth;
+using kith::detail::peer_info;
+using kith::detail::refusal;
+using kith::detail::transport;
+using kith::detail::transport_callbacks;
+using kith::detail::transport_options;
+
+struct recorder {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<std::pair<std::string, peer_info>> ups;
+    std::vector<std::pair<std::string, std::string>> downs;
+    std::vector<refusal> refusals;
+    std::vector<std::int64_t> values;      // ints of env_send messages, in arrival order
+    std::vector<peer_auth> auths;          // auth of each on_envelopes batch
+    std::vector<std::string> log;          // "up:<peer>", "down:<peer>:<reason>", "env:<peer>"
+    int decode_errors = 0;
+
+    transport_callbacks callbacks() {
+        transport_callbacks c;
+        c.on_peer_up = [this](const std::string& p, const peer_info& i) {
+            std::lock_guard lk(mu);
+            ups.emplace_back(p, i);
+            log.push_back("up:" + p);
+            cv.notify_all();
+        };
+        c.on_peer_down = [this](const std::string& p, const std::string& r) {
+            std::lock_guard lk(mu);
+            downs.emplace_back(p, r);
+            log.push_back("down:" + p + ":" + r);
+            cv.notify_all();
+        };
+        c.on_peer_refused = [this](const refusal& r) {
+            std::lock_guard lk(mu);
+            refusals.push_back(r);
+            cv.notify_all();
+        };
+        c.on_envelopes = [this](const std::string& p, const peer_auth& a, std::vector<kith::envelope>&& es) {
+            std::lock_guard lk(mu);
+            auths.push_back(a);
+            if (log.empty() || log.back() != "env:" + p) log.push_back("env:" + p);
+            for (auto& e : es)
+                if (auto* s = std::get_if<kith::env_send>(&e))
+                    if (auto v = s->msg.as_int()) values.push_back(*v);
+            cv.notify_all();
+        };
+        c.on_decode_error = [this](const std::string&, const kith::error&) {
+            std::lock_guard lk(mu);
+            decode_errors++;
+            cv.notify_all();
+        };
+        return c;
+    }
+
+    // Waits until pred() (called under the lock) holds, at most `d`.
+    template <class P>
+    bool wait(P pred, std::chrono::milliseconds d = 10s) {
+        std::unique_lock lk(mu);
+        return cv.wait_for(lk, d, pred);
+    }
+};
+
+struct test_node {
+    recorder rec;
+    std::unique_ptr<transport> t;
+
+    explicit test_node(const std::string& name, const std::string& cookie,
+                       const std::function<void(transport_options&)>& tweak = {},
+                       std::optional<kith::keypair> keys = std::nullopt) {
+        transport_options o;
+        o.node_name = name;
+        o.cookie = cookie;
+        o.node_keys = keys ? *keys : kith::keypair::generate();
+        if (tweak) tweak(o);
+        t = std::make_unique<transport>(std::move(o), rec.callbacks());
+        t->start();
+    }
+    ~test_node() { t->stop(); }
+    void connect_to(test_node& other) { t->connect(other.t->endpoint(), other.t->key()); }
+};
+
+inline kith::envelope send_int(std::int64_t v) { return kith::env_send{kith::pid{"x@y", 1}, kith::term(v)}; }
+
+}  // namespace kt
