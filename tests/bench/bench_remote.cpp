@@ -1,0 +1,245 @@
+// Distributed figures (group "remote"): two kith nodes in one process on
+// loopback, over real CURVE (the full transport, ZAP and cookie setup).
+//   rpc_p50_us, rpc_p99_us       sequential blocking node::call of an echo
+//                                service function (one caller)
+//   remote_send_msgs_per_s       actor on A -> actor on B, 32-byte binary
+//                                payload, counted at B; the sender keeps a
+//                                bounded window in flight (B acknowledges),
+//                                so no queue overflows
+//   rpc_32_callers_calls_per_s   node::call_async with 32 calls outstanding
+// and the ratios to the raw libzmq CURVE baseline of the same run (group
+// "zmq_baseline"), when that group ran first.
+#include <stdlib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench.hpp"
+#include "kith/mailbox.hpp"
+#include "kith/node.hpp"
+#include "kith/service.hpp"
+
+namespace {
+
+using clk = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+double seconds_since(clk::time_point t0) { return std::chrono::duration<double>(clk::now() - t0).count(); }
+
+// A temporary key directory, removed afterwards.
+struct temp_dir {
+    std::filesystem::path path;
+    temp_dir() {
+        std::string tmpl = (std::filesystem::temp_directory_path() / "kith-bench-XXXXXX").string();
+        if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+        path = tmpl;
+    }
+    ~temp_dir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+};
+
+kith::node_options net_node(const std::string& name, const std::filesystem::path& dir) {
+    kith::node_options o;
+    o.name = name;
+    o.net.listen = "tcp://127.0.0.1:0";
+    o.net.key_dir = dir;
+    o.net.cookie = "kith-bench-cookie";
+    return o;
+}
+
+// Sequential blocking calls; returns sorted latencies in microseconds.
+std::vector<double> rpc_latency(kith::node& a, const std::string& b, int warmup, int n) {
+    std::vector<double> us;
+    us.reserve(n);
+    for (int i = 0; i < warmup + n; ++i) {
+        auto t0 = clk::now();
+        auto r = a.call(b, "bench", "echo", kith::arr(i), 5s);
+        double d = std::chrono::duration<double, std::micro>(clk::now() - t0).count();
+        if (!r.ok()) {
+            std::fprintf(stderr, "bench remote: rpc failed: %s\n", r.err().detail.c_str());
+            return {};
+        }
+        if (i >= warmup) us.push_back(d);
+    }
+    std::sort(us.begin(), us.end());
+    return us;
+}
+
+// call_async with a fixed window of `window` outstanding calls; returns calls/s.
+double rpc_window(kith::node& a, const std::string& b, int window, std::int64_t total) {
+    struct state {
+        std::atomic<std::int64_t> issued{0}, done{0}, failed{0};
+        std::mutex mu;
+        std::condition_variable cv;
+    };
+    auto st = std::make_shared<state>();
+    // Each completion (on a kith thread) issues the next call.
+    std::function<void()> issue;
+    issue = [&a, &b, st, total, &issue] {
+        std::int64_t i = st->issued.fetch_add(1);
+        if (i >= total) return;
+        a.call_async(b, "bench", "echo", kith::arr(i), 10s, [st, total, &issue](kith::result<kith::term> r) {
+            if (!r.ok()) st->failed.fetch_add(1);
+            if (st->done.fetch_add(1) + 1 == total) {
+                std::lock_guard lk(st->mu);
+                st->cv.notify_all();
+                return;
+            }
+            issue();
+        });
+    };
+    auto t0 = clk::now();
+    for (int w = 0; w < window; ++w) issue();
+    {
+        std::unique_lock lk(st->mu);
+        st->cv.wait_for(lk, 120s, [&] { return st->done.load() >= total; });
+    }
+    double s = seconds_since(t0);
+    if (st->failed) std::fprintf(stderr, "bench remote: %lld calls failed\n", (long long)st->failed.load());
+    // Let stragglers (if any) finish before `issue` goes out of scope.
+    while (st->done.load() < std::min<std::int64_t>(st->issued.load(), total)) std::this_thread::sleep_for(1ms);
+    return static_cast<double>(st->done.load() - st->failed.load()) / s;
+}
+
+struct send_result {
+    double msgs_per_s = 0;
+    std::uint64_t received = 0;
+    std::uint64_t drops = 0;
+    bool complete = false;
+};
+
+// An actor on A sends `total` 32-byte binaries to a sink actor on B. The sink
+// acknowledges every `ack_every` messages; the source keeps at most `window`
+// unacknowledged messages in flight (flow control as an application would do
+// it, so no per-peer queue overflows).
+send_result remote_send(kith::node& a, kith::node& b, std::int64_t total, std::int64_t window,
+                        std::int64_t ack_every) {
+    auto drops0 = a.net_stats().overload_drops;
+    auto received = std::make_shared<std::atomic<std::int64_t>>(0);
+    auto source_pid = std::make_shared<kith::pid>();
+    auto sink_ready = std::make_shared<std::atomic<bool>>(false);
+    kith::pid sink = b.spawn([received, total, ack_every](kith::actor&) -> kith::behavior {
+        auto count = std::make_shared<std::int64_t>(0);
+        auto source = std::make_shared<kith::pid>();
+        return [received, total, ack_every, count, source](kith::actor& self, kith::message& m) {
+            if (m.body.is_pid()) {  // the source introduces itself
+                *source = *m.body.as_pid();
+                return;
+            }
+            ++*count;
+            if (*count % ack_every == 0 || *count == total) {
+                received->store(*count, std::memory_order_release);
+                if (!source->is_null()) self.send(*source, kith::term(*count));
+            }
+        };
+    });
+    static const std::uint8_t payload[32] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
+                                             17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
+    constexpr std::int64_t chunk = 256;  // sends per scheduling turn
+    kith::pid source = a.spawn([sink, total, window](kith::actor&) -> kith::behavior {
+        struct st {
+            std::int64_t sent = 0, acked = 0;
+            bool more_pending = false;
+        };
+        auto s = std::make_shared<st>();
+        return [sink, total, window, s](kith::actor& self, kith::message& m) {
+            if (auto v = m.body.as_int()) s->acked = std::max<std::int64_t>(s->acked, *v);
+            if (m.body.is_string() && *m.body.as_string() == "more") s->more_pending = false;
+            if (m.body.is_string() && *m.body.as_string() == "hello") {
+                self.send(sink, kith::term(self.self()));
+                return;
+            }
+            std::int64_t limit = std::min(total, s->acked + window);
+            std::int64_t end = std::min(s->sent + chunk, limit);
+            for (std::int64_t i = s->sent; i < end; ++i) self.send(sink, kith::binary(payload, sizeof payload));
+            s->sent = std::max(s->sent, end);
+            if (s->sent < limit && !s->more_pending) {
+                s->more_pending = true;
+                self.send(self.self(), kith::term("more"));
+            }
+        };
+    });
+    a.send(source, kith::term("hello"));
+    // The sink learns the source's pid before data flows (same actor pair: in order).
+    auto t0 = clk::now();
+    a.send(source, kith::term("go"));
+    auto deadline = t0 + 120s;
+    std::int64_t last = -1;
+    auto last_change = clk::now();
+    while (received->load(std::memory_order_acquire) < total) {
+        std::this_thread::sleep_for(200us);
+        auto now = clk::now();
+        std::int64_t r = received->load(std::memory_order_acquire);
+        if (r != last) {
+            last = r;
+            last_change = now;
+        }
+        // Stalled (messages lost to drops) or out of time.
+        if (now > deadline || now - last_change > 5s) break;
+    }
+    send_result out;
+    double s = seconds_since(t0);
+    out.received = static_cast<std::uint64_t>(received->load());
+    out.complete = out.received >= static_cast<std::uint64_t>(total);
+    out.drops = a.net_stats().overload_drops - drops0;
+    out.msgs_per_s = static_cast<double>(out.received) / s;
+    a.send_exit(source, kith::term("kill"));
+    b.send_exit(sink, kith::term("kill"));
+    return out;
+}
+
+}  // namespace
+
+KITH_BENCH_GROUP("remote", 30) {
+    temp_dir dir;
+    std::filesystem::create_directories(dir.path / "a");
+    std::filesystem::create_directories(dir.path / "b");
+    {
+        kith::node a(net_node("a@bench", dir.path / "a"));
+        kith::node b(net_node("b@bench", dir.path / "b"));
+        kith::service svc("bench");
+        svc.function("echo", [](kith::term x) { return x; });
+        b.add_service(std::move(svc));
+        auto up = a.connect(b.endpoint(), b.key());
+        if (!up.ok()) {
+            std::fprintf(stderr, "bench remote: connect failed: %s\n", up.err().detail.c_str());
+            return;
+        }
+        const std::string bn = *up;
+
+        auto lat = rpc_latency(a, bn, 2000, 20000);
+        if (!lat.empty()) {
+            kith::bench::report("rpc_p50_us", lat[lat.size() / 2], "us");
+            kith::bench::report("rpc_p99_us", lat[lat.size() * 99 / 100], "us");
+        }
+
+        remote_send(a, b, 200000, 100000, 8192);  // warm-up
+        auto rs = remote_send(a, b, 2000000, 100000, 8192);
+        kith::bench::report("remote_send_msgs_per_s", rs.msgs_per_s, "msgs/s");
+        if (rs.drops || !rs.complete)
+            std::printf("remote_send_note: %s, received %llu of %d, %llu overload drops\n",
+                        rs.complete ? "complete" : "INCOMPLETE", (unsigned long long)rs.received, 2000000,
+                        (unsigned long long)rs.drops);
+
+        rpc_window(a, bn, 32, 20000);  // warm-up
+        kith::bench::report("rpc_32_callers_calls_per_s", rpc_window(a, bn, 32, 300000), "calls/s");
+
+        double zp = kith::bench::figure("zmq_curve_pingpong_p50_us");
+        double zo = kith::bench::figure("zmq_curve_oneway_msgs_per_s");
+        double rp = kith::bench::figure("rpc_p50_us");
+        if (zp > 0 && rp > 0) kith::bench::report("rpc_p50_vs_zmq_pingpong_ratio", rp / zp, "x (target <= 1.3)");
+        if (zo > 0) kith::bench::report("remote_send_vs_zmq_curve_oneway_ratio", rs.msgs_per_s / zo, "x (target >= 3)");
+    }
+}
