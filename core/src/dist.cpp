@@ -522,6 +522,9 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e) {
                     refused_.fetch_add(1, std::memory_order_relaxed);
                     post(peer, env_reply{env.req_id, c, term(std::move(d))});
                 };
+                // The caller, when named, must be one of the peer's own pids
+                // (as for spawn_request); kith's own calls leave it null.
+                if (!from_peer(peer, env.from)) return bad("forged caller pid");
                 if (auto a = authorize(auth, "call", env.service, env.function); a != errc::ok)
                     return reply_err(a, env.service + ":" + env.function);
                 auto s = services_->find(env.service);

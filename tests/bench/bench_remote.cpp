@@ -11,6 +11,8 @@
 // "zmq_baseline"), when that group ran first.
 #include <stdlib.h>
 
+#include <cstdlib>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -56,6 +58,7 @@ kith::node_options net_node(const std::string& name, const std::filesystem::path
     o.net.listen = "tcp://127.0.0.1:0";
     o.net.key_dir = dir;
     o.net.cookie = "kith-bench-cookie";
+    if (const char* w = std::getenv("KITH_BENCH_WORKERS")) o.workers = static_cast<unsigned>(std::atoi(w));
     return o;
 }
 

@@ -1,13 +1,27 @@
-// A program outside the kith tree, built against an installed kith.
-#include <kith/term.hpp>
+// A program outside the kith tree, built against an installed kith
+// (find_package(kith) + kith::core, kith::services).
+#include <kith/builtin.hpp>
+#include <kith/mailbox.hpp>
+#include <kith/node.hpp>
 
+#include <chrono>
 #include <cstdio>
 
 int main() {
-    kith::term t = kith::arr("store", "weather", "fine");
-    auto back = kith::decode(kith::encode(t));
-    if (!back || !(*back == t)) {
-        std::puts("consumer failed: term round trip");
+    kith::node n({.name = "consumer@localhost", .workers = 1});
+    n.add_service(kith::services::make_kvs());
+    kith::pid echo = n.spawn([](kith::actor& self, kith::message& m) {
+        if (m.is_request()) self.reply(m, m.body);
+    });
+    kith::mailbox me(n);
+    auto r = me.call(echo, kith::arr("hello", 1), std::chrono::seconds(2));
+    if (!r || !(*r == kith::arr("hello", 1))) {
+        std::puts("consumer failed: echo request");
+        return 1;
+    }
+    auto stored = n.call(n.name(), "kvs", "store", kith::arr("weather", "fine"));
+    if (!stored || !(*stored == kith::term(true))) {
+        std::puts("consumer failed: kvs");
         return 1;
     }
     std::puts("consumer ok");
