@@ -20,6 +20,13 @@ namespace {
 using clk = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
+kith::node_options bench_options() {
+    kith::node_options o;
+    o.name = "bench@local";
+    o.workers = 0;  // one per core
+    return o;
+}
+
 double seconds_since(clk::time_point t0) { return std::chrono::duration<double>(clk::now() - t0).count(); }
 
 // Bytes in use by malloc (mallinfo2) — counts what the runtime allocates,
@@ -37,25 +44,25 @@ std::size_t rss_bytes() {
 }
 
 double bench_send(std::int64_t total) {
-    kith::node n({.name = "bench@local", .workers = 0, .turn_messages = 256});
+    kith::node n(bench_options());
     kith::mailbox mb(n);
     const kith::pid me = mb.self();
-    kith::pid sink = n.spawn([me, total](kith::actor& self) -> kith::behavior {
+    kith::pid sink = n.spawn([me, total](kith::actor&) -> kith::behavior {
         auto count = std::make_shared<std::int64_t>(0);
         return [me, total, count](kith::actor& self, kith::message& m) {
             (void)m;
             if (++*count == total) self.send(me, "done");
         };
     });
-    const std::uint8_t payload[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+    static const std::uint8_t payload[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
                                       17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
     // The source sends in chunks of one scheduling turn (sends count against
     // the turn budget, like Erlang reductions) and continues by messaging
     // itself, so the sink's mailbox stays bounded.
     constexpr std::int64_t chunk = 256;
-    kith::pid source = n.spawn([sink, total, &payload](kith::actor& self) -> kith::behavior {
+    kith::pid source = n.spawn([sink, total](kith::actor&) -> kith::behavior {
         auto sent = std::make_shared<std::int64_t>(0);
-        return [sink, total, sent, &payload](kith::actor& self, kith::message&) {
+        return [sink, total, sent](kith::actor& self, kith::message&) {
             std::int64_t end = std::min(*sent + chunk, total);
             for (std::int64_t i = *sent; i < end; ++i) self.send(sink, kith::binary(payload, sizeof payload));
             *sent = end;
@@ -71,12 +78,10 @@ double bench_send(std::int64_t total) {
 }
 
 double bench_spawn(std::int64_t total) {
-    kith::node n({.name = "bench@local", .workers = 0, .turn_messages = 256});
-    kith::mailbox mb(n);
-    const kith::pid me = mb.self();
+    kith::node n(bench_options());
     // A spawner actor spawns in chunks; each child runs its init and ends.
     constexpr std::int64_t chunk = 1000;
-    kith::pid spawner = n.spawn([total](kith::actor& self) -> kith::behavior {
+    kith::pid spawner = n.spawn([total](kith::actor&) -> kith::behavior {
         auto done = std::make_shared<std::int64_t>(0);
         return [total, done](kith::actor& self, kith::message&) {
             std::int64_t end = std::min(*done + chunk, total);
@@ -92,18 +97,15 @@ double bench_spawn(std::int64_t total) {
     auto deadline = clk::now() + 120s;
     while (n.counters().exited < static_cast<std::uint64_t>(total)) {
         if (clk::now() > deadline) return 0;
-        std::this_thread::yield();
+        std::this_thread::sleep_for(200us);  // poll without taking a core from the workers
     }
     double s = seconds_since(t0);
-    (void)me;
     return static_cast<double>(total) / s;
 }
 
 void bench_idle(std::int64_t count, double& heap_per, double& rss_per) {
-    kith::node n({.name = "bench@local", .workers = 0, .turn_messages = 256});
-    kith::mailbox mb(n);
+    kith::node n(bench_options());
     malloc_trim(0);
-    std::size_t h0 = heap_in_use(), r0 = rss_bytes();
     std::vector<kith::pid> pids;
     pids.reserve(static_cast<std::size_t>(count));  // outside the measure below
     std::size_t h_res = heap_in_use(), r_res = rss_bytes();
@@ -112,8 +114,6 @@ void bench_idle(std::int64_t count, double& heap_per, double& rss_per) {
     std::size_t h1 = heap_in_use(), r1 = rss_bytes();
     heap_per = static_cast<double>(h1 - h_res) / static_cast<double>(count);
     rss_per = static_cast<double>(r1 - r_res) / static_cast<double>(count);
-    (void)h0;
-    (void)r0;
     // Check they are alive and responsive, then let the node drop them.
     n.send(pids.back(), 0);
 }

@@ -222,22 +222,28 @@ KITH_BENCH_GROUP("remote", 30) {
         }
         const std::string bn = *up;
 
-        auto lat = rpc_latency(a, bn, 2000, 20000);
+        const char* only = std::getenv("KITH_BENCH_REMOTE_ONLY");
+        auto want = [&](const char* part) { return !only || std::string(only) == part; };
+        auto lat = want("rpc") ? rpc_latency(a, bn, 2000, 20000) : std::vector<double>{};
         if (!lat.empty()) {
             kith::bench::report("rpc_p50_us", lat[lat.size() / 2], "us");
             kith::bench::report("rpc_p99_us", lat[lat.size() * 99 / 100], "us");
         }
 
+        send_result rs;
+        if (want("send")) {
         remote_send(a, b, 200000, 100000, 8192);  // warm-up
-        auto rs = remote_send(a, b, 2000000, 100000, 8192);
+        rs = remote_send(a, b, 2000000, 100000, 8192);
         kith::bench::report("remote_send_msgs_per_s", rs.msgs_per_s, "msgs/s");
         if (rs.drops || !rs.complete)
             std::printf("remote_send_note: %s, received %llu of %d, %llu overload drops\n",
                         rs.complete ? "complete" : "INCOMPLETE", (unsigned long long)rs.received, 2000000,
                         (unsigned long long)rs.drops);
-
+        }
+        if (want("rpc32")) {
         rpc_window(a, bn, 32, 20000);  // warm-up
         kith::bench::report("rpc_32_callers_calls_per_s", rpc_window(a, bn, 32, 300000), "calls/s");
+        }
 
         double zp = kith::bench::figure("zmq_curve_pingpong_p50_us");
         double zo = kith::bench::figure("zmq_curve_oneway_msgs_per_s");

@@ -154,7 +154,7 @@ TEST_CASE("dist: dist_demo - spawn on a remote node, then rpc through it", "[dis
     CHECK(me.call(*pid, arr("nosuch", "f", arr()), 2s).code() == errc::no_such_service);
 }
 
-TEST_CASE("dist: remote monitors and links; pids travel inside messages", "[dist]") {
+TEST_CASE("dist: remote monitors and links, pids travel inside messages", "[dist]") {
     pair_of_nodes p;
     mailbox me(p.a);
     // An actor on bob that forwards whatever it gets to the pid inside it.
@@ -246,7 +246,7 @@ TEST_CASE("dist: node events, goodbye, and pending calls failing with nodedown",
         CHECK(std::chrono::steady_clock::now() - t0 < 2s);
         REQUIRE(got.has_value());
         CHECK(got->code() == errc::nodedown);
-        auto nd = expect(nm, [](const message& m) { return true; });
+        auto nd = expect(nm, [](const message&) { return true; });
         CHECK(nd.body == arr("nodedown", "bob@localhost", "shutdown"));
         std::lock_guard lk(pm);
         parked.clear();
@@ -275,7 +275,10 @@ TEST_CASE("dist: a wrong cookie is refused with a clear error", "[dist]") {
 }
 
 TEST_CASE("dist: a purely local node answers remote operations with nodedown", "[dist]") {
-    node n({.name = "solo@localhost", .workers = 1});
+    node_options o;
+    o.name = "solo@localhost";
+    o.workers = 1;
+    node n(o);
     n.add_service(services::make_kvs());
     CHECK(n.endpoint().empty());
     CHECK(n.call("solo@localhost", "kvs", "store", arr("a", 1), 1s).value() == term(true));

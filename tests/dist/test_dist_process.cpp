@@ -26,6 +26,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -302,11 +303,15 @@ std::int64_t stat_of(const term& stats, const char* key) {
     return *v->as_int();
 }
 
-// Joins a thread at scope exit (also when a REQUIRE throws).
+// Joins a thread at scope exit (also when a REQUIRE throws), after running
+// `first` (e.g. killing the child the thread is blocked on).
 struct joiner {
     std::thread& t;
+    std::function<void()> first;
     ~joiner() {
-        if (t.joinable()) t.join();
+        if (!t.joinable()) return;
+        if (first) first();
+        t.join();
     }
 };
 
@@ -402,7 +407,7 @@ TEST_CASE("process: kill -9 of a peer - noconnection, nodedown, then restart and
             got_at = clock_type::now();
             got.emplace(std::move(r));
         });
-        joiner j{caller};
+        joiner j{caller, [&] { child.kill_now(); }};  // on failure: unblock the call at once
         // Wait (with a deadline) until the child really holds the call.
         auto park_deadline = clock_type::now() + 5s;
         std::int64_t parked = 0;

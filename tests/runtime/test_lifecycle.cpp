@@ -82,7 +82,7 @@ TEST_CASE("become swaps the behaviour for the next message", "[runtime][lifecycl
     CHECK(is_str(next(mb).body, "second"));
 }
 
-TEST_CASE("an exception in a handler ends the actor with its text; the node carries on",
+TEST_CASE("an exception in a handler ends the actor with its text - the node carries on",
           "[runtime][lifecycle][exceptions]") {
     node n(opts());
     mailbox mb(n);

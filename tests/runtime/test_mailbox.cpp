@@ -18,7 +18,7 @@ TEST_CASE("receive times out with errc::timeout, never throws", "[runtime][mailb
     CHECK(mb.receive([](const message&) { return true; }, 1ms).code() == errc::timeout);
 }
 
-TEST_CASE("selective receive takes the first match; the rest stay in order", "[runtime][mailbox][selective]") {
+TEST_CASE("selective receive takes the first match - the rest stay in order", "[runtime][mailbox][selective]") {
     node n(opts());
     mailbox mb(n);
     for (int i = 1; i <= 6; ++i) n.send(mb.self(), i);
@@ -60,7 +60,7 @@ TEST_CASE("a blocked receive wakes up for a message from another thread", "[runt
     CHECK(is_str(r->body, "wake"));
 }
 
-TEST_CASE("mailbox is movable; the moved-from one is empty", "[runtime][mailbox]") {
+TEST_CASE("mailbox is movable - the moved-from one is empty", "[runtime][mailbox]") {
     node n(opts());
     mailbox a(n);
     pid p = a.self();

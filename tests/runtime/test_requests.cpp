@@ -52,7 +52,7 @@ TEST_CASE("request gets the reply", "[runtime][requests]") {
     CHECK(next(mb).body == arr(static_cast<int>(errc::bad_args), "wrong"));
 }
 
-TEST_CASE("request times out; a late reply is dropped", "[runtime][requests][timeout]") {
+TEST_CASE("request times out - a late reply is dropped", "[runtime][requests][timeout]") {
     node n(opts());
     mailbox mb(n);
     pid server = spawn_server(n);

@@ -65,7 +65,7 @@ TEST_CASE("an actor ticks with send_after and cancels its timer", "[runtime][tim
     CHECK(n.alive(a));
 }
 
-TEST_CASE("a timer to a dead actor is dropped; stop discards pending timers", "[runtime][timers]") {
+TEST_CASE("a timer to a dead actor is dropped - stop discards pending timers", "[runtime][timers]") {
     node n(opts());
     mailbox mb(n);
     auto [a, r] = mb.spawn_monitor([](actor& self, message&) { self.quit(); });

@@ -201,7 +201,7 @@ TEST_CASE("transport: ZAP fails closed - unknown CURVE keys and plain clients ge
     CHECK(b.t->stats().frames_in == 0);
 }
 
-TEST_CASE("transport: the authorizer admits a granted key; trust is not reciprocal") {
+TEST_CASE("transport: the authorizer admits a granted key - trust is not reciprocal") {
     test_node alice("alice@home", "alice-cookie"), bob("bob@home", "bob-cookie");
     keypair grant = keypair::generate();
     alice.t->set_authorizer([&](const public_key& k, std::string_view) {
@@ -364,7 +364,7 @@ TEST_CASE("transport: a full queue answers 'overloaded', counts it, and leaves o
     CHECK(ordered);
 }
 
-TEST_CASE("transport: a malformed frame from an authenticated peer is counted and dropped; the link carries on") {
+TEST_CASE("transport: a malformed frame from an authenticated peer is counted and dropped - the link carries on") {
     test_node b("b@test", "c");
     keypair ck = cluster_keypair("c");
     public_key srv = b.t->key();
@@ -384,7 +384,7 @@ TEST_CASE("transport: a malformed frame from an authenticated peer is counted an
     CHECK(b.rec.downs.empty());
 }
 
-TEST_CASE("transport: post to an unknown peer is nodedown; setup errors throw") {
+TEST_CASE("transport: post to an unknown peer is nodedown - setup errors throw") {
     test_node a("a@test", "c");
     CHECK(a.t->post("nobody@x", send_int(1)).code() == errc::nodedown);
     transport_options o;

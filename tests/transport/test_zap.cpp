@@ -18,7 +18,7 @@ static zap_request curve_request(const public_key& k) {
     return r;
 }
 
-TEST_CASE("zap: the cluster key is accepted as 'cluster'; any other key is refused by default") {
+TEST_CASE("zap: the cluster key is accepted as 'cluster' - any other key is refused by default") {
     keypair cluster = cluster_keypair("cookie");
     auto ok = zap_decide(curve_request(cluster.pub), cluster.pub, {});
     CHECK(ok.accepted);

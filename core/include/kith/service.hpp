@@ -158,6 +158,7 @@ result<std::tuple<std::decay_t<std::tuple_element_t<I, Tuple>>...>> unpack_args(
         }
     };
     (one(std::integral_constant<std::size_t, I>{}, std::get<I>(out)), ...);
+    (void)one;  // unused for functions without arguments
     if (first.code != errc::ok) return first;
     return out;
 }
