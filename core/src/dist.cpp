@@ -280,26 +280,19 @@ bool dist::post(const std::string& node, const envelope& e) {
 std::uint64_t dist::add_pending(pending p) {
     std::lock_guard lk(mu_);
     auto id = next_req_++;
-    bool earliest = pending_.empty();
-    if (!earliest) {
-        earliest = true;
-        for (auto& [_, q] : pending_)
-            if (q.deadline <= p.deadline) {
-                earliest = false;
-                break;
-            }
-    }
+    // Wake the deadline thread only if it would otherwise sleep past this
+    // deadline (no O(n) scan, no wake-up per call).
+    bool earlier = p.deadline < deadline_wake_at_;
+    if (earlier) deadline_wake_at_ = clock::time_point::min();  // it is being woken
     pending_.emplace(id, std::move(p));
-    if (earliest) deadline_cv_.notify_one();
+    if (earlier) deadline_cv_.notify_one();
     return id;
 }
 
 void dist::call(const std::string& node, const std::string& svc, const std::string& fn, term args,
                 duration timeout, call_done done) {
-    if (!tr_->is_up(node)) {
-        done(error{errc::nodedown, node + " is not connected"});
-        return;
-    }
+    // No separate is_up() check: post() answers nodedown itself (one peer
+    // lookup per call instead of two).
     auto deadline = clock::now() + timeout;
     auto id = add_pending(pending{node, deadline, std::move(done), {}});
     env_call c;
@@ -312,7 +305,12 @@ void dist::call(const std::string& node, const std::string& svc, const std::stri
     auto r = tr_->post(node, envelope{std::move(c)});
     if (!r.ok()) {
         if (r.code() == errc::overloaded) overload_drops_.fetch_add(1, std::memory_order_relaxed);
-        finish(id, node, r.err());
+        // As before the is_up() check was folded into post(): a peer that
+        // is not up (also after stop) is nodedown "not connected".
+        if (r.code() == errc::nodedown || (r.code() == errc::shutdown && !tr_->is_up(node)))
+            finish(id, node, error{errc::nodedown, node + " is not connected"});
+        else
+            finish(id, node, r.err());
     }
 }
 
@@ -391,10 +389,12 @@ void dist::deadline_loop() {
             lk.lock();
             continue;
         }
+        deadline_wake_at_ = next;
         if (next == clock::time_point::max())
             deadline_cv_.wait(lk);
         else
             deadline_cv_.wait_until(lk, next);
+        deadline_wake_at_ = clock::time_point::min();  // awake: rescans before sleeping again
     }
 }
 
@@ -530,23 +530,36 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e) {
                 auto s = services_->find(env.service);
                 if (!s) return reply_err(errc::no_such_service, env.service);
                 if (!s->find(env.function)) return reply_err(errc::no_such_function, env.service + ":" + env.function);
-                auto self = weak_from_this();
-                auto req = env.req_id;
-                reply_to rt([self, peer, req](result<term> r) {
-                    auto d = self.lock();
+                // Where the answer goes, and the job itself. The reply sink and
+                // the transient actor's init each capture only a shared_ptr
+                // (both fit std::function's small buffer: no extra allocation).
+                struct reply_ctx {
+                    std::weak_ptr<dist> d;
+                    std::string peer;
+                    std::uint64_t req;
+                };
+                struct call_job {
+                    std::shared_ptr<const service> s;
+                    std::string fn;
+                    term args;
+                    reply_to reply;
+                };
+                auto ctx = std::make_shared<reply_ctx>(reply_ctx{weak_from_this(), peer, env.req_id});
+                reply_to rt([ctx](result<term> r) {
+                    auto d = ctx->d.lock();
                     if (!d) return;
                     if (r.ok())
-                        d->post(peer, env_reply{req, errc::ok, std::move(*r)});
+                        d->post(ctx->peer, env_reply{ctx->req, errc::ok, std::move(*r)});
                     else
-                        d->post(peer, env_reply{req, r.code(), term(r.err().detail)});
+                        d->post(ctx->peer, env_reply{ctx->req, r.code(), term(r.err().detail)});
                 });
+                auto job = std::make_shared<call_job>(
+                    call_job{std::move(s), std::move(env.function), std::move(env.args), std::move(rt)});
                 // Run the function on a worker, in a transient actor, so a
                 // slow function never stalls the network thread.
-                auto job = std::make_shared<std::tuple<std::string, term, reply_to>>(
-                    std::move(env.function), std::move(env.args), std::move(rt));
                 rt_.spawn(
-                    [s, job](actor& me) -> behavior {
-                        s->invoke(std::get<0>(*job), std::get<1>(*job), std::move(std::get<2>(*job)));
+                    [job](actor& me) -> behavior {
+                        job->s->invoke(job->fn, job->args, std::move(job->reply));
                         me.quit();
                         return [](actor&, message&) {};
                     },

@@ -169,6 +169,11 @@ private:
     std::condition_variable waiter_cv_;
 
     std::condition_variable deadline_cv_;
+    // When the deadline thread will next look at pending_ by itself (under
+    // mu_): time_point::min() while it is awake (it rescans before sleeping),
+    // else the wake-up time it sleeps until. add_pending notifies it only for
+    // a deadline earlier than that, so a call does not cost a thread wake-up.
+    clock::time_point deadline_wake_at_ = clock::time_point::min();
     std::thread deadline_thread_;
     bool stopping_ = false;  // under mu_
 

@@ -57,6 +57,17 @@ std::string down_reason_of_goodbye(const std::string& r) {
 
 void set_int(void* s, int opt, int v) { zmq_setsockopt(s, opt, &v, sizeof v); }
 
+// Heterogeneous lookup by string_view (post() looks a peer up per call).
+struct name_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
+// The transport whose I/O thread this is, if any: post() from inside a
+// callback needs no wake-up, since the loop flushes dirty queues after
+// running the callbacks of the same turn.
+thread_local const void* tl_io_owner = nullptr;
+
 }  // namespace
 
 // A frame queue shared between posting threads and the I/O thread.
@@ -139,10 +150,11 @@ struct transport::impl {
     std::vector<std::shared_ptr<peer_queue>> dirty;
     std::atomic<bool> wake_pending{false};
     mutable std::shared_mutex peers_mu;
-    std::unordered_map<std::string, std::shared_ptr<peer_queue>> queues;  // up peers
+    std::unordered_map<std::string, std::shared_ptr<peer_queue>, name_hash, std::equal_to<>> queues;  // up peers
     std::mutex freeze_mu;
     std::condition_variable freeze_cv;
-    bool frozen = false;
+    bool frozen = false;                 // under freeze_mu
+    std::atomic<bool> frozen_flag{false};  // mirrors `frozen`: the loop locks freeze_mu only when set
 
     // counters
     std::atomic<std::uint64_t> frames_in{0}, frames_out{0}, envelopes_in{0}, envelopes_out{0}, bytes_in{0},
@@ -157,6 +169,7 @@ struct transport::impl {
     bool items_dirty = true;
     std::vector<zmq_pollitem_t> items;
     std::vector<link*> item_links;                               // per DEALER/monitor pair
+    std::vector<link*> loop_links;                               // io_loop's copy (reused, no allocation per turn)
 
     impl(transport& t, transport_callbacks c, std::string cookie)
         : self(t), o(t.opts_), cb(std::move(c)), cluster(cluster_keypair(cookie)), zap(cluster.pub) {}
@@ -642,8 +655,10 @@ struct transport::impl {
             if (l.state != lstate::established) return;
             i = 1;
         }
-        std::vector<envelope> data;
-        data.reserve(envs.size() - i);
+        // Data envelopes are compacted in place (no second vector, no move
+        // per envelope in the common case of a frame holding only data).
+        const std::size_t first = i;
+        std::size_t w = i;
         for (; i < envs.size(); ++i) {
             envelope& e = envs[i];
             if (std::holds_alternative<env_heartbeat>(e)) continue;
@@ -652,10 +667,11 @@ struct transport::impl {
                 continue;
             }
             if (auto* g = std::get_if<env_goodbye>(&e)) {
-                deliver(l, auth, std::move(data));
-                data.clear();
-                std::string name = l.peer;
                 std::string reason = down_reason_of_goodbye(g->reason);
+                envs.resize(w);
+                envs.erase(envs.begin(), envs.begin() + static_cast<std::ptrdiff_t>(first));
+                deliver(l, auth, std::move(envs));
+                std::string name = l.peer;
                 if (sessions.count(name)) {
                     session_down(name, reason, &l);
                     reset_link(l, false);
@@ -664,9 +680,12 @@ struct transport::impl {
                 }
                 return;
             }
-            data.push_back(std::move(e));
+            if (w != i) envs[w] = std::move(e);
+            ++w;
         }
-        deliver(l, auth, std::move(data));
+        envs.resize(w);
+        if (first) envs.erase(envs.begin(), envs.begin() + static_cast<std::ptrdiff_t>(first));
+        deliver(l, auth, std::move(envs));
     }
 
     void deliver(link& l, const peer_auth& auth, std::vector<envelope>&& data) {
@@ -955,11 +974,12 @@ struct transport::impl {
     }
 
     void io_loop() {
+        tl_io_owner = this;
         const auto tick = std::max(std::chrono::milliseconds(5),
                                    std::min(o.heartbeat_interval / 2, std::chrono::milliseconds(100)));
         auto next_tick = clock::now();
         while (!stopping) {
-            {
+            if (frozen_flag.load(std::memory_order_acquire)) {
                 std::unique_lock lk(freeze_mu);
                 freeze_cv.wait(lk, [&] { return !frozen || stopping; });
             }
@@ -982,7 +1002,8 @@ struct transport::impl {
             if (items[3].revents & ZMQ_POLLIN) read_router_monitor();
             // Monitors before data, so that a replaced connection is known
             // before its successor's messages are read.
-            std::vector<link*> ls = item_links;  // links may be replaced below
+            std::vector<link*>& ls = loop_links;  // a copy: links may be replaced below
+            ls.assign(item_links.begin(), item_links.end());
             for (std::size_t i = 0; i < ls.size(); ++i) {
                 if (items[4 + 2 * i + 1].revents & ZMQ_POLLIN) handle_monitor(*ls[i]);
             }
@@ -1075,6 +1096,7 @@ void transport::stop() {
     {
         std::lock_guard lk(impl_->freeze_mu);
         impl_->frozen = false;
+        impl_->frozen_flag.store(false, std::memory_order_release);
     }
     impl_->freeze_cv.notify_all();
     {
@@ -1119,7 +1141,7 @@ result<void> transport::post(std::string_view peer, std::span<const envelope> es
     std::shared_ptr<peer_queue> q;
     {
         std::shared_lock lk(m.peers_mu);
-        auto it = m.queues.find(std::string(peer));
+        auto it = m.queues.find(peer);
         if (it == m.queues.end()) return result<void>(errc::nodedown, std::string(peer));
         q = it->second;
     }
@@ -1148,14 +1170,14 @@ result<void> transport::post(std::string_view peer, std::span<const envelope> es
             std::lock_guard lk(m.dirty_mu);
             m.dirty.push_back(std::move(q));
         }
-        m.wake();
+        if (tl_io_owner != &m) m.wake();
     }
     return {};
 }
 
 bool transport::is_up(std::string_view peer) const {
     std::shared_lock lk(impl_->peers_mu);
-    return impl_->queues.count(std::string(peer)) > 0;
+    return impl_->queues.find(peer) != impl_->queues.end();
 }
 
 transport_stats transport::stats() const {
@@ -1183,6 +1205,7 @@ void transport::debug_freeze(bool f) {
     {
         std::lock_guard lk(impl_->freeze_mu);
         impl_->frozen = f;
+        impl_->frozen_flag.store(f, std::memory_order_release);
     }
     impl_->freeze_cv.notify_all();
 }

@@ -9,6 +9,9 @@
 //   rpc_32_callers_calls_per_s   node::call_async with 32 calls outstanding
 // and the ratios to the raw libzmq CURVE baseline of the same run (group
 // "zmq_baseline"), when that group ran first.
+// For profiling: KITH_BENCH_REMOTE_ONLY=rpc|send|rpc32 runs one part only;
+// KITH_BENCH_WORKERS=N sets each node's worker count (default: the node's
+// default, hardware concurrency).
 #include <stdlib.h>
 
 #include <cstdlib>
@@ -232,17 +235,18 @@ KITH_BENCH_GROUP("remote", 30) {
 
         send_result rs;
         if (want("send")) {
-        remote_send(a, b, 200000, 100000, 8192);  // warm-up
-        rs = remote_send(a, b, 2000000, 100000, 8192);
-        kith::bench::report("remote_send_msgs_per_s", rs.msgs_per_s, "msgs/s");
-        if (rs.drops || !rs.complete)
-            std::printf("remote_send_note: %s, received %llu of %d, %llu overload drops\n",
-                        rs.complete ? "complete" : "INCOMPLETE", (unsigned long long)rs.received, 2000000,
-                        (unsigned long long)rs.drops);
+            remote_send(a, b, 200000, 100000, 8192);  // warm-up
+            rs = remote_send(a, b, 2000000, 100000, 8192);
+            kith::bench::report("remote_send_msgs_per_s", rs.msgs_per_s, "msgs/s");
+            // A run that lost messages says so (the figure is then not comparable).
+            if (rs.drops || !rs.complete)
+                std::printf("remote_send_note: %s, received %llu of %d, %llu overload drops\n",
+                            rs.complete ? "complete" : "INCOMPLETE", (unsigned long long)rs.received, 2000000,
+                            (unsigned long long)rs.drops);
         }
         if (want("rpc32")) {
-        rpc_window(a, bn, 32, 20000);  // warm-up
-        kith::bench::report("rpc_32_callers_calls_per_s", rpc_window(a, bn, 32, 300000), "calls/s");
+            rpc_window(a, bn, 32, 20000);  // warm-up
+            kith::bench::report("rpc_32_callers_calls_per_s", rpc_window(a, bn, 32, 300000), "calls/s");
         }
 
         double zp = kith::bench::figure("zmq_curve_pingpong_p50_us");
