@@ -53,7 +53,10 @@ dist::dist(node_impl& rt, const net_options& opts, std::shared_ptr<service_table
     cb.on_envelopes = [this](const std::string& p, const peer_auth& a, std::vector<envelope>&& es) {
         on_envelopes(p, a, std::move(es));
     };
-    cb.on_decode_error = [](const std::string&, const error&) {};  // counted by the transport
+    // Counted by the transport; said once per peer and reason kind here.
+    cb.on_decode_error = [](const std::string& peer, const error& e) {
+        std::fprintf(stderr, "kith: dropped a malformed frame from %s: %s\n", peer.c_str(), e.detail.c_str());
+    };
     tr_ = std::make_unique<transport>(std::move(to), std::move(cb));
 }
 
@@ -294,7 +297,7 @@ void dist::call(const std::string& node, const std::string& svc, const std::stri
     // No separate is_up() check: post() answers nodedown itself (one peer
     // lookup per call instead of two).
     auto deadline = clock::now() + timeout;
-    auto id = add_pending(pending{node, deadline, std::move(done), {}});
+    auto id = add_pending(pending{node, deadline, std::move(done), {}, spawn_plain, {}, {}});
     env_call c;
     c.req_id = id;
     c.service = svc;
@@ -325,17 +328,20 @@ result<void> dist::cast(const std::string& node, const std::string& svc, const s
 }
 
 void dist::spawn(const std::string& node, const std::string& svc, const std::string& type, term args,
-                 duration timeout, spawn_done done) {
+                 duration timeout, spawn_done done, std::uint8_t flags, pid from, ref mref) {
     if (!tr_->is_up(node)) {
         done(error{errc::nodedown, node + " is not connected"});
         return;
     }
-    auto id = add_pending(pending{node, clock::now() + timeout, {}, std::move(done)});
+    auto id = add_pending(pending{node, clock::now() + timeout, {}, std::move(done), flags, from, mref});
     env_spawn_request s;
     s.req_id = id;
     s.service = svc;
     s.actor_type = type;
     s.args = std::move(args);
+    s.flags = flags;
+    s.from = std::move(from);
+    s.monitor_ref = std::move(mref);
     auto r = tr_->post(node, envelope{std::move(s)});
     if (!r.ok()) finish_spawn(id, node, r.err());
 }
@@ -361,7 +367,21 @@ void dist::finish_spawn(std::uint64_t req_id, const std::string& from_node, resu
         if (it == pending_.end() || it->second.node != from_node || !it->second.on_spawn) return;
         p = std::move(it->second);
         pending_.erase(it);
+        // Record the relation before anything else from that node is
+        // handled (this runs on the I/O thread, in stream order), so a later
+        // nodedown fires noconnection for it.
+        if (r.ok() && !p.from.is_null()) {
+            auto ps = peers_.find(from_node);
+            if (ps != peers_.end()) {
+                if (p.flags & spawn_link_flag) ps->second.links.emplace(p.from, *r);
+                if (p.flags & spawn_monitor_flag) ps->second.monitors.emplace(p.mref, std::make_pair(p.from, *r));
+            }
+        }
     }
+    // The local side of a link: the linker now knows the child. If the
+    // linker is gone already, the child is told (exit "noproc").
+    if (r.ok() && (p.flags & spawn_link_flag) && !p.from.is_null() && !rt_.remote_link(*r, p.from))
+        post(from_node, env_exit{p.from, *r, term("noproc"), true});
     p.on_spawn(std::move(r));
 }
 
@@ -598,11 +618,33 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e) {
                     made = error{errc::exception, ex.what()};
                 }
                 if (!made) return reply_err(made.code(), made.err().detail);
-                pid child = rt_.spawn(std::move(made->first), std::move(made->second), nullptr, false, nullptr);
-                if ((env.flags & spawn_link_flag) && !env.from.is_null()) rt_.remote_link(env.from, child);
-                if ((env.flags & spawn_monitor_flag) && !env.from.is_null())
-                    rt_.remote_monitor(env.from, child, env.monitor_ref);
-                post(peer, env_spawn_reply{env.req_id, errc::ok, child, {}});
+                // The child's own init sets up the requested link/monitor and
+                // posts the reply before any user code runs: the relation
+                // exists before the child can end, and the reply reaches the
+                // requester before any exit or DOWN from the child.
+                auto self = weak_from_this();
+                auto inner_init = std::move(made->first);
+                auto inner_b = std::move(made->second);
+                std::uint8_t flags = env.from.is_null() ? std::uint8_t{spawn_plain} : env.flags;
+                actor_init wrapped = [self, peer, req = env.req_id, flags, from = env.from, mref = env.monitor_ref,
+                                      inner_init = std::move(inner_init),
+                                      inner_b = std::move(inner_b)](actor& me) mutable -> behavior {
+                    if (auto d = self.lock()) {
+                        if (flags & spawn_link_flag) {
+                            {
+                                std::lock_guard lk(d->mu_);
+                                auto it = d->peers_.find(peer);
+                                if (it != d->peers_.end()) it->second.links.emplace(me.self(), from);
+                            }
+                            d->rt_.remote_link(from, me.self());
+                        }
+                        if (flags & spawn_monitor_flag) d->rt_.remote_monitor(from, me.self(), mref);
+                        d->post(peer, env_spawn_reply{req, errc::ok, me.self(), {}});
+                    }
+                    if (inner_init) return inner_init(me);
+                    return std::move(inner_b);
+                };
+                rt_.spawn(std::move(wrapped), {}, nullptr, false, nullptr);
             } else if constexpr (std::is_same_v<T, env_send>) {
                 if (!is_local(env.to)) return bad("pid of another node");
                 if (!cluster && authorize(auth, "send", {}, {}) != errc::ok && auth.kind != trust_kind::server) {

@@ -87,8 +87,12 @@ public:
               call_done done);
     result<void> cast(const std::string& node, const std::string& svc, const std::string& fn, term args);
     // flags: spawn_flags; `from` (may be null) is linked/monitored afterwards by the caller.
+    // flags (spawn_flags): link the child to the local process `from`, or
+    // make `from` monitor it under `mref`; set up on both nodes before the
+    // reply is delivered, so no exit/DOWN can be missed.
     void spawn(const std::string& node, const std::string& svc, const std::string& type, term args,
-               duration timeout, spawn_done done);
+               duration timeout, spawn_done done, std::uint8_t flags = spawn_plain, pid from = {},
+               ref mref = {});
 
     bool is_up(const std::string& node) const { return tr_->is_up(node); }
     std::vector<std::string> nodes(bool include_hidden) const;
@@ -118,6 +122,9 @@ private:
         clock::time_point deadline;
         call_done on_call;    // one of these two is set
         spawn_done on_spawn;
+        std::uint8_t flags = spawn_plain;  // spawns: link / monitor the child to `from`
+        pid from;
+        ref mref;
     };
     struct peer_state {
         node_info info;

@@ -153,6 +153,34 @@ result<pid> node::spawn(const std::string& node, const std::string& svc, const s
     return w->wait();
 }
 
+result<pid> node::spawn_link(const pid& linker, const std::string& node, const std::string& svc,
+                             const std::string& type, term args, duration timeout) {
+    if (!net_->dist) return no_network();
+    if (!impl_->is_local(linker)) return error{errc::badarg, "the linker must be a local pid"};
+    auto w = std::make_shared<waiter<pid>>();
+    net_->dist->spawn(
+        node, svc, type, std::move(args), timeout, [w](result<pid> r) { w->set(std::move(r)); }, spawn_link_flag,
+        linker);
+    return w->wait();
+}
+
+result<std::pair<pid, ref>> node::spawn_monitor(const pid& watcher, const std::string& node, const std::string& svc,
+                                                const std::string& type, term args, duration timeout) {
+    if (!net_->dist) return no_network();
+    if (!impl_->is_local(watcher)) return error{errc::badarg, "the watcher must be a local pid"};
+    ref mref = impl_->make_ref();
+    // The watcher accepts a DOWN only for a monitor it knows; the target's
+    // pid is not known yet (the DOWN is matched by its ref).
+    if (auto p = impl_->lookup(watcher.serial)) p->note_monitor(mref, pid{node, 0});
+    auto w = std::make_shared<waiter<pid>>();
+    net_->dist->spawn(
+        node, svc, type, std::move(args), timeout, [w](result<pid> r) { w->set(std::move(r)); },
+        spawn_monitor_flag, watcher, mref);
+    auto r = w->wait();
+    if (!r) return r.err();
+    return std::make_pair(std::move(*r), std::move(mref));
+}
+
 bool node::ping(const std::string& node, duration timeout) {
     if (node == name()) return true;
     if (!net_->dist || !net_->dist->is_up(node)) return false;

@@ -294,3 +294,57 @@ TEST_CASE("dist: a purely local node answers remote operations with nodedown", "
     CHECK(n.call("other@localhost", "kvs", "keys", arr(), 1s).code() == errc::nodedown);
     CHECK(n.spawn("other@localhost", "echo", "server", arr(), 1s).code() == errc::nodedown);
 }
+
+TEST_CASE("dist: spawn_link and spawn_monitor on a remote node", "[dist]") {
+    pair_of_nodes p;
+    p.b.add_service(service("life")
+                        .actor_type("mortal",
+                                    [] {
+                                        return [](actor& self, message& m) {
+                                            if (m.is_user()) self.quit(m.body);
+                                        };
+                                    })
+                        .actor_type("instant", [](std::string reason) {
+                            return [reason](actor& self) -> behavior {
+                                self.quit(reason);
+                                return [](actor&, message&) {};
+                            };
+                        }));
+    mailbox me(p.a);
+
+    // Monitored: the DOWN carries the real reason, even for an actor that
+    // ends at once (the monitor exists before it can end).
+    auto m = p.a.spawn_monitor(me.self(), "bob@localhost", "life", "instant", arr("early"), 2s);
+    INFO(m.err().message());
+    REQUIRE(m.ok());
+    auto down = expect(me, [&](const message& x) { return x.is_down() && x.tag == m->second; });
+    CHECK(down.from == m->first);
+    CHECK(down.body == term("early"));
+
+    // Linked: the child ends abnormally, the (trapping) mailbox gets EXIT.
+    auto l = p.a.spawn_link(me.self(), "bob@localhost", "life", "mortal", arr(), 2s);
+    REQUIRE(l.ok());
+    me.send(*l, "crashed");
+    auto ex = expect(me, [&](const message& x) { return x.is_exit() && x.from == *l; });
+    CHECK(ex.body == term("crashed"));
+
+    // Linked the other way: the local linker ends, the remote child is killed.
+    auto l2 = p.a.spawn_monitor(me.self(), "bob@localhost", "life", "mortal", arr(), 2s);
+    REQUIRE(l2.ok());
+    pid linker = p.a.spawn([&](actor&) -> behavior {
+        return [](actor& self, message& msg) {
+            if (msg.is_user()) self.quit("linker quit");
+        };
+    });
+    // link the remote child to `linker` from the child's side: spawn another
+    // one linked to `linker`, then end `linker`.
+    auto child = p.a.spawn_link(linker, "bob@localhost", "life", "mortal", arr(), 2s);
+    REQUIRE(child.ok());
+    ref watch = me.monitor(*child);
+    me.send(linker, "go");
+    auto gone = expect(me, [&](const message& x) { return x.is_down() && x.tag == watch; });
+    CHECK(gone.body == term("linker quit"));
+
+    CHECK(p.a.spawn_link(me.self(), "bob@localhost", "life", "nosuch", arr(), 2s).code() == errc::no_such_function);
+    CHECK(p.a.spawn_monitor(me.self(), "nobody@localhost", "life", "mortal", arr(), 1s).code() == errc::nodedown);
+}

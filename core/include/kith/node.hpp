@@ -172,6 +172,20 @@ public:
     // returns its pid. Errors as for call.
     result<pid> spawn(const std::string& node, const std::string& svc, const std::string& type, term args,
                       duration timeout = std::chrono::seconds(5));
+    // As spawn, and links the new actor with the local actor or mailbox
+    // `linker`, on both nodes before this returns (Erlang's spawn_link/4):
+    // if either ends abnormally the other gets the exit signal; if the
+    // connection is lost, the linker gets exit "noconnection".
+    result<pid> spawn_link(const pid& linker, const std::string& node, const std::string& svc,
+                           const std::string& type, term args, duration timeout = std::chrono::seconds(5));
+    // As spawn, and makes the local `watcher` monitor the new actor: a DOWN
+    // message with the returned ref arrives when it ends ("noconnection" if
+    // the node is lost). The monitor is set up before the actor can end, so
+    // the DOWN carries the real reason. Call it from the watcher's own
+    // thread: its handler for an actor, any thread for a mailbox.
+    result<std::pair<pid, ref>> spawn_monitor(const pid& watcher, const std::string& node, const std::string& svc,
+                                              const std::string& type, term args,
+                                              duration timeout = std::chrono::seconds(5));
     // "pong" (true) if `node` is connected and answers within `timeout`,
     // "pang" (false) otherwise.
     bool ping(const std::string& node, duration timeout = std::chrono::seconds(1));
