@@ -498,7 +498,8 @@ bool dist::exit(const pid& from, const pid& to, const term& reason, bool linked)
 // inbound envelopes (I/O thread)
 
 void dist::on_envelopes(const std::string& peer, const peer_auth& auth, std::vector<envelope>&& envs) {
-    for (auto& e : envs) handle(peer, auth, e);
+    proc_ref target;
+    for (auto& e : envs) handle(peer, auth, e, target);
 }
 
 errc dist::authorize(const peer_auth& auth, const char* op, const std::string& svc, const std::string& what) const {
@@ -512,7 +513,7 @@ errc dist::authorize(const peer_auth& auth, const char* op, const std::string& s
     return errc::unauthorized;
 }
 
-void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e) {
+void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, proc_ref& target) {
     auto bad = [&](const char* why) {
         protocol_errors_.fetch_add(1, std::memory_order_relaxed);
         std::fprintf(stderr, "kith: refused %s envelope from %s: %s\n", std::string(kind_name(e)).c_str(),
@@ -651,7 +652,7 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e) {
                     refused_.fetch_add(1, std::memory_order_relaxed);
                     return;
                 }
-                rt_.deliver(env.to, message(std::move(env.msg)));
+                rt_.deliver(env.to, message(std::move(env.msg)), target);
             } else if constexpr (std::is_same_v<T, env_send_named>) {
                 if (!cluster) {
                     refused_.fetch_add(1, std::memory_order_relaxed);

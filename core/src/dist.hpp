@@ -141,7 +141,9 @@ private:
     void on_envelopes(const std::string& peer, const peer_auth& auth, std::vector<envelope>&& envs);
 
     // one inbound envelope, already known to come from `peer` under `auth`
-    void handle(const std::string& peer, const peer_auth& auth, envelope& e);
+    // `target` caches the local process the last send envelope of the batch
+    // went to (a frame of sends to one pid looks it up once).
+    void handle(const std::string& peer, const peer_auth& auth, envelope& e, proc_ref& target);
     // Is `peer` (under `auth`) allowed to do this? errc::ok or the refusal.
     errc authorize(const peer_auth& auth, const char* op, const std::string& svc, const std::string& what) const;
     // A pid named in an envelope from `peer` that must be one of the peer's.

@@ -127,6 +127,10 @@ node_impl::node_impl(node_options opts)
       workers_(new worker[nworkers_]),
       timers_(*this) {
     if (name_.empty()) throw setup_error("kith::node: the node name must not be empty");
+    for (unsigned i = 0; i < nworkers_; ++i) {
+        workers_[i].spin_ns = kSpinMaxNs / 2;
+        workers_[i].seen_turns.resize(nworkers_);
+    }
 }
 
 node_impl::~node_impl() { stop(); }
@@ -285,6 +289,17 @@ void node_impl::send_local(std::uint64_t serial, message&& m) {
         return;
     }
     t->deliver(new msg_node(std::move(m)));
+}
+
+void node_impl::deliver(const pid& to, message&& m, proc_ref& cache) {
+    if (!cache || cache->self_.serial != to.serial || cache->is_dead()) {
+        cache = lookup(to.serial);
+        if (!cache) {
+            count_dropped_unknown();
+            return;
+        }
+    }
+    cache->deliver(new msg_node(std::move(m)));
 }
 
 void node_impl::send_named(const std::string& name, message&& m) {
@@ -530,6 +545,16 @@ void node_impl::schedule(actor_proc* a) {
     if (wake) rq_cv_.notify_one();
 }
 
+actor_proc* node_impl::try_pop_local(worker& w) {
+    if (w.size.load(std::memory_order_relaxed) == 0) return nullptr;
+    std::lock_guard l(w.lk);
+    if (w.q.empty()) return nullptr;
+    actor_proc* a = w.q.front();
+    w.q.pop_front();
+    w.size.fetch_sub(1, std::memory_order_relaxed);
+    return a;
+}
+
 actor_proc* node_impl::try_pop_global() {
     if (rq_size_.load(std::memory_order_relaxed) == 0) return nullptr;
     std::lock_guard l(rq_mu_);
@@ -559,29 +584,36 @@ actor_proc* node_impl::try_steal(unsigned self, std::size_t min_size, const std:
 }
 
 // Order: own queue, the global queue, stealing (from queues with at least
-// kStealMin actors), a short spin, then sleep. A sleeping worker wakes for
-// global work, for a local queue reaching kStealMin actors, and on a timer
-// (2 ms while some local queue is non-empty, else 50 ms) to steal from a
-// worker that has been stuck in one long turn since it went to sleep.
+// kStealMin actors), then a short time-bounded spin over the same, then
+// sleep. The spin bound adapts per worker between kSpinMinNs and kSpinMaxNs:
+// it doubles when a spin finds work and halves when it ends in sleep, so a
+// busy worker rides out short gaps while an idle one quickly stops burning a
+// core (wake-ups then come through the condition variable: schedule()
+// notifies a sleeper for global work and for a local queue reaching
+// kStealMin actors). A sleeping worker also wakes on a timer (2 ms while
+// some local queue is non-empty, else 50 ms) to steal from a worker that has
+// been stuck in one long turn since it went to sleep.
 actor_proc* node_impl::pop_ready(unsigned index, bool& stop) {
     worker& me = workers_[index];
+    if (actor_proc* a = try_pop_local(me)) return a;
     for (;;) {
-        for (int spin = 0; spin < 2000; ++spin) {
-            if (stopping_.load(std::memory_order_relaxed)) break;
-            if (me.size.load(std::memory_order_relaxed) > 0) {
-                std::lock_guard l(me.lk);
-                if (!me.q.empty()) {
-                    actor_proc* a = me.q.front();
-                    me.q.pop_front();
-                    me.size.fetch_sub(1, std::memory_order_relaxed);
-                    return a;
-                }
-            }
-            if (actor_proc* a = try_pop_global()) return a;
-            if (actor_proc* a = try_steal(index, kStealMin, nullptr)) return a;
+        if (actor_proc* a = try_pop_global()) return a;
+        if (actor_proc* a = try_steal(index, kStealMin, nullptr)) return a;
+        const clock::time_point spin_end = clock::now() + std::chrono::nanoseconds(me.spin_ns);
+        for (unsigned spin = 1;; ++spin) {
             cpu_relax();
+            if (stopping_.load(std::memory_order_relaxed)) break;
+            actor_proc* a = try_pop_local(me);
+            if (!a) a = try_pop_global();
+            if (!a) a = try_steal(index, kStealMin, nullptr);
+            if (a) {
+                me.spin_ns = std::min(me.spin_ns * 2, kSpinMaxNs);
+                return a;
+            }
+            if ((spin & 7) == 0 && clock::now() >= spin_end) break;
         }
-        std::vector<std::uint64_t> turns(nworkers_);
+        me.spin_ns = std::max(me.spin_ns / 2, kSpinMinNs);
+        std::uint64_t* turns = me.seen_turns.data();
         bool local_work = false;
         for (unsigned v = 0; v < nworkers_; ++v) {
             turns[v] = workers_[v].turns.load(std::memory_order_relaxed);
@@ -605,9 +637,17 @@ actor_proc* node_impl::pop_ready(unsigned index, bool& stop) {
                 stop = true;
                 return nullptr;
             }
+            if (!rq_.empty()) {
+                // Take global work while holding the lock we woke with.
+                actor_proc* a = rq_.front();
+                rq_.pop_front();
+                rq_size_.fetch_sub(1, std::memory_order_relaxed);
+                return a;
+            }
         }
         if (st == std::cv_status::timeout)
-            if (actor_proc* a = try_steal(index, kStealMin, turns.data())) return a;
+            if (actor_proc* a = try_steal(index, kStealMin, turns)) return a;
+        if (actor_proc* a = try_pop_local(me)) return a;
     }
 }
 

@@ -405,6 +405,9 @@ public:
     // kind (user, request, reply, reply_error, down, exit_signal, link_exit).
     // Unknown pids: dropped and counted.
     void deliver(const pid& to, message&& m) { send_local(to.serial, std::move(m)); }
+    // The same for a run of messages: `cache` keeps the last live target, so
+    // consecutive messages to one local pid skip the table lookup.
+    void deliver(const pid& to, message&& m, proc_ref& cache);
     // Network entry point: a message for the name registered here.
     void deliver_named(const std::string& name, message&& m) { send_named(name, std::move(m)); }
     // Network entry point: remote `from` links to local `to`. False if `to`
@@ -424,6 +427,11 @@ private:
     };
     static constexpr std::size_t kShards = 64;
     static constexpr std::size_t kStealMin = 3;
+    // Idle spin bound (adaptive, per worker): doubles when a spin finds work,
+    // halves when it ends in sleep. Kept short: on a small machine a spinning
+    // worker holds a core that the I/O thread or another node needs.
+    static constexpr std::int64_t kSpinMinNs = 1000;
+    static constexpr std::int64_t kSpinMaxNs = 16000;
 
     // A worker's local run queue. Actors scheduled by code running on a
     // worker go to that worker's queue (locality: a receiver runs on the
@@ -435,10 +443,14 @@ private:
         std::deque<actor_proc*> q;             // under lk
         std::atomic<std::size_t> size{0};
         std::atomic<std::uint64_t> turns{0};   // turns started; progress marker
+        // Owner-only idle state (see pop_ready).
+        std::int64_t spin_ns = 0;               // current spin bound before sleeping
+        std::vector<std::uint64_t> seen_turns;  // others' turns when going to sleep
     };
 
     void worker_loop(unsigned index);
     actor_proc* pop_ready(unsigned index, bool& stop);
+    actor_proc* try_pop_local(worker& w);
     actor_proc* try_pop_global();
     actor_proc* try_steal(unsigned self, std::size_t min_size, const std::uint64_t* stuck_turns);
 

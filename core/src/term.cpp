@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <new>
 
 #include "codec_internal.hpp"
@@ -232,7 +233,21 @@ bool parse_node_ext(const char* payload, std::size_t size, std::string& node, st
         return true;
     }
     if (name.empty()) return fail("empty node name");
-    if (!valid_node_name(name)) return fail("invalid node name");
+    // A frame names the same few nodes over and over (every pid and ref in
+    // it): remember the last name this thread found valid and skip the
+    // character-by-character check when it repeats.
+    struct last_valid {
+        std::size_t len = 0;  // 0: none yet (a valid name is never empty)
+        char bytes[256];
+    };
+    thread_local last_valid last;
+    if (name.size() != last.len || std::memcmp(name.data(), last.bytes, name.size()) != 0) {
+        if (!valid_node_name(name)) return fail("invalid node name");
+        if (name.size() <= sizeof last.bytes) {
+            std::memcpy(last.bytes, name.data(), name.size());
+            last.len = name.size();
+        }
+    }
     try {
         node.assign(name);
     } catch (...) {
