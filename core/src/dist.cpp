@@ -448,49 +448,28 @@ bool dist::send_named(const std::string& node, const std::string& name, message&
 }
 
 bool dist::link(const pid& from, const pid& to) {
-    {
-        std::lock_guard lk(mu_);
-        auto it = peers_.find(to.node);
-        if (it == peers_.end()) return false;
-        it->second.links.emplace(from, to);
-    }
+    if (!with_peer(to.node, [&](peer_state& ps) { ps.links.emplace(from, to); })) return false;
     return post(to.node, env_link{from, to});
 }
 
 bool dist::unlink(const pid& from, const pid& to) {
-    {
-        std::lock_guard lk(mu_);
-        auto it = peers_.find(to.node);
-        if (it != peers_.end()) it->second.links.erase({from, to});
-    }
+    with_peer(to.node, [&](peer_state& ps) { ps.links.erase({from, to}); });
     return post(to.node, env_unlink{from, to});
 }
 
 bool dist::monitor(const pid& watcher, const pid& target, const ref& tag) {
-    {
-        std::lock_guard lk(mu_);
-        auto it = peers_.find(target.node);
-        if (it == peers_.end()) return false;
-        it->second.monitors.emplace(tag, std::make_pair(watcher, target));
-    }
+    if (!with_peer(target.node, [&](peer_state& ps) { ps.monitors.emplace(tag, std::make_pair(watcher, target)); }))
+        return false;
     return post(target.node, env_monitor{watcher, target, tag});
 }
 
 bool dist::demonitor(const pid& watcher, const pid& target, const ref& tag) {
-    {
-        std::lock_guard lk(mu_);
-        auto it = peers_.find(target.node);
-        if (it != peers_.end()) it->second.monitors.erase(tag);
-    }
+    with_peer(target.node, [&](peer_state& ps) { ps.monitors.erase(tag); });
     return post(target.node, env_demonitor{watcher, target, tag});
 }
 
 bool dist::exit(const pid& from, const pid& to, const term& reason, bool linked) {
-    if (linked) {
-        std::lock_guard lk(mu_);
-        auto it = peers_.find(to.node);
-        if (it != peers_.end()) it->second.links.erase({from, to});
-    }
+    if (linked) with_peer(to.node, [&](peer_state& ps) { ps.links.erase({from, to}); });
     return post(to.node, env_exit{from, to, reason, linked});
 }
 
@@ -632,11 +611,7 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                                       inner_b = std::move(inner_b)](actor& me) mutable -> behavior {
                     if (auto d = self.lock()) {
                         if (flags & spawn_link_flag) {
-                            {
-                                std::lock_guard lk(d->mu_);
-                                auto it = d->peers_.find(peer);
-                                if (it != d->peers_.end()) it->second.links.emplace(me.self(), from);
-                            }
+                            d->with_peer(peer, [&](peer_state& ps) { ps.links.emplace(me.self(), from); });
                             d->rt_.remote_link(from, me.self());
                         }
                         if (flags & spawn_monitor_flag) d->rt_.remote_monitor(from, me.self(), mref);
@@ -690,11 +665,7 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                 rt_.remote_demonitor(env.target, env.mref);
             } else if constexpr (std::is_same_v<T, env_down>) {
                 if (!is_local(env.to) || !from_peer(peer, env.who)) return bad("forged pid");
-                {
-                    std::lock_guard lk(mu_);
-                    auto it = peers_.find(peer);
-                    if (it != peers_.end()) it->second.monitors.erase(env.mref);
-                }
+                with_peer(peer, [&](peer_state& ps) { ps.monitors.erase(env.mref); });
                 rt_.deliver(env.to, message(message_kind::down, std::move(env.reason), std::move(env.who),
                                             std::move(env.mref)));
             } else if constexpr (std::is_same_v<T, env_link>) {
@@ -704,19 +675,11 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                     post(peer, env_exit{env.to, env.from, term("unauthorized"), true});
                     return;
                 }
-                {
-                    std::lock_guard lk(mu_);
-                    auto it = peers_.find(peer);
-                    if (it != peers_.end()) it->second.links.emplace(env.to, env.from);
-                }
+                with_peer(peer, [&](peer_state& ps) { ps.links.emplace(env.to, env.from); });
                 if (!rt_.remote_link(env.from, env.to)) post(peer, env_exit{env.to, env.from, term("noproc"), true});
             } else if constexpr (std::is_same_v<T, env_unlink>) {
                 if (!is_local(env.to) || !from_peer(peer, env.from)) return bad("forged pid");
-                {
-                    std::lock_guard lk(mu_);
-                    auto it = peers_.find(peer);
-                    if (it != peers_.end()) it->second.links.erase({env.to, env.from});
-                }
+                with_peer(peer, [&](peer_state& ps) { ps.links.erase({env.to, env.from}); });
                 rt_.remote_unlink(env.from, env.to);
             } else if constexpr (std::is_same_v<T, env_exit>) {
                 if (!is_local(env.to) || !from_peer(peer, env.from)) return bad("forged pid");
@@ -724,11 +687,7 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                     refused_.fetch_add(1, std::memory_order_relaxed);
                     return;
                 }
-                if (env.linked) {
-                    std::lock_guard lk(mu_);
-                    auto it = peers_.find(peer);
-                    if (it != peers_.end()) it->second.links.erase({env.to, env.from});
-                }
+                if (env.linked) with_peer(peer, [&](peer_state& ps) { ps.links.erase({env.to, env.from}); });
                 rt_.deliver(env.to, message(env.linked ? message_kind::link_exit : message_kind::exit_signal,
                                             std::move(env.reason), std::move(env.from)));
             } else {

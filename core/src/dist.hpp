@@ -151,6 +151,15 @@ private:
     bool is_local(const pid& p) const { return rt_.is_local(p); }
 
     bool post(const std::string& node, const envelope& e);
+    // Runs f(peer_state&) under mu_ if `node` is up; false if it is not.
+    template <class F>
+    bool with_peer(const std::string& node, F&& f) {
+        std::lock_guard lk(mu_);
+        auto it = peers_.find(node);
+        if (it == peers_.end()) return false;
+        f(it->second);
+        return true;
+    }
     void finish(std::uint64_t req_id, const std::string& from_node, result<term> r);
     void finish_spawn(std::uint64_t req_id, const std::string& from_node, result<pid> r);
     std::uint64_t add_pending(pending p);
