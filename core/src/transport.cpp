@@ -38,6 +38,28 @@ std::string_view to_string(trust_kind k) noexcept {
 
 namespace {
 
+// Reads one socket-monitor event (two frames: 16-bit event + 32-bit value,
+// then the endpoint) without blocking; nullopt when none is waiting.
+std::optional<std::pair<std::uint16_t, std::uint32_t>> read_monitor_event(void* mon) {
+    zmq_msg_t a, b;
+    zmq_msg_init(&a);
+    if (zmq_msg_recv(&a, mon, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&a);
+        return std::nullopt;
+    }
+    zmq_msg_init(&b);
+    if (zmq_msg_more(&a)) (void)zmq_msg_recv(&b, mon, 0);
+    std::uint16_t ev = 0;
+    std::uint32_t val = 0;
+    if (zmq_msg_size(&a) >= 6) {
+        std::memcpy(&ev, zmq_msg_data(&a), 2);
+        std::memcpy(&val, static_cast<char*>(zmq_msg_data(&a)) + 2, 4);
+    }
+    zmq_msg_close(&a);
+    zmq_msg_close(&b);
+    return std::make_pair(ev, val);
+}
+
 // ZAP metadata property carrying the client's key in Z85, so that each
 // inbound message names its key as well as its User-Id.
 constexpr const char* key_property = "X-Kith-Key";
@@ -355,22 +377,9 @@ struct transport::impl {
 
     void handle_monitor(link& l) {
         for (int n = 0; n < 64 && l.mon; ++n) {
-            zmq_msg_t a, b;
-            zmq_msg_init(&a);
-            if (zmq_msg_recv(&a, l.mon, ZMQ_DONTWAIT) < 0) {
-                zmq_msg_close(&a);
-                return;
-            }
-            zmq_msg_init(&b);
-            if (zmq_msg_more(&a)) (void)zmq_msg_recv(&b, l.mon, 0);
-            std::uint16_t ev = 0;
-            std::uint32_t val = 0;
-            if (zmq_msg_size(&a) >= 6) {
-                std::memcpy(&ev, zmq_msg_data(&a), 2);
-                std::memcpy(&val, static_cast<char*>(zmq_msg_data(&a)) + 2, 4);
-            }
-            zmq_msg_close(&a);
-            zmq_msg_close(&b);
+            auto event = read_monitor_event(l.mon);
+            if (!event) return;
+            auto [ev, val] = *event;
             switch (ev) {
             case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
                 l.zmq_ok = true;
@@ -799,22 +808,9 @@ struct transport::impl {
 
     void read_router_monitor() {
         for (int n = 0; n < 64; ++n) {
-            zmq_msg_t a, b;
-            zmq_msg_init(&a);
-            if (zmq_msg_recv(&a, router_mon, ZMQ_DONTWAIT) < 0) {
-                zmq_msg_close(&a);
-                return;
-            }
-            zmq_msg_init(&b);
-            if (zmq_msg_more(&a)) (void)zmq_msg_recv(&b, router_mon, 0);
-            std::uint16_t ev = 0;
-            std::uint32_t val = 0;
-            if (zmq_msg_size(&a) >= 6) {
-                std::memcpy(&ev, zmq_msg_data(&a), 2);
-                std::memcpy(&val, static_cast<char*>(zmq_msg_data(&a)) + 2, 4);
-            }
-            zmq_msg_close(&a);
-            zmq_msg_close(&b);
+            auto event = read_monitor_event(router_mon);
+            if (!event) return;
+            auto [ev, val] = *event;
             if (ev == ZMQ_EVENT_DISCONNECTED) {
                 // What the peer sent before closing (a goodbye, say) comes first.
                 while (read_router() == read_batch) {}
