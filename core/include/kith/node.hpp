@@ -28,6 +28,7 @@
 
 #include "kith/actor.hpp"
 #include "kith/error.hpp"
+#include "kith/grants.hpp"
 #include "kith/net.hpp"
 #include "kith/service.hpp"
 #include "kith/term.hpp"
@@ -148,6 +149,40 @@ public:
     // cookie), errc::timeout if nothing answered.
     result<std::string> connect(const std::string& endpoint, const public_key& key,
                                 duration timeout = std::chrono::seconds(5));
+    // Non-blocking connect: `done` runs once on a kith thread with the peer's
+    // name or the error connect() would return. Connecting to a node that is
+    // already connected answers at once with its name.
+    void connect_async(const std::string& endpoint, const public_key& key, duration timeout,
+                       std::function<void(result<std::string>)> done);
+    // Connects with a grant that another node issued us (kith/grants.hpp):
+    // tries its endpoints in order. Returns the granting node's name;
+    // errc::revoked if the grant was revoked or has expired, errc::unauthorized
+    // if the node does not know it, errc::timeout if nothing answered.
+    // Afterwards call/cast/spawn/send to that node go through the grant; the
+    // granting node gets no right on this node from it.
+    result<std::string> connect(const grant_file& grant, duration timeout = std::chrono::seconds(5));
+
+    // --- grants and public services (kith/grants.hpp) ---------------------------
+    // Issues a grant: a fresh client keypair bound to spec. The returned file
+    // (endpoints = this node's advertised endpoint) is for the grantee. The
+    // table is saved atomically to <key_dir>/grants before this returns.
+    // errc::badarg: bad or duplicate label, unknown rate, empty scope.
+    result<grant_file> grant(const grant_spec& spec);
+    // The grant table (revoked grants included, marked).
+    std::vector<grant_info> grants() const;
+    // Revokes at once: the next message under it is refused with errc::revoked,
+    // its connection is told "revoked", its reconnects fail. errc::badarg if
+    // there is no such label.
+    result<void> revoke_grant(const std::string& label);
+    // Changes a grant's rate; effective for the next message. errc::badarg if
+    // unknown.
+    result<void> set_grant_rate(const std::string& label, rate_limit rate);
+    // Opens service `svc` (which need not be added yet) to anyone who can
+    // reach this node, strangers included, each connecting key limited to
+    // `rate`. Only calls, casts and spawns of that service are allowed.
+    // on=false closes it again.
+    void set_public(const std::string& svc, bool on = true, rate_limit rate = {});
+    std::vector<std::string> public_services() const;
     // rpc: calls `svc`:`fn`(args...) on `node` (this node's own name works
     // too). `args` is an array. Returns the value, or timeout, nodedown,
     // unauthorized, no_such_service, no_such_function, bad_args, exception

@@ -1,0 +1,114 @@
+// kith/grants.hpp — grants: keys a node's owner hands to a friend.
+//
+// A grant is a fresh client keypair that Alice's node issues, bound to
+// services (optionally narrowed to named functions and actor types), a rate
+// (token bucket), an optional expiry and a label. Whoever holds the grant
+// file may connect to Alice's node and use exactly that, nothing more. Alice
+// checks it on her own node for every message, against the live grant table,
+// so revocation and rate changes take effect on the next message.
+// See docs/security.md for the model in plain words and docs/protocol.md,
+// "Grant files", for the file format.
+//
+//   // Alice
+//   auto g = alice.grant({.label = "bob", .allow = {{"kvs", {}}}, .rate = {10, 20}});
+//   g->save("bob.grant");                          // hand this file to Bob
+//   alice.revoke_grant("bob");                     // later
+//
+//   // Bob
+//   auto f = kith::grant_file::load("bob.grant");  // errors say what is wrong
+//   auto alice_name = bob.connect(*f);             // -> "alice@pi1"
+//   bob.call(*alice_name, "kvs", "store", kith::arr("k", 1));
+//
+// The node methods that act on grants are on kith::node (kith/node.hpp):
+// grant, grants, revoke_grant, set_grant_rate, set_public, connect(grant_file).
+//
+// Thread-safety: plain values.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kith/error.hpp"
+#include "kith/keys.hpp"
+#include "kith/term.hpp"
+
+namespace kith {
+
+// A token bucket: `per_second` tokens refill each second up to `burst`.
+// Every call, cast, spawn and send under the grant takes one token; without
+// a token the operation is refused with errc::rate_limited.
+// per_second <= 0 means unlimited.
+struct rate_limit {
+    double per_second = 10;
+    double burst = 20;
+    // "10/s" or "10/s,burst=20"; errc::badarg with the reason otherwise.
+    static result<rate_limit> parse(std::string_view text);
+    std::string to_string() const;
+    friend bool operator==(const rate_limit&, const rate_limit&) = default;
+};
+
+// What a grant allows: service -> names within it (functions and actor
+// types). An empty list allows the whole service.
+using grant_scope = std::map<std::string, std::vector<std::string>>;
+// "kvs,echo:echo,demo:rpc_server" -> {kvs: [], echo: [echo], demo: [rpc_server]}.
+result<grant_scope> parse_grant_scope(std::string_view text);
+
+struct grant_spec {
+    // Unique on the node: 1-64 of [A-Za-z0-9._-]. errc::badarg otherwise or
+    // if a grant with this label exists.
+    std::string label;
+    grant_scope allow;
+    rate_limit rate{};
+    // Unset: never expires. An expired grant behaves as revoked.
+    std::optional<std::chrono::system_clock::time_point> expires;
+};
+
+// One row of a node's grant table (as kith grant list shows it).
+struct grant_info {
+    std::string label;
+    grant_scope allow;
+    rate_limit rate;
+    std::optional<std::chrono::system_clock::time_point> expires;
+    std::chrono::system_clock::time_point created;
+    std::string fingerprint;         // of the grant's client public key
+    bool revoked = false;
+    bool expired = false;
+    bool connected = false;          // the holder is connected now
+    std::uint64_t accepted = 0;      // operations allowed (since the node started)
+    std::uint64_t refused = 0;       // unauthorized / revoked
+    std::uint64_t rate_limited = 0;  // refused for rate
+    // As a term: map with the fields above (times as ISO 8601 UTC strings).
+    term to_term() const;
+};
+
+// The file Alice hands to Bob: everything Bob needs to connect. Readable by a
+// person; versioned; contains a secret key (saved with mode 0600).
+struct grant_file {
+    static constexpr int current_version = 1;
+    int version = current_version;
+    std::string node;                    // Alice's node name, "alice@pi1"
+    std::vector<std::string> endpoints;  // where to dial Alice, "tcp://192.0.2.7:4370"
+    public_key server_key;               // Alice's node key
+    keypair client;                      // the grant's keypair
+    // For information only (Alice's node enforces its own table):
+    std::string label;
+    grant_scope allow;
+    rate_limit rate;
+    std::optional<std::chrono::system_clock::time_point> expires;
+
+    std::string to_text() const;
+    // errc::decode with a message that says what is wrong (truncated, wrong
+    // version, bad key, checksum mismatch, ...). Never throws.
+    static result<grant_file> parse(std::string_view text);
+    static result<grant_file> load(const std::filesystem::path& file);
+    // Writes atomically with mode 0600. errc::badarg with the OS error.
+    result<void> save(const std::filesystem::path& file) const;
+};
+
+}  // namespace kith
