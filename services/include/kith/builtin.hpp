@@ -12,6 +12,20 @@
 //         spawnable actor type "rpc_server": it answers a request
 //         [Service, Function, Args] by invoking that exported function of
 //         its own node (never arbitrary code) and replying with the result.
+//   node  information about the node:
+//           info() -> {"name", "uptime_s", "services", "public", "peers",
+//                      "messages_in", "messages_out", "refused", "counters"}
+//         where "refused" counts refusals by reason and "counters" holds
+//         every network counter (kith/net.hpp net_counters).
+//   grants the node owner's control of its grant table (kith/grants.hpp),
+//         for `kith grant`. Host it only where every caller may manage
+//         grants: it is never reachable through a grant or as a public
+//         service (create refuses scopes that name it).
+//           create(Label, Scope, Rate|nil, ExpiresInSeconds|nil) -> GrantFileText
+//             Scope as "kvs,echo:echo"; Rate as "10/s" or "10/s,burst=20".
+//           list() -> [GrantInfo...]     revoke(Label) -> true
+//           set_rate(Label, Rate) -> true
+//         Errors: badarg (bad label, scope or rate; unknown label).
 //
 // Each make_* returns a fresh, independent service. Thread-safe: the kvs
 // table is guarded by its own mutex.
@@ -26,5 +40,8 @@ service make_kvs();
 service make_echo();
 // `n` must outlive the service (it is the node the service is added to).
 service make_demo(node& n);
+// `n` must outlive the service.
+service make_node_info(node& n);
+service make_grant_admin(node& n);
 
 }  // namespace kith::services

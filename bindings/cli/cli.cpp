@@ -1,0 +1,216 @@
+#include "cli.hpp"
+
+#include <unistd.h>
+
+#include <cctype>
+#include <fstream>
+#include <sstream>
+
+#include "json_term.hpp"
+
+namespace kith::cli {
+
+std::vector<std::string> split(const std::string& s, char sep) {
+    std::vector<std::string> out;
+    std::stringstream ss(s);
+    std::string item;
+    while (std::getline(ss, item, sep))
+        if (!item.empty()) out.push_back(item);
+    return out;
+}
+
+std::vector<std::string> args::list(const std::string& o) const {
+    std::vector<std::string> out;
+    auto it = opts.find(o);
+    if (it == opts.end()) return out;
+    for (auto& v : it->second)
+        for (auto& s : split(v, ',')) out.push_back(s);
+    return out;
+}
+
+args parse_args(const std::string& cmd, int argc, char** argv, const std::set<std::string>& value_opts,
+                const std::set<std::string>& flag_opts) {
+    args a;
+    bool options_done = false;
+    for (int i = 0; i < argc; ++i) {
+        std::string s = argv[i];
+        if (options_done || s.size() < 3 || s.compare(0, 2, "--") != 0) {
+            // Negative numbers and "-" are values, not options.
+            a.pos.push_back(s);
+            continue;
+        }
+        if (s == "--") {
+            options_done = true;
+            continue;
+        }
+        std::string value;
+        bool inline_value = false;
+        if (auto eq = s.find('='); eq != std::string::npos) {
+            value = s.substr(eq + 1);
+            s = s.substr(0, eq);
+            inline_value = true;
+        }
+        if (s == "--help" || flag_opts.count(s)) {
+            if (inline_value) throw cli_error{cmd + ": option " + s + " takes no value", kUsage};
+            a.flags.insert(s);
+        } else if (value_opts.count(s)) {
+            if (!inline_value) {
+                if (i + 1 >= argc) throw cli_error{cmd + ": option " + s + " needs a value", kUsage};
+                value = argv[++i];
+            }
+            a.opts[s].push_back(value);
+        } else {
+            throw cli_error{cmd + ": unknown option '" + s + "' (see kith " + cmd + " --help)", kUsage};
+        }
+    }
+    return a;
+}
+
+std::string hostname() {
+    char buf[256] = {0};
+    if (gethostname(buf, sizeof buf - 1) != 0 || !buf[0]) return "localhost";
+    std::string h(buf);
+    // Node names allow [A-Za-z0-9_.-] in the host part.
+    for (char& c : h)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_')) c = '-';
+    return h;
+}
+
+std::string full_node_name(const std::string& name) {
+    return name.find('@') == std::string::npos ? name + "@" + hostname() : name;
+}
+
+std::chrono::milliseconds parse_seconds(const std::string& opt, const std::string& v) {
+    try {
+        std::size_t used = 0;
+        double s = std::stod(v, &used);
+        if (used == v.size() && s >= 0 && s < 1e6) return std::chrono::milliseconds(static_cast<long long>(s * 1000));
+    } catch (...) {
+    }
+    throw cli_error{"option " + opt + " wants seconds, e.g. 5 or 0.5 (got '" + v + "')", kUsage};
+}
+
+term json_args(const std::vector<std::string>& v, std::size_t from) {
+    term_array out;
+    for (std::size_t i = from; i < v.size(); ++i) {
+        auto t = parse_json(v[i]);
+        if (!t)
+            throw cli_error{"argument " + std::to_string(i - from + 1) + ": " + t.err().detail +
+                                " (values are JSON: strings need quotes, e.g. '\"weather\"')",
+                            kUsage};
+        out.push_back(std::move(*t));
+    }
+    return term(std::move(out));
+}
+
+const char* kClientOptionsHelp = R"(finding nodes:
+  --peer HOST:PORT  a node to ask directly (networks without broadcast); repeatable
+  --interface IF    network interface for beacons (default: all; or $KITH_INTERFACE)
+  --grant FILE      reach the node through a grant file that its owner gave you
+  --cookie C        cluster cookie (default: the cookie file in the key dir)
+  --key-dir D       key directory (default: $KITH_HOME or ~/.kith)
+  --port P          port of this machine's own node (default: 4370)
+  --timeout S       seconds to wait for an answer (default: 5)
+)";
+
+const std::set<std::string>& client_value_opts() {
+    static const std::set<std::string> o = {"--peer", "--interface", "--grant",  "--cookie",
+                                            "--key-dir", "--port",   "--timeout"};
+    return o;
+}
+
+void fail(const std::string& what, const error& e) { throw cli_error{what + ": " + e.message(), kFailed}; }
+
+bool name_matches(const std::string& full, const std::string& asked) {
+    if (full == asked) return true;
+    return asked.find('@') == std::string::npos && full.substr(0, full.find('@')) == asked;
+}
+
+client::client(const args& a, bool auto_connect) {
+    if (a.has("--timeout")) timeout_ = parse_seconds("--timeout", a.get("--timeout"));
+    if (a.has("--port")) {
+        try {
+            local_port_ = std::stoi(a.get("--port"));
+        } catch (...) {
+            local_port_ = -1;
+        }
+        if (local_port_ <= 0 || local_port_ > 65535) throw cli_error{"--port must be 1..65535", kUsage};
+    }
+    if (a.has("--grant")) {
+        auto g = grant_file::load(a.get("--grant"));
+        if (!g) throw cli_error{"grant file " + a.get("--grant") + ": " + g.err().detail, kFailed};
+        grant_ = std::move(*g);
+    }
+    node_options o;
+    o.name = "kith-cli-" + std::to_string(getpid()) + "@" + hostname();
+    o.workers = 1;
+    o.net.listen = "tcp://127.0.0.1:0";
+    o.net.hidden = true;
+    if (a.has("--cookie")) o.net.cookie = a.get("--cookie");
+    if (a.has("--key-dir")) o.net.key_dir = a.get("--key-dir");
+    key_dir_ = o.net.key_dir.empty() ? default_key_dir() : o.net.key_dir;
+    node_ = std::make_unique<kith::node>(o);
+    if (!grant_) {
+        discovery_options d;
+        d.announce = false;
+        d.auto_connect = auto_connect;
+        d.interface = a.get("--interface");
+        d.peers = a.list("--peer");
+        disc_ = std::make_unique<kith::discovery>(*node_, d);
+    }
+}
+
+client::~client() {
+    if (disc_) disc_->stop();
+    disc_.reset();
+    if (node_) node_->stop();
+}
+
+std::optional<std::string> client::try_local(const std::string& name) {
+    // The node of this key directory on this machine, at its usual port.
+    std::ifstream f(key_dir_ / "node.pub");
+    std::string z85;
+    if (!(f >> z85)) return std::nullopt;
+    auto key = public_key::from_z85(z85);
+    if (!key) return std::nullopt;
+    auto r = node_->connect("tcp://127.0.0.1:" + std::to_string(local_port_), *key, std::chrono::milliseconds(500));
+    if (!r || !name_matches(*r, name)) return std::nullopt;
+    return *r;
+}
+
+std::string client::reach(const std::string& name) {
+    if (grant_) {
+        if (!name_matches(grant_->node, name))
+            throw cli_error{"the grant file is for node " + grant_->node + ", not " + name, kFailed};
+        auto r = node_->connect(*grant_, timeout_);
+        if (!r) fail("cannot reach " + grant_->node + " with the grant", r.err());
+        return *r;
+    }
+    auto seen = disc_->find(name, std::min<std::chrono::milliseconds>(timeout_, std::chrono::milliseconds(1500)));
+    if (seen) {
+        auto r = node_->connect(seen->endpoint, seen->key, timeout_);
+        if (!r) fail("cannot reach " + seen->name + " at " + seen->endpoint, r.err());
+        return *r;
+    }
+    if (seen.code() == errc::timeout)
+        if (auto local = try_local(name)) return *local;
+    throw cli_error{seen.err().detail.empty() ? "unknown node " + name : seen.err().detail, kFailed};
+}
+
+}  // namespace kith::cli
+
+#include <cstdio>
+
+#include "commands.hpp"
+
+namespace kith::cli {
+
+int report(const cli_error& e) {
+    std::string msg = e.message;
+    // Library errors already say "kith: "; say it once.
+    for (auto p = msg.find("kith: "); p != std::string::npos; p = msg.find("kith: ")) msg.erase(p, 6);
+    std::fprintf(stderr, "kith: %s\n", msg.c_str());
+    return e.code;
+}
+
+}  // namespace kith::cli

@@ -1,0 +1,98 @@
+// Shared pieces of the `kith` command line: option parsing, errors, and the
+// short-lived client node that the one-shot commands (call, cast, send,
+// spawn, ping, nodes, grant) use to reach other nodes.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "kith/discovery.hpp"
+#include "kith/node.hpp"
+
+namespace kith::cli {
+
+// Exit codes: 0 success; 1 the operation failed (unknown node, a remote
+// error, refused, timeout); 2 bad usage (unknown option, bad JSON).
+constexpr int kFailed = 1;
+constexpr int kUsage = 2;
+
+// A usage or runtime error that ends the command: printed as one line on
+// stderr, "kith: <message>", with its exit code.
+struct cli_error {
+    std::string message;
+    int code = kFailed;
+};
+
+// Parsed command line of one subcommand.
+struct args {
+    std::vector<std::string> pos;
+    std::map<std::string, std::vector<std::string>> opts;  // repeatable
+    std::set<std::string> flags;
+
+    bool has(const std::string& o) const { return opts.count(o) || flags.count(o); }
+    std::string get(const std::string& o, const std::string& def = {}) const {
+        auto it = opts.find(o);
+        return it == opts.end() ? def : it->second.back();
+    }
+    // Every value of a repeatable option, comma lists split.
+    std::vector<std::string> list(const std::string& o) const;
+};
+
+// `value_opts` take a value ("--name N"); `flag_opts` don't. "--help" is
+// always a flag. Throws cli_error{kUsage} for an unknown option or a missing
+// value.
+args parse_args(const std::string& cmd, int argc, char** argv, const std::set<std::string>& value_opts,
+                const std::set<std::string>& flag_opts = {});
+
+std::vector<std::string> split(const std::string& s, char sep);
+std::string hostname();
+// "gandalf" -> "gandalf@<hostname>"; full names unchanged.
+std::string full_node_name(const std::string& name);
+// "5", "0.5" seconds -> duration; throws cli_error{kUsage}.
+std::chrono::milliseconds parse_seconds(const std::string& opt, const std::string& v);
+// Each argument a JSON value; throws cli_error{kUsage} naming the bad one.
+term json_args(const std::vector<std::string>& v, std::size_t from);
+
+// Options every client command accepts.
+extern const char* kClientOptionsHelp;
+const std::set<std::string>& client_value_opts();
+
+// The short-lived, hidden node a one-shot command runs as. It listens on
+// loopback only (answers come back over the connection it opens), never
+// announces itself, and finds nodes by asking for beacons (--peer for
+// networks without broadcast), by a grant file (--grant), or, on this
+// machine, at the local node of the same key directory.
+class client {
+public:
+    // auto_connect: connect to cluster members as their beacons arrive (watch).
+    explicit client(const args& a, bool auto_connect = false);
+    ~client();
+    kith::node& node() { return *node_; }
+    kith::discovery* discovery() { return disc_.get(); }
+    std::chrono::milliseconds timeout() const { return timeout_; }
+    // Connects to the node called `name` (full or short) and returns its
+    // full name. Throws cli_error: unknown or ambiguous name (listing what it
+    // can see), refused, revoked, timeout.
+    std::string reach(const std::string& name);
+
+private:
+    std::optional<std::string> try_local(const std::string& name);
+    std::unique_ptr<kith::node> node_;
+    std::unique_ptr<kith::discovery> disc_;
+    std::optional<grant_file> grant_;
+    std::filesystem::path key_dir_;
+    std::chrono::milliseconds timeout_{5000};
+    int local_port_ = 4370;
+};
+
+// Names match in full, or by their short part before '@'.
+bool name_matches(const std::string& full, const std::string& asked);
+// Throws cli_error{kFailed, "<what>: <error message>"}.
+[[noreturn]] void fail(const std::string& what, const error& e);
+
+}  // namespace kith::cli

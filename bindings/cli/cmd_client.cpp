@@ -1,0 +1,215 @@
+// The one-shot commands: call, cast, send, spawn, nodes, watch, ping.
+#include <pthread.h>
+
+#include <csignal>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+
+#include "cli.hpp"
+#include "commands.hpp"
+#include "json_term.hpp"
+
+namespace kith::cli {
+
+namespace {
+
+// Parses a client command's options; prints help and returns nullopt for --help.
+std::optional<args> client_args(const std::string& cmd, const char* usage, int argc, char** argv,
+                                std::size_t min_pos, std::size_t max_pos, std::set<std::string> flags = {}) {
+    args a = parse_args(cmd, argc, argv, client_value_opts(), flags);
+    if (a.has("--help")) {
+        std::printf("%s\n%s", usage, kClientOptionsHelp);
+        return std::nullopt;
+    }
+    if (a.pos.size() < min_pos || a.pos.size() > max_pos)
+        throw cli_error{cmd + ": wrong number of arguments (see kith " + cmd + " --help)", kUsage};
+    return a;
+}
+
+constexpr std::size_t kAny = static_cast<std::size_t>(-1);
+
+void print_line(const std::string& s) {
+    std::fwrite(s.data(), 1, s.size(), stdout);
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+}
+
+}  // namespace
+
+int cmd_call(int argc, char** argv) {
+    auto a = client_args("call",
+                         "usage: kith call NODE SERVICE FUNCTION [ARG...]\n\n"
+                         "Calls SERVICE:FUNCTION(ARG...) on NODE and prints the result as JSON.\n"
+                         "Each ARG is one JSON value: kith call gandalf kvs store '\"weather\"' '\"sunny\"'\n",
+                         argc, argv, 3, kAny);
+    if (!a) return 0;
+    term args = json_args(a->pos, 3);
+    client c(*a);
+    std::string node = c.reach(a->pos[0]);
+    auto r = c.node().call(node, a->pos[1], a->pos[2], std::move(args), c.timeout());
+    if (!r) fail("call " + a->pos[1] + ":" + a->pos[2] + " on " + node, r.err());
+    print_line(to_json(*r));
+    return 0;
+}
+
+int cmd_cast(int argc, char** argv) {
+    auto a = client_args("cast",
+                         "usage: kith cast NODE SERVICE FUNCTION [ARG...]\n\n"
+                         "Calls SERVICE:FUNCTION(ARG...) on NODE without waiting for the result\n"
+                         "(delivered at most once; errors of the function are not reported).\n",
+                         argc, argv, 3, kAny);
+    if (!a) return 0;
+    term args = json_args(a->pos, 3);
+    client c(*a);
+    std::string node = c.reach(a->pos[0]);
+    auto r = c.node().cast(node, a->pos[1], a->pos[2], std::move(args));
+    if (!r.ok()) fail("cast " + a->pos[1] + ":" + a->pos[2] + " to " + node, r.err());
+    // The connection's goodbye flushes what was queued before it.
+    return 0;
+}
+
+int cmd_send(int argc, char** argv) {
+    auto a = client_args("send",
+                         "usage: kith send NAME@NODE MESSAGE\n"
+                         "       kith send PID MESSAGE\n\n"
+                         "Sends MESSAGE (one JSON value) to the actor registered as NAME on NODE,\n"
+                         "or to a pid (\"<gandalf@pi1.42>\", as spawn prints it). Delivery is at most\n"
+                         "once: a message to a name that is not registered is dropped and counted\n"
+                         "there, as in Erlang.\n",
+                         argc, argv, 2, 2);
+    if (!a) return 0;
+    auto msg = parse_json(a->pos[1]);
+    if (!msg) throw cli_error{"send: message: " + msg.err().detail, kUsage};
+    std::string target = a->pos[0];
+    // A pid, bare or as JSON {"$pid": ...}.
+    std::optional<pid> to = pid::parse(target);
+    if (!to)
+        if (auto t = parse_json(target); t && t->is_pid()) to = *t->as_pid();
+    client c(*a);
+    if (to) {
+        c.reach(to->node);
+        c.node().send(*to, std::move(*msg));
+        return 0;
+    }
+    auto at = target.find('@');
+    if (at == std::string::npos || at == 0 || at + 1 == target.size())
+        throw cli_error{"send: target must be NAME@NODE or a pid, got '" + target + "'", kUsage};
+    std::string node = c.reach(target.substr(at + 1));
+    c.node().send(target.substr(0, at), node, std::move(*msg));
+    return 0;
+}
+
+int cmd_spawn(int argc, char** argv) {
+    auto a = client_args("spawn",
+                         "usage: kith spawn NODE SERVICE TYPE [ARG...]\n\n"
+                         "Spawns an actor of type TYPE exported by SERVICE on NODE and prints its\n"
+                         "pid as JSON ({\"$pid\": \"<gandalf@pi1.42>\"}); kith send takes it.\n",
+                         argc, argv, 3, kAny);
+    if (!a) return 0;
+    term args = json_args(a->pos, 3);
+    client c(*a);
+    std::string node = c.reach(a->pos[0]);
+    auto r = c.node().spawn(node, a->pos[1], a->pos[2], std::move(args), c.timeout());
+    if (!r) fail("spawn " + a->pos[1] + ":" + a->pos[2] + " on " + node, r.err());
+    print_line(to_json(term(*r)));
+    return 0;
+}
+
+int cmd_ping(int argc, char** argv) {
+    auto a = client_args("ping",
+                         "usage: kith ping NODE\n\n"
+                         "Prints pong and exits 0 if NODE answers, pang and exits 1 if not.\n",
+                         argc, argv, 1, 1);
+    if (!a) return 0;
+    client c(*a);
+    std::string node;
+    try {
+        node = c.reach(a->pos[0]);
+    } catch (const cli_error& e) {
+        print_line("pang");
+        throw;
+    }
+    bool pong = c.node().ping(node, c.timeout());
+    print_line(pong ? "pong" : "pang");
+    return pong ? 0 : kFailed;
+}
+
+int cmd_nodes(int argc, char** argv) {
+    auto a = client_args("nodes",
+                         "usage: kith nodes [--json]\n\n"
+                         "Lists the nodes this machine can see on the LAN (and --peer ones): name,\n"
+                         "trust (cluster: same cookie; stranger: another cluster, never trusted),\n"
+                         "address, key fingerprint and services (a stranger's: its public ones).\n",
+                         argc, argv, 0, 0, {"--json"});
+    if (!a) return 0;
+    client c(*a);
+    if (!c.discovery()) throw cli_error{"nodes: --grant is for call, cast, send, spawn and ping", kUsage};
+    // Ask, then listen for about one beacon interval.
+    c.discovery()->query();
+    std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(c.timeout(), std::chrono::milliseconds(1000)));
+    auto seen = c.discovery()->seen();
+    if (a->has("--json")) {
+        term_array out;
+        for (auto& s : seen) out.push_back(s.to_term());
+        print_line(to_json(term(std::move(out))));
+        return 0;
+    }
+    if (seen.empty()) {
+        std::printf("no nodes seen (see docs/tutorial.md, \"When discovery finds nothing\")\n");
+        return 0;
+    }
+    std::printf("%-28s %-8s %-28s %-19s %s\n", "NAME", "TRUST", "ADDRESS", "FINGERPRINT", "SERVICES");
+    for (auto& s : seen) {
+        std::string svcs;
+        for (auto& x : s.services) svcs += (svcs.empty() ? "" : ",") + x;
+        std::printf("%-28s %-8s %-28s %-19s %s\n", s.name.c_str(), std::string(to_string(s.trust)).c_str(),
+                    s.endpoint.c_str(), s.fingerprint.c_str(), svcs.c_str());
+    }
+    std::fflush(stdout);
+    return 0;
+}
+
+int cmd_watch(int argc, char** argv) {
+    auto a = client_args("watch",
+                         "usage: kith watch [--json]\n\n"
+                         "Connects to the nodes of this cluster as they appear and prints node up\n"
+                         "and down events until Ctrl-C; strangers are printed once when first seen.\n"
+                         "--json prints one JSON object per line: {\"event\": \"nodeup\", \"node\": ...}.\n",
+                         argc, argv, 0, 0, {"--json"});
+    if (!a) return 0;
+    bool json = a->has("--json");
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+    client c(*a, true);
+    if (!c.discovery()) throw cli_error{"watch: --grant is for call, cast, send, spawn and ping", kUsage};
+    std::mutex mu;
+    auto emit = [&](const std::string& event, const std::string& node, const term& detail) {
+        std::lock_guard lk(mu);
+        if (json)
+            print_line(to_json(term(term_map{{"event", event}, {"node", node}, {"detail", detail}})));
+        else
+            print_line(event + " " + node + " " + to_json(detail));
+    };
+    c.node().subscribe_nodes([&](const node_event& e) {
+        if (e.what == node_event::kind::up) emit("nodeup", e.node, e.info.to_term());
+        else emit("nodedown", e.node, term(e.reason));
+    });
+    // The client connects to cluster members as their beacons arrive; list
+    // strangers once.
+    std::set<std::string> strangers;
+    timespec tick{0, 250'000'000};
+    c.discovery()->query();
+    for (;;) {
+        for (auto& s : c.discovery()->seen())
+            if (s.trust == trust_level::stranger && strangers.insert(s.name).second) emit("stranger", s.name, s.to_term());
+        if (sigtimedwait(&set, nullptr, &tick) > 0) break;
+    }
+    return 0;
+}
+
+}  // namespace kith::cli

@@ -1,0 +1,102 @@
+// The "node" and "grants" built-in services (kith/builtin.hpp).
+#include <chrono>
+
+#include "kith/builtin.hpp"
+
+namespace kith::services {
+
+namespace {
+
+// Seconds from now -> a point in time; nil -> never.
+result<std::optional<std::chrono::system_clock::time_point>> expiry(const term& t) {
+    if (t.is_nil()) return std::optional<std::chrono::system_clock::time_point>{};
+    auto s = t.as_float();
+    if (!s || *s <= 0) return error(errc::badarg, "expiry must be a positive number of seconds or nil");
+    return std::optional(std::chrono::system_clock::now() +
+                         std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::duration<double>(*s)));
+}
+
+}  // namespace
+
+service make_node_info(node& n) {
+    service s("node");
+    node* np = &n;
+    auto started = std::chrono::steady_clock::now();
+    s.function("info", [np, started] {
+        auto c = np->net_stats();
+        auto uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        term_array peers;
+        for (auto& p : np->nodes()) {
+            auto i = np->info(p);
+            peers.push_back(i ? i->to_term() : term(p));
+        }
+        term_array svcs, pub;
+        for (auto& x : np->services()) svcs.push_back(x);
+        for (auto& x : np->public_services()) pub.push_back(x);
+        term_map refused{{"unauthorized_or_revoked", term(c.refused)},
+                         {"connections", term(c.refused_connections)},
+                         {"malformed", term(c.decode_errors)},
+                         {"invalid", term(c.protocol_errors)},
+                         {"overloaded", term(c.overload_drops)}};
+        term_map counters{{"envelopes_in", term(c.envelopes_in)},   {"envelopes_out", term(c.envelopes_out)},
+                          {"frames_in", term(c.frames_in)},         {"frames_out", term(c.frames_out)},
+                          {"decode_errors", term(c.decode_errors)}, {"protocol_errors", term(c.protocol_errors)},
+                          {"refused", term(c.refused)},             {"overload_drops", term(c.overload_drops)},
+                          {"refused_connections", term(c.refused_connections)}};
+        return term(term_map{{"name", np->name()},
+                             {"uptime_s", uptime},
+                             {"services", term(std::move(svcs))},
+                             {"public", term(std::move(pub))},
+                             {"peers", term(std::move(peers))},
+                             {"messages_in", term(c.envelopes_in)},
+                             {"messages_out", term(c.envelopes_out)},
+                             {"refused", term(std::move(refused))},
+                             {"counters", term(std::move(counters))}});
+    });
+    return s;
+}
+
+service make_grant_admin(node& n) {
+    service s("grants");
+    node* np = &n;
+    s.function("create", [np](std::string label, std::string scope, term rate, term expires) -> result<term> {
+        grant_spec spec;
+        spec.label = std::move(label);
+        auto sc = parse_grant_scope(scope);
+        if (!sc) return sc.err();
+        if (sc->count("grants")) return error(errc::badarg, "the grants service cannot be granted");
+        spec.allow = std::move(*sc);
+        if (!rate.is_nil()) {
+            if (!rate.is_string()) return error(errc::badarg, "rate must be a string like \"10/s\"");
+            auto r = rate_limit::parse(*rate.as_string());
+            if (!r) return r.err();
+            spec.rate = *r;
+        }
+        auto e = expiry(expires);
+        if (!e) return e.err();
+        spec.expires = *e;
+        auto g = np->grant(spec);
+        if (!g) return g.err();
+        return term(g->to_text());
+    });
+    s.function("list", [np] {
+        term_array out;
+        for (auto& g : np->grants()) out.push_back(g.to_term());
+        return term(std::move(out));
+    });
+    s.function("revoke", [np](std::string label) -> result<term> {
+        auto r = np->revoke_grant(label);
+        if (!r.ok()) return r.err();
+        return term(true);
+    });
+    s.function("set_rate", [np](std::string label, std::string rate) -> result<term> {
+        auto r = rate_limit::parse(rate);
+        if (!r) return r.err();
+        auto ok = np->set_grant_rate(label, *r);
+        if (!ok.ok()) return ok.err();
+        return term(true);
+    });
+    return s;
+}
+
+}  // namespace kith::services
