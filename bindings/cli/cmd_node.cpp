@@ -1,6 +1,7 @@
 // kith node: run a node in the foreground.
 #include <pthread.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <mutex>
@@ -29,6 +30,7 @@ options:
   --cookie C        cluster cookie (default: the cookie file in the key dir)
   --key-dir D       key directory (default: $KITH_HOME or ~/.kith)
   --services S,...  built-in services to host: kvs, echo, demo, node
+                    (with echo, an echo server is registered as "echo")
                     (default: kvs,echo,demo,node; "grants" is always hosted,
                     for `kith grant`, and only the cluster may use it)
   --public S,...    services anyone who can reach the node may call,
@@ -125,6 +127,17 @@ int cmd_node(int argc, char** argv) {
         if (s == "node") n.add_service(services::make_node_info(n));
     }
     n.add_service(services::make_grant_admin(n));
+    // The seeds' registered echo server (echo:start()): prints what it gets
+    // and answers [Client, M] by sending M to Client.
+    if (std::find(services.begin(), services.end(), "echo") != services.end()) {
+        pid echo = n.spawn([](actor& self, message& m) {
+            if (!m.is_user()) return;
+            std::printf("echo got %s\n", m.body.to_string().c_str());
+            std::fflush(stdout);
+            if (m.body.size() == 2 && m.body.at(0)->is_pid()) self.send(*m.body.at(0)->as_pid(), *m.body.at(1));
+        });
+        (void)n.register_name("echo", echo);
+    }
     for (auto& s : a.list("--public")) n.set_public(s);
     n.subscribe_nodes(print_event);
     std::unique_ptr<kith::discovery> disc;
