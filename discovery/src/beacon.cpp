@@ -46,7 +46,7 @@ void put_services(std::vector<std::uint8_t>& out, const std::vector<std::string>
 
 void hmac(const std::uint8_t* data, std::size_t len, const beacon_hmac_key& key, std::uint8_t* mac) {
     crypto_auth_hmacsha256_state st;
-    crypto_auth_hmacsha256_init(&st, key.data(), key.size());
+    crypto_auth_hmacsha256_init(&st, key.hmac.data(), key.hmac.size());
     crypto_auth_hmacsha256_update(&st, data, len);
     crypto_auth_hmacsha256_final(&st, mac);
 }
@@ -90,6 +90,22 @@ struct reader {
 
 }  // namespace
 
+beacon_hmac_key beacon_hmac_key::from_keys(const std::array<std::uint8_t, 32>& hmac,
+                                           const std::array<std::uint8_t, 32>& id) {
+    beacon_hmac_key k;
+    k.hmac = hmac;
+    std::copy_n(id.begin(), k.id.size(), k.id.begin());
+    return k;
+}
+
+beacon_hmac_key beacon_hmac_key::from_cookie(std::string_view cookie) {
+    auto h = derive_cookie_key(cookie, "beacon-hmac");
+    auto i = derive_cookie_key(cookie, "beacon-cluster-id");
+    auto k = from_keys(h, i);
+    sodium_memzero(h.data(), h.size());
+    return k;
+}
+
 std::vector<std::uint8_t> encode_beacon(const beacon& b, const beacon_hmac_key* key) {
     if (b.name.size() > 255 || b.endpoint.size() > 255 || !clean_text(b.name) || !clean_text(b.endpoint))
         return {};
@@ -112,9 +128,10 @@ std::vector<std::uint8_t> encode_beacon(const beacon& b, const beacon_hmac_key* 
     out.insert(out.end(), b.endpoint.begin(), b.endpoint.end());
     // Room left for the lists: the cluster section needs its count byte and
     // the HMAC after the public list.
-    const std::size_t tail = b.cluster ? 1 + beacon_hmac_bytes : 0;
+    const std::size_t tail = b.cluster ? beacon_cluster_id_bytes + 1 + beacon_hmac_bytes : 0;
     put_services(out, b.public_services, beacon_max_bytes - tail);
     if (b.cluster) {
+        out.insert(out.end(), key->id.begin(), key->id.end());
         put_services(out, b.services, beacon_max_bytes - beacon_hmac_bytes);
         std::uint8_t mac[beacon_hmac_bytes];
         hmac(out.data(), out.size(), *key, mac);
@@ -151,7 +168,12 @@ decoded_beacon decode_beacon(std::span<const std::uint8_t> data, const beacon_hm
     b.public_services = r.services();
     b.cluster = flags & flag_cluster;
     std::size_t mac_at = 0;
+    std::array<std::uint8_t, beacon_cluster_id_bytes> id{};
     if (b.cluster) {
+        if (r.need(id.size())) {
+            std::memcpy(id.data(), data.data() + r.at, id.size());
+            r.at += id.size();
+        }
         b.services = r.services();
         mac_at = r.at;
         r.need(beacon_hmac_bytes);
@@ -171,7 +193,7 @@ decoded_beacon decode_beacon(std::span<const std::uint8_t> data, const beacon_hm
         out.status = beacon_status::ok_stranger;
         return out;
     }
-    if (!key) {
+    if (!key || id != key->id) {  // another cluster (or we have none): a stranger
         b.cluster = false;
         b.services.clear();
         out.status = beacon_status::ok_stranger;

@@ -46,7 +46,17 @@ struct beacon {
     friend bool operator==(const beacon&, const beacon&) = default;
 };
 
-using beacon_hmac_key = std::array<std::uint8_t, 32>;
+// What a cluster's cookie gives the beacon: the HMAC key and the cluster id
+// (a public tag that tells a member's beacon from another cluster's).
+struct beacon_hmac_key {
+    std::array<std::uint8_t, 32> hmac{};   // derive_cookie_key(cookie, "beacon-hmac")
+    std::array<std::uint8_t, 8> id{};      // first 8 bytes of derive_cookie_key(cookie, "beacon-cluster-id")
+    static beacon_hmac_key from_cookie(std::string_view cookie);
+    // From the two derived keys (kith::node::cookie_key).
+    static beacon_hmac_key from_keys(const std::array<std::uint8_t, 32>& hmac,
+                                     const std::array<std::uint8_t, 32>& id);
+};
+inline constexpr std::size_t beacon_cluster_id_bytes = 8;
 
 // Encodes `b`. With b.cluster the cluster section is added and authenticated
 // with `key` (required then). Services that do not fit the limits (count,
@@ -57,9 +67,9 @@ using beacon_hmac_key = std::array<std::uint8_t, 32>;
 std::vector<std::uint8_t> encode_beacon(const beacon& b, const beacon_hmac_key* key);
 
 enum class beacon_status {
-    ok_cluster,   // well formed, cluster section present and its HMAC checks
-    ok_stranger,  // well formed, no cluster section (or no key to check one: then services are dropped)
-    bad_hmac,     // well formed, cluster section present, HMAC does not check
+    ok_cluster,   // well formed, our cluster's section present and its HMAC checks
+    ok_stranger,  // well formed, no cluster section or another cluster's (its services are dropped)
+    bad_hmac,     // well formed, our cluster id, HMAC does not check
     malformed,    // anything else
 };
 
@@ -69,7 +79,7 @@ struct decoded_beacon {
 };
 
 // Decodes one datagram. `key` may be null (a node without a cookie key):
-// then a cluster section is skipped and the beacon reported as ok_stranger.
+// then any cluster section is another cluster's.
 decoded_beacon decode_beacon(std::span<const std::uint8_t> data, const beacon_hmac_key* key);
 
 }  // namespace kith::detail

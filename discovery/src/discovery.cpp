@@ -71,7 +71,13 @@ std::pair<std::string, std::uint16_t> split_endpoint(const std::string& ep) {
     return {rest.substr(0, colon), p <= 65535 ? static_cast<std::uint16_t>(p) : std::uint16_t(0)};
 }
 
-bool wildcard_host(const std::string& h) { return h.empty() || h == "*" || h == "0.0.0.0" || h == "[::]" || h == "::"; }
+// A host that says nothing to others: a wildcard bind, or loopback (a
+// beacon from 127.x comes from this host anyway). Such an endpoint is
+// announced as "my source address" (E = 0).
+bool anonymous_host(const std::string& h) {
+    return h.empty() || h == "*" || h == "0.0.0.0" || h == "[::]" || h == "::" || h.rfind("127.", 0) == 0 ||
+           h == "localhost";
+}
 
 // An IPv4 address from a numeric string or a host name (first A record).
 std::optional<in_addr> resolve4(const std::string& host) {
@@ -150,10 +156,13 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
         my_key = n.key();
         auto [host, port] = split_endpoint(n.endpoint());
         my_port = port;
-        // A wildcard bind is announced as "my source address"; a concrete
-        // (or advertised) endpoint is announced as is.
-        if (!wildcard_host(host)) my_endpoint = n.endpoint();
-        hkey = n.cookie_key("beacon-hmac");
+        // A concrete (or advertised, net.advertise) endpoint is announced as
+        // is; a wildcard or loopback one as "my source address".
+        if (!anonymous_host(host)) my_endpoint = n.endpoint();
+        if (auto h = n.cookie_key("beacon-hmac")) {
+            hkey = beacon_hmac_key::from_keys(*h, *n.cookie_key("beacon-cluster-id"));
+            sodium_memzero(h->data(), h->size());
+        }
         tokens = o.max_beacons_per_s;
 
         rx.fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);

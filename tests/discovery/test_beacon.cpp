@@ -53,7 +53,7 @@ public_key golden_key() {
     return k;
 }
 
-beacon_hmac_key golden_hmac() { return derive_cookie_key("golden-cookie", "beacon-hmac"); }
+beacon_hmac_key golden_hmac() { return beacon_hmac_key::from_cookie("golden-cookie"); }
 
 beacon base(beacon_type t, std::string name) {
     beacon b;
@@ -151,6 +151,11 @@ TEST_CASE("beacon golden vectors from docs/protocol.md encode and decode exactly
         } else if (g.kind == "reject") {
             CHECK(decode_beacon(g.bytes, &key).status == beacon_status::malformed);
             ++rejects;
+        } else if (g.kind == "stranger") {
+            auto d = decode_beacon(g.bytes, &key);
+            CHECK(d.status == beacon_status::ok_stranger);
+            CHECK_FALSE(d.b.cluster);
+            CHECK(d.b.services.empty());
         } else if (g.kind == "bad_hmac") {
             CHECK(decode_beacon(g.bytes, &key).status == beacon_status::bad_hmac);
             ++bad;
@@ -171,8 +176,15 @@ TEST_CASE("beacon without the cookie key is a stranger and cluster services are 
     CHECK(d.status == beacon_status::ok_stranger);
     CHECK_FALSE(d.b.cluster);
     CHECK(d.b.services.empty());
-    auto other = derive_cookie_key("another-cookie", "beacon-hmac");
-    CHECK(decode_beacon(enc, &other).status == beacon_status::bad_hmac);
+    // Another cluster's beacon: a stranger, its services not shown.
+    auto other = beacon_hmac_key::from_cookie("another-cookie");
+    auto o = decode_beacon(enc, &other);
+    CHECK(o.status == beacon_status::ok_stranger);
+    CHECK(o.b.services.empty());
+    // Our cluster id with a wrong HMAC (a forgery: the id is public).
+    auto forged = key;
+    forged.hmac[0] ^= 1;
+    CHECK(decode_beacon(encode_beacon(b, &forged), &key).status == beacon_status::bad_hmac);
 }
 
 TEST_CASE("beacon encoder leaves out services that do not fit and stays within 1200 bytes") {
