@@ -80,13 +80,14 @@ void dist::stop() {
     if (deadline_thread_.joinable()) deadline_thread_.join();
     // Fail whatever is still pending.
     std::unordered_map<std::uint64_t, pending> left;
+    settled st;
     {
         std::lock_guard lk(mu_);
         left.swap(pending_);
-        for (auto& w : waiters_)
-            if (!w->outcome) w->outcome.emplace(error{errc::shutdown, "node stopping"});
+        st = settle_waiters(nullptr, error{errc::shutdown, "node stopping"});
     }
     waiter_cv_.notify_all();
+    run_settled(st);
     for (auto& [id, p] : left) {
         if (p.on_call) p.on_call(error{errc::shutdown, "node stopping"});
         if (p.on_spawn) p.on_spawn(error{errc::shutdown, "node stopping"});
@@ -114,6 +115,70 @@ result<std::string> dist::connect(const std::string& endpoint, const public_key&
     return std::move(*w->outcome);
 }
 
+void dist::connect_async(const std::string& endpoint, const public_key& server_key, duration timeout,
+                         std::function<void(result<std::string>)> done) {
+    auto w = std::make_shared<waiter>();
+    w->endpoint = endpoint;
+    w->done = std::move(done);
+    {
+        std::unique_lock lk(mu_);
+        if (stopping_) {
+            lk.unlock();
+            w->done(error{errc::shutdown, "node stopping"});
+            return;
+        }
+        for (auto& [name, ps] : peers_)
+            if (ps.info.endpoint == endpoint) {
+                auto n = name;
+                lk.unlock();
+                w->done(std::move(n));
+                return;
+            }
+        waiters_.push_back(w);
+    }
+    // The deadline thread times it out: a pending entry whose completion
+    // settles this waiter (a no-op if it was settled by then).
+    std::weak_ptr<waiter> ww = w;
+    pending p;
+    p.node = endpoint;
+    p.deadline = clock::now() + timeout;
+    p.on_call = [this, ww, endpoint](result<term>) {
+        settled st;
+        {
+            std::lock_guard lk(mu_);
+            if (auto w = ww.lock(); w && !w->outcome) {
+                w->outcome.emplace(error{errc::timeout, "no answer from " + endpoint});
+                st.emplace_back(std::move(w->done), *w->outcome);
+                std::erase(waiters_, w);
+            }
+        }
+        run_settled(st);
+    };
+    add_pending(std::move(p));
+    tr_->connect(endpoint, server_key);
+}
+
+dist::settled dist::settle_waiters(const std::string* endpoint, const result<std::string>& r) {
+    settled out;
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+        auto& w = **it;
+        if (!w.outcome && (!endpoint || w.endpoint == *endpoint)) {
+            w.outcome.emplace(r);
+            if (w.done) {
+                out.emplace_back(std::move(w.done), r);
+                it = waiters_.erase(it);
+                continue;
+            }
+        }
+        ++it;
+    }
+    return out;
+}
+
+void dist::run_settled(settled& s) {
+    for (auto& [f, r] : s) f(std::move(r));
+}
+
 void dist::on_up(const std::string& peer, const peer_info& pi) {
     node_event ev;
     ev.what = node_event::kind::up;
@@ -124,15 +189,16 @@ void dist::on_up(const std::string& peer, const peer_info& pi) {
     ev.info.trust = to_level(pi.auth.kind);
     ev.info.services = pi.services;
     ev.info.hidden = pi.hidden;
+    settled st;
     {
         std::lock_guard lk(mu_);
         auto& ps = peers_[peer];
         ps = peer_state{};
         ps.info = ev.info;
-        for (auto& w : waiters_)
-            if (!w->outcome && pi.outbound && w->endpoint == pi.endpoint) w->outcome.emplace(peer);
+        if (pi.outbound) st = settle_waiters(&pi.endpoint, peer);
     }
     waiter_cv_.notify_all();
+    run_settled(st);
     emit(ev);
 }
 
@@ -179,12 +245,13 @@ void dist::on_refused(const refusal& r) {
     std::fprintf(stderr, "kith: %s %s refused: %s\n", r.inbound ? "connection from" : "connection to",
                  r.endpoint.c_str(), r.reason.c_str());
     if (r.inbound) return;
+    settled st;
     {
         std::lock_guard lk(mu_);
-        for (auto& w : waiters_)
-            if (!w->outcome && w->endpoint == r.endpoint) w->outcome.emplace(error{errc::unauthorized, r.reason});
+        st = settle_waiters(&r.endpoint, error{errc::unauthorized, r.reason});
     }
     waiter_cv_.notify_all();
+    run_settled(st);
 }
 
 void dist::emit(const node_event& ev) {

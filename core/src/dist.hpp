@@ -77,10 +77,15 @@ public:
 
     std::string endpoint() const { return tr_->endpoint(); }
     const public_key& key() const { return tr_->key(); }
+    const net_options& options() const { return opts_; }
 
     // Blocking connect: returns the peer's node name once it is up, or
     // errc::unauthorized (refused, with the reason) / errc::timeout.
     result<std::string> connect(const std::string& endpoint, const public_key& server_key, duration timeout);
+    // Non-blocking connect: `done` runs once (on the I/O thread, the deadline
+    // thread, or the caller's thread when already connected / stopping).
+    void connect_async(const std::string& endpoint, const public_key& server_key, duration timeout,
+                       std::function<void(result<std::string>)> done);
 
 
     void call(const std::string& node, const std::string& svc, const std::string& fn, term args, duration timeout,
@@ -182,7 +187,14 @@ private:
     struct waiter {
         std::string endpoint;
         std::optional<result<std::string>> outcome;
+        std::function<void(result<std::string>)> done;  // connect_async; runs once, outside mu_
     };
+    using settled = std::vector<std::pair<std::function<void(result<std::string>)>, result<std::string>>>;
+    // Under mu_: gives `r` to the waiters for `endpoint` (all if null) that
+    // have no outcome yet; async ones are removed and returned, to be run
+    // after mu_ is released (run_settled).
+    settled settle_waiters(const std::string* endpoint, const result<std::string>& r);
+    static void run_settled(settled& s);
     std::vector<std::shared_ptr<waiter>> waiters_;
     std::condition_variable waiter_cv_;
 

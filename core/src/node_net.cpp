@@ -4,6 +4,8 @@
 #include <future>
 #include <mutex>
 
+#include <sodium.h>
+
 #include "dist.hpp"
 #include "kith/node.hpp"
 
@@ -44,6 +46,15 @@ public_key node::key() const { return net_->dist ? net_->dist->key() : public_ke
 result<std::string> node::connect(const std::string& endpoint, const public_key& key, duration timeout) {
     if (!net_->dist) return no_network();
     return net_->dist->connect(endpoint, key, timeout);
+}
+
+void node::connect_async(const std::string& endpoint, const public_key& key, duration timeout,
+                         std::function<void(result<std::string>)> done) {
+    if (!net_->dist) {
+        done(no_network());
+        return;
+    }
+    net_->dist->connect_async(endpoint, key, timeout, std::move(done));
 }
 
 void node::call_async(const std::string& node, const std::string& svc, const std::string& fn, term args,
@@ -215,6 +226,17 @@ void node::monitor_node(const std::string& node, const pid& who) {
         net_->dist->monitor_node(node, who);
     else
         impl_->send(who, message(arr("nodedown", node, "noconnection")));
+}
+
+std::optional<std::array<std::uint8_t, 32>> node::cookie_key(std::string_view purpose) const {
+    if (!net_->dist) return std::nullopt;
+    const auto& o = net_->dist->options();
+    // The same cookie the transport uses (transport.cpp: the option, else the
+    // key directory's cookie file).
+    std::string cookie = o.cookie ? *o.cookie : load_or_create_cookie(o.key_dir.empty() ? default_key_dir() : o.key_dir);
+    auto k = derive_cookie_key(cookie, purpose);
+    sodium_memzero(cookie.data(), cookie.size());
+    return k;
 }
 
 net_counters node::net_stats() const { return net_->dist ? net_->dist->counters() : net_counters{}; }

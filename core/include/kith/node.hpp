@@ -20,11 +20,13 @@
 // outcomes are values (result<T>) or messages (DOWN, EXIT).
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "kith/actor.hpp"
 #include "kith/error.hpp"
@@ -238,6 +240,12 @@ public:
     // (reason "noconnection") if it is not connected.
     void monitor_node(const std::string& node, const pid& who);
     net_counters net_stats() const;
+    // A 32-byte key derived from this node's cluster cookie for `purpose`
+    // (derive_cookie_key, kith/keys.hpp), e.g. "beacon-hmac" for kith's
+    // discovery beacons; the cookie itself is never handed out. nullopt for a
+    // node without network. May throw setup_error if the cookie file cannot
+    // be read.
+    std::optional<std::array<std::uint8_t, 32>> cookie_key(std::string_view purpose) const;
 
     // The runtime behind this node, for kith's own network layer
     // (core/src/node_impl.hpp). Not part of the user API.

@@ -79,6 +79,8 @@ struct discovery_counters {
     std::uint64_t key_conflicts = 0;     // a known name announced with another key
     std::uint64_t spoofed_leaves = 0;    // "leaving" for a node whose connection is alive
     std::uint64_t queries_answered = 0;
+    std::uint64_t replayed = 0;          // authenticated beacons older than one already accepted
+    std::uint64_t connect_failures = 0;  // auto-connects that failed (refused: e.g. an impersonator's endpoint)
 };
 
 class discovery {
@@ -104,7 +106,7 @@ public:
 
 private:
     struct impl;
-    std::unique_ptr<impl> impl_;
+    std::shared_ptr<impl> impl_;  // shared with in-flight connect callbacks (weakly)
 };
 
 }  // namespace kith

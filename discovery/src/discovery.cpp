@@ -1,0 +1,591 @@
+// discovery.cpp — kith::discovery (kith/discovery.hpp): UDP beacons on the
+// LAN, auto-connect to cluster members, a list of what was heard.
+//
+// One thread per discovery object. Two UDP sockets:
+//   rx  bound to 0.0.0.0:<port> with SO_REUSEADDR/SO_REUSEPORT, so several
+//       nodes on one host share the port; it receives broadcasts (every
+//       socket of the group gets each one) and unicast queries from static
+//       peers (only one socket of the group gets those);
+//   tx  bound to an ephemeral port, SO_BROADCAST; everything this node sends
+//       leaves from it, so unicast answers to our queries come back to us
+//       and to nobody else on this host.
+// The thread polls both plus an eventfd (wake-ups for query() and stop()),
+// announces every interval, and re-enumerates the interfaces each time (an
+// interface that comes back is queried at once).
+#include "kith/discovery.hpp"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sodium.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "beacon.hpp"
+
+namespace kith {
+
+using namespace detail;
+using clock_type = std::chrono::steady_clock;
+
+term seen_node::to_term() const {
+    term_array svcs(services.begin(), services.end());
+    return map_of({{"name", name},
+                   {"endpoint", endpoint},
+                   {"fingerprint", fingerprint},
+                   {"trust", std::string(to_string(trust))},
+                   {"services", term(std::move(svcs))},
+                   {"connected", connected}});
+}
+
+namespace {
+
+std::uint64_t wall_ms() {
+    return static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+            .count());
+}
+
+std::string short_name(const std::string& full) { return full.substr(0, full.find('@')); }
+
+// "tcp://host:port" -> (host, port); port 0 if unparsable.
+std::pair<std::string, std::uint16_t> split_endpoint(const std::string& ep) {
+    auto rest = ep.rfind("tcp://", 0) == 0 ? ep.substr(6) : ep;
+    auto colon = rest.rfind(':');
+    if (colon == std::string::npos) return {rest, 0};
+    unsigned long p = std::strtoul(rest.c_str() + colon + 1, nullptr, 10);
+    return {rest.substr(0, colon), p <= 65535 ? static_cast<std::uint16_t>(p) : std::uint16_t(0)};
+}
+
+// A host that says nothing to others: a wildcard bind, or loopback (a
+// beacon from 127.x comes from this host anyway). Such an endpoint is
+// announced as "my source address" (E = 0).
+bool anonymous_host(const std::string& h) {
+    return h.empty() || h == "*" || h == "0.0.0.0" || h == "[::]" || h == "::" || h.rfind("127.", 0) == 0 ||
+           h == "localhost";
+}
+
+// An IPv4 address from a numeric string or a host name (first A record).
+std::optional<in_addr> resolve4(const std::string& host) {
+    in_addr a{};
+    if (inet_pton(AF_INET, host.c_str(), &a) == 1) return a;
+    addrinfo hints{}, *res = nullptr;
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_DGRAM;
+    if (getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0 || !res) return std::nullopt;
+    a = reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr;
+    freeaddrinfo(res);
+    return a;
+}
+
+sockaddr_in make_addr(in_addr a, std::uint16_t port) {
+    sockaddr_in s{};
+    s.sin_family = AF_INET;
+    s.sin_addr = a;
+    s.sin_port = htons(port);
+    return s;
+}
+
+struct fd_guard {
+    int fd = -1;
+    ~fd_guard() {
+        if (fd >= 0) ::close(fd);
+    }
+};
+
+}  // namespace
+
+struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
+    struct entry {
+        seen_node info;
+        bool cluster = false;
+        clock_type::time_point first_heard{};
+        std::uint64_t last_ts = 0, last_nonce = 0;  // newest accepted cluster beacon
+        bool dialing = false;
+        clock_type::time_point next_dial{};        // back-off after a failed dial
+    };
+
+    node& n;
+    discovery_options o;
+    std::string my_name;
+    public_key my_key;
+    std::uint16_t my_port = 0;
+    std::string my_endpoint;  // advertised endpoint in beacons ("" = source address)
+    std::optional<beacon_hmac_key> hkey;
+
+    fd_guard rx, tx, wake;
+    std::thread th;
+    std::atomic<bool> stopping{false};
+    std::atomic<bool> query_now{false};
+
+    mutable std::mutex mu;  // seen, counters, dests
+    std::condition_variable cv;
+    std::map<std::string, entry> seen;
+    discovery_counters c;
+
+    // The broadcast destinations of the last enumeration.
+    std::set<std::uint32_t> bcast;
+    double tokens = 0;
+    clock_type::time_point tokens_at = clock_type::now();
+
+    impl(node& nd, discovery_options opts) : n(nd), o(std::move(opts)) {}
+
+    void setup() {
+        if (sodium_init() < 0) throw setup_error("kith discovery: libsodium failed to initialise");
+        if (n.endpoint().empty()) throw setup_error("kith discovery: the node has no network (net.listen is empty)");
+        if (o.interface.empty())
+            if (const char* e = std::getenv("KITH_INTERFACE"); e && *e) o.interface = e;
+        if (!o.interface.empty() && if_nametoindex(o.interface.c_str()) == 0)
+            throw setup_error("kith discovery: unknown interface \"" + o.interface + "\"");
+        if (o.interval.count() <= 0) o.interval = std::chrono::milliseconds(1000);
+        my_name = n.name();
+        my_key = n.key();
+        auto [host, port] = split_endpoint(n.endpoint());
+        my_port = port;
+        // A concrete (or advertised, net.advertise) endpoint is announced as
+        // is; a wildcard or loopback one as "my source address".
+        if (!anonymous_host(host)) my_endpoint = n.endpoint();
+        if (auto h = n.cookie_key("beacon-hmac")) {
+            hkey = beacon_hmac_key::from_keys(*h, *n.cookie_key("beacon-cluster-id"));
+            sodium_memzero(h->data(), h->size());
+        }
+        tokens = o.max_beacons_per_s;
+
+        rx.fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        tx.fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        wake.fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (rx.fd < 0 || tx.fd < 0 || wake.fd < 0)
+            throw setup_error(std::string("kith discovery: socket: ") + std::strerror(errno));
+        int one = 1;
+        ::setsockopt(rx.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        ::setsockopt(rx.fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+        ::setsockopt(tx.fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one);
+        if (!o.interface.empty()) {
+            // Best effort: receive only on that interface (needs CAP_NET_RAW
+            // on old kernels); sending is restricted by the destinations.
+            ::setsockopt(rx.fd, SOL_SOCKET, SO_BINDTODEVICE, o.interface.c_str(),
+                         static_cast<socklen_t>(o.interface.size()));
+        }
+        auto any = make_addr(in_addr{htonl(INADDR_ANY)}, o.port);
+        if (::bind(rx.fd, reinterpret_cast<sockaddr*>(&any), sizeof any) != 0)
+            throw setup_error("kith discovery: cannot bind UDP port " + std::to_string(o.port) + ": " +
+                              std::strerror(errno));
+        auto eph = make_addr(in_addr{htonl(INADDR_ANY)}, 0);
+        if (::bind(tx.fd, reinterpret_cast<sockaddr*>(&eph), sizeof eph) != 0)
+            throw setup_error(std::string("kith discovery: cannot bind a UDP socket: ") + std::strerror(errno));
+    }
+
+    void wakeup() {
+        std::uint64_t one = 1;
+        [[maybe_unused]] auto r = ::write(wake.fd, &one, sizeof one);
+    }
+
+    // --- sending -------------------------------------------------------------
+
+    beacon make(beacon_type t) const {
+        beacon b;
+        b.type = t;
+        b.timestamp_ms = wall_ms();
+        randombytes_buf(&b.nonce, sizeof b.nonce);
+        b.tcp_port = my_port;
+        b.key = my_key;
+        b.name = my_name;
+        b.endpoint = my_endpoint;
+        // Public services (open to strangers) are announced in clear once
+        // the grants work provides node::public_services(); until then every
+        // service is listed only inside the authenticated cluster section.
+        if (hkey && t != beacon_type::query) {
+            b.cluster = true;
+            b.services = n.services();
+        }
+        return b;
+    }
+
+    std::vector<std::uint8_t> encode(const beacon& b) const { return encode_beacon(b, hkey ? &*hkey : nullptr); }
+
+    void send_to(const std::vector<std::uint8_t>& bytes, const sockaddr_in& to) {
+        if (bytes.empty()) return;
+        auto r = ::sendto(tx.fd, bytes.data(), bytes.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to);
+        if (r == static_cast<ssize_t>(bytes.size())) {
+            std::lock_guard lk(mu);
+            ++c.beacons_sent;
+        }
+    }
+
+    // Broadcast destinations now: the option's address, else the broadcast
+    // address of every up, broadcast-capable IPv4 interface (or the chosen
+    // one). Returns the destinations that are new since the last call.
+    std::vector<std::uint32_t> enumerate() {
+        std::set<std::uint32_t> now;
+        if (!o.broadcast_address.empty()) {
+            if (auto a = resolve4(o.broadcast_address)) now.insert(a->s_addr);
+        } else {
+            ifaddrs* ifs = nullptr;
+            if (::getifaddrs(&ifs) == 0) {
+                for (auto* i = ifs; i; i = i->ifa_next) {
+                    if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
+                    if (!(i->ifa_flags & IFF_UP) || !(i->ifa_flags & IFF_BROADCAST) || (i->ifa_flags & IFF_LOOPBACK))
+                        continue;
+                    if (!(i->ifa_flags & IFF_RUNNING)) continue;  // no carrier (cable out, peer link down)
+                    if (!o.interface.empty() && o.interface != i->ifa_name) continue;
+                    if (!i->ifa_broadaddr) continue;
+                    now.insert(reinterpret_cast<sockaddr_in*>(i->ifa_broadaddr)->sin_addr.s_addr);
+                }
+                ::freeifaddrs(ifs);
+            }
+        }
+        std::vector<std::uint32_t> fresh;
+        for (auto a : now)
+            if (!bcast.count(a)) fresh.push_back(a);
+        bcast = std::move(now);
+        return fresh;
+    }
+
+    std::vector<sockaddr_in> peer_addrs() const {
+        std::vector<sockaddr_in> v;
+        for (auto& p : o.peers) {
+            auto [host, port] = split_endpoint(p);
+            (void)port;
+            if (auto a = resolve4(host)) v.push_back(make_addr(*a, o.port));
+        }
+        return v;
+    }
+
+    // Sends a beacon of type t to every broadcast destination (or only
+    // `only`) and to the static peers.
+    void broadcast(beacon_type t, const std::vector<std::uint32_t>* only = nullptr, bool to_peers = true) {
+        auto bytes = encode(make(t));
+        for (auto a : only ? std::set<std::uint32_t>(only->begin(), only->end()) : bcast)
+            send_to(bytes, make_addr(in_addr{a}, o.port));
+        if (to_peers)
+            for (auto& a : peer_addrs()) send_to(bytes, a);
+    }
+
+    // --- receiving -----------------------------------------------------------
+
+    bool take_token() {
+        auto now = clock_type::now();
+        double rate = std::max(1u, o.max_beacons_per_s);
+        tokens = std::min(rate, tokens + rate * std::chrono::duration<double>(now - tokens_at).count());
+        tokens_at = now;
+        if (tokens < 1) return false;
+        tokens -= 1;
+        return true;
+    }
+
+    void drain(int fd) {
+        std::uint8_t buf[beacon_max_bytes + 1];
+        for (int i = 0; i < 256; ++i) {  // bounded per wake-up; poll comes back for the rest
+            sockaddr_in from{};
+            socklen_t fl = sizeof from;
+            auto r = ::recvfrom(fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &fl);
+            if (r < 0) return;
+            if (!take_token()) {
+                std::lock_guard lk(mu);
+                ++c.rate_limited;
+                continue;
+            }
+            handle(std::span<const std::uint8_t>(buf, static_cast<std::size_t>(r)), from);
+        }
+    }
+
+    void handle(std::span<const std::uint8_t> data, const sockaddr_in& from) {
+        auto d = decode_beacon(data, hkey ? &*hkey : nullptr);
+        {
+            std::lock_guard lk(mu);
+            ++c.beacons_received;
+            if (d.status == beacon_status::malformed) {
+                ++c.malformed;
+                return;
+            }
+            if (d.status == beacon_status::bad_hmac) {
+                ++c.bad_hmac;
+                return;
+            }
+        }
+        beacon& b = d.b;
+        if (b.type == beacon_type::query) {
+            // Answer the asker directly, with a beacon no bigger than its
+            // query (queries are padded to the maximum size).
+            if (!o.announce) return;
+            auto bytes = encode(make(beacon_type::announce));
+            if (bytes.empty() || bytes.size() > data.size()) return;
+            send_to(bytes, from);
+            std::lock_guard lk(mu);
+            ++c.queries_answered;
+            return;
+        }
+        if (b.name == my_name) return;  // our own beacon (or someone using our name: the transport refuses it)
+        const bool cluster = d.status == beacon_status::ok_cluster;
+        char ip[INET_ADDRSTRLEN] = {};
+        ::inet_ntop(AF_INET, &from.sin_addr, ip, sizeof ip);
+        const std::string endpoint =
+            !b.endpoint.empty() ? b.endpoint : "tcp://" + std::string(ip) + ":" + std::to_string(b.tcp_port);
+        if (b.endpoint.empty() && b.tcp_port == 0) {
+            std::lock_guard lk(mu);
+            ++c.malformed;
+            return;
+        }
+        const bool connected = n.info(b.name).has_value();
+        std::unique_lock lk(mu);
+        auto it = seen.find(b.name);
+        if (b.type == beacon_type::leaving) {
+            if (it == seen.end() || it->second.info.key != b.key) return;
+            if (cluster && connected) {
+                // The connection says it is alive; its goodbye (or its
+                // heartbeats) decide, never a datagram.
+                ++c.spoofed_leaves;
+                return;
+            }
+            if (!cluster && it->second.cluster) return;  // a stranger cannot remove a member
+            if (cluster && b.timestamp_ms < it->second.last_ts) return;
+            seen.erase(it);
+            return;
+        }
+        // announce
+        if (it != seen.end()) {
+            entry& e = it->second;
+            if (e.info.key != b.key) {
+                // The name is pinned to the first key while that node is
+                // connected, and a stranger never takes a member's name.
+                if (connected || (!cluster && e.cluster)) {
+                    ++c.key_conflicts;
+                    return;
+                }
+                if (e.cluster && cluster) {
+                    // a member restarted with another key: start afresh
+                    seen.erase(it);
+                    it = seen.end();
+                } else if (!e.cluster && !cluster) {
+                    ++c.key_conflicts;  // two strangers: the first keeps the name until it expires
+                    return;
+                } else {
+                    seen.erase(it);  // a member replaces a stranger that used its name
+                    it = seen.end();
+                }
+            } else if (cluster && e.cluster) {
+                if (b.timestamp_ms < e.last_ts) {  // an old beacon replayed
+                    ++c.replayed;
+                    return;
+                }
+                if (b.timestamp_ms == e.last_ts && b.nonce == e.last_nonce) {
+                    e.info.last_seen = clock_type::now();  // the same beacon again (a second path)
+                    return;
+                }
+            }
+        } else if (!cluster && connected) {
+            ++c.key_conflicts;  // a stranger using the name of a connected node
+            return;
+        }
+        auto now = clock_type::now();
+        if (it == seen.end()) {
+            it = seen.emplace(b.name, entry{}).first;
+            it->second.first_heard = now;
+        }
+        entry& e = it->second;
+        e.cluster = cluster;
+        e.info.name = b.name;
+        e.info.endpoint = endpoint;
+        e.info.key = b.key;
+        e.info.fingerprint = b.key.fingerprint();
+        e.info.trust = cluster ? trust_level::cluster : trust_level::stranger;
+        e.info.services = cluster ? b.services : b.public_services;
+        e.info.last_seen = now;
+        if (cluster) {
+            e.last_ts = b.timestamp_ms;
+            e.last_nonce = b.nonce;
+        }
+        cv.notify_all();
+        if (cluster && o.auto_connect && !connected) maybe_dial(e, now, lk);
+    }
+
+    // One side dials: the node with the smaller name at once, the other only
+    // if no connection came within two intervals (e.g. the smaller one does
+    // not auto-connect, or knows us only as a static peer).
+    void maybe_dial(entry& e, clock_type::time_point now, std::unique_lock<std::mutex>& lk) {
+        if (e.dialing || now < e.next_dial) return;
+        if (!(my_name < e.info.name) && now - e.first_heard < 2 * o.interval) return;
+        e.dialing = true;
+        std::string name = e.info.name, endpoint = e.info.endpoint;
+        public_key key = e.info.key;
+        lk.unlock();
+        std::weak_ptr<impl> self = weak_from_this();
+        auto timeout = std::max<std::chrono::nanoseconds>(3 * o.interval, std::chrono::seconds(3));
+        n.connect_async(endpoint, key, timeout, [self, name](result<std::string> r) {
+            auto me = self.lock();
+            if (!me) return;
+            std::lock_guard lk2(me->mu);
+            auto it = me->seen.find(name);
+            if (!r) ++me->c.connect_failures;
+            if (it == me->seen.end()) return;
+            it->second.dialing = false;
+            if (!r) it->second.next_dial = clock_type::now() + 2 * me->o.interval;
+        });
+        lk.lock();
+    }
+
+    void expire(clock_type::time_point now) {
+        auto ttl = std::max<clock_type::duration>(3 * o.interval, std::chrono::seconds(3));
+        std::vector<std::string> names;
+        {
+            std::lock_guard lk(mu);
+            for (auto& [k, e] : seen)
+                if (now - e.info.last_seen > ttl) names.push_back(k);
+        }
+        for (auto& k : names) {
+            if (n.info(k)) continue;  // connected: the connection decides
+            std::lock_guard lk(mu);
+            if (auto it = seen.find(k); it != seen.end() && now - it->second.info.last_seen > ttl && !it->second.dialing)
+                seen.erase(it);
+        }
+    }
+
+    // Re-dials members heard recently but not connected (after a failed dial
+    // or a lost connection whose link gave up).
+    void redial(clock_type::time_point now) {
+        if (!o.auto_connect) return;
+        std::vector<std::string> names;
+        {
+            std::lock_guard lk(mu);
+            for (auto& [k, e] : seen)
+                if (e.cluster && !e.dialing) names.push_back(k);
+        }
+        for (auto& k : names) {
+            if (n.info(k)) continue;
+            std::unique_lock lk(mu);
+            if (auto it = seen.find(k); it != seen.end()) maybe_dial(it->second, now, lk);
+        }
+    }
+
+    void send_query(const std::vector<std::uint32_t>* only = nullptr, bool to_peers = true) {
+        broadcast(beacon_type::query, only, to_peers);
+    }
+
+    void run() {
+        enumerate();
+        send_query();
+        if (o.announce) broadcast(beacon_type::announce);
+        auto next = clock_type::now() + o.interval;
+        while (!stopping) {
+            auto now = clock_type::now();
+            if (now >= next) {
+                auto fresh = enumerate();
+                if (!fresh.empty()) send_query(&fresh, false);  // an interface (re)appeared
+                if (!o.peers.empty()) {
+                    // Static peers answer queries only: ask them every interval.
+                    std::vector<std::uint32_t> none;
+                    send_query(&none, true);
+                }
+                if (o.announce) broadcast(beacon_type::announce);
+                expire(now);
+                redial(now);
+                next = now + o.interval;
+            }
+            if (query_now.exchange(false)) send_query();
+            pollfd p[3] = {{rx.fd, POLLIN, 0}, {tx.fd, POLLIN, 0}, {wake.fd, POLLIN, 0}};
+            auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(next - clock_type::now()).count();
+            ::poll(p, 3, static_cast<int>(std::clamp<long long>(ms + 1, 0, 1000)));
+            if (p[2].revents & POLLIN) {
+                std::uint64_t v;
+                [[maybe_unused]] auto r = ::read(wake.fd, &v, sizeof v);
+            }
+            if (p[0].revents & POLLIN) drain(rx.fd);
+            if (p[1].revents & POLLIN) drain(tx.fd);
+        }
+        if (o.announce) broadcast(beacon_type::leaving);
+    }
+
+    std::vector<seen_node> list() const {
+        std::vector<seen_node> v;
+        {
+            std::lock_guard lk(mu);
+            for (auto& [k, e] : seen) v.push_back(e.info);
+        }
+        for (auto& s : v) s.connected = n.info(s.name).has_value();
+        return v;
+    }
+};
+
+discovery::discovery(node& n, discovery_options o) : impl_(std::make_shared<impl>(n, std::move(o))) {
+    impl_->setup();
+    impl_->th = std::thread([i = impl_.get()] { i->run(); });
+}
+
+discovery::~discovery() { stop(); }
+
+void discovery::stop() {
+    if (!impl_ || impl_->stopping.exchange(true)) return;
+    impl_->wakeup();
+    if (impl_->th.joinable()) impl_->th.join();
+}
+
+void discovery::query() {
+    impl_->query_now = true;
+    impl_->wakeup();
+}
+
+std::vector<seen_node> discovery::seen() const { return impl_->list(); }
+
+result<seen_node> discovery::find(const std::string& name, std::chrono::nanoseconds timeout) {
+    const bool full = name.find('@') != std::string::npos;
+    auto matches = [&] {
+        std::vector<seen_node> m;
+        for (auto& s : impl_->list())
+            if (full ? s.name == name : short_name(s.name) == name) m.push_back(s);
+        return m;
+    };
+    auto deadline = clock_type::now() + timeout;
+    auto m = matches();
+    if (m.empty()) {
+        query();
+        std::unique_lock lk(impl_->mu);
+        while (clock_type::now() < deadline) {
+            impl_->cv.wait_until(lk, deadline);
+            lk.unlock();
+            m = matches();
+            lk.lock();
+            if (!m.empty()) break;
+        }
+    }
+    if (!m.empty() && !full) {
+        // Answers to one query arrive within milliseconds: give the others a
+        // moment so an ambiguous short name is noticed.
+        auto grace = std::min<clock_type::time_point>(deadline, clock_type::now() + std::chrono::milliseconds(100));
+        std::unique_lock lk(impl_->mu);
+        impl_->cv.wait_until(lk, grace);
+        lk.unlock();
+        m = matches();
+    }
+    if (m.size() == 1) return m.front();
+    if (m.size() > 1) {
+        std::string d = "\"" + name + "\" is ambiguous:";
+        for (auto& s : m) d += " " + s.name;
+        return error{errc::badarg, d};
+    }
+    std::string d = "no node named \"" + name + "\" answered; seen:";
+    auto all = seen();
+    if (all.empty()) d += " nothing";
+    for (auto& s : all) d += " " + s.name;
+    return error{errc::timeout, d};
+}
+
+discovery_counters discovery::stats() const {
+    std::lock_guard lk(impl_->mu);
+    return impl_->c;
+}
+
+}  // namespace kith

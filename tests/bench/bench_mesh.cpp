@@ -1,0 +1,102 @@
+// Discovery figures (group "mesh"): N nodes started together in one process
+// on this machine, each with its own key directory, all with one cookie and
+// a kith::discovery; time from the moment the discoveries start until every
+// node has a connection to every other (node::nodes() lists N-1 names).
+//   mesh_16_converge_s, mesh_32_converge_s
+// Loopback has no broadcast-capable interface, so the beacons go to
+// 127.255.255.255 (discovery_options.broadcast_address): Linux delivers a
+// datagram to lo's broadcast address to every socket of the port's
+// SO_REUSEPORT group, like a LAN broadcast. Each run uses a fresh free UDP
+// port, so other kith nodes on this machine are not disturbed. The figure
+// includes the queries at start, the answers, the beacons, the CURVE
+// handshakes of N*(N-1)/2 connections (the node whose name sorts first
+// dials) and the node-up events.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench.hpp"
+#include "kith/discovery.hpp"
+#include "kith/node.hpp"
+
+namespace {
+
+using clk = std::chrono::steady_clock;
+
+struct mesh_dir {
+    std::filesystem::path path;
+    mesh_dir() {
+        std::string tmpl = (std::filesystem::temp_directory_path() / "kith-bench-mesh-XXXXXX").string();
+        if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+        path = tmpl;
+    }
+    ~mesh_dir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+};
+
+std::uint16_t free_udp_port() {
+    int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    socklen_t l = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &l);
+    ::close(fd);
+    return ntohs(a.sin_port);
+}
+
+// Seconds until a full mesh of n nodes, or a negative value if it did not
+// converge within 30 s.
+double converge(int n) {
+    mesh_dir dir;
+    std::vector<std::unique_ptr<kith::node>> nodes;
+    for (int i = 0; i < n; ++i) {
+        kith::node_options o;
+        o.name = "mesh" + std::to_string(i) + "@bench";
+        o.workers = 1;
+        o.net.listen = "tcp://127.0.0.1:0";
+        o.net.key_dir = dir.path / std::to_string(i);
+        o.net.cookie = "kith-bench-mesh-cookie";
+        nodes.push_back(std::make_unique<kith::node>(o));
+    }
+    kith::discovery_options d;
+    d.port = free_udp_port();
+    d.broadcast_address = "127.255.255.255";
+    std::vector<std::unique_ptr<kith::discovery>> ds;
+    auto t0 = clk::now();
+    for (auto& nd : nodes) ds.push_back(std::make_unique<kith::discovery>(*nd, d));
+    auto deadline = t0 + std::chrono::seconds(30);
+    while (clk::now() < deadline) {
+        bool all = true;
+        for (auto& nd : nodes)
+            if (nd->nodes().size() != static_cast<std::size_t>(n - 1)) {
+                all = false;
+                break;
+            }
+        if (all) return std::chrono::duration<double>(clk::now() - t0).count();
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return -1;
+}
+
+}  // namespace
+
+KITH_BENCH_GROUP("mesh", 40) {
+    for (int n : {16, 32}) {
+        double s = converge(n);
+        if (s < 0) std::fprintf(stderr, "mesh: %d nodes did not converge within 30 s\n", n);
+        kith::bench::report("mesh_" + std::to_string(n) + "_converge_s", s, "s");
+    }
+}

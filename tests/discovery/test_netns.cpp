@@ -1,0 +1,285 @@
+// kith::discovery with real broadcast between network namespaces: a bridge
+// in its own namespace and one veth pair per host, all created and removed by
+// the test (unique names per run; traffic never leaves these namespaces).
+// Nodes run as OS processes (kith_disc_node) under `ip netns exec`.
+// Needs root (CAP_NET_ADMIN) and iproute2; without them the tests say so and
+// do nothing.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../transport/tmpdir.hpp"
+#include "kith_catch.hpp"
+
+#ifndef KITH_DISC_NODE
+#error "KITH_DISC_NODE must name the kith_disc_node program"
+#endif
+
+using namespace std::chrono_literals;
+
+namespace {
+
+bool sh(const std::string& cmd) {
+    int r = std::system((cmd + " >/dev/null 2>&1").c_str());
+    return r == 0;
+}
+
+bool can_run() {
+    if (::geteuid() != 0) {
+        WARN("not root: the network-namespace tests are not run");
+        return false;
+    }
+    if (!sh("ip -V")) {
+        WARN("iproute2 (ip) missing: the network-namespace tests are not run");
+        return false;
+    }
+    return true;
+}
+
+// A LAN of `n` hosts: namespaces <id>h<i>, each with eth0 = 10.77.0.<i+1>/24,
+// bridged in namespace <id>br. Removed (with everything in it) at scope exit.
+struct lan {
+    std::string id;
+    std::vector<std::string> hosts;
+    explicit lan(int n) {
+        std::random_device rd;
+        id = "kd" + std::to_string(::getpid() % 100000) + "x" + std::to_string(rd() % 10000);
+        ok(sh("ip netns add " + br()), "netns add");
+        ok(sh("ip -n " + br() + " link add br0 type bridge") && sh("ip -n " + br() + " link set br0 up"), "bridge");
+        for (int i = 0; i < n; ++i) {
+            std::string h = id + "h" + std::to_string(i);
+            ok(sh("ip netns add " + h), "netns add host");
+            hosts.push_back(h);
+            std::string v = "v" + std::to_string(i);
+            ok(sh("ip -n " + br() + " link add " + v + " type veth peer name eth0 netns " + h), "veth");
+            ok(sh("ip -n " + br() + " link set " + v + " master br0") && sh("ip -n " + br() + " link set " + v + " up"),
+               "veth up");
+            ok(sh("ip -n " + h + " addr add " + ip(i) + "/24 brd + dev eth0") && sh("ip -n " + h + " link set eth0 up") &&
+                   sh("ip -n " + h + " link set lo up"),
+               "host addr");
+        }
+    }
+    ~lan() { cleanup(); }
+    void cleanup() {
+        for (auto& h : hosts) sh("ip netns del " + h);
+        sh("ip netns del " + br());
+        hosts.clear();
+    }
+    lan(const lan&) = delete;
+    lan& operator=(const lan&) = delete;
+    std::string br() const { return id + "br"; }
+    static std::string ip(int i) { return "10.77.0." + std::to_string(i + 1); }
+    // Cuts (or restores) host i's cable: the bridge side of its veth.
+    void link(int i, bool up) {
+        REQUIRE(sh("ip -n " + br() + " link set v" + std::to_string(i) + (up ? " up" : " down")));
+    }
+    void ok(bool b, const char* what) {
+        if (!b) {
+            cleanup();
+            throw std::runtime_error(std::string("network namespace setup failed: ") + what);
+        }
+    }
+};
+
+// A kith_disc_node process in a namespace; its stdout lines are collected.
+class proc {
+public:
+    proc(const std::string& ns, std::vector<std::string> args) {
+        int out[2], in[2];
+        REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
+        REQUIRE(::pipe2(in, O_CLOEXEC) == 0);
+        std::vector<std::string> full{"ip", "netns", "exec", ns, KITH_DISC_NODE};
+        full.insert(full.end(), args.begin(), args.end());
+        std::vector<char*> argv;
+        for (auto& a : full) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        pid_ = ::fork();
+        REQUIRE(pid_ >= 0);
+        if (pid_ == 0) {
+            ::dup2(out[1], 1);
+            ::dup2(in[0], 0);
+            ::execvp("ip", argv.data());
+            ::_exit(127);
+        }
+        ::close(out[1]);
+        ::close(in[0]);
+        in_ = in[1];
+        reader_ = std::thread([this, fd = out[0]] {
+            std::string buf;
+            char c[512];
+            ssize_t r;
+            while ((r = ::read(fd, c, sizeof c)) > 0) {
+                buf.append(c, static_cast<std::size_t>(r));
+                std::size_t nl;
+                while ((nl = buf.find('\n')) != std::string::npos) {
+                    std::lock_guard lk(mu_);
+                    lines_.push_back(buf.substr(0, nl));
+                    buf.erase(0, nl + 1);
+                    cv_.notify_all();
+                }
+            }
+            ::close(fd);
+        });
+    }
+    ~proc() {
+        kill(SIGKILL);
+        if (reader_.joinable()) reader_.join();
+        ::close(in_);
+    }
+    proc(const proc&) = delete;
+    proc& operator=(const proc&) = delete;
+
+    void kill(int sig) {
+        if (pid_ > 0) {
+            ::kill(pid_, sig);
+            ::waitpid(pid_, nullptr, 0);
+            pid_ = -1;
+        }
+    }
+    void write_line(const std::string& s) { [[maybe_unused]] auto r = ::write(in_, (s + "\n").data(), s.size() + 1); }
+    // Waits for a line containing every one of `parts` (from line `from` on).
+    bool wait_for(const std::vector<std::string>& parts, std::chrono::milliseconds timeout, std::size_t from = 0) {
+        std::unique_lock lk(mu_);
+        return cv_.wait_for(lk, timeout, [&] { return find(parts, from) != std::string::npos; });
+    }
+    bool has(const std::vector<std::string>& parts, std::size_t from = 0) {
+        std::lock_guard lk(mu_);
+        return find(parts, from) != std::string::npos;
+    }
+    std::size_t mark() {
+        std::lock_guard lk(mu_);
+        return lines_.size();
+    }
+    std::string dump() {
+        std::lock_guard lk(mu_);
+        std::string s;
+        for (auto& l : lines_) s += l + "\n";
+        return s;
+    }
+
+private:
+    std::size_t find(const std::vector<std::string>& parts, std::size_t from) const {
+        for (std::size_t i = from; i < lines_.size(); ++i) {
+            bool all = true;
+            for (auto& p : parts) all = all && lines_[i].find(p) != std::string::npos;
+            if (all) return i;
+        }
+        return std::string::npos;
+    }
+    pid_t pid_ = -1;
+    int in_ = -1;
+    std::thread reader_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::vector<std::string> lines_;
+};
+
+const std::string cookie = "netns-classroom-cookie-0123456789";
+
+std::unique_ptr<proc> start_node(const lan& l, int host, const std::string& name, const temp_dir& dir,
+                                 std::vector<std::string> extra = {}, const std::string& c = cookie) {
+    std::vector<std::string> a{"--name", name, "--key-dir", dir.path.string(), "--cookie", c};
+    a.insert(a.end(), extra.begin(), extra.end());
+    auto p = std::make_unique<proc>(l.hosts.at(static_cast<std::size_t>(host)), a);
+    REQUIRE(p->wait_for({"READY"}, 20s));
+    return p;
+}
+
+}  // namespace
+
+TEST_CASE("netns: hosts find each other with no address, link cut and back, leave, death, strangers, static peer") {
+    if (!can_run()) return;
+    lan net(5);
+    temp_dir d0, d1, d2a, d2b, d3, d4;
+    // h0 alpha, h1 beta, h2 two nodes on one host, h3 a stranger (another
+    // cookie), h4 no broadcast at all (only loopback) with a static peer.
+    auto alpha = start_node(net, 0, "alpha@h0", d0);
+    auto beta = start_node(net, 1, "beta@h1", d1);
+    auto g1 = start_node(net, 2, "gamma1@h2", d2a);
+    auto g2 = start_node(net, 2, "gamma2@h2", d2b, {"--listen", "tcp://*:4380"});
+    auto delta = start_node(net, 3, "delta@h3", d3, {}, "some-other-cluster-cookie");
+    auto eps = start_node(net, 4, "eps@h4", d4, {"--interface", "lo", "--peer", lan::ip(0) + ":4370"});
+    INFO(alpha->dump());
+    for (auto n : {"beta@h1", "gamma1@h2", "gamma2@h2", "eps@h4"})
+        CHECK(alpha->wait_for({"UP " + std::string(n) + " cluster"}, 20s));
+    CHECK(alpha->wait_for({"UP beta@h1 cluster tcp://" + lan::ip(1) + ":4370"}, 1s));
+    CHECK(alpha->wait_for({"SEEN delta@h3 stranger 0"}, 10s));
+    CHECK(g1->wait_for({"UP gamma2@h2 cluster"}, 20s));   // two nodes on one host
+    CHECK(eps->wait_for({"UP alpha@h0 cluster"}, 10s));
+    CHECK(delta->wait_for({"SEEN alpha@h0 stranger 0"}, 10s));
+    CHECK_FALSE(alpha->has({"UP delta"}));
+    CHECK_FALSE(delta->has({"UP "}));
+
+    // Cut beta's cable: nodedown from heartbeats; back: nodeup again.
+    auto m = alpha->mark();
+    net.link(1, false);
+    CHECK(alpha->wait_for({"DOWN beta@h1 timeout"}, 15s, m));
+    m = alpha->mark();
+    net.link(1, true);
+    CHECK(alpha->wait_for({"UP beta@h1 cluster"}, 20s, m));
+
+    // A clean leave (goodbye), and a silent death.
+    m = alpha->mark();
+    g2->kill(SIGTERM);
+    CHECK(alpha->wait_for({"DOWN gamma2@h2 shutdown"}, 10s, m));
+    g1->kill(SIGKILL);
+    CHECK(alpha->wait_for({"DOWN gamma1@h2"}, 15s, m));
+    CHECK_FALSE(alpha->has({"DOWN delta"}));
+}
+
+TEST_CASE("netns: bad HMAC ignored, spoofed leaving ignored, impersonator refused") {
+    if (!can_run()) return;
+    lan net(4);
+    temp_dir d0, d1, d3;
+    auto alice = start_node(net, 0, "alice@h0", d0);
+    auto bob = start_node(net, 1, "bob@h1", d1);
+    INFO(bob->dump());
+    REQUIRE(bob->wait_for({"UP alice@h0 cluster"}, 20s));
+    const std::vector<std::string> forge{"--target", "alice@h0", "--cookie", cookie, "--bcast", "10.77.0.255"};
+    auto forger = [&](const std::string& mode) {
+        std::vector<std::string> a{"--forge", mode};
+        a.insert(a.end(), forge.begin(), forge.end());
+        auto p = std::make_unique<proc>(net.hosts[2], a);
+        REQUIRE(p->wait_for({"CAPTURED"}, 20s));
+        return p;
+    };
+    {
+        auto f = forger("bad-hmac");
+        CHECK(bob->wait_for({"STATS bad_hmac=1"}, 10s));
+    }
+    CHECK_FALSE(bob->has({"forger@evil"}));
+    {
+        auto f = forger("leave");
+        CHECK(bob->wait_for({"spoofed_leaves=1"}, 10s));
+    }
+    CHECK_FALSE(bob->has({"DOWN alice"}));
+    CHECK_FALSE(bob->has({"SEEN alice@h0 cluster 0"}));
+
+    // The impersonator on h2 captures alice's beacon; alice's cable is cut;
+    // a fresh node carol (h3) hears only the replay, which points at h2: the
+    // CURVE handshake with alice's key fails there, carol never gets a node
+    // "alice@h0". When alice is back, carol connects to the real one.
+    auto imp = forger("replay");
+    net.link(0, false);
+    auto carol = start_node(net, 3, "carol@h3", d3);
+    INFO(carol->dump());
+    imp->write_line("go");
+    CHECK(carol->wait_for({"connect_failures=1"}, 20s));
+    CHECK_FALSE(carol->has({"UP alice"}));
+    net.link(0, true);
+    bool up = carol->wait_for({"UP alice@h0 cluster tcp://" + lan::ip(0)}, 20s);
+    INFO("carol:\n" << carol->dump() << "alice:\n" << alice->dump());
+    CHECK(up);
+}
