@@ -90,6 +90,18 @@ std::chrono::milliseconds parse_seconds(const std::string& opt, const std::strin
     throw cli_error{"option " + opt + " wants seconds, e.g. 5 or 0.5 (got '" + v + "')", kUsage};
 }
 
+std::uint16_t parse_port(const std::string& opt, const std::string& v, int lo) {
+    int port = -1;
+    try {
+        std::size_t used = 0;
+        port = std::stoi(v, &used);
+        if (used != v.size()) port = -1;
+    } catch (...) {
+    }
+    if (port < lo || port > 65535) throw cli_error{opt + " must be " + std::to_string(lo) + "..65535", kUsage};
+    return static_cast<std::uint16_t>(port);
+}
+
 term json_args(const std::vector<std::string>& v, std::size_t from) {
     term_array out;
     for (std::size_t i = from; i < v.size(); ++i) {
@@ -111,11 +123,14 @@ const char* kClientOptionsHelp = R"(finding nodes:
   --key-dir D       key directory (default: $KITH_HOME or ~/.kith)
   --port P          port of this machine's own node (default: 4370)
   --timeout S       seconds to wait for an answer (default: 5)
+  --beacon-port P   UDP port of the beacons (default: 4371)
+  --broadcast ADDR  where to send beacon queries instead of each interface's
+                    broadcast address (e.g. 127.255.255.255 on one machine)
 )";
 
 const std::set<std::string>& client_value_opts() {
-    static const std::set<std::string> o = {"--peer", "--interface", "--grant",  "--cookie",
-                                            "--key-dir", "--port",   "--timeout"};
+    static const std::set<std::string> o = {"--peer", "--interface", "--grant",       "--cookie",   "--key-dir",
+                                            "--port", "--timeout",   "--beacon-port", "--broadcast"};
     return o;
 }
 
@@ -128,14 +143,7 @@ bool name_matches(const std::string& full, const std::string& asked) {
 
 client::client(const args& a, bool auto_connect) {
     if (a.has("--timeout")) timeout_ = parse_seconds("--timeout", a.get("--timeout"));
-    if (a.has("--port")) {
-        try {
-            local_port_ = std::stoi(a.get("--port"));
-        } catch (...) {
-            local_port_ = -1;
-        }
-        if (local_port_ <= 0 || local_port_ > 65535) throw cli_error{"--port must be 1..65535", kUsage};
-    }
+    if (a.has("--port")) local_port_ = parse_port("--port", a.get("--port"), 1);
     if (a.has("--grant")) {
         auto g = grant_file::load(a.get("--grant"));
         if (!g) throw cli_error{"grant file " + a.get("--grant") + ": " + g.err().detail, kFailed};
@@ -156,6 +164,8 @@ client::client(const args& a, bool auto_connect) {
         d.auto_connect = auto_connect;
         d.interface = a.get("--interface");
         d.peers = a.list("--peer");
+        d.broadcast_address = a.get("--broadcast");
+        if (a.has("--beacon-port")) d.port = parse_port("--beacon-port", a.get("--beacon-port"), 1);
         disc_ = std::make_unique<kith::discovery>(*node_, d);
     }
 }

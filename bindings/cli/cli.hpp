@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
@@ -55,6 +56,8 @@ std::string hostname();
 std::string full_node_name(const std::string& name);
 // "5", "0.5" seconds -> duration; throws cli_error{kUsage}.
 std::chrono::milliseconds parse_seconds(const std::string& opt, const std::string& v);
+// A port number in lo..65535; throws cli_error{kUsage} naming the option.
+std::uint16_t parse_port(const std::string& opt, const std::string& v, int lo);
 // Each argument a JSON value; throws cli_error{kUsage} naming the bad one.
 term json_args(const std::vector<std::string>& v, std::size_t from);
 

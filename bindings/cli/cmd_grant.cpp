@@ -63,9 +63,7 @@ std::string format_time(std::chrono::system_clock::time_point t) {
 class grant_admin {
 public:
     explicit grant_admin(const args& a) {
-        int port = 4370;
-        if (a.has("--port")) port = std::atoi(a.get("--port").c_str());
-        if (port <= 0 || port > 65535) throw cli_error{"grant: --port must be 1..65535", kUsage};
+        int port = a.has("--port") ? parse_port("grant: --port", a.get("--port"), 1) : 4370;
         if (a.has("--timeout")) timeout_ = parse_seconds("--timeout", a.get("--timeout"));
         node_options o;
         o.workers = 1;

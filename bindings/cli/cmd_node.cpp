@@ -38,6 +38,8 @@ options:
   --peer HOST:PORT  a node to find without broadcast; repeatable
   --interface IF    network interface for beacons (default: all; or $KITH_INTERFACE)
   --beacon-port P   UDP port of the beacons (default: 4371)
+  --broadcast ADDR  where beacons go instead of each interface's broadcast
+                    address (e.g. 127.255.255.255: nodes of one machine only)
   --no-discovery    no beacons: connect only through --peer and grants
   --hidden          do not appear in other nodes' lists
   --workers N       actor worker threads (default: one per core)
@@ -58,24 +60,12 @@ void print_event(const node_event& e) {
     std::fflush(stdout);
 }
 
-int parse_port(const std::string& opt, const std::string& v, int lo) {
-    int port = -1;
-    try {
-        std::size_t used = 0;
-        port = std::stoi(v, &used);
-        if (used != v.size()) port = -1;
-    } catch (...) {
-    }
-    if (port < lo || port > 65535) throw cli_error{"node: " + opt + " must be " + std::to_string(lo) + "..65535", kUsage};
-    return port;
-}
-
 }  // namespace
 
 int cmd_node(int argc, char** argv) {
     args a = parse_args("node", argc, argv,
                         {"--name", "--port", "--listen", "--advertise", "--cookie", "--key-dir", "--services",
-                         "--public", "--peer", "--interface", "--beacon-port", "--workers"},
+                         "--public", "--peer", "--interface", "--beacon-port", "--broadcast", "--workers"},
                         {"--no-discovery", "--hidden"});
     if (a.has("--help")) {
         std::fputs(kNodeUsage, stdout);
@@ -86,7 +76,7 @@ int cmd_node(int argc, char** argv) {
     node_options o;
     o.name = full_node_name(a.get("--name", "kith"));
     if (!valid_node_name(o.name)) throw cli_error{"node: invalid node name '" + o.name + "'", kUsage};
-    int port = a.has("--port") ? parse_port("--port", a.get("--port"), 0) : 4370;
+    int port = a.has("--port") ? parse_port("node: --port", a.get("--port"), 0) : 4370;
     o.net.listen = a.get("--listen", "tcp://*:" + std::to_string(port));
     o.net.advertise = a.get("--advertise");
     if (a.has("--cookie")) o.net.cookie = a.get("--cookie");
@@ -109,7 +99,8 @@ int cmd_node(int argc, char** argv) {
     discovery_options d;
     d.interface = a.get("--interface");
     d.peers = a.list("--peer");
-    if (a.has("--beacon-port")) d.port = static_cast<std::uint16_t>(parse_port("--beacon-port", a.get("--beacon-port"), 1));
+    if (a.has("--beacon-port")) d.port = parse_port("node: --beacon-port", a.get("--beacon-port"), 1);
+    d.broadcast_address = a.get("--broadcast");
     d.announce = !o.net.hidden;
 
     // Block the stop signals in every thread; the main thread waits for them.

@@ -18,7 +18,7 @@ wait_for() { # pattern file seconds
 
 for sig in INT TERM; do
   : > "$out"
-  "$KITH" node --name gandalf --listen tcp://127.0.0.1:0 > "$out" 2>&1 &
+  "$KITH" node --name gandalf --listen tcp://127.0.0.1:0 --no-discovery > "$out" 2>&1 &
   pid=$!
   wait_for '^ready' "$out" 20
   grep -Eq '^node gandalf@' "$out"
@@ -42,11 +42,11 @@ rc=0; err=$("$KITH" node --bogus 2>&1 >/dev/null) || rc=$?
 rc=0; "$KITH" frobnicate 2>/dev/null || rc=$?
 [ "$rc" -eq 2 ]
 # A port that is taken: exit 1 with a clear message.
-"$KITH" node --listen tcp://127.0.0.1:0 > "$out" 2>&1 &
+"$KITH" node --listen tcp://127.0.0.1:0 --no-discovery > "$out" 2>&1 &
 pid=$!
 wait_for '^ready' "$out" 20
 ep=$(sed -n 's/^endpoint //p' "$out")
-rc=0; err=$("$KITH" node --name other --listen "$ep" 2>&1 >/dev/null) || rc=$?
+rc=0; err=$("$KITH" node --name other --listen "$ep" --no-discovery 2>&1 >/dev/null) || rc=$?
 [ "$rc" -eq 1 ] || { echo "taken port: rc=$rc err=$err"; exit 1; }
 echo "taken port says: $err"
 kill -TERM "$pid"; wait "$pid"; pid=
