@@ -109,6 +109,7 @@ dist::dist(node_impl& rt, const net_options& opts, std::shared_ptr<service_table
     // public, any key as a stranger. The table outlives the transport's use
     // of this hook (the lambda holds it).
     tr_->set_authorizer([tbl = grants_](const public_key& k, std::string_view) {
+        tbl->refresh();  // another process may have changed the file
         if (auto g = tbl->find_key(k)) {
             if (g->revoked.load()) return authz_decision::revoked(g->label, "grant \"" + g->label + "\" is revoked");
             if (g->dead()) return authz_decision::revoked(g->label, "grant \"" + g->label + "\" has expired");
@@ -654,6 +655,7 @@ bool dist::admit(const std::string& peer, const peer_auth& auth, const principal
     // from the node the request went to.
     if (std::holds_alternative<env_reply>(e) || std::holds_alternative<env_spawn_reply>(e)) return true;
     grant_entry* g = who.grant.get();
+    if (g) grants_->refresh();  // at most a stat() per 100 ms: revocations by another process
     if (auth.kind == trust_kind::grant && (!g || g->dead())) {
         // Revoked or expired (or gone): refused, and the session is ended
         // once (goodbye "revoked"), whatever the envelope.

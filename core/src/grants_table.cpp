@@ -2,8 +2,14 @@
 // "The grant table".
 #include "grants_table.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "grants_io.hpp"
 
@@ -214,15 +220,37 @@ result<std::vector<std::shared_ptr<grant_entry>>> grant_table::parse(std::string
     return out;
 }
 
+namespace {
+// An exclusive flock on <file>.lock for the lifetime of the object: every
+// process that writes the table (or removes its temporary files) holds it.
+struct file_lock {
+    int fd = -1;
+    explicit file_lock(const std::filesystem::path& file) {
+        std::error_code ec;
+        if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path(), ec);
+        std::string p = file.string() + ".lock";
+        fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd >= 0)
+            while (::flock(fd, LOCK_EX) != 0 && errno == EINTR) {}
+    }
+    ~file_lock() {
+        if (fd >= 0) ::close(fd);  // releases the lock
+    }
+    file_lock(const file_lock&) = delete;
+    file_lock& operator=(const file_lock&) = delete;
+};
+}  // namespace
+
 grant_table::grant_table(std::filesystem::path file) : file_(std::move(file)) {
     std::error_code ec;
+    if (!file_.has_parent_path() || !std::filesystem::is_directory(file_.parent_path(), ec)) return;
+    file_lock fl(file_);
     // Temporary files of a write that was interrupted (kill -9): the rename
     // never happened, so the table is the previous one; the leftovers go.
-    if (file_.has_parent_path() && std::filesystem::is_directory(file_.parent_path(), ec)) {
-        const std::string prefix = file_.filename().string() + ".tmp.";
-        for (auto& de : std::filesystem::directory_iterator(file_.parent_path(), ec))
-            if (de.path().filename().string().starts_with(prefix)) std::filesystem::remove(de.path(), ec);
-    }
+    // (Under the lock: no other process is writing one now.)
+    const std::string prefix = file_.filename().string() + ".tmp.";
+    for (auto& de : std::filesystem::directory_iterator(file_.parent_path(), ec))
+        if (de.path().filename().string().starts_with(prefix)) std::filesystem::remove(de.path(), ec);
     if (!std::filesystem::exists(file_, ec)) return;
     auto text = read_small_file(file_, max_table_bytes);
     if (!text) throw setup_error("kith: cannot read the grant table " + file_.string() + ": " + text.err().detail);
@@ -230,17 +258,71 @@ grant_table::grant_table(std::filesystem::path file) : file_(std::move(file)) {
     if (!entries)
         throw setup_error("kith: the grant table " + file_.string() + " is damaged (" + entries.err().detail +
                           "); move it away to start without grants");
-    for (auto& e : *entries) {
-        by_label_[e->label] = e;
-        by_key_[e->key] = e;
-        order_.push_back(e);
+    merge_locked(std::move(*entries));
+    loaded_ = stat_file();
+}
+
+grant_table::file_id grant_table::stat_file() const {
+    struct stat st{};
+    if (::stat(file_.c_str(), &st) != 0) return {};
+    return {static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
+            static_cast<std::int64_t>(st.st_size), static_cast<std::int64_t>(st.st_ino)};
+}
+
+void grant_table::merge_locked(std::vector<std::shared_ptr<grant_entry>> disk) {
+    for (auto& d : disk) {
+        auto it = by_label_.find(d->label);
+        if (it == by_label_.end()) {
+            if (by_key_.count(d->key)) continue;  // the same key under another label: keep ours
+            by_label_[d->label] = d;
+            by_key_[d->key] = d;
+            order_.push_back(d);
+            continue;
+        }
+        auto& e = it->second;
+        if (d->revoked.load()) e->revoked.store(true, std::memory_order_release);
+        if (d->rate() != e->rate()) e->set_rate(d->rate());
     }
 }
 
+void grant_table::refresh(bool force) {
+    const std::int64_t now = std::chrono::steady_clock::now().time_since_epoch().count();
+    if (!force) {
+        auto next = next_check_ns_.load(std::memory_order_relaxed);
+        if (now < next || !next_check_ns_.compare_exchange_strong(next, now + 100'000'000)) return;
+    }
+    file_id id = stat_file();
+    {
+        std::shared_lock lk(mu_);
+        if (id == loaded_ || id.size < 0) return;
+    }
+    auto text = read_small_file(file_, max_table_bytes);
+    if (!text) return;
+    auto entries = parse(*text);
+    std::unique_lock lk(mu_);
+    if (!entries) {
+        if (!(loaded_ == id))
+            std::fprintf(stderr, "kith: ignoring a damaged grant table %s (%s); the table in memory stays\n",
+                         file_.string().c_str(), entries.err().detail.c_str());
+        loaded_ = id;
+        return;
+    }
+    merge_locked(std::move(*entries));
+    loaded_ = id;
+}
+
+template <class F>
+auto grant_table::locked_change(F&& f) {
+    file_lock fl(file_);
+    refresh(true);
+    std::unique_lock lk(mu_);
+    return f();
+}
+
 result<void> grant_table::save_locked() {
-    std::error_code ec;
-    if (file_.has_parent_path()) std::filesystem::create_directories(file_.parent_path(), ec);
-    return write_file_atomic(file_, to_text(order_), 0600);
+    auto r = write_file_atomic(file_, to_text(order_), 0600);
+    if (r) loaded_ = stat_file();
+    return r;
 }
 
 result<std::shared_ptr<grant_entry>> grant_table::create(const grant_spec& spec, const public_key& client) {
@@ -263,42 +345,49 @@ result<std::shared_ptr<grant_entry>> grant_table::create(const grant_spec& spec,
     // Whole seconds, as the file keeps them.
     e->created = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
     e->bucket_ = token_bucket(spec.rate);
-    std::unique_lock lk(mu_);
-    if (by_label_.count(spec.label)) return error{errc::badarg, "a grant labelled \"" + spec.label + "\" exists"};
-    if (by_key_.count(client)) return error{errc::badarg, "that client key already has a grant"};
-    order_.push_back(e);
-    if (auto r = save_locked(); !r) {
-        order_.pop_back();
-        return error{errc::badarg, "cannot save the grant table: " + r.err().detail};
-    }
-    by_label_[e->label] = e;
-    by_key_[e->key] = e;
-    return e;
+    return locked_change([&]() -> result<std::shared_ptr<grant_entry>> {
+        if (by_label_.count(spec.label))
+            return error{errc::badarg, "a grant labelled \"" + spec.label + "\" exists"};
+        if (by_key_.count(client)) return error{errc::badarg, "that client key already has a grant"};
+        order_.push_back(e);
+        if (auto r = save_locked(); !r) {
+            order_.pop_back();
+            return error{errc::badarg, "cannot save the grant table: " + r.err().detail};
+        }
+        by_label_[e->label] = e;
+        by_key_[e->key] = e;
+        return e;
+    });
 }
 
 result<void> grant_table::revoke(const std::string& label) {
-    std::unique_lock lk(mu_);
-    auto it = by_label_.find(label);
-    if (it == by_label_.end()) return error{errc::badarg, "no grant labelled \"" + label + "\""};
-    it->second->revoked.store(true, std::memory_order_release);
-    if (auto r = save_locked(); !r)
-        return error{errc::badarg, "revoked, but the grant table could not be saved: " + r.err().detail};
-    return {};
+    // At once in memory (the next message is refused), then on disk.
+    if (auto e = find(label)) e->revoked.store(true, std::memory_order_release);
+    return locked_change([&]() -> result<void> {
+        auto it = by_label_.find(label);
+        if (it == by_label_.end()) return error{errc::badarg, "no grant labelled \"" + label + "\""};
+        it->second->revoked.store(true, std::memory_order_release);
+        if (auto r = save_locked(); !r)
+            return error{errc::badarg, "revoked, but the grant table could not be saved: " + r.err().detail};
+        return {};
+    });
 }
 
 result<void> grant_table::set_rate(const std::string& label, rate_limit r) {
     if (!std::isfinite(r.per_second) || !std::isfinite(r.burst) || (r.per_second > 0 && r.burst < 1))
         return error{errc::badarg, "bad rate: the burst must be at least 1"};
-    std::unique_lock lk(mu_);
-    auto it = by_label_.find(label);
-    if (it == by_label_.end()) return error{errc::badarg, "no grant labelled \"" + label + "\""};
-    it->second->set_rate(r);
-    if (auto s = save_locked(); !s)
-        return error{errc::badarg, "rate changed, but the grant table could not be saved: " + s.err().detail};
-    return {};
+    return locked_change([&]() -> result<void> {
+        auto it = by_label_.find(label);
+        if (it == by_label_.end()) return error{errc::badarg, "no grant labelled \"" + label + "\""};
+        it->second->set_rate(r);
+        if (auto s = save_locked(); !s)
+            return error{errc::badarg, "rate changed, but the grant table could not be saved: " + s.err().detail};
+        return {};
+    });
 }
 
-std::vector<grant_info> grant_table::list() const {
+std::vector<grant_info> grant_table::list() {
+    refresh(true);
     std::shared_lock lk(mu_);
     std::vector<grant_info> v;
     for (auto& e : order_) v.push_back(e->info());

@@ -115,7 +115,7 @@ public:
     // grant stays revoked in memory).
     result<void> revoke(const std::string& label);
     result<void> set_rate(const std::string& label, rate_limit r);
-    std::vector<grant_info> list() const;
+    std::vector<grant_info> list();
     std::shared_ptr<grant_entry> find(std::string_view label) const;
     std::shared_ptr<grant_entry> find_key(const public_key& k) const;
 
@@ -131,13 +131,35 @@ public:
 
     const std::filesystem::path& file() const noexcept { return file_; }
 
+    // Another process with the same key directory (say, a CLI) may change
+    // the file. Every change is made under an exclusive flock on
+    // <file>.lock after merging what is on disk, and this re-reads the file
+    // when it changed (at most every 100 ms unless `force`): new grants are
+    // added, revocations and rates taken over (a revocation is never undone).
+    // Called before each change, by list(), and by the node at handshakes
+    // and for messages from grantees. A file that fails to parse is ignored
+    // (and reported once on stderr): the table in memory stays in force.
+    void refresh(bool force = false);
+
     // The text of the table file, and its parser (used by the tests).
     static std::string to_text(const std::vector<std::shared_ptr<grant_entry>>& entries);
     // errc::decode with what is wrong (and the line).
     static result<std::vector<std::shared_ptr<grant_entry>>> parse(std::string_view text);
 
 private:
-    result<void> save_locked();  // under mu_ (exclusive)
+    result<void> save_locked();  // under mu_ (exclusive) and the file lock
+    void merge_locked(std::vector<std::shared_ptr<grant_entry>> disk);  // under mu_ (exclusive)
+    // Runs f() under mu_ (exclusive) and the cross-process file lock, after
+    // merging the file.
+    template <class F>
+    auto locked_change(F&& f);
+    struct file_id {
+        std::int64_t mtime_ns = 0, size = -1, inode = 0;
+        friend bool operator==(const file_id&, const file_id&) = default;
+    };
+    file_id stat_file() const;
+    file_id loaded_{};                                  // under mu_
+    std::atomic<std::int64_t> next_check_ns_{0};        // steady clock
 
     std::filesystem::path file_;
     mutable std::shared_mutex mu_;

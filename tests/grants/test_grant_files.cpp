@@ -241,3 +241,32 @@ TEST_CASE("grants: token bucket and capability set", "[grants]") {
     CHECK(caps.size() == 3);
     CHECK(caps.evicted() == 1);
 }
+
+TEST_CASE("grants: two writers of one table file (a node and a CLI) merge, and revocations cross over",
+          "[grants]") {
+    temp_dir tmp;
+    auto file = tmp.path / "grants";
+    detail::grant_table node_side(file), cli_side(file);
+    grant_spec s;
+    s.label = "bob";
+    s.allow = {{"kvs", {}}};
+    auto bob = node_side.create(s, keypair::generate().pub);
+    REQUIRE(bob.ok());
+    s.label = "carol";
+    REQUIRE(cli_side.create(s, keypair::generate().pub).ok());  // merges bob first
+    REQUIRE(cli_side.find("bob"));
+    REQUIRE(cli_side.revoke("bob").ok());
+    CHECK_FALSE((*bob)->revoked.load());
+    node_side.refresh(true);  // the node re-reads the changed file
+    CHECK((*bob)->revoked.load());
+    REQUIRE(node_side.find("carol"));
+    s.label = "dave";
+    REQUIRE(node_side.create(s, keypair::generate().pub).ok());
+    detail::grant_table fresh(file);
+    auto rows = fresh.list();
+    REQUIRE(rows.size() == 3);
+    CHECK(rows[0].label == "bob");
+    CHECK(rows[0].revoked);
+    CHECK(rows[1].label == "carol");
+    CHECK(rows[2].label == "dave");
+}
