@@ -18,6 +18,50 @@ std::string_view kind_name(const envelope& e) {
     return t < std::size(names) ? names[t] : "?";
 }
 
+// The pseudo-pid that stands for a non-cluster peer's connection: actors
+// spawned by such a peer are linked to it, so they get an exit
+// "noconnection" when the peer goes away (lib_chan's "told when the client
+// goes away"). Never a real actor; exits sent to it are not posted.
+pid connection_pid(const std::string& peer) { return pid{peer, UINT64_MAX}; }
+
+// Calls add(p) for every pid inside `t` (bounded depth; terms we send were
+// built locally and are bounded by the encoder's limits anyway).
+template <class F>
+void for_each_pid(const term& t, F& add, int depth = 0) {
+    if (depth > 64) return;
+    if (auto* p = t.as_pid()) {
+        add(*p);
+    } else if (auto* a = t.as_array()) {
+        for (auto& x : *a) for_each_pid(x, add, depth + 1);
+    } else if (auto* m = t.as_map()) {
+        for (auto& [k, v] : *m) {
+            for_each_pid(k, add, depth + 1);
+            for_each_pid(v, add, depth + 1);
+        }
+    }
+}
+
+// Every pid an envelope carries, other than its addressee.
+template <class F>
+void for_each_handed_pid(const envelope& e, F add) {
+    std::visit(
+        [&](const auto& env) {
+            if constexpr (requires { env.from; }) add(env.from);
+            if constexpr (requires { env.spawned; }) add(env.spawned);
+            if constexpr (requires { env.who; }) add(env.who);
+            if constexpr (requires { env.msg; }) for_each_pid(env.msg, add);
+            if constexpr (requires { env.args; }) for_each_pid(env.args, add);
+            if constexpr (requires { env.value; }) for_each_pid(env.value, add);
+            if constexpr (requires { env.reason; } && !std::is_same_v<std::decay_t<decltype(env)>, env_goodbye>)
+                for_each_pid(env.reason, add);
+        },
+        e);
+}
+
+std::filesystem::path grant_table_file(const net_options& o) {
+    return (o.key_dir.empty() ? default_key_dir() : o.key_dir) / "grants";
+}
+
 trust_level to_level(trust_kind k) {
     switch (k) {
         case trust_kind::cluster: return trust_level::cluster;
@@ -31,7 +75,8 @@ trust_level to_level(trust_kind k) {
 }  // namespace
 
 dist::dist(node_impl& rt, const net_options& opts, std::shared_ptr<service_table> services)
-    : rt_(rt), opts_(opts), services_(std::move(services)) {
+    : rt_(rt), opts_(opts), services_(std::move(services)),
+      grants_(std::make_shared<grant_table>(grant_table_file(opts))) {
     transport_options to;
     to.node_name = rt.name();
     to.bind_endpoint = opts.listen;
@@ -58,6 +103,21 @@ dist::dist(node_impl& rt, const net_options& opts, std::shared_ptr<service_table
         std::fprintf(stderr, "kith: dropped a malformed frame from %s: %s\n", peer.c_str(), e.detail.c_str());
     };
     tr_ = std::make_unique<transport>(std::move(to), std::move(cb));
+    // Keys other than the cluster key: a live grant, a revoked or expired
+    // one (admitted only to be told "revoked" at its handshake, see zap.hpp),
+    // or, while a service is
+    // public, any key as a stranger. The table outlives the transport's use
+    // of this hook (the lambda holds it).
+    tr_->set_authorizer([tbl = grants_](const public_key& k, std::string_view) {
+        tbl->refresh();  // another process may have changed the file
+        if (auto g = tbl->find_key(k)) {
+            if (g->revoked.load()) return authz_decision::revoked(g->label, "grant \"" + g->label + "\" is revoked");
+            if (g->dead()) return authz_decision::revoked(g->label, "grant \"" + g->label + "\" has expired");
+            return authz_decision::grant(g->label);
+        }
+        if (tbl->any_public()) return authz_decision::stranger();
+        return authz_decision::refuse("unknown key (wrong cookie, or no grant for this key)");
+    });
 }
 
 dist::~dist() { stop(); }
@@ -97,7 +157,8 @@ void dist::stop() {
 // ---------------------------------------------------------------------------
 // connections and node events
 
-result<std::string> dist::connect(const std::string& endpoint, const public_key& server_key, duration timeout) {
+result<std::string> dist::connect(const std::string& endpoint, const public_key& server_key, duration timeout,
+                                  link_credentials creds) {
     auto w = std::make_shared<waiter>();
     w->endpoint = endpoint;
     {
@@ -107,7 +168,7 @@ result<std::string> dist::connect(const std::string& endpoint, const public_key&
             if (ps.info.endpoint == endpoint) return name;
         waiters_.push_back(w);
     }
-    tr_->connect(endpoint, server_key);
+    tr_->connect(endpoint, server_key, std::move(creds));
     std::unique_lock lk(mu_);
     bool done = waiter_cv_.wait_for(lk, timeout, [&] { return w->outcome.has_value(); });
     std::erase(waiters_, w);
@@ -179,6 +240,29 @@ void dist::run_settled(settled& s) {
     for (auto& [f, r] : s) f(std::move(r));
 }
 
+result<std::string> dist::connect(const grant_file& g, duration timeout) {
+    if (g.endpoints.empty()) return error{errc::badarg, "the grant file names no endpoint"};
+    auto deadline = clock::now() + timeout;
+    error last{errc::timeout, "no answer from " + g.node};
+    for (std::size_t i = 0; i < g.endpoints.size(); ++i) {
+        auto left = deadline - clock::now();
+        if (left <= duration::zero()) break;
+        auto r = connect(g.endpoints[i], g.server_key, left / static_cast<long>(g.endpoints.size() - i),
+                         link_credentials{g.client});
+        if (r.ok() || r.code() != errc::timeout) return r;
+        tr_->disconnect(g.endpoints[i]);  // no dialling in the background
+        last = r.err();
+    }
+    return last;
+}
+
+result<void> dist::revoke_grant(const std::string& label) {
+    auto r = grants_->revoke(label);
+    // Revoked in memory even if saving failed: end its sessions either way.
+    if (grants_->find(label)) tr_->end_sessions("grant:" + label, "revoked");
+    return r;
+}
+
 void dist::on_up(const std::string& peer, const peer_info& pi) {
     node_event ev;
     ev.what = node_event::kind::up;
@@ -192,10 +276,19 @@ void dist::on_up(const std::string& peer, const peer_info& pi) {
     settled st;
     {
         std::lock_guard lk(mu_);
+        revoked_by_.erase(peer);
         auto& ps = peers_[peer];
         ps = peer_state{};
         ps.info = ev.info;
         if (pi.outbound) st = settle_waiters(&pi.endpoint, peer);
+        if (pi.auth.kind != trust_kind::cluster) {
+            if (pi.auth.kind == trust_kind::grant) ps.grant = grants_->find(std::string_view(pi.auth.user_id).substr(6));
+            ps.caps = ps.grant ? ps.grant->caps : std::make_shared<capability_set>();
+            if (ps.grant) ps.grant->connected.fetch_add(1);
+            std::unique_lock rl(restricted_mu_);
+            restricted_[peer] = ps.caps;
+            restricted_count_.store(restricted_.size());
+        }
     }
     waiter_cv_.notify_all();
     run_settled(st);
@@ -212,6 +305,13 @@ void dist::on_down(const std::string& peer, const std::string& reason) {
             ps = std::move(it->second);
             peers_.erase(it);
         }
+        if (reason == "revoked" && (revoked_by_.size() < 256 || revoked_by_.count(peer))) revoked_by_[peer] = true;
+        if (ps.caps) {
+            if (ps.grant) ps.grant->connected.fetch_sub(1);
+            std::unique_lock rl(restricted_mu_);
+            restricted_.erase(peer);
+            restricted_count_.store(restricted_.size());
+        }
         for (auto i = pending_.begin(); i != pending_.end();) {
             if (i->second.node == peer) {
                 failed.emplace_back(i->first, std::move(i->second));
@@ -224,7 +324,8 @@ void dist::on_down(const std::string& peer, const std::string& reason) {
     // Everything that depended on the connection learns it, after every
     // envelope that came from the peer (same thread, later).
     for (auto& [id, p] : failed) {
-        error e{errc::nodedown, peer + ": " + reason};
+        // A revoked grant fails what was pending under it as revoked.
+        error e{reason == "revoked" ? errc::revoked : errc::nodedown, peer + ": " + reason};
         if (p.on_call) p.on_call(e);
         if (p.on_spawn) p.on_spawn(e);
     }
@@ -248,7 +349,7 @@ void dist::on_refused(const refusal& r) {
     settled st;
     {
         std::lock_guard lk(mu_);
-        st = settle_waiters(&r.endpoint, error{errc::unauthorized, r.reason});
+        st = settle_waiters(&r.endpoint, error{r.code, r.reason});
     }
     waiter_cv_.notify_all();
     run_settled(st);
@@ -341,8 +442,33 @@ net_counters dist::counters() const {
 // ---------------------------------------------------------------------------
 // services, rpc, remote spawn (caller side)
 
+void dist::note_handed(const std::string& node, const envelope& e) {
+    if (restricted_count_.load(std::memory_order_acquire) == 0) return;  // cluster peers only
+    std::shared_ptr<capability_set> caps;
+    {
+        std::shared_lock lk(restricted_mu_);
+        auto it = restricted_.find(node);
+        if (it == restricted_.end()) return;
+        caps = it->second;
+    }
+    for_each_handed_pid(e, [&](const pid& p) {
+        if (!p.is_null() && is_local(p)) caps->add(p.serial);
+    });
+}
+
+result<void> dist::send_env(const std::string& node, const envelope& e) {
+    note_handed(node, e);
+    return tr_->post(node, e);
+}
+
+error dist::not_connected(const std::string& node) {
+    std::lock_guard lk(mu_);
+    if (revoked_by_.count(node)) return error{errc::revoked, node + " revoked our grant"};
+    return error{errc::nodedown, node + " is not connected"};
+}
+
 bool dist::post(const std::string& node, const envelope& e) {
-    auto r = tr_->post(node, e);
+    auto r = send_env(node, e);
     if (!r.ok() && r.code() == errc::overloaded) overload_drops_.fetch_add(1, std::memory_order_relaxed);
     return r.ok();
 }
@@ -372,13 +498,13 @@ void dist::call(const std::string& node, const std::string& svc, const std::stri
     c.args = std::move(args);
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
     c.timeout_ms = static_cast<std::uint32_t>(std::clamp<long long>(ms, 1, UINT32_MAX));
-    auto r = tr_->post(node, envelope{std::move(c)});
+    auto r = send_env(node, envelope{std::move(c)});
     if (!r.ok()) {
         if (r.code() == errc::overloaded) overload_drops_.fetch_add(1, std::memory_order_relaxed);
         // As before the is_up() check was folded into post(): a peer that
         // is not up (also after stop) is nodedown "not connected".
         if (r.code() == errc::nodedown || (r.code() == errc::shutdown && !tr_->is_up(node)))
-            finish(id, node, error{errc::nodedown, node + " is not connected"});
+            finish(id, node, not_connected(node));
         else
             finish(id, node, r.err());
     }
@@ -389,15 +515,16 @@ result<void> dist::cast(const std::string& node, const std::string& svc, const s
     c.service = svc;
     c.function = fn;
     c.args = std::move(args);
-    auto r = tr_->post(node, envelope{std::move(c)});
+    auto r = send_env(node, envelope{std::move(c)});
     if (!r.ok() && r.code() == errc::overloaded) overload_drops_.fetch_add(1, std::memory_order_relaxed);
+    if (r.code() == errc::nodedown) return not_connected(node);
     return r;
 }
 
 void dist::spawn(const std::string& node, const std::string& svc, const std::string& type, term args,
                  duration timeout, spawn_done done, std::uint8_t flags, pid from, ref mref) {
     if (!tr_->is_up(node)) {
-        done(error{errc::nodedown, node + " is not connected"});
+        done(not_connected(node));
         return;
     }
     auto id = add_pending(pending{node, clock::now() + timeout, {}, std::move(done), flags, from, mref});
@@ -409,7 +536,7 @@ void dist::spawn(const std::string& node, const std::string& svc, const std::str
     s.flags = flags;
     s.from = std::move(from);
     s.monitor_ref = std::move(mref);
-    auto r = tr_->post(node, envelope{std::move(s)});
+    auto r = send_env(node, envelope{std::move(s)});
     if (!r.ok()) finish_spawn(id, node, r.err());
 }
 
@@ -537,6 +664,7 @@ bool dist::demonitor(const pid& watcher, const pid& target, const ref& tag) {
 
 bool dist::exit(const pid& from, const pid& to, const term& reason, bool linked) {
     if (linked) with_peer(to.node, [&](peer_state& ps) { ps.links.erase({from, to}); });
+    if (to.serial == UINT64_MAX) return true;  // a connection_pid: nothing to tell
     return post(to.node, env_exit{from, to, reason, linked});
 }
 
@@ -545,18 +673,128 @@ bool dist::exit(const pid& from, const pid& to, const term& reason, bool linked)
 
 void dist::on_envelopes(const std::string& peer, const peer_auth& auth, std::vector<envelope>&& envs) {
     proc_ref target;
-    for (auto& e : envs) handle(peer, auth, e, target);
+    if (auth.kind == trust_kind::cluster) {
+        // Cluster members are fully trusted, as in distributed Erlang.
+        for (auto& e : envs) handle(peer, auth, e, target);
+        return;
+    }
+    principal who;
+    {
+        std::lock_guard lk(mu_);
+        auto it = peers_.find(peer);
+        if (it != peers_.end()) {
+            who.grant = it->second.grant;
+            who.caps = it->second.caps;
+        }
+    }
+    for (auto& e : envs)
+        if (admit(peer, auth, who, e)) handle(peer, auth, e, target);
 }
 
-errc dist::authorize(const peer_auth& auth, const char* op, const std::string& svc, const std::string& what) const {
-    (void)op;
-    (void)svc;
-    (void)what;
-    // Cluster members are fully trusted, as in distributed Erlang. Every
-    // other kind of peer is refused until grants and public services define
-    // what it may do (fail closed).
-    if (auth.kind == trust_kind::cluster) return errc::ok;
-    return errc::unauthorized;
+void dist::refuse(const std::string& peer, const envelope& e, errc code, const std::string& detail) {
+    refused_.fetch_add(1, std::memory_order_relaxed);
+    std::string reason(to_string(code));
+    // Straight to the transport: a refusal names the refused target (a DOWN's
+    // `who`, an exit's `from`) and must not hand it over as a capability.
+    auto answer = [&](envelope&& a) {
+        if (tr_->post(peer, a).code() == errc::overloaded) overload_drops_.fetch_add(1, std::memory_order_relaxed);
+    };
+    std::visit(
+        [&](const auto& env) {
+            using T = std::decay_t<decltype(env)>;
+            if constexpr (std::is_same_v<T, env_call>)
+                answer(env_reply{env.req_id, code, term(detail)});
+            else if constexpr (std::is_same_v<T, env_spawn_request>)
+                answer(env_spawn_reply{env.req_id, code, pid{}, detail});
+            else if constexpr (std::is_same_v<T, env_request>)
+                answer(env_response{env.from, env.tag, code, term(detail)});
+            else if constexpr (std::is_same_v<T, env_monitor>)
+                answer(env_down{env.mref, env.target, env.from, term(reason)});
+            else if constexpr (std::is_same_v<T, env_link>)
+                answer(env_exit{env.to, env.from, term(reason), true});
+            // cast, send, exit, ...: no answer exists; counted.
+        },
+        e);
+}
+
+bool dist::admit(const std::string& peer, const peer_auth& auth, const principal& who, const envelope& e) {
+    // Answers to our own requests: finish()/finish_spawn() accept them only
+    // from the node the request went to.
+    if (std::holds_alternative<env_reply>(e) || std::holds_alternative<env_spawn_reply>(e)) return true;
+    grant_entry* g = who.grant.get();
+    if (g) grants_->refresh();  // at most a stat() per 100 ms: revocations by another process
+    if (auth.kind == trust_kind::grant && (!g || g->dead())) {
+        // Revoked or expired (or gone): refused, and the session is ended
+        // once (goodbye "revoked"), whatever the envelope.
+        if (g) g->refused.fetch_add(1, std::memory_order_relaxed);
+        if (g && !g->kicked.exchange(true)) tr_->end_sessions(auth.user_id, "revoked");
+        refuse(peer, e, errc::revoked, "grant revoked");
+        return false;
+    }
+    // What is asked: a service operation (svc, name) or a pid (its target).
+    const std::string* svc = nullptr;
+    const std::string* name = nullptr;
+    const pid* target = nullptr;
+    bool costs = true;      // takes a token
+    bool never = false;     // never allowed to a non-cluster peer
+    std::visit(
+        [&](const auto& env) {
+            using T = std::decay_t<decltype(env)>;
+            if constexpr (std::is_same_v<T, env_call> || std::is_same_v<T, env_cast>) {
+                svc = &env.service;
+                name = &env.function;
+            } else if constexpr (std::is_same_v<T, env_spawn_request>) {
+                svc = &env.service;
+                name = &env.actor_type;
+            } else if constexpr (std::is_same_v<T, env_send> || std::is_same_v<T, env_request> ||
+                                 std::is_same_v<T, env_link> || std::is_same_v<T, env_response> ||
+                                 std::is_same_v<T, env_down> || std::is_same_v<T, env_unlink>) {
+                target = &env.to;
+                costs = !(std::is_same_v<T, env_response> || std::is_same_v<T, env_down> ||
+                          std::is_same_v<T, env_unlink>);
+            } else if constexpr (std::is_same_v<T, env_monitor> || std::is_same_v<T, env_demonitor>) {
+                target = &env.target;
+                costs = std::is_same_v<T, env_monitor>;
+            } else if constexpr (std::is_same_v<T, env_exit>) {
+                target = &env.to;
+                never = !env.linked;  // explicit exit signals: cluster only
+            } else {
+                never = true;  // send_named and anything else
+            }
+        },
+        e);
+    auto count_refused = [&] {
+        if (g) g->refused.fetch_add(1, std::memory_order_relaxed);
+    };
+    bool allowed = false;
+    if (never) {
+        allowed = false;
+    } else if (svc) {
+        allowed = (g && g->allows(*svc, *name)) ||
+                  (auth.kind != trust_kind::server && grants_->is_public(*svc));
+    } else if (target) {
+        allowed = who.caps && is_local(*target) && who.caps->contains(target->serial);
+    }
+    if (!allowed) {
+        count_refused();
+        refuse(peer, e, errc::unauthorized,
+               svc ? *svc + ":" + *name + " is not allowed" : std::string("not allowed"));
+        return false;
+    }
+    if (costs) {
+        bool ok = true;
+        if (g && !(svc && !g->allows(*svc, *name)))
+            ok = g->take_token();
+        else if (auth.kind == trust_kind::stranger || (g && svc))
+            ok = grants_->take_public_token(auth.key, svc ? *svc : std::string());
+        if (!ok) {
+            if (g) g->rate_limited.fetch_add(1, std::memory_order_relaxed);
+            refuse(peer, e, errc::rate_limited, "over the rate");
+            return false;
+        }
+    }
+    if (g) g->accepted.fetch_add(1, std::memory_order_relaxed);
+    return true;
 }
 
 void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, proc_ref& target) {
@@ -566,8 +804,8 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                      peer.c_str(), why);
     };
     const bool cluster = auth.kind == trust_kind::cluster;
-    // Answers to our own requests come back from nodes we called, whatever
-    // their trust; requests and messages into this node need authorization.
+    // Envelopes from non-cluster peers were admitted by admit() (scope,
+    // capabilities, revocation, rate) before they get here.
     std::visit(
         [&](auto& env) {
             using T = std::decay_t<decltype(env)>;
@@ -592,8 +830,6 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                 // The caller, when named, must be one of the peer's own pids
                 // (as for spawn_request); kith's own calls leave it null.
                 if (!from_peer(peer, env.from)) return bad("forged caller pid");
-                if (auto a = authorize(auth, "call", env.service, env.function); a != errc::ok)
-                    return reply_err(a, env.service + ":" + env.function);
                 auto s = services_->find(env.service);
                 if (!s) return reply_err(errc::no_such_service, env.service);
                 if (!s->find(env.function)) return reply_err(errc::no_such_function, env.service + ":" + env.function);
@@ -632,10 +868,6 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                     },
                     {}, nullptr, false, nullptr);
             } else if constexpr (std::is_same_v<T, env_cast>) {
-                if (authorize(auth, "cast", env.service, env.function) != errc::ok) {
-                    refused_.fetch_add(1, std::memory_order_relaxed);
-                    return;
-                }
                 auto s = services_->find(env.service);
                 if (!s) return bad("cast to an unknown service");
                 auto job = std::make_shared<std::pair<std::string, term>>(std::move(env.function), std::move(env.args));
@@ -652,8 +884,6 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                     post(peer, env_spawn_reply{env.req_id, c, pid{}, std::move(d)});
                 };
                 if (!from_peer(peer, env.from)) return bad("forged requester pid");
-                if (auto a = authorize(auth, "spawn", env.service, env.actor_type); a != errc::ok)
-                    return reply_err(a, env.service + ":" + env.actor_type);
                 auto s = services_->find(env.service);
                 if (!s) return reply_err(errc::no_such_service, env.service);
                 auto* f = s->find_type(env.actor_type);
@@ -674,9 +904,19 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                 auto inner_b = std::move(made->second);
                 std::uint8_t flags = env.from.is_null() ? std::uint8_t{spawn_plain} : env.flags;
                 actor_init wrapped = [self, peer, req = env.req_id, flags, from = env.from, mref = env.monitor_ref,
-                                      inner_init = std::move(inner_init),
+                                      tie = !cluster, inner_init = std::move(inner_init),
                                       inner_b = std::move(inner_b)](actor& me) mutable -> behavior {
                     if (auto d = self.lock()) {
+                        if (tie) {
+                            // Spawned by a grantee or a stranger: linked to its
+                            // connection, so it ends ("noconnection", or an
+                            // exit message if it traps exits) when the peer
+                            // goes away or its grant is revoked.
+                            const pid conn = connection_pid(peer);
+                            bool up = d->with_peer(peer, [&](peer_state& ps) { ps.links.emplace(me.self(), conn); });
+                            d->rt_.remote_link(conn, me.self());
+                            if (!up) d->rt_.deliver(me.self(), message(message_kind::link_exit, term("noconnection"), conn));
+                        }
                         if (flags & spawn_link_flag) {
                             d->with_peer(peer, [&](peer_state& ps) { ps.links.emplace(me.self(), from); });
                             d->rt_.remote_link(from, me.self());
@@ -690,24 +930,11 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                 rt_.spawn(std::move(wrapped), {}, nullptr, false, nullptr);
             } else if constexpr (std::is_same_v<T, env_send>) {
                 if (!is_local(env.to)) return bad("pid of another node");
-                if (!cluster && authorize(auth, "send", {}, {}) != errc::ok && auth.kind != trust_kind::server) {
-                    refused_.fetch_add(1, std::memory_order_relaxed);
-                    return;
-                }
                 rt_.deliver(env.to, message(std::move(env.msg)), target);
             } else if constexpr (std::is_same_v<T, env_send_named>) {
-                if (!cluster) {
-                    refused_.fetch_add(1, std::memory_order_relaxed);
-                    return;
-                }
                 rt_.deliver_named(env.name, message(std::move(env.msg)));
             } else if constexpr (std::is_same_v<T, env_request>) {
                 if (!is_local(env.to) || !from_peer(peer, env.from)) return bad("forged pid");
-                if (!cluster && auth.kind != trust_kind::server) {
-                    refused_.fetch_add(1, std::memory_order_relaxed);
-                    post(peer, env_response{env.from, env.tag, errc::unauthorized, term("unauthorized")});
-                    return;
-                }
                 rt_.deliver(env.to, message(message_kind::request, std::move(env.msg), std::move(env.from),
                                             std::move(env.tag)));
             } else if constexpr (std::is_same_v<T, env_response>) {
@@ -720,11 +947,6 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                                                 std::move(env.tag)));
             } else if constexpr (std::is_same_v<T, env_monitor>) {
                 if (!is_local(env.target) || !from_peer(peer, env.from)) return bad("forged pid");
-                if (!cluster) {
-                    refused_.fetch_add(1, std::memory_order_relaxed);
-                    post(peer, env_down{env.mref, env.target, env.from, term("unauthorized")});
-                    return;
-                }
                 if (!rt_.remote_monitor(env.from, env.target, env.mref))
                     post(peer, env_down{env.mref, env.target, env.from, term("noproc")});
             } else if constexpr (std::is_same_v<T, env_demonitor>) {
@@ -737,11 +959,6 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                                             std::move(env.mref)));
             } else if constexpr (std::is_same_v<T, env_link>) {
                 if (!is_local(env.to) || !from_peer(peer, env.from)) return bad("forged pid");
-                if (!cluster) {
-                    refused_.fetch_add(1, std::memory_order_relaxed);
-                    post(peer, env_exit{env.to, env.from, term("unauthorized"), true});
-                    return;
-                }
                 with_peer(peer, [&](peer_state& ps) { ps.links.emplace(env.to, env.from); });
                 if (!rt_.remote_link(env.from, env.to)) post(peer, env_exit{env.to, env.from, term("noproc"), true});
             } else if constexpr (std::is_same_v<T, env_unlink>) {
@@ -750,10 +967,6 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                 rt_.remote_unlink(env.from, env.to);
             } else if constexpr (std::is_same_v<T, env_exit>) {
                 if (!is_local(env.to) || !from_peer(peer, env.from)) return bad("forged pid");
-                if (!cluster && auth.kind != trust_kind::server) {
-                    refused_.fetch_add(1, std::memory_order_relaxed);
-                    return;
-                }
                 if (env.linked) with_peer(peer, [&](peer_state& ps) { ps.links.erase({env.to, env.from}); });
                 rt_.deliver(env.to, message(env.linked ? message_kind::link_exit : message_kind::exit_signal,
                                             std::move(env.reason), std::move(env.from)));

@@ -22,6 +22,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "grants_table.hpp"
 #include "kith/net.hpp"
 #include "kith/service.hpp"
 #include "node_impl.hpp"
@@ -80,12 +81,21 @@ public:
     const net_options& options() const { return opts_; }
 
     // Blocking connect: returns the peer's node name once it is up, or
-    // errc::unauthorized (refused, with the reason) / errc::timeout.
-    result<std::string> connect(const std::string& endpoint, const public_key& server_key, duration timeout);
+    // errc::unauthorized (refused, with the reason) / errc::revoked (our
+    // grant was revoked or expired) / errc::timeout.
+    result<std::string> connect(const std::string& endpoint, const public_key& server_key, duration timeout,
+                                link_credentials creds = link_credentials::cluster());
     // Non-blocking connect: `done` runs once (on the I/O thread, the deadline
     // thread, or the caller's thread when already connected / stopping).
     void connect_async(const std::string& endpoint, const public_key& server_key, duration timeout,
                        std::function<void(result<std::string>)> done);
+    // Connects with a grant file (its endpoints in order; see node.hpp).
+    result<std::string> connect(const grant_file& g, duration timeout);
+
+    // This node's grant table (<key_dir>/grants) and public services.
+    grant_table& grants() { return *grants_; }
+    // Revokes `label` in the table and ends its sessions (goodbye "revoked").
+    result<void> revoke_grant(const std::string& label);
 
 
     void call(const std::string& node, const std::string& svc, const std::string& fn, term args, duration timeout,
@@ -133,6 +143,10 @@ private:
     };
     struct peer_state {
         node_info info;
+        // Non-cluster peers: the local pids handed to the peer (for a grant,
+        // the grant's own set, shared by its sessions).
+        std::shared_ptr<capability_set> caps;
+        std::shared_ptr<grant_entry> grant;
         // Relations that must end with "noconnection" if the peer goes down.
         std::map<ref, std::pair<pid, pid>> monitors;   // tag -> (local watcher, remote target)
         std::set<std::pair<pid, pid>> links;            // (local, remote)
@@ -145,12 +159,27 @@ private:
     void on_refused(const refusal& r);
     void on_envelopes(const std::string& peer, const peer_auth& auth, std::vector<envelope>&& envs);
 
+    // Who a non-cluster peer is, resolved once per batch of envelopes.
+    struct principal {
+        std::shared_ptr<grant_entry> grant;    // trust grant: its entry (null if unknown)
+        std::shared_ptr<capability_set> caps;  // the pids handed to it (null: none)
+    };
     // one inbound envelope, already known to come from `peer` under `auth`
     // `target` caches the local process the last send envelope of the batch
     // went to (a frame of sends to one pid looks it up once).
     void handle(const std::string& peer, const peer_auth& auth, envelope& e, proc_ref& target);
-    // Is `peer` (under `auth`) allowed to do this? errc::ok or the refusal.
-    errc authorize(const peer_auth& auth, const char* op, const std::string& svc, const std::string& what) const;
+    // The gate for every envelope from a non-cluster peer (grantee, stranger,
+    // or a server we dialled with a grant): scope, capabilities, revocation,
+    // rate. True if `e` may be handled; otherwise it was refused (answered
+    // with the error where the envelope has an answer) and counted.
+    bool admit(const std::string& peer, const peer_auth& auth, const principal& who, const envelope& e);
+    // Sends the refusal answer for `e`, if it has one.
+    void refuse(const std::string& peer, const envelope& e, errc code, const std::string& detail);
+    // Records the local pids inside `e` as handed to `node` when `node` is a
+    // non-cluster peer (pids are capabilities; see docs/security.md).
+    void note_handed(const std::string& node, const envelope& e);
+    // note_handed, then the transport's post.
+    result<void> send_env(const std::string& node, const envelope& e);
     // A pid named in an envelope from `peer` that must be one of the peer's.
     bool from_peer(const std::string& peer, const pid& p) const { return p.is_null() || p.node == peer; }
     bool is_local(const pid& p) const { return rt_.is_local(p); }
@@ -208,6 +237,19 @@ private:
     bool stopping_ = false;  // under mu_
 
     std::atomic<std::uint64_t> protocol_errors_{0}, refused_{0}, overload_drops_{0};
+
+    std::shared_ptr<grant_table> grants_;
+    // Nodes whose session ended with "revoked" (our grant on them was
+    // revoked), until they are up again: calls to them fail with
+    // errc::revoked rather than nodedown. Under mu_; at most 256 entries.
+    std::map<std::string, bool> revoked_by_;
+    // The error for an operation on `node` that is not up.
+    error not_connected(const std::string& node);
+    // The capability sets of up non-cluster peers, for the send path
+    // (restricted_count_ == 0: every peer is a cluster member; no lookup).
+    mutable std::shared_mutex restricted_mu_;
+    std::unordered_map<std::string, std::shared_ptr<capability_set>> restricted_;
+    std::atomic<std::size_t> restricted_count_{0};
 };
 
 }  // namespace kith::detail

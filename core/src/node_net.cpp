@@ -57,6 +57,51 @@ void node::connect_async(const std::string& endpoint, const public_key& key, dur
     net_->dist->connect_async(endpoint, key, timeout, std::move(done));
 }
 
+result<std::string> node::connect(const grant_file& grant, duration timeout) {
+    if (!net_->dist) return no_network();
+    return net_->dist->connect(grant, timeout);
+}
+
+// --- grants and public services ----------------------------------------------
+
+result<grant_file> node::grant(const grant_spec& spec) {
+    if (!net_->dist) return no_network();
+    grant_file f;
+    f.client = keypair::generate();
+    auto e = net_->dist->grants().create(spec, f.client.pub);
+    if (!e) return e.err();
+    f.node = name();
+    f.endpoints = {endpoint()};
+    f.server_key = key();
+    f.label = spec.label;
+    f.allow = spec.allow;
+    f.rate = spec.rate;
+    f.expires = spec.expires;
+    return f;
+}
+
+std::vector<grant_info> node::grants() const {
+    return net_->dist ? net_->dist->grants().list() : std::vector<grant_info>{};
+}
+
+result<void> node::revoke_grant(const std::string& label) {
+    if (!net_->dist) return no_network();
+    return net_->dist->revoke_grant(label);
+}
+
+result<void> node::set_grant_rate(const std::string& label, rate_limit rate) {
+    if (!net_->dist) return no_network();
+    return net_->dist->grants().set_rate(label, rate);
+}
+
+void node::set_public(const std::string& svc, bool on, rate_limit rate) {
+    if (net_->dist) net_->dist->grants().set_public(svc, on, rate);
+}
+
+std::vector<std::string> node::public_services() const {
+    return net_->dist ? net_->dist->grants().public_services() : std::vector<std::string>{};
+}
+
 void node::call_async(const std::string& node, const std::string& svc, const std::string& fn, term args,
                       duration timeout, std::function<void(result<term>)> done) {
     if (node == name()) {

@@ -140,10 +140,11 @@ struct session {
 };
 
 struct command {
-    enum kind { connect, disconnect } k;
+    enum kind { connect, disconnect, end_sessions } k;
     std::string endpoint;
     public_key key;
     link_credentials creds;
+    std::string reason;  // end_sessions (`endpoint` holds the User-Id)
 };
 
 struct transport::impl {
@@ -356,7 +357,7 @@ struct transport::impl {
         items_dirty = true;
     }
 
-    void refuse_out(link& l, const std::string& reason) {
+    void refuse_out(link& l, const std::string& reason, errc code = errc::unauthorized) {
         if (l.refused) return;
         l.refused = true;
         refused_outbound++;
@@ -366,6 +367,7 @@ struct transport::impl {
         r.endpoint = l.endpoint;
         r.key = l.server_key;
         r.reason = reason;
+        r.code = code;
         call(cb.on_peer_refused, r);
     }
 
@@ -607,6 +609,32 @@ struct transport::impl {
         if (hs.node == o.node_name) {
             return bad(hs.creation == o.creation ? "connected to itself" : "peer uses our node name");
         }
+        if (!l.outbound && (l.auth.kind == trust_kind::grant || l.auth.kind == trust_kind::stranger)) {
+            // ZAP ran at the connection's start; the grant may have been
+            // revoked since (a peer that ignores our goodbye and handshakes
+            // again on the same connection is caught here).
+            authz_decision d = zap.check(l.auth.key, {});
+            bool same = l.auth.kind == trust_kind::grant
+                            ? d.verdict == authz_decision::kind::grant && "grant:" + d.label == l.auth.user_id
+                            : d.verdict == authz_decision::kind::stranger;
+            if (!same) {
+                const bool revoked = d.verdict == authz_decision::kind::revoked;
+                if (!l.reset_sent) {
+                    l.reset_sent = true;
+                    send_control(l, env_goodbye{revoked ? "revoked" : "refused: " + d.reason});
+                }
+                refused_inbound++;
+                refusal r;
+                r.inbound = true;
+                r.endpoint = l.endpoint;
+                r.key = l.auth.key;
+                r.reason = d.reason.empty() ? "refused at handshake" : d.reason;
+                r.code = revoked ? errc::revoked : errc::unauthorized;
+                call(cb.on_peer_refused, r);
+                erase_in(l);
+                return;
+            }
+        }
         l.peer = hs.node;
         l.peer_creation = hs.creation;
         l.state = lstate::established;
@@ -652,6 +680,18 @@ struct transport::impl {
         envelopes_in += envs.size();
         std::size_t i = 0;
         if (l.state != lstate::established) {
+            if (l.outbound && !envs.empty() && std::holds_alternative<env_goodbye>(envs[0])) {
+                // The server ended the link instead of answering our handshake.
+                const std::string& why = std::get<env_goodbye>(envs[0]).reason;
+                if (why == "revoked")
+                    refuse_out(l, "revoked: " + l.endpoint + " refused our grant (revoked or expired)",
+                               errc::revoked);
+                else if (why.starts_with("refused"))
+                    refuse_out(l, l.endpoint + " " + why);
+                else
+                    protocol_errors++;
+                return;
+            }
             if (envs.empty() || !std::holds_alternative<env_handshake>(envs[0])) {
                 protocol_errors++;
                 if (!l.outbound && !l.reset_sent) {
@@ -899,6 +939,10 @@ struct transport::impl {
             cs.swap(cmds);
         }
         for (auto& c : cs) {
+            if (c.k == command::end_sessions) {
+                end_sessions(c.endpoint, c.reason);
+                continue;
+            }
             auto it = std::find_if(outs.begin(), outs.end(),
                                    [&](auto& l) { return !l->doomed && l->endpoint == c.endpoint; });
             if (c.k == command::connect && it != outs.end() && !(*it)->refused && (*it)->server_key == c.key &&
@@ -935,6 +979,22 @@ struct transport::impl {
                 outs.push_back(std::move(l));
                 open_dealer(*outs.back());
             }
+        }
+    }
+
+    // See transport::end_sessions.
+    void end_sessions(const std::string& user_id, const std::string& reason) {
+        std::vector<std::string> names;
+        for (auto& [name, s] : sessions)
+            if (s.info.auth.user_id == user_id) names.push_back(name);
+        for (auto& name : names) {
+            auto it = sessions.find(name);
+            std::vector<link*> ls = std::move(it->second.links);
+            it->second.links.clear();
+            for (link* l : ls)
+                if (l->state == lstate::established) send_control(*l, env_goodbye{reason});
+            session_down(name, reason, nullptr);
+            for (link* l : ls) reset_link(*l, /*tell_peer=*/false);
         }
     }
 
@@ -1113,7 +1173,7 @@ void transport::connect(const std::string& endpoint, const public_key& server_ke
     if (impl_->stopping) return;
     {
         std::lock_guard lk(impl_->cmd_mu);
-        impl_->cmds.push_back({command::connect, endpoint, server_key, std::move(creds)});
+        impl_->cmds.push_back({command::connect, endpoint, server_key, std::move(creds), {}});
     }
     impl_->wake_pending = false;  // force a wake-up
     impl_->wake();
@@ -1123,7 +1183,17 @@ void transport::disconnect(const std::string& endpoint) {
     if (impl_->stopping) return;
     {
         std::lock_guard lk(impl_->cmd_mu);
-        impl_->cmds.push_back({command::disconnect, endpoint, {}, {}});
+        impl_->cmds.push_back({command::disconnect, endpoint, {}, {}, {}});
+    }
+    impl_->wake_pending = false;
+    impl_->wake();
+}
+
+void transport::end_sessions(const std::string& user_id, const std::string& reason) {
+    if (impl_->stopping) return;
+    {
+        std::lock_guard lk(impl_->cmd_mu);
+        impl_->cmds.push_back({command::end_sessions, user_id, {}, {}, reason});
     }
     impl_->wake_pending = false;
     impl_->wake();

@@ -92,11 +92,16 @@ struct refusal {
     std::string endpoint;                 // outbound: dialled endpoint; inbound: client IP
     std::optional<public_key> key;        // the other side's public key when known
     std::string reason;                   // human-readable, never secret
+    // Outbound: errc::revoked when the server said our grant is revoked or
+    // expired (ZAP status 300, or a goodbye "revoked" instead of its
+    // handshake); errc::unauthorized for every other refusal.
+    errc code = errc::unauthorized;
 };
 
 struct transport_callbacks {
     std::function<void(const std::string& peer, const peer_info&)> on_peer_up;
-    // reason: "shutdown" (goodbye or local stop), "timeout", "connection_closed"
+    // reason: "shutdown" (goodbye or local stop), "timeout", "connection_closed",
+    // "revoked" (goodbye "revoked": the grant we used was revoked)
     std::function<void(const std::string& peer, const std::string& reason)> on_peer_down;
     std::function<void(const refusal&)> on_peer_refused;
     // Data envelopes (handshake/heartbeat/goodbye are consumed here), in the
@@ -170,6 +175,11 @@ public:
                  link_credentials creds = link_credentials::cluster());
     // Closes the outbound link to `endpoint` (goodbye first). Thread-safe.
     void disconnect(const std::string& endpoint);
+    // Ends every session whose User-Id is `user_id` (e.g. "grant:bob"): a
+    // goodbye with `reason` on each of its links, then peer down(`reason`)
+    // here. Used when a grant is revoked; the authorizer, asked again at the
+    // next handshake, keeps the peer out. Thread-safe, asynchronous.
+    void end_sessions(const std::string& user_id, const std::string& reason);
 
     // Queues `e` for peer `peer`. Never blocks on the network. Thread-safe.
     // Returns errc::nodedown if the peer is not up, errc::overloaded (and

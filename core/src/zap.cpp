@@ -50,6 +50,12 @@ zap_outcome zap_decide(const zap_request& req, const public_key& cluster_key, co
         out.accepted = true;
         out.user_id = "stranger:" + k.z85();
         break;
+    case authz_decision::kind::revoked:
+        out.accepted = true;
+        out.revoked = true;
+        out.user_id = "grant:" + d.label;
+        out.reason = d.reason.empty() ? "grant revoked" : d.reason;
+        break;
     case authz_decision::kind::refuse:
         out.reason = d.reason.empty() ? "refused by authorizer" : d.reason;
         break;

@@ -7,6 +7,12 @@
 //   2. otherwise the authorizer hook, if any, decides:
 //        grant    -> 200, User-Id "grant:<label>"
 //        stranger -> 200, User-Id "stranger:<z85 of K>"
+//        revoked  -> 200, User-Id "grant:<label>" — a grant's key that was
+//                    revoked or has expired. ZAP cannot say "revoked" to the
+//                    client (libzmq 4.3.4 shows it only 300/400/500, and
+//                    drops a 300 silently), so the connection is admitted and
+//                    the transport answers its kith handshake with goodbye
+//                    "revoked" (the authorizer is asked again there).
 //        refuse   -> 400
 //   3. no authorizer -> 400 ("unknown key").
 // Anything malformed (wrong version, domain, mechanism, key size) -> 400.
@@ -34,7 +40,7 @@ inline constexpr std::string_view zap_domain = "kith";
 
 // What the authorizer hook answers for a key that is not the cluster key.
 struct authz_decision {
-    enum class kind { refuse, grant, stranger };
+    enum class kind { refuse, grant, stranger, revoked };
     kind verdict = kind::refuse;
     std::string label;   // grant: the grant's id / label (becomes "grant:<label>")
     std::string reason;  // refuse: why (logged and counted; never secret)
@@ -42,6 +48,9 @@ struct authz_decision {
     static authz_decision refuse(std::string why = "unknown key") { return {kind::refuse, {}, std::move(why)}; }
     static authz_decision grant(std::string label) { return {kind::grant, std::move(label), {}}; }
     static authz_decision stranger() { return {kind::stranger, {}, {}}; }
+    static authz_decision revoked(std::string label, std::string why) {
+        return {kind::revoked, std::move(label), std::move(why)};
+    }
 };
 
 // Called on the I/O thread during a handshake; must be quick and must not
@@ -57,6 +66,7 @@ struct zap_request {
 // Outcome of one request, reported to the transport for counting/logging.
 struct zap_outcome {
     bool accepted = false;
+    bool revoked = false;                // admitted only to be told "revoked" at its handshake
     std::string user_id;                 // when accepted
     std::string reason;                  // when refused
     std::string address;                 // client IP
@@ -73,6 +83,23 @@ public:
     void set_authorizer(authorizer a) {
         std::lock_guard lk(mu_);
         authz_ = std::make_shared<authorizer>(std::move(a));
+    }
+
+    // The authorizer's verdict on `client` now (refuse if there is none).
+    // The transport asks again when a granted or stranger connection
+    // handshakes, so a grant revoked since its ZAP round is caught.
+    authz_decision check(const public_key& client, std::string_view address) {
+        std::shared_ptr<authorizer> a;
+        {
+            std::lock_guard lk(mu_);
+            a = authz_;
+        }
+        if (!a || !*a) return authz_decision::refuse();
+        try {
+            return (*a)(client, address);
+        } catch (...) {
+            return authz_decision::refuse("authorizer failed");
+        }
     }
 
     // Receives one request from the REP socket `rep` (ready for reading),

@@ -41,13 +41,17 @@
 namespace kith {
 
 // A token bucket: `per_second` tokens refill each second up to `burst`.
-// Every call, cast, spawn and send under the grant takes one token; without
-// a token the operation is refused with errc::rate_limited.
+// Every call, cast, spawn, send, request, monitor, link and linked exit
+// under the grant takes one token; without a token the operation is refused
+// with errc::rate_limited (calls, spawns and requests are answered with it;
+// casts and sends, which have no answer, are dropped and counted in
+// grant_info::rate_limited). The bucket starts full.
 // per_second <= 0 means unlimited.
 struct rate_limit {
     double per_second = 10;
     double burst = 20;
-    // "10/s" or "10/s,burst=20"; errc::badarg with the reason otherwise.
+    // "10/s", "10/s,burst=20" or "unlimited"; without burst= the burst is
+    // twice the rate (at least 1). errc::badarg with the reason otherwise.
     static result<rate_limit> parse(std::string_view text);
     std::string to_string() const;
     friend bool operator==(const rate_limit&, const rate_limit&) = default;
@@ -57,7 +61,11 @@ struct rate_limit {
 // types). An empty list allows the whole service.
 using grant_scope = std::map<std::string, std::vector<std::string>>;
 // "kvs,echo:echo,demo:rpc_server" -> {kvs: [], echo: [echo], demo: [rpc_server]}.
+// Names are 1-64 of [A-Za-z0-9._-]; "kvs" together with "kvs:store" means the
+// whole of kvs. errc::badarg with the reason otherwise (also for "").
 result<grant_scope> parse_grant_scope(std::string_view text);
+// The inverse: "demo:rpc_server,echo:echo,kvs" (sorted by service).
+std::string format_grant_scope(const grant_scope& scope);
 
 struct grant_spec {
     // Unique on the node: 1-64 of [A-Za-z0-9._-]. errc::badarg otherwise or

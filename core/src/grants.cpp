@@ -1,0 +1,328 @@
+// grants.cpp — the value types of kith/grants.hpp: rate limits, scopes, grant
+// rows and grant files (format: docs/protocol.md, "Grant files").
+#include "kith/grants.hpp"
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <set>
+
+#include "grants_io.hpp"
+
+namespace kith {
+
+namespace {
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+    return s;
+}
+
+std::optional<double> parse_number(std::string_view s) {
+    if (s.empty() || s.size() > 32) return std::nullopt;
+    for (char c : s)
+        if (!((c >= '0' && c <= '9') || c == '.')) return std::nullopt;
+    std::string z(s);
+    char* end = nullptr;
+    double v = std::strtod(z.c_str(), &end);
+    if (end != z.c_str() + z.size() || !std::isfinite(v)) return std::nullopt;
+    return v;
+}
+
+std::string number_text(double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.15g", v);
+    return buf;
+}
+
+}  // namespace
+
+// ---- rate_limit ------------------------------------------------------------------
+
+result<rate_limit> rate_limit::parse(std::string_view text) {
+    auto bad = [&](const std::string& why) {
+        return error{errc::badarg, "bad rate \"" + std::string(text) + "\": " + why +
+                                       " (expected e.g. \"10/s\", \"10/s,burst=20\" or \"unlimited\")"};
+    };
+    std::string_view t = trim(text);
+    if (t == "unlimited") return rate_limit{0, 0};
+    std::string_view head = t, tail;
+    if (auto comma = t.find(','); comma != std::string_view::npos) {
+        head = trim(t.substr(0, comma));
+        tail = trim(t.substr(comma + 1));
+        if (!tail.starts_with("burst=")) return bad("after the comma only burst=N is allowed");
+        tail.remove_prefix(6);
+    }
+    if (!head.ends_with("/s")) return bad("the rate must end in /s");
+    head.remove_suffix(2);
+    auto per = parse_number(head);
+    if (!per) return bad("\"" + std::string(head) + "\" is not a number");
+    if (*per <= 0) return bad("the rate must be positive (or \"unlimited\")");
+    if (*per > 1e9) return bad("the rate is too large");
+    rate_limit r;
+    r.per_second = *per;
+    r.burst = std::max(1.0, std::ceil(2 * *per));
+    if (!tail.empty() || t.find(',') != std::string_view::npos) {
+        auto b = parse_number(tail);
+        if (!b) return bad("burst \"" + std::string(tail) + "\" is not a number");
+        if (*b < 1) return bad("the burst must be at least 1");
+        if (*b > 1e9) return bad("the burst is too large");
+        r.burst = *b;
+    }
+    return r;
+}
+
+std::string rate_limit::to_string() const {
+    if (per_second <= 0) return "unlimited";
+    return number_text(per_second) + "/s,burst=" + number_text(burst);
+}
+
+// ---- scopes ------------------------------------------------------------------------
+
+result<grant_scope> parse_grant_scope(std::string_view text) {
+    auto bad = [&](const std::string& why) {
+        return error{errc::badarg, "bad scope \"" + std::string(text) + "\": " + why +
+                                       " (expected e.g. \"kvs,echo:echo,demo:rpc_server\")"};
+    };
+    grant_scope out;
+    std::set<std::string> whole;  // services allowed entirely
+    std::string_view t = trim(text);
+    if (t.empty()) return bad("it is empty");
+    for (bool more = true; more;) {
+        auto comma = t.find(',');
+        std::string_view item = trim(t.substr(0, comma));
+        more = comma != std::string_view::npos;
+        t = more ? t.substr(comma + 1) : std::string_view{};
+        if (item.empty()) return bad("an empty item");
+        std::string_view svc = item, name;
+        if (auto colon = item.find(':'); colon != std::string_view::npos) {
+            svc = item.substr(0, colon);
+            name = item.substr(colon + 1);
+            if (!detail::valid_grant_name(name))
+                return bad("\"" + std::string(name) + "\" is not a valid name (1-64 of A-Z a-z 0-9 . _ -)");
+        }
+        if (!detail::valid_grant_name(svc))
+            return bad("\"" + std::string(svc) + "\" is not a valid service name (1-64 of A-Z a-z 0-9 . _ -)");
+        auto& names = out[std::string(svc)];
+        if (name.empty()) {
+            whole.insert(std::string(svc));
+        } else if (std::find(names.begin(), names.end(), name) == names.end()) {
+            names.emplace_back(name);
+        }
+    }
+    for (auto& s : whole) out[s].clear();  // "kvs" and "kvs:store": the whole service
+    return out;
+}
+
+std::string format_grant_scope(const grant_scope& scope) {
+    std::string out;
+    for (auto& [svc, names] : scope) {
+        if (names.empty()) {
+            if (!out.empty()) out += ',';
+            out += svc;
+        }
+        for (auto& n : names) {
+            if (!out.empty()) out += ',';
+            out += svc + ":" + n;
+        }
+    }
+    return out;
+}
+
+// ---- grant_info ----------------------------------------------------------------------
+
+term grant_info::to_term() const {
+    term_map allow_map;
+    for (auto& [svc, names] : allow) allow_map.emplace_back(svc, term(term_array(names.begin(), names.end())));
+    return map_of({{"label", label},
+                   {"allow", term(std::move(allow_map))},
+                   {"scope", format_grant_scope(allow)},
+                   {"rate", rate.to_string()},
+                   {"expires", expires ? term(detail::format_utc(*expires)) : term()},
+                   {"created", detail::format_utc(created)},
+                   {"fingerprint", fingerprint},
+                   {"revoked", revoked},
+                   {"expired", expired},
+                   {"connected", connected},
+                   {"accepted", accepted},
+                   {"refused", refused},
+                   {"rate_limited", rate_limited}});
+}
+
+// ---- grant_file ----------------------------------------------------------------------
+
+namespace {
+constexpr std::string_view file_magic = "kith-grant";
+constexpr std::size_t max_grant_file = 64 * 1024;
+constexpr std::size_t max_endpoints = 16;
+}  // namespace
+
+std::string grant_file::to_text() const {
+    std::string body;
+    body += "# kith grant file: a key to the kith node " + node + ".\n";
+    body += "# It holds a secret key: keep it private (mode 0600). Format: kith docs/protocol.md, \"Grant files\".\n";
+    body += std::string(file_magic) + " " + std::to_string(version) + "\n";
+    body += "node: " + node + "\n";
+    for (auto& e : endpoints) body += "endpoint: " + e + "\n";
+    body += "server-key: " + server_key.z85() + "\n";
+    body += "client-public-key: " + client.pub.z85() + "\n";
+    body += "client-secret-key: " + client.sec.z85_secret() + "\n";
+    body += "label: " + label + "\n";
+    body += "allow: " + format_grant_scope(allow) + "\n";
+    body += "rate: " + rate.to_string() + "\n";
+    body += "expires: " + (expires ? detail::format_utc(*expires) : std::string("never")) + "\n";
+    std::string sum = detail::checksum_hex(body);
+    body += "checksum: " + sum + "\n";
+    return body;
+}
+
+result<grant_file> grant_file::parse(std::string_view text) {
+    auto bad = [](const std::string& why) { return error{errc::decode, "bad grant file: " + why}; };
+    if (text.size() > max_grant_file) return bad("larger than 64 KiB; not a grant file");
+    if (trim(text).empty()) return bad("the file is empty");
+    // Lines; the last one may lack its newline (then the file was cut).
+    std::vector<std::string_view> lines;
+    std::vector<std::size_t> ends;  // offset just after each line's '\n'
+    for (std::size_t pos = 0; pos < text.size();) {
+        auto nl = text.find('\n', pos);
+        if (nl == std::string_view::npos) {
+            lines.push_back(text.substr(pos));
+            ends.push_back(std::string_view::npos);
+            break;
+        }
+        lines.push_back(text.substr(pos, nl - pos));
+        ends.push_back(nl + 1);
+        pos = nl + 1;
+    }
+    // 1. The header: "kith-grant <version>".
+    std::size_t i = 0;
+    while (i < lines.size() && (trim(lines[i]).empty() || trim(lines[i]).starts_with("#"))) ++i;
+    if (i == lines.size()) return bad("no \"kith-grant 1\" header line; not a grant file");
+    {
+        std::string_view h = trim(lines[i]);
+        if (!h.starts_with(file_magic) || (h.size() > file_magic.size() && h[file_magic.size()] != ' '))
+            return bad("the first line is not \"kith-grant <version>\"; not a kith grant file");
+        std::string_view v = trim(h.substr(file_magic.size()));
+        auto n = parse_number(v);
+        if (!n || *n != std::floor(*n)) return bad("the version \"" + std::string(v) + "\" is not a number");
+        if (*n != current_version)
+            return bad("version " + std::string(v) + " is not supported (this kith reads version " +
+                       std::to_string(current_version) + "); get a grant file made by a matching kith");
+    }
+    // 2. It must end with a complete checksum line, else it was cut short.
+    std::size_t last = lines.size();
+    while (last > i + 1 && trim(lines[last - 1]).empty() && ends[last - 1] != std::string_view::npos) --last;
+    if (last <= i + 1 || !trim(lines[last - 1]).starts_with("checksum:"))
+        return bad("truncated: it does not end with its \"checksum:\" line");
+    std::string_view sum_line = trim(lines[last - 1]);
+    std::string_view sum = trim(sum_line.substr(9));
+    if (sum.size() != 32 || ends[last - 1] == std::string_view::npos)
+        return bad("truncated: the checksum line is incomplete");
+    std::string_view covered = text.substr(0, last - 1 == 0 ? 0 : ends[last - 2]);
+
+    // 3. The fields.
+    grant_file g;
+    g.version = current_version;
+    std::set<std::string> seen;
+    std::optional<std::string> client_pub, client_sec;
+    bool has_server_key = false, has_rate = false, has_allow = false;
+    for (std::size_t k = i + 1; k + 1 < last; ++k) {
+        std::string_view line = trim(lines[k]);
+        if (line.empty() || line.starts_with("#")) continue;
+        auto colon = line.find(':');
+        if (colon == std::string_view::npos)
+            return bad("line " + std::to_string(k + 1) + " is not \"field: value\"");
+        std::string field(trim(line.substr(0, colon)));
+        std::string_view value = trim(line.substr(colon + 1));
+        if (field != "endpoint" && !seen.insert(field).second)
+            return bad("field \"" + field + "\" appears twice");
+        if (field == "node") {
+            if (value.empty() || value.size() > 255 || value.find('@') == std::string_view::npos)
+                return bad("node \"" + std::string(value) + "\" is not a node name (name@host)");
+            g.node = value;
+        } else if (field == "endpoint") {
+            if (!value.starts_with("tcp://") || value.size() > 255)
+                return bad("endpoint \"" + std::string(value) + "\" is not a tcp:// endpoint");
+            if (g.endpoints.size() >= max_endpoints) return bad("more than 16 endpoints");
+            g.endpoints.emplace_back(value);
+        } else if (field == "server-key") {
+            auto k2 = public_key::from_z85(value);
+            if (!k2) return bad("bad key: server-key is not a 40-character Z85 CURVE public key");
+            g.server_key = *k2;
+            has_server_key = true;
+        } else if (field == "client-public-key") {
+            client_pub = std::string(value);
+        } else if (field == "client-secret-key") {
+            client_sec = std::string(value);
+        } else if (field == "label") {
+            if (!detail::valid_grant_name(value))
+                return bad("label \"" + std::string(value) + "\" is not 1-64 of A-Z a-z 0-9 . _ -");
+            g.label = value;
+        } else if (field == "allow") {
+            auto s = parse_grant_scope(value);
+            if (!s) return bad("allow: " + s.err().detail);
+            g.allow = std::move(*s);
+            has_allow = true;
+        } else if (field == "rate") {
+            auto r = rate_limit::parse(value);
+            if (!r) return bad("rate: " + r.err().detail);
+            g.rate = *r;
+            has_rate = true;
+        } else if (field == "expires") {
+            if (value != "never") {
+                auto t = detail::parse_utc(value);
+                if (!t) return bad("expires \"" + std::string(value) + "\" is not \"never\" or YYYY-MM-DDTHH:MM:SSZ");
+                g.expires = *t;
+            }
+        } else {
+            return bad("unknown field \"" + field + "\" (line " + std::to_string(k + 1) + ")");
+        }
+    }
+    for (const char* f : {"node", "server-key", "client-public-key", "client-secret-key", "label", "allow", "rate",
+                          "expires"})
+        if (!seen.count(f)) return bad("the field \"" + std::string(f) + "\" is missing");
+    if (g.endpoints.empty()) return bad("no \"endpoint:\" line (where to dial the node)");
+    (void)has_server_key;
+    (void)has_rate;
+    (void)has_allow;
+    auto pub = public_key::from_z85(*client_pub);
+    if (!pub) return bad("bad key: client-public-key is not a 40-character Z85 CURVE public key");
+    auto sec = secret_key::from_z85(*client_sec);
+    sodium_memzero(client_sec->data(), client_sec->size());
+    if (!sec) return bad("bad key: client-secret-key is not a 40-character Z85 CURVE secret key");
+    public_key derived;
+    if (sodium_init() < 0) return bad("libsodium failed to initialise");
+    crypto_scalarmult_base(derived.bytes.data(), sec->bytes().data());
+    if (derived != *pub) return bad("bad key: client-public-key does not belong to client-secret-key");
+    g.client.pub = *pub;
+    g.client.sec = *sec;
+    // 4. Last, the checksum (so a field that is wrong is named above).
+    if (detail::checksum_hex(covered) != sum)
+        return bad("checksum mismatch: the file was changed or damaged after it was issued (ask for a new one)");
+    return g;
+}
+
+result<grant_file> grant_file::load(const std::filesystem::path& file) {
+    auto text = detail::read_small_file(file, max_grant_file);
+    if (!text) {
+        if (text.code() == errc::decode) return error{errc::decode, "bad grant file: " + text.err().detail};
+        return error{errc::decode, "cannot read grant file: " + text.err().detail};
+    }
+    auto r = parse(*text);
+    sodium_memzero(text->data(), text->size());
+    if (!r) return error{errc::decode, file.string() + ": " + r.err().detail};
+    return r;
+}
+
+result<void> grant_file::save(const std::filesystem::path& file) const {
+    std::string text = to_text();
+    auto r = detail::write_file_atomic(file, text, 0600);
+    sodium_memzero(text.data(), text.size());
+    return r;
+}
+
+}  // namespace kith

@@ -1,0 +1,272 @@
+// Grants without the network: rate and scope parsing, the grant file format
+// (and its rejection of malformed, truncated, wrong-version, bad-key and
+// tampered files, each with a specific message), the grant table's file,
+// token buckets and capability sets.
+#include <sys/stat.h>
+
+#include <fstream>
+#include <thread>
+
+#include "../transport/tmpdir.hpp"
+#include "grants_table.hpp"
+#include "kith/grants.hpp"
+#include "kith_catch.hpp"
+
+using namespace kith;
+using namespace std::chrono_literals;
+
+namespace {
+
+grant_file sample() {
+    grant_file g;
+    g.node = "alice@pi1";
+    g.endpoints = {"tcp://192.0.2.7:4370", "tcp://127.0.0.1:4370"};
+    g.server_key = keypair::generate().pub;
+    g.client = keypair::generate();
+    g.label = "bob";
+    g.allow = {{"kvs", {}}, {"echo", {"echo"}}};
+    g.rate = {10, 20};
+    g.expires = std::chrono::sys_days{std::chrono::year{2030} / 1 / 2} + 3h;
+    return g;
+}
+
+std::string replace(std::string s, const std::string& from, const std::string& to) {
+    auto p = s.find(from);
+    REQUIRE(p != std::string::npos);
+    return s.replace(p, from.size(), to);
+}
+
+std::string parse_error(const std::string& text) {
+    auto r = grant_file::parse(text);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.code() == errc::decode);
+    return r.err().detail;
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("grants: rate_limit parse and print", "[grants]") {
+    auto r = rate_limit::parse("10/s");
+    REQUIRE(r.ok());
+    CHECK(r->per_second == 10);
+    CHECK(r->burst == 20);  // twice the rate by default
+    r = rate_limit::parse("10/s,burst=5");
+    REQUIRE(r.ok());
+    CHECK(*r == rate_limit{10, 5});
+    CHECK(r->to_string() == "10/s,burst=5");
+    CHECK(rate_limit::parse(r->to_string()).value() == *r);
+    CHECK(rate_limit::parse("0.5/s").value() == rate_limit{0.5, 1});
+    CHECK(rate_limit::parse("unlimited").value().per_second == 0);
+    CHECK(rate_limit{0, 0}.to_string() == "unlimited");
+    for (const char* bad : {"", "10", "10/m", "-1/s", "0/s", "x/s", "10/s,burst=0", "10/s,bust=3", "10/s,burst=",
+                            "1e99/s"}) {
+        auto b = rate_limit::parse(bad);
+        INFO(bad);
+        CHECK(b.code() == errc::badarg);
+        CHECK(contains(b.err().detail, "bad rate"));
+    }
+}
+
+TEST_CASE("grants: scope parse and print", "[grants]") {
+    auto s = parse_grant_scope("kvs,echo:echo,demo:rpc_server");
+    REQUIRE(s.ok());
+    CHECK(*s == grant_scope{{"kvs", {}}, {"echo", {"echo"}}, {"demo", {"rpc_server"}}});
+    CHECK(format_grant_scope(*s) == "demo:rpc_server,echo:echo,kvs");
+    CHECK(parse_grant_scope(format_grant_scope(*s)).value() == *s);
+    // Several names of one service; the whole service wins over names.
+    CHECK(parse_grant_scope("kvs:store, kvs:lookup").value() == grant_scope{{"kvs", {"store", "lookup"}}});
+    CHECK(parse_grant_scope("kvs:store,kvs").value() == grant_scope{{"kvs", {}}});
+    for (const char* bad : {"", ",", "kvs,", "kvs:", ":store", "k v", "kvs:a:b", "kvs;rm -rf"}) {
+        auto b = parse_grant_scope(bad);
+        INFO(bad);
+        CHECK(b.code() == errc::badarg);
+    }
+}
+
+TEST_CASE("grants: a grant file round-trips and is readable", "[grants]") {
+    grant_file g = sample();
+    std::string text = g.to_text();
+    CHECK(contains(text, "kith-grant 1\n"));
+    CHECK(contains(text, "node: alice@pi1\n"));
+    CHECK(contains(text, "allow: echo:echo,kvs\n"));
+    CHECK(contains(text, "rate: 10/s,burst=20\n"));
+    CHECK(contains(text, "expires: 2030-01-02T03:00:00Z\n"));
+    auto r = grant_file::parse(text);
+    REQUIRE(r.ok());
+    CHECK(r->node == g.node);
+    CHECK(r->endpoints == g.endpoints);
+    CHECK(r->server_key == g.server_key);
+    CHECK(r->client.pub == g.client.pub);
+    CHECK(r->client.sec.bytes() == g.client.sec.bytes());
+    CHECK(r->label == "bob");
+    CHECK(r->allow == g.allow);
+    CHECK(r->rate == g.rate);
+    CHECK(r->expires == g.expires);
+    g.expires.reset();
+    CHECK(grant_file::parse(g.to_text()).value().expires == std::nullopt);
+
+    temp_dir tmp;
+    auto file = tmp.path / "bob.grant";
+    REQUIRE(g.save(file).ok());
+    struct stat st{};
+    REQUIRE(::stat(file.c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);
+    auto loaded = grant_file::load(file);
+    REQUIRE(loaded.ok());
+    CHECK(loaded->client.pub == g.client.pub);
+    auto missing = grant_file::load(tmp.path / "nope.grant");
+    CHECK(missing.code() == errc::decode);
+    CHECK(contains(missing.err().detail, "cannot read"));
+}
+
+TEST_CASE("grants: malformed grant files are rejected with a specific message", "[grants]") {
+    const std::string text = sample().to_text();
+    // truncated, anywhere
+    for (std::size_t cut : {text.size() / 3, text.size() / 2, text.size() - 10, text.size() - 1}) {
+        INFO("cut at " << cut);
+        CHECK(contains(parse_error(text.substr(0, cut)), "truncated"));
+    }
+    CHECK(contains(parse_error(""), "empty"));
+    CHECK(contains(parse_error("hello\nworld\n"), "not a kith grant file"));
+    // wrong version
+    CHECK(contains(parse_error(replace(text, "kith-grant 1", "kith-grant 2")), "version 2 is not supported"));
+    // bad keys
+    auto e = parse_error(replace(text, "server-key: ", "server-key: abc"));
+    CHECK(contains(e, "bad key"));
+    CHECK(contains(e, "server-key"));
+    grant_file other = sample();
+    std::string sec_line = "client-secret-key: " + other.client.sec.z85_secret();
+    auto p = text.find("client-secret-key: ");
+    std::string swapped = text.substr(0, p) + sec_line + text.substr(text.find('\n', p));
+    CHECK(contains(parse_error(swapped), "client-public-key does not belong to client-secret-key"));
+    // tampered: a valid edit that widens the scope
+    e = parse_error(replace(text, "allow: echo:echo,kvs", "allow: echo,kvs"));
+    CHECK(contains(e, "checksum mismatch"));
+    // other damage
+    CHECK(contains(parse_error(replace(text, "rate: 10/s", "rate: fast")), "rate"));
+    CHECK(contains(parse_error(replace(text, "label: bob", "label: b o b")), "label"));
+    CHECK(contains(parse_error(replace(text, "node: alice@pi1\n", "")), "\"node\" is missing"));
+    CHECK(contains(parse_error(replace(text, "label: bob\n", "label: bob\ncolour: blue\n")), "unknown field"));
+    CHECK(contains(parse_error(replace(text, "label: bob\n", "label: bob\nlabel: eve\n")), "twice"));
+    CHECK(contains(parse_error(std::string(70000, 'x')), "64 KiB"));
+}
+
+TEST_CASE("grants: the grant table file round-trips and detects damage", "[grants]") {
+    temp_dir tmp;
+    auto file = tmp.path / "grants";
+    {
+        detail::grant_table t(file);
+        CHECK(t.list().empty());
+        grant_spec s;
+        s.label = "bob";
+        s.allow = {{"kvs", {}}};
+        s.rate = {10, 20};
+        REQUIRE(t.create(s, keypair::generate().pub).ok());
+        s.label = "carol";
+        s.allow = {{"echo", {"echo"}}};
+        s.expires = std::chrono::sys_days{std::chrono::year{2031} / 5 / 6};
+        REQUIRE(t.create(s, keypair::generate().pub).ok());
+        CHECK(t.create(s, keypair::generate().pub).code() == errc::badarg);  // duplicate label
+        s.label = "bad label";
+        CHECK(t.create(s, keypair::generate().pub).code() == errc::badarg);
+        s.label = "empty";
+        s.allow = {};
+        CHECK(t.create(s, keypair::generate().pub).code() == errc::badarg);
+        REQUIRE(t.revoke("carol").ok());
+        CHECK(t.revoke("nobody").code() == errc::badarg);
+        REQUIRE(t.set_rate("bob", {5, 7}).ok());
+    }
+    struct stat st{};
+    REQUIRE(::stat(file.c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);
+    detail::grant_table t(file);
+    auto rows = t.list();
+    REQUIRE(rows.size() == 2);
+    CHECK(rows[0].label == "bob");
+    CHECK(rows[0].rate == rate_limit{5, 7});
+    CHECK_FALSE(rows[0].revoked);
+    CHECK(rows[1].label == "carol");
+    CHECK(rows[1].revoked);
+    CHECK(rows[1].expires.has_value());
+    CHECK(rows[1].to_term().lookup(term("revoked"))->get_if<bool>() != nullptr);
+
+    std::ifstream in(file);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    CHECK(contains(text, "kith-grants 1\n"));
+    CHECK(detail::grant_table::parse(text).ok());
+    CHECK_FALSE(detail::grant_table::parse(text.substr(0, text.size() / 2)).ok());
+    auto tampered = detail::grant_table::parse(replace(text, "allow=kvs", "allow=kvs,echo"));
+    REQUIRE_FALSE(tampered.ok());
+    CHECK(contains(tampered.err().detail, "checksum mismatch"));
+    // A damaged table stops the node from starting, with the file's name.
+    {
+        std::ofstream o(file, std::ios::trunc);
+        o << text.substr(0, text.size() - 20);
+    }
+    std::string what;
+    try {
+        detail::grant_table damaged(file);
+    } catch (const setup_error& e) {
+        what = e.what();
+    }
+    CHECK(contains(what, file.string()));
+    CHECK(contains(what, "damaged"));
+}
+
+TEST_CASE("grants: token bucket and capability set", "[grants]") {
+    detail::token_bucket b(rate_limit{10, 20});
+    auto t0 = detail::token_bucket::clock::now();
+    int taken = 0;
+    for (int i = 0; i < 100; ++i) taken += b.take(t0);
+    CHECK(taken == 20);  // the burst
+    CHECK(b.take(t0 + 100ms));   // one token per 100 ms at 10/s
+    CHECK_FALSE(b.take(t0 + 150ms));
+    taken = 0;
+    for (int i = 0; i < 100; ++i) taken += b.take(t0 + 10s);
+    CHECK(taken == 20);  // never more than the burst
+    detail::token_bucket unlimited(rate_limit{0, 0});
+    for (int i = 0; i < 1000; ++i) REQUIRE(unlimited.take(t0));
+
+    detail::capability_set caps(3);
+    caps.add(1);
+    caps.add(2);
+    caps.add(2);
+    caps.add(3);
+    CHECK(caps.contains(1));
+    caps.add(4);  // full: the oldest goes
+    CHECK_FALSE(caps.contains(1));
+    CHECK(caps.contains(4));
+    CHECK(caps.size() == 3);
+    CHECK(caps.evicted() == 1);
+}
+
+TEST_CASE("grants: two writers of one table file (a node and a CLI) merge, and revocations cross over",
+          "[grants]") {
+    temp_dir tmp;
+    auto file = tmp.path / "grants";
+    detail::grant_table node_side(file), cli_side(file);
+    grant_spec s;
+    s.label = "bob";
+    s.allow = {{"kvs", {}}};
+    auto bob = node_side.create(s, keypair::generate().pub);
+    REQUIRE(bob.ok());
+    s.label = "carol";
+    REQUIRE(cli_side.create(s, keypair::generate().pub).ok());  // merges bob first
+    REQUIRE(cli_side.find("bob"));
+    REQUIRE(cli_side.revoke("bob").ok());
+    CHECK_FALSE((*bob)->revoked.load());
+    node_side.refresh(true);  // the node re-reads the changed file
+    CHECK((*bob)->revoked.load());
+    REQUIRE(node_side.find("carol"));
+    s.label = "dave";
+    REQUIRE(node_side.create(s, keypair::generate().pub).ok());
+    detail::grant_table fresh(file);
+    auto rows = fresh.list();
+    REQUIRE(rows.size() == 3);
+    CHECK(rows[0].label == "bob");
+    CHECK(rows[0].revoked);
+    CHECK(rows[1].label == "carol");
+    CHECK(rows[2].label == "dave");
+}
