@@ -154,6 +154,7 @@ client::client(const args& a, bool auto_connect) {
     o.workers = 1;
     o.net.listen = "tcp://127.0.0.1:0";
     o.net.hidden = true;
+    o.net.log = [](const std::string&) {};  // failures come back as values
     if (a.has("--cookie")) o.net.cookie = a.get("--cookie");
     if (a.has("--key-dir")) o.net.key_dir = a.get("--key-dir");
     key_dir_ = o.net.key_dir.empty() ? default_key_dir() : o.net.key_dir;

@@ -69,6 +69,7 @@ public:
         o.workers = 1;
         o.net.listen = "tcp://127.0.0.1:0";
         o.net.hidden = true;
+        o.net.log = [](const std::string&) {};  // failures come back as values
         if (a.has("--cookie")) o.net.cookie = a.get("--cookie");
         if (a.has("--key-dir")) o.net.key_dir = a.get("--key-dir");
         std::filesystem::path dir = o.net.key_dir.empty() ? default_key_dir() : o.net.key_dir;
@@ -84,6 +85,10 @@ public:
                 remote_ = *r;
                 return;
             }
+            if (r.code() != errc::timeout)  // something is there, and it refused us
+                fail("the node at 127.0.0.1:" + std::to_string(port) +
+                         " refused us (is it started with another --cookie? pass the same one)",
+                     r.err());
             client_->stop();
             client_.reset();
         }

@@ -99,8 +99,8 @@ dist::dist(node_impl& rt, const net_options& opts, std::shared_ptr<service_table
         on_envelopes(p, a, std::move(es));
     };
     // Counted by the transport; said once per peer and reason kind here.
-    cb.on_decode_error = [](const std::string& peer, const error& e) {
-        std::fprintf(stderr, "kith: dropped a malformed frame from %s: %s\n", peer.c_str(), e.detail.c_str());
+    cb.on_decode_error = [this](const std::string& peer, const error& e) {
+        diag("dropped a malformed frame from " + peer + ": " + e.detail);
     };
     tr_ = std::make_unique<transport>(std::move(to), std::move(cb));
     // Keys other than the cluster key: a live grant, a revoked or expired
@@ -342,9 +342,23 @@ void dist::on_down(const std::string& peer, const std::string& reason) {
     emit(ev);
 }
 
+void dist::diag(const std::string& line) {
+    {
+        // A token bucket: 20 lines a second at most, so a hostile peer
+        // cannot flood the log.
+        std::lock_guard lk(diag_mu_);
+        auto now = clock::now();
+        diag_tokens_ = std::min(20.0, diag_tokens_ + std::chrono::duration<double>(now - diag_last_).count() * 20.0);
+        diag_last_ = now;
+        if (diag_tokens_ < 1.0) return;
+        diag_tokens_ -= 1.0;
+    }
+    if (opts_.log) opts_.log(line);
+    else std::fprintf(stderr, "kith: %s\n", line.c_str());
+}
+
 void dist::on_refused(const refusal& r) {
-    std::fprintf(stderr, "kith: %s %s refused: %s\n", r.inbound ? "connection from" : "connection to",
-                 r.endpoint.c_str(), r.reason.c_str());
+    diag(std::string(r.inbound ? "connection from " : "connection to ") + r.endpoint + " refused: " + r.reason);
     if (r.inbound) return;
     settled st;
     {
@@ -800,8 +814,7 @@ bool dist::admit(const std::string& peer, const peer_auth& auth, const principal
 void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, proc_ref& target) {
     auto bad = [&](const char* why) {
         protocol_errors_.fetch_add(1, std::memory_order_relaxed);
-        std::fprintf(stderr, "kith: refused %s envelope from %s: %s\n", std::string(kind_name(e)).c_str(),
-                     peer.c_str(), why);
+        diag("refused " + std::string(kind_name(e)) + " envelope from " + peer + ": " + why);
     };
     const bool cluster = auth.kind == trust_kind::cluster;
     // Envelopes from non-cluster peers were admitted by admit() (scope,

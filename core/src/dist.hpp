@@ -132,6 +132,12 @@ public:
     bool exit(const pid& from, const pid& to, const term& reason, bool linked) override;
 
 private:
+    // One diagnostic line to opts_.log (or stderr), rate-limited.
+    void diag(const std::string& line);
+    std::mutex diag_mu_;
+    double diag_tokens_ = 20.0;
+    clock::time_point diag_last_{};
+
     struct pending {
         std::string node;
         clock::time_point deadline;

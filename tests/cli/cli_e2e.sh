@@ -124,7 +124,7 @@ printf '%s' "$out" | grep -q "usage: kith call" || fail "call --help: $out"
 
 # --- grants: Alice (gandalf) lets Bob use kvs, nothing else -------------------
 GP=$(port_of gandalf)
-A=(--key-dir "$T/gandalf" --port "$GP")
+A=(--key-dir "$T/gandalf" --port "$GP" --cookie c1)
 run "grant create" 0 grant create bob --services kvs --rate 50/s --expires 1h --out "$T/bob.grant" "${A[@]}"
 [ "$(stat -c %a "$T/bob.grant")" = 600 ] || fail "grant file mode $(stat -c %a "$T/bob.grant")"
 B=(--grant "$T/bob.grant" --cookie bobs-own "${NET[@]}")

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -42,6 +43,12 @@ struct net_options {
     std::size_t max_queue_bytes = 8u << 20;
     // A hidden node (e.g. a short-lived CLI) is not listed by others' nodes().
     bool hidden = false;
+    // Diagnostics of the distribution layer (refused connections, malformed
+    // or refused envelopes), one line each without a trailing newline; never
+    // secrets. Called on kith threads; keep it short. At most 20 lines a
+    // second reach it (the rest are counted in net_counters only). Unset:
+    // written to stderr as "kith: <line>".
+    std::function<void(const std::string&)> log;
 };
 
 // How much a connected node is trusted (see docs/security.md).
