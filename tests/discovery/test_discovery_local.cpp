@@ -248,7 +248,10 @@ TEST_CASE("discovery: an impersonator never gets a member's name") {
 }
 
 TEST_CASE("discovery: setup errors for a node without network and an unknown interface") {
-    node local({.name = "plain@host", .workers = 1});
+    node_options lo;
+    lo.name = "plain@host";
+    lo.workers = 1;
+    node local(lo);
     CHECK_THROWS_AS(discovery(local), setup_error);
     test_node a("a@host", cookie_a);
     auto o = local_opts(free_udp_port());
