@@ -360,10 +360,16 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
         // announce
         if (it != seen.end()) {
             entry& e = it->second;
+            if (!cluster && e.cluster) {
+                // A stranger never takes a member's name, nor downgrades its
+                // entry (not even with the member's own public key).
+                ++c.key_conflicts;
+                return;
+            }
             if (e.info.key != b.key) {
                 // The name is pinned to the first key while that node is
-                // connected, and a stranger never takes a member's name.
-                if (connected || (!cluster && e.cluster)) {
+                // connected.
+                if (connected) {
                     ++c.key_conflicts;
                     return;
                 }
@@ -371,7 +377,7 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
                     // a member restarted with another key: start afresh
                     seen.erase(it);
                     it = seen.end();
-                } else if (!e.cluster && !cluster) {
+                } else if (!cluster) {
                     ++c.key_conflicts;  // two strangers: the first keeps the name until it expires
                     return;
                 } else {
