@@ -137,6 +137,7 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
     std::map<std::string, entry> seen;
     discovery_counters c;
 
+    static constexpr std::size_t max_seen = 4096;  // strangers beyond are not listed
     // The broadcast destinations of the last enumeration.
     std::set<std::uint32_t> bcast;
     double tokens = 0;
@@ -321,7 +322,7 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
         if (b.type == beacon_type::query) {
             // Answer the asker directly, with a beacon no bigger than its
             // query (queries are padded to the maximum size).
-            if (!o.announce) return;
+            if (!o.announce || (b.name == my_name && b.key == my_key)) return;  // not our own query
             auto bytes = encode(make(beacon_type::announce));
             if (bytes.empty() || bytes.size() > data.size()) return;
             send_to(bytes, from);
@@ -359,10 +360,16 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
         // announce
         if (it != seen.end()) {
             entry& e = it->second;
+            if (!cluster && e.cluster) {
+                // A stranger never takes a member's name, nor downgrades its
+                // entry (not even with the member's own public key).
+                ++c.key_conflicts;
+                return;
+            }
             if (e.info.key != b.key) {
                 // The name is pinned to the first key while that node is
-                // connected, and a stranger never takes a member's name.
-                if (connected || (!cluster && e.cluster)) {
+                // connected.
+                if (connected) {
                     ++c.key_conflicts;
                     return;
                 }
@@ -370,7 +377,7 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
                     // a member restarted with another key: start afresh
                     seen.erase(it);
                     it = seen.end();
-                } else if (!e.cluster && !cluster) {
+                } else if (!cluster) {
                     ++c.key_conflicts;  // two strangers: the first keeps the name until it expires
                     return;
                 } else {
@@ -393,6 +400,7 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
         }
         auto now = clock_type::now();
         if (it == seen.end()) {
+            if (seen.size() >= max_seen && !cluster) return;  // bounded: a flood of invented strangers
             it = seen.emplace(b.name, entry{}).first;
             it->second.first_heard = now;
         }

@@ -3,6 +3,12 @@
 // a kith::discovery; time from the moment the discoveries start until every
 // node has a connection to every other (node::nodes() lists N-1 names).
 //   mesh_16_converge_s, mesh_32_converge_s
+//   mesh_join_nodeup_ms     a node joining a running pair: from its
+//                           discovery's start until the first of the others
+//                           reports nodeup for it (target: within 1 s)
+//   mesh_leave_nodedown_ms  a node stopping cleanly (discovery, then node):
+//                           until the others report nodedown "shutdown"
+//                           (target: within 100 ms)
 // Loopback has no broadcast-capable interface, so the beacons go to
 // 127.255.255.255 (discovery_options.broadcast_address): Linux delivers a
 // datagram to lo's broadcast address to every socket of the port's
@@ -91,6 +97,47 @@ double converge(int n) {
     return -1;
 }
 
+kith::node_options mesh_opts(const mesh_dir& dir, const std::string& name) {
+    kith::node_options o;
+    o.name = name;
+    o.workers = 1;
+    o.net.listen = "tcp://127.0.0.1:0";
+    o.net.key_dir = dir.path / name;
+    o.net.cookie = "kith-bench-mesh-cookie";
+    return o;
+}
+
+// Milliseconds until `pred` holds (polled every 100 µs), negative after 10 s.
+template <class F>
+double ms_until(clk::time_point t0, F pred) {
+    while (clk::now() - t0 < std::chrono::seconds(10)) {
+        if (pred()) return std::chrono::duration<double, std::milli>(clk::now() - t0).count();
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    return -1;
+}
+
+void join_and_leave() {
+    mesh_dir dir;
+    kith::discovery_options d;
+    d.port = free_udp_port();
+    d.broadcast_address = "127.255.255.255";
+    kith::node a(mesh_opts(dir, "a@bench")), b(mesh_opts(dir, "b@bench"));
+    kith::discovery da(a, d), db(b, d);
+    ms_until(clk::now(), [&] { return a.nodes().size() == 1; });
+    auto c = std::make_unique<kith::node>(mesh_opts(dir, "c@bench"));
+    auto t0 = clk::now();
+    auto dc = std::make_unique<kith::discovery>(*c, d);
+    kith::bench::report("mesh_join_nodeup_ms",
+                        ms_until(t0, [&] { return a.info("c@bench") || b.info("c@bench"); }), "ms");
+    ms_until(clk::now(), [&] { return a.info("c@bench") && b.info("c@bench"); });
+    t0 = clk::now();
+    dc.reset();
+    c->stop();
+    kith::bench::report("mesh_leave_nodedown_ms",
+                        ms_until(t0, [&] { return !a.info("c@bench") && !b.info("c@bench"); }), "ms");
+}
+
 }  // namespace
 
 KITH_BENCH_GROUP("mesh", 40) {
@@ -99,4 +146,5 @@ KITH_BENCH_GROUP("mesh", 40) {
         if (s < 0) std::fprintf(stderr, "mesh: %d nodes did not converge within 30 s\n", n);
         kith::bench::report("mesh_" + std::to_string(n) + "_converge_s", s, "s");
     }
+    join_and_leave();
 }

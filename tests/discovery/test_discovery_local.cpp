@@ -242,13 +242,29 @@ TEST_CASE("discovery: an impersonator never gets a member's name") {
     fake.key = keypair::generate().pub;
     from.send(detail::encode_beacon(fake, nullptr), "127.255.255.255", port);
     REQUIRE(eventually([&] { return dv.stats().key_conflicts >= 1; }, 5s));
+    // Nor with alice's own public key (no HMAC) pointing elsewhere.
+    auto fake2 = genuine(*alice.n, detail::beacon_type::announce);
+    fake2.cluster = false;
+    fake2.endpoint = "tcp://127.0.0.2:1";
+    from.send(detail::encode_beacon(fake2, nullptr), "127.255.255.255", port);
+    REQUIRE(eventually([&] { return dv.stats().key_conflicts >= 2; }, 5s));
     CHECK(sees(dv, "alice@host", trust_level::cluster, true));
     for (auto& s : dv.seen())
-        if (s.name == "alice@host") CHECK(s.key == alice.n->key());
+        if (s.name == "alice@host") {
+            CHECK(s.key == alice.n->key());
+            CHECK(s.endpoint.rfind("tcp://127.0.0.1:", 0) == 0);
+        }
+    auto found = dv.find("alice", 2s);
+    REQUIRE(found.ok());
+    CHECK(found->trust == trust_level::cluster);
+    CHECK(found->endpoint.rfind("tcp://127.0.0.1:", 0) == 0);
 }
 
 TEST_CASE("discovery: setup errors for a node without network and an unknown interface") {
-    node local({.name = "plain@host", .workers = 1});
+    node_options lo;
+    lo.name = "plain@host";
+    lo.workers = 1;
+    node local(lo);
     CHECK_THROWS_AS(discovery(local), setup_error);
     test_node a("a@host", cookie_a);
     auto o = local_opts(free_udp_port());

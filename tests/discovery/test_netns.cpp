@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstdlib>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -54,8 +56,9 @@ struct lan {
     std::string id;
     std::vector<std::string> hosts;
     explicit lan(int n) {
+        remove_stale();
         std::random_device rd;
-        id = "kd" + std::to_string(::getpid() % 100000) + "x" + std::to_string(rd() % 10000);
+        id = "kd" + std::to_string(::getpid()) + "x" + std::to_string(rd() % 10000);
         ok(sh("ip netns add " + br()), "netns add");
         ok(sh("ip -n " + br() + " link add br0 type bridge") && sh("ip -n " + br() + " link set br0 up"), "bridge");
         for (int i = 0; i < n; ++i) {
@@ -72,6 +75,23 @@ struct lan {
         }
     }
     ~lan() { cleanup(); }
+    // Namespaces left by an earlier run that was killed (names carry the
+    // creating process id: "kd<pid>x..."), whose process is gone.
+    static void remove_stale() {
+        FILE* f = ::popen("ip netns list 2>/dev/null", "r");
+        if (!f) return;
+        char line[256];
+        std::vector<std::string> stale;
+        while (std::fgets(line, sizeof line, f)) {
+            std::string name(line);
+            name = name.substr(0, name.find_first_of(" \n"));
+            if (name.rfind("kd", 0) != 0 || name.find('x') == std::string::npos) continue;
+            auto pid = std::strtol(name.c_str() + 2, nullptr, 10);
+            if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) stale.push_back(name);
+        }
+        ::pclose(f);
+        for (auto& n : stale) sh("ip netns del " + n);
+    }
     void cleanup() {
         for (auto& h : hosts) sh("ip netns del " + h);
         sh("ip netns del " + br());

@@ -13,13 +13,23 @@
 //   n.subscribe_nodes([](const kith::node_event& e) { ... });
 //   for (auto& s : d.seen()) ...           // cluster members and strangers
 //
+// Members connect automatically: the node whose name sorts first dials at
+// once, the other after two intervals if no connection came (so a node that
+// does not auto-connect, or knows us only as a static peer, still gets one).
+// Node up/down events come from the node (node::subscribe_nodes,
+// monitor_nodes), not from here.
+//
+// Threads: one thread per discovery object (UDP sockets, beacons every
+// interval, interface re-enumeration every interval: an interface that comes
+// back is queried at once, so Wi-Fi drops need no restart).
 // Ownership: the discovery object must not outlive its node. Destroying it
 // (or stop()) sends a "leaving" beacon and stops its thread; connections made
 // through it stay up.
 // Thread-safety: all methods may be called from any thread.
-// Errors: the constructor throws setup_error for a node without network or an
-// unknown interface; later network trouble (an interface going away) is
-// survived and retried.
+// Errors: the constructor throws setup_error for a node without network, an
+// unknown interface, or a UDP port that cannot be bound; later network
+// trouble (an interface going away, a send failing) is survived and retried.
+// Hostile beacons are dropped and counted (stats()), never thrown.
 #pragma once
 
 #include <chrono>
@@ -42,19 +52,29 @@ struct discovery_options {
     // Interface to use ("eth0"); empty = every broadcast-capable interface,
     // or $KITH_INTERFACE when set.
     std::string interface;
-    // Where beacons go. Empty: the broadcast address of each interface.
-    // Tests on loopback use "127.255.255.255"-style addresses.
+    // Where beacons go instead of the interfaces' broadcast addresses
+    // (IPv4, numeric or a host name). Empty: the broadcast address of each
+    // interface. Loopback has no broadcast interface: tests and benchmarks
+    // on one machine use "127.255.255.255", which Linux delivers to every
+    // socket sharing the port.
     std::string broadcast_address;
     // Static peers for networks without broadcast: "host:port" (the peer
-    // node's TCP port; its key is asked for by a unicast beacon query).
+    // node's TCP port). Each interval they get our announce and a query by
+    // unicast to host:`port` above; the answer gives their key and endpoint.
+    // (Only one node per peer host answers: unicast reaches one socket of a
+    // shared port.) A node behind NAT sets net_options.advertise: a concrete
+    // endpoint is announced as is; a wildcard or loopback one means "my
+    // source address".
     std::vector<std::string> peers;
     // false: listen and query only, never announce (short-lived CLI
     // commands, hidden nodes).
     bool announce = true;
     // Connect to cluster members as their beacons arrive.
     bool auto_connect = true;
-    // Beacons handled per second at most (a flood beyond is dropped and
-    // counted), so CPU stays bounded.
+    // Datagrams handled per second at most (token bucket; a flood beyond is
+    // dropped before decoding and counted), so CPU stays bounded. Answers to
+    // queries are taken from the same budget and are never bigger than the
+    // query.
     unsigned max_beacons_per_s = 500;
 };
 
@@ -66,8 +86,9 @@ struct seen_node {
     std::string fingerprint;
     trust_level trust = trust_level::stranger;  // cluster (HMAC checked) or stranger
     std::vector<std::string> services;    // cluster: all; stranger: its public ones
-    bool connected = false;               // an authenticated connection is up
+    bool connected = false;               // an authenticated connection is up (node::info)
     std::chrono::steady_clock::time_point last_seen{};
+    // {"name", "endpoint", "fingerprint", "trust", "services", "connected"}
     term to_term() const;
 };
 
@@ -77,7 +98,8 @@ struct discovery_counters {
     std::uint64_t malformed = 0;         // not a kith beacon, or truncated
     std::uint64_t rate_limited = 0;      // dropped by the flood limit
     std::uint64_t key_conflicts = 0;     // a known name announced with another key
-    std::uint64_t spoofed_leaves = 0;    // "leaving" for a node whose connection is alive
+    std::uint64_t spoofed_leaves = 0;    // "leaving" for a node whose connection is alive (ignored; also
+                                         // counts a genuine one sent while its node keeps running)
     std::uint64_t queries_answered = 0;
     std::uint64_t replayed = 0;          // authenticated beacons older than one already accepted
     std::uint64_t connect_failures = 0;  // auto-connects that failed (refused: e.g. an impersonator's endpoint)
@@ -95,12 +117,16 @@ public:
     void stop();
     // Broadcasts a query: nodes already there answer at once.
     void query();
-    // Everything heard of recently (cluster members and strangers).
+    // Everything heard of recently (cluster members and strangers): a node
+    // not heard for max(3 intervals, 3 s) is forgotten unless connected.
+    // Sorted by name.
     std::vector<seen_node> seen() const;
     // Finds a node by full ("gandalf@pi1") or short ("gandalf") name, asking
     // for beacons and waiting up to `timeout` for it to appear. errc::badarg
     // if a short name is ambiguous (detail lists the candidates); errc::timeout
     // if nothing by that name was heard (detail lists what was seen).
+    // Blocks the calling thread at most `timeout` (a short name waits up to
+    // 100 ms more within it, so that an ambiguity is noticed).
     result<seen_node> find(const std::string& name, std::chrono::nanoseconds timeout = std::chrono::seconds(1));
     discovery_counters stats() const;
 

@@ -1,6 +1,7 @@
 // A program outside the kith tree, built against an installed kith
-// (find_package(kith) + kith::core, kith::services).
+// (find_package(kith) + kith::core, kith::discovery, kith::services).
 #include <kith/builtin.hpp>
+#include <kith/discovery.hpp>
 #include <kith/mailbox.hpp>
 #include <kith/node.hpp>
 
@@ -23,6 +24,12 @@ int main() {
     if (!stored || !(*stored == kith::term(true))) {
         std::puts("consumer failed: kvs");
         return 1;
+    }
+    try {
+        kith::discovery d(n);  // a node without network: refused
+        std::puts("consumer failed: discovery without network");
+        return 1;
+    } catch (const kith::setup_error&) {
     }
     std::puts("consumer ok");
     return 0;
