@@ -88,6 +88,7 @@ dist::dist(node_impl& rt, const net_options& opts, std::shared_ptr<service_table
     to.max_queue_bytes = opts.max_queue_bytes;
     to.hidden = opts.hidden;
     to.services = services_->names();
+    to.live_services = [t = services_] { return t->names(); };
 
     transport_callbacks cb;
     // The callbacks hold a raw pointer: the transport is stopped (its I/O

@@ -153,7 +153,20 @@ struct transport::impl {
     transport_callbacks cb;
     keypair cluster;
     zap_handler zap;
-    std::string hs_frame;              // our handshake, encoded once
+    std::string hs_frame;              // our handshake, encoded at start (services may change: see handshake())
+    std::string handshake_frame() const {
+        env_handshake hs;
+        hs.node = o.node_name;
+        hs.creation = o.creation;
+        hs.services = o.live_services ? o.live_services() : o.services;
+        hs.hidden = o.hidden;
+        return encode_frame(envelope{std::move(hs)});
+    }
+    // Our handshake with the services exported now.
+    const std::string& handshake() {
+        if (o.live_services) hs_frame = handshake_frame();
+        return hs_frame;
+    }
 
     void* ctx = nullptr;
     void* router = nullptr;
@@ -245,14 +258,7 @@ struct transport::impl {
     void start() {
         if (sodium_init() < 0) throw setup_error("kith: libsodium failed to initialise");
         if (!zmq_has("curve")) throw setup_error("kith: libzmq was built without CURVE; kith has no plaintext mode");
-        {
-            env_handshake hs;
-            hs.node = o.node_name;
-            hs.creation = o.creation;
-            hs.services = o.services;
-            hs.hidden = o.hidden;
-            hs_frame = encode_frame(envelope{std::move(hs)});
-        }
+        hs_frame = handshake_frame();
         wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (wake_fd < 0) throw setup_error("kith: eventfd failed");
         ctx = zmq_ctx_new();
@@ -340,7 +346,8 @@ struct transport::impl {
         }
         // Our handshake is the first message on the connection: queued in the
         // pipe now, sent when the CURVE handshake completes.
-        zmq_send(l.dealer, hs_frame.data(), hs_frame.size(), ZMQ_DONTWAIT);
+        auto& hs = handshake();
+        zmq_send(l.dealer, hs.data(), hs.size(), ZMQ_DONTWAIT);
         items_dirty = true;
     }
 
@@ -640,7 +647,10 @@ struct transport::impl {
         l.state = lstate::established;
         l.last_rx = clock::now();
         l.next_hb = clock::now() + o.heartbeat_interval;
-        if (!l.outbound) send_on(l, hs_frame.data(), hs_frame.size());
+        if (!l.outbound) {
+            auto& ours = handshake();
+            send_on(l, ours.data(), ours.size());
+        }
         auto it = sessions.find(hs.node);
         if (it != sessions.end()) {
             session& s = it->second;

@@ -60,6 +60,8 @@ struct transport_options {
     int max_silent_handshake_failures = 3;        // then the outbound link is refused (wrong server key)
     std::uint64_t creation = 0;                   // incarnation; 0 = now in ms since the epoch
     std::vector<std::string> services;            // sent in the handshake
+    // When set, asked at every handshake instead (services added later).
+    std::function<std::vector<std::string>()> live_services;
     bool hidden = false;                          // sent in the handshake
 };
 

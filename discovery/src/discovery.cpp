@@ -206,9 +206,9 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
         b.key = my_key;
         b.name = my_name;
         b.endpoint = my_endpoint;
-        // Public services (open to strangers) are announced in clear once
-        // the grants work provides node::public_services(); until then every
-        // service is listed only inside the authenticated cluster section.
+        // Public services (open to strangers) in clear; every service only
+        // inside the authenticated cluster section.
+        if (t != beacon_type::query) b.public_services = n.public_services();
         if (hkey && t != beacon_type::query) {
             b.cluster = true;
             b.services = n.services();
@@ -572,9 +572,9 @@ result<seen_node> discovery::find(const std::string& name, std::chrono::nanoseco
     if (!m.empty() && !full) {
         // Answers to one query arrive within milliseconds: give the others a
         // moment so an ambiguous short name is noticed.
-        auto grace = std::min<clock_type::time_point>(deadline, clock_type::now() + std::chrono::milliseconds(100));
+        auto grace = std::min<clock_type::time_point>(deadline, clock_type::now() + std::chrono::milliseconds(200));
         std::unique_lock lk(impl_->mu);
-        impl_->cv.wait_until(lk, grace);
+        while (clock_type::now() < grace) impl_->cv.wait_until(lk, grace);
         lk.unlock();
         m = matches();
     }

@@ -93,7 +93,7 @@ start_node frodo frodo c1
 frodo_pid=${pids[-1]}
 wait_for '"event":"nodeup","node":"frodo@' "$T/watch.out" 10 || fail "watch never saw frodo up"
 kill -TERM "$frodo_pid"
-wait_for '"event":"nodedown","node":"frodo@.*"detail":"shutdown"' "$T/watch.out" 10 || fail "watch: no nodedown shutdown"
+wait_for '"detail":"shutdown","event":"nodedown","node":"frodo@' "$T/watch.out" 10 || fail "watch: no nodedown shutdown"
 # a stranger (another cookie) is listed as such, never as a member
 start_node saruman saruman c2
 wait_for '"event":"stranger","node":"saruman@' "$T/watch.out" 10 || fail "watch: saruman not listed as stranger"

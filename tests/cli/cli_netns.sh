@@ -42,8 +42,8 @@ node() { # host name
 }
 node 0 gandalf
 node 1 bilbo
-wait_for '^nodeup bilbo@.*endpoint=tcp://10.78.0.2:4370' "$T/gandalf.out" 10 || fail "gandalf never saw bilbo"
-wait_for '^nodeup gandalf@.*endpoint=tcp://10.78.0.1:4370' "$T/bilbo.out" 10 || fail "bilbo never saw gandalf"
+wait_for '^nodeup bilbo@.*endpoint=tcp://10.78.0.2' "$T/gandalf.out" 10 || fail "gandalf never saw bilbo"
+wait_for '^nodeup gandalf@.*endpoint=tcp://10.78.0.1' "$T/bilbo.out" 10 || fail "bilbo never saw gandalf"
 cli() { KITH_HOME=$T/cli ip netns exec ${ID}h2 "$KITH" "$@" --cookie classroom-42; }
 start=$SECONDS
 out=$(cli call gandalf kvs store '"weather"' '"fine"') || fail "store: $out"
