@@ -14,7 +14,12 @@ if sys.argv[2] == "call":
     n.connect(sys.argv[3], sys.argv[4])
 print("waiting", flush=True)
 try:
-    n.receive() if sys.argv[2] == "receive" else n.call("cpp@localhost", "slow", "wait", timeout=600)
+    if sys.argv[2] == "receive":
+        n.receive()
+    elif sys.argv[2] == "call_pid":
+        n.call_pid(n.spawn(lambda actor, msg: None), "never answered", timeout=600)
+    else:
+        n.call("cpp@localhost", "slow", "wait", timeout=600)
 except KeyboardInterrupt:
     print("interrupted", flush=True)
     sys.exit(3)
@@ -37,6 +42,10 @@ def check_interrupt(tmp_path, what, *extra):
 
 def test_ctrl_c_interrupts_receive(tmp_path):
     check_interrupt(tmp_path, "receive")
+
+
+def test_ctrl_c_interrupts_call_pid(tmp_path):
+    check_interrupt(tmp_path, "call_pid")
 
 
 def test_ctrl_c_interrupts_call(tmp_path, cpp_node):

@@ -381,8 +381,9 @@ class Node:
         self._n.exit(pid, reason)
 
     def call_pid(self, pid: Pid, msg: Any, timeout: float = 5.0) -> Any:
-        """Sends msg as a request to an actor and waits for its reply."""
-        return self._inbox.call(pid, msg, timeout)
+        """Sends msg as a request to an actor and waits for its reply (NoProc if it
+        is dead or ends first, Timeout). Ctrl-C interrupts the wait."""
+        return self._n.call_pid(pid, msg, float(timeout))
 
     # -- names
     def register(self, name: str, pid: Optional[Pid] = None) -> None:

@@ -63,8 +63,10 @@ private:
 // with the GIL released, checking for signals between slices.
 // `stopped()` is checked between slices: errc::shutdown once it is true (an
 // operation in flight when its node stops may never complete).
+// `deadline` (optional) bounds the wait: errc::timeout after it (for
+// operations whose completion is not guaranteed by kith itself).
 template <class T, class Start, class Stopped>
-result<T> wait_async(Start&& start, Stopped&& stopped) {
+result<T> wait_async(Start&& start, Stopped&& stopped, std::optional<clock::time_point> deadline = {}) {
     struct state {
         std::mutex mu;
         std::condition_variable cv;
@@ -89,7 +91,26 @@ result<T> wait_async(Start&& start, Stopped&& stopped) {
         }
         if (PyErr_CheckSignals() != 0) throw py::error_already_set();
         if (stopped()) return error{errc::shutdown, "node stopped"};
+        if (deadline && clock::now() >= *deadline) return error{errc::timeout, "no answer"};
     }
+}
+
+// A request from a transient actor (Erlang's gen:call from a helper
+// process), so that the caller can wait for it with wait_async: `done` runs
+// once with the reply, errc::timeout, or errc::noproc.
+void request_async(node& nd, const pid& to, term msg, std::chrono::nanoseconds timeout,
+                   std::function<void(result<term>)> done) {
+    node* np = &nd;
+    nd.spawn([np, to, msg = std::move(msg), timeout, done = std::move(done)](actor& self) mutable -> behavior {
+        term finished = arr("kith-python-request-done", self.self());
+        self.request(to, std::move(msg), timeout, [np, me = self.self(), finished, done](result<term> r) {
+            done(std::move(r));
+            np->send(me, finished);
+        });
+        return [finished](actor& me, message& m) {
+            if (m.is_user() && m.body == finished) me.quit();
+        };
+    });
 }
 
 template <class T>
@@ -499,17 +520,54 @@ PYBIND11_MODULE(_kith, m) {
                         py::list args) { ok_or_raise(n.get().cast(to, svc, fn, to_term(args))); })
         .def("multicall", [](py_node& n, const std::vector<std::string>& nodes, const std::string& svc,
                              const std::string& fn, py::list args, double timeout) {
+            // As node::multicall, but waited for in slices (Ctrl-C).
+            struct state {
+                std::mutex mu;
+                std::size_t left = 0;
+                multicall_result out;
+                std::function<void(result<bool>)> done;
+            };
+            auto st = std::make_shared<state>();
+            st->left = nodes.size();
             term a = to_term(args);
             node& nd = n.get();
-            std::optional<multicall_result> r;
-            {
-                blocking_release rel;
-                r.emplace(nd.multicall(nodes, svc, fn, std::move(a), seconds_to_ns(timeout)));
-            }
+            auto d = seconds_to_ns(timeout);
+            (void)wait_async<bool>(
+                [&](auto done) {
+                    st->done = done;
+                    if (nodes.empty()) done(true);
+                    for (auto& name : nodes)
+                        nd.call_async(name, svc, fn, a, d, [st, name](result<term> r) {
+                            std::function<void(result<bool>)> fire;
+                            {
+                                std::lock_guard lk(st->mu);
+                                if (r.ok()) st->out.results[name] = std::move(*r);
+                                else st->out.bad_nodes[name] = r.err();
+                                if (--st->left == 0) fire = st->done;
+                            }
+                            if (fire) fire(true);
+                        });
+                },
+                [&] { return n.stopped(); }, clock::now() + d + 500ms);
+            std::lock_guard lk(st->mu);
             py::dict good, bad;
-            for (auto& [k, v] : r->results) good[py::str(k)] = from_term(v);
-            for (auto& [k, e] : r->bad_nodes) bad[py::str(k)] = error_object(e);
+            for (auto& name : nodes) {
+                if (auto it = st->out.results.find(name); it != st->out.results.end())
+                    good[py::str(name)] = from_term(it->second);
+                else if (auto e = st->out.bad_nodes.find(name); e != st->out.bad_nodes.end())
+                    bad[py::str(name)] = error_object(e->second);
+                else
+                    bad[py::str(name)] = error_object(error{errc::timeout, "no reply from " + name});
+            }
             return py::make_tuple(good, bad);
+        })
+        .def("call_pid", [](py_node& n, const pid& to, py::handle msg, double timeout) {
+            term t = to_term(msg);
+            node& nd = n.get();
+            auto d = seconds_to_ns(timeout);
+            auto r = wait_async<term>([&](auto done) { request_async(nd, to, std::move(t), d, done); },
+                                      [&] { return n.stopped(); }, clock::now() + d + 1s);
+            return from_term(value_or_raise(std::move(r)));
         })
         .def("_spawn_remote", [](py_node& n, const std::string& to, const std::string& svc, const std::string& type,
                                  py::list args, double timeout, py_mailbox* linker, py_mailbox* watcher) -> py::object {
