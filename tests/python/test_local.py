@@ -226,3 +226,50 @@ def test_stop_is_idempotent_and_context_manager():
     n.stop()
     with pytest.raises(kith.Shutdown):
         n.spawn(echo)
+
+
+def test_concurrent_selective_receivers_on_one_mailbox():
+    """Two threads receive from one mailbox, each selecting its own tag, while
+    actors send; every message is received exactly once, by the right one."""
+    N = 500
+
+    def sender(actor, msg):
+        to, tag = msg
+        for i in range(N):
+            actor.send(to, [tag, i])
+
+    with kith.Node("sel@localhost", workers=2) as n:
+        mb = n.mailbox()
+        got = {"a": [], "b": []}
+        errors = []
+
+        def recv(tag):
+            try:
+                for _ in range(N):
+                    m = mb.receive(timeout=30, match=lambda m, tag=tag: m[0] == tag)
+                    got[tag].append(m[1])
+            except Exception as e:  # reported below
+                errors.append(e)
+        threads = [threading.Thread(target=recv, args=(t,)) for t in "ab"]
+        for t in threads:
+            t.start()
+        n.send(n.spawn(sender), [mb.self, "a"])
+        n.send(n.spawn(sender), [mb.self, "b"])
+        for t in threads:
+            t.join(60)
+        assert not errors
+        assert got["a"] == list(range(N)) and got["b"] == list(range(N))
+        mb.close()
+        with pytest.raises(kith.Shutdown):
+            mb.receive(timeout=0.01)
+
+
+def test_raising_match_loses_no_message():
+    with kith.Node("sel@localhost", workers=2) as n:
+        n.send(n.self, "first")
+
+        def bad(m):
+            raise RuntimeError("bad predicate")
+        with pytest.raises(RuntimeError):
+            n.receive(timeout=5, match=bad)
+        assert n.receive(timeout=5) == "first"

@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <algorithm>
 #include <deque>
 #include <mutex>
 #include <optional>
@@ -217,41 +218,77 @@ pid spawn_py(Spawner& s, py::object init, py::object handler, bool link, ref* mo
 // A kith::mailbox plus the messages a selective receive skipped (kept in
 // order, as Python objects; guarded by the GIL).
 struct py_mailbox {
-    std::unique_ptr<mailbox> mb;
-    std::deque<py::object> saved;
+    // Shared so that close() from one thread cannot free it under another
+    // thread blocked in receive().
+    std::shared_ptr<mailbox> mb;
+    std::deque<py::object> saved;          // guarded by the GIL
+    std::atomic<std::uint64_t> stashed{0};  // messages ever set aside (under pull_mu)
+    std::timed_mutex pull_mu;
 
     mailbox& get() {
         if (!mb) throw_error(error{errc::shutdown, "mailbox closed"});
         return *mb;
     }
+    // Takes the first saved message that matches. The predicate is Python
+    // code (other threads may run and change `saved` meanwhile), so the
+    // candidate is looked up again by identity before it is taken.
+    std::optional<py::object> take_saved(const std::function<bool(py::handle)>& matches) {
+        for (std::size_t i = 0; i < saved.size(); ++i) {
+            py::object x = saved[i];
+            if (!matches(x)) continue;
+            auto it = std::find_if(saved.begin(), saved.end(), [&](const py::object& o) { return o.is(x); });
+            if (it == saved.end()) continue;  // another thread took it
+            saved.erase(it);
+            return x;
+        }
+        return std::nullopt;
+    }
+    // Selective receive with several receiving threads: pulling a message
+    // from the kith mailbox and setting it aside happen under pull_mu, so a
+    // receiver that pulls a message knows every older one is in `saved`.
     py::object receive(std::optional<double> timeout, py::object match) {
-        auto matches = [&](py::handle x) { return match.is_none() || py::bool_(match(x)); };
-        for (auto it = saved.begin(); it != saved.end(); ++it)
-            if (matches(*it)) {
-                py::object x = *it;
-                saved.erase(it);
-                return x;
-            }
-        mailbox& m = get();
+        std::function<bool(py::handle)> matches = [&](py::handle x) {
+            return match.is_none() || py::bool_(match(x));
+        };
+        std::uint64_t seen = stashed.load();
+        if (auto x = take_saved(matches)) return *x;
+        if (!mb) throw_error(error{errc::shutdown, "mailbox closed"});
+        std::shared_ptr<mailbox> m = mb;
         std::optional<clock::time_point> deadline;
         if (timeout) deadline = clock::now() + seconds_to_ns(*timeout);
         for (;;) {
+            if (stashed.load() != seen) {  // another receiver set messages aside
+                seen = stashed.load();
+                if (auto x = take_saved(matches)) return *x;
+            }
             auto slice = std::chrono::duration_cast<std::chrono::nanoseconds>(kSlice);
             if (deadline) slice = std::min(slice, std::max(std::chrono::nanoseconds(0), *deadline - clock::now()));
             std::optional<result<message>> r;
+            std::unique_lock<std::timed_mutex> pulling(pull_mu, std::defer_lock);
             {
                 blocking_release rel;
-                r.emplace(m.receive(slice));
+                if (pulling.try_lock_for(slice) && stashed.load() == seen) r.emplace(m->receive(slice));
             }
-            if (r->ok()) {
+            if (r && r->ok()) {
                 py::object x = from_message(**r);
-                if (matches(x)) return x;
+                bool hit = false;
+                try {
+                    hit = matches(x);
+                } catch (...) {  // a raising predicate loses no message
+                    saved.push_back(x);
+                    ++stashed;
+                    throw;
+                }
+                if (hit) return x;
                 saved.push_back(std::move(x));
+                seen = ++stashed;
                 continue;
             }
-            if (r->code() != errc::timeout) throw_error(r->err());
+            pulling = {};
+            if (r && r->code() != errc::timeout) throw_error(r->err());
             if (deadline && clock::now() >= *deadline) throw_error(error{errc::timeout, "receive"});
             if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+            if (!mb) throw_error(error{errc::shutdown, "mailbox closed"});
         }
     }
     void close() {
@@ -443,11 +480,12 @@ PYBIND11_MODULE(_kith, m) {
         .def("send", [](py_mailbox& b, py::handle to, py::handle msg) { send_to(b.get(), to, msg); })
         .def("call", [](py_mailbox& b, const pid& to, py::handle msg, double timeout) {
             term t = to_term(msg);
-            auto& mb = b.get();
+            b.get();
+            std::shared_ptr<mailbox> mb = b.mb;  // kept alive across a close() from another thread
             std::optional<result<term>> r;
             {
                 blocking_release rel;
-                r.emplace(mb.call(to, std::move(t), seconds_to_ns(timeout)));
+                r.emplace(mb->call(to, std::move(t), seconds_to_ns(timeout)));
             }
             return from_term(value_or_raise(std::move(*r)));
         }, py::arg("to"), py::arg("msg"), py::arg("timeout") = 5.0, "Sends a request and waits for the reply.")
@@ -483,7 +521,7 @@ PYBIND11_MODULE(_kith, m) {
         .def("stop", &py_node::stop)
         .def("mailbox", [](py_node& n) {
             auto b = std::make_unique<py_mailbox>();
-            b->mb = std::make_unique<mailbox>(n.get());
+            b->mb = std::make_shared<mailbox>(n.get());
             return b;
         })
         .def("send", [](py_node& n, py::handle to, py::handle msg) { send_to(n.get(), to, msg); })
