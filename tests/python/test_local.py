@@ -273,3 +273,15 @@ def test_raising_match_loses_no_message():
         with pytest.raises(RuntimeError):
             n.receive(timeout=5, match=bad)
         assert n.receive(timeout=5) == "first"
+
+
+def test_stop_from_a_handler_is_refused():
+    with kith.Node("stopper@localhost", workers=2) as n:
+        def stopper(actor, msg):
+            try:
+                n.stop()
+            except kith.BadArg as e:
+                actor.send(msg, str(e))
+        n.send(n.spawn(stopper), n.self)
+        assert "cannot be stopped from its own actors" in n.receive(timeout=10)
+        assert not n.stopped

@@ -340,9 +340,8 @@ class Node:
     # -- lifecycle
     def stop(self) -> None:
         """Stops the node (idempotent): actors dropped, peers told goodbye."""
-        if not self._n.stopped:
-            self._inbox.close()
         self._n.stop()
+        self._inbox.close()
 
     def __enter__(self) -> "Node":
         return self

@@ -161,6 +161,15 @@ struct actor_ctx {
 
 behavior make_behavior(held_ptr handler);
 
+// Set while this thread runs Python code for kith (an actor handler or a
+// service function): such code must not stop its node (stop() joins the
+// very thread it would run on).
+thread_local int t_in_handler = 0;
+struct handler_scope {
+    handler_scope() { ++t_in_handler; }
+    ~handler_scope() { --t_in_handler; }
+};
+
 // Runs Python code for an actor with the GIL held; an exception ends the
 // actor with the traceback text as its reason.
 template <class F>
@@ -169,6 +178,7 @@ void run_in_actor(actor& self, F&& body) {
         self.quit("shutdown");
         return;
     }
+    handler_scope in_handler;
     py::gil_scoped_acquire gil;
     auto ctx = py::cast(actor_ctx{&self});
     try {
@@ -353,6 +363,8 @@ public:
     bool stopped() const { return stopped_.load(); }
     // Stops with the GIL released (workers may be waiting for it).
     void stop() {
+        if (t_in_handler)
+            throw_error(error{errc::badarg, "a node cannot be stopped from its own actors or service functions"});
         if (stopped_.exchange(true)) return;
         if (PyGILState_Check()) {
             py::gil_scoped_release rel;
@@ -368,6 +380,7 @@ public:
             auto f = hold(py::reinterpret_borrow<py::object>(v));
             s.raw(k.cast<std::string>(), [f](const term& args, reply_to reply) {
                 if (!python_alive()) return reply.fail(errc::shutdown, "python is exiting");
+                handler_scope in_handler;
                 py::gil_scoped_acquire gil;
                 try {
                     reply(result<term>(to_term(f->get()(from_term(args.is_nil() ? term(term_array{}) : args)))));
@@ -386,6 +399,7 @@ public:
             auto f = hold(py::reinterpret_borrow<py::object>(v));
             s.raw_actor_type(k.cast<std::string>(), [f](const term& args) -> result<std::pair<actor_init, behavior>> {
                 if (!python_alive()) return error{errc::shutdown, "python is exiting"};
+                handler_scope in_handler;
                 py::gil_scoped_acquire gil;
                 try {
                     py::tuple pr = f->get()(from_term(args.is_nil() ? term(term_array{}) : args));
