@@ -12,8 +12,8 @@ import sys, kith
 n = kith.Node("ctrlc@localhost", listen="tcp://127.0.0.1:0", cookie=COOKIE, key_dir=sys.argv[1])
 if sys.argv[2] == "call":
     n.connect(sys.argv[3], sys.argv[4])
-print("waiting", flush=True)
 try:
+    print("waiting", flush=True)
     if sys.argv[2] == "receive":
         n.receive()
     elif sys.argv[2] == "call_pid":
@@ -32,7 +32,10 @@ def check_interrupt(tmp_path, what, *extra):
                          text=True)
     try:
         assert p.stdout.readline().strip() == "waiting"
-        time.sleep(0.2)  # let it enter the blocking call; not a synchronisation bound
+        # Give it time to enter the blocking call, so that the test shows the
+        # call is interrupted (a signal arriving earlier still passes: it is
+        # not a synchronisation bound).
+        time.sleep(0.2)
         p.send_signal(signal.SIGINT)
         assert p.wait(30) == 3
         assert p.stdout.read().strip() == "interrupted"
