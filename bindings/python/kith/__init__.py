@@ -309,7 +309,7 @@ class Node:
 
     Node(name, *, cookie=None, port=None, listen=None, advertise="", key_dir=None,
          workers=0, heartbeat_interval=0.5, heartbeat_timeout=2.5, hidden=False,
-         services=())
+         max_queue_bytes=0, services=())
 
     name      "name@host" ("name" alone becomes name@<hostname>).
     port      listen on all interfaces on this TCP port; or listen="tcp://127.0.0.1:0"
@@ -317,6 +317,12 @@ class Node:
     cookie    cluster cookie (default: the cookie file in key_dir).
     key_dir   key directory (default $KITH_HOME or ~/.kith).
     workers   actor worker threads (0: one per core).
+    heartbeat_interval, heartbeat_timeout
+              seconds between heartbeats, and of silence before a peer is down.
+    hidden    not listed by other nodes' nodes() (short-lived tools).
+    max_queue_bytes
+              per-peer outgoing queue bound (0: kith's default, 8 MiB); beyond
+              it casts raise Overloaded and sends are dropped and counted.
     services  built-in C++ services to host: "kvs", "echo", "demo".
 
     Use it as a context manager (stop() at the end). The node also has its own
@@ -327,14 +333,15 @@ class Node:
     def __init__(self, name: str = "kith@localhost", *, cookie: Optional[str] = None,
                  port: Optional[int] = None, listen: Optional[str] = None, advertise: str = "",
                  key_dir: Any = None, workers: int = 0, heartbeat_interval: float = 0.5,
-                 heartbeat_timeout: float = 2.5, hidden: bool = False, services: Any = ()):
+                 heartbeat_timeout: float = 2.5, hidden: bool = False, max_queue_bytes: int = 0,
+                 services: Any = ()):
         if port is not None and listen is not None:
             raise ValueError("give port or listen, not both")
         if port is not None:
             listen = f"tcp://*:{int(port)}"
         self._n = _kith._Node(_full_name(name), listen or "", advertise,
                               str(key_dir) if key_dir is not None else "", cookie, workers,
-                              heartbeat_interval, heartbeat_timeout, hidden, list(services))
+                              heartbeat_interval, heartbeat_timeout, hidden, max_queue_bytes, list(services))
         self._inbox = self._n.mailbox()
 
     # -- lifecycle

@@ -316,7 +316,7 @@ class py_node {
 public:
     py_node(const std::string& name, const std::string& listen, const std::string& advertise,
             const std::string& key_dir, std::optional<std::string> cookie, unsigned workers,
-            double heartbeat_interval, double heartbeat_timeout, bool hidden,
+            double heartbeat_interval, double heartbeat_timeout, bool hidden, std::size_t max_queue_bytes,
             const std::vector<std::string>& builtin) {
         node_options o;
         o.name = name;
@@ -326,6 +326,7 @@ public:
         o.net.key_dir = key_dir;
         o.net.cookie = std::move(cookie);
         o.net.hidden = hidden;
+        if (max_queue_bytes) o.net.max_queue_bytes = max_queue_bytes;
         o.net.heartbeat_interval = std::chrono::duration_cast<std::chrono::milliseconds>(seconds_to_ns(heartbeat_interval));
         o.net.heartbeat_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(seconds_to_ns(heartbeat_timeout));
         if (!valid_node_name(name)) throw_error(error{errc::badarg, "invalid node name '" + name + "': use name@host"});
@@ -522,10 +523,11 @@ PYBIND11_MODULE(_kith, m) {
 
     py::class_<py_node>(m, "_Node")
         .def(py::init<const std::string&, const std::string&, const std::string&, const std::string&,
-                      std::optional<std::string>, unsigned, double, double, bool, const std::vector<std::string>&>(),
+                      std::optional<std::string>, unsigned, double, double, bool, std::size_t,
+                      const std::vector<std::string>&>(),
              py::arg("name"), py::arg("listen"), py::arg("advertise"), py::arg("key_dir"), py::arg("cookie"),
              py::arg("workers"), py::arg("heartbeat_interval"), py::arg("heartbeat_timeout"), py::arg("hidden"),
-             py::arg("builtin"))
+             py::arg("max_queue_bytes"), py::arg("builtin"))
         .def_property_readonly("name", [](py_node& n) { return n.raw().name(); })
         .def_property_readonly("stopped", &py_node::stopped)
         .def_property_readonly("workers", [](py_node& n) { return n.raw().workers(); })
