@@ -285,3 +285,65 @@ def test_stop_from_a_handler_is_refused():
         n.send(n.spawn(stopper), n.self)
         assert "cannot be stopped from its own actors" in n.receive(timeout=10)
         assert not n.stopped
+
+
+def test_actor_links_monitors_and_trap_exit():
+    def watcher(actor, msg):
+        if msg == "start":
+            actor.trap_exit(True)
+            child = actor.spawn_link(lambda a, m: a.quit("child-done"))
+            watcher.mon = actor.monitor(child)
+            actor.register("watcher")
+            actor.send(child, "go")
+        elif isinstance(msg, kith.Exit):
+            watcher.events.append(("exit", msg.reason))
+        elif isinstance(msg, kith.Down):
+            watcher.events.append(("down", msg.reason, msg.ref == watcher.mon))
+            actor.send(watcher.home, watcher.events)
+    watcher.events = []
+
+    with kith.Node("links@localhost", workers=2) as n:
+        watcher.home = n.self
+        w = n.spawn(watcher)
+        n.send(w, "start")
+        events = n.receive(timeout=10)
+        assert ["exit", "child-done"] in events and ["down", "child-done", True] in events  # tuples arrive as lists
+        assert n.whereis("watcher") == w
+        n.exit(w, "kill")
+        wait_until(lambda: not n.alive(w), what="killed actor")
+
+
+def test_mailbox_answers_requests_and_counts():
+    with kith.Node("mb@localhost", workers=2) as n:
+        mb = n.mailbox()
+        mb.register("server")
+        assert n.whereis("server") == mb.self
+        out = {}
+        t = threading.Thread(target=lambda: out.setdefault("r", n.call_pid(mb.self, "ping", timeout=30)))
+        t.start()
+        req = mb.receive(timeout=30)
+        assert isinstance(req, kith.Request) and req.body == "ping" and req.sender.node == n.name
+        mb.reply(req, "pong")
+        t.join(30)
+        assert out["r"] == "pong"
+        n.send(mb.self, 1)
+        n.send(mb.self, 2)
+        wait_until(lambda: len(mb) == 2, what="two queued messages")
+        assert mb.receive(timeout=5, match=lambda m: m == 2) == 2 and len(mb) == 1
+        mb.close()
+
+
+def test_node_events_callback_survives_an_exception(make_node):
+    a = make_node("a@localhost")
+    b = make_node("b@localhost")
+    seen = []
+
+    def cb(ev):
+        seen.append(ev)
+        raise RuntimeError("callback bug")
+    sub = a.on_nodes(cb)
+    a.connect(b.endpoint, b.key)
+    wait_until(lambda: len(seen) == 1, what="nodeup")
+    b.stop()
+    wait_until(lambda: len(seen) == 2, what="nodedown after a raising callback")
+    sub.cancel()
