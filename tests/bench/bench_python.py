@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""python_rpc_p50_us: a Python caller of a C++ service on loopback, against
+the C++ rpc_p50_us of the same run (target: at most 2x).
+
+Same shape as kith_bench's "remote" rpc figure: two nodes in one process on
+loopback with real CURVE; node b hosts the C++ built-in echo service, node a
+makes 20000 sequential blocking calls echo:echo([i]) (after 2000 warm-up
+calls) from Python. The C++ figure is measured first by running
+`kith_bench remote` with KITH_BENCH_REMOTE_ONLY=rpc.
+
+    ./dev bench python
+    python3 tests/bench/bench_python.py [--build DIR]    (after building kith_python and kith_bench)
+
+Prints "<figure> <value> <unit>" lines like kith_bench.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def cpp_rpc_p50(bench: str) -> float:
+    env = dict(os.environ, KITH_BENCH_REMOTE_ONLY="rpc")
+    out = subprocess.run([bench, "remote"], capture_output=True, text=True, env=env, timeout=600).stdout
+    print(out, end="")
+    m = re.search(r"^rpc_p50_us ([0-9.eE+-]+)", out, re.M)
+    return float(m.group(1)) if m else -1.0
+
+
+def python_rpc(warmup: int, n: int) -> "list[float]":
+    import kith
+    with tempfile.TemporaryDirectory() as d:
+        opts = dict(listen="tcp://127.0.0.1:0", cookie="kith-bench-cookie")
+        workers = int(os.environ.get("KITH_BENCH_WORKERS", "0"))
+        with kith.Node("a@bench", key_dir=os.path.join(d, "a"), workers=workers, **opts) as a, \
+             kith.Node("b@bench", key_dir=os.path.join(d, "b"), workers=workers, services=["echo"], **opts) as b:
+            bn = a.connect(b.endpoint, b.key)
+            call, clock = a.call, time.perf_counter
+            lat = []
+            for i in range(warmup + n):
+                t0 = clock()
+                call(bn, "echo", "echo", [i])
+                dt = clock() - t0
+                if i >= warmup:
+                    lat.append(dt * 1e6)
+            lat.sort()
+            return lat
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", default=os.environ.get("KITH_BUILD_DIR", os.path.join(ROOT, "build")))
+    ap.add_argument("-n", type=int, default=20000)
+    args = ap.parse_args()
+    sys.path.insert(0, os.path.join(args.build, "bindings", "python"))
+    cpp = cpp_rpc_p50(os.path.join(args.build, "tests", "bench", "kith_bench"))
+    lat = python_rpc(2000, args.n)
+    p50, p99 = lat[len(lat) // 2], lat[len(lat) * 99 // 100]
+    print(f"python_rpc_p50_us {p50:.6g} us")
+    print(f"python_rpc_p99_us {p99:.6g} us")
+    if cpp > 0:
+        print(f"python_rpc_p50_vs_cpp_rpc_p50_ratio {p50 / cpp:.6g} x (target <= 2)")
+    else:
+        print("python_rpc_note: C++ rpc_p50_us not measured (kith_bench missing or failed)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
