@@ -1,5 +1,11 @@
 // node_net.cpp — kith::node's services and distribution methods
 // (kith/node.hpp), on top of the dist layer (dist.hpp).
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+
+#include <algorithm>
 #include <condition_variable>
 #include <future>
 #include <mutex>
@@ -39,7 +45,34 @@ void node::invoke_local(const std::string& svc, const std::string& fn, const ter
     s->invoke(fn, args, std::move(reply));
 }
 
-std::string node::endpoint() const { return net_->dist ? net_->dist->endpoint() : std::string(); }
+std::vector<std::string> node::endpoints() const {
+    if (!net_->dist) return {};
+    std::string ep = net_->dist->endpoint();  // the advertised one, else the bound one
+    const std::string wildcard = "tcp://0.0.0.0:";
+    if (!net_->dist->options().advertise.empty() || ep.rfind(wildcard, 0) != 0) return {ep};
+    std::string port = ep.substr(wildcard.size());
+    std::vector<std::string> out, loop;
+    ifaddrs* ifs = nullptr;
+    if (::getifaddrs(&ifs) == 0) {
+        for (ifaddrs* i = ifs; i; i = i->ifa_next) {
+            if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !(i->ifa_flags & IFF_UP)) continue;
+            char buf[INET_ADDRSTRLEN] = {0};
+            ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, buf, sizeof buf);
+            std::string e = "tcp://" + std::string(buf) + ":" + port;
+            auto& list = (i->ifa_flags & IFF_LOOPBACK) ? loop : out;
+            if (std::find(list.begin(), list.end(), e) == list.end()) list.push_back(e);
+        }
+        ::freeifaddrs(ifs);
+    }
+    out.insert(out.end(), loop.begin(), loop.end());
+    if (out.empty()) out.push_back("tcp://127.0.0.1:" + port);
+    return out;
+}
+
+std::string node::endpoint() const {
+    auto all = endpoints();
+    return all.empty() ? std::string() : all.front();
+}
 
 public_key node::key() const { return net_->dist ? net_->dist->key() : public_key{}; }
 
@@ -71,7 +104,7 @@ result<grant_file> node::grant(const grant_spec& spec) {
     auto e = net_->dist->grants().create(spec, f.client.pub);
     if (!e) return e.err();
     f.node = name();
-    f.endpoints = {endpoint()};
+    f.endpoints = endpoints();
     f.server_key = key();
     f.label = spec.label;
     f.allow = spec.allow;

@@ -140,9 +140,15 @@ public:
     // answer or the timeout: call them from plain threads, or from actors
     // only when blocking that worker is acceptable.
 
-    // The bound (or advertised) endpoint, "tcp://127.0.0.1:40123"; "" if the
-    // node has no network.
+    // The endpoint others should dial, "tcp://192.0.2.7:4370": the advertised
+    // one if set, else the bound one; for a wildcard bind ("tcp://*:4370") the
+    // address of the first non-loopback IPv4 interface that is up (loopback if
+    // there is none). "" if the node has no network.
     std::string endpoint() const;
+    // Every endpoint this node can be dialled at: the advertised one alone if
+    // set; for a wildcard bind one per IPv4 interface that is up, non-loopback
+    // first; else the bound one. Grant files carry these.
+    std::vector<std::string> endpoints() const;
     // The node's long-term public key (all zero without network).
     public_key key() const;
     // Opens a connection to the node listening at `endpoint` with public key
