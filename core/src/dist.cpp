@@ -104,11 +104,10 @@ dist::dist(node_impl& rt, const net_options& opts, std::shared_ptr<service_table
         diag("dropped a malformed frame from " + peer + ": " + e.detail);
     };
     tr_ = std::make_unique<transport>(std::move(to), std::move(cb));
-    // Keys other than the cluster key: a live grant, a revoked or expired
-    // one (admitted only to be told "revoked" at its handshake, see zap.hpp),
-    // or, while a service is
-    // public, any key as a stranger. The table outlives the transport's use
-    // of this hook (the lambda holds it).
+    // Keys other than the cluster key: a live grant; a revoked or expired
+    // one (admitted only to be told "revoked" at its handshake, see
+    // zap.hpp); or, while a service is public, any key as a stranger. The
+    // lambda holds the table, so it outlives the transport's use of it.
     tr_->set_authorizer([tbl = grants_](const public_key& k, std::string_view) {
         tbl->refresh();  // another process may have changed the file
         if (auto g = tbl->find_key(k)) {

@@ -312,17 +312,22 @@ void grant_table::refresh(bool force) {
 }
 
 template <class F>
-auto grant_table::locked_change(F&& f) {
-    file_lock fl(file_);
+result<void> grant_table::change(F&& f) {
+    file_lock fl(file_);  // other writers, in this process or another, wait
     refresh(true);
+    std::string text;
+    {
+        std::unique_lock lk(mu_);
+        if (auto r = f(); !r) return r;
+        text = to_text(order_);
+    }
+    // The write (fsync) happens without mu_: the I/O thread's lookups never
+    // wait for the disk.
+    auto r = write_file_atomic(file_, text, 0600);
+    if (!r) return error{errc::badarg, "the grant table could not be saved: " + r.err().detail};
     std::unique_lock lk(mu_);
-    return f();
-}
-
-result<void> grant_table::save_locked() {
-    auto r = write_file_atomic(file_, to_text(order_), 0600);
-    if (r) loaded_ = stat_file();
-    return r;
+    loaded_ = stat_file();
+    return {};
 }
 
 result<std::shared_ptr<grant_entry>> grant_table::create(const grant_spec& spec, const public_key& client) {
@@ -345,45 +350,50 @@ result<std::shared_ptr<grant_entry>> grant_table::create(const grant_spec& spec,
     // Whole seconds, as the file keeps them.
     e->created = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
     e->bucket_ = token_bucket(spec.rate);
-    return locked_change([&]() -> result<std::shared_ptr<grant_entry>> {
+    // Usable only once it is on disk: written first, then added.
+    auto r = change([&]() -> result<void> {
         if (by_label_.count(spec.label))
             return error{errc::badarg, "a grant labelled \"" + spec.label + "\" exists"};
         if (by_key_.count(client)) return error{errc::badarg, "that client key already has a grant"};
-        order_.push_back(e);
-        if (auto r = save_locked(); !r) {
-            order_.pop_back();
-            return error{errc::badarg, "cannot save the grant table: " + r.err().detail};
-        }
-        by_label_[e->label] = e;
-        by_key_[e->key] = e;
-        return e;
+        order_.push_back(e);  // for the text; taken out again below until written
+        return {};
     });
+    std::unique_lock lk(mu_);
+    std::erase(order_, e);
+    if (!r) return r.err();
+    // A re-read of the file may have added its copy meanwhile: ours replaces it.
+    if (auto it = by_label_.find(e->label); it != by_label_.end()) {
+        by_key_.erase(it->second->key);
+        std::erase(order_, it->second);
+    }
+    order_.push_back(e);
+    by_label_[e->label] = e;
+    by_key_[e->key] = e;
+    return e;
 }
 
 result<void> grant_table::revoke(const std::string& label) {
     // At once in memory (the next message is refused), then on disk.
     if (auto e = find(label)) e->revoked.store(true, std::memory_order_release);
-    return locked_change([&]() -> result<void> {
+    auto r = change([&]() -> result<void> {
         auto it = by_label_.find(label);
         if (it == by_label_.end()) return error{errc::badarg, "no grant labelled \"" + label + "\""};
         it->second->revoked.store(true, std::memory_order_release);
-        if (auto r = save_locked(); !r)
-            return error{errc::badarg, "revoked, but the grant table could not be saved: " + r.err().detail};
         return {};
     });
+    return r;  // a save failure leaves it revoked in memory nonetheless
 }
 
 result<void> grant_table::set_rate(const std::string& label, rate_limit r) {
     if (!std::isfinite(r.per_second) || !std::isfinite(r.burst) || (r.per_second > 0 && r.burst < 1))
         return error{errc::badarg, "bad rate: the burst must be at least 1"};
-    return locked_change([&]() -> result<void> {
+    auto s = change([&]() -> result<void> {
         auto it = by_label_.find(label);
         if (it == by_label_.end()) return error{errc::badarg, "no grant labelled \"" + label + "\""};
         it->second->set_rate(r);
-        if (auto s = save_locked(); !s)
-            return error{errc::badarg, "rate changed, but the grant table could not be saved: " + s.err().detail};
         return {};
     });
+    return s;
 }
 
 std::vector<grant_info> grant_table::list() {

@@ -147,12 +147,11 @@ public:
     static result<std::vector<std::shared_ptr<grant_entry>>> parse(std::string_view text);
 
 private:
-    result<void> save_locked();  // under mu_ (exclusive) and the file lock
     void merge_locked(std::vector<std::shared_ptr<grant_entry>> disk);  // under mu_ (exclusive)
-    // Runs f() under mu_ (exclusive) and the cross-process file lock, after
-    // merging the file.
+    // One change: under the cross-process file lock, merges the file, runs
+    // f() under mu_ (exclusive), then writes the table (without mu_).
     template <class F>
-    auto locked_change(F&& f);
+    result<void> change(F&& f);
     struct file_id {
         std::int64_t mtime_ns = 0, size = -1, inode = 0;
         friend bool operator==(const file_id&, const file_id&) = default;

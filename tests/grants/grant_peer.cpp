@@ -19,8 +19,9 @@
 //   latency NODE PERIOD_MS SECS SVC FN [ARG...] -> one call every PERIOD_MS:
 //                                      "latency n=N errors=N p50_us=N p99_us=N max_us=N"
 //   await_down NODE MS              -> "down REASON" | "down none"
-//   hammer LABELPREFIX              -> creates/revokes grants on this node forever,
-//                                      printing "created L" / "revoked L" once each is saved
+//   hammer LABELPREFIX [WIDE]       -> creates/revokes grants on this node forever,
+//                                      printing "created L" / "revoked L" once each is saved;
+//                                      WIDE names in a service "wide" make each write long
 //   quit
 // At start it prints "READY NAME ENDPOINT Z85KEY".
 #include <algorithm>
@@ -202,12 +203,16 @@ int main(int argc, char** argv) {
                 return false;
             });
             out("down " + reason);
-        } else if (c == "hammer" && w.size() == 2) {
+        } else if (c == "hammer" && (w.size() == 2 || w.size() == 3)) {
+            std::vector<std::string> wide;
+            for (int k = 0; w.size() == 3 && k < std::stoi(w[2]); ++k)
+                wide.push_back("a-rather-long-function-name-to-make-the-table-file-large-" + std::to_string(k));
             for (long i = 0;; ++i) {
                 std::string label = w[1] + std::to_string(i);
                 grant_spec s;
                 s.label = label;
                 s.allow = {{"kvs", {}}, {"echo", {"echo"}}};
+                if (!wide.empty()) s.allow["wide"] = wide;
                 auto g = n.grant(s);
                 if (!g) {
                     out("error " + err_text(g.err()));

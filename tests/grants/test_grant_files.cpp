@@ -9,6 +9,7 @@
 
 #include "../transport/tmpdir.hpp"
 #include "grants_table.hpp"
+#include "zap.hpp"
 #include "kith/grants.hpp"
 #include "kith_catch.hpp"
 
@@ -269,4 +270,31 @@ TEST_CASE("grants: two writers of one table file (a node and a CLI) merge, and r
     CHECK(rows[0].revoked);
     CHECK(rows[1].label == "carol");
     CHECK(rows[2].label == "dave");
+}
+
+TEST_CASE("grants: ZAP admits a revoked grant's key only to tell it 'revoked' at its handshake", "[grants]") {
+    keypair bob = keypair::generate();
+    detail::zap_request req;
+    req.version = "1.0";
+    req.request_id = "1";
+    req.domain = std::string(detail::zap_domain);
+    req.address = "127.0.0.1";
+    req.mechanism = "CURVE";
+    req.credentials.emplace_back(reinterpret_cast<const char*>(bob.pub.bytes.data()), 32);
+    const public_key cluster = keypair::generate().pub;
+    auto revoked = detail::zap_decide(req, cluster, [](const public_key&, std::string_view) {
+        return detail::authz_decision::revoked("bob", "grant \"bob\" is revoked");
+    });
+    CHECK(revoked.accepted);
+    CHECK(revoked.revoked);
+    CHECK(revoked.user_id == "grant:bob");
+    auto live = detail::zap_decide(req, cluster, [](const public_key&, std::string_view) {
+        return detail::authz_decision::grant("bob");
+    });
+    CHECK(live.accepted);
+    CHECK_FALSE(live.revoked);
+    auto unknown = detail::zap_decide(req, cluster, [](const public_key&, std::string_view) {
+        return detail::authz_decision::refuse("unknown key");
+    });
+    CHECK_FALSE(unknown.accepted);
 }

@@ -163,32 +163,45 @@ public:
     void connect_async(const std::string& endpoint, const public_key& key, duration timeout,
                        std::function<void(result<std::string>)> done);
     // Connects with a grant that another node issued us (kith/grants.hpp):
-    // tries its endpoints in order. Returns the granting node's name;
-    // errc::revoked if the grant was revoked or has expired, errc::unauthorized
-    // if the node does not know it, errc::timeout if nothing answered.
-    // Afterwards call/cast/spawn/send to that node go through the grant; the
-    // granting node gets no right on this node from it.
+    // tries its endpoints in order (sharing `timeout`). Returns the granting
+    // node's name; errc::revoked if the grant was revoked or has expired,
+    // errc::unauthorized if the node does not know it, errc::timeout if
+    // nothing answered. Afterwards call/cast/spawn/send to that node go
+    // through the grant; the granting node gets no right on this node from
+    // it (it may only answer, and message pids we handed to it). If the
+    // grant is revoked later: nodedown reason "revoked", pending and later
+    // calls to that node fail with errc::revoked.
     result<std::string> connect(const grant_file& grant, duration timeout = std::chrono::seconds(5));
 
     // --- grants and public services (kith/grants.hpp) ---------------------------
+    // What a grant allows and never allows: docs/security.md. All of these
+    // are thread-safe; grant, revoke_grant and set_grant_rate block while the
+    // table is written (fsync). Without network: errc::nodedown (grants()
+    // and public_services() are empty, set_public does nothing).
+    //
     // Issues a grant: a fresh client keypair bound to spec. The returned file
-    // (endpoints = this node's advertised endpoint) is for the grantee. The
-    // table is saved atomically to <key_dir>/grants before this returns.
-    // errc::badarg: bad or duplicate label, unknown rate, empty scope.
+    // (endpoints = this node's advertised endpoint: set net.advertise when
+    // listening on a wildcard address) is for the grantee; save() it and hand
+    // it over privately. The table is saved atomically to <key_dir>/grants
+    // before this returns. errc::badarg: bad or duplicate label, bad names or
+    // an empty scope, a burst below 1, or the table could not be written.
     result<grant_file> grant(const grant_spec& spec);
-    // The grant table (revoked grants included, marked).
+    // The grant table (revoked grants included, marked), with live counters.
+    // Re-reads <key_dir>/grants if another process changed it.
     std::vector<grant_info> grants() const;
     // Revokes at once: the next message under it is refused with errc::revoked,
-    // its connection is told "revoked", its reconnects fail. errc::badarg if
-    // there is no such label.
+    // its connection is told "revoked" (goodbye), its reconnects fail.
+    // errc::badarg if there is no such label, or (revoked nonetheless) if the
+    // table could not be saved.
     result<void> revoke_grant(const std::string& label);
     // Changes a grant's rate; effective for the next message. errc::badarg if
     // unknown.
     result<void> set_grant_rate(const std::string& label, rate_limit rate);
     // Opens service `svc` (which need not be added yet) to anyone who can
     // reach this node, strangers included, each connecting key limited to
-    // `rate`. Only calls, casts and spawns of that service are allowed.
-    // on=false closes it again.
+    // `rate` for that service. A stranger may call, cast and spawn in public
+    // services and message the pids handed to it, nothing else. on=false
+    // closes it again (effective for the next message). Not persisted.
     void set_public(const std::string& svc, bool on = true, rate_limit rate = {});
     std::vector<std::string> public_services() const;
     // rpc: calls `svc`:`fn`(args...) on `node` (this node's own name works
