@@ -448,6 +448,9 @@ net_counters dist::counters() const {
     c.decode_errors = s.decode_errors;
     c.protocol_errors = protocol_errors_.load() + s.protocol_errors;
     c.refused = refused_.load();
+    c.refused_unauthorized = refused_unauthorized_.load();
+    c.refused_revoked = refused_revoked_.load();
+    c.refused_rate_limited = refused_rate_limited_.load();
     c.overload_drops = overload_drops_.load() + s.overload_drops;
     c.refused_connections = s.refused_inbound + s.refused_outbound;
     return c;
@@ -707,6 +710,9 @@ void dist::on_envelopes(const std::string& peer, const peer_auth& auth, std::vec
 
 void dist::refuse(const std::string& peer, const envelope& e, errc code, const std::string& detail) {
     refused_.fetch_add(1, std::memory_order_relaxed);
+    if (code == errc::unauthorized) refused_unauthorized_.fetch_add(1, std::memory_order_relaxed);
+    if (code == errc::revoked) refused_revoked_.fetch_add(1, std::memory_order_relaxed);
+    if (code == errc::rate_limited) refused_rate_limited_.fetch_add(1, std::memory_order_relaxed);
     std::string reason(to_string(code));
     // Straight to the transport: a refusal names the refused target (a DOWN's
     // `who`, an exit's `from`) and must not hand it over as a capability.

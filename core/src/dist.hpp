@@ -243,6 +243,7 @@ private:
     bool stopping_ = false;  // under mu_
 
     std::atomic<std::uint64_t> protocol_errors_{0}, refused_{0}, overload_drops_{0};
+    std::atomic<std::uint64_t> refused_unauthorized_{0}, refused_revoked_{0}, refused_rate_limited_{0};
 
     std::shared_ptr<grant_table> grants_;
     // Nodes whose session ended with "revoked" (our grant on them was

@@ -33,7 +33,10 @@ service make_node_info(node& n) {
         term_array svcs, pub;
         for (auto& x : np->services()) svcs.push_back(x);
         for (auto& x : np->public_services()) pub.push_back(x);
-        term_map refused{{"unauthorized_or_revoked", term(c.refused)},
+        term_map refused{{"unauthorized", term(c.refused_unauthorized)},
+                         {"revoked", term(c.refused_revoked)},
+                         {"rate_limited", term(c.refused_rate_limited)},
+                         {"other", term(c.refused - c.refused_unauthorized - c.refused_revoked - c.refused_rate_limited)},
                          {"connections", term(c.refused_connections)},
                          {"malformed", term(c.decode_errors)},
                          {"invalid", term(c.protocol_errors)},

@@ -15,7 +15,9 @@
 //   node  information about the node:
 //           info() -> {"name", "uptime_s", "services", "public", "peers",
 //                      "messages_in", "messages_out", "refused", "counters"}
-//         where "refused" counts refusals by reason and "counters" holds
+//         where "refused" counts refusals by reason (unauthorized, revoked,
+//         rate_limited, other; connections; malformed; invalid; overloaded)
+//         and "counters" holds
 //         every network counter (kith/net.hpp net_counters).
 //   grants the node owner's control of its grant table (kith/grants.hpp),
 //         for `kith grant`. Host it only where every caller may manage

@@ -1,0 +1,80 @@
+// The built-in "node" and "grants" services (kith/builtin.hpp), called as a
+// cluster member would call them, and refused to a grantee.
+#include "../transport/tmpdir.hpp"
+#include "kith/builtin.hpp"
+#include "kith/node.hpp"
+#include "kith_catch.hpp"
+
+namespace {
+
+kith::node_options opts(const std::string& name, const temp_dir& home, const std::string& cookie) {
+    kith::node_options o;
+    o.name = name;
+    o.workers = 1;
+    o.net.listen = "tcp://127.0.0.1:0";
+    o.net.key_dir = home.path / name;
+    o.net.cookie = cookie;
+    o.net.log = [](const std::string&) {};
+    return o;
+}
+
+}  // namespace
+
+TEST_CASE("builtin: node info reports name, services, peers and refusals by reason") {
+    temp_dir home;
+    kith::node a(opts("alice@test", home, "c1"));
+    a.add_service(kith::services::make_node_info(a));
+    a.add_service(kith::services::make_kvs());
+    kith::node b(opts("bob@test", home, "c1"));
+    REQUIRE(b.connect(a.endpoint(), a.key()));
+    auto r = b.call("alice@test", "node", "info", kith::arr());
+    REQUIRE(r);
+    CHECK(*r->lookup("name") == kith::term("alice@test"));
+    CHECK(r->lookup("uptime_s")->as_float().value() >= 0);
+    CHECK(*r->lookup("services") == kith::arr("kvs", "node"));
+    REQUIRE(r->lookup("peers")->size() == 1);
+    CHECK(*r->lookup("peers")->at(0)->lookup("name") == kith::term("bob@test"));
+    CHECK(r->lookup("messages_in")->as_int().value() >= 1);
+    for (auto* reason : {"unauthorized", "revoked", "rate_limited", "other", "connections", "malformed"})
+        CHECK(r->lookup("refused")->lookup(reason) != nullptr);
+}
+
+TEST_CASE("builtin: grants service creates, lists, re-rates and revokes; never grantable; refused to grantees") {
+    temp_dir home;
+    kith::node a(opts("alice@test", home, "c1"));
+    a.add_service(kith::services::make_grant_admin(a));
+    a.add_service(kith::services::make_kvs());
+    kith::node admin(opts("admin@test", home, "c1"));
+    REQUIRE(admin.connect(a.endpoint(), a.key()));
+
+    auto text = admin.call("alice@test", "grants", "create", kith::arr("bob", "kvs", "5/s", 3600));
+    REQUIRE(text);
+    auto file = kith::grant_file::parse(*text->as_string());
+    REQUIRE(file);
+    CHECK(file->node == "alice@test");
+    CHECK(file->label == "bob");
+    CHECK(file->rate == kith::rate_limit{5, 5} || file->rate.per_second == 5);
+    CHECK(file->expires.has_value());
+
+    CHECK(admin.call("alice@test", "grants", "create", kith::arr("eve", "grants", nullptr, nullptr)).code() ==
+          kith::errc::badarg);
+    CHECK(admin.call("alice@test", "grants", "create", kith::arr("bob", "kvs", nullptr, nullptr)).code() ==
+          kith::errc::badarg);  // duplicate label
+    CHECK(admin.call("alice@test", "grants", "create", kith::arr("x", "kvs", "fast", nullptr)).code() ==
+          kith::errc::badarg);
+    CHECK(admin.call("alice@test", "grants", "set_rate", kith::arr("bob", "50/s")));
+    auto list = admin.call("alice@test", "grants", "list", kith::arr());
+    REQUIRE(list);
+    REQUIRE(list->size() == 1);
+    CHECK(*list->at(0)->lookup("label") == kith::term("bob"));
+
+    // Bob, holding the grant, can use kvs but never the grants service.
+    kith::node bob(opts("bob@test", home, "c2"));
+    REQUIRE(bob.connect(*file));
+    CHECK(bob.call("alice@test", "kvs", "keys", kith::arr()));
+    CHECK(bob.call("alice@test", "grants", "list", kith::arr()).code() == kith::errc::unauthorized);
+
+    CHECK(admin.call("alice@test", "grants", "revoke", kith::arr("bob")));
+    CHECK(admin.call("alice@test", "grants", "revoke", kith::arr("nobody")).code() == kith::errc::badarg);
+    CHECK(bob.call("alice@test", "kvs", "keys", kith::arr()).code() == kith::errc::revoked);
+}
