@@ -243,7 +243,7 @@ void actor_proc::send_user(const pid& to, term&& msg) {
     ++sends_;
     if (to.serial == cache_serial_ && cache_ && to.node == node_->name()) {
         if (!cache_->is_dead()) {
-            cache_->deliver(new msg_node(message(std::move(msg))));
+            cache_->deliver(new msg_node(std::move(msg)));
             return;
         }
         cache_.reset();
@@ -260,7 +260,7 @@ void actor_proc::send_user(const pid& to, term&& msg) {
         node_->count_dropped_unknown();
         return;
     }
-    t->deliver(new msg_node(message(std::move(msg))));
+    t->deliver(new msg_node(std::move(msg)));
     cache_ = std::move(t);
     cache_serial_ = to.serial;
 }

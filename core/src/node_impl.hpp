@@ -83,6 +83,8 @@ struct mnode {
 struct msg_node : mnode {
     message msg;
     explicit msg_node(message&& m) noexcept : msg(std::move(m)) {}
+    // A user message built in place (one move of the body, no temporary).
+    explicit msg_node(term&& body) noexcept { msg.body = std::move(body); }
 
     // Pooled: see block_pool.hpp. Defined in actor.cpp.
     static void* operator new(std::size_t size);
