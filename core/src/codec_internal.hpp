@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include <msgpack.hpp>
@@ -30,6 +31,26 @@ msgpack::unpack_limit unpack_limits(const decode_limits& limits) noexcept;
 // the input buffer instead of copying them into the zone: safe whenever the
 // object is converted before the input goes away.
 bool reference_all(msgpack::type::object_type, std::size_t, void*);
+
+// A direct decoder from msgpack bytes to terms, without msgpack::object, for
+// bytes that scan_value has already accepted (so every bound holds). It
+// only ever succeeds with exactly what the msgpack::unpack path would give,
+// or declines (false, position unspecified) — never an error of its own:
+// the caller then decodes the same bytes the msgpack way, which produces the
+// error description. Bounds are still checked as it goes.
+struct fast_reader {
+    const unsigned char* p;
+    const unsigned char* end;
+
+    std::size_t left() const noexcept { return static_cast<std::size_t>(end - p); }
+    // A big-endian unsigned integer of `width` bytes.
+    bool uint(int width, std::uint64_t& v) noexcept;
+    // n bytes as a string / binary term.
+    bool str(std::uint64_t n, term& out);
+    bool bin(std::uint64_t n, term& out);
+    // One term, nesting at most max_depth containers deep.
+    bool value(term& out, std::size_t max_depth) noexcept;
+};
 
 // Decodes one term from the exact byte range [data, data+len) (which the
 // caller has already scanned) into `out`; false with `why` on failure.
