@@ -410,6 +410,9 @@ public:
     // The same for a run of messages: `cache` keeps the last live target, so
     // consecutive messages to one local pid skip the table lookup.
     void deliver(const pid& to, message&& m, proc_ref& cache);
+    // The same for a user message: the mailbox node is built from the body
+    // in place (no temporary message).
+    void deliver_user(const pid& to, term&& body, proc_ref& cache);
     // Network entry point: a message for the name registered here.
     void deliver_named(const std::string& name, message&& m) { send_named(name, std::move(m)); }
     // Network entry point: remote `from` links to local `to`. False if `to`
