@@ -4,6 +4,7 @@
 #include "kith/envelope.hpp"
 
 #include <array>
+#include <cstring>
 #include <optional>
 #include <new>
 #include <tuple>
@@ -106,8 +107,33 @@ void put(packer& pk, const std::vector<std::string>& v) {
     pk.pack_array(static_cast<std::uint32_t>(v.size()));
     for (const auto& s : v) put(pk, s);
 }
-void put(packer& pk, const pid& p) { detail::pack_node_ext(pk, detail::pid_ext_type, p.node, p.serial); }
-void put(packer& pk, const ref& r) { detail::pack_node_ext(pk, detail::ref_ext_type, r.node, r.id); }
+// A pid/ref ext, byte for byte what detail::pack_node_ext writes, in one
+// write to the stream instead of three (pids and refs are in most envelopes).
+void put_node_ext(packer& pk, std::int8_t type, const std::string& node, std::uint64_t n) {
+    const std::size_t name_len = n == 0 ? 0 : node.size();
+    if (name_len > 255) {
+        detail::pack_node_ext(pk, type, node, n);
+        return;
+    }
+    const std::size_t size = 8 + name_len;
+    char buf[3 + 8 + 255];
+    std::size_t k = 0;
+    if (size == 8) {
+        buf[k++] = static_cast<char>(0xd7);  // fixext 8
+    } else if (size == 16) {
+        buf[k++] = static_cast<char>(0xd8);  // fixext 16
+    } else {
+        buf[k++] = static_cast<char>(0xc7);  // ext 8 (size < 256 here)
+        buf[k++] = static_cast<char>(size);
+    }
+    buf[k++] = static_cast<char>(type);
+    detail::store_be64(buf + k, n);
+    k += 8;
+    if (name_len) std::memcpy(buf + k, node.data(), name_len);
+    pk.pack_bin_body(buf, static_cast<std::uint32_t>(k + name_len));  // raw bytes
+}
+void put(packer& pk, const pid& p) { put_node_ext(pk, detail::pid_ext_type, p.node, p.serial); }
+void put(packer& pk, const ref& r) { put_node_ext(pk, detail::ref_ext_type, r.node, r.id); }
 void put(packer& pk, const term& t) { detail::pack_term(pk, t); }
 
 template <class E>

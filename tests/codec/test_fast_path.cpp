@@ -142,3 +142,19 @@ TEST_CASE("byte_buffer behaves like a byte vector, inline and on the heap", "[co
     CHECK(binary(bin.bytes.data(), bin.size()) == bin);
     CHECK(binary("ab", 2) != binary("ac", 2));
 }
+
+TEST_CASE("pids and refs in envelopes are encoded as in terms, for every ext size", "[codec]") {
+    for (const std::string& node : std::vector<std::string>{"a@b", "abcd@efg", "abcdefgh@ijklmno", std::string(100, 'x') + "@h"}) {
+        for (std::uint64_t serial : {0ull, 1ull, 300ull, 1ull << 40}) {
+            pid p{serial ? node : std::string(), serial};
+            ref r{serial ? node : std::string(), serial};
+            INFO(node << " " << serial);
+            // env_send: [2, to, msg]; env_request: [17, to, from, tag, msg]
+            std::string want_send = std::string("\xc1\x4b\x01\x00\x93\x02", 6) + encode(term(p)) + encode(term(nil));
+            CHECK(encode_frame(env_send{p, nil}) == want_send);
+            std::string want_req = std::string("\xc1\x4b\x01\x00\x95\x11", 6) + encode(term(p)) + encode(term(p)) +
+                                   encode(term(r)) + encode(term(nil));
+            CHECK(encode_frame(env_request{p, p, r, nil}) == want_req);
+        }
+    }
+}
