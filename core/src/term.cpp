@@ -2,6 +2,7 @@
 // Wire layout: docs/protocol.md ("Terms", "Ext types", "Limits").
 #include "kith/term.hpp"
 
+#include <bit>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -408,10 +409,36 @@ bool reference_all(msgpack::type::object_type, std::size_t, void*) { return true
 
 namespace {
 
+inline std::uint32_t from_be(std::uint32_t v) noexcept {
+    if constexpr (std::endian::native == std::endian::little) return __builtin_bswap32(v);
+    else return v;
+}
+inline std::uint64_t from_be(std::uint64_t v) noexcept {
+    if constexpr (std::endian::native == std::endian::little) return __builtin_bswap64(v);
+    else return v;
+}
+
+// A big-endian unsigned integer of n (1, 2, 4 or 8) bytes.
 std::uint64_t load_be(const unsigned char* p, int n) noexcept {
-    std::uint64_t v = 0;
-    for (int i = 0; i < n; ++i) v = (v << 8) | p[i];
-    return v;
+    switch (n) {
+        case 1: return p[0];
+        case 2: return static_cast<std::uint64_t>(p[0]) << 8 | p[1];
+        case 4: {
+            std::uint32_t v;
+            std::memcpy(&v, p, 4);
+            return from_be(v);
+        }
+        case 8: {
+            std::uint64_t v;
+            std::memcpy(&v, p, 8);
+            return from_be(v);
+        }
+        default: {
+            std::uint64_t v = 0;
+            for (int i = 0; i < n; ++i) v = (v << 8) | p[i];
+            return v;
+        }
+    }
 }
 
 }  // namespace
