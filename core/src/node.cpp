@@ -452,6 +452,7 @@ void node_impl::set_remote_port(std::shared_ptr<remote_port> p) {
     std::lock_guard l(port_mu_);
     port_ = std::move(p);
     has_port_.store(port_ != nullptr, std::memory_order_release);
+    port_gen_.fetch_add(1, std::memory_order_acq_rel);
 }
 
 std::shared_ptr<remote_port> node_impl::port() const {

@@ -218,6 +218,10 @@ struct pending_request {
 struct actor_extras {
     std::vector<std::pair<ref, pid>> monitors;  // outgoing: (ref, target)
     std::vector<pending_request> pending;
+    // The remote port as of node generation port_gen (actors that send to
+    // remote pids skip node_impl::port()'s lock and reference count).
+    std::shared_ptr<remote_port> port;
+    std::uint64_t port_gen = 0;
 };
 
 class actor_proc final : public process, public actor {
@@ -237,6 +241,9 @@ public:
     void run_turn(unsigned budget);
     // Fast path of actor::send for user messages.
     void send_user(const pid& to, term&& msg);
+    // The node's remote port, cached in ex() while the node's port
+    // generation is unchanged; nullptr without one.
+    remote_port* cached_port();
     // Node stop: drop everything that could hold references.
     void drop_state() noexcept;
 
@@ -402,6 +409,9 @@ public:
     // Installs (or, with nullptr, removes) the port for non-local pids.
     void set_remote_port(std::shared_ptr<remote_port> port);
     std::shared_ptr<remote_port> port() const;
+    // Changes (from 1 up) whenever set_remote_port() runs: a cached port()
+    // is current while this is unchanged.
+    std::uint64_t port_generation() const noexcept { return port_gen_.load(std::memory_order_acquire); }
 
     // Network entry point: a message from a peer for local pid `to`, any
     // kind (user, request, reply, reply_error, down, exit_signal, link_exit).
@@ -493,6 +503,7 @@ private:
     mutable std::mutex port_mu_;
     std::shared_ptr<remote_port> port_;
     std::atomic<bool> has_port_{false};
+    std::atomic<std::uint64_t> port_gen_{1};
 };
 
 // The node whose worker runs the calling thread, or nullptr.
