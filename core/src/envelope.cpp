@@ -3,6 +3,7 @@
 // checked by tests/codec/test_golden.cpp.
 #include "kith/envelope.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <optional>
@@ -322,7 +323,7 @@ struct fast_fields {
     std::size_t max_depth;
 
     bool any_uint(std::uint64_t& v) noexcept {
-        if (r.left() == 0) return false;
+        if (r.left() == 0 || !r.take()) return false;
         const unsigned char b = *r.p;
         if (b <= 0x7f) {
             ++r.p;
@@ -350,13 +351,13 @@ struct fast_fields {
         return true;
     }
     bool get(bool& v) noexcept {
-        if (r.left() == 0 || (*r.p != 0xc2 && *r.p != 0xc3)) return false;
+        if (r.left() == 0 || (*r.p != 0xc2 && *r.p != 0xc3) || !r.take()) return false;
         v = *r.p++ == 0xc3;
         return true;
     }
     // The length of a str header at r.p (consumed), or false.
     bool str_len(std::uint64_t& n) noexcept {
-        if (r.left() == 0) return false;
+        if (r.left() == 0 || !r.take()) return false;
         const unsigned char b = *r.p;
         if (b >= 0xa0 && b <= 0xbf) {
             ++r.p;
@@ -367,7 +368,7 @@ struct fast_fields {
         } else {
             return false;
         }
-        return n <= r.left();
+        return n <= r.lim->max_str && n <= r.left();
     }
     bool get(std::string& v) {
         std::uint64_t n;
@@ -377,7 +378,7 @@ struct fast_fields {
         return true;
     }
     bool get(std::vector<std::string>& v) {
-        if (r.left() == 0) return false;
+        if (r.left() == 0 || !r.take()) return false;
         const unsigned char b = *r.p;
         std::uint64_t n;
         if (b >= 0x90 && b <= 0x9f) {
@@ -389,14 +390,14 @@ struct fast_fields {
         } else {
             return false;
         }
-        if (n > r.left()) return false;
+        if (n > r.lim->max_array || !r.open(n)) return false;
         v.resize(static_cast<std::size_t>(n));
         for (auto& x : v)
             if (!get(x)) return false;
         return true;
     }
     bool node_ext(std::int8_t type, std::string& node, std::uint64_t& id) {
-        if (r.left() == 0) return false;
+        if (r.left() == 0 || !r.take()) return false;
         const unsigned char b = *r.p;
         std::uint64_t size;
         if (b >= 0xd4 && b <= 0xd8) {
@@ -408,7 +409,7 @@ struct fast_fields {
         } else {
             return false;
         }
-        if (size + 1 > r.left() || static_cast<std::int8_t>(*r.p) != type) return false;
+        if (size > r.lim->max_ext || size + 1 > r.left() || static_cast<std::int8_t>(*r.p) != type) return false;
         const char* payload = reinterpret_cast<const char*>(r.p + 1);
         r.p += size + 1;
         return detail::parse_node_ext(payload, static_cast<std::size_t>(size), node, id, nullptr);
@@ -429,7 +430,7 @@ bool fast_decode(fast_fields& f, std::size_t count, std::vector<envelope>& out) 
         E& e = std::get<E>(out.emplace_back(std::in_place_type<E>));
         auto fs = fields(e);
         bool ok = count == std::tuple_size_v<decltype(fs)> &&
-                  std::apply([&](auto&... x) { return (f.get(x) && ...); }, fs) && f.r.left() == 0;
+                  std::apply([&](auto&... x) { return (f.get(x) && ...); }, fs) && f.r.pending == 0;
         if (!ok) out.pop_back();
         return ok;
     }
@@ -443,23 +444,28 @@ constexpr std::array<fast_fn, sizeof...(I) + 1> make_fast_decoders(std::index_se
 }
 constexpr auto fast_decoders = make_fast_decoders(std::make_index_sequence<std::variant_size_v<envelope>>{});
 
-// The fast path for one scanned envelope; false if it declined (`out`
-// unchanged).
-bool fast_envelope(const char* data, std::size_t len, const decode_limits& limits, std::vector<envelope>& out) {
+// The fast path for the envelope at the start of [data, data+len) (not
+// necessarily scanned: the reader applies the same bounds); false if it
+// declined (`out` unchanged), else true with its length in `used`.
+bool fast_envelope(const char* data, std::size_t len, const decode_limits& limits, std::vector<envelope>& out,
+                   std::size_t& used) {
     try {
         const auto* p = reinterpret_cast<const unsigned char*>(data);
-        fast_fields f{{p, p + len}, limits.max_depth > 0 ? limits.max_depth - 1 : 0};
-        std::uint64_t count;
-        if (len == 0) return false;
-        if (p[0] >= 0x91 && p[0] <= 0x9f) {
-            count = p[0] & 0x0f;
-            ++f.r.p;
-        } else {
-            return false;
-        }
+        if (len == 0 || limits.max_depth == 0) return false;
+        fast_fields f{{p, p + len, &limits}, limits.max_depth - 1};
+        if (p[0] < 0x91 || p[0] > 0x9f) return false;
+        const std::uint64_t count = p[0] & 0x0f;
+        ++f.r.p;
+        if (!f.r.take() || count > limits.max_array || !f.r.open(count)) return false;
         std::uint64_t tag;
         if (!f.any_uint(tag) || tag == 0 || tag >= fast_decoders.size()) return false;
-        return fast_decoders[tag](f, static_cast<std::size_t>(count - 1), out);
+        if (!fast_decoders[tag](f, static_cast<std::size_t>(count - 1), out)) return false;
+        used = static_cast<std::size_t>(f.r.p - p);
+        if (used > limits.max_bytes) {
+            out.pop_back();
+            return false;
+        }
+        return true;
     } catch (...) {
         return false;  // the msgpack path reports it
     }
@@ -469,7 +475,11 @@ bool fast_envelope(const char* data, std::size_t len, const decode_limits& limit
 // and appends it to `out`. `zone` is made on first use (the fast path needs none).
 void unpack_envelope(const char* data, std::size_t len, const decode_limits& limits,
                      std::optional<msgpack::zone>& zone, std::vector<envelope>& out) {
-    if (fast_envelope(data, len, limits, out)) return;
+    std::size_t used = 0;
+    if (fast_envelope(data, len, limits, out, used)) {
+        if (used == len) return;
+        out.pop_back();  // cannot happen for a scanned extent; the msgpack path decides
+    }
     if (!zone) zone.emplace();
     else zone->clear();
     msgpack::object o;
@@ -580,6 +590,27 @@ result<std::vector<envelope>> decode_frame(std::string_view frame, const frame_l
                                            std::to_string(protocol_version) + ")"};
         if (h[3] != 0) return error{errc::decode, "unknown frame flags " + std::to_string(h[3])};
         if (frame.size() == frame_header_size) return error{errc::decode, "frame holds no envelopes"};
+
+        // Fast path: decode envelope after envelope straight from the bytes,
+        // under the same bounds as the scan below. If it declines anywhere,
+        // everything it made is dropped and the frame is decoded the
+        // two-pass way, which gives the error (all or nothing either way).
+        {
+            std::vector<envelope> out;
+            out.reserve(std::min<std::size_t>(64, frame.size() / 8));
+            std::size_t off = frame_header_size;
+            bool ok = true;
+            while (off < frame.size()) {
+                std::size_t used = 0;
+                if (out.size() == limits.max_envelopes ||
+                    !fast_envelope(frame.data() + off, frame.size() - off, limits.term, out, used)) {
+                    ok = false;
+                    break;
+                }
+                off += used;
+            }
+            if (ok) return out;
+        }
 
         // Pass 1: bound-check every envelope and find its extent, without
         // allocating anything per value. A frame is all or nothing, so a bad

@@ -582,7 +582,7 @@ namespace {
 bool direct_value(fast_reader& r, term& out, std::size_t depth);
 
 bool direct_array(fast_reader& r, std::uint64_t n, term& out, std::size_t depth) {
-    if (depth == 0 || n > r.left()) return false;  // each element takes >= 1 byte
+    if (depth == 0 || n > r.lim->max_array || !r.open(n)) return false;
     term_array a;
     a.resize(static_cast<std::size_t>(n));
     for (auto& x : a)
@@ -592,7 +592,7 @@ bool direct_array(fast_reader& r, std::uint64_t n, term& out, std::size_t depth)
 }
 
 bool direct_map(fast_reader& r, std::uint64_t n, term& out, std::size_t depth) {
-    if (depth == 0 || n > r.left() / 2) return false;
+    if (depth == 0 || n > r.lim->max_map || !r.open(2 * n)) return false;
     term_map m;
     m.resize(static_cast<std::size_t>(n));
     for (auto& [k, v] : m)
@@ -602,7 +602,7 @@ bool direct_map(fast_reader& r, std::uint64_t n, term& out, std::size_t depth) {
 }
 
 bool direct_ext(fast_reader& r, std::uint64_t size, term& out) {
-    if (size + 1 > r.left()) return false;
+    if (size > r.lim->max_ext || size + 1 > r.left()) return false;
     const auto type = static_cast<std::int8_t>(*r.p++);
     const char* payload = reinterpret_cast<const char*>(r.p);
     r.p += size;
@@ -622,7 +622,7 @@ bool direct_ext(fast_reader& r, std::uint64_t size, term& out) {
 }
 
 bool direct_value(fast_reader& r, term& out, std::size_t depth) {
-    if (r.left() == 0) return false;
+    if (r.left() == 0 || !r.take()) return false;
     const unsigned char b = *r.p++;
     std::uint64_t n = 0;
     if (b <= 0x7f) {
@@ -694,14 +694,14 @@ bool fast_reader::uint(int width, std::uint64_t& v) noexcept {
 }
 
 bool fast_reader::str(std::uint64_t n, term& out) {
-    if (n > left()) return false;
+    if (n > lim->max_str || n > left()) return false;
     out = term(std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(n)));
     p += n;
     return true;
 }
 
 bool fast_reader::bin(std::uint64_t n, term& out) {
-    if (n > left()) return false;
+    if (n > lim->max_bin || n > left()) return false;
     out = term(binary(p, static_cast<std::size_t>(n)));
     p += n;
     return true;
@@ -718,7 +718,8 @@ bool fast_reader::value(term& out, std::size_t max_depth) noexcept {
 bool unpack_term(const char* data, std::size_t len, const decode_limits& limits, msgpack::zone& zone, term& out,
                  std::string& why) noexcept {
     {
-        fast_reader r{reinterpret_cast<const unsigned char*>(data), reinterpret_cast<const unsigned char*>(data) + len};
+        fast_reader r{reinterpret_cast<const unsigned char*>(data), reinterpret_cast<const unsigned char*>(data) + len,
+                      &limits};
         if (r.value(out, limits.max_depth) && r.left() == 0) return true;
     }
     try {
