@@ -239,11 +239,21 @@ void actor_proc::drop_state() noexcept {
     rel_.reset();
 }
 
+remote_port* actor_proc::cached_port() {
+    actor_extras& x = ex();
+    const std::uint64_t gen = node_->port_generation();  // before port(): a change in between refreshes again
+    if (x.port_gen != gen) {
+        x.port = node_->port();
+        x.port_gen = gen;
+    }
+    return x.port.get();
+}
+
 void actor_proc::send_user(const pid& to, term&& msg) {
     ++sends_;
     if (to.serial == cache_serial_ && cache_ && to.node == node_->name()) {
         if (!cache_->is_dead()) {
-            cache_->deliver(new msg_node(message(std::move(msg))));
+            cache_->deliver(new msg_node(std::move(msg)));
             return;
         }
         cache_.reset();
@@ -252,7 +262,12 @@ void actor_proc::send_user(const pid& to, term&& msg) {
         return;
     }
     if (!node_->is_local(to)) {
-        node_->send(to, message(std::move(msg)));
+        if (to.is_null()) {
+            node_->send(to, message(std::move(msg)));  // counts it
+            return;
+        }
+        remote_port* p = cached_port();
+        if (!p || !p->send(to, message(std::move(msg)))) node_->count_dropped_remote();
         return;
     }
     proc_ref t = node_->lookup(to.serial);
@@ -260,7 +275,7 @@ void actor_proc::send_user(const pid& to, term&& msg) {
         node_->count_dropped_unknown();
         return;
     }
-    t->deliver(new msg_node(message(std::move(msg))));
+    t->deliver(new msg_node(std::move(msg)));
     cache_ = std::move(t);
     cache_serial_ = to.serial;
 }

@@ -852,36 +852,21 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                 auto s = services_->find(env.service);
                 if (!s) return reply_err(errc::no_such_service, env.service);
                 if (!s->find(env.function)) return reply_err(errc::no_such_function, env.service + ":" + env.function);
-                // Where the answer goes, and the job itself. The reply sink and
-                // the transient actor's init each capture only a shared_ptr
-                // (both fit std::function's small buffer: no extra allocation).
-                struct reply_ctx {
-                    std::weak_ptr<dist> d;
-                    std::string peer;
-                    std::uint64_t req;
-                };
-                struct call_job {
-                    std::shared_ptr<const service> s;
-                    std::string fn;
-                    term args;
-                    reply_to reply;
-                };
-                auto ctx = std::make_shared<reply_ctx>(reply_ctx{weak_from_this(), peer, env.req_id});
-                reply_to rt([ctx](result<term> r) {
-                    auto d = ctx->d.lock();
-                    if (!d) return;
-                    if (r.ok())
-                        d->post(ctx->peer, env_reply{ctx->req, errc::ok, std::move(*r)});
-                    else
-                        d->post(ctx->peer, env_reply{ctx->req, r.code(), term(r.err().detail)});
-                });
-                auto job = std::make_shared<call_job>(
-                    call_job{std::move(s), std::move(env.function), std::move(env.args), std::move(rt)});
                 // Run the function on a worker, in a transient actor, so a
-                // slow function never stalls the network thread.
+                // slow function never stalls the network thread. The actor's
+                // init holds the job by value (one allocation) and makes the
+                // reply sink when it runs.
                 rt_.spawn(
-                    [job](actor& me) -> behavior {
-                        job->s->invoke(job->fn, job->args, std::move(job->reply));
+                    [s = std::move(s), fn = std::move(env.function), args = std::move(env.args), d = weak_from_this(),
+                     peer, req = env.req_id](actor& me) -> behavior {
+                        s->invoke(fn, args, reply_to([d, peer, req](result<term> r) {
+                                      auto self = d.lock();
+                                      if (!self) return;
+                                      if (r.ok())
+                                          self->post(peer, env_reply{req, errc::ok, std::move(*r)});
+                                      else
+                                          self->post(peer, env_reply{req, r.code(), term(r.err().detail)});
+                                  }));
                         me.quit();
                         return [](actor&, message&) {};
                     },
@@ -949,7 +934,7 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                 rt_.spawn(std::move(wrapped), {}, nullptr, false, nullptr);
             } else if constexpr (std::is_same_v<T, env_send>) {
                 if (!is_local(env.to)) return bad("pid of another node");
-                rt_.deliver(env.to, message(std::move(env.msg)), target);
+                rt_.deliver_user(env.to, std::move(env.msg), target);
             } else if constexpr (std::is_same_v<T, env_send_named>) {
                 rt_.deliver_named(env.name, message(std::move(env.msg)));
             } else if constexpr (std::is_same_v<T, env_request>) {

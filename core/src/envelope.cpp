@@ -3,7 +3,10 @@
 // checked by tests/codec/test_golden.cpp.
 #include "kith/envelope.hpp"
 
+#include <algorithm>
 #include <array>
+#include <cstring>
+#include <optional>
 #include <new>
 #include <tuple>
 
@@ -105,8 +108,33 @@ void put(packer& pk, const std::vector<std::string>& v) {
     pk.pack_array(static_cast<std::uint32_t>(v.size()));
     for (const auto& s : v) put(pk, s);
 }
-void put(packer& pk, const pid& p) { detail::pack_node_ext(pk, detail::pid_ext_type, p.node, p.serial); }
-void put(packer& pk, const ref& r) { detail::pack_node_ext(pk, detail::ref_ext_type, r.node, r.id); }
+// A pid/ref ext, byte for byte what detail::pack_node_ext writes, in one
+// write to the stream instead of three (pids and refs are in most envelopes).
+void put_node_ext(packer& pk, std::int8_t type, const std::string& node, std::uint64_t n) {
+    const std::size_t name_len = n == 0 ? 0 : node.size();
+    if (name_len > 255) {
+        detail::pack_node_ext(pk, type, node, n);
+        return;
+    }
+    const std::size_t size = 8 + name_len;
+    char buf[3 + 8 + 255];
+    std::size_t k = 0;
+    if (size == 8) {
+        buf[k++] = static_cast<char>(0xd7);  // fixext 8
+    } else if (size == 16) {
+        buf[k++] = static_cast<char>(0xd8);  // fixext 16
+    } else {
+        buf[k++] = static_cast<char>(0xc7);  // ext 8 (size < 256 here)
+        buf[k++] = static_cast<char>(size);
+    }
+    buf[k++] = static_cast<char>(type);
+    detail::store_be64(buf + k, n);
+    k += 8;
+    if (name_len) std::memcpy(buf + k, node.data(), name_len);
+    pk.pack_bin_body(buf, static_cast<std::uint32_t>(k + name_len));  // raw bytes
+}
+void put(packer& pk, const pid& p) { put_node_ext(pk, detail::pid_ext_type, p.node, p.serial); }
+void put(packer& pk, const ref& r) { put_node_ext(pk, detail::ref_ext_type, r.node, r.id); }
 void put(packer& pk, const term& t) { detail::pack_term(pk, t); }
 
 template <class E>
@@ -285,14 +313,179 @@ void object_to_envelope(const msgpack::object& o, std::vector<envelope>& out) {
     decoders[tag.via.u64](o.via.array.ptr + 1, o.via.array.size - 1, out);
 }
 
+// ---- fast path: scanned bytes straight into the envelope ------------------
+// The same field lists, read from the bytes with detail::fast_reader. It
+// accepts only what the msgpack path below would decode to the same value,
+// and declines anything else (that path then gives the error).
+
+struct fast_fields {
+    detail::fast_reader r;
+    std::size_t max_depth;
+
+    bool any_uint(std::uint64_t& v) noexcept {
+        if (r.left() == 0 || !r.take()) return false;
+        const unsigned char b = *r.p;
+        if (b <= 0x7f) {
+            ++r.p;
+            v = b;
+            return true;
+        }
+        if (b < 0xcc || b > 0xcf) return false;
+        ++r.p;
+        return r.uint(1 << (b - 0xcc), v);
+    }
+    template <class U>
+    bool bounded(U& out, std::uint64_t max) noexcept {
+        std::uint64_t v;
+        if (!any_uint(v) || v > max) return false;
+        out = static_cast<U>(v);
+        return true;
+    }
+    bool get(std::uint64_t& v) noexcept { return any_uint(v); }
+    bool get(std::uint32_t& v) noexcept { return bounded(v, UINT32_MAX); }
+    bool get(std::uint8_t& v) noexcept { return bounded(v, UINT8_MAX); }
+    bool get(errc& v) noexcept {
+        std::uint8_t c;
+        if (!bounded(c, UINT8_MAX)) return false;
+        v = static_cast<errc>(c);
+        return true;
+    }
+    bool get(bool& v) noexcept {
+        if (r.left() == 0 || (*r.p != 0xc2 && *r.p != 0xc3) || !r.take()) return false;
+        v = *r.p++ == 0xc3;
+        return true;
+    }
+    // The length of a str header at r.p (consumed), or false.
+    bool str_len(std::uint64_t& n) noexcept {
+        if (r.left() == 0 || !r.take()) return false;
+        const unsigned char b = *r.p;
+        if (b >= 0xa0 && b <= 0xbf) {
+            ++r.p;
+            n = b & 0x1f;
+        } else if (b >= 0xd9 && b <= 0xdb) {
+            ++r.p;
+            if (!r.uint(1 << (b - 0xd9), n)) return false;
+        } else {
+            return false;
+        }
+        return n <= r.lim->max_str && n <= r.left();
+    }
+    bool get(std::string& v) {
+        std::uint64_t n;
+        if (!str_len(n)) return false;
+        v.assign(reinterpret_cast<const char*>(r.p), static_cast<std::size_t>(n));
+        r.p += n;
+        return true;
+    }
+    bool get(std::vector<std::string>& v) {
+        if (r.left() == 0 || !r.take()) return false;
+        const unsigned char b = *r.p;
+        std::uint64_t n;
+        if (b >= 0x90 && b <= 0x9f) {
+            ++r.p;
+            n = b & 0x0f;
+        } else if (b == 0xdc || b == 0xdd) {
+            ++r.p;
+            if (!r.uint(b == 0xdc ? 2 : 4, n)) return false;
+        } else {
+            return false;
+        }
+        if (n > r.lim->max_array || !r.open(n)) return false;
+        v.resize(static_cast<std::size_t>(n));
+        for (auto& x : v)
+            if (!get(x)) return false;
+        return true;
+    }
+    bool node_ext(std::int8_t type, std::string& node, std::uint64_t& id) {
+        if (r.left() == 0 || !r.take()) return false;
+        const unsigned char b = *r.p;
+        std::uint64_t size;
+        if (b >= 0xd4 && b <= 0xd8) {
+            ++r.p;
+            size = std::uint64_t{1} << (b - 0xd4);
+        } else if (b >= 0xc7 && b <= 0xc9) {
+            ++r.p;
+            if (!r.uint(1 << (b - 0xc7), size)) return false;
+        } else {
+            return false;
+        }
+        if (size > r.lim->max_ext || size + 1 > r.left() || static_cast<std::int8_t>(*r.p) != type) return false;
+        const char* payload = reinterpret_cast<const char*>(r.p + 1);
+        r.p += size + 1;
+        return detail::parse_node_ext(payload, static_cast<std::size_t>(size), node, id, nullptr);
+    }
+    bool get(pid& v) { return node_ext(detail::pid_ext_type, v.node, v.serial); }
+    bool get(ref& v) { return node_ext(detail::ref_ext_type, v.node, v.id); }
+    bool get(term& v) noexcept { return r.value(v, max_depth); }
+};
+
+// Decodes the fields of an E into a new element of `out`; on declining,
+// removes it again and returns false.
+template <class E>
+bool fast_decode(fast_fields& f, std::size_t count, std::vector<envelope>& out) {
+    // These two carry extra checks (node name, flag bits): the msgpack path.
+    if constexpr (std::is_same_v<E, env_handshake> || std::is_same_v<E, env_spawn_request>) {
+        return false;
+    } else {
+        E& e = std::get<E>(out.emplace_back(std::in_place_type<E>));
+        auto fs = fields(e);
+        bool ok = count == std::tuple_size_v<decltype(fs)> &&
+                  std::apply([&](auto&... x) { return (f.get(x) && ...); }, fs) && f.r.pending == 0;
+        if (!ok) out.pop_back();
+        return ok;
+    }
+}
+
+using fast_fn = bool (*)(fast_fields&, std::size_t, std::vector<envelope>&);
+
+template <std::size_t... I>
+constexpr std::array<fast_fn, sizeof...(I) + 1> make_fast_decoders(std::index_sequence<I...>) {
+    return {nullptr, &fast_decode<std::variant_alternative_t<I, envelope>>...};
+}
+constexpr auto fast_decoders = make_fast_decoders(std::make_index_sequence<std::variant_size_v<envelope>>{});
+
+// The fast path for the envelope at the start of [data, data+len) (not
+// necessarily scanned: the reader applies the same bounds); false if it
+// declined (`out` unchanged), else true with its length in `used`.
+bool fast_envelope(const char* data, std::size_t len, const decode_limits& limits, std::vector<envelope>& out,
+                   std::size_t& used) {
+    try {
+        const auto* p = reinterpret_cast<const unsigned char*>(data);
+        if (len == 0 || limits.max_depth == 0) return false;
+        fast_fields f{{p, p + len, &limits}, limits.max_depth - 1};
+        if (p[0] < 0x91 || p[0] > 0x9f) return false;
+        const std::uint64_t count = p[0] & 0x0f;
+        ++f.r.p;
+        if (!f.r.take() || count > limits.max_array || !f.r.open(count)) return false;
+        std::uint64_t tag;
+        if (!f.any_uint(tag) || tag == 0 || tag >= fast_decoders.size()) return false;
+        if (!fast_decoders[tag](f, static_cast<std::size_t>(count - 1), out)) return false;
+        used = static_cast<std::size_t>(f.r.p - p);
+        if (used > limits.max_bytes) {
+            out.pop_back();
+            return false;
+        }
+        return true;
+    } catch (...) {
+        return false;  // the msgpack path reports it
+    }
+}
+
 // Decodes the one envelope occupying exactly [data, data+len), already scanned,
-// and appends it to `out`.
-void unpack_envelope(const char* data, std::size_t len, const decode_limits& limits, msgpack::zone& zone,
-                     std::vector<envelope>& out) {
+// and appends it to `out`. `zone` is made on first use (the fast path needs none).
+void unpack_envelope(const char* data, std::size_t len, const decode_limits& limits,
+                     std::optional<msgpack::zone>& zone, std::vector<envelope>& out) {
+    std::size_t used = 0;
+    if (fast_envelope(data, len, limits, out, used)) {
+        if (used == len) return;
+        out.pop_back();  // cannot happen for a scanned extent; the msgpack path decides
+    }
+    if (!zone) zone.emplace();
+    else zone->clear();
     msgpack::object o;
     try {
         std::size_t off = 0;
-        o = msgpack::unpack(zone, data, len, off, detail::reference_all, nullptr, detail::unpack_limits(limits));
+        o = msgpack::unpack(*zone, data, len, off, detail::reference_all, nullptr, detail::unpack_limits(limits));
         if (off != len) throw bad_envelope{"trailing bytes"};
     } catch (const bad_envelope&) {
         throw;
@@ -368,7 +561,7 @@ result<envelope> decode_envelope(std::string_view bytes, const decode_limits& li
         std::size_t end = scan_envelope(bytes.data(), bytes.size(), limits);
         if (end != bytes.size())
             return error{errc::decode, std::to_string(bytes.size() - end) + " trailing bytes after the envelope"};
-        msgpack::zone zone;
+        std::optional<msgpack::zone> zone;
         std::vector<envelope> one;
         one.reserve(1);
         unpack_envelope(bytes.data(), end, limits, zone, one);
@@ -398,6 +591,27 @@ result<std::vector<envelope>> decode_frame(std::string_view frame, const frame_l
         if (h[3] != 0) return error{errc::decode, "unknown frame flags " + std::to_string(h[3])};
         if (frame.size() == frame_header_size) return error{errc::decode, "frame holds no envelopes"};
 
+        // Fast path: decode envelope after envelope straight from the bytes,
+        // under the same bounds as the scan below. If it declines anywhere,
+        // everything it made is dropped and the frame is decoded the
+        // two-pass way, which gives the error (all or nothing either way).
+        {
+            std::vector<envelope> out;
+            out.reserve(std::min<std::size_t>(64, frame.size() / 8));
+            std::size_t off = frame_header_size;
+            bool ok = true;
+            while (off < frame.size()) {
+                std::size_t used = 0;
+                if (out.size() == limits.max_envelopes ||
+                    !fast_envelope(frame.data() + off, frame.size() - off, limits.term, out, used)) {
+                    ok = false;
+                    break;
+                }
+                off += used;
+            }
+            if (ok) return out;
+        }
+
         // Pass 1: bound-check every envelope and find its extent, without
         // allocating anything per value. A frame is all or nothing, so a bad
         // envelope anywhere costs no term construction at all.
@@ -417,12 +631,11 @@ result<std::vector<envelope>> decode_frame(std::string_view frame, const frame_l
         const std::size_t total = count;
         std::vector<envelope> out;
         out.reserve(total);
-        msgpack::zone zone;
+        std::optional<msgpack::zone> zone;  // only for envelopes the fast path declines
         off = frame_header_size;
         for (count = 0; count < total; ++count) {
             const std::size_t end = count < 64 ? inline_ends[count] : more_ends[count - 64];
             unpack_envelope(frame.data() + off, end - off, limits.term, zone, out);
-            zone.clear();
             off = end;
         }
         return out;

@@ -291,15 +291,27 @@ void node_impl::send_local(std::uint64_t serial, message&& m) {
     t->deliver(new msg_node(std::move(m)));
 }
 
-void node_impl::deliver(const pid& to, message&& m, proc_ref& cache) {
+namespace {
+// The live local process `to` names: `cache` if it still is, else looked up
+// (and cached). False (counted as dropped) if there is none.
+bool cached_target(node_impl& n, const pid& to, proc_ref& cache) {
     if (!cache || cache->self_.serial != to.serial || cache->is_dead()) {
-        cache = lookup(to.serial);
+        cache = n.lookup(to.serial);
         if (!cache) {
-            count_dropped_unknown();
-            return;
+            n.count_dropped_unknown();
+            return false;
         }
     }
-    cache->deliver(new msg_node(std::move(m)));
+    return true;
+}
+}  // namespace
+
+void node_impl::deliver(const pid& to, message&& m, proc_ref& cache) {
+    if (cached_target(*this, to, cache)) cache->deliver(new msg_node(std::move(m)));
+}
+
+void node_impl::deliver_user(const pid& to, term&& body, proc_ref& cache) {
+    if (cached_target(*this, to, cache)) cache->deliver(new msg_node(std::move(body)));
 }
 
 void node_impl::send_named(const std::string& name, message&& m) {
@@ -440,6 +452,7 @@ void node_impl::set_remote_port(std::shared_ptr<remote_port> p) {
     std::lock_guard l(port_mu_);
     port_ = std::move(p);
     has_port_.store(port_ != nullptr, std::memory_order_release);
+    port_gen_.fetch_add(1, std::memory_order_acq_rel);
 }
 
 std::shared_ptr<remote_port> node_impl::port() const {

@@ -83,6 +83,8 @@ struct mnode {
 struct msg_node : mnode {
     message msg;
     explicit msg_node(message&& m) noexcept : msg(std::move(m)) {}
+    // A user message built in place (one move of the body, no temporary).
+    explicit msg_node(term&& body) noexcept { msg.body = std::move(body); }
 
     // Pooled: see block_pool.hpp. Defined in actor.cpp.
     static void* operator new(std::size_t size);
@@ -216,6 +218,10 @@ struct pending_request {
 struct actor_extras {
     std::vector<std::pair<ref, pid>> monitors;  // outgoing: (ref, target)
     std::vector<pending_request> pending;
+    // The remote port as of node generation port_gen (actors that send to
+    // remote pids skip node_impl::port()'s lock and reference count).
+    std::shared_ptr<remote_port> port;
+    std::uint64_t port_gen = 0;
 };
 
 class actor_proc final : public process, public actor {
@@ -235,6 +241,9 @@ public:
     void run_turn(unsigned budget);
     // Fast path of actor::send for user messages.
     void send_user(const pid& to, term&& msg);
+    // The node's remote port, cached in ex() while the node's port
+    // generation is unchanged; nullptr without one.
+    remote_port* cached_port();
     // Node stop: drop everything that could hold references.
     void drop_state() noexcept;
 
@@ -400,6 +409,9 @@ public:
     // Installs (or, with nullptr, removes) the port for non-local pids.
     void set_remote_port(std::shared_ptr<remote_port> port);
     std::shared_ptr<remote_port> port() const;
+    // Changes (from 1 up) whenever set_remote_port() runs: a cached port()
+    // is current while this is unchanged.
+    std::uint64_t port_generation() const noexcept { return port_gen_.load(std::memory_order_acquire); }
 
     // Network entry point: a message from a peer for local pid `to`, any
     // kind (user, request, reply, reply_error, down, exit_signal, link_exit).
@@ -408,6 +420,9 @@ public:
     // The same for a run of messages: `cache` keeps the last live target, so
     // consecutive messages to one local pid skip the table lookup.
     void deliver(const pid& to, message&& m, proc_ref& cache);
+    // The same for a user message: the mailbox node is built from the body
+    // in place (no temporary message).
+    void deliver_user(const pid& to, term&& body, proc_ref& cache);
     // Network entry point: a message for the name registered here.
     void deliver_named(const std::string& name, message&& m) { send_named(name, std::move(m)); }
     // Network entry point: remote `from` links to local `to`. False if `to`
@@ -488,6 +503,7 @@ private:
     mutable std::mutex port_mu_;
     std::shared_ptr<remote_port> port_;
     std::atomic<bool> has_port_{false};
+    std::atomic<std::uint64_t> port_gen_{1};
 };
 
 // The node whose worker runs the calling thread, or nullptr.

@@ -2,6 +2,7 @@
 // Wire layout: docs/protocol.md ("Terms", "Ext types", "Limits").
 #include "kith/term.hpp"
 
+#include <bit>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -408,10 +409,36 @@ bool reference_all(msgpack::type::object_type, std::size_t, void*) { return true
 
 namespace {
 
+inline std::uint32_t from_be(std::uint32_t v) noexcept {
+    if constexpr (std::endian::native == std::endian::little) return __builtin_bswap32(v);
+    else return v;
+}
+inline std::uint64_t from_be(std::uint64_t v) noexcept {
+    if constexpr (std::endian::native == std::endian::little) return __builtin_bswap64(v);
+    else return v;
+}
+
+// A big-endian unsigned integer of n (1, 2, 4 or 8) bytes.
 std::uint64_t load_be(const unsigned char* p, int n) noexcept {
-    std::uint64_t v = 0;
-    for (int i = 0; i < n; ++i) v = (v << 8) | p[i];
-    return v;
+    switch (n) {
+        case 1: return p[0];
+        case 2: return static_cast<std::uint64_t>(p[0]) << 8 | p[1];
+        case 4: {
+            std::uint32_t v;
+            std::memcpy(&v, p, 4);
+            return from_be(v);
+        }
+        case 8: {
+            std::uint64_t v;
+            std::memcpy(&v, p, 8);
+            return from_be(v);
+        }
+        default: {
+            std::uint64_t v = 0;
+            for (int i = 0; i < n; ++i) v = (v << 8) | p[i];
+            return v;
+        }
+    }
 }
 
 }  // namespace
@@ -545,8 +572,156 @@ bool scan_value(const unsigned char* data, std::size_t len, const decode_limits&
     }
 }
 
+// ---- direct decoding of scanned bytes (fast path) ---------------------------
+
+namespace {
+
+// One step of the fast path: the value at `r.p`, into `out`. Declines
+// (false) on anything it does not handle exactly as term_from_object would;
+// the caller then takes the msgpack::unpack path, which gives the error.
+bool direct_value(fast_reader& r, term& out, std::size_t depth);
+
+bool direct_array(fast_reader& r, std::uint64_t n, term& out, std::size_t depth) {
+    if (depth == 0 || n > r.lim->max_array || !r.open(n)) return false;
+    term_array a;
+    a.resize(static_cast<std::size_t>(n));
+    for (auto& x : a)
+        if (!direct_value(r, x, depth - 1)) return false;
+    out = term(std::move(a));
+    return true;
+}
+
+bool direct_map(fast_reader& r, std::uint64_t n, term& out, std::size_t depth) {
+    if (depth == 0 || n > r.lim->max_map || !r.open(2 * n)) return false;
+    term_map m;
+    m.resize(static_cast<std::size_t>(n));
+    for (auto& [k, v] : m)
+        if (!direct_value(r, k, depth - 1) || !direct_value(r, v, depth - 1)) return false;
+    out = term(std::move(m));
+    return true;
+}
+
+bool direct_ext(fast_reader& r, std::uint64_t size, term& out) {
+    if (size > r.lim->max_ext || size + 1 > r.left()) return false;
+    const auto type = static_cast<std::int8_t>(*r.p++);
+    const char* payload = reinterpret_cast<const char*>(r.p);
+    r.p += size;
+    if (type == pid_ext_type) {
+        pid x;
+        if (!parse_node_ext(payload, static_cast<std::size_t>(size), x.node, x.serial, nullptr)) return false;
+        out = term(std::move(x));
+        return true;
+    }
+    if (type == ref_ext_type) {
+        ref x;
+        if (!parse_node_ext(payload, static_cast<std::size_t>(size), x.node, x.id, nullptr)) return false;
+        out = term(std::move(x));
+        return true;
+    }
+    return false;
+}
+
+bool direct_value(fast_reader& r, term& out, std::size_t depth) {
+    if (r.left() == 0 || !r.take()) return false;
+    const unsigned char b = *r.p++;
+    std::uint64_t n = 0;
+    if (b <= 0x7f) {
+        out = term(std::int64_t{b});
+        return true;
+    }
+    if (b >= 0xe0) {
+        out = term(std::int64_t{static_cast<std::int8_t>(b)});
+        return true;
+    }
+    if (b >= 0xa0 && b <= 0xbf) return r.str(b & 0x1f, out);
+    if (b >= 0x90 && b <= 0x9f) return direct_array(r, b & 0x0f, out, depth);
+    if (b >= 0x80 && b <= 0x8f) return direct_map(r, b & 0x0f, out, depth);
+    switch (b) {
+        case 0xc0: out = term(); return true;
+        case 0xc2: out = term(false); return true;
+        case 0xc3: out = term(true); return true;
+        case 0xcc: case 0xcd: case 0xce: case 0xcf:
+            if (!r.uint(1 << (b - 0xcc), n)) return false;
+            out = term(static_cast<unsigned long long>(n));
+            return true;
+        case 0xd0: case 0xd1: case 0xd2: case 0xd3: {
+            const int w = 1 << (b - 0xd0);
+            if (!r.uint(w, n)) return false;
+            // sign-extend the w-byte value
+            const int shift = 64 - 8 * w;
+            out = term(static_cast<std::int64_t>(n << shift) >> shift);
+            return true;
+        }
+        case 0xca: {
+            if (!r.uint(4, n)) return false;
+            float f;
+            auto u = static_cast<std::uint32_t>(n);
+            std::memcpy(&f, &u, sizeof f);
+            out = term(double{f});
+            return true;
+        }
+        case 0xcb: {
+            if (!r.uint(8, n)) return false;
+            double d;
+            std::memcpy(&d, &n, sizeof d);
+            out = term(d);
+            return true;
+        }
+        case 0xd9: case 0xda: case 0xdb:
+            return r.uint(1 << (b - 0xd9), n) && r.str(n, out);
+        case 0xc4: case 0xc5: case 0xc6:
+            return r.uint(1 << (b - 0xc4), n) && r.bin(n, out);
+        case 0xdc: case 0xdd:
+            return r.uint(2 << (b - 0xdc), n) && direct_array(r, n, out, depth);
+        case 0xde: case 0xdf:
+            return r.uint(2 << (b - 0xde), n) && direct_map(r, n, out, depth);
+        case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
+            return direct_ext(r, std::uint64_t{1} << (b - 0xd4), out);
+        case 0xc7: case 0xc8: case 0xc9:
+            return r.uint(1 << (b - 0xc7), n) && direct_ext(r, n, out);
+        default:
+            return false;  // 0xc1
+    }
+}
+
+}  // namespace
+
+bool fast_reader::uint(int width, std::uint64_t& v) noexcept {
+    if (left() < static_cast<std::size_t>(width)) return false;
+    v = load_be(p, width);
+    p += width;
+    return true;
+}
+
+bool fast_reader::str(std::uint64_t n, term& out) {
+    if (n > lim->max_str || n > left()) return false;
+    out = term(std::string(reinterpret_cast<const char*>(p), static_cast<std::size_t>(n)));
+    p += n;
+    return true;
+}
+
+bool fast_reader::bin(std::uint64_t n, term& out) {
+    if (n > lim->max_bin || n > left()) return false;
+    out = term(binary(p, static_cast<std::size_t>(n)));
+    p += n;
+    return true;
+}
+
+bool fast_reader::value(term& out, std::size_t max_depth) noexcept {
+    try {
+        return direct_value(*this, out, max_depth);
+    } catch (...) {
+        return false;  // the msgpack path reports it
+    }
+}
+
 bool unpack_term(const char* data, std::size_t len, const decode_limits& limits, msgpack::zone& zone, term& out,
                  std::string& why) noexcept {
+    {
+        fast_reader r{reinterpret_cast<const unsigned char*>(data), reinterpret_cast<const unsigned char*>(data) + len,
+                      &limits};
+        if (r.value(out, limits.max_depth) && r.left() == 0) return true;
+    }
     try {
         std::size_t off = 0;
         msgpack::object o = msgpack::unpack(zone, data, len, off, reference_all, nullptr, unpack_limits(limits));

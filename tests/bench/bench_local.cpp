@@ -2,9 +2,13 @@
 //   local_send_msgs_per_s  one actor sending to another, 32-byte binary payload
 //   local_spawn_per_s      spawn an actor that runs its init and ends, until all ended
 //   idle_actor_bytes       resident memory per idle actor (100k actors)
+// For profiling: KITH_BENCH_LOCAL_ONLY=send|spawn|idle runs one part only;
+// KITH_BENCH_LOCAL_N=N sets the measured count of that part (one run, no
+// warm-up), e.g. for callgrind instruction counts per message.
 #include <malloc.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
@@ -121,17 +125,35 @@ void bench_idle(std::int64_t count, double& heap_per, double& rss_per) {
 }  // namespace
 
 KITH_BENCH_GROUP("local", 10) {
-    bench_send(200000);  // warm up
-    double best = 0;
-    for (int i = 0; i < 3; ++i) best = std::max(best, bench_send(5000000));
-    kith::bench::report("local_send_msgs_per_s", best, "msgs/s");
+    const char* only = std::getenv("KITH_BENCH_LOCAL_ONLY");
+    const char* n_env = std::getenv("KITH_BENCH_LOCAL_N");
+    const std::int64_t n = n_env ? std::atoll(n_env) : 0;
+    auto want = [&](const char* part) { return !only || std::string(only) == part; };
+    if (want("send")) {
+        double best = 0;
+        if (n > 0) {
+            best = bench_send(n);
+        } else {
+            bench_send(200000);  // warm up
+            for (int i = 0; i < 3; ++i) best = std::max(best, bench_send(5000000));
+        }
+        kith::bench::report("local_send_msgs_per_s", best, "msgs/s");
+    }
 
-    bench_spawn(100000);
-    double sbest = 0;
-    for (int i = 0; i < 3; ++i) sbest = std::max(sbest, bench_spawn(1000000));
-    kith::bench::report("local_spawn_per_s", sbest, "spawns/s");
+    if (want("spawn")) {
+        double sbest = 0;
+        if (n > 0) {
+            sbest = bench_spawn(n);
+        } else {
+            bench_spawn(100000);
+            for (int i = 0; i < 3; ++i) sbest = std::max(sbest, bench_spawn(1000000));
+        }
+        kith::bench::report("local_spawn_per_s", sbest, "spawns/s");
+    }
 
-    double heap_per = 0, rss_per = 0;
-    bench_idle(100000, heap_per, rss_per);
-    kith::bench::report("idle_actor_bytes", std::max(heap_per, rss_per), "bytes");
+    if (want("idle")) {
+        double heap_per = 0, rss_per = 0;
+        bench_idle(n > 0 ? n : 100000, heap_per, rss_per);
+        kith::bench::report("idle_actor_bytes", std::max(heap_per, rss_per), "bytes");
+    }
 }

@@ -11,7 +11,8 @@
 // "zmq_baseline"), when that group ran first.
 // For profiling: KITH_BENCH_REMOTE_ONLY=rpc|send|rpc32 runs one part only;
 // KITH_BENCH_WORKERS=N sets each node's worker count (default: the node's
-// default, hardware concurrency).
+// default, hardware concurrency); KITH_BENCH_REMOTE_N=N sets the measured
+// count of calls / messages (one run, no warm-up), e.g. for callgrind.
 #include <stdlib.h>
 
 #include <cstdlib>
@@ -62,6 +63,9 @@ kith::node_options net_node(const std::string& name, const std::filesystem::path
     o.net.key_dir = dir;
     o.net.cookie = "kith-bench-cookie";
     if (const char* w = std::getenv("KITH_BENCH_WORKERS")) o.workers = static_cast<unsigned>(std::atoi(w));
+    // Profiling runs (a set count, typically under callgrind) are slow
+    // enough to miss the default heartbeat bound.
+    if (std::getenv("KITH_BENCH_REMOTE_N")) o.net.heartbeat_timeout = std::chrono::seconds(60);
     return o;
 }
 
@@ -131,7 +135,7 @@ struct send_result {
 // unacknowledged messages in flight (flow control as an application would do
 // it, so no per-peer queue overflows).
 send_result remote_send(kith::node& a, kith::node& b, std::int64_t total, std::int64_t window,
-                        std::int64_t ack_every) {
+                        std::int64_t ack_every, clk::duration stall_limit = 5s) {
     auto drops0 = a.net_stats().overload_drops;
     auto received = std::make_shared<std::atomic<std::int64_t>>(0);
     auto source_pid = std::make_shared<kith::pid>();
@@ -193,7 +197,7 @@ send_result remote_send(kith::node& a, kith::node& b, std::int64_t total, std::i
             last_change = now;
         }
         // Stalled (messages lost to drops) or out of time.
-        if (now > deadline || now - last_change > 5s) break;
+        if (now > deadline || now - last_change > stall_limit) break;
     }
     send_result out;
     double s = seconds_since(t0);
@@ -227,7 +231,10 @@ KITH_BENCH_GROUP("remote", 30) {
 
         const char* only = std::getenv("KITH_BENCH_REMOTE_ONLY");
         auto want = [&](const char* part) { return !only || std::string(only) == part; };
-        auto lat = want("rpc") ? rpc_latency(a, bn, 2000, 20000) : std::vector<double>{};
+        const char* n_env = std::getenv("KITH_BENCH_REMOTE_N");
+        const std::int64_t n = n_env ? std::atoll(n_env) : 0;
+        auto lat = want("rpc") ? rpc_latency(a, bn, n > 0 ? 0 : 2000, n > 0 ? static_cast<int>(n) : 20000)
+                               : std::vector<double>{};
         if (!lat.empty()) {
             kith::bench::report("rpc_p50_us", lat[lat.size() / 2], "us");
             kith::bench::report("rpc_p99_us", lat[lat.size() * 99 / 100], "us");
@@ -235,18 +242,20 @@ KITH_BENCH_GROUP("remote", 30) {
 
         send_result rs;
         if (want("send")) {
-            remote_send(a, b, 200000, 100000, 8192);  // warm-up
-            rs = remote_send(a, b, 2000000, 100000, 8192);
+            const std::int64_t total = n > 0 ? n : 2000000;
+            if (n <= 0) remote_send(a, b, 200000, 100000, 8192);  // warm-up
+            // Under callgrind (a set count) progress is slow: a longer stall bound.
+            rs = remote_send(a, b, total, 100000, 8192, n > 0 ? clk::duration(60s) : clk::duration(5s));
             kith::bench::report("remote_send_msgs_per_s", rs.msgs_per_s, "msgs/s");
             // A run that lost messages says so (the figure is then not comparable).
             if (rs.drops || !rs.complete)
                 std::printf("remote_send_note: %s, received %llu of %d, %llu overload drops\n",
-                            rs.complete ? "complete" : "INCOMPLETE", (unsigned long long)rs.received, 2000000,
+                            rs.complete ? "complete" : "INCOMPLETE", (unsigned long long)rs.received, (int)total,
                             (unsigned long long)rs.drops);
         }
         if (want("rpc32")) {
-            rpc_window(a, bn, 32, 20000);  // warm-up
-            kith::bench::report("rpc_32_callers_calls_per_s", rpc_window(a, bn, 32, 300000), "calls/s");
+            if (n <= 0) rpc_window(a, bn, 32, 20000);  // warm-up
+            kith::bench::report("rpc_32_callers_calls_per_s", rpc_window(a, bn, 32, n > 0 ? n : 300000), "calls/s");
         }
 
         double zp = kith::bench::figure("zmq_curve_pingpong_p50_us");

@@ -16,6 +16,10 @@
 #include <compare>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <iterator>
+#include <type_traits>
+#include <algorithm>
 #include <initializer_list>
 #include <optional>
 #include <string>
@@ -62,14 +66,223 @@ struct ref {
     friend auto operator<=>(const ref&, const ref&) = default;
 };
 
+// A byte sequence with a vector-like interface and small-buffer storage:
+// up to inline_capacity bytes live inside the object (no allocation, like a
+// short std::string), longer contents on the heap. It converts to and from
+// std::vector<std::uint8_t>, and offers the vector members code commonly
+// uses (data, size, empty, begin/end, [], assign, insert, push_back,
+// resize, reserve, clear, ==).
+// Ownership: owns its bytes (copies are deep; a move leaves the source empty).
+// Thread-safety: a plain value.
+class byte_buffer {
+public:
+    using value_type = std::uint8_t;
+    using size_type = std::size_t;
+    using difference_type = std::ptrdiff_t;
+    using reference = std::uint8_t&;
+    using const_reference = const std::uint8_t&;
+    using pointer = std::uint8_t*;
+    using const_pointer = const std::uint8_t*;
+    using iterator = std::uint8_t*;
+    using const_iterator = const std::uint8_t*;
+    static constexpr std::size_t inline_capacity = 39;
+
+    byte_buffer() noexcept { set_tag(0); }
+    byte_buffer(const void* data, std::size_t n) {
+        set_tag(0);
+        assign_raw(static_cast<const std::uint8_t*>(data), n);
+    }
+    explicit byte_buffer(std::size_t n, std::uint8_t v = 0) {
+        set_tag(0);
+        resize(n, v);
+    }
+    byte_buffer(std::initializer_list<std::uint8_t> il) {
+        set_tag(0);
+        assign_raw(il.begin(), il.size());
+    }
+    template <class It, class = typename std::iterator_traits<It>::iterator_category>
+    byte_buffer(It first, It last) {
+        set_tag(0);
+        assign(first, last);
+    }
+    byte_buffer(const std::vector<std::uint8_t>& v) {
+        set_tag(0);
+        assign_raw(v.data(), v.size());
+    }
+    byte_buffer(const byte_buffer& o) {
+        set_tag(0);
+        assign_raw(o.data(), o.size());
+    }
+    byte_buffer(byte_buffer&& o) noexcept {
+        std::memcpy(raw_, o.raw_, sizeof raw_);
+        o.set_tag(0);
+    }
+    byte_buffer& operator=(const byte_buffer& o) {
+        if (this != &o) assign_raw(o.data(), o.size());
+        return *this;
+    }
+    byte_buffer& operator=(byte_buffer&& o) noexcept {
+        if (this != &o) {
+            free_heap();
+            std::memcpy(raw_, o.raw_, sizeof raw_);
+            o.set_tag(0);
+        }
+        return *this;
+    }
+    byte_buffer& operator=(const std::vector<std::uint8_t>& v) {
+        assign_raw(v.data(), v.size());
+        return *this;
+    }
+    ~byte_buffer() { free_heap(); }
+
+    operator std::vector<std::uint8_t>() const { return std::vector<std::uint8_t>(begin(), end()); }
+
+    std::uint8_t* data() noexcept { return on_heap() ? heap_ptr() : raw_; }
+    const std::uint8_t* data() const noexcept { return on_heap() ? heap_ptr() : raw_; }
+    std::size_t size() const noexcept { return on_heap() ? heap_field(1) : tag(); }
+    bool empty() const noexcept { return size() == 0; }
+    std::size_t capacity() const noexcept { return on_heap() ? heap_field(2) : inline_capacity; }
+    iterator begin() noexcept { return data(); }
+    iterator end() noexcept { return data() + size(); }
+    const_iterator begin() const noexcept { return data(); }
+    const_iterator end() const noexcept { return data() + size(); }
+    const_iterator cbegin() const noexcept { return begin(); }
+    const_iterator cend() const noexcept { return end(); }
+    std::uint8_t& operator[](std::size_t i) noexcept { return data()[i]; }
+    const std::uint8_t& operator[](std::size_t i) const noexcept { return data()[i]; }
+    std::uint8_t& front() noexcept { return data()[0]; }
+    const std::uint8_t& front() const noexcept { return data()[0]; }
+    std::uint8_t& back() noexcept { return data()[size() - 1]; }
+    const std::uint8_t& back() const noexcept { return data()[size() - 1]; }
+
+    void clear() noexcept { set_size(0); }
+    void reserve(std::size_t n) {
+        if (n > capacity()) grow_to(n);
+    }
+    void resize(std::size_t n, std::uint8_t v = 0) {
+        std::size_t old = size();
+        reserve(n);
+        if (n > old) std::memset(data() + old, v, n - old);
+        set_size(n);
+    }
+    void push_back(std::uint8_t v) {
+        std::size_t n = size();
+        if (n == capacity()) grow_to(n * 2);
+        data()[n] = v;
+        set_size(n + 1);
+    }
+    void pop_back() noexcept { set_size(size() - 1); }
+    void assign(const std::uint8_t* first, const std::uint8_t* last) {
+        assign_raw(first, static_cast<std::size_t>(last - first));
+    }
+    template <class It>
+    void assign(It first, It last) {
+        byte_buffer tmp;
+        tmp.insert(tmp.end(), first, last);
+        *this = std::move(tmp);
+    }
+    void assign(std::size_t n, std::uint8_t v) {
+        clear();
+        resize(n, v);
+    }
+    // Inserts [first, last) before `pos` (which must not point into the
+    // inserted range); returns an iterator to the first inserted byte.
+    template <class It>
+    iterator insert(const_iterator pos, It first, It last) {
+        std::size_t at = static_cast<std::size_t>(pos - begin());
+        if constexpr (std::is_base_of_v<std::forward_iterator_tag,
+                                        typename std::iterator_traits<It>::iterator_category>) {
+            std::size_t n = static_cast<std::size_t>(std::distance(first, last));
+            std::size_t old = size();
+            if (old + n > capacity()) grow_to(std::max(old + n, old * 2));
+            std::uint8_t* d = data();
+            std::memmove(d + at + n, d + at, old - at);
+            for (std::size_t i = 0; first != last; ++first, ++i) d[at + i] = static_cast<std::uint8_t>(*first);
+            set_size(old + n);
+        } else {
+            for (std::size_t i = at; first != last; ++first, ++i) insert(begin() + i, static_cast<std::uint8_t>(*first));
+        }
+        return begin() + at;
+    }
+    iterator insert(const_iterator pos, std::uint8_t v) {
+        const std::uint8_t one[1] = {v};
+        return insert(pos, one, one + 1);
+    }
+    iterator erase(const_iterator first, const_iterator last) noexcept {
+        std::size_t at = static_cast<std::size_t>(first - begin()), n = static_cast<std::size_t>(last - first);
+        std::uint8_t* d = data();
+        std::memmove(d + at, d + at + n, size() - at - n);
+        set_size(size() - n);
+        return begin() + at;
+    }
+
+    friend bool operator==(const byte_buffer& a, const byte_buffer& b) noexcept {
+        return a.size() == b.size() && (a.size() == 0 || std::memcmp(a.data(), b.data(), a.size()) == 0);
+    }
+    friend bool operator==(const byte_buffer& a, const std::vector<std::uint8_t>& b) noexcept {
+        return a.size() == b.size() && (a.size() == 0 || std::memcmp(a.data(), b.data(), a.size()) == 0);
+    }
+
+private:
+    // raw_[0..inline_capacity) holds the bytes inline, raw_[inline_capacity]
+    // is the tag: the inline size, or kHeap when raw_ holds {ptr, size, cap}.
+    static constexpr std::uint8_t kHeap = 0xff;
+    std::uint8_t tag() const noexcept { return raw_[inline_capacity]; }
+    void set_tag(std::uint8_t t) noexcept { raw_[inline_capacity] = t; }
+    bool on_heap() const noexcept { return tag() == kHeap; }
+    std::uint8_t* heap_ptr() const noexcept {
+        std::uint8_t* p;
+        std::memcpy(&p, raw_, sizeof p);
+        return p;
+    }
+    std::size_t heap_field(int i) const noexcept {
+        std::size_t v;
+        std::memcpy(&v, raw_ + i * sizeof(std::size_t), sizeof v);
+        return v;
+    }
+    void set_heap(std::uint8_t* p, std::size_t size, std::size_t cap) noexcept {
+        std::memcpy(raw_, &p, sizeof p);
+        std::memcpy(raw_ + sizeof(std::size_t), &size, sizeof size);
+        std::memcpy(raw_ + 2 * sizeof(std::size_t), &cap, sizeof cap);
+        set_tag(kHeap);
+    }
+    void set_size(std::size_t n) noexcept {
+        if (on_heap()) std::memcpy(raw_ + sizeof(std::size_t), &n, sizeof n);
+        else set_tag(static_cast<std::uint8_t>(n));
+    }
+    void free_heap() noexcept {
+        if (on_heap()) ::operator delete(heap_ptr());
+        set_tag(0);
+    }
+    void grow_to(std::size_t n) {
+        if (n <= capacity()) return;
+        auto* p = static_cast<std::uint8_t*>(::operator new(n));
+        std::size_t old = size();
+        if (old) std::memcpy(p, data(), old);
+        free_heap();
+        set_heap(p, old, n);
+    }
+    void assign_raw(const std::uint8_t* p, std::size_t n) {
+        if (n > capacity()) {
+            byte_buffer tmp;
+            tmp.grow_to(n);
+            *this = std::move(tmp);
+        }
+        if (n) std::memmove(data(), p, n);
+        set_size(n);
+    }
+
+    alignas(std::size_t) std::uint8_t raw_[inline_capacity + 1];
+};
+static_assert(sizeof(byte_buffer) == 40);
+
 // Raw bytes, distinct from a (UTF-8) string: msgpack bin vs str.
 struct binary {
-    std::vector<std::uint8_t> bytes;
+    byte_buffer bytes;
 
     binary() = default;
-    explicit binary(std::vector<std::uint8_t> b) : bytes(std::move(b)) {}
-    binary(const void* data, std::size_t n)
-        : bytes(static_cast<const std::uint8_t*>(data), static_cast<const std::uint8_t*>(data) + n) {}
+    explicit binary(const std::vector<std::uint8_t>& b) : bytes(b) {}
+    binary(const void* data, std::size_t n) : bytes(data, n) {}
     std::size_t size() const noexcept { return bytes.size(); }
     friend bool operator==(const binary&, const binary&) = default;
 };
