@@ -47,7 +47,8 @@ def test_cli_calls_a_python_service_found_by_discovery(pynode, tmp_path):
 
 def test_cli_with_peer(pynode, tmp_path):
     port = pynode.endpoint.rsplit(":", 1)[1]
-    # No broadcast: the query goes by unicast to the peer's beacon port.
+    # The query also goes by unicast to the peer's beacon port (broadcast
+    # stays on loopback: the test must not query the LAN).
     r = kith_cli(tmp_path, "call", "--cookie", COOKIE, "--broadcast", "127.255.255.255", "--beacon-port",
                  str(pynode.beacon_port), "--peer", f"127.0.0.1:{port}", "pyserver", "kvs", "store", '"k"', "[1, 2]")
     assert (r.returncode, r.stdout.strip()) == (0, "true"), r.stderr

@@ -53,7 +53,7 @@ import socket
 import sys
 import traceback
 import typing
-from typing import Any, Callable, Iterator, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from . import _kith
 from ._kith import (  # noqa: F401  (re-exported)

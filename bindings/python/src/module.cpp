@@ -825,7 +825,6 @@ PYBIND11_MODULE(_kith, m) {
                 if (n.stopped()) throw_error(error{errc::shutdown, "node stopped"});
             }
         }, py::arg("name"), py::arg("timeout") = 1.0)
-        .def("discovery_query", [](py_node& n) { n.disc().query(); })
         .def("_discovery_stats", [](py_node& n) {
             auto c = n.disc().stats();
             py::dict d;
