@@ -3,7 +3,7 @@ port and sends beacons to 127.255.255.255 (never the LAN)."""
 import pytest
 
 import kith
-from conftest import free_port, loopback_discovery, wait_until
+from conftest import COOKIE, free_port, loopback_discovery, wait_until
 
 
 def test_cluster_members_find_and_connect_each_other(make_node):
@@ -83,3 +83,15 @@ def test_default_is_on_for_lan_listeners_only():
     assert opts(False, "tcp://*:4370", False) is None
     with pytest.raises(TypeError):
         opts("yes", "tcp://*:1", False)
+
+
+def test_dropping_a_node_with_discovery_stops_both(make_node, tmp_path):
+    # No stop(): the destructor stops discovery, then the node (GIL released).
+    port = free_port()
+    b = make_node("stays@localhost", discovery=loopback_discovery(port))
+    a = kith.Node("dropped@localhost", listen="tcp://127.0.0.1:0", cookie=COOKIE,
+                  key_dir=tmp_path / "dropped", discovery=loopback_discovery(port))
+    wait_until(lambda: a.name in b.nodes(), what="auto-connect")
+    name = a.name
+    del a
+    wait_until(lambda: name not in b.nodes(), what="dropped node gone")
