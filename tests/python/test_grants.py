@@ -111,6 +111,11 @@ def test_grant_arguments_are_checked(alice):
     with pytest.raises(kith.BadArg):
         alice.set_grant_rate("nobody", "1/s")
     assert kith._kith._parse_rate(2) == kith._kith._parse_rate("2/s,burst=4")
+    for bad in (0, (0, 5), (1, 0), "0/s"):  # zero is not "unlimited": say it in words
+        with pytest.raises(kith.BadArg):
+            alice.grant("zero", "kvs", rate=bad)
+    with pytest.raises(TypeError):
+        alice.grant("yes", "kvs", rate=True)
     assert [g["label"] for g in alice.grants()] == ["bob"]
 
 

@@ -3,7 +3,6 @@
 // Python. The node methods that issue and revoke grants are in module.cpp.
 #include <pybind11/stl.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -46,28 +45,24 @@ grant_scope scope_from(py::handle allow) {
 }
 
 rate_limit rate_from(py::handle rate) {
-    if (py::isinstance<py::str>(rate)) {
-        auto r = rate_limit::parse(rate.cast<std::string>());
-        if (!r) throw_error(r.err());
-        return *r;
-    }
-    if (py::isinstance<py::bool_>(rate))
-        throw py::type_error("rate is \"10/s\", \"10/s,burst=20\", \"unlimited\", a number per second or a "
-                             "(per_second, burst) pair");
-    auto finite = [](double x, const char* what) {
-        if (!std::isfinite(x) || x < 0) throw_error(error{errc::badarg, std::string(what) + " must be a number >= 0"});
-        return x;
+    // Numbers are spelled as text and go through kith's own parser, so that
+    // the rules (positive rate, burst at least 1, default burst) are one.
+    auto number = [](py::handle x) -> std::string {
+        if (py::isinstance<py::bool_>(x) || !(py::isinstance<py::int_>(x) || py::isinstance<py::float_>(x)))
+            throw py::type_error("rate is \"10/s\", \"10/s,burst=20\", \"unlimited\", a number per second or "
+                                 "a (per_second, burst) pair");
+        return py::str(x).cast<std::string>();
     };
-    if (py::isinstance<py::int_>(rate) || py::isinstance<py::float_>(rate)) {
-        double per_s = finite(rate.cast<double>(), "rate");
-        return rate_limit{per_s, std::max(1.0, 2 * per_s)};
-    }
-    if ((py::isinstance<py::tuple>(rate) || py::isinstance<py::list>(rate)) && py::len(rate) == 2) {
+    std::string text;
+    if (py::isinstance<py::str>(rate)) text = rate.cast<std::string>();
+    else if ((py::isinstance<py::tuple>(rate) || py::isinstance<py::list>(rate)) && py::len(rate) == 2) {
         auto t = rate.cast<py::sequence>();
-        return rate_limit{finite(t[0].cast<double>(), "rate"), finite(t[1].cast<double>(), "burst")};
-    }
-    throw py::type_error(
-        "rate is \"10/s\", \"10/s,burst=20\", \"unlimited\", a number per second or a (per_second, burst) pair");
+        text = number(t[0]) + "/s,burst=" + number(t[1]);
+    } else
+        text = number(rate) + "/s";
+    auto r = rate_limit::parse(text);
+    if (!r) throw_error(r.err());
+    return *r;
 }
 
 std::optional<std::chrono::system_clock::time_point> expiry_from(std::optional<double> unix_seconds) {

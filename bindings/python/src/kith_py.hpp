@@ -80,8 +80,9 @@ void register_values(py::module_& m);
 // parser's reason) or TypeError for a value of the wrong kind.
 // allow: "kvs,echo:echo", a list of such items, or {service: [names]}.
 grant_scope scope_from(py::handle allow);
-// rate: "10/s", "10/s,burst=20", "unlimited", a number per second (burst
-// twice it, at least 1) or a (per_second, burst) pair.
+// rate: "10/s", "10/s,burst=20", "unlimited", a number per second (> 0;
+// burst twice it, at least 1) or a (per_second, burst) pair; checked by
+// rate_limit::parse.
 rate_limit rate_from(py::handle rate);
 // Seconds since the Unix epoch (UTC) -> a time point; None -> no expiry.
 std::optional<std::chrono::system_clock::time_point> expiry_from(std::optional<double> unix_seconds);
