@@ -1,6 +1,7 @@
 """Shared fixtures for the kith Python tests: nodes with their own key
 directories, and C++ node processes (kith_test_node)."""
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -90,3 +91,22 @@ def run_python(code_or_file, *args, timeout=60, env=None, **kw):
     e = dict(os.environ)
     e.update(env or {})
     return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=timeout, env=e, **kw)
+
+
+def free_port(kind="udp"):
+    """A port of 127.0.0.1 free at the time of asking (beacon ports of a test,
+    so that tests running in parallel do not hear each other; or a TCP port
+    where nothing listens)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def loopback_discovery(port, **extra):
+    """Discovery options that keep beacons on loopback (never the LAN)."""
+    opts = {"beacon_port": port, "broadcast_address": "127.255.255.255", "interval": 0.2}
+    opts.update(extra)
+    return opts

@@ -13,6 +13,10 @@ EXPECTED = {
                "lookup missing -> undefined", "bad call -> bad_args: expected 2 arguments, got 1"],
     "dist_demo.py": ["erlang:node() -> gandalf@localhost", "math:add(2, 3) -> 5",
                      "os:cmd refused -> no_such_function: os:cmd"],
+    "alice_bob.py": ["alice: granted kvs to bob at 10/s", "bob: connected to alice@localhost with the grant 'bob'",
+                     "bob: store -> True", "bob: lookup -> ['ok', 'fine']", "bob: echo -> unauthorized",
+                     "alice: revoked bob's grant", "bob: lookup -> revoked",
+                     "alice: bob's grant: revoked=True accepted=2 refused="],
 }
 
 

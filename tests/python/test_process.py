@@ -5,17 +5,22 @@ import subprocess
 import sys
 import time
 
-from conftest import COOKIE, run_python
+from conftest import COOKIE, free_port, run_python
 
 BLOCKED = r"""
 import sys, kith
-n = kith.Node("ctrlc@localhost", listen="tcp://127.0.0.1:0", cookie=COOKIE, key_dir=sys.argv[1])
+disc = {"beacon_port": int(sys.argv[3]), "broadcast_address": "127.255.255.255"} if sys.argv[2] == "find" else False
+n = kith.Node("ctrlc@localhost", listen="tcp://127.0.0.1:0", cookie=COOKIE, key_dir=sys.argv[1], discovery=disc)
 if sys.argv[2] == "call":
     n.connect(sys.argv[3], sys.argv[4])
 try:
     print("waiting", flush=True)
     if sys.argv[2] == "receive":
         n.receive()
+    elif sys.argv[2] == "find":
+        n.find("nobody", timeout=600)
+    elif sys.argv[2] == "connect":  # nothing listens there: connect waits
+        n.connect("tcp://127.0.0.1:" + sys.argv[3], n.key, timeout=600)
     elif sys.argv[2] == "call_pid":
         n.call_pid(n.spawn(lambda actor, msg: None), "never answered", timeout=600)
     else:
@@ -53,6 +58,14 @@ def test_ctrl_c_interrupts_call_pid(tmp_path):
 
 def test_ctrl_c_interrupts_call(tmp_path, cpp_node):
     check_interrupt(tmp_path, "call", cpp_node.endpoint, cpp_node.key)
+
+
+def test_ctrl_c_interrupts_find(tmp_path):
+    check_interrupt(tmp_path, "find", str(free_port("udp")))
+
+
+def test_ctrl_c_interrupts_connect(tmp_path):
+    check_interrupt(tmp_path, "connect", str(free_port("tcp")))
 
 
 BUSY = r"""

@@ -23,6 +23,20 @@ NoSuchFunction, BadArgs, RemoteException, NoProc, BadType, DecodeError,
 Overloaded, BadArg, Shutdown (and SetupError when a node cannot start). Each
 carries ``code`` (e.g. "timeout") and ``detail``.
 
+Grants (Erlang WTD's Alice and Bob): Alice's node hands Bob a grant file
+that lets Bob's node use exactly the services named in it, at a rate, until
+she revokes it::
+
+    g = alice.grant("bob", "kvs", rate="10/s")      # -> kith.Grant
+    g.save("bob.grant")                              # give this file to Bob
+    # Bob:
+    alice_name = bob.connect(kith.load_grant("bob.grant"))
+    bob.call(alice_name, "kvs", "store", "k", 1)
+
+Discovery: a node that listens on the LAN (port=...) announces itself with a
+UDP beacon and connects to the nodes of its cluster (same cookie) that it
+hears; node.seen() lists them, node.find("gandalf") waits for one.
+
 Threads: blocking calls release the GIL and can be interrupted with Ctrl-C.
 Python actors and service functions run on kith's worker threads holding the
 GIL; an exception in an actor ends it with the traceback as its exit reason.
@@ -30,26 +44,30 @@ GIL; an exception in an actor ends it with the traceback as its exit reason.
 from __future__ import annotations
 
 import atexit
+import datetime
 import inspect
+import ipaddress
+import os
 import re
 import socket
 import sys
 import traceback
 import typing
-from typing import Any, Callable, Iterator, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from . import _kith
 from ._kith import (  # noqa: F401  (re-exported)
-    Actor, BadArg, BadArgs, BadType, DecodeError, Down, Error, Exit, Mailbox, NodeDown, NoProc,
+    Actor, BadArg, BadArgs, BadType, DecodeError, Down, Error, Exit, Grant, Mailbox, NodeDown, NoProc,
     NoSuchFunction, NoSuchService, Overloaded, Pid, RateLimited, Ref, RemoteException, Request,
-    Revoked, SetupError, Shutdown, Timeout, Unauthorized,
+    Revoked, SetupError, Shutdown, Timeout, Unauthorized, load_grant, parse_grant,
 )
 
 __all__ = [
     "Node", "Service", "Mailbox", "Actor", "Pid", "Ref", "Down", "Exit", "Request", "NodeEvent",
     "Subscription", "NodeEvents", "Error", "Timeout", "NodeDown", "Unauthorized", "Revoked",
     "RateLimited", "NoSuchService", "NoSuchFunction", "BadArgs", "RemoteException", "NoProc",
-    "BadType", "DecodeError", "Overloaded", "BadArg", "Shutdown", "SetupError",
+    "BadType", "DecodeError", "Overloaded", "BadArg", "Shutdown", "SetupError", "Grant", "load_grant",
+    "parse_grant",
 ]
 
 # Stop every node before the interpreter finalizes, so no kith thread calls
@@ -63,6 +81,57 @@ def _full_name(name: str) -> str:
         return name
     host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()) or "localhost"
     return f"{name}@{host}"
+
+
+# --- grants and discovery options ---------------------------------------------------
+
+def _grant_expires(g: Grant) -> Optional[datetime.datetime]:
+    ts = g._expires_ts
+    return None if ts is None else datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)
+
+
+Grant.expires = property(_grant_expires, doc="When the grant expires (a UTC datetime), or None: never.")
+
+
+def _expiry_ts(expires: Any) -> Optional[float]:
+    """None, a datetime (naive: local time), a timedelta or a number of
+    seconds from now -> seconds since the epoch."""
+    if expires is None:
+        return None
+    if isinstance(expires, datetime.datetime):
+        return expires.timestamp()
+    if isinstance(expires, datetime.timedelta):
+        return datetime.datetime.now(datetime.timezone.utc).timestamp() + expires.total_seconds()
+    if isinstance(expires, (int, float)) and not isinstance(expires, bool):
+        return datetime.datetime.now(datetime.timezone.utc).timestamp() + float(expires)
+    raise TypeError("expires is a datetime, a timedelta, or a number of seconds from now")
+
+
+def _on_lan(listen: str) -> bool:
+    """True if a listen endpoint is reachable from other machines (not loopback)."""
+    host = listen.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    if host in ("*", "0.0.0.0", "::", ""):
+        return True
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # an interface name or a host name
+
+
+def _discovery_options(discovery: Any, listen: str, hidden: bool) -> Optional[dict]:
+    if discovery is None:  # automatic: on when the node listens on the LAN
+        if not listen or hidden or not _on_lan(listen):
+            return None
+        return {}
+    if discovery is False:
+        return None
+    if discovery is True:
+        return {}
+    if isinstance(discovery, dict):
+        return dict(discovery)
+    raise TypeError("discovery is True, False, None (automatic) or a dict of options")
 
 
 # --- spawning Python actors ----------------------------------------------------
@@ -309,7 +378,7 @@ class Node:
 
     Node(name, *, cookie=None, port=None, listen=None, advertise="", key_dir=None,
          workers=0, heartbeat_interval=0.5, heartbeat_timeout=2.5, hidden=False,
-         max_queue_bytes=0, services=())
+         max_queue_bytes=0, services=(), discovery=None)
 
     name      "name@host" ("name" alone becomes name@<hostname>).
     port      listen on all interfaces on this TCP port; or listen="tcp://127.0.0.1:0"
@@ -324,6 +393,19 @@ class Node:
               per-peer outgoing queue bound (0: kith's default, 8 MiB); beyond
               it casts raise Overloaded and sends are dropped and counted.
     services  built-in C++ services to host: "kvs", "echo", "demo".
+    discovery LAN discovery (UDP beacons; see seen(), find()):
+              None (default): on when the node listens on the LAN (port=, or a
+              listen address that is not loopback), off otherwise;
+              True / False: on with the defaults / off;
+              a dict of options: beacon_port (UDP, default 4371), interval
+              (seconds between beacons, default 1.0), interface ("eth0"; default
+              every broadcast-capable one), broadcast_address (e.g.
+              "127.255.255.255" for nodes on one machine), peers (["host:port"]
+              to ask directly where broadcast does not work), announce (False:
+              listen only), auto_connect (False: only list the nodes heard),
+              max_beacons_per_s.
+              Cluster members (same cookie) are connected automatically;
+              others are listed as strangers, never trusted.
 
     Use it as a context manager (stop() at the end). The node also has its own
     mailbox (node.self, node.receive, ...) for the thread that uses it.
@@ -334,14 +416,16 @@ class Node:
                  port: Optional[int] = None, listen: Optional[str] = None, advertise: str = "",
                  key_dir: Any = None, workers: int = 0, heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float = 2.5, hidden: bool = False, max_queue_bytes: int = 0,
-                 services: Any = ()):
+                 services: Any = (), discovery: Any = None):
         if port is not None and listen is not None:
             raise ValueError("give port or listen, not both")
         if port is not None:
             listen = f"tcp://*:{int(port)}"
-        self._n = _kith._Node(_full_name(name), listen or "", advertise,
-                              str(key_dir) if key_dir is not None else "", cookie, workers,
-                              heartbeat_interval, heartbeat_timeout, hidden, max_queue_bytes, list(services))
+        if key_dir is not None:
+            key_dir = os.fspath(key_dir)
+        self._n = _kith._Node(_full_name(name), listen or "", advertise, key_dir or "", cookie, workers,
+                              heartbeat_interval, heartbeat_timeout, hidden, max_queue_bytes, list(services),
+                              _discovery_options(discovery, listen or "", hidden))
         self._inbox = self._n.mailbox()
 
     # -- lifecycle
@@ -478,9 +562,90 @@ class Node:
         return self._n.multicall(list(nodes), service, function, list(args), float(timeout))
 
     # -- the cluster
-    def connect(self, endpoint: str, key: str, timeout: float = 5.0) -> str:
-        """Connects to the node at endpoint with public key `key` (Z85); returns its name."""
-        return self._n.connect(endpoint, key, timeout)
+    def connect(self, endpoint: Any, key: Optional[str] = None, timeout: float = 5.0) -> str:
+        """Connects to another node and returns its name.
+
+        connect(endpoint, key): the node listening at endpoint
+        ("tcp://192.0.2.7:4370") with public key `key` (Z85, its node.key).
+        connect(grant): with a Grant (or the path of a grant file) that the
+        other node's owner gave you; afterwards calls to that node go through
+        the grant. Raises Revoked (revoked or expired grant), Unauthorized
+        (refused: wrong cookie, unknown grant), Timeout. Ctrl-C interrupts
+        connect(endpoint, key); a grant connect is bounded by timeout per
+        endpoint of the grant."""
+        if isinstance(endpoint, Grant):
+            if key is not None:
+                raise TypeError("connect(grant) takes no key")
+            return self._n.connect_grant(endpoint, float(timeout))
+        if key is None:
+            if isinstance(endpoint, (str, os.PathLike)) and "://" not in str(endpoint):
+                return self._n.connect_grant(load_grant(endpoint), float(timeout))
+            raise TypeError("connect(endpoint, key) needs the node's public key; or connect(grant)")
+        return self._n.connect(endpoint, key, float(timeout))
+
+    # -- grants (what this node lets others do)
+    def grant(self, label: str, allow: Any, rate: Any = None, expires: Any = None) -> Grant:
+        """Issues a grant: a key that lets its holder's node use exactly `allow`
+        on this node. Returns the Grant; save() it and hand the file over
+        privately (it holds a secret key).
+
+        label    unique name of the grant on this node, e.g. "bob".
+        allow    "kvs" (a whole service), "echo:echo" (one function or actor
+                 type), several comma-separated, a list of these, or a dict
+                 {"kvs": [], "echo": ["echo"]} ([] = the whole service).
+        rate     "10/s", "10/s,burst=20", "unlimited", a number per second, or
+                 (per_second, burst); default 10/s with a burst of 20. Beyond
+                 it calls are answered with RateLimited.
+        expires  a datetime, a timedelta or seconds from now; None: never.
+        BadArg for a bad or duplicate label, scope or rate."""
+        return self._n.grant(label, allow, rate, _expiry_ts(expires))
+
+    def grants(self) -> "list[dict]":
+        """The grant table: dicts with label, allow, scope, rate, expires, created,
+        fingerprint, revoked, expired, connected, accepted, refused, rate_limited."""
+        return self._n.grants()
+
+    def revoke_grant(self, label: str) -> None:
+        """Revokes at once: the holder's next message is refused with Revoked,
+        its connection closed, its reconnects refused. BadArg if unknown."""
+        self._n.revoke_grant(label)
+
+    def set_grant_rate(self, label: str, rate: Any) -> None:
+        """Changes a grant's rate (as in grant()); effective for the next message."""
+        self._n.set_grant_rate(label, rate)
+
+    def set_public(self, service: str, on: bool = True, rate: Any = None) -> None:
+        """Opens service to anyone who can reach this node, strangers included
+        (each connecting key limited to rate, default 10/s); on=False closes it."""
+        self._n.set_public(service, on, rate)
+
+    def public_services(self) -> "list[str]":
+        return self._n.public_services()
+
+    # -- discovery
+    @property
+    def discovery(self) -> bool:
+        """True if this node runs LAN discovery (see Node(discovery=...))."""
+        return self._n.discovery
+
+    def seen(self) -> "list[dict]":
+        """The nodes heard by discovery, sorted by name: dicts with name, endpoint,
+        key, fingerprint, trust ("cluster" or "stranger"), services, connected
+        and age (seconds since last heard). BadArg if discovery is off."""
+        return self._n.seen()
+
+    def find(self, name: str, timeout: float = 1.0) -> dict:
+        """Waits up to timeout seconds for a node to be heard, by full
+        ("gandalf@pi1") or short ("gandalf") name; returns it as seen() does.
+        Timeout (the detail lists what was heard), BadArg for an ambiguous
+        short name. Ctrl-C interrupts."""
+        return self._n.find(name, float(timeout))
+
+    def discovery_stats(self) -> dict:
+        """Discovery counters: beacons_sent, beacons_received, bad_hmac, malformed,
+        rate_limited, key_conflicts, spoofed_leaves, queries_answered, replayed,
+        connect_failures."""
+        return self._n._discovery_stats()
 
     def ping(self, node: str, timeout: float = 1.0) -> bool:
         return self._n.ping(node, timeout)

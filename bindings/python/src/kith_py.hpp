@@ -12,11 +12,14 @@
 #include <pybind11/stl.h>
 
 #include <atomic>
+#include <chrono>
+#include <optional>
 #include <memory>
 #include <string>
 
 #include "kith/actor.hpp"
 #include "kith/error.hpp"
+#include "kith/grants.hpp"
 #include "kith/term.hpp"
 
 namespace py = pybind11;
@@ -72,6 +75,19 @@ std::string traceback_text(py::error_already_set& e);
 
 // Registers Pid, Ref, Down, Exit, Request and the exception classes.
 void register_values(py::module_& m);
+
+// Grants (grants.cpp). Argument conversions raise BadArg (kith's own
+// parser's reason) or TypeError for a value of the wrong kind.
+// allow: "kvs,echo:echo", a list of such items, or {service: [names]}.
+grant_scope scope_from(py::handle allow);
+// rate: "10/s", "10/s,burst=20", "unlimited", a number per second (> 0;
+// burst twice it, at least 1) or a (per_second, burst) pair; checked by
+// rate_limit::parse.
+rate_limit rate_from(py::handle rate);
+// Seconds since the Unix epoch (UTC) -> a time point; None -> no expiry.
+std::optional<std::chrono::system_clock::time_point> expiry_from(std::optional<double> unix_seconds);
+// Registers kith.Grant, load_grant and parse_grant.
+void register_grants(py::module_& m);
 
 // What Python receives for a DOWN / EXIT / request.
 struct down_msg {

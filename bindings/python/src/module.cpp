@@ -7,7 +7,8 @@
 //  * Python actors and service functions run on kith worker threads with the
 //    GIL acquired for the duration of the Python code;
 //  * node.stop() and the destructor release the GIL while joining kith's
-//    threads (those may be waiting for it); at interpreter exit an atexit
+//    threads (those may be waiting for it), the node's discovery (if any)
+//    first, then the node; at interpreter exit an atexit
 //    hook stops every node still running, then forbids kith threads to enter
 //    Python (python_alive()).
 #include <pybind11/chrono.h>
@@ -24,6 +25,7 @@
 #include <thread>
 
 #include "kith/builtin.hpp"
+#include "kith/discovery.hpp"
 #include "kith/mailbox.hpp"
 #include "kith/node.hpp"
 #include "kith_py.hpp"
@@ -307,6 +309,44 @@ struct py_mailbox {
     }
 };
 
+// --- discovery options ---------------------------------------------------------
+// {"beacon_port": 4371, "interval": 1.0, "interface": "", "broadcast_address": "",
+//  "peers": [], "announce": True, "auto_connect": True, "max_beacons_per_s": 500}
+discovery_options discovery_options_from(const py::dict& d) {
+    discovery_options o;
+    for (auto [k, v] : d) {
+        auto key = py::cast<std::string>(k);
+        if (key == "beacon_port") {
+            auto p = v.cast<long long>();
+            if (p < 1 || p > 65535) throw_error(error{errc::badarg, "beacon_port must be 1..65535"});
+            o.port = static_cast<std::uint16_t>(p);
+        } else if (key == "interval") {
+            auto ns = seconds_to_ns(v.cast<double>());
+            if (ns < 10ms) throw_error(error{errc::badarg, "discovery interval must be at least 0.01 s"});
+            o.interval = std::chrono::duration_cast<std::chrono::milliseconds>(ns);
+        } else if (key == "interface") o.interface = v.cast<std::string>();
+        else if (key == "broadcast_address") o.broadcast_address = v.cast<std::string>();
+        else if (key == "peers") {
+            if (py::isinstance<py::str>(v)) throw py::type_error("peers is a list of 'host:port' strings");
+            o.peers = v.cast<std::vector<std::string>>();
+        } else if (key == "announce") o.announce = v.cast<bool>();
+        else if (key == "auto_connect") o.auto_connect = v.cast<bool>();
+        else if (key == "max_beacons_per_s") o.max_beacons_per_s = v.cast<unsigned>();
+        else
+            throw py::value_error("unknown discovery option '" + key +
+                                  "' (beacon_port, interval, interface, broadcast_address, peers, announce, "
+                                  "auto_connect, max_beacons_per_s)");
+    }
+    return o;
+}
+
+py::dict seen_to_py(const seen_node& s) {
+    py::dict d(from_term(s.to_term()));
+    d["key"] = s.key.z85();
+    d["age"] = std::chrono::duration<double>(clock::now() - s.last_seen).count();
+    return d;
+}
+
 // --- node --------------------------------------------------------------------
 class py_node;
 std::mutex g_nodes_mu;
@@ -317,7 +357,7 @@ public:
     py_node(const std::string& name, const std::string& listen, const std::string& advertise,
             const std::string& key_dir, std::optional<std::string> cookie, unsigned workers,
             double heartbeat_interval, double heartbeat_timeout, bool hidden, std::size_t max_queue_bytes,
-            const std::vector<std::string>& builtin) {
+            const std::vector<std::string>& builtin, std::optional<py::dict> disc) {
         node_options o;
         o.name = name;
         o.workers = workers;
@@ -330,6 +370,11 @@ public:
         o.net.heartbeat_interval = std::chrono::duration_cast<std::chrono::milliseconds>(seconds_to_ns(heartbeat_interval));
         o.net.heartbeat_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(seconds_to_ns(heartbeat_timeout));
         if (!valid_node_name(name)) throw_error(error{errc::badarg, "invalid node name '" + name + "': use name@host"});
+        std::optional<discovery_options> dopts;
+        if (disc) {
+            if (listen.empty()) throw_error(error{errc::badarg, "discovery needs a listening node (port= or listen=)"});
+            dopts = discovery_options_from(*disc);
+        }
         {
             py::gil_scoped_release rel;
             n_ = std::make_unique<node>(o);
@@ -340,6 +385,15 @@ public:
             else if (s == "demo") n_->add_service(services::make_demo(*n_));
             else throw_error(error{errc::badarg, "unknown built-in service '" + s + "' (kvs, echo, demo)"});
         }
+        if (dopts) {
+            py::gil_scoped_release rel;
+            try {
+                d_ = std::make_unique<discovery>(*n_, *dopts);
+            } catch (...) {  // e.g. the beacon port cannot be bound: no half-started node
+                n_->stop();
+                throw;
+            }
+        }
         std::lock_guard lk(g_nodes_mu);
         g_nodes.insert(this);
     }
@@ -348,11 +402,15 @@ public:
             std::lock_guard lk(g_nodes_mu);
             g_nodes.erase(this);
         }
+        auto teardown = [this] {
+            d_.reset();  // before its node
+            n_.reset();
+        };
         if (PyGILState_Check()) {
             py::gil_scoped_release rel;
-            n_.reset();
+            teardown();
         } else {
-            n_.reset();
+            teardown();
         }
     }
 
@@ -367,12 +425,24 @@ public:
         if (t_in_handler)
             throw_error(error{errc::badarg, "a node cannot be stopped from its own actors or service functions"});
         if (stopped_.exchange(true)) return;
+        auto halt = [this] {
+            if (d_) d_->stop();  // its "leaving" beacon goes out while the node still runs
+            n_->stop();
+        };
         if (PyGILState_Check()) {
             py::gil_scoped_release rel;
-            n_->stop();
+            halt();
         } else {
-            n_->stop();
+            halt();
         }
+    }
+    bool has_discovery() const { return d_ != nullptr; }
+    discovery& disc() {
+        get();
+        if (!d_)
+            throw_error(error{errc::badarg, "discovery is off for node " + n_->name() +
+                                                " (start it with Node(..., discovery=True) or options)"});
+        return *d_;
     }
 
     void add_service(const std::string& name, py::dict functions, py::dict types) {
@@ -416,6 +486,7 @@ public:
     }
 
     std::unique_ptr<node> n_;
+    std::unique_ptr<discovery> d_;  // destroyed before n_
     std::atomic<bool> stopped_{false};
 };
 
@@ -437,6 +508,7 @@ using namespace kith::python;
 PYBIND11_MODULE(_kith, m) {
     m.doc() = "kith's compiled core; use the `kith` package (kith/__init__.py).";
     register_values(m);
+    register_grants(m);
 
     m.def("_shutdown", [] {
         stop_all_nodes();
@@ -524,10 +596,10 @@ PYBIND11_MODULE(_kith, m) {
     py::class_<py_node>(m, "_Node")
         .def(py::init<const std::string&, const std::string&, const std::string&, const std::string&,
                       std::optional<std::string>, unsigned, double, double, bool, std::size_t,
-                      const std::vector<std::string>&>(),
+                      const std::vector<std::string>&, std::optional<py::dict>>(),
              py::arg("name"), py::arg("listen"), py::arg("advertise"), py::arg("key_dir"), py::arg("cookie"),
              py::arg("workers"), py::arg("heartbeat_interval"), py::arg("heartbeat_timeout"), py::arg("hidden"),
-             py::arg("max_queue_bytes"), py::arg("builtin"))
+             py::arg("max_queue_bytes"), py::arg("builtin"), py::arg("discovery"))
         .def_property_readonly("name", [](py_node& n) { return n.raw().name(); })
         .def_property_readonly("stopped", &py_node::stopped)
         .def_property_readonly("workers", [](py_node& n) { return n.raw().workers(); })
@@ -661,17 +733,113 @@ PYBIND11_MODULE(_kith, m) {
             auto k = public_key::from_z85(key);
             if (!k) throw_error(error{errc::badarg, "key must be 40 characters of Z85 (a node's public key)"});
             node& nd = n.get();
-            // Blocking, bounded by `timeout`, with the GIL released. When
-            // node::connect_async is implemented (declared in node.hpp), use
-            // wait_async here so that Ctrl-C interrupts it as it does call().
+            auto d = seconds_to_ns(timeout);
+            // connect_async answers within `d`; the deadline is a backstop.
+            auto r = wait_async<std::string>([&](auto done) { nd.connect_async(endpoint, *k, d, done); },
+                                             [&] { return n.stopped(); }, clock::now() + d + 2s);
+            return value_or_raise(std::move(r));
+        }, py::arg("endpoint"), py::arg("key"), py::arg("timeout") = 5.0)
+        .def("connect_grant", [](py_node& n, const grant_file& g, double timeout) {
+            node& nd = n.get();
+            // Blocking (kith has no asynchronous form of it), bounded by
+            // `timeout` per endpoint tried, with the GIL released.
             std::optional<result<std::string>> r;
             {
                 blocking_release rel;
-                r.emplace(nd.connect(endpoint, *k, seconds_to_ns(timeout)));
+                r.emplace(nd.connect(g, seconds_to_ns(timeout)));
             }
             if (PyErr_CheckSignals() != 0) throw py::error_already_set();
             return value_or_raise(std::move(*r));
-        }, py::arg("endpoint"), py::arg("key"), py::arg("timeout") = 5.0)
+        }, py::arg("grant"), py::arg("timeout") = 5.0)
+        .def("grant", [](py_node& n, const std::string& label, py::handle allow, py::handle rate,
+                         std::optional<double> expires) {
+            grant_spec spec;
+            spec.label = label;
+            spec.allow = scope_from(allow);
+            if (!rate.is_none()) spec.rate = rate_from(rate);
+            spec.expires = expiry_from(expires);
+            node& nd = n.get();
+            std::optional<result<grant_file>> r;
+            {
+                py::gil_scoped_release rel;  // writes the table to disk
+                r.emplace(nd.grant(spec));
+            }
+            return value_or_raise(std::move(*r));
+        }, py::arg("label"), py::arg("allow"), py::arg("rate"), py::arg("expires"))
+        .def("grants", [](py_node& n) {
+            py::list out;
+            for (auto& g : n.get().grants()) out.append(from_term(g.to_term()));
+            return out;
+        })
+        .def("revoke_grant", [](py_node& n, const std::string& label) {
+            node& nd = n.get();
+            result<void> r;
+            {
+                py::gil_scoped_release rel;
+                r = nd.revoke_grant(label);
+            }
+            ok_or_raise(r);
+        }, py::arg("label"))
+        .def("set_grant_rate", [](py_node& n, const std::string& label, py::handle rate) {
+            auto rl = rate_from(rate);
+            node& nd = n.get();
+            result<void> r;
+            {
+                py::gil_scoped_release rel;
+                r = nd.set_grant_rate(label, rl);
+            }
+            ok_or_raise(r);
+        }, py::arg("label"), py::arg("rate"))
+        .def("set_public", [](py_node& n, const std::string& svc, bool on, py::handle rate) {
+            n.get().set_public(svc, on, rate.is_none() ? rate_limit{} : rate_from(rate));
+        }, py::arg("service"), py::arg("on") = true, py::arg("rate") = py::none())
+        .def("public_services", [](py_node& n) { return n.get().public_services(); })
+        .def_property_readonly("discovery", &py_node::has_discovery)
+        .def("seen", [](py_node& n) {
+            auto& d = n.disc();
+            std::vector<seen_node> all;
+            {
+                py::gil_scoped_release rel;
+                all = d.seen();
+            }
+            py::list out;
+            for (auto& s : all) out.append(seen_to_py(s));
+            return out;
+        })
+        .def("find", [](py_node& n, const std::string& name, double timeout) {
+            auto& d = n.disc();
+            auto deadline = clock::now() + seconds_to_ns(timeout);
+            // In slices, so that Ctrl-C interrupts a long wait; each slice
+            // queries again (nodes already there answer at once).
+            for (;;) {
+                auto left = std::max(clock::duration::zero(), deadline - clock::now());
+                auto slice = std::min<std::chrono::nanoseconds>(left, 250ms);
+                std::optional<result<seen_node>> r;
+                {
+                    blocking_release rel;
+                    r.emplace(d.find(name, slice));
+                }
+                if (r->ok()) return seen_to_py(**r);
+                if (r->code() != errc::timeout || clock::now() >= deadline) throw_error(r->err());
+                if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+                if (n.stopped()) throw_error(error{errc::shutdown, "node stopped"});
+            }
+        }, py::arg("name"), py::arg("timeout") = 1.0)
+        .def("_discovery_stats", [](py_node& n) {
+            auto c = n.disc().stats();
+            py::dict d;
+            d["beacons_sent"] = c.beacons_sent;
+            d["beacons_received"] = c.beacons_received;
+            d["bad_hmac"] = c.bad_hmac;
+            d["malformed"] = c.malformed;
+            d["rate_limited"] = c.rate_limited;
+            d["key_conflicts"] = c.key_conflicts;
+            d["spoofed_leaves"] = c.spoofed_leaves;
+            d["queries_answered"] = c.queries_answered;
+            d["replayed"] = c.replayed;
+            d["connect_failures"] = c.connect_failures;
+            return d;
+        })
         .def("_net_stats", [](py_node& n) {
             auto c = n.get().net_stats();
             py::dict d;

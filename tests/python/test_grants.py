@@ -1,0 +1,208 @@
+"""Grants from Python: issuing, listing, revoking, rate changes, grant files,
+public services; and their holder (Bob) in another process getting exactly
+the granted services, Unauthorized outside them, RateLimited beyond the rate
+and Revoked once revoked."""
+import datetime
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+import kith
+from conftest import wait_until
+
+HOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "grant_holder.py")
+
+
+@pytest.fixture
+def alice(make_node):
+    a = make_node("alice@localhost", services=["kvs", "echo"], discovery=False)
+    return a
+
+
+class Holder:
+    """grant_holder.py in its own process: Bob's node, driven line by line."""
+
+    def __init__(self, key_dir):
+        self.proc = subprocess.Popen([sys.executable, HOLDER, str(key_dir)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        assert "ready" in self._read()
+
+    def _read(self):
+        line = self.proc.stdout.readline()
+        assert line, "grant_holder.py ended"
+        return json.loads(line)
+
+    def ask(self, *req):
+        self.proc.stdin.write(json.dumps(list(req)) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def call(self, node, svc, fn, *args):
+        return self.ask("call", node, svc, fn, list(args))
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(30)
+        finally:
+            self.proc.kill()
+
+
+@pytest.fixture
+def bob(tmp_path):
+    h = Holder(tmp_path / "bob")
+    yield h
+    h.close()
+
+
+def row(node, label):
+    return next(g for g in node.grants() if g["label"] == label)
+
+
+def test_grant_object_and_file(alice, tmp_path):
+    before = datetime.datetime.now(datetime.timezone.utc)
+    g = alice.grant("bob", {"kvs": [], "echo": ["echo"]}, rate=(5, 7), expires=datetime.timedelta(days=1))
+    assert isinstance(g, kith.Grant)
+    assert (g.label, g.node, g.server_key) == ("bob", alice.name, alice.key)
+    assert g.endpoints == [alice.endpoint]
+    assert g.allow == {"echo": ["echo"], "kvs": []}
+    assert g.scope == "echo:echo,kvs"
+    assert g.rate == "5/s,burst=7"
+    assert before + datetime.timedelta(hours=23) < g.expires < before + datetime.timedelta(days=1, minutes=1)
+    assert g.version == 1
+    assert "bob" in repr(g)
+
+    path = tmp_path / "bob.grant"
+    g.save(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    loaded = kith.load_grant(path)
+    assert loaded.to_text() == g.to_text() == path.read_text()
+    assert kith.parse_grant(g.to_text()).fingerprint == g.fingerprint
+
+    (r,) = alice.grants()
+    assert r["label"] == "bob" and r["fingerprint"] == g.fingerprint and r["scope"] == "echo:echo,kvs"
+    assert r["rate"] == "5/s,burst=7" and not r["revoked"] and not r["connected"]
+    assert r["expires"].endswith("Z")
+
+    never = alice.grant("carol", "kvs")  # defaults: 10/s, never expires
+    assert never.expires is None and never.rate == kith._kith._parse_rate("10/s,burst=20")
+
+
+def test_grant_arguments_are_checked(alice):
+    alice.grant("bob", ["kvs", "echo:echo"], rate="unlimited")
+    with pytest.raises(kith.BadArg, match="bob"):
+        alice.grant("bob", "kvs")  # duplicate label
+    with pytest.raises(kith.BadArg):
+        alice.grant("no spaces", "kvs")
+    with pytest.raises(kith.BadArg):
+        alice.grant("empty", "")
+    with pytest.raises(kith.BadArg):
+        alice.grant("badrate", "kvs", rate="fast")
+    with pytest.raises(TypeError):
+        alice.grant("x", 5)
+    with pytest.raises(TypeError):
+        alice.grant("x", "kvs", expires="tomorrow")
+    with pytest.raises(kith.BadArg):
+        alice.revoke_grant("nobody")
+    with pytest.raises(kith.BadArg):
+        alice.set_grant_rate("nobody", "1/s")
+    assert kith._kith._parse_rate(2) == kith._kith._parse_rate("2/s,burst=4")
+    for bad in (0, (0, 5), (1, 0), "0/s"):  # zero is not "unlimited": say it in words
+        with pytest.raises(kith.BadArg):
+            alice.grant("zero", "kvs", rate=bad)
+    with pytest.raises(TypeError):
+        alice.grant("yes", "kvs", rate=True)
+    assert [g["label"] for g in alice.grants()] == ["bob"]
+
+
+def test_bad_grant_files_say_what_is_wrong(alice, tmp_path):
+    text = alice.grant("bob", "kvs").to_text()
+    bad = {"": "empty", "hello": "not a kith grant file", text[: len(text) // 2]: "truncated",
+           text.replace("label: bob", "label: eve"): "checksum", text.replace("kith-grant 1", "kith-grant 9"): "9"}
+    for t, says in bad.items():
+        with pytest.raises(kith.DecodeError) as e:
+            kith.parse_grant(t)
+        assert e.value.code == "decode" and says in e.value.detail, e.value.detail
+    with pytest.raises(kith.DecodeError) as e:
+        kith.load_grant(tmp_path / "missing.grant")
+    assert "missing.grant" in e.value.detail
+    (tmp_path / "junk.grant").write_text("kith-grant but not really\n")
+    with pytest.raises(kith.DecodeError):
+        kith.load_grant(tmp_path / "junk.grant")
+
+
+def test_holder_gets_exactly_the_grant(alice, bob, tmp_path):
+    # Bob, in another process and another cluster, holds a grant for kvs only.
+    alice.grant("bob", "kvs", rate="unlimited").save(tmp_path / "bob.grant")
+    assert bob.ask("connect", str(tmp_path / "bob.grant")) == {"ok": alice.name}
+    assert bob.call(alice.name, "kvs", "store", "weather", "fine") == {"ok": True}
+    assert bob.call(alice.name, "kvs", "lookup", "weather") == {"ok": ["ok", "fine"]}
+    # echo is not in the grant: refused on Alice's node.
+    r = bob.call(alice.name, "echo", "echo", "hi")
+    assert r["error"] == "unauthorized", r
+    wait_until(lambda: row(alice, "bob")["connected"], what="bob connected")
+    r = row(alice, "bob")
+    assert r["accepted"] >= 2 and r["refused"] >= 1
+    # Alice herself still has everything.
+    assert alice.call(alice.name, "kvs", "lookup", "weather") == ["ok", "fine"]
+
+
+def test_rate_limited_then_raised_then_revoked(alice, bob, tmp_path):
+    # A bucket of 3 that refills once in 100 s: the 4th quick call is refused.
+    alice.grant("bob", "kvs", rate=(0.01, 3)).save(tmp_path / "bob.grant")
+    assert bob.ask("connect", str(tmp_path / "bob.grant")) == {"ok": alice.name}
+    answers = [bob.call(alice.name, "kvs", "lookup", "k") for _ in range(4)]
+    assert answers[:3] == [{"ok": "undefined"}] * 3, answers
+    assert answers[3]["error"] == "rate_limited", answers
+    assert row(alice, "bob")["rate_limited"] >= 1
+
+    alice.set_grant_rate("bob", "unlimited")  # effective for the next message
+    assert row(alice, "bob")["rate"] == kith._kith._parse_rate("unlimited")
+    assert bob.call(alice.name, "kvs", "lookup", "k") == {"ok": "undefined"}
+
+    alice.revoke_grant("bob")
+    r = bob.call(alice.name, "kvs", "lookup", "k")
+    assert r["error"] == "revoked", r
+    assert row(alice, "bob")["revoked"]
+    # Reconnecting with the revoked grant is refused as revoked too.
+    r = bob.ask("connect", str(tmp_path / "bob.grant"))
+    assert r["error"] == "revoked", r
+
+
+def test_expired_grant_is_refused(alice, bob, tmp_path):
+    alice.grant("old", "kvs", expires=datetime.datetime(2001, 1, 1, tzinfo=datetime.timezone.utc)).save(
+        tmp_path / "old.grant")
+    assert row(alice, "old")["expired"]
+    r = bob.ask("connect", str(tmp_path / "old.grant"))
+    assert r["error"] == "revoked", r
+
+
+def test_public_service_for_strangers(alice, make_node):
+    alice.set_public("echo", rate="unlimited")
+    assert alice.public_services() == ["echo"]
+    # A node of another cluster, without any grant.
+    stranger = make_node("stranger@localhost", cookie="another-cluster", discovery=False)
+    assert stranger.connect(alice.endpoint, alice.key) == alice.name
+    assert stranger.call(alice.name, "echo", "echo", "hi") == "hi"
+    with pytest.raises(kith.Unauthorized):
+        stranger.call(alice.name, "kvs", "lookup", "k")
+    alice.set_public("echo", False)
+    assert alice.public_services() == []
+    with pytest.raises(kith.Unauthorized):
+        stranger.call(alice.name, "echo", "echo", "hi")
+
+
+def test_connect_with_a_grant_in_process(alice, make_node, tmp_path):
+    # connect() also takes a Grant object or the path of its file.
+    g = alice.grant("dave", "echo:echo")
+    g.save(tmp_path / "dave.grant")
+    dave = make_node("dave@localhost", cookie="daves-cluster", discovery=False)
+    assert dave.connect(str(tmp_path / "dave.grant")) == alice.name
+    assert dave.connect(g) == alice.name
+    assert dave.call(alice.name, "echo", "echo", [1, "x"]) == [1, "x"]
+    with pytest.raises(TypeError):
+        dave.connect(g, alice.key)
