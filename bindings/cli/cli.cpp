@@ -177,12 +177,16 @@ client::~client() {
     if (node_) node_->stop();
 }
 
-std::optional<std::string> client::try_local(const std::string& name) {
-    // The node of this key directory on this machine, at its usual port.
-    std::ifstream f(key_dir_ / "node.pub");
+std::optional<public_key> local_node_key(const std::filesystem::path& dir) {
+    std::ifstream f(dir / "node.pub");
     std::string z85;
     if (!(f >> z85)) return std::nullopt;
-    auto key = public_key::from_z85(z85);
+    return public_key::from_z85(z85);
+}
+
+std::optional<std::string> client::try_local(const std::string& name) {
+    // The node of this key directory on this machine, at its usual port.
+    auto key = local_node_key(key_dir_);
     if (!key) return std::nullopt;
     auto r = node_->connect("tcp://127.0.0.1:" + std::to_string(local_port_), *key, std::chrono::milliseconds(500));
     if (!r || !name_matches(*r, name)) return std::nullopt;

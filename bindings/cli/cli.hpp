@@ -61,6 +61,9 @@ std::uint16_t parse_port(const std::string& opt, const std::string& v, int lo);
 // Each argument a JSON value; throws cli_error{kUsage} naming the bad one.
 term json_args(const std::vector<std::string>& v, std::size_t from);
 
+// The public key of the node of key directory `dir` (its node.pub), if any.
+std::optional<public_key> local_node_key(const std::filesystem::path& dir);
+
 // Options every client command accepts.
 extern const char* kClientOptionsHelp;
 const std::set<std::string>& client_value_opts();

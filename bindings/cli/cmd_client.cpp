@@ -37,36 +37,45 @@ void print_line(const std::string& s) {
 
 }  // namespace
 
-int cmd_call(int argc, char** argv) {
-    auto a = client_args("call",
-                         "usage: kith call NODE SERVICE FUNCTION [ARG...]\n\n"
-                         "Calls SERVICE:FUNCTION(ARG...) on NODE and prints the result as JSON.\n"
-                         "Each ARG is one JSON value: kith call gandalf kvs store '\"weather\"' '\"sunny\"'\n",
-                         argc, argv, 3, kAny);
+// call, cast and spawn: NODE SERVICE NAME [ARG...]. Runs `op(client, node,
+// args)` against the node named first, ARGs parsed as JSON before anything
+// is started; `op` returns what to print ("" for nothing).
+template <class Op>
+int service_command(const std::string& cmd, const char* usage, int argc, char** argv, Op op) {
+    auto a = client_args(cmd, usage, argc, argv, 3, kAny);
     if (!a) return 0;
     term args = json_args(a->pos, 3);
     client c(*a);
     std::string node = c.reach(a->pos[0]);
-    auto r = c.node().call(node, a->pos[1], a->pos[2], std::move(args), c.timeout());
-    if (!r) fail("call " + a->pos[1] + ":" + a->pos[2] + " on " + node, r.err());
-    print_line(to_json(*r));
+    auto out = op(c, node, a->pos[1], a->pos[2], std::move(args));
+    if (!out) fail(cmd + " " + a->pos[1] + ":" + a->pos[2] + " on " + node, out.err());
+    if (!out->empty()) print_line(*out);
     return 0;
 }
 
+int cmd_call(int argc, char** argv) {
+    return service_command(
+        "call",
+        "usage: kith call NODE SERVICE FUNCTION [ARG...]\n\n"
+        "Calls SERVICE:FUNCTION(ARG...) on NODE and prints the result as JSON.\n"
+        "Each ARG is one JSON value: kith call gandalf kvs store '\"weather\"' '\"sunny\"'\n",
+        argc, argv, [](client& c, const std::string& node, const std::string& svc, const std::string& fn, term args) {
+            auto r = c.node().call(node, svc, fn, std::move(args), c.timeout());
+            return r ? result<std::string>(to_json(*r)) : result<std::string>(r.err());
+        });
+}
+
 int cmd_cast(int argc, char** argv) {
-    auto a = client_args("cast",
-                         "usage: kith cast NODE SERVICE FUNCTION [ARG...]\n\n"
-                         "Calls SERVICE:FUNCTION(ARG...) on NODE without waiting for the result\n"
-                         "(delivered at most once; errors of the function are not reported).\n",
-                         argc, argv, 3, kAny);
-    if (!a) return 0;
-    term args = json_args(a->pos, 3);
-    client c(*a);
-    std::string node = c.reach(a->pos[0]);
-    auto r = c.node().cast(node, a->pos[1], a->pos[2], std::move(args));
-    if (!r.ok()) fail("cast " + a->pos[1] + ":" + a->pos[2] + " to " + node, r.err());
-    // The connection's goodbye flushes what was queued before it.
-    return 0;
+    // The connection's goodbye at exit flushes what was queued before it.
+    return service_command(
+        "cast",
+        "usage: kith cast NODE SERVICE FUNCTION [ARG...]\n\n"
+        "Calls SERVICE:FUNCTION(ARG...) on NODE without waiting for the result\n"
+        "(delivered at most once; errors of the function are not reported).\n",
+        argc, argv, [](client& c, const std::string& node, const std::string& svc, const std::string& fn, term args) {
+            auto r = c.node().cast(node, svc, fn, std::move(args));
+            return r.ok() ? result<std::string>(std::string()) : result<std::string>(r.err());
+        });
 }
 
 int cmd_send(int argc, char** argv) {
@@ -101,19 +110,15 @@ int cmd_send(int argc, char** argv) {
 }
 
 int cmd_spawn(int argc, char** argv) {
-    auto a = client_args("spawn",
-                         "usage: kith spawn NODE SERVICE TYPE [ARG...]\n\n"
-                         "Spawns an actor of type TYPE exported by SERVICE on NODE and prints its\n"
-                         "pid as JSON ({\"$pid\": \"<gandalf@pi1.42>\"}); kith send takes it.\n",
-                         argc, argv, 3, kAny);
-    if (!a) return 0;
-    term args = json_args(a->pos, 3);
-    client c(*a);
-    std::string node = c.reach(a->pos[0]);
-    auto r = c.node().spawn(node, a->pos[1], a->pos[2], std::move(args), c.timeout());
-    if (!r) fail("spawn " + a->pos[1] + ":" + a->pos[2] + " on " + node, r.err());
-    print_line(to_json(term(*r)));
-    return 0;
+    return service_command(
+        "spawn",
+        "usage: kith spawn NODE SERVICE TYPE [ARG...]\n\n"
+        "Spawns an actor of type TYPE exported by SERVICE on NODE and prints its\n"
+        "pid as JSON ({\"$pid\": \"<gandalf@pi1.42>\"}); kith send takes it.\n",
+        argc, argv, [](client& c, const std::string& node, const std::string& svc, const std::string& type, term args) {
+            auto r = c.node().spawn(node, svc, type, std::move(args), c.timeout());
+            return r ? result<std::string>(to_json(term(*r))) : result<std::string>(r.err());
+        });
 }
 
 int cmd_ping(int argc, char** argv) {

@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <fstream>
 
 #include "cli.hpp"
 #include "commands.hpp"
@@ -73,10 +72,7 @@ public:
         if (a.has("--cookie")) o.net.cookie = a.get("--cookie");
         if (a.has("--key-dir")) o.net.key_dir = a.get("--key-dir");
         std::filesystem::path dir = o.net.key_dir.empty() ? default_key_dir() : o.net.key_dir;
-        std::ifstream f(dir / "node.pub");
-        std::string z85;
-        std::optional<public_key> key;
-        if (f >> z85) key = public_key::from_z85(z85);
+        std::optional<public_key> key = local_node_key(dir);
         if (key) {
             o.name = "kith-grant-" + std::to_string(getpid()) + "@" + hostname();
             client_ = std::make_unique<kith::node>(o);

@@ -6,21 +6,13 @@
 # this run's own); every node has its own key directory.
 set -uo pipefail
 KITH=$1
+. "$(dirname "$0")/lib.sh"
 T=$(mktemp -d)
 BP=$((20000 + RANDOM % 20000))
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"; }
 trap cleanup EXIT
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
-wait_for() { # pattern file seconds
-  local deadline=$((SECONDS + $3))
-  until grep -q -- "$1" "$2"; do
-    [ $SECONDS -lt $deadline ] || { echo "timed out waiting for '$1' in $2:"; cat "$2"; return 1; }
-    sleep 0.05
-  done
-}
 
 NET=(--beacon-port "$BP" --broadcast 127.255.255.255)
 start_node() { # name home cookie [options...]
@@ -28,6 +20,7 @@ start_node() { # name home cookie [options...]
   KITH_HOME=$T/$home "$KITH" node --name "$name" --listen tcp://127.0.0.1:0 --cookie "$cookie" "${NET[@]}" "$@" \
     > "$T/$home.out" 2>&1 &
   pids+=($!)
+  disown $!  # cleanup kills it; no job-control chatter
   wait_for '^ready' "$T/$home.out" 30 || exit 1
 }
 port_of() { sed -n 's/^endpoint tcp:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' "$T/$1.out"; }
@@ -150,7 +143,9 @@ run "grant without services" 2 grant create dave --out "$T/d.grant" "${A[@]}"
 run "grants service can't be granted" 1 grant create eve --services grants --out "$T/e.grant" "${A[@]}"
 
 # With gandalf stopped, grant commands act on its stored table.
-kill -TERM "${pids[0]}"; wait "${pids[0]}" 2>/dev/null
+kill -TERM "${pids[0]}"
+wait_for '^stopped$' "$T/gandalf.out" 10 || fail "gandalf did not stop"
+deadline=$((SECONDS + 10)); while kill -0 "${pids[0]}" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.05; done
 run "grant list stopped" 0 grant list --json "${A[@]}"
 printf '%s' "$out" | grep -q '"label":"carol"' || fail "stored table lacks carol: $out"
 run "ping stopped node" 1 ping "gandalf@$HOST" --timeout 2 "${C[@]}" && expect_out pang pang

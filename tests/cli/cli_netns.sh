@@ -5,6 +5,7 @@
 # with no address typed, lists them, and pings them.
 set -uo pipefail
 KITH=$1
+. "$(dirname "$0")/lib.sh"
 if [ "$(id -u)" -ne 0 ] || ! ip -V >/dev/null 2>&1; then echo "needs root and iproute2: skipped"; exit 0; fi
 T=$(mktemp -d)
 ID=kc$$x$((RANDOM % 1000))
@@ -26,18 +27,10 @@ for i in 0 1 2; do
   ip -n ${ID}h$i link set eth0 up; ip -n ${ID}h$i link set lo up
 done
 set +e
-fails=0
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-wait_for() { # pattern file seconds
-  local deadline=$((SECONDS + $3))
-  until grep -q -- "$1" "$2"; do
-    [ $SECONDS -lt $deadline ] || { echo "timed out waiting for '$1' in $2:"; cat "$2"; return 1; }
-    sleep 0.05
-  done
-}
 node() { # host name
   KITH_HOME=$T/$2 ip netns exec ${ID}h$1 "$KITH" node --name "$2" --cookie classroom-42 > "$T/$2.out" 2>&1 &
   pids+=($!)
+  disown $!  # cleanup kills it; no job-control chatter
   wait_for '^ready' "$T/$2.out" 30 || exit 1
 }
 node 0 gandalf
