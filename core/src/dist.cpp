@@ -269,7 +269,11 @@ void dist::on_up(const std::string& peer, const peer_info& pi) {
     ev.node = peer;
     ev.info.name = peer;
     ev.info.endpoint = pi.endpoint;
-    ev.info.fingerprint = pi.auth.key.fingerprint();
+    // The server of an outbound link proved its key (CURVE); an inbound
+    // cluster member shares the cluster key, so show the key it states.
+    ev.info.fingerprint = (pi.auth.kind == trust_kind::cluster && !pi.outbound && pi.node_key)
+                              ? pi.node_key->fingerprint()
+                              : pi.auth.key.fingerprint();
     ev.info.trust = to_level(pi.auth.kind);
     ev.info.services = pi.services;
     ev.info.hidden = pi.hidden;

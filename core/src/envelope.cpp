@@ -2,6 +2,7 @@
 // docs/protocol.md ("Frames", "Envelopes"); the golden vectors there are
 // checked by tests/codec/test_golden.cpp.
 #include "kith/envelope.hpp"
+#include "kith/keys.hpp"
 
 #include <algorithm>
 #include <array>
@@ -42,7 +43,7 @@ struct meta;
     [[maybe_unused]] auto fields(T& e) { return std::tie(__VA_ARGS__); }           \
     [[maybe_unused]] auto fields(const T& e) { return std::tie(__VA_ARGS__); }
 
-KITH_FIELDS(env_handshake, e.version, e.node, e.creation, e.services, e.hidden)
+KITH_FIELDS(env_handshake, e.version, e.node, e.creation, e.services, e.hidden, e.key)
 KITH_FIELDS(env_send, e.to, e.msg)
 KITH_FIELDS(env_send_named, e.name, e.msg)
 KITH_FIELDS(env_spawn_request, e.req_id, e.from, e.service, e.actor_type, e.args, e.flags, e.monitor_ref)
@@ -69,7 +70,7 @@ KITH_FIELDS(env_response, e.to, e.tag, e.code, e.value)
         static constexpr const char* field_names[] = {__VA_ARGS__};                \
     };
 
-KITH_META(env_handshake, handshake, "version", "node", "creation", "services", "hidden")
+KITH_META(env_handshake, handshake, "version", "node", "creation", "services", "hidden", "key")
 KITH_META(env_send, send, "to", "msg")
 KITH_META(env_send_named, send_named, "name", "msg")
 KITH_META(env_spawn_request, spawn_request, "req_id", "from", "service", "actor_type", "args", "flags", "monitor_ref")
@@ -253,6 +254,10 @@ void decode_fields(const msgpack::object* items, std::size_t count, std::vector<
         if (!valid_node_name(e.node)) {
             r.index = 1;
             r.fail("invalid node name");
+        }
+        if (!e.key.empty() && !public_key::from_z85(e.key)) {
+            r.index = 5;
+            r.fail("not a Z85 public key");
         }
     }
     if constexpr (std::is_same_v<E, env_spawn_request>) {

@@ -160,6 +160,7 @@ struct transport::impl {
         hs.creation = o.creation;
         hs.services = o.live_services ? o.live_services() : o.services;
         hs.hidden = o.hidden;
+        hs.key = self.key().z85();
         return encode_frame(envelope{std::move(hs)});
     }
     // Our handshake with the services exported now.
@@ -515,6 +516,7 @@ struct transport::impl {
         s.info.hidden = hs.hidden;
         s.info.creation = hs.creation;
         s.info.outbound = l.outbound;
+        if (!hs.key.empty()) s.info.node_key = public_key::from_z85(hs.key);
         s.q = std::make_shared<peer_queue>(hs.node);
         {
             std::unique_lock lk(peers_mu);

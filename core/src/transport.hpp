@@ -87,6 +87,7 @@ struct peer_info {
     bool hidden = false;
     std::uint64_t creation = 0;
     bool outbound = false;     // true if the session's send path is our DEALER
+    std::optional<public_key> node_key;  // the peer's own key as its handshake states it (information only)
 };
 
 struct refusal {

@@ -15,7 +15,7 @@ inline ref R(std::uint64_t n) { return ref{"a@h", n}; }
 // Named samples, in env_type order; the names are the golden vector names.
 inline std::vector<std::pair<std::string, envelope>> sample_envelopes() {
     return {
-        {"handshake", env_handshake{1, "a@h", 1700000000000ull, {"kvs"}, false}},
+        {"handshake", env_handshake{1, "a@h", 1700000000000ull, {"kvs"}, false, ""}},
         {"send", env_send{P(42), arr("hi", 1)}},
         {"send_named", env_send_named{"kvs", arr("get", "k")}},
         {"spawn_request", env_spawn_request{7, P(5), "kvs", "worker", arr(1), spawn_monitor_flag, R(3)}},

@@ -56,6 +56,10 @@ struct env_handshake {
     std::uint64_t creation = 0;  // sender's incarnation (start time, ms); a restart changes it
     std::vector<std::string> services;  // services the sender offers (for information)
     bool hidden = false;         // a short-lived CLI node that others should not list
+    // The sender's long-term public key in Z85 (40 characters), or empty.
+    // Information only (for fingerprints shown to people): the server side
+    // of a link is authenticated by CURVE, never by this field.
+    std::string key;
     friend bool operator==(const env_handshake&, const env_handshake&) = default;
 };
 
