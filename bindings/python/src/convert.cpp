@@ -3,7 +3,10 @@
 
 #include <array>
 #include <climits>
+#include <condition_variable>
 #include <functional>
+#include <mutex>
+#include <thread>
 
 #include "kith_py.hpp"
 
@@ -132,12 +135,57 @@ const char* errc_doc(errc c) {
 }  // namespace
 
 bool python_alive() noexcept { return g_alive.load(std::memory_order_acquire); }
-void set_python_alive(bool on) noexcept { g_alive.store(on, std::memory_order_release); }
+
+namespace {
+// enter_python's gate: g_alive changes and g_entering counts under g_gate_mu.
+std::mutex g_gate_mu;
+std::condition_variable g_gate_cv;
+int g_entering = 0;
+std::thread::id g_exiting_thread;
+}  // namespace
+
+namespace detail {
+bool enter_begin() noexcept {
+    std::lock_guard lk(g_gate_mu);
+    if (!python_alive() && std::this_thread::get_id() != g_exiting_thread) return false;
+    ++g_entering;
+    return true;
+}
+void enter_end() noexcept {
+    {
+        std::lock_guard lk(g_gate_mu);
+        --g_entering;
+    }
+    g_gate_cv.notify_all();
+}
+}  // namespace detail
+
+void python_exiting() {
+    {
+        std::lock_guard lk(g_gate_mu);
+        g_alive.store(false, std::memory_order_release);
+        g_exiting_thread = std::this_thread::get_id();
+    }
+    // Admitted threads wait for the GIL: let them have it (the interpreter is
+    // not finalizing yet, so they get it and carry on as Python threads).
+    PyThreadState* st = PyEval_SaveThread();
+    {
+        std::unique_lock lk(g_gate_mu);
+        g_gate_cv.wait(lk, [] { return g_entering == 0; });
+    }
+    PyEval_RestoreThread(st);  // this thread finalizes: CPython never ends it
+}
+
+gil_release::~gil_release() {
+    if (!enter_python([this] { PyEval_RestoreThread(st_); }))
+        for (;;) std::this_thread::sleep_for(std::chrono::hours(1));
+}
 
 held::~held() {
     if (!o_) return;
     if (!python_alive() || !Py_IsInitialized()) return;  // leaked on purpose at exit
-    PyGILState_STATE st = PyGILState_Ensure();
+    PyGILState_STATE st;
+    if (!enter_python([&] { st = PyGILState_Ensure(); })) return;
     Py_DECREF(o_);
     PyGILState_Release(st);
 }

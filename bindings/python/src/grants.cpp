@@ -117,7 +117,7 @@ void register_grants(py::module_& m) {
             std::filesystem::path p = py::str(path).cast<std::string>();
             result<void> r;
             {
-                py::gil_scoped_release rel;
+                gil_release rel;
                 r = g.save(p);
             }
             if (!r) throw_error(r.err());

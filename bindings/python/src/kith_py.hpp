@@ -29,7 +29,51 @@ namespace kith::python {
 // True until the interpreter starts exiting (set false by the module's atexit
 // hook after every node is stopped).
 bool python_alive() noexcept;
-void set_python_alive(bool on) noexcept;
+// The atexit hook's second half (called with the GIL, after every node is
+// stopped): python_alive() becomes false, so enter_python refuses from now
+// on (except on this thread, which goes on to finalize the interpreter), and
+// it waits, with the GIL released, until every take enter_python admitted
+// before has finished.
+void python_exiting();
+
+// Every thread that takes the GIL back from C++ code (a kith worker, a
+// Python thread ending a GIL-released wait) goes through enter_python: it
+// calls `take` (PyEval_RestoreThread, PyGILState_Ensure, ...: blocks until
+// this thread holds the GIL) and returns true, or returns false without
+// calling `take` once the interpreter is exiting. Checking python_alive() and
+// then taking the GIL is not enough: the atexit hook may run in between, and
+// CPython then ends a thread that waits for the GIL during finalization with
+// pthread_exit, whose forced unwinding through a noexcept C++ destructor
+// (~gil_scoped_release, ~gil_scoped_acquire's callers) calls std::terminate.
+namespace detail {
+bool enter_begin() noexcept;
+void enter_end() noexcept;
+}  // namespace detail
+template <class Take>
+bool enter_python(Take&& take) {
+    if (!detail::enter_begin()) return false;
+    struct end {
+        ~end() { detail::enter_end(); }
+    } e;
+    take();
+    return true;
+}
+
+// Releases the GIL for a blocking section of a Python caller (use it instead
+// of py::gil_scoped_release). Takes it back through enter_python; if the
+// interpreter started exiting meanwhile (only daemon threads can still be
+// waiting then), the thread parks forever instead of taking the GIL back
+// (CPython would end it with pthread_exit, see enter_python).
+class gil_release {
+public:
+    gil_release() : st_(PyEval_SaveThread()) {}
+    ~gil_release();
+    gil_release(const gil_release&) = delete;
+    gil_release& operator=(const gil_release&) = delete;
+
+private:
+    PyThreadState* st_;
+};
 
 // A Python object owned from C++ code that may be destroyed on any thread,
 // with or without the GIL: the reference is dropped under the GIL, or leaked

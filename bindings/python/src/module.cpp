@@ -9,8 +9,9 @@
 //  * node.stop() and the destructor release the GIL while joining kith's
 //    threads (those may be waiting for it), the node's discovery (if any)
 //    first, then the node; at interpreter exit an atexit
-//    hook stops every node still running, then forbids kith threads to enter
-//    Python (python_alive()).
+//    hook stops every node still running, then forbids kith threads and
+//    GIL-released Python threads to take the GIL back (enter_python,
+//    gil_release in kith_py.hpp: never py::gil_scoped_release here).
 #include <pybind11/chrono.h>
 #include <pybind11/functional.h>
 #include <pybind11/stl.h>
@@ -43,25 +44,6 @@ std::chrono::nanoseconds seconds_to_ns(double s) {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::duration<double>(s));
 }
 
-// Releases the GIL around a blocking wait of a Python caller. If the
-// interpreter started exiting meanwhile (only daemon threads can still be
-// waiting then), the thread parks forever instead of taking the GIL back:
-// CPython would end it with pthread_exit, whose unwinding through C++
-// destructors aborts the process.
-class blocking_release {
-public:
-    blocking_release() : st_(PyEval_SaveThread()) {}
-    ~blocking_release() {
-        while (!python_alive()) std::this_thread::sleep_for(std::chrono::hours(1));
-        PyEval_RestoreThread(st_);
-    }
-    blocking_release(const blocking_release&) = delete;
-    blocking_release& operator=(const blocking_release&) = delete;
-
-private:
-    PyThreadState* st_;
-};
-
 // Runs `start(done)` (an asynchronous kith operation) and waits for `done`,
 // with the GIL released, checking for signals between slices.
 // `stopped()` is checked between slices: errc::shutdown once it is true (an
@@ -77,7 +59,7 @@ result<T> wait_async(Start&& start, Stopped&& stopped, std::optional<clock::time
     };
     auto st = std::make_shared<state>();
     {
-        blocking_release rel;
+        gil_release rel;
         start([st](result<T> r) {
             {
                 std::lock_guard lk(st->mu);
@@ -88,7 +70,7 @@ result<T> wait_async(Start&& start, Stopped&& stopped, std::optional<clock::time
     }
     for (;;) {
         {
-            blocking_release rel;
+            gil_release rel;
             std::unique_lock lk(st->mu);
             if (st->cv.wait_for(lk, kSlice, [&] { return st->r.has_value(); })) return std::move(*st->r);
         }
@@ -176,12 +158,12 @@ struct handler_scope {
 // actor with the traceback text as its reason.
 template <class F>
 void run_in_actor(actor& self, F&& body) {
-    if (!python_alive()) {
+    handler_scope in_handler;
+    std::optional<py::gil_scoped_acquire> gil;
+    if (!enter_python([&] { gil.emplace(); })) {
         self.quit("shutdown");
         return;
     }
-    handler_scope in_handler;
-    py::gil_scoped_acquire gil;
     auto ctx = py::cast(actor_ctx{&self});
     try {
         body(ctx);
@@ -278,7 +260,7 @@ struct py_mailbox {
             std::optional<result<message>> r;
             std::unique_lock<std::timed_mutex> pulling(pull_mu, std::defer_lock);
             {
-                blocking_release rel;
+                gil_release rel;
                 if (pulling.try_lock_for(slice) && stashed.load() == seen) r.emplace(m->receive(slice));
             }
             if (r && r->ok()) {
@@ -376,7 +358,7 @@ public:
             dopts = discovery_options_from(*disc);
         }
         {
-            py::gil_scoped_release rel;
+            gil_release rel;
             n_ = std::make_unique<node>(o);
         }
         for (auto& s : builtin) {
@@ -386,7 +368,7 @@ public:
             else throw_error(error{errc::badarg, "unknown built-in service '" + s + "' (kvs, echo, demo)"});
         }
         if (dopts) {
-            py::gil_scoped_release rel;
+            gil_release rel;
             try {
                 d_ = std::make_unique<discovery>(*n_, *dopts);
             } catch (...) {  // e.g. the beacon port cannot be bound: no half-started node
@@ -407,7 +389,7 @@ public:
             n_.reset();
         };
         if (PyGILState_Check()) {
-            py::gil_scoped_release rel;
+            gil_release rel;
             teardown();
         } else {
             teardown();
@@ -430,7 +412,7 @@ public:
             n_->stop();
         };
         if (PyGILState_Check()) {
-            py::gil_scoped_release rel;
+            gil_release rel;
             halt();
         } else {
             halt();
@@ -450,9 +432,9 @@ public:
         for (auto [k, v] : functions) {
             auto f = hold(py::reinterpret_borrow<py::object>(v));
             s.raw(k.cast<std::string>(), [f](const term& args, reply_to reply) {
-                if (!python_alive()) return reply.fail(errc::shutdown, "python is exiting");
                 handler_scope in_handler;
-                py::gil_scoped_acquire gil;
+                std::optional<py::gil_scoped_acquire> gil;
+                if (!enter_python([&] { gil.emplace(); })) return reply.fail(errc::shutdown, "python is exiting");
                 try {
                     reply(result<term>(to_term(f->get()(from_term(args.is_nil() ? term(term_array{}) : args)))));
                 } catch (py::error_already_set& e) {
@@ -469,9 +451,9 @@ public:
         for (auto [k, v] : types) {
             auto f = hold(py::reinterpret_borrow<py::object>(v));
             s.raw_actor_type(k.cast<std::string>(), [f](const term& args) -> result<std::pair<actor_init, behavior>> {
-                if (!python_alive()) return error{errc::shutdown, "python is exiting"};
                 handler_scope in_handler;
-                py::gil_scoped_acquire gil;
+                std::optional<py::gil_scoped_acquire> gil;
+                if (!enter_python([&] { gil.emplace(); })) return error{errc::shutdown, "python is exiting"};
                 try {
                     py::tuple pr = f->get()(from_term(args.is_nil() ? term(term_array{}) : args));
                     return make_spawnable(pr[0], pr[1]);
@@ -512,7 +494,7 @@ PYBIND11_MODULE(_kith, m) {
 
     m.def("_shutdown", [] {
         stop_all_nodes();
-        set_python_alive(false);
+        python_exiting();
     }, "Stops every running node and forbids kith threads to enter Python (the atexit hook).");
     m.def("_to_term_roundtrip", [](py::handle x) { return from_term(to_term(x)); },
           "Converts a value as sending would, and back (for tests).");
@@ -571,7 +553,7 @@ PYBIND11_MODULE(_kith, m) {
             std::shared_ptr<mailbox> mb = b.mb;  // kept alive across a close() from another thread
             std::optional<result<term>> r;
             {
-                blocking_release rel;
+                gil_release rel;
                 r.emplace(mb->call(to, std::move(t), seconds_to_ns(timeout)));
             }
             return from_term(value_or_raise(std::move(*r)));
@@ -704,7 +686,7 @@ PYBIND11_MODULE(_kith, m) {
                 pid w = watcher->get().self();
                 std::optional<result<std::pair<pid, ref>>> r;
                 {
-                    blocking_release rel;
+                    gil_release rel;
                     r.emplace(nd.spawn_monitor(w, to, svc, type, std::move(a), d));
                 }
                 auto pr = value_or_raise(std::move(*r));
@@ -712,7 +694,7 @@ PYBIND11_MODULE(_kith, m) {
             }
             std::optional<result<pid>> r;
             {
-                blocking_release rel;
+                gil_release rel;
                 if (linker) r.emplace(nd.spawn_link(linker->get().self(), to, svc, type, std::move(a), d));
                 else r.emplace(nd.spawn(to, svc, type, std::move(a), d));
             }
@@ -720,7 +702,7 @@ PYBIND11_MODULE(_kith, m) {
         })
         .def("ping", [](py_node& n, const std::string& to, double timeout) {
             node& nd = n.get();
-            blocking_release rel;
+            gil_release rel;
             return nd.ping(to, seconds_to_ns(timeout));
         }, py::arg("node"), py::arg("timeout") = 1.0)
         .def("nodes", [](py_node& n) { return n.get().nodes(); })
@@ -745,7 +727,7 @@ PYBIND11_MODULE(_kith, m) {
             // `timeout` per endpoint tried, with the GIL released.
             std::optional<result<std::string>> r;
             {
-                blocking_release rel;
+                gil_release rel;
                 r.emplace(nd.connect(g, seconds_to_ns(timeout)));
             }
             if (PyErr_CheckSignals() != 0) throw py::error_already_set();
@@ -761,7 +743,7 @@ PYBIND11_MODULE(_kith, m) {
             node& nd = n.get();
             std::optional<result<grant_file>> r;
             {
-                py::gil_scoped_release rel;  // writes the table to disk
+                gil_release rel;  // writes the table to disk
                 r.emplace(nd.grant(spec));
             }
             return value_or_raise(std::move(*r));
@@ -775,7 +757,7 @@ PYBIND11_MODULE(_kith, m) {
             node& nd = n.get();
             result<void> r;
             {
-                py::gil_scoped_release rel;
+                gil_release rel;
                 r = nd.revoke_grant(label);
             }
             ok_or_raise(r);
@@ -785,7 +767,7 @@ PYBIND11_MODULE(_kith, m) {
             node& nd = n.get();
             result<void> r;
             {
-                py::gil_scoped_release rel;
+                gil_release rel;
                 r = nd.set_grant_rate(label, rl);
             }
             ok_or_raise(r);
@@ -799,7 +781,7 @@ PYBIND11_MODULE(_kith, m) {
             auto& d = n.disc();
             std::vector<seen_node> all;
             {
-                py::gil_scoped_release rel;
+                gil_release rel;
                 all = d.seen();
             }
             py::list out;
@@ -816,7 +798,7 @@ PYBIND11_MODULE(_kith, m) {
                 auto slice = std::min<std::chrono::nanoseconds>(left, 250ms);
                 std::optional<result<seen_node>> r;
                 {
-                    blocking_release rel;
+                    gil_release rel;
                     r.emplace(d.find(name, slice));
                 }
                 if (r->ok()) return seen_to_py(**r);
