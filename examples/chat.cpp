@@ -13,8 +13,10 @@ int main() {
     o.net.listen = "tcp://127.0.0.1:0";
     o.net.cookie = "chat-42";
     o.name = "room@localhost";
-    kith::node server(o);
+    // Declared before the node: the room actor uses it until the node has
+    // stopped (the DOWNs of alice and bob may arrive while main returns).
     std::set<kith::pid> members;
+    kith::node server(o);
     kith::pid room = server.spawn([&members](kith::actor& self, kith::message& m) {
         if (m.is_down()) {  // someone went away
             members.erase(m.from);

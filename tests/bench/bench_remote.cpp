@@ -7,13 +7,15 @@
 //                                bounded window in flight (B acknowledges),
 //                                so no queue overflows
 //   rpc_32_callers_calls_per_s   node::call_async with 32 calls outstanding
+//   remote_idle_cpu_pct          CPU of both nodes, connected and idle, over 3 s
 // and the ratios to the raw libzmq CURVE baseline of the same run (group
 // "zmq_baseline"), when that group ran first.
-// For profiling: KITH_BENCH_REMOTE_ONLY=rpc|send|rpc32 runs one part only;
+// For profiling: KITH_BENCH_REMOTE_ONLY=rpc|send|rpc32|idle runs one part only;
 // KITH_BENCH_WORKERS=N sets each node's worker count (default: the node's
 // default, hardware concurrency); KITH_BENCH_REMOTE_N=N sets the measured
 // count of calls / messages (one run, no warm-up), e.g. for callgrind.
 #include <stdlib.h>
+#include <time.h>
 
 #include <cstdlib>
 
@@ -256,6 +258,20 @@ KITH_BENCH_GROUP("remote", 30) {
         if (want("rpc32")) {
             if (n <= 0) rpc_window(a, bn, 32, 20000);  // warm-up
             kith::bench::report("rpc_32_callers_calls_per_s", rpc_window(a, bn, 32, n > 0 ? n : 300000), "calls/s");
+        }
+        if (want("idle")) {
+            // CPU the two connected, idle nodes use (heartbeats, housekeeping,
+            // any spinning), in % of one core, after a settle period.
+            std::this_thread::sleep_for(500ms);
+            auto cpu = [] {
+                timespec ts{};
+                ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+                return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+            };
+            const double c0 = cpu();
+            const auto t0 = clk::now();
+            std::this_thread::sleep_for(3s);
+            kith::bench::report("remote_idle_cpu_pct", 100.0 * (cpu() - c0) / seconds_since(t0), "% of a core");
         }
 
         double zp = kith::bench::figure("zmq_curve_pingpong_p50_us");
