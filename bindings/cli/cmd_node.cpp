@@ -78,6 +78,7 @@ int cmd_node(int argc, char** argv) {
     if (!valid_node_name(o.name)) throw cli_error{"node: invalid node name '" + o.name + "'", kUsage};
     int port = a.has("--port") ? parse_port("node: --port", a.get("--port"), 0) : 4370;
     o.net.listen = a.get("--listen", "tcp://*:" + std::to_string(port));
+    if (o.net.listen.empty()) throw cli_error{"node: --listen needs an endpoint, e.g. tcp://127.0.0.1:0", kUsage};
     o.net.advertise = a.get("--advertise");
     if (a.has("--cookie")) o.net.cookie = a.get("--cookie");
     if (a.has("--key-dir")) o.net.key_dir = a.get("--key-dir");

@@ -41,11 +41,15 @@ rc=0; err=$("$KITH" node --bogus 2>&1 >/dev/null) || rc=$?
 [ "$rc" -eq 2 ] && [ "$(echo "$err" | wc -l)" -eq 1 ] || { echo "bad usage: rc=$rc err=$err"; exit 1; }
 rc=0; "$KITH" frobnicate 2>/dev/null || rc=$?
 [ "$rc" -eq 2 ]
+rc=0; "$KITH" node --listen '' 2>/dev/null || rc=$?
+[ "$rc" -eq 2 ]
 # A port that is taken: exit 1 with a clear message.
+: > "$out"
 "$KITH" node --listen tcp://127.0.0.1:0 --no-discovery > "$out" 2>&1 &
 pid=$!
 wait_for '^ready' "$out" 20
 ep=$(sed -n 's/^endpoint //p' "$out")
+[ -n "$ep" ] || { echo "no endpoint printed"; cat "$out"; exit 1; }
 rc=0; err=$("$KITH" node --name other --listen "$ep" --no-discovery 2>&1 >/dev/null) || rc=$?
 [ "$rc" -eq 1 ] || { echo "taken port: rc=$rc err=$err"; exit 1; }
 echo "taken port says: $err"
