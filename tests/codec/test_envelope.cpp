@@ -176,10 +176,13 @@ TEST_CASE("field types and counts are checked exactly", "[envelope]") {
     expect_decode_error(raw_envelope({8, 1, 256, nil}), "envelope reply, field 'code': expected error code (uint8), got 256");
     expect_decode_error(raw_envelope({4, 1, P5, "s", "t", arr(), 4, R4}),
                         "envelope spawn_request, field 'flags': unknown flag bits 4");
-    expect_decode_error(raw_envelope({1, 1, "nonode", 0, arr(), false}),
+    expect_decode_error(raw_envelope({1, 1, "nonode", 0, arr(), false, ""}),
                         "envelope handshake, field 'node': invalid node name");
-    expect_decode_error(raw_envelope({1, 1, "a@h", 0, arr("x", 1), false}),
+    expect_decode_error(raw_envelope({1, 1, "a@h", 0, arr("x", 1), false, ""}),
                         "envelope handshake, field 'services': expected array of str, got unsigned integer");
+    expect_decode_error(raw_envelope({1, 1, "a@h", 0, arr(), false, "not-a-key"}),
+                        "envelope handshake, field 'key': not a Z85 public key");
+    expect_decode_error(raw_envelope({1, 1, "a@h", 0, arr(), false}), "envelope handshake has 5 fields, expected 6");
     expect_decode_error(raw_envelope({16, binary("x", 1)}), "envelope goodbye, field 'reason': expected str, got bin");
     expect_decode_error(raw_envelope({0}), "unknown envelope type 0");
     expect_decode_error(raw_envelope({19}), "unknown envelope type 19");
