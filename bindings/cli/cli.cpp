@@ -141,6 +141,18 @@ bool name_matches(const std::string& full, const std::string& asked) {
     return asked.find('@') == std::string::npos && full.substr(0, full.find('@')) == asked;
 }
 
+node_options hidden_client_options(const args& a, const std::string& prefix) {
+    node_options o;
+    o.name = prefix + "-" + std::to_string(getpid()) + "@" + hostname();
+    o.workers = 1;
+    o.net.listen = "tcp://127.0.0.1:0";
+    o.net.hidden = true;
+    o.net.log = [](const std::string&) {};
+    if (a.has("--cookie")) o.net.cookie = a.get("--cookie");
+    if (a.has("--key-dir")) o.net.key_dir = a.get("--key-dir");
+    return o;
+}
+
 client::client(const args& a, bool auto_connect) {
     if (a.has("--timeout")) timeout_ = parse_seconds("--timeout", a.get("--timeout"));
     if (a.has("--port")) local_port_ = parse_port("--port", a.get("--port"), 1);
@@ -149,14 +161,7 @@ client::client(const args& a, bool auto_connect) {
         if (!g) throw cli_error{"grant file " + a.get("--grant") + ": " + g.err().detail, kFailed};
         grant_ = std::move(*g);
     }
-    node_options o;
-    o.name = "kith-cli-" + std::to_string(getpid()) + "@" + hostname();
-    o.workers = 1;
-    o.net.listen = "tcp://127.0.0.1:0";
-    o.net.hidden = true;
-    o.net.log = [](const std::string&) {};  // failures come back as values
-    if (a.has("--cookie")) o.net.cookie = a.get("--cookie");
-    if (a.has("--key-dir")) o.net.key_dir = a.get("--key-dir");
+    node_options o = hidden_client_options(a, "kith-cli");
     key_dir_ = o.net.key_dir.empty() ? default_key_dir() : o.net.key_dir;
     node_ = std::make_unique<kith::node>(o);
     if (!grant_) {

@@ -68,6 +68,11 @@ std::optional<public_key> local_node_key(const std::filesystem::path& dir);
 extern const char* kClientOptionsHelp;
 const std::set<std::string>& client_value_opts();
 
+// Options of the short-lived, hidden node a one-shot command runs as, named
+// <prefix>-<pid>@<host>: one worker, loopback only, no diagnostics on stderr
+// (failures come back as values), --cookie and --key-dir applied.
+node_options hidden_client_options(const args& a, const std::string& prefix);
+
 // The short-lived, hidden node a one-shot command runs as. It listens on
 // loopback only (answers come back over the connection it opens), never
 // announces itself, and finds nodes by asking for beacons (--peer for

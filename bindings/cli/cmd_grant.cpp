@@ -1,7 +1,6 @@
 // kith grant: create, list, revoke and re-rate the grants of this machine's
 // node. With the node running they act on it at once (through its "grants"
 // service, as a member of its cluster); with it stopped, on its stored table.
-#include <unistd.h>
 
 #include <cstdio>
 
@@ -64,17 +63,10 @@ public:
     explicit grant_admin(const args& a) {
         int port = a.has("--port") ? parse_port("grant: --port", a.get("--port"), 1) : 4370;
         if (a.has("--timeout")) timeout_ = parse_seconds("--timeout", a.get("--timeout"));
-        node_options o;
-        o.workers = 1;
-        o.net.listen = "tcp://127.0.0.1:0";
-        o.net.hidden = true;
-        o.net.log = [](const std::string&) {};  // failures come back as values
-        if (a.has("--cookie")) o.net.cookie = a.get("--cookie");
-        if (a.has("--key-dir")) o.net.key_dir = a.get("--key-dir");
+        node_options o = hidden_client_options(a, "kith-grant");
         std::filesystem::path dir = o.net.key_dir.empty() ? default_key_dir() : o.net.key_dir;
         std::optional<public_key> key = local_node_key(dir);
         if (key) {
-            o.name = "kith-grant-" + std::to_string(getpid()) + "@" + hostname();
             client_ = std::make_unique<kith::node>(o);
             auto r = client_->connect("tcp://127.0.0.1:" + std::to_string(port), *key, std::chrono::milliseconds(700));
             if (r) {
