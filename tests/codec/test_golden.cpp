@@ -11,6 +11,7 @@
 #include <string>
 
 #include "kith/envelope.hpp"
+#include "doc_blocks.hpp"
 #include "kith_catch.hpp"
 #include "samples.hpp"
 
@@ -29,23 +30,11 @@ struct vector_line {
 };
 
 std::vector<vector_line> read_golden() {
-    std::ifstream in(std::string(KITH_SOURCE_DIR) + "/docs/protocol.md");
-    REQUIRE(in.good());
     std::vector<vector_line> out;
-    std::string line;
-    bool in_block = false;
-    int n = 0;
-    while (std::getline(in, line)) {
-        ++n;
-        if (!in_block) {
-            if (line == "```golden") in_block = true;
-            continue;
-        }
-        if (line == "```") {
-            in_block = false;
-            continue;
-        }
-        if (line.empty()) continue;
+    bool closed = false;
+    auto lines = fenced_lines(std::string(KITH_SOURCE_DIR) + "/docs/protocol.md", "golden", &closed);
+    REQUIRE_FALSE(lines.empty());  // the document is there and has the block
+    for (auto& [n, line] : lines) {
         // "<kind> <name>: <hex>" with only hex digits, spaces and '|' after the colon.
         INFO("docs/protocol.md:" << n << ": " << line);
         const auto sp = line.find(' '), colon = line.find(':');
@@ -66,7 +55,7 @@ std::vector<vector_line> read_golden() {
         REQUIRE(digits % 2 == 0);
         out.push_back({kind, name, from_hex(hex), n});
     }
-    REQUIRE_FALSE(in_block);
+    REQUIRE(closed);
     return out;
 }
 

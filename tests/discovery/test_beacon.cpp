@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "beacon.hpp"
+#include "doc_blocks.hpp"
 #include "kith_catch.hpp"
 
 #ifndef KITH_SOURCE_DIR
@@ -93,20 +94,10 @@ struct golden_line {
 };
 
 std::vector<golden_line> read_golden() {
-    std::ifstream in(std::string(KITH_SOURCE_DIR) + "/docs/protocol.md");
-    REQUIRE(in.good());
     std::vector<golden_line> out;
-    std::string line;
-    bool in_block = false;
-    int n = 0;
-    while (std::getline(in, line)) {
-        ++n;
-        if (!in_block) {
-            in_block = line == "```beacon-golden";
-            continue;
-        }
-        if (line == "```") break;
-        if (line.empty()) continue;
+    auto lines = fenced_lines(std::string(KITH_SOURCE_DIR) + "/docs/protocol.md", "beacon-golden");
+    REQUIRE_FALSE(lines.empty());  // the document is there and has the block
+    for (auto& [n, line] : lines) {
         INFO("docs/protocol.md:" << n << ": " << line);
         auto sp = line.find(' '), colon = line.find(':');
         REQUIRE(sp != std::string::npos);

@@ -282,8 +282,20 @@ std::string traceback_text(py::error_already_set& e) {
     }
 }
 
+
+// ==, !=, <, <=, >, >= from the C++ operators (pids and refs order as in C++).
+template <class C>
+void add_ordering(C& cls) {
+    cls.def(py::self == py::self)
+        .def(py::self != py::self)
+        .def(py::self < py::self)
+        .def(py::self <= py::self)
+        .def(py::self > py::self)
+        .def(py::self >= py::self);
+}
+
 void register_values(py::module_& m) {
-    py::class_<pid>(m, "Pid", "A process identifier: the node's name and a serial. Prints as <name@host.42>.")
+    auto pid_class = py::class_<pid>(m, "Pid", "A process identifier: the node's name and a serial. Prints as <name@host.42>.")
         .def(py::init([](std::string node, std::uint64_t serial) { return pid{std::move(node), serial}; }),
              py::arg("node"), py::arg("serial"))
         .def_readonly("node", &pid::node, "The full name of the node the process lives on.")
@@ -291,27 +303,17 @@ void register_values(py::module_& m) {
         .def_static("parse", [](const std::string& s) -> std::optional<pid> { return pid::parse(s); },
                     "Reads the <name@host.42> form; None if malformed.")
         .def("__repr__", &pid::to_string)
-        .def("__hash__", [](const pid& p) { return py::hash(py::make_tuple("pid", p.node, p.serial)); })
-        .def(py::self == py::self)
-        .def(py::self != py::self)
-        .def(py::self < py::self)
-        .def(py::self <= py::self)
-        .def(py::self > py::self)
-        .def(py::self >= py::self);
-    py::class_<ref>(m, "Ref", "A unique reference (monitors, requests, timers). Prints as #Ref<name@host.7>.")
+        .def("__hash__", [](const pid& p) { return py::hash(py::make_tuple("pid", p.node, p.serial)); });
+    add_ordering(pid_class);
+    auto ref_class = py::class_<ref>(m, "Ref", "A unique reference (monitors, requests, timers). Prints as #Ref<name@host.7>.")
         .def(py::init([](std::string node, std::uint64_t id) { return ref{std::move(node), id}; }), py::arg("node"),
              py::arg("id"))
         .def_readonly("node", &ref::node)
         .def_readonly("id", &ref::id)
         .def_static("parse", [](const std::string& s) -> std::optional<ref> { return ref::parse(s); })
         .def("__repr__", &ref::to_string)
-        .def("__hash__", [](const ref& r) { return py::hash(py::make_tuple("ref", r.node, r.id)); })
-        .def(py::self == py::self)
-        .def(py::self != py::self)
-        .def(py::self < py::self)
-        .def(py::self <= py::self)
-        .def(py::self > py::self)
-        .def(py::self >= py::self);
+        .def("__hash__", [](const ref& r) { return py::hash(py::make_tuple("ref", r.node, r.id)); });
+    add_ordering(ref_class);
 
     py::class_<down_msg>(m, "Down", "A monitored process ended: ref (the monitor), pid, reason.")
         .def_readonly("ref", &down_msg::tag)
