@@ -561,6 +561,21 @@ void dist::spawn(const std::string& node, const std::string& svc, const std::str
     if (!r.ok()) finish_spawn(id, node, r.err());
 }
 
+// Runs a service function where it cannot stall the network: on this I/O
+// thread right after its turn while the other I/O thread stands by to take
+// the sockets over (no thread is woken between request and reply), or, when
+// that is not possible now, on a worker in a transient actor.
+void dist::run_job(std::function<void()> job) {
+    if (tr_->run_after_turn(job)) return;
+    rt_.spawn(
+        [job = std::move(job)](actor& me) -> behavior {
+            job();
+            me.quit();
+            return [](actor&, message&) {};
+        },
+        {}, nullptr, false, nullptr);
+}
+
 void dist::finish(std::uint64_t req_id, const std::string& from_node, result<term> r) {
     pending p;
     {
@@ -856,36 +871,23 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                 auto s = services_->find(env.service);
                 if (!s) return reply_err(errc::no_such_service, env.service);
                 if (!s->find(env.function)) return reply_err(errc::no_such_function, env.service + ":" + env.function);
-                // Run the function on a worker, in a transient actor, so a
-                // slow function never stalls the network thread. The actor's
-                // init holds the job by value (one allocation) and makes the
-                // reply sink when it runs.
-                rt_.spawn(
-                    [s = std::move(s), fn = std::move(env.function), args = std::move(env.args), d = weak_from_this(),
-                     peer, req = env.req_id](actor& me) -> behavior {
-                        s->invoke(fn, args, reply_to([d, peer, req](result<term> r) {
-                                      auto self = d.lock();
-                                      if (!self) return;
-                                      if (r.ok())
-                                          self->post(peer, env_reply{req, errc::ok, std::move(*r)});
-                                      else
-                                          self->post(peer, env_reply{req, r.code(), term(r.err().detail)});
-                                  }));
-                        me.quit();
-                        return [](actor&, message&) {};
-                    },
-                    {}, nullptr, false, nullptr);
+                run_job([s = std::move(s), fn = std::move(env.function), args = std::move(env.args),
+                         d = weak_from_this(), peer, req = env.req_id] {
+                    s->invoke(fn, args, reply_to([d, peer, req](result<term> r) {
+                                  auto self = d.lock();
+                                  if (!self) return;
+                                  if (r.ok())
+                                      self->post(peer, env_reply{req, errc::ok, std::move(*r)});
+                                  else
+                                      self->post(peer, env_reply{req, r.code(), term(r.err().detail)});
+                              }));
+                });
             } else if constexpr (std::is_same_v<T, env_cast>) {
                 auto s = services_->find(env.service);
                 if (!s) return bad("cast to an unknown service");
-                auto job = std::make_shared<std::pair<std::string, term>>(std::move(env.function), std::move(env.args));
-                rt_.spawn(
-                    [s, job](actor& me) -> behavior {
-                        s->invoke(job->first, job->second, reply_to([](result<term>) {}));
-                        me.quit();
-                        return [](actor&, message&) {};
-                    },
-                    {}, nullptr, false, nullptr);
+                run_job([s = std::move(s), fn = std::move(env.function), args = std::move(env.args)] {
+                    s->invoke(fn, args, reply_to([](result<term>) {}));
+                });
             } else if constexpr (std::is_same_v<T, env_spawn_request>) {
                 auto reply_err = [&](errc c, std::string d) {
                     refused_.fetch_add(1, std::memory_order_relaxed);

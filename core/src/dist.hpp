@@ -201,6 +201,7 @@ private:
         return true;
     }
     void finish(std::uint64_t req_id, const std::string& from_node, result<term> r);
+    void run_job(std::function<void()> job);
     void finish_spawn(std::uint64_t req_id, const std::string& from_node, result<pid> r);
     std::uint64_t add_pending(pending p);
     void deadline_loop();

@@ -4,10 +4,23 @@
 // Threads: callers of post()/connect() touch only the mutex-protected
 // queues below and the wake-up eventfd. Everything else — sockets, links,
 // sessions — belongs to the I/O thread (io_loop and the functions it calls).
+// There are two I/O threads, leader and follower; one owns the sockets and
+// runs the loop at a time. A callback may give the leader a job for after
+// its turn (run_after_turn: an incoming call). The leader runs it itself, on
+// the thread that read the request, so no other thread has to be woken
+// between a request and its reply. Meanwhile the sockets lie still; if the
+// job runs longer than job_steal_after, a timer wakes the follower, which
+// takes the sockets over (a compare-and-swap on `lead`) and leads, and the
+// old leader becomes the follower when its job ends. So a job may block or
+// run long without stalling the network for more than that bound. The
+// release/acquire pair on `lead` is the full memory barrier libzmq asks for
+// when a socket moves between threads.
 #include "transport.hpp"
 
 #include <sodium.h>
+#include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -89,6 +102,12 @@ struct name_hash {
 // callback needs no wake-up, since the loop flushes dirty queues after
 // running the callbacks of the same turn.
 thread_local const void* tl_io_owner = nullptr;
+// The transport whose run_after_turn job this thread is running, if any.
+thread_local const void* tl_job_owner = nullptr;
+
+// How long a run_after_turn job may keep the sockets before the follower
+// takes them over.
+constexpr auto job_steal_after = std::chrono::microseconds(200);
 
 }  // namespace
 
@@ -175,7 +194,19 @@ struct transport::impl {
     void* zap_rep = nullptr;
     int wake_fd = -1;
     std::string bound;
-    std::thread io;
+    std::thread io, io2;  // leader and follower; the roles swap
+    // `lead`: (generation << 2) | lead_mode. Leading: the leader is in the
+    // loop. In_job: the leader runs a job, the sockets lie still, and the
+    // follower may steal them (-> stolen) once the job is older than
+    // job_steal_after.
+    enum lead_mode : std::uint64_t { leading = 0, in_job = 1, stolen = 2 };
+    std::atomic<std::uint64_t> lead{leading};
+    std::atomic<bool> follower_ready{false};  // the follower waits, able to steal
+    std::atomic<clock::rep> job_started{0};   // of the current job (read after `lead`)
+    int job_timer = -1;                       // timerfd: wakes the follower
+    int follow_fd = -1;                       // eventfd: wakes the follower at stop
+    std::function<void()> after_turn;         // leader's: run_after_turn's job
+    clock::time_point next_tick, spin_until;  // leader's: the loop's timers
     std::atomic<bool> stopping{false};
     std::atomic<bool> stopped_io{false};
     int mon_seq = 0;
@@ -210,6 +241,7 @@ struct transport::impl {
 
     impl(transport& t, transport_callbacks c, std::string cookie)
         : self(t), o(t.opts_), cb(std::move(c)), cluster(cluster_keypair(cookie)), zap(cluster.pub) {}
+    ~impl() { close_fds(); }
 
     // ---- helpers ------------------------------------------------------------
 
@@ -261,7 +293,12 @@ struct transport::impl {
         if (!zmq_has("curve")) throw setup_error("kith: libzmq was built without CURVE; kith has no plaintext mode");
         hs_frame = handshake_frame();
         wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        if (wake_fd < 0) throw setup_error("kith: eventfd failed");
+        follow_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        job_timer = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        if (wake_fd < 0 || follow_fd < 0 || job_timer < 0) {
+            close_fds();
+            throw setup_error("kith: eventfd or timerfd failed");
+        }
         ctx = zmq_ctx_new();
         // Fail closed, step 1: the ZAP handler is bound in this context before
         // the ROUTER exists, and is closed only after the ROUTER.
@@ -296,7 +333,16 @@ struct transport::impl {
         size_t len = sizeof buf;
         zmq_getsockopt(router, ZMQ_LAST_ENDPOINT, buf, &len);
         bound.assign(buf, len > 0 && buf[len - 1] == '\0' ? len - 1 : len);
-        io = std::thread([this] { io_loop(); });
+        next_tick = spin_until = clock::now();
+        io = std::thread([this] { io_thread(true); });
+        io2 = std::thread([this] { io_thread(false); });
+    }
+
+    void close_fds() {
+        for (int* fd : {&wake_fd, &follow_fd, &job_timer}) {
+            if (*fd >= 0) ::close(*fd);
+            *fd = -1;
+        }
     }
 
     void cleanup_sockets() {
@@ -313,8 +359,6 @@ struct transport::impl {
         zap_rep = nullptr;
         if (ctx) zmq_ctx_term(ctx);
         ctx = nullptr;
-        if (wake_fd >= 0) ::close(wake_fd);
-        wake_fd = -1;
     }
 
     // ---- outbound links -----------------------------------------------------------
@@ -1041,11 +1085,93 @@ struct transport::impl {
         items_dirty = false;
     }
 
+    static std::uint64_t mode_of(std::uint64_t l) { return l & 3; }
+
+    void set_job_timer(std::chrono::microseconds after) {
+        itimerspec t{};
+        t.it_value.tv_sec = static_cast<time_t>(after.count() / 1000000);
+        t.it_value.tv_nsec = static_cast<long>(after.count() % 1000000) * 1000;
+        ::timerfd_settime(job_timer, 0, &t, nullptr);  // zero disarms
+    }
+
+    // Each of the two I/O threads. Leads (runs the loop) until a callback
+    // gives it a job, runs the job, and leads on unless the follower stole
+    // the sockets meanwhile; then it follows until it steals them back.
+    void io_thread(bool first) {
+        if (!first && !follow()) return;
+        for (;;) {
+            tl_io_owner = this;
+            io_loop();
+            tl_io_owner = nullptr;
+            if (stopped_io) {
+                std::uint64_t one = 1;
+                ssize_t n = ::write(follow_fd, &one, sizeof one);  // the follower ends too
+                (void)n;
+                return;
+            }
+            auto job = std::move(after_turn);
+            after_turn = nullptr;
+            const std::uint64_t gen = (lead.load(std::memory_order_relaxed) >> 2) + 1;
+            job_started.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+            lead.store(gen << 2 | in_job, std::memory_order_release);
+            set_job_timer(job_steal_after);
+            tl_job_owner = this;
+            call(job);
+            tl_job_owner = nullptr;
+            std::uint64_t expect = gen << 2 | in_job;
+            if (lead.compare_exchange_strong(expect, gen << 2 | leading, std::memory_order_acq_rel)) {
+                set_job_timer(std::chrono::microseconds(0));
+                continue;  // the loop flushes what the job posted
+            }
+            wake();  // stolen: the new leader must look at what the job posted
+            if (!follow()) return;
+        }
+    }
+
+    // Waits until the leader's job has held the sockets for job_steal_after,
+    // then takes them over (true), or until the transport has shut down
+    // (false).
+    bool follow() {
+        follower_ready.store(true);
+        pollfd fds[2] = {{job_timer, POLLIN, 0}, {follow_fd, POLLIN, 0}};
+        for (;;) {
+            if (stopped_io) return false;
+            ::poll(fds, 2, -1);
+            std::uint64_t v;
+            if (fds[0].revents & POLLIN) {
+                ssize_t n = ::read(job_timer, &v, sizeof v);
+                (void)n;
+            }
+            if (fds[1].revents & POLLIN) {
+                ssize_t n = ::read(follow_fd, &v, sizeof v);
+                (void)n;
+            }
+            std::uint64_t l = lead.load(std::memory_order_acquire);
+            if (mode_of(l) != in_job) continue;
+            auto held = clock::now() - clock::time_point(clock::duration(job_started.load(std::memory_order_relaxed)));
+            if (held < job_steal_after && !stopping) {
+                set_job_timer(std::chrono::duration_cast<std::chrono::microseconds>(job_steal_after - held) +
+                              std::chrono::microseconds(1));
+                continue;
+            }
+            follower_ready.store(false);
+            if (lead.compare_exchange_strong(l, (l & ~std::uint64_t{3}) | stolen, std::memory_order_acq_rel))
+                return true;
+            follower_ready.store(true);
+        }
+    }
+
+    bool take_after_turn(std::function<void()>& job) {
+        if (tl_io_owner != this || after_turn || stopping || !follower_ready.load()) return false;
+        after_turn = std::move(job);
+        return true;
+    }
+
+    // Runs turns until stopping (then shuts down) or until a callback gave a
+    // job for after the turn (then returns, still holding `driver`).
     void io_loop() {
-        tl_io_owner = this;
         const auto tick = std::max(std::chrono::milliseconds(5),
                                    std::min(o.heartbeat_interval / 2, std::chrono::milliseconds(100)));
-        auto next_tick = clock::now();
         // After a turn with activity the loop polls without blocking for a
         // short while (io_spin): the answer to what it just passed on (a
         // reply to a call, the next request of a sequential caller) usually
@@ -1056,7 +1182,6 @@ struct transport::impl {
         // measured best: shorter misses the rpc round trip, longer starves
         // workers under many callers (issue 3 figures).
         constexpr auto io_spin = std::chrono::microseconds(50);
-        auto spin_until = clock::now();
         while (!stopping) {
             if (frozen_flag.load(std::memory_order_acquire)) {
                 std::unique_lock lk(freeze_mu);
@@ -1108,6 +1233,10 @@ struct transport::impl {
             }
             // The dealer sockets replaced above are closed; the poll set is
             // rebuilt on the next turn (items_dirty).
+            if (after_turn) {
+                spin_until = clock::now() + io_spin;  // the job's reply comes next
+                return;
+            }
         }
         shutdown_io();
     }
@@ -1187,7 +1316,14 @@ void transport::stop() {
         ssize_t n = ::write(impl_->wake_fd, &one, sizeof one);
         (void)n;
     }
+    {
+        std::uint64_t one = 1;
+        ssize_t n = ::write(impl_->follow_fd, &one, sizeof one);  // a follower steals a stuck job
+        (void)n;
+    }
     impl_->io.join();
+    impl_->io2.join();
+    impl_->close_fds();
 }
 
 std::string transport::endpoint() const {
@@ -1263,10 +1399,19 @@ result<void> transport::post(std::string_view peer, std::span<const envelope> es
             std::lock_guard lk(m.dirty_mu);
             m.dirty.push_back(std::move(q));
         }
-        if (tl_io_owner != &m) m.wake();
+        if (tl_io_owner == &m) {
+            // the loop flushes it at the end of this turn
+        } else if (tl_job_owner == &m) {
+            // flushed after the job (the job's thread wakes the loop if the
+            // sockets were taken over meanwhile)
+        } else {
+            m.wake();
+        }
     }
     return {};
 }
+
+bool transport::run_after_turn(std::function<void()>& job) { return impl_->take_after_turn(job); }
 
 bool transport::is_up(std::string_view peer) const {
     std::shared_lock lk(impl_->peers_mu);

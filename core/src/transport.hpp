@@ -148,12 +148,14 @@ public:
     transport(const transport&) = delete;
     transport& operator=(const transport&) = delete;
 
-    // Binds the ZAP handler, then the ROUTER, and starts the I/O thread.
-    // Throws setup_error on failure. Call once.
+    // Binds the ZAP handler, then the ROUTER, and starts the two I/O threads
+    // (one owns the sockets at a time; see run_after_turn). Throws
+    // setup_error on failure. Call once.
     void start();
     // Flushes queued envelopes (best effort), sends goodbye on every link,
     // reports every up peer down ("shutdown"), closes the sockets (waiting at
-    // most `linger`) and joins the I/O thread. Idempotent. Not from a callback.
+    // most `linger`) and joins the I/O threads. Idempotent. Not from a
+    // callback, nor from a job given to run_after_turn.
     void stop();
 
     // The bound endpoint with its real port ("tcp://127.0.0.1:40123"); valid
@@ -191,6 +193,17 @@ public:
     // thread arrive in order.
     result<void> post(std::string_view peer, const envelope& e);
     result<void> post(std::string_view peer, std::span<const envelope> es);
+
+    // Runs `job` on the calling thread right after the current I/O turn,
+    // while the transport's second I/O thread takes over the sockets, so the
+    // job may block or run long without stalling the network. Only from a
+    // transport callback (on the I/O thread), and only one job per turn.
+    // Returns false, leaving `job` untouched, when that is not possible now:
+    // not on the I/O thread, a job already taken this turn, stopping, or the
+    // other I/O thread busy with a job of its own; run the job elsewhere then.
+    // Saves the wake-up of another thread on the way from a request to its
+    // reply (docs/architecture.md, "Threads").
+    bool run_after_turn(std::function<void()>& job);
 
     // True if `peer` is up now. Thread-safe.
     bool is_up(std::string_view peer) const;
