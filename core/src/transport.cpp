@@ -17,6 +17,8 @@
 // when a socket moves between threads.
 #include "transport.hpp"
 
+#include "context.hpp"
+
 #include <sodium.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -188,10 +190,14 @@ struct transport::impl {
         return hs_frame;
     }
 
-    void* ctx = nullptr;
+    std::shared_ptr<shared_context> shared;  // the process's ZeroMQ context and ZAP thread
+    void* ctx = nullptr;                     // shared->get()
+    std::string zap_route;                   // this node's ZAP domain ("kith/<n>")
+    std::mutex refused_mu;
+    std::vector<zap_outcome> refused;        // ZAP refusals, reported by the loop
+    std::atomic<bool> refused_pending{false};
     void* router = nullptr;
     void* router_mon = nullptr;
-    void* zap_rep = nullptr;
     int wake_fd = -1;
     std::string bound;
     std::thread io, io2;  // leader and follower; the roles swap
@@ -209,7 +215,6 @@ struct transport::impl {
     clock::time_point next_tick, spin_until;  // leader's: the loop's timers
     std::atomic<bool> stopping{false};
     std::atomic<bool> stopped_io{false};
-    int mon_seq = 0;
 
     // cross-thread state
     std::mutex cmd_mu;
@@ -275,7 +280,7 @@ struct transport::impl {
     }
 
     void* open_monitor(void* s, int events) {
-        std::string ep = "inproc://kith-monitor-" + std::to_string(++mon_seq);
+        std::string ep = "inproc://kith-monitor-" + std::to_string(shared->unique());
         if (zmq_socket_monitor(s, ep.c_str(), events) != 0) return nullptr;
         void* m = zmq_socket(ctx, ZMQ_PAIR);
         set_int(m, ZMQ_LINGER, 0);
@@ -299,20 +304,25 @@ struct transport::impl {
             close_fds();
             throw setup_error("kith: eventfd or timerfd failed");
         }
-        ctx = zmq_ctx_new();
-        // Fail closed, step 1: the ZAP handler is bound in this context before
-        // the ROUTER exists, and is closed only after the ROUTER.
-        zap_rep = zmq_socket(ctx, ZMQ_REP);
-        set_int(zap_rep, ZMQ_LINGER, 0);
-        if (zmq_bind(zap_rep, "inproc://zeromq.zap.01") != 0) {
-            cleanup_sockets();
-            throw setup_error("kith: cannot bind the ZAP handler: " + std::string(zmq_strerror(zmq_errno())));
-        }
+        shared = shared_context::acquire();
+        ctx = shared->get();
+        // Fail closed, step 1: this node's ZAP route exists before the ROUTER
+        // does, and is removed only after the ROUTER is closed.
+        zap_route = shared->add_route(zap, [this](const zap_outcome& out) {
+            if (out.accepted) return;
+            {
+                std::lock_guard lk(refused_mu);
+                if (refused.size() < 1024) refused.push_back(out);  // bounded: a flood is counted, not stored
+                refused_inbound++;
+            }
+            refused_pending.store(true);
+            wake();
+        });
         router = zmq_socket(ctx, ZMQ_ROUTER);
         apply_common_options(router);
         set_int(router, ZMQ_CURVE_SERVER, 1);
         zmq_setsockopt(router, ZMQ_CURVE_SECRETKEY, self.keys_.sec.bytes().data(), 32);
-        zmq_setsockopt(router, ZMQ_ZAP_DOMAIN, zap_domain.data(), zap_domain.size());
+        zmq_setsockopt(router, ZMQ_ZAP_DOMAIN, zap_route.data(), zap_route.size());
         // Fail closed, step 2: without a ZAP answer, refuse (libzmq accepts
         // every key when no handler answers unless this is set before bind).
         int one = 1;
@@ -355,9 +365,9 @@ struct transport::impl {
         }
         if (router) zmq_close(router);
         router = nullptr;
-        if (zap_rep) zmq_close(zap_rep);  // after the ROUTER: never a ROUTER without its handler
-        zap_rep = nullptr;
-        if (ctx) zmq_ctx_term(ctx);
+        // After the ROUTER: never a ROUTER without its handler. (The context
+        // itself ends with the last transport of the process, in ~impl.)
+        if (shared) shared->remove_route(zap_route);
         ctx = nullptr;
     }
 
@@ -922,19 +932,21 @@ struct transport::impl {
         }
     }
 
-    void read_zap() {
-        for (int n = 0; n < 64; ++n) {
-            auto out = zap.handle(zap_rep);
-            if (!out) return;
-            if (!out->accepted) {
-                refused_inbound++;
-                refusal r;
-                r.inbound = true;
-                r.endpoint = out->address;
-                r.key = out->client;
-                r.reason = out->reason;
-                call(cb.on_peer_refused, r);
-            }
+    // Reports the ZAP refusals the process's ZAP thread passed on.
+    void report_refusals() {
+        std::vector<zap_outcome> outs;
+        {
+            std::lock_guard lk(refused_mu);
+            outs.swap(refused);
+            refused_pending.store(false);
+        }
+        for (const zap_outcome& out : outs) {
+            refusal r;
+            r.inbound = true;
+            r.endpoint = out.address;
+            r.key = out.client;
+            r.reason = out.reason;
+            call(cb.on_peer_refused, r);
         }
     }
 
@@ -1073,7 +1085,6 @@ struct transport::impl {
         items.clear();
         item_links.clear();
         items.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
-        items.push_back({zap_rep, 0, ZMQ_POLLIN, 0});
         items.push_back({router, 0, ZMQ_POLLIN, 0});
         items.push_back({router_mon, 0, ZMQ_POLLIN, 0});
         for (auto& l : outs) {
@@ -1206,18 +1217,18 @@ struct transport::impl {
             }
             wake_pending.store(false);
             run_commands();
-            if (items[1].revents & ZMQ_POLLIN) read_zap();
-            if (items[3].revents & ZMQ_POLLIN) read_router_monitor();
+            if (refused_pending.load()) report_refusals();
+            if (items[2].revents & ZMQ_POLLIN) read_router_monitor();
             // Monitors before data, so that a replaced connection is known
             // before its successor's messages are read.
             std::vector<link*>& ls = loop_links;  // a copy: links may be replaced below
             ls.assign(item_links.begin(), item_links.end());
             for (std::size_t i = 0; i < ls.size(); ++i) {
-                if (items[4 + 2 * i + 1].revents & ZMQ_POLLIN) handle_monitor(*ls[i]);
+                if (items[3 + 2 * i + 1].revents & ZMQ_POLLIN) handle_monitor(*ls[i]);
             }
-            if (items[2].revents & ZMQ_POLLIN) read_router();
+            if (items[1].revents & ZMQ_POLLIN) read_router();
             for (std::size_t i = 0; i < ls.size(); ++i) {
-                if ((items[4 + 2 * i].revents & ZMQ_POLLIN) && ls[i]->dealer) read_dealer(*ls[i]);
+                if ((items[3 + 2 * i].revents & ZMQ_POLLIN) && ls[i]->dealer) read_dealer(*ls[i]);
             }
             if (clock::now() >= next_tick) {
                 housekeeping();
@@ -1444,6 +1455,8 @@ void transport::debug_freeze(bool f) {
         std::lock_guard lk(impl_->freeze_mu);
         impl_->frozen = f;
         impl_->frozen_flag.store(f, std::memory_order_release);
+        // Its ZAP requests go unanswered too, as in a hung process.
+        if (impl_->shared) impl_->shared->pause_route(impl_->zap_route, f);
     }
     impl_->freeze_cv.notify_all();
 }

@@ -8,6 +8,11 @@
 
 namespace kith::detail {
 
+bool is_kith_domain(std::string_view domain) noexcept {
+    return domain.substr(0, zap_domain.size()) == zap_domain &&
+           (domain.size() == zap_domain.size() || domain[zap_domain.size()] == '/');
+}
+
 zap_outcome zap_decide(const zap_request& req, const public_key& cluster_key, const authorizer& authz) {
     zap_outcome out;
     out.address = req.address;
@@ -15,7 +20,7 @@ zap_outcome zap_decide(const zap_request& req, const public_key& cluster_key, co
         out.reason = "malformed ZAP request (version)";
         return out;
     }
-    if (req.domain != zap_domain) {
+    if (!is_kith_domain(req.domain)) {
         out.reason = "wrong ZAP domain";
         return out;
     }
@@ -71,22 +76,7 @@ bool send_part(void* s, std::string_view part, bool more) {
 
 }  // namespace
 
-std::optional<zap_outcome> zap_handler::handle(void* rep) {
-    std::vector<std::string> parts;
-    for (;;) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, rep, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&m);
-            if (parts.empty()) return std::nullopt;
-            break;
-        }
-        if (parts.size() < 16)
-            parts.emplace_back(static_cast<const char*>(zmq_msg_data(&m)), zmq_msg_size(&m));
-        bool more = zmq_msg_more(&m);
-        zmq_msg_close(&m);
-        if (!more) break;
-    }
+zap_request zap_parse(const std::vector<std::string>& parts) {
     zap_request req;
     if (parts.size() >= 6) {
         req.version = parts[0];
@@ -97,13 +87,21 @@ std::optional<zap_outcome> zap_handler::handle(void* rep) {
         req.mechanism = parts[5];
         req.credentials.assign(parts.begin() + 6, parts.end());
     }
+    return req;
+}
+
+zap_outcome zap_handler::decide(const zap_request& req) {
     std::shared_ptr<authorizer> a;
     {
         std::lock_guard lk(mu_);
         a = authz_;
     }
     static const authorizer none;
-    zap_outcome out = zap_decide(req, cluster_key_, a ? *a : none);
+    return zap_decide(req, cluster_key_, a ? *a : none);
+}
+
+void zap_reply(void* rep, const std::vector<std::string>& route, const zap_request& req, const zap_outcome& out) {
+    for (const std::string& r : route) send_part(rep, r, true);
     // Reply: version, request id, status code, status text, user id, metadata.
     send_part(rep, "1.0", true);
     send_part(rep, req.request_id, true);
@@ -126,7 +124,6 @@ std::optional<zap_outcome> zap_handler::handle(void* rep) {
         meta.append(value);
     }
     send_part(rep, meta, false);
-    return out;
 }
 
 }  // namespace kith::detail

@@ -1,7 +1,8 @@
 // zap.hpp — kith's ZAP handler (ZeroMQ RFC 27): who may open a CURVE
 // connection to a node's ROUTER. Private to kith::core.
 //
-// The decision, for a CURVE client key K presenting itself in domain "kith":
+// The decision, for a CURVE client key K presenting itself in a kith domain
+// ("kith/<n>": each node of a process has its own, see context.hpp):
 //   1. K == the cluster client key derived from this node's cookie
 //      -> 200, User-Id "cluster".
 //   2. otherwise the authorizer hook, if any, decides:
@@ -16,11 +17,12 @@
 //        refuse   -> 400
 //   3. no authorizer -> 400 ("unknown key").
 // Anything malformed (wrong version, domain, mechanism, key size) -> 400.
-// The handler fails closed: transport binds it before the ROUTER and sets
-// ZMQ_ZAP_ENFORCE_DOMAIN, so a connection is never accepted unanswered.
+// The handler fails closed: the transport registers its route before the
+// ROUTER binds and sets ZMQ_ZAP_ENFORCE_DOMAIN, so a connection is never
+// accepted unanswered.
 //
-// Thread-safety: a zap_handler is used by the transport's I/O thread only;
-// set_authorizer may be called from any thread.
+// Thread-safety: zap_handler is thread-safe (decide runs on the process's
+// ZAP thread, check on the transport's I/O thread, set_authorizer anywhere).
 #pragma once
 
 #include <functional>
@@ -35,8 +37,10 @@
 
 namespace kith::detail {
 
-// The ZAP domain of every kith ROUTER. Used on the wire (inside libzmq).
+// The prefix of every kith ROUTER's ZAP domain ("kith/<n>"). Local to the
+// process (libzmq passes it to the handler; it never goes on the wire).
 inline constexpr std::string_view zap_domain = "kith";
+bool is_kith_domain(std::string_view domain) noexcept;
 
 // What the authorizer hook answers for a key that is not the cluster key.
 struct authz_decision {
@@ -76,6 +80,13 @@ struct zap_outcome {
 // Decides one request (pure; unit-tested).
 zap_outcome zap_decide(const zap_request& req, const public_key& cluster_key, const authorizer& authz);
 
+// Parses the frames of one request (after any routing envelope); fewer than
+// 6 frames leave it empty (refused as malformed). At most 16 are read.
+zap_request zap_parse(const std::vector<std::string>& frames);
+// Answers `req` with `out` on `sock`, after the routing frames `route` (status
+// 200 with User-Id and the client key as metadata X-Kith-Key, or 400).
+void zap_reply(void* sock, const std::vector<std::string>& route, const zap_request& req, const zap_outcome& out);
+
 class zap_handler {
 public:
     explicit zap_handler(public_key cluster_key) : cluster_key_(cluster_key) {}
@@ -102,9 +113,8 @@ public:
         }
     }
 
-    // Receives one request from the REP socket `rep` (ready for reading),
-    // answers it, and returns the outcome. nullopt if nothing could be read.
-    std::optional<zap_outcome> handle(void* rep);
+    // Decides one request with the current authorizer.
+    zap_outcome decide(const zap_request& req);
 
 private:
     public_key cluster_key_;
