@@ -214,10 +214,11 @@ public:
     // short; do not block in it).
     void call_async(const std::string& node, const std::string& svc, const std::string& fn, term args,
                     duration timeout, std::function<void(result<term>)> done);
-    // Calls and casts run concurrently on the callee, each in its own
-    // transient actor (as Erlang's rpc does): invocations are not ordered
-    // with each other, even from one caller. Order between two actors is
-    // kept for messages (send), not for service invocations.
+    // Calls and casts run concurrently on the callee (on its I/O thread right
+    // after the request is read, or in a transient actor on a worker; see
+    // docs/architecture.md, "Threads"): invocations are not ordered with each
+    // other, even from one caller. Order between two actors is kept for
+    // messages (send), not for service invocations.
     // rpc cast: no reply. nodedown if not connected, overloaded if its queue
     // is full; otherwise sent (at most once).
     result<void> cast(const std::string& node, const std::string& svc, const std::string& fn, term args);

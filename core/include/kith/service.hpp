@@ -27,8 +27,10 @@
 //
 // Thread-safety: register functions before the service is added to a node;
 // afterwards the service is immutable and its functions may be invoked
-// concurrently from the node's worker threads (functions that share state
-// must synchronise it themselves).
+// concurrently from the node's worker threads and its transport I/O threads
+// (functions that share state must synchronise them themselves). A function
+// may block: one that keeps an I/O thread more than 200 us has the network
+// taken over by the other I/O thread (docs/architecture.md, "Threads").
 #pragma once
 
 #include <atomic>
