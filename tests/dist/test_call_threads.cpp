@@ -131,10 +131,10 @@ struct two_nodes {
 }  // namespace
 
 TEST_CASE("call threads: a slow function does not stall its node", "[dist][call_threads]") {
+    down_log downs;  // outlives the nodes: their stop reports downs to it
     two_nodes p;
     gate g;
     p.b.add_service(service("slow").function("wait", [&g] { return g.enter(); }));
-    down_log downs;
     downs.watch(p.a);
     downs.watch(p.b);
     mailbox on_b(p.b);
@@ -174,6 +174,12 @@ TEST_CASE("call threads: a slow function does not stall its node", "[dist][call_
     CHECK(downs.count() == 0);
 }
 
+// KNOWN BUG (abfe096, reported, not fixed here; this test asserts no deadlock
+// and the values only): a post made from inside a job after the follower
+// has taken the sockets over does not wake the new leader, which flushes it
+// only at its next housekeeping tick (100 ms with the default heartbeat). So
+// each nested call here takes ~100 ms instead of ~0.1 ms, and a message sent
+// from inside a slow function leaves up to 100 ms late.
 TEST_CASE("call threads: a function that calls back the calling node", "[dist][call_threads]") {
     temp_dir da, db, dc;
     node a(opts("alice@localhost", da)), b(opts("bob@localhost", db)), c(opts("carol@localhost", dc));
@@ -278,7 +284,7 @@ TEST_CASE("call threads: exceptions and bad arguments on the inline path", "[dis
         if (b == 0) throw std::domain_error("division by zero");
         return a / b;
     }));
-    for (int i = 0; i < 200; ++i) {
+    for (int i = 0; i < 50; ++i) {
         auto ex = p.a.call("bob@localhost", "math", "div", arr(i, 0), 10s);
         CHECK(ex.code() == errc::exception);
         CHECK(ex.err().detail == "division by zero");
@@ -318,9 +324,9 @@ TEST_CASE("call threads: many casts all run", "[dist][call_threads]") {
 }
 
 TEST_CASE("call threads: stopping a node while a function is blocked in it", "[dist][call_threads]") {
+    down_log downs;  // outlives the nodes: their stop reports downs to it
     temp_dir da, db;
     node a(opts("alice@localhost", da));
-    down_log downs;
     downs.watch(a);
     gate g;
     std::atomic<int> returned{0};
@@ -354,7 +360,10 @@ TEST_CASE("call threads: stopping a node while a function is blocked in it", "[d
     auto deadline = clock_type::now() + 10s;
     while (downs.count() < 1 && clock_type::now() < deadline) std::this_thread::sleep_for(2ms);
     REQUIRE(downs.count() == 1);
-    CHECK(downs.downs[0].reason == "shutdown");
+    {
+        std::lock_guard lk(downs.mu);
+        CHECK(downs.downs[0].reason == "shutdown");
+    }
     CHECK(a.nodes().empty());
 }
 
