@@ -110,6 +110,7 @@ public:
                ref mref = {});
 
     bool is_up(const std::string& node) const { return tr_->is_up(node); }
+    bool on_own_thread() const noexcept { return tr_->on_own_thread(); }
     std::vector<std::string> nodes(bool include_hidden) const;
     std::optional<node_info> info(const std::string& node) const;
 

@@ -741,8 +741,9 @@ bool node::alive(const pid& p) const {
 node_counters node::counters() const { return impl_->counters(); }
 
 void node::stop() {
-    if (detail::current_worker_node() == impl_.get()) {
-        // Joining our own worker would deadlock; this is a caller bug.
+    if (detail::current_worker_node() == impl_.get() || on_net_thread()) {
+        // Joining our own worker (or I/O thread, where a service function
+        // may run) would deadlock; this is a caller bug.
         std::terminate();
     }
     stop_net();  // node_net.cpp: goodbyes first, while actors still run

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <future>
 #include <mutex>
@@ -27,6 +28,8 @@ void node::start_net(const net_options& o) {
     net_->dist = std::make_shared<detail::dist>(*impl_, o, net_->services);
     net_->dist->start();
 }
+
+bool node::on_net_thread() const noexcept { return net_ && net_->dist && net_->dist->on_own_thread(); }
 
 void node::stop_net() {
     if (net_ && net_->dist) net_->dist->stop();
@@ -149,23 +152,33 @@ void node::call_async(const std::string& node, const std::string& svc, const std
 }
 
 namespace {
-// A one-shot slot a blocking caller waits on.
+// A one-shot slot a blocking caller waits on. The untimed wait is an atomic
+// wait (a futex, after a short spin): setting it makes no system call unless
+// the caller already sleeps, and takes no lock the caller could hold.
 template <class T>
 struct waiter {
-    std::mutex mu;
-    std::condition_variable cv;
+    std::atomic_flag claimed = ATOMIC_FLAG_INIT;
+    std::atomic<int> ready{0};
     std::optional<result<T>> value;
+    std::mutex mu;  // for wait_for only
+    std::condition_variable cv;
     void set(result<T> r) {
+        if (claimed.test_and_set(std::memory_order_acq_rel)) return;
+        value.emplace(std::move(r));
         {
             std::lock_guard lk(mu);
-            if (value) return;
-            value.emplace(std::move(r));
+            ready.store(1, std::memory_order_release);
         }
+        ready.notify_all();
         cv.notify_all();
     }
     result<T> wait() {
+        ready.wait(0, std::memory_order_acquire);
+        return std::move(*value);
+    }
+    std::optional<result<T>> wait_for(std::chrono::nanoseconds d) {
         std::unique_lock lk(mu);
-        cv.wait(lk, [&] { return value.has_value(); });
+        if (!cv.wait_for(lk, d, [&] { return ready.load(std::memory_order_acquire) != 0; })) return std::nullopt;
         return std::move(*value);
     }
 };
@@ -178,10 +191,9 @@ result<term> node::call(const std::string& node, const std::string& svc, const s
     // The dist layer guarantees completion (reply, nodedown, timeout or
     // shutdown); a local invoke may complete later from another thread.
     if (node == name()) {
-        std::unique_lock lk(w->mu);
-        if (!w->cv.wait_for(lk, timeout, [&] { return w->value.has_value(); }))
-            return error{errc::timeout, "no reply from " + node};
-        return std::move(*w->value);
+        auto r = w->wait_for(timeout);
+        if (!r) return error{errc::timeout, "no reply from " + node};
+        return std::move(*r);
     }
     return w->wait();
 }

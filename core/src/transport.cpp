@@ -106,10 +106,14 @@ struct name_hash {
 thread_local const void* tl_io_owner = nullptr;
 // The transport whose run_after_turn job this thread is running, if any.
 thread_local const void* tl_job_owner = nullptr;
+thread_local std::uint64_t tl_job_lead = 0;  // the `lead` value while that job holds the sockets
 
 // How long a run_after_turn job may keep the sockets before the follower
 // takes them over.
 constexpr auto job_steal_after = std::chrono::microseconds(200);
+// After a turn with activity the loop polls without blocking for this long
+// (see io_loop).
+constexpr auto io_spin = std::chrono::microseconds(50);
 
 }  // namespace
 
@@ -1127,12 +1131,14 @@ struct transport::impl {
             lead.store(gen << 2 | in_job, std::memory_order_release);
             set_job_timer(job_steal_after);
             tl_job_owner = this;
+            tl_job_lead = gen << 2 | in_job;
             call(job);
             tl_job_owner = nullptr;
             std::uint64_t expect = gen << 2 | in_job;
             if (lead.compare_exchange_strong(expect, gen << 2 | leading, std::memory_order_acq_rel)) {
                 set_job_timer(std::chrono::microseconds(0));
-                continue;  // the loop flushes what the job posted
+                spin_until = clock::now() + io_spin;  // a first turn without blocking flushes what the job posted
+                continue;
             }
             wake();  // stolen: the new leader must look at what the job posted
             if (!follow()) return;
@@ -1166,8 +1172,12 @@ struct transport::impl {
                 continue;
             }
             follower_ready.store(false);
-            if (lead.compare_exchange_strong(l, (l & ~std::uint64_t{3}) | stolen, std::memory_order_acq_rel))
+            if (lead.compare_exchange_strong(l, (l & ~std::uint64_t{3}) | stolen, std::memory_order_acq_rel)) {
+                // A first turn without blocking: the job may have posted
+                // (without a wake-up) before the sockets changed hands.
+                spin_until = clock::now() + io_spin;
                 return true;
+            }
             follower_ready.store(true);
         }
     }
@@ -1192,7 +1202,6 @@ struct transport::impl {
         // 2-core) machine the threads it is waiting for get the CPU. 50 us
         // measured best: shorter misses the rpc round trip, longer starves
         // workers under many callers (issue 3 figures).
-        constexpr auto io_spin = std::chrono::microseconds(50);
         while (!stopping) {
             if (frozen_flag.load(std::memory_order_acquire)) {
                 std::unique_lock lk(freeze_mu);
@@ -1412,9 +1421,10 @@ result<void> transport::post(std::string_view peer, std::span<const envelope> es
         }
         if (tl_io_owner == &m) {
             // the loop flushes it at the end of this turn
-        } else if (tl_job_owner == &m) {
-            // flushed after the job (the job's thread wakes the loop if the
-            // sockets were taken over meanwhile)
+        } else if (tl_job_owner == &m && m.lead.load(std::memory_order_acquire) == tl_job_lead) {
+            // Our own job, still holding the sockets: flushed when it ends.
+            // (Queued before this check, so a takeover after it is covered by
+            // the new leader's first turn, which does not block.)
         } else {
             m.wake();
         }
@@ -1423,6 +1433,10 @@ result<void> transport::post(std::string_view peer, std::span<const envelope> es
 }
 
 bool transport::run_after_turn(std::function<void()>& job) { return impl_->take_after_turn(job); }
+
+bool transport::on_own_thread() const noexcept {
+    return tl_io_owner == impl_.get() || tl_job_owner == impl_.get();
+}
 
 bool transport::is_up(std::string_view peer) const {
     std::shared_lock lk(impl_->peers_mu);

@@ -205,6 +205,10 @@ public:
     // reply (docs/architecture.md, "Threads").
     bool run_after_turn(std::function<void()>& job);
 
+    // True if the calling thread is one of this transport's I/O threads (in
+    // its loop, or running a run_after_turn job).
+    bool on_own_thread() const noexcept;
+
     // True if `peer` is up now. Thread-safe.
     bool is_up(std::string_view peer) const;
     transport_stats stats() const;

@@ -119,7 +119,9 @@ public:
 
     // Stops the workers and the timer thread, drops every remaining actor and
     // pending timer, joins the threads. Idempotent. Links and monitors do not
-    // fire for actors dropped this way. Must not be called from a handler.
+    // fire for actors dropped this way. Must not be called from a handler
+    // or from a service function running on this node (std::terminate: it
+    // would join its own thread); stop it from another thread.
     void stop();
 
     // --- services -------------------------------------------------------------
@@ -276,6 +278,7 @@ private:
     pid spawn_impl(actor_init init, behavior b);
     void start_net(const net_options& o);
     void stop_net();
+    bool on_net_thread() const noexcept;
     std::shared_ptr<detail::node_impl> impl_;
     std::shared_ptr<detail::node_net> net_;
 };
