@@ -1,6 +1,7 @@
 // context.cpp — the process's ZeroMQ context and ZAP thread (context.hpp).
 #include "context.hpp"
 
+#include <unistd.h>
 #include <zmq.h>
 
 #include <algorithm>
@@ -12,13 +13,19 @@ namespace kith::detail {
 namespace {
 std::mutex instance_mu;
 std::weak_ptr<shared_context> instance;  // under instance_mu
+pid_t instance_pid = 0;                  // the process that made it
 }  // namespace
 
 std::shared_ptr<shared_context> shared_context::acquire() {
     std::lock_guard lk(instance_mu);
-    if (auto c = instance.lock()) return c;
+    // A child forked while its parent had nodes (Python's multiprocessing)
+    // inherits the context without its threads: it makes its own, and the
+    // inherited one is left alone (ZeroMQ contexts do not survive a fork).
+    if (instance_pid == ::getpid())
+        if (auto c = instance.lock()) return c;
     std::shared_ptr<shared_context> c(new shared_context());
     instance = c;
+    instance_pid = ::getpid();
     return c;
 }
 
@@ -75,12 +82,15 @@ void shared_context::serve() {
             if (zmq_errno() == ETERM) break;
             continue;
         }
-        // A ROUTER: the requester's routing id and the empty delimiter of
-        // its REQ socket come first, then the request (RFC 27).
-        std::vector<std::string> frames = recv_frames(sock_, 18);
-        if (frames.size() < 2 || !frames[1].empty()) continue;  // not a REQ envelope: nothing to answer
-        std::vector<std::string> route(frames.begin(), frames.begin() + 2);
-        zap_request req = zap_parse(std::vector<std::string>(frames.begin() + 2, frames.end()));
+        // A ROUTER: the requester's envelope (its routing id, any further
+        // frames, then an empty delimiter) comes first, then the request
+        // (RFC 27). The reply goes back with the same envelope.
+        std::vector<std::string> frames = recv_frames(sock_, 20);
+        std::size_t d = 1;
+        while (d < frames.size() && d < 4 && !frames[d].empty()) ++d;
+        if (d >= frames.size() || !frames[d].empty()) continue;  // no envelope: nothing to answer
+        std::vector<std::string> route(frames.begin(), frames.begin() + static_cast<std::ptrdiff_t>(d) + 1);
+        zap_request req = zap_parse(std::vector<std::string>(frames.begin() + static_cast<std::ptrdiff_t>(d) + 1, frames.end()));
         std::lock_guard lk(mu_);
         auto it = routes_.find(req.domain);
         if (it == routes_.end()) {

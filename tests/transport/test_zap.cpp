@@ -1,7 +1,12 @@
 // The ZAP decision (zap.hpp): cluster key, authorizer verdicts, malformed requests.
+#include <zmq.h>
+
 #include <cstring>
+#include <mutex>
+#include <vector>
 
 #include "kith_catch.hpp"
+#include "context.hpp"
 #include "zap.hpp"
 
 using namespace kith;
@@ -67,4 +72,85 @@ TEST_CASE("zap: malformed or foreign requests are refused") {
     r.credentials[0].resize(31);
     CHECK_FALSE(zap_decide(r, cluster.pub, {}).accepted);
     CHECK_FALSE(zap_decide(zap_request{}, cluster.pub, {}).accepted);
+}
+
+// The process's ZAP thread (context.hpp), spoken to as libzmq does: a REQ
+// socket at inproc://zeromq.zap.01 in the shared context.
+namespace {
+struct zap_client {
+    std::shared_ptr<shared_context> ctx = shared_context::acquire();
+    void* req = zmq_socket(ctx->get(), ZMQ_REQ);
+    zap_client() {
+        int zero = 0, relaxed = 1, corr = 1;
+        zmq_setsockopt(req, ZMQ_LINGER, &zero, sizeof zero);
+        // A paused route never answers: let the next request go out anyway.
+        zmq_setsockopt(req, ZMQ_REQ_RELAXED, &relaxed, sizeof relaxed);
+        zmq_setsockopt(req, ZMQ_REQ_CORRELATE, &corr, sizeof corr);
+        zmq_connect(req, "inproc://zeromq.zap.01");
+    }
+    ~zap_client() { zmq_close(req); }
+    // Sends `r`; returns the reply's frames, or nothing if none came in time.
+    std::vector<std::string> ask(const zap_request& r, int wait_ms = 5000) {
+        std::vector<std::string> parts = {r.version, r.request_id, r.domain, r.address, r.identity, r.mechanism};
+        parts.insert(parts.end(), r.credentials.begin(), r.credentials.end());
+        for (std::size_t i = 0; i < parts.size(); ++i)
+            zmq_send(req, parts[i].data(), parts[i].size(), i + 1 < parts.size() ? ZMQ_SNDMORE : 0);
+        zmq_pollitem_t item{req, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&item, 1, wait_ms) <= 0) return {};
+        std::vector<std::string> out;
+        for (;;) {
+            zmq_msg_t m;
+            zmq_msg_init(&m);
+            if (zmq_msg_recv(&m, req, 0) < 0) break;
+            out.emplace_back(static_cast<const char*>(zmq_msg_data(&m)), zmq_msg_size(&m));
+            bool more = zmq_msg_more(&m);
+            zmq_msg_close(&m);
+            if (!more) break;
+        }
+        return out;
+    }
+};
+}  // namespace
+
+TEST_CASE("zap: the process's handler routes by domain, refuses unknown domains, and ends a route") {
+    keypair cluster = cluster_keypair("cookie");
+    zap_handler h(cluster.pub);
+    zap_client c;
+    std::vector<zap_outcome> reported;
+    std::mutex mu;
+    std::string domain = c.ctx->add_route(h, [&](const zap_outcome& o) {
+        std::lock_guard lk(mu);
+        reported.push_back(o);
+    });
+    CHECK(domain.rfind("kith/", 0) == 0);
+    auto r = curve_request(cluster.pub);
+    r.domain = domain;
+    auto ok = c.ask(r);
+    REQUIRE(ok.size() == 6);
+    CHECK(ok[2] == "200");
+    CHECK(ok[4] == "cluster");
+    r.domain = "kith/unknown";
+    auto unknown = c.ask(r);
+    REQUIRE(unknown.size() == 6);
+    CHECK(unknown[2] == "400");
+    {
+        std::lock_guard lk(mu);
+        REQUIRE(reported.size() == 1);  // only the routed request reaches its node
+        CHECK(reported[0].accepted);
+    }
+    // Paused (a frozen node): no answer at all.
+    c.ctx->pause_route(domain, true);
+    r.domain = domain;
+    CHECK(c.ask(r, 300).empty());
+    c.ctx->pause_route(domain, false);
+    auto again = c.ask(r);
+    REQUIRE(again.size() == 6);
+    CHECK(again[2] == "200");
+    // Removed: refused, and its report is never called again.
+    c.ctx->remove_route(domain);
+    auto gone = c.ask(r);
+    REQUIRE(gone.size() == 6);
+    CHECK(gone[2] == "400");
+    std::lock_guard lk(mu);
+    CHECK(reported.size() == 2);
 }
