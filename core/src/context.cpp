@@ -19,8 +19,9 @@ pid_t instance_pid = 0;                  // the process that made it
 std::shared_ptr<shared_context> shared_context::acquire() {
     std::lock_guard lk(instance_mu);
     // A child forked while its parent had nodes (Python's multiprocessing)
-    // inherits the context without its threads: it makes its own, and the
-    // inherited one is left alone (ZeroMQ contexts do not survive a fork).
+    // inherits the context without its threads: it makes its own for its
+    // new nodes (ZeroMQ contexts do not survive a fork; nodes inherited from
+    // the parent must not be used or stopped in the child).
     if (instance_pid == ::getpid())
         if (auto c = instance.lock()) return c;
     std::shared_ptr<shared_context> c(new shared_context());
@@ -111,8 +112,8 @@ void shared_context::serve() {
 }
 
 std::string shared_context::add_route(zap_handler& handler, std::function<void(const zap_outcome&)> report) {
-    std::lock_guard lk(mu_);
     std::string domain = std::string(zap_domain) + "/" + std::to_string(++next_);
+    std::lock_guard lk(mu_);
     routes_.emplace(domain, route{&handler, std::move(report)});
     return domain;
 }
@@ -128,9 +129,6 @@ void shared_context::remove_route(const std::string& domain) {
     routes_.erase(domain);
 }
 
-std::uint64_t shared_context::unique() noexcept {
-    std::lock_guard lk(mu_);
-    return ++next_;
-}
+std::uint64_t shared_context::unique() noexcept { return ++next_; }
 
 }  // namespace kith::detail

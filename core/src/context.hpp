@@ -18,6 +18,7 @@
 // after remove_route returns.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -68,7 +69,7 @@ private:
     std::thread thread_;
     std::mutex mu_;
     std::map<std::string, route, std::less<>> routes_;
-    std::uint64_t next_ = 0;  // under mu_
+    std::atomic<std::uint64_t> next_{0};  // domains and unique(): never reused
 };
 
 }  // namespace kith::detail

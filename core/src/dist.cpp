@@ -135,6 +135,17 @@ void dist::stop() {
         stopping_ = true;
     }
     rt_.set_remote_port(nullptr);
+    // Blocking connects end first: one may be waiting inside a service
+    // function that runs on an I/O thread, which tr_->stop() joins.
+    {
+        settled st;
+        {
+            std::lock_guard lk(mu_);
+            st = settle_waiters(nullptr, error{errc::shutdown, "node stopping"});
+        }
+        waiter_cv_.notify_all();
+        run_settled(st);
+    }
     tr_->stop();  // reports every peer down ("shutdown") through on_down
     deadline_cv_.notify_all();
     if (deadline_thread_.joinable()) deadline_thread_.join();

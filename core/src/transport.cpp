@@ -323,6 +323,12 @@ struct transport::impl {
             wake();
         });
         router = zmq_socket(ctx, ZMQ_ROUTER);
+        if (!router) {
+            std::string err = zmq_strerror(zmq_errno());
+            cleanup_sockets();
+            close_fds();
+            throw setup_error("kith: cannot create the ROUTER socket: " + err);
+        }
         apply_common_options(router);
         set_int(router, ZMQ_CURVE_SERVER, 1);
         zmq_setsockopt(router, ZMQ_CURVE_SECRETKEY, self.keys_.sec.bytes().data(), 32);
@@ -332,6 +338,7 @@ struct transport::impl {
         int one = 1;
         if (zmq_setsockopt(router, 93 /* ZMQ_ZAP_ENFORCE_DOMAIN */, &one, sizeof one) != 0) {
             cleanup_sockets();
+            close_fds();
             throw setup_error("kith: libzmq lacks ZMQ_ZAP_ENFORCE_DOMAIN; refusing to run without fail-closed ZAP");
         }
         set_int(router, ZMQ_ROUTER_MANDATORY, 1);
@@ -341,6 +348,7 @@ struct transport::impl {
         if (zmq_bind(router, o.bind_endpoint.c_str()) != 0) {
             std::string err = zmq_strerror(zmq_errno());
             cleanup_sockets();
+            close_fds();
             throw setup_error("kith: cannot bind " + o.bind_endpoint + ": " + err);
         }
         char buf[256];
@@ -348,8 +356,20 @@ struct transport::impl {
         zmq_getsockopt(router, ZMQ_LAST_ENDPOINT, buf, &len);
         bound.assign(buf, len > 0 && buf[len - 1] == '\0' ? len - 1 : len);
         next_tick = spin_until = clock::now();
-        io = std::thread([this] { io_thread(true); });
-        io2 = std::thread([this] { io_thread(false); });
+        try {
+            io = std::thread([this] { io_thread(true); });
+        } catch (const std::system_error& e) {
+            cleanup_sockets();
+            close_fds();
+            throw setup_error(std::string("kith: cannot start the I/O thread: ") + e.what());
+        }
+        try {
+            io2 = std::thread([this] { io_thread(false); });
+        } catch (const std::system_error& e) {
+            // The leader runs alone: no jobs (no follower), and it shuts down
+            // when stop() is called.
+            (void)e;
+        }
     }
 
     void close_fds() {
@@ -370,7 +390,7 @@ struct transport::impl {
         if (router) zmq_close(router);
         router = nullptr;
         // After the ROUTER: never a ROUTER without its handler. (The context
-        // itself ends with the last transport of the process, in ~impl.)
+        // itself ends with the last transport of the process, in stop().)
         if (shared) shared->remove_route(zap_route);
         ctx = nullptr;
     }
@@ -938,13 +958,13 @@ struct transport::impl {
 
     // Reports the ZAP refusals the process's ZAP thread passed on.
     void report_refusals() {
-        std::vector<zap_outcome> outs;
+        std::vector<zap_outcome> got;
         {
             std::lock_guard lk(refused_mu);
-            outs.swap(refused);
+            got.swap(refused);
             refused_pending.store(false);
         }
-        for (const zap_outcome& out : outs) {
+        for (const zap_outcome& out : got) {
             refusal r;
             r.inbound = true;
             r.endpoint = out.address;
@@ -1090,7 +1110,7 @@ struct transport::impl {
         item_links.clear();
         items.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
         items.push_back({router, 0, ZMQ_POLLIN, 0});
-        items.push_back({router_mon, 0, ZMQ_POLLIN, 0});
+        items.push_back({router_mon, router_mon ? 0 : -1, ZMQ_POLLIN, 0});
         for (auto& l : outs) {
             if (!l->dealer) continue;
             items.push_back({l->dealer, 0, ZMQ_POLLIN, 0});
@@ -1113,7 +1133,10 @@ struct transport::impl {
     // gives it a job, runs the job, and leads on unless the follower stole
     // the sockets meanwhile; then it follows until it steals them back.
     void io_thread(bool first) {
-        if (!first && !follow()) return;
+        if (!first) {
+            if (!follow()) return;
+            take_dirty();  // what the job posted before the sockets changed hands
+        }
         for (;;) {
             tl_io_owner = this;
             io_loop();
@@ -1133,15 +1156,18 @@ struct transport::impl {
             tl_job_owner = this;
             tl_job_lead = gen << 2 | in_job;
             call(job);
+            job = nullptr;  // its captures go now, not whenever this thread leads again
             tl_job_owner = nullptr;
             std::uint64_t expect = gen << 2 | in_job;
             if (lead.compare_exchange_strong(expect, gen << 2 | leading, std::memory_order_acq_rel)) {
                 set_job_timer(std::chrono::microseconds(0));
-                spin_until = clock::now() + io_spin;  // a first turn without blocking flushes what the job posted
+                take_dirty();  // what the job posted (it woke no one)
+                spin_until = clock::now() + io_spin;
                 continue;
             }
             wake();  // stolen: the new leader must look at what the job posted
             if (!follow()) return;
+            take_dirty();
         }
     }
 
@@ -1173,8 +1199,6 @@ struct transport::impl {
             }
             follower_ready.store(false);
             if (lead.compare_exchange_strong(l, (l & ~std::uint64_t{3}) | stolen, std::memory_order_acq_rel)) {
-                // A first turn without blocking: the job may have posted
-                // (without a wake-up) before the sockets changed hands.
                 spin_until = clock::now() + io_spin;
                 return true;
             }
@@ -1189,7 +1213,7 @@ struct transport::impl {
     }
 
     // Runs turns until stopping (then shuts down) or until a callback gave a
-    // job for after the turn (then returns, still holding `driver`).
+    // job for after the turn (then returns, still owning the sockets).
     void io_loop() {
         const auto tick = std::max(std::chrono::milliseconds(5),
                                    std::min(o.heartbeat_interval / 2, std::chrono::milliseconds(100)));
@@ -1342,8 +1366,14 @@ void transport::stop() {
         (void)n;
     }
     impl_->io.join();
-    impl_->io2.join();
+    if (impl_->io2.joinable()) impl_->io2.join();
     impl_->close_fds();
+    {
+        // The last stopped transport of the process ends the context, which
+        // waits (at most `linger`) for the goodbyes to go out.
+        std::lock_guard lk(impl_->freeze_mu);  // debug_freeze reads `shared`
+        impl_->shared.reset();
+    }
 }
 
 std::string transport::endpoint() const {

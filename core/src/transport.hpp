@@ -153,9 +153,11 @@ public:
     // setup_error on failure. Call once.
     void start();
     // Flushes queued envelopes (best effort), sends goodbye on every link,
-    // reports every up peer down ("shutdown"), closes the sockets (waiting at
-    // most `linger`) and joins the I/O threads. Idempotent. Not from a
-    // callback, nor from a job given to run_after_turn.
+    // reports every up peer down ("shutdown"), closes the sockets and joins
+    // the I/O threads. The last transport of the process to stop ends the
+    // shared ZeroMQ context, waiting at most `linger` for what is queued;
+    // while others run, the goodbyes go out in the background. Idempotent.
+    // Not from a callback, nor from a job given to run_after_turn.
     void stop();
 
     // The bound endpoint with its real port ("tcp://127.0.0.1:40123"); valid

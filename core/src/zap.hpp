@@ -81,7 +81,8 @@ struct zap_outcome {
 zap_outcome zap_decide(const zap_request& req, const public_key& cluster_key, const authorizer& authz);
 
 // Parses the frames of one request (after any routing envelope); fewer than
-// 6 frames leave it empty (refused as malformed). At most 16 are read.
+// 6 frames leave it empty (refused as malformed). The caller bounds the
+// number of frames (the ZAP thread keeps at most 20, envelope included).
 zap_request zap_parse(const std::vector<std::string>& frames);
 // Answers `req` with `out` on `sock`, after the routing frames `route` (status
 // 200 with User-Id and the client key as metadata X-Kith-Key, or 400).
