@@ -304,10 +304,7 @@ struct transport::impl {
         wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         follow_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         job_timer = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-        if (wake_fd < 0 || follow_fd < 0 || job_timer < 0) {
-            close_fds();
-            throw setup_error("kith: eventfd or timerfd failed");
-        }
+        if (wake_fd < 0 || follow_fd < 0 || job_timer < 0) fail_start("kith: eventfd or timerfd failed");
         shared = shared_context::acquire();
         ctx = shared->get();
         // Fail closed, step 1: this node's ZAP route exists before the ROUTER
@@ -323,12 +320,7 @@ struct transport::impl {
             wake();
         });
         router = zmq_socket(ctx, ZMQ_ROUTER);
-        if (!router) {
-            std::string err = zmq_strerror(zmq_errno());
-            cleanup_sockets();
-            close_fds();
-            throw setup_error("kith: cannot create the ROUTER socket: " + err);
-        }
+        if (!router) fail_start("kith: cannot create the ROUTER socket: " + std::string(zmq_strerror(zmq_errno())));
         apply_common_options(router);
         set_int(router, ZMQ_CURVE_SERVER, 1);
         zmq_setsockopt(router, ZMQ_CURVE_SECRETKEY, self.keys_.sec.bytes().data(), 32);
@@ -336,21 +328,14 @@ struct transport::impl {
         // Fail closed, step 2: without a ZAP answer, refuse (libzmq accepts
         // every key when no handler answers unless this is set before bind).
         int one = 1;
-        if (zmq_setsockopt(router, 93 /* ZMQ_ZAP_ENFORCE_DOMAIN */, &one, sizeof one) != 0) {
-            cleanup_sockets();
-            close_fds();
-            throw setup_error("kith: libzmq lacks ZMQ_ZAP_ENFORCE_DOMAIN; refusing to run without fail-closed ZAP");
-        }
+        if (zmq_setsockopt(router, 93 /* ZMQ_ZAP_ENFORCE_DOMAIN */, &one, sizeof one) != 0)
+            fail_start("kith: libzmq lacks ZMQ_ZAP_ENFORCE_DOMAIN; refusing to run without fail-closed ZAP");
         set_int(router, ZMQ_ROUTER_MANDATORY, 1);
         // ZMQ_ROUTER_HANDOVER stays 0: a client cannot take over another
         // connection's routing id; kith DEALERs use a fresh random id per socket.
         router_mon = open_monitor(router, ZMQ_EVENT_DISCONNECTED);
-        if (zmq_bind(router, o.bind_endpoint.c_str()) != 0) {
-            std::string err = zmq_strerror(zmq_errno());
-            cleanup_sockets();
-            close_fds();
-            throw setup_error("kith: cannot bind " + o.bind_endpoint + ": " + err);
-        }
+        if (zmq_bind(router, o.bind_endpoint.c_str()) != 0)
+            fail_start("kith: cannot bind " + o.bind_endpoint + ": " + zmq_strerror(zmq_errno()));
         char buf[256];
         size_t len = sizeof buf;
         zmq_getsockopt(router, ZMQ_LAST_ENDPOINT, buf, &len);
@@ -359,9 +344,7 @@ struct transport::impl {
         try {
             io = std::thread([this] { io_thread(true); });
         } catch (const std::system_error& e) {
-            cleanup_sockets();
-            close_fds();
-            throw setup_error(std::string("kith: cannot start the I/O thread: ") + e.what());
+            fail_start(std::string("kith: cannot start the I/O thread: ") + e.what());
         }
         try {
             io2 = std::thread([this] { io_thread(false); });
@@ -370,6 +353,13 @@ struct transport::impl {
             // when stop() is called.
             (void)e;
         }
+    }
+
+    // A failed start(): what was opened is closed again.
+    [[noreturn]] void fail_start(const std::string& why) {
+        cleanup_sockets();
+        close_fds();
+        throw setup_error(why);
     }
 
     void close_fds() {
@@ -1132,12 +1122,12 @@ struct transport::impl {
     // Each of the two I/O threads. Leads (runs the loop) until a callback
     // gives it a job, runs the job, and leads on unless the follower stole
     // the sockets meanwhile; then it follows until it steals them back.
-    void io_thread(bool first) {
-        if (!first) {
-            if (!follow()) return;
-            take_dirty();  // what the job posted before the sockets changed hands
-        }
+    void io_thread(bool leading) {
         for (;;) {
+            if (!leading) {
+                if (!follow()) return;
+                take_dirty();  // what a job posted before the sockets changed hands
+            }
             tl_io_owner = this;
             io_loop();
             tl_io_owner = nullptr;
@@ -1147,28 +1137,33 @@ struct transport::impl {
                 (void)n;
                 return;
             }
-            auto job = std::move(after_turn);
-            after_turn = nullptr;
-            const std::uint64_t gen = (lead.load(std::memory_order_relaxed) >> 2) + 1;
-            job_started.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
-            lead.store(gen << 2 | in_job, std::memory_order_release);
-            set_job_timer(job_steal_after);
-            tl_job_owner = this;
-            tl_job_lead = gen << 2 | in_job;
-            call(job);
-            job = nullptr;  // its captures go now, not whenever this thread leads again
-            tl_job_owner = nullptr;
-            std::uint64_t expect = gen << 2 | in_job;
-            if (lead.compare_exchange_strong(expect, gen << 2 | leading, std::memory_order_acq_rel)) {
-                set_job_timer(std::chrono::microseconds(0));
-                take_dirty();  // what the job posted (it woke no one)
-                spin_until = clock::now() + io_spin;
-                continue;
-            }
-            wake();  // stolen: the new leader must look at what the job posted
-            if (!follow()) return;
-            take_dirty();
+            leading = run_job();
         }
+    }
+
+    // Runs the job run_after_turn gave, the sockets lying still. True if this
+    // thread still owns them afterwards; false if the follower took them.
+    bool run_job() {
+        auto job = std::move(after_turn);
+        after_turn = nullptr;
+        const std::uint64_t held = ((lead.load(std::memory_order_relaxed) >> 2) + 1) << 2 | in_job;
+        job_started.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+        lead.store(held, std::memory_order_release);
+        set_job_timer(job_steal_after);
+        tl_job_owner = this;
+        tl_job_lead = held;
+        call(job);
+        job = nullptr;  // its captures go now, not whenever this thread leads again
+        tl_job_owner = nullptr;
+        std::uint64_t expect = held;
+        if (lead.compare_exchange_strong(expect, held & ~std::uint64_t{3}, std::memory_order_acq_rel)) {
+            set_job_timer(std::chrono::microseconds(0));
+            take_dirty();  // what the job posted (it woke no one)
+            spin_until = clock::now() + io_spin;
+            return true;
+        }
+        wake();  // stolen: the new leader must look at what the job posted
+        return false;
     }
 
     // Waits until the leader's job has held the sockets for job_steal_after,
@@ -1277,10 +1272,7 @@ struct transport::impl {
             }
             // The dealer sockets replaced above are closed; the poll set is
             // rebuilt on the next turn (items_dirty).
-            if (after_turn) {
-                spin_until = clock::now() + io_spin;  // the job's reply comes next
-                return;
-            }
+            if (after_turn) return;  // run_job, then on
         }
         shutdown_io();
     }
