@@ -333,9 +333,9 @@ struct transport::impl {
         set_int(router, ZMQ_ROUTER_MANDATORY, 1);
         // ZMQ_ROUTER_HANDOVER stays 0: a client cannot take over another
         // connection's routing id; kith DEALERs use a fresh random id per socket.
-        router_mon = open_monitor(router, ZMQ_EVENT_DISCONNECTED);
-        if (zmq_bind(router, o.bind_endpoint.c_str()) != 0)
-            fail_start("kith: cannot bind " + o.bind_endpoint + ": " + zmq_strerror(zmq_errno()));
+        router_mon = open_monitor(router, ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED);
+        int rc = zmq_bind(router, o.bind_endpoint.c_str());
+        if (rc != 0) fail_start("kith: cannot bind " + o.bind_endpoint + ": " + zmq_strerror(zmq_errno()));
         char buf[256];
         size_t len = sizeof buf;
         zmq_getsockopt(router, ZMQ_LAST_ENDPOINT, buf, &len);
@@ -372,6 +372,19 @@ struct transport::impl {
     void cleanup_sockets() {
         for (auto& l : outs) close_dealer(*l, 0);
         outs.clear();
+        // The shared ZeroMQ context closes a listener in the background: unbind
+        // and wait (at most a second) until it is closed, so that the port is
+        // free when stop() returns (a node restarted on it can bind).
+        if (router && router_mon && !bound.empty() && zmq_unbind(router, bound.c_str()) == 0) {
+            const auto until = clock::now() + std::chrono::seconds(1);
+            for (auto now = clock::now(); now < until; now = clock::now()) {
+                zmq_pollitem_t it{router_mon, 0, ZMQ_POLLIN, 0};
+                auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count() + 1;
+                if (zmq_poll(&it, 1, static_cast<long>(left)) <= 0) break;
+                auto ev = read_monitor_event(router_mon);
+                if (ev && ev->first == ZMQ_EVENT_CLOSED) break;
+            }
+        }
         if (router_mon) {
             zmq_socket_monitor(router, nullptr, 0);
             zmq_close(router_mon);
