@@ -208,7 +208,10 @@ std::string client::reach(const std::string& name) {
     }
     auto seen = disc_->find(name, std::min<std::chrono::milliseconds>(timeout_, std::chrono::milliseconds(1500)));
     if (seen) {
-        auto r = node_->connect(seen->endpoint, seen->key, timeout_);
+        // A stranger (another cluster's node) is used as a visitor, with this
+        // node's own key: cluster credentials go only to members.
+        auto r = seen->trust == trust_level::stranger ? node_->connect_visitor(seen->endpoint, seen->key, timeout_)
+                                                      : node_->connect(seen->endpoint, seen->key, timeout_);
         if (!r) fail("cannot reach " + seen->name + " at " + seen->endpoint, r.err());
         return *r;
     }

@@ -130,7 +130,11 @@ int cmd_node(int argc, char** argv) {
         });
         (void)n.register_name("echo", echo);
     }
-    for (auto& s : a.list("--public")) n.set_public(s);
+    for (auto& s : a.list("--public"))
+        if (auto r = n.set_public(s); !r.ok()) {
+            std::fprintf(stderr, "kith node: --public %s: %s\n", s.c_str(), r.err().detail.c_str());
+            return 2;
+        }
     n.subscribe_nodes(print_event);
     std::unique_ptr<kith::discovery> disc;
     if (!a.has("--no-discovery")) disc = std::make_unique<kith::discovery>(n, d);

@@ -3,6 +3,7 @@
 #include "kith/actor.hpp"
 
 #include <algorithm>
+#include <optional>
 
 #include "node_impl.hpp"
 
@@ -43,6 +44,9 @@ void actor_proc::deliver(msg_node* n) noexcept {
 }
 
 void actor_proc::run_turn(unsigned budget) {
+    // An actor acting for a principal runs with it as the thread's authority.
+    std::optional<acting_scope> scope;
+    if (ex_ && ex_->acting) scope.emplace(ex_->acting.get());
     if (init_) {
         actor_init f = std::move(init_);
         init_ = nullptr;
@@ -251,6 +255,7 @@ remote_port* actor_proc::cached_port() {
 
 void actor_proc::send_user(const pid& to, term&& msg) {
     ++sends_;
+    if (ex_ && ex_->acting && !node_->acting_may_reach(to)) return;
     if (to.serial == cache_serial_ && cache_ && to.node == node_->name()) {
         if (!cache_->is_dead()) {
             cache_->deliver(new msg_node(std::move(msg)));

@@ -9,54 +9,6 @@ namespace kith::detail {
 
 namespace {
 
-std::string_view kind_name(const envelope& e) {
-    static constexpr std::string_view names[] = {"?",         "handshake", "send",      "send_named", "spawn_request",
-                                                 "spawn_reply", "call",    "cast",      "reply",      "monitor",
-                                                 "demonitor", "down",      "link",      "unlink",     "exit",
-                                                 "heartbeat", "goodbye",   "request",   "response"};
-    auto t = static_cast<std::size_t>(type_of(e));
-    return t < std::size(names) ? names[t] : "?";
-}
-
-// The pseudo-pid that stands for a non-cluster peer's connection: actors
-// spawned by such a peer are linked to it, so they get an exit
-// "noconnection" when the peer goes away (lib_chan's "told when the client
-// goes away"). Never a real actor; exits sent to it are not posted.
-pid connection_pid(const std::string& peer) { return pid{peer, UINT64_MAX}; }
-
-// Calls add(p) for every pid inside `t` (bounded depth; terms we send were
-// built locally and are bounded by the encoder's limits anyway).
-template <class F>
-void for_each_pid(const term& t, F& add, int depth = 0) {
-    if (depth > 64) return;
-    if (auto* p = t.as_pid()) {
-        add(*p);
-    } else if (auto* a = t.as_array()) {
-        for (auto& x : *a) for_each_pid(x, add, depth + 1);
-    } else if (auto* m = t.as_map()) {
-        for (auto& [k, v] : *m) {
-            for_each_pid(k, add, depth + 1);
-            for_each_pid(v, add, depth + 1);
-        }
-    }
-}
-
-// Every pid an envelope carries, other than its addressee.
-template <class F>
-void for_each_handed_pid(const envelope& e, F add) {
-    std::visit(
-        [&](const auto& env) {
-            if constexpr (requires { env.from; }) add(env.from);
-            if constexpr (requires { env.spawned; }) add(env.spawned);
-            if constexpr (requires { env.who; }) add(env.who);
-            if constexpr (requires { env.msg; }) for_each_pid(env.msg, add);
-            if constexpr (requires { env.args; }) for_each_pid(env.args, add);
-            if constexpr (requires { env.value; }) for_each_pid(env.value, add);
-            if constexpr (requires { env.reason; } && !std::is_same_v<std::decay_t<decltype(env)>, env_goodbye>)
-                for_each_pid(env.reason, add);
-        },
-        e);
-}
 
 std::filesystem::path grant_table_file(const net_options& o) {
     return (o.key_dir.empty() ? default_key_dir() : o.key_dir) / "grants";
@@ -96,6 +48,9 @@ dist::dist(node_impl& rt, const net_options& opts, std::shared_ptr<service_table
     cb.on_peer_up = [this](const std::string& p, const peer_info& i) { on_up(p, i); };
     cb.on_peer_down = [this](const std::string& p, const std::string& r) { on_down(p, r); };
     cb.on_peer_refused = [this](const refusal& r) { on_refused(r); };
+    cb.on_name_claim = [this](const std::string& name, const peer_auth& claimant, const peer_auth* holder) {
+        return on_name_claim(name, claimant, holder);
+    };
     cb.on_envelopes = [this](const std::string& p, const peer_auth& a, std::vector<envelope>&& es) {
         on_envelopes(p, a, std::move(es));
     };
@@ -267,6 +222,48 @@ result<std::string> dist::connect(const grant_file& g, duration timeout) {
     return last;
 }
 
+auth::claim_verdict dist::on_name_claim(const std::string& name, const peer_auth& claimant, const peer_auth* holder) {
+    bool reserved;
+    {
+        std::lock_guard lk(mu_);
+        reserved = member_names_.count(name) != 0;
+    }
+    auto v = auth::claim_name(name, claimant, holder, reserved);
+    if (v.what != auth::claim_verdict::accept)
+        diag("node name " + name + ": " + (v.what == auth::claim_verdict::evict ? "taken back from " : "refused to ") +
+             std::string(to_string(holder && v.what == auth::claim_verdict::evict ? holder->kind : claimant.kind)) +
+             " key " + (v.what == auth::claim_verdict::evict && holder ? holder->key : claimant.key).fingerprint() +
+             ": " + v.why);
+    return v;
+}
+
+std::shared_ptr<dist::restricted_peer> dist::find_restricted(const std::string& node) const {
+    if (restricted_count_.load(std::memory_order_acquire) == 0) return nullptr;
+    std::shared_lock lk(restricted_mu_);
+    auto it = restricted_.find(node);
+    return it == restricted_.end() ? nullptr : it->second;
+}
+
+auth::verdict dist::check_invoke(const authority& who, const std::string& svc, const std::string& fn) const {
+    struct invoke_state final : auth::gate_state {
+        const dist& d;
+        explicit invoke_state(const dist& x) : d(x) {}
+        bool is_local(const pid& p) const override { return d.rt_.is_local(p); }
+        bool is_public(const std::string& s) const override { return d.grants_->is_public(s); }
+        bool any_public() const override { return d.grants_->any_public(); }
+        bool asked(const ref&) const override { return false; }
+        bool watching(const ref&) const override { return false; }
+        bool watched_by(const pid&, const pid&, const ref&) const override { return false; }
+    } st(*this);
+    if (who.grant && who.grant->dead()) return {errc::revoked, "grant \"" + who.who.label + "\" is revoked or expired"};
+    return auth::may_invoke(who, svc, fn, st);
+}
+
+void dist::public_changed() {
+    if (grants_->any_public()) return;
+    tr_->end_sessions("stranger:*", "refused: this node has no public service any more");
+}
+
 result<void> dist::revoke_grant(const std::string& label) {
     auto r = grants_->revoke(label);
     // Revoked in memory even if saving failed: end its sessions either way.
@@ -296,12 +293,34 @@ void dist::on_up(const std::string& peer, const peer_info& pi) {
         ps = peer_state{};
         ps.info = ev.info;
         if (pi.outbound) st = settle_waiters(&pi.endpoint, peer);
-        if (pi.auth.kind != trust_kind::cluster) {
-            if (pi.auth.kind == trust_kind::grant) ps.grant = grants_->find(std::string_view(pi.auth.user_id).substr(6));
-            ps.caps = ps.grant ? ps.grant->caps : std::make_shared<capability_set>();
-            if (ps.grant) ps.grant->connected.fetch_add(1);
+        if (pi.auth.kind == trust_kind::cluster) {
+            if (member_names_.insert(peer).second) {
+                member_order_.push_back(peer);
+                if (member_order_.size() > 4096) {
+                    member_names_.erase(member_order_.front());
+                    member_order_.pop_front();
+                }
+            }
+        } else {
+            auto rp = std::make_shared<restricted_peer>();
+            auto who = std::make_shared<authority>();
+            who->who.node = peer;
+            who->who.key = pi.auth.key;
+            switch (pi.auth.kind) {
+                case trust_kind::grant:
+                    who->who.what = principal::kind::grant;
+                    who->who.label = pi.auth.user_id.substr(6);
+                    who->grant = grants_->find(who->who.label);
+                    break;
+                case trust_kind::stranger: who->who.what = principal::kind::stranger; break;
+                default: who->who.what = principal::kind::server; break;
+            }
+            who->caps = who->grant ? who->grant->caps : std::make_shared<capability_set>();
+            if (who->grant) who->grant->connected.fetch_add(1);
+            rp->who = std::move(who);
+            ps.restricted = rp;
             std::unique_lock rl(restricted_mu_);
-            restricted_[peer] = ps.caps;
+            restricted_[peer] = std::move(rp);
             restricted_count_.store(restricted_.size());
         }
     }
@@ -320,9 +339,10 @@ void dist::on_down(const std::string& peer, const std::string& reason) {
             ps = std::move(it->second);
             peers_.erase(it);
         }
-        if (reason == "revoked" && (revoked_by_.size() < 256 || revoked_by_.count(peer))) revoked_by_[peer] = true;
-        if (ps.caps) {
-            if (ps.grant) ps.grant->connected.fetch_sub(1);
+        if ((reason == "revoked" || reason == "refused") && (revoked_by_.size() < 256 || revoked_by_.count(peer)))
+            revoked_by_[peer] = reason == "revoked";
+        if (ps.restricted) {
+            if (ps.restricted->who->grant) ps.restricted->who->grant->connected.fetch_sub(1);
             std::unique_lock rl(restricted_mu_);
             restricted_.erase(peer);
             restricted_count_.store(restricted_.size());
@@ -340,7 +360,11 @@ void dist::on_down(const std::string& peer, const std::string& reason) {
     // envelope that came from the peer (same thread, later).
     for (auto& [id, p] : failed) {
         // A revoked grant fails what was pending under it as revoked.
-        error e{reason == "revoked" ? errc::revoked : errc::nodedown, peer + ": " + reason};
+        // A server that refused us (goodbye "refused: ...") fails it as unauthorized.
+        error e{reason == "revoked"   ? errc::revoked
+                : reason == "refused" ? errc::unauthorized
+                                      : errc::nodedown,
+                peer + ": " + reason};
         if (p.on_call) p.on_call(e);
         if (p.on_spawn) p.on_spawn(e);
     }
@@ -462,541 +486,13 @@ net_counters dist::counters() const {
     c.frames_out = s.frames_out;
     c.decode_errors = s.decode_errors;
     c.protocol_errors = protocol_errors_.load() + s.protocol_errors;
-    c.refused = refused_.load();
-    c.refused_unauthorized = refused_unauthorized_.load();
+    c.refused = refused_.load() + rt_.refused_acting();
+    c.refused_unauthorized = refused_unauthorized_.load() + rt_.refused_acting();
     c.refused_revoked = refused_revoked_.load();
     c.refused_rate_limited = refused_rate_limited_.load();
     c.overload_drops = overload_drops_.load() + s.overload_drops;
     c.refused_connections = s.refused_inbound + s.refused_outbound;
     return c;
-}
-
-// ---------------------------------------------------------------------------
-// services, rpc, remote spawn (caller side)
-
-void dist::note_handed(const std::string& node, const envelope& e) {
-    if (restricted_count_.load(std::memory_order_acquire) == 0) return;  // cluster peers only
-    std::shared_ptr<capability_set> caps;
-    {
-        std::shared_lock lk(restricted_mu_);
-        auto it = restricted_.find(node);
-        if (it == restricted_.end()) return;
-        caps = it->second;
-    }
-    for_each_handed_pid(e, [&](const pid& p) {
-        if (!p.is_null() && is_local(p)) caps->add(p.serial);
-    });
-}
-
-result<void> dist::send_env(const std::string& node, const envelope& e) {
-    note_handed(node, e);
-    return tr_->post(node, e);
-}
-
-error dist::not_connected(const std::string& node) {
-    std::lock_guard lk(mu_);
-    if (revoked_by_.count(node)) return error{errc::revoked, node + " revoked our grant"};
-    return error{errc::nodedown, node + " is not connected"};
-}
-
-bool dist::post(const std::string& node, const envelope& e) {
-    auto r = send_env(node, e);
-    if (!r.ok() && r.code() == errc::overloaded) overload_drops_.fetch_add(1, std::memory_order_relaxed);
-    return r.ok();
-}
-
-std::uint64_t dist::add_pending(pending p) {
-    std::lock_guard lk(mu_);
-    auto id = next_req_++;
-    // Wake the deadline thread only if it would otherwise sleep past this
-    // deadline (no O(n) scan, no wake-up per call).
-    bool earlier = p.deadline < deadline_wake_at_;
-    if (earlier) deadline_wake_at_ = clock::time_point::min();  // it is being woken
-    pending_.emplace(id, std::move(p));
-    if (earlier) deadline_cv_.notify_one();
-    return id;
-}
-
-void dist::call(const std::string& node, const std::string& svc, const std::string& fn, term args,
-                duration timeout, call_done done) {
-    // No separate is_up() check: post() answers nodedown itself (one peer
-    // lookup per call instead of two).
-    auto deadline = clock::now() + timeout;
-    auto id = add_pending(pending{node, deadline, std::move(done), {}, spawn_plain, {}, {}});
-    env_call c;
-    c.req_id = id;
-    c.service = svc;
-    c.function = fn;
-    c.args = std::move(args);
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count();
-    c.timeout_ms = static_cast<std::uint32_t>(std::clamp<long long>(ms, 1, UINT32_MAX));
-    auto r = send_env(node, envelope{std::move(c)});
-    if (!r.ok()) {
-        if (r.code() == errc::overloaded) overload_drops_.fetch_add(1, std::memory_order_relaxed);
-        // As before the is_up() check was folded into post(): a peer that
-        // is not up (also after stop) is nodedown "not connected".
-        if (r.code() == errc::nodedown || (r.code() == errc::shutdown && !tr_->is_up(node)))
-            finish(id, node, not_connected(node));
-        else
-            finish(id, node, r.err());
-    }
-}
-
-result<void> dist::cast(const std::string& node, const std::string& svc, const std::string& fn, term args) {
-    env_cast c;
-    c.service = svc;
-    c.function = fn;
-    c.args = std::move(args);
-    auto r = send_env(node, envelope{std::move(c)});
-    if (!r.ok() && r.code() == errc::overloaded) overload_drops_.fetch_add(1, std::memory_order_relaxed);
-    if (r.code() == errc::nodedown) return not_connected(node);
-    return r;
-}
-
-void dist::spawn(const std::string& node, const std::string& svc, const std::string& type, term args,
-                 duration timeout, spawn_done done, std::uint8_t flags, pid from, ref mref) {
-    if (!tr_->is_up(node)) {
-        done(not_connected(node));
-        return;
-    }
-    auto id = add_pending(pending{node, clock::now() + timeout, {}, std::move(done), flags, from, mref});
-    env_spawn_request s;
-    s.req_id = id;
-    s.service = svc;
-    s.actor_type = type;
-    s.args = std::move(args);
-    s.flags = flags;
-    s.from = std::move(from);
-    s.monitor_ref = std::move(mref);
-    auto r = send_env(node, envelope{std::move(s)});
-    if (!r.ok()) finish_spawn(id, node, r.err());
-}
-
-// Runs a service function where it cannot stall the network: on this I/O
-// thread right after its turn while the other I/O thread stands by to take
-// the sockets over (no thread is woken between request and reply), or, when
-// that is not possible now, on a worker in a transient actor.
-void dist::run_job(std::function<void()> job) {
-    if (tr_->run_after_turn(job)) return;
-    rt_.spawn(
-        [job = std::move(job)](actor& me) -> behavior {
-            job();
-            me.quit();
-            return [](actor&, message&) {};
-        },
-        {}, nullptr, false, nullptr);
-}
-
-void dist::finish(std::uint64_t req_id, const std::string& from_node, result<term> r) {
-    pending p;
-    {
-        std::lock_guard lk(mu_);
-        auto it = pending_.find(req_id);
-        // Only the node the request went to may complete it.
-        if (it == pending_.end() || it->second.node != from_node || !it->second.on_call) return;
-        p = std::move(it->second);
-        pending_.erase(it);
-    }
-    p.on_call(std::move(r));
-}
-
-void dist::finish_spawn(std::uint64_t req_id, const std::string& from_node, result<pid> r) {
-    pending p;
-    {
-        std::lock_guard lk(mu_);
-        auto it = pending_.find(req_id);
-        if (it == pending_.end() || it->second.node != from_node || !it->second.on_spawn) return;
-        p = std::move(it->second);
-        pending_.erase(it);
-        // Record the relation before anything else from that node is
-        // handled (this runs on the I/O thread, in stream order), so a later
-        // nodedown fires noconnection for it.
-        if (r.ok() && !p.from.is_null()) {
-            auto ps = peers_.find(from_node);
-            if (ps != peers_.end()) {
-                if (p.flags & spawn_link_flag) ps->second.links.emplace(p.from, *r);
-                if (p.flags & spawn_monitor_flag) ps->second.monitors.emplace(p.mref, std::make_pair(p.from, *r));
-            }
-        }
-    }
-    // The local side of a link: the linker now knows the child. If the
-    // linker is gone already, the child is told (exit "noproc").
-    if (r.ok() && (p.flags & spawn_link_flag) && !p.from.is_null() && !rt_.remote_link(*r, p.from))
-        post(from_node, env_exit{p.from, *r, term("noproc"), true});
-    p.on_spawn(std::move(r));
-}
-
-void dist::deadline_loop() {
-    std::unique_lock lk(mu_);
-    while (!stopping_) {
-        auto now = clock::now();
-        auto next = clock::time_point::max();
-        std::vector<pending> expired;
-        for (auto it = pending_.begin(); it != pending_.end();) {
-            if (it->second.deadline <= now) {
-                expired.push_back(std::move(it->second));
-                it = pending_.erase(it);
-            } else {
-                next = std::min(next, it->second.deadline);
-                ++it;
-            }
-        }
-        if (!expired.empty()) {
-            lk.unlock();
-            for (auto& p : expired) {
-                if (p.on_call) p.on_call(error{errc::timeout, "no reply from " + p.node});
-                if (p.on_spawn) p.on_spawn(error{errc::timeout, "no reply from " + p.node});
-            }
-            lk.lock();
-            continue;
-        }
-        deadline_wake_at_ = next;
-        if (next == clock::time_point::max())
-            deadline_cv_.wait(lk);
-        else
-            deadline_cv_.wait_until(lk, next);
-        deadline_wake_at_ = clock::time_point::min();  // awake: rescans before sleeping again
-    }
-}
-
-// ---------------------------------------------------------------------------
-// remote_port: runtime operations aimed at remote pids
-
-bool dist::send(const pid& to, message&& m) {
-    switch (m.kind) {
-        case message_kind::user:
-            return post(to.node, env_send{to, std::move(m.body)});
-        case message_kind::request:
-            return post(to.node, env_request{to, std::move(m.from), std::move(m.tag), std::move(m.body)});
-        case message_kind::reply:
-            return post(to.node, env_response{to, std::move(m.tag), errc::ok, std::move(m.body)});
-        case message_kind::reply_error: {
-            errc code = errc::exception;
-            if (auto c = m.body.at(0) ? m.body.at(0)->as_int() : std::nullopt) code = static_cast<errc>(*c);
-            term detail = m.body.at(1) ? *m.body.at(1) : term();
-            return post(to.node, env_response{to, std::move(m.tag), code, std::move(detail)});
-        }
-        case message_kind::down:
-            return post(to.node, env_down{std::move(m.tag), std::move(m.from), to, std::move(m.body)});
-        default:
-            return false;
-    }
-}
-
-bool dist::send_named(const std::string& node, const std::string& name, message&& m) {
-    if (m.kind != message_kind::user) return false;
-    return post(node, env_send_named{name, std::move(m.body)});
-}
-
-bool dist::link(const pid& from, const pid& to) {
-    if (!with_peer(to.node, [&](peer_state& ps) { ps.links.emplace(from, to); })) return false;
-    return post(to.node, env_link{from, to});
-}
-
-bool dist::unlink(const pid& from, const pid& to) {
-    with_peer(to.node, [&](peer_state& ps) { ps.links.erase({from, to}); });
-    return post(to.node, env_unlink{from, to});
-}
-
-bool dist::monitor(const pid& watcher, const pid& target, const ref& tag) {
-    if (!with_peer(target.node, [&](peer_state& ps) { ps.monitors.emplace(tag, std::make_pair(watcher, target)); }))
-        return false;
-    return post(target.node, env_monitor{watcher, target, tag});
-}
-
-bool dist::demonitor(const pid& watcher, const pid& target, const ref& tag) {
-    with_peer(target.node, [&](peer_state& ps) { ps.monitors.erase(tag); });
-    return post(target.node, env_demonitor{watcher, target, tag});
-}
-
-bool dist::exit(const pid& from, const pid& to, const term& reason, bool linked) {
-    if (linked) with_peer(to.node, [&](peer_state& ps) { ps.links.erase({from, to}); });
-    if (to.serial == UINT64_MAX) return true;  // a connection_pid: nothing to tell
-    return post(to.node, env_exit{from, to, reason, linked});
-}
-
-// ---------------------------------------------------------------------------
-// inbound envelopes (I/O thread)
-
-void dist::on_envelopes(const std::string& peer, const peer_auth& auth, std::vector<envelope>&& envs) {
-    proc_ref target;
-    if (auth.kind == trust_kind::cluster) {
-        // Cluster members are fully trusted, as in distributed Erlang.
-        for (auto& e : envs) handle(peer, auth, e, target);
-        return;
-    }
-    principal who;
-    {
-        std::lock_guard lk(mu_);
-        auto it = peers_.find(peer);
-        if (it != peers_.end()) {
-            who.grant = it->second.grant;
-            who.caps = it->second.caps;
-        }
-    }
-    for (auto& e : envs)
-        if (admit(peer, auth, who, e)) handle(peer, auth, e, target);
-}
-
-void dist::refuse(const std::string& peer, const envelope& e, errc code, const std::string& detail) {
-    refused_.fetch_add(1, std::memory_order_relaxed);
-    if (code == errc::unauthorized) refused_unauthorized_.fetch_add(1, std::memory_order_relaxed);
-    if (code == errc::revoked) refused_revoked_.fetch_add(1, std::memory_order_relaxed);
-    if (code == errc::rate_limited) refused_rate_limited_.fetch_add(1, std::memory_order_relaxed);
-    std::string reason(to_string(code));
-    // Straight to the transport: a refusal names the refused target (a DOWN's
-    // `who`, an exit's `from`) and must not hand it over as a capability.
-    auto answer = [&](envelope&& a) {
-        if (tr_->post(peer, a).code() == errc::overloaded) overload_drops_.fetch_add(1, std::memory_order_relaxed);
-    };
-    std::visit(
-        [&](const auto& env) {
-            using T = std::decay_t<decltype(env)>;
-            if constexpr (std::is_same_v<T, env_call>)
-                answer(env_reply{env.req_id, code, term(detail)});
-            else if constexpr (std::is_same_v<T, env_spawn_request>)
-                answer(env_spawn_reply{env.req_id, code, pid{}, detail});
-            else if constexpr (std::is_same_v<T, env_request>)
-                answer(env_response{env.from, env.tag, code, term(detail)});
-            else if constexpr (std::is_same_v<T, env_monitor>)
-                answer(env_down{env.mref, env.target, env.from, term(reason)});
-            else if constexpr (std::is_same_v<T, env_link>)
-                answer(env_exit{env.to, env.from, term(reason), true});
-            // cast, send, exit, ...: no answer exists; counted.
-        },
-        e);
-}
-
-bool dist::admit(const std::string& peer, const peer_auth& auth, const principal& who, const envelope& e) {
-    // Answers to our own requests: finish()/finish_spawn() accept them only
-    // from the node the request went to.
-    if (std::holds_alternative<env_reply>(e) || std::holds_alternative<env_spawn_reply>(e)) return true;
-    grant_entry* g = who.grant.get();
-    if (g) grants_->refresh();  // at most a stat() per 100 ms: revocations by another process
-    if (auth.kind == trust_kind::grant && (!g || g->dead())) {
-        // Revoked or expired (or gone): refused, and the session is ended
-        // once (goodbye "revoked"), whatever the envelope.
-        if (g) g->refused.fetch_add(1, std::memory_order_relaxed);
-        if (g && !g->kicked.exchange(true)) tr_->end_sessions(auth.user_id, "revoked");
-        refuse(peer, e, errc::revoked, "grant revoked");
-        return false;
-    }
-    // What is asked: a service operation (svc, name) or a pid (its target).
-    const std::string* svc = nullptr;
-    const std::string* name = nullptr;
-    const pid* target = nullptr;
-    bool costs = true;      // takes a token
-    bool never = false;     // never allowed to a non-cluster peer
-    std::visit(
-        [&](const auto& env) {
-            using T = std::decay_t<decltype(env)>;
-            if constexpr (std::is_same_v<T, env_call> || std::is_same_v<T, env_cast>) {
-                svc = &env.service;
-                name = &env.function;
-            } else if constexpr (std::is_same_v<T, env_spawn_request>) {
-                svc = &env.service;
-                name = &env.actor_type;
-            } else if constexpr (std::is_same_v<T, env_send> || std::is_same_v<T, env_request> ||
-                                 std::is_same_v<T, env_link> || std::is_same_v<T, env_response> ||
-                                 std::is_same_v<T, env_down> || std::is_same_v<T, env_unlink>) {
-                target = &env.to;
-                costs = !(std::is_same_v<T, env_response> || std::is_same_v<T, env_down> ||
-                          std::is_same_v<T, env_unlink>);
-            } else if constexpr (std::is_same_v<T, env_monitor> || std::is_same_v<T, env_demonitor>) {
-                target = &env.target;
-                costs = std::is_same_v<T, env_monitor>;
-            } else if constexpr (std::is_same_v<T, env_exit>) {
-                target = &env.to;
-                never = !env.linked;  // explicit exit signals: cluster only
-            } else {
-                never = true;  // send_named and anything else
-            }
-        },
-        e);
-    auto count_refused = [&] {
-        if (g) g->refused.fetch_add(1, std::memory_order_relaxed);
-    };
-    bool allowed = false;
-    if (never) {
-        allowed = false;
-    } else if (svc) {
-        allowed = (g && g->allows(*svc, *name)) ||
-                  (auth.kind != trust_kind::server && grants_->is_public(*svc));
-    } else if (target) {
-        allowed = who.caps && is_local(*target) && who.caps->contains(target->serial);
-    }
-    if (!allowed) {
-        count_refused();
-        refuse(peer, e, errc::unauthorized,
-               svc ? *svc + ":" + *name + " is not allowed" : std::string("not allowed"));
-        return false;
-    }
-    if (costs) {
-        bool ok = true;
-        if (g && !(svc && !g->allows(*svc, *name)))
-            ok = g->take_token();
-        else if (auth.kind == trust_kind::stranger || (g && svc))
-            ok = grants_->take_public_token(auth.key, svc ? *svc : std::string());
-        if (!ok) {
-            if (g) g->rate_limited.fetch_add(1, std::memory_order_relaxed);
-            refuse(peer, e, errc::rate_limited, "over the rate");
-            return false;
-        }
-    }
-    if (g) g->accepted.fetch_add(1, std::memory_order_relaxed);
-    return true;
-}
-
-void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, proc_ref& target) {
-    auto bad = [&](const char* why) {
-        protocol_errors_.fetch_add(1, std::memory_order_relaxed);
-        diag("refused " + std::string(kind_name(e)) + " envelope from " + peer + ": " + why);
-    };
-    const bool cluster = auth.kind == trust_kind::cluster;
-    // Envelopes from non-cluster peers were admitted by admit() (scope,
-    // capabilities, revocation, rate) before they get here.
-    std::visit(
-        [&](auto& env) {
-            using T = std::decay_t<decltype(env)>;
-            if constexpr (std::is_same_v<T, env_reply>) {
-                if (env.code == errc::ok)
-                    finish(env.req_id, peer, std::move(env.value));
-                else
-                    finish(env.req_id, peer,
-                           error{env.code, env.value.as_string() ? *env.value.as_string() : env.value.to_string()});
-            } else if constexpr (std::is_same_v<T, env_spawn_reply>) {
-                if (env.code == errc::ok) {
-                    if (env.spawned.node != peer) return bad("spawned pid of another node");
-                    finish_spawn(env.req_id, peer, std::move(env.spawned));
-                } else {
-                    finish_spawn(env.req_id, peer, error{env.code, env.detail});
-                }
-            } else if constexpr (std::is_same_v<T, env_call>) {
-                auto reply_err = [&](errc c, std::string d) {
-                    refused_.fetch_add(1, std::memory_order_relaxed);
-                    post(peer, env_reply{env.req_id, c, term(std::move(d))});
-                };
-                // The caller, when named, must be one of the peer's own pids
-                // (as for spawn_request); kith's own calls leave it null.
-                if (!from_peer(peer, env.from)) return bad("forged caller pid");
-                auto s = services_->find(env.service);
-                if (!s) return reply_err(errc::no_such_service, env.service);
-                if (!s->find(env.function)) return reply_err(errc::no_such_function, env.service + ":" + env.function);
-                run_job([s = std::move(s), fn = std::move(env.function), args = std::move(env.args),
-                         d = weak_from_this(), peer, req = env.req_id] {
-                    s->invoke(fn, args, reply_to([d, peer, req](result<term> r) {
-                                  auto self = d.lock();
-                                  if (!self) return;
-                                  if (r.ok())
-                                      self->post(peer, env_reply{req, errc::ok, std::move(*r)});
-                                  else
-                                      self->post(peer, env_reply{req, r.code(), term(r.err().detail)});
-                              }));
-                });
-            } else if constexpr (std::is_same_v<T, env_cast>) {
-                auto s = services_->find(env.service);
-                if (!s) return bad("cast to an unknown service");
-                run_job([s = std::move(s), fn = std::move(env.function), args = std::move(env.args)] {
-                    s->invoke(fn, args, reply_to([](result<term>) {}));
-                });
-            } else if constexpr (std::is_same_v<T, env_spawn_request>) {
-                auto reply_err = [&](errc c, std::string d) {
-                    refused_.fetch_add(1, std::memory_order_relaxed);
-                    post(peer, env_spawn_reply{env.req_id, c, pid{}, std::move(d)});
-                };
-                if (!from_peer(peer, env.from)) return bad("forged requester pid");
-                auto s = services_->find(env.service);
-                if (!s) return reply_err(errc::no_such_service, env.service);
-                auto* f = s->find_type(env.actor_type);
-                if (!f) return reply_err(errc::no_such_function, env.service + ":" + env.actor_type);
-                result<std::pair<actor_init, behavior>> made = error{errc::exception};
-                try {
-                    made = (*f)(env.args);
-                } catch (const std::exception& ex) {
-                    made = error{errc::exception, ex.what()};
-                }
-                if (!made) return reply_err(made.code(), made.err().detail);
-                // The child's own init sets up the requested link/monitor and
-                // posts the reply before any user code runs: the relation
-                // exists before the child can end, and the reply reaches the
-                // requester before any exit or DOWN from the child.
-                auto self = weak_from_this();
-                auto inner_init = std::move(made->first);
-                auto inner_b = std::move(made->second);
-                std::uint8_t flags = env.from.is_null() ? std::uint8_t{spawn_plain} : env.flags;
-                actor_init wrapped = [self, peer, req = env.req_id, flags, from = env.from, mref = env.monitor_ref,
-                                      tie = !cluster, inner_init = std::move(inner_init),
-                                      inner_b = std::move(inner_b)](actor& me) mutable -> behavior {
-                    if (auto d = self.lock()) {
-                        if (tie) {
-                            // Spawned by a grantee or a stranger: linked to its
-                            // connection, so it ends ("noconnection", or an
-                            // exit message if it traps exits) when the peer
-                            // goes away or its grant is revoked.
-                            const pid conn = connection_pid(peer);
-                            bool up = d->with_peer(peer, [&](peer_state& ps) { ps.links.emplace(me.self(), conn); });
-                            d->rt_.remote_link(conn, me.self());
-                            if (!up) d->rt_.deliver(me.self(), message(message_kind::link_exit, term("noconnection"), conn));
-                        }
-                        if (flags & spawn_link_flag) {
-                            d->with_peer(peer, [&](peer_state& ps) { ps.links.emplace(me.self(), from); });
-                            d->rt_.remote_link(from, me.self());
-                        }
-                        if (flags & spawn_monitor_flag) d->rt_.remote_monitor(from, me.self(), mref);
-                        d->post(peer, env_spawn_reply{req, errc::ok, me.self(), {}});
-                    }
-                    if (inner_init) return inner_init(me);
-                    return std::move(inner_b);
-                };
-                rt_.spawn(std::move(wrapped), {}, nullptr, false, nullptr);
-            } else if constexpr (std::is_same_v<T, env_send>) {
-                if (!is_local(env.to)) return bad("pid of another node");
-                rt_.deliver_user(env.to, std::move(env.msg), target);
-            } else if constexpr (std::is_same_v<T, env_send_named>) {
-                rt_.deliver_named(env.name, message(std::move(env.msg)));
-            } else if constexpr (std::is_same_v<T, env_request>) {
-                if (!is_local(env.to) || !from_peer(peer, env.from)) return bad("forged pid");
-                rt_.deliver(env.to, message(message_kind::request, std::move(env.msg), std::move(env.from),
-                                            std::move(env.tag)));
-            } else if constexpr (std::is_same_v<T, env_response>) {
-                if (!is_local(env.to)) return bad("pid of another node");
-                if (env.code == errc::ok)
-                    rt_.deliver(env.to, message(message_kind::reply, std::move(env.value), pid{}, std::move(env.tag)));
-                else
-                    rt_.deliver(env.to, message(message_kind::reply_error,
-                                                arr(static_cast<int>(env.code), std::move(env.value)), pid{},
-                                                std::move(env.tag)));
-            } else if constexpr (std::is_same_v<T, env_monitor>) {
-                if (!is_local(env.target) || !from_peer(peer, env.from)) return bad("forged pid");
-                if (!rt_.remote_monitor(env.from, env.target, env.mref))
-                    post(peer, env_down{env.mref, env.target, env.from, term("noproc")});
-            } else if constexpr (std::is_same_v<T, env_demonitor>) {
-                if (!is_local(env.target) || !from_peer(peer, env.from)) return bad("forged pid");
-                rt_.remote_demonitor(env.target, env.mref);
-            } else if constexpr (std::is_same_v<T, env_down>) {
-                if (!is_local(env.to) || !from_peer(peer, env.who)) return bad("forged pid");
-                with_peer(peer, [&](peer_state& ps) { ps.monitors.erase(env.mref); });
-                rt_.deliver(env.to, message(message_kind::down, std::move(env.reason), std::move(env.who),
-                                            std::move(env.mref)));
-            } else if constexpr (std::is_same_v<T, env_link>) {
-                if (!is_local(env.to) || !from_peer(peer, env.from)) return bad("forged pid");
-                with_peer(peer, [&](peer_state& ps) { ps.links.emplace(env.to, env.from); });
-                if (!rt_.remote_link(env.from, env.to)) post(peer, env_exit{env.to, env.from, term("noproc"), true});
-            } else if constexpr (std::is_same_v<T, env_unlink>) {
-                if (!is_local(env.to) || !from_peer(peer, env.from)) return bad("forged pid");
-                with_peer(peer, [&](peer_state& ps) { ps.links.erase({env.to, env.from}); });
-                rt_.remote_unlink(env.from, env.to);
-            } else if constexpr (std::is_same_v<T, env_exit>) {
-                if (!is_local(env.to) || !from_peer(peer, env.from)) return bad("forged pid");
-                if (env.linked) with_peer(peer, [&](peer_state& ps) { ps.links.erase({env.to, env.from}); });
-                rt_.deliver(env.to, message(env.linked ? message_kind::link_exit : message_kind::exit_signal,
-                                            std::move(env.reason), std::move(env.from)));
-            } else {
-                // handshake / heartbeat / goodbye are consumed by the transport
-                bad("unexpected envelope");
-            }
-        },
-        e);
 }
 
 }  // namespace kith::detail

@@ -3,10 +3,18 @@
 // rpc (call/cast/multicall), remote spawn, remote links/monitors, node events
 // and authorization of every inbound envelope.
 //
+// Trust: every decision is auth/'s (identity.hpp: who a peer is and which
+// name it may hold; gate.hpp: what it may make this node do). dist carries
+// the verdicts out and keeps the state they read (handed pids, requests and
+// monitors per peer, names of members).
+//
+// Files: dist.cpp (lifecycle, connections, node events), dist_calls.cpp
+// (caller side and remote_port), dist_inbound.cpp (receiving side).
+//
 // Threads: transport callbacks run on the transport's I/O thread; service
-// functions and spawned actors run on the node's workers (one transient actor
-// per call); deadlines of pending calls are kept by one small timer thread
-// (the "deadline thread"). Public methods are thread-safe.
+// functions run there right after the turn or on the node's workers (one
+// transient actor per call); deadlines of pending calls are kept by one small
+// timer thread (the "deadline thread"). Public methods are thread-safe.
 #pragma once
 
 #include <chrono>
@@ -19,9 +27,13 @@
 #include <shared_mutex>
 #include <string>
 #include <thread>
+#include <unordered_set>
+#include <deque>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
+#include "auth/gate.hpp"
 #include "grants_table.hpp"
 #include "kith/net.hpp"
 #include "kith/service.hpp"
@@ -91,6 +103,12 @@ public:
                        std::function<void(result<std::string>)> done);
     // Connects with a grant file (its endpoints in order; see node.hpp).
     result<std::string> connect(const grant_file& g, duration timeout);
+    // May code acting for `who` invoke svc:fn (an actor type if `spawn`)
+    // here? The gate's rule for invoke_local and anything re-dispatching.
+    auth::verdict check_invoke(const authority& who, const std::string& svc, const std::string& fn) const;
+    // After a service stopped being public: with none left, every stranger
+    // session ends (goodbye "refused: ...").
+    void public_changed();
 
     // This node's grant table (<key_dir>/grants) and public services.
     grant_table& grants() { return *grants_; }
@@ -148,12 +166,23 @@ private:
         pid from;
         ref mref;
     };
+    // What this node knows of a non-member peer, shared with the send path:
+    // who it is, and the tags of the requests this node sent it (a response
+    // counts only for one of those; bounded, oldest forgotten first).
+    struct restricted_peer {
+        std::shared_ptr<authority> who;
+        mutable std::mutex mu;
+        std::unordered_set<std::uint64_t> asked;
+        std::deque<std::uint64_t> asked_order;
+        static constexpr std::size_t max_asked = 4096;
+        void note_asked(std::uint64_t id);
+        bool take_asked(std::uint64_t id);
+    };
     struct peer_state {
         node_info info;
-        // Non-cluster peers: the local pids handed to the peer (for a grant,
-        // the grant's own set, shared by its sessions).
-        std::shared_ptr<capability_set> caps;
-        std::shared_ptr<grant_entry> grant;
+        // Non-cluster peers: who they are and what they were given (for a
+        // grant, the grant's own capability set, shared by its sessions).
+        std::shared_ptr<restricted_peer> restricted;
         // Relations that must end with "noconnection" if the peer goes down.
         std::map<ref, std::pair<pid, pid>> monitors;   // tag -> (local watcher, remote target)
         std::set<std::pair<pid, pid>> links;            // (local, remote)
@@ -166,20 +195,27 @@ private:
     void on_refused(const refusal& r);
     void on_envelopes(const std::string& peer, const peer_auth& auth, std::vector<envelope>&& envs);
 
-    // Who a non-cluster peer is, resolved once per batch of envelopes.
-    struct principal {
-        std::shared_ptr<grant_entry> grant;    // trust grant: its entry (null if unknown)
-        std::shared_ptr<capability_set> caps;  // the pids handed to it (null: none)
-    };
+    class peer_gate_state;  // auth::gate_state for one peer (dist_inbound.cpp)
     // one inbound envelope, already known to come from `peer` under `auth`
     // `target` caches the local process the last send envelope of the batch
     // went to (a frame of sends to one pid looks it up once).
-    void handle(const std::string& peer, const peer_auth& auth, envelope& e, proc_ref& target);
+    // `who`: the principal of a non-member peer (null for members).
+    void handle(const std::string& peer, const peer_auth& auth, envelope& e, proc_ref& target, const authority* who);
     // The gate for every envelope from a non-cluster peer (grantee, stranger,
-    // or a server we dialled with a grant): scope, capabilities, revocation,
-    // rate. True if `e` may be handled; otherwise it was refused (answered
-    // with the error where the envelope has an answer) and counted.
-    bool admit(const std::string& peer, const peer_auth& auth, const principal& who, const envelope& e);
+    // or a server we dialled): revocation, a token, then auth::admit. True if
+    // `e` may be handled; otherwise it was refused (answered with the error
+    // where the envelope has an answer) and counted.
+    bool admit(const std::string& peer, const peer_auth& auth, restricted_peer& rp, const envelope& e);
+    // Takes the token an envelope from `rp` costs (every one does, refusals
+    // included; answers to our own requests from a server we dialled do not).
+    bool take_token(const peer_auth& auth, restricted_peer& rp, const envelope& e);
+    // A request of ours to `node` that must not go: the calling thread acts
+    // for a grantee or a stranger (no deputies), or `node` is a grantee or a
+    // stranger (it gives this node no right, and may hold a name a member
+    // will claim). nullopt when the request may go.
+    std::optional<error> not_a_server(const std::string& node) const;
+    // The name-claim rule with this node's reservations (transport callback).
+    auth::claim_verdict on_name_claim(const std::string& name, const peer_auth& claimant, const peer_auth* holder);
     // Sends the refusal answer for `e`, if it has one.
     void refuse(const std::string& peer, const envelope& e, errc code, const std::string& detail);
     // Records the local pids inside `e` as handed to `node` when `node` is a
@@ -251,13 +287,20 @@ private:
     // Nodes whose session ended with "revoked" (our grant on them was
     // revoked), until they are up again: calls to them fail with
     // errc::revoked rather than nodedown. Under mu_; at most 256 entries.
+    // (Also nodes whose session ended with "refused": true = revoked, false
+    // = refused; calls then fail with errc::unauthorized.)
     std::map<std::string, bool> revoked_by_;
     // The error for an operation on `node` that is not up.
     error not_connected(const std::string& node);
-    // The capability sets of up non-cluster peers, for the send path
-    // (restricted_count_ == 0: every peer is a cluster member; no lookup).
+    // Names of every cluster member that was up here (at most 4096, the
+    // oldest forgotten first): no non-member may take one. Under mu_.
+    std::set<std::string> member_names_;
+    std::deque<std::string> member_order_;
+    // The up non-cluster peers, for the send path (restricted_count_ == 0:
+    // every peer is a cluster member; no lookup).
     mutable std::shared_mutex restricted_mu_;
-    std::unordered_map<std::string, std::shared_ptr<capability_set>> restricted_;
+    std::unordered_map<std::string, std::shared_ptr<restricted_peer>> restricted_;
+    std::shared_ptr<restricted_peer> find_restricted(const std::string& node) const;
     std::atomic<std::size_t> restricted_count_{0};
 };
 

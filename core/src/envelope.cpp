@@ -43,7 +43,23 @@ struct meta;
     [[maybe_unused]] auto fields(T& e) { return std::tie(__VA_ARGS__); }           \
     [[maybe_unused]] auto fields(const T& e) { return std::tie(__VA_ARGS__); }
 
-KITH_FIELDS(env_handshake, e.version, e.node, e.creation, e.services, e.hidden, e.key)
+// Raw-byte fields travel as msgpack bin (a str must be UTF-8 text).
+struct bin_ref {
+    std::string& s;
+};
+struct bin_cref {
+    const std::string& s;
+};
+[[maybe_unused]] auto fields(env_handshake& e) {
+    return std::tuple<std::uint32_t&, std::string&, std::uint64_t&, std::vector<std::string>&, bool&, std::string&,
+                      bin_ref, bin_ref>(e.version, e.node, e.creation, e.services, e.hidden, e.key, bin_ref{e.nonce},
+                                        bin_ref{e.proof});
+}
+[[maybe_unused]] auto fields(const env_handshake& e) {
+    return std::tuple<const std::uint32_t&, const std::string&, const std::uint64_t&, const std::vector<std::string>&,
+                      const bool&, const std::string&, bin_cref, bin_cref>(
+        e.version, e.node, e.creation, e.services, e.hidden, e.key, bin_cref{e.nonce}, bin_cref{e.proof});
+}
 KITH_FIELDS(env_send, e.to, e.msg)
 KITH_FIELDS(env_send_named, e.name, e.msg)
 KITH_FIELDS(env_spawn_request, e.req_id, e.from, e.service, e.actor_type, e.args, e.flags, e.monitor_ref)
@@ -70,7 +86,7 @@ KITH_FIELDS(env_response, e.to, e.tag, e.code, e.value)
         static constexpr const char* field_names[] = {__VA_ARGS__};                \
     };
 
-KITH_META(env_handshake, handshake, "version", "node", "creation", "services", "hidden", "key")
+KITH_META(env_handshake, handshake, "version", "node", "creation", "services", "hidden", "key", "nonce", "proof")
 KITH_META(env_send, send, "to", "msg")
 KITH_META(env_send_named, send_named, "name", "msg")
 KITH_META(env_spawn_request, spawn_request, "req_id", "from", "service", "actor_type", "args", "flags", "monitor_ref")
@@ -104,6 +120,10 @@ void put(packer& pk, errc v) { pk.pack_uint8(static_cast<std::uint8_t>(v)); }
 void put(packer& pk, const std::string& s) {
     pk.pack_str(static_cast<std::uint32_t>(s.size()));
     pk.pack_str_body(s.data(), static_cast<std::uint32_t>(s.size()));
+}
+void put(packer& pk, const bin_cref& b) {
+    pk.pack_bin(static_cast<std::uint32_t>(b.s.size()));
+    pk.pack_bin_body(b.s.data(), static_cast<std::uint32_t>(b.s.size()));
 }
 void put(packer& pk, const std::vector<std::string>& v) {
     pk.pack_array(static_cast<std::uint32_t>(v.size()));
@@ -205,6 +225,10 @@ struct field_reader {
         if (o.type != msgpack::type::STR) expected("str", o);
         v.assign(o.via.str.ptr, o.via.str.size);
     }
+    void get(const msgpack::object& o, bin_ref& v) const {
+        if (o.type != msgpack::type::BIN) expected("bin", o);
+        v.s.assign(o.via.bin.ptr, o.via.bin.size);
+    }
     void get(const msgpack::object& o, std::vector<std::string>& v) const {
         if (o.type != msgpack::type::ARRAY) expected("array of str", o);
         v.resize(o.via.array.size);
@@ -258,6 +282,14 @@ void decode_fields(const msgpack::object* items, std::size_t count, std::vector<
         if (!e.key.empty() && !public_key::from_z85(e.key)) {
             r.index = 5;
             r.fail("not a Z85 public key");
+        }
+        if (!e.nonce.empty() && e.nonce.size() != 16) {
+            r.index = 6;
+            r.fail("nonce of " + std::to_string(e.nonce.size()) + " bytes, expected 16 or none");
+        }
+        if (!e.proof.empty() && e.proof.size() != 32) {
+            r.index = 7;
+            r.fail("proof of " + std::to_string(e.proof.size()) + " bytes, expected 32 or none");
         }
     }
     if constexpr (std::is_same_v<E, env_spawn_request>) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "node_impl.hpp"
+#include "auth/gate.hpp"
 
 namespace kith::detail {
 
@@ -45,15 +46,23 @@ bool process::add_watcher(const pid& w, const ref& tag) {
     return true;
 }
 
-void process::remove_watcher(const ref& tag) {
+bool process::remove_watcher(const ref& tag, const pid* watcher) {
     std::lock_guard l(lk_);
-    if (!rel_) return;
+    if (!rel_) return false;
     auto& v = rel_->watchers;
-    auto it = std::find_if(v.begin(), v.end(), [&](const auto& e) { return e.second == tag; });
-    if (it != v.end()) {
-        *it = std::move(v.back());
-        v.pop_back();
-    }
+    auto it = std::find_if(v.begin(), v.end(),
+                           [&](const auto& e) { return e.second == tag && (!watcher || e.first == *watcher); });
+    if (it == v.end()) return false;
+    *it = std::move(v.back());
+    v.pop_back();
+    return true;
+}
+
+bool process::has_watcher(const pid& w, const ref& tag) {
+    std::lock_guard l(lk_);
+    if (!rel_) return false;
+    auto& v = rel_->watchers;
+    return std::any_of(v.begin(), v.end(), [&](const auto& e) { return e.second == tag && e.first == w; });
 }
 
 // --- timers ------------------------------------------------------------------------
@@ -248,6 +257,8 @@ pid node_impl::spawn(actor_init init, behavior b, process* parent, bool link, re
             *monitor_out = std::move(tag);
         }
     }
+    if (const authority* acting_for = acting(); acting_for && acting_for->restricted())
+        a->ex().acting = acting_for->shared_from_this();  // an agent's children act for the same principal
     spawned_.fetch_add(1, std::memory_order_relaxed);
     const bool run_init = static_cast<bool>(a->init_);
     if (run_init) a->scheduled_.store(true, std::memory_order_relaxed);
@@ -270,6 +281,7 @@ mailbox_proc* node_impl::open_mailbox() {
 // --- sending --------------------------------------------------------------------------
 
 void node_impl::send(const pid& to, message&& m) {
+    if ((m.kind == message_kind::user || m.kind == message_kind::request) && !acting_may_reach(to)) return;
     if (is_local(to)) {
         send_local(to.serial, std::move(m));
         return;
@@ -333,11 +345,13 @@ void node_impl::send_named(const std::string& node, const std::string& name, mes
         send_named(name, std::move(m));
         return;
     }
+    if (!acting_may_reach(pid{node, 1})) return;
     if (auto p = port(); p && p->send_named(node, name, std::move(m))) return;
     count_dropped_remote();
 }
 
 void node_impl::send_exit(const pid& from, const pid& to, term reason, bool linked) {
+    if (!linked && !acting_may_reach(to)) return;
     if (is_local(to)) {
         send_local(to.serial,
                    message(linked ? message_kind::link_exit : message_kind::exit_signal, std::move(reason), from));
@@ -443,9 +457,23 @@ bool node_impl::remote_monitor(const pid& watcher, const pid& target, const ref&
     return t && t->add_watcher(watcher, tag);
 }
 
-void node_impl::remote_demonitor(const pid& target, const ref& tag) {
-    if (!is_local(target)) return;
-    if (proc_ref t = lookup(target.serial)) t->remove_watcher(tag);
+bool node_impl::remote_demonitor(const pid& target, const ref& tag, const pid& watcher) {
+    if (!is_local(target)) return false;
+    proc_ref t = lookup(target.serial);
+    return t && t->remove_watcher(tag, &watcher);
+}
+
+bool node_impl::has_remote_watcher(const pid& target, const pid& watcher, const ref& tag) {
+    if (!is_local(target)) return false;
+    proc_ref t = lookup(target.serial);
+    return t && t->has_watcher(watcher, tag);
+}
+
+bool node_impl::acting_may_reach(const pid& to) noexcept {
+    const authority* a = acting();
+    if (!a || !a->restricted() || auth::may_reach(*a, to.node, to.is_null() || is_local(to))) return true;
+    refused_acting_.fetch_add(1, std::memory_order_relaxed);
+    return false;
 }
 
 void node_impl::set_remote_port(std::shared_ptr<remote_port> p) {
@@ -513,6 +541,7 @@ std::uint64_t node_impl::add_timer(std::chrono::nanoseconds delay, const pid& to
 }
 
 ref node_impl::send_after(std::chrono::nanoseconds delay, const pid& to, message m) {
+    if (!acting_may_reach(to)) return ref{};
     return ref{name_, add_timer(delay, to, std::move(m))};
 }
 

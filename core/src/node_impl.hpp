@@ -42,6 +42,7 @@
 #include "kith/actor.hpp"
 #include "kith/node.hpp"
 #include "kith/term.hpp"
+#include "auth/authority.hpp"
 #include "block_pool.hpp"
 #include "remote_port.hpp"
 
@@ -176,7 +177,10 @@ public:
     bool add_link(const pid& p);
     bool remove_link(const pid& p);  // true if it was linked
     bool add_watcher(const pid& w, const ref& tag);
-    void remove_watcher(const ref& tag);
+    // Removes the watcher with `tag` (and, if given, that watcher pid only);
+    // true if there was one.
+    bool remove_watcher(const ref& tag, const pid* watcher = nullptr);
+    bool has_watcher(const pid& w, const ref& tag);
     bool is_dead() const noexcept { return dead_.load(std::memory_order_acquire); }
 
     node_impl* const node_;
@@ -221,6 +225,10 @@ struct actor_extras {
     // The remote port as of node generation port_gen (actors that send to
     // remote pids skip node_impl::port()'s lock and reference count).
     std::shared_ptr<remote_port> port;
+    // The principal this actor acts for (spawned for a grantee or a
+    // stranger, or by such an actor): its handler runs with it as the
+    // thread's authority (docs/security.md, "No ambient authority").
+    std::shared_ptr<const authority> acting;
     std::uint64_t port_gen = 0;
 };
 
@@ -402,6 +410,12 @@ public:
     node_counters counters() const;
     void count_dropped_unknown() noexcept { dropped_unknown_.fetch_add(1, std::memory_order_relaxed); }
     void count_dropped_remote() noexcept { dropped_remote_.fetch_add(1, std::memory_order_relaxed); }
+    // False, and counted, when the calling thread acts for a restricted
+    // principal that may not reach `to` (auth::may_reach: no remote pid but
+    // the principal's own node's); true otherwise.
+    bool acting_may_reach(const pid& to) noexcept;
+    // Messages, exits and name sends refused that way (refused_unauthorized).
+    std::uint64_t refused_acting() const noexcept { return refused_acting_.load(std::memory_order_relaxed); }
     void count_exit() noexcept { exited_.fetch_add(1, std::memory_order_relaxed); }
     void count_mailbox_closed() noexcept { mb_closed_.fetch_add(1, std::memory_order_relaxed); }
 
@@ -432,7 +446,10 @@ public:
     // Network entry point: remote `watcher` monitors local `target`. False if
     // `target` is dead or unknown (the caller answers DOWN "noproc").
     bool remote_monitor(const pid& watcher, const pid& target, const ref& tag);
-    void remote_demonitor(const pid& target, const ref& tag);
+    // Removes the monitor `tag` of `watcher` on the local `target`; true if
+    // it existed (a demonitor names the watcher that made it).
+    bool remote_demonitor(const pid& target, const ref& tag, const pid& watcher);
+    bool has_remote_watcher(const pid& target, const pid& watcher, const ref& tag);
 
 private:
     struct alignas(64) shard {
@@ -480,6 +497,7 @@ private:
     std::atomic<std::uint64_t> mb_opened_{0};
     std::atomic<std::uint64_t> mb_closed_{0};
     std::atomic<std::uint64_t> dropped_unknown_{0};
+    std::atomic<std::uint64_t> refused_acting_{0};
     std::atomic<std::uint64_t> dropped_remote_{0};
 
     std::array<shard, kShards> shards_;

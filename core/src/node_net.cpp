@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "dist.hpp"
+#include "auth/gate.hpp"
 #include "kith/node.hpp"
 
 namespace kith {
@@ -40,6 +41,16 @@ void node::add_service(service s) { net_->services->add(std::make_shared<const s
 std::vector<std::string> node::services() const { return net_->services->names(); }
 
 void node::invoke_local(const std::string& svc, const std::string& fn, const term& args, reply_to reply) const {
+    // Code acting for a grantee or a stranger re-dispatches only within
+    // what that principal may invoke itself (no deputies).
+    if (const detail::authority* who = detail::acting(); who && who->restricted()) {
+        auto v = net_->dist ? net_->dist->check_invoke(*who, svc, fn)
+                            : detail::auth::verdict{errc::unauthorized, svc + ":" + fn + " is not allowed"};
+        if (!v.ok()) {
+            reply.fail(v.code, v.detail + " (for " + who->who.describe() + ")");
+            return;
+        }
+    }
     auto s = net_->services->find(svc);
     if (!s) {
         reply.fail(errc::no_such_service, svc);
@@ -84,6 +95,11 @@ result<std::string> node::connect(const std::string& endpoint, const public_key&
     return net_->dist->connect(endpoint, key, timeout);
 }
 
+result<std::string> node::connect_visitor(const std::string& endpoint, const public_key& key, duration timeout) {
+    if (!net_->dist) return no_network();
+    return net_->dist->connect(endpoint, key, timeout, detail::link_credentials::visitor());
+}
+
 void node::connect_async(const std::string& endpoint, const public_key& key, duration timeout,
                          std::function<void(result<std::string>)> done) {
     if (!net_->dist) {
@@ -102,6 +118,10 @@ result<std::string> node::connect(const grant_file& grant, duration timeout) {
 
 result<grant_file> node::grant(const grant_spec& spec) {
     if (!net_->dist) return no_network();
+    for (auto& [svc, names] : spec.allow)
+        if (detail::auth::is_admin_service(svc))
+            return error{errc::badarg, "\"" + svc + "\" is an admin service: it can never be granted (only cluster "
+                                       "members may use it); grant other services"};
     grant_file f;
     f.client = keypair::generate();
     auto e = net_->dist->grants().create(spec, f.client.pub);
@@ -130,8 +150,14 @@ result<void> node::set_grant_rate(const std::string& label, rate_limit rate) {
     return net_->dist->grants().set_rate(label, rate);
 }
 
-void node::set_public(const std::string& svc, bool on, rate_limit rate) {
-    if (net_->dist) net_->dist->grants().set_public(svc, on, rate);
+result<void> node::set_public(const std::string& svc, bool on, rate_limit rate) {
+    if (on && detail::auth::is_admin_service(svc))
+        return error{errc::badarg, "\"" + svc + "\" is an admin service: it can never be public (only cluster "
+                                   "members may use it)"};
+    if (!net_->dist) return no_network();
+    net_->dist->grants().set_public(svc, on, rate);
+    if (!on) net_->dist->public_changed();
+    return {};
 }
 
 std::vector<std::string> node::public_services() const {

@@ -41,16 +41,6 @@ namespace kith::detail {
 
 using clock = std::chrono::steady_clock;
 
-std::string_view to_string(trust_kind k) noexcept {
-    switch (k) {
-    case trust_kind::cluster: return "cluster";
-    case trust_kind::grant: return "grant";
-    case trust_kind::stranger: return "stranger";
-    case trust_kind::server: return "server";
-    }
-    return "?";
-}
-
 namespace {
 
 // Reads one socket-monitor event (two frames: 16-bit event + 32-bit value,
@@ -79,16 +69,10 @@ std::optional<std::pair<std::uint16_t, std::uint32_t>> read_monitor_event(void* 
 // inbound message names its key as well as its User-Id.
 constexpr const char* key_property = "X-Kith-Key";
 
-trust_kind kind_of_user_id(std::string_view uid) {
-    if (uid.starts_with("grant:")) return trust_kind::grant;
-    if (uid.starts_with("stranger:")) return trust_kind::stranger;
-    if (uid.starts_with("server:")) return trust_kind::server;
-    return trust_kind::cluster;
-}
-
 // Maps a goodbye's reason to a nodedown reason.
 std::string down_reason_of_goodbye(const std::string& r) {
     if (r == "shutdown" || r == "revoked") return r;
+    if (r.starts_with("refused")) return "refused";
     return "connection_closed";
 }
 
@@ -139,6 +123,7 @@ struct link {
     clock::time_point last_rx{}, next_hb{}, hs_deadline{};
     peer_auth auth;
     std::string endpoint;
+    std::string nonce;                 // outbound: the nonce our handshake sent (the server's proof covers it)
     // inbound
     std::string rid;
     int fd = -1;
@@ -177,21 +162,20 @@ struct transport::impl {
     transport_options& o;
     transport_callbacks cb;
     keypair cluster;
+    auth::proof_key proof_key;         // derive_cookie_key(cookie, "member-proof")
     zap_handler zap;
-    std::string hs_frame;              // our handshake, encoded at start (services may change: see handshake())
-    std::string handshake_frame() const {
+    // Our handshake, with the services exported now, a nonce and, for a
+    // client that proved membership, our proof (auth::member_proof).
+    std::string handshake(std::string nonce, std::string proof = {}) const {
         env_handshake hs;
         hs.node = o.node_name;
         hs.creation = o.creation;
         hs.services = o.live_services ? o.live_services() : o.services;
         hs.hidden = o.hidden;
         hs.key = self.key().z85();
+        hs.nonce = std::move(nonce);
+        hs.proof = std::move(proof);
         return encode_frame(envelope{std::move(hs)});
-    }
-    // Our handshake with the services exported now.
-    const std::string& handshake() {
-        if (o.live_services) hs_frame = handshake_frame();
-        return hs_frame;
     }
 
     std::shared_ptr<shared_context> shared;  // the process's ZeroMQ context and ZAP thread
@@ -249,8 +233,12 @@ struct transport::impl {
     std::vector<link*> loop_links;                               // io_loop's copy (reused, no allocation per turn)
 
     impl(transport& t, transport_callbacks c, std::string cookie)
-        : self(t), o(t.opts_), cb(std::move(c)), cluster(cluster_keypair(cookie)), zap(cluster.pub) {}
-    ~impl() { close_fds(); }
+        : self(t), o(t.opts_), cb(std::move(c)), cluster(cluster_keypair(cookie)),
+          proof_key(derive_cookie_key(cookie, auth::proof_purpose)), zap(cluster.pub) {}
+    ~impl() {
+        close_fds();
+        sodium_memzero(proof_key.data(), proof_key.size());
+    }
 
     // ---- helpers ------------------------------------------------------------
 
@@ -300,7 +288,6 @@ struct transport::impl {
     void start() {
         if (sodium_init() < 0) throw setup_error("kith: libsodium failed to initialise");
         if (!zmq_has("curve")) throw setup_error("kith: libzmq was built without CURVE; kith has no plaintext mode");
-        hs_frame = handshake_frame();
         wake_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         follow_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         job_timer = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -408,7 +395,9 @@ struct transport::impl {
         apply_common_options(l.dealer);
         set_int(l.dealer, ZMQ_RECONNECT_IVL, static_cast<int>(o.reconnect_interval.count()));
         set_int(l.dealer, ZMQ_RECONNECT_IVL_MAX, static_cast<int>(o.reconnect_interval_max.count()));
-        const keypair& kp = l.creds.client ? *l.creds.client : cluster;
+        // Cluster credentials go only where the caller believes a member
+        // listens; the link is cluster only once the server proves it.
+        const keypair& kp = l.creds.client ? *l.creds.client : l.creds.own_key ? self.keys_ : cluster;
         zmq_setsockopt(l.dealer, ZMQ_CURVE_SERVERKEY, l.server_key.bytes.data(), 32);
         zmq_setsockopt(l.dealer, ZMQ_CURVE_PUBLICKEY, kp.pub.bytes.data(), 32);
         zmq_setsockopt(l.dealer, ZMQ_CURVE_SECRETKEY, kp.sec.bytes().data(), 32);
@@ -428,7 +417,8 @@ struct transport::impl {
         }
         // Our handshake is the first message on the connection: queued in the
         // pipe now, sent when the CURVE handshake completes.
-        auto& hs = handshake();
+        l.nonce = auth::fresh_nonce();
+        auto hs = handshake(l.nonce);
         zmq_send(l.dealer, hs.data(), hs.size(), ZMQ_DONTWAIT);
         items_dirty = true;
     }
@@ -725,23 +715,38 @@ struct transport::impl {
                 return;
             }
         }
+        if (l.outbound && l.creds.is_cluster() &&
+            !auth::check_member_proof(proof_key, l.server_key, cluster.pub, l.nonce, hs.proof)) {
+            // Dialling a node never makes it a member: it must prove the cookie.
+            protocol_errors++;
+            return refuse_out(l, l.endpoint + " (" + hs.node +
+                                     ") did not prove membership of our cluster: it does not know our cookie "
+                                     "(a different cookie, or not a member; use a grant or a visitor "
+                                     "connection for a node outside the cluster)");
+        }
+        auto it = sessions.find(hs.node);
+        const peer_auth* holder = it != sessions.end() ? &it->second.info.auth : nullptr;
+        auth::claim_verdict claim = cb.on_name_claim ? cb.on_name_claim(hs.node, l.auth, holder)
+                                                     : auth::claim_name(hs.node, l.auth, holder, false);
+        if (claim.what == auth::claim_verdict::refuse) return bad(claim.why);
+        if (claim.what == auth::claim_verdict::evict) {
+            end_session_told(hs.node, "refused: " + claim.why, "connection_closed");
+            it = sessions.end();
+        }
         l.peer = hs.node;
         l.peer_creation = hs.creation;
         l.state = lstate::established;
         l.last_rx = clock::now();
         l.next_hb = clock::now() + o.heartbeat_interval;
         if (!l.outbound) {
-            auto& ours = handshake();
+            std::string proof;
+            if (l.auth.kind == trust_kind::cluster && hs.nonce.size() == auth::nonce_bytes)
+                proof = auth::member_proof(proof_key, self.key(), l.auth.key, hs.nonce);
+            auto ours = handshake(auth::fresh_nonce(), std::move(proof));
             send_on(l, ours.data(), ours.size());
         }
-        auto it = sessions.find(hs.node);
         if (it != sessions.end()) {
             session& s = it->second;
-            if (s.info.auth.user_id != l.auth.user_id) {
-                l.peer.clear();
-                l.state = lstate::handshaking;
-                return bad("node name " + hs.node + " already connected under other credentials");
-            }
             if (s.info.creation != hs.creation) {
                 // The peer restarted: the old session ends before the new one.
                 session_down(hs.node, "connection_closed", nullptr);
@@ -816,7 +821,9 @@ struct transport::impl {
                 std::string name = l.peer;
                 if (sessions.count(name)) {
                     session_down(name, reason, &l);
-                    reset_link(l, false);
+                    // A server that refuses us now is not dialled again by itself.
+                    if (l.outbound && reason == "refused") refuse_out(l, l.endpoint + " " + g->reason);
+                    else reset_link(l, false);
                 } else {
                     link_failed(l, reason);
                 }
@@ -884,8 +891,14 @@ struct transport::impl {
                 l->rid = rid;
                 l->fd = zmq_msg_get(&m, ZMQ_SRCFD);
                 l->hs_deadline = clock::now() + o.heartbeat_timeout;
+                auto kind = auth::kind_of_user_id(uid);
+                if (!kind) {  // fail closed: a User-Id our ZAP handler never issues
+                    protocol_errors++;
+                    zmq_msg_close(&m);
+                    continue;
+                }
                 l->auth.user_id = uid;
-                l->auth.kind = kind_of_user_id(uid);
+                l->auth.kind = *kind;
                 if (const char* k = zmq_msg_gets(&m, key_property))
                     if (auto pk = public_key::from_z85(k)) l->auth.key = *pk;
                 const char* addr = zmq_msg_gets(&m, "Peer-Address");
@@ -1041,8 +1054,7 @@ struct transport::impl {
             auto it = std::find_if(outs.begin(), outs.end(),
                                    [&](auto& l) { return !l->doomed && l->endpoint == c.endpoint; });
             if (c.k == command::connect && it != outs.end() && !(*it)->refused && (*it)->server_key == c.key &&
-                (*it)->creds.client.has_value() == c.creds.client.has_value() &&
-                (!c.creds.client || (*it)->creds.client->pub == c.creds.client->pub))
+                (*it)->creds == c.creds)
                 continue;  // already linked: nothing to do
             if (it != outs.end()) {
                 link& l = **it;
@@ -1063,7 +1075,7 @@ struct transport::impl {
                 l->endpoint = c.endpoint;
                 l->server_key = c.key;
                 l->creds = std::move(c.creds);
-                if (l->creds.client) {
+                if (!l->creds.is_cluster()) {
                     l->auth.kind = trust_kind::server;
                     l->auth.user_id = "server:" + c.key.z85();
                 } else {
@@ -1079,17 +1091,30 @@ struct transport::impl {
 
     // See transport::end_sessions.
     void end_sessions(const std::string& user_id, const std::string& reason) {
+        const bool prefix = !user_id.empty() && user_id.back() == '*';
+        const std::string_view want = prefix ? std::string_view(user_id).substr(0, user_id.size() - 1) : user_id;
         std::vector<std::string> names;
         for (auto& [name, s] : sessions)
-            if (s.info.auth.user_id == user_id) names.push_back(name);
-        for (auto& name : names) {
-            auto it = sessions.find(name);
-            std::vector<link*> ls = std::move(it->second.links);
-            it->second.links.clear();
-            for (link* l : ls)
-                if (l->state == lstate::established) send_control(*l, env_goodbye{reason});
-            session_down(name, reason, nullptr);
-            for (link* l : ls) reset_link(*l, /*tell_peer=*/false);
+            if (prefix ? s.info.auth.user_id.starts_with(want) : s.info.auth.user_id == want) names.push_back(name);
+        for (auto& name : names) end_session_told(name, reason, down_reason_of_goodbye(reason));
+    }
+
+    // Ends session `name`: goodbye `told` on each of its links, peer down
+    // (`reason`) here, and its links forgotten (outbound ones reconnect).
+    void end_session_told(const std::string& name, const std::string& told, const std::string& reason) {
+        auto it = sessions.find(name);
+        if (it == sessions.end()) return;
+        std::vector<link*> ls = std::move(it->second.links);
+        it->second.links.clear();
+        for (link* l : ls)
+            if (l->state == lstate::established) send_control(*l, env_goodbye{told});
+        session_down(name, reason, nullptr);
+        for (link* l : ls) {
+            if (l->outbound && told.starts_with("refused")) {
+                refuse_out(*l, l->endpoint + " " + told);  // no silent reconnect
+                continue;
+            }
+            reset_link(*l, /*tell_peer=*/false);
         }
     }
 

@@ -35,6 +35,7 @@
 #include "kith/envelope.hpp"
 #include "kith/error.hpp"
 #include "kith/keys.hpp"
+#include "auth/identity.hpp"
 #include "zap.hpp"
 
 namespace kith::detail {
@@ -63,21 +64,6 @@ struct transport_options {
     // When set, asked at every handshake instead (services added later).
     std::function<std::vector<std::string>()> live_services;
     bool hidden = false;                          // sent in the handshake
-};
-
-// How much a peer is trusted, from the User-Id of its messages.
-enum class trust_kind : std::uint8_t {
-    cluster,   // "cluster": holds our cookie (either direction)
-    grant,     // "grant:<label>": a key we granted, connected to us
-    stranger,  // "stranger:<z85>": any key, admitted by the authorizer for public services
-    server,    // "server:<z85>": a non-cluster node *we* connected to (e.g. with a grant we hold)
-};
-std::string_view to_string(trust_kind k) noexcept;
-
-struct peer_auth {
-    trust_kind kind = trust_kind::cluster;
-    std::string user_id;   // as above; for inbound messages the ZAP User-Id verbatim
-    public_key key;        // inbound: the client key; outbound: the server key
 };
 
 struct peer_info {
@@ -114,14 +100,33 @@ struct transport_callbacks {
     // A frame from an authenticated, handshaken peer failed to decode; it was
     // dropped and counted; the link carries on.
     std::function<void(const std::string& peer, const error& e)> on_decode_error;
+    // A handshake names node `name`: may the link's identity `claimant` hold
+    // it, given the identity that holds it now (`holder`, null if none)?
+    // Asked on the I/O thread before the link joins or opens a session, and
+    // before our own handshake answers an inbound link. Unset: the same
+    // identity may, another may not (auth::claim_name without reservations).
+    std::function<auth::claim_verdict(const std::string& name, const peer_auth& claimant, const peer_auth* holder)>
+        on_name_claim;
 };
 
 // How an outbound link authenticates itself to the server.
+//   cluster  the cluster keypair derived from our cookie. The link is
+//            "cluster" only once the server proved it knows the cookie too
+//            (auth::member_proof in its handshake); otherwise it is refused
+//            (errc::unauthorized, "did not prove ...").
+//   grant    a keypair another node issued us: trust of the server "server".
+//   visitor  this node's own long-term keypair, for a stranger's public
+//            service: trust "server"; the cluster key is never shown.
 struct link_credentials {
-    // nullopt: the cluster keypair derived from our cookie (trust "cluster").
-    // A keypair: e.g. a grant we hold (trust of the server: "server").
-    std::optional<keypair> client;
+    std::optional<keypair> client;  // set: that keypair (a grant we hold)
+    bool own_key = false;           // visitor: this node's own keypair
     static link_credentials cluster() { return {}; }
+    static link_credentials visitor() { return {std::nullopt, true}; }
+    bool is_cluster() const noexcept { return !client && !own_key; }
+    friend bool operator==(const link_credentials& a, const link_credentials& b) {
+        return a.own_key == b.own_key && a.client.has_value() == b.client.has_value() &&
+               (!a.client || a.client->pub == b.client->pub);
+    }
 };
 
 // A snapshot of the counters (monotonic since start).
@@ -182,7 +187,8 @@ public:
                  link_credentials creds = link_credentials::cluster());
     // Closes the outbound link to `endpoint` (goodbye first). Thread-safe.
     void disconnect(const std::string& endpoint);
-    // Ends every session whose User-Id is `user_id` (e.g. "grant:bob"): a
+    // Ends every session whose User-Id is `user_id` (e.g. "grant:bob"; a
+    // trailing '*' matches a prefix, "stranger:*" every stranger): a
     // goodbye with `reason` on each of its links, then peer down(`reason`)
     // here. Used when a grant is revoked; the authorizer, asked again at the
     // next handshake, keeps the peer out. Thread-safe, asynchronous.

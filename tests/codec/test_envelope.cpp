@@ -20,7 +20,7 @@ std::string raw_envelope(std::initializer_list<term> parts) {
     return out;
 }
 
-std::string frame_of(const std::string& body) { return std::string("\xc1\x4b\x01\x00", 4) + body; }
+std::string frame_of(const std::string& body) { return std::string("\xc1\x4b\x02\x00", 4) + body; }
 
 void expect_decode_error(const std::string& body, const std::string& want) {
     INFO("body " << to_hex(body) << " want '" << want << "'");
@@ -115,8 +115,8 @@ TEST_CASE("frame header is checked", "[envelope]") {
     bad[1] = 0;
     fails(bad, "bad frame magic");
     bad = good;
-    bad[2] = 2;
-    fails(bad, "unsupported protocol version 2");
+    bad[2] = 1;
+    fails(bad, "unsupported protocol version 1");
     bad = good;
     bad[2] = 0;
     fails(bad, "unsupported protocol version 0");
@@ -176,13 +176,20 @@ TEST_CASE("field types and counts are checked exactly", "[envelope]") {
     expect_decode_error(raw_envelope({8, 1, 256, nil}), "envelope reply, field 'code': expected error code (uint8), got 256");
     expect_decode_error(raw_envelope({4, 1, P5, "s", "t", arr(), 4, R4}),
                         "envelope spawn_request, field 'flags': unknown flag bits 4");
-    expect_decode_error(raw_envelope({1, 1, "nonode", 0, arr(), false, ""}),
+    const term none = binary();
+    expect_decode_error(raw_envelope({1, 2, "nonode", 0, arr(), false, "", none, none}),
                         "envelope handshake, field 'node': invalid node name");
-    expect_decode_error(raw_envelope({1, 1, "a@h", 0, arr("x", 1), false, ""}),
+    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr("x", 1), false, "", none, none}),
                         "envelope handshake, field 'services': expected array of str, got unsigned integer");
-    expect_decode_error(raw_envelope({1, 1, "a@h", 0, arr(), false, "not-a-key"}),
+    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "not-a-key", none, none}),
                         "envelope handshake, field 'key': not a Z85 public key");
-    expect_decode_error(raw_envelope({1, 1, "a@h", 0, arr(), false}), "envelope handshake has 5 fields, expected 6");
+    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "", binary("12345", 5), none}),
+                        "envelope handshake, field 'nonce': nonce of 5 bytes, expected 16 or none");
+    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "", none, binary("1234", 4)}),
+                        "envelope handshake, field 'proof': proof of 4 bytes, expected 32 or none");
+    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "", "0123456789abcdef", none}),
+                        "envelope handshake, field 'nonce': expected bin, got str");
+    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, ""}), "envelope handshake has 6 fields, expected 8");
     expect_decode_error(raw_envelope({16, binary("x", 1)}), "envelope goodbye, field 'reason': expected str, got bin");
     expect_decode_error(raw_envelope({0}), "unknown envelope type 0");
     expect_decode_error(raw_envelope({19}), "unknown envelope type 19");

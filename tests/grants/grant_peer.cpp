@@ -4,7 +4,8 @@
 //
 //   grant_peer --name N --key-dir D --cookie C      then commands on stdin:
 //   connect_grant FILE              -> "connect ok NAME" | "connect error CODE DETAIL"
-//   connect EP Z85KEY               -> the same (as a stranger: our cookie is not theirs)
+//   connect EP Z85KEY               -> the same (as a cluster member: must prove our cookie)
+//   visit EP Z85KEY                 -> the same, as a visitor (our own key: a stranger there)
 //   call NODE SVC FN [ARG...]       -> "call ok TERM" | "call error CODE DETAIL"   (string args)
 //   callpid NODE SVC FN             -> calls with [our mailbox pid] as the argument
 //   spawn NODE SVC TYPE             -> "spawn ok PID" | "spawn error CODE DETAIL"
@@ -100,6 +101,10 @@ int main(int argc, char** argv) {
                 continue;
             }
             auto r = n.connect(*g, 5s);
+            out(r ? "connect ok " + *r : "connect error " + err_text(r.err()));
+        } else if (c == "visit" && w.size() == 3) {
+            auto k = public_key::from_z85(w[2]);
+            auto r = n.connect_visitor(w[1], k.value_or(public_key{}), 5s);
             out(r ? "connect ok " + *r : "connect error " + err_text(r.err()));
         } else if (c == "connect" && w.size() == 3) {
             auto k = public_key::from_z85(w[2]);

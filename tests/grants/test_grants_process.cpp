@@ -365,11 +365,13 @@ TEST_CASE("grants process: the grant table is intact after kill -9 in the middle
 TEST_CASE("grants process: a public service is open to a stranger key, rate-limited", "[grants][process]") {
     temp_dir tmp;
     alice_node alice(tmp.path / "alice");
-    alice.n.set_public("echo", true, rate_limit{5, 10});
+    REQUIRE(alice.n.set_public("echo", true, rate_limit{5, 10}).ok());
     CHECK(alice.n.public_services() == std::vector<std::string>{"echo"});
     auto stranger = start_peer("stranger@localhost", tmp.path / "s");
-    CHECK(stranger->ask("connect " + alice.n.endpoint() + " " + alice.n.key().z85(), "connect") ==
-          "connect ok " + kAlice);
+    // As a member it is refused: it cannot prove Alice's cookie.
+    CHECK(starts(stranger->ask("connect " + alice.n.endpoint() + " " + alice.n.key().z85(), "connect"),
+                 "connect error unauthorized"));
+    CHECK(stranger->ask("visit " + alice.n.endpoint() + " " + alice.n.key().z85(), "connect") == "connect ok " + kAlice);
     auto info = alice.n.info("stranger@localhost");
     REQUIRE(info);
     CHECK(info->trust == trust_level::stranger);
@@ -382,10 +384,10 @@ TEST_CASE("grants process: a public service is open to a stranger key, rate-limi
     CHECK(field(fl, "rate_limited") >= 150);
     CHECK(field(fl, "other") == 0);
     // Closed again: refused on the next message.
-    alice.n.set_public("echo", false);
+    REQUIRE(alice.n.set_public("echo", false).ok());
     CHECK(starts(stranger->ask("call " + kAlice + " echo echo hi", "call"), "call error unauthorized"));
     // Without any public service, an unknown key is not even admitted.
     auto late = start_peer("late@localhost", tmp.path / "l");
-    CHECK(starts(late->ask("connect " + alice.n.endpoint() + " " + alice.n.key().z85(), "connect"),
+    CHECK(starts(late->ask("visit " + alice.n.endpoint() + " " + alice.n.key().z85(), "connect"),
                  "connect error unauthorized"));
 }

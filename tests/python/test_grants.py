@@ -186,7 +186,11 @@ def test_public_service_for_strangers(alice, make_node):
     assert alice.public_services() == ["echo"]
     # A node of another cluster, without any grant.
     stranger = make_node("stranger@localhost", cookie="another-cluster", discovery=False)
-    assert stranger.connect(alice.endpoint, alice.key) == alice.name
+    # As a member it is refused (it cannot prove alice's cookie); as a visitor
+    # it is a stranger there.
+    with pytest.raises(kith.Unauthorized, match="did not prove membership"):
+        stranger.connect(alice.endpoint, alice.key)
+    assert stranger.connect(alice.endpoint, alice.key, visitor=True) == alice.name
     assert stranger.call(alice.name, "echo", "echo", "hi") == "hi"
     with pytest.raises(kith.Unauthorized):
         stranger.call(alice.name, "kvs", "lookup", "k")

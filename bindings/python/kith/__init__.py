@@ -562,11 +562,16 @@ class Node:
         return self._n.multicall(list(nodes), service, function, list(args), float(timeout))
 
     # -- the cluster
-    def connect(self, endpoint: Any, key: Optional[str] = None, timeout: float = 5.0) -> str:
+    def connect(self, endpoint: Any, key: Optional[str] = None, timeout: float = 5.0, visitor: bool = False) -> str:
         """Connects to another node and returns its name.
 
-        connect(endpoint, key): the node listening at endpoint
+        connect(endpoint, key): the cluster member listening at endpoint
         ("tcp://192.0.2.7:4370") with public key `key` (Z85, its node.key).
+        It must prove that it knows the cookie; a node that cannot is refused
+        (Unauthorized "... did not prove membership of our cluster").
+        connect(endpoint, key, visitor=True): a node outside the cluster, to
+        use its public services; dials with this node's own key (never the
+        cluster's), and the other node gets no right here beyond answering.
         connect(grant): with a Grant (or the path of a grant file) that the
         other node's owner gave you; afterwards calls to that node go through
         the grant. Raises Revoked (revoked or expired grant), Unauthorized
@@ -581,7 +586,7 @@ class Node:
             if isinstance(endpoint, (str, os.PathLike)) and "://" not in str(endpoint):
                 return self._n.connect_grant(load_grant(endpoint), float(timeout))
             raise TypeError("connect(endpoint, key) needs the node's public key; or connect(grant)")
-        return self._n.connect(endpoint, key, float(timeout))
+        return self._n.connect(endpoint, key, float(timeout), bool(visitor))
 
     # -- grants (what this node lets others do)
     def grant(self, label: str, allow: Any, rate: Any = None, expires: Any = None) -> Grant:
@@ -616,7 +621,10 @@ class Node:
 
     def set_public(self, service: str, on: bool = True, rate: Any = None) -> None:
         """Opens service to anyone who can reach this node, strangers included
-        (each connecting key limited to rate, default 10/s); on=False closes it."""
+        (each connecting key limited to rate, default 10/s); on=False closes it,
+        and with no public service left every stranger is disconnected.
+        Raises BadArg for the admin services "grants" and "node", which can
+        never be public."""
         self._n.set_public(service, on, rate)
 
     def public_services(self) -> "list[str]":

@@ -711,16 +711,25 @@ PYBIND11_MODULE(_kith, m) {
             if (!i) return py::none();
             return from_term(i->to_term());
         })
-        .def("connect", [](py_node& n, const std::string& endpoint, const std::string& key, double timeout) {
+        .def("connect", [](py_node& n, const std::string& endpoint, const std::string& key, double timeout,
+                           bool visitor) {
             auto k = public_key::from_z85(key);
             if (!k) throw_error(error{errc::badarg, "key must be 40 characters of Z85 (a node's public key)"});
             node& nd = n.get();
             auto d = seconds_to_ns(timeout);
+            if (visitor) {
+                result<std::string> r = error{errc::shutdown};
+                {
+                    gil_release rel;
+                    r = nd.connect_visitor(endpoint, *k, d);
+                }
+                return value_or_raise(std::move(r));
+            }
             // connect_async answers within `d`; the deadline is a backstop.
             auto r = wait_async<std::string>([&](auto done) { nd.connect_async(endpoint, *k, d, done); },
                                              [&] { return n.stopped(); }, clock::now() + d + 2s);
             return value_or_raise(std::move(r));
-        }, py::arg("endpoint"), py::arg("key"), py::arg("timeout") = 5.0)
+        }, py::arg("endpoint"), py::arg("key"), py::arg("timeout") = 5.0, py::arg("visitor") = false)
         .def("connect_grant", [](py_node& n, const grant_file& g, double timeout) {
             node& nd = n.get();
             // Blocking (kith has no asynchronous form of it), bounded by
@@ -773,7 +782,7 @@ PYBIND11_MODULE(_kith, m) {
             ok_or_raise(r);
         }, py::arg("label"), py::arg("rate"))
         .def("set_public", [](py_node& n, const std::string& svc, bool on, py::handle rate) {
-            n.get().set_public(svc, on, rate.is_none() ? rate_limit{} : rate_from(rate));
+            ok_or_raise(n.get().set_public(svc, on, rate.is_none() ? rate_limit{} : rate_from(rate)));
         }, py::arg("service"), py::arg("on") = true, py::arg("rate") = py::none())
         .def("public_services", [](py_node& n) { return n.get().public_services(); })
         .def_property_readonly("discovery", &py_node::has_discovery)

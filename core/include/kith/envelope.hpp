@@ -22,7 +22,7 @@ namespace kith {
 
 // Protocol version carried in every frame header. Used on the wire; a node
 // refuses frames of another major version.
-inline constexpr std::uint8_t protocol_version = 1;
+inline constexpr std::uint8_t protocol_version = 2;
 
 // Envelope type tags. Used on the wire; never change, only append.
 enum class env_type : std::uint8_t {
@@ -60,6 +60,12 @@ struct env_handshake {
     // Information only (for fingerprints shown to people): the server side
     // of a link is authenticated by CURVE, never by this field.
     std::string key;
+    // Raw bytes, msgpack bin. `nonce`: 16 fresh random bytes per connection
+    // (or empty). `proof`: empty, or the 32-byte membership proof a server
+    // gives a client that connected with the cluster key (docs/protocol.md,
+    // "Membership is proven both ways").
+    std::string nonce;
+    std::string proof;
     friend bool operator==(const env_handshake&, const env_handshake&) = default;
 };
 

@@ -157,8 +157,22 @@ public:
     // `key`, and waits until it is up. Returns the peer's node name;
     // errc::unauthorized (with the reason) if it refused us (e.g. a wrong
     // cookie), errc::timeout if nothing answered.
+    //
+    // Membership is proven both ways: this dials with the cluster key, and
+    // the link is a cluster link only once the server proved (inside the
+    // encrypted session) that it knows the cookie too. A node that cannot
+    // — a different cookie, or a node outside the cluster — is refused:
+    // errc::unauthorized "... did not prove membership of our cluster";
+    // use connect_visitor (or a grant) for a node outside the cluster.
     result<std::string> connect(const std::string& endpoint, const public_key& key,
                                 duration timeout = std::chrono::seconds(5));
+    // Connects to a node outside the cluster to use its public services, as
+    // a visitor: dials with this node's own long-term key, never the cluster
+    // key. The server sees a stranger; it gets no right on this node beyond
+    // answering our requests and messaging pids we hand it (trust "server").
+    // Errors as for connect.
+    result<std::string> connect_visitor(const std::string& endpoint, const public_key& key,
+                                        duration timeout = std::chrono::seconds(5));
     // Non-blocking connect: `done` runs once on a kith thread with the peer's
     // name or the error connect() would return. Connecting to a node that is
     // already connected answers at once with its name.
@@ -186,7 +200,8 @@ public:
     // listening on a wildcard address) is for the grantee; save() it and hand
     // it over privately. The table is saved atomically to <key_dir>/grants
     // before this returns. errc::badarg: bad or duplicate label, bad names or
-    // an empty scope, a burst below 1, or the table could not be written.
+    // an empty scope, a scope naming an admin service ("grants", "node":
+    // never granted), a burst below 1, or the table could not be written.
     result<grant_file> grant(const grant_spec& spec);
     // The grant table (revoked grants included, marked), with live counters.
     // Re-reads <key_dir>/grants if another process changed it.
@@ -203,8 +218,11 @@ public:
     // reach this node, strangers included, each connecting key limited to
     // `rate` for that service. A stranger may call, cast and spawn in public
     // services and message the pids handed to it, nothing else. on=false
-    // closes it again (effective for the next message). Not persisted.
-    void set_public(const std::string& svc, bool on = true, rate_limit rate = {});
+    // closes it again (effective for the next message); when none is left,
+    // every stranger is disconnected and loses what it was handed. Not
+    // persisted. errc::badarg for the admin services "grants" and "node",
+    // which can never be public; errc::nodedown without network.
+    result<void> set_public(const std::string& svc, bool on = true, rate_limit rate = {});
     std::vector<std::string> public_services() const;
     // rpc: calls `svc`:`fn`(args...) on `node` (this node's own name works
     // too). `args` is an array. Returns the value, or timeout, nodedown,

@@ -1,0 +1,73 @@
+// auth/gate.hpp (private) — the gate: what a non-member principal (grantee,
+// stranger, a server we dialled) may make this node do, envelope by
+// envelope, and what code acting for it may do inside the node
+// (invoke_local, an acting actor's sends). Pure functions of (principal,
+// request, node state); dist asks them and carries out the verdict.
+//
+// The rules (docs/security.md says them in plain words):
+//   * Admin services ("grants", "node") are never reachable by a non-member,
+//     whatever a grant table or the public list says.
+//   * call / cast / spawn: the grant's scope, or a public service (not for a
+//     server we dialled: it may only answer).
+//   * Pids are capabilities: every pid anywhere in the envelope (target,
+//     sender, pids inside bodies and arguments) is null, of the principal's
+//     own node, or a local pid handed to it. A target must be a handed local
+//     pid. send_named and explicit exit signals: never.
+//   * Answers count only from the node they belong to: a response only for
+//     a request this node sent there, a down only for a monitor this node
+//     holds there, a demonitor only for a monitor that node created.
+//   * A stranger with no public service left may do nothing at all.
+// Tokens are taken by the caller before it asks (every envelope costs one,
+// refusals included); the verdict names no side effect.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "auth/authority.hpp"
+#include "kith/envelope.hpp"
+#include "kith/error.hpp"
+
+namespace kith::detail::auth {
+
+// What the gate reads of the node. Implemented by dist for one peer.
+class gate_state {
+public:
+    virtual ~gate_state() = default;
+    virtual bool is_local(const pid& p) const = 0;
+    virtual bool is_public(const std::string& svc) const = 0;
+    virtual bool any_public() const = 0;
+    // This node sent a request (actor request) with `tag` to the peer.
+    virtual bool asked(const ref& tag) const = 0;
+    // This node monitors a pid of the peer under `mref`.
+    virtual bool watching(const ref& mref) const = 0;
+    // The peer's `watcher` monitors the local `target` under `mref`.
+    virtual bool watched_by(const pid& target, const pid& watcher, const ref& mref) const = 0;
+};
+
+struct verdict {
+    errc code = errc::ok;
+    std::string detail;  // for the refusal answer and the log; never secret
+    bool ok() const noexcept { return code == errc::ok; }
+};
+
+// "grants" and "node": the owner's control; never granted, never public.
+bool is_admin_service(std::string_view svc) noexcept;
+
+// May `who` invoke `name` (a function, or an actor type when `spawn`) of
+// `svc`? Members and local code may invoke anything.
+verdict may_invoke(const authority& who, const std::string& svc, const std::string& name, const gate_state& s);
+// May code acting for `who` (an actor spawned for it, a service function
+// invoked for it) send to `to`, a pid of node `node`? This node never carries
+// a non-member's traffic to a third node: remote targets only on the
+// principal's own node. Local targets are the service's own business: every
+// pid the principal itself supplied passed the gate (its own or handed).
+// Members and local code may reach anything.
+bool may_reach(const authority& who, const std::string& node, bool local) noexcept;
+// May `who` name pid `p` (send to it, or pass it on)? `target`: as the
+// addressee, which must be a local pid handed to it.
+verdict may_name(const authority& who, const pid& p, bool target, const gate_state& s);
+// The verdict for one inbound envelope from `who` (a restricted principal).
+verdict admit(const authority& who, const envelope& e, const gate_state& s);
+
+}  // namespace kith::detail::auth

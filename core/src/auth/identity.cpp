@@ -1,0 +1,70 @@
+// auth/identity.cpp — see identity.hpp.
+#include "auth/identity.hpp"
+
+#include <sodium.h>
+
+namespace kith::detail {
+
+std::string_view to_string(trust_kind k) noexcept {
+    switch (k) {
+        case trust_kind::cluster: return "cluster";
+        case trust_kind::grant: return "grant";
+        case trust_kind::stranger: return "stranger";
+        case trust_kind::server: return "server";
+    }
+    return "?";
+}
+
+namespace auth {
+
+std::optional<trust_kind> kind_of_user_id(std::string_view uid) noexcept {
+    if (uid == "cluster") return trust_kind::cluster;
+    if (uid.starts_with("grant:") && uid.size() > 6) return trust_kind::grant;
+    if (uid.starts_with("stranger:") && uid.size() > 9) return trust_kind::stranger;
+    return std::nullopt;  // "server:" is never a ZAP User-Id: it names links we dialled
+}
+
+std::string fresh_nonce() {
+    std::string n(nonce_bytes, '\0');
+    randombytes_buf(n.data(), n.size());
+    return n;
+}
+
+std::string member_proof(const proof_key& k, const public_key& server, const public_key& client,
+                         std::string_view client_nonce) {
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, k.data(), k.size(), 32);
+    static constexpr std::string_view tag = "kith-member-proof-v1";
+    crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(tag.data()), tag.size());
+    crypto_generichash_update(&st, server.bytes.data(), server.bytes.size());
+    crypto_generichash_update(&st, client.bytes.data(), client.bytes.size());
+    crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(client_nonce.data()), client_nonce.size());
+    std::string out(32, '\0');
+    crypto_generichash_final(&st, reinterpret_cast<unsigned char*>(out.data()), out.size());
+    sodium_memzero(&st, sizeof st);
+    return out;
+}
+
+bool check_member_proof(const proof_key& k, const public_key& server, const public_key& client,
+                        std::string_view client_nonce, std::string_view proof) {
+    if (proof.size() != 32 || client_nonce.size() != nonce_bytes) return false;
+    std::string want = member_proof(k, server, client, client_nonce);
+    return sodium_memcmp(want.data(), proof.data(), 32) == 0;
+}
+
+claim_verdict claim_name(const std::string& name, const peer_auth& claimant, const peer_auth* holder, bool reserved) {
+    const bool member = claimant.kind == trust_kind::cluster;
+    const std::string members_name = "node name " + name + " belongs to a cluster member of this node";
+    if (!holder) {
+        if (!member && reserved) return {claim_verdict::refuse, members_name};
+        return {};
+    }
+    if (holder->user_id == claimant.user_id) return {};  // the same identity: join or restart
+    const bool held_by_member = holder->kind == trust_kind::cluster;
+    if (member && !held_by_member) return {claim_verdict::evict, members_name};
+    if (!member && held_by_member) return {claim_verdict::refuse, members_name};
+    return {claim_verdict::refuse, "node name " + name + " is already connected under other credentials"};
+}
+
+}  // namespace auth
+}  // namespace kith::detail

@@ -1,0 +1,314 @@
+// dist_inbound.cpp — the distribution layer, receiving side: every envelope
+// from a peer, through the gate (auth/gate.hpp) for non-members, to the
+// runtime. Runs on the transport's I/O thread. See dist.hpp.
+#include "dist.hpp"
+
+namespace kith::detail {
+
+namespace {
+
+std::string_view kind_name(const envelope& e) {
+    static constexpr std::string_view names[] = {"?",         "handshake", "send",      "send_named", "spawn_request",
+                                                 "spawn_reply", "call",    "cast",      "reply",      "monitor",
+                                                 "demonitor", "down",      "link",      "unlink",     "exit",
+                                                 "heartbeat", "goodbye",   "request",   "response"};
+    auto t = static_cast<std::size_t>(type_of(e));
+    return t < std::size(names) ? names[t] : "?";
+}
+
+// The pseudo-pid that stands for a non-cluster peer's connection: actors
+// spawned by such a peer are linked to it, so they get an exit
+// "noconnection" when the peer goes away (lib_chan's "told when the client
+// goes away"). Never a real actor; exits sent to it are not posted.
+pid connection_pid(const std::string& peer) { return pid{peer, UINT64_MAX}; }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// inbound envelopes (I/O thread)
+
+// auth::gate_state for one non-member peer: what the gate reads of this node.
+class dist::peer_gate_state final : public auth::gate_state {
+public:
+    peer_gate_state(dist& d, const std::string& peer, restricted_peer& rp) : d_(d), peer_(peer), rp_(rp) {}
+    bool is_local(const pid& p) const override { return d_.rt_.is_local(p); }
+    bool is_public(const std::string& svc) const override { return d_.grants_->is_public(svc); }
+    bool any_public() const override { return d_.grants_->any_public(); }
+    bool asked(const ref& tag) const override { return tag.node == d_.rt_.name() && rp_.take_asked(tag.id); }
+    bool watching(const ref& mref) const override {
+        std::lock_guard lk(d_.mu_);
+        auto it = d_.peers_.find(peer_);
+        return it != d_.peers_.end() && it->second.monitors.count(mref) != 0;
+    }
+    bool watched_by(const pid& target, const pid& watcher, const ref& mref) const override {
+        return d_.rt_.has_remote_watcher(target, watcher, mref);
+    }
+
+private:
+    dist& d_;
+    const std::string& peer_;
+    restricted_peer& rp_;
+};
+
+void dist::on_envelopes(const std::string& peer, const peer_auth& auth, std::vector<envelope>&& envs) {
+    proc_ref target;
+    if (auth.kind == trust_kind::cluster) {
+        // Cluster members are fully trusted, as in distributed Erlang.
+        for (auto& e : envs) handle(peer, auth, e, target, nullptr);
+        return;
+    }
+    std::shared_ptr<restricted_peer> rp;
+    {
+        std::lock_guard lk(mu_);
+        auto it = peers_.find(peer);
+        if (it != peers_.end()) rp = it->second.restricted;
+    }
+    if (!rp) return;  // not up (cannot happen: up precedes every envelope)
+    for (auto& e : envs)
+        if (admit(peer, auth, *rp, e)) handle(peer, auth, e, target, rp->who.get());
+}
+
+void dist::refuse(const std::string& peer, const envelope& e, errc code, const std::string& detail) {
+    refused_.fetch_add(1, std::memory_order_relaxed);
+    if (code == errc::unauthorized) refused_unauthorized_.fetch_add(1, std::memory_order_relaxed);
+    if (code == errc::revoked) refused_revoked_.fetch_add(1, std::memory_order_relaxed);
+    if (code == errc::rate_limited) refused_rate_limited_.fetch_add(1, std::memory_order_relaxed);
+    std::string reason(to_string(code));
+    // Straight to the transport: a refusal names the refused target (a DOWN's
+    // `who`, an exit's `from`) and must not hand it over as a capability.
+    auto answer = [&](envelope&& a) {
+        if (tr_->post(peer, a).code() == errc::overloaded) overload_drops_.fetch_add(1, std::memory_order_relaxed);
+    };
+    std::visit(
+        [&](const auto& env) {
+            using T = std::decay_t<decltype(env)>;
+            if constexpr (std::is_same_v<T, env_call>)
+                answer(env_reply{env.req_id, code, term(detail)});
+            else if constexpr (std::is_same_v<T, env_spawn_request>)
+                answer(env_spawn_reply{env.req_id, code, pid{}, detail});
+            else if constexpr (std::is_same_v<T, env_request>)
+                answer(env_response{env.from, env.tag, code, term(detail)});
+            else if constexpr (std::is_same_v<T, env_monitor>)
+                answer(env_down{env.mref, env.target, env.from, term(reason)});
+            else if constexpr (std::is_same_v<T, env_link>)
+                answer(env_exit{env.to, env.from, term(reason), true});
+            // cast, send, exit, ...: no answer exists; counted.
+        },
+        e);
+}
+
+bool dist::take_token(const peer_auth& auth, restricted_peer& rp, const envelope& e) {
+    const authority& who = *rp.who;
+    if (auth.kind == trust_kind::server && (std::holds_alternative<env_reply>(e) || std::holds_alternative<env_spawn_reply>(e)))
+        return true;  // answers to our own calls (finish() takes them only from the node asked)
+    const std::string* svc = nullptr;
+    const std::string* name = nullptr;
+    if (auto* c = std::get_if<env_call>(&e)) svc = &c->service, name = &c->function;
+    else if (auto* k = std::get_if<env_cast>(&e)) svc = &k->service, name = &k->function;
+    else if (auto* r = std::get_if<env_spawn_request>(&e)) svc = &r->service, name = &r->actor_type;
+    grant_entry* g = who.grant.get();
+    // A grantee pays from its grant, except for a public service outside it.
+    if (g && !(svc && !g->allows(*svc, *name) && grants_->is_public(*svc))) return g->take_token();
+    static const std::string none;
+    return grants_->take_public_token(auth.key, svc && grants_->is_public(*svc) ? *svc : none);
+}
+
+bool dist::admit(const std::string& peer, const peer_auth& auth, restricted_peer& rp, const envelope& e) {
+    const authority& who = *rp.who;
+    grant_entry* g = who.grant.get();
+    if (g) grants_->refresh();  // at most a stat() per 100 ms: revocations by another process
+    if (auth.kind == trust_kind::grant && (!g || g->dead())) {
+        // Revoked or expired (or gone): refused, and the session is ended
+        // once (goodbye "revoked"), whatever the envelope.
+        if (g) g->refused.fetch_add(1, std::memory_order_relaxed);
+        if (g && !g->kicked.exchange(true)) tr_->end_sessions(auth.user_id, "revoked");
+        refuse(peer, e, errc::revoked, "grant revoked");
+        return false;
+    }
+    // Every envelope costs a token, refusals included: guessing is rate-limited.
+    if (!take_token(auth, rp, e)) {
+        if (g) g->rate_limited.fetch_add(1, std::memory_order_relaxed);
+        refuse(peer, e, errc::rate_limited, "over the rate");
+        return false;
+    }
+    peer_gate_state st(*this, peer, rp);
+    auth::verdict v = auth::admit(who, e, st);
+    if (!v.ok()) {
+        if (g) g->refused.fetch_add(1, std::memory_order_relaxed);
+        diag("refused " + std::string(kind_name(e)) + " from " + peer + " (" + who.who.describe() + "): " + v.detail);
+        refuse(peer, e, v.code, v.detail);
+        return false;
+    }
+    if (g) g->accepted.fetch_add(1, std::memory_order_relaxed);
+    return true;
+}
+
+void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, proc_ref& target, const authority* who) {
+    auto bad = [&](const char* why) {
+        protocol_errors_.fetch_add(1, std::memory_order_relaxed);
+        diag("refused " + std::string(kind_name(e)) + " envelope from " + peer + ": " + why);
+    };
+    const bool cluster = auth.kind == trust_kind::cluster;
+    // Envelopes from non-cluster peers were admitted by admit() (scope,
+    // capabilities, revocation, rate) before they get here.
+    std::visit(
+        [&](auto& env) {
+            using T = std::decay_t<decltype(env)>;
+            if constexpr (std::is_same_v<T, env_reply>) {
+                if (env.code == errc::ok)
+                    finish(env.req_id, peer, std::move(env.value));
+                else
+                    finish(env.req_id, peer,
+                           error{env.code, env.value.as_string() ? *env.value.as_string() : env.value.to_string()});
+            } else if constexpr (std::is_same_v<T, env_spawn_reply>) {
+                if (env.code == errc::ok) {
+                    if (env.spawned.node != peer) return bad("spawned pid of another node");
+                    finish_spawn(env.req_id, peer, std::move(env.spawned));
+                } else {
+                    finish_spawn(env.req_id, peer, error{env.code, env.detail});
+                }
+            } else if constexpr (std::is_same_v<T, env_call>) {
+                auto reply_err = [&](errc c, std::string d) {
+                    refused_.fetch_add(1, std::memory_order_relaxed);
+                    post(peer, env_reply{env.req_id, c, term(std::move(d))});
+                };
+                // The caller, when named, must be one of the peer's own pids
+                // (as for spawn_request); kith's own calls leave it null.
+                if (!from_peer(peer, env.from)) return bad("forged caller pid");
+                auto s = services_->find(env.service);
+                if (!s) return reply_err(errc::no_such_service, env.service);
+                if (!s->find(env.function)) return reply_err(errc::no_such_function, env.service + ":" + env.function);
+                // The function runs for its caller's principal (kith::current_principal).
+                std::shared_ptr<const authority> acting = who ? who->shared_from_this() : nullptr;
+                run_job([s = std::move(s), fn = std::move(env.function), args = std::move(env.args),
+                         d = weak_from_this(), peer, req = env.req_id, acting = std::move(acting)] {
+                    acting_scope scope(acting.get());
+                    s->invoke(fn, args, reply_to([d, peer, req](result<term> r) {
+                                  auto self = d.lock();
+                                  if (!self) return;
+                                  if (r.ok())
+                                      self->post(peer, env_reply{req, errc::ok, std::move(*r)});
+                                  else
+                                      self->post(peer, env_reply{req, r.code(), term(r.err().detail)});
+                              }));
+                });
+            } else if constexpr (std::is_same_v<T, env_cast>) {
+                auto s = services_->find(env.service);
+                if (!s) return bad("cast to an unknown service");
+                std::shared_ptr<const authority> acting = who ? who->shared_from_this() : nullptr;
+                run_job([s = std::move(s), fn = std::move(env.function), args = std::move(env.args),
+                         acting = std::move(acting)] {
+                    acting_scope scope(acting.get());
+                    s->invoke(fn, args, reply_to([](result<term>) {}));
+                });
+            } else if constexpr (std::is_same_v<T, env_spawn_request>) {
+                auto reply_err = [&](errc c, std::string d) {
+                    refused_.fetch_add(1, std::memory_order_relaxed);
+                    post(peer, env_spawn_reply{env.req_id, c, pid{}, std::move(d)});
+                };
+                if (!from_peer(peer, env.from)) return bad("forged requester pid");
+                auto s = services_->find(env.service);
+                if (!s) return reply_err(errc::no_such_service, env.service);
+                auto* f = s->find_type(env.actor_type);
+                if (!f) return reply_err(errc::no_such_function, env.service + ":" + env.actor_type);
+                result<std::pair<actor_init, behavior>> made = error{errc::exception};
+                std::shared_ptr<const authority> acting = who ? who->shared_from_this() : nullptr;
+                try {
+                    acting_scope scope(acting.get());  // the factory runs for the requester too
+                    made = (*f)(env.args);
+                } catch (const std::exception& ex) {
+                    made = error{errc::exception, ex.what()};
+                }
+                if (!made) return reply_err(made.code(), made.err().detail);
+                // The child's own init sets up the requested link/monitor and
+                // posts the reply before any user code runs: the relation
+                // exists before the child can end, and the reply reaches the
+                // requester before any exit or DOWN from the child.
+                auto self = weak_from_this();
+                auto inner_init = std::move(made->first);
+                auto inner_b = std::move(made->second);
+                std::uint8_t flags = env.from.is_null() ? std::uint8_t{spawn_plain} : env.flags;
+                actor_init wrapped = [self, peer, req = env.req_id, flags, from = env.from, mref = env.monitor_ref,
+                                      tie = !cluster, acting = std::move(acting), inner_init = std::move(inner_init),
+                                      inner_b = std::move(inner_b)](actor& me) mutable -> behavior {
+                    if (acting) {
+                        // Spawned for a grantee or a stranger: it acts for
+                        // that principal for its whole life (auth/gate.hpp).
+                        auto& proc = static_cast<actor_proc&>(me);
+                        proc.ex().acting = acting;
+                    }
+                    std::optional<acting_scope> scope;
+                    if (acting) scope.emplace(acting.get());
+                    if (auto d = self.lock()) {
+                        if (tie) {
+                            // Spawned by a grantee or a stranger: linked to its
+                            // connection, so it ends ("noconnection", or an
+                            // exit message if it traps exits) when the peer
+                            // goes away or its grant is revoked.
+                            const pid conn = connection_pid(peer);
+                            bool up = d->with_peer(peer, [&](peer_state& ps) { ps.links.emplace(me.self(), conn); });
+                            d->rt_.remote_link(conn, me.self());
+                            if (!up) d->rt_.deliver(me.self(), message(message_kind::link_exit, term("noconnection"), conn));
+                        }
+                        if (flags & spawn_link_flag) {
+                            d->with_peer(peer, [&](peer_state& ps) { ps.links.emplace(me.self(), from); });
+                            d->rt_.remote_link(from, me.self());
+                        }
+                        if (flags & spawn_monitor_flag) d->rt_.remote_monitor(from, me.self(), mref);
+                        d->post(peer, env_spawn_reply{req, errc::ok, me.self(), {}});
+                    }
+                    if (inner_init) return inner_init(me);
+                    return std::move(inner_b);
+                };
+                rt_.spawn(std::move(wrapped), {}, nullptr, false, nullptr);
+            } else if constexpr (std::is_same_v<T, env_send>) {
+                if (!is_local(env.to)) return bad("pid of another node");
+                rt_.deliver_user(env.to, std::move(env.msg), target);
+            } else if constexpr (std::is_same_v<T, env_send_named>) {
+                rt_.deliver_named(env.name, message(std::move(env.msg)));
+            } else if constexpr (std::is_same_v<T, env_request>) {
+                if (!is_local(env.to) || !from_peer(peer, env.from)) return bad("forged pid");
+                rt_.deliver(env.to, message(message_kind::request, std::move(env.msg), std::move(env.from),
+                                            std::move(env.tag)));
+            } else if constexpr (std::is_same_v<T, env_response>) {
+                if (!is_local(env.to)) return bad("pid of another node");
+                if (env.code == errc::ok)
+                    rt_.deliver(env.to, message(message_kind::reply, std::move(env.value), pid{}, std::move(env.tag)));
+                else
+                    rt_.deliver(env.to, message(message_kind::reply_error,
+                                                arr(static_cast<int>(env.code), std::move(env.value)), pid{},
+                                                std::move(env.tag)));
+            } else if constexpr (std::is_same_v<T, env_monitor>) {
+                if (!is_local(env.target) || !from_peer(peer, env.from)) return bad("forged pid");
+                if (!rt_.remote_monitor(env.from, env.target, env.mref))
+                    post(peer, env_down{env.mref, env.target, env.from, term("noproc")});
+            } else if constexpr (std::is_same_v<T, env_demonitor>) {
+                if (!is_local(env.target) || !from_peer(peer, env.from)) return bad("forged pid");
+                rt_.remote_demonitor(env.target, env.mref, env.from);  // only the watcher's own monitor
+            } else if constexpr (std::is_same_v<T, env_down>) {
+                if (!is_local(env.to) || !from_peer(peer, env.who)) return bad("forged pid");
+                with_peer(peer, [&](peer_state& ps) { ps.monitors.erase(env.mref); });
+                rt_.deliver(env.to, message(message_kind::down, std::move(env.reason), std::move(env.who),
+                                            std::move(env.mref)));
+            } else if constexpr (std::is_same_v<T, env_link>) {
+                if (!is_local(env.to) || !from_peer(peer, env.from)) return bad("forged pid");
+                with_peer(peer, [&](peer_state& ps) { ps.links.emplace(env.to, env.from); });
+                if (!rt_.remote_link(env.from, env.to)) post(peer, env_exit{env.to, env.from, term("noproc"), true});
+            } else if constexpr (std::is_same_v<T, env_unlink>) {
+                if (!is_local(env.to) || !from_peer(peer, env.from)) return bad("forged pid");
+                with_peer(peer, [&](peer_state& ps) { ps.links.erase({env.to, env.from}); });
+                rt_.remote_unlink(env.from, env.to);
+            } else if constexpr (std::is_same_v<T, env_exit>) {
+                if (!is_local(env.to) || !from_peer(peer, env.from)) return bad("forged pid");
+                if (env.linked) with_peer(peer, [&](peer_state& ps) { ps.links.erase({env.to, env.from}); });
+                rt_.deliver(env.to, message(env.linked ? message_kind::link_exit : message_kind::exit_signal,
+                                            std::move(env.reason), std::move(env.from)));
+            } else {
+                // handshake / heartbeat / goodbye are consumed by the transport
+                bad("unexpected envelope");
+            }
+        },
+        e);
+}
+
+}  // namespace kith::detail

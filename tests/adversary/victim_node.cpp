@@ -1,0 +1,276 @@
+// kith_adversary_victim — the node under attack (issue 12), or one of its
+// cluster members, in its own OS process; driven line by line on stdin by
+// tests/adversary/test_adversary.cpp, one answer line per command.
+//
+//   kith_adversary_victim --name N --key-dir D --cookie C
+// Services: kvs, echo (with echo:server), demo (with demo:rpc_server),
+// grants, node (the admin services), and for the tests
+//   relay:invoke(Svc, Fn, Args)  re-dispatches with node::invoke_local
+//   relay:ping()                 "pong"
+//   box:get()                    [Handed, Worker]: hands out those two pids
+// Local processes: `sink` (a mailbox never handed to anyone: every attack aims
+// at it), `handed` (a mailbox handed out by box:get), `worker` (an actor
+// handed out by box:get, monitored by the `supervisor` mailbox), `asker` (an
+// actor making requests on command) and `watcher` (a mailbox that monitors
+// on command). At start it prints
+//   READY name=N ep=EP key=Z85 sink=PID handed=PID worker=PID asker=PID watcher=PID
+// Commands:
+//   stats                         -> "stats refused=N unauthorized=N rate_limited=N revoked=N protocol=N"
+//   kvs KEY                       -> "kvs TERM" (local lookup)
+//   sink                          -> "sink S H" (messages queued in sink / handed)
+//   grants                        -> "grants L1,L2" (labels, sorted)
+//   grant LABEL SCOPE PS BURST FILE -> "grant ok" | "grant error CODE DETAIL"
+//   revoke LABEL                  -> "revoke ok" | "revoke error CODE"
+//   public SVC on|off PS BURST    -> "public ok" | "public error CODE DETAIL"
+//   connect EP KEY                -> "connect ok NAME" | "connect error CODE DETAIL"  (as a member)
+//   visit EP KEY                  -> the same, with node::connect_visitor
+//   call NODE SVC FN [ARG...]     -> "call ok TERM" | "call error CODE DETAIL" (string args)
+//   nodes                         -> "nodes A,B"
+//   trust NODE                    -> "trust cluster|granted|stranger|server|none"
+//   ask SLOT PID MS               -> the asker requests PID ("q", timeout MS); "asking"
+//   ask_result SLOT MS            -> "ask_result ok TERM" | "ask_result error CODE" | "ask_result pending"
+//   monitor PID                   -> the watcher monitors PID: "monitor REF"
+//   downs                         -> "downs N" (DOWNs the watcher got)
+//   kill_worker                   -> exit "kill" to the worker; "killed"
+//   sup_down MS                   -> "sup_down REASON" | "sup_down none" (the supervisor's DOWN)
+//   worker_alive                  -> "worker_alive true|false"
+//   local_send PID DEST TEXT      -> sends [DEST, TEXT] to PID from this node, DEST a pid or
+//                                    "sink"/"handed"; "sent"
+//   quit
+#include <algorithm>
+#include <chrono>
+#include <future>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <thread>
+#include <string>
+#include <vector>
+
+#include "kith/builtin.hpp"
+#include "kith/mailbox.hpp"
+#include "kith/node.hpp"
+
+using namespace kith;
+using namespace std::chrono_literals;
+
+namespace {
+
+void out(const std::string& line) { std::cout << line << std::endl; }
+
+std::string err_text(const error& e) { return std::string(to_string(e.code)) + " " + e.detail; }
+
+term args_of(const std::vector<std::string>& w, std::size_t from) {
+    term_array a;
+    for (std::size_t i = from; i < w.size(); ++i) a.emplace_back(w[i]);
+    return term(std::move(a));
+}
+
+// node::connect_visitor and set_public returning result<void> are the API of
+// issue 12; until they exist this program still builds and says so.
+template <class N>
+std::string visit(N& n, const std::string& ep, const public_key& key) {
+    if constexpr (requires { n.connect_visitor(ep, key, std::chrono::nanoseconds(5s)); }) {
+        auto r = n.connect_visitor(ep, key, 5s);
+        return r ? "visit ok " + *r : "visit error " + err_text(r.err());
+    } else {
+        return "visit error unsupported node::connect_visitor does not exist";
+    }
+}
+
+template <class N>
+std::string set_public(N& n, const std::string& svc, bool on, rate_limit rate) {
+    if constexpr (std::is_same_v<decltype(n.set_public(svc, on, rate)), void>) {
+        n.set_public(svc, on, rate);
+        return "public ok";
+    } else {
+        auto r = n.set_public(svc, on, rate);
+        return r.ok() ? "public ok" : "public error " + err_text(r.err());
+    }
+}
+
+struct ask_slots {
+    std::mutex mu;
+    std::map<int, std::string> results;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    node_options o;
+    o.workers = 2;
+    o.net.listen = "tcp://127.0.0.1:0";
+    for (int i = 1; i + 1 < argc; i += 2) {
+        std::string k = argv[i], v = argv[i + 1];
+        if (k == "--name") o.name = v;
+        else if (k == "--key-dir") o.net.key_dir = v;
+        else if (k == "--cookie") o.net.cookie = v;
+    }
+    node n(o);
+    node* np = &n;
+    n.add_service(services::make_kvs());
+    n.add_service(services::make_echo());
+    n.add_service(services::make_demo(n));
+    n.add_service(services::make_grant_admin(n));
+    n.add_service(services::make_node_info(n));
+    n.add_service(service("relay")
+                      .function("invoke",
+                                [np](reply_to r, std::string svc, std::string fn, term args) {
+                                    np->invoke_local(svc, fn, args, std::move(r));
+                                })
+                      .function("ping", [] { return std::string("pong"); }));
+
+    mailbox sink(n), handed(n), supervisor(n), watcher(n);
+    pid worker = n.spawn([](actor&, message&) {});
+    supervisor.monitor(worker);
+    n.add_service(service("box").function("get", [h = handed.self(), worker] { return arr(h, worker); }));
+
+    auto slots = std::make_shared<ask_slots>();
+    pid asker = n.spawn([slots](actor& self, message& m) {
+        // ["ask", Slot, Pid, Ms]
+        if (!m.is_user() || m.body.size() != 4) return;
+        int slot = static_cast<int>(m.body.at(1)->as_int().value_or(0));
+        pid to = *m.body.at(2)->as_pid();
+        auto ms = std::chrono::milliseconds(m.body.at(3)->as_int().value_or(1000));
+        self.request(to, term("q"), ms, [slots, slot](result<term> r) {
+            std::lock_guard lk(slots->mu);
+            slots->results[slot] = r ? "ask_result ok " + r->to_string()
+                                     : "ask_result error " + std::string(to_string(r.code()));
+        });
+    });
+
+    out("READY name=" + n.name() + " ep=" + n.endpoint() + " key=" + n.key().z85() + " sink=" +
+        sink.self().to_string() + " handed=" + handed.self().to_string() + " worker=" + worker.to_string() +
+        " asker=" + asker.to_string() + " watcher=" + watcher.self().to_string());
+
+    auto pid_arg = [&](const std::string& s) -> std::optional<pid> {
+        if (s == "sink") return sink.self();
+        if (s == "handed") return handed.self();
+        if (s == "worker") return worker;
+        return pid::parse(s);
+    };
+
+    std::string line;
+    while (std::getline(std::cin, line)) {
+        std::istringstream in(line);
+        std::vector<std::string> w;
+        for (std::string t; in >> t;) w.push_back(t);
+        if (w.empty()) continue;
+        const std::string& c = w[0];
+        if (c == "quit") break;
+        if (c == "stats") {
+            auto s = n.net_stats();
+            out("stats refused=" + std::to_string(s.refused) + " unauthorized=" +
+                std::to_string(s.refused_unauthorized) + " rate_limited=" + std::to_string(s.refused_rate_limited) +
+                " revoked=" + std::to_string(s.refused_revoked) + " protocol=" + std::to_string(s.protocol_errors));
+        } else if (c == "kvs" && w.size() == 2) {
+            std::promise<result<term>> p;
+            auto f = p.get_future();
+            n.invoke_local("kvs", "lookup", arr(w[1]), reply_to([&p](result<term> r) { p.set_value(std::move(r)); }));
+            if (f.wait_for(5s) != std::future_status::ready) {
+                out("kvs error timeout");
+                continue;
+            }
+            auto r = f.get();
+            out(r ? "kvs " + r->to_string() : "kvs error " + err_text(r.err()));
+        } else if (c == "sink") {
+            out("sink " + std::to_string(sink.size()) + " " + std::to_string(handed.size()));
+        } else if (c == "grants") {
+            std::vector<std::string> labels;
+            for (auto& g : n.grants()) labels.push_back(g.label);
+            std::sort(labels.begin(), labels.end());
+            std::string s;
+            for (auto& l : labels) s += (s.empty() ? "" : ",") + l;
+            out("grants " + s);
+        } else if (c == "grant" && w.size() == 6) {
+            auto scope = parse_grant_scope(w[2]);
+            if (!scope) {
+                out("grant error " + err_text(scope.err()));
+                continue;
+            }
+            grant_spec s;
+            s.label = w[1];
+            s.allow = *scope;
+            s.rate = rate_limit{std::stod(w[3]), std::stod(w[4])};
+            auto g = n.grant(s);
+            if (!g) {
+                out("grant error " + err_text(g.err()));
+                continue;
+            }
+            auto saved = g->save(w[5]);
+            out(saved.ok() ? "grant ok" : "grant error " + err_text(saved.err()));
+        } else if (c == "revoke" && w.size() == 2) {
+            auto r = n.revoke_grant(w[1]);
+            out(r.ok() ? "revoke ok" : "revoke error " + err_text(r.err()));
+        } else if (c == "public" && w.size() == 5) {
+            out(set_public(n, w[1], w[2] == "on", rate_limit{std::stod(w[3]), std::stod(w[4])}));
+        } else if ((c == "connect" || c == "visit") && w.size() == 3) {
+            auto key = public_key::from_z85(w[2]).value_or(public_key{});
+            if (c == "visit") {
+                out(visit(n, w[1], key));
+            } else {
+                auto r = n.connect(w[1], key, 5s);
+                out(r ? "connect ok " + *r : "connect error " + err_text(r.err()));
+            }
+        } else if (c == "call" && w.size() >= 4) {
+            auto r = n.call(w[1], w[2], w[3], args_of(w, 4), 5s);
+            out(r ? "call ok " + r->to_string() : "call error " + err_text(r.err()));
+        } else if (c == "nodes") {
+            std::string s;
+            for (auto& x : n.nodes()) s += (s.empty() ? "" : ",") + x;
+            out("nodes " + s);
+        } else if (c == "trust" && w.size() == 2) {
+            auto i = n.info(w[1]);
+            out("trust " + (i ? std::string(to_string(i->trust)) : std::string("none")));
+        } else if (c == "ask" && w.size() == 4) {
+            auto p = pid_arg(w[2]);
+            if (!p) {
+                out("ask error badarg");
+                continue;
+            }
+            n.send(asker, arr("ask", std::stoi(w[1]), *p, std::stoi(w[3])));
+            out("asking");
+        } else if (c == "ask_result" && w.size() == 3) {
+            const int slot = std::stoi(w[1]);
+            auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::stoi(w[2]));
+            std::string r;
+            for (;;) {
+                {
+                    std::lock_guard lk(slots->mu);
+                    if (slots->results.count(slot)) r = slots->results[slot];
+                }
+                if (!r.empty() || std::chrono::steady_clock::now() >= until) break;
+                std::this_thread::sleep_for(10ms);
+            }
+            out(r.empty() ? "ask_result pending" : r);
+        } else if (c == "monitor" && w.size() == 2) {
+            auto p = pid_arg(w[1]);
+            out(p ? "monitor " + watcher.monitor(*p).to_string() : "monitor error badarg");
+        } else if (c == "downs") {
+            out("downs " + std::to_string(watcher.size()));
+        } else if (c == "kill_worker") {
+            n.send_exit(worker, term("kill"));
+            out("killed");
+        } else if (c == "worker_alive") {
+            out(std::string("worker_alive ") + (n.alive(worker) ? "true" : "false"));
+        } else if (c == "sup_down" && w.size() == 2) {
+            auto m = supervisor.receive([](const message& x) { return x.is_down(); },
+                                        std::chrono::milliseconds(std::stoi(w[1])));
+            out(m ? "sup_down " + m->body.to_string() : "sup_down none");
+        } else if (c == "local_send" && w.size() == 4) {
+            auto p = pid_arg(w[1]);
+            auto d = pid_arg(w[2]);
+            if (!p || !d) {
+                out("send error badarg");
+                continue;
+            }
+            n.send(*p, arr(*d, w[3]));
+            out("sent");
+        } else {
+            out("error unknown command: " + line);
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,183 @@
+// The gate (core/src/auth/gate.hpp): every envelope type, for each kind of
+// principal, against a node state written out here. Table-driven: each row
+// is a request and the exact verdict.
+#include "kith_catch.hpp"
+
+#include <set>
+
+#include "auth/gate.hpp"
+
+using namespace kith;
+using namespace kith::detail;
+
+namespace {
+
+const std::string self_node = "alice@home";
+const std::string peer_node = "bob@laptop";
+
+// The node state the gate reads: which local pids exist, what is public,
+// which requests and monitors are ours.
+struct state final : auth::gate_state {
+    std::set<std::string> pub;
+    std::set<std::uint64_t> asked_ids;
+    std::set<std::uint64_t> watching_ids;
+    std::set<std::uint64_t> watched_ids;
+    bool is_local(const pid& p) const override { return p.node == self_node; }
+    bool is_public(const std::string& s) const override { return pub.count(s) != 0; }
+    bool any_public() const override { return !pub.empty(); }
+    bool asked(const ref& t) const override { return t.node == self_node && asked_ids.count(t.id); }
+    bool watching(const ref& m) const override { return watching_ids.count(m.id) != 0; }
+    bool watched_by(const pid&, const pid&, const ref& m) const override { return watched_ids.count(m.id) != 0; }
+};
+
+std::shared_ptr<authority> make(principal::kind k, grant_scope scope = {}) {
+    auto a = std::make_shared<authority>();
+    a->who.what = k;
+    a->who.node = peer_node;
+    a->caps = std::make_shared<capability_set>();
+    a->caps->add(10);  // alice@home.10 was handed to the peer
+    if (k == principal::kind::grant) {
+        a->who.label = "bob";
+        a->grant = std::make_shared<grant_entry>();
+        a->grant->label = "bob";
+        a->grant->allow = std::move(scope);
+    }
+    return a;
+}
+
+const pid handed{self_node, 10}, unhanded{self_node, 11}, own{peer_node, 5}, third{"carol@pi", 7};
+const ref ours_asked{self_node, 100}, ours_unasked{self_node, 101}, mref_watching{self_node, 200},
+    mref_other{self_node, 201}, mref_watched{peer_node, 300}, mref_notwatched{peer_node, 301};
+
+env_call call(std::string svc, std::string fn, term args = arr(), pid from = {}) {
+    env_call c;
+    c.req_id = 1;
+    c.from = std::move(from);
+    c.service = std::move(svc);
+    c.function = std::move(fn);
+    c.args = std::move(args);
+    return c;
+}
+
+struct row {
+    const char* what;
+    envelope e;
+    errc want;
+};
+
+void run(const authority& who, const state& s, const std::vector<row>& rows) {
+    for (auto& r : rows) {
+        INFO(r.what);
+        auto v = auth::admit(who, r.e, s);
+        CHECK(v.code == r.want);
+        if (r.want != errc::ok) CHECK_FALSE(v.detail.empty());
+    }
+}
+
+}  // namespace
+
+TEST_CASE("gate: a grantee gets exactly its scope, and pids only as capabilities") {
+    auto bob = make(principal::kind::grant, {{"kvs", {"lookup"}}, {"demo", {}}});
+    state s;
+    s.asked_ids = {100};
+    s.watching_ids = {200};
+    s.watched_ids = {300};
+    const errc ok = errc::ok, no = errc::unauthorized;
+    run(*bob, s,
+        {
+            {"call in scope", call("kvs", "lookup", arr("k")), ok},
+            {"call outside the functions granted", call("kvs", "store", arr("k", 1)), no},
+            {"call of a whole granted service", call("demo", "node"), ok},
+            {"call of a service not granted", call("echo", "echo", arr(1)), no},
+            {"admin service even if a table grants it", call("grants", "create"), no},
+            {"call with its own pid as caller", call("kvs", "lookup", arr("k"), own), ok},
+            {"call with a forged caller", call("kvs", "lookup", arr("k"), unhanded), no},
+            {"call with a third node's pid as caller", call("kvs", "lookup", arr("k"), third), no},
+            {"args naming a handed pid", call("kvs", "lookup", arr(handed)), ok},
+            {"args naming an unhanded pid", call("kvs", "lookup", arr(unhanded)), no},
+            {"args naming a pid deep inside a map", call("kvs", "lookup", arr(term_map{{term("x"), arr(arr(unhanded))}})), no},
+            {"args naming a third node's pid", call("kvs", "lookup", arr(third)), no},
+            {"cast outside scope", env_cast{"kvs", "store", arr("k", 1)}, no},
+            {"spawn of a granted type", env_spawn_request{1, own, "demo", "rpc_server", arr(), 0, {}}, ok},
+            {"spawn with a forged requester", env_spawn_request{1, handed, "demo", "rpc_server", arr(), 0, {}}, no},
+            {"send to a handed pid", env_send{handed, arr(own, "hi")}, ok},
+            {"send to an unhanded pid", env_send{unhanded, "hi"}, no},
+            {"send naming an unhanded pid in the body", env_send{handed, arr(unhanded, "hi")}, no},
+            {"send to a pid of another node", env_send{third, "hi"}, no},
+            {"send_named", env_send_named{"logger", "hi"}, no},
+            {"request to a handed pid", env_request{handed, own, mref_watched, "q"}, ok},
+            {"request from a forged pid", env_request{handed, handed, mref_watched, "q"}, no},
+            {"response to our request", env_response{handed, ours_asked, errc::ok, 1}, ok},
+            {"response with a guessed tag", env_response{handed, ours_unasked, errc::ok, 1}, no},
+            {"monitor of a handed pid", env_monitor{own, handed, mref_watched}, ok},
+            {"monitor of an unhanded pid", env_monitor{own, unhanded, mref_watched}, no},
+            {"demonitor of its own monitor", env_demonitor{own, handed, mref_watched}, ok},
+            {"demonitor of someone else's monitor", env_demonitor{own, handed, mref_notwatched}, no},
+            {"down for our monitor", env_down{mref_watching, own, handed, "normal"}, ok},
+            {"down with a guessed ref", env_down{mref_other, own, handed, "normal"}, no},
+            {"down naming a pid not its own", env_down{mref_watching, third, handed, "normal"}, no},
+            {"link to a handed pid", env_link{own, handed}, ok},
+            {"link to an unhanded pid", env_link{own, unhanded}, no},
+            {"unlink from a forged pid", env_unlink{handed, handed}, no},
+            {"linked exit", env_exit{own, handed, "boom", true}, ok},
+            {"explicit exit signal", env_exit{own, handed, "kill", false}, no},
+            {"reply naming an unhanded pid", env_reply{1, errc::ok, arr(unhanded)}, no},
+            {"reply naming its own pid", env_reply{1, errc::ok, arr(own)}, ok},
+            {"spawn reply with another node's pid", env_spawn_reply{1, errc::ok, third, ""}, no},
+            {"handshake as data", env_handshake{}, no},
+        });
+}
+
+TEST_CASE("gate: a revoked or unknown grant is revoked, and a server we dialled may only answer") {
+    auto ghost = make(principal::kind::grant);
+    ghost->grant.reset();
+    state s;
+    s.pub = {"echo"};
+    CHECK(auth::admit(*ghost, call("kvs", "lookup"), s).code == errc::revoked);
+    auto srv = make(principal::kind::server);
+    run(*srv, s,
+        {
+            {"a server calls us", call("kvs", "lookup", arr("k")), errc::unauthorized},
+            {"a server calls a public service", call("echo", "echo", arr(1)), errc::unauthorized},
+            {"a server answers", env_reply{1, errc::ok, 1}, errc::ok},
+            {"a server messages a handed pid", env_send{handed, "hi"}, errc::ok},
+            {"a server messages an unhanded pid", env_send{unhanded, "hi"}, errc::unauthorized},
+        });
+}
+
+TEST_CASE("gate: a stranger gets the public services while there are any, then nothing") {
+    auto eve = make(principal::kind::stranger);
+    state s;
+    s.pub = {"echo"};
+    run(*eve, s,
+        {
+            {"public service", call("echo", "echo", arr(1)), errc::ok},
+            {"service not public", call("kvs", "store", arr("k", 1)), errc::unauthorized},
+            {"admin service", call("node", "info"), errc::unauthorized},
+            {"handed pid", env_send{handed, "hi"}, errc::ok},
+        });
+    s.pub.clear();
+    run(*eve, s,
+        {
+            {"no public left: the public service", call("echo", "echo", arr(1)), errc::unauthorized},
+            {"no public left: a handed pid", env_send{handed, "hi"}, errc::unauthorized},
+        });
+}
+
+TEST_CASE("gate: members and local code are not restricted, and re-dispatch follows the same rules") {
+    state s;
+    auto member = make(principal::kind::member);
+    CHECK(auth::admit(*member, call("grants", "create"), s).ok());
+    CHECK(auth::admit(*member, env_send{unhanded, "hi"}, s).ok());
+    CHECK(auth::may_reach(*member, "carol@pi", false));
+    auto bob = make(principal::kind::grant, {{"demo", {}}});
+    CHECK(auth::may_invoke(*bob, "demo", "node", s).ok());
+    CHECK(auth::may_invoke(*bob, "grants", "create", s).code == errc::unauthorized);
+    CHECK(auth::may_invoke(*bob, "kvs", "store", s).code == errc::unauthorized);
+    CHECK(auth::may_reach(*bob, self_node, true));     // the service's own local business
+    CHECK(auth::may_reach(*bob, peer_node, false));    // back to the principal
+    CHECK_FALSE(auth::may_reach(*bob, "carol@pi", false));  // never on to a third node
+    CHECK(auth::is_admin_service("grants"));
+    CHECK(auth::is_admin_service("node"));
+    CHECK_FALSE(auth::is_admin_service("kvs"));
+}

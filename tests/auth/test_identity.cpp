@@ -1,0 +1,135 @@
+// Identity rules (core/src/auth/identity.hpp): User-Ids fail closed, the
+// membership proof binds keys and nonce, and who may hold a node name.
+#include "kith_catch.hpp"
+
+#include <map>
+
+#include "doc_blocks.hpp"
+
+#include "auth/identity.hpp"
+
+using namespace kith;
+using namespace kith::detail;
+using auth::claim_verdict;
+
+namespace {
+peer_auth who(trust_kind k, std::string uid) { return peer_auth{k, std::move(uid), {}}; }
+}  // namespace
+
+TEST_CASE("identity: only User-Ids the ZAP handler issues have a trust, the rest are refused") {
+    struct row {
+        const char* uid;
+        std::optional<trust_kind> want;
+    };
+    const row rows[] = {
+        {"cluster", trust_kind::cluster},
+        {"grant:bob", trust_kind::grant},
+        {"stranger:Hello", trust_kind::stranger},
+        {"", std::nullopt},
+        {"Cluster", std::nullopt},
+        {"cluster ", std::nullopt},
+        {"grant:", std::nullopt},
+        {"stranger:", std::nullopt},
+        {"server:abc", std::nullopt},  // names links we dialled; never a ZAP User-Id
+        {"admin", std::nullopt},
+    };
+    for (auto& r : rows) {
+        INFO("User-Id '" << r.uid << "'");
+        CHECK(auth::kind_of_user_id(r.uid) == r.want);
+    }
+}
+
+TEST_CASE("identity: the membership proof is bound to the cookie, both keys and the nonce") {
+    auto k = derive_cookie_key("class-cookie", auth::proof_purpose);
+    auto other = derive_cookie_key("other-cookie", auth::proof_purpose);
+    auto server = keypair::generate().pub, server2 = keypair::generate().pub;
+    auto client = cluster_keypair("class-cookie").pub, client2 = keypair::generate().pub;
+    std::string nonce = auth::fresh_nonce(), nonce2 = auth::fresh_nonce();
+    REQUIRE(nonce.size() == 16);
+    CHECK(nonce != nonce2);
+    std::string p = auth::member_proof(k, server, client, nonce);
+    REQUIRE(p.size() == 32);
+    CHECK(auth::check_member_proof(k, server, client, nonce, p));
+    CHECK_FALSE(auth::check_member_proof(other, server, client, nonce, p));   // another cookie
+    CHECK_FALSE(auth::check_member_proof(k, server2, client, nonce, p));      // replayed by another server key
+    CHECK_FALSE(auth::check_member_proof(k, server, client2, nonce, p));      // to another client key
+    CHECK_FALSE(auth::check_member_proof(k, server, client, nonce2, p));      // another connection
+    CHECK_FALSE(auth::check_member_proof(k, server, client, nonce, ""));      // no proof
+    CHECK_FALSE(auth::check_member_proof(k, server, client, "", p));          // no nonce sent
+    std::string flipped = p;
+    flipped[31] = static_cast<char>(flipped[31] ^ 1);
+    CHECK_FALSE(auth::check_member_proof(k, server, client, nonce, flipped));
+    CHECK_FALSE(auth::check_member_proof(k, server, client, nonce, p.substr(0, 31)));
+}
+
+TEST_CASE("identity: a name belongs to the identity that proved it, and members come first") {
+    const auto member = who(trust_kind::cluster, "cluster");
+    const auto bob = who(trust_kind::grant, "grant:bob");
+    const auto eve = who(trust_kind::grant, "grant:eve");
+    const auto stranger = who(trust_kind::stranger, "stranger:K1");
+    const auto server = who(trust_kind::server, "server:K2");
+    struct row {
+        const char* what;
+        const peer_auth* claimant;
+        const peer_auth* holder;
+        bool reserved;
+        claim_verdict::kind want;
+    };
+    const row rows[] = {
+        {"a member, free name", &member, nullptr, false, claim_verdict::accept},
+        {"a member, its own reserved name", &member, nullptr, true, claim_verdict::accept},
+        {"a member joins the member session", &member, &member, true, claim_verdict::accept},
+        {"a member takes back a name a grantee holds", &member, &bob, false, claim_verdict::evict},
+        {"a member takes back a name a stranger holds", &member, &stranger, true, claim_verdict::evict},
+        {"a member takes back a name a dialled server holds", &member, &server, false, claim_verdict::evict},
+        {"a grantee, free name", &bob, nullptr, false, claim_verdict::accept},
+        {"a grantee, a name a member held before", &bob, nullptr, true, claim_verdict::refuse},
+        {"a stranger, a name a member held before", &stranger, nullptr, true, claim_verdict::refuse},
+        {"a dialled server, a name a member held before", &server, nullptr, true, claim_verdict::refuse},
+        {"a grantee, a name a member holds", &bob, &member, true, claim_verdict::refuse},
+        {"a stranger, a name a member holds", &stranger, &member, false, claim_verdict::refuse},
+        {"a grantee joins its own session", &bob, &bob, false, claim_verdict::accept},
+        {"another grantee, a name a grantee holds", &eve, &bob, false, claim_verdict::refuse},
+        {"a stranger, a name a grantee holds", &stranger, &bob, false, claim_verdict::refuse},
+    };
+    for (auto& r : rows) {
+        INFO(r.what);
+        auto v = auth::claim_name("carol@pi", *r.claimant, r.holder, r.reserved);
+        CHECK(v.what == r.want);
+        if (r.want != claim_verdict::accept) CHECK(v.why.find("carol@pi") != std::string::npos);
+    }
+}
+
+TEST_CASE("identity: the membership vectors of docs/protocol.md") {
+    bool closed = false;
+    auto lines = fenced_lines(std::string(KITH_SOURCE_DIR) + "/docs/protocol.md", "membership", &closed);
+    REQUIRE(closed);
+    std::map<std::string, std::string> v;
+    for (auto& [n, line] : lines) {
+        auto colon = line.find(": ");
+        INFO("docs/protocol.md:" << n);
+        REQUIRE(colon != std::string::npos);
+        v[line.substr(0, colon)] = line.substr(colon + 2);
+    }
+    REQUIRE(v.size() == 7);
+    auto hex = [](const auto& bytes) {
+        std::string s;
+        static const char* d = "0123456789abcdef";
+        for (unsigned char b : bytes) s += {d[b >> 4], d[b & 15]};
+        return s;
+    };
+    const std::string cookie = v["cookie"];
+    CHECK(hex(derive_cookie_key(cookie, "cluster-client-key")) == v["cluster-client-key seed"]);
+    CHECK(cluster_keypair(cookie).pub.z85() == v["cluster public key"]);
+    auto k = derive_cookie_key(cookie, auth::proof_purpose);
+    CHECK(hex(k) == v["member-proof key"]);
+    std::array<std::uint8_t, 32> seed{};
+    for (int i = 0; i < 32; ++i) seed[i] = static_cast<std::uint8_t>(i);
+    auto server = keypair::from_seed(seed).pub;
+    CHECK(server.z85() == v["server key"]);
+    std::string nonce;
+    for (int i = 0; i < 16; ++i) nonce += static_cast<char>(0xa0 + i);
+    CHECK(hex(nonce) == v["nonce"]);
+    auto proof = auth::member_proof(k, server, cluster_keypair(cookie).pub, nonce);
+    CHECK(hex(proof) == v["proof"]);
+}
