@@ -237,6 +237,12 @@ auth::claim_verdict dist::on_name_claim(const std::string& name, const peer_auth
     return v;
 }
 
+std::shared_ptr<const authority> dist::member_authority(const std::string& node) const {
+    std::shared_lock lk(restricted_mu_);
+    auto it = members_.find(node);
+    return it == members_.end() ? nullptr : it->second;
+}
+
 std::shared_ptr<dist::restricted_peer> dist::find_restricted(const std::string& node) const {
     if (restricted_count_.load(std::memory_order_acquire) == 0) return nullptr;
     std::shared_lock lk(restricted_mu_);
@@ -294,6 +300,14 @@ void dist::on_up(const std::string& peer, const peer_info& pi) {
         ps.info = ev.info;
         if (pi.outbound) st = settle_waiters(&pi.endpoint, peer);
         if (pi.auth.kind == trust_kind::cluster) {
+            auto who = std::make_shared<authority>();
+            who->who.what = principal::kind::member;
+            who->who.node = peer;
+            who->who.key = pi.outbound || !pi.node_key ? pi.auth.key : *pi.node_key;
+            {
+                std::unique_lock rl(restricted_mu_);
+                members_[peer] = std::move(who);
+            }
             if (member_names_.insert(peer).second) {
                 member_order_.push_back(peer);
                 if (member_order_.size() > 4096) {
@@ -341,6 +355,10 @@ void dist::on_down(const std::string& peer, const std::string& reason) {
         }
         if ((reason == "revoked" || reason == "refused") && (revoked_by_.size() < 256 || revoked_by_.count(peer)))
             revoked_by_[peer] = reason == "revoked";
+        {
+            std::unique_lock rl(restricted_mu_);
+            members_.erase(peer);
+        }
         if (ps.restricted) {
             if (ps.restricted->who->grant) ps.restricted->who->grant->connected.fetch_sub(1);
             std::unique_lock rl(restricted_mu_);

@@ -301,6 +301,10 @@ private:
     mutable std::shared_mutex restricted_mu_;
     std::unordered_map<std::string, std::shared_ptr<restricted_peer>> restricted_;
     std::shared_ptr<restricted_peer> find_restricted(const std::string& node) const;
+    // The principal of an up cluster member (who an invocation acts for:
+    // kith::current_principal); null if it is not up. Under restricted_mu_.
+    std::unordered_map<std::string, std::shared_ptr<const authority>> members_;
+    std::shared_ptr<const authority> member_authority(const std::string& node) const;
     std::atomic<std::size_t> restricted_count_{0};
 };
 

@@ -179,7 +179,7 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                 if (!s) return reply_err(errc::no_such_service, env.service);
                 if (!s->find(env.function)) return reply_err(errc::no_such_function, env.service + ":" + env.function);
                 // The function runs for its caller's principal (kith::current_principal).
-                std::shared_ptr<const authority> acting = who ? who->shared_from_this() : nullptr;
+                std::shared_ptr<const authority> acting = who ? who->shared_from_this() : member_authority(peer);
                 run_job([s = std::move(s), fn = std::move(env.function), args = std::move(env.args),
                          d = weak_from_this(), peer, req = env.req_id, acting = std::move(acting)] {
                     acting_scope scope(acting.get());
@@ -195,7 +195,7 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
             } else if constexpr (std::is_same_v<T, env_cast>) {
                 auto s = services_->find(env.service);
                 if (!s) return bad("cast to an unknown service");
-                std::shared_ptr<const authority> acting = who ? who->shared_from_this() : nullptr;
+                std::shared_ptr<const authority> acting = who ? who->shared_from_this() : member_authority(peer);
                 run_job([s = std::move(s), fn = std::move(env.function), args = std::move(env.args),
                          acting = std::move(acting)] {
                     acting_scope scope(acting.get());
@@ -212,7 +212,7 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                 auto* f = s->find_type(env.actor_type);
                 if (!f) return reply_err(errc::no_such_function, env.service + ":" + env.actor_type);
                 result<std::pair<actor_init, behavior>> made = error{errc::exception};
-                std::shared_ptr<const authority> acting = who ? who->shared_from_this() : nullptr;
+                std::shared_ptr<const authority> acting = who ? who->shared_from_this() : member_authority(peer);
                 try {
                     acting_scope scope(acting.get());  // the factory runs for the requester too
                     made = (*f)(env.args);
@@ -231,9 +231,10 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                 actor_init wrapped = [self, peer, req = env.req_id, flags, from = env.from, mref = env.monitor_ref,
                                       tie = !cluster, acting = std::move(acting), inner_init = std::move(inner_init),
                                       inner_b = std::move(inner_b)](actor& me) mutable -> behavior {
-                    if (acting) {
+                    if (acting && acting->restricted()) {
                         // Spawned for a grantee or a stranger: it acts for
                         // that principal for its whole life (auth/gate.hpp).
+                        // (For a member, fully trusted, only its init does.)
                         auto& proc = static_cast<actor_proc&>(me);
                         proc.ex().acting = acting;
                     }

@@ -82,3 +82,26 @@ def test_a_stranger_cannot_take_a_members_name(alice, make_node, tmp_path):
     wait_until(lambda: alice.info("carol@localhost") is None)
     with pytest.raises(kith.Unauthorized, match="belongs to a cluster member"):
         impostor.connect(alice.endpoint, alice.key, visitor=True, timeout=2.0)
+
+
+def test_service_functions_see_their_principal(alice, make_node):
+    seen = []
+    svc = kith.Service("whoami")
+
+    @svc.function
+    def who() -> str:
+        p = kith.current_principal()
+        seen.append(p)
+        return p["kind"]
+
+    alice.add_service(svc)
+    alice.set_public("whoami")
+    assert kith.current_principal()["kind"] == "local"
+    member = make_node("dave@localhost", discovery=False)
+    assert member.connect(alice.endpoint, alice.key) == alice.name
+    assert member.call(alice.name, "whoami", "who") == "member"
+    visitor = make_node("erin@localhost", cookie="erins-cluster", discovery=False)
+    assert visitor.connect(alice.endpoint, alice.key, visitor=True) == alice.name
+    assert visitor.call(alice.name, "whoami", "who") == "stranger"
+    assert seen[-1]["node"] == "erin@localhost"
+    assert seen[-1]["fingerprint"] == visitor.fingerprint

@@ -59,7 +59,7 @@ from . import _kith
 from ._kith import (  # noqa: F401  (re-exported)
     Actor, BadArg, BadArgs, BadType, DecodeError, Down, Error, Exit, Grant, Mailbox, NodeDown, NoProc,
     NoSuchFunction, NoSuchService, Overloaded, Pid, RateLimited, Ref, RemoteException, Request,
-    Revoked, SetupError, Shutdown, Timeout, Unauthorized, load_grant, parse_grant,
+    Revoked, SetupError, Shutdown, Timeout, Unauthorized, current_principal, load_grant, parse_grant,
 )
 
 __all__ = [
@@ -67,7 +67,7 @@ __all__ = [
     "Subscription", "NodeEvents", "Error", "Timeout", "NodeDown", "Unauthorized", "Revoked",
     "RateLimited", "NoSuchService", "NoSuchFunction", "BadArgs", "RemoteException", "NoProc",
     "BadType", "DecodeError", "Overloaded", "BadArg", "Shutdown", "SetupError", "Grant", "load_grant",
-    "parse_grant",
+    "parse_grant", "current_principal",
 ]
 
 # Stop every node before the interpreter finalizes, so no kith thread calls

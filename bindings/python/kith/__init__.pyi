@@ -1,7 +1,7 @@
 # Type hints for the kith package (see kith/__init__.py for the documentation).
 import datetime
 import os
-from typing import Any, Callable, Iterator, NamedTuple, Optional, TypeVar, Union, overload
+from typing import Dict, Any, Callable, Iterator, NamedTuple, Optional, TypeVar, Union, overload
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _T = TypeVar("_T")
@@ -162,6 +162,11 @@ class Grant:
 def load_grant(path: Union[str, os.PathLike[str]]) -> Grant:
     """Reads a grant file; DecodeError saying what is wrong with it."""
     ...
+def current_principal() -> Dict[str, str]:
+    """Who the calling code acts for: kind (local, member, grant, stranger,
+    server), node, label (a grant's), fingerprint."""
+    ...
+
 def parse_grant(text: str) -> Grant:
     """Parses a grant file's text; DecodeError saying what is wrong with it."""
     ...

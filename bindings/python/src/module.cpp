@@ -29,6 +29,7 @@
 #include "kith/discovery.hpp"
 #include "kith/mailbox.hpp"
 #include "kith/node.hpp"
+#include "kith/principal.hpp"
 #include "kith_py.hpp"
 
 namespace kith::python {
@@ -496,6 +497,15 @@ PYBIND11_MODULE(_kith, m) {
         stop_all_nodes();
         python_exiting();
     }, "Stops every running node and forbids kith threads to enter Python (the atexit hook).");
+    m.def("current_principal", [] {
+        const principal& p = current_principal();
+        py::dict d;
+        d["kind"] = std::string(to_string(p.what));
+        d["node"] = p.node;
+        d["label"] = p.label;
+        d["fingerprint"] = p.what == principal::kind::local ? std::string() : p.key.fingerprint();
+        return d;
+    }, "Who the calling code acts for: {kind: local|member|grant|stranger|server, node, label, fingerprint}.");
     m.def("_to_term_roundtrip", [](py::handle x) { return from_term(to_term(x)); },
           "Converts a value as sending would, and back (for tests).");
     m.def("_encode", [](py::handle x) { return py::bytes(encode(to_term(x))); }, "The msgpack bytes of a value.");
