@@ -48,9 +48,7 @@ dist::dist(node_impl& rt, const net_options& opts, std::shared_ptr<service_table
     cb.on_peer_up = [this](const std::string& p, const peer_info& i) { on_up(p, i); };
     cb.on_peer_down = [this](const std::string& p, const std::string& r) { on_down(p, r); };
     cb.on_peer_refused = [this](const refusal& r) { on_refused(r); };
-    cb.on_name_claim = [this](const std::string& name, const peer_auth& claimant, const peer_auth* holder) {
-        return on_name_claim(name, claimant, holder);
-    };
+    cb.on_name_claim = [this](auth::name_claim& c) { return on_name_claim(c); };
     cb.on_envelopes = [this](const std::string& p, const peer_auth& a, std::vector<envelope>&& es) {
         on_envelopes(p, a, std::move(es));
     };
@@ -222,18 +220,30 @@ result<std::string> dist::connect(const grant_file& g, duration timeout) {
     return last;
 }
 
-auth::claim_verdict dist::on_name_claim(const std::string& name, const peer_auth& claimant, const peer_auth* holder) {
-    bool reserved;
+template <class Set>
+void dist::remember(Set& set, std::deque<std::string>& order, const std::string& name) {
+    if (auto it = std::find(order.begin(), order.end(), name); it != order.end()) order.erase(it);
+    order.push_back(name);
+    if (order.size() > 4096) {
+        set.erase(order.front());
+        order.pop_front();
+    }
+}
+
+auth::claim_verdict dist::on_name_claim(auth::name_claim& c) {
     {
         std::lock_guard lk(mu_);
-        reserved = member_names_.count(name) != 0;
+        c.reserved = member_names_.count(c.name) != 0;
+        if (auto it = server_names_.find(c.name); it != server_names_.end()) c.dialled_key = it->second;
     }
-    auto v = auth::claim_name(name, claimant, holder, reserved);
-    if (v.what != auth::claim_verdict::accept)
-        diag("node name " + name + ": " + (v.what == auth::claim_verdict::evict ? "taken back from " : "refused to ") +
-             std::string(to_string(holder && v.what == auth::claim_verdict::evict ? holder->kind : claimant.kind)) +
-             " key " + (v.what == auth::claim_verdict::evict && holder ? holder->key : claimant.key).fingerprint() +
-             ": " + v.why);
+    auto v = auth::claim_name(c);
+    if (v.what != auth::claim_verdict::accept) {
+        const bool evict = v.what == auth::claim_verdict::evict && c.holder;
+        const peer_auth& who = evict ? *c.holder : *c.claimant;
+        const public_key& key = who.kind == trust_kind::cluster && c.claimant_key && !evict ? *c.claimant_key : who.key;
+        diag("node name " + c.name + ": " + (evict ? "taken back from " : "refused to ") +
+             std::string(to_string(who.kind)) + " key " + key.fingerprint() + ": " + v.why);
+    }
     return v;
 }
 
@@ -308,14 +318,16 @@ void dist::on_up(const std::string& peer, const peer_info& pi) {
                 std::unique_lock rl(restricted_mu_);
                 members_[peer] = std::move(who);
             }
-            if (member_names_.insert(peer).second) {
-                member_order_.push_back(peer);
-                if (member_order_.size() > 4096) {
-                    member_names_.erase(member_order_.front());
-                    member_order_.pop_front();
-                }
+            // Reserved for members (hidden CLI clients are not: they come and go).
+            if (!pi.hidden) {
+                member_names_.insert(peer);
+                remember(member_names_, member_order_, peer);
             }
         } else {
+            if (pi.auth.kind == trust_kind::server) {
+                server_names_[peer] = pi.auth.key;
+                remember(server_names_, server_order_, peer);
+            }
             auto rp = std::make_shared<restricted_peer>();
             auto who = std::make_shared<authority>();
             who->who.node = peer;
@@ -360,6 +372,7 @@ void dist::on_down(const std::string& peer, const std::string& reason) {
             members_.erase(peer);
         }
         if (ps.restricted) {
+            ps.restricted->who->ended.store(true, std::memory_order_release);
             if (ps.restricted->who->grant) ps.restricted->who->grant->connected.fetch_sub(1);
             std::unique_lock rl(restricted_mu_);
             restricted_.erase(peer);

@@ -171,6 +171,7 @@ private:
     // counts only for one of those; bounded, oldest forgotten first).
     struct restricted_peer {
         std::shared_ptr<authority> who;
+        std::atomic<bool> starved{false};  // a server whose refusal budget is spent
         mutable std::mutex mu;
         std::unordered_set<std::uint64_t> asked;
         std::deque<std::uint64_t> asked_order;
@@ -206,8 +207,8 @@ private:
     // `e` may be handled; otherwise it was refused (answered with the error
     // where the envelope has an answer) and counted.
     bool admit(const std::string& peer, const peer_auth& auth, restricted_peer& rp, const envelope& e);
-    // Takes the token an envelope from `rp` costs (every one does, refusals
-    // included; answers to our own requests from a server we dialled do not).
+    // Takes the token an envelope from `rp` costs (for a server we dialled,
+    // asked only for its refusals).
     bool take_token(const peer_auth& auth, restricted_peer& rp, const envelope& e);
     // A request of ours to `node` that must not go: the calling thread acts
     // for a grantee or a stranger (no deputies), or `node` is a grantee or a
@@ -215,7 +216,7 @@ private:
     // will claim). nullopt when the request may go.
     std::optional<error> not_a_server(const std::string& node) const;
     // The name-claim rule with this node's reservations (transport callback).
-    auth::claim_verdict on_name_claim(const std::string& name, const peer_auth& claimant, const peer_auth* holder);
+    auth::claim_verdict on_name_claim(auth::name_claim& c);
     // Sends the refusal answer for `e`, if it has one.
     void refuse(const std::string& peer, const envelope& e, errc code, const std::string& detail);
     // Records the local pids inside `e` as handed to `node` when `node` is a
@@ -296,6 +297,13 @@ private:
     // oldest forgotten first): no non-member may take one. Under mu_.
     std::set<std::string> member_names_;
     std::deque<std::string> member_order_;
+    // Names of the servers this node dialled (grant or visitor links), with
+    // the key dialled: no inbound non-member may take one (at most 4096).
+    std::map<std::string, public_key> server_names_;
+    std::deque<std::string> server_order_;
+    // Remembers `name` in a bounded FIFO set (refreshed when seen again).
+    template <class Set>
+    static void remember(Set& set, std::deque<std::string>& order, const std::string& name);
     // The up non-cluster peers, for the send path (restricted_count_ == 0:
     // every peer is a cluster member; no lookup).
     mutable std::shared_mutex restricted_mu_;

@@ -157,11 +157,11 @@ result<void> dist::cast(const std::string& node, const std::string& svc, const s
 
 void dist::spawn(const std::string& node, const std::string& svc, const std::string& type, term args,
                  duration timeout, spawn_done done, std::uint8_t flags, pid from, ref mref) {
+    if (auto e = not_a_server(node)) return done(std::move(*e));
     if (!tr_->is_up(node)) {
         done(not_connected(node));
         return;
     }
-    if (auto e = not_a_server(node)) return done(std::move(*e));
     auto id = add_pending(pending{node, clock::now() + timeout, {}, std::move(done), flags, from, mref});
     env_spawn_request s;
     s.req_id = id;

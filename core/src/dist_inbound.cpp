@@ -99,8 +99,6 @@ void dist::refuse(const std::string& peer, const envelope& e, errc code, const s
 
 bool dist::take_token(const peer_auth& auth, restricted_peer& rp, const envelope& e) {
     const authority& who = *rp.who;
-    if (auth.kind == trust_kind::server && (std::holds_alternative<env_reply>(e) || std::holds_alternative<env_spawn_reply>(e)))
-        return true;  // answers to our own calls (finish() takes them only from the node asked)
     const std::string* svc = nullptr;
     const std::string* name = nullptr;
     if (auto* c = std::get_if<env_call>(&e)) svc = &c->service, name = &c->function;
@@ -125,14 +123,29 @@ bool dist::admit(const std::string& peer, const peer_auth& auth, restricted_peer
         refuse(peer, e, errc::revoked, "grant revoked");
         return false;
     }
-    // Every envelope costs a token, refusals included: guessing is rate-limited.
-    if (!take_token(auth, rp, e)) {
-        if (g) g->rate_limited.fetch_add(1, std::memory_order_relaxed);
-        refuse(peer, e, errc::rate_limited, "over the rate");
-        return false;
-    }
     peer_gate_state st(*this, peer, rp);
-    auth::verdict v = auth::admit(who, e, st);
+    auth::verdict v;
+    if (auth.kind == trust_kind::server) {
+        // A node we dialled answers us and messages the pids we handed it
+        // for free; its refusals cost tokens, and once they are spent
+        // everything it sends is refused until the bucket refills.
+        v = auth::admit(who, e, st);
+        if (v.ok() && !rp.starved.load(std::memory_order_relaxed)) return true;
+        const bool token = take_token(auth, rp, e);
+        rp.starved.store(!token, std::memory_order_relaxed);
+        if (!token) {
+            refuse(peer, e, errc::rate_limited, "too many refused messages from a node we dialled: over the rate");
+            return false;
+        }
+    } else {
+        // Every envelope costs a token, refusals included: guessing is rate-limited.
+        if (!take_token(auth, rp, e)) {
+            if (g) g->rate_limited.fetch_add(1, std::memory_order_relaxed);
+            refuse(peer, e, errc::rate_limited, "over the rate");
+            return false;
+        }
+        v = auth::admit(who, e, st);
+    }
     if (!v.ok()) {
         if (g) g->refused.fetch_add(1, std::memory_order_relaxed);
         diag("refused " + std::string(kind_name(e)) + " from " + peer + " (" + who.who.describe() + "): " + v.detail);

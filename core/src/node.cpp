@@ -383,6 +383,11 @@ void node_impl::link(process& p, const pid& to) {
             p.deliver(new msg_node(message(message_kind::link_exit, "noproc", to)));
         return;
     }
+    if (!acting_may_reach(to)) {  // code acting for a non-member links to no other node
+        p.remove_link(to);
+        p.deliver(new msg_node(message(message_kind::link_exit, "unauthorized", to)));
+        return;
+    }
     if (auto port_ = port(); port_ && port_->link(p.self_, to)) return;
     p.deliver(new msg_node(message(message_kind::link_exit, "noconnection", to)));
 }
@@ -401,6 +406,10 @@ void node_impl::monitor(process& p, const pid& to, const ref& tag) {
         proc_ref t = lookup(to.serial);
         if (!t || !t->add_watcher(p.self_, tag))
             p.deliver(new msg_node(message(message_kind::down, "noproc", to, tag)));
+        return;
+    }
+    if (!to.is_null() && !acting_may_reach(to)) {  // nor monitors one
+        p.deliver(new msg_node(message(message_kind::down, "unauthorized", to, tag)));
         return;
     }
     if (auto port_ = port(); port_ && !to.is_null() && port_->monitor(p.self_, to, tag)) return;

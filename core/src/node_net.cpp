@@ -266,6 +266,13 @@ multicall_result node::multicall(const std::vector<std::string>& nodes, const st
 result<pid> node::spawn(const std::string& node, const std::string& svc, const std::string& type, term args,
                         duration timeout) {
     if (node == name()) {
+        // As invoke_local: code acting for a grantee or a stranger spawns
+        // only what that principal may spawn itself.
+        if (const detail::authority* who = detail::acting(); who && who->restricted()) {
+            auto v = net_->dist ? net_->dist->check_invoke(*who, svc, type)
+                                : detail::auth::verdict{errc::unauthorized, svc + ":" + type + " is not allowed"};
+            if (!v.ok()) return error{v.code, v.detail + " (for " + who->who.describe() + ")"};
+        }
         auto s = net_->services->find(svc);
         if (!s) return error{errc::no_such_service, svc};
         auto* f = s->find_type(type);

@@ -725,9 +725,16 @@ struct transport::impl {
                                      "connection for a node outside the cluster)");
         }
         auto it = sessions.find(hs.node);
-        const peer_auth* holder = it != sessions.end() ? &it->second.info.auth : nullptr;
-        auth::claim_verdict claim = cb.on_name_claim ? cb.on_name_claim(hs.node, l.auth, holder)
-                                                     : auth::claim_name(hs.node, l.auth, holder, false);
+        auth::name_claim nc;
+        nc.name = hs.node;
+        nc.claimant = &l.auth;
+        if (!hs.key.empty()) nc.claimant_key = public_key::from_z85(hs.key);
+        if (it != sessions.end()) {
+            nc.holder = &it->second.info.auth;
+            nc.holder_key = it->second.info.node_key;
+            nc.holder_endpoint = it->second.info.endpoint;
+        }
+        auth::claim_verdict claim = cb.on_name_claim ? cb.on_name_claim(nc) : auth::claim_name(nc);
         if (claim.what == auth::claim_verdict::refuse) return bad(claim.why);
         if (claim.what == auth::claim_verdict::evict) {
             end_session_told(hs.node, "refused: " + claim.why, "connection_closed");

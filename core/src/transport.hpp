@@ -103,10 +103,9 @@ struct transport_callbacks {
     // A handshake names node `name`: may the link's identity `claimant` hold
     // it, given the identity that holds it now (`holder`, null if none)?
     // Asked on the I/O thread before the link joins or opens a session, and
-    // before our own handshake answers an inbound link. Unset: the same
-    // identity may, another may not (auth::claim_name without reservations).
-    std::function<auth::claim_verdict(const std::string& name, const peer_auth& claimant, const peer_auth* holder)>
-        on_name_claim;
+    // before our own handshake answers an inbound link. The callback may
+    // fill in `reserved`. Unset: auth::claim_name without reservations.
+    std::function<auth::claim_verdict(auth::name_claim& claim)> on_name_claim;
 };
 
 // How an outbound link authenticates itself to the server.

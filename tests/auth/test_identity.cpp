@@ -91,13 +91,57 @@ TEST_CASE("identity: a name belongs to the identity that proved it, and members 
         {"a grantee joins its own session", &bob, &bob, false, claim_verdict::accept},
         {"another grantee, a name a grantee holds", &eve, &bob, false, claim_verdict::refuse},
         {"a stranger, a name a grantee holds", &stranger, &bob, false, claim_verdict::refuse},
+        {"a node we dial takes its name back from a stranger", &server, &stranger, false, claim_verdict::evict},
+        {"a node we dial takes its name back from a grantee", &server, &bob, false, claim_verdict::evict},
     };
     for (auto& r : rows) {
         INFO(r.what);
-        auto v = auth::claim_name("carol@pi", *r.claimant, r.holder, r.reserved);
+        auth::name_claim c;
+        c.name = "carol@pi";
+        c.claimant = r.claimant;
+        c.holder = r.holder;
+        c.reserved = r.reserved;
+        auto v = auth::claim_name(c);
         CHECK(v.what == r.want);
         if (r.want != claim_verdict::accept) CHECK(v.why.find("carol@pi") != std::string::npos);
     }
+}
+
+TEST_CASE("identity: the name of a node this node dialled stays that node's") {
+    const auto bob = who(trust_kind::grant, "grant:bob");
+    const auto stranger = who(trust_kind::stranger, "stranger:K1");
+    const auto server = who(trust_kind::server, "server:K2");
+    auth::name_claim c;
+    c.name = "dave@home";
+    c.dialled_key = keypair::generate().pub;
+    for (const peer_auth* p : {&bob, &stranger}) {
+        c.claimant = p;
+        auto v = auth::claim_name(c);
+        CHECK(v.what == claim_verdict::refuse);
+        CHECK(v.why.find("belongs to a node this node dialled") != std::string::npos);
+    }
+    c.claimant = &server;  // dialled again (by the user's choice, whatever the key)
+    CHECK(auth::claim_name(c).what == claim_verdict::accept);
+}
+
+TEST_CASE("identity: two members with one name - the node key that holds it keeps it, nobody flaps") {
+    const auto member = who(trust_kind::cluster, "cluster");
+    auto k1 = keypair::generate().pub, k2 = keypair::generate().pub;
+    auth::name_claim c;
+    c.name = "sam@raspberrypi";
+    c.claimant = &member;
+    c.holder = &member;
+    c.holder_key = k1;
+    c.holder_endpoint = "tcp://10.0.0.5:4370";
+    c.claimant_key = k1;  // the same node: a second link, or a restart
+    CHECK(auth::claim_name(c).what == claim_verdict::accept);
+    c.claimant_key = k2;  // another Pi with the same name
+    auto v = auth::claim_name(c);
+    CHECK(v.what == claim_verdict::refuse);
+    CHECK(v.why == "node name sam@raspberrypi is held by another node of the cluster (key " + k1.fingerprint() +
+                       ", at tcp://10.0.0.5:4370); start this node with another name (kith node --name NAME)");
+    c.claimant_key.reset();  // a peer that states no key: as before
+    CHECK(auth::claim_name(c).what == claim_verdict::accept);
 }
 
 TEST_CASE("identity: the membership vectors of docs/protocol.md") {

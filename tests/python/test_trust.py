@@ -105,3 +105,35 @@ def test_service_functions_see_their_principal(alice, make_node):
     assert visitor.call(alice.name, "whoami", "who") == "stranger"
     assert seen[-1]["node"] == "erin@localhost"
     assert seen[-1]["fingerprint"] == visitor.fingerprint
+
+
+def test_code_acting_for_a_stranger_is_no_deputy(alice, make_node):
+    relay = kith.Service("relay")
+
+    @relay.function
+    def invoke(svc: str, fn: str, args: list) -> list:
+        try:
+            return ["ok", alice.call(alice.name, svc, fn, *args)]
+        except kith.Error as e:
+            return ["error", type(e).__name__]
+
+    @relay.function
+    def spawn(svc: str, typ: str) -> str:
+        try:
+            alice.spawn(alice.name, svc, typ)
+            return "spawned"
+        except kith.Error as e:
+            return type(e).__name__
+
+    alice.add_service(relay)
+    alice.set_public("relay")
+    mallory = make_node("mallory@localhost", cookie="mallorys-cluster", discovery=False)
+    assert mallory.connect(alice.endpoint, alice.key, visitor=True) == alice.name
+    # Re-dispatch inside alice keeps mallory's scope: only "relay" is public.
+    assert mallory.call(alice.name, "relay", "invoke", "kvs", "store", ["k", 1]) == ["error", "Unauthorized"]
+    assert mallory.call(alice.name, "relay", "invoke", "relay", "spawn", ["demo", "rpc_server"]) == \
+        ["ok", "Unauthorized"]
+    assert mallory.call(alice.name, "relay", "spawn", "demo", "rpc_server") == "Unauthorized"
+    assert alice.call(alice.name, "kvs", "keys") == []
+    # The owner's own code is not limited.
+    assert alice.call(alice.name, "relay", "invoke", "kvs", "store", ["k", 1]) == ["ok", True]

@@ -14,6 +14,9 @@ struct authority : std::enable_shared_from_this<authority> {
     principal who;
     std::shared_ptr<grant_entry> grant;    // kind grant: its entry (null if unknown: refused)
     std::shared_ptr<capability_set> caps;  // the local pids handed to it (null: none)
+    // Its session ended: code still acting for it reaches no other node any
+    // more (its name may now belong to someone else).
+    std::atomic<bool> ended{false};
 
     bool restricted() const noexcept { return who.restricted(); }
 };

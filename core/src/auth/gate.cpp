@@ -60,7 +60,7 @@ verdict may_invoke(const authority& who, const std::string& svc, const std::stri
 }
 
 bool may_reach(const authority& who, const std::string& node, bool local) noexcept {
-    return !who.restricted() || local || node == who.who.node;
+    return !who.restricted() || local || (node == who.who.node && !who.ended.load(std::memory_order_acquire));
 }
 
 verdict may_name(const authority& who, const pid& p, bool target, const gate_state& s) {

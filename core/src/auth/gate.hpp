@@ -60,7 +60,7 @@ verdict may_invoke(const authority& who, const std::string& svc, const std::stri
 // May code acting for `who` (an actor spawned for it, a service function
 // invoked for it) send to `to`, a pid of node `node`? This node never carries
 // a non-member's traffic to a third node: remote targets only on the
-// principal's own node. Local targets are the service's own business: every
+// principal's own node, while its session lasts. Local targets are the service's own business: every
 // pid the principal itself supplied passed the gate (its own or handed).
 // Members and local code may reach anything.
 bool may_reach(const authority& who, const std::string& node, bool local) noexcept;

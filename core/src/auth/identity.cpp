@@ -52,17 +52,38 @@ bool check_member_proof(const proof_key& k, const public_key& server, const publ
     return sodium_memcmp(want.data(), proof.data(), 32) == 0;
 }
 
-claim_verdict claim_name(const std::string& name, const peer_auth& claimant, const peer_auth* holder, bool reserved) {
+claim_verdict claim_name(const name_claim& c) {
+    const std::string& name = c.name;
+    const peer_auth& claimant = *c.claimant;
+    const peer_auth* holder = c.holder;
     const bool member = claimant.kind == trust_kind::cluster;
     const std::string members_name = "node name " + name + " belongs to a cluster member of this node";
+    const bool inbound_nonmember = claimant.kind == trust_kind::grant || claimant.kind == trust_kind::stranger;
+    const std::string dialled_name =
+        c.dialled_key ? "node name " + name + " belongs to a node this node dialled (key " + c.dialled_key->fingerprint() + ")"
+                      : std::string();
     if (!holder) {
-        if (!member && reserved) return {claim_verdict::refuse, members_name};
+        if (!member && c.reserved) return {claim_verdict::refuse, members_name};
+        if (inbound_nonmember && c.dialled_key) return {claim_verdict::refuse, dialled_name};
         return {};
     }
-    if (holder->user_id == claimant.user_id) return {};  // the same identity: join or restart
+    if (holder->user_id == claimant.user_id) {
+        // Two members: the same node (its key) joins or restarts; another
+        // node with the same name is refused, saying who has it.
+        if (member && c.holder_key && c.claimant_key && *c.holder_key != *c.claimant_key)
+            return {claim_verdict::refuse,
+                    "node name " + name + " is held by another node of the cluster (key " +
+                        c.holder_key->fingerprint() + (c.holder_endpoint.empty() ? "" : ", at " + c.holder_endpoint) +
+                        "); start this node with another name (kith node --name NAME)"};
+        return {};
+    }
     const bool held_by_member = holder->kind == trust_kind::cluster;
     if (member && !held_by_member) return {claim_verdict::evict, members_name};
     if (!member && held_by_member) return {claim_verdict::refuse, members_name};
+    // A server we dial takes its name back from an inbound grantee or stranger.
+    if (claimant.kind == trust_kind::server && (holder->kind == trust_kind::grant || holder->kind == trust_kind::stranger))
+        return {claim_verdict::evict, "node name " + name + " belongs to a node this node dialled"};
+    if (inbound_nonmember && c.dialled_key) return {claim_verdict::refuse, dialled_name};
     return {claim_verdict::refuse, "node name " + name + " is already connected under other credentials"};
 }
 

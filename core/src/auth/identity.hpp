@@ -71,10 +71,29 @@ struct claim_verdict {
     enum kind { accept, refuse, evict } what = accept;
     std::string why;
 };
-// `holder`: the identity that holds `name` now (null if nobody does).
-// `reserved`: `name` has been a proven cluster member of this node before,
-// so no non-member may take it, even while the member is away.
-claim_verdict claim_name(const std::string& name, const peer_auth& claimant, const peer_auth* holder, bool reserved);
+// A handshake's claim on a node name, with what is known of its holder.
+struct name_claim {
+    std::string name;
+    const peer_auth* claimant = nullptr;  // the link's identity (required)
+    std::optional<public_key> claimant_key;  // the node key its handshake states
+    const peer_auth* holder = nullptr;    // who holds `name` now (null: nobody)
+    std::optional<public_key> holder_key; // the node key the holder's handshake stated
+    std::string holder_endpoint;          // where the holder is (for the message)
+    // `name` has been a proven cluster member of this node before, so no
+    // non-member may take it, even while the member is away.
+    bool reserved = false;
+    // `name` is (or was) a node this node dialled as a server (a grant it
+    // holds, or as a visitor), with this key: no inbound non-member takes it.
+    std::optional<public_key> dialled_key;
+};
+// Members come first; among members a name belongs to the node key that
+// holds it: another member's node (another key, e.g. a second Pi with the
+// same hostname) is refused at once, with who holds it, so nobody flaps;
+// the same node key with a new incarnation is a restart. The name of a
+// server this node dialled stays that server's: a node we dial takes its
+// name back from an inbound grantee or stranger, and none of those can take
+// it while the server is away.
+claim_verdict claim_name(const name_claim& c);
 
 }  // namespace auth
 }  // namespace kith::detail
