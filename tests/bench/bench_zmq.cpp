@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "../../core/src/transport.hpp"
+#include "transport/transport.hpp"
 #include "bench.hpp"
 
 namespace {

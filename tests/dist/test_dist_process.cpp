@@ -42,7 +42,7 @@
 #include "kith/mailbox.hpp"
 #include "kith/node.hpp"
 #include "kith_catch.hpp"
-#include "transport.hpp"
+#include "transport/transport.hpp"
 
 #ifndef KITH_TEST_NODE
 #error "KITH_TEST_NODE must name the kith_test_node binary"

@@ -8,8 +8,8 @@
 #include <thread>
 
 #include "../transport/tmpdir.hpp"
-#include "grants_table.hpp"
-#include "zap.hpp"
+#include "grants/grants_table.hpp"
+#include "transport/zap.hpp"
 #include "kith/grants.hpp"
 #include "kith_catch.hpp"
 

@@ -2,8 +2,8 @@
 // the fallbacks without one, and the entry points for incoming traffic.
 #include <mutex>
 
-#include "node_impl.hpp"
-#include "remote_port.hpp"
+#include "runtime/node_impl.hpp"
+#include "runtime/remote_port.hpp"
 #include "runtime_test_util.hpp"
 
 using namespace kith;

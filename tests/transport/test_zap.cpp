@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "kith_catch.hpp"
-#include "context.hpp"
-#include "zap.hpp"
+#include "transport/context.hpp"
+#include "transport/zap.hpp"
 
 using namespace kith;
 using namespace kith::detail;

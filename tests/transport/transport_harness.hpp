@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "transport.hpp"
+#include "transport/transport.hpp"
 
 namespace kt {
 

@@ -5,7 +5,7 @@
 
 #include <memory>
 
-#include "grants_table.hpp"
+#include "grants/grants_table.hpp"
 #include "kith/principal.hpp"
 
 namespace kith::detail {

@@ -1,5 +1,5 @@
 // dist.cpp — the distribution layer. See dist.hpp.
-#include "dist.hpp"
+#include "dist/dist.hpp"
 
 #include <algorithm>
 #include <cstdio>

@@ -4,7 +4,7 @@
 #include <algorithm>
 
 #include "kith/node.hpp"
-#include "node_impl.hpp"
+#include "runtime/node_impl.hpp"
 
 namespace kith::detail {
 

@@ -36,7 +36,7 @@
 #include "kith/error.hpp"
 #include "kith/keys.hpp"
 #include "auth/identity.hpp"
-#include "zap.hpp"
+#include "transport/zap.hpp"
 
 namespace kith::detail {
 

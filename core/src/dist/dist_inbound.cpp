@@ -1,7 +1,7 @@
 // dist_inbound.cpp — the distribution layer, receiving side: every envelope
 // from a peer, through the gate (auth/gate.hpp) for non-members, to the
 // runtime. Runs on the transport's I/O thread. See dist.hpp.
-#include "dist.hpp"
+#include "dist/dist.hpp"
 
 namespace kith::detail {
 

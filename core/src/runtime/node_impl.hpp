@@ -43,8 +43,8 @@
 #include "kith/node.hpp"
 #include "kith/term.hpp"
 #include "auth/authority.hpp"
-#include "block_pool.hpp"
-#include "remote_port.hpp"
+#include "runtime/block_pool.hpp"
+#include "runtime/remote_port.hpp"
 
 namespace kith::detail {
 

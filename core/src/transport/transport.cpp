@@ -15,9 +15,9 @@
 // run long without stalling the network for more than that bound. The
 // release/acquire pair on `lead` is the full memory barrier libzmq asks for
 // when a socket moves between threads.
-#include "transport.hpp"
+#include "transport/transport.hpp"
 
-#include "context.hpp"
+#include "transport/context.hpp"
 
 #include <sodium.h>
 #include <poll.h>

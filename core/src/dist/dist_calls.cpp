@@ -1,7 +1,7 @@
 // dist_calls.cpp — the distribution layer, caller side: rpc, remote spawn,
 // the pending-call table with its deadlines, and the remote_port operations
 // the runtime aims at remote pids. See dist.hpp.
-#include "dist.hpp"
+#include "dist/dist.hpp"
 
 #include <algorithm>
 

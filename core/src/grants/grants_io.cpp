@@ -1,5 +1,5 @@
 // grants_io.cpp — see grants_io.hpp.
-#include "grants_io.hpp"
+#include "grants/grants_io.hpp"
 
 #include <fcntl.h>
 #include <sodium.h>

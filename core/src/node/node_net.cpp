@@ -13,7 +13,7 @@
 
 #include <sodium.h>
 
-#include "dist.hpp"
+#include "dist/dist.hpp"
 #include "auth/gate.hpp"
 #include "kith/node.hpp"
 

@@ -34,12 +34,12 @@
 #include <vector>
 
 #include "auth/gate.hpp"
-#include "grants_table.hpp"
+#include "grants/grants_table.hpp"
 #include "kith/net.hpp"
 #include "kith/service.hpp"
-#include "node_impl.hpp"
-#include "remote_port.hpp"
-#include "transport.hpp"
+#include "runtime/node_impl.hpp"
+#include "runtime/remote_port.hpp"
+#include "transport/transport.hpp"
 
 namespace kith::detail {
 

@@ -27,7 +27,7 @@
 #include <string>
 #include <thread>
 
-#include "zap.hpp"
+#include "transport/zap.hpp"
 
 namespace kith::detail {
 

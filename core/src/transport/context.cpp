@@ -1,5 +1,5 @@
 // context.cpp — the process's ZeroMQ context and ZAP thread (context.hpp).
-#include "context.hpp"
+#include "transport/context.hpp"
 
 #include <unistd.h>
 #include <zmq.h>

@@ -9,7 +9,7 @@
 #include <cstring>
 #include <new>
 
-#include "codec_internal.hpp"
+#include "codec/codec_internal.hpp"
 #include "kith/convert.hpp"
 
 namespace kith {

@@ -1,6 +1,6 @@
 // grants_table.cpp — see grants_table.hpp. File format: docs/security.md,
 // "The grant table".
-#include "grants_table.hpp"
+#include "grants/grants_table.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -11,7 +11,7 @@
 #include <cmath>
 #include <cstdio>
 
-#include "grants_io.hpp"
+#include "grants/grants_io.hpp"
 
 namespace kith::detail {
 

@@ -11,7 +11,7 @@
 #include <new>
 #include <tuple>
 
-#include "codec_internal.hpp"
+#include "codec/codec_internal.hpp"
 #include "kith/convert.hpp"
 
 namespace kith {

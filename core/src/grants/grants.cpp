@@ -10,7 +10,7 @@
 #include <cstdlib>
 #include <set>
 
-#include "grants_io.hpp"
+#include "grants/grants_io.hpp"
 
 namespace kith {
 

@@ -1,5 +1,5 @@
 // zap.cpp — the ZAP handler (see zap.hpp).
-#include "zap.hpp"
+#include "transport/zap.hpp"
 
 #include <sodium.h>
 #include <zmq.h>

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <optional>
 
-#include "node_impl.hpp"
+#include "runtime/node_impl.hpp"
 
 namespace kith::detail {
 
