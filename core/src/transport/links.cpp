@@ -1,0 +1,222 @@
+// links.cpp — outbound links (DEALER sockets, socket monitors, refusals) and
+// the commands other threads queue. See transport_impl.hpp.
+#include "transport/transport_impl.hpp"
+
+namespace kith::detail {
+
+void transport::impl::open_dealer(link& l) {
+    l.state = lstate::connecting;
+    l.zmq_ok = false;
+    l.peer.clear();
+    l.dealer = zmq_socket(ctx, ZMQ_DEALER);
+    apply_common_options(l.dealer);
+    set_int(l.dealer, ZMQ_RECONNECT_IVL, static_cast<int>(o.reconnect_interval.count()));
+    set_int(l.dealer, ZMQ_RECONNECT_IVL_MAX, static_cast<int>(o.reconnect_interval_max.count()));
+    // Cluster credentials go only where the caller believes a member
+    // listens; the link is cluster only once the server proves it.
+    const keypair& kp = l.creds.client ? *l.creds.client : l.creds.own_key ? self.keys_ : cluster;
+    zmq_setsockopt(l.dealer, ZMQ_CURVE_SERVERKEY, l.server_key.bytes.data(), 32);
+    zmq_setsockopt(l.dealer, ZMQ_CURVE_PUBLICKEY, kp.pub.bytes.data(), 32);
+    zmq_setsockopt(l.dealer, ZMQ_CURVE_SECRETKEY, kp.sec.bytes().data(), 32);
+    // A fresh routing id per socket: one socket = one connection incarnation
+    // as far as the server's ROUTER can tell (ids starting with 0 are reserved).
+    unsigned char rid[16];
+    randombytes_buf(rid, sizeof rid);
+    rid[0] = static_cast<unsigned char>(0x80 | (rid[0] & 0x7f));
+    zmq_setsockopt(l.dealer, ZMQ_ROUTING_ID, rid, sizeof rid);
+    l.mon = open_monitor(l.dealer, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                                       ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                                       ZMQ_EVENT_DISCONNECTED);
+    if (zmq_connect(l.dealer, l.endpoint.c_str()) != 0) {
+        std::string why = "cannot connect to " + l.endpoint + ": " + zmq_strerror(zmq_errno());
+        refuse_out(l, why);
+        return;
+    }
+    // Our handshake is the first message on the connection: queued in the
+    // pipe now, sent when the CURVE handshake completes.
+    l.nonce = auth::fresh_nonce();
+    auto hs = handshake(l.nonce);
+    zmq_send(l.dealer, hs.data(), hs.size(), ZMQ_DONTWAIT);
+    items_dirty = true;
+}
+
+void transport::impl::close_dealer(link& l, int linger_ms) {
+    if (!l.dealer) return;
+    if (l.mon) {
+        zmq_socket_monitor(l.dealer, nullptr, 0);
+        zmq_close(l.mon);
+        l.mon = nullptr;
+    }
+    set_int(l.dealer, ZMQ_LINGER, linger_ms);
+    zmq_close(l.dealer);
+    l.dealer = nullptr;
+    items_dirty = true;
+}
+
+void transport::impl::refuse_out(link& l, const std::string& reason, errc code) {
+    if (l.refused) return;
+    l.refused = true;
+    refused_outbound++;
+    close_dealer(l, 0);
+    refusal r;
+    r.inbound = false;
+    r.endpoint = l.endpoint;
+    r.key = l.server_key;
+    r.reason = reason;
+    r.code = code;
+    call(cb.on_peer_refused, r);
+}
+
+void transport::impl::reopen(link& l) {
+    close_dealer(l, 0);
+    if (!l.refused && !stopping) open_dealer(l);
+}
+
+void transport::impl::handle_monitor(link& l) {
+    for (int n = 0; n < 64 && l.mon; ++n) {
+        auto event = read_monitor_event(l.mon);
+        if (!event) return;
+        auto [ev, val] = *event;
+        switch (ev) {
+        case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+            l.zmq_ok = true;
+            l.silent_failures = 0;
+            // The peer's kith handshake may have been read already.
+            if (l.state == lstate::connecting) {
+                l.state = lstate::handshaking;
+                l.hs_deadline = clock::now() + o.heartbeat_timeout;
+                l.last_rx = clock::now();
+            }
+            break;
+        case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+            refuse_out(l, "authentication refused by " + l.endpoint + " (ZAP status " + std::to_string(val) +
+                              "): wrong cookie or unknown key");
+            return;
+        case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL: {
+            char code[16];
+            std::snprintf(code, sizeof code, "0x%x", val);
+            refuse_out(l, "CURVE handshake with " + l.endpoint + " failed with protocol error " + code +
+                              ": not a kith node, or not using CURVE");
+            return;
+        }
+        case ZMQ_EVENT_CONNECTED:
+            l.connected_at = clock::now();
+            break;
+        case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            // A wrong server key fails at once (the server cannot decrypt
+            // HELLO and hangs up); a slow or frozen server fails only after
+            // its handshake interval, and is not a refusal.
+            if (clock::now() - l.connected_at > o.heartbeat_timeout / 2) {
+                l.silent_failures = 0;
+                break;
+            }
+            if (++l.silent_failures >= o.max_silent_handshake_failures) {
+                refuse_out(l, "CURVE handshake with " + l.endpoint + " failed " +
+                                  std::to_string(l.silent_failures) +
+                                  " times without detail: wrong server key, or the server refused us");
+                return;
+            }
+            break;
+        case ZMQ_EVENT_DISCONNECTED:
+            if (l.zmq_ok || l.state != lstate::connecting) {
+                // What the peer sent before closing (a goodbye, say) comes first.
+                void* sock = l.dealer;
+                while (l.dealer == sock && read_dealer(l) == read_batch) {}
+                if (l.dealer == sock) link_failed(l, "connection_closed");
+                return;  // l's socket was replaced
+            }
+            break;
+        default: break;
+        }
+    }
+}
+
+void transport::impl::run_commands() {
+    std::vector<command> cs;
+    {
+        std::lock_guard lk(cmd_mu);
+        cs.swap(cmds);
+    }
+    for (auto& c : cs) {
+        if (c.k == command::end_sessions) {
+            end_sessions(c.endpoint, c.reason);
+            continue;
+        }
+        auto it = std::find_if(outs.begin(), outs.end(),
+                               [&](auto& l) { return !l->doomed && l->endpoint == c.endpoint; });
+        if (c.k == command::connect && it != outs.end() && !(*it)->refused && (*it)->server_key == c.key &&
+            (*it)->creds == c.creds)
+            continue;  // already linked: nothing to do
+        if (it != outs.end()) {
+            link& l = **it;
+            if (l.state == lstate::established) {
+                send_control(l, env_goodbye{"shutdown"});
+                if (sessions.count(l.peer) && sessions[l.peer].primary == &l)
+                    session_down(l.peer, "shutdown", &l);
+                else
+                    detach(l);
+            }
+            close_dealer(l, static_cast<int>(o.linger.count()));
+            l.refused = true;  // no reopen
+            l.doomed = true;   // erased after this loop turn (pointers to it may be in use)
+        }
+        if (c.k == command::connect) {
+            auto l = std::make_unique<link>();
+            l->outbound = true;
+            l->endpoint = c.endpoint;
+            l->server_key = c.key;
+            l->creds = std::move(c.creds);
+            if (!l->creds.is_cluster()) {
+                l->auth.kind = trust_kind::server;
+                l->auth.user_id = "server:" + c.key.z85();
+            } else {
+                l->auth.kind = trust_kind::cluster;
+                l->auth.user_id = "cluster";
+            }
+            l->auth.key = c.key;
+            outs.push_back(std::move(l));
+            open_dealer(*outs.back());
+        }
+    }
+}
+
+void transport::impl::end_sessions(const std::string& user_id, const std::string& reason) {
+    const bool prefix = !user_id.empty() && user_id.back() == '*';
+    const std::string_view want = prefix ? std::string_view(user_id).substr(0, user_id.size() - 1) : user_id;
+    std::vector<std::string> names;
+    for (auto& [name, s] : sessions)
+        if (prefix ? s.info.auth.user_id.starts_with(want) : s.info.auth.user_id == want) names.push_back(name);
+    for (auto& name : names) end_session_told(name, reason, down_reason_of_goodbye(reason));
+}
+
+void transport::impl::end_session_told(const std::string& name, const std::string& told, const std::string& reason) {
+    auto it = sessions.find(name);
+    if (it == sessions.end()) return;
+    std::vector<link*> ls = std::move(it->second.links);
+    it->second.links.clear();
+    for (link* l : ls)
+        if (l->state == lstate::established) send_control(*l, env_goodbye{told});
+    session_down(name, reason, nullptr);
+    for (link* l : ls) {
+        if (l->outbound && told.starts_with("refused")) {
+            refuse_out(*l, l->endpoint + " " + told);  // no silent reconnect
+            continue;
+        }
+        reset_link(*l, /*tell_peer=*/false);
+    }
+}
+
+void transport::impl::take_dirty() {
+    std::vector<std::shared_ptr<peer_queue>> d;
+    {
+        std::lock_guard lk(dirty_mu);
+        d.swap(dirty);
+    }
+    for (auto& q : d) {
+        auto it = sessions.find(q->name);
+        if (it == sessions.end() || it->second.q != q) continue;
+        flush(it->second);
+    }
+}
+
+}  // namespace kith::detail

@@ -1,0 +1,203 @@
+// loop.cpp — the I/O loop and the leader/follower hand-off (see the
+// comment of transport_impl.hpp and docs/architecture.md, "Threads").
+#include "transport/transport_impl.hpp"
+
+namespace kith::detail {
+
+void transport::impl::rebuild_items() {
+    items.clear();
+    item_links.clear();
+    items.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
+    items.push_back({router, 0, ZMQ_POLLIN, 0});
+    items.push_back({router_mon, router_mon ? 0 : -1, ZMQ_POLLIN, 0});
+    for (auto& l : outs) {
+        if (!l->dealer) continue;
+        items.push_back({l->dealer, 0, ZMQ_POLLIN, 0});
+        items.push_back({l->mon, l->mon ? 0 : -1, ZMQ_POLLIN, 0});
+        item_links.push_back(l.get());
+    }
+    items_dirty = false;
+}
+
+void transport::impl::io_thread(bool leading) {
+    for (;;) {
+        if (!leading) {
+            if (!follow()) return;
+            take_dirty();  // what a job posted before the sockets changed hands
+        }
+        tl_io_owner = this;
+        io_loop();
+        tl_io_owner = nullptr;
+        if (stopped_io) {
+            std::uint64_t one = 1;
+            ssize_t n = ::write(follow_fd, &one, sizeof one);  // the follower ends too
+            (void)n;
+            return;
+        }
+        leading = run_job();
+    }
+}
+
+bool transport::impl::run_job() {
+    auto job = std::move(after_turn);
+    after_turn = nullptr;
+    const std::uint64_t held = ((lead.load(std::memory_order_relaxed) >> 2) + 1) << 2 | in_job;
+    job_started.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    lead.store(held, std::memory_order_release);
+    set_job_timer(job_steal_after);
+    tl_job_owner = this;
+    tl_job_lead = held;
+    call(job);
+    job = nullptr;  // its captures go now, not whenever this thread leads again
+    tl_job_owner = nullptr;
+    std::uint64_t expect = held;
+    if (lead.compare_exchange_strong(expect, held & ~std::uint64_t{3}, std::memory_order_acq_rel)) {
+        set_job_timer(std::chrono::microseconds(0));
+        take_dirty();  // what the job posted (it woke no one)
+        spin_until = clock::now() + io_spin;
+        return true;
+    }
+    wake();  // stolen: the new leader must look at what the job posted
+    return false;
+}
+
+bool transport::impl::follow() {
+    follower_ready.store(true);
+    pollfd fds[2] = {{job_timer, POLLIN, 0}, {follow_fd, POLLIN, 0}};
+    for (;;) {
+        if (stopped_io) return false;
+        ::poll(fds, 2, -1);
+        std::uint64_t v;
+        if (fds[0].revents & POLLIN) {
+            ssize_t n = ::read(job_timer, &v, sizeof v);
+            (void)n;
+        }
+        if (fds[1].revents & POLLIN) {
+            ssize_t n = ::read(follow_fd, &v, sizeof v);
+            (void)n;
+        }
+        std::uint64_t l = lead.load(std::memory_order_acquire);
+        if (mode_of(l) != in_job) continue;
+        auto held = clock::now() - clock::time_point(clock::duration(job_started.load(std::memory_order_relaxed)));
+        if (held < job_steal_after && !stopping) {
+            set_job_timer(std::chrono::duration_cast<std::chrono::microseconds>(job_steal_after - held) +
+                          std::chrono::microseconds(1));
+            continue;
+        }
+        follower_ready.store(false);
+        if (lead.compare_exchange_strong(l, (l & ~std::uint64_t{3}) | stolen, std::memory_order_acq_rel)) {
+            spin_until = clock::now() + io_spin;
+            return true;
+        }
+        follower_ready.store(true);
+    }
+}
+
+bool transport::impl::take_after_turn(std::function<void()>& job) {
+    if (tl_io_owner != this || after_turn || stopping || !follower_ready.load()) return false;
+    after_turn = std::move(job);
+    return true;
+}
+
+void transport::impl::io_loop() {
+    const auto tick = std::max(std::chrono::milliseconds(5),
+                               std::min(o.heartbeat_interval / 2, std::chrono::milliseconds(100)));
+    // After a turn with activity the loop polls without blocking for a
+    // short while (io_spin): the answer to what it just passed on (a
+    // reply to a call, the next request of a sequential caller) usually
+    // comes within tens of microseconds, and waking a sleeping thread
+    // costs about as much. An idle loop blocks as before.
+    // While spinning the loop yields between polls, so on a busy (or
+    // 2-core) machine the threads it is waiting for get the CPU. 50 us
+    // measured best: shorter misses the rpc round trip, longer starves
+    // workers under many callers (issue 3 figures).
+    while (!stopping) {
+        if (frozen_flag.load(std::memory_order_acquire)) {
+            std::unique_lock lk(freeze_mu);
+            freeze_cv.wait(lk, [&] { return !frozen || stopping; });
+        }
+        if (items_dirty) rebuild_items();
+        const auto now = clock::now();
+        long timeout_ms = !blocked.empty() ? 1
+                          : now < spin_until
+                              ? 0
+                              : std::max<long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                      next_tick - now).count() + 1);
+        int rc = zmq_poll(items.data(), static_cast<int>(items.size()), timeout_ms);
+        if (rc < 0 && zmq_errno() == ETERM) break;
+        if (rc > 0) spin_until = clock::now() + io_spin;
+        else if (timeout_ms == 0) std::this_thread::yield();
+        if (stopping) break;
+        if (items[0].revents & ZMQ_POLLIN) {
+            std::uint64_t v;
+            ssize_t n = ::read(wake_fd, &v, sizeof v);
+            (void)n;
+        }
+        wake_pending.store(false);
+        run_commands();
+        if (refused_pending.load()) report_refusals();
+        if (items[2].revents & ZMQ_POLLIN) read_router_monitor();
+        // Monitors before data, so that a replaced connection is known
+        // before its successor's messages are read.
+        std::vector<link*>& ls = loop_links;  // a copy: links may be replaced below
+        ls.assign(item_links.begin(), item_links.end());
+        for (std::size_t i = 0; i < ls.size(); ++i) {
+            if (items[3 + 2 * i + 1].revents & ZMQ_POLLIN) handle_monitor(*ls[i]);
+        }
+        if (items[1].revents & ZMQ_POLLIN) read_router();
+        for (std::size_t i = 0; i < ls.size(); ++i) {
+            if ((items[3 + 2 * i].revents & ZMQ_POLLIN) && ls[i]->dealer) read_dealer(*ls[i]);
+        }
+        if (clock::now() >= next_tick) {
+            housekeeping();
+            next_tick = clock::now() + tick;
+        }
+        reap_ins();
+        outs.remove_if([](auto& l) { return l->doomed; });
+        take_dirty();
+        if (!blocked.empty()) {
+            auto b = std::move(blocked);
+            blocked.clear();
+            for (session* s : b) flush(*s);
+        }
+        // The dealer sockets replaced above are closed; the poll set is
+        // rebuilt on the next turn (items_dirty).
+        if (after_turn) return;  // run_job, then on
+    }
+    shutdown_io();
+}
+
+void transport::impl::shutdown_io() {
+    // Push out what was queued, then say goodbye on every link.
+    take_dirty();
+    for (auto& [name, s] : sessions) flush(s);
+    for (auto& l : outs)
+        if (l->state == lstate::established) send_control(*l, env_goodbye{"shutdown"});
+    for (auto& [rid, l] : ins)
+        if (l->state == lstate::established) send_control(*l, env_goodbye{"shutdown"});
+    std::vector<std::string> names;
+    for (auto& [name, s] : sessions) names.push_back(name);
+    for (auto& n : names) {
+        auto it = sessions.find(n);
+        session s = std::move(it->second);
+        sessions.erase(it);
+        {
+            std::unique_lock lk(peers_mu);
+            queues.erase(n);
+        }
+        {
+            std::lock_guard lk(s.q->mu);
+            s.q->closed = true;
+        }
+        peers_down++;
+        call(cb.on_peer_down, n, std::string("shutdown"));
+    }
+    blocked.clear();
+    for (auto& l : outs) close_dealer(*l, static_cast<int>(o.linger.count()));
+    outs.clear();
+    ins.clear();
+    cleanup_sockets();
+    stopped_io = true;
+}
+
+}  // namespace kith::detail

@@ -1,0 +1,194 @@
+// receiving.cpp — reading the ROUTER and the DEALERs, frames, liveness
+// (heartbeats, timeouts). See transport_impl.hpp.
+#include "transport/transport_impl.hpp"
+
+namespace kith::detail {
+
+int transport::impl::read_router() {
+    int n = 0;
+    for (; n < read_batch; ++n) {
+        zmq_msg_t id;
+        zmq_msg_init(&id);
+        if (zmq_msg_recv(&id, router, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&id);
+            return n;
+        }
+        std::string rid(static_cast<const char*>(zmq_msg_data(&id)), zmq_msg_size(&id));
+        zmq_msg_close(&id);
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, router, 0) < 0) {
+            zmq_msg_close(&m);
+            continue;
+        }
+        bool extra = zmq_msg_more(&m);
+        while (extra) {  // a kith frame is one part: drop anything else
+            zmq_msg_t x;
+            zmq_msg_init(&x);
+            (void)zmq_msg_recv(&x, router, 0);
+            extra = zmq_msg_more(&x);
+            zmq_msg_close(&x);
+        }
+        if (zmq_msg_more(&m)) {
+            protocol_errors++;
+            zmq_msg_close(&m);
+            continue;
+        }
+        const char* uid = zmq_msg_gets(&m, "User-Id");
+        auto it = ins.find(rid);
+        if (it == ins.end()) {
+            if (ins.size() >= o.max_inbound_links || !uid) {
+                protocol_errors++;
+                zmq_msg_close(&m);
+                continue;
+            }
+            auto l = std::make_unique<link>();
+            l->outbound = false;
+            l->state = lstate::handshaking;
+            l->rid = rid;
+            l->fd = zmq_msg_get(&m, ZMQ_SRCFD);
+            l->hs_deadline = clock::now() + o.heartbeat_timeout;
+            auto kind = auth::kind_of_user_id(uid);
+            if (!kind) {  // fail closed: a User-Id our ZAP handler never issues
+                protocol_errors++;
+                zmq_msg_close(&m);
+                continue;
+            }
+            l->auth.user_id = uid;
+            l->auth.kind = *kind;
+            if (const char* k = zmq_msg_gets(&m, key_property))
+                if (auto pk = public_key::from_z85(k)) l->auth.key = *pk;
+            const char* addr = zmq_msg_gets(&m, "Peer-Address");
+            l->endpoint = std::string("tcp://") + (addr ? addr : "?");
+            it = ins.emplace(rid, std::move(l)).first;
+        }
+        link& l = *it->second;
+        // Authorization comes from this message's User-Id, set by our ZAP
+        // handler for this connection: it must match the link's.
+        if (!uid || l.auth.user_id != uid) {
+            protocol_errors++;
+            zmq_msg_close(&m);
+            continue;
+        }
+        on_frame(l, std::string_view(static_cast<const char*>(zmq_msg_data(&m)), zmq_msg_size(&m)), l.auth);
+        zmq_msg_close(&m);
+    }
+    return n;
+}
+
+int transport::impl::read_dealer(link& l) {
+    void* sock = l.dealer;
+    int n = 0;
+    for (; n < read_batch && l.dealer == sock && sock; ++n) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, l.dealer, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return n;
+        }
+        if (zmq_msg_more(&m)) {
+            protocol_errors++;
+            bool more = true;
+            while (more) {
+                zmq_msg_t x;
+                zmq_msg_init(&x);
+                (void)zmq_msg_recv(&x, l.dealer, 0);
+                more = zmq_msg_more(&x);
+                zmq_msg_close(&x);
+            }
+            zmq_msg_close(&m);
+            continue;
+        }
+        // Messages from a server we dialled carry no ZAP User-Id (the
+        // server authenticated itself by its key); their trust is that of
+        // the link: "cluster" for a cluster link, "server:<key>" otherwise.
+        on_frame(l, std::string_view(static_cast<const char*>(zmq_msg_data(&m)), zmq_msg_size(&m)), l.auth);
+        zmq_msg_close(&m);
+    }
+    return n;
+}
+
+void transport::impl::read_router_monitor() {
+    for (int n = 0; n < 64; ++n) {
+        auto event = read_monitor_event(router_mon);
+        if (!event) return;
+        auto [ev, val] = *event;
+        if (ev == ZMQ_EVENT_DISCONNECTED) {
+            // What the peer sent before closing (a goodbye, say) comes first.
+            while (read_router() == read_batch) {}
+            int fd = static_cast<int>(val);
+            std::vector<link*> hit;
+            for (auto& [rid, l] : ins)
+                if (l->fd == fd && l->state != lstate::connecting) hit.push_back(l.get());
+            for (link* l : hit) {
+                if (l->state == lstate::established) link_failed(*l, "connection_closed");
+                else erase_in(*l);
+            }
+        }
+    }
+}
+
+void transport::impl::report_refusals() {
+    std::vector<zap_outcome> got;
+    {
+        std::lock_guard lk(refused_mu);
+        got.swap(refused);
+        refused_pending.store(false);
+    }
+    for (const zap_outcome& out : got) {
+        refusal r;
+        r.inbound = true;
+        r.endpoint = out.address;
+        r.key = out.client;
+        r.reason = out.reason;
+        call(cb.on_peer_refused, r);
+    }
+}
+
+void transport::impl::housekeeping() {
+    const auto now = clock::now();
+    for (auto& lp : outs) {
+        link& l = *lp;
+        if (!l.dealer) continue;
+        if (l.state == lstate::established) {
+            if (now - l.last_rx > o.heartbeat_timeout) {
+                heartbeat_timeouts++;
+                link_failed(l, "timeout");
+            } else if (now >= l.next_hb) {
+                send_control(l, env_heartbeat{});
+                l.next_hb = now + o.heartbeat_interval;
+            }
+        } else if (l.state == lstate::handshaking && now > l.hs_deadline) {
+            protocol_errors++;
+            reopen(l);  // CURVE succeeded but no kith handshake came: start over
+        }
+    }
+    std::vector<link*> failed;
+    for (auto& [rid, lp] : ins) {
+        link& l = *lp;
+        if (l.state == lstate::established) {
+            if (now - l.last_rx > o.heartbeat_timeout) {
+                failed.push_back(&l);
+            } else if (now >= l.next_hb) {
+                send_control(l, env_heartbeat{});
+                l.next_hb = now + o.heartbeat_interval;
+            }
+        } else if (now > l.hs_deadline) {
+            erase_in(l);
+        }
+    }
+    for (link* l : failed) {
+        heartbeat_timeouts++;
+        link_failed(*l, "timeout");
+    }
+}
+
+void transport::impl::reap_ins() {
+    for (auto& rid : doomed_ins) {
+        auto it = ins.find(rid);
+        if (it != ins.end() && it->second->state == lstate::connecting) ins.erase(it);
+    }
+    doomed_ins.clear();
+}
+
+}  // namespace kith::detail

@@ -1,0 +1,325 @@
+// sessions.cpp — sending, and sessions: the handshake (membership proof,
+// name claims), session up and down. See transport_impl.hpp.
+#include "transport/transport_impl.hpp"
+
+namespace kith::detail {
+
+int transport::impl::send_on(link& l, const void* data, std::size_t size) {
+    if (l.outbound) {
+        if (!l.dealer) return -1;
+        if (zmq_send(l.dealer, data, size, ZMQ_DONTWAIT) >= 0) return 1;
+        return zmq_errno() == EAGAIN ? 0 : -1;
+    }
+    if (zmq_send(router, l.rid.data(), l.rid.size(), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        return zmq_errno() == EAGAIN ? 0 : -1;
+    if (zmq_send(router, data, size, ZMQ_DONTWAIT) >= 0) return 1;
+    return -1;
+}
+
+void transport::impl::send_control(link& l, const envelope& e) {
+    std::string f = encode_frame(e);
+    if (send_on(l, f.data(), f.size()) == 1) {
+        frames_out++;
+        bytes_out += f.size();
+    }
+}
+
+void transport::impl::flush(session& s) {
+    {
+        std::lock_guard lk(s.q->mu);
+        while (!s.q->frames.empty()) {
+            s.unsent.push_back(std::move(s.q->frames.front()));
+            s.q->frames.pop_front();
+        }
+        if (!s.q->cur.empty()) s.unsent.push_back(s.q->cur.take());
+        s.q->dirty = false;
+    }
+    std::size_t sent = 0;
+    std::uint64_t nframes = 0;
+    while (!s.unsent.empty()) {
+        const std::string& f = s.unsent.front();
+        int rc = send_on(*s.primary, f.data(), f.size());
+        if (rc == 0) break;
+        // rc == -1: the link is gone; the frame is lost, and the link's
+        // failure (already detected or about to be) reports the peer down.
+        sent += f.size();
+        if (rc == 1) nframes++;
+        s.unsent.pop_front();
+    }
+    frames_out += nframes;
+    bytes_out += sent;
+    if (sent) {
+        std::lock_guard lk(s.q->mu);
+        s.q->bytes -= std::min(sent, s.q->bytes);
+    }
+    if (!s.unsent.empty() && std::find(blocked.begin(), blocked.end(), &s) == blocked.end())
+        blocked.push_back(&s);
+}
+
+void transport::impl::session_up(link& l, const env_handshake& hs) {
+    session& s = sessions[hs.node];
+    s.name = hs.node;
+    s.primary = &l;
+    s.links = {&l};
+    s.unsent.clear();
+    s.info = peer_info{};
+    s.info.endpoint = l.endpoint;
+    s.info.auth = l.auth;
+    s.info.services = hs.services;
+    s.info.hidden = hs.hidden;
+    s.info.creation = hs.creation;
+    s.info.outbound = l.outbound;
+    if (!hs.key.empty()) s.info.node_key = public_key::from_z85(hs.key);
+    s.q = std::make_shared<peer_queue>(hs.node);
+    {
+        std::unique_lock lk(peers_mu);
+        queues[hs.node] = s.q;
+    }
+    peers_up++;
+    call(cb.on_peer_up, s.name, s.info);
+}
+
+void transport::impl::session_down(const std::string& name, const std::string& reason, link* cause) {
+    auto it = sessions.find(name);
+    if (it == sessions.end()) return;
+    blocked.erase(std::remove(blocked.begin(), blocked.end(), &it->second), blocked.end());
+    session s = std::move(it->second);
+    sessions.erase(it);
+    {
+        std::unique_lock lk(peers_mu);
+        queues.erase(name);
+    }
+    std::size_t dropped = s.unsent.size();
+    {
+        std::lock_guard lk(s.q->mu);
+        s.q->closed = true;
+        dropped += s.q->frames.size() + (s.q->cur.empty() ? 0 : 1);
+        s.q->frames.clear();
+        s.q->cur.take();
+        s.q->bytes = 0;
+    }
+    dropped_at_down += dropped;
+    peers_down++;
+    call(cb.on_peer_down, name, reason);
+    for (link* l : s.links) {
+        if (l == cause) continue;
+        reset_link(*l, /*tell_peer=*/true);
+    }
+}
+
+void transport::impl::reset_link(link& l, bool tell_peer) {
+    if (tell_peer && l.state == lstate::established) send_control(l, env_goodbye{"reset"});
+    if (l.outbound) {
+        reopen(l);
+    } else {
+        erase_in(l);
+    }
+}
+
+void transport::impl::erase_in(link& l) {
+    l.state = lstate::connecting;
+    l.peer.clear();
+    doomed_ins.push_back(l.rid);
+}
+
+void transport::impl::detach(link& l) {
+    if (l.peer.empty()) return;
+    auto it = sessions.find(l.peer);
+    if (it == sessions.end()) return;
+    auto& v = it->second.links;
+    v.erase(std::remove(v.begin(), v.end(), &l), v.end());
+}
+
+void transport::impl::link_failed(link& l, const std::string& reason) {
+    bool was_primary = false;
+    std::string name = l.peer;
+    if (l.state == lstate::established && !name.empty()) {
+        auto it = sessions.find(name);
+        if (it != sessions.end()) was_primary = it->second.primary == &l;
+    }
+    if (was_primary) {
+        session_down(name, reason, &l);
+    } else {
+        detach(l);
+    }
+    reset_link(l, /*tell_peer=*/reason == "timeout");
+}
+
+void transport::impl::on_handshake(link& l, env_handshake& hs) {
+    auto bad = [&](const std::string& why) {
+        protocol_errors++;
+        if (l.outbound) {
+            refuse_out(l, why);
+        } else {
+            if (!l.reset_sent) {
+                l.reset_sent = true;
+                send_control(l, env_goodbye{"refused: " + why});
+            }
+            erase_in(l);
+        }
+    };
+    if (hs.version != protocol_version) return bad("protocol version " + std::to_string(hs.version) + " unsupported");
+    if (hs.node.empty() || hs.node.size() > 255) return bad("bad node name in handshake");
+    if (hs.node == o.node_name) {
+        return bad(hs.creation == o.creation ? "connected to itself" : "peer uses our node name");
+    }
+    if (!l.outbound && (l.auth.kind == trust_kind::grant || l.auth.kind == trust_kind::stranger)) {
+        // ZAP ran at the connection's start; the grant may have been
+        // revoked since (a peer that ignores our goodbye and handshakes
+        // again on the same connection is caught here).
+        authz_decision d = zap.check(l.auth.key, {});
+        bool same = l.auth.kind == trust_kind::grant
+                        ? d.verdict == authz_decision::kind::grant && "grant:" + d.label == l.auth.user_id
+                        : d.verdict == authz_decision::kind::stranger;
+        if (!same) {
+            const bool revoked = d.verdict == authz_decision::kind::revoked;
+            if (!l.reset_sent) {
+                l.reset_sent = true;
+                send_control(l, env_goodbye{revoked ? "revoked" : "refused: " + d.reason});
+            }
+            refused_inbound++;
+            refusal r;
+            r.inbound = true;
+            r.endpoint = l.endpoint;
+            r.key = l.auth.key;
+            r.reason = d.reason.empty() ? "refused at handshake" : d.reason;
+            r.code = revoked ? errc::revoked : errc::unauthorized;
+            call(cb.on_peer_refused, r);
+            erase_in(l);
+            return;
+        }
+    }
+    if (l.outbound && l.creds.is_cluster() &&
+        !auth::check_member_proof(proof_key, l.server_key, cluster.pub, l.nonce, hs.proof)) {
+        // Dialling a node never makes it a member: it must prove the cookie.
+        protocol_errors++;
+        return refuse_out(l, l.endpoint + " (" + hs.node +
+                                 ") did not prove membership of our cluster: it does not know our cookie "
+                                 "(a different cookie, or not a member; use a grant or a visitor "
+                                 "connection for a node outside the cluster)");
+    }
+    auto it = sessions.find(hs.node);
+    auth::name_claim nc;
+    nc.name = hs.node;
+    nc.claimant = &l.auth;
+    if (!hs.key.empty()) nc.claimant_key = public_key::from_z85(hs.key);
+    if (it != sessions.end()) {
+        nc.holder = &it->second.info.auth;
+        nc.holder_key = it->second.info.node_key;
+        nc.holder_endpoint = it->second.info.endpoint;
+    }
+    auth::claim_verdict claim = cb.on_name_claim ? cb.on_name_claim(nc) : auth::claim_name(nc);
+    if (claim.what == auth::claim_verdict::refuse) return bad(claim.why);
+    if (claim.what == auth::claim_verdict::evict) {
+        end_session_told(hs.node, "refused: " + claim.why, "connection_closed");
+        it = sessions.end();
+    }
+    l.peer = hs.node;
+    l.peer_creation = hs.creation;
+    l.state = lstate::established;
+    l.last_rx = clock::now();
+    l.next_hb = clock::now() + o.heartbeat_interval;
+    if (!l.outbound) {
+        std::string proof;
+        if (l.auth.kind == trust_kind::cluster && hs.nonce.size() == auth::nonce_bytes)
+            proof = auth::member_proof(proof_key, self.key(), l.auth.key, hs.nonce);
+        auto ours = handshake(auth::fresh_nonce(), std::move(proof));
+        send_on(l, ours.data(), ours.size());
+    }
+    if (it != sessions.end()) {
+        session& s = it->second;
+        if (s.info.creation != hs.creation) {
+            // The peer restarted: the old session ends before the new one.
+            session_down(hs.node, "connection_closed", nullptr);
+            session_up(l, hs);
+            return;
+        }
+        s.links.push_back(&l);
+        return;
+    }
+    session_up(l, hs);
+}
+
+void transport::impl::on_frame(link& l, std::string_view frame, const peer_auth& auth) {
+    frames_in++;
+    bytes_in += frame.size();
+    l.last_rx = clock::now();
+    auto r = decode_frame(frame, o.limits);
+    if (!r) {
+        if (l.state == lstate::established) {
+            decode_errors++;
+            call(cb.on_decode_error, l.peer, r.err());
+        } else {
+            protocol_errors++;
+        }
+        return;
+    }
+    std::vector<envelope>& envs = r.value();
+    envelopes_in += envs.size();
+    std::size_t i = 0;
+    if (l.state != lstate::established) {
+        if (l.outbound && !envs.empty() && std::holds_alternative<env_goodbye>(envs[0])) {
+            // The server ended the link instead of answering our handshake.
+            const std::string& why = std::get<env_goodbye>(envs[0]).reason;
+            if (why == "revoked")
+                refuse_out(l, "revoked: " + l.endpoint + " refused our grant (revoked or expired)",
+                           errc::revoked);
+            else if (why.starts_with("refused"))
+                refuse_out(l, l.endpoint + " " + why);
+            else
+                protocol_errors++;
+            return;
+        }
+        if (envs.empty() || !std::holds_alternative<env_handshake>(envs[0])) {
+            protocol_errors++;
+            if (!l.outbound && !l.reset_sent) {
+                l.reset_sent = true;
+                send_control(l, env_goodbye{"reset"});
+            }
+            return;
+        }
+        on_handshake(l, std::get<env_handshake>(envs[0]));
+        if (l.state != lstate::established) return;
+        i = 1;
+    }
+    // Data envelopes are compacted in place (no second vector, no move
+    // per envelope in the common case of a frame holding only data).
+    const std::size_t first = i;
+    std::size_t w = i;
+    for (; i < envs.size(); ++i) {
+        envelope& e = envs[i];
+        if (std::holds_alternative<env_heartbeat>(e)) continue;
+        if (std::holds_alternative<env_handshake>(e)) {
+            protocol_errors++;
+            continue;
+        }
+        if (auto* g = std::get_if<env_goodbye>(&e)) {
+            std::string reason = down_reason_of_goodbye(g->reason);
+            envs.resize(w);
+            envs.erase(envs.begin(), envs.begin() + static_cast<std::ptrdiff_t>(first));
+            deliver(l, auth, std::move(envs));
+            std::string name = l.peer;
+            if (sessions.count(name)) {
+                session_down(name, reason, &l);
+                // A server that refuses us now is not dialled again by itself.
+                if (l.outbound && reason == "refused") refuse_out(l, l.endpoint + " " + g->reason);
+                else reset_link(l, false);
+            } else {
+                link_failed(l, reason);
+            }
+            return;
+        }
+        if (w != i) envs[w] = std::move(e);
+        ++w;
+    }
+    envs.resize(w);
+    if (first) envs.erase(envs.begin(), envs.begin() + static_cast<std::ptrdiff_t>(first));
+    deliver(l, auth, std::move(envs));
+}
+
+void transport::impl::deliver(link& l, const peer_auth& auth, std::vector<envelope>&& data) {
+    if (data.empty() || l.peer.empty() || !sessions.count(l.peer)) return;
+    call(cb.on_envelopes, l.peer, auth, std::move(data));
+}
+
+}  // namespace kith::detail

@@ -1,0 +1,401 @@
+// transport_impl.hpp (private to transport/) — the transport's state and the
+// declarations of its parts, one file per seam:
+//   transport.cpp  the public methods, helpers, start and stop
+//   links.cpp      outbound links (DEALER sockets, socket monitors, refusals)
+//                  and the commands other threads queue (connect, disconnect,
+//                  end_sessions)
+//   sessions.cpp   sending, and sessions: handshake, name claims, up/down
+//   receiving.cpp  reading the sockets, frames, liveness timers
+//   loop.cpp       the I/O loop and the leader/follower hand-off
+//
+// Threads: callers of post()/connect() touch only the mutex-protected
+// queues below and the wake-up eventfd. Everything else — sockets, links,
+// sessions — belongs to the I/O thread (io_loop and the functions it calls).
+// There are two I/O threads, leader and follower; one owns the sockets and
+// runs the loop at a time. A callback may give the leader a job for after
+// its turn (run_after_turn: an incoming call). The leader runs it itself, on
+// the thread that read the request, so no other thread has to be woken
+// between a request and its reply. Meanwhile the sockets lie still; if the
+// job runs longer than job_steal_after, a timer wakes the follower, which
+// takes the sockets over (a compare-and-swap on `lead`) and leads, and the
+// old leader becomes the follower when its job ends. So a job may block or
+// run long without stalling the network for more than that bound. The
+// release/acquire pair on `lead` is the full memory barrier libzmq asks for
+// when a socket moves between threads.
+#pragma once
+
+#include "transport/context.hpp"
+#include "transport/transport.hpp"
+
+#include <sodium.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <list>
+#include <mutex>
+#include <shared_mutex>
+#include <thread>
+#include <optional>
+#include <unordered_map>
+
+namespace kith::detail {
+
+using clock = std::chrono::steady_clock;
+
+namespace transport_internal {
+
+// Reads one socket-monitor event (two frames: 16-bit event + 32-bit value,
+// then the endpoint) without blocking; nullopt when none is waiting.
+inline std::optional<std::pair<std::uint16_t, std::uint32_t>> read_monitor_event(void* mon) {
+    zmq_msg_t a, b;
+    zmq_msg_init(&a);
+    if (zmq_msg_recv(&a, mon, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&a);
+        return std::nullopt;
+    }
+    zmq_msg_init(&b);
+    if (zmq_msg_more(&a)) (void)zmq_msg_recv(&b, mon, 0);
+    std::uint16_t ev = 0;
+    std::uint32_t val = 0;
+    if (zmq_msg_size(&a) >= 6) {
+        std::memcpy(&ev, zmq_msg_data(&a), 2);
+        std::memcpy(&val, static_cast<char*>(zmq_msg_data(&a)) + 2, 4);
+    }
+    zmq_msg_close(&a);
+    zmq_msg_close(&b);
+    return std::make_pair(ev, val);
+}
+
+// ZAP metadata property carrying the client's key in Z85, so that each
+// inbound message names its key as well as its User-Id.
+constexpr const char* key_property = "X-Kith-Key";
+
+// Maps a goodbye's reason to a nodedown reason.
+inline std::string down_reason_of_goodbye(const std::string& r) {
+    if (r == "shutdown" || r == "revoked") return r;
+    if (r.starts_with("refused")) return "refused";
+    return "connection_closed";
+}
+
+inline void set_int(void* s, int opt, int v) { zmq_setsockopt(s, opt, &v, sizeof v); }
+
+// Heterogeneous lookup by string_view (post() looks a peer up per call).
+struct name_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
+// The transport whose I/O thread this is, if any: post() from inside a
+// callback needs no wake-up, since the loop flushes dirty queues after
+// running the callbacks of the same turn.
+inline thread_local const void* tl_io_owner = nullptr;
+// The transport whose run_after_turn job this thread is running, if any.
+inline thread_local const void* tl_job_owner = nullptr;
+inline thread_local std::uint64_t tl_job_lead = 0;  // the `lead` value while that job holds the sockets
+
+// How long a run_after_turn job may keep the sockets before the follower
+// takes them over.
+constexpr auto job_steal_after = std::chrono::microseconds(200);
+// After a turn with activity the loop polls without blocking for this long
+// (see io_loop).
+constexpr auto io_spin = std::chrono::microseconds(50);
+
+}  // namespace transport_internal
+using namespace transport_internal;
+
+// A frame queue shared between posting threads and the I/O thread.
+struct peer_queue {
+    explicit peer_queue(std::string n) : name(std::move(n)) {}
+    std::string name;
+    std::mutex mu;
+    frame_builder cur;                // batch under construction
+    std::deque<std::string> frames;   // finished batches, oldest first
+    std::size_t bytes = 0;            // bytes in cur + frames + the I/O thread's unsent frames
+    bool dirty = false;               // on the I/O thread's dirty list
+    bool closed = false;              // the peer went down; post() answers nodedown
+};
+
+enum class lstate { connecting, handshaking, established };
+
+struct link {
+    bool outbound = false;
+    lstate state = lstate::connecting;
+    std::string peer;                  // node name once established
+    std::uint64_t peer_creation = 0;
+    clock::time_point last_rx{}, next_hb{}, hs_deadline{};
+    peer_auth auth;
+    std::string endpoint;
+    std::string nonce;                 // outbound: the nonce our handshake sent (the server's proof covers it)
+    // inbound
+    std::string rid;
+    int fd = -1;
+    bool reset_sent = false;
+    // outbound
+    void* dealer = nullptr;
+    void* mon = nullptr;
+    public_key server_key;
+    link_credentials creds;
+    int silent_failures = 0;           // consecutive quick CURVE failures without detail
+    clock::time_point connected_at{};  // last TCP connect of the socket
+    bool zmq_ok = false;               // ZMQ (CURVE) handshake succeeded on this socket
+    bool refused = false;              // terminal: closed after a refusal
+    bool doomed = false;               // disconnected/replaced: erased at the end of the loop turn
+};
+
+struct session {
+    std::string name;
+    peer_info info;
+    link* primary = nullptr;
+    std::vector<link*> links;
+    std::shared_ptr<peer_queue> q;
+    std::deque<std::string> unsent;    // taken from q, not yet accepted by ZeroMQ
+};
+
+struct command {
+    enum kind { connect, disconnect, end_sessions } k;
+    std::string endpoint;
+    public_key key;
+    link_credentials creds;
+    std::string reason;  // end_sessions (`endpoint` holds the User-Id)
+};
+
+struct transport::impl {
+    transport& self;
+    transport_options& o;
+    transport_callbacks cb;
+    keypair cluster;
+    auth::proof_key proof_key;         // derive_cookie_key(cookie, "member-proof")
+    zap_handler zap;
+    // Our handshake, with the services exported now, a nonce and, for a
+    // client that proved membership, our proof (auth::member_proof).
+    std::string handshake(std::string nonce, std::string proof = {}) const;
+
+    std::shared_ptr<shared_context> shared;  // the process's ZeroMQ context and ZAP thread
+    void* ctx = nullptr;                     // shared->get()
+    std::string zap_route;                   // this node's ZAP domain ("kith/<n>")
+    std::mutex refused_mu;
+    std::vector<zap_outcome> refused;        // ZAP refusals, reported by the loop
+    std::atomic<bool> refused_pending{false};
+    void* router = nullptr;
+    void* router_mon = nullptr;
+    int wake_fd = -1;
+    std::string bound;
+    std::thread io, io2;  // leader and follower; the roles swap
+    // `lead`: (generation << 2) | lead_mode. Leading: the leader is in the
+    // loop. In_job: the leader runs a job, the sockets lie still, and the
+    // follower may steal them (-> stolen) once the job is older than
+    // job_steal_after.
+    enum lead_mode : std::uint64_t { leading = 0, in_job = 1, stolen = 2 };
+    std::atomic<std::uint64_t> lead{leading};
+    std::atomic<bool> follower_ready{false};  // the follower waits, able to steal
+    std::atomic<clock::rep> job_started{0};   // of the current job (read after `lead`)
+    int job_timer = -1;                       // timerfd: wakes the follower
+    int follow_fd = -1;                       // eventfd: wakes the follower at stop
+    std::function<void()> after_turn;         // leader's: run_after_turn's job
+    clock::time_point next_tick, spin_until;  // leader's: the loop's timers
+    std::atomic<bool> stopping{false};
+    std::atomic<bool> stopped_io{false};
+
+    // cross-thread state
+    std::mutex cmd_mu;
+    std::vector<command> cmds;
+    std::mutex dirty_mu;
+    std::vector<std::shared_ptr<peer_queue>> dirty;
+    std::atomic<bool> wake_pending{false};
+    mutable std::shared_mutex peers_mu;
+    std::unordered_map<std::string, std::shared_ptr<peer_queue>, name_hash, std::equal_to<>> queues;  // up peers
+    std::mutex freeze_mu;
+    std::condition_variable freeze_cv;
+    bool frozen = false;                 // under freeze_mu
+    std::atomic<bool> frozen_flag{false};  // mirrors `frozen`: the loop locks freeze_mu only when set
+
+    // counters
+    std::atomic<std::uint64_t> frames_in{0}, frames_out{0}, envelopes_in{0}, envelopes_out{0}, bytes_in{0},
+        bytes_out{0}, refused_inbound{0}, refused_outbound{0}, decode_errors{0}, protocol_errors{0},
+        overload_drops{0}, dropped_at_down{0}, heartbeat_timeouts{0}, peers_up{0}, peers_down{0};
+
+    // I/O-thread state
+    std::list<std::unique_ptr<link>> outs;
+    std::unordered_map<std::string, std::unique_ptr<link>> ins;  // by routing id
+    std::unordered_map<std::string, session> sessions;           // by node name
+    std::vector<session*> blocked;                               // sessions with unsent frames
+    bool items_dirty = true;
+    std::vector<zmq_pollitem_t> items;
+    std::vector<link*> item_links;                               // per DEALER/monitor pair
+    std::vector<link*> loop_links;                               // io_loop's copy (reused, no allocation per turn)
+
+    impl(transport& t, transport_callbacks c, std::string cookie)
+        : self(t), o(t.opts_), cb(std::move(c)), cluster(cluster_keypair(cookie)),
+          proof_key(derive_cookie_key(cookie, auth::proof_purpose)), zap(cluster.pub) {}
+    ~impl() {
+        close_fds();
+        sodium_memzero(proof_key.data(), proof_key.size());
+    }
+
+    // ---- helpers ------------------------------------------------------------
+
+    void wake();
+
+    template <class F, class... A>
+    void call(const F& f, A&&... a) {
+        if (!f) return;
+        try {
+            f(std::forward<A>(a)...);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "kith transport: a callback threw: %s\n", e.what());
+        } catch (...) {
+            std::fprintf(stderr, "kith transport: a callback threw\n");
+        }
+    }
+
+    void apply_common_options(void* s);
+
+    void* open_monitor(void* s, int events);
+
+    // ---- start / stop ---------------------------------------------------------
+
+    void start();
+
+    // A failed start(): what was opened is closed again.
+    [[noreturn]] void fail_start(const std::string& why) {
+        cleanup_sockets();
+        close_fds();
+        throw setup_error(why);
+    }
+
+    void close_fds();
+
+    void cleanup_sockets();
+
+    // ---- outbound links -----------------------------------------------------------
+
+    void open_dealer(link& l);
+
+    void close_dealer(link& l, int linger_ms);
+
+    void refuse_out(link& l, const std::string& reason, errc code = errc::unauthorized);
+
+    // Replace the socket of an outbound link by a fresh one (reconnect).
+    void reopen(link& l);
+
+    void handle_monitor(link& l);
+
+    // ---- sending ------------------------------------------------------------------------
+
+    // 1: accepted by ZeroMQ; 0: would block; -1: the link is gone.
+    int send_on(link& l, const void* data, std::size_t size);
+
+    void send_control(link& l, const envelope& e);
+
+    // Moves what posting threads queued for `s` into s.unsent and hands as
+    // much as ZeroMQ accepts to the session's send path.
+    void flush(session& s);
+
+    // ---- sessions -----------------------------------------------------------------------
+
+    void session_up(link& l, const env_handshake& hs);
+
+    // Ends the session: reports down, discards its queue and resets every
+    // other link it had (their peers will re-handshake). `cause` is the link
+    // whose failure ended it (reset by the caller), or null.
+    void session_down(const std::string& name, const std::string& reason, link* cause);
+
+    // Forgets a link's session state. Outbound: a fresh socket (reconnect).
+    // Inbound: forgotten; the peer is told with a goodbye "reset" so that it
+    // reconnects rather than talk into the void.
+    void reset_link(link& l, bool tell_peer);
+
+    std::vector<std::string> doomed_ins;
+    void erase_in(link& l);
+
+    void detach(link& l);
+
+    // A link died (timeout, connection closed, goodbye).
+    void link_failed(link& l, const std::string& reason);
+
+    void on_handshake(link& l, env_handshake& hs);
+
+    // Handles one received frame on link `l`; `auth` is the message's trust.
+    void on_frame(link& l, std::string_view frame, const peer_auth& auth);
+
+    void deliver(link& l, const peer_auth& auth, std::vector<envelope>&& data);
+
+    // ---- receiving --------------------------------------------------------------------------
+
+    static constexpr int read_batch = 256;  // messages read per socket per loop turn
+
+    // Reads up to read_batch messages; returns how many it read.
+    int read_router();
+
+    // Reads up to read_batch messages; returns how many it read.
+    int read_dealer(link& l);
+
+    void read_router_monitor();
+
+    // Reports the ZAP refusals the process's ZAP thread passed on.
+    void report_refusals();
+
+    // ---- timers -------------------------------------------------------------------------------
+
+    void housekeeping();
+
+    void reap_ins();
+
+    // ---- commands -------------------------------------------------------------------------------
+
+    void run_commands();
+
+    // See transport::end_sessions.
+    void end_sessions(const std::string& user_id, const std::string& reason);
+
+    // Ends session `name`: goodbye `told` on each of its links, peer down
+    // (`reason`) here, and its links forgotten (outbound ones reconnect).
+    void end_session_told(const std::string& name, const std::string& told, const std::string& reason);
+
+    void take_dirty();
+
+    // ---- the loop -----------------------------------------------------------------------------------
+
+    void rebuild_items();
+
+    static std::uint64_t mode_of(std::uint64_t l) { return l & 3; }
+
+    void set_job_timer(std::chrono::microseconds after) {
+        itimerspec t{};
+        t.it_value.tv_sec = static_cast<time_t>(after.count() / 1000000);
+        t.it_value.tv_nsec = static_cast<long>(after.count() % 1000000) * 1000;
+        ::timerfd_settime(job_timer, 0, &t, nullptr);  // zero disarms
+    }
+
+    // Each of the two I/O threads. Leads (runs the loop) until a callback
+    // gives it a job, runs the job, and leads on unless the follower stole
+    // the sockets meanwhile; then it follows until it steals them back.
+    void io_thread(bool leading);
+
+    // Runs the job run_after_turn gave, the sockets lying still. True if this
+    // thread still owns them afterwards; false if the follower took them.
+    bool run_job();
+
+    // Waits until the leader's job has held the sockets for job_steal_after,
+    // then takes them over (true), or until the transport has shut down
+    // (false).
+    bool follow();
+
+    bool take_after_turn(std::function<void()>& job);
+
+    // Runs turns until stopping (then shuts down) or until a callback gave a
+    // job for after the turn (then returns, still owning the sockets).
+    void io_loop();
+
+    void shutdown_io();
+};
+
+}  // namespace kith::detail
