@@ -77,7 +77,7 @@ TEST_CASE("without a remote port: sends dropped and counted, monitors fire nocon
 TEST_CASE("with a remote port: operations on remote pids are routed to it", "[runtime][remote_seam]") {
     node n(opts());
     auto port = std::make_shared<fake_port>();
-    n.impl().set_remote_port(port);
+    detail::node_access::impl(n).set_remote_port(port);
     mailbox mb(n);
     mb.send(remote, "hello");
     mb.send("kvs", "far@away", "named");
@@ -97,8 +97,8 @@ TEST_CASE("with a remote port: operations on remote pids are routed to it", "[ru
     }
     CHECK(mb.receive(20ms).code() == errc::timeout);  // no DOWN: the port accepted
     // The connection drops: the network layer delivers noconnection.
-    n.impl().deliver(mb.self(), message(message_kind::down, "noconnection", remote, r));
-    n.impl().deliver(mb.self(), message(message_kind::link_exit, "noconnection", remote));
+    detail::node_access::impl(n).deliver(mb.self(), message(message_kind::down, "noconnection", remote, r));
+    detail::node_access::impl(n).deliver(mb.self(), message(message_kind::link_exit, "noconnection", remote));
     message d = next(mb);
     CHECK(d.is_down());
     CHECK(d.tag == r);
@@ -111,13 +111,13 @@ TEST_CASE("with a remote port: operations on remote pids are routed to it", "[ru
     port->connected = false;
     ref r2 = mb.monitor(remote);
     CHECK(next(mb).tag == r2);
-    n.impl().set_remote_port(nullptr);
+    detail::node_access::impl(n).set_remote_port(nullptr);
 }
 
 TEST_CASE("incoming traffic: deliver, links and monitors from remote processes", "[runtime][remote_seam]") {
     node n(opts());
     auto port = std::make_shared<fake_port>();
-    n.impl().set_remote_port(port);
+    detail::node_access::impl(n).set_remote_port(port);
     mailbox mb(n);
     REQUIRE(mb.register_name("local_main").ok());
     pid a = n.spawn([me = mb.self()](actor& self, message& m) {
@@ -125,14 +125,14 @@ TEST_CASE("incoming traffic: deliver, links and monitors from remote processes",
         if (is_str(m.body, "die")) throw std::runtime_error("remote asked");
         self.send(me, m.body);
     });
-    n.impl().deliver(a, message("from afar"));
+    detail::node_access::impl(n).deliver(a, message("from afar"));
     CHECK(is_str(next(mb).body, "from afar"));
-    n.impl().deliver_named("local_main", message("named from afar"));
+    detail::node_access::impl(n).deliver_named("local_main", message("named from afar"));
     CHECK(is_str(next(mb).body, "named from afar"));
 
     // A remote request is answered through the port.
     ref tag{"far@away", 9};
-    n.impl().deliver(a, message(message_kind::request, "q", remote, tag));
+    detail::node_access::impl(n).deliver(a, message(message_kind::request, "q", remote, tag));
     CHECK(eventually([&] {
         std::lock_guard l(port->mu);
         return !port->sent.empty();
@@ -145,11 +145,11 @@ TEST_CASE("incoming traffic: deliver, links and monitors from remote processes",
     }
 
     // Remote link and monitor on `a`; when `a` dies, both go out through the port.
-    CHECK(n.impl().remote_link(remote, a));
+    CHECK(detail::node_access::impl(n).remote_link(remote, a));
     ref mref{"far@away", 10};
-    CHECK(n.impl().remote_monitor(remote, a, mref));
+    CHECK(detail::node_access::impl(n).remote_monitor(remote, a, mref));
     ref local_mon = mb.monitor(a);
-    n.impl().deliver(a, message("die"));
+    detail::node_access::impl(n).deliver(a, message("die"));
     message d = next_of(mb, message_kind::down);
     CHECK(d.tag == local_mon);
     CHECK(eventually([&] { return port->has("link_exit remote asked"); }));
@@ -160,19 +160,19 @@ TEST_CASE("incoming traffic: deliver, links and monitors from remote processes",
         });
     }));
     // On a dead target the entry points say no; the network layer answers noproc.
-    CHECK_FALSE(n.impl().remote_link(remote, a));
-    CHECK_FALSE(n.impl().remote_monitor(remote, a, mref));
-    CHECK_FALSE(n.impl().remote_monitor(remote, pid{"other@node", 1}, mref));
+    CHECK_FALSE(detail::node_access::impl(n).remote_link(remote, a));
+    CHECK_FALSE(detail::node_access::impl(n).remote_monitor(remote, a, mref));
+    CHECK_FALSE(detail::node_access::impl(n).remote_monitor(remote, pid{"other@node", 1}, mref));
 
     // A link_exit "noconnection" from a lost node kills a linked, non-trapping actor.
     pid b = n.spawn([](actor&, message&) {});
     ref rb = mb.monitor(b);
-    n.impl().deliver(b, message(message_kind::user, arr("link")));
+    detail::node_access::impl(n).deliver(b, message(message_kind::user, arr("link")));
     // link from b's side: done through the entry point as the peer would
-    REQUIRE(n.impl().remote_link(remote, b));
-    n.impl().deliver(b, message(message_kind::link_exit, "noconnection", remote));
+    REQUIRE(detail::node_access::impl(n).remote_link(remote, b));
+    detail::node_access::impl(n).deliver(b, message(message_kind::link_exit, "noconnection", remote));
     message db = next_of(mb, message_kind::down);
     CHECK(db.tag == rb);
     CHECK(is_str(db.body, "noconnection"));
-    n.impl().set_remote_port(nullptr);
+    detail::node_access::impl(n).set_remote_port(nullptr);
 }

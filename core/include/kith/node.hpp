@@ -40,6 +40,7 @@ namespace kith {
 namespace detail {
 class node_impl;
 struct node_net;
+struct node_access;
 }
 
 struct node_options {
@@ -287,12 +288,8 @@ public:
     // be read.
     std::optional<std::array<std::uint8_t, 32>> cookie_key(std::string_view purpose) const;
 
-    // The runtime behind this node, for kith's own network layer
-    // (core/src/node_impl.hpp). Not part of the user API.
-    detail::node_impl& impl() noexcept { return *impl_; }
-    const std::shared_ptr<detail::node_impl>& impl_ptr() const noexcept { return impl_; }
-
 private:
+    friend struct detail::node_access;  // kith's own code reaches the runtime through it
     pid spawn_impl(actor_init init, behavior b);
     void start_net(const net_options& o);
     void stop_net();

@@ -58,7 +58,7 @@ clock::time_point deadline_after(mailbox::duration timeout) {
 }
 }  // namespace
 
-mailbox::mailbox(node& n) : node_(n.impl_ptr()) {
+mailbox::mailbox(node& n) : node_(detail::node_access::impl_ptr(n)) {
     proc_ = node_->open_mailbox();
     if (proc_ == nullptr) throw setup_error("kith::mailbox: the node is stopped");
 }

@@ -527,6 +527,13 @@ private:
 // The node whose worker runs the calling thread, or nullptr.
 node_impl* current_worker_node() noexcept;
 
+// The runtime behind a kith::node, for kith's own code (mailboxes, tests of
+// the runtime seam); not part of the user API.
+struct node_access {
+    static node_impl& impl(node& n) noexcept { return *n.impl_; }
+    static const std::shared_ptr<node_impl>& impl_ptr(const node& n) noexcept { return n.impl_; }
+};
+
 inline bool is_reason(const term& t, std::string_view s) noexcept {
     const std::string* p = t.as_string();
     return p && *p == s;
