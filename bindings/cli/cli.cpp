@@ -6,7 +6,10 @@
 #include <fstream>
 #include <sstream>
 
+#include <sys/stat.h>
+
 #include "json_term.hpp"
+#include "local.hpp"
 
 namespace kith::cli {
 
@@ -34,6 +37,7 @@ args parse_args(const std::string& cmd, int argc, char** argv, const std::set<st
     bool options_done = false;
     for (int i = 0; i < argc; ++i) {
         std::string s = argv[i];
+        if (!options_done && s == "-h") s = "--help";  // as `kith -h`
         if (options_done || s.size() < 3 || s.compare(0, 2, "--") != 0) {
             // Negative numbers and "-" are values, not options.
             a.pos.push_back(s);
@@ -121,8 +125,10 @@ const char* kClientOptionsHelp = R"(finding nodes:
   --grant FILE      reach the node through a grant file that its owner gave you
   --cookie C        cluster cookie (default: the cookie file in the key dir)
   --key-dir D       key directory (default: $KITH_HOME or ~/.kith)
-  --port P          port of this machine's own node (default: 4370)
-  --timeout S       seconds to wait for an answer (default: 5)
+  --port P          port of this machine's own node (default: found by name in
+                    the key dir's registry of running nodes, else 4370)
+  --timeout S       seconds to wait for an answer, and for the node to be
+                    found (default: 5 for answers, 1.5 for finding)
   --beacon-port P   UDP port of the beacons (default: 4371)
   --broadcast ADDR  where to send beacon queries instead of each interface's
                     broadcast address (e.g. 127.255.255.255 on one machine)
@@ -141,29 +147,69 @@ bool name_matches(const std::string& full, const std::string& asked) {
     return asked.find('@') == std::string::npos && full.substr(0, full.find('@')) == asked;
 }
 
-node_options hidden_client_options(const args& a, const std::string& prefix) {
+std::string cookie_info::hint(const std::filesystem::path& key_dir) const {
+    std::string file = (key_dir / "cookie").string();
+    if (none)
+        return "you gave no cookie: no --cookie and no cookie file " + file +
+               "; give your class's cookie with --cookie C, or once: echo C > " + file + " && chmod 600 " + file;
+    return "your cookie is from " + source + " (cluster id " + cluster + "); another one is --cookie C" +
+           (source == "--cookie" ? std::string() : ", or once: echo C > " + file + " && chmod 600 " + file);
+}
+
+node_options hidden_client_options(const args& a, const std::string& prefix, cookie_info* ci) {
     node_options o;
     o.name = prefix + "-" + std::to_string(getpid()) + "@" + hostname();
     o.workers = 1;
     o.net.listen = "tcp://127.0.0.1:0";
     o.net.hidden = true;
     o.net.log = [](const std::string&) {};
-    if (a.has("--cookie")) o.net.cookie = a.get("--cookie");
     if (a.has("--key-dir")) o.net.key_dir = a.get("--key-dir");
+    std::filesystem::path dir = o.net.key_dir.empty() ? default_key_dir() : o.net.key_dir;
+    cookie_info info;
+    if (a.has("--cookie")) {
+        o.net.cookie = a.get("--cookie");
+        info.source = "--cookie";
+    } else if (std::error_code ec; std::filesystem::exists(dir / "cookie", ec)) {
+        info.source = "the cookie file " + (dir / "cookie").string();
+    } else {
+        // Never create a cookie file from a client: a random one would make
+        // every classmate a stranger without a word. A throwaway one instead.
+        o.net.cookie = "throwaway-" + keypair::generate().pub.z85();
+        info.source = "none";
+        info.none = true;
+    }
+    if (o.net.cookie) info.cluster = cluster_id_of(*o.net.cookie);
+    else if (std::ifstream f(dir / "cookie"); f) {
+        std::string c;
+        std::getline(f, c);
+        while (!c.empty() && (c.back() == '\r' || c.back() == ' ')) c.pop_back();
+        info.cluster = cluster_id_of(c);
+    }
+    if (ci) *ci = info;
     return o;
 }
 
 client::client(const args& a, bool auto_connect) {
-    if (a.has("--timeout")) timeout_ = parse_seconds("--timeout", a.get("--timeout"));
-    if (a.has("--port")) local_port_ = parse_port("--port", a.get("--port"), 1);
+    if (a.has("--timeout")) lookup_ = timeout_ = parse_seconds("--timeout", a.get("--timeout"));
+    if (a.has("--port")) local_port_ = parse_port("--port", a.get("--port"), 1), port_given_ = true;
     if (a.has("--grant")) {
-        auto g = grant_file::load(a.get("--grant"));
-        if (!g) throw cli_error{"grant file " + a.get("--grant") + ": " + g.err().detail, kFailed};
+        std::string file = a.get("--grant");
+        struct stat st {};
+        if (::stat(file.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077)) {
+            char mode[8];
+            std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
+            throw cli_error{"grant file " + file + " can be read by others (mode " + mode +
+                                "): it holds a secret key; make it private first: chmod 600 " + file,
+                            kFailed};
+        }
+        auto g = grant_file::load(file);
+        if (!g) throw cli_error{"grant file " + file + ": " + g.err().detail, kFailed};
         grant_ = std::move(*g);
     }
-    node_options o = hidden_client_options(a, "kith-cli");
+    node_options o = hidden_client_options(a, "kith-cli", &cookie_);
     key_dir_ = o.net.key_dir.empty() ? default_key_dir() : o.net.key_dir;
     node_ = std::make_unique<kith::node>(o);
+    if (auto id = node_->cookie_key("beacon-cluster-id")) cookie_.cluster = cluster_id_hex(*id);
     if (!grant_) {
         discovery_options d;
         d.announce = false;
@@ -190,7 +236,7 @@ std::optional<public_key> local_node_key(const std::filesystem::path& dir) {
 }
 
 std::optional<std::string> client::try_local(const std::string& name) {
-    // The node of this key directory on this machine, at its usual port.
+    // The node of this key directory on this machine, at --port (or 4370).
     auto key = local_node_key(key_dir_);
     if (!key) return std::nullopt;
     auto r = node_->connect("tcp://127.0.0.1:" + std::to_string(local_port_), *key, std::chrono::milliseconds(500));
@@ -198,16 +244,80 @@ std::optional<std::string> client::try_local(const std::string& name) {
     return *r;
 }
 
+namespace {
+
+std::string format_utc(std::chrono::system_clock::time_point t) {
+    std::time_t tt = std::chrono::system_clock::to_time_t(t);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&tt));
+    return buf;
+}
+
+// "revoked: revoked: x" -> "revoked: x".
+std::string once(std::string m) {
+    for (const char* p : {"revoked: ", "unauthorized: ", "timeout: "})
+        for (std::string twice = std::string(p) + p; m.find(twice) != std::string::npos;)
+            m.replace(m.find(twice), twice.size(), p);
+    return m;
+}
+
+}  // namespace
+
 std::string client::reach(const std::string& name) {
     if (grant_) {
         if (!name_matches(grant_->node, name))
             throw cli_error{"the grant file is for node " + grant_->node + ", not " + name, kFailed};
         auto r = node_->connect(*grant_, timeout_);
-        if (!r) fail("cannot reach " + grant_->node + " with the grant", r.err());
+        if (r) return *r;
+        const std::string what = "cannot reach " + grant_->node + " with the grant '" + grant_->label + "'";
+        std::string where;
+        for (auto& e : grant_->endpoints) where += (where.empty() ? "" : ", ") + e;
+        if (r.code() == errc::revoked) {
+            if (grant_->expires && std::chrono::system_clock::now() >= *grant_->expires)
+                throw cli_error{what + ": revoked: it expired on " + format_utc(*grant_->expires) +
+                                    "; ask the owner of " + grant_->node + " for a new grant",
+                                kFailed};
+            throw cli_error{what + ": revoked: its owner revoked it; ask the owner of " + grant_->node +
+                                " for a new grant",
+                            kFailed};
+        }
+        const std::string& d = r.err().detail;
+        if (r.code() == errc::timeout || r.code() == errc::nodedown ||
+            (r.code() == errc::unauthorized && (d.find("CURVE handshake") != std::string::npos ||
+                                                d.find("wrong server key") != std::string::npos)))
+            throw cli_error{what + ": timeout: " + grant_->node + " is not answering at " + where +
+                                " (is its node running? those addresses come from the grant file; ask its owner)",
+                            kFailed};
+        throw cli_error{once(what + ": " + r.err().message()), kFailed};
+    }
+    // 1. This machine's nodes of our key directory (the registry kith node
+    //    keeps), wherever they listen.
+    std::vector<local_node> mine;
+    for (auto& l : running_nodes(key_dir_))
+        if (name_matches(l.name, name)) mine.push_back(l);
+    if (mine.size() > 1) {
+        std::string d = "\"" + name + "\" is ambiguous on this machine:";
+        for (auto& l : mine) d += " " + l.name;
+        throw cli_error{d + " (give the full name)", kFailed};
+    }
+    if (mine.size() == 1) {
+        auto& l = mine.front();
+        if (!l.cluster.empty() && !cookie_.cluster.empty() && l.cluster != cookie_.cluster)
+            throw cli_error{"cannot reach " + l.name + ": unauthorized: it runs on this machine with another cookie "
+                                "(cluster id " + l.cluster + "); " + cookie_.hint(key_dir_),
+                            kFailed};
+        auto r = node_->connect(l.loopback(), l.key, timeout_);
+        if (!r) fail("cannot reach " + l.name + " at " + l.loopback(), r.err());
         return *r;
     }
-    auto seen = disc_->find(name, std::min<std::chrono::milliseconds>(timeout_, std::chrono::milliseconds(1500)));
+    // 2. Beacons (the LAN, --peer).
+    auto seen = disc_->find(name, lookup_);
     if (seen) {
+        if (seen->trust == trust_level::stranger && seen->services.empty())
+            throw cli_error{"cannot reach " + seen->name + ": unauthorized: it is not in your cluster (its cookie "
+                                "is another one: cluster id " + (seen->cluster_id.empty() ? "none" : seen->cluster_id) +
+                                ") and it has no public service; " + cookie_.hint(key_dir_),
+                            kFailed};
         // A stranger (another cluster's node) is used as a visitor, with this
         // node's own key: cluster credentials go only to members.
         auto r = seen->trust == trust_level::stranger ? node_->connect_visitor(seen->endpoint, seen->key, timeout_)
@@ -217,7 +327,18 @@ std::string client::reach(const std::string& name) {
     }
     if (seen.code() == errc::timeout)
         if (auto local = try_local(name)) return *local;
-    throw cli_error{seen.err().detail.empty() ? "unknown node " + name : seen.err().detail, kFailed};
+    if (seen.code() == errc::badarg) throw cli_error{seen.err().detail + " (give the full name)", kFailed};
+    std::string d = "unknown node " + name + ": no node of that name answered";
+    auto all = disc_->seen();
+    if (all.empty()) {
+        d += " and no node was seen at all (is it running? same network? docs/tutorial.md, \"When discovery finds "
+             "nothing\")";
+    } else {
+        d += "; seen:";
+        for (auto& s : all) d += " " + s.name + (s.trust == trust_level::stranger ? " (stranger)" : "");
+        d += " (use one of these names, full or short)";
+    }
+    throw cli_error{d, kFailed};
 }
 
 }  // namespace kith::cli

@@ -64,6 +64,15 @@ term json_args(const std::vector<std::string>& v, std::size_t from);
 // The public key of the node of key directory `dir` (its node.pub), if any.
 std::optional<public_key> local_node_key(const std::filesystem::path& dir);
 
+// Where the cookie of a command comes from, and how to set it; for hints.
+struct cookie_info {
+    std::string source;   // "--cookie", "the cookie file D/cookie", or "none"
+    std::string cluster;  // our cluster id (8 hex), "" if none
+    bool none = false;    // neither --cookie nor a cookie file: a throwaway cookie
+    // "your cookie: from ... (cluster id ...); set it with --cookie C or ..."
+    std::string hint(const std::filesystem::path& key_dir) const;
+};
+
 // Options every client command accepts.
 extern const char* kClientOptionsHelp;
 const std::set<std::string>& client_value_opts();
@@ -71,7 +80,9 @@ const std::set<std::string>& client_value_opts();
 // Options of the short-lived, hidden node a one-shot command runs as, named
 // <prefix>-<pid>@<host>: one worker, loopback only, no diagnostics on stderr
 // (failures come back as values), --cookie and --key-dir applied.
-node_options hidden_client_options(const args& a, const std::string& prefix);
+// Without --cookie and without a cookie file, a throwaway random cookie is
+// used (never saved: a client never creates the key directory's cookie).
+node_options hidden_client_options(const args& a, const std::string& prefix, cookie_info* ci = nullptr);
 
 // The short-lived, hidden node a one-shot command runs as. It listens on
 // loopback only (answers come back over the connection it opens), never
@@ -86,6 +97,8 @@ public:
     kith::node& node() { return *node_; }
     kith::discovery* discovery() { return disc_.get(); }
     std::chrono::milliseconds timeout() const { return timeout_; }
+    const cookie_info& cookie() const { return cookie_; }
+    const std::filesystem::path& key_dir() const { return key_dir_; }
     // Connects to the node called `name` (full or short) and returns its
     // full name. Throws cli_error: unknown or ambiguous name (listing what it
     // can see), refused, revoked, timeout.
@@ -98,7 +111,10 @@ private:
     std::optional<grant_file> grant_;
     std::filesystem::path key_dir_;
     std::chrono::milliseconds timeout_{5000};
+    std::chrono::milliseconds lookup_{1500};  // waiting for beacons: --timeout when given
     int local_port_ = 4370;
+    bool port_given_ = false;
+    cookie_info cookie_;
 };
 
 // Names match in full, or by their short part before '@'.

@@ -3,12 +3,15 @@
 
 #include <csignal>
 #include <cstdio>
+#include <algorithm>
 #include <mutex>
 #include <thread>
 
 #include "cli.hpp"
 #include "commands.hpp"
 #include "json_term.hpp"
+#include "kith/mailbox.hpp"
+#include "local.hpp"
 
 namespace kith::cli {
 
@@ -84,8 +87,9 @@ int cmd_send(int argc, char** argv) {
                          "       kith send PID MESSAGE\n\n"
                          "Sends MESSAGE (one JSON value) to the actor registered as NAME on NODE,\n"
                          "or to a pid (\"<gandalf@pi1.42>\", as spawn prints it). Delivery is at most\n"
-                         "once: a message to a name that is not registered is dropped and counted\n"
-                         "there, as in Erlang.\n",
+                         "once, as in Erlang. A pid that is not alive is an error (exit 1: nothing\n"
+                         "was delivered); a name that is not registered there cannot be checked\n"
+                         "from here: the message is dropped and counted on that node.\n",
                          argc, argv, 2, 2);
     if (!a) return 0;
     auto msg = parse_json(a->pos[1]);
@@ -98,6 +102,15 @@ int cmd_send(int argc, char** argv) {
     client c(*a);
     if (to) {
         c.reach(to->node);
+        // A monitor answers at once with noproc for a pid that is not alive.
+        mailbox mb(c.node());
+        ref r = mb.monitor(*to);
+        auto down = mb.receive([&](const message& m) { return m.is_down(); }, std::chrono::milliseconds(300));
+        mb.demonitor(r);
+        if (down)
+            throw cli_error{"send to " + to->to_string() + ": no_proc: no such process on " + to->node + " (reason " +
+                                down->body.to_string() + "); nothing was sent (kith spawn prints a live pid)",
+                            kFailed};
         c.node().send(*to, std::move(*msg));
         return 0;
     }
@@ -154,6 +167,31 @@ int cmd_nodes(int argc, char** argv) {
     c.discovery()->query();
     std::this_thread::sleep_for(std::min<std::chrono::milliseconds>(c.timeout(), std::chrono::milliseconds(1000)));
     auto seen = c.discovery()->seen();
+    // Nodes of this machine that beacons did not bring (no network, or
+    // another interface): the registry of the key directory.
+    for (auto& l : running_nodes(c.key_dir())) {
+        bool listed = false;
+        for (auto& s : seen) listed = listed || s.name == l.name;
+        if (listed) continue;
+        seen_node s;
+        s.name = l.name;
+        s.endpoint = l.loopback();
+        s.key = l.key;
+        s.fingerprint = l.key.fingerprint();
+        s.cluster_id = l.cluster;
+        s.trust = l.cluster == c.cookie().cluster ? trust_level::cluster : trust_level::stranger;
+        s.connected = c.node().info(l.name).has_value();
+        seen.push_back(s);
+    }
+    std::sort(seen.begin(), seen.end(), [](auto& x, auto& y) { return x.name < y.name; });
+    // Strangers with our own class in view: say which cookie was used.
+    std::size_t strangers = 0;
+    for (auto& s : seen) strangers += s.trust == trust_level::stranger;
+    if (c.cookie().none || strangers)
+        std::fprintf(stderr, "kith: nodes: %s%s\n",
+                     strangers ? (std::to_string(strangers) + " node(s) listed as stranger use another cookie; ").c_str()
+                               : "",
+                     c.cookie().hint(c.key_dir()).c_str());
     if (a->has("--json")) {
         term_array out;
         for (auto& s : seen) out.push_back(s.to_term());
@@ -164,11 +202,14 @@ int cmd_nodes(int argc, char** argv) {
         std::printf("no nodes seen (see docs/tutorial.md, \"When discovery finds nothing\")\n");
         return 0;
     }
-    std::printf("%-28s %-8s %-28s %-19s %s\n", "NAME", "TRUST", "ADDRESS", "FINGERPRINT", "SERVICES");
+    std::size_t w = 28;
+    for (auto& s : seen) w = std::max(w, s.name.size());
+    int iw = static_cast<int>(w);
+    std::printf("%-*s %-8s %-28s %-19s %s\n", iw, "NAME", "TRUST", "ADDRESS", "FINGERPRINT", "SERVICES");
     for (auto& s : seen) {
         std::string svcs;
         for (auto& x : s.services) svcs += (svcs.empty() ? "" : ",") + x;
-        std::printf("%-28s %-8s %-28s %-19s %s\n", s.name.c_str(), std::string(to_string(s.trust)).c_str(),
+        std::printf("%-*s %-8s %-28s %-19s %s\n", iw, s.name.c_str(), std::string(to_string(s.trust)).c_str(),
                     s.endpoint.c_str(), s.fingerprint.c_str(), svcs.c_str());
     }
     std::fflush(stdout);
@@ -193,14 +234,16 @@ int cmd_watch(int argc, char** argv) {
     client c(*a, true);
     if (!c.discovery()) throw cli_error{"watch: --grant is for call, cast, send, spawn and ping", kUsage};
     std::mutex mu;
+    bool stopping = false;  // our own stop ends every connection: those are not events
     auto emit = [&](const std::string& event, const std::string& node, const term& detail) {
         std::lock_guard lk(mu);
+        if (stopping) return;
         if (json)
             print_line(to_json(term(term_map{{"event", event}, {"node", node}, {"detail", detail}})));
         else
             print_line(event + " " + node + " " + to_json(detail));
     };
-    c.node().subscribe_nodes([&](const node_event& e) {
+    auto sub = c.node().subscribe_nodes([&](const node_event& e) {
         if (e.what == node_event::kind::up) emit("nodeup", e.node, e.info.to_term());
         else emit("nodedown", e.node, term(e.reason));
     });
@@ -214,6 +257,11 @@ int cmd_watch(int argc, char** argv) {
             if (s.trust == trust_level::stranger && strangers.insert(s.name).second) emit("stranger", s.name, s.to_term());
         if (sigtimedwait(&set, nullptr, &tick) > 0) break;
     }
+    {
+        std::lock_guard lk(mu);
+        stopping = true;
+    }
+    c.node().unsubscribe_nodes(sub);
     return 0;
 }
 

@@ -2,18 +2,26 @@
 // node. With the node running they act on it at once (through its "grants"
 // service, as a member of its cluster); with it stopped, on its stored table.
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 
 #include "cli.hpp"
+#include "local.hpp"
 #include "commands.hpp"
 #include "json_term.hpp"
 #include "kith/builtin.hpp"
+#include <algorithm>
 
 namespace kith::cli {
 
 namespace {
 
-const char* kGrantUsage = R"(usage: kith grant create LABEL --services S[,S...] [--rate R/s] [--expires 30d] --out FILE
+const char* kGrantUsage = R"(usage: kith grant create LABEL --services S[,S...] [--rate R/s] [--expires 30d] --out FILE|- [--force]
        kith grant list [--json]
        kith grant revoke LABEL
        kith grant rate LABEL R/s
@@ -27,12 +35,16 @@ friend: it holds a secret key, so hand it over privately. The friend then runs
                     (kvs,echo:echo)
   --rate R/s        requests per second, "10/s" or "10/s,burst=20" (default 10/s, burst 20)
   --expires T       lifetime: 45s, 30m, 12h or 30d (default: never)
-  --out FILE        where to write the grant file
+  --out FILE        where to write the grant file: a new file (never anything
+                    else); "-" writes it to standard output
+  --force           replace FILE if it is an existing regular file of yours
   --json            list as JSON
 
-These act on this machine's running node (--port, default 4370, and the key
-directory) at once; when it is not running, on its stored grant table, used
-at its next start (--name and --advertise then say what the file announces).
+These act on this machine's running node of the key directory (found by name
+wherever it listens; --name N if several run, --port P to name its port) at
+once. When none is running, list/revoke/rate act on its stored grant table;
+create then needs --name N (the node the grant is for: it takes effect when
+that node starts) and announces --advertise EP or this machine's addresses.
   --port P --key-dir D --cookie C --name N --advertise EP --timeout S
 )";
 
@@ -60,29 +72,53 @@ std::string format_time(std::chrono::system_clock::time_point t) {
 // anyone but loopback).
 class grant_admin {
 public:
-    explicit grant_admin(const args& a) {
-        int port = a.has("--port") ? parse_port("grant: --port", a.get("--port"), 1) : 4370;
+    grant_admin(const args& a, bool need_name) {
         if (a.has("--timeout")) timeout_ = parse_seconds("--timeout", a.get("--timeout"));
         node_options o = hidden_client_options(a, "kith-grant");
-        std::filesystem::path dir = o.net.key_dir.empty() ? default_key_dir() : o.net.key_dir;
-        std::optional<public_key> key = local_node_key(dir);
-        if (key) {
+        dir_ = o.net.key_dir.empty() ? default_key_dir() : o.net.key_dir;
+        const std::string want = a.has("--name") ? a.get("--name") : "";
+        // The running nodes of this key directory (its registry), or the one
+        // at --port.
+        std::vector<local_node> cands;
+        if (!a.has("--port"))
+            for (auto& l : running_nodes(dir_))
+                if (want.empty() || name_matches(l.name, want)) cands.push_back(l);
+        if (cands.size() > 1) {
+            std::string d = "grant: several nodes of key directory " + dir_.string() + " run on this machine:";
+            for (auto& l : cands) d += " " + l.name + " (port " + std::to_string(l.port) + ")";
+            throw cli_error{d + "; say which with --name", kUsage};
+        }
+        std::optional<public_key> key = cands.empty() ? local_node_key(dir_) : std::optional(cands[0].key);
+        std::string ep = cands.empty() ? "tcp://127.0.0.1:" + std::to_string(a.has("--port") ? parse_port(
+                                                                  "grant: --port", a.get("--port"), 1)
+                                                                                              : 4370)
+                                       : cands[0].loopback();
+        if (key && (!cands.empty() || a.has("--port") || running_nodes(dir_).empty())) {
             client_ = std::make_unique<kith::node>(o);
-            auto r = client_->connect("tcp://127.0.0.1:" + std::to_string(port), *key, std::chrono::milliseconds(700));
-            if (r) {
+            auto r = client_->connect(ep, *key, std::chrono::milliseconds(cands.empty() ? 700 : 3000));
+            if (r && (want.empty() || name_matches(*r, want))) {
                 remote_ = *r;
                 return;
             }
-            if (r.code() != errc::timeout)  // something is there, and it refused us
-                fail("the node at 127.0.0.1:" + std::to_string(port) +
+            if (!r && r.code() != errc::timeout)  // something is there, and it refused us
+                fail("grant: the node at " + ep.substr(6) +
                          " refused us (is it started with another --cookie? pass the same one)",
                      r.err());
             client_->stop();
             client_.reset();
         }
-        // Stopped: act on the stored table with the node's own identity.
-        o.name = full_node_name(a.get("--name", "kith"));
-        o.net.advertise = a.get("--advertise", "tcp://" + hostname() + ":" + std::to_string(port));
+        // Not running: act on the stored table with the node's own identity.
+        if (need_name && want.empty()) {
+            std::string d = "grant create: no node of key directory " + dir_.string() + " is running on this machine";
+            auto others = running_nodes(dir_);
+            for (auto& l : others) d += (&l == &others.front() ? "; running: " : ", ") + l.name;
+            throw cli_error{d + "; start it (kith node --name N), or give --name N to store the grant for node N, "
+                                "used when it starts",
+                            kFailed};
+        }
+        port_ = a.has("--port") ? parse_port("grant: --port", a.get("--port"), 1) : 4370;
+        o.name = full_node_name(want.empty() ? "kith-grant-table" : want);
+        o.net.advertise = a.get("--advertise");
         local_ = std::make_unique<kith::node>(o);
         local_->add_service(services::make_grant_admin(*local_));
     }
@@ -91,21 +127,121 @@ public:
         if (local_) local_->stop();
     }
     bool running() const { return !remote_.empty(); }
+    std::uint16_t stored_port() const { return port_; }
     std::string where() const {
-        return running() ? "node " + remote_ : "the stored table of " + local_->name() + " (node not running)";
+        return running() ? "node " + remote_
+                         : "the stored table of key directory " + dir_.string() + " (no node of it is running)";
+    }
+    std::string node_name() const { return running() ? remote_ : local_->name(); }
+    // The running node's services (from its handshake), empty if unknown.
+    std::vector<std::string> services() const {
+        if (!running()) return {};
+        auto i = client_->info(remote_);
+        return i ? i->services : std::vector<std::string>{};
     }
     term call(const std::string& fn, term args) {
         auto r = running() ? client_->call(remote_, "grants", fn, std::move(args), timeout_)
                            : local_->call(local_->name(), "grants", fn, std::move(args), timeout_);
-        if (!r) fail("grant " + fn + " on " + where(), r.err());
+        if (!r) {
+            // One vocabulary: the docs say bad_args for a wrong argument.
+            error e = r.err();
+            throw cli_error{"grant " + fn + " on " + where() + ": " +
+                                (e.code == errc::badarg ? "bad_args: " + e.detail : e.message()),
+                            kFailed};
+        }
         return std::move(*r);
     }
 
 private:
     std::unique_ptr<kith::node> client_, local_;
     std::string remote_;
+    std::filesystem::path dir_;
+    std::uint16_t port_ = 4370;
     std::chrono::milliseconds timeout_{5000};
 };
+
+// Where a grant file goes: checked before the grant exists, written after.
+// Never replaces anything but a regular file of ours, and that only with
+// --force; never follows a symbolic link.
+class out_file {
+public:
+    out_file(const std::string& path, bool force) : path_(path), force_(force) {
+        if (path == "-") return;
+        const std::string what = "grant create: --out " + path + ": ";
+        struct stat st {};
+        if (::lstat(path.c_str(), &st) == 0) {
+            if (S_ISLNK(st.st_mode))
+                throw cli_error{what + "is a symbolic link; kith writes grant files only to regular files (give "
+                                       "the real path, or a new file name)",
+                                kUsage};
+            if (S_ISDIR(st.st_mode))
+                throw cli_error{what + "is a directory; give a file name, e.g. " + path + "/bob.grant", kUsage};
+            if (!S_ISREG(st.st_mode))
+                throw cli_error{what + "is " +
+                                    (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                                     : S_ISFIFO(st.st_mode)                     ? "a FIFO"
+                                                                               : "not a regular file") +
+                                    "; a grant file is written only to a regular file (use --out - for standard "
+                                    "output)",
+                                kUsage};
+            if (!force)
+                throw cli_error{what + "exists; pass --force to replace it, or choose another file", kUsage};
+            if (st.st_uid != ::geteuid())
+                throw cli_error{what + "belongs to another user; kith replaces only your own files", kUsage};
+        } else if (errno != ENOENT) {
+            throw cli_error{what + std::strerror(errno), kFailed};
+        }
+        // A temporary file next to it, made now: a directory we cannot write
+        // is found before the grant is created.
+        std::filesystem::path p(path);
+        std::string dir = p.has_parent_path() ? p.parent_path().string() : ".";
+        tmp_ = dir + "/." + p.filename().string() + ".XXXXXX";
+        fd_ = ::mkostemp(tmp_.data(), O_CLOEXEC);
+        if (fd_ < 0) throw cli_error{what + "cannot write in " + dir + ": " + std::strerror(errno), kFailed};
+        ::fchmod(fd_, 0600);
+    }
+    ~out_file() {
+        if (fd_ >= 0) ::close(fd_);
+        if (!tmp_.empty() && !done_) ::unlink(tmp_.c_str());
+    }
+    bool to_stdout() const { return path_ == "-"; }
+    // Writes and puts the file in place. An error message, or "".
+    std::string commit(const std::string& text) {
+        if (to_stdout()) {
+            std::fwrite(text.data(), 1, text.size(), stdout);
+            return std::fflush(stdout) == 0 ? "" : std::string("standard output: ") + std::strerror(errno);
+        }
+        std::size_t off = 0;
+        while (off < text.size()) {
+            auto w = ::write(fd_, text.data() + off, text.size() - off);
+            if (w <= 0) return std::strerror(errno);
+            off += static_cast<std::size_t>(w);
+        }
+        if (::fsync(fd_) != 0) return std::strerror(errno);
+        ::close(fd_);
+        fd_ = -1;
+        if (force_) {
+            struct stat st {};
+            if (::lstat(path_.c_str(), &st) == 0 && (!S_ISREG(st.st_mode) || st.st_uid != ::geteuid()))
+                return "it changed into something else than a regular file of yours meanwhile";
+            if (::rename(tmp_.c_str(), path_.c_str()) != 0) return std::strerror(errno);
+        } else {
+            // link(2) never replaces: something that appeared meanwhile stays.
+            if (::link(tmp_.c_str(), path_.c_str()) != 0) return errno == EEXIST ? "it appeared meanwhile" : std::strerror(errno);
+            ::unlink(tmp_.c_str());
+        }
+        done_ = true;
+        return "";
+    }
+
+private:
+    std::string path_, tmp_;
+    bool force_;
+    int fd_ = -1;
+    bool done_ = false;
+};
+
+std::string format_rate(const term& t) { return t.as_string() ? *t.as_string() : to_json(t); }
 
 const std::set<std::string> kAdminOpts = {"--port", "--key-dir", "--cookie", "--name", "--advertise", "--timeout"};
 
@@ -119,7 +255,7 @@ int cmd_grant(int argc, char** argv) {
     }
     std::set<std::string> value_opts = kAdminOpts;
     std::set<std::string> flags;
-    if (sub == "create") value_opts.insert({"--services", "--rate", "--expires", "--out"});
+    if (sub == "create") value_opts.insert({"--services", "--rate", "--expires", "--out"}), flags.insert("--force");
     else if (sub == "list") flags.insert("--json");
     else if (sub != "revoke" && sub != "rate")
         throw cli_error{"grant: unknown subcommand '" + sub + "' (create, list, revoke, rate)", kUsage};
@@ -145,19 +281,64 @@ int cmd_grant(int argc, char** argv) {
         }
         term expires = nil;
         if (a.has("--expires")) expires = static_cast<long long>(parse_expiry(a.get("--expires")).count());
-        grant_admin admin(a);
+        out_file out(a.get("--out"), a.has("--force"));  // checked before the grant exists
+        grant_admin admin(a, true);
+        const grant_scope asked = *parse_grant_scope(scope);
+        if (auto have = admin.services(); !have.empty())
+            for (auto& [svc, names] : asked)
+                if (std::find(have.begin(), have.end(), svc) == have.end()) {
+                    std::string list;
+                    for (auto& h : have)
+                        if (h != "grants" && h != "node") list += (list.empty() ? "" : ", ") + h;
+                    throw cli_error{"grant create: bad_args: node " + admin.node_name() + " has no service \"" + svc +
+                                        "\" (it has: " + list + ")",
+                                    kUsage};
+                }
         term text = admin.call("create", arr(a.pos[0], scope, rate, expires));
         auto g = grant_file::parse(text.as_string() ? *text.as_string() : "");
         if (!g) throw cli_error{"grant create: the node returned a bad grant file: " + g.err().detail, kFailed};
-        if (auto w = g->save(a.get("--out")); !w.ok())
-            throw cli_error{"grant create: cannot write " + a.get("--out") + ": " + w.err().detail, kFailed};
-        std::printf("grant '%s' on %s: %s; %s%s\nwritten to %s (mode 0600; it holds a secret key: hand it over privately)\n",
-                    g->label.c_str(), g->node.c_str(), scope.c_str(), g->rate.to_string().c_str(),
-                    g->expires ? ("; expires " + format_time(*g->expires)).c_str() : "", a.get("--out").c_str());
-        if (!admin.running()) std::printf("note: %s; it takes effect when the node starts\n", admin.where().c_str());
+        // Endpoints a friend can reach: never loopback (their own machine)
+        // unless the node listens nowhere else.
+        std::vector<std::string> eps;
+        if (!admin.running() && !a.has("--advertise")) {
+            for (auto& ip : lan_addresses()) eps.push_back("tcp://" + ip + ":" + std::to_string(admin.stored_port()));
+        } else {
+            for (auto& e : g->endpoints)
+                if (!is_loopback_endpoint(e)) eps.push_back(e);
+        }
+        if (!eps.empty()) g->endpoints = eps;
+        if (auto err = out.commit(g->to_text()); !err.empty()) {
+            // Not handed out: take it back, and say so.
+            bool revoked = true;
+            try {
+                admin.call("revoke", arr(a.pos[0]));
+            } catch (const cli_error&) {
+                revoked = false;
+            }
+            throw cli_error{"grant create: cannot write " + a.get("--out") + ": " + err +
+                                (revoked ? "; the grant '" + a.pos[0] + "' was revoked at once (nothing was handed "
+                                                                        "out); create it again under another label"
+                                         : "; revoke the grant: kith grant revoke " + a.pos[0]),
+                            kFailed};
+        }
+        FILE* info = out.to_stdout() ? stderr : stdout;
+        std::string eplist;
+        for (auto& e : g->endpoints) eplist += (eplist.empty() ? "" : " ") + e;
+        std::fprintf(info, "grant '%s' on %s: %s; %s%s\n", g->label.c_str(), g->node.c_str(), scope.c_str(),
+                     g->rate.to_string().c_str(), g->expires ? ("; expires " + format_time(*g->expires)).c_str() : "");
+        std::fprintf(info, "endpoints %s\n", eplist.c_str());
+        if (out.to_stdout())
+            std::fprintf(info, "written to standard output (it holds a secret key: hand it over privately)\n");
+        else
+            std::fprintf(info, "written to %s (mode 0600; it holds a secret key: hand it over privately)\n",
+                         a.get("--out").c_str());
+        if (!admin.running())
+            std::fprintf(info, "note: %s is not running; the grant is in the stored table of %s and takes effect "
+                               "when %s starts\n",
+                         g->node.c_str(), admin.where().c_str(), g->node.c_str());
         return 0;
     }
-    grant_admin admin(a);
+    grant_admin admin(a, false);
     if (sub == "list") {
         term list = admin.call("list", arr());
         if (a.has("--json")) {
@@ -165,8 +346,32 @@ int cmd_grant(int argc, char** argv) {
             return 0;
         }
         std::printf("grants of %s\n", admin.where().c_str());
-        if (list.size() == 0) std::printf("(none)\n");
-        for (std::size_t i = 0; i < list.size(); ++i) std::printf("%s\n", to_json(*list.at(i)).c_str());
+        if (list.size() == 0) {
+            std::printf("(none)\n");
+            return 0;
+        }
+        std::printf("%-12s %-20s %-16s %-20s %-8s %-9s %s\n", "LABEL", "ALLOW", "RATE", "EXPIRES", "STATE",
+                    "CONNECTED", "USED (ok/refused/rate-limited)");
+        for (std::size_t i = 0; i < list.size(); ++i) {
+            const term& g = *list.at(i);
+            auto field = [&](const char* k) -> term {
+                auto v = g.lookup(term(std::string(k)));
+                return v ? *v : term();
+            };
+            auto str = [&](const char* k) {
+                term v = field(k);
+                return v.as_string() ? *v.as_string() : v.is_nil() ? std::string("never") : to_json(v);
+            };
+            auto yes = [&](const char* k) {
+                const bool* b = field(k).get_if<bool>();
+                return b && *b;
+            };
+            std::string state = yes("revoked") ? "revoked" : yes("expired") ? "expired" : "active";
+            std::printf("%-12s %-20s %-16s %-20s %-8s %-9s %s/%s/%s\n", str("label").c_str(), str("scope").c_str(),
+                        format_rate(field("rate")).c_str(), str("expires").c_str(), state.c_str(),
+                        yes("connected") ? "yes" : "no", to_json(field("accepted")).c_str(),
+                        to_json(field("refused")).c_str(), to_json(field("rate_limited")).c_str());
+        }
         return 0;
     }
     if (sub == "revoke") {

@@ -6,9 +6,16 @@
 #include <cstdio>
 #include <mutex>
 
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <set>
+
 #include "cli.hpp"
 #include "commands.hpp"
 #include "kith/builtin.hpp"
+#include "local.hpp"
 
 namespace kith::cli {
 
@@ -23,8 +30,13 @@ Ctrl-C or SIGTERM stops it cleanly (goodbye sent to every peer; the grant
 table is saved on every change).
 
 options:
-  --name N          node name; "N" becomes "N@<hostname>" (default: kith)
-  --port P          TCP port to listen on, all interfaces (default: 4370)
+  --name N          node name; "N" becomes "N@<hostname>" (default:
+                    kith-XXXX@<hostname>, XXXX the first four digits of the
+                    node key's fingerprint: unique even if every hostname is
+                    the same)
+  --port P          TCP port to listen on, all interfaces (default: 4370, or
+                    if that is taken the first free one of 4372..4399, so
+                    several nodes run on one machine with no port typed)
   --listen EP       ZeroMQ endpoint to bind instead, e.g. tcp://127.0.0.1:0
   --advertise EP    endpoint others should dial (behind NAT)
   --cookie C        cluster cookie (default: the cookie file in the key dir)
@@ -43,7 +55,28 @@ options:
   --no-discovery    no beacons: connect only through --peer and grants
   --hidden          do not appear in other nodes' lists
   --workers N       actor worker threads (default: one per core)
+
+Every command on this machine finds the node by name wherever it listens
+(it registers in <key dir>/run while it runs).
 )";
+
+// Ports tried when none is given: the default, then 4372..4399 (4371 is the
+// beacons' UDP port; one firewall rule "4370:4399/tcp" covers them all).
+std::vector<int> default_ports() {
+    std::vector<int> v{4370};
+    for (int p = 4372; p <= 4399; ++p) v.push_back(p);
+    return v;
+}
+
+std::string tcp_port_of(const std::string& ep) {
+    auto c = ep.rfind(':');
+    return c == std::string::npos ? std::string() : ep.substr(c + 1);
+}
+
+// Endpoints printed with their port: an inbound connection knows only the
+// peer's address; discovery knows where it listens.
+kith::discovery* g_disc = nullptr;
+std::mutex g_disc_mu;
 
 void print_event(const node_event& e) {
     static std::mutex mu;
@@ -51,8 +84,20 @@ void print_event(const node_event& e) {
     if (e.what == node_event::kind::up) {
         std::string svcs;
         for (auto& s : e.info.services) svcs += (svcs.empty() ? "" : ",") + s;
+        std::string ep = e.info.endpoint;
+        if (ep.rfind("tcp://", 0) == 0 && ep.find(':', 6) == std::string::npos) {
+            std::lock_guard dl(g_disc_mu);
+            bool found = false;
+            if (g_disc)
+                for (auto& s : g_disc->seen())
+                    if (s.name == e.node && s.endpoint.rfind(ep + ":", 0) == 0) {
+                        ep = s.endpoint, found = true;
+                        break;
+                    }
+            (void)found;
+        }
         std::printf("nodeup %s trust=%s endpoint=%s fingerprint=%s services=%s\n", e.node.c_str(),
-                    std::string(to_string(e.info.trust)).c_str(), e.info.endpoint.c_str(),
+                    std::string(to_string(e.info.trust)).c_str(), ep.c_str(),
                     e.info.fingerprint.c_str(), svcs.c_str());
     } else {
         std::printf("nodedown %s reason=%s\n", e.node.c_str(), e.reason.c_str());
@@ -74,29 +119,53 @@ int cmd_node(int argc, char** argv) {
     if (!a.pos.empty()) throw cli_error{"node: unexpected argument '" + a.pos[0] + "'", kUsage};
 
     node_options o;
-    o.name = full_node_name(a.get("--name", "kith"));
-    if (!valid_node_name(o.name)) throw cli_error{"node: invalid node name '" + o.name + "'", kUsage};
-    int port = a.has("--port") ? parse_port("node: --port", a.get("--port"), 0) : 4370;
-    o.net.listen = a.get("--listen", "tcp://*:" + std::to_string(port));
-    if (o.net.listen.empty()) throw cli_error{"node: --listen needs an endpoint, e.g. tcp://127.0.0.1:0", kUsage};
-    o.net.advertise = a.get("--advertise");
     if (a.has("--cookie")) o.net.cookie = a.get("--cookie");
     if (a.has("--key-dir")) o.net.key_dir = a.get("--key-dir");
-    o.net.hidden = a.has("--hidden");
-    if (a.has("--workers")) {
-        try {
-            o.workers = static_cast<unsigned>(std::stoul(a.get("--workers")));
-        } catch (...) {
-            throw cli_error{"node: --workers must be a number", kUsage};
-        }
+    const std::filesystem::path key_dir = o.net.key_dir.empty() ? default_key_dir() : o.net.key_dir;
+    // The node's key first: the default name is made from it.
+    const keypair kp = load_or_create_keypair(key_dir);
+    std::vector<local_node> here = running_nodes(key_dir);
+    auto running_here = [&](const std::string& name) -> const local_node* {
+        for (auto& l : here)
+            if (l.name == name) return &l;
+        return nullptr;
+    };
+    if (a.has("--name")) {
+        o.name = full_node_name(a.get("--name"));
+        if (auto* l = running_here(o.name))
+            throw cli_error{"node: a node named " + o.name + " is already running on this machine (pid " +
+                                std::to_string(l->pid) + ", port " + std::to_string(l->port) +
+                                "); choose another name with --name",
+                            kFailed};
+    } else {
+        // kith-<first fingerprint group>@host: unique on a LAN of identical
+        // hostnames; a second unnamed node of this key directory gets -2, -3...
+        std::string base = "kith-" + kp.pub.fingerprint().substr(0, 4);
+        o.name = full_node_name(base);
+        for (int i = 2; running_here(o.name); ++i) o.name = full_node_name(base + "-" + std::to_string(i));
     }
+    if (!valid_node_name(o.name)) throw cli_error{"node: invalid node name '" + o.name + "'", kUsage};
+    std::vector<int> ports;
+    if (a.has("--listen")) {
+        o.net.listen = a.get("--listen");
+        if (o.net.listen.empty()) throw cli_error{"node: --listen needs an endpoint, e.g. tcp://127.0.0.1:0", kUsage};
+    } else if (a.has("--port")) {
+        ports.push_back(parse_port("node: --port", a.get("--port"), 0));
+    } else {
+        ports = default_ports();
+    }
+    o.net.advertise = a.get("--advertise");
+    const bool cookie_file_existed = std::filesystem::exists(key_dir / "cookie");
     std::vector<std::string> services = a.has("--services") ? a.list("--services")
                                                             : std::vector<std::string>{"kvs", "echo", "demo", "node"};
     for (auto& s : services)
         if (s != "kvs" && s != "echo" && s != "demo" && s != "node")
             throw cli_error{"node: unknown service '" + s + "' (built-in: kvs, echo, demo, node)", kUsage};
     for (auto& s : a.list("--public"))
-        if (s == "grants") throw cli_error{"node: the grants service cannot be public", kUsage};
+        if (s == "grants" || s == "node")
+            throw cli_error{"node: --public " + s + ": \"" + s +
+                                "\" is an admin service: only cluster members may use it; it can never be public",
+                            kUsage};
     discovery_options d;
     d.interface = a.get("--interface");
     d.peers = a.list("--peer");
@@ -111,7 +180,32 @@ int cmd_node(int argc, char** argv) {
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
-    kith::node n(o);
+    std::unique_ptr<kith::node> np;
+    if (ports.empty()) {
+        np = std::make_unique<kith::node>(o);
+    } else {
+        for (std::size_t i = 0; i < ports.size(); ++i) {
+            o.net.listen = "tcp://*:" + std::to_string(ports[i]);
+            try {
+                np = std::make_unique<kith::node>(o);
+                break;
+            } catch (const setup_error& e) {
+                // Taken by another node of this machine: the next port.
+                if (ports.size() == 1 || i + 1 == ports.size() || !std::strstr(e.what(), "in use")) {
+                    if (ports.size() > 1 && std::strstr(e.what(), "in use"))
+                        throw cli_error{"node: ports 4370 and 4372..4399 are all taken on this machine; give a "
+                                        "free one with --port P",
+                                        kFailed};
+                    if (ports.size() == 1 && std::strstr(e.what(), "in use"))
+                        throw cli_error{"node: port " + std::to_string(ports[0]) +
+                                            " is taken (another node?); leave out --port to take a free one",
+                                        kFailed};
+                    throw;
+                }
+            }
+        }
+    }
+    kith::node& n = *np;
     for (auto& s : services) {
         if (s == "kvs") n.add_service(services::make_kvs());
         if (s == "echo") n.add_service(services::make_echo());
@@ -131,19 +225,44 @@ int cmd_node(int argc, char** argv) {
         (void)n.register_name("echo", echo);
     }
     for (auto& s : a.list("--public"))
-        if (auto r = n.set_public(s); !r.ok()) {
-            std::fprintf(stderr, "kith node: --public %s: %s\n", s.c_str(), r.err().detail.c_str());
-            return 2;
-        }
+        if (auto r = n.set_public(s); !r.ok()) throw cli_error{"node: --public " + s + ": " + r.err().detail, kUsage};
     n.subscribe_nodes(print_event);
     std::unique_ptr<kith::discovery> disc;
-    if (!a.has("--no-discovery")) disc = std::make_unique<kith::discovery>(n, d);
+    // Hints from discovery (a node using our name, a refused connection, a
+    // node of the class with another cookie), one line each.
+    d.log = [](const std::string& line) {
+        std::printf("%s\n", line.c_str());
+        std::fflush(stdout);
+    };
+    if (!a.has("--no-discovery")) {
+        disc = std::make_unique<kith::discovery>(n, d);
+        std::lock_guard dl(g_disc_mu);
+        g_disc = disc.get();
+    }
+    std::string cluster = n.cookie_key("beacon-cluster-id") ? cluster_id_hex(*n.cookie_key("beacon-cluster-id")) : "";
+    std::string cookie_from = a.has("--cookie")   ? "from --cookie"
+                              : cookie_file_existed ? "from " + (key_dir / "cookie").string()
+                                                    : "from " + (key_dir / "cookie").string() +
+                                                          " (created now, random: nodes of other machines need the "
+                                                          "same one; give them --cookie or copy the file)";
+    local_node self;
+    self.name = n.name();
+    self.endpoint = n.endpoint();
+    self.key = n.key();
+    self.pid = ::getpid();
+    self.cluster = cluster;
+    auto port = tcp_port_of(self.endpoint);
+    self.port = static_cast<std::uint16_t>(std::atoi(port.c_str()));
+    std::optional<registration> reg;
+    if (!o.net.hidden && self.port) reg.emplace(key_dir, self);
 
     std::printf("node %s\nendpoint %s\nkey %s\nfingerprint %s\nservices", n.name().c_str(), n.endpoint().c_str(),
                 n.key().z85().c_str(), n.key().fingerprint().c_str());
     for (auto& s : services) std::printf(" %s", s.c_str());
     std::printf("\npublic");
     for (auto& s : n.public_services()) std::printf(" %s", s.c_str());
+    std::printf("\ncookie %s, cluster id %s (nodes that print the same id share the cookie)", cookie_from.c_str(),
+                cluster.c_str());
     std::printf("\ndiscovery %s\nready (Ctrl-C to stop)\n",
                 disc ? ("udp port " + std::to_string(d.port)).c_str() : "off");
     std::fflush(stdout);
@@ -151,7 +270,12 @@ int cmd_node(int argc, char** argv) {
     sigwait(&set, &sig);
     std::printf("stopping (%s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     std::fflush(stdout);
+    reg.reset();
     if (disc) disc->stop();
+    {
+        std::lock_guard dl(g_disc_mu);
+        g_disc = nullptr;
+    }
     n.stop();
     std::printf("stopped\n");
     return 0;

@@ -193,6 +193,7 @@ decoded_beacon decode_beacon(std::span<const std::uint8_t> data, const beacon_hm
         out.status = beacon_status::ok_stranger;
         return out;
     }
+    out.cluster_id = id;
     if (!key || id != key->id) {  // another cluster (or we have none): a stranger
         b.cluster = false;
         b.services.clear();

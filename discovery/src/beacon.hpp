@@ -76,6 +76,9 @@ enum class beacon_status {
 struct decoded_beacon {
     beacon_status status = beacon_status::malformed;
     beacon b;
+    // The cluster id its cluster section names (ours or another's); all
+    // zero without a cluster section.
+    std::array<std::uint8_t, beacon_cluster_id_bytes> cluster_id{};
 };
 
 // Decodes one datagram. `key` may be null (a node without a cookie key):

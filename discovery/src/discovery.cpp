@@ -28,6 +28,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -61,6 +62,13 @@ std::uint64_t wall_ms() {
 }
 
 std::string short_name(const std::string& full) { return full.substr(0, full.find('@')); }
+
+// The first four bytes of a cluster id, as people compare them.
+std::string id_hex(const std::uint8_t* id) {
+    char buf[9];
+    std::snprintf(buf, sizeof buf, "%02x%02x%02x%02x", id[0], id[1], id[2], id[3]);
+    return buf;
+}
 
 // "tcp://host:port" -> (host, port); port 0 if unparsable.
 std::pair<std::string, std::uint16_t> split_endpoint(const std::string& ep) {
@@ -117,6 +125,7 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
         std::uint64_t last_ts = 0, last_nonce = 0;  // newest accepted cluster beacon
         bool dialing = false;
         clock_type::time_point next_dial{};        // back-off after a failed dial
+        int refusals = 0;                          // dials refused in a row (back-off doubles)
     };
 
     node& n;
@@ -138,6 +147,17 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
     discovery_counters c;
 
     static constexpr std::size_t max_seen = 4096;  // strangers beyond are not listed
+    std::string my_cluster;                          // our cluster id, 8 hex ("" without a cookie)
+    std::set<std::string> said;                      // hints said once (bounded)
+    // Says a hint once (o.log); call without mu held.
+    void hint(const std::string& once_key, const std::string& line) {
+        if (!o.log) return;
+        {
+            std::lock_guard lk(mu);
+            if (said.size() >= 1024 || !said.insert(once_key).second) return;
+        }
+        o.log(line);
+    }
     // The broadcast destinations of the last enumeration.
     std::set<std::uint32_t> bcast;
     double tokens = 0;
@@ -151,7 +171,18 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
         if (o.interface.empty())
             if (const char* e = std::getenv("KITH_INTERFACE"); e && *e) o.interface = e;
         if (!o.interface.empty() && if_nametoindex(o.interface.c_str()) == 0)
-            throw setup_error("kith discovery: unknown interface \"" + o.interface + "\"");
+        {
+            std::string names;
+            ifaddrs* ifs = nullptr;
+            std::set<std::string> seen_if;
+            if (::getifaddrs(&ifs) == 0) {
+                for (auto* i = ifs; i; i = i->ifa_next)
+                    if (i->ifa_name && seen_if.insert(i->ifa_name).second) names += (names.empty() ? "" : ", ") + std::string(i->ifa_name);
+                ::freeifaddrs(ifs);
+            }
+            throw setup_error("kith discovery: unknown interface \"" + o.interface + "\" (this machine has: " +
+                              (names.empty() ? std::string("none") : names) + ")");
+        }
         if (o.interval.count() <= 0) o.interval = std::chrono::milliseconds(1000);
         my_name = n.name();
         my_key = n.key();
@@ -163,6 +194,7 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
         if (auto h = n.cookie_key("beacon-hmac")) {
             hkey = beacon_hmac_key::from_keys(*h, *n.cookie_key("beacon-cluster-id"));
             sodium_memzero(h->data(), h->size());
+            my_cluster = id_hex(hkey->id.data());
         }
         tokens = o.max_beacons_per_s;
 
@@ -330,12 +362,22 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
             ++c.queries_answered;
             return;
         }
-        if (b.name == my_name) return;  // our own beacon (or someone using our name: the transport refuses it)
         const bool cluster = d.status == beacon_status::ok_cluster;
         char ip[INET_ADDRSTRLEN] = {};
         ::inet_ntop(AF_INET, &from.sin_addr, ip, sizeof ip);
         const std::string endpoint =
             !b.endpoint.empty() ? b.endpoint : "tcp://" + std::string(ip) + ":" + std::to_string(b.tcp_port);
+        if (b.name == my_name) {
+            // Our own beacon; or another node using our name (the transport
+            // refuses it as a member): say so once per key.
+            if (b.key != my_key && b.type == beacon_type::announce)
+                hint("clash " + b.key.z85(), "name clash: another node calls itself " + my_name + " (key " +
+                                                 b.key.fingerprint() + " at " + endpoint +
+                                                 "); one of you should choose another name: kith node --name NAME");
+            return;
+        }
+        const bool zero_id = std::all_of(d.cluster_id.begin(), d.cluster_id.end(), [](auto c) { return c == 0; });
+        const std::string their_cluster = zero_id ? std::string() : id_hex(d.cluster_id.data());
         if (b.endpoint.empty() && b.tcp_port == 0) {
             std::lock_guard lk(mu);
             ++c.malformed;
@@ -413,12 +455,21 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
         e.info.trust = cluster ? trust_level::cluster : trust_level::stranger;
         e.info.services = cluster ? b.services : b.public_services;
         e.info.last_seen = now;
+        e.info.cluster_id = their_cluster;
+        const bool fresh_stranger = !cluster && e.first_heard == now;
         if (cluster) {
             e.last_ts = b.timestamp_ms;
             e.last_nonce = b.nonce;
         }
         cv.notify_all();
         if (cluster && o.auto_connect && !connected) maybe_dial(e, now, lk);
+        if (fresh_stranger && o.announce && b.type == beacon_type::announce) {
+            lk.unlock();
+            hint("stranger " + b.name,
+                 "stranger " + b.name + " at " + endpoint + ": another cookie (its cluster id " +
+                     (their_cluster.empty() ? std::string("none") : their_cluster) + ", ours " + my_cluster +
+                     "); to work together, start both nodes with the same --cookie");
+        }
     }
 
     // One side dials: the node with the smaller name at once, the other only
@@ -433,15 +484,23 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
         lk.unlock();
         std::weak_ptr<impl> self = weak_from_this();
         auto timeout = std::max<std::chrono::nanoseconds>(3 * o.interval, std::chrono::seconds(3));
-        n.connect_async(endpoint, key, timeout, [self, name](result<std::string> r) {
+        n.connect_async(endpoint, key, timeout, [self, name, endpoint](result<std::string> r) {
             auto me = self.lock();
             if (!me) return;
-            std::lock_guard lk2(me->mu);
-            auto it = me->seen.find(name);
-            if (!r) ++me->c.connect_failures;
-            if (it == me->seen.end()) return;
-            it->second.dialing = false;
-            if (!r) it->second.next_dial = clock_type::now() + 2 * me->o.interval;
+            const bool refused = !r && r.code() != errc::timeout;
+            {
+                std::lock_guard lk2(me->mu);
+                auto it = me->seen.find(name);
+                if (!r) ++me->c.connect_failures;
+                if (it == me->seen.end()) return;
+                auto& e = it->second;
+                e.dialing = false;
+                e.refusals = refused ? std::min(e.refusals + 1, 6) : 0;
+                // A refusal is not retried at once: 2, 4, 8 ... up to 64 intervals.
+                if (!r) e.next_dial = clock_type::now() + (2 << (refused ? e.refusals - 1 : 0)) * me->o.interval;
+            }
+            if (refused) me->hint("refused " + name + " " + r.err().detail,
+                                  "refused: cannot connect to " + name + " at " + endpoint + ": " + r.err().message());
         });
         lk.lock();
     }

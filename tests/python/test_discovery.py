@@ -32,9 +32,40 @@ def test_other_clusters_are_strangers(make_node):
     other = make_node("theirs@localhost", cookie="another-cluster", services=["kvs", "echo"],
                       discovery=loopback_discovery(port))
     other.set_public("echo")
-    s = a.find("theirs", timeout=20)
+    s = a.find("theirs", timeout=20, connect=False)
     assert s["trust"] == "stranger" and s["services"] == ["echo"] and not s["connected"]
     assert other.name not in a.nodes()
+    # find() connects to a stranger with public services as a visitor: usable at once.
+    s = a.find("theirs", timeout=20)
+    assert s["connected"]
+    assert a.call("theirs", "echo", "echo", "hi") == "hi"
+    with pytest.raises(kith.Unauthorized):
+        a.call("theirs", "kvs", "keys")
+
+
+def test_find_returns_once_usable_and_short_names_work(make_node):
+    # issue 14: an immediate call after find() never fails with "not connected".
+    for i in range(6):
+        port = free_port()
+        g = make_node(f"gandalf{i}@localhost", services=["kvs"], discovery=loopback_discovery(port))
+        me = make_node(f"student{i}@localhost", discovery=loopback_discovery(port))
+        found = me.find(f"gandalf{i}", timeout=20)
+        assert found["connected"] and found["name"] == g.name
+        assert me.call(f"gandalf{i}", "kvs", "store", "weather", "fine") is True
+        assert me.ping(f"gandalf{i}")
+        assert me.resolve(f"gandalf{i}") == g.name
+        g.stop()
+        me.stop()
+
+
+def test_short_name_ambiguous_is_badarg(make_node):
+    port = free_port()
+    make_node("twin@hosta", discovery=loopback_discovery(port))
+    make_node("twin@hostb", discovery=loopback_discovery(port))
+    me = make_node("asker@localhost", discovery=loopback_discovery(port))
+    wait_until(lambda: len([n for n in me.nodes() if n.startswith("twin@")]) == 2, what="both twins")
+    with pytest.raises(kith.BadArg, match="ambiguous"):
+        me.call("twin", "kvs", "keys")
 
 
 def test_find_times_out_with_what_was_heard(make_node):

@@ -44,6 +44,7 @@ GIL; an exception in an actor ends it with the traceback as its exit reason.
 from __future__ import annotations
 
 import atexit
+import time
 import datetime
 import inspect
 import ipaddress
@@ -453,6 +454,8 @@ class Node:
     # -- messages
     def send(self, to: Any, msg: Any) -> None:
         """Sends msg to a Pid, a registered name, or a (name, node) pair. Never blocks."""
+        if isinstance(to, tuple) and len(to) == 2 and isinstance(to[1], str):
+            to = (to[0], self.resolve(to[1]))
         self._n.send(to, msg)
 
     def receive(self, timeout: Optional[float] = None, match: Optional[Callable[[Any], bool]] = None) -> Any:
@@ -494,7 +497,7 @@ class Node:
         """spawn(fn_or_class, *args): a local Python actor.
         spawn(node, service, type, *args, timeout=5): an exported actor type on a node."""
         if isinstance(target, str):
-            return self._n._spawn_remote(target, args[0], args[1], list(args[2:]), timeout, None, None)
+            return self._n._spawn_remote(self.resolve(target), args[0], args[1], list(args[2:]), timeout, None, None)
         init, handler = _actor_parts(target, args, kwargs)
         return self._n._spawn(init, handler)
 
@@ -549,17 +552,40 @@ class Node:
 
     def call(self, node: str, service: str, function: str, *args: Any, timeout: float = 5.0) -> Any:
         """rpc: service:function(*args) on node; returns its value or raises (Timeout,
-        NodeDown, NoSuchService, NoSuchFunction, BadArgs, RemoteException, ...)."""
-        return self._n.call(node, service, function, list(args), float(timeout))
+        NodeDown, NoSuchService, NoSuchFunction, BadArgs, RemoteException, ...).
+        node is a full name or a short one (see resolve())."""
+        return self._n.call(self.resolve(node), service, function, list(args), float(timeout))
 
     def cast(self, node: str, service: str, function: str, *args: Any) -> None:
         """rpc without reply (NodeDown if not connected)."""
-        self._n.cast(node, service, function, list(args))
+        self._n.cast(self.resolve(node), service, function, list(args))
 
     def multicall(self, nodes: "list[str]", service: str, function: str, *args: Any,
                   timeout: float = 5.0) -> "tuple[dict[str, Any], dict[str, Error]]":
         """Calls every node in parallel: ({node: value}, {node: error})."""
-        return self._n.multicall(list(nodes), service, function, list(args), float(timeout))
+        return self._n.multicall([self.resolve(n) for n in nodes], service, function, list(args),
+                                 float(timeout))
+
+    def resolve(self, node: str) -> str:
+        """The full name of a node given as "gandalf@pi1" (unchanged) or "gandalf"
+        (as the kith command accepts it): the one connected node of that short
+        name, else the one discovery has heard (not waiting; find() waits).
+        BadArg if several match; an unknown short name is returned unchanged
+        (the operation then says NodeDown)."""
+        if not isinstance(node, str) or "@" in node:
+            return node
+        connected = [n for n in self._n.nodes() if n.split("@", 1)[0] == node]
+        if len(connected) == 1:
+            return connected[0]
+        if len(connected) > 1:
+            raise BadArg(f'"{node}" is ambiguous: {" ".join(sorted(connected))} (give the full name)')
+        if self._n.discovery:
+            heard = [s["name"] for s in self._n.seen() if s["name"].split("@", 1)[0] == node]
+            if len(heard) == 1:
+                return heard[0]
+            if len(heard) > 1:
+                raise BadArg(f'"{node}" is ambiguous: {" ".join(sorted(heard))} (give the full name)')
+        return node
 
     # -- the cluster
     def connect(self, endpoint: Any, key: Optional[str] = None, timeout: float = 5.0, visitor: bool = False) -> str:
@@ -642,12 +668,30 @@ class Node:
         and age (seconds since last heard). BadArg if discovery is off."""
         return self._n.seen()
 
-    def find(self, name: str, timeout: float = 1.0) -> dict:
+    def find(self, name: str, timeout: float = 1.0, connect: bool = True) -> dict:
         """Waits up to timeout seconds for a node to be heard, by full
-        ("gandalf@pi1") or short ("gandalf") name; returns it as seen() does.
-        Timeout (the detail lists what was heard), BadArg for an ambiguous
-        short name. Ctrl-C interrupts."""
-        return self._n.find(name, float(timeout))
+        ("gandalf@pi1") or short ("gandalf") name, and returns it as seen() does
+        once it is usable: a member of the cluster connected (find("gandalf")
+        then call("gandalf", ...) works at once); a stranger with public
+        services connected as a visitor. A stranger with no public service is
+        returned as heard (connected False): nothing on it may be used.
+        Raises Timeout (the detail lists what was heard, or says that it was
+        heard but did not connect in time), BadArg for an ambiguous short
+        name, Unauthorized when it refused the connection (with its reason,
+        e.g. another cookie or a name held by another node). connect=False:
+        only wait to hear it. Ctrl-C interrupts."""
+        deadline = time.monotonic() + float(timeout)
+        s = self._n.find(name, float(timeout))
+        if not connect or s.get("connected"):
+            return s
+        if s["trust"] == "stranger" and not s["services"]:
+            return s
+        left = max(deadline - time.monotonic(), 0.5)
+        # Auto-connect may be dialling already; connect() joins it (a node
+        # already connected answers at once).
+        self._n.connect(s["endpoint"], s["key"], left, s["trust"] == "stranger")
+        s = dict(s, connected=True)
+        return s
 
     def discovery_stats(self) -> dict:
         """Discovery counters: beacons_sent, beacons_received, bad_hmac, malformed,
@@ -656,7 +700,7 @@ class Node:
         return self._n._discovery_stats()
 
     def ping(self, node: str, timeout: float = 1.0) -> bool:
-        return self._n.ping(node, timeout)
+        return self._n.ping(self.resolve(node), timeout)
 
     def nodes(self) -> "list[str]":
         return self._n.nodes()

@@ -34,6 +34,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -76,6 +77,13 @@ struct discovery_options {
     // queries are taken from the same budget and are never bigger than the
     // query.
     unsigned max_beacons_per_s = 500;
+    // Hints for the person running the node, one line each, on the
+    // discovery thread or a kith thread (keep it short), each said once:
+    //   "name clash: ..."   another node announces our own name with another key
+    //   "stranger ..."      a node with another cookie (its cluster id and ours)
+    //   "refused ..."       a cluster member refused our connection (why)
+    // Unset: nothing is said (the counters still count).
+    std::function<void(const std::string&)> log;
 };
 
 // A node discovered by its beacon.
@@ -87,6 +95,9 @@ struct seen_node {
     trust_level trust = trust_level::stranger;  // cluster (HMAC checked) or stranger
     std::vector<std::string> services;    // cluster: all; stranger: its public ones
     bool connected = false;               // an authenticated connection is up (node::info)
+    // The public id of the cluster its beacon names (8 hex digits, the same
+    // for every node of one cookie); "" if its beacon names none.
+    std::string cluster_id;
     std::chrono::steady_clock::time_point last_seen{};
     // {"name", "endpoint", "fingerprint", "trust", "services", "connected"}
     term to_term() const;
