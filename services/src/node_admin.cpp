@@ -11,7 +11,10 @@ namespace {
 result<std::optional<std::chrono::system_clock::time_point>> expiry(const term& t) {
     if (t.is_nil()) return std::optional<std::chrono::system_clock::time_point>{};
     auto s = t.as_float();
-    if (!s || *s <= 0) return error(errc::badarg, "expiry must be a positive number of seconds or nil");
+    // Checked before any time arithmetic: a huge number must not overflow.
+    constexpr double max_s = 100.0 * 366 * 24 * 3600;
+    if (!s || !(*s > 0) || !(*s <= max_s))
+        return error(errc::badarg, "expiry must be a number of seconds from 1 to 100 years (3162240000), or nil");
     return std::optional(std::chrono::system_clock::now() +
                          std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::duration<double>(*s)));
 }

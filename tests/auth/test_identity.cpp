@@ -124,6 +124,24 @@ TEST_CASE("identity: the name of a node this node dialled stays that node's") {
     CHECK(auth::claim_name(c).what == claim_verdict::accept);
 }
 
+TEST_CASE("identity: the same node back under its own proven key replaces its old non-member session") {
+    auto k = keypair::generate().pub, other = keypair::generate().pub;
+    const peer_auth old_session{trust_kind::stranger, "stranger:" + other.z85(), other};
+    const peer_auth visitor{trust_kind::stranger, "stranger:" + k.z85(), k};
+    auth::name_claim c;
+    c.name = "erin@laptop";
+    c.claimant = &visitor;
+    c.claimant_key = k;        // proven: it is the visitor's CURVE key
+    c.holder = &old_session;
+    c.holder_key = k;          // only stated by the old session
+    CHECK(auth::claim_name(c).what == claim_verdict::evict);
+    c.holder_key = other;      // another node's name: not this one's to take
+    CHECK(auth::claim_name(c).what == claim_verdict::refuse);
+    c.holder_key = k;
+    c.claimant_key = other;    // a stated key that the claimant did not prove
+    CHECK(auth::claim_name(c).what == claim_verdict::refuse);
+}
+
 TEST_CASE("identity: two members with one name - the node key that holds it keeps it, nobody flaps") {
     const auto member = who(trust_kind::cluster, "cluster");
     auto k1 = keypair::generate().pub, k2 = keypair::generate().pub;
@@ -155,7 +173,7 @@ TEST_CASE("identity: the membership vectors of docs/protocol.md") {
         REQUIRE(colon != std::string::npos);
         v[line.substr(0, colon)] = line.substr(colon + 2);
     }
-    REQUIRE(v.size() == 7);
+    REQUIRE(v.size() == 8);
     auto hex = [](const auto& bytes) {
         std::string s;
         static const char* d = "0123456789abcdef";
@@ -163,6 +181,8 @@ TEST_CASE("identity: the membership vectors of docs/protocol.md") {
         return s;
     };
     const std::string cookie = v["cookie"];
+    // Argon2id (docs/protocol.md, "The cookie and the keys derived from it").
+    CHECK(hex(stretch_cookie(cookie)) == v["stretched master key"]);
     CHECK(hex(derive_cookie_key(cookie, "cluster-client-key")) == v["cluster-client-key seed"]);
     CHECK(cluster_keypair(cookie).pub.z85() == v["cluster public key"]);
     auto k = derive_cookie_key(cookie, auth::proof_purpose);

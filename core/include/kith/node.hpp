@@ -149,8 +149,9 @@ public:
     // there is none). "" if the node has no network.
     std::string endpoint() const;
     // Every endpoint this node can be dialled at: the advertised one alone if
-    // set; for a wildcard bind one per IPv4 interface that is up, non-loopback
-    // first; else the bound one. Grant files carry these.
+    // set; for a wildcard bind one per IPv4 interface that is up, loopback
+    // only if no other interface is up; else the bound one. Grant files
+    // carry these.
     std::vector<std::string> endpoints() const;
     // The node's long-term public key (all zero without network).
     public_key key() const;

@@ -78,6 +78,12 @@ claim_verdict claim_name(const name_claim& c) {
         return {};
     }
     const bool held_by_member = holder->kind == trust_kind::cluster;
+    // The same node again under other credentials (say, as a visitor after
+    // a refused member dial): the claimant proved the node key (it is its
+    // CURVE key) that the holder only stated; the old session goes.
+    if (!member && !held_by_member && c.claimant_key && claimant.key == *c.claimant_key && c.holder_key &&
+        *c.holder_key == *c.claimant_key)
+        return {claim_verdict::evict, "node name " + name + " reconnected with its own key"};
     if (member && !held_by_member) return {claim_verdict::evict, members_name};
     if (!member && held_by_member) return {claim_verdict::refuse, members_name};
     // A server we dial takes its name back from an inbound grantee or stranger.

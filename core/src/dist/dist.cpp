@@ -1,5 +1,6 @@
 // dist.cpp — the distribution layer. See dist.hpp.
 #include "dist/dist.hpp"
+#include "grants/grants_io.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -61,11 +62,23 @@ dist::dist(node_impl& rt, const net_options& opts, std::shared_ptr<service_table
     // one (admitted only to be told "revoked" at its handshake, see
     // zap.hpp); or, while a service is public, any key as a stranger. The
     // lambda holds the table, so it outlives the transport's use of it.
-    tr_->set_authorizer([tbl = grants_](const public_key& k, std::string_view) {
+    // `address` is empty when the transport asks again at a handshake: only
+    // ZAP's own asks count against the key's budgets.
+    tr_->set_authorizer([tbl = grants_](const public_key& k, std::string_view address) {
         tbl->refresh();  // another process may have changed the file
+        const bool at_zap = !address.empty();
+        // A key that keeps reconnecting is backed off (members never get here).
+        if (at_zap && !tbl->take_connect_token(k))
+            return authz_decision::refuse("key " + k.fingerprint() + " connects too often: backed off");
         if (auto g = tbl->find_key(k)) {
-            if (g->revoked.load()) return authz_decision::revoked(g->label, "grant \"" + g->label + "\" is revoked");
-            if (g->dead()) return authz_decision::revoked(g->label, "grant \"" + g->label + "\" has expired");
+            // A dead grant's key is admitted only to be told so, a few times.
+            if (g->dead() && at_zap && g->told_revoked.fetch_add(1) >= 3)
+                return authz_decision::refuse("grant \"" + g->label + "\" is revoked or expired (told 3 times)");
+            if (g->revoked.load())
+                return authz_decision::revoked(g->label, "grant \"" + g->label + "\" was revoked by the node's owner");
+            if (g->dead())
+                return authz_decision::revoked(g->label, "grant \"" + g->label + "\" expired at " +
+                                                             (g->expires ? format_utc(*g->expires) : std::string("?")));
             return authz_decision::grant(g->label);
         }
         if (tbl->any_public()) return authz_decision::stranger();
@@ -237,7 +250,7 @@ auth::claim_verdict dist::on_name_claim(auth::name_claim& c) {
         if (auto it = server_names_.find(c.name); it != server_names_.end()) c.dialled_key = it->second;
     }
     auto v = auth::claim_name(c);
-    if (v.what != auth::claim_verdict::accept) {
+    if (v.what != auth::claim_verdict::accept && first_claim_refusal(c.name + "|" + v.why)) {
         const bool evict = v.what == auth::claim_verdict::evict && c.holder;
         const peer_auth& who = evict ? *c.holder : *c.claimant;
         const public_key& key = who.kind == trust_kind::cluster && c.claimant_key && !evict ? *c.claimant_key : who.key;
@@ -410,6 +423,12 @@ void dist::on_down(const std::string& peer, const std::string& reason) {
     ev.reason = reason;
     ev.info = ps.info;
     emit(ev);
+}
+
+bool dist::first_claim_refusal(const std::string& what) {
+    std::lock_guard lk(diag_mu_);
+    if (claim_logged_.size() >= 1024) claim_logged_.clear();
+    return claim_logged_.insert(what).second;
 }
 
 void dist::diag(const std::string& line) {

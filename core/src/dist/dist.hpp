@@ -154,6 +154,10 @@ private:
     // One diagnostic line to opts_.log (or stderr), rate-limited.
     void diag(const std::string& line);
     std::mutex diag_mu_;
+    // True the first time a name-claim refusal (name and reason) is seen: a
+    // peer that keeps retrying is logged once (at most 1024 remembered).
+    bool first_claim_refusal(const std::string& what);
+    std::set<std::string> claim_logged_;  // under diag_mu_
     double diag_tokens_ = 20.0;
     clock::time_point diag_last_{};
 
@@ -210,6 +214,8 @@ private:
     // Takes the token an envelope from `rp` costs (for a server we dialled,
     // asked only for its refusals).
     bool take_token(const peer_auth& auth, restricted_peer& rp, const envelope& e);
+    // The refusal detail when no token was left: whose rate, what, when to retry.
+    std::string rate_detail(const peer_auth& auth, restricted_peer& rp, const envelope& e);
     // A request of ours to `node` that must not go: the calling thread acts
     // for a grantee or a stranger (no deputies), or `node` is a grantee or a
     // stranger (it gives this node no right, and may hold a name a member

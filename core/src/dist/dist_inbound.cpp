@@ -3,6 +3,10 @@
 // runtime. Runs on the transport's I/O thread. See dist.hpp.
 #include "dist/dist.hpp"
 
+#include <cstdio>
+
+#include "grants/grants_io.hpp"
+
 namespace kith::detail {
 
 namespace {
@@ -97,13 +101,48 @@ void dist::refuse(const std::string& peer, const envelope& e, errc code, const s
         e);
 }
 
+namespace {
+// The service operation an envelope asks for (call, cast, spawn), if any.
+void operation_of(const envelope& e, const std::string*& svc, const std::string*& name) {
+    if (auto* c = std::get_if<env_call>(&e)) svc = &c->service, name = &c->function;
+    else if (auto* k = std::get_if<env_cast>(&e)) svc = &k->service, name = &k->function;
+    else if (auto* r = std::get_if<env_spawn_request>(&e)) svc = &r->service, name = &r->actor_type;
+}
+
+// "grant \"bob\" was revoked" / "grant \"bob\" expired at 2026-…Z"
+std::string grant_state(const grant_entry* g, const std::string& label) {
+    if (!g) return "grant \"" + label + "\" is unknown here (deleted, or never issued by this node)";
+    if (g->revoked.load()) return "grant \"" + label + "\" was revoked by the node's owner";
+    return "grant \"" + label + "\" expired at " + (g->expires ? format_utc(*g->expires) : std::string("?")) +
+           ": ask the node's owner for a new one";
+}
+}  // namespace
+
+// "over the rate of grant \"bob\" (10/s, burst 20): retry in 0.1 s"
+std::string dist::rate_detail(const peer_auth& auth, restricted_peer& rp, const envelope& e) {
+    const std::string* svc = nullptr;
+    const std::string* name = nullptr;
+    operation_of(e, svc, name);
+    rate_limit rate;
+    std::string whose;
+    if (rp.who->grant && !(svc && !rp.who->grant->allows(*svc, *name) && grants_->is_public(*svc))) {
+        rate = rp.who->grant->rate();
+        whose = "grant \"" + rp.who->grant->label + "\"";
+    } else {
+        rate = svc ? grants_->public_rate(*svc).value_or(rate_limit{}) : rate_limit{};
+        whose = svc && grants_->is_public(*svc) ? "public service " + *svc + " for key " + auth.key.fingerprint()
+                                                : "key " + auth.key.fingerprint();
+    }
+    char retry[32];
+    std::snprintf(retry, sizeof retry, "%.2g", rate.per_second > 0 ? 1.0 / rate.per_second : 0.0);
+    return "over the rate of " + whose + " (" + rate.to_string() + "): retry in " + retry + " s";
+}
+
 bool dist::take_token(const peer_auth& auth, restricted_peer& rp, const envelope& e) {
     const authority& who = *rp.who;
     const std::string* svc = nullptr;
     const std::string* name = nullptr;
-    if (auto* c = std::get_if<env_call>(&e)) svc = &c->service, name = &c->function;
-    else if (auto* k = std::get_if<env_cast>(&e)) svc = &k->service, name = &k->function;
-    else if (auto* r = std::get_if<env_spawn_request>(&e)) svc = &r->service, name = &r->actor_type;
+    operation_of(e, svc, name);
     grant_entry* g = who.grant.get();
     // A grantee pays from its grant, except for a public service outside it.
     if (g && !(svc && !g->allows(*svc, *name) && grants_->is_public(*svc))) return g->take_token();
@@ -120,7 +159,7 @@ bool dist::admit(const std::string& peer, const peer_auth& auth, restricted_peer
         // once (goodbye "revoked"), whatever the envelope.
         if (g) g->refused.fetch_add(1, std::memory_order_relaxed);
         if (g && !g->kicked.exchange(true)) tr_->end_sessions(auth.user_id, "revoked");
-        refuse(peer, e, errc::revoked, "grant revoked");
+        refuse(peer, e, errc::revoked, grant_state(g, auth.user_id.substr(6)));
         return false;
     }
     peer_gate_state st(*this, peer, rp);
@@ -141,7 +180,7 @@ bool dist::admit(const std::string& peer, const peer_auth& auth, restricted_peer
         // Every envelope costs a token, refusals included: guessing is rate-limited.
         if (!take_token(auth, rp, e)) {
             if (g) g->rate_limited.fetch_add(1, std::memory_order_relaxed);
-            refuse(peer, e, errc::rate_limited, "over the rate");
+            refuse(peer, e, errc::rate_limited, rate_detail(auth, rp, e));
             return false;
         }
         v = auth::admit(who, e, st);

@@ -46,8 +46,10 @@ std::optional<std::chrono::system_clock::time_point> parse_utc(std::string_view 
         return v;
     };
     int Y = num(0, 4), M = num(5, 2), D = num(8, 2), h = num(11, 2), m = num(14, 2), sec = num(17, 2);
-    if (Y < 1970 || M < 1 || M > 12 || D < 1 || D > 31 || h < 0 || h > 23 || m < 0 || m > 59 || sec < 0 ||
-        sec > 60)
+    // Years past 2261 do not fit system_clock's nanoseconds: refused before
+    // any arithmetic can overflow (found by tests/fuzz, fuzz_grants).
+    if (Y < 1970 || Y > 2261 || M < 1 || M > 12 || D < 1 || D > 31 || h < 0 || h > 23 || m < 0 || m > 59 ||
+        sec < 0 || sec > 60)
         return std::nullopt;
     std::tm tm{};
     tm.tm_year = Y - 1900;

@@ -120,6 +120,10 @@ grant_info grant_entry::info() const {
 namespace {
 constexpr std::string_view table_magic = "kith-grants 1";
 constexpr std::size_t max_table_bytes = 16u << 20;
+// A grant is refused when the table would grow past half of max_table_bytes,
+// so a node can always load what it wrote.
+constexpr std::size_t max_grants = 4096;
+constexpr std::size_t max_scope_names = 1024;
 }  // namespace
 
 std::string grant_table::to_text(const std::vector<std::shared_ptr<grant_entry>>& entries) {
@@ -339,6 +343,19 @@ result<std::shared_ptr<grant_entry>> grant_table::create(const grant_spec& spec,
         for (auto& n : names)
             if (!valid_grant_name(n)) return error{errc::badarg, "bad name \"" + n + "\" in the scope"};
     }
+    if (spec.expires) {
+        auto now = std::chrono::system_clock::now();
+        // The file keeps whole seconds since the epoch; anything past 100
+        // years is refused before it can overflow a time computation.
+        const auto century = std::chrono::hours(24 * 366 * 100);
+        if (*spec.expires > now + century || *spec.expires < now - century)
+            return error{errc::badarg, "a grant's expiry must be within 100 years of now"};
+    }
+    std::size_t names = 0;
+    for (auto& [svc, ns] : spec.allow) names += 1 + ns.size();
+    if (names > max_scope_names)
+        return error{errc::badarg, "a grant's scope names " + std::to_string(names) + " services and functions (at most " +
+                                       std::to_string(max_scope_names) + ")"};
     if (!std::isfinite(spec.rate.per_second) || !std::isfinite(spec.rate.burst) ||
         (spec.rate.per_second > 0 && spec.rate.burst < 1))
         return error{errc::badarg, "bad rate: the burst must be at least 1"};
@@ -355,7 +372,16 @@ result<std::shared_ptr<grant_entry>> grant_table::create(const grant_spec& spec,
         if (by_label_.count(spec.label))
             return error{errc::badarg, "a grant labelled \"" + spec.label + "\" exists"};
         if (by_key_.count(client)) return error{errc::badarg, "that client key already has a grant"};
+        // The table must stay loadable: far below the size a node reads at start.
+        if (by_label_.size() >= max_grants)
+            return error{errc::badarg, "the grant table holds " + std::to_string(max_grants) +
+                                           " grants, the most a node keeps: revoke the ones no longer used"};
         order_.push_back(e);  // for the text; taken out again below until written
+        if (to_text(order_).size() > max_table_bytes / 2) {
+            order_.pop_back();
+            return error{errc::badarg, "the grant table would grow past " + std::to_string(max_table_bytes / 2 >> 20) +
+                                           " MiB: revoke grants no longer used, or grant fewer names"};
+        }
         return {};
     });
     std::unique_lock lk(mu_);
@@ -447,6 +473,18 @@ bool grant_table::is_public(const std::string& svc) const {
     return public_.count(svc) != 0;
 }
 
+std::optional<rate_limit> grant_table::public_rate(const std::string& svc) const {
+    std::lock_guard lk(pub_mu_);
+    auto it = public_.find(svc);
+    if (it == public_.end()) return std::nullopt;
+    return it->second;
+}
+
+bool grant_table::take_connect_token(const public_key& k) {
+    std::lock_guard lk(pub_mu_);
+    return take_locked(k, "#connect", rate_limit{2, 10});  // '#': never a service name
+}
+
 bool grant_table::take_public_token(const public_key& k, const std::string& svc) {
     std::lock_guard lk(pub_mu_);
     rate_limit rate{};
@@ -455,6 +493,10 @@ bool grant_table::take_public_token(const public_key& k, const std::string& svc)
         if (p == public_.end()) return false;
         rate = p->second;
     }
+    return take_locked(k, svc, rate);
+}
+
+bool grant_table::take_locked(const public_key& k, const std::string& svc, rate_limit rate) {
     bucket_key bk{k, svc};
     auto it = buckets_.find(bk);
     if (it == buckets_.end()) {

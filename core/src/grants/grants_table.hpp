@@ -80,6 +80,7 @@ struct grant_entry {
     std::atomic<std::uint64_t> accepted{0}, refused{0}, rate_limited{0};
     std::atomic<int> connected{0};
     std::atomic<bool> kicked{false};  // its sessions were told "revoked"
+    std::atomic<int> told_revoked{0};  // connections admitted only to be told "revoked"
 
     // Revoked, or past its expiry.
     bool dead(std::chrono::system_clock::time_point now = std::chrono::system_clock::now()) const {
@@ -123,11 +124,16 @@ public:
     void set_public(const std::string& svc, bool on, rate_limit r);
     std::vector<std::string> public_services() const;
     bool is_public(const std::string& svc) const;
+    // The rate of public service `svc` (nullopt if it is not public).
+    std::optional<rate_limit> public_rate(const std::string& svc) const;
     bool any_public() const noexcept { return any_public_.load(std::memory_order_acquire); }
     // One token from the bucket of (stranger key, service); the service's
     // rate (svc "": messages to handed pids, at the default rate_limit). The table of these buckets is bounded (least recently used
     // forgotten first).
     bool take_public_token(const public_key& k, const std::string& svc);
+    // One connection attempt of non-member key `k` (at ZAP): false when the
+    // key connects more often than 2 a second (burst 10): it is backed off.
+    bool take_connect_token(const public_key& k);
 
     const std::filesystem::path& file() const noexcept { return file_; }
 
@@ -148,6 +154,7 @@ public:
 
 private:
     void merge_locked(std::vector<std::shared_ptr<grant_entry>> disk);  // under mu_ (exclusive)
+    bool take_locked(const public_key& k, const std::string& bucket, rate_limit rate);  // under pub_mu_
     // One change: under the cross-process file lock, merges the file, runs
     // f() under mu_ (exclusive), then writes the table (without mu_).
     template <class F>

@@ -78,7 +78,9 @@ std::vector<std::string> node::endpoints() const {
         }
         ::freeifaddrs(ifs);
     }
-    out.insert(out.end(), loop.begin(), loop.end());
+    // Loopback only when there is nothing else: a friend's own machine is
+    // never where this node is (a grant file that lists it sends them there).
+    if (out.empty()) out = loop;
     if (out.empty()) out.push_back("tcp://127.0.0.1:" + port);
     return out;
 }

@@ -92,7 +92,7 @@ void shared_context::serve() {
         if (d >= frames.size() || !frames[d].empty()) continue;  // no envelope: nothing to answer
         std::vector<std::string> route(frames.begin(), frames.begin() + static_cast<std::ptrdiff_t>(d) + 1);
         zap_request req = zap_parse(std::vector<std::string>(frames.begin() + static_cast<std::ptrdiff_t>(d) + 1, frames.end()));
-        std::lock_guard lk(mu_);
+        std::unique_lock lk(mu_);
         auto it = routes_.find(req.domain);
         if (it == routes_.end()) {
             // No node owns this domain (one that stopped, or not kith's):
@@ -104,9 +104,20 @@ void shared_context::serve() {
             continue;
         }
         if (it->second.paused) continue;  // no answer, as from a hung process
-        zap_outcome out = it->second.handler->decide(req);
+        // The authorizer may take its time (it re-reads a grant table from
+        // disk): it runs without mu_, so other nodes' routes are not held up;
+        // remove_route waits for it instead.
+        zap_handler* handler = it->second.handler;
+        auto report = it->second.report;
+        busy_ = req.domain;
+        lk.unlock();
+        zap_outcome out = handler->decide(req);
         zap_reply(sock_, route, req, out);
-        if (it->second.report) it->second.report(out);
+        if (report) report(out);
+        lk.lock();
+        busy_.clear();
+        lk.unlock();
+        idle_cv_.notify_all();
     }
     zmq_close(sock_);
 }
@@ -125,8 +136,9 @@ void shared_context::pause_route(const std::string& domain, bool paused) {
 }
 
 void shared_context::remove_route(const std::string& domain) {
-    std::lock_guard lk(mu_);
+    std::unique_lock lk(mu_);
     routes_.erase(domain);
+    idle_cv_.wait(lk, [&] { return busy_ != domain; });
 }
 
 std::uint64_t shared_context::unique() noexcept { return ++next_; }

@@ -23,6 +23,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <condition_variable>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -68,6 +69,8 @@ private:
     void* sock_ = nullptr;  // ROUTER at inproc://zeromq.zap.01
     std::thread thread_;
     std::mutex mu_;
+    std::condition_variable idle_cv_;
+    std::string busy_;  // the domain whose handler runs now, without mu_ (one ZAP thread)
     std::map<std::string, route, std::less<>> routes_;
     std::atomic<std::uint64_t> next_{0};  // domains and unique(): never reused
 };

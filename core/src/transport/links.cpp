@@ -57,7 +57,7 @@ void transport::impl::refuse_out(link& l, const std::string& reason, errc code) 
     if (l.refused) return;
     l.refused = true;
     refused_outbound++;
-    close_dealer(l, 0);
+    close_dealer(l, l.told_before_close ? static_cast<int>(o.linger.count()) : 0);
     refusal r;
     r.inbound = false;
     r.endpoint = l.endpoint;

@@ -196,6 +196,7 @@ void transport::impl::shutdown_io() {
     for (auto& l : outs) close_dealer(*l, static_cast<int>(o.linger.count()));
     outs.clear();
     ins.clear();
+    links_per_key.clear();
     cleanup_sockets();
     stopped_io = true;
 }

@@ -47,6 +47,7 @@ int transport::impl::read_router() {
             l->state = lstate::handshaking;
             l->rid = rid;
             l->fd = zmq_msg_get(&m, ZMQ_SRCFD);
+            note_fd_reuse(l->fd);
             l->hs_deadline = clock::now() + o.heartbeat_timeout;
             auto kind = auth::kind_of_user_id(uid);
             if (!kind) {  // fail closed: a User-Id our ZAP handler never issues
@@ -58,6 +59,19 @@ int transport::impl::read_router() {
             l->auth.kind = *kind;
             if (const char* k = zmq_msg_gets(&m, key_property))
                 if (auto pk = public_key::from_z85(k)) l->auth.key = *pk;
+            if (*kind != trust_kind::cluster) {
+                // Non-members never take the links kept for members, nor
+                // more than a few per key.
+                const bool full = ins.size() + o.member_reserved_links >= o.max_inbound_links;
+                auto per = links_per_key.find(l->auth.key);
+                if (full || (per != links_per_key.end() && per->second >= o.max_links_per_key)) {
+                    protocol_errors++;
+                    links_over_budget++;
+                    zmq_msg_close(&m);
+                    continue;
+                }
+                ++links_per_key[l->auth.key];
+            }
             const char* addr = zmq_msg_gets(&m, "Peer-Address");
             l->endpoint = std::string("tcp://") + (addr ? addr : "?");
             it = ins.emplace(rid, std::move(l)).first;
@@ -117,6 +131,12 @@ void transport::impl::read_router_monitor() {
             // What the peer sent before closing (a goodbye, say) comes first.
             while (read_router() == read_batch) {}
             int fd = static_cast<int>(val);
+            // The close of a connection already forgotten, whose fd a newer
+            // connection may have by now: not that one's.
+            if (auto c = stale_fds.find(fd); c != stale_fds.end()) {
+                if (--c->second == 0) stale_fds.erase(c);
+                continue;
+            }
             std::vector<link*> hit;
             for (auto& [rid, l] : ins)
                 if (l->fd == fd && l->state != lstate::connecting) hit.push_back(l.get());
@@ -186,7 +206,12 @@ void transport::impl::housekeeping() {
 void transport::impl::reap_ins() {
     for (auto& rid : doomed_ins) {
         auto it = ins.find(rid);
-        if (it != ins.end() && it->second->state == lstate::connecting) ins.erase(it);
+        if (it != ins.end() && it->second->state == lstate::connecting) {
+            forget_key_link(*it->second);
+            // Its connection may still be open: its close is still to come.
+            if (it->second->fd >= 0 && closing_fds.size() < 65536) closing_fds.insert(it->second->fd);
+            ins.erase(it);
+        }
     }
     doomed_ins.clear();
 }

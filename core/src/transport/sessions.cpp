@@ -160,6 +160,13 @@ void transport::impl::on_handshake(link& l, env_handshake& hs) {
     };
     if (hs.version != protocol_version) return bad("protocol version " + std::to_string(hs.version) + " unsupported");
     if (hs.node.empty() || hs.node.size() > 255) return bad("bad node name in handshake");
+    // What a handshake carries is stored and shown to people: bounded, and
+    // names only (no text a terminal would interpret).
+    if (hs.services.size() > transport_options::max_handshake_services)
+        return bad("handshake lists " + std::to_string(hs.services.size()) + " services (at most " +
+                   std::to_string(transport_options::max_handshake_services) + ")");
+    for (const auto& s : hs.services)
+        if (!valid_service_name(s)) return bad("handshake lists a service name that is not 1-64 of [A-Za-z0-9._-]");
     if (hs.node == o.node_name) {
         return bad(hs.creation == o.creation ? "connected to itself" : "peer uses our node name");
     }
@@ -192,7 +199,10 @@ void transport::impl::on_handshake(link& l, env_handshake& hs) {
     if (l.outbound && l.creds.is_cluster() &&
         !auth::check_member_proof(proof_key, l.server_key, cluster.pub, l.nonce, hs.proof)) {
         // Dialling a node never makes it a member: it must prove the cookie.
+        // Told, so that it forgets the connection at once (not after a timeout).
         protocol_errors++;
+        send_control(l, env_goodbye{"refused: you did not prove membership of our cluster"});
+        l.told_before_close = true;
         return refuse_out(l, l.endpoint + " (" + hs.node +
                                  ") did not prove membership of our cluster: it does not know our cookie "
                                  "(a different cookie, or not a member; use a grant or a visitor "
@@ -244,7 +254,23 @@ void transport::impl::on_frame(link& l, std::string_view frame, const peer_auth&
     frames_in++;
     bytes_in += frame.size();
     l.last_rx = clock::now();
-    auto r = decode_frame(frame, o.limits);
+    // The budget of who sent it, checked before a byte is decoded.
+    const frame_limits& lim = l.state != lstate::established ? o.handshake_limits
+                              : auth.kind == trust_kind::cluster ? o.limits
+                                                                 : o.guest_limits;
+    if (frame.size() > lim.max_frame_bytes) {
+        if (l.state == lstate::established) {
+            decode_errors++;
+            call(cb.on_decode_error, l.peer,
+                 error{errc::decode, "frame of " + std::to_string(frame.size()) + " bytes dropped unread: over the " +
+                                         std::to_string(lim.max_frame_bytes) + "-byte budget of " +
+                                         std::string(to_string(auth.kind)) + " peers"});
+        } else {
+            protocol_errors++;
+        }
+        return;
+    }
+    auto r = decode_frame(frame, lim);
     if (!r) {
         if (l.state == lstate::established) {
             decode_errors++;

@@ -9,7 +9,11 @@ std::string transport::impl::handshake(std::string nonce, std::string proof) con
     env_handshake hs;
     hs.node = o.node_name;
     hs.creation = o.creation;
-    hs.services = o.live_services ? o.live_services() : o.services;
+    // Information only, and bounded as receivers require: names a receiver
+    // would refuse are left out.
+    for (auto& name : o.live_services ? o.live_services() : o.services)
+        if (valid_service_name(name) && hs.services.size() < transport_options::max_handshake_services)
+            hs.services.push_back(name);
     hs.hidden = o.hidden;
     hs.key = self.key().z85();
     hs.nonce = std::move(nonce);
@@ -157,6 +161,12 @@ transport::transport(transport_options opts, transport_callbacks cbs) : opts_(st
     keys_ = opts_.node_keys ? *opts_.node_keys : load_or_create_keypair(dir);
     std::string cookie = opts_.cookie ? *opts_.cookie : load_or_create_cookie(dir);
     if (cookie.empty()) throw setup_error("kith transport: the cookie must not be empty");
+    // Stretch the cookie once (Argon2id), cached in the key directory; the
+    // cluster keypair and the proof key below then come from the memo.
+    {
+        auto master = stretch_cookie(cookie, dir);
+        sodium_memzero(master.data(), master.size());
+    }
     impl_ = std::make_unique<impl>(*this, std::move(cbs), std::move(cookie));
 }
 

@@ -53,11 +53,45 @@ struct transport_options {
     std::chrono::milliseconds reconnect_interval_max{1000}; // ZMQ_RECONNECT_IVL_MAX
     std::chrono::milliseconds linger{200};        // time to push out goodbyes at stop()
     frame_limits limits;                          // inbound decode limits; max_frame_bytes -> ZMQ_MAXMSGSIZE
+    // Budgets per principal, checked before anything is decoded (a frame
+    // over max_frame_bytes is dropped unread, counted in decode_errors):
+    // `limits` for cluster members; `guest_limits` for grantees, strangers
+    // and servers we dialled; `handshake_limits` for every frame of a link
+    // whose handshake is not done yet (nobody is known then).
+    frame_limits guest_limits = default_guest_limits();
+    frame_limits handshake_limits = default_handshake_limits();
+    static frame_limits default_guest_limits() {
+        frame_limits f;
+        f.max_frame_bytes = 256u << 10;
+        f.max_envelopes = 1024;
+        f.term.max_bytes = 256u << 10;
+        f.term.max_depth = 32;
+        f.term.max_array = 4096;
+        f.term.max_map = 2048;
+        f.term.max_str = 256u << 10;
+        f.term.max_bin = 256u << 10;
+        return f;
+    }
+    static frame_limits default_handshake_limits() {
+        frame_limits f;
+        f.max_frame_bytes = 32u << 10;  // a handshake with 256 services of 64 characters fits
+        f.max_envelopes = 4;
+        f.term.max_bytes = 32u << 10;
+        f.term.max_depth = 4;
+        f.term.max_array = max_handshake_services;
+        f.term.max_map = 0;
+        f.term.max_str = 1024;  // a goodbye's reason
+        f.term.max_bin = 64;
+        return f;
+    }
+    static constexpr std::size_t max_handshake_services = 256;  // names of at most 64 characters
     std::size_t batch_bytes = 64 * 1024;          // a batch is flushed once it reaches this size
     std::size_t max_queue_bytes = 8u << 20;       // per peer: queued + unsent bytes before post() fails
     int sndhwm = 256;                             // ZMQ_SNDHWM (messages, i.e. batches) per socket/pipe
     int rcvhwm = 256;                             // ZMQ_RCVHWM
     std::size_t max_inbound_links = 4096;         // inbound connections tracked at once
+    std::size_t member_reserved_links = 1024;     // of those, kept for cluster members only
+    std::size_t max_links_per_key = 8;            // inbound connections of one non-member key
     int max_silent_handshake_failures = 3;        // then the outbound link is refused (wrong server key)
     std::uint64_t creation = 0;                   // incarnation; 0 = now in ms since the epoch
     std::vector<std::string> services;            // sent in the handshake
@@ -135,7 +169,7 @@ struct transport_stats {
     std::uint64_t bytes_in = 0, bytes_out = 0;
     std::uint64_t refused_inbound = 0;     // ZAP refusals (all reasons)
     std::uint64_t refused_outbound = 0;    // servers that refused us
-    std::uint64_t decode_errors = 0;       // frames from handshaken peers that failed to decode
+    std::uint64_t decode_errors = 0;       // frames from handshaken peers that failed to decode or were over budget
     std::uint64_t protocol_errors = 0;     // frames before a handshake, bad handshakes, name clashes
     std::uint64_t overload_drops = 0;      // post() calls refused with errc::overloaded
     std::uint64_t dropped_at_down = 0;     // queued envelopes discarded when their peer went down

@@ -40,6 +40,8 @@
 #include <cstring>
 #include <deque>
 #include <list>
+#include <map>
+#include <set>
 #include <mutex>
 #include <shared_mutex>
 #include <thread>
@@ -83,6 +85,16 @@ inline std::string down_reason_of_goodbye(const std::string& r) {
     if (r == "shutdown" || r == "revoked") return r;
     if (r.starts_with("refused")) return "refused";
     return "connection_closed";
+}
+
+// A service name as kith accepts it anywhere: 1-64 of [A-Za-z0-9._-].
+inline bool valid_service_name(std::string_view s) noexcept {
+    if (s.empty() || s.size() > 64) return false;
+    for (char c : s)
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+              c == '-'))
+            return false;
+    return true;
 }
 
 inline void set_int(void* s, int opt, int v) { zmq_setsockopt(s, opt, &v, sizeof v); }
@@ -147,6 +159,7 @@ struct link {
     clock::time_point connected_at{};  // last TCP connect of the socket
     bool zmq_ok = false;               // ZMQ (CURVE) handshake succeeded on this socket
     bool refused = false;              // terminal: closed after a refusal
+    bool told_before_close = false;    // a goodbye is queued: close with linger so that it goes out
     bool doomed = false;               // disconnected/replaced: erased at the end of the loop turn
 };
 
@@ -225,6 +238,34 @@ struct transport::impl {
     // I/O-thread state
     std::list<std::unique_ptr<link>> outs;
     std::unordered_map<std::string, std::unique_ptr<link>> ins;  // by routing id
+    std::map<public_key, std::size_t> links_per_key;             // inbound links of each non-member key
+    std::atomic<std::uint64_t> links_over_budget{0};
+    // fd bookkeeping for ZMQ_EVENT_DISCONNECTED (matched to links by fd, and
+    // fds are reused): `closing_fds` holds fds of inbound links forgotten
+    // before their close was seen; `stale_fds` counts closes still to come
+    // for fds that a newer connection already has (their links are gone).
+    std::set<int> closing_fds;
+    std::map<int, int> stale_fds;
+    // A new inbound connection has `fd`: whatever had it before is closed,
+    // even if its DISCONNECTED event is still on its way.
+    void note_fd_reuse(int fd) {
+        if (fd < 0) return;
+        if (closing_fds.erase(fd)) ++stale_fds[fd];
+        std::vector<link*> old;
+        for (auto& [rid, l] : ins)
+            if (l->fd == fd && l->state != lstate::connecting) old.push_back(l.get());
+        for (link* l : old) {
+            ++stale_fds[fd];
+            l->fd = -1;
+            if (l->state == lstate::established) link_failed(*l, "connection_closed");
+            else erase_in(*l);
+        }
+    }
+    void forget_key_link(const link& l) {
+        if (l.outbound || l.auth.kind == trust_kind::cluster) return;
+        auto it = links_per_key.find(l.auth.key);
+        if (it != links_per_key.end() && --it->second == 0) links_per_key.erase(it);
+    }
     std::unordered_map<std::string, session> sessions;           // by node name
     std::vector<session*> blocked;                               // sessions with unsent frames
     bool items_dirty = true;
