@@ -3,6 +3,9 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -123,7 +126,10 @@ const char* kClientOptionsHelp = R"(finding nodes:
   --peer HOST:PORT  a node to ask directly (networks without broadcast); repeatable
   --interface IF    network interface for beacons (default: all; or $KITH_INTERFACE)
   --grant FILE      reach the node through a grant file that its owner gave you
-  --cookie C        cluster cookie (default: the cookie file in the key dir)
+  --cookie-file F   file holding the cluster cookie (default: $KITH_COOKIE,
+                    else the cookie file in the key dir)
+  --cookie C        the cookie on the command line (visible in ps: prefer
+                    --cookie-file or KITH_COOKIE)
   --key-dir D       key directory (default: $KITH_HOME or ~/.kith)
   --port P          port of this machine's own node (default: found by name in
                     the key dir's registry of running nodes, else 4370)
@@ -135,7 +141,7 @@ const char* kClientOptionsHelp = R"(finding nodes:
 )";
 
 const std::set<std::string>& client_value_opts() {
-    static const std::set<std::string> o = {"--peer", "--interface", "--grant",       "--cookie",   "--key-dir",
+    static const std::set<std::string> o = {"--peer", "--interface", "--grant",       "--cookie",   "--cookie-file", "--key-dir",
                                             "--port", "--timeout",   "--beacon-port", "--broadcast"};
     return o;
 }
@@ -147,13 +153,62 @@ bool name_matches(const std::string& full, const std::string& asked) {
     return asked.find('@') == std::string::npos && full.substr(0, full.find('@')) == asked;
 }
 
+std::optional<std::string> given_cookie(const args& a, std::string* source, bool warn) {
+    if (a.has("--cookie")) {
+        if (warn)
+            std::fprintf(stderr,
+                     "kith: warning: --cookie is visible to every user of this machine (ps); prefer "
+                         "--cookie-file FILE or KITH_COOKIE\n");
+        if (source) *source = "--cookie";
+        auto c = a.get("--cookie");
+        if (c.empty()) throw cli_error{"--cookie must not be empty", kUsage};
+        return c;
+    }
+    if (a.has("--cookie-file")) {
+        std::string file = a.get("--cookie-file");
+        struct stat st {};
+        if (::stat(file.c_str(), &st) != 0)
+            throw cli_error{"--cookie-file " + file + ": " + std::strerror(errno), kFailed};
+        if (!S_ISREG(st.st_mode)) throw cli_error{"--cookie-file " + file + ": not a regular file", kFailed};
+        if (st.st_mode & 077) {
+            char mode[8];
+            std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+            throw cli_error{"cookie file " + file + " can be read by others (mode " + mode +
+                                "): it holds the cluster's secret; make it private first: chmod 600 " + file,
+                            kFailed};
+        }
+        std::ifstream f(file);
+        std::string c;
+        if (!f || !std::getline(f, c)) throw cli_error{"--cookie-file " + file + ": cannot read it", kFailed};
+        while (!c.empty() && (c.back() == '\r' || c.back() == ' ' || c.back() == '\n')) c.pop_back();
+        if (c.empty()) throw cli_error{"--cookie-file " + file + ": the file is empty", kFailed};
+        if (source) *source = "--cookie-file " + file;
+        return c;
+    }
+    if (const char* e = std::getenv("KITH_COOKIE"); e && *e) {
+        if (source) *source = "$KITH_COOKIE";
+        return std::string(e);
+    }
+    return std::nullopt;
+}
+
+void warn_if_weak(const std::string& cookie, const std::string& from) {
+    auto why = weak_cookie_reason(cookie);
+    if (why.empty()) return;
+    std::fprintf(stderr,
+                 "kith: warning: the cookie from %s is weak: %s. Anyone on the network can test guesses of it "
+                 "offline; use a long random one (leave it out and kith creates one, or: head -c 24 /dev/urandom "
+                 "| base64)\n",
+                 from.c_str(), why.c_str());
+}
+
 std::string cookie_info::hint(const std::filesystem::path& key_dir) const {
     std::string file = (key_dir / "cookie").string();
     if (none)
         return "you gave no cookie: no --cookie and no cookie file " + file +
                "; give your class's cookie with --cookie C, or once: echo C > " + file + " && chmod 600 " + file;
     return "your cookie is from " + source + " (cluster id " + cluster + "); another one is --cookie C" +
-           (source == "--cookie" ? std::string() : ", or once: echo C > " + file + " && chmod 600 " + file);
+           (source.rfind("the cookie file", 0) != 0 ? std::string() : ", or once: echo C > " + file + " && chmod 600 " + file);
 }
 
 node_options hidden_client_options(const args& a, const std::string& prefix, cookie_info* ci) {
@@ -166,9 +221,11 @@ node_options hidden_client_options(const args& a, const std::string& prefix, coo
     if (a.has("--key-dir")) o.net.key_dir = a.get("--key-dir");
     std::filesystem::path dir = o.net.key_dir.empty() ? default_key_dir() : o.net.key_dir;
     cookie_info info;
-    if (a.has("--cookie")) {
-        o.net.cookie = a.get("--cookie");
-        info.source = "--cookie";
+    // One-shot commands warn only on a terminal: scripts read their stderr.
+    const bool tty = ::isatty(2) == 1;
+    if (auto c = given_cookie(a, &info.source, tty)) {
+        o.net.cookie = *c;
+        if (tty) warn_if_weak(*c, info.source);
     } else if (std::error_code ec; std::filesystem::exists(dir / "cookie", ec)) {
         info.source = "the cookie file " + (dir / "cookie").string();
     } else {
@@ -178,13 +235,8 @@ node_options hidden_client_options(const args& a, const std::string& prefix, coo
         info.source = "none";
         info.none = true;
     }
-    if (o.net.cookie) info.cluster = cluster_id_of(*o.net.cookie);
-    else if (std::ifstream f(dir / "cookie"); f) {
-        std::string c;
-        std::getline(f, c);
-        while (!c.empty() && (c.back() == '\r' || c.back() == ' ')) c.pop_back();
-        info.cluster = cluster_id_of(c);
-    }
+    // (The cluster id is filled in from the node, client::client: computing
+    // it costs the cookie's Argon2id.)
     if (ci) *ci = info;
     return o;
 }

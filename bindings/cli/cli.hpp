@@ -14,6 +14,7 @@
 
 #include "kith/discovery.hpp"
 #include "kith/node.hpp"
+#include "text.hpp"
 
 namespace kith::cli {
 
@@ -66,12 +67,22 @@ std::optional<public_key> local_node_key(const std::filesystem::path& dir);
 
 // Where the cookie of a command comes from, and how to set it; for hints.
 struct cookie_info {
-    std::string source;   // "--cookie", "the cookie file D/cookie", or "none"
+    std::string source;   // "--cookie", "--cookie-file F", "$KITH_COOKIE", "the cookie file D/cookie", or "none"
     std::string cluster;  // our cluster id (8 hex), "" if none
     bool none = false;    // neither --cookie nor a cookie file: a throwaway cookie
     // "your cookie: from ... (cluster id ...); set it with --cookie C or ..."
     std::string hint(const std::filesystem::path& key_dir) const;
 };
+
+// The cookie a command was given, in this order: --cookie C (with a
+// warning on stderr if `warn`: it is visible to every user in `ps`), --cookie-file
+// FILE (mode 0600 or stricter; its first line), $KITH_COOKIE. nullopt: none
+// given (the key directory's cookie file is used). `source` says which.
+// Throws cli_error for an unreadable, loose or empty cookie file.
+std::optional<std::string> given_cookie(const args& a, std::string* source = nullptr, bool warn = true);
+// Prints a warning on stderr when `cookie` is easy to guess
+// (kith::weak_cookie_reason). `from` names where it came from.
+void warn_if_weak(const std::string& cookie, const std::string& from);
 
 // Options every client command accepts.
 extern const char* kClientOptionsHelp;

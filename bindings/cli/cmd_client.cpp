@@ -203,14 +203,14 @@ int cmd_nodes(int argc, char** argv) {
         return 0;
     }
     std::size_t w = 28;
-    for (auto& s : seen) w = std::max(w, s.name.size());
+    for (auto& s : seen) w = std::max(w, printable(s.name).size());
     int iw = static_cast<int>(w);
     std::printf("%-*s %-8s %-28s %-19s %s\n", iw, "NAME", "TRUST", "ADDRESS", "FINGERPRINT", "SERVICES");
     for (auto& s : seen) {
         std::string svcs;
-        for (auto& x : s.services) svcs += (svcs.empty() ? "" : ",") + x;
-        std::printf("%-*s %-8s %-28s %-19s %s\n", iw, s.name.c_str(), std::string(to_string(s.trust)).c_str(),
-                    s.endpoint.c_str(), s.fingerprint.c_str(), svcs.c_str());
+        for (auto& x : s.services) svcs += (svcs.empty() ? "" : ",") + printable(x);
+        std::printf("%-*s %-8s %-28s %-19s %s\n", iw, printable(s.name).c_str(), std::string(to_string(s.trust)).c_str(),
+                    printable(s.endpoint).c_str(), s.fingerprint.c_str(), svcs.c_str());
     }
     std::fflush(stdout);
     return 0;
@@ -241,7 +241,7 @@ int cmd_watch(int argc, char** argv) {
         if (json)
             print_line(to_json(term(term_map{{"event", event}, {"node", node}, {"detail", detail}})));
         else
-            print_line(event + " " + node + " " + to_json(detail));
+            print_line(event + " " + printable(node) + " " + to_json(detail));
     };
     auto sub = c.node().subscribe_nodes([&](const node_event& e) {
         if (e.what == node_event::kind::up) emit("nodeup", e.node, e.info.to_term());

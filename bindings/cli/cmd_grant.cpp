@@ -45,7 +45,7 @@ wherever it listens; --name N if several run, --port P to name its port) at
 once. When none is running, list/revoke/rate act on its stored grant table;
 create then needs --name N (the node the grant is for: it takes effect when
 that node starts) and announces --advertise EP or this machine's addresses.
-  --port P --key-dir D --cookie C --name N --advertise EP --timeout S
+  --port P --key-dir D --cookie-file F (or --cookie C) --name N --advertise EP --timeout S
 )";
 
 std::chrono::seconds parse_expiry(const std::string& v) {
@@ -243,7 +243,7 @@ private:
 
 std::string format_rate(const term& t) { return t.as_string() ? *t.as_string() : to_json(t); }
 
-const std::set<std::string> kAdminOpts = {"--port", "--key-dir", "--cookie", "--name", "--advertise", "--timeout"};
+const std::set<std::string> kAdminOpts = {"--port", "--key-dir", "--cookie", "--cookie-file", "--name", "--advertise", "--timeout"};
 
 }  // namespace
 

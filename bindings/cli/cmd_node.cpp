@@ -39,7 +39,10 @@ options:
                     several nodes run on one machine with no port typed)
   --listen EP       ZeroMQ endpoint to bind instead, e.g. tcp://127.0.0.1:0
   --advertise EP    endpoint others should dial (behind NAT)
-  --cookie C        cluster cookie (default: the cookie file in the key dir)
+  --cookie-file F   file holding the cluster cookie (mode 0600; default:
+                    $KITH_COOKIE, else the cookie file in the key dir)
+  --cookie C        the cookie on the command line (visible in ps: prefer
+                    --cookie-file or KITH_COOKIE)
   --key-dir D       key directory (default: $KITH_HOME or ~/.kith)
   --services S,...  built-in services to host: kvs, echo, demo, node
                     (with echo, an echo server is registered as "echo")
@@ -83,7 +86,7 @@ void print_event(const node_event& e) {
     std::lock_guard lk(mu);
     if (e.what == node_event::kind::up) {
         std::string svcs;
-        for (auto& s : e.info.services) svcs += (svcs.empty() ? "" : ",") + s;
+        for (auto& s : e.info.services) svcs += (svcs.empty() ? "" : ",") + printable(s);
         std::string ep = e.info.endpoint;
         if (ep.rfind("tcp://", 0) == 0 && ep.find(':', 6) == std::string::npos) {
             std::lock_guard dl(g_disc_mu);
@@ -96,11 +99,11 @@ void print_event(const node_event& e) {
                     }
             (void)found;
         }
-        std::printf("nodeup %s trust=%s endpoint=%s fingerprint=%s services=%s\n", e.node.c_str(),
-                    std::string(to_string(e.info.trust)).c_str(), ep.c_str(),
+        std::printf("nodeup %s trust=%s endpoint=%s fingerprint=%s services=%s\n", printable(e.node).c_str(),
+                    std::string(to_string(e.info.trust)).c_str(), printable(ep).c_str(),
                     e.info.fingerprint.c_str(), svcs.c_str());
     } else {
-        std::printf("nodedown %s reason=%s\n", e.node.c_str(), e.reason.c_str());
+        std::printf("nodedown %s reason=%s\n", printable(e.node).c_str(), printable(e.reason).c_str());
     }
     std::fflush(stdout);
 }
@@ -109,7 +112,7 @@ void print_event(const node_event& e) {
 
 int cmd_node(int argc, char** argv) {
     args a = parse_args("node", argc, argv,
-                        {"--name", "--port", "--listen", "--advertise", "--cookie", "--key-dir", "--services",
+                        {"--name", "--port", "--listen", "--advertise", "--cookie", "--cookie-file", "--key-dir", "--services",
                          "--public", "--peer", "--interface", "--beacon-port", "--broadcast", "--workers"},
                         {"--no-discovery", "--hidden"});
     if (a.has("--help")) {
@@ -119,7 +122,8 @@ int cmd_node(int argc, char** argv) {
     if (!a.pos.empty()) throw cli_error{"node: unexpected argument '" + a.pos[0] + "'", kUsage};
 
     node_options o;
-    if (a.has("--cookie")) o.net.cookie = a.get("--cookie");
+    std::string cookie_source;
+    o.net.cookie = given_cookie(a, &cookie_source);
     if (a.has("--key-dir")) o.net.key_dir = a.get("--key-dir");
     const std::filesystem::path key_dir = o.net.key_dir.empty() ? default_key_dir() : o.net.key_dir;
     // The node's key first: the default name is made from it.
@@ -240,11 +244,15 @@ int cmd_node(int argc, char** argv) {
         g_disc = disc.get();
     }
     std::string cluster = n.cookie_key("beacon-cluster-id") ? cluster_id_hex(*n.cookie_key("beacon-cluster-id")) : "";
-    std::string cookie_from = a.has("--cookie")   ? "from --cookie"
+    std::string cookie_from = o.net.cookie          ? "from " + cookie_source
                               : cookie_file_existed ? "from " + (key_dir / "cookie").string()
                                                     : "from " + (key_dir / "cookie").string() +
                                                           " (created now, random: nodes of other machines need the "
-                                                          "same one; give them --cookie or copy the file)";
+                                                          "same one; copy the file and give them --cookie-file)";
+    if (o.net.cookie)
+        warn_if_weak(*o.net.cookie, cookie_source);
+    else if (cookie_file_existed)
+        warn_if_weak(load_or_create_cookie(key_dir), (key_dir / "cookie").string());
     local_node self;
     self.name = n.name();
     self.endpoint = n.endpoint();

@@ -122,7 +122,6 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
         seen_node info;
         bool cluster = false;
         clock_type::time_point first_heard{};
-        std::uint64_t last_ts = 0, last_nonce = 0;  // newest accepted cluster beacon
         bool dialing = false;
         clock_type::time_point next_dial{};        // back-off after a failed dial
         int refusals = 0;                          // dials refused in a row (back-off doubles)
@@ -160,8 +159,64 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
     }
     // The broadcast destinations of the last enumeration.
     std::set<std::uint32_t> bcast;
-    double tokens = 0;
-    clock_type::time_point tokens_at = clock_type::now();
+
+    // Flood limits (discovery thread only). A token bucket.
+    struct bucket {
+        double tokens = -1;  // < 0: new, starts full
+        clock_type::time_point at{};
+        bool take(double rate, double burst, clock_type::time_point now) {
+            rate = std::max(rate, 0.001);
+            if (tokens < 0) tokens = burst;
+            else tokens = std::min(burst, tokens + rate * std::chrono::duration<double>(now - at).count());
+            at = now;
+            if (tokens < 1) return false;
+            tokens -= 1;
+            return true;
+        }
+    };
+    struct source_budget {
+        bucket cluster, answers;
+        clock_type::time_point used{};
+    };
+    static constexpr std::size_t max_sources = 1024;  // beyond: new sources share `overflow`
+    std::map<std::uint32_t, source_budget> sources;
+    source_budget overflow;
+    bucket strangers, answers;
+    source_budget& source(std::uint32_t addr, clock_type::time_point now) {
+        auto it = sources.find(addr);
+        if (it == sources.end()) {
+            if (sources.size() >= max_sources) return overflow;
+            it = sources.emplace(addr, source_budget{}).first;
+        }
+        it->second.used = now;
+        return it->second;
+    }
+    // Replay protection: the newest authenticated beacon of each sender key
+    // (kept while it is within the skew: older ones are stale anyway).
+    struct sender_state {
+        std::uint64_t ts = 0, nonce = 0;
+    };
+    static constexpr std::size_t max_senders = 4096;
+    std::map<public_key, sender_state> senders;
+    std::uint64_t last_sent_ts = 0;  // our own timestamps strictly increase
+    // Broadcast queries are answered by an early broadcast announce, at most
+    // one per early_gap.
+    clock_type::time_point last_early{};
+    bool early_pending = false;
+    clock_type::duration early_gap() const {
+        return std::clamp<clock_type::duration>(o.interval / 4, std::chrono::milliseconds(20),
+                                                std::chrono::milliseconds(250));
+    }
+    // Forgets senders whose newest beacon is outside the skew and sources
+    // idle for 10 s.
+    void prune(clock_type::time_point now) {
+        const auto wall = wall_ms();
+        const auto skew = static_cast<std::uint64_t>(std::max<long long>(0, o.max_clock_skew.count()));
+        for (auto it = senders.begin(); it != senders.end();)
+            it = it->second.ts + skew < wall ? senders.erase(it) : std::next(it);
+        for (auto it = sources.begin(); it != sources.end();)
+            it = now - it->second.used > std::chrono::seconds(10) ? sources.erase(it) : std::next(it);
+    }
 
     impl(node& nd, discovery_options opts) : n(nd), o(std::move(opts)) {}
 
@@ -196,7 +251,6 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
             sodium_memzero(h->data(), h->size());
             my_cluster = id_hex(hkey->id.data());
         }
-        tokens = o.max_beacons_per_s;
 
         rx.fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         tx.fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -207,6 +261,11 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
         ::setsockopt(rx.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
         ::setsockopt(rx.fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
         ::setsockopt(tx.fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one);
+        // The destination address of each datagram (broadcast or unicast query).
+        ::setsockopt(rx.fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
+        ::setsockopt(tx.fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
+        int rcvbuf = 1 << 20;  // best effort (capped by net.core.rmem_max): room to drain a burst
+        ::setsockopt(rx.fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
         if (!o.interface.empty()) {
             // Best effort: receive only on that interface (needs CAP_NET_RAW
             // on old kernels); sending is restricted by the destinations.
@@ -229,10 +288,11 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
 
     // --- sending -------------------------------------------------------------
 
-    beacon make(beacon_type t) const {
+    beacon make(beacon_type t) {
         beacon b;
         b.type = t;
-        b.timestamp_ms = wall_ms();
+        // Strictly increasing per sender: receivers drop anything not newer.
+        b.timestamp_ms = last_sent_ts = std::max(wall_ms(), last_sent_ts + 1);
         randombytes_buf(&b.nonce, sizeof b.nonce);
         b.tcp_port = my_port;
         b.key = my_key;
@@ -241,9 +301,11 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
         // Public services (open to strangers) in clear; every service only
         // inside the authenticated cluster section.
         if (t != beacon_type::query) b.public_services = n.public_services();
-        if (hkey && t != beacon_type::query) {
+        // Queries are authenticated too (answered directly, no budget for
+        // strangers' queries needed), but carry no services.
+        if (hkey) {
             b.cluster = true;
-            b.services = n.services();
+            if (t != beacon_type::query) b.services = n.services();
         }
         return b;
     }
@@ -310,33 +372,71 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
 
     // --- receiving -----------------------------------------------------------
 
-    bool take_token() {
-        auto now = clock_type::now();
-        double rate = std::max(1u, o.max_beacons_per_s);
-        tokens = std::min(rate, tokens + rate * std::chrono::duration<double>(now - tokens_at).count());
-        tokens_at = now;
-        if (tokens < 1) return false;
-        tokens -= 1;
-        return true;
-    }
-
     void drain(int fd) {
         std::uint8_t buf[beacon_max_bytes + 1];
         for (int i = 0; i < 256; ++i) {  // bounded per wake-up; poll comes back for the rest
             sockaddr_in from{};
-            socklen_t fl = sizeof from;
-            auto r = ::recvfrom(fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &fl);
+            iovec iov{buf, sizeof buf};
+            alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(in_pktinfo))];
+            msghdr m{};
+            m.msg_name = &from;
+            m.msg_namelen = sizeof from;
+            m.msg_iov = &iov;
+            m.msg_iovlen = 1;
+            m.msg_control = ctl;
+            m.msg_controllen = sizeof ctl;
+            auto r = ::recvmsg(fd, &m, 0);
             if (r < 0) return;
-            if (!take_token()) {
-                std::lock_guard lk(mu);
-                ++c.rate_limited;
-                continue;
-            }
-            handle(std::span<const std::uint8_t>(buf, static_cast<std::size_t>(r)), from);
+            std::uint32_t dst = 0;
+            for (auto* cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm))
+                if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
+                    in_pktinfo pi;
+                    std::memcpy(&pi, CMSG_DATA(cm), sizeof pi);
+                    dst = pi.ipi_addr.s_addr;
+                }
+            // (A datagram longer than a beacon is cut to 1201 bytes: malformed.)
+            handle(std::span<const std::uint8_t>(buf, static_cast<std::size_t>(r)), from, is_broadcast(dst));
         }
     }
 
-    void handle(std::span<const std::uint8_t> data, const sockaddr_in& from) {
+    // Whether a datagram was sent to a broadcast (or multicast) address
+    // rather than to this host.
+    bool is_broadcast(std::uint32_t dst) const {
+        if (dst == 0) return false;
+        if (dst == htonl(INADDR_BROADCAST) || bcast.count(dst)) return true;
+        if ((ntohl(dst) & 0xf0000000u) == 0xe0000000u) return true;  // multicast
+        return (ntohl(dst) & 0xffu) == 0xffu;  // the broadcast address of a /24 (or longer) subnet
+    }
+
+    void count(std::uint64_t discovery_counters::*field) {
+        std::lock_guard lk(mu);
+        ++(c.*field);
+    }
+
+    // A query: answered only in ways that cannot amplify (see discovery.hpp).
+    void answer(bool cluster, std::size_t query_size, const sockaddr_in& from, bool broadcast_dst,
+                clock_type::time_point now) {
+        if (!o.announce) return;
+        if (!cluster && broadcast_dst) {
+            // Anyone may have sent it, with any source address: answer to
+            // everyone, by broadcast, at most once per early_gap (run()).
+            early_pending = true;
+            return;
+        }
+        if (!cluster) {
+            auto& src = source(from.sin_addr.s_addr, now);
+            if (!src.answers.take(1, 3, now) || !answers.take(o.max_answers_per_s, o.max_answers_per_s, now)) {
+                count(&discovery_counters::answers_limited);
+                return;
+            }
+        }
+        auto bytes = encode(make(beacon_type::announce));
+        if (bytes.empty() || bytes.size() > query_size) return;
+        send_to(bytes, from);
+        count(&discovery_counters::queries_answered);
+    }
+
+    void handle(std::span<const std::uint8_t> data, const sockaddr_in& from, bool broadcast_dst = false) {
         auto d = decode_beacon(data, hkey ? &*hkey : nullptr);
         {
             std::lock_guard lk(mu);
@@ -351,25 +451,70 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
             }
         }
         beacon& b = d.b;
-        if (b.type == beacon_type::query) {
-            // Answer the asker directly, with a beacon no bigger than its
-            // query (queries are padded to the maximum size).
-            if (!o.announce || (b.name == my_name && b.key == my_key)) return;  // not our own query
-            auto bytes = encode(make(beacon_type::announce));
-            if (bytes.empty() || bytes.size() > data.size()) return;
-            send_to(bytes, from);
-            std::lock_guard lk(mu);
-            ++c.queries_answered;
+        if (b.key == my_key && (b.name == my_name || b.type == beacon_type::query)) return;  // our own
+        const bool cluster = d.status == beacon_status::ok_cluster;
+        auto now = clock_type::now();
+        if (cluster) {
+            // Freshness against our clock, then strictly newer than the
+            // sender's newest accepted beacon (the timestamp is MAC'd).
+            const auto wall = wall_ms();
+            const auto skew = static_cast<std::uint64_t>(std::max<long long>(0, o.max_clock_skew.count()));
+            if (b.timestamp_ms + skew < wall || b.timestamp_ms > wall + skew) {
+                count(&discovery_counters::stale);
+                long long off = static_cast<long long>(b.timestamp_ms) - static_cast<long long>(wall);
+                hint("clock " + b.key.z85(),
+                     "clock: the beacons of " + b.name + " (key " + b.key.fingerprint() + ") are " +
+                         std::to_string(std::llabs(off) / 1000) + " s " + (off < 0 ? "behind" : "ahead of") +
+                         " our clock (more than " + std::to_string(skew / 1000) +
+                         " s allowed) and are ignored; set both clocks (NTP, or date -s)");
+                return;
+            }
+            auto it = senders.find(b.key);
+            if (it != senders.end() && b.timestamp_ms <= it->second.ts) {
+                if (b.timestamp_ms == it->second.ts && b.nonce == it->second.nonce && b.type == beacon_type::announce) {
+                    // The same beacon again (a second path): only a sign of
+                    // life; nothing in it (nor its source address) is used.
+                    std::lock_guard lk(mu);
+                    if (auto e = seen.find(b.name); e != seen.end() && e->second.info.key == b.key && e->second.cluster) {
+                        e->second.info.last_seen = now;
+                        return;
+                    }
+                }
+                count(&discovery_counters::replayed);
+                return;
+            }
+            if (!source(from.sin_addr.s_addr, now).cluster.take(o.max_beacons_per_s, o.max_beacons_per_s, now)) {
+                count(&discovery_counters::rate_limited);
+                return;
+            }
+            if (it == senders.end()) {
+                if (senders.size() >= max_senders) prune(now);
+                if (senders.size() >= max_senders) {
+                    count(&discovery_counters::rate_limited);
+                    return;
+                }
+                it = senders.emplace(b.key, sender_state{}).first;
+            }
+            it->second = {b.timestamp_ms, b.nonce};
+        } else if (!strangers.take(o.max_stranger_beacons_per_s, o.max_stranger_beacons_per_s, now)) {
+            count(&discovery_counters::rate_limited);
             return;
         }
-        const bool cluster = d.status == beacon_status::ok_cluster;
+        if (b.type == beacon_type::query) {
+            answer(cluster, data.size(), from, broadcast_dst, now);
+            return;
+        }
         char ip[INET_ADDRSTRLEN] = {};
         ::inet_ntop(AF_INET, &from.sin_addr, ip, sizeof ip);
+        // E = 0: the MAC covers the tcp port; the source address is only a
+        // hint (a dial elsewhere reaches a host that cannot complete CURVE
+        // with this node key), and a copy of an accepted beacon from another
+        // source changes nothing (above).
         const std::string endpoint =
             !b.endpoint.empty() ? b.endpoint : "tcp://" + std::string(ip) + ":" + std::to_string(b.tcp_port);
         if (b.name == my_name) {
-            // Our own beacon; or another node using our name (the transport
-            // refuses it as a member): say so once per key.
+            // Another node using our name (the transport refuses it as a
+            // member): say so once per key.
             if (b.key != my_key && b.type == beacon_type::announce)
                 hint("clash " + b.key.z85(), "name clash: another node calls itself " + my_name + " (key " +
                                                  b.key.fingerprint() + " at " + endpoint +
@@ -395,7 +540,6 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
                 return;
             }
             if (!cluster && it->second.cluster) return;  // a stranger cannot remove a member
-            if (cluster && b.timestamp_ms < it->second.last_ts) return;
             seen.erase(it);
             return;
         }
@@ -426,21 +570,11 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
                     seen.erase(it);  // a member replaces a stranger that used its name
                     it = seen.end();
                 }
-            } else if (cluster && e.cluster) {
-                if (b.timestamp_ms < e.last_ts) {  // an old beacon replayed
-                    ++c.replayed;
-                    return;
-                }
-                if (b.timestamp_ms == e.last_ts && b.nonce == e.last_nonce) {
-                    e.info.last_seen = clock_type::now();  // the same beacon again (a second path)
-                    return;
-                }
             }
         } else if (!cluster && connected) {
             ++c.key_conflicts;  // a stranger using the name of a connected node
             return;
         }
-        auto now = clock_type::now();
         if (it == seen.end()) {
             if (seen.size() >= max_seen && !cluster) return;  // bounded: a flood of invented strangers
             it = seen.emplace(b.name, entry{}).first;
@@ -457,10 +591,6 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
         e.info.last_seen = now;
         e.info.cluster_id = their_cluster;
         const bool fresh_stranger = !cluster && e.first_heard == now;
-        if (cluster) {
-            e.last_ts = b.timestamp_ms;
-            e.last_nonce = b.nonce;
-        }
         cv.notify_all();
         if (cluster && o.auto_connect && !connected) maybe_dial(e, now, lk);
         if (fresh_stranger && o.announce && b.type == beacon_type::announce) {
@@ -560,11 +690,20 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
                 if (o.announce) broadcast(beacon_type::announce);
                 expire(now);
                 redial(now);
+                prune(now);
                 next = now + o.interval;
             }
             if (query_now.exchange(false)) send_query();
+            auto early_at = last_early + early_gap();
+            if (early_pending && clock_type::now() >= early_at) {
+                // Answer to the broadcast queries heard since the last one.
+                early_pending = false;
+                last_early = clock_type::now();
+                broadcast(beacon_type::announce, nullptr, false);
+            }
             pollfd p[3] = {{rx.fd, POLLIN, 0}, {tx.fd, POLLIN, 0}, {wake.fd, POLLIN, 0}};
-            auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(next - clock_type::now()).count();
+            auto wake_at = early_pending ? std::min(next, last_early + early_gap()) : next;
+            auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(wake_at - clock_type::now()).count();
             ::poll(p, 3, static_cast<int>(std::clamp<long long>(ms + 1, 0, 1000)));
             if (p[2].revents & POLLIN) {
                 std::uint64_t v;

@@ -84,6 +84,8 @@ std::map<std::string, beacon> golden_beacons() {
     auto q = base(beacon_type::query, "frodo@shire");
     q.tcp_port = 0;
     m["query"] = q;
+    q.cluster = true;  // a member's query: authenticated, answered directly
+    m["query_cluster"] = q;
     return m;
 }
 

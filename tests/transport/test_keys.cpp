@@ -1,6 +1,10 @@
 // Keys, the key directory and the cookie (kith/keys.hpp).
+#include <sodium.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <cstdio>
 #include <fstream>
 
 #include "kith/error.hpp"
@@ -94,4 +98,93 @@ TEST_CASE("keys: the cluster keypair is a function of the cookie") {
     CHECK(cluster_keypair("classroom-7").pub == cluster_keypair("classroom-7").pub);
     CHECK(cluster_keypair("classroom-7").pub != cluster_keypair("classroom-8").pub);
     CHECK(derive_cookie_key("c", "beacon-hmac") != derive_cookie_key("c", "cluster-client-key"));
+}
+
+namespace {
+
+std::array<std::uint8_t, 32> argon2id(std::string_view cookie) {
+    std::array<std::uint8_t, 32> m{};
+    REQUIRE(crypto_pwhash(m.data(), m.size(), cookie.data(), cookie.size(),
+                          reinterpret_cast<const unsigned char*>(cookie_kdf_salt), cookie_kdf_opslimit,
+                          cookie_kdf_memlimit, crypto_pwhash_ALG_ARGON2ID13) == 0);
+    return m;
+}
+
+}  // namespace
+
+TEST_CASE("keys: every cookie key comes from one Argon2id-stretched master key") {
+    REQUIRE(sodium_init() >= 0);
+    const std::string cookie = "stretch-test-cookie-" + std::to_string(::getpid());
+    // The parameters: well under a second on a Raspberry Pi 3 (1 GB).
+    CHECK(cookie_kdf_memlimit <= (64u << 20));
+    CHECK(cookie_kdf_opslimit >= 2);
+    auto t0 = std::chrono::steady_clock::now();
+    auto want = argon2id(cookie);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+    std::fprintf(stderr, "Argon2id(opslimit %llu, memlimit %zu MiB) took %lld ms on this machine\n",
+                 cookie_kdf_opslimit, cookie_kdf_memlimit >> 20, static_cast<long long>(ms));
+    CHECK(ms < 1000);
+    CHECK(stretch_cookie(cookie) == want);
+    // derive_cookie_key = BLAKE2b-256 keyed with the master key over
+    // "kith-cookie-v2" 0x00 len(purpose) purpose.
+    std::string msg = std::string("kith-cookie-v2") + '\0' + char(11) + "beacon-hmac";
+    std::array<std::uint8_t, 32> k{};
+    crypto_generichash(k.data(), k.size(), reinterpret_cast<const unsigned char*>(msg.data()), msg.size(), want.data(),
+                       want.size());
+    CHECK(derive_cookie_key(cookie, "beacon-hmac") == k);
+    // A one-character change gives an unrelated master key.
+    CHECK(stretch_cookie(cookie + "x") != want);
+}
+
+TEST_CASE("keys: the stretched cookie is cached 0600 in the key directory, per cookie") {
+    temp_dir t;
+    auto dir = t.path / "kith";
+    const std::string a = "cache-test-a-" + std::to_string(::getpid()), b = a + "-b";
+    auto ma = stretch_cookie(a, dir);
+    CHECK(ma == argon2id(a));
+    REQUIRE(std::filesystem::exists(dir / "cookie.kdf"));
+    CHECK(mode_of(dir / "cookie.kdf") == 0600);
+    std::string text;
+    {
+        std::ifstream f(dir / "cookie.kdf");
+        std::getline(f, text);
+    }
+    CHECK(text.find(a) == std::string::npos);  // the cookie itself is never written
+    CHECK(text.rfind("kith-cookie-kdf-v1 argon2id13 ", 0) == 0);
+    // Another cookie adds its own line; both are found again.
+    auto mb = stretch_cookie(b, dir);
+    CHECK(mb != ma);
+    CHECK(stretch_cookie(a, dir) == ma);
+    CHECK(stretch_cookie(b, dir) == mb);
+    // A cache line is bound to its cookie: a forged line (another master key
+    // under our line's tag) is not used, the key is recomputed.
+    {
+        std::ifstream f(dir / "cookie.kdf");
+        std::string l1, l2;
+        std::getline(f, l1);
+        std::getline(f, l2);
+        f.close();
+        std::string forged = l1.substr(0, l1.size() - 64) + std::string(64, '0') + "\n";
+        std::filesystem::remove(dir / "cookie.kdf");
+        std::ofstream o(dir / "cookie.kdf");
+        o << forged;
+        o.close();
+        ::chmod((dir / "cookie.kdf").c_str(), 0600);
+    }
+    const std::string c = a + "-c";
+    auto mc = stretch_cookie(c, dir);
+    CHECK(mc == argon2id(c));
+    // Loose permissions are refused like node.key's.
+    ::chmod((dir / "cookie.kdf").c_str(), 0644);
+    CHECK_THROWS_AS(stretch_cookie(c, dir), setup_error);
+}
+
+TEST_CASE("keys: weak cookies are recognised, random ones are not") {
+    CHECK_FALSE(weak_cookie_reason("short").empty());
+    CHECK_FALSE(weak_cookie_reason("elevenchars").empty());              // 11 < 12
+    CHECK_FALSE(weak_cookie_reason("classroomcookie").empty());          // 15, lowercase only
+    CHECK_FALSE(weak_cookie_reason("1234567890123456789").empty());      // 19 digits
+    CHECK(weak_cookie_reason("classroom-cookie").empty());               // 16, two kinds
+    CHECK(weak_cookie_reason("averylonglowercasecookie").empty());       // 24 letters
+    CHECK(weak_cookie_reason(load_or_create_cookie(temp_dir().path / "k")).empty());  // the default: 40 Z85
 }

@@ -9,6 +9,7 @@
 //   node.key   the secret key, one line of Z85 (40 characters)
 //   node.pub   the public key, one line of Z85 (for people and scripts)
 //   cookie     the cluster cookie, one line (40 Z85 characters when generated)
+//   cookie.kdf the cookie's stretched master key (stretch_cookie), a cache
 // A secret file (node.key, cookie) readable or writable by group or others,
 // or owned by another user, is refused with a setup_error that says how to fix
 // it; so is a key directory writable by group or others.
@@ -23,6 +24,7 @@
 
 #include <array>
 #include <compare>
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -89,10 +91,35 @@ keypair load_or_create_keypair(const std::filesystem::path& dir);
 // when absent. Same checks and errors as load_or_create_keypair.
 std::string load_or_create_cookie(const std::filesystem::path& dir);
 
-// A 32-byte key derived from the cookie for one purpose (BLAKE2b-256 over
-// "kith-cookie-v1", the purpose and the cookie). Distinct purposes give
-// independent keys: e.g. "cluster-client-key" (below), "beacon-hmac".
+// The cookie is stretched once with Argon2id (libsodium crypto_pwhash,
+// ALG_ARGON2ID13) into a 32-byte master key, so that every guess of a cookie
+// costs an Argon2id of cookie_kdf_memlimit bytes; all keys below come from
+// the master key (docs/protocol.md, "The cookie and the keys derived from
+// it"). The salt is the fixed protocol constant cookie_kdf_salt: every node
+// of a cluster must derive the same keys from the cookie alone.
+inline constexpr unsigned long long cookie_kdf_opslimit = 2;
+inline constexpr std::size_t cookie_kdf_memlimit = 32u << 20;  // 32 MiB
+inline constexpr char cookie_kdf_salt[17] = "kith-cookie-v2.s";  // 16 bytes (no NUL)
+
+// The stretched master key of `cookie`. Memoized in the process (a few
+// cookies). With a non-empty `cache_dir` (a key directory) it is also cached
+// there in the file "cookie.kdf" (mode 0600, one line per cookie, keyed by a
+// MAC of the cookie and the parameters, so another cookie or other parameters
+// recompute); a cache file with loose permissions is refused like node.key.
+// Throws setup_error if Argon2id cannot run (out of memory).
+std::array<std::uint8_t, 32> stretch_cookie(std::string_view cookie, const std::filesystem::path& cache_dir = {});
+
+// A 32-byte key derived from the cookie for one purpose: BLAKE2b-256 keyed
+// with the stretched master key over "kith-cookie-v2", 0x00, the purpose's
+// length in one byte and the purpose. Distinct purposes give independent
+// keys: e.g. "cluster-client-key" (below), "beacon-hmac". The first call for
+// a cookie in a process costs one Argon2id (see stretch_cookie).
 std::array<std::uint8_t, 32> derive_cookie_key(std::string_view cookie, std::string_view purpose);
+
+// Why a people-chosen cookie is easy to guess ("" if it is not): shorter than
+// 12 characters, or shorter than 20 and made of one character class only
+// (all lowercase, all digits, ...). Random cookies (the default) pass.
+std::string weak_cookie_reason(std::string_view cookie);
 
 // The cluster client keypair: every node holding `cookie` derives the same
 // one, and a node's ZAP handler accepts it as a cluster member (see

@@ -10,6 +10,9 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <mutex>
+#include <vector>
 
 #include "kith/error.hpp"
 
@@ -28,7 +31,8 @@ std::string z85_encode32(const std::array<std::uint8_t, 32>& b) {
 }
 
 std::optional<std::array<std::uint8_t, 32>> z85_decode32(std::string_view text) {
-    if (text.size() != 40) return std::nullopt;
+    // libzmq reads a C string: a NUL inside would end the key early.
+    if (text.size() != 40 || text.find('\0') != std::string_view::npos) return std::nullopt;
     char in[41];
     std::memcpy(in, text.data(), 40);
     in[40] = '\0';
@@ -284,21 +288,211 @@ std::string load_or_create_cookie(const std::filesystem::path& dir) {
     throw setup_error("kith: cannot load or create " + file.string());
 }
 
-std::array<std::uint8_t, 32> derive_cookie_key(std::string_view cookie, std::string_view purpose) {
-    ensure_sodium();
-    // BLAKE2b-256( "kith-cookie-v1" 0x00 len(purpose) purpose cookie )
+namespace {
+
+std::string to_hex(const std::uint8_t* b, std::size_t n) {
+    static const char digits[] = "0123456789abcdef";
+    std::string s;
+    for (std::size_t i = 0; i < n; ++i) {
+        s.push_back(digits[b[i] >> 4]);
+        s.push_back(digits[b[i] & 15]);
+    }
+    return s;
+}
+
+bool from_hex32(std::string_view h, std::array<std::uint8_t, 32>& out) {
+    if (h.size() != 64) return false;
+    auto val = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        return -1;
+    };
+    for (std::size_t i = 0; i < 32; ++i) {
+        int hi = val(h[2 * i]), lo = val(h[2 * i + 1]);
+        if (hi < 0 || lo < 0) return false;
+        out[i] = static_cast<std::uint8_t>(hi * 16 + lo);
+    }
+    return true;
+}
+
+// The cache line's tag: BLAKE2b-256 keyed with the master key over the
+// parameters and the cookie. It ties a cached master key to its cookie
+// without storing a fast, unkeyed hash of the cookie.
+std::array<std::uint8_t, 32> cache_tag(const std::array<std::uint8_t, 32>& master, std::string_view cookie) {
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, master.data(), master.size(), 32);
+    std::string params = "kith-cookie-kdf-cache-v1 " + std::to_string(cookie_kdf_opslimit) + " " +
+                         std::to_string(cookie_kdf_memlimit) + " ";
+    crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(params.data()), params.size());
+    crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(cookie.data()), cookie.size());
+    std::array<std::uint8_t, 32> out{};
+    crypto_generichash_final(&st, out.data(), out.size());
+    return out;
+}
+
+std::string cache_prefix() {
+    return "kith-cookie-kdf-v1 argon2id13 " + std::to_string(cookie_kdf_opslimit) + " " +
+           std::to_string(cookie_kdf_memlimit) + " ";
+}
+
+// Replaces `file` with `content` (mode 0600) atomically (rename).
+void replace_file_0600(const std::filesystem::path& file, const std::string& content) {
+    std::string tmp = file.string() + ".tmp." + std::to_string(::getpid()) + "." +
+                      std::to_string(randombytes_random());
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) throw setup_error("kith: cannot create " + tmp + ": " + errno_text());
+    (void)::fchmod(fd, 0600);
+    bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
+    ok = ::fsync(fd) == 0 && ok;
+    ok = ::close(fd) == 0 && ok;
+    if (!ok || ::rename(tmp.c_str(), file.c_str()) != 0) {
+        int saved = errno;
+        ::unlink(tmp.c_str());
+        errno = saved;
+        throw setup_error("kith: cannot write " + file.string() + ": " + errno_text());
+    }
+}
+
+struct memo_entry {
+    std::array<std::uint8_t, 32> id{};      // BLAKE2b-256(params, cookie), in memory only
+    std::array<std::uint8_t, 32> master{};
+};
+
+std::mutex memo_mu;
+std::deque<memo_entry> memo;  // newest first, at most 16
+
+std::array<std::uint8_t, 32> memo_id(std::string_view cookie) {
     crypto_generichash_state st;
     crypto_generichash_init(&st, nullptr, 0, 32);
-    static const char tag[] = "kith-cookie-v1";
+    auto p = cache_prefix();
+    crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(p.data()), p.size());
+    crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(cookie.data()), cookie.size());
+    std::array<std::uint8_t, 32> out{};
+    crypto_generichash_final(&st, out.data(), out.size());
+    return out;
+}
+
+}  // namespace
+
+std::array<std::uint8_t, 32> stretch_cookie(std::string_view cookie, const std::filesystem::path& cache_dir) {
+    ensure_sodium();
+    const auto id = memo_id(cookie);
+    {
+        std::lock_guard lk(memo_mu);
+        for (auto& e : memo)
+            if (sodium_memcmp(e.id.data(), id.data(), 32) == 0) {
+                if (cache_dir.empty()) return e.master;
+                break;  // known here; still make sure the key directory has it (below)
+            }
+    }
+    std::array<std::uint8_t, 32> master{};
+    bool have = false;
+    std::vector<std::string> keep;  // the cache file's other lines
+    const auto file = cache_dir.empty() ? std::filesystem::path() : cache_dir / "cookie.kdf";
+    if (!cache_dir.empty()) {
+        prepare_dir(cache_dir);
+        if (auto text = read_secret_file(file)) {
+            const std::string prefix = cache_prefix();
+            std::size_t at = 0;
+            while (at < text->size()) {
+                std::size_t nl = text->find('\n', at);
+                std::string line = text->substr(at, nl == std::string::npos ? std::string::npos : nl - at);
+                at = nl == std::string::npos ? text->size() : nl + 1;
+                if (line.empty()) continue;
+                std::array<std::uint8_t, 32> m{}, tag{};
+                if (!have && line.rfind(prefix, 0) == 0 && line.size() == prefix.size() + 129 &&
+                    from_hex32(std::string_view(line).substr(prefix.size(), 64), tag) &&
+                    from_hex32(std::string_view(line).substr(prefix.size() + 65, 64), m)) {
+                    auto t = cache_tag(m, cookie);
+                    if (sodium_memcmp(t.data(), tag.data(), 32) == 0) {
+                        master = m;
+                        have = true;
+                        sodium_memzero(m.data(), m.size());
+                        continue;
+                    }
+                }
+                sodium_memzero(m.data(), m.size());
+                if (keep.size() < 7) keep.push_back(line);
+            }
+            sodium_memzero(text->data(), text->size());
+        }
+    }
+    const bool on_disk = have;
+    if (!have) {
+        std::lock_guard lk(memo_mu);
+        for (auto& e : memo)
+            if (sodium_memcmp(e.id.data(), id.data(), 32) == 0) {
+                master = e.master;
+                have = true;
+            }
+    }
+    if (!have) {
+        static_assert(sizeof cookie_kdf_salt - 1 == crypto_pwhash_SALTBYTES);
+        if (crypto_pwhash(master.data(), master.size(), cookie.data(), cookie.size(),
+                          reinterpret_cast<const unsigned char*>(cookie_kdf_salt), cookie_kdf_opslimit,
+                          cookie_kdf_memlimit, crypto_pwhash_ALG_ARGON2ID13) != 0)
+            throw setup_error("kith: cannot stretch the cookie (Argon2id needs " +
+                              std::to_string(cookie_kdf_memlimit >> 20) + " MiB of memory)");
+    }
+    if (!cache_dir.empty() && !on_disk) {
+        auto tag = cache_tag(master, cookie);
+        std::string content = cache_prefix() + to_hex(tag.data(), 32) + " " + to_hex(master.data(), 32) + "\n";
+        for (auto& l : keep) content += l + "\n";
+        try {
+            replace_file_0600(file, content);
+        } catch (const setup_error&) {
+            // A cache only: a read-only key directory costs a recomputation.
+        }
+        sodium_memzero(content.data(), content.size());
+    }
+    for (auto& l : keep) sodium_memzero(l.data(), l.size());
+    std::lock_guard lk(memo_mu);
+    for (auto it = memo.begin(); it != memo.end(); ++it)
+        if (sodium_memcmp(it->id.data(), id.data(), 32) == 0) {
+            memo.erase(it);
+            break;
+        }
+    memo.push_front(memo_entry{id, master});
+    if (memo.size() > 16) {
+        sodium_memzero(memo.back().master.data(), 32);
+        memo.pop_back();
+    }
+    return master;
+}
+
+std::array<std::uint8_t, 32> derive_cookie_key(std::string_view cookie, std::string_view purpose) {
+    ensure_sodium();
+    auto master = stretch_cookie(cookie);
+    // BLAKE2b-256 keyed with the master key over "kith-cookie-v2" 0x00 len(purpose) purpose
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, master.data(), master.size(), 32);
+    static const char tag[] = "kith-cookie-v2";
     crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(tag), sizeof tag);  // includes NUL
     unsigned char plen = static_cast<unsigned char>(purpose.size() > 255 ? 255 : purpose.size());
     crypto_generichash_update(&st, &plen, 1);
     crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(purpose.data()), plen);
-    crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(cookie.data()), cookie.size());
     std::array<std::uint8_t, 32> out{};
     crypto_generichash_final(&st, out.data(), out.size());
     sodium_memzero(&st, sizeof st);
+    sodium_memzero(master.data(), master.size());
     return out;
+}
+
+std::string weak_cookie_reason(std::string_view cookie) {
+    if (cookie.size() < 12)
+        return "it is only " + std::to_string(cookie.size()) + " character" + (cookie.size() == 1 ? "" : "s") +
+               " long (fewer than 12)";
+    int lower = 0, upper = 0, digit = 0, other = 0;
+    for (char c : cookie) {
+        if (c >= 'a' && c <= 'z') lower = 1;
+        else if (c >= 'A' && c <= 'Z') upper = 1;
+        else if (c >= '0' && c <= '9') digit = 1;
+        else other = 1;
+    }
+    if (cookie.size() < 20 && lower + upper + digit + other == 1)
+        return "it has " + std::to_string(cookie.size()) +
+               " characters of a single kind (all lowercase, all uppercase, all digits or all symbols)";
+    return {};
 }
 
 keypair cluster_keypair(std::string_view cookie) {

@@ -72,16 +72,30 @@ struct discovery_options {
     bool announce = true;
     // Connect to cluster members as their beacons arrive.
     bool auto_connect = true;
-    // Datagrams handled per second at most (token bucket; a flood beyond is
-    // dropped before decoding and counted), so CPU stays bounded. Answers to
-    // queries are taken from the same budget and are never bigger than the
-    // query.
+    // Flood limits (docs/protocol.md, "Discovery beacon"), all checked after
+    // the cheap authentication (decoding, the HMAC, freshness and replay):
+    // beacons whose HMAC checks get max_beacons_per_s per source address
+    // (token bucket; a bounded table of sources); everything unauthenticated
+    // (strangers' beacons and queries) shares one small global budget,
+    // max_stranger_beacons_per_s, so a stranger's flood cannot crowd out
+    // members. Beyond a budget, beacons are dropped and counted.
     unsigned max_beacons_per_s = 500;
+    unsigned max_stranger_beacons_per_s = 100;
+    // Unauthenticated unicast queries are answered at most max_answers_per_s
+    // times per second in all and 1/s (burst 3) per source address, each
+    // answer no bigger than its query; a broadcast query is answered by an
+    // early broadcast announce (at most one per interval/4), never to its
+    // (spoofable) source.
+    unsigned max_answers_per_s = 20;
+    // A cluster beacon whose timestamp is further than this from our clock is
+    // dropped (counted `stale`, a hint says which node's clock is off).
+    std::chrono::milliseconds max_clock_skew{30000};
     // Hints for the person running the node, one line each, on the
     // discovery thread or a kith thread (keep it short), each said once:
     //   "name clash: ..."   another node announces our own name with another key
     //   "stranger ..."      a node with another cookie (its cluster id and ours)
     //   "refused ..."       a cluster member refused our connection (why)
+    //   "clock ..."         a member's beacons are dropped: its clock is off by more than max_clock_skew
     // Unset: nothing is said (the counters still count).
     std::function<void(const std::string&)> log;
 };
@@ -96,7 +110,8 @@ struct seen_node {
     std::vector<std::string> services;    // cluster: all; stranger: its public ones
     bool connected = false;               // an authenticated connection is up (node::info)
     // The public id of the cluster its beacon names (8 hex digits, the same
-    // for every node of one cookie); "" if its beacon names none.
+    // for every node of one cookie, derived from the stretched cookie so it
+    // reveals nothing cheaper than an Argon2id per guess); "" if none.
     std::string cluster_id;
     std::chrono::steady_clock::time_point last_seen{};
     // {"name", "endpoint", "fingerprint", "trust", "services", "connected"}
@@ -107,12 +122,14 @@ struct discovery_counters {
     std::uint64_t beacons_sent = 0, beacons_received = 0;
     std::uint64_t bad_hmac = 0;          // cluster beacons whose HMAC did not check
     std::uint64_t malformed = 0;         // not a kith beacon, or truncated
-    std::uint64_t rate_limited = 0;      // dropped by the flood limit
+    std::uint64_t rate_limited = 0;      // dropped by a flood limit (per source, or the strangers' budget)
     std::uint64_t key_conflicts = 0;     // a known name announced with another key
     std::uint64_t spoofed_leaves = 0;    // "leaving" for a node whose connection is alive (ignored; also
                                          // counts a genuine one sent while its node keeps running)
     std::uint64_t queries_answered = 0;
-    std::uint64_t replayed = 0;          // authenticated beacons older than one already accepted
+    std::uint64_t replayed = 0;          // authenticated beacons not newer than the sender's newest accepted one
+    std::uint64_t stale = 0;             // authenticated beacons outside the clock skew
+    std::uint64_t answers_limited = 0;   // unauthenticated queries not answered (over their budget)
     std::uint64_t connect_failures = 0;  // auto-connects that failed (refused: e.g. an impersonator's endpoint)
 };
 
