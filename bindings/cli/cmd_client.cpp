@@ -87,9 +87,10 @@ int cmd_send(int argc, char** argv) {
                          "       kith send PID MESSAGE\n\n"
                          "Sends MESSAGE (one JSON value) to the actor registered as NAME on NODE,\n"
                          "or to a pid (\"<gandalf@pi1.42>\", as spawn prints it). Delivery is at most\n"
-                         "once, as in Erlang. A pid that is not alive is an error (exit 1: nothing\n"
-                         "was delivered); a name that is not registered there cannot be checked\n"
-                         "from here: the message is dropped and counted on that node.\n",
+                         "once, as in Erlang. A pid that is not alive, or a name that nobody has\n"
+                         "registered there, is an error (exit 1: nothing was sent). The name is\n"
+                         "checked with the node's admin service node:whereis (cluster members only;\n"
+                         "a node without it, or one reached with a grant, is sent to unchecked).\n",
                          argc, argv, 2, 2);
     if (!a) return 0;
     auto msg = parse_json(a->pos[1]);
@@ -118,7 +119,13 @@ int cmd_send(int argc, char** argv) {
     if (at == std::string::npos || at == 0 || at + 1 == target.size())
         throw cli_error{"send: target must be NAME@NODE or a pid, got '" + target + "'", kUsage};
     std::string node = c.reach(target.substr(at + 1));
-    c.node().send(target.substr(0, at), node, std::move(*msg));
+    const std::string name = target.substr(0, at);
+    auto where = c.node().call(node, "node", "whereis", arr(name), std::chrono::seconds(2));
+    if (where && where->is_nil())
+        throw cli_error{"send to " + name + "@" + node + ": no_proc: nothing is registered as \"" + name + "\" on " +
+                            node + "; nothing was sent (kith node registers \"echo\"; an actor registers itself)",
+                        kFailed};
+    c.node().send(name, node, std::move(*msg));
     return 0;
 }
 

@@ -25,6 +25,12 @@ service make_node_info(node& n) {
     service s("node");
     node* np = &n;
     auto started = std::chrono::steady_clock::now();
+    // The pid registered as Name, or nil (so that `kith send NAME@NODE` can
+    // say when nobody is there instead of dropping the message silently).
+    s.function("whereis", [np](std::string name) -> term {
+        auto p = np->whereis(name);
+        return p ? term(*p) : term();
+    });
     s.function("info", [np, started] {
         auto c = np->net_stats();
         auto uptime = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

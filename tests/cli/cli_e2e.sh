@@ -67,6 +67,8 @@ printf '%s' "$out" | grep -Eq '^\{"\$pid":"<gandalf@[^>]+\.[0-9]+>"\}$' || fail 
 pid=$(printf '%s' "$out" | sed 's/.*"\(<[^"]*>\)".*/\1/')
 run "send to pid" 0 send "$pid" 17 "${C[@]}"
 run "send to registered echo" 0 send "echo@gandalf" '"abc"' "${C[@]}"
+run "send to a name nobody registered" 1 send "nobody@gandalf" '"abc"' "${C[@]}" &&
+  expect_err "send to nobody" 'no_proc: nothing is registered as "nobody" on gandalf@'
 wait_for 'echo got "abc"' "$T/gandalf.out" 10 || fail "echo server never got abc"
 
 # --- what is there ----------------------------------------------------------

@@ -12,7 +12,8 @@
 //         spawnable actor type "rpc_server": it answers a request
 //         [Service, Function, Args] by invoking that exported function of
 //         its own node (never arbitrary code) and replying with the result.
-//   node  information about the node:
+//   node  information about the node (an admin service: cluster members only):
+//           whereis(Name) -> the pid registered as Name, or nil
 //           info() -> {"name", "uptime_s", "services", "public", "peers",
 //                      "messages_in", "messages_out", "refused", "counters"}
 //         where "refused" counts refusals by reason (unauthorized, revoked,
