@@ -7,14 +7,7 @@
 set -uo pipefail
 KITH=$1
 . "$(dirname "$0")/lib.sh"
-T=$(mktemp -d)
-BP=$((20000 + RANDOM % 20000))
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"; }
-trap cleanup EXIT
-
-
-NET=(--beacon-port "$BP" --broadcast 127.255.255.255)
+scratch  # $T, $BP, $NET, pids=() (lib.sh)
 start_node() { # name home cookie [options...]
   local name=$1 home=$2 cookie=$3; shift 3
   KITH_HOME=$T/$home "$KITH" node --name "$name" --listen tcp://127.0.0.1:0 --cookie "$cookie" "${NET[@]}" "$@" \

@@ -9,12 +9,7 @@
 set -uo pipefail
 KITH=$1
 . "$(dirname "$0")/lib.sh"
-T=$(mktemp -d)
-BP=$((20000 + RANDOM % 20000))
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"; }
-trap cleanup EXIT
-NET=(--beacon-port "$BP" --broadcast 127.255.255.255)
+scratch  # $T, $BP, $NET, pids=() (lib.sh)
 run() { # what want_rc kith-args...: stdout in $out, stderr in $err
   local what=$1 want=$2; shift 2
   out=$(KITH_HOME=$T/alice "$KITH" "$@" 2> "$T/err"); rc=$?
