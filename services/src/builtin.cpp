@@ -44,10 +44,19 @@ service make_echo() {
     // The seeds' echo server: receive {Client, M} -> Client ! M.
     s.actor_type("server", [] {
         return [](actor& self, message& m) {
-            if (!m.is_user()) return;
             const term* client = m.body.at(0);
             const term* msg = m.body.at(1);
-            if (m.body.size() == 2 && client->is_pid()) self.send(*client->as_pid(), *msg);
+            const bool well_formed = m.body.size() == 2 && client->is_pid();
+            if (m.is_request()) {
+                // Asked directly (kith::mailbox::call, Python call_pid): say what it expects.
+                if (well_formed) self.send(*client->as_pid(), *msg);
+                self.reply(m, well_formed ? result<term>(term("sent"))
+                                          : result<term>(error{errc::bad_args, "echo:server expects [Pid, Message], got " +
+                                                                                   m.body.to_string()}));
+                return;
+            }
+            // A bare message is ignored, as by the seeds' Erlang echo loop.
+            if (m.is_user() && well_formed) self.send(*client->as_pid(), *msg);
         };
     });
     return s;

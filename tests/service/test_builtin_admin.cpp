@@ -2,6 +2,7 @@
 // cluster member would call them, and refused to a grantee.
 #include "../transport/tmpdir.hpp"
 #include "kith/builtin.hpp"
+#include "kith/mailbox.hpp"
 #include "kith/node.hpp"
 #include "kith_catch.hpp"
 
@@ -77,4 +78,33 @@ TEST_CASE("builtin: grants service creates, lists, re-rates and revokes; never g
     CHECK(admin.call("alice@test", "grants", "revoke", kith::arr("bob")));
     CHECK(admin.call("alice@test", "grants", "revoke", kith::arr("nobody")).code() == kith::errc::badarg);
     CHECK(bob.call("alice@test", "kvs", "keys", kith::arr()).code() == kith::errc::revoked);
+}
+
+TEST_CASE("builtin: node whereis names a registered pid or nil") {
+    temp_dir home;
+    kith::node a(opts("alice@test", home, "c1"));
+    a.add_service(kith::services::make_node_info(a));
+    kith::mailbox box(a);
+    REQUIRE(a.register_name("box", box.self()).ok());
+    CHECK(*a.call("alice@test", "node", "whereis", kith::arr("box")) == kith::term(box.self()));
+    CHECK(a.call("alice@test", "node", "whereis", kith::arr("nobody"))->is_nil());
+}
+
+TEST_CASE("builtin: echo server - a call gets sent or bad_args saying what it expects") {
+    temp_dir home;
+    kith::node a(opts("alice@test", home, "c1"));
+    a.add_service(kith::services::make_echo());
+    auto echo = a.spawn("alice@test", "echo", "server", kith::arr());
+    REQUIRE(echo);
+    kith::mailbox me(a);
+    auto bare = me.call(*echo, kith::term(17), std::chrono::seconds(2));
+    REQUIRE_FALSE(bare);
+    CHECK(bare.code() == kith::errc::bad_args);
+    CHECK(bare.err().detail == "echo:server expects [Pid, Message], got 17");
+    auto ok = me.call(*echo, kith::arr(me.self(), "hi"), std::chrono::seconds(2));
+    REQUIRE(ok);
+    CHECK(*ok == kith::term("sent"));
+    auto got = me.receive(std::chrono::seconds(2));
+    REQUIRE(got);
+    CHECK(got->body == kith::term("hi"));
 }

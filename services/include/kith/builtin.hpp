@@ -7,7 +7,9 @@
 //           keys()            -> [Key...] (sorted)
 //         Keys are strings; values any term. Errors: bad_args.
 //   echo  echo(X) -> X, and the spawnable actor type "server": the seeds'
-//         echo server — it answers [Client, M] by sending M to Client.
+//         echo server — it answers [Client, M] by sending M to Client; a
+//         request (call) gets "sent", or bad_args naming what it expects;
+//         a bare message is ignored, as in the seeds.
 //   demo  the seeds' dist_demo: node() -> this node's name, and the
 //         spawnable actor type "rpc_server": it answers a request
 //         [Service, Function, Args] by invoking that exported function of
