@@ -450,3 +450,38 @@ TEST_CASE("call threads: many sequential calls interleaved with sends", "[dist][
     }
     CHECK(p.a.nodes() == std::vector<std::string>{"bob@localhost"});
 }
+
+// A remote spawn runs the actor type's factory in the new actor's init, on a
+// worker: a factory that blocks (a Python one holds the GIL) never holds the
+// network still. A factory that fails answers the spawn with its error.
+TEST_CASE("call threads: a blocked actor factory does not stall its node", "[dist][call_threads]") {
+    down_log downs;  // outlives the nodes: their stop reports downs to it
+    two_nodes p;
+    gate g;
+    p.b.add_service(service("slowtype")
+                        .actor_type("t",
+                                    [&g] {
+                                        g.enter();
+                                        return [](actor&, message&) {};
+                                    })
+                        .actor_type("bad", []() -> behavior { throw std::runtime_error("no resources"); }));
+    downs.watch(p.a);
+    downs.watch(p.b);
+    std::promise<result<pid>> spawned;
+    std::thread spawner([&] { spawned.set_value(p.a.spawn("bob@localhost", "slowtype", "t", arr(), 30s)); });
+    REQUIRE(g.wait_inside(1));
+    // While the factory blocks on bob: calls to bob are answered.
+    for (int i = 0; i < 5; ++i) CHECK(p.a.call("bob@localhost", "echo", "echo", arr(i), 10s).value() == term(i));
+    g.open();
+    auto fut = spawned.get_future();
+    REQUIRE(fut.wait_for(20s) == std::future_status::ready);
+    auto child = fut.get();
+    spawner.join();
+    REQUIRE(child.ok());
+    CHECK(child->node == "bob@localhost");
+    auto bad = p.a.spawn("bob@localhost", "slowtype", "bad", arr(), 10s);
+    REQUIRE_FALSE(bad.ok());
+    CHECK(bad.code() == errc::exception);
+    CHECK(bad.err().detail == "no resources");
+    CHECK(downs.count() == 0);
+}

@@ -261,28 +261,21 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                 if (!from_peer(peer, env.from)) return bad("forged requester pid");
                 auto s = services_->find(env.service);
                 if (!s) return reply_err(errc::no_such_service, env.service);
-                auto* f = s->find_type(env.actor_type);
-                if (!f) return reply_err(errc::no_such_function, env.service + ":" + env.actor_type);
-                result<std::pair<actor_init, behavior>> made = error{errc::exception};
+                if (!s->find_type(env.actor_type))
+                    return reply_err(errc::no_such_function, env.service + ":" + env.actor_type);
                 std::shared_ptr<const authority> acting = who ? who->shared_from_this() : member_authority(peer);
-                try {
-                    acting_scope scope(acting.get());  // the factory runs for the requester too
-                    made = (*f)(env.args);
-                } catch (const std::exception& ex) {
-                    made = error{errc::exception, ex.what()};
-                }
-                if (!made) return reply_err(made.code(), made.err().detail);
-                // The child's own init sets up the requested link/monitor and
-                // posts the reply before any user code runs: the relation
-                // exists before the child can end, and the reply reaches the
-                // requester before any exit or DOWN from the child.
+                // The factory runs in the child's own init, on a worker: user
+                // code (a Python factory holds the GIL) never runs on the I/O
+                // loop. The init then sets up the requested link/monitor and
+                // posts the reply before any user code of the actor runs: the
+                // relation exists before the child can end, and the reply
+                // reaches the requester before any exit or DOWN from the child.
                 auto self = weak_from_this();
-                auto inner_init = std::move(made->first);
-                auto inner_b = std::move(made->second);
                 std::uint8_t flags = env.from.is_null() ? std::uint8_t{spawn_plain} : env.flags;
                 actor_init wrapped = [self, peer, req = env.req_id, flags, from = env.from, mref = env.monitor_ref,
-                                      tie = !cluster, acting = std::move(acting), inner_init = std::move(inner_init),
-                                      inner_b = std::move(inner_b)](actor& me) mutable -> behavior {
+                                      tie = !cluster, acting = std::move(acting), svc = std::move(s),
+                                      type = std::move(env.actor_type),
+                                      args = std::move(env.args)](actor& me) mutable -> behavior {
                     if (acting && acting->restricted()) {
                         // Spawned for a grantee or a stranger: it acts for
                         // that principal for its whole life (auth/gate.hpp).
@@ -291,7 +284,22 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                         proc.ex().acting = acting;
                     }
                     std::optional<acting_scope> scope;
-                    if (acting) scope.emplace(acting.get());
+                    if (acting) scope.emplace(acting.get());  // the factory runs for the requester too
+                    result<std::pair<actor_init, behavior>> made = error{errc::exception};
+                    try {
+                        made = (*svc->find_type(type))(args);
+                    } catch (const std::exception& ex) {
+                        made = error{errc::exception, ex.what()};
+                    }
+                    if (!made) {
+                        if (auto d = self.lock()) {
+                            d->refused_.fetch_add(1, std::memory_order_relaxed);
+                            d->post(peer, env_spawn_reply{req, made.code(), pid{}, made.err().detail});
+                        }
+                        return {};  // ends at once, before any relation exists
+                    }
+                    auto inner_init = std::move(made->first);
+                    auto inner_b = std::move(made->second);
                     if (auto d = self.lock()) {
                         if (tie) {
                             // Spawned by a grantee or a stranger: linked to its
