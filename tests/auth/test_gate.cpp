@@ -28,6 +28,8 @@ struct state final : auth::gate_state {
     bool asked(const ref& t) const override { return t.node == self_node && asked_ids.count(t.id); }
     bool watching(const ref& m) const override { return watching_ids.count(m.id) != 0; }
     bool watched_by(const pid&, const pid&, const ref& m) const override { return watched_ids.count(m.id) != 0; }
+    std::size_t rel = 0;
+    std::size_t relations() const override { return rel; }
 };
 
 std::shared_ptr<authority> make(principal::kind k, grant_scope scope = {}) {
@@ -180,4 +182,16 @@ TEST_CASE("gate: members and local code are not restricted, and re-dispatch foll
     CHECK(auth::is_admin_service("grants"));
     CHECK(auth::is_admin_service("node"));
     CHECK_FALSE(auth::is_admin_service("kvs"));
+}
+
+TEST_CASE("gate: a non-member holds at most max_relations monitors and links") {
+    auto bob = make(principal::kind::grant, {{"demo", {}}});
+    state s;
+    s.rel = auth::max_relations - 1;
+    CHECK(auth::admit(*bob, env_monitor{own, handed, mref_watched}, s).ok());
+    CHECK(auth::admit(*bob, env_link{own, handed}, s).ok());
+    s.rel = auth::max_relations;
+    CHECK(auth::admit(*bob, env_monitor{own, handed, mref_watched}, s).code == errc::overloaded);
+    CHECK(auth::admit(*bob, env_link{own, handed}, s).code == errc::overloaded);
+    CHECK(auth::admit(*bob, env_unlink{own, handed}, s).ok());  // removing one is always allowed
 }

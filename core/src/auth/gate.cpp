@@ -111,7 +111,12 @@ verdict admit(const authority& who, const envelope& e, const gate_state& s) {
                     if constexpr (std::is_same_v<T, env_monitor>) return env.target;
                     else return env.to;
                 }();
-                return all({check_sender(who, env.from), may_name(who, target, true, s)});
+                if (v = all({check_sender(who, env.from), may_name(who, target, true, s)}); !v.ok()) return v;
+                if constexpr (!std::is_same_v<T, env_unlink>)
+                    if (s.relations() >= max_relations)
+                        return {errc::overloaded, "you hold " + std::to_string(max_relations) +
+                                                      " monitors and links here already: remove some first"};
+                return {};
             } else if constexpr (std::is_same_v<T, env_demonitor>) {
                 if (v = all({check_sender(who, env.from), may_name(who, env.target, true, s)}); !v.ok()) return v;
                 if (!s.watched_by(env.target, env.from, env.mref)) return refused("not your monitor");

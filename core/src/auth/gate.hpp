@@ -43,6 +43,8 @@ public:
     virtual bool watching(const ref& mref) const = 0;
     // The peer's `watcher` monitors the local `target` under `mref`.
     virtual bool watched_by(const pid& target, const pid& watcher, const ref& mref) const = 0;
+    // The monitors and links the peer holds on local processes now.
+    virtual std::size_t relations() const { return 0; }
 };
 
 struct verdict {
@@ -50,6 +52,9 @@ struct verdict {
     std::string detail;  // for the refusal answer and the log; never secret
     bool ok() const noexcept { return code == errc::ok; }
 };
+
+// The monitors and links one non-member may hold on this node's processes.
+inline constexpr std::size_t max_relations = 4096;
 
 // "grants" and "node": the owner's control; never granted, never public.
 bool is_admin_service(std::string_view svc) noexcept;

@@ -176,6 +176,8 @@ private:
     struct restricted_peer {
         std::shared_ptr<authority> who;
         std::atomic<bool> starved{false};  // a server whose refusal budget is spent
+        // Monitors and links it holds on local processes (auth::max_relations).
+        std::atomic<std::int64_t> relations{0};
         mutable std::mutex mu;
         std::unordered_set<std::uint64_t> asked;
         std::deque<std::uint64_t> asked_order;
@@ -315,6 +317,8 @@ private:
     mutable std::shared_mutex restricted_mu_;
     std::unordered_map<std::string, std::shared_ptr<restricted_peer>> restricted_;
     std::shared_ptr<restricted_peer> find_restricted(const std::string& node) const;
+    // A non-member's count of monitors and links on local processes changes.
+    void count_relation(const std::string& node, int delta);
     // The principal of an up cluster member (who an invocation acts for:
     // kith::current_principal); null if it is not up. Under restricted_mu_.
     std::unordered_map<std::string, std::shared_ptr<const authority>> members_;

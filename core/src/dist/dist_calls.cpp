@@ -48,6 +48,13 @@ void for_each_handed_pid(const envelope& e, F add) {
 // ---------------------------------------------------------------------------
 // services, rpc, remote spawn (caller side)
 
+void dist::count_relation(const std::string& node, int delta) {
+    if (auto rp = find_restricted(node)) {
+        auto now = rp->relations.fetch_add(delta, std::memory_order_relaxed) + delta;
+        if (now < 0) rp->relations.store(0, std::memory_order_relaxed);
+    }
+}
+
 void dist::restricted_peer::note_asked(std::uint64_t id) {
     std::lock_guard lk(mu);
     if (!asked.insert(id).second) return;
@@ -280,6 +287,7 @@ bool dist::send(const pid& to, message&& m) {
             return post(to.node, env_response{to, std::move(m.tag), code, std::move(detail)});
         }
         case message_kind::down:
+            count_relation(to.node, -1);  // a non-member's monitor here has fired
             return post(to.node, env_down{std::move(m.tag), std::move(m.from), to, std::move(m.body)});
         default:
             return false;
@@ -313,7 +321,10 @@ bool dist::demonitor(const pid& watcher, const pid& target, const ref& tag) {
 }
 
 bool dist::exit(const pid& from, const pid& to, const term& reason, bool linked) {
-    if (linked) with_peer(to.node, [&](peer_state& ps) { ps.links.erase({from, to}); });
+    if (linked) {
+        with_peer(to.node, [&](peer_state& ps) { ps.links.erase({from, to}); });
+        count_relation(to.node, -1);  // a non-member's link here has fired
+    }
     if (to.serial == UINT64_MAX) return true;  // a connection_pid: nothing to tell
     return post(to.node, env_exit{from, to, reason, linked});
 }

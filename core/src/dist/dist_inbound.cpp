@@ -47,6 +47,10 @@ public:
     bool watched_by(const pid& target, const pid& watcher, const ref& mref) const override {
         return d_.rt_.has_remote_watcher(target, watcher, mref);
     }
+    std::size_t relations() const override {
+        auto n = rp_.relations.load(std::memory_order_relaxed);
+        return n > 0 ? static_cast<std::size_t>(n) : 0;
+    }
 
 private:
     dist& d_;
@@ -343,9 +347,12 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                 if (!is_local(env.target) || !from_peer(peer, env.from)) return bad("forged pid");
                 if (!rt_.remote_monitor(env.from, env.target, env.mref))
                     post(peer, env_down{env.mref, env.target, env.from, term("noproc")});
+                else if (who)
+                    count_relation(peer, +1);
             } else if constexpr (std::is_same_v<T, env_demonitor>) {
                 if (!is_local(env.target) || !from_peer(peer, env.from)) return bad("forged pid");
-                rt_.remote_demonitor(env.target, env.mref, env.from);  // only the watcher's own monitor
+                if (rt_.remote_demonitor(env.target, env.mref, env.from) && who)  // only the watcher's own monitor
+                    count_relation(peer, -1);
             } else if constexpr (std::is_same_v<T, env_down>) {
                 if (!is_local(env.to) || !from_peer(peer, env.who)) return bad("forged pid");
                 with_peer(peer, [&](peer_state& ps) { ps.monitors.erase(env.mref); });
@@ -355,10 +362,13 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                 if (!is_local(env.to) || !from_peer(peer, env.from)) return bad("forged pid");
                 with_peer(peer, [&](peer_state& ps) { ps.links.emplace(env.to, env.from); });
                 if (!rt_.remote_link(env.from, env.to)) post(peer, env_exit{env.to, env.from, term("noproc"), true});
+                else if (who)
+                    count_relation(peer, +1);
             } else if constexpr (std::is_same_v<T, env_unlink>) {
                 if (!is_local(env.to) || !from_peer(peer, env.from)) return bad("forged pid");
                 with_peer(peer, [&](peer_state& ps) { ps.links.erase({env.to, env.from}); });
                 rt_.remote_unlink(env.from, env.to);
+                if (who) count_relation(peer, -1);
             } else if constexpr (std::is_same_v<T, env_exit>) {
                 if (!is_local(env.to) || !from_peer(peer, env.from)) return bad("forged pid");
                 if (env.linked) with_peer(peer, [&](peer_state& ps) { ps.links.erase({env.to, env.from}); });
