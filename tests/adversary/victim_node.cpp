@@ -52,6 +52,7 @@
 #include "kith/builtin.hpp"
 #include "kith/mailbox.hpp"
 #include "kith/node.hpp"
+#include "../support/node_args.hpp"
 
 using namespace kith;
 using namespace std::chrono_literals;
@@ -102,12 +103,7 @@ int main(int argc, char** argv) {
     node_options o;
     o.workers = 2;
     o.net.listen = "tcp://127.0.0.1:0";
-    for (int i = 1; i + 1 < argc; i += 2) {
-        std::string k = argv[i], v = argv[i + 1];
-        if (k == "--name") o.name = v;
-        else if (k == "--key-dir") o.net.key_dir = v;
-        else if (k == "--cookie") o.net.cookie = v;
-    }
+    if (!parse_node_args("kith_adversary_victim", argc, argv, o)) return 2;
     node n(o);
     node* np = &n;
     n.add_service(services::make_kvs());

@@ -17,6 +17,7 @@
 
 #include "kith/builtin.hpp"
 #include "kith/node.hpp"
+#include "../support/node_args.hpp"
 
 namespace {
 volatile std::sig_atomic_t g_stop = 0;
@@ -27,18 +28,7 @@ int main(int argc, char** argv) {
     kith::node_options o;
     o.name = "test@localhost";
     o.net.listen = "tcp://127.0.0.1:0";
-    for (int i = 1; i + 1 < argc; i += 2) {
-        std::string k = argv[i], v = argv[i + 1];
-        if (k == "--name") o.name = v;
-        else if (k == "--key-dir") o.net.key_dir = v;
-        else if (k == "--cookie") o.net.cookie = v;
-        else if (k == "--listen") o.net.listen = v;
-        else if (k == "--hb-timeout-ms") o.net.heartbeat_timeout = std::chrono::milliseconds(std::stoi(v));
-        else {
-            std::fprintf(stderr, "kith_test_node: unknown option %s\n", k.c_str());
-            return 2;
-        }
-    }
+    if (!parse_node_args("kith_test_node", argc, argv, o)) return 2;
     std::signal(SIGTERM, on_signal);
     std::signal(SIGINT, on_signal);
     kith::node n(o);

@@ -1,0 +1,27 @@
+// The options every test node program takes (tests only):
+//   --name N --key-dir D --cookie C --listen EP --hb-timeout-ms T
+// Fills `o` from argv (pairs); false, with a message on stderr naming
+// `program`, for an option it does not know.
+#pragma once
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "kith/node.hpp"
+
+inline bool parse_node_args(const char* program, int argc, char** argv, kith::node_options& o) {
+    for (int i = 1; i + 1 < argc; i += 2) {
+        std::string k = argv[i], v = argv[i + 1];
+        if (k == "--name") o.name = v;
+        else if (k == "--key-dir") o.net.key_dir = v;
+        else if (k == "--cookie") o.net.cookie = v;
+        else if (k == "--listen") o.net.listen = v;
+        else if (k == "--hb-timeout-ms") o.net.heartbeat_timeout = std::chrono::milliseconds(std::stoi(v));
+        else {
+            std::fprintf(stderr, "%s: unknown option %s\n", program, k.c_str());
+            return false;
+        }
+    }
+    return true;
+}
