@@ -137,9 +137,13 @@ void transport::impl::read_router_monitor() {
                 if (--c->second == 0) stale_fds.erase(c);
                 continue;
             }
+            if (closing_fds.erase(fd)) continue;  // the close of a connection already forgotten
             std::vector<link*> hit;
-            for (auto& [rid, l] : ins)
-                if (l->fd == fd && l->state != lstate::connecting) hit.push_back(l.get());
+            for (auto& [rid, l] : ins) {
+                if (l->fd != fd) continue;
+                if (l->state == lstate::connecting) l->fd = -1;  // forgotten already: its close is this one
+                else hit.push_back(l.get());
+            }
             for (link* l : hit) {
                 if (l->state == lstate::established) link_failed(*l, "connection_closed");
                 else erase_in(*l);

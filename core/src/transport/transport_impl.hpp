@@ -252,8 +252,15 @@ struct transport::impl {
         if (fd < 0) return;
         if (closing_fds.erase(fd)) ++stale_fds[fd];
         std::vector<link*> old;
-        for (auto& [rid, l] : ins)
-            if (l->fd == fd && l->state != lstate::connecting) old.push_back(l.get());
+        for (auto& [rid, l] : ins) {
+            if (l->fd != fd) continue;
+            if (l->state == lstate::connecting) {  // forgotten, not yet reaped: its close is to come
+                ++stale_fds[fd];
+                l->fd = -1;
+                continue;
+            }
+            old.push_back(l.get());
+        }
         for (link* l : old) {
             ++stale_fds[fd];
             l->fd = -1;
