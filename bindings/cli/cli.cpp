@@ -217,7 +217,7 @@ node_options hidden_client_options(const args& a, const std::string& prefix, coo
     o.workers = 1;
     o.net.listen = "tcp://127.0.0.1:0";
     o.net.hidden = true;
-    o.net.log = [](const std::string&) {};
+    o.net.log = [](const kith::log_record&) {};
     if (a.has("--key-dir")) o.net.key_dir = a.get("--key-dir");
     std::filesystem::path dir = o.net.key_dir.empty() ? default_key_dir() : o.net.key_dir;
     cookie_info info;

@@ -234,8 +234,8 @@ int cmd_node(int argc, char** argv) {
     std::unique_ptr<kith::discovery> disc;
     // Hints from discovery (a node using our name, a refused connection, a
     // node of the class with another cookie), one line each.
-    d.log = [](const std::string& line) {
-        std::printf("%s\n", line.c_str());
+    d.log = [](const kith::log_record& r) {
+        std::printf("%.*s\n", static_cast<int>(r.text.size()), r.text.data());
         std::fflush(stdout);
     };
     if (!a.has("--no-discovery")) {

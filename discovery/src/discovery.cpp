@@ -148,14 +148,18 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
     static constexpr std::size_t max_seen = 4096;  // strangers beyond are not listed
     std::string my_cluster;                          // our cluster id, 8 hex ("" without a cookie)
     std::set<std::string> said;                      // hints said once (bounded)
-    // Says a hint once (o.log); call without mu held.
+    // Says a hint once (o.log, else the default sink); call without mu held.
     void hint(const std::string& once_key, const std::string& line) {
-        if (!o.log) return;
         {
             std::lock_guard lk(mu);
             if (said.size() >= 1024 || !said.insert(once_key).second) return;
         }
-        o.log(line);
+        log_record r;
+        r.level = log_level::info;
+        r.source = "discovery";
+        r.text = line;
+        r.node = my_name;
+        log_to(o.log, r);
     }
     // The broadcast destinations of the last enumeration.
     std::set<std::uint32_t> bcast;

@@ -151,9 +151,9 @@ TEST_CASE("discovery abuse: stale, replayed and re-sourced beacons do nothing") 
     o.auto_connect = false;
     std::vector<std::string> said;
     std::mutex said_mu;
-    o.log = [&](const std::string& l) {
+    o.log = [&](const log_record& l) {
         std::lock_guard lk(said_mu);
-        said.push_back(l);
+        said.emplace_back(l.text);
     };
     discovery d(*a.n, o);
     auto key = detail::beacon_hmac_key::from_cookie(cookie);

@@ -15,7 +15,7 @@ kith::node_options opts(const std::string& name, const temp_dir& home, const std
     o.net.listen = "tcp://127.0.0.1:0";
     o.net.key_dir = home.path / name;
     o.net.cookie = cookie;
-    o.net.log = [](const std::string&) {};
+    o.net.log = [](const kith::log_record&) {};
     return o;
 }
 

@@ -16,6 +16,7 @@
 
 #include "kith/error.hpp"
 #include "kith/keys.hpp"
+#include "kith/log.hpp"
 #include "kith/term.hpp"
 
 namespace kith {
@@ -43,12 +44,13 @@ struct net_options {
     std::size_t max_queue_bytes = 8u << 20;
     // A hidden node (e.g. a short-lived CLI) is not listed by others' nodes().
     bool hidden = false;
-    // Diagnostics of the distribution layer (refused connections, malformed
-    // or refused envelopes), one line each without a trailing newline; never
-    // secrets. Called on kith threads; keep it short. At most 20 lines a
-    // second reach it (the rest are counted in net_counters only). Unset:
-    // written to stderr as "kith: <line>".
-    std::function<void(const std::string&)> log;
+    // This node's diagnostics (kith/log.hpp): refused connections, malformed
+    // or refused envelopes, a damaged grant table, a callback that threw;
+    // never secrets. Called on kith threads; keep it short. At most 20
+    // records a second of peer-caused diagnostics reach it (the rest are
+    // counted in net_counters only). Unset: the process default sink
+    // (stderr, "kith dist [name@host]: warning: <text>").
+    log_sink log;
 };
 
 // How much a connected node is trusted (see docs/security.md).

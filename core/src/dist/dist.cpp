@@ -442,8 +442,12 @@ void dist::diag(const std::string& line) {
         if (diag_tokens_ < 1.0) return;
         diag_tokens_ -= 1.0;
     }
-    if (opts_.log) opts_.log(line);
-    else std::fprintf(stderr, "kith: %s\n", line.c_str());
+    log_record r;
+    r.level = log_level::warning;
+    r.source = "dist";
+    r.text = line;
+    r.node = rt_.name();
+    log_to(opts_.log, r);
 }
 
 void dist::on_refused(const refusal& r) {

@@ -96,8 +96,9 @@ struct discovery_options {
     //   "stranger ..."      a node with another cookie (its cluster id and ours)
     //   "refused ..."       a cluster member refused our connection (why)
     //   "clock ..."         a member's beacons are dropped: its clock is off by more than max_clock_skew
-    // Unset: nothing is said (the counters still count).
-    std::function<void(const std::string&)> log;
+    // Each is one record (kith/log.hpp, source "discovery", level info).
+    // Unset: the process default sink (stderr).
+    log_sink log;
 };
 
 // A node discovered by its beacon.
