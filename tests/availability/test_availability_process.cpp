@@ -5,6 +5,8 @@
 //   - a join on one node is seen on the others within a deadline; send_all
 //     reaches every member once; a member's exit and its node's loss remove
 //     it everywhere, with membership events;
+//   - a frozen node (SIGSTOP): its pg members leave and come back after
+//     SIGCONT; its supervised child is replaced once, never duplicated;
 //   - a grantee can neither join nor list nor message a group, and its own
 //     scope server never exchanges memberships with the cluster.
 // Every wait has a deadline; children are killed and reaped at scope exit.
@@ -274,4 +276,73 @@ TEST_CASE("pg: a grantee cannot join, list or message a group, and its scope nev
     CHECK(as_set(pb.members("room")) == std::set<pid>{bm.self()});
     CHECK(as_set(pb.members("room2")).empty());
     CHECK(!am.receive([](const message& m) { return m.is_user(); }, 200ms).ok());  // no spam reached a member
+}
+
+TEST_CASE("process: pg members of a frozen node leave, and come back when it thaws", "[availability][pg][process]") {
+    temp_dir tmp;
+    node me(opts("hub@localhost", tmp.path / "me"));
+    pg_scope pg(me);
+    mailbox rep(me);
+    auto a = start_child("a@localhost", tmp.path / "a");
+    REQUIRE(me.connect(a->endpoint, a->key, 5s).ok());
+    auto ja = me.call("a@localhost", "pgctl", "join", arr("room", rep.self()), 3s);
+    REQUIRE(ja.ok());
+    pid pa = *ja->as_pid();
+    REQUIRE(eventually([&] { return as_set(pg.members("room")) == std::set<pid>{pa}; }, 3000ms));
+
+    auto t_stop = clock_type::now();
+    a->signal(SIGSTOP);  // silent, connection open: a partition as seen from here
+    CHECK(eventually([&] { return as_set(pg.members("room")).empty(); }, 5000ms));
+    std::printf("pg: members of a silent node removed after %.0f ms\n", ms_since(t_stop));
+    auto t_cont = clock_type::now();
+    a->signal(SIGCONT);  // heal: the automatic reconnect, nodeup, then a sync each way
+    CHECK(eventually([&] { return as_set(pg.members("room")) == std::set<pid>{pa}; }, 10000ms));
+    std::printf("pg: membership back %.0f ms after the heal\n", ms_since(t_cont));
+    auto sent = pg.send_all("room", "again");
+    REQUIRE(sent.ok());
+    CHECK(*sent == 1);
+    auto m = rep.receive([](const message& x) { return x.is_user(); }, 3s);
+    REQUIRE(m.ok());
+    CHECK(*m->body.at(1)->as_pid() == pa);
+}
+
+TEST_CASE("process: a supervisor's remote child on a frozen node is replaced once, never duplicated",
+          "[availability][supervisor][process]") {
+    temp_dir tmp;
+    node me(opts("sup@localhost", tmp.path / "me"));
+    auto b = start_child("far@localhost", tmp.path / "far");
+    REQUIRE(me.connect(b->endpoint, b->key, 5s).ok());
+    supervisor_spec sp;
+    sp.intensity = 3;
+    sp.retry_interval = 500ms;
+    sp.log = [](const log_record&) {};
+    child_spec c;
+    c.id = "echo";
+    c.remote = remote_child{"far@localhost", "echo", "server", arr()};
+    c.start_timeout = 2000ms;
+    sp.children.push_back(c);
+    auto sup = start_supervisor(me, sp);
+    REQUIRE(sup.ok());
+    pid first = (*which_children(me, *sup))[0].who;
+
+    b->signal(SIGSTOP);
+    CHECK(eventually([&] { return (*which_children(me, *sup))[0].state == "waiting"; }, 5000ms));
+    b->signal(SIGCONT);
+    pid second;
+    CHECK(eventually([&] {
+        auto k = which_children(me, *sup);
+        if ((*k)[0].state != "running") return false;
+        second = (*k)[0].who;
+        return true;
+    }, 10000ms));
+    CHECK(second != first);
+    CHECK(echo_works(me, second));
+    // The first one ended on its own node when its link to us was cut
+    // (noconnection on both sides): monitoring it now says it is gone.
+    mailbox mb(me);
+    ref r = mb.monitor(first);
+    auto down = mb.receive([&](const message& m) { return m.is_down() && m.tag == r; }, 3s);
+    REQUIRE(down.ok());
+    CHECK(down->body == term("noproc"));
+    REQUIRE(stop_supervisor(me, *sup).ok());
 }
