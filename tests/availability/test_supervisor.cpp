@@ -286,3 +286,33 @@ TEST_CASE("supervisor: a remote child that cannot start fails the start, naming 
     CHECK(r.err().detail.find("start_failed: far: nodedown") != std::string::npos);
     CHECK(events(log, 2) == std::vector<std::string>{"started:a", "stopping:a"});
 }
+
+TEST_CASE("supervisor: a tree: a child supervisor that gives up is restarted by its parent",
+          "[availability][supervisor]") {
+    node n(opts());
+    mailbox log(n);
+    supervisor_spec inner = spec_of(sup_strategy::one_for_one, log.self(), 0);  // gives up at the first crash
+    inner.children.resize(2);                                                 // a, b
+    supervisor_spec outer;
+    outer.log = [](const log_record&) {};
+    child_spec sub;
+    sub.id = "inner";
+    sub.start = supervisor(n, inner);
+    sub.shutdown = 10000ms;  // long enough for the inner tree's own ordered shutdown
+    outer.children.push_back(sub);
+    auto top = start_supervisor(n, outer);
+    REQUIRE(top.ok());
+    std::map<std::string, pid> p;
+    CHECK(events(log, 2, &p) == std::vector<std::string>{"started:a", "started:b"});
+    pid inner1 = (*which_children(n, *top))[0].who;
+    log.send(p["a"], "crash");
+    // inner stops b and exits "shutdown"; outer (permanent child) starts it again.
+    CHECK(events(log, 3, &p) == std::vector<std::string>{"stopping:b", "started:a", "started:b"});
+    auto kids = which_children(n, *top);
+    REQUIRE(kids.ok());
+    CHECK((*kids)[0].restarts == 1);
+    CHECK((*kids)[0].who != inner1);
+    // Stopping the top stops the whole tree, deepest last-started first.
+    REQUIRE(stop_supervisor(n, *top).ok());
+    CHECK(events(log, 2) == std::vector<std::string>{"stopping:b", "stopping:a"});
+}

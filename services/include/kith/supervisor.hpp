@@ -46,6 +46,10 @@
 // for at most child_spec::start_timeout. Give a node with remote children at
 // least two workers.
 //
+// supervisor_spec::log is called on that worker (keep it short). A child
+// that is itself a supervisor (a tree) should get a `shutdown` timeout long
+// enough for its own ordered shutdown.
+//
 // Ownership: the supervisor owns its children (they are linked to it). The
 // node must outlive every supervisor started on it. Specs are copied.
 //
