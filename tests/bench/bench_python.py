@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """python_rpc_p50_us: a Python caller of a C++ service on loopback, against
-the C++ rpc_p50_us of the same run (target: at most 2x).
+the C++ rpc_p50_us of the same run (target: at most 2x); and
+python_rpc_32_callers_calls_per_s: 32 Python threads each with one blocking
+call outstanding, beside the C++ rpc_32_callers_calls_per_s of the same run.
 
 Same shape as kith_bench's "remote" rpc figure: two nodes in one process on
 loopback with real CURVE; node b hosts the C++ built-in echo service, node a
@@ -24,12 +26,41 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def cpp_rpc_p50(bench: str) -> float:
-    env = dict(os.environ, KITH_BENCH_REMOTE_ONLY="rpc")
+def cpp_figure(bench: str, part: str, figure: str) -> float:
+    env = dict(os.environ, KITH_BENCH_REMOTE_ONLY=part)
     out = subprocess.run([bench, "remote"], capture_output=True, text=True, env=env, timeout=600).stdout
     print(out, end="")
-    m = re.search(r"^rpc_p50_us ([0-9.eE+-]+)", out, re.M)
+    m = re.search(r"^" + figure + r" ([0-9.eE+-]+)", out, re.M)
     return float(m.group(1)) if m else -1.0
+
+
+def python_32_callers(total: int) -> float:
+    """32 threads, each making blocking calls until `total` are done; calls/s."""
+    import threading
+    import kith
+    with tempfile.TemporaryDirectory() as d:
+        opts = dict(listen="tcp://127.0.0.1:0", cookie="kith-bench-cookie")
+        with kith.Node("a@bench", key_dir=os.path.join(d, "a"), **opts) as a, \
+             kith.Node("b@bench", key_dir=os.path.join(d, "b"), services=["echo"], **opts) as b:
+            bn = a.connect(b.endpoint, b.key)
+            lock = threading.Lock()
+            issued = [0]
+
+            def worker() -> None:
+                while True:
+                    with lock:
+                        if issued[0] >= total:
+                            return
+                        issued[0] += 1
+                    a.call(bn, "echo", "echo", [1])
+
+            threads = [threading.Thread(target=worker) for _ in range(32)]
+            t0 = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            return total / (time.perf_counter() - t0)
 
 
 def python_rpc(warmup: int, n: int) -> "list[float]":
@@ -58,7 +89,9 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=20000)
     args = ap.parse_args()
     sys.path.insert(0, os.path.join(args.build, "bindings", "python"))
-    cpp = cpp_rpc_p50(os.path.join(args.build, "tests", "bench", "kith_bench"))
+    bench = os.path.join(args.build, "tests", "bench", "kith_bench")
+    cpp = cpp_figure(bench, "rpc", "rpc_p50_us")
+    cpp32 = cpp_figure(bench, "rpc32", "rpc_32_callers_calls_per_s")
     lat = python_rpc(2000, args.n)
     p50, p99 = lat[len(lat) // 2], lat[len(lat) * 99 // 100]
     print(f"python_rpc_p50_us {p50:.6g} us")
@@ -67,6 +100,10 @@ def main() -> int:
         print(f"python_rpc_p50_vs_cpp_rpc_p50_ratio {p50 / cpp:.6g} x (target <= 2)")
     else:
         print("python_rpc_note: C++ rpc_p50_us not measured (kith_bench missing or failed)")
+    py32 = python_32_callers(50000)
+    print(f"python_rpc_32_callers_calls_per_s {py32:.6g} calls/s")
+    if cpp32 > 0:
+        print(f"python_rpc_32_callers_vs_cpp_ratio {py32 / cpp32:.6g} x")
     return 0
 
 

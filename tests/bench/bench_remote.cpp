@@ -7,15 +7,13 @@
 //                                bounded window in flight (B acknowledges),
 //                                so no queue overflows
 //   rpc_32_callers_calls_per_s   node::call_async with 32 calls outstanding
-//   remote_idle_cpu_pct          CPU of both nodes, connected and idle, over 3 s
 // and the ratios to the raw libzmq CURVE baseline of the same run (group
 // "zmq_baseline"), when that group ran first.
-// For profiling: KITH_BENCH_REMOTE_ONLY=rpc|send|rpc32|idle runs one part only;
+// (The idle figures are in group "concurrency": one node, 8 peers.)
+// For profiling: KITH_BENCH_REMOTE_ONLY=rpc|send|rpc32 runs one part only;
 // KITH_BENCH_WORKERS=N sets each node's worker count (default: the node's
 // default, hardware concurrency); KITH_BENCH_REMOTE_N=N sets the measured
 // count of calls / messages (one run, no warm-up), e.g. for callgrind.
-#include <stdlib.h>
-#include <time.h>
 
 #include <cstdlib>
 
@@ -33,6 +31,7 @@
 #include <vector>
 
 #include "bench.hpp"
+#include "bench_nodes.hpp"
 #include "kith/mailbox.hpp"
 #include "kith/node.hpp"
 #include "kith/service.hpp"
@@ -42,34 +41,9 @@ namespace {
 using clk = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-double seconds_since(clk::time_point t0) { return std::chrono::duration<double>(clk::now() - t0).count(); }
-
-// A temporary key directory, removed afterwards.
-struct temp_dir {
-    std::filesystem::path path;
-    temp_dir() {
-        std::string tmpl = (std::filesystem::temp_directory_path() / "kith-bench-XXXXXX").string();
-        if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-        path = tmpl;
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-};
-
-kith::node_options net_node(const std::string& name, const std::filesystem::path& dir) {
-    kith::node_options o;
-    o.name = name;
-    o.net.listen = "tcp://127.0.0.1:0";
-    o.net.key_dir = dir;
-    o.net.cookie = "kith-bench-cookie";
-    if (const char* w = std::getenv("KITH_BENCH_WORKERS")) o.workers = static_cast<unsigned>(std::atoi(w));
-    // Profiling runs (a set count, typically under callgrind) are slow
-    // enough to miss the default heartbeat bound.
-    if (std::getenv("KITH_BENCH_REMOTE_N")) o.net.heartbeat_timeout = std::chrono::seconds(60);
-    return o;
-}
+using kith::bench::net_node;
+using kith::bench::seconds_since;
+using kith::bench::temp_dir;
 
 // Sequential blocking calls; returns sorted latencies in microseconds.
 std::vector<double> rpc_latency(kith::node& a, const std::string& b, int warmup, int n) {
@@ -259,21 +233,6 @@ KITH_BENCH_GROUP("remote", 30) {
             if (n <= 0) rpc_window(a, bn, 32, 20000);  // warm-up
             kith::bench::report("rpc_32_callers_calls_per_s", rpc_window(a, bn, 32, n > 0 ? n : 300000), "calls/s");
         }
-        if (want("idle")) {
-            // CPU the two connected, idle nodes use (heartbeats, housekeeping,
-            // any spinning), in % of one core, after a settle period.
-            std::this_thread::sleep_for(500ms);
-            auto cpu = [] {
-                timespec ts{};
-                ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-                return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-            };
-            const double c0 = cpu();
-            const auto t0 = clk::now();
-            std::this_thread::sleep_for(3s);
-            kith::bench::report("remote_idle_cpu_pct", 100.0 * (cpu() - c0) / seconds_since(t0), "% of a core");
-        }
-
         double zp = kith::bench::figure("zmq_curve_pingpong_p50_us");
         double zo = kith::bench::figure("zmq_curve_oneway_msgs_per_s");
         double rp = kith::bench::figure("rpc_p50_us");
