@@ -7,6 +7,7 @@
 // grants, node (the admin services), and for the tests
 //   relay:invoke(Svc, Fn, Args)  re-dispatches with node::invoke_local
 //   relay:ping()                 "pong"
+//   relay:hold()                 replies only at the `release` command (work in flight)
 //   box:get()                    [Handed, Worker]: hands out those two pids
 // Local processes: `sink` (a mailbox never handed to anyone: every attack aims
 // at it), `handed` (a mailbox handed out by box:get), `worker` (an actor
@@ -15,7 +16,16 @@
 // on command). At start it prints
 //   READY name=N ep=EP key=Z85 sink=PID handed=PID worker=PID asker=PID watcher=PID
 // Commands:
-//   stats                         -> "stats refused=N unauthorized=N rate_limited=N revoked=N protocol=N"
+//   stats                         -> "stats refused=N unauthorized=N rate_limited=N revoked=N protocol=N
+//                                     overloaded=N"
+//   release                       -> replies "released" to every held relay:hold; "released N"
+//   kill PID                      -> exit "kill" to PID; "killed"
+//   rss                           -> "rss KB HWM_KB" (VmRSS and VmHWM of this process)
+//   callloop NODE MS              -> calls NODE's relay:ping one after another for MS ms:
+//                                    "callloop n=N errors=E p50=US p99=US max=US down=D [first_error=..]"
+//                                    (D: nodedowns of NODE meanwhile)
+//   unstall                       -> frees the `slow` actor (box:slow) from "stall"; "unstalled"
+//   slow_seen                     -> "slow_seen N" (messages the slow actor took)
 //   kvs KEY                       -> "kvs TERM" (local lookup)
 //   sink                          -> "sink S H" (messages queued in sink / handed)
 //   grants                        -> "grants L1,L2" (labels, sorted)
@@ -38,7 +48,10 @@
 //                                    "sink"/"handed"; "sent"
 //   quit
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <fstream>
 #include <future>
 #include <iostream>
 #include <map>
@@ -92,6 +105,13 @@ std::string set_public(N& n, const std::string& svc, bool on, rate_limit rate) {
     }
 }
 
+std::vector<std::string> words_of(const std::string& s) {
+    std::istringstream in(s);
+    std::vector<std::string> w;
+    for (std::string t; in >> t;) w.push_back(t);
+    return w;
+}
+
 struct ask_slots {
     std::mutex mu;
     std::map<int, std::string> results;
@@ -111,7 +131,17 @@ int main(int argc, char** argv) {
     n.add_service(services::make_demo(n));
     n.add_service(services::make_grant_admin(n));
     n.add_service(services::make_node_info(n));
+    struct held_calls {
+        std::mutex mu;
+        std::vector<reply_to> calls;
+    };
+    auto held = std::make_shared<held_calls>();
     n.add_service(service("relay")
+                      .function("hold",
+                                [held](reply_to r) {
+                                    std::lock_guard lk(held->mu);
+                                    held->calls.push_back(std::move(r));
+                                })
                       .function("invoke",
                                 [np](reply_to r, std::string svc, std::string fn, term args) {
                                     np->invoke_local(svc, fn, args, std::move(r));
@@ -121,7 +151,25 @@ int main(int argc, char** argv) {
     mailbox sink(n), handed(n), supervisor(n), watcher(n);
     pid worker = n.spawn([](actor&, message&) {});
     supervisor.monitor(worker);
-    n.add_service(service("box").function("get", [h = handed.self(), worker] { return arr(h, worker); }));
+    // `slow`: an actor that, on "stall", blocks its worker thread until the
+    // `unstall` command: its mailbox fills while it does (queued-bytes cap).
+    struct stall_gate {
+        std::mutex mu;
+        std::condition_variable cv;
+        bool open = false;
+        std::atomic<long> seen{0};
+    };
+    auto stall = std::make_shared<stall_gate>();
+    pid slow = n.spawn([stall](actor&, message& m) {
+        stall->seen.fetch_add(1);
+        if (m.body.as_string() && *m.body.as_string() == "stall") {
+            std::unique_lock lk(stall->mu);
+            stall->cv.wait_for(lk, 30s, [&] { return stall->open; });
+        }
+    });
+    n.add_service(service("box")
+                      .function("get", [h = handed.self(), worker] { return arr(h, worker); })
+                      .function("slow", [slow] { return slow; }));
 
     auto slots = std::make_shared<ask_slots>();
     pid asker = n.spawn([slots](actor& self, message& m) {
@@ -160,7 +208,59 @@ int main(int argc, char** argv) {
             auto s = n.net_stats();
             out("stats refused=" + std::to_string(s.refused) + " unauthorized=" +
                 std::to_string(s.refused_unauthorized) + " rate_limited=" + std::to_string(s.refused_rate_limited) +
-                " revoked=" + std::to_string(s.refused_revoked) + " protocol=" + std::to_string(s.protocol_errors));
+                " revoked=" + std::to_string(s.refused_revoked) + " protocol=" + std::to_string(s.protocol_errors) +
+                " overloaded=" + std::to_string(s.refused_overloaded));
+        } else if (c == "release") {
+            std::vector<reply_to> calls;
+            {
+                std::lock_guard lk(held->mu);
+                calls.swap(held->calls);
+            }
+            for (auto& r : calls) r(term("released"));
+            out("released " + std::to_string(calls.size()));
+        } else if (c == "kill" && w.size() == 2) {
+            if (auto p = pid_arg(w[1])) n.send_exit(*p, term("kill"));
+            out("killed");
+        } else if (c == "unstall") {
+            {
+                std::lock_guard lk(stall->mu);
+                stall->open = true;
+            }
+            stall->cv.notify_all();
+            out("unstalled");
+        } else if (c == "slow_seen") {
+            out("slow_seen " + std::to_string(stall->seen.load()));
+        } else if (c == "rss") {
+            std::ifstream st("/proc/self/status");
+            std::string l, kb = "0", hwm = "0";
+            while (std::getline(st, l)) {
+                if (l.rfind("VmRSS:", 0) == 0) kb = words_of(l).at(1);
+                if (l.rfind("VmHWM:", 0) == 0) hwm = words_of(l).at(1);
+            }
+            out("rss " + kb + " " + hwm);
+        } else if (c == "callloop" && w.size() == 3) {
+            // relay:ping on NODE, one call after another, for MS ms; with the
+            // nodedowns of NODE seen meanwhile.
+            mailbox downs(n);
+            n.monitor_node(w[1], downs.self());
+            const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::stol(w[2]));
+            std::vector<long> us;
+            long errors = 0;
+            std::string first_error;
+            while (std::chrono::steady_clock::now() < until) {
+                const auto t0 = std::chrono::steady_clock::now();
+                auto r = n.call(w[1], "relay", "ping", term_array{}, 5s);
+                us.push_back(static_cast<long>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                   std::chrono::steady_clock::now() - t0)
+                                                   .count()));
+                if (!r && errors++ == 0) first_error = err_text(r.err());
+            }
+            std::sort(us.begin(), us.end());
+            auto at = [&](double q) { return us.empty() ? 0L : us[static_cast<std::size_t>(q * (us.size() - 1))]; };
+            out("callloop n=" + std::to_string(us.size()) + " errors=" + std::to_string(errors) +
+                " p50=" + std::to_string(at(0.5)) + " p99=" + std::to_string(at(0.99)) +
+                " max=" + std::to_string(us.empty() ? 0L : us.back()) + " down=" + std::to_string(downs.size()) +
+                (first_error.empty() ? "" : " first_error=" + first_error));
         } else if (c == "kvs" && w.size() == 2) {
             std::promise<result<term>> p;
             auto f = p.get_future();

@@ -28,8 +28,11 @@ struct state final : auth::gate_state {
     bool asked(const ref& t) const override { return t.node == self_node && asked_ids.count(t.id); }
     bool watching(const ref& m) const override { return watching_ids.count(m.id) != 0; }
     bool watched_by(const pid&, const pid&, const ref& m) const override { return watched_ids.count(m.id) != 0; }
-    std::size_t rel = 0;
+    std::size_t rel = 0, in_flight = 0, alive = 0, queued = 0;
     std::size_t relations() const override { return rel; }
+    std::size_t pending() const override { return in_flight; }
+    std::size_t spawned() const override { return alive; }
+    std::size_t queued_bytes() const override { return queued; }
 };
 
 std::shared_ptr<authority> make(principal::kind k, grant_scope scope = {}) {
@@ -194,4 +197,41 @@ TEST_CASE("gate: a non-member holds at most max_relations monitors and links") {
     CHECK(auth::admit(*bob, env_monitor{own, handed, mref_watched}, s).code == errc::overloaded);
     CHECK(auth::admit(*bob, env_link{own, handed}, s).code == errc::overloaded);
     CHECK(auth::admit(*bob, env_unlink{own, handed}, s).ok());  // removing one is always allowed
+}
+
+TEST_CASE("gate: work in flight, actors spawned and queued bytes are capped per non-member, after authorization") {
+    auto bob = make(principal::kind::grant, {{"demo", {}}});
+    state s;
+    env_spawn_request sp;
+    sp.req_id = 2;
+    sp.service = "demo";
+    sp.actor_type = "rpc_server";
+    auto has = [](const auth::verdict& v, const char* limit) {
+        return v.code == errc::overloaded && v.detail.rfind(std::string("limit ") + limit + ":", 0) == 0;
+    };
+    s.in_flight = auth::max_pending - 1;
+    s.alive = auth::max_spawned - 1;
+    s.queued = auth::max_queued_bytes - 1;
+    CHECK(auth::admit(*bob, call("demo", "node"), s).ok());
+    CHECK(auth::admit(*bob, env_cast{"demo", "node", arr()}, s).ok());
+    CHECK(auth::admit(*bob, sp, s).ok());
+    CHECK(auth::admit(*bob, env_send{handed, term("x")}, s).ok());
+    s.in_flight = auth::max_pending;
+    CHECK(has(auth::admit(*bob, call("demo", "node"), s), "pending"));
+    CHECK(has(auth::admit(*bob, env_cast{"demo", "node", arr()}, s), "pending"));
+    CHECK(has(auth::admit(*bob, sp, s), "pending"));
+    // Outside the scope it stays unauthorized: the load says nothing of the rights.
+    CHECK(auth::admit(*bob, call("kvs", "store"), s).code == errc::unauthorized);
+    s.in_flight = 0;
+    s.alive = auth::max_spawned;
+    CHECK(has(auth::admit(*bob, sp, s), "spawned"));
+    CHECK(auth::admit(*bob, call("demo", "node"), s).ok());  // calls spawn nothing
+    s.queued = auth::max_queued_bytes;
+    CHECK(has(auth::admit(*bob, env_send{handed, term("x")}, s), "queued"));
+    CHECK(has(auth::admit(*bob, env_request{handed, own, ref{peer_node, 9}, term("q")}, s), "queued"));
+    CHECK(auth::admit(*bob, env_send{unhanded, term("x")}, s).code == errc::unauthorized);
+    // Members are never capped.
+    auto member = make(principal::kind::member);
+    CHECK(auth::admit(*member, sp, s).ok());
+    CHECK(auth::admit(*member, env_send{unhanded, term("x")}, s).ok());
 }

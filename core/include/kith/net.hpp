@@ -99,6 +99,8 @@ struct net_counters {
     std::uint64_t refused = 0;           // operations refused (unauthorized, ...)
     // ... of which refused from grantees and strangers, by reason:
     std::uint64_t refused_unauthorized = 0, refused_revoked = 0, refused_rate_limited = 0;
+    // Refused overloaded: a per-principal cap (docs/security.md, "Bounds").
+    std::uint64_t refused_overloaded = 0;
     std::uint64_t overload_drops = 0;    // sends dropped because a peer's queue was full
     std::uint64_t refused_connections = 0;
 };

@@ -33,6 +33,28 @@ verdict check_body(const authority& who, const term& t, const gate_state& s, con
     return {};
 }
 
+// The caps on work in flight and actors alive (gate.hpp), checked after
+// authorization: an unauthorized request is refused as such, whatever the load.
+verdict check_load(const gate_state& s, bool spawn) {
+    if (s.pending() >= max_pending)
+        return {errc::overloaded, "limit pending: you have " + std::to_string(max_pending) +
+                                      " calls, casts and spawns in flight here already (the most one session may): "
+                                      "wait for their replies"};
+    if (spawn && s.spawned() >= max_spawned)
+        return {errc::overloaded, "limit spawned: " + std::to_string(max_spawned) +
+                                      " actors you spawned are alive here already (the most one session may): "
+                                      "end some first"};
+    return {};
+}
+
+verdict check_queue(const gate_state& s) {
+    if (s.queued_bytes() >= max_queued_bytes)
+        return {errc::overloaded, "limit queued: " + std::to_string(max_queued_bytes >> 20) +
+                                      " MiB of your messages wait unhandled in mailboxes here already (the most one "
+                                      "session may): slow down until they are handled"};
+    return {};
+}
+
 verdict check_sender(const authority& who, const pid& from) {
     if (from.is_null() || from.node == who.who.node) return {};
     return refused("sender pid " + from.to_string() + " is not one of your node's");
@@ -92,15 +114,17 @@ verdict admit(const authority& who, const envelope& e, const gate_state& s) {
                 if constexpr (std::is_same_v<T, env_call>)
                     if (v = check_sender(who, env.from); !v.ok()) return v;
                 if (v = may_invoke(who, env.service, env.function, s); !v.ok()) return v;
-                return check_body(who, env.args, s, "the arguments");
+                if (v = check_body(who, env.args, s, "the arguments"); !v.ok()) return v;
+                return check_load(s, false);
             } else if constexpr (std::is_same_v<T, env_spawn_request>) {
                 return all({check_sender(who, env.from), may_invoke(who, env.service, env.actor_type, s),
-                            check_body(who, env.args, s, "the arguments")});
+                            check_body(who, env.args, s, "the arguments"), check_load(s, true)});
             } else if constexpr (std::is_same_v<T, env_send>) {
-                return all({may_name(who, env.to, true, s), check_body(who, env.msg, s, "the message")});
+                return all({may_name(who, env.to, true, s), check_body(who, env.msg, s, "the message"),
+                            check_queue(s)});
             } else if constexpr (std::is_same_v<T, env_request>) {
                 return all({may_name(who, env.to, true, s), check_sender(who, env.from),
-                            check_body(who, env.msg, s, "the request")});
+                            check_body(who, env.msg, s, "the request"), check_queue(s)});
             } else if constexpr (std::is_same_v<T, env_response>) {
                 if (v = may_name(who, env.to, true, s); !v.ok()) return v;
                 if (!s.asked(env.tag)) return refused("a response to no request of ours sent to you");
@@ -114,7 +138,7 @@ verdict admit(const authority& who, const envelope& e, const gate_state& s) {
                 if (v = all({check_sender(who, env.from), may_name(who, target, true, s)}); !v.ok()) return v;
                 if constexpr (!std::is_same_v<T, env_unlink>)
                     if (s.relations() >= max_relations)
-                        return {errc::overloaded, "you hold " + std::to_string(max_relations) +
+                        return {errc::overloaded, "limit relations: you hold " + std::to_string(max_relations) +
                                                       " monitors and links here already: remove some first"};
                 return {};
             } else if constexpr (std::is_same_v<T, env_demonitor>) {

@@ -17,6 +17,10 @@
 //     a request this node sent there, a down only for a monitor this node
 //     holds there, a demonitor only for a monitor that node created.
 //   * A stranger with no public service left may do nothing at all.
+//   * Work is capped per session: calls/casts/spawns in flight, actors it
+//     spawned alive, bytes queued in local mailboxes, monitors and links it
+//     holds (refused `overloaded`, the
+//     detail starting "limit NAME:").
 // Tokens are taken by the caller before it asks (every envelope costs one,
 // refusals included); the verdict names no side effect.
 #pragma once
@@ -45,6 +49,12 @@ public:
     virtual bool watched_by(const pid& target, const pid& watcher, const ref& mref) const = 0;
     // The monitors and links the peer holds on local processes now.
     virtual std::size_t relations() const { return 0; }
+    // Its calls, casts and spawns in flight here (queued or running, not yet
+    // answered), and the actors it spawned that are still alive.
+    virtual std::size_t pending() const { return 0; }
+    virtual std::size_t spawned() const { return 0; }
+    // The bytes of its messages queued in local actors' mailboxes now.
+    virtual std::size_t queued_bytes() const { return 0; }
 };
 
 struct verdict {
@@ -55,6 +65,20 @@ struct verdict {
 
 // The monitors and links one non-member may hold on this node's processes.
 inline constexpr std::size_t max_relations = 4096;
+// The calls, casts and spawns one non-member session may have in flight on
+// this node (a job each on the node's workers: without a cap a slow service
+// lets one grantee queue work, and the memory of its arguments, at its whole
+// token rate for as long as the service is slow).
+inline constexpr std::size_t max_pending = 64;
+// The actors one non-member session may keep alive here by spawning them
+// (each holds a stack of memory and a slot in every table of the node; they
+// end with the session, so this bounds a session, and a key holds at most 8).
+inline constexpr std::size_t max_spawned = 256;
+// The bytes (of decoded terms, about 48 a value plus the text) one non-member
+// session may have queued in local actors' mailboxes, unhandled: a grantee
+// flooding a slow actor fills this, not the node's memory. Beyond it, sends
+// are dropped and requests answered `overloaded` until the actor catches up.
+inline constexpr std::size_t max_queued_bytes = 4u << 20;
 
 // "grants" and "node": the owner's control; never granted, never public.
 bool is_admin_service(std::string_view svc) noexcept;

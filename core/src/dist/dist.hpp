@@ -178,6 +178,10 @@ private:
         std::atomic<bool> starved{false};  // a server whose refusal budget is spent
         // Monitors and links it holds on local processes (auth::max_relations).
         std::atomic<std::int64_t> relations{0};
+        // Calls, casts and spawns of it in flight here (auth::max_pending),
+        // and actors it spawned still alive (auth::max_spawned).
+        std::atomic<std::int64_t> pending{0}, spawned{0};
+        std::atomic<std::int64_t> queued{0};  // bytes in local mailboxes (auth::max_queued_bytes)
         mutable std::mutex mu;
         std::unordered_set<std::uint64_t> asked;
         std::deque<std::uint64_t> asked_order;
@@ -207,7 +211,8 @@ private:
     // `target` caches the local process the last send envelope of the batch
     // went to (a frame of sends to one pid looks it up once).
     // `who`: the principal of a non-member peer (null for members).
-    void handle(const std::string& peer, const peer_auth& auth, envelope& e, proc_ref& target, const authority* who);
+    void handle(const std::string& peer, const peer_auth& auth, envelope& e, proc_ref& target,
+                const std::shared_ptr<restricted_peer>& rp);
     // The gate for every envelope from a non-cluster peer (grantee, stranger,
     // or a server we dialled): revocation, a token, then auth::admit. True if
     // `e` may be handled; otherwise it was refused (answered with the error
@@ -291,6 +296,7 @@ private:
 
     std::atomic<std::uint64_t> protocol_errors_{0}, refused_{0}, overload_drops_{0};
     std::atomic<std::uint64_t> refused_unauthorized_{0}, refused_revoked_{0}, refused_rate_limited_{0};
+    std::atomic<std::uint64_t> refused_overloaded_{0};
 
     std::shared_ptr<grant_table> grants_;
     // Nodes whose session ended with "revoked" (our grant on them was

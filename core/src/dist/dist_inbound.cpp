@@ -26,6 +26,37 @@ std::string_view kind_name(const envelope& e) {
 // goes away"). Never a real actor; exits sent to it are not posted.
 pid connection_pid(const std::string& peer) { return pid{peer, UINT64_MAX}; }
 
+// One unit of a non-member's counter (restricted_peer::pending, ::spawned),
+// given back when the last copy goes: after the reply was posted, or when an
+// actor it spawned ends (its acting authority, which holds this, is dropped).
+// Keeps the counter's owner alive, so a late release after the session is
+// gone is harmless. Null for members.
+template <class Owner>
+std::shared_ptr<void> charge(const std::shared_ptr<Owner>& owner, std::atomic<std::int64_t>& counter,
+                             std::int64_t units = 1) {
+    if (!owner) return nullptr;
+    counter.fetch_add(units, std::memory_order_relaxed);
+    auto* c = &counter;
+    return std::shared_ptr<void>(static_cast<void*>(c), [keep = owner, units](void* p) {
+        static_cast<std::atomic<std::int64_t>*>(p)->fetch_sub(units, std::memory_order_relaxed);
+    });
+}
+
+// What a decoded term costs in memory, roughly: the decoder's ~48 bytes a
+// value, plus text and binaries (bounded depth: the decoder's own limits).
+std::int64_t term_bytes(const term& t, int depth = 0) {
+    std::int64_t n = 48;
+    if (depth > 64) return n;
+    if (auto* s = t.as_string()) n += static_cast<std::int64_t>(s->size());
+    else if (auto* b = t.get_if<binary>()) n += static_cast<std::int64_t>(b->size());
+    else if (auto* a = t.as_array()) {
+        for (auto& x : *a) n += term_bytes(x, depth + 1);
+    } else if (auto* m = t.as_map()) {
+        for (auto& [k, v] : *m) n += term_bytes(k, depth + 1) + term_bytes(v, depth + 1);
+    }
+    return n;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -47,12 +78,16 @@ public:
     bool watched_by(const pid& target, const pid& watcher, const ref& mref) const override {
         return d_.rt_.has_remote_watcher(target, watcher, mref);
     }
-    std::size_t relations() const override {
-        auto n = rp_.relations.load(std::memory_order_relaxed);
-        return n > 0 ? static_cast<std::size_t>(n) : 0;
-    }
+    std::size_t relations() const override { return count(rp_.relations); }
+    std::size_t pending() const override { return count(rp_.pending); }
+    std::size_t spawned() const override { return count(rp_.spawned); }
+    std::size_t queued_bytes() const override { return count(rp_.queued); }
 
 private:
+    static std::size_t count(const std::atomic<std::int64_t>& c) {
+        auto n = c.load(std::memory_order_relaxed);
+        return n > 0 ? static_cast<std::size_t>(n) : 0;
+    }
     dist& d_;
     const std::string& peer_;
     restricted_peer& rp_;
@@ -73,7 +108,7 @@ void dist::on_envelopes(const std::string& peer, const peer_auth& auth, std::vec
     }
     if (!rp) return;  // not up (cannot happen: up precedes every envelope)
     for (auto& e : envs)
-        if (admit(peer, auth, *rp, e)) handle(peer, auth, e, target, rp->who.get());
+        if (admit(peer, auth, *rp, e)) handle(peer, auth, e, target, rp);
 }
 
 void dist::refuse(const std::string& peer, const envelope& e, errc code, const std::string& detail) {
@@ -81,6 +116,7 @@ void dist::refuse(const std::string& peer, const envelope& e, errc code, const s
     if (code == errc::unauthorized) refused_unauthorized_.fetch_add(1, std::memory_order_relaxed);
     if (code == errc::revoked) refused_revoked_.fetch_add(1, std::memory_order_relaxed);
     if (code == errc::rate_limited) refused_rate_limited_.fetch_add(1, std::memory_order_relaxed);
+    if (code == errc::overloaded) refused_overloaded_.fetch_add(1, std::memory_order_relaxed);
     std::string reason(to_string(code));
     // Straight to the transport: a refusal names the refused target (a DOWN's
     // `who`, an exit's `from`) and must not hand it over as a capability.
@@ -199,7 +235,9 @@ bool dist::admit(const std::string& peer, const peer_auth& auth, restricted_peer
     return true;
 }
 
-void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, proc_ref& target, const authority* who) {
+void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, proc_ref& target,
+                  const std::shared_ptr<restricted_peer>& rp) {
+    const authority* who = rp ? rp->who.get() : nullptr;
     auto bad = [&](const char* why) {
         protocol_errors_.fetch_add(1, std::memory_order_relaxed);
         diag("refused " + std::string(kind_name(e)) + " envelope from " + peer + ": " + why);
@@ -236,10 +274,13 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                 if (!s->find(env.function)) return reply_err(errc::no_such_function, env.service + ":" + env.function);
                 // The function runs for its caller's principal (kith::current_principal).
                 std::shared_ptr<const authority> acting = who ? who->shared_from_this() : member_authority(peer);
+                // In flight (auth::max_pending) until the reply is posted.
+                auto busy = rp ? charge(rp, rp->pending) : nullptr;
                 run_job([s = std::move(s), fn = std::move(env.function), args = std::move(env.args),
-                         d = weak_from_this(), peer, req = env.req_id, acting = std::move(acting)] {
+                         d = weak_from_this(), peer, req = env.req_id, acting = std::move(acting),
+                         busy = std::move(busy)]() mutable {
                     acting_scope scope(acting.get());
-                    s->invoke(fn, args, reply_to([d, peer, req](result<term> r) {
+                    s->invoke(fn, args, reply_to([d, peer, req, busy = std::move(busy)](result<term> r) {
                                   auto self = d.lock();
                                   if (!self) return;
                                   if (r.ok())
@@ -252,10 +293,11 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                 auto s = services_->find(env.service);
                 if (!s) return bad("cast to an unknown service");
                 std::shared_ptr<const authority> acting = who ? who->shared_from_this() : member_authority(peer);
+                auto busy = rp ? charge(rp, rp->pending) : nullptr;  // until it has run
                 run_job([s = std::move(s), fn = std::move(env.function), args = std::move(env.args),
-                         acting = std::move(acting)] {
+                         acting = std::move(acting), busy = std::move(busy)]() mutable {
                     acting_scope scope(acting.get());
-                    s->invoke(fn, args, reply_to([](result<term>) {}));
+                    s->invoke(fn, args, reply_to([busy = std::move(busy)](result<term>) {}));
                 });
             } else if constexpr (std::is_same_v<T, env_spawn_request>) {
                 auto reply_err = [&](errc c, std::string d) {
@@ -276,16 +318,26 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                 // reaches the requester before any exit or DOWN from the child.
                 auto self = weak_from_this();
                 std::uint8_t flags = env.from.is_null() ? std::uint8_t{spawn_plain} : env.flags;
+                // In flight (auth::max_pending) until the reply is posted;
+                // then, alive, one of its actors (auth::max_spawned).
+                auto busy = rp ? charge(rp, rp->pending) : nullptr;
                 actor_init wrapped = [self, peer, req = env.req_id, flags, from = env.from, mref = env.monitor_ref,
                                       tie = !cluster, acting = std::move(acting), svc = std::move(s),
-                                      type = std::move(env.actor_type),
-                                      args = std::move(env.args)](actor& me) mutable -> behavior {
+                                      type = std::move(env.actor_type), args = std::move(env.args),
+                                      busy = std::move(busy), rp](actor& me) mutable -> behavior {
                     if (acting && acting->restricted()) {
                         // Spawned for a grantee or a stranger: it acts for
                         // that principal for its whole life (auth/gate.hpp).
                         // (For a member, fully trusted, only its init does.)
+                        // Its acting authority also holds its unit of
+                        // rp->spawned, given back when the actor ends.
+                        struct alive_holder {
+                            std::shared_ptr<const authority> acting;
+                            std::shared_ptr<void> unit;
+                        };
+                        auto h = std::make_shared<alive_holder>(alive_holder{acting, charge(rp, rp->spawned)});
                         auto& proc = static_cast<actor_proc&>(me);
-                        proc.ex().acting = acting;
+                        proc.ex().acting = std::shared_ptr<const authority>(h, acting.get());
                     }
                     std::optional<acting_scope> scope;
                     if (acting) scope.emplace(acting.get());  // the factory runs for the requester too
@@ -300,6 +352,7 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                             d->refused_.fetch_add(1, std::memory_order_relaxed);
                             d->post(peer, env_spawn_reply{req, made.code(), pid{}, made.err().detail});
                         }
+                        busy.reset();
                         return {};  // ends at once, before any relation exists
                     }
                     auto inner_init = std::move(made->first);
@@ -322,19 +375,27 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                         if (flags & spawn_monitor_flag) d->rt_.remote_monitor(from, me.self(), mref);
                         d->post(peer, env_spawn_reply{req, errc::ok, me.self(), {}});
                     }
+                    busy.reset();
                     if (inner_init) return inner_init(me);
                     return std::move(inner_b);
                 };
                 rt_.spawn(std::move(wrapped), {}, nullptr, false, nullptr);
             } else if constexpr (std::is_same_v<T, env_send>) {
                 if (!is_local(env.to)) return bad("pid of another node");
-                rt_.deliver_user(env.to, std::move(env.msg), target);
+                if (rp) {  // charged to the sender until handled (auth::max_queued_bytes)
+                    auto bytes = charge(rp, rp->queued, term_bytes(env.msg));
+                    rt_.deliver_charged(env.to, message(std::move(env.msg)), target, std::move(bytes));
+                } else {
+                    rt_.deliver_user(env.to, std::move(env.msg), target);
+                }
             } else if constexpr (std::is_same_v<T, env_send_named>) {
                 rt_.deliver_named(env.name, message(std::move(env.msg)));
             } else if constexpr (std::is_same_v<T, env_request>) {
                 if (!is_local(env.to) || !from_peer(peer, env.from)) return bad("forged pid");
-                rt_.deliver(env.to, message(message_kind::request, std::move(env.msg), std::move(env.from),
-                                            std::move(env.tag)));
+                std::shared_ptr<void> bytes = rp ? charge(rp, rp->queued, term_bytes(env.msg)) : nullptr;
+                message m(message_kind::request, std::move(env.msg), std::move(env.from), std::move(env.tag));
+                if (rp) rt_.deliver_charged(env.to, std::move(m), target, std::move(bytes));
+                else rt_.deliver(env.to, std::move(m));
             } else if constexpr (std::is_same_v<T, env_response>) {
                 if (!is_local(env.to)) return bad("pid of another node");
                 if (env.code == errc::ok)

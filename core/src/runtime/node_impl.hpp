@@ -83,6 +83,10 @@ struct mnode {
 
 struct msg_node : mnode {
     message msg;
+    // Set for a message a non-member sent (dist): its unit of that
+    // principal's queued bytes, given back when the node is freed (handled,
+    // or dropped with its actor).
+    std::shared_ptr<void> charge;
     explicit msg_node(message&& m) noexcept : msg(std::move(m)) {}
     // A user message built in place (one move of the body, no temporary).
     explicit msg_node(term&& body) noexcept { msg.body = std::move(body); }
@@ -437,6 +441,8 @@ public:
     // The same for a user message: the mailbox node is built from the body
     // in place (no temporary message).
     void deliver_user(const pid& to, term&& body, proc_ref& cache);
+    // deliver(to, m, cache), the message carrying `charge` until it is freed.
+    void deliver_charged(const pid& to, message&& m, proc_ref& cache, std::shared_ptr<void> charge);
     // Network entry point: a message for the name registered here.
     void deliver_named(const std::string& name, message&& m) { send_named(name, std::move(m)); }
     // Network entry point: remote `from` links to local `to`. False if `to`

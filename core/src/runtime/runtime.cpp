@@ -314,6 +314,13 @@ void node_impl::deliver(const pid& to, message&& m, proc_ref& cache) {
     if (cached_target(*this, to, cache)) cache->deliver(new msg_node(std::move(m)));
 }
 
+void node_impl::deliver_charged(const pid& to, message&& m, proc_ref& cache, std::shared_ptr<void> charge) {
+    if (!cached_target(*this, to, cache)) return;
+    auto* n = new msg_node(std::move(m));
+    n->charge = std::move(charge);
+    cache->deliver(n);
+}
+
 void node_impl::deliver_user(const pid& to, term&& body, proc_ref& cache) {
     if (cached_target(*this, to, cache)) cache->deliver(new msg_node(std::move(body)));
 }

@@ -1,0 +1,137 @@
+// Per-principal caps on work a non-member causes (issue 13): calls, casts and
+// spawns in flight, and actors it spawned alive, per session
+// (auth::max_pending = 64, auth::max_spawned = 256). The adversary is a
+// grantee in its own process; the victim a real node. Refusals are
+// `overloaded` (13) with a detail naming the limit, counted; the cap gives
+// back what it took when the work ends; a cluster member is never capped.
+#include "adversary_harness.hpp"
+
+using namespace adv;
+
+namespace {
+
+const std::string kVictim = "victim@localhost";
+
+struct scene {
+    temp_dir tmp;
+    std::unique_ptr<victim> v;
+    adversary a;
+    std::string grant_file;
+    explicit scene(const std::string& scope) {
+        v = start_victim(kVictim, tmp.path / "victim", "victim-cookie");
+        grant_file = (tmp.path / "mallory.grant").string();
+        REQUIRE(v->ask("grant mallory " + scope + " 100000 100000 " + grant_file) == "grant ok");
+        REQUIRE(a.dial("g", kMallory, "grant " + grant_file) == "dial g ok " + kVictim + " proof=empty");
+    }
+};
+
+std::string spawn_env(long req) { return "[4, " + std::to_string(req) + ", " + kMe + ", \"echo\", \"server\", [], 0, #Ref<null>]"; }
+
+}  // namespace
+
+TEST_CASE("adversary: a grantee's calls in flight are capped at 64, refused overloaded, given back on reply",
+          "[adversary][caps]") {
+    scene s("relay:hold,relay:ping");
+    auto& v = *s.v;
+    const long o0 = v.stat("overloaded");
+    // 70 calls to a function that answers only when the owner says so: 64
+    // are in flight, the last 6 are refused at once, naming the limit.
+    s.a.sendrange("g", 1, 70, "[6, $N, <null>, \"relay\", \"hold\", [], 60000]");
+    auto hist = s.a.collect("g", 8, 6, 10000, 2);
+    CHECK(hist == "collect 6 13:6");
+    CHECK(v.stat("overloaded") == o0 + 6);
+    // A cast is work in flight too: refused (no answer; counted).
+    s.a.send("g", "[7, \"relay\", \"ping\", []]");
+    CHECK(eventually([&] { return v.stat("overloaded") == o0 + 7; }));
+    auto r = s.a.call("g", 71, "relay", "ping", "[]");
+    REQUIRE(r.size() == 4);
+    CHECK(r[2] == "13");
+    CHECK(r[3].find("limit pending") != std::string::npos);
+    // The replies give the slots back.
+    CHECK(v.ask("release") == "released 64");
+    CHECK(s.a.collect("g", 8, 64, 10000, 2) == "collect 64 0:64");
+    CHECK(eventually([&] { return s.a.call_code("g", 72, "relay", "ping", "[]") == "0"; }));
+
+    // The cap is the grantee's own, not the node's: while it is full again,
+    // a cluster member's call goes through.
+    auto member = start_victim("member@localhost", s.tmp.path / "member", "victim-cookie");
+    REQUIRE(starts(member->ask("connect " + v["ep"] + " " + v["key"]), "connect ok"));
+    const long o1 = v.stat("overloaded");
+    s.a.sendrange("g", 100, 163, "[6, $N, <null>, \"relay\", \"hold\", [], 60000]");
+    CHECK(s.a.call_code("g", 164, "relay", "ping", "[]") == "13");
+    CHECK(member->ask("call " + kVictim + " relay ping") == "call ok \"pong\"");
+    CHECK(v.stat("overloaded") == o1 + 1);
+    CHECK(v.ask("release") == "released 64");
+}
+
+TEST_CASE("adversary: a grantee's spawned actors alive are capped at 256, and an ended one frees its slot",
+          "[adversary][caps]") {
+    scene s("echo:server");
+    auto& v = *s.v;
+    // In batches under the in-flight cap: 256 echo servers start (the
+    // histogram of the spawned pids: 32 distinct pids of the victim a batch).
+    std::string some;
+    for (long b = 0; b < 256; b += 32) {
+        s.a.sendrange("g", b + 1, b + 32,
+                      "[4, $N, " + kMe + ", \"echo\", \"server\", [], 0, #Ref<null>]");
+        auto hist = s.a.collect("g", 5, 32, 15000, 3);
+        INFO(hist);
+        REQUIRE(starts(hist, "collect 32 <" + kVictim + "."));
+        CHECK(hist.find("<null>") == std::string::npos);
+        some = hist.substr(11, hist.find(':', 11) - 11);
+    }
+    long next = 2000;
+    auto one = [&](long req) {
+        s.a.send("g", spawn_env(req));
+        return s.a.expect("g", 5, "1=" + std::to_string(req));
+    };
+    const long o0 = v.stat("overloaded");
+    auto r = one(1000);
+    REQUIRE(r.size() == 5);
+    CHECK(r[2] == "13");
+    CHECK(r[4].find("limit spawned") != std::string::npos);
+    CHECK(v.stat("overloaded") == o0 + 1);
+    // One of them ends (the owner kills it): its slot is free again, once.
+    CHECK(v.ask("kill " + some) == "killed");
+    CHECK(eventually([&] {
+        auto x = one(next++);
+        return x.size() == 5 && x[2] == "0";
+    }));
+    r = one(3001);
+    REQUIRE(r.size() == 5);
+    CHECK(r[2] == "13");
+}
+
+TEST_CASE("adversary: a grantee's messages queued in a slow actor's mailbox are capped at 4 MiB",
+          "[adversary][caps]") {
+    scene s("box");
+    auto& v = *s.v;
+    auto r = s.a.call("g", 1, "box", "slow", "[]");
+    REQUIRE(r.size() == 4);
+    REQUIRE(r[2] == "0");
+    const std::string slow = r[3];
+    // The actor stalls on our first message; then 100 messages of 100 kB
+    // each (10 MB) wait in its mailbox: about 4 MiB are queued, the rest
+    // dropped and counted, and a request is answered overloaded.
+    s.a.send("g", "[2, " + slow + ", \"stall\"]");
+    REQUIRE(eventually([&] { return v.ask("slow_seen") == "slow_seen 1"; }));
+    const long o0 = v.stat("overloaded");
+    const std::string big(100000, 'x');
+    s.a.sendrange("g", 1, 100, "[2, " + slow + ", [$N, \"" + big + "\"]]");
+    // A request after them (handled in order, so after every send): refused.
+    s.a.send("g", "[17, " + slow + ", " + kMe + ", #Ref<" + kMallory + ".9>, \"q\"]");
+    auto resp = s.a.expect("g", 18, "2=#Ref<" + kMallory + ".9>", 15000);
+    REQUIRE(resp.size() == 5);
+    CHECK(resp[3] == "13");
+    CHECK(resp[4].find("limit queued") != std::string::npos);
+    const long dropped = v.stat("overloaded") - o0 - 1;
+    CHECK(dropped >= 55);  // 4 MiB / 100 kB: 41 or 42 queued
+    CHECK(dropped <= 60);
+    // Once the actor has handled them, the bytes are given back.
+    CHECK(v.ask("unstall") == "unstalled");
+    const long taken = 1 + 100 - dropped;
+    CHECK(eventually([&] { return v.ask("slow_seen") == "slow_seen " + std::to_string(taken); }));
+    s.a.sendrange("g", 200, 209, "[2, " + slow + ", [$N, \"" + big + "\"]]");
+    CHECK(eventually([&] { return v.ask("slow_seen") == "slow_seen " + std::to_string(taken + 10); }));
+    CHECK(v.stat("overloaded") == o0 + dropped + 1);
+}
