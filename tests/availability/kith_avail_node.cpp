@@ -7,6 +7,13 @@
 //        ReportTo, and ends on "quit".
 //   pgctl:members(Group)         -> [Pid...] (cluster-wide view of this node)
 //   pgctl:send_all(Group, Msg)   -> how many pids it was sent to
+// and global names with a test service:
+//   glctl:register(Name, ReportTo) -> the pid of a new local actor (as
+//        pgctl:join's) registered globally under Name
+//   glctl:whereis(Name)            -> the pid, or the error (noproc)
+//   glctl:send(Name, Msg)          -> nil, or the error
+//   glctl:connect(Endpoint, KeyZ85)-> nil: connect to another node (meshes
+//        the test's children)
 // Prints "READY <endpoint> <z85 key>" when up; runs until SIGTERM or kill.
 #include <csignal>
 #include <cstdio>
@@ -15,10 +22,24 @@
 
 #include "../support/node_args.hpp"
 #include "kith/builtin.hpp"
+#include "kith/global.hpp"
+#include "kith/keys.hpp"
 #include "kith/node.hpp"
 #include "kith/pg.hpp"
 
 namespace {
+// An actor that reports every user message M as ["got", Self, M] to
+// `report` and ends on "quit".
+kith::pid spawn_reporter(kith::node& n, kith::pid report) {
+    return n.spawn([report](kith::actor& self, kith::message& m) {
+        if (!m.is_user()) return;
+        if (m.body.as_string() && *m.body.as_string() == "quit") {
+            self.quit("normal");
+            return;
+        }
+        self.send(report, kith::arr("got", self.self(), m.body));
+    });
+}
 volatile std::sig_atomic_t g_stop = 0;
 void on_signal(int) { g_stop = 1; }
 }  // namespace
@@ -57,9 +78,33 @@ int main(int argc, char** argv) {
                                     if (!r.ok()) return r.err();
                                     return static_cast<std::int64_t>(*r);
                                 }));
+    auto gl = std::make_shared<kith::global_names>(n);
+    n.add_service(kith::service("glctl")
+                      .function("register",
+                                [np, gl](std::string name, kith::pid report) -> kith::result<kith::pid> {
+                                    kith::pid p = spawn_reporter(*np, report);
+                                    auto r = gl->register_name(name, p);
+                                    if (!r.ok()) return r.err();
+                                    return p;
+                                })
+                      .function("whereis", [gl](std::string name) { return gl->whereis(name); })
+                      .function("send", [gl](std::string name, kith::term msg) -> kith::result<kith::term> {
+                          auto r = gl->send(name, msg);
+                          if (!r.ok()) return r.err();
+                          return kith::term();
+                      })
+                      .function("connect",
+                                [np](std::string endpoint, std::string key) -> kith::result<kith::term> {
+                                    auto k = kith::public_key::from_z85(key);
+                                    if (!k) return kith::error{kith::errc::badarg, "not a z85 public key"};
+                                    auto r = np->connect(endpoint, *k, std::chrono::seconds(5));
+                                    if (!r.ok()) return r.err();
+                                    return kith::term();
+                                }));
     std::printf("READY %s %s\n", n.endpoint().c_str(), n.key().z85().c_str());
     std::fflush(stdout);
     while (!g_stop) pause();
+    gl.reset();
     pg.reset();
     n.stop();
     return 0;
