@@ -37,6 +37,7 @@
 //   seen ID TYPE                            -> "seen N" (all envelopes of TYPE ever
 //        received on ID, consumed or not)
 //   close ID                                -> "closed"
+//   flood, dialflood                        load mode: see adversary_load.hpp
 //   quit
 // Heartbeat probes go out every 400 ms on every established connection and
 // the peer's probes are answered. At start it prints "READY".
@@ -47,6 +48,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -521,6 +523,8 @@ void cmd_collect(const std::vector<std::string>& w) {
     out(s);
 }
 
+#include "adversary_load.hpp"
+
 void run(const std::string& line) {
     std::istringstream in(line);
     std::vector<std::string> w;
@@ -581,6 +585,10 @@ void run(const std::string& line) {
         pump(0);
         conn& c = get_conn(w[1]);
         out("seen " + std::to_string(c.seen[std::stoll(w[2])]));
+    } else if (cmd == "flood" && w.size() >= 4) {
+        cmd_flood(w[1], std::stol(w[2]), rest(3));
+    } else if (cmd == "dialflood" && w.size() >= 5) {
+        cmd_dialflood(w);
     } else if (cmd == "close" && w.size() == 2) {
         close_conn(get_conn(w[1]));
         out("closed");

@@ -20,7 +20,8 @@
 //                                     overloaded=N"
 //   release                       -> replies "released" to every held relay:hold; "released N"
 //   kill PID                      -> exit "kill" to PID; "killed"
-//   rss                           -> "rss KB HWM_KB" (VmRSS and VmHWM of this process)
+//   rss [reset]                   -> "rss KB HWM_KB" (VmRSS and VmHWM of this process; reset:
+//                                    the peak restarts from now)
 //   callloop NODE MS              -> calls NODE's relay:ping one after another for MS ms:
 //                                    "callloop n=N errors=E p50=US p99=US max=US down=D [first_error=..]"
 //                                    (D: nodedowns of NODE meanwhile)
@@ -231,6 +232,9 @@ int main(int argc, char** argv) {
         } else if (c == "slow_seen") {
             out("slow_seen " + std::to_string(stall->seen.load()));
         } else if (c == "rss") {
+            // "rss reset": VmHWM starts again from VmRSS (it otherwise keeps
+            // the start-up peak of the cookie's Argon2id, 32 MiB).
+            if (w.size() == 2 && w[1] == "reset") std::ofstream("/proc/self/clear_refs") << "5";
             std::ifstream st("/proc/self/status");
             std::string l, kb = "0", hwm = "0";
             while (std::getline(st, l)) {

@@ -1,0 +1,128 @@
+// kith_adversary's load mode (issue 13): attacks that run for a bounded time
+// while the test measures a cluster member's calls to the victim. Part of
+// adversary.cpp (included inside its anonymous namespace; uses its
+// connections and pump).
+//
+//   flood ID MS TEMPLATE            sends TEMPLATE on connection ID for MS ms,
+//        as fast as the socket takes it ($N: 1, 2, ...; without $N the frame
+//        is encoded once). What comes back is discarded.
+//        -> "flood sent=N full=F" (F: sends the socket refused, its queue full)
+//   dialflood MS PAR grant FILE     opens connections for MS ms, at most PAR
+//   dialflood MS PAR stranger EP KEY   open at once (the oldest closed first),
+//        each sending its handshake: with the grant's key every time, or a
+//        fresh key each time. -> "dialflood opened=N ok=K auth_failed=A goodbye=G"
+
+void open_dealer(conn& c, const std::string& ep) {
+    c.outbound = true;
+    c.sock = zmq_socket(g_ctx, ZMQ_DEALER);
+    int zero = 0, ivl = 100;
+    zmq_setsockopt(c.sock, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(c.sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
+    zmq_setsockopt(c.sock, ZMQ_CURVE_SERVERKEY, c.server.bytes.data(), 32);
+    zmq_setsockopt(c.sock, ZMQ_CURVE_PUBLICKEY, c.client.pub.bytes.data(), 32);
+    zmq_setsockopt(c.sock, ZMQ_CURVE_SECRETKEY, c.client.sec.bytes().data(), 32);
+    std::string mon_ep = "inproc://adversary-mon-" + std::to_string(++mon_seq);
+    zmq_socket_monitor(c.sock, mon_ep.c_str(), ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
+    c.mon = zmq_socket(g_ctx, ZMQ_PAIR);
+    zmq_connect(c.mon, mon_ep.c_str());
+    zmq_connect(c.sock, ep.c_str());
+    c.nonce = random_bytes(16);
+    send_raw(c, frame_of(handshake_term(c, std::string())));
+}
+
+// Forgets what came back on `c` (a flood's answers; only counted in c.seen).
+void drop_inbox(conn& c) {
+    c.inbox.clear();
+    c.used.clear();
+}
+
+void cmd_flood(const std::string& id, long ms, const std::string& tmpl) {
+    conn& c = get_conn(id);
+    if (!c.sock || !c.outbound) return out("flood error no outbound connection " + id);
+    const bool numbered = tmpl.find("$N") != std::string::npos;
+    std::string fixed;
+    if (!numbered) {
+        auto t = parse_term(tmpl);
+        if (!t || !t->is_array()) return out("flood error bad term");
+        fixed = frame_of(*t);
+    }
+    long sent = 0, full = 0;
+    const auto until = clock_type::now() + std::chrono::milliseconds(ms);
+    for (long i = 1; clock_type::now() < until; ++i) {
+        std::string frame = fixed;
+        if (numbered) {
+            std::string text = tmpl;
+            for (auto p = text.find("$N"); p != std::string::npos; p = text.find("$N"))
+                text.replace(p, 2, std::to_string(i));
+            auto t = parse_term(text);
+            if (!t || !t->is_array()) return out("flood error bad term: " + text);
+            frame = frame_of(*t);
+        }
+        if (zmq_send(c.sock, frame.data(), frame.size(), ZMQ_DONTWAIT) < 0) {
+            ++full;
+            pump(1);  // the socket's queue is full: let it drain
+        } else {
+            ++sent;
+        }
+        if (i % 32 == 0) {
+            pump(0);
+            drop_inbox(c);
+        }
+    }
+    pump(0);
+    drop_inbox(c);
+    out("flood sent=" + std::to_string(sent) + " full=" + std::to_string(full));
+}
+
+void cmd_dialflood(const std::vector<std::string>& w) {
+    const long ms = std::stol(w[1]);
+    const std::size_t par = std::stoul(w[2]);
+    const std::string& mode = w[3];
+    std::string ep;
+    public_key server;
+    std::optional<keypair> fixed;
+    if (mode == "grant" && w.size() == 5) {
+        auto g = grant_file::load(w[4]);
+        if (!g) return out("dialflood error " + g.err().detail);
+        ep = g->endpoints.at(0);
+        server = g->server_key;
+        fixed = g->client;
+    } else if (mode == "stranger" && w.size() == 6) {
+        ep = w[4];
+        server = public_key::from_z85(w[5]).value_or(public_key{});
+    } else {
+        return out("dialflood error bad arguments");
+    }
+    long opened = 0, ok = 0, failed = 0, goodbye = 0;
+    std::deque<std::string> open;
+    auto retire = [&](const std::string& id) {
+        auto it = g_conns.find(id);
+        if (it == g_conns.end()) return;
+        conn& c = *it->second;
+        ok += c.established ? 1 : 0;
+        failed += c.auth_failed ? 1 : 0;
+        goodbye += c.goodbye.empty() ? 0 : 1;
+        close_conn(c);
+        g_conns.erase(it);
+    };
+    const auto until = clock_type::now() + std::chrono::milliseconds(ms);
+    while (clock_type::now() < until) {
+        const std::string id = "flood-" + std::to_string(++opened);
+        conn& c = get_conn(id);
+        c.name = "flood" + std::to_string(opened) + "@localhost";
+        c.server = server;
+        c.client = fixed ? *fixed : keypair::generate();
+        open_dealer(c, ep);
+        open.push_back(id);
+        while (open.size() > par) {
+            retire(open.front());
+            open.pop_front();
+        }
+        pump(opened % 8 == 0 ? 5 : 0);
+        for (auto& x : open)
+            if (auto it = g_conns.find(x); it != g_conns.end()) drop_inbox(*it->second);
+    }
+    for (auto& x : open) retire(x);
+    out("dialflood opened=" + std::to_string(opened) + " ok=" + std::to_string(ok) +
+        " auth_failed=" + std::to_string(failed) + " goodbye=" + std::to_string(goodbye));
+}

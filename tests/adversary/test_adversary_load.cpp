@@ -1,0 +1,169 @@
+// The adversary's load mode (issue 13, "Tests and figures"): each attack
+// runs for a bounded time (3 s) against a real victim node process while a
+// cluster member (its own process) keeps calling it. Asserted for each:
+//   * every member call succeeds, and no nodedown of the victim is seen;
+//   * the member's p99 stays within max(5x quiet p99, quiet p99 + 50 ms),
+//     the quiet p99 measured in the same test just before (the floor keeps
+//     a loaded 2-core machine from making this flaky);
+//   * the victim's peak RSS (VmHWM) stays under 64 MB above its idle RSS.
+// Each prints one "abuse figure" line (quiet and attack p99, RSS growth).
+// Raw TCP floods that never handshake are the transport's tests; beacon
+// floods are discovery's.
+#include <cstdio>
+
+#include "adversary_harness.hpp"
+
+using namespace adv;
+
+namespace {
+
+const std::string kVictim = "victim@localhost";
+constexpr long kAttackMs = 3000;
+
+struct loop_stats {
+    long n = 0, errors = 0, p50 = 0, p99 = 0, max = 0, down = 0;
+    std::string line;
+};
+
+long field(const std::string& line, const std::string& key) {
+    auto p = line.find(" " + key + "=");
+    REQUIRE(p != std::string::npos);
+    return std::stol(line.substr(p + key.size() + 2));
+}
+
+struct load_scene {
+    temp_dir tmp;
+    std::unique_ptr<victim> v, m;
+    adversary a{true};  // niced: see adversary_harness.hpp
+    std::string grant_file;
+    loop_stats quiet;
+    long idle_kb = 0;
+
+    load_scene() {
+        v = start_victim(kVictim, tmp.path / "victim", "load-cookie");
+        m = start_victim("member@localhost", tmp.path / "member", "load-cookie");
+        REQUIRE(starts(m->ask("connect " + (*v)["ep"] + " " + (*v)["key"]), "connect ok"));
+        grant_file = (tmp.path / "mallory.grant").string();
+        REQUIRE(v->ask("grant mallory kvs,relay:ping 1000 2000 " + grant_file) == "grant ok");
+        REQUIRE(a.dial("g", kMallory, "grant " + grant_file) == "dial g ok " + kVictim + " proof=empty");
+        loop(300);  // warm-up
+        quiet = loop(1500);
+        REQUIRE(quiet.errors == 0);
+        REQUIRE(quiet.n > 10);
+        idle_kb = rss(true).first;
+    }
+
+    loop_stats loop(long ms) {
+        loop_stats s;
+        s.line = m->ask("callloop " + kVictim + " " + std::to_string(ms), std::chrono::milliseconds(ms + 20000));
+        INFO(s.line);
+        REQUIRE(starts(s.line, "callloop "));
+        s.n = field(s.line, "n");
+        s.errors = field(s.line, "errors");
+        s.p50 = field(s.line, "p50");
+        s.p99 = field(s.line, "p99");
+        s.max = field(s.line, "max");
+        s.down = field(s.line, "down");
+        return s;
+    }
+
+    // VmRSS and VmHWM of the victim (reset: the peak restarts from now).
+    std::pair<long, long> rss(bool reset = false) {
+        auto w = words(v->ask(reset ? "rss reset" : "rss"));
+        REQUIRE(w.size() == 3);
+        return {std::stol(w[1]), std::stol(w[2])};
+    }
+
+    // Starts the attack (an adversary command that runs kAttackMs), measures
+    // the member meanwhile, then checks and prints the figures.
+    void attack(const std::string& name, const std::string& cmd, const std::string& done) {
+        a.p->send(cmd);
+        auto under = loop(kAttackMs);
+        auto result = a.p->wait_line(done, std::chrono::milliseconds(kAttackMs + 30000));
+        REQUIRE(result.has_value());
+        auto [now_kb, peak_kb] = rss();
+        const long growth_kb = peak_kb - idle_kb;
+        std::printf("abuse figure: attack=%s quiet_p99_us=%ld attack_p99_us=%ld ratio=%.2f calls=%ld errors=%ld "
+                    "down=%ld idle_rss_kb=%ld peak_rss_kb=%ld growth_kb=%ld adversary: %s\n",
+                    name.c_str(), quiet.p99, under.p99, quiet.p99 ? double(under.p99) / double(quiet.p99) : 0.0,
+                    under.n, under.errors, under.down, idle_kb, peak_kb, growth_kb, result->c_str());
+        std::fflush(stdout);
+        INFO("quiet: " << quiet.line << "\nattack: " << under.line << "\nadversary: " << *result
+                       << "\nvictim: " << v->p->all_output());
+        CHECK(under.errors == 0);
+        CHECK(under.down == 0);
+        CHECK(under.n > 0);
+        CHECK(under.p99 <= std::max(5 * quiet.p99, quiet.p99 + 50000));
+        CHECK(growth_kb < 64 * 1024);
+        CHECK(v->ask("call member@localhost relay ping") == "call ok \"pong\"");  // still both ways
+        (void)now_kb;
+    }
+};
+
+// A call whose arguments are `arrays` arrays of `width` nils: at most the
+// grantee's frame (256 KiB) and array (4096) limits, about 48 bytes of
+// decoded term per byte.
+std::string wide_bomb(int arrays, int width) {
+    std::string inner = "[";
+    for (int i = 0; i < width; ++i) inner += i ? ", nil" : "nil";
+    inner += "]";
+    std::string args = "[";
+    for (int i = 0; i < arrays; ++i) args += (i ? ", " : "") + inner;
+    return "[6, 1, <null>, \"kvs\", \"lookup\", " + args + "], 5000]";
+}
+
+// Arguments of `count` arrays nested `depth` deep (the grantee's nesting
+// limit is 32, the envelope and args take two).
+std::string deep_bomb(int count, int depth) {
+    std::string one = std::string(depth, '[') + std::string(depth, ']');
+    std::string args = "[";
+    for (int i = 0; i < count; ++i) args += (i ? ", " : "") + one;
+    return "[6, 1, <null>, \"kvs\", \"lookup\", " + args + "], 5000]";
+}
+
+std::string ms(long x) { return std::to_string(x); }
+
+}  // namespace
+
+// KNOWN FAILURE (issue 13, open): a grantee's frames are decoded on the
+// transport's I/O thread before anything else is checked, as fast as they
+// come; each is bounded (256 KiB, about 12 MB decoded) but their rate is
+// not, so decoding them starves the member's frames and heartbeats: calls
+// take seconds, the member sees the victim go down (heartbeat timeout), RSS
+// grows about 100 MB. Needs a decode budget per non-member per unit of time
+// (or decoding off the I/O thread) in core/src/transport. [!mayfail] keeps
+// the figures printed and the suite green until then: remove it with the fix.
+TEST_CASE("adversary load: decode bombs of wide arrays from a grantee", "[adversary][load][!mayfail]") {
+    load_scene s;
+    s.attack("decode_bomb_wide", "flood g " + ms(kAttackMs) + " " + wide_bomb(60, 4000), "flood ");
+}
+
+// KNOWN FAILURE: as above.
+TEST_CASE("adversary load: decode bombs of deeply nested arrays from a grantee", "[adversary][load][!mayfail]") {
+    load_scene s;
+    s.attack("decode_bomb_deep", "flood g " + ms(kAttackMs) + " " + deep_bomb(3000, 28), "flood ");
+}
+
+TEST_CASE("adversary load: a grantee's call flood past its rate", "[adversary][load]") {
+    load_scene s;
+    s.attack("call_flood", "flood g " + ms(kAttackMs) + " [6, 1, <null>, \"kvs\", \"lookup\", [\"k\"], 5000]",
+             "flood ");
+}
+
+TEST_CASE("adversary load: link flood with a valid grant key", "[adversary][load]") {
+    load_scene s;
+    s.attack("link_flood_grant", "dialflood " + ms(kAttackMs) + " 64 grant " + s.grant_file, "dialflood ");
+}
+
+TEST_CASE("adversary load: link flood with a revoked grant key", "[adversary][load]") {
+    load_scene s;
+    REQUIRE(s.v->ask("revoke mallory") == "revoke ok");
+    s.attack("link_flood_revoked", "dialflood " + ms(kAttackMs) + " 64 grant " + s.grant_file, "dialflood ");
+}
+
+TEST_CASE("adversary load: link flood with fresh stranger keys", "[adversary][load]") {
+    load_scene s;
+    REQUIRE(s.v->ask("public relay on 10 20") == "public ok");  // strangers are admitted at all
+    s.attack("link_flood_stranger",
+             "dialflood " + ms(kAttackMs) + " 256 stranger " + (*s.v)["ep"] + " " + (*s.v)["key"], "dialflood ");
+}
