@@ -1,0 +1,173 @@
+// Abuse figures (group "abuse", issue 13): a victim node and a cluster member
+// calling it, each in its own process (kith_adversary_victim), and the
+// hostile peer kith_adversary (tests/adversary/); the same attacks as the
+// CTests in tests/adversary/test_adversary_load.cpp, 3 s each.
+//   abuse_quiet_rpc_p99_us             the member's sequential relay:ping p99, no attack
+//   abuse_<attack>_quiet_rpc_p99_us    the same, in the attack's own scene just before it
+//   abuse_<attack>_rpc_p99_us          the same during the attack (successful calls)
+//   abuse_<attack>_rpc_p99_ratio       ... over that scene's quiet p99
+//   abuse_<attack>_rss_growth_kb       the victim's peak RSS over its idle RSS
+//   abuse_<attack>_rpc_errors          member calls that failed (should be 0)
+// Attacks: decode_bomb_wide, decode_bomb_deep, call_flood (a grantee);
+// link_flood_grant, link_flood_revoked, link_flood_stranger (connection churn).
+#include <stdlib.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "../grants/peer_process.hpp"
+#include "bench.hpp"
+
+// Built only with the programs of tests/adversary (KITH_ADVERSARY, KITH_VICTIM).
+#if defined(KITH_ADVERSARY) && defined(KITH_VICTIM)
+
+namespace {
+
+using namespace std::chrono_literals;
+constexpr long kAttackMs = 3000;
+
+struct tmp_dir {
+    std::filesystem::path path;
+    tmp_dir() {
+        std::string t = (std::filesystem::temp_directory_path() / "kith-bench-abuse-XXXXXX").string();
+        if (!::mkdtemp(t.data())) throw std::runtime_error("mkdtemp failed");
+        path = t;
+    }
+    ~tmp_dir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+};
+
+std::vector<std::string> split(const std::string& s) {
+    std::istringstream in(s);
+    std::vector<std::string> w;
+    for (std::string t; in >> t;) w.push_back(t);
+    return w;
+}
+
+long field(const std::string& line, const std::string& key) {
+    auto p = line.find(" " + key + "=");
+    return p == std::string::npos ? -1 : std::stol(line.substr(p + key.size() + 2));
+}
+
+struct node_proc {
+    std::unique_ptr<peer_process> p;
+    std::map<std::string, std::string> f;
+    node_proc(const std::string& name, const std::filesystem::path& dir) {
+        p = std::make_unique<peer_process>(std::vector<std::string>{KITH_VICTIM, "--name", name, "--key-dir",
+                                                                    dir.string(), "--cookie", "abuse-bench-cookie"});
+        auto ready = p->wait_line("READY ", 15s);
+        if (!ready) throw std::runtime_error("victim did not start: " + p->all_output());
+        for (auto& w : split(ready->substr(6)))
+            if (auto eq = w.find('='); eq != std::string::npos) f[w.substr(0, eq)] = w.substr(eq + 1);
+    }
+    std::string ask(const std::string& cmd, std::chrono::milliseconds t = 15s) { return p->ask(cmd, "", t); }
+};
+
+// One scene: victim, member connected to it, adversary connected as grantee.
+struct scene {
+    tmp_dir tmp;
+    std::unique_ptr<node_proc> v, m;
+    std::unique_ptr<peer_process> a;
+    std::string grant_file;
+    long quiet_p99 = 0, idle_kb = 0;
+    bool ok = false;
+
+    scene() {
+        v = std::make_unique<node_proc>("victim@localhost", tmp.path / "victim");
+        m = std::make_unique<node_proc>("member@localhost", tmp.path / "member");
+        if (m->ask("connect " + v->f["ep"] + " " + v->f["key"]).rfind("connect ok", 0) != 0) return;
+        grant_file = (tmp.path / "mallory.grant").string();
+        if (v->ask("grant mallory kvs,relay:ping 1000 2000 " + grant_file) != "grant ok") return;
+        // At nice 19: the attacker's own CPU is not the victim's slowness.
+        a = std::make_unique<peer_process>(std::vector<std::string>{"/usr/bin/nice", "-n", "19", KITH_ADVERSARY});
+        if (!a->wait_line("READY", 10s)) return;
+        if (a->ask("dial g mallory@localhost grant " + grant_file, "dial g", 15s).rfind("dial g ok", 0) != 0) return;
+        loop(300);
+        quiet_p99 = field(loop(1500), "p99");
+        idle_kb = rss(true).first;
+        ok = quiet_p99 > 0;
+    }
+    std::string loop(long ms) {
+        return m->ask("callloop victim@localhost " + std::to_string(ms), std::chrono::milliseconds(ms + 20000));
+    }
+    std::pair<long, long> rss(bool reset = false) {
+        auto w = split(v->ask(reset ? "rss reset" : "rss"));
+        return w.size() == 3 ? std::pair{std::stol(w[1]), std::stol(w[2])} : std::pair{0L, 0L};
+    }
+};
+
+std::string wide_bomb(int arrays, int width) {
+    std::string inner = "[";
+    for (int i = 0; i < width; ++i) inner += i ? ", nil" : "nil";
+    inner += "]";
+    std::string args = "[";
+    for (int i = 0; i < arrays; ++i) args += (i ? ", " : "") + inner;
+    return "[6, 1, <null>, \"kvs\", \"lookup\", " + args + "], 5000]";
+}
+
+std::string deep_bomb(int count, int depth) {
+    std::string one = std::string(depth, '[') + std::string(depth, ']');
+    std::string args = "[";
+    for (int i = 0; i < count; ++i) args += (i ? ", " : "") + one;
+    return "[6, 1, <null>, \"kvs\", \"lookup\", " + args + "], 5000]";
+}
+
+// Runs one attack in a fresh scene and reports its figures.
+void measure(const std::string& name, const std::function<std::pair<std::string, std::string>(scene&)>& attack) {
+    scene s;
+    if (!s.ok) {
+        std::printf("# abuse_%s: setup failed\n", name.c_str());
+        return;
+    }
+    static bool quiet_done = false;
+    if (!quiet_done) {
+        kith::bench::report("abuse_quiet_rpc_p99_us", double(s.quiet_p99), "us");
+        quiet_done = true;
+    }
+    auto [cmd, done] = attack(s);
+    s.a->send(cmd);
+    auto under = s.loop(kAttackMs);
+    auto result = s.a->wait_line(done, std::chrono::milliseconds(kAttackMs + 30000));
+    const long p99 = field(under, "p99");
+    const auto [now_kb, peak_kb] = s.rss();
+    (void)now_kb;
+    kith::bench::report("abuse_" + name + "_quiet_rpc_p99_us", double(s.quiet_p99), "us");
+    kith::bench::report("abuse_" + name + "_rpc_p99_us", double(p99), "us");
+    kith::bench::report("abuse_" + name + "_rpc_p99_ratio", double(p99) / double(s.quiet_p99), "x");
+    kith::bench::report("abuse_" + name + "_rss_growth_kb", double(peak_kb - s.idle_kb), "kB");
+    kith::bench::report("abuse_" + name + "_rpc_errors", double(field(under, "errors")), "calls");
+    std::printf("# %s: quiet p99 %ld us; adversary: %s\n", name.c_str(), s.quiet_p99,
+                result ? result->c_str() : "(no answer)");
+}
+
+}  // namespace
+
+KITH_BENCH_GROUP("abuse", 90) {
+    const std::string d = std::to_string(kAttackMs);
+    measure("decode_bomb_wide", [&](scene&) { return std::pair{"flood g " + d + " " + wide_bomb(60, 4000), std::string("flood ")}; });
+    measure("decode_bomb_deep", [&](scene&) { return std::pair{"flood g " + d + " " + deep_bomb(3000, 28), std::string("flood ")}; });
+    measure("call_flood", [&](scene&) {
+        return std::pair{"flood g " + d + " [6, 1, <null>, \"kvs\", \"lookup\", [\"k\"], 5000]", std::string("flood ")};
+    });
+    measure("link_flood_grant",
+            [&](scene& s) { return std::pair{"dialflood " + d + " 64 grant " + s.grant_file, std::string("dialflood ")}; });
+    measure("link_flood_revoked", [&](scene& s) {
+        s.v->ask("revoke mallory");
+        return std::pair{"dialflood " + d + " 64 grant " + s.grant_file, std::string("dialflood ")};
+    });
+    measure("link_flood_stranger", [&](scene& s) {
+        s.v->ask("public relay on 10 20");
+        return std::pair{"dialflood " + d + " 256 stranger " + s.v->f["ep"] + " " + s.v->f["key"],
+                         std::string("dialflood ")};
+    });
+}
+
+#endif  // KITH_ADVERSARY && KITH_VICTIM
