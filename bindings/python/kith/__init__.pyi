@@ -140,7 +140,9 @@ Scope = Union[str, list[str], tuple[str, ...], set[str], dict[str, list[str]]]
 # A rate: "10/s", "10/s,burst=20", "unlimited", per second, or (per_second, burst).
 Rate = Union[str, int, float, tuple[float, float]]
 # Discovery options (Node(discovery=...)): beacon_port, interval, interface,
-# broadcast_address, peers, announce, auto_connect, max_beacons_per_s.
+# broadcast_address, peers, announce, auto_connect, max_beacons_per_s,
+# max_stranger_beacons_per_s, max_answers_per_s, max_clock_skew (seconds),
+# log (a LogSink).
 DiscoveryOptions = dict[str, Any]
 
 class Grant:
@@ -171,6 +173,20 @@ def parse_grant(text: str) -> Grant:
     """Parses a grant file's text; DecodeError saying what is wrong with it."""
     ...
 
+class LogRecord(NamedTuple):
+    """One diagnostic of kith (see kith/_log.py)."""
+    level: str   # "debug", "info", "warning", "error"
+    source: str  # "dist", "discovery", "grants", "python", ...
+    node: str    # "name@host", or "" for a process-wide record
+    text: str
+
+LogSink = Callable[[LogRecord], Any]
+
+def set_log_sink(sink: Optional[LogSink], level: str = "info") -> None:
+    """Where records go that no node's log= takes: sink(record) for records at
+    level or above; None: stderr."""
+    ...
+
 class NodeEvent(NamedTuple):
     kind: str
     node: str
@@ -195,7 +211,8 @@ class Node:
                  key_dir: Any = None, workers: int = 0, heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float = 2.5, hidden: bool = False, max_queue_bytes: int = 0,
                  services: Any = (),
-                 discovery: Union[None, bool, DiscoveryOptions] = None) -> None: ...
+                 discovery: Union[None, bool, DiscoveryOptions] = None,
+                 log: Optional[LogSink] = None) -> None: ...
     def stop(self) -> None: ...
     def __enter__(self) -> Node: ...
     def __exit__(self, *exc: Any) -> None: ...

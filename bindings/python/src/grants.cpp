@@ -1,6 +1,7 @@
 // grants.cpp — grant files (kith.Grant, kith.load_grant, kith.parse_grant)
 // and the conversions of grant arguments (scopes, rates, expiry times) from
-// Python. The node methods that issue and revoke grants are in module.cpp.
+// Python, and kith._Node's methods that issue, list and revoke grants and
+// open public services.
 #include <pybind11/stl.h>
 
 #include <chrono>
@@ -8,7 +9,7 @@
 #include <filesystem>
 
 #include "kith/grants.hpp"
-#include "kith_py.hpp"
+#include "bind.hpp"
 
 namespace kith::python {
 
@@ -135,6 +136,52 @@ void register_grants(py::module_& m) {
           py::arg("text"), "Parses a grant file's text; DecodeError saying what is wrong with it.");
     m.def("_parse_rate", [](py::handle rate) { return rate_from(rate).to_string(); },
           "Normalizes a rate argument to kith's text form (for tests).");
+}
+
+void bind_node_grants(node_class& c) {
+    c.def("grant", [](py_node& n, const std::string& label, py::handle allow, py::handle rate,
+                      std::optional<double> expires) {
+         grant_spec spec;
+         spec.label = label;
+         spec.allow = scope_from(allow);
+         if (!rate.is_none()) spec.rate = rate_from(rate);
+         spec.expires = expiry_from(expires);
+         node& nd = n.get();
+         std::optional<result<grant_file>> r;
+         {
+             gil_release rel;  // writes the table to disk
+             r.emplace(nd.grant(spec));
+         }
+         return value_or_raise(std::move(*r));
+     }, py::arg("label"), py::arg("allow"), py::arg("rate"), py::arg("expires"))
+        .def("grants", [](py_node& n) {
+            py::list out;
+            for (auto& g : n.get().grants()) out.append(from_term(g.to_term()));
+            return out;
+        })
+        .def("revoke_grant", [](py_node& n, const std::string& label) {
+            node& nd = n.get();
+            result<void> r;
+            {
+                gil_release rel;
+                r = nd.revoke_grant(label);
+            }
+            ok_or_raise(r);
+        }, py::arg("label"))
+        .def("set_grant_rate", [](py_node& n, const std::string& label, py::handle rate) {
+            auto rl = rate_from(rate);
+            node& nd = n.get();
+            result<void> r;
+            {
+                gil_release rel;
+                r = nd.set_grant_rate(label, rl);
+            }
+            ok_or_raise(r);
+        }, py::arg("label"), py::arg("rate"))
+        .def("set_public", [](py_node& n, const std::string& svc, bool on, py::handle rate) {
+            ok_or_raise(n.get().set_public(svc, on, rate.is_none() ? rate_limit{} : rate_from(rate)));
+        }, py::arg("service"), py::arg("on") = true, py::arg("rate") = py::none())
+        .def("public_services", [](py_node& n) { return n.get().public_services(); });
 }
 
 }  // namespace kith::python

@@ -1,0 +1,376 @@
+"""kith.Node: the Python face of a kith node (the compiled part is
+kith._kith._Node)."""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable, Optional
+
+from . import _kith
+from ._actors import _actor_parts, _spawn_with
+from ._events import NodeEvent, NodeEvents, Subscription
+from ._kith import BadArg, Error, Grant, Mailbox, Pid, Ref, Request, load_grant
+from ._options import _discovery_options, _expiry_ts, _full_name
+from ._service import Service
+
+
+class Node:
+    """A kith node: the runtime hosting actors, services and connections.
+
+    Node(name, *, cookie=None, port=None, listen=None, advertise="", key_dir=None,
+         workers=0, heartbeat_interval=0.5, heartbeat_timeout=2.5, hidden=False,
+         max_queue_bytes=0, services=(), discovery=None, log=None)
+
+    name      "name@host" ("name" alone becomes name@<hostname>).
+    port      listen on all interfaces on this TCP port; or listen="tcp://127.0.0.1:0"
+              (any free port on loopback). Neither: a purely local node.
+    cookie    cluster cookie (default: the cookie file in key_dir).
+    key_dir   key directory (default $KITH_HOME or ~/.kith).
+    workers   actor worker threads (0: one per core).
+    heartbeat_interval, heartbeat_timeout
+              seconds between heartbeats, and of silence before a peer is down.
+    hidden    not listed by other nodes' nodes() (short-lived tools).
+    max_queue_bytes
+              per-peer outgoing queue bound (0: kith's default, 8 MiB); beyond
+              it casts raise Overloaded and sends are dropped and counted.
+    services  built-in C++ services to host: "kvs", "echo", "demo".
+    discovery LAN discovery (UDP beacons; see seen(), find()):
+              None (default): on when the node listens on the LAN (port=, or a
+              listen address that is not loopback), off otherwise;
+              True / False: on with the defaults / off;
+              a dict of options: beacon_port (UDP, default 4371), interval
+              (seconds between beacons, default 1.0), interface ("eth0"; default
+              every broadcast-capable one), broadcast_address (e.g.
+              "127.255.255.255" for nodes on one machine), peers (["host:port"]
+              to ask directly where broadcast does not work), announce (False:
+              listen only), auto_connect (False: only list the nodes heard),
+              max_beacons_per_s (per cluster source), max_stranger_beacons_per_s
+              (all unauthenticated beacons and queries together),
+              max_answers_per_s (unicast query answers), max_clock_skew
+              (seconds; a member's beacon further off our clock is dropped,
+              counted "stale"), log (a callable for discovery's records;
+              default: the node's log).
+              Cluster members (same cookie) are connected automatically;
+              others are listed as strangers, never trusted.
+    log       a callable receiving each diagnostic of this node as a
+              kith.LogRecord (level, source, node, text): refused connections,
+              malformed frames, discovery hints. Called on a kith thread with
+              the GIL, in order; an exception in it is reported through the
+              default sink (kith.set_log_sink), never raised. Records of all
+              levels arrive; filter on record.level. None (default): the
+              default sink. Released by stop().
+
+    Use it as a context manager (stop() at the end). The node also has its own
+    mailbox (node.self, node.receive, ...) for the thread that uses it.
+    Raises SetupError if it cannot start (port in use, bad key file).
+    """
+
+    def __init__(self, name: str = "kith@localhost", *, cookie: Optional[str] = None,
+                 port: Optional[int] = None, listen: Optional[str] = None, advertise: str = "",
+                 key_dir: Any = None, workers: int = 0, heartbeat_interval: float = 0.5,
+                 heartbeat_timeout: float = 2.5, hidden: bool = False, max_queue_bytes: int = 0,
+                 services: Any = (), discovery: Any = None, log: Optional[Callable[[Any], Any]] = None):
+        if port is not None and listen is not None:
+            raise ValueError("give port or listen, not both")
+        if port is not None:
+            listen = f"tcp://*:{int(port)}"
+        if key_dir is not None:
+            key_dir = os.fspath(key_dir)
+        self._n = _kith._Node(_full_name(name), listen or "", advertise, key_dir or "", cookie, workers,
+                              heartbeat_interval, heartbeat_timeout, hidden, max_queue_bytes, list(services),
+                              _discovery_options(discovery, listen or "", hidden), log)
+        self._inbox = self._n.mailbox()
+
+    # -- lifecycle
+    def stop(self) -> None:
+        """Stops the node (idempotent): actors dropped, peers told goodbye. Safe
+        from several threads at once; each call returns once the node is stopped."""
+        self._n.stop()
+        self._inbox.close()
+
+    def __enter__(self) -> "Node":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<kith.Node {self.name}{' stopped' if self.stopped else ''}>"
+
+    name = property(lambda self: self._n.name, doc="The full name, 'name@host'.")
+    stopped = property(lambda self: self._n.stopped)
+    endpoint = property(lambda self: self._n.endpoint, doc="The bound endpoint ('' without network).")
+    key = property(lambda self: self._n.key, doc="The node's public key (Z85 text).")
+    fingerprint = property(lambda self: self._n.fingerprint)
+    self = property(lambda self: self._inbox.self, doc="The pid of the node's own mailbox.")
+
+    # -- messages
+    def send(self, to: Any, msg: Any) -> None:
+        """Sends msg to a Pid, a registered name, or a (name, node) pair. Never blocks."""
+        if isinstance(to, tuple) and len(to) == 2 and isinstance(to[1], str):
+            to = (to[0], self.resolve(to[1]))
+        self._n.send(to, msg)
+
+    def receive(self, timeout: Optional[float] = None, match: Optional[Callable[[Any], bool]] = None) -> Any:
+        """Receives from the node's own mailbox (see Mailbox.receive)."""
+        return self._inbox.receive(timeout, match)
+
+    def mailbox(self) -> Mailbox:
+        """A new mailbox (a pid) for another thread."""
+        return self._n.mailbox()
+
+    def reply(self, request: Request, value: Any) -> None:
+        self._n.reply(request, value)
+
+    def exit(self, pid: Pid, reason: Any) -> None:
+        """Sends an exit signal ("kill" kills even a trapping actor)."""
+        self._n.exit(pid, reason)
+
+    def call_pid(self, pid: Pid, msg: Any, timeout: float = 5.0) -> Any:
+        """Sends msg as a request to an actor and waits for its reply (NoProc if it
+        is dead or ends first, Timeout). Ctrl-C interrupts the wait."""
+        return self._n.call_pid(pid, msg, float(timeout))
+
+    # -- names
+    def register(self, name: str, pid: Optional[Pid] = None) -> None:
+        """Registers pid (default: the node's mailbox) under name on this node."""
+        self._n.register(name, pid if pid is not None else self.self)
+
+    def unregister(self, name: str) -> None:
+        self._n.unregister(name)
+
+    def whereis(self, name: str) -> Optional[Pid]:
+        return self._n.whereis(name)
+
+    def alive(self, pid: Pid) -> bool:
+        return self._n.alive(pid)
+
+    # -- spawning
+    def spawn(self, target: Any, *args: Any, timeout: float = 5.0, **kwargs: Any) -> Pid:
+        """spawn(fn_or_class, *args): a local Python actor.
+        spawn(node, service, type, *args, timeout=5): an exported actor type on a node."""
+        if isinstance(target, str):
+            return self._n._spawn_remote(self.resolve(target), args[0], args[1], list(args[2:]), timeout, None, None)
+        init, handler = _actor_parts(target, args, kwargs)
+        return self._n._spawn(init, handler)
+
+    def spawn_link(self, target: Any, *args: Any, timeout: float = 5.0, **kwargs: Any) -> Pid:
+        """As spawn, linked with the node's mailbox (an Exit arrives there if it ends abnormally)."""
+        if isinstance(target, str):
+            return self._n._spawn_remote(target, args[0], args[1], list(args[2:]), timeout, self._inbox, None)
+        return _spawn_with(self._inbox, target, args, kwargs, True, False)
+
+    def spawn_monitor(self, target: Any, *args: Any, timeout: float = 5.0, **kwargs: Any) -> "tuple[Pid, Ref]":
+        """As spawn, monitored by the node's mailbox: returns (pid, ref); a Down arrives when it ends."""
+        if isinstance(target, str):
+            return self._n._spawn_remote(target, args[0], args[1], list(args[2:]), timeout, None, self._inbox)
+        return _spawn_with(self._inbox, target, args, kwargs, False, True)
+
+    # -- links and monitors (for the node's mailbox)
+    def monitor(self, pid: Pid) -> Ref:
+        return self._inbox.monitor(pid)
+
+    def demonitor(self, ref: Ref) -> bool:
+        return self._inbox.demonitor(ref)
+
+    def link(self, pid: Pid) -> None:
+        self._inbox.link(pid)
+
+    def unlink(self, pid: Pid) -> None:
+        self._inbox.unlink(pid)
+
+    def monitor_node(self, node: str) -> None:
+        """["nodedown", node, reason] arrives in the node's mailbox when node goes down."""
+        self._n._monitor_node(node, self.self)
+
+    # -- services and rpc
+    def service(self, name: str) -> Service:
+        """A new service exported by this node; add functions with @svc.function,
+        actor types with @svc.actor; or decorate a class: @node.service("math")."""
+        svc = Service(name)
+        self.add_service(svc)
+        return svc
+
+    def add_service(self, svc: Service) -> None:
+        """Exports svc (replacing a service of the same name); later additions to it are exported too."""
+        svc._nodes.append(self)
+        self._export(svc)
+
+    def _export(self, svc: Service) -> None:
+        if not self._n.stopped:
+            self._n._add_service(svc.name, dict(svc._functions), dict(svc._types))
+
+    def services(self) -> "list[str]":
+        return self._n.services()
+
+    def call(self, node: str, service: str, function: str, *args: Any, timeout: float = 5.0) -> Any:
+        """rpc: service:function(*args) on node; returns its value or raises (Timeout,
+        NodeDown, NoSuchService, NoSuchFunction, BadArgs, RemoteException, ...).
+        node is a full name or a short one (see resolve())."""
+        return self._n.call(self.resolve(node), service, function, list(args), float(timeout))
+
+    def cast(self, node: str, service: str, function: str, *args: Any) -> None:
+        """rpc without reply (NodeDown if not connected)."""
+        self._n.cast(self.resolve(node), service, function, list(args))
+
+    def multicall(self, nodes: "list[str]", service: str, function: str, *args: Any,
+                  timeout: float = 5.0) -> "tuple[dict[str, Any], dict[str, Error]]":
+        """Calls every node in parallel: ({node: value}, {node: error})."""
+        return self._n.multicall([self.resolve(n) for n in nodes], service, function, list(args),
+                                 float(timeout))
+
+    def resolve(self, node: str) -> str:
+        """The full name of a node given as "gandalf@pi1" (unchanged) or "gandalf"
+        (as the kith command accepts it): the one connected node of that short
+        name, else the one discovery has heard (not waiting; find() waits).
+        BadArg if several match; an unknown short name is returned unchanged
+        (the operation then says NodeDown)."""
+        if not isinstance(node, str) or "@" in node:
+            return node
+        connected = [n for n in self._n.nodes() if n.split("@", 1)[0] == node]
+        if len(connected) == 1:
+            return connected[0]
+        if len(connected) > 1:
+            raise BadArg(f'"{node}" is ambiguous: {" ".join(sorted(connected))} (give the full name)')
+        if self._n.discovery:
+            heard = [s["name"] for s in self._n.seen() if s["name"].split("@", 1)[0] == node]
+            if len(heard) == 1:
+                return heard[0]
+            if len(heard) > 1:
+                raise BadArg(f'"{node}" is ambiguous: {" ".join(sorted(heard))} (give the full name)')
+        return node
+
+    # -- the cluster
+    def connect(self, endpoint: Any, key: Optional[str] = None, timeout: float = 5.0, visitor: bool = False) -> str:
+        """Connects to another node and returns its name.
+
+        connect(endpoint, key): the cluster member listening at endpoint
+        ("tcp://192.0.2.7:4370") with public key `key` (Z85, its node.key).
+        It must prove that it knows the cookie; a node that cannot is refused
+        (Unauthorized "... did not prove membership of our cluster").
+        connect(endpoint, key, visitor=True): a node outside the cluster, to
+        use its public services; dials with this node's own key (never the
+        cluster's), and the other node gets no right here beyond answering.
+        connect(grant): with a Grant (or the path of a grant file) that the
+        other node's owner gave you; afterwards calls to that node go through
+        the grant. Raises Revoked (revoked or expired grant), Unauthorized
+        (refused: wrong cookie, unknown grant), Timeout. Ctrl-C interrupts
+        connect(endpoint, key); a grant connect is bounded by timeout per
+        endpoint of the grant."""
+        if isinstance(endpoint, Grant):
+            if key is not None:
+                raise TypeError("connect(grant) takes no key")
+            return self._n.connect_grant(endpoint, float(timeout))
+        if key is None:
+            if isinstance(endpoint, (str, os.PathLike)) and "://" not in str(endpoint):
+                return self._n.connect_grant(load_grant(endpoint), float(timeout))
+            raise TypeError("connect(endpoint, key) needs the node's public key; or connect(grant)")
+        return self._n.connect(endpoint, key, float(timeout), bool(visitor))
+
+    # -- grants (what this node lets others do)
+    def grant(self, label: str, allow: Any, rate: Any = None, expires: Any = None) -> Grant:
+        """Issues a grant: a key that lets its holder's node use exactly `allow`
+        on this node. Returns the Grant; save() it and hand the file over
+        privately (it holds a secret key).
+
+        label    unique name of the grant on this node, e.g. "bob".
+        allow    "kvs" (a whole service), "echo:echo" (one function or actor
+                 type), several comma-separated, a list of these, or a dict
+                 {"kvs": [], "echo": ["echo"]} ([] = the whole service).
+        rate     "10/s", "10/s,burst=20", "unlimited", a number per second, or
+                 (per_second, burst); default 10/s with a burst of 20. Beyond
+                 it calls are answered with RateLimited.
+        expires  a datetime, a timedelta or seconds from now; None: never.
+        BadArg for a bad or duplicate label, scope or rate."""
+        return self._n.grant(label, allow, rate, _expiry_ts(expires))
+
+    def grants(self) -> "list[dict]":
+        """The grant table: dicts with label, allow, scope, rate, expires, created,
+        fingerprint, revoked, expired, connected, accepted, refused, rate_limited."""
+        return self._n.grants()
+
+    def revoke_grant(self, label: str) -> None:
+        """Revokes at once: the holder's next message is refused with Revoked,
+        its connection closed, its reconnects refused. BadArg if unknown."""
+        self._n.revoke_grant(label)
+
+    def set_grant_rate(self, label: str, rate: Any) -> None:
+        """Changes a grant's rate (as in grant()); effective for the next message."""
+        self._n.set_grant_rate(label, rate)
+
+    def set_public(self, service: str, on: bool = True, rate: Any = None) -> None:
+        """Opens service to anyone who can reach this node, strangers included
+        (each connecting key limited to rate, default 10/s); on=False closes it,
+        and with no public service left every stranger is disconnected.
+        Raises BadArg for the admin services "grants" and "node", which can
+        never be public."""
+        self._n.set_public(service, on, rate)
+
+    def public_services(self) -> "list[str]":
+        return self._n.public_services()
+
+    # -- discovery
+    @property
+    def discovery(self) -> bool:
+        """True if this node runs LAN discovery (see Node(discovery=...))."""
+        return self._n.discovery
+
+    def seen(self) -> "list[dict]":
+        """The nodes heard by discovery, sorted by name: dicts with name, endpoint,
+        key, fingerprint, trust ("cluster" or "stranger"), services, connected,
+        cluster_id (8 hex digits naming the cookie's cluster; "" if none) and
+        age (seconds since last heard). BadArg if discovery is off."""
+        return self._n.seen()
+
+    def find(self, name: str, timeout: float = 1.0, connect: bool = True) -> dict:
+        """Waits up to timeout seconds for a node to be heard, by full
+        ("gandalf@pi1") or short ("gandalf") name, and returns it as seen() does
+        once it is usable: a member of the cluster connected (find("gandalf")
+        then call("gandalf", ...) works at once); a stranger with public
+        services connected as a visitor. A stranger with no public service is
+        returned as heard (connected False): nothing on it may be used.
+        Raises Timeout (the detail lists what was heard, or says that it was
+        heard but did not connect in time), BadArg for an ambiguous short
+        name, Unauthorized when it refused the connection (with its reason,
+        e.g. another cookie or a name held by another node). connect=False:
+        only wait to hear it. Ctrl-C interrupts."""
+        deadline = time.monotonic() + float(timeout)
+        s = self._n.find(name, float(timeout))
+        if not connect or s.get("connected"):
+            return s
+        if s["trust"] == "stranger" and not s["services"]:
+            return s
+        left = max(deadline - time.monotonic(), 0.5)
+        # Auto-connect may be dialling already; connect() joins it (a node
+        # already connected answers at once).
+        self._n.connect(s["endpoint"], s["key"], left, s["trust"] == "stranger")
+        s = dict(s, connected=True)
+        return s
+
+    def discovery_stats(self) -> dict:
+        """Discovery counters: beacons_sent, beacons_received, bad_hmac, malformed,
+        rate_limited, key_conflicts, spoofed_leaves, queries_answered, replayed,
+        stale (outside max_clock_skew), answers_limited (queries over their
+        budget), connect_failures."""
+        return self._n._discovery_stats()
+
+    def ping(self, node: str, timeout: float = 1.0) -> bool:
+        return self._n.ping(self.resolve(node), timeout)
+
+    def nodes(self) -> "list[str]":
+        return self._n.nodes()
+
+    def info(self, node: str) -> Optional[dict]:
+        return self._n._info(node)
+
+    def on_nodes(self, callback: Callable[[NodeEvent], Any]) -> Subscription:
+        """Calls callback(NodeEvent) for every node up/down (on a kith thread)."""
+        return Subscription(self, callback)
+
+    def node_events(self, timeout: Optional[float] = None) -> NodeEvents:
+        """An iterator of NodeEvent; see NodeEvents."""
+        return NodeEvents(self, timeout)
+
+    def net_stats(self) -> dict:
+        return self._n._net_stats()
+

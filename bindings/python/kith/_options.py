@@ -1,0 +1,69 @@
+"""Option helpers of kith.Node: full node names, grant expiry times and
+the discovery switch (private)."""
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import re
+import socket
+from typing import Any, Optional
+
+from ._kith import Grant
+
+
+def _full_name(name: str) -> str:
+    """'alice' -> 'alice@<hostname>' (as `kith node --name alice`); 'a@b' unchanged."""
+    if "@" in name:
+        return name
+    host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()) or "localhost"
+    return f"{name}@{host}"
+
+
+def _grant_expires(g: Grant) -> Optional[datetime.datetime]:
+    ts = g._expires_ts
+    return None if ts is None else datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)
+
+
+Grant.expires = property(_grant_expires, doc="When the grant expires (a UTC datetime), or None: never.")
+
+
+def _expiry_ts(expires: Any) -> Optional[float]:
+    """None, a datetime (naive: local time), a timedelta or a number of
+    seconds from now -> seconds since the epoch."""
+    if expires is None:
+        return None
+    if isinstance(expires, datetime.datetime):
+        return expires.timestamp()
+    if isinstance(expires, datetime.timedelta):
+        return datetime.datetime.now(datetime.timezone.utc).timestamp() + expires.total_seconds()
+    if isinstance(expires, (int, float)) and not isinstance(expires, bool):
+        return datetime.datetime.now(datetime.timezone.utc).timestamp() + float(expires)
+    raise TypeError("expires is a datetime, a timedelta, or a number of seconds from now")
+
+
+def _on_lan(listen: str) -> bool:
+    """True if a listen endpoint is reachable from other machines (not loopback)."""
+    host = listen.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    if host in ("*", "0.0.0.0", "::", ""):
+        return True
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # an interface name or a host name
+
+
+def _discovery_options(discovery: Any, listen: str, hidden: bool) -> Optional[dict]:
+    if discovery is None:  # automatic: on when the node listens on the LAN
+        if not listen or hidden or not _on_lan(listen):
+            return None
+        return {}
+    if discovery is False:
+        return None
+    if discovery is True:
+        return {}
+    if isinstance(discovery, dict):
+        return dict(discovery)
+    raise TypeError("discovery is True, False, None (automatic) or a dict of options")
+

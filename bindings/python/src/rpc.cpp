@@ -1,0 +1,163 @@
+// rpc.cpp — kith._Node's calls to other nodes and actors: call, cast,
+// multicall, call_pid, remote spawns, ping and connect. Every wait releases
+// the GIL and is interruptible (Ctrl-C) and bounded.
+#include "bind.hpp"
+
+namespace kith::python {
+namespace {
+
+// A request from a transient actor (Erlang's gen:call from a helper
+// process), so that the caller can wait for it with wait_async: `done` runs
+// once with the reply, errc::timeout, or errc::noproc.
+void request_async(node& nd, const pid& to, term msg, std::chrono::nanoseconds timeout,
+                   std::function<void(result<term>)> done) {
+    node* np = &nd;  // the C++ node: outlives its actors (stop joins them)
+    nd.spawn([np, to, msg = std::move(msg), timeout, done = std::move(done)](actor& self) mutable -> behavior {
+        term finished = arr("kith-python-request-done", self.self());
+        self.request(to, std::move(msg), timeout, [np, me = self.self(), finished, done](result<term> r) {
+            done(std::move(r));
+            np->send(me, finished);
+        });
+        return [finished](actor& me, message& m) {
+            if (m.is_user() && m.body == finished) me.quit();
+        };
+    });
+}
+
+// The pid of an optional mailbox argument, read with the GIL held (another
+// thread may close the mailbox once the GIL is released).
+std::optional<pid> self_of(py_mailbox* b) {
+    if (!b) return std::nullopt;
+    return b->get().self();
+}
+
+}  // namespace
+
+void bind_node_rpc(node_class& c) {
+    c.def("call", [](py_node& n, const std::string& to, const std::string& svc, const std::string& fn,
+                     py::list args, double timeout) {
+         term a = to_term(args);
+         node& nd = n.get();
+         auto d = seconds_to_ns(timeout);
+         auto r = wait_async<term>([&](auto done) { nd.call_async(to, svc, fn, std::move(a), d, done); },
+                                   [&] { return n.stopped(); });
+         return from_term(value_or_raise(std::move(r)));
+     })
+        .def("cast", [](py_node& n, const std::string& to, const std::string& svc, const std::string& fn,
+                        py::list args) { ok_or_raise(n.get().cast(to, svc, fn, to_term(args))); })
+        .def("multicall", [](py_node& n, const std::vector<std::string>& nodes, const std::string& svc,
+                             const std::string& fn, py::list args, double timeout) {
+            // As node::multicall, but waited for in slices (Ctrl-C).
+            struct state {
+                std::mutex mu;
+                std::size_t left = 0;
+                multicall_result out;
+                std::function<void(result<bool>)> done;
+            };
+            auto st = std::make_shared<state>();
+            st->left = nodes.size();
+            term a = to_term(args);
+            node& nd = n.get();
+            auto d = seconds_to_ns(timeout);
+            (void)wait_async<bool>(
+                [&](auto done) {
+                    st->done = done;
+                    if (nodes.empty()) done(true);
+                    for (auto& name : nodes)
+                        nd.call_async(name, svc, fn, a, d, [st, name](result<term> r) {
+                            std::function<void(result<bool>)> fire;
+                            {
+                                std::lock_guard lk(st->mu);
+                                if (r.ok()) st->out.results[name] = std::move(*r);
+                                else st->out.bad_nodes[name] = r.err();
+                                if (--st->left == 0) fire = st->done;
+                            }
+                            if (fire) fire(true);
+                        });
+                },
+                [&] { return n.stopped(); }, clock::now() + d + 500ms);
+            std::lock_guard lk(st->mu);
+            py::dict good, bad;
+            for (auto& name : nodes) {
+                if (auto it = st->out.results.find(name); it != st->out.results.end())
+                    good[py::str(name)] = from_term(it->second);
+                else if (auto e = st->out.bad_nodes.find(name); e != st->out.bad_nodes.end())
+                    bad[py::str(name)] = error_object(e->second);
+                else
+                    bad[py::str(name)] = error_object(error{errc::timeout, "no reply from " + name});
+            }
+            return py::make_tuple(good, bad);
+        })
+        .def("call_pid", [](py_node& n, const pid& to, py::handle msg, double timeout) {
+            term t = to_term(msg);
+            node& nd = n.get();
+            auto d = seconds_to_ns(timeout);
+            auto r = wait_async<term>([&](auto done) { request_async(nd, to, std::move(t), d, done); },
+                                      [&] { return n.stopped(); }, clock::now() + d + 1s);
+            return from_term(value_or_raise(std::move(r)));
+        })
+        .def("_spawn_remote", [](py_node& n, const std::string& to, const std::string& svc, const std::string& type,
+                                 py::list args, double timeout, py_mailbox* linker, py_mailbox* watcher) -> py::object {
+            term a = to_term(args);
+            node& nd = n.get();
+            auto d = seconds_to_ns(timeout);
+            std::optional<pid> link_to = self_of(linker), watch_by = self_of(watcher);
+            if (watch_by) {
+                std::optional<result<std::pair<pid, ref>>> r;
+                {
+                    gil_release rel;
+                    r.emplace(nd.spawn_monitor(*watch_by, to, svc, type, std::move(a), d));
+                }
+                auto pr = value_or_raise(std::move(*r));
+                return py::make_tuple(pr.first, pr.second);
+            }
+            std::optional<result<pid>> r;
+            {
+                gil_release rel;
+                if (link_to) r.emplace(nd.spawn_link(*link_to, to, svc, type, std::move(a), d));
+                else r.emplace(nd.spawn(to, svc, type, std::move(a), d));
+            }
+            return py::cast(value_or_raise(std::move(*r)));
+        })
+        .def("ping", [](py_node& n, const std::string& to, double timeout) {
+            node& nd = n.get();
+            auto d = seconds_to_ns(timeout);
+            gil_release rel;
+            return nd.ping(to, d);
+        }, py::arg("node"), py::arg("timeout") = 1.0)
+        .def("connect", [](py_node& n, const std::string& endpoint, const std::string& key, double timeout,
+                           bool visitor) {
+            auto k = public_key::from_z85(key);
+            if (!k) throw_error(error{errc::badarg, "key must be 40 characters of Z85 (a node's public key)"});
+            node& nd = n.get();
+            auto d = seconds_to_ns(timeout);
+            if (visitor) {
+                result<std::string> r = error{errc::shutdown};
+                {
+                    gil_release rel;
+                    r = nd.connect_visitor(endpoint, *k, d);
+                }
+                return value_or_raise(std::move(r));
+            }
+            // connect_async answers within `d`; the deadline is a backstop.
+            auto r = wait_async<std::string>([&](auto done) { nd.connect_async(endpoint, *k, d, done); },
+                                             [&] { return n.stopped(); }, clock::now() + d + 2s);
+            return value_or_raise(std::move(r));
+        }, py::arg("endpoint"), py::arg("key"), py::arg("timeout") = 5.0, py::arg("visitor") = false)
+        .def("connect_grant", [](py_node& n, const grant_file& g, double timeout) {
+            node& nd = n.get();
+            auto d = seconds_to_ns(timeout);
+            // Blocking (kith has no asynchronous form of it), bounded by
+            // `timeout` per endpoint tried, with the GIL released. `g` is
+            // immutable from Python and held by the caller.
+            std::optional<result<std::string>> r;
+            {
+                gil_release rel;
+                r.emplace(nd.connect(g, d));
+            }
+            if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+            return value_or_raise(std::move(*r));
+        }, py::arg("grant"), py::arg("timeout") = 5.0);
+}
+
+}  // namespace kith::python
