@@ -126,3 +126,69 @@ def test_dropping_a_node_with_discovery_stops_both(make_node, tmp_path):
     name = a.name
     del a
     wait_until(lambda: name not in b.nodes(), what="dropped node gone")
+
+
+def stranger_query():
+    """An unauthenticated discovery query (docs/protocol.md, "Discovery
+    beacon"): no name, no cluster section, padded to 1200 bytes."""
+    import os
+    import struct
+    import time
+    b = b"kith" + bytes([1, 3, 0, 0]) + struct.pack(">QQH", int(time.time() * 1000), 1, 4370)
+    b += os.urandom(32) + b"\x00" + b"\x00"  # key; no endpoint; no public services
+    return b + bytes(1200 - len(b))
+
+
+def test_flood_limits_and_their_counters(make_node):
+    # issue 13: the options and counters of the flood limits, from Python.
+    import socket
+    port = free_port()
+    n = make_node("limited@localhost", discovery=loopback_discovery(
+        port, max_answers_per_s=2, max_stranger_beacons_per_s=50, max_clock_skew=5.0))
+    stats = n.discovery_stats()
+    assert {"stale", "answers_limited", "rate_limited", "replayed", "queries_answered"} <= set(stats)
+    assert stats["stale"] == 0 and stats["answers_limited"] == 0
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    try:
+        for _ in range(10):
+            s.sendto(stranger_query(), ("127.0.0.1", port))
+        wait_until(lambda: n.discovery_stats()["queries_answered"] + n.discovery_stats()["answers_limited"] == 10,
+                   what="every query answered or limited")
+        stats = n.discovery_stats()
+        # At most 2 a second in all (and 3 per source): the rest are limited.
+        assert stats["queries_answered"] <= 3 and stats["answers_limited"] >= 7, stats
+        s.settimeout(5)
+        answer, _ = s.recvfrom(2048)
+        assert answer[:4] == b"kith" and answer[5] == 1 and len(answer) <= 1200  # an announce, no bigger
+    finally:
+        s.close()
+
+
+def test_flood_limit_options_checked(make_node):
+    with pytest.raises(kith.BadArg, match="max_answers_per_s"):
+        make_node("neg@localhost", discovery=loopback_discovery(free_port(), max_answers_per_s=-1))
+    with pytest.raises(kith.BadArg, match="max_stranger_beacons_per_s"):
+        make_node("big@localhost", discovery=loopback_discovery(free_port(), max_stranger_beacons_per_s=10**9))
+    with pytest.raises(kith.BadArg, match="max_clock_skew"):
+        make_node("skew@localhost", discovery=loopback_discovery(free_port(), max_clock_skew=0))
+    with pytest.raises(ValueError, match="max_clock_skew"):  # the list of known options
+        make_node("typo@localhost", discovery={"max_clock_skwe": 1})
+    with pytest.raises(TypeError, match="callable"):
+        make_node("log@localhost", discovery=loopback_discovery(free_port(), log="stderr"))
+
+
+def test_discovery_hints_go_to_the_node_log_or_its_own(make_node):
+    # A stranger (another cookie) on the beacon port: discovery says so once
+    # (source "discovery"), to the node's log= or to discovery's own "log".
+    port = free_port()
+    node_log, disc_log = [], []
+    a = make_node("hinted@localhost", log=node_log.append, discovery=loopback_discovery(port))
+    b = make_node("hinted2@localhost", log=node_log.append,
+                  discovery=loopback_discovery(port, log=disc_log.append))
+    make_node("stranger@localhost", cookie="another-cluster", discovery=loopback_discovery(port))
+    wait_until(lambda: any(r.source == "discovery" and r.node == a.name and "stranger" in r.text
+                           for r in node_log), what="a's stranger hint in its node log")
+    wait_until(lambda: any(r.source == "discovery" and r.node == b.name and "stranger" in r.text
+                           for r in disc_log), what="b's stranger hint in its discovery log")
+    assert not any(r.source == "discovery" and r.node == b.name for r in node_log)
