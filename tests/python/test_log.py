@@ -61,6 +61,9 @@ def test_refused_connection_reaches_the_node_log(make_node, default_sink):
     assert text.startswith("connection from 127.0.0.1 refused: ")
     # The record went to alice's callable, not to the default sink.
     assert not default_sink.matching(lambda r: r.node == "alice@localhost")
+    stats = alice.net_stats()
+    assert stats["refused_connections"] >= 1, stats
+    assert {"frames_in", "refused_overloaded", "refused_rate_limited", "overload_drops"} <= set(stats)
 
 
 def test_a_raising_log_callable_does_not_take_the_node_down(make_node, default_sink):

@@ -372,5 +372,10 @@ class Node:
         return NodeEvents(self, timeout)
 
     def net_stats(self) -> dict:
+        """Distribution counters since start (kith/net.hpp, net_counters):
+        envelopes_in/out, frames_in/out, decode_errors, protocol_errors,
+        refused (of which refused_unauthorized, refused_revoked,
+        refused_rate_limited, refused_overloaded from grantees and strangers),
+        overload_drops, refused_connections."""
         return self._n._net_stats()
 
