@@ -160,3 +160,24 @@ except kith.Unauthorized:
     r = run_python(code, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip() == "refused"
+
+
+def test_a_forked_child_gets_its_own_log_thread(default_sink):
+    # The parent's log thread runs (a record went through it); a child made
+    # by fork() has none: its records must still arrive.
+    import os
+    _kith._log("info", "test", "", "parent")
+    wait_until(lambda: default_sink.matching(lambda r: r.text == "parent"), what="the parent's record")
+    pid = os.fork()
+    if pid == 0:
+        ok = False
+        try:
+            child = Collector()
+            kith.set_log_sink(child)
+            _kith._log("info", "test", "", "child")
+            wait_until(lambda: child.matching(lambda r: r.text == "child"), timeout=10, what="the child's record")
+            ok = True
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -27,6 +27,8 @@
 #include <mutex>
 #include <thread>
 
+#include <pthread.h>
+
 #include "bind.hpp"
 #include "kith/log.hpp"
 
@@ -66,11 +68,12 @@ struct dispatcher {
     std::thread::id thread_id;
 };
 // Never destroyed: a detached dispatcher (a callable that would not return
-// at exit) or a late kith thread may still touch it.
-dispatcher& disp() {
-    static auto* d = new dispatcher;
-    return *d;
-}
+// at exit) or a late kith thread may still touch it. A forked child gets a
+// fresh one: the parent's thread does not exist there, and its mutex may
+// have been held by another thread at the fork.
+std::atomic<dispatcher*> g_disp{new dispatcher};
+dispatcher& disp() { return *g_disp.load(); }
+void fresh_dispatcher_in_child() { g_disp.store(new dispatcher); }
 
 // The type records are handed to callables as (kith.LogRecord, set by the
 // package); a plain tuple until it is set.
@@ -281,6 +284,7 @@ void stop_logging() {
 }
 
 void register_log(py::module_& m) {
+    pthread_atfork(nullptr, nullptr, fresh_dispatcher_in_child);
     m.def("_set_log_record_type", [](py::object cls) { g_record_type = hold(std::move(cls)); },
           "The type log records are handed to callables as (kith.LogRecord).");
     m.def("_log", [](const std::string& level, const std::string& source, const std::string& node,
