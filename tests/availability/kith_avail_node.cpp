@@ -14,14 +14,20 @@
 //   glctl:send(Name, Msg)          -> nil, or the error
 //   glctl:connect(Endpoint, KeyZ85)-> nil: connect to another node (meshes
 //        the test's children)
+// With --failover N1,N2,... [--fo-delay-ms D] it also runs a failover
+// service "fo" over those nodes whose instance answers ["ping", ReplyTo]
+// with ["pong", NodeName, Self]; foctl:running() -> whether it runs here.
 // Prints "READY <endpoint> <z85 key>" when up; runs until SIGTERM or kill.
 #include <csignal>
 #include <cstdio>
 #include <memory>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "../support/node_args.hpp"
 #include "kith/builtin.hpp"
+#include "kith/failover.hpp"
 #include "kith/global.hpp"
 #include "kith/keys.hpp"
 #include "kith/node.hpp"
@@ -49,7 +55,25 @@ int main(int argc, char** argv) {
     o.name = "avail@localhost";
     o.workers = 2;
     o.net.listen = "tcp://127.0.0.1:0";
-    if (!parse_node_args("kith_avail_node", argc, argv, o)) return 2;
+    // Our own options first; the rest are the common node options.
+    std::vector<std::string> fo_nodes;
+    int fo_delay_ms = 500;
+    std::vector<char*> rest{argv[0]};
+    for (int i = 1; i < argc; ++i) {
+        std::string k = argv[i];
+        if ((k == "--failover" || k == "--fo-delay-ms") && i + 1 < argc) {
+            std::string v = argv[++i];
+            if (k == "--fo-delay-ms") {
+                fo_delay_ms = std::stoi(v);
+            } else {
+                std::stringstream ss(v);
+                for (std::string item; std::getline(ss, item, ',');) fo_nodes.push_back(item);
+            }
+        } else {
+            rest.push_back(argv[i]);
+        }
+    }
+    if (!parse_node_args("kith_avail_node", static_cast<int>(rest.size()), rest.data(), o)) return 2;
     std::signal(SIGTERM, on_signal);
     std::signal(SIGINT, on_signal);
     kith::node n(o);
@@ -101,9 +125,28 @@ int main(int argc, char** argv) {
                                     if (!r.ok()) return r.err();
                                     return kith::term();
                                 }));
+    std::shared_ptr<kith::failover_service> fo;
+    if (!fo_nodes.empty()) {
+        kith::failover_spec fs;
+        fs.name = "fo";
+        fs.nodes = fo_nodes;
+        fs.delay = std::chrono::milliseconds(fo_delay_ms);
+        fs.start = [](kith::node& nd) {
+            std::string me = nd.name();
+            return nd.spawn([me](kith::actor& self, kith::message& m) {
+                const kith::term* tag = m.body.at(0);
+                const kith::term* to = m.body.at(1);
+                if (m.is_user() && tag && to && to->as_pid() && tag->as_string() && *tag->as_string() == "ping")
+                    self.send(*to->as_pid(), kith::arr("pong", me, self.self()));
+            });
+        };
+        fo = std::make_shared<kith::failover_service>(n, *gl, fs);
+        n.add_service(kith::service("foctl").function("running", [fo] { return fo->running_here(); }));
+    }
     std::printf("READY %s %s\n", n.endpoint().c_str(), n.key().z85().c_str());
     std::fflush(stdout);
     while (!g_stop) pause();
+    fo.reset();
     gl.reset();
     pg.reset();
     n.stop();

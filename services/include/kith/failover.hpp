@@ -1,0 +1,93 @@
+// kith/failover.hpp — failover services (OTP distributed applications with
+// a keep-majority rule): one instance of something, running on the first
+// live node of a priority list, under a global name that follows it.
+//
+//   kith::failover_spec fs;
+//   fs.name = "kvs";                                  // its global name
+//   fs.nodes = {"pi1@lab", "pi2@lab", "pi3@lab"};     // priority order
+//   fs.start = [](kith::node& n) { return n.spawn(kvs_actor); };
+//   kith::failover_service fo(node, names, fs);       // on EVERY listed node
+//
+// The rule, applied by each listed node on its own, from what it sees
+// (connected cluster members, nodeup/nodedown), with no messages between
+// the controllers:
+//   * a listed node is "live" if it is this node or connected to it as a
+//     cluster member;
+//   * this node WANTS the instance iff it sees a strict majority of the
+//     list live (keep-majority) and it is the first live node of the list;
+//   * it starts the instance when it has wanted it continuously for `delay`
+//     and the global name is free (as this node knows), then registers the
+//     instance under the name; a node that stops wanting it (lost its
+//     majority, or a higher node is live again) stops its instance at once
+//     with exit signal `shutdown` (`kill` after `stop_timeout`). The name is
+//     freed when the instance ends, so a higher node that returns takes over
+//     only after the lower one's instance has ended (handover, never two).
+//
+// Why this never runs two instances in one majority: two nodes of one
+// connected majority see the same live set and so the same first node; a
+// minority node stops its instance when it notices the loss (heartbeat
+// timeout), while the majority starts one only `delay` after noticing it,
+// so `delay` must exceed the difference between the two detection times
+// (about one heartbeat interval; default delay 1 s, heartbeat interval 0.5 s).
+// If it ever happened (clock-free but timing-based), the global name's
+// conflict rule ends one instance when the sides meet. With an even split
+// (2 of 4) no side has a majority and nothing runs: availability is given
+// up for uniqueness, as keep-majority does. Failover time after an unplug:
+// the time to notice (immediate for a closed connection, the heartbeat
+// timeout for a silent node) plus `delay`.
+//
+// Every node of the list must run a failover_service with the same spec and
+// all must be connected to each other (a full mesh, as global names need).
+//
+// Thread-safety: running_here()/instance() may be called from any thread.
+// Ownership: the object owns its controller actor and, when running here,
+// the instance; destroying it stops both (the name is freed). The node and
+// the global_names must outlive it. Errors: the constructor throws
+// setup_error for an empty name, an empty start function, a list without
+// this node, or a list with duplicates.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kith/global.hpp"
+#include "kith/log.hpp"
+#include "kith/node.hpp"
+
+namespace kith {
+
+struct failover_spec {
+    std::string name;                          // the global name of the instance
+    std::vector<std::string> nodes;            // priority list, first = preferred
+    std::function<pid(node&)> start;           // starts the instance (a local pid); runs on the controller
+    std::chrono::milliseconds delay{1000};     // how long to want it before starting it
+    std::chrono::milliseconds check_interval{100};
+    std::chrono::milliseconds stop_timeout{2000};  // shutdown, then kill
+    log_sink log;                              // start/stop decisions (unset: kith's default sink)
+};
+
+namespace detail {
+struct failover_state;
+}
+
+class failover_service {
+public:
+    failover_service(node& n, global_names& names, failover_spec spec);
+    ~failover_service();
+    failover_service(const failover_service&) = delete;
+    failover_service& operator=(const failover_service&) = delete;
+
+    // True while this node's instance runs.
+    bool running_here() const;
+    // This node's instance, or the null pid.
+    pid instance() const;
+
+private:
+    node* n_;
+    std::shared_ptr<detail::failover_state> s_;
+};
+
+}  // namespace kith
