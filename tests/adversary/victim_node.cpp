@@ -22,6 +22,7 @@
 //   kill PID                      -> exit "kill" to PID; "killed"
 //   rss [reset]                   -> "rss KB HWM_KB" (VmRSS and VmHWM of this process; reset:
 //                                    the peak restarts from now)
+//   limits                        -> "limits soft=N hard=N fds=N" (RLIMIT_NOFILE, open fds)
 //   callloop NODE MS              -> calls NODE's relay:ping one after another for MS ms:
 //                                    "callloop n=N errors=E p50=US p99=US max=US down=D [first_error=..]"
 //                                    (N, percentiles: successful calls; D: nodedowns of NODE)
@@ -48,7 +49,10 @@
 //   local_send PID DEST TEXT      -> sends [DEST, TEXT] to PID from this node, DEST a pid or
 //                                    "sink"/"handed"; "sent"
 //   quit
+#include <sys/resource.h>
+
 #include <algorithm>
+#include <filesystem>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -231,6 +235,16 @@ int main(int argc, char** argv) {
             out("unstalled");
         } else if (c == "slow_seen") {
             out("slow_seen " + std::to_string(stall->seen.load()));
+        } else if (c == "limits") {  // the fd flood test (test_adversary_fd_flood)
+            rlimit rl{};
+            ::getrlimit(RLIMIT_NOFILE, &rl);
+            std::error_code ec;  // out of fds: -1, never an exception
+            long fds = 0;
+            for (std::filesystem::directory_iterator it("/proc/self/fd", ec), end; !ec && it != end; it.increment(ec))
+                ++fds;
+            if (ec) fds = -1;
+            out("limits soft=" + std::to_string(rl.rlim_cur) + " hard=" + std::to_string(rl.rlim_max) +
+                " fds=" + std::to_string(fds));
         } else if (c == "rss") {
             // "rss reset": VmHWM starts again from VmRSS (it otherwise keeps
             // the start-up peak of the cookie's Argon2id, 32 MiB).

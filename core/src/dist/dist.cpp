@@ -40,6 +40,7 @@ dist::dist(node_impl& rt, const net_options& opts, std::shared_ptr<service_table
     to.heartbeat_timeout = opts.heartbeat_timeout;
     to.max_queue_bytes = opts.max_queue_bytes;
     to.hidden = opts.hidden;
+    to.log = opts.log;  // the transport's records (a throwing callback, a failed libzmq call) go to the node's sink
     to.services = services_->names();
     to.live_services = [t = services_] { return t->names(); };
 

@@ -1,12 +1,15 @@
 // context.cpp — the process's ZeroMQ context and ZAP thread (context.hpp).
 #include "transport/context.hpp"
 
+#include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
-#include <zmq.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "kith/error.hpp"
+#include "kith/log.hpp"
 
 namespace kith::detail {
 
@@ -15,6 +18,28 @@ std::mutex instance_mu;
 std::weak_ptr<shared_context> instance;  // under instance_mu
 pid_t instance_pid = 0;                  // the process that made it
 }  // namespace
+
+fd_limit raise_open_file_limit() noexcept {
+    static std::mutex mu;
+    std::lock_guard lk(mu);
+    fd_limit r;
+    rlimit rl{};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        r.raise_failed = true;
+        return r;
+    }
+    constexpr rlim_t cap = rlim_t{1} << 20;  // the kernel's usual nr_open
+    r.before = rl.rlim_cur;
+    r.hard = rl.rlim_max;
+    const rlim_t want = std::min(rl.rlim_max, cap);
+    r.now = rl.rlim_cur;
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = want;
+        if (::setrlimit(RLIMIT_NOFILE, &rl) == 0) r.now = want;
+        else r.raise_failed = true;
+    }
+    return r;
+}
 
 std::shared_ptr<shared_context> shared_context::acquire() {
     std::lock_guard lk(instance_mu);
@@ -31,46 +56,47 @@ std::shared_ptr<shared_context> shared_context::acquire() {
 }
 
 shared_context::shared_context() {
-    ctx_ = zmq_ctx_new();
-    if (!ctx_) throw setup_error("kith: cannot create a ZeroMQ context");
-    // Every node of the process has its sockets here: a ROUTER and a monitor
-    // pair, and a DEALER and a monitor pair per peer (a 32-node mesh in one
-    // process needs about 2,000; the default limit is 1,023).
-    zmq_ctx_set(ctx_, ZMQ_MAX_SOCKETS, std::min(zmq_ctx_get(ctx_, ZMQ_SOCKET_LIMIT), 32768));
-    sock_ = zmq_socket(ctx_, ZMQ_ROUTER);
-    int zero = 0;
-    if (sock_) zmq_setsockopt(sock_, ZMQ_LINGER, &zero, sizeof zero);
-    if (!sock_ || zmq_bind(sock_, "inproc://zeromq.zap.01") != 0) {
-        std::string err = zmq_strerror(zmq_errno());
-        if (sock_) zmq_close(sock_);
-        zmq_ctx_term(ctx_);
-        throw setup_error("kith: cannot bind the ZAP handler: " + err);
+    try {
+        // Every node of the process has its sockets here: a ROUTER and a
+        // monitor pair, and a DEALER and a monitor pair per peer (a 32-node
+        // mesh in one process needs about 2,000; the default limit is 1,023).
+        ctx_.set(zmq::ctxopt::max_sockets, std::min(ctx_.get(zmq::ctxopt::socket_limit), 32768));
+        sock_ = zmq::socket_t(ctx_, zmq::socket_type::router);
+        sock_.set(zmq::sockopt::linger, 0);
+        sock_.bind("inproc://zeromq.zap.01");
+    } catch (const zmq::error_t& e) {
+        throw setup_error(std::string("kith: cannot set up the ZAP handler (") + e.what() +
+                          "): another ZAP handler in this process's context, or ZeroMQ out of sockets");
     }
-    thread_ = std::thread([this] { serve(); });
+    answers_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (answers_fd_ < 0)
+        throw setup_error("kith: cannot create an eventfd for the ZAP handler (out of file descriptors?)");
+    try {
+        thread_ = std::thread([this] { serve(); });
+    } catch (const std::system_error& e) {
+        ::close(answers_fd_);
+        throw setup_error(std::string("kith: cannot start the ZAP thread: ") + e.what());
+    }
 }
 
 shared_context::~shared_context() {
-    zmq_ctx_shutdown(ctx_);  // the ZAP thread's poll ends with ETERM
+    // Routes are removed (workers joined) before the last holder lets go.
+    ctx_.shutdown();  // the ZAP thread's poll ends with ETERM
     thread_.join();
-    zmq_ctx_term(ctx_);  // waits for the last sockets' linger
+    ::close(answers_fd_);
+    // ctx_'s destructor ends the context, waiting for the last sockets' linger.
 }
 
 namespace {
 // One multipart message, at most `max` frames kept (the rest read and
 // dropped). Empty if nothing could be read.
-std::vector<std::string> recv_frames(void* sock, std::size_t max) {
+std::vector<std::string> recv_frames(zmq::socket_ref sock, std::size_t max) {
     std::vector<std::string> frames;
+    zmq::message_t m;
     for (;;) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, sock, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&m);
-            break;
-        }
-        if (frames.size() < max) frames.emplace_back(static_cast<const char*>(zmq_msg_data(&m)), zmq_msg_size(&m));
-        bool more = zmq_msg_more(&m);
-        zmq_msg_close(&m);
-        if (!more) break;
+        if (!sock.recv(m, zmq::recv_flags::dontwait)) break;
+        if (frames.size() < max) frames.emplace_back(m.data<char>(), m.size());
+        if (!m.more()) break;
     }
     return frames;
 }
@@ -78,48 +104,116 @@ std::vector<std::string> recv_frames(void* sock, std::size_t max) {
 
 void shared_context::serve() {
     for (;;) {
-        zmq_pollitem_t item{sock_, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&item, 1, -1) < 0) {
-            if (zmq_errno() == ETERM) break;
-            continue;
-        }
-        // A ROUTER: the requester's envelope (its routing id, any further
-        // frames, then an empty delimiter) comes first, then the request
-        // (RFC 27). The reply goes back with the same envelope.
-        std::vector<std::string> frames = recv_frames(sock_, 20);
-        std::size_t d = 1;
-        while (d < frames.size() && d < 4 && !frames[d].empty()) ++d;
-        if (d >= frames.size() || !frames[d].empty()) continue;  // no envelope: nothing to answer
-        std::vector<std::string> route(frames.begin(), frames.begin() + static_cast<std::ptrdiff_t>(d) + 1);
-        zap_request req = zap_parse(std::vector<std::string>(frames.begin() + static_cast<std::ptrdiff_t>(d) + 1, frames.end()));
-        std::unique_lock lk(mu_);
-        auto it = routes_.find(req.domain);
-        if (it == routes_.end()) {
-            // No node owns this domain (one that stopped, or not kith's):
-            // refuse, as libzmq would with no handler at all.
+        zmq::pollitem_t items[2] = {{sock_.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, answers_fd_, ZMQ_POLLIN, 0}};
+        try {
+            zmq::poll(items, 2, std::chrono::milliseconds(-1));
+            if (items[1].revents & ZMQ_POLLIN) send_answers();
+            if (!(items[0].revents & ZMQ_POLLIN)) continue;
+            // A ROUTER: the requester's envelope (its routing id, any further
+            // frames, then an empty delimiter) comes first, then the request
+            // (RFC 27). The reply goes back with the same envelope.
+            std::vector<std::string> frames = recv_frames(sock_, 20);
+            std::size_t d = 1;
+            while (d < frames.size() && d < 4 && !frames[d].empty()) ++d;
+            if (d >= frames.size() || !frames[d].empty()) continue;  // no envelope: nothing to answer
+            const auto split = frames.begin() + static_cast<std::ptrdiff_t>(d) + 1;
+            request r{std::vector<std::string>(frames.begin(), split),
+                      zap_parse(std::vector<std::string>(split, frames.end()))};
             zap_outcome out;
-            out.address = req.address;
-            out.reason = "wrong ZAP domain";
-            zap_reply(sock_, route, req, out);
-            continue;
+            {
+                std::lock_guard lk(mu_);
+                auto it = routes_.find(r.req.domain);
+                if (it == routes_.end()) {
+                    // No node owns this domain (one that stopped, or not
+                    // kith's): refuse, as libzmq would with no handler at all.
+                    out.address = r.req.address;
+                    out.reason = "wrong ZAP domain";
+                } else if (it->second.paused) {
+                    continue;  // no answer, as from a hung process
+                } else if (auto fast = it->second.handler->decide_without_authorizer(r.req)) {
+                    out = std::move(*fast);
+                    if (it->second.report) it->second.report(out);
+                } else {
+                    // The authorizer may take its time: it runs on the
+                    // route's worker, never on this thread (context.hpp).
+                    route& rt = it->second;
+                    if (!rt.w) {
+                        rt.w = std::make_shared<worker>();
+                        try {
+                            rt.w->thread = std::thread([this, copy = rt] { work(copy); });
+                        } catch (const std::system_error&) {
+                            rt.w.reset();
+                        }
+                    }
+                    bool queued = false;
+                    if (rt.w) {
+                        std::lock_guard wl(rt.w->mu);
+                        if (rt.w->q.size() < max_route_backlog) {
+                            rt.w->q.push_back(std::move(r));
+                            queued = true;
+                        }
+                    }
+                    if (queued) {
+                        rt.w->cv.notify_one();
+                        continue;
+                    }
+                    out.address = r.req.address;
+                    out.reason = rt.w ? "authorizer busy: too many handshakes waiting for it"
+                                      : "cannot start the authorizer's thread";
+                    if (r.req.credentials.size() == 1 && r.req.credentials[0].size() == 32) {
+                        public_key k;
+                        std::memcpy(k.bytes.data(), r.req.credentials[0].data(), 32);
+                        out.client = k;
+                    }
+                    if (rt.report) rt.report(out);
+                }
+            }
+            if (!zap_reply(sock_, r.envelope, r.req, out))
+                kith::log(log_level::warning, "transport", "could not send a ZAP reply; that handshake will time out");
+        } catch (const zmq::error_t& e) {
+            if (e.num() == ETERM) break;
+            kith::log(log_level::error, "transport",
+                      std::string("the ZAP thread hit a ZeroMQ error and carries on: ") + e.what());
         }
-        if (it->second.paused) continue;  // no answer, as from a hung process
-        // The authorizer may take its time (it re-reads a grant table from
-        // disk): it runs without mu_, so other nodes' routes are not held up;
-        // remove_route waits for it instead.
-        zap_handler* handler = it->second.handler;
-        auto report = it->second.report;
-        busy_ = req.domain;
-        lk.unlock();
-        zap_outcome out = handler->decide(req);
-        zap_reply(sock_, route, req, out);
-        if (report) report(out);
-        lk.lock();
-        busy_.clear();
-        lk.unlock();
-        idle_cv_.notify_all();
     }
-    zmq_close(sock_);
+    sock_.close();
+}
+
+void shared_context::send_answers() {
+    std::uint64_t v;
+    ssize_t n = ::read(answers_fd_, &v, sizeof v);
+    (void)n;  // EAGAIN: another round took them already
+    std::vector<answer> got;
+    {
+        std::lock_guard lk(mu_);
+        got.swap(answers_);
+    }
+    for (const answer& a : got)
+        if (!zap_reply(sock_, a.envelope, a.req, a.out))
+            kith::log(log_level::warning, "transport", "could not send a ZAP reply; that handshake will time out");
+}
+
+void shared_context::work(route r) {
+    worker& w = *r.w;
+    for (;;) {
+        request q;
+        {
+            std::unique_lock lk(w.mu);
+            w.cv.wait(lk, [&] { return w.stop || !w.q.empty(); });
+            if (w.stop) return;
+            q = std::move(w.q.front());
+            w.q.pop_front();
+        }
+        zap_outcome out = r.handler->decide(q.req);
+        if (r.report) r.report(out);
+        {
+            std::lock_guard lk(mu_);
+            answers_.push_back({std::move(q.envelope), std::move(q.req), std::move(out)});
+        }
+        std::uint64_t one = 1;
+        ssize_t n = ::write(answers_fd_, &one, sizeof one);
+        (void)n;  // EAGAIN only when the counter is full: the ZAP thread is awake anyway
+    }
 }
 
 std::string shared_context::add_route(zap_handler& handler, std::function<void(const zap_outcome&)> report) {
@@ -136,9 +230,21 @@ void shared_context::pause_route(const std::string& domain, bool paused) {
 }
 
 void shared_context::remove_route(const std::string& domain) {
-    std::unique_lock lk(mu_);
-    routes_.erase(domain);
-    idle_cv_.wait(lk, [&] { return busy_ != domain; });
+    std::shared_ptr<worker> w;
+    {
+        std::lock_guard lk(mu_);
+        auto it = routes_.find(domain);
+        if (it == routes_.end()) return;
+        w = std::move(it->second.w);
+        routes_.erase(it);
+    }
+    if (!w) return;
+    {
+        std::lock_guard lk(w->mu);
+        w->stop = true;  // what is still queued goes unanswered: its ROUTER is closed already
+    }
+    w->cv.notify_all();
+    if (w->thread.joinable()) w->thread.join();  // after an authorizer running now returns
 }
 
 std::uint64_t shared_context::unique() noexcept { return ++next_; }

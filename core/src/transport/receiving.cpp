@@ -47,6 +47,9 @@ int transport::impl::read_router() {
             l->state = lstate::handshaking;
             l->rid = rid;
             l->fd = zmq_msg_get(&m, ZMQ_SRCFD);
+            // Past ZMTP and CURVE: its first kith message.
+            if (hs_fds.erase(l->fd)) handshakes_pending = hs_fds.size();
+            else if (l->fd >= 0 && hs_early_fds.size() < 65536) hs_early_fds.insert(l->fd);
             note_fd_reuse(l->fd);
             l->hs_deadline = clock::now() + o.heartbeat_timeout;
             auto kind = auth::kind_of_user_id(uid);
@@ -123,10 +126,32 @@ int transport::impl::read_dealer(link& l) {
 }
 
 void transport::impl::read_router_monitor() {
-    for (int n = 0; n < 64; ++n) {
+    // Up to 1024 events a turn: libzmq blocks its I/O thread when a
+    // monitor's pipe is full (1,000 events), so a connection flood's events
+    // are drained fast.
+    for (int n = 0; n < 1024; ++n) {
         auto event = read_monitor_event(router_mon);
-        if (!event) return;
+        if (!event) break;
         auto [ev, val] = *event;
+        const int efd = static_cast<int>(val);
+        // ACCEPTED and DISCONNECTED carry the fd; the HANDSHAKE events an
+        // error number only, so a connection leaves hs_fds when it closes
+        // or when its first kith message arrives (read_router).
+        switch (ev) {
+        case ZMQ_EVENT_ACCEPTED:
+            // The monitor's pipe is not the data's: the first message may
+            // have been read before this event.
+            if (!hs_early_fds.erase(efd)) hs_fds.insert(efd);
+            break;
+        case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:  // includes the handshake timeout
+        case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH: handshake_failures++; break;
+        case ZMQ_EVENT_DISCONNECTED:
+            hs_fds.erase(efd);
+            hs_early_fds.erase(efd);
+            break;
+        default: break;
+        }
         if (ev == ZMQ_EVENT_DISCONNECTED) {
             // What the peer sent before closing (a goodbye, say) comes first.
             while (read_router() == read_batch) {}
@@ -149,6 +174,19 @@ void transport::impl::read_router_monitor() {
                 else erase_in(*l);
             }
         }
+    }
+    handshakes_pending = hs_fds.size();
+    // A quarter of the open-file budget in unfinished handshakes is not a
+    // cluster reconnecting: say so, at most every 30 s.
+    const std::uint64_t alarm = std::max<std::uint64_t>(256, open_files / 4);
+    if (hs_fds.size() >= alarm && clock::now() - flood_warned > std::chrono::seconds(30)) {
+        flood_warned = clock::now();
+        log(log_level::warning, std::to_string(hs_fds.size()) +
+                                    " inbound connections are in their handshake (open-file limit " +
+                                    std::to_string(open_files) +
+                                    "): a flood of connections that never finish CURVE? Each is closed after " +
+                                    std::to_string(o.heartbeat_timeout.count()) +
+                                    " ms; if this persists, limit connections per address in the firewall");
     }
 }
 

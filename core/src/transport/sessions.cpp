@@ -229,6 +229,17 @@ void transport::impl::on_handshake(link& l, env_handshake& hs) {
     l.state = lstate::established;
     l.last_rx = clock::now();
     l.next_hb = clock::now() + o.heartbeat_interval;
+    // The session is up here before our handshake answers the peer: once
+    // the peer sees our answer, this node reports it up (a peer that asks
+    // this node about itself through another channel never finds it absent).
+    // What on_peer_up posts is queued and goes out after the answer.
+    if (it != sessions.end() && it->second.info.creation == hs.creation) {
+        it->second.links.push_back(&l);
+    } else {
+        // The peer restarted: the old session ends before the new one.
+        if (it != sessions.end()) session_down(hs.node, "connection_closed", nullptr);
+        session_up(l, hs);
+    }
     if (!l.outbound) {
         std::string proof;
         if (l.auth.kind == trust_kind::cluster && hs.nonce.size() == auth::nonce_bytes)
@@ -236,18 +247,6 @@ void transport::impl::on_handshake(link& l, env_handshake& hs) {
         auto ours = handshake(auth::fresh_nonce(), std::move(proof));
         send_on(l, ours.data(), ours.size());
     }
-    if (it != sessions.end()) {
-        session& s = it->second;
-        if (s.info.creation != hs.creation) {
-            // The peer restarted: the old session ends before the new one.
-            session_down(hs.node, "connection_closed", nullptr);
-            session_up(l, hs);
-            return;
-        }
-        s.links.push_back(&l);
-        return;
-    }
-    session_up(l, hs);
 }
 
 void transport::impl::on_frame(link& l, std::string_view frame, const peer_auth& auth) {

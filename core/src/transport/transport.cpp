@@ -57,6 +57,25 @@ void transport::impl::start() {
     follow_fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     job_timer = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (wake_fd < 0 || follow_fd < 0 || job_timer < 0) fail_start("kith: eventfd or timerfd failed");
+    // Raw TCP connections cost a descriptor each before ZAP runs: take the
+    // whole hard limit as the budget (context.hpp, "File descriptors").
+    {
+        const fd_limit fl = raise_open_file_limit();
+        open_files = fl.now;
+        if (fl.raise_failed)
+            log(log_level::warning, "could not raise the open-file limit (soft " + std::to_string(fl.before) +
+                                        ", hard " + std::to_string(fl.hard) +
+                                        "); connection floods exhaust it sooner");
+        else if (fl.now > fl.before)
+            log(log_level::info, "raised the open-file limit from " + std::to_string(fl.before) + " to " +
+                                     std::to_string(fl.now) + " (the hard limit)");
+        if (!fl.raise_failed && fl.now < fd_limit_warn_below)
+            log(log_level::warning, "the open-file limit is " + std::to_string(fl.now) +
+                                        ": a flood of raw TCP connections can exhaust it and keep members out "
+                                        "for a while; raise the hard limit to at least " +
+                                        std::to_string(fd_limit_warn_below) +
+                                        " (ulimit -Hn, or LimitNOFILE= for a systemd service)");
+    }
     shared = shared_context::acquire();
     ctx = shared->get();
     // Fail closed, step 1: this node's ZAP route exists before the ROUTER
@@ -85,7 +104,11 @@ void transport::impl::start() {
     set_int(router, ZMQ_ROUTER_MANDATORY, 1);
     // ZMQ_ROUTER_HANDOVER stays 0: a client cannot take over another
     // connection's routing id; kith DEALERs use a fresh random id per socket.
-    router_mon = open_monitor(router, ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED);
+    // DISCONNECTED ends links; ACCEPTED and HANDSHAKE_FAILED count
+    // connections in their handshake (a raw TCP flood; context.hpp).
+    router_mon = open_monitor(router, ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED | ZMQ_EVENT_ACCEPTED |
+                                          ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                          ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
     int rc = zmq_bind(router, o.bind_endpoint.c_str());
     if (rc != 0) fail_start("kith: cannot bind " + o.bind_endpoint + ": " + zmq_strerror(zmq_errno()));
     char buf[256];
@@ -322,6 +345,8 @@ transport_stats transport::stats() const {
     s.heartbeat_timeouts = m.heartbeat_timeouts;
     s.peers_up = m.peers_up;
     s.peers_down = m.peers_down;
+    s.handshakes_pending = m.handshakes_pending;
+    s.handshake_failures = m.handshake_failures;
     return s;
 }
 

@@ -35,6 +35,7 @@
 #include "kith/envelope.hpp"
 #include "kith/error.hpp"
 #include "kith/keys.hpp"
+#include "kith/log.hpp"
 #include "auth/identity.hpp"
 #include "transport/zap.hpp"
 
@@ -98,6 +99,10 @@ struct transport_options {
     // When set, asked at every handshake instead (services added later).
     std::function<std::vector<std::string>()> live_services;
     bool hidden = false;                          // sent in the handshake
+    // Where the transport's records go (source "transport", node = node_name):
+    // a callback or an authorizer that threw, a libzmq call that failed at
+    // run time. Unset: the process default sink (kith/log.hpp).
+    log_sink log;
 };
 
 struct peer_info {
@@ -175,6 +180,11 @@ struct transport_stats {
     std::uint64_t dropped_at_down = 0;     // queued envelopes discarded when their peer went down
     std::uint64_t heartbeat_timeouts = 0;
     std::uint64_t peers_up = 0, peers_down = 0;
+    // Inbound connections accepted that have not sent their first kith
+    // message (now: in the ZMTP/CURVE handshake, or silent after it), and
+    // ZMTP/CURVE handshakes that failed or timed out (since start).
+    // A raw TCP flood shows in both (context.hpp, "File descriptors").
+    std::uint64_t handshakes_pending = 0, handshake_failures = 0;
 };
 
 class transport {

@@ -47,6 +47,7 @@
 #include <thread>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace kith::detail {
 
@@ -233,7 +234,8 @@ struct transport::impl {
     // counters
     std::atomic<std::uint64_t> frames_in{0}, frames_out{0}, envelopes_in{0}, envelopes_out{0}, bytes_in{0},
         bytes_out{0}, refused_inbound{0}, refused_outbound{0}, decode_errors{0}, protocol_errors{0},
-        overload_drops{0}, dropped_at_down{0}, heartbeat_timeouts{0}, peers_up{0}, peers_down{0};
+        overload_drops{0}, dropped_at_down{0}, heartbeat_timeouts{0}, peers_up{0}, peers_down{0},
+        handshakes_pending{0}, handshake_failures{0};
 
     // I/O-thread state
     std::list<std::unique_ptr<link>> outs;
@@ -246,6 +248,13 @@ struct transport::impl {
     // for fds that a newer connection already has (their links are gone).
     std::set<int> closing_fds;
     std::map<int, int> stale_fds;
+    // Inbound connections accepted that have sent no kith message yet (by
+    // fd: ACCEPTED adds, DISCONNECTED or the first message removes): what a
+    // raw TCP flood holds (context.hpp, "File descriptors").
+    std::unordered_set<int> hs_fds;
+    std::unordered_set<int> hs_early_fds;    // first message read before the ACCEPTED event
+    std::uint64_t open_files = 0;            // the soft RLIMIT_NOFILE after start
+    clock::time_point flood_warned{};        // last warning about hs_fds (at most one per 30 s)
     // A new inbound connection has `fd`: whatever had it before is closed,
     // even if its DISCONNECTED event is still on its way.
     void note_fd_reuse(int fd) {
@@ -282,7 +291,7 @@ struct transport::impl {
 
     impl(transport& t, transport_callbacks c, std::string cookie)
         : self(t), o(t.opts_), cb(std::move(c)), cluster(cluster_keypair(cookie)),
-          proof_key(derive_cookie_key(cookie, auth::proof_purpose)), zap(cluster.pub) {}
+          proof_key(derive_cookie_key(cookie, auth::proof_purpose)), zap(cluster.pub, t.opts_.log, t.opts_.node_name) {}
     ~impl() {
         close_fds();
         sodium_memzero(proof_key.data(), proof_key.size());
@@ -292,15 +301,27 @@ struct transport::impl {
 
     void wake();
 
+    // One record through the node's sink (transport_options::log).
+    void log(log_level level, std::string_view text) const noexcept {
+        log_record r;
+        r.level = level;
+        r.source = "transport";
+        r.text = text;
+        r.node = o.node_name;
+        log_to(o.log, r);
+    }
+
+    // Runs a callback; one that throws is logged (level error) and the
+    // transport carries on as if it had returned.
     template <class F, class... A>
     void call(const F& f, A&&... a) {
         if (!f) return;
         try {
             f(std::forward<A>(a)...);
         } catch (const std::exception& e) {
-            std::fprintf(stderr, "kith transport: a callback threw: %s\n", e.what());
+            log(log_level::error, std::string("a callback threw (ignored; fix the callback): ") + e.what());
         } catch (...) {
-            std::fprintf(stderr, "kith transport: a callback threw\n");
+            log(log_level::error, "a callback threw a non-standard exception (ignored; fix the callback)");
         }
     }
 

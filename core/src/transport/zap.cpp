@@ -2,7 +2,6 @@
 #include "transport/zap.hpp"
 
 #include <sodium.h>
-#include <zmq.h>
 
 #include <cstring>
 
@@ -43,8 +42,10 @@ zap_outcome zap_decide(const zap_request& req, const public_key& cluster_key, co
     authz_decision d;
     try {
         d = authz(k, req.address);
+    } catch (const std::exception& e) {
+        d = authz_decision::refuse(std::string("authorizer failed: ") + e.what());
     } catch (...) {
-        d = authz_decision::refuse("authorizer failed");
+        d = authz_decision::refuse("authorizer failed (non-standard exception)");
     }
     switch (d.verdict) {
     case authz_decision::kind::grant:
@@ -70,8 +71,16 @@ zap_outcome zap_decide(const zap_request& req, const public_key& cluster_key, co
 
 namespace {
 
-bool send_part(void* s, std::string_view part, bool more) {
-    return zmq_send(s, part.data(), part.size(), more ? ZMQ_SNDMORE : 0) >= 0;
+bool send_part(zmq::socket_ref s, std::string_view part, bool more) {
+    // A ROUTER drops a reply to a requester that is gone: only a full pipe
+    // (EAGAIN) or a closing context fails here.
+    try {
+        return s.send(zmq::buffer(part.data(), part.size()),
+                      (more ? zmq::send_flags::sndmore : zmq::send_flags::none) | zmq::send_flags::dontwait)
+            .has_value();
+    } catch (const zmq::error_t&) {
+        return false;
+    }
 }
 
 }  // namespace
@@ -90,24 +99,58 @@ zap_request zap_parse(const std::vector<std::string>& parts) {
     return req;
 }
 
-zap_outcome zap_handler::decide(const zap_request& req) {
-    std::shared_ptr<authorizer> a;
-    {
-        std::lock_guard lk(mu_);
-        a = authz_;
+authz_decision zap_handler::ask(const authorizer& a, const public_key& client, std::string_view address) {
+    std::string why;
+    try {
+        return a(client, address);
+    } catch (const std::exception& e) {
+        why = std::string("authorizer failed: ") + e.what();
+    } catch (...) {
+        why = "authorizer failed (non-standard exception)";
     }
-    static const authorizer none;
-    return zap_decide(req, cluster_key_, a ? *a : none);
+    log_record r;
+    r.level = log_level::error;
+    r.source = "transport";
+    std::string text = why + " for key " + client.fingerprint() + "; the key is refused (fix the authorizer)";
+    r.text = text;
+    r.node = node_;
+    log_to(sink_, r);
+    return authz_decision::refuse(std::move(why));
 }
 
-void zap_reply(void* rep, const std::vector<std::string>& route, const zap_request& req, const zap_outcome& out) {
-    for (const std::string& r : route) send_part(rep, r, true);
+authz_decision zap_handler::check(const public_key& client, std::string_view address) {
+    std::shared_ptr<authorizer> a = current();
+    if (!a || !*a) return authz_decision::refuse();
+    return ask(*a, client, address);
+}
+
+std::optional<zap_outcome> zap_handler::decide_without_authorizer(const zap_request& req) {
+    std::shared_ptr<authorizer> a = current();
+    static const authorizer none;
+    zap_outcome out = zap_decide(req, cluster_key_, none);
+    // Without an authorizer, a CURVE key other than the cluster key is
+    // refused as unknown; with one, that key is the authorizer's to decide.
+    if (!out.accepted && out.client && a && *a) return std::nullopt;
+    return out;
+}
+
+zap_outcome zap_handler::decide(const zap_request& req) {
+    std::shared_ptr<authorizer> a = current();
+    static const authorizer none;
+    if (!a || !*a) return zap_decide(req, cluster_key_, none);
+    return zap_decide(req, cluster_key_, [&](const public_key& k, std::string_view addr) { return ask(*a, k, addr); });
+}
+
+bool zap_reply(zmq::socket_ref rep, const std::vector<std::string>& route, const zap_request& req,
+               const zap_outcome& out) {
+    bool ok = true;
+    for (const std::string& r : route) ok = ok && send_part(rep, r, true);
     // Reply: version, request id, status code, status text, user id, metadata.
-    send_part(rep, "1.0", true);
-    send_part(rep, req.request_id, true);
-    send_part(rep, out.accepted ? "200" : "400", true);
-    send_part(rep, out.accepted ? "OK" : "refused", true);
-    send_part(rep, out.accepted ? out.user_id : std::string_view{}, true);
+    ok = ok && send_part(rep, "1.0", true);
+    ok = ok && send_part(rep, req.request_id, true);
+    ok = ok && send_part(rep, out.accepted ? "200" : "400", true);
+    ok = ok && send_part(rep, out.accepted ? "OK" : "refused", true);
+    ok = ok && send_part(rep, out.accepted ? out.user_id : std::string_view{}, true);
     // Metadata (ZMTP property list): the client key in Z85 as X-Kith-Key, so
     // that every message of the connection names its key beside its User-Id.
     std::string meta;
@@ -123,7 +166,10 @@ void zap_reply(void* rep, const std::vector<std::string>& route, const zap_reque
         meta.push_back(static_cast<char>(n));
         meta.append(value);
     }
-    send_part(rep, meta, false);
+    // This ROUTER is not ROUTER_MANDATORY: a reply it cannot route or whose
+    // pipe is full is dropped whole (that handshake times out); a send fails
+    // only when the context is ending.
+    return ok && send_part(rep, meta, false);
 }
 
 }  // namespace kith::detail

@@ -25,6 +25,8 @@
 // ZAP thread, check on the transport's I/O thread, set_authorizer anywhere).
 #pragma once
 
+#include <zmq.hpp>
+
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -34,6 +36,7 @@
 #include <vector>
 
 #include "kith/keys.hpp"
+#include "kith/log.hpp"
 
 namespace kith::detail {
 
@@ -57,8 +60,10 @@ struct authz_decision {
     }
 };
 
-// Called on the I/O thread during a handshake; must be quick and must not
-// throw (an exception counts as refuse). `address` is the client's IP.
+// Called on the process's ZAP thread (address = the client's IP) and again on
+// the transport's I/O thread at the kith handshake (address empty); should
+// be quick. An exception counts as refuse ("authorizer failed: ...") and is
+// logged through the node's sink.
 using authorizer = std::function<authz_decision(const public_key& client, std::string_view address)>;
 
 // A parsed ZAP request.
@@ -86,11 +91,15 @@ zap_outcome zap_decide(const zap_request& req, const public_key& cluster_key, co
 zap_request zap_parse(const std::vector<std::string>& frames);
 // Answers `req` with `out` on `sock`, after the routing frames `route` (status
 // 200 with User-Id and the client key as metadata X-Kith-Key, or 400).
-void zap_reply(void* sock, const std::vector<std::string>& route, const zap_request& req, const zap_outcome& out);
+// False if ZeroMQ did not take the whole reply (the handshake then times out).
+bool zap_reply(zmq::socket_ref sock, const std::vector<std::string>& route, const zap_request& req,
+               const zap_outcome& out);
 
 class zap_handler {
 public:
-    explicit zap_handler(public_key cluster_key) : cluster_key_(cluster_key) {}
+    // `sink` and `node` say where a throwing authorizer is logged.
+    explicit zap_handler(public_key cluster_key, log_sink sink = {}, std::string node = {})
+        : cluster_key_(cluster_key), sink_(std::move(sink)), node_(std::move(node)) {}
 
     void set_authorizer(authorizer a) {
         std::lock_guard lk(mu_);
@@ -100,25 +109,26 @@ public:
     // The authorizer's verdict on `client` now (refuse if there is none).
     // The transport asks again when a granted or stranger connection
     // handshakes, so a grant revoked since its ZAP round is caught.
-    authz_decision check(const public_key& client, std::string_view address) {
-        std::shared_ptr<authorizer> a;
-        {
-            std::lock_guard lk(mu_);
-            a = authz_;
-        }
-        if (!a || !*a) return authz_decision::refuse();
-        try {
-            return (*a)(client, address);
-        } catch (...) {
-            return authz_decision::refuse("authorizer failed");
-        }
-    }
+    authz_decision check(const public_key& client, std::string_view address);
 
     // Decides one request with the current authorizer.
     zap_outcome decide(const zap_request& req);
+    // The outcome when it needs no authorizer (malformed, the cluster key,
+    // no authorizer set); nullopt when decide() must ask the authorizer.
+    // Never blocks: the process's ZAP thread calls it for every node.
+    std::optional<zap_outcome> decide_without_authorizer(const zap_request& req);
 
 private:
+    std::shared_ptr<authorizer> current() {
+        std::lock_guard lk(mu_);
+        return authz_;
+    }
+    // Runs `a`; an exception is logged and becomes a refusal.
+    authz_decision ask(const authorizer& a, const public_key& client, std::string_view address);
+
     public_key cluster_key_;
+    log_sink sink_;
+    std::string node_;
     std::mutex mu_;
     std::shared_ptr<authorizer> authz_;
 };
