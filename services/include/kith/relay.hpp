@@ -1,0 +1,154 @@
+// kith/relay.hpp — a relay: two nodes that cannot dial each other (both
+// behind home routers) talk through a third that both can reach.
+//
+// Design (docs/relay.md has the argument): the relay splices TCP byte
+// streams and never takes part in CurveZMQ. Both nodes connect OUT to the
+// relay's data plane, a subset of SOCKS5 (RFC 1928: no authentication,
+// CONNECT to a domain name):
+//   - a dialler's relay_client opens a loopback forwarder; the node's own
+//     connect() dials it (CURVE client, the target's key as the server key)
+//     and the forwarder connects to the relay asking for "d-<dial token>.kith";
+//   - the relay tells the registered target over its control link; the
+//     target's relay_client connects to the relay asking for
+//     "a-<session token>.kith" and to its own node's listening endpoint;
+//   - the relay joins the two streams byte for byte.
+// (libzmq speaks SOCKS5 itself, ZMQ_SOCKS_PROXY, but libzmq 4.3.4 — Debian
+// 12's — aborts the process when a socket whose SOCKS connection failed is
+// closed, e.g. after the relay was down: kith's own forwarders keep every
+// SOCKS failure out of libzmq.)
+// The CURVE handshake, ZAP, the membership proof, grants and every envelope
+// then run end to end exactly as on a direct link: the relay sees
+// ciphertext, cannot forge or replay a frame (CURVE's nonces and MACs), and
+// a relay that changes a byte causes a failed connection, never a delivered
+// message. What the relay does learn: who talks to whom, when and how much.
+//
+// The control plane is the kith service "relay" on the relay's node, under
+// the same grant machinery as any service (a "relay grant" is a grant for
+// service "relay"; cluster members may always use it; making a function
+// public lets strangers use it):
+//   register(Agent, Listed) -> Endpoint
+//       makes the caller's node reachable through this relay under the node
+//       name its handshake claimed (kith binds that name to the caller's
+//       key: nobody can register another node's name). Agent: a pid on the
+//       caller's node that receives ["relay_open", SessionHex, Endpoint]
+//       when someone dials; it then connects its ROUTER as above. Listed:
+//       whether directory() shows it. Errors: unauthorized (the name is
+//       registered here by another key), overloaded (max_registrations),
+//       bad_args.
+//   dial(Name) -> [TokenHex, Endpoint, KeyZ85]
+//       a token for connecting to the registered node Name, bound to the
+//       caller's key, valid for token_lifetime and reusable for reconnects
+//       (one session at a time per token). Errors: noproc (not registered
+//       here), overloaded (the caller holds max_tokens_per_dialler).
+//   directory() -> [[Name, KeyZ85, Fingerprint]...]  the listed nodes
+//   unregister() -> true
+// A registration ends when its node disconnects from the relay; the
+// sessions of a node that disconnects (registrant or dialler) are closed.
+//
+// Thread-safety: the relay object's methods may be called from any thread.
+// Ownership: it hosts the service on `n` and runs one data-plane thread;
+// the destructor closes every spliced connection and removes the service
+// (sessions end; the nodes see the link drop and reconnect elsewhere).
+// `n` must outlive the relay.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "kith/node.hpp"
+
+namespace kith {
+
+struct relay_options {
+    // Where the data plane listens, "HOST:PORT" (IPv4): "0.0.0.0:4380", or
+    // "127.0.0.1:0" for any free port on loopback.
+    std::string listen = "0.0.0.0:4380";
+    // What nodes should connect to when it differs from the bound address
+    // (a relay behind a port forward). Empty: the bound address.
+    std::string advertise;
+    // Data-plane TCP connections held at once (spliced, waiting or still in
+    // the SOCKS handshake). Beyond it new connections are closed at once.
+    std::size_t max_connections = 1024;
+    // Spliced sessions at once to one registered node, and from one dialler.
+    std::size_t max_sessions_per_node = 16;
+    std::size_t max_sessions_per_dialler = 8;
+    // Registrations and live dial tokens.
+    std::size_t max_registrations = 4096;
+    std::size_t max_tokens_per_dialler = 64;
+    std::chrono::seconds token_lifetime{3600};
+    // A connection must finish its SOCKS request within this; a dial waits
+    // this long for the registered node to connect back.
+    std::chrono::milliseconds handshake_timeout{3000};
+    std::chrono::milliseconds pair_timeout{5000};
+    // Each direction of a session forwards at most this many bytes a second
+    // (0: unlimited). A session's buffer is 64 KiB each way.
+    std::uint64_t max_bytes_per_s_per_session = 0;
+};
+
+// The node side of a relay. Thread-safety: every method may be called from
+// any thread except the node's own actor handlers (connect blocks). The node
+// must outlive the relay_client; the destructor unregisters and closes every
+// forwarded connection (the links through it drop).
+class relay_client {
+public:
+    // Registers `n` at the relay hosted by the node `relay_node` (already
+    // connected: a cluster member, or dialled with a relay grant) and serves
+    // its "relay_open" requests by splicing each to `n`'s own listening
+    // endpoint. `listed`: shown in the relay's directory. Throws setup_error
+    // with the relay's answer when it refuses (unauthorized: the name is
+    // another key's there; overloaded).
+    relay_client(node& n, std::string relay_node, bool listed = true);
+    // Only dials through `relay_node` (no registration).
+    relay_client(node& n, std::string relay_node, std::nullptr_t);
+    ~relay_client();
+    relay_client(const relay_client&) = delete;
+    relay_client& operator=(const relay_client&) = delete;
+
+    // Connects `n` to the node `target` registered at the relay, as
+    // node::connect would, through a loopback forwarder: `key` is the key
+    // `target` must prove (from its grant file or the directory: the relay
+    // is never trusted with it). Errors: as node::connect, and noproc when
+    // `target` is not registered there.
+    result<std::string> connect(const std::string& target, const public_key& key,
+                                std::chrono::milliseconds timeout = std::chrono::seconds(5));
+    // The relay's directory: [[Name, KeyZ85, Fingerprint]...].
+    result<term> directory(std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
+    struct impl;
+
+private:
+    std::shared_ptr<impl> p_;
+};
+
+struct relay_counters {
+    std::uint64_t registrations = 0;      // live
+    std::uint64_t sessions = 0;           // spliced now
+    std::uint64_t sessions_total = 0;     // ever spliced
+    std::uint64_t refused = 0;            // data-plane connections refused (bad request, unknown token, limits)
+    std::uint64_t timed_out = 0;          // handshakes or pairings that ran out of time
+    std::uint64_t bytes_forwarded = 0;    // both directions
+};
+
+class relay {
+public:
+    // Starts the data plane and adds service "relay" to `n` (which must be
+    // networked). Throws setup_error when the address cannot be bound or the
+    // service exists.
+    relay(node& n, relay_options o = {});
+    ~relay();
+    relay(const relay&) = delete;
+    relay& operator=(const relay&) = delete;
+
+    // "HOST:PORT" nodes connect to (advertise, else the bound address).
+    std::string endpoint() const;
+    relay_counters counters() const;
+
+    struct impl;
+
+private:
+    std::unique_ptr<impl> p_;
+};
+
+}  // namespace kith

@@ -1,0 +1,327 @@
+// relay_client.cpp — the node side of a relay (kith/relay.hpp): register and
+// answer "relay_open" by splicing the relay to this node's own listening
+// endpoint; dial a registered node through a loopback forwarder that the
+// node's own connect() dials. Every byte the relay sends before a splice is
+// parsed here with bounds and deadlines; after it, bytes go through
+// untouched to libzmq, whose CURVE is end to end.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "kith/relay.hpp"
+#include "kith/service.hpp"
+
+namespace kith {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+// "tcp://HOST:PORT" or "HOST:PORT" -> IPv4 address; "*" and 0.0.0.0 mean loopback.
+bool to_addr(std::string ep, sockaddr_in& sa) {
+    if (ep.rfind("tcp://", 0) == 0) ep = ep.substr(6);
+    auto c = ep.rfind(':');
+    if (c == std::string::npos) return false;
+    std::string host = ep.substr(0, c);
+    if (host == "*" || host == "0.0.0.0") host = "127.0.0.1";
+    std::memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    int port = std::atoi(ep.c_str() + c + 1);
+    if (port <= 0 || port > 65535) return false;
+    sa.sin_port = htons(static_cast<std::uint16_t>(port));
+    return ::inet_pton(AF_INET, host.c_str(), &sa.sin_addr) == 1;
+}
+
+int remaining_ms(clock::time_point deadline) {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
+    return ms < 0 ? 0 : static_cast<int>(ms);
+}
+
+// Connects to `ep` within the deadline; -1 on failure.
+int tcp_connect(const std::string& ep, clock::time_point deadline) {
+    sockaddr_in sa{};
+    if (!to_addr(ep, sa)) return -1;
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 && errno != EINPROGRESS) {
+        ::close(fd);
+        return -1;
+    }
+    pollfd p{fd, POLLOUT, 0};
+    int err = 0;
+    socklen_t el = sizeof err;
+    if (::poll(&p, 1, remaining_ms(deadline)) != 1 || ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 ||
+        err != 0) {
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+bool write_all(int fd, const std::uint8_t* p, std::size_t n, clock::time_point deadline) {
+    while (n > 0) {
+        ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
+        if (w > 0) {
+            p += w;
+            n -= static_cast<std::size_t>(w);
+            continue;
+        }
+        if (w < 0 && errno != EAGAIN && errno != EINTR) return false;
+        pollfd pf{fd, POLLOUT, 0};
+        if (::poll(&pf, 1, remaining_ms(deadline)) != 1) return false;
+    }
+    return true;
+}
+
+bool read_exact(int fd, std::uint8_t* p, std::size_t n, clock::time_point deadline) {
+    while (n > 0) {
+        ssize_t r = ::recv(fd, p, n, 0);
+        if (r > 0) {
+            p += r;
+            n -= static_cast<std::size_t>(r);
+            continue;
+        }
+        if (r == 0 || (errno != EAGAIN && errno != EINTR)) return false;
+        pollfd pf{fd, POLLIN, 0};
+        if (::poll(&pf, 1, remaining_ms(deadline)) != 1) return false;
+    }
+    return true;
+}
+
+// Opens a data-plane connection to the relay for `name` ("d-..." or
+// "a-..."): SOCKS5 greeting, CONNECT, and the relay's reply, all within
+// the deadline. -1 when the relay refuses, is down or too slow.
+int relay_connect(const std::string& relay_ep, const std::string& name, clock::time_point deadline) {
+    if (name.size() > 255) return -1;
+    int fd = tcp_connect(relay_ep, deadline);
+    if (fd < 0) return -1;
+    const std::uint8_t greet[3] = {5, 1, 0};
+    std::uint8_t choice[2];
+    std::vector<std::uint8_t> req{5, 1, 0, 3, static_cast<std::uint8_t>(name.size())};
+    req.insert(req.end(), name.begin(), name.end());
+    req.push_back(0);
+    req.push_back(1);
+    std::uint8_t reply[10];
+    bool ok = write_all(fd, greet, 3, deadline) && read_exact(fd, choice, 2, deadline) && choice[0] == 5 &&
+              choice[1] == 0 && write_all(fd, req.data(), req.size(), deadline) &&
+              read_exact(fd, reply, 10, deadline) && reply[0] == 5 && reply[1] == 0 && reply[3] == 1;
+    if (!ok) {
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+}  // namespace
+
+struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
+    node& n;
+    std::string relay_node;
+    std::atomic<bool> stop{false};
+    std::mutex mu;
+    std::condition_variable cv;
+    std::set<int> live;   // fds of running splices and forwarder listeners, shut down on destruction
+    int threads = 0;      // splice and accept threads still running
+    pid agent;
+    struct forwarder {
+        int listen_fd = -1;
+        std::string endpoint;  // tcp://127.0.0.1:PORT
+    };
+    std::map<std::string, forwarder> forwarders;  // by target name
+
+    impl(node& n_, std::string r) : n(n_), relay_node(std::move(r)) {}
+
+    // Runs `f` on its own thread, counted so that the destructor waits for it.
+    template <class F>
+    void spawn_thread(F f) {
+        std::lock_guard lk(mu);
+        ++threads;
+        std::thread([self = shared_from_this(), f = std::move(f)]() mutable {
+            f();
+            std::lock_guard lk2(self->mu);
+            --self->threads;
+            self->cv.notify_all();
+        }).detach();
+    }
+
+    bool track(int fd) {
+        std::lock_guard lk(mu);
+        if (stop.load()) return false;
+        live.insert(fd);
+        return true;
+    }
+    void untrack_close(int fd) {
+        {
+            std::lock_guard lk(mu);
+            live.erase(fd);
+        }
+        ::close(fd);
+    }
+
+    // Copies bytes both ways until either side closes.
+    void splice(int a, int b) {
+        if (!track(a) || !track(b)) {
+            untrack_close(a);
+            untrack_close(b);
+            return;
+        }
+        std::vector<std::uint8_t> buf(64 * 1024);
+        pollfd p[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
+        bool open = true;
+        while (open && !stop.load()) {
+            if (::poll(p, 2, 500) < 0 && errno != EINTR) break;
+            for (int i = 0; i < 2 && open; ++i) {
+                if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+                ssize_t r = ::recv(p[i].fd, buf.data(), buf.size(), 0);
+                if (r <= 0) {
+                    if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+                    open = false;
+                    break;
+                }
+                // A slow side holds this splice back (64 KiB at a time): the
+                // deadline only guards against a peer that stopped reading.
+                open = write_all(p[1 - i].fd, buf.data(), static_cast<std::size_t>(r), clock::now() + std::chrono::seconds(30));
+            }
+        }
+        untrack_close(a);
+        untrack_close(b);
+    }
+
+    // "relay_open" from the relay: connect back and splice to our own endpoint.
+    void on_open(const std::string& session, const std::string& relay_ep) {
+        spawn_thread([this, session, relay_ep] {
+            auto deadline = clock::now() + std::chrono::seconds(5);
+            int r = relay_connect(relay_ep, "a-" + session + ".kith", deadline);
+            if (r < 0) return;
+            int l = tcp_connect(n.endpoint(), deadline);
+            if (l < 0) {
+                ::close(r);
+                return;
+            }
+            splice(r, l);
+        });
+    }
+
+    void start_agent() {
+        std::weak_ptr<impl> w = shared_from_this();
+        agent = n.spawn([w](actor&, message& m) {
+            auto self = w.lock();
+            if (!self || m.body.size() != 3) return;
+            const term* tag = m.body.at(0);
+            const term* s = m.body.at(1);
+            const term* ep = m.body.at(2);
+            // Only the relay's own node reaches this pid (it was handed to it),
+            // but check the shape anyway: bounded strings, hex session.
+            if (!tag->is_string() || *tag->as_string() != "relay_open" || !s->is_string() || !ep->is_string() ||
+                s->as_string()->size() != 32 || ep->as_string()->size() > 300)
+                return;
+            self->on_open(*s->as_string(), *ep->as_string());
+        });
+    }
+
+    // A forwarder for `target`: each connection to it becomes a relay session.
+    result<std::string> forwarder_for(const std::string& target, const std::string& token, const std::string& relay_ep) {
+        int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t sl = sizeof sa;
+        if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(fd, 16) != 0 ||
+            ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &sl) != 0) {
+            if (fd >= 0) ::close(fd);
+            return error{errc::overloaded, std::string("relay: cannot open a loopback forwarder: ") + std::strerror(errno)};
+        }
+        if (!track(fd)) {
+            ::close(fd);
+            return error{errc::shutdown, "relay: the relay client is stopping"};
+        }
+        std::string ep = "tcp://127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
+        {
+            std::lock_guard lk(mu);
+            forwarders[target] = forwarder{fd, ep};
+        }
+        spawn_thread([this, fd, token, relay_ep] {
+            while (!stop.load()) {
+                int c = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
+                if (c < 0) {
+                    if (errno == EINTR || errno == ECONNABORTED) continue;
+                    return;  // shut down
+                }
+                spawn_thread([this, c, token, relay_ep] {
+                    int r = relay_connect(relay_ep, "d-" + token + ".kith", clock::now() + std::chrono::seconds(10));
+                    if (r < 0) {
+                        ::close(c);  // libzmq sees a closed TCP connection and dials again later
+                        return;
+                    }
+                    splice(c, r);
+                });
+            }
+        });
+        return ep;
+    }
+};
+
+relay_client::relay_client(node& n, std::string relay_node, std::nullptr_t)
+    : p_(std::make_shared<impl>(n, std::move(relay_node))) {}
+
+relay_client::relay_client(node& n, std::string relay_node, bool listed)
+    : relay_client(n, std::move(relay_node), nullptr) {
+    p_->start_agent();
+    auto r = n.call(p_->relay_node, "relay", "register", arr(p_->agent, listed));
+    if (!r.ok()) {
+        n.send_exit(p_->agent, term("kill"));
+        throw setup_error("relay: " + p_->relay_node + " refused the registration: " + r.err().detail);
+    }
+}
+
+relay_client::~relay_client() {
+    if (!p_->agent.is_null()) {
+        (void)p_->n.call(p_->relay_node, "relay", "unregister", arr(), std::chrono::seconds(1));
+        p_->n.send_exit(p_->agent, term("kill"));
+    }
+    std::unique_lock lk(p_->mu);
+    p_->stop.store(true);
+    for (int fd : p_->live) ::shutdown(fd, SHUT_RDWR);
+    p_->cv.wait_for(lk, std::chrono::seconds(10), [&] { return p_->threads == 0; });
+}
+
+result<std::string> relay_client::connect(const std::string& target, const public_key& key,
+                                          std::chrono::milliseconds timeout) {
+    std::string ep;
+    {
+        std::lock_guard lk(p_->mu);
+        if (auto it = p_->forwarders.find(target); it != p_->forwarders.end()) ep = it->second.endpoint;
+    }
+    if (ep.empty()) {
+        auto d = p_->n.call(p_->relay_node, "relay", "dial", arr(target), timeout);
+        if (!d.ok()) return d.err();
+        if (d->size() != 3 || !d->at(0)->is_string() || !d->at(1)->is_string() ||
+            d->at(0)->as_string()->size() != 32)
+            return error{errc::decode, "relay: " + p_->relay_node + " answered dial with something else than "
+                                       "[Token, Endpoint, Key]; is it a kith relay?"};
+        auto fwd = p_->forwarder_for(target, *d->at(0)->as_string(), *d->at(1)->as_string());
+        if (!fwd.ok()) return fwd.err();
+        ep = *fwd;
+    }
+    return p_->n.connect(ep, key, timeout);
+}
+
+result<term> relay_client::directory(std::chrono::milliseconds timeout) {
+    return p_->n.call(p_->relay_node, "relay", "directory", arr(), timeout);
+}
+
+}  // namespace kith

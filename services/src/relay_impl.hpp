@@ -1,0 +1,111 @@
+// relay_impl.hpp — the relay's state, shared by its control plane (the
+// "relay" service, relay_service.cpp) and its data plane (SOCKS5 subset and
+// splicing, relay_splice.cpp). See kith/relay.hpp for the design.
+//
+// Locking: `mu` guards the tables (registrations, tokens, pending pairings,
+// per-node session counts). The data-plane thread alone owns the sockets
+// and the connection table; the control plane reaches it only through the
+// tables and `wake()` (an eventfd), e.g. to close the sessions of a node
+// that went down (`doomed`).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kith/node.hpp"
+#include "kith/relay.hpp"
+
+namespace kith {
+
+struct relay::impl {
+    using clock = std::chrono::steady_clock;
+
+    struct registration {
+        std::string key_z85;  // the key that registered the name
+        pid agent;            // receives ["relay_open", SessionHex, Endpoint]
+        bool listed = false;
+        std::size_t sessions = 0;  // spliced or pairing
+    };
+    struct dial_token {
+        std::string dialler;      // the dialler's node name
+        std::string dialler_key;  // z85
+        std::string target;       // registered name
+        clock::time_point expires;
+        bool in_use = false;  // one session at a time per token
+    };
+    // A dialler's connection waiting for the target to connect back.
+    struct pairing {
+        int dialler_fd = -1;
+        std::string token;
+        clock::time_point deadline;
+    };
+
+    // What the service functions hold: they outlive the relay inside the
+    // node (a node cannot remove a service), so they reach the relay only
+    // through this, and answer "shutdown" once it is gone.
+    struct guard {
+        std::shared_mutex mu;
+        impl* live = nullptr;
+    };
+    std::shared_ptr<guard> guard_ = std::make_shared<guard>();
+
+    impl(node& n, relay_options o);
+    ~impl();
+
+    // ---- control plane (relay_service.cpp) ----
+    void add_service();
+    // The service functions (relay.hpp), for the calling principal.
+    result<term> do_register(const pid& agent, bool listed);
+    result<term> do_unregister();
+    result<term> do_dial(const std::string& name);
+    result<term> do_directory();
+    void on_node_event(const node_event& ev);
+
+    // ---- data plane (relay_splice.cpp) ----
+    void bind_listener();  // throws setup_error
+    void run();            // the data-plane thread
+    void wake();
+
+    // Session accounting, under mu: may `dialler` (node) open one more session
+    // to `target`? Counts it when it may.
+    bool admit_session_locked(const std::string& dialler, const std::string& target);
+    void release_session_locked(const std::string& dialler, const std::string& target);
+
+    node& n_;
+    relay_options o_;
+    std::string endpoint_;
+    int listen_fd_ = -1;
+    int epoll_fd_ = -1;
+    int wake_fd_ = -1;
+    std::uint64_t sub_id_ = 0;
+    std::atomic<bool> stop_{false};
+
+    mutable std::mutex mu;
+    std::map<std::string, registration> regs;      // by node name
+    // Which key a name was first registered by: kept after the node leaves,
+    // so that another key cannot take the name while its owner is away
+    // (first come, first served; at most max_registrations names, the
+    // oldest name not registered now is forgotten first).
+    std::map<std::string, std::string> owners;     // name -> key z85
+    std::vector<std::string> owner_order;         // names, oldest first
+    std::map<std::string, dial_token> tokens;       // by token hex
+    std::map<std::string, pairing> pairings;        // by session hex
+    std::map<std::string, std::size_t> dialler_sessions;  // by dialler node name
+    std::set<std::string> doomed;  // node names whose sessions the data plane must close
+    relay_counters c;
+
+    std::thread thread_;
+};
+
+// 16 random bytes as 32 lowercase hex digits (getrandom(2)).
+std::string relay_random_hex();
+
+}  // namespace kith

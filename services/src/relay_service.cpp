@@ -1,0 +1,199 @@
+// relay_service.cpp — the relay's control plane: the "relay" service
+// (register, dial, directory, unregister), registrations bound to keys, dial
+// tokens bound to diallers, and the end of both when a node disconnects.
+// See kith/relay.hpp.
+#include <unistd.h>
+
+#include "kith/principal.hpp"
+#include "kith/service.hpp"
+#include "relay_impl.hpp"
+
+namespace kith {
+
+namespace {
+
+// Who is calling, as the relay sees it: a node name bound to a key. The
+// relay's own node (local calls) has no link to splice, so it cannot use
+// the relay.
+result<const principal*> caller() {
+    const principal& p = current_principal();
+    if (p.what == principal::kind::local || p.node.empty())
+        return error{errc::bad_args, "the relay service is for other nodes: this node is the relay itself"};
+    return &p;
+}
+
+}  // namespace
+
+relay::impl::impl(node& n, relay_options o) : n_(n), o_(std::move(o)) {
+    bind_listener();
+    add_service();
+    sub_id_ = n_.subscribe_nodes([this](const node_event& ev) { on_node_event(ev); });
+    guard_->live = this;
+    thread_ = std::thread([this] { run(); });
+}
+
+relay::impl::~impl() {
+    {
+        std::unique_lock lk(guard_->mu);
+        guard_->live = nullptr;
+    }
+    n_.unsubscribe_nodes(sub_id_);
+    stop_.store(true);
+    wake();
+    if (thread_.joinable()) thread_.join();
+    if (listen_fd_ >= 0) ::close(listen_fd_);
+    if (epoll_fd_ >= 0) ::close(epoll_fd_);
+    if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+bool relay::impl::admit_session_locked(const std::string& dialler, const std::string& target) {
+    auto r = regs.find(target);
+    if (r == regs.end() || r->second.sessions >= o_.max_sessions_per_node) return false;
+    auto& d = dialler_sessions[dialler];
+    if (d >= o_.max_sessions_per_dialler) return false;
+    ++d;
+    ++r->second.sessions;
+    return true;
+}
+
+void relay::impl::release_session_locked(const std::string& dialler, const std::string& target) {
+    if (auto d = dialler_sessions.find(dialler); d != dialler_sessions.end() && d->second > 0)
+        if (--d->second == 0) dialler_sessions.erase(d);
+    if (auto r = regs.find(target); r != regs.end() && r->second.sessions > 0) --r->second.sessions;
+}
+
+void relay::impl::on_node_event(const node_event& ev) {
+    if (ev.what != node_event::kind::down) return;
+    {
+        std::lock_guard lk(mu);
+        // Its registration, the tokens it holds and every session it takes
+        // part in end with its link to the relay: a revoked or departed node
+        // keeps nothing here.
+        regs.erase(ev.info.name);
+        for (auto it = tokens.begin(); it != tokens.end();)
+            it = it->second.dialler == ev.info.name ? tokens.erase(it) : std::next(it);
+        doomed.insert(ev.info.name);
+        c.registrations = regs.size();
+    }
+    wake();
+}
+
+result<term> relay::impl::do_register(const pid& agent, bool listed) {
+    auto who = caller();
+    if (!who.ok()) return who.err();
+    const principal& p = **who;
+    if (agent.node != p.node)
+        return error{errc::bad_args, "register: the agent must be a pid of the registering node (" + p.node + ")"};
+    std::lock_guard lk(mu);
+    auto it = regs.find(p.node);
+    if (auto o = owners.find(p.node); o != owners.end() && o->second != p.key.z85())
+        return error{errc::unauthorized,
+                     "register: " + p.node + " was registered at this relay by another key; choose another node name"};
+    if (it == regs.end() && regs.size() >= o_.max_registrations)
+        return error{errc::overloaded, "register: this relay holds its maximum of " +
+                                           std::to_string(o_.max_registrations) + " registrations; try later"};
+    if (owners.emplace(p.node, p.key.z85()).second) {
+        owner_order.push_back(p.node);
+        // Bounded: forget the oldest names whose nodes are not registered now.
+        for (std::size_t i = 0; owners.size() > o_.max_registrations && i < owner_order.size();) {
+            if (regs.count(owner_order[i]) || owner_order[i] == p.node) {
+                ++i;
+                continue;
+            }
+            owners.erase(owner_order[i]);
+            owner_order.erase(owner_order.begin() + static_cast<std::ptrdiff_t>(i));
+        }
+    }
+    auto& r = regs[p.node];
+    r.key_z85 = p.key.z85();
+    r.agent = agent;
+    r.listed = listed;
+    c.registrations = regs.size();
+    return term(endpoint_);
+}
+
+result<term> relay::impl::do_unregister() {
+    auto who = caller();
+    if (!who.ok()) return who.err();
+    const principal& p = **who;
+    std::lock_guard lk(mu);
+    auto it = regs.find(p.node);
+    if (it != regs.end() && it->second.key_z85 == p.key.z85()) regs.erase(it);
+    c.registrations = regs.size();
+    return term(true);
+}
+
+result<term> relay::impl::do_dial(const std::string& name) {
+    auto who = caller();
+    if (!who.ok()) return who.err();
+    const principal& p = **who;
+    std::lock_guard lk(mu);
+    auto r = regs.find(name);
+    if (r == regs.end()) return error{errc::noproc, "dial: no node named " + name + " is registered at this relay"};
+    auto now = clock::now();
+    std::size_t held = 0;
+    for (auto it = tokens.begin(); it != tokens.end();) {
+        if (it->second.expires < now && !it->second.in_use) {
+            it = tokens.erase(it);
+            continue;
+        }
+        held += it->second.dialler == p.node;
+        ++it;
+    }
+    if (held >= o_.max_tokens_per_dialler)
+        return error{errc::overloaded, "dial: you hold " + std::to_string(held) +
+                                           " live dial tokens at this relay (the maximum); reuse one"};
+    std::string tok = relay_random_hex();
+    tokens[tok] = dial_token{p.node, p.key.z85(), name, now + o_.token_lifetime, false};
+    return arr(tok, endpoint_, r->second.key_z85);
+}
+
+result<term> relay::impl::do_directory() {
+    if (auto who = caller(); !who.ok()) return who.err();
+    std::lock_guard lk(mu);
+    term_array out;
+    for (auto& [name, r] : regs) {
+        if (!r.listed) continue;
+        auto key = public_key::from_z85(r.key_z85);
+        out.push_back(arr(name, r.key_z85, key ? key->fingerprint() : std::string()));
+    }
+    return term(std::move(out));
+}
+
+namespace {
+
+// Runs `f(impl&)` while the relay lives; "shutdown" after.
+template <class F>
+result<term> with_relay(const std::shared_ptr<relay::impl::guard>& g, F&& f) {
+    std::shared_lock lk(g->mu);
+    if (!g->live) return error{errc::shutdown, "this relay has stopped; its node no longer relays"};
+    return f(*g->live);
+}
+
+}  // namespace
+
+void relay::impl::add_service() {
+    for (auto& existing : n_.services())
+        if (existing == "relay") throw setup_error("relay: the node already hosts a service named relay");
+    auto g = guard_;
+    service s("relay");
+    s.function("register", [g](pid agent, bool listed) {
+         return with_relay(g, [&](impl& r) { return r.do_register(agent, listed); });
+     })
+        .function("unregister", [g]() { return with_relay(g, [](impl& r) { return r.do_unregister(); }); })
+        .function("dial", [g](std::string name) { return with_relay(g, [&](impl& r) { return r.do_dial(name); }); })
+        .function("directory", [g]() { return with_relay(g, [](impl& r) { return r.do_directory(); }); });
+    n_.add_service(std::move(s));
+}
+
+relay::relay(node& n, relay_options o) : p_(std::make_unique<impl>(n, std::move(o))) {}
+relay::~relay() = default;
+
+std::string relay::endpoint() const { return p_->endpoint_; }
+
+relay_counters relay::counters() const {
+    std::lock_guard lk(p_->mu);
+    return p_->c;
+}
+
+}  // namespace kith

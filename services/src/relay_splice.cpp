@@ -1,0 +1,434 @@
+// relay_splice.cpp — the relay's data plane: a SOCKS5 subset (RFC 1928: no
+// authentication, CONNECT to a domain name "d-<token>.kith" or
+// "a-<session>.kith") and the splicing of a dialler's TCP stream with the
+// registered node's. Everything a connection sends is untrusted: every read
+// is bounded, every state has a deadline, and the connection table is
+// capped (relay_options). See kith/relay.hpp.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <vector>
+
+#include "relay_impl.hpp"
+
+namespace kith {
+
+namespace {
+
+using clock = relay::impl::clock;
+
+constexpr std::size_t kBuf = 64 * 1024;        // per direction of a session
+constexpr std::size_t kMaxSocksBytes = 600;   // greeting (2+255) + request (5+255+2), with room
+
+enum class state { greeting, request, waiting, spliced };
+
+struct conn {
+    int fd = -1;
+    state s = state::greeting;
+    std::string socks;  // SOCKS bytes read so far
+    clock::time_point deadline;
+    int peer = -1;
+    std::vector<std::uint8_t> buf;  // read from this fd, to be written to the peer
+    std::size_t off = 0, len = 0;
+    bool dialler_side = false;
+    std::string dialler, target, token, session;
+    double allowance = 0;  // bytes this direction may still forward (rate limit)
+    clock::time_point refilled;
+    std::uint32_t events = 0;
+};
+
+bool parse_hostport(const std::string& s, sockaddr_in& sa) {
+    auto c = s.rfind(':');
+    if (c == std::string::npos) return false;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    int port = std::atoi(s.c_str() + c + 1);
+    if (port < 0 || port > 65535) return false;
+    sa.sin_port = htons(static_cast<std::uint16_t>(port));
+    return ::inet_pton(AF_INET, s.substr(0, c).c_str(), &sa.sin_addr) == 1;
+}
+
+bool is_hex32(std::string_view h) {
+    return h.size() == 32 && std::all_of(h.begin(), h.end(), [](char ch) {
+               return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
+           });
+}
+
+// SOCKS5 reply codes we use (RFC 1928 §6).
+constexpr std::uint8_t kOk = 0x00, kNotAllowed = 0x02, kHostUnreachable = 0x04, kCmdNotSupported = 0x07,
+                       kAtypNotSupported = 0x08;
+
+void send_reply(int fd, std::uint8_t code) {
+    const std::uint8_t r[10] = {5, code, 0, 1, 0, 0, 0, 0, 0, 0};
+    // Ten bytes into a fresh socket's empty send buffer: a short write means
+    // the peer is gone, which the next read reports.
+    (void)!::send(fd, r, sizeof r, MSG_NOSIGNAL);
+}
+
+}  // namespace
+
+std::string relay_random_hex() {
+    std::uint8_t b[16];
+    std::size_t got = 0;
+    while (got < sizeof b) {
+        ssize_t r = ::getrandom(b + got, sizeof b - got, 0);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) throw std::runtime_error(std::string("getrandom: ") + std::strerror(errno));
+        got += static_cast<std::size_t>(r);
+    }
+    static const char* hx = "0123456789abcdef";
+    std::string out;
+    for (auto v : b) {
+        out += hx[v >> 4];
+        out += hx[v & 15];
+    }
+    return out;
+}
+
+void relay::impl::bind_listener() {
+    sockaddr_in sa{};
+    if (!parse_hostport(o_.listen, sa))
+        throw setup_error("relay: listen address '" + o_.listen + "' is not IPV4:PORT (e.g. 0.0.0.0:4380)");
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (listen_fd_ < 0 || ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(listen_fd_, 256) != 0)
+        throw setup_error("relay: cannot listen on " + o_.listen + ": " + std::strerror(errno) +
+                          " (is another relay running there? choose another port)");
+    socklen_t sl = sizeof sa;
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&sa), &sl);
+    char ip[INET_ADDRSTRLEN];
+    ::inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof ip);
+    endpoint_ = o_.advertise.empty() ? std::string(ip) + ":" + std::to_string(ntohs(sa.sin_port)) : o_.advertise;
+    epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+    wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (epoll_fd_ < 0 || wake_fd_ < 0) throw setup_error(std::string("relay: epoll/eventfd: ") + std::strerror(errno));
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = listen_fd_;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+    ev.data.fd = wake_fd_;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
+}
+
+void relay::impl::wake() {
+    std::uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof one);
+}
+
+void relay::impl::run() {
+    std::map<int, conn> conns;
+    const double rate = static_cast<double>(o_.max_bytes_per_s_per_session);
+
+    auto set_events = [&](conn& c) {
+        std::uint32_t want = 0;
+        bool throttled = rate > 0 && c.allowance < 1;
+        if (c.s != state::spliced) want = EPOLLIN;  // SOCKS bytes, or the close of a waiting dialler
+        else if (c.len < kBuf && !throttled) want = EPOLLIN;
+        if (c.peer >= 0) {
+            auto it = conns.find(c.peer);
+            if (it != conns.end() && it->second.len > 0) want |= EPOLLOUT;
+        }
+        if (want == c.events) return;
+        epoll_event ev{};
+        ev.events = want;
+        ev.data.fd = c.fd;
+        ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c.fd, &ev);
+        c.events = want;
+    };
+
+    // Closes `fd` and its peer; releases what they held.
+    auto close_conn = [&](int fd) {
+        std::vector<int> fds{fd};
+        bool was_spliced = false;
+        if (auto it = conns.find(fd); it != conns.end()) {
+            was_spliced = it->second.s == state::spliced;
+            if (it->second.peer >= 0) fds.push_back(it->second.peer);
+        }
+        for (int f : fds) {
+            auto it = conns.find(f);
+            if (it == conns.end()) continue;
+            conn& x = it->second;
+            if (x.dialler_side && (x.s == state::waiting || x.s == state::spliced)) {
+                std::lock_guard lk(mu);
+                release_session_locked(x.dialler, x.target);
+                if (auto t = tokens.find(x.token); t != tokens.end()) t->second.in_use = false;
+                if (!x.session.empty()) pairings.erase(x.session);
+            }
+            ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, f, nullptr);
+            ::close(f);
+            conns.erase(it);
+        }
+        if (was_spliced) {
+            std::lock_guard lk(mu);
+            --c.sessions;
+        }
+    };
+
+    // Writes what `from` read to its peer; true while both live.
+    auto flush_to_peer = [&](conn& from) -> bool {
+        auto it = conns.find(from.peer);
+        if (it == conns.end()) return false;
+        while (from.len > 0) {
+            ssize_t w = ::send(it->second.fd, from.buf.data() + from.off, from.len, MSG_NOSIGNAL);
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+            if (w <= 0) return false;
+            from.off += static_cast<std::size_t>(w);
+            from.len -= static_cast<std::size_t>(w);
+            std::lock_guard lk(mu);
+            c.bytes_forwarded += static_cast<std::uint64_t>(w);
+        }
+        if (from.len == 0) from.off = 0;
+        set_events(from);
+        set_events(it->second);
+        return true;
+    };
+
+    // The SOCKS request of `cn` is complete: name is "d-<token>.kith" or "a-<session>.kith".
+    auto on_request = [&](conn& cn, const std::string& name) {
+        const bool dial = name.rfind("d-", 0) == 0, accept = name.rfind("a-", 0) == 0;
+        std::string hex = name.size() >= 2 ? name.substr(2) : "";
+        if (auto dot = hex.find('.'); dot != std::string::npos) hex.resize(dot);
+        if ((!dial && !accept) || !is_hex32(hex)) {
+            send_reply(cn.fd, kNotAllowed);
+            return false;
+        }
+        if (dial) {
+            pid agent;
+            std::string session = relay_random_hex();
+            {
+                std::lock_guard lk(mu);
+                auto t = tokens.find(hex);
+                if (t == tokens.end() || t->second.expires < clock::now() || t->second.in_use) {
+                    ++c.refused;
+                    send_reply(cn.fd, kNotAllowed);
+                    return false;
+                }
+                auto r = regs.find(t->second.target);
+                if (r == regs.end() || !admit_session_locked(t->second.dialler, t->second.target)) {
+                    ++c.refused;
+                    send_reply(cn.fd, kHostUnreachable);
+                    return false;
+                }
+                t->second.in_use = true;
+                cn.dialler_side = true;
+                cn.dialler = t->second.dialler;
+                cn.target = t->second.target;
+                cn.token = hex;
+                cn.session = session;
+                cn.s = state::waiting;
+                cn.deadline = clock::now() + o_.pair_timeout;
+                pairings[session] = pairing{cn.fd, hex, cn.deadline};
+                agent = r->second.agent;
+            }
+            // Outside the lock: the node's send may take its own locks.
+            n_.send(agent, arr("relay_open", session, endpoint_));
+            return true;
+        }
+        int dfd = -1;
+        {
+            std::lock_guard lk(mu);
+            auto p = pairings.find(hex);
+            if (p == pairings.end()) {
+                ++c.refused;
+                send_reply(cn.fd, kNotAllowed);
+                return false;
+            }
+            dfd = p->second.dialler_fd;
+            pairings.erase(p);
+        }
+        auto d = conns.find(dfd);
+        if (d == conns.end() || d->second.s != state::waiting) {
+            send_reply(cn.fd, kHostUnreachable);
+            return false;
+        }
+        send_reply(cn.fd, kOk);
+        send_reply(dfd, kOk);
+        for (conn* x : {&cn, &d->second}) {
+            x->s = state::spliced;
+            x->buf.resize(kBuf);
+            x->allowance = rate > 0 ? rate / 10 : 0;
+            x->refilled = clock::now();
+        }
+        cn.peer = dfd;
+        d->second.peer = cn.fd;
+        cn.session = d->second.session;
+        d->second.session.clear();  // paired: no longer in `pairings`
+        {
+            std::lock_guard lk(mu);
+            ++c.sessions;
+            ++c.sessions_total;
+        }
+        // Bytes that came in with a request go through now.
+        flush_to_peer(cn);
+        flush_to_peer(d->second);
+        set_events(cn);
+        set_events(d->second);
+        return true;
+    };
+
+    // Parses the SOCKS bytes of `cn` as far as they go; false: close it.
+    auto on_socks = [&](conn& cn) -> bool {
+        auto& s = cn.socks;
+        auto u = [&](std::size_t i) { return static_cast<std::uint8_t>(s[i]); };
+        if (cn.s == state::greeting) {
+            if (s.size() < 2) return true;
+            if (u(0) != 5) return false;
+            std::size_t n = u(1);
+            if (s.size() < 2 + n) return true;
+            bool no_auth = false;
+            for (std::size_t i = 0; i < n; ++i) no_auth |= u(2 + i) == 0;
+            const std::uint8_t choice[2] = {5, static_cast<std::uint8_t>(no_auth ? 0 : 0xff)};
+            (void)!::send(cn.fd, choice, 2, MSG_NOSIGNAL);
+            if (!no_auth) return false;
+            s.erase(0, 2 + n);
+            cn.s = state::request;
+        }
+        if (cn.s != state::request || s.size() < 5) return true;
+        if (u(0) != 5 || u(1) != 1 || u(2) != 0) {
+            send_reply(cn.fd, kCmdNotSupported);
+            return false;
+        }
+        if (u(3) != 3) {
+            send_reply(cn.fd, kAtypNotSupported);
+            return false;
+        }
+        std::size_t L = u(4);
+        if (s.size() < 5 + L + 2) return true;
+        std::string name = s.substr(5, L);
+        std::string rest = s.substr(5 + L + 2);
+        s.clear();
+        if (rest.size() > kBuf) return false;
+        cn.buf.resize(kBuf);
+        std::memcpy(cn.buf.data(), rest.data(), rest.size());
+        cn.len = rest.size();
+        return on_request(cn, name);
+    };
+
+    std::vector<epoll_event> evs(256);
+    while (!stop_.load()) {
+        int n = ::epoll_wait(epoll_fd_, evs.data(), static_cast<int>(evs.size()), rate > 0 ? 20 : 100);
+        if (n < 0 && errno != EINTR) break;
+        for (int i = 0; i < std::max(n, 0); ++i) {
+            int fd = evs[i].data.fd;
+            if (fd == wake_fd_) {
+                std::uint64_t v;
+                (void)!::read(wake_fd_, &v, sizeof v);
+                continue;
+            }
+            if (fd == listen_fd_) {
+                for (;;) {
+                    int cfd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                    if (cfd < 0) break;
+                    if (conns.size() >= o_.max_connections) {
+                        ::close(cfd);
+                        std::lock_guard lk(mu);
+                        ++c.refused;
+                        continue;
+                    }
+                    int one = 1;
+                    ::setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                    conn& cn = conns[cfd];
+                    cn.fd = cfd;
+                    cn.deadline = clock::now() + o_.handshake_timeout;
+                    epoll_event ev{};
+                    ev.events = EPOLLIN;
+                    ev.data.fd = cfd;
+                    cn.events = EPOLLIN;
+                    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, cfd, &ev);
+                }
+                continue;
+            }
+            auto it = conns.find(fd);
+            if (it == conns.end()) continue;
+            conn& cn = it->second;
+            if (evs[i].events & EPOLLOUT) {
+                // The peer's bytes can go out on this fd now.
+                auto p = conns.find(cn.peer);
+                if (p == conns.end() || !flush_to_peer(p->second)) {
+                    close_conn(fd);
+                    continue;
+                }
+            }
+            if (!(evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) continue;
+            if (cn.s == state::greeting || cn.s == state::request) {
+                char tmp[kMaxSocksBytes];
+                ssize_t r = ::recv(fd, tmp, sizeof tmp, 0);
+                if (r <= 0 || cn.socks.size() + static_cast<std::size_t>(r) > kMaxSocksBytes) {
+                    if (r != 0 || cn.s != state::greeting) {
+                        std::lock_guard lk(mu);
+                        ++c.refused;
+                    }
+                    close_conn(fd);
+                    continue;
+                }
+                cn.socks.append(tmp, static_cast<std::size_t>(r));
+                if (!on_socks(cn)) close_conn(fd);
+                continue;
+            }
+            if (cn.s == state::waiting) {
+                // The dialler may not send before our reply; data or EOF: close.
+                close_conn(fd);
+                continue;
+            }
+            // Spliced: read what fits (and what the rate allows), forward it.
+            std::size_t room = kBuf - cn.off - cn.len;
+            if (rate > 0) room = std::min(room, static_cast<std::size_t>(cn.allowance));
+            if (room == 0) {
+                set_events(cn);
+                continue;
+            }
+            ssize_t r = ::recv(fd, cn.buf.data() + cn.off + cn.len, room, 0);
+            if (r <= 0) {
+                if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+                close_conn(fd);
+                continue;
+            }
+            cn.len += static_cast<std::size_t>(r);
+            if (rate > 0) cn.allowance -= static_cast<double>(r);
+            if (!flush_to_peer(cn)) close_conn(fd);
+        }
+
+        // Deadlines, rate refills and sessions of nodes that went down.
+        auto now = clock::now();
+        std::set<std::string> gone;
+        {
+            std::lock_guard lk(mu);
+            gone.swap(doomed);
+        }
+        std::vector<int> expired;
+        for (auto& [fd, cn] : conns) {
+            if (cn.s != state::spliced && now > cn.deadline) expired.push_back(fd);
+            else if (!gone.empty() && (gone.count(cn.dialler) || gone.count(cn.target))) expired.push_back(fd);
+            if (rate > 0 && cn.s == state::spliced) {
+                double add = rate * std::chrono::duration<double>(now - cn.refilled).count();
+                cn.allowance = std::min(rate / 10 + kBuf, cn.allowance + add);
+                cn.refilled = now;
+                set_events(cn);
+            }
+        }
+        for (int fd : expired) {
+            auto it = conns.find(fd);
+            if (it == conns.end()) continue;
+            if (it->second.s != state::spliced) {
+                std::lock_guard lk(mu);
+                ++c.timed_out;
+            }
+            close_conn(fd);
+        }
+    }
+    while (!conns.empty()) close_conn(conns.begin()->first);
+}
+
+}  // namespace kith

@@ -1,0 +1,333 @@
+// The relay (kith/relay.hpp) with real kith nodes: Alice registered through
+// a relay_client, Bob dialling her through his, CURVE, the membership proof
+// and every envelope end to end through the relay's data plane; a relay
+// that tampers with the bytes it forwards; and the data plane's refusals,
+// spoken to by a raw SOCKS5 client.
+#include "kith/relay.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "kith/builtin.hpp"
+#include "kith/node.hpp"
+#include "kith/service.hpp"
+#include "kith_catch.hpp"
+
+using namespace kith;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct temp_dir {
+    std::filesystem::path path;
+    temp_dir() {
+        std::string t = (std::filesystem::temp_directory_path() / "kith-relay-XXXXXX").string();
+        REQUIRE(::mkdtemp(t.data()));
+        path = t;
+    }
+    ~temp_dir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+};
+
+node_options opts(const std::string& name, const std::filesystem::path& dir) {
+    std::filesystem::create_directories(dir);
+    std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
+    node_options o;
+    o.name = name;
+    o.net.listen = "tcp://127.0.0.1:0";
+    o.net.key_dir = dir;
+    o.net.cookie = "relay-test-cookie";
+    o.net.log = [](const log_record&) {};
+    return o;
+}
+
+// A raw SOCKS5 exchange with the relay's data plane: returns the reply code
+// (0 granted), or -1 when the relay closed without one.
+int socks_request(const std::string& relay_ep, const std::string& name) {
+    auto c = relay_ep.rfind(':');
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<std::uint16_t>(std::stoi(relay_ep.substr(c + 1))));
+    ::inet_pton(AF_INET, relay_ep.substr(0, c).c_str(), &sa.sin_addr);
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    timeval tv{3, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+    std::string req = std::string("\x05\x01\x00", 3) + std::string("\x05\x01\x00\x03", 4) +
+                      static_cast<char>(name.size()) + name + std::string("\x00\x01", 2);
+    REQUIRE(::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size()));
+    std::uint8_t buf[12];
+    ssize_t got = 0;
+    while (got < 12) {
+        ssize_t r = ::recv(fd, buf + got, sizeof buf - static_cast<std::size_t>(got), 0);
+        if (r <= 0) break;
+        got += r;
+    }
+    ::close(fd);
+    return got >= 4 ? buf[3] : -1;  // choice (2 bytes) then reply: VER, REP
+}
+
+// A man in the middle in front of the relay (its advertised endpoint):
+// forwards both ways and, when `flip_at` > 0, XORs the byte at that offset
+// of each stream, once — a relay that tampers.
+struct tamperer {
+    int listen_fd = -1;
+    std::string endpoint, upstream;
+    std::size_t flip_at;
+    std::atomic<bool> stop{false};
+    std::atomic<int> flipped{0};
+    std::vector<std::thread> threads;
+    tamperer(std::string up, std::size_t flip) : upstream(std::move(up)), flip_at(flip) {
+        listen_fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t sl = sizeof sa;
+        REQUIRE(::bind(listen_fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+        REQUIRE(::listen(listen_fd, 16) == 0);
+        ::getsockname(listen_fd, reinterpret_cast<sockaddr*>(&sa), &sl);
+        endpoint = "127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
+        threads.emplace_back([this] { accept_loop(); });
+    }
+    ~tamperer() {
+        stop = true;
+        ::shutdown(listen_fd, SHUT_RDWR);
+        ::close(listen_fd);
+        for (auto& t : threads) t.join();
+    }
+    void pump(int from, int to) {
+        char buf[4096];
+        std::size_t seen = 0;
+        for (;;) {
+            ssize_t r = ::recv(from, buf, sizeof buf, 0);
+            if (r <= 0 || stop) break;
+            if (flip_at > 0 && seen <= flip_at && flip_at < seen + static_cast<std::size_t>(r)) {
+                buf[flip_at - seen] ^= 0x20;
+                ++flipped;
+            }
+            seen += static_cast<std::size_t>(r);
+            if (::send(to, buf, static_cast<std::size_t>(r), MSG_NOSIGNAL) != r) break;
+        }
+        ::shutdown(to, SHUT_RDWR);
+        ::shutdown(from, SHUT_RDWR);
+    }
+    void accept_loop() {
+        std::vector<std::thread> pumps;
+        for (;;) {
+            int c = ::accept(listen_fd, nullptr, nullptr);
+            if (c < 0) break;
+            auto col = upstream.rfind(':');
+            sockaddr_in sa{};
+            sa.sin_family = AF_INET;
+            sa.sin_port = htons(static_cast<std::uint16_t>(std::stoi(upstream.substr(col + 1))));
+            ::inet_pton(AF_INET, upstream.substr(0, col).c_str(), &sa.sin_addr);
+            int u = ::socket(AF_INET, SOCK_STREAM, 0);
+            if (::connect(u, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+                ::close(c);
+                ::close(u);
+                continue;
+            }
+            pumps.emplace_back([this, c, u] { pump(c, u); });
+            pumps.emplace_back([this, c, u] {
+                pump(u, c);
+            });
+        }
+        for (auto& t : pumps) t.join();
+    }
+};
+
+// One relay node R, Alice registered through her relay_client (her node's
+// own listening endpoint answers relayed sessions), Bob able to dial.
+struct world {
+    temp_dir dir;
+    node r{opts("r@test", dir.path / "r")};
+    relay rel;
+    node a{opts("a@test", dir.path / "a")};
+    node b{opts("b@test", dir.path / "b")};
+    std::unique_ptr<relay_client> alice, bob;
+    explicit world(relay_options ro = {}) : rel(r, with_loopback(ro)) {
+        a.add_service(services::make_kvs());
+        REQUIRE(a.connect(r.endpoint(), r.key()).ok());
+        REQUIRE(b.connect(r.endpoint(), r.key()).ok());
+        alice = std::make_unique<relay_client>(a, "r@test", true);
+        bob = std::make_unique<relay_client>(b, "r@test", nullptr);
+    }
+    static relay_options with_loopback(relay_options o) {
+        o.listen = "127.0.0.1:0";
+        return o;
+    }
+    // Bob's dial: [token, endpoint, key].
+    std::string dial_token() {
+        auto d = b.call("r@test", "relay", "dial", arr("a@test"));
+        REQUIRE(d.ok());
+        REQUIRE(d->size() == 3);
+        return *d->at(0)->as_string();
+    }
+};
+
+}  // namespace
+
+TEST_CASE("relay: Bob calls Alice's kvs through the relay, end to end", "[relay]") {
+    world w;
+    auto up = w.bob->connect("a@test", w.a.key());
+    REQUIRE(up.ok());
+    CHECK(*up == "a@test");
+    REQUIRE(w.b.call("a@test", "kvs", "store", arr("weather", "fine")).ok());
+    auto v = w.b.call("a@test", "kvs", "lookup", arr("weather"));
+    REQUIRE(v.ok());
+    CHECK(*v == arr("ok", "fine"));
+    auto c = w.rel.counters();
+    CHECK(c.sessions == 1);
+    CHECK(c.registrations == 1);
+    CHECK(c.bytes_forwarded > 100);
+}
+
+TEST_CASE("relay: a node that cannot prove the expected key is never connected", "[relay]") {
+    world w;
+    // Bob expects another key for a@test (say the relay lied in its directory):
+    // CURVE fails end to end, the connect fails, nothing is called.
+    auto wrong = keypair::generate().pub;
+    auto up = w.bob->connect("a@test", wrong, 2s);
+    REQUIRE_FALSE(up.ok());
+    CHECK_FALSE(w.b.call("a@test", "kvs", "keys", arr(), 500ms).ok());
+}
+
+TEST_CASE("relay: a relay that flips a byte causes a failed link, never a forged message", "[relay]") {
+    temp_dir dir;
+    node r(opts("r@test", dir.path / "r"));
+    relay_options ro;
+    ro.listen = "127.0.0.1:0";
+    // Both nodes reach the relay's data plane through the tamperer.
+    // A free port for the relay, so the tamperer can point at it first.
+    std::string relay_ep;
+    {
+        int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t sl = sizeof sa;
+        REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &sl);
+        relay_ep = "127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
+        ::close(fd);
+    }
+    auto mitm = std::make_unique<tamperer>(relay_ep, 3000);
+    ro.listen = relay_ep;
+    ro.advertise = mitm->endpoint;
+    relay rel(r, ro);
+    node a(opts("a@test", dir.path / "a"));
+    node b(opts("b@test", dir.path / "b"));
+    auto kvs = std::make_shared<std::vector<std::string>>();
+    auto kvs_mu = std::make_shared<std::mutex>();
+    service s("store");
+    s.function("put", [kvs, kvs_mu](std::string v) {
+        std::lock_guard lk(*kvs_mu);
+        kvs->push_back(v);
+        return true;
+    });
+    a.add_service(std::move(s));
+    REQUIRE(a.connect(r.endpoint(), r.key()).ok());
+    REQUIRE(b.connect(r.endpoint(), r.key()).ok());
+    relay_client alice(a, "r@test", true);
+    relay_client bob(b, "r@test", nullptr);
+    // The byte at offset 3000 of each stream is flipped: the handshake
+    // (about 1.2 kB) goes through, a later frame is corrupted.
+    auto up = bob.connect("a@test", a.key(), 3s);
+    int ok_calls = 0, failed = 0;
+    if (up.ok()) {
+        for (int i = 0; i < 200 && failed == 0; ++i) {
+            auto r2 = b.call("a@test", "store", "put", arr("value-" + std::to_string(i)), 1s);
+            r2.ok() ? ++ok_calls : ++failed;
+        }
+    }
+    CHECK(mitm->flipped.load() >= 1);
+    CHECK((!up.ok() || failed >= 1));  // the link failed
+    // Whatever Alice executed is exactly what Bob sent, in order.
+    std::lock_guard lk(*kvs_mu);
+    for (std::size_t i = 0; i < kvs->size(); ++i) CHECK((*kvs)[i] == "value-" + std::to_string(i));
+    CHECK(kvs->size() <= static_cast<std::size_t>(ok_calls) + 1);
+}
+
+TEST_CASE("relay: the directory lists registered nodes with their keys", "[relay]") {
+    world w;
+    auto dir = w.bob->directory();
+    REQUIRE(dir.ok());
+    REQUIRE(dir->size() == 1);
+    CHECK(*dir->at(0)->at(0)->as_string() == "a@test");
+    CHECK(*dir->at(0)->at(1)->as_string() == w.a.key().z85());
+}
+
+TEST_CASE("relay: dial errors are exact", "[relay]") {
+    world w;
+    auto d = w.bob->connect("nobody@test", w.a.key());
+    REQUIRE_FALSE(d.ok());
+    CHECK(d.err().code == errc::noproc);
+    // The relay's own node has no link to splice.
+    auto self = w.r.call("r@test", "relay", "dial", arr("a@test"));
+    REQUIRE_FALSE(self.ok());
+    CHECK(self.err().code == errc::bad_args);
+}
+
+TEST_CASE("relay: a name stays bound to the key that registered it", "[relay]") {
+    world w;
+    // Alice leaves; an impostor with another key takes her node name and
+    // connects to the relay: it cannot register the name.
+    w.alice.reset();
+    w.a.stop();
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (w.rel.counters().registrations != 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(10ms);
+    REQUIRE(w.rel.counters().registrations == 0);
+    node eve(opts("a@test", w.dir.path / "eve"));
+    REQUIRE(eve.connect(w.r.endpoint(), w.r.key()).ok());
+    pid agent = eve.spawn([](actor&, message&) {});
+    auto reg = eve.call("r@test", "relay", "register", arr(agent, true));
+    REQUIRE_FALSE(reg.ok());
+    CHECK(reg.err().code == errc::unauthorized);
+    CHECK_THROWS_AS(relay_client(eve, "r@test", true), setup_error);
+    // And registering someone else's pid as one's agent is refused.
+    auto other = w.b.call("r@test", "relay", "register", arr(agent, true));
+    REQUIRE_FALSE(other.ok());
+    CHECK(other.err().code == errc::bad_args);
+}
+
+TEST_CASE("relay: the data plane refuses unknown tokens, junk and sessions beyond a node's limit", "[relay]") {
+    relay_options ro;
+    ro.max_sessions_per_node = 1;
+    world w(ro);
+    const std::string ep = w.rel.endpoint();
+    CHECK(socks_request(ep, "d-" + std::string(32, 'f') + ".kith") == 0x02);  // a token nobody was given
+    CHECK(socks_request(ep, "a-" + std::string(32, 'f') + ".kith") == 0x02);  // a session nobody opened
+    CHECK(socks_request(ep, "example.com") == 0x02);                          // not a relay name
+    CHECK(w.rel.counters().refused >= 2);
+    // One session is allowed: Bob's link. A second token for the same node is refused.
+    REQUIRE(w.bob->connect("a@test", w.a.key()).ok());
+    CHECK(socks_request(ep, "d-" + w.dial_token() + ".kith") == 0x04);
+    CHECK(w.rel.counters().sessions == 1);
+}
+
+TEST_CASE("relay: a dialler that disconnects from the relay loses its sessions", "[relay]") {
+    world w;
+    REQUIRE(w.bob->connect("a@test", w.a.key()).ok());
+    REQUIRE(w.rel.counters().sessions == 1);
+    w.bob.reset();
+    w.b.stop();  // Bob's control link ends: his session is closed
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (w.rel.counters().sessions != 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(10ms);
+    CHECK(w.rel.counters().sessions == 0);
+}
