@@ -33,7 +33,10 @@ def test_other_clusters_are_strangers(make_node):
                       discovery=loopback_discovery(port))
     other.set_public("echo")
     s = a.find("theirs", timeout=20, connect=False)
-    assert s["trust"] == "stranger" and s["services"] == ["echo"] and not s["connected"]
+    assert s["trust"] == "stranger" and not s["connected"]
+    # A beacon sent before set_public("echo") may be the one heard first.
+    wait_until(lambda: [x["services"] for x in a.seen() if x["name"] == other.name] == [["echo"]],
+               what="the stranger's public services in its next beacon")
     assert other.name not in a.nodes()
     # find() connects to a stranger with public services as a visitor: usable at once.
     s = a.find("theirs", timeout=20)
@@ -153,7 +156,7 @@ def test_flood_limits_and_their_counters(make_node):
     try:
         for _ in range(10):
             s.sendto(stranger_query(), ("127.0.0.1", port))
-        wait_until(lambda: n.discovery_stats()["queries_answered"] + n.discovery_stats()["answers_limited"] == 10,
+        wait_until(lambda: n.discovery_stats()["queries_answered"] + n.discovery_stats()["answers_limited"] >= 10,
                    what="every query answered or limited")
         stats = n.discovery_stats()
         # At most 2 a second in all (and 3 per source): the rest are limited.
