@@ -37,11 +37,14 @@
 //   seen ID TYPE                            -> "seen N" (all envelopes of TYPE ever
 //        received on ID, consumed or not)
 //   close ID                                -> "closed"
-//   flood, dialflood                        load mode: see adversary_load.hpp
+//   flood, dialflood, udpflood              load mode: see adversary_load.hpp
 //   quit
 // Heartbeat probes go out every 400 ms on every established connection and
 // the peer's probes are answered. At start it prints "READY".
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <sodium.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -589,6 +592,8 @@ void run(const std::string& line) {
         cmd_flood(w[1], std::stol(w[2]), rest(3));
     } else if (cmd == "dialflood" && w.size() >= 5) {
         cmd_dialflood(w);
+    } else if (cmd == "udpflood" && w.size() == 5) {
+        cmd_udpflood(w);
     } else if (cmd == "close" && w.size() == 2) {
         close_conn(get_conn(w[1]));
         out("closed");

@@ -63,13 +63,17 @@ struct victim {
     long handed() { return std::stol(words(ask("sink")).at(2)); }
 };
 
+// `prefix`: a command the victim runs under (e.g. ip netns exec NS).
 inline std::unique_ptr<victim> start_victim(const std::string& name, const std::filesystem::path& dir,
-                                            const std::string& cookie) {
+                                            const std::string& cookie, std::vector<std::string> prefix = {}) {
     auto v = std::make_unique<victim>();
     v->cookie = cookie;
     v->dir = dir;
-    v->p = std::make_unique<peer_process>(
-        std::vector<std::string>{KITH_VICTIM, "--name", name, "--key-dir", dir.string(), "--cookie", cookie});
+    std::vector<std::string> argv = std::move(prefix);
+    for (auto a : {std::string(KITH_VICTIM), std::string("--name"), name, std::string("--key-dir"), dir.string(),
+                   std::string("--cookie"), cookie})
+        argv.push_back(std::move(a));
+    v->p = std::make_unique<peer_process>(argv);
     auto ready = v->p->wait_line("READY ", 15s);
     INFO(v->p->all_output());
     REQUIRE(ready.has_value());
@@ -86,9 +90,11 @@ struct adversary {
     // `niced`: at the lowest CPU priority (nice 19), for the load tests: on
     // a small shared machine the attacker's own CPU would otherwise be
     // measured as the victim's slowness (a real attacker brings its own).
-    explicit adversary(bool niced = false) {
-        std::vector<std::string> argv{KITH_ADVERSARY};
-        if (niced) argv = {"/usr/bin/nice", "-n", "19", KITH_ADVERSARY};
+    // `prefix`: a command it runs under (e.g. ip netns exec NS).
+    explicit adversary(bool niced = false, std::vector<std::string> prefix = {}) {
+        std::vector<std::string> argv = std::move(prefix);
+        if (niced) argv.insert(argv.end(), {"/usr/bin/nice", "-n", "19"});
+        argv.push_back(KITH_ADVERSARY);
         p = std::make_unique<peer_process>(argv);
         REQUIRE(p->wait_line("READY", 10s).has_value());
     }

@@ -11,6 +11,10 @@
 //   dialflood MS PAR stranger EP KEY   open at once (the oldest closed first),
 //        each sending its handshake: with the grant's key every time, or a
 //        fresh key each time. -> "dialflood opened=N ok=K auth_failed=A goodbye=G"
+//   udpflood MS ADDR PORT garbage|replay   UDP datagrams to ADDR:PORT for MS ms:
+//        random bytes (garbage: 64-512 bytes each), or (replay) the first
+//        datagram heard on PORT (a member's genuine beacon), resent verbatim.
+//        -> "udpflood sent=N" | "udpflood error WHY"
 
 void open_dealer(conn& c, const std::string& ep) {
     c.outbound = true;
@@ -125,4 +129,64 @@ void cmd_dialflood(const std::vector<std::string>& w) {
     for (auto& x : open) retire(x);
     out("dialflood opened=" + std::to_string(opened) + " ok=" + std::to_string(ok) +
         " auth_failed=" + std::to_string(failed) + " goodbye=" + std::to_string(goodbye));
+}
+
+void cmd_udpflood(const std::vector<std::string>& w) {
+    const long ms = std::stol(w[1]);
+    const std::string& addr = w[2];
+    const int port = std::stoi(w[3]);
+    const std::string& mode = w[4];
+    int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+    if (fd < 0) return out("udpflood error socket");
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one);
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(static_cast<std::uint16_t>(port));
+    if (::inet_pton(AF_INET, addr.c_str(), &to.sin_addr) != 1) {
+        ::close(fd);
+        return out("udpflood error bad address " + addr);
+    }
+    std::string captured;
+    if (mode == "replay") {
+        // Listen on the beacon port (shared, as the nodes share it) for one beacon.
+        sockaddr_in any{};
+        any.sin_family = AF_INET;
+        any.sin_port = to.sin_port;
+        if (::bind(fd, reinterpret_cast<sockaddr*>(&any), sizeof any) != 0) {
+            ::close(fd);
+            return out("udpflood error cannot bind the beacon port");
+        }
+        pollfd pf{fd, POLLIN, 0};
+        if (::poll(&pf, 1, 5000) > 0) {
+            char buf[2048];
+            auto n = ::recv(fd, buf, sizeof buf, 0);
+            if (n > 0) captured.assign(buf, static_cast<std::size_t>(n));
+        }
+        if (captured.empty()) {
+            ::close(fd);
+            return out("udpflood error no beacon heard in 5 s");
+        }
+    } else if (mode != "garbage") {
+        ::close(fd);
+        return out("udpflood error mode is garbage or replay");
+    }
+    long sent = 0;
+    const auto until = clock_type::now() + std::chrono::milliseconds(ms);
+    std::string junk;
+    while (clock_type::now() < until) {
+        for (int k = 0; k < 64; ++k) {
+            const std::string* d = &captured;
+            if (mode == "garbage") {
+                junk = random_bytes(64 + randombytes_uniform(449));
+                d = &junk;
+            }
+            if (::sendto(fd, d->data(), d->size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to) > 0) ++sent;
+        }
+        pump(0);  // keep the TCP connections alive meanwhile
+    }
+    ::close(fd);
+    out("udpflood sent=" + std::to_string(sent));
 }

@@ -7,9 +7,15 @@
 //     a loaded 2-core machine from making this flaky);
 //   * the victim's peak RSS (VmHWM) stays under 64 MB above its idle RSS.
 // Each prints one "abuse figure" line (quiet and attack p99, RSS growth).
-// Raw TCP floods that never handshake are the transport's tests; beacon
-// floods are discovery's.
+// Beacon floods and replays run in a network namespace of their own
+// (kab<pid>x<n>, loopback only, removed afterwards; needs root, else they
+// say so and do nothing), the victim and the member running discovery there.
+// Raw TCP floods that never handshake are the transport's tests.
+#include <signal.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <cstdlib>
 
 #include "adversary_harness.hpp"
 
@@ -31,17 +37,56 @@ long field(const std::string& line, const std::string& key) {
     return std::stol(line.substr(p + key.size() + 2));
 }
 
+bool sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0; }
+
+// A network namespace with loopback up, removed at scope exit (declare it
+// before the processes that run in it). Stale ones of dead test processes
+// are removed first.
+struct netns {
+    std::string name;
+    bool ok = false;
+    netns() {
+        if (::geteuid() != 0 || !sh("ip -V")) return;
+        if (FILE* f = ::popen("ip netns list 2>/dev/null", "r")) {
+            char line[256];
+            while (std::fgets(line, sizeof line, f)) {
+                std::string n = words(line).empty() ? "" : words(line)[0];
+                if (n.rfind("kab", 0) != 0) continue;
+                const long owner = std::atol(n.c_str() + 3);
+                if (owner > 0 && ::kill(static_cast<pid_t>(owner), 0) != 0) sh("ip netns del " + n);
+            }
+            ::pclose(f);
+        }
+        static int seq = 0;
+        name = "kab" + std::to_string(::getpid()) + "x" + std::to_string(++seq);
+        ok = sh("ip netns add " + name) && sh("ip -n " + name + " link set lo up");
+    }
+    ~netns() {
+        if (!name.empty()) sh("ip netns del " + name);
+    }
+    std::vector<std::string> exec() const { return {"/usr/sbin/ip", "netns", "exec", name}; }
+    // A victim or member there, running discovery on its loopback.
+    std::vector<std::string> exec_with_discovery() const {
+        auto p = exec();
+        p.insert(p.end(), {"/usr/bin/env", "KITH_VICTIM_DISCOVERY=127.255.255.255"});
+        return p;
+    }
+};
+
 struct load_scene {
     temp_dir tmp;
     std::unique_ptr<victim> v, m;
-    adversary a{true};  // niced: see adversary_harness.hpp
+    adversary a;  // niced: see adversary_harness.hpp
     std::string grant_file;
     loop_stats quiet;
     long idle_kb = 0;
 
-    load_scene() {
-        v = start_victim(kVictim, tmp.path / "victim", "load-cookie");
-        m = start_victim("member@localhost", tmp.path / "member", "load-cookie");
+    // `nodes`, `attacker`: the commands the node processes and the adversary
+    // run under (a network namespace), none by default.
+    explicit load_scene(std::vector<std::string> nodes = {}, std::vector<std::string> attacker = {})
+        : a(true, std::move(attacker)) {
+        v = start_victim(kVictim, tmp.path / "victim", "load-cookie", nodes);
+        m = start_victim("member@localhost", tmp.path / "member", "load-cookie", nodes);
         REQUIRE(starts(m->ask("connect " + (*v)["ep"] + " " + (*v)["key"]), "connect ok"));
         grant_file = (tmp.path / "mallory.grant").string();
         REQUIRE(v->ask("grant mallory kvs,relay:ping 1000 2000 " + grant_file) == "grant ok");
@@ -166,4 +211,37 @@ TEST_CASE("adversary load: link flood with fresh stranger keys", "[adversary][lo
     REQUIRE(s.v->ask("public relay on 10 20") == "public ok");  // strangers are admitted at all
     s.attack("link_flood_stranger",
              "dialflood " + ms(kAttackMs) + " 256 stranger " + (*s.v)["ep"] + " " + (*s.v)["key"], "dialflood ");
+}
+
+TEST_CASE("adversary load: a flood of garbage beacons in the victim's network", "[adversary][load][netns]") {
+    netns ns;
+    if (!ns.ok) {
+        WARN("not root or no iproute2: the network-namespace load tests are not run");
+        return;
+    }
+    load_scene s(ns.exec_with_discovery(), ns.exec());
+    REQUIRE(eventually([&] { return s.v->ask("disc").find("seen=member@localhost") != std::string::npos; }));
+    s.attack("beacon_flood_garbage", "udpflood " + ms(kAttackMs) + " 127.255.255.255 4371 garbage", "udpflood ");
+    // The flood reached the victim's discovery and was dropped there; the
+    // member's own beacons still get through (it stays listed).
+    auto d = s.v->ask("disc");
+    INFO(d);
+    CHECK(field(d, "malformed") + field(d, "rate_limited") > 1000);
+    CHECK(d.find("seen=member@localhost") != std::string::npos);
+}
+
+TEST_CASE("adversary load: a flood of a member's replayed beacon in the victim's network",
+          "[adversary][load][netns]") {
+    netns ns;
+    if (!ns.ok) {
+        WARN("not root or no iproute2: the network-namespace load tests are not run");
+        return;
+    }
+    load_scene s(ns.exec_with_discovery(), ns.exec());
+    REQUIRE(eventually([&] { return s.v->ask("disc").find("seen=member@localhost") != std::string::npos; }));
+    s.attack("beacon_flood_replay", "udpflood " + ms(kAttackMs) + " 127.255.255.255 4371 replay", "udpflood ");
+    auto d = s.v->ask("disc");
+    INFO(d);
+    CHECK(field(d, "replayed") + field(d, "rate_limited") > 1000);
+    CHECK(d.find("seen=member@localhost") != std::string::npos);
 }

@@ -3,6 +3,8 @@
 // tests/adversary/test_adversary.cpp, one answer line per command.
 //
 //   kith_adversary_victim --name N --key-dir D --cookie C
+// With KITH_VICTIM_DISCOVERY=ADDR in the environment it also runs discovery,
+// beacons to broadcast address ADDR (the load tests, in a network namespace).
 // Services: kvs, echo (with echo:server), demo (with demo:rpc_server),
 // grants, node (the admin services), and for the tests
 //   relay:invoke(Svc, Fn, Args)  re-dispatches with node::invoke_local
@@ -26,6 +28,8 @@
 //   callloop NODE MS              -> calls NODE's relay:ping one after another for MS ms:
 //                                    "callloop n=N errors=E p50=US p99=US max=US down=D [first_error=..]"
 //                                    (N, percentiles: successful calls; D: nodedowns of NODE)
+//   disc                          -> "disc received=N malformed=N bad_hmac=N rate_limited=N replayed=N
+//                                    stale=N seen=A,B" (discovery; "disc off" without it)
 //   unstall                       -> frees the `slow` actor (box:slow) from "stall"; "unstalled"
 //   slow_seen                     -> "slow_seen N" (messages the slow actor took)
 //   kvs KEY                       -> "kvs TERM" (local lookup)
@@ -56,6 +60,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <fstream>
 #include <future>
 #include <iostream>
@@ -68,6 +73,7 @@
 #include <vector>
 
 #include "kith/builtin.hpp"
+#include "kith/discovery.hpp"
 #include "kith/mailbox.hpp"
 #include "kith/node.hpp"
 #include "../support/node_args.hpp"
@@ -153,6 +159,14 @@ int main(int argc, char** argv) {
                                 })
                       .function("ping", [] { return std::string("pong"); }));
 
+    std::unique_ptr<discovery> disc;
+    if (const char* bcast = std::getenv("KITH_VICTIM_DISCOVERY")) {
+        discovery_options d;
+        d.broadcast_address = bcast;
+        d.auto_connect = false;  // the tests connect explicitly
+        disc = std::make_unique<discovery>(n, d);
+    }
+
     mailbox sink(n), handed(n), supervisor(n), watcher(n);
     pid worker = n.spawn([](actor&, message&) {});
     supervisor.monitor(worker);
@@ -226,6 +240,18 @@ int main(int argc, char** argv) {
         } else if (c == "kill" && w.size() == 2) {
             if (auto p = pid_arg(w[1])) n.send_exit(*p, term("kill"));
             out("killed");
+        } else if (c == "disc") {
+            if (!disc) {
+                out("disc off");
+                continue;
+            }
+            auto st = disc->stats();
+            std::string seen;
+            for (auto& e : disc->seen()) seen += (seen.empty() ? "" : ",") + e.name;
+            out("disc received=" + std::to_string(st.beacons_received) + " malformed=" + std::to_string(st.malformed) +
+                " bad_hmac=" + std::to_string(st.bad_hmac) + " rate_limited=" + std::to_string(st.rate_limited) +
+                " replayed=" + std::to_string(st.replayed) + " stale=" + std::to_string(st.stale) +
+                " seen=" + seen);
         } else if (c == "unstall") {
             {
                 std::lock_guard lk(stall->mu);
