@@ -592,7 +592,7 @@ void run(const std::string& line) {
         cmd_flood(w[1], std::stol(w[2]), rest(3));
     } else if (cmd == "dialflood" && w.size() >= 5) {
         cmd_dialflood(w);
-    } else if (cmd == "udpflood" && w.size() == 5) {
+    } else if (cmd == "udpflood" && (w.size() == 5 || w.size() == 6)) {
         cmd_udpflood(w);
     } else if (cmd == "close" && w.size() == 2) {
         close_conn(get_conn(w[1]));

@@ -11,9 +11,10 @@
 //   dialflood MS PAR stranger EP KEY   open at once (the oldest closed first),
 //        each sending its handshake: with the grant's key every time, or a
 //        fresh key each time. -> "dialflood opened=N ok=K auth_failed=A goodbye=G"
-//   udpflood MS ADDR PORT garbage|replay   UDP datagrams to ADDR:PORT for MS ms:
-//        random bytes (garbage: 64-512 bytes each), or (replay) the first
-//        datagram heard on PORT (a member's genuine beacon), resent verbatim.
+//   udpflood MS ADDR PORT garbage|replay [TEXT]   UDP datagrams to ADDR:PORT
+//        for MS ms: random bytes (garbage: 64-512 bytes each), or (replay)
+//        the first datagram heard on PORT that contains TEXT (a member's
+//        genuine beacon: its node name), resent verbatim.
 //        -> "udpflood sent=N" | "udpflood error WHY"
 
 void open_dealer(conn& c, const std::string& ep) {
@@ -159,11 +160,15 @@ void cmd_udpflood(const std::vector<std::string>& w) {
             ::close(fd);
             return out("udpflood error cannot bind the beacon port");
         }
-        pollfd pf{fd, POLLIN, 0};
-        if (::poll(&pf, 1, 5000) > 0) {
+        const std::string want = w.size() > 5 ? w[5] : std::string();
+        const auto give_up = clock_type::now() + std::chrono::seconds(5);
+        while (captured.empty() && clock_type::now() < give_up) {
+            pollfd pf{fd, POLLIN, 0};
+            if (::poll(&pf, 1, 100) <= 0) continue;
             char buf[2048];
             auto n = ::recv(fd, buf, sizeof buf, 0);
-            if (n > 0) captured.assign(buf, static_cast<std::size_t>(n));
+            if (n > 0 && std::string_view(buf, static_cast<std::size_t>(n)).find(want) != std::string_view::npos)
+                captured.assign(buf, static_cast<std::size_t>(n));
         }
         if (captured.empty()) {
             ::close(fd);

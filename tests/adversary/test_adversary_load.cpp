@@ -239,7 +239,8 @@ TEST_CASE("adversary load: a flood of a member's replayed beacon in the victim's
     }
     load_scene s(ns.exec_with_discovery(), ns.exec());
     REQUIRE(eventually([&] { return s.v->ask("disc").find("seen=member@localhost") != std::string::npos; }));
-    s.attack("beacon_flood_replay", "udpflood " + ms(kAttackMs) + " 127.255.255.255 4371 replay", "udpflood ");
+    s.attack("beacon_flood_replay", "udpflood " + ms(kAttackMs) + " 127.255.255.255 4371 replay member@localhost",
+             "udpflood ");
     auto d = s.v->ask("disc");
     INFO(d);
     CHECK(field(d, "replayed") + field(d, "rate_limited") > 1000);
