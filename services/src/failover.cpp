@@ -30,11 +30,21 @@ namespace {
 using detail::failover_state;
 using clock_type = std::chrono::steady_clock;
 
+constexpr auto kAskTimeout = std::chrono::milliseconds(1000);
+
 struct failover_ctl {
     std::shared_ptr<failover_state> s;
+    std::string reg;  // the controllers' registered name, "kith.failover.<name>"
     pid inst;
     ref inst_mon;
     std::optional<clock_type::time_point> want_since, stop_sent;
+    // The confirmation round before a start: this node's own view is not
+    // enough when links fail one at a time (a-b cut, both still see c): b
+    // would see a majority without a. So b starts only when a strict
+    // majority of the list (b included) answer that b is first for them too.
+    std::int64_t round = 0;
+    std::optional<clock_type::time_point> asked_at;
+    std::set<std::string> votes;
 
     void say(log_level lv, const std::string& text) {
         log_to(s->spec.log, log_record{lv, "failover", "\"" + s->spec.name + "\": " + text, s->n->name()});
@@ -46,11 +56,11 @@ struct failover_ctl {
         s->inst = p;
     }
 
-    // Returns whether this node wants the instance, and why not in `why`.
-    bool wants(std::string& why) {
+    // The first live node of the list as this node sees it, and how many are live.
+    std::string first_live(std::size_t& live) {
         auto up = s->n->nodes();
         std::set<std::string> connected(up.begin(), up.end());
-        std::size_t live = 0;
+        live = 0;
         std::string first;
         for (auto& nn : s->spec.nodes) {
             bool is_live = nn == s->n->name();
@@ -62,6 +72,13 @@ struct failover_ctl {
             ++live;
             if (first.empty()) first = nn;
         }
+        return first;
+    }
+
+    // Returns whether this node wants the instance, and why not in `why`.
+    bool wants(std::string& why) {
+        std::size_t live = 0;
+        std::string first = first_live(live);
         if (live * 2 <= s->spec.nodes.size()) {
             why = "sees " + std::to_string(live) + " of " + std::to_string(s->spec.nodes.size()) +
                   " listed nodes, no majority";
@@ -111,13 +128,62 @@ struct failover_ctl {
         }
         if (!want) {
             want_since.reset();
+            asked_at.reset();
             return;
         }
         if (!want_since) want_since = now;
         if (now - *want_since < s->spec.delay) return;
+        if (asked_at && now - *asked_at < kAskTimeout) return maybe_start(self);  // a round is under way
         if (s->names->whereis(s->spec.name).ok()) return;  // the previous holder has not ended yet
+        ask(self, now);
+    }
+
+    void ask(actor& self, clock_type::time_point now) {
+        ++round;
+        asked_at = now;
+        votes = {s->n->name()};
+        for (auto& nn : s->spec.nodes)
+            if (nn != s->n->name())
+                self.send(reg, nn, arr("kith.failover.ask", self.self(), s->spec.name, round));
+        maybe_start(self);
+    }
+
+    void maybe_start(actor& self) {
+        if (votes.size() * 2 <= s->spec.nodes.size() || !inst.is_null()) return;
+        std::string why;
+        if (!wants(why) || s->names->whereis(s->spec.name).ok()) return;
+        asked_at.reset();
         start();
         if (!inst.is_null()) inst_mon = self.monitor(inst);
+    }
+
+    bool member_node(const pid& p) const {
+        if (p.is_null() || p.node == s->n->name()) return false;
+        if (std::find(s->spec.nodes.begin(), s->spec.nodes.end(), p.node) == s->spec.nodes.end()) return false;
+        auto info = s->n->info(p.node);
+        return info && info->trust == trust_level::cluster;
+    }
+
+    // ["kith.failover.ask", From, Name, Round] -> ["kith.failover.view", Self, Name, Round, FirstLive]
+    // ["kith.failover.view", ...]: a vote when FirstLive is this node.
+    void on_peer(actor& self, const std::string& tag, const message& m) {
+        const pid* from = m.body.at(1) ? m.body.at(1)->as_pid() : nullptr;
+        const term* nm = m.body.at(2);
+        auto rnd = m.body.at(3) ? m.body.at(3)->as_int() : std::nullopt;
+        if (!from || !member_node(*from) || !nm || !nm->as_string() || *nm->as_string() != s->spec.name || !rnd) {
+            log_to(s->spec.log, log_record{log_level::warning, "failover", "ignored a malformed or foreign \"" +
+                                           escape_peer_text(tag, 40) + "\"", s->n->name()});
+            return;
+        }
+        if (tag == "kith.failover.ask") {
+            std::size_t live = 0;
+            self.send(*from, arr("kith.failover.view", self.self(), s->spec.name, *rnd, first_live(live)));
+            return;
+        }
+        const term* first = m.body.at(4);
+        if (*rnd != round || !asked_at || !first || !first->as_string() || *first->as_string() != s->n->name()) return;
+        votes.insert(from->node);
+        maybe_start(self);
     }
 
     void handle(actor& self, message& m) {
@@ -136,6 +202,8 @@ struct failover_ctl {
             self.send_after(s->spec.check_interval, self.self(), "kith.failover.tick");
         } else if (tag && (*tag == "nodeup" || *tag == "nodedown")) {
             evaluate(self);
+        } else if (tag && (*tag == "kith.failover.ask" || *tag == "kith.failover.view")) {
+            on_peer(self, *tag, m);
         }
     }
 };
@@ -156,13 +224,20 @@ failover_service::failover_service(node& n, global_names& names, failover_spec s
     s_->names = &names;
     s_->spec = std::move(spec);
     auto s = s_;
-    s_->controller = n.spawn([s](actor& self) -> behavior {
+    std::string reg = "kith.failover." + s_->spec.name;
+    s_->controller = n.spawn([s, reg](actor& self) -> behavior {
         auto ctl = std::make_shared<failover_ctl>();
         ctl->s = s;
+        ctl->reg = reg;
         s->n->monitor_nodes(self.self(), true);
         self.send(self.self(), term("kith.failover.tick"));
         return [ctl](actor& a, message& m) { ctl->handle(a, m); };
     });
+    if (auto r = n.register_name(reg, s_->controller); !r.ok()) {
+        n.send_exit(s_->controller, "kill");
+        throw setup_error("failover service \"" + s_->spec.name + "\" cannot start on " + n.name() + ": " +
+                          r.err().message() + " (is another one with this name running here?)");
+    }
 }
 
 failover_service::~failover_service() {

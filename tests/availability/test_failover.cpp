@@ -1,7 +1,8 @@
 // Failover services with in-process nodes (real CURVE on loopback): the
 // keep-majority rule on the minority side (the primary that loses both
 // peers stops its instance and frees the name; nothing runs without a
-// majority), an instance that ends is restarted, and bad specs are refused.
+// majority), an instance that ends is restarted, one cut link does not make
+// a second instance (the confirmation round), and bad specs are refused.
 // Unplug, return and SIGSTOP across processes: test_failover_process.cpp.
 #include <chrono>
 #include <memory>
@@ -101,6 +102,20 @@ TEST_CASE("failover: the primary that loses its majority stops, and an ended ins
     CHECK(x.g->whereis("single").code() == errc::noproc);
     // And it stays stopped (well past the delay).
     CHECK(!eventually([&] { return x.fo->running_here(); }, 600ms));
+}
+
+TEST_CASE("failover: with one link cut (x-y) both still see a majority, but only the first runs it",
+          "[availability][failover]") {
+    temp_dir tmp;
+    member x("x@localhost", tmp.path / "x"), y("y@localhost", tmp.path / "y"), z("z@localhost", tmp.path / "z");
+    // x-z and y-z, not x-y: y sees {y, z}, a majority with y first; only z
+    // knows x is alive. The confirmation round asks z, which names x.
+    REQUIRE(x.n->connect(z.n->endpoint(), z.n->key(), 5s).ok());
+    REQUIRE(y.n->connect(z.n->endpoint(), z.n->key(), 5s).ok());
+    REQUIRE(eventually([&] { return x.fo->running_here(); }));
+    bool two = eventually([&] { return y.fo->running_here() || z.fo->running_here(); }, 1000ms);  // 5x the delay
+    CHECK(!two);
+    CHECK(x.fo->running_here());
 }
 
 TEST_CASE("failover: bad specs are refused with setup_error", "[availability][failover]") {

@@ -8,23 +8,28 @@
 //   fs.start = [](kith::node& n) { return n.spawn(kvs_actor); };
 //   kith::failover_service fo(node, names, fs);       // on EVERY listed node
 //
-// The rule, applied by each listed node on its own, from what it sees
-// (connected cluster members, nodeup/nodedown), with no messages between
-// the controllers:
+// The rule, applied by each listed node from what it sees (connected
+// cluster members, nodeup/nodedown), plus one confirmation round:
 //   * a listed node is "live" if it is this node or connected to it as a
 //     cluster member;
 //   * this node WANTS the instance iff it sees a strict majority of the
 //     list live (keep-majority) and it is the first live node of the list;
-//   * it starts the instance when it has wanted it continuously for `delay`
-//     and the global name is free (as this node knows), then registers the
-//     instance under the name; a node that stops wanting it (lost its
+//   * when it has wanted it continuously for `delay` and the global name is
+//     free (as this node knows), it asks the other listed nodes' controllers
+//     (registered as "kith.failover.<name>") whom they see first; it starts
+//     the instance only when a strict majority of the list (itself
+//     included) name it, then registers the instance under the name. The
+//     round matters when links fail one at a time: with only a-b cut, b
+//     sees {b, c}, a majority with itself first, but c still sees a and
+//     does not vote for b, so b does not start a second instance;
+//   * a node that stops wanting it (lost its
 //     majority, or a higher node is live again) stops its instance at once
 //     with exit signal `shutdown` (`kill` after `stop_timeout`). The name is
 //     freed when the instance ends, so a higher node that returns takes over
 //     only after the lower one's instance has ended (handover, never two).
 //
-// Why this never runs two instances in one majority: two nodes of one
-// connected majority see the same live set and so the same first node; a
+// Why this never runs two instances in one majority: a start needs a
+// majority naming the starter, and two majorities of one list overlap; a
 // minority node stops its instance when it notices the loss (heartbeat
 // timeout), while the majority starts one only `delay` after noticing it,
 // so `delay` must exceed the difference between the two detection times
@@ -38,13 +43,16 @@
 //
 // Every node of the list must run a failover_service with the same spec and
 // all must be connected to each other (a full mesh, as global names need).
+// Only listed cluster members' questions are answered; anything else sent
+// to a controller is ignored (and logged).
 //
 // Thread-safety: running_here()/instance() may be called from any thread.
 // Ownership: the object owns its controller actor and, when running here,
 // the instance; destroying it stops both (the name is freed). The node and
 // the global_names must outlive it. Errors: the constructor throws
 // setup_error for an empty name, an empty start function, a list without
-// this node, or a list with duplicates.
+// this node, a list with duplicates, or a second failover_service with the
+// same name on this node.
 #pragma once
 
 #include <chrono>
