@@ -241,3 +241,25 @@ TEST_CASE("transport: connections that never finish their handshake are counted 
     REQUIRE(a.rec.wait([&] { return a.rec.ups.size() == 1; }));
     CHECK(a.t->stats().handshakes_pending == 0);
 }
+
+TEST_CASE("transport: a link that cannot be opened is a refusal saying why, a record and a counted socket error") {
+    log_capture logs;
+    test_node a("a@test", "c", [&](transport_options& o) { o.log = logs.sink(); });
+    a.t->connect("tcp://not an endpoint", keypair::generate().pub);
+    REQUIRE(a.rec.wait([&] { return a.rec.refusals.size() == 1; }));
+    {
+        std::lock_guard lk(a.rec.mu);
+        CHECK(a.rec.refusals[0].reason.find("cannot connect for tcp://not an endpoint") != std::string::npos);
+        CHECK(a.rec.refusals[0].reason.find("check the endpoint") != std::string::npos);
+        CHECK(a.rec.refusals[0].code == errc::unauthorized);
+    }
+    auto r = logs.wait_for("cannot connect for");
+    REQUIRE(r);
+    CHECK(r->source == "transport");
+    CHECK(r->node == "a@test");
+    CHECK(a.t->stats().socket_errors == 1);
+    // The node is unharmed: a member still links up.
+    test_node m("m@test", "c");
+    m.connect_to(a);
+    REQUIRE(a.rec.wait([&] { return a.rec.ups.size() == 1; }));
+}

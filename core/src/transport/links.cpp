@@ -8,48 +8,69 @@ void transport::impl::open_dealer(link& l) {
     l.state = lstate::connecting;
     l.zmq_ok = false;
     l.peer.clear();
-    l.dealer = zmq_socket(ctx, ZMQ_DEALER);
-    apply_common_options(l.dealer);
-    set_int(l.dealer, ZMQ_RECONNECT_IVL, static_cast<int>(o.reconnect_interval.count()));
-    set_int(l.dealer, ZMQ_RECONNECT_IVL_MAX, static_cast<int>(o.reconnect_interval_max.count()));
     // Cluster credentials go only where the caller believes a member
     // listens; the link is cluster only once the server proves it.
     const keypair& kp = l.creds.client ? *l.creds.client : l.creds.own_key ? self.keys_ : cluster;
-    zmq_setsockopt(l.dealer, ZMQ_CURVE_SERVERKEY, l.server_key.bytes.data(), 32);
-    zmq_setsockopt(l.dealer, ZMQ_CURVE_PUBLICKEY, kp.pub.bytes.data(), 32);
-    zmq_setsockopt(l.dealer, ZMQ_CURVE_SECRETKEY, kp.sec.bytes().data(), 32);
     // A fresh routing id per socket: one socket = one connection incarnation
     // as far as the server's ROUTER can tell (ids starting with 0 are reserved).
     unsigned char rid[16];
     randombytes_buf(rid, sizeof rid);
     rid[0] = static_cast<unsigned char>(0x80 | (rid[0] & 0x7f));
-    zmq_setsockopt(l.dealer, ZMQ_ROUTING_ID, rid, sizeof rid);
-    l.mon = open_monitor(l.dealer, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                                       ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
-                                       ZMQ_EVENT_DISCONNECTED);
-    if (zmq_connect(l.dealer, l.endpoint.c_str()) != 0) {
-        std::string why = "cannot connect to " + l.endpoint + ": " + zmq_strerror(zmq_errno());
-        refuse_out(l, why);
+    const char* step = "create a DEALER socket";
+    try {
+        l.dealer = zmq::socket_t(*ctx, zmq::socket_type::dealer);
+        step = "set its options";
+        apply_common_options(l.dealer);
+        l.dealer.set(zmq::sockopt::reconnect_ivl, static_cast<int>(o.reconnect_interval.count()));
+        l.dealer.set(zmq::sockopt::reconnect_ivl_max, static_cast<int>(o.reconnect_interval_max.count()));
+        l.dealer.set(zmq::sockopt::curve_serverkey, zmq::const_buffer(l.server_key.bytes.data(), 32));
+        l.dealer.set(zmq::sockopt::curve_publickey, zmq::const_buffer(kp.pub.bytes.data(), 32));
+        l.dealer.set(zmq::sockopt::curve_secretkey, zmq::const_buffer(kp.sec.bytes().data(), 32));
+        l.dealer.set(zmq::sockopt::routing_id, zmq::const_buffer(rid, sizeof rid));
+        step = "monitor it";
+        l.mon = open_monitor(l.dealer, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+                                           ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                           ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_DISCONNECTED);
+        step = "connect";
+        l.dealer.connect(l.endpoint);
+    } catch (const zmq::error_t& e) {
+        // A bad endpoint, or out of descriptors or sockets: a refusal the
+        // caller hears about (no retry loop), and a record here.
+        std::string why = "cannot " + std::string(step) + " for " + l.endpoint + ": " + e.what();
+        socket_error(why);
+        items_dirty = true;
+        refuse_out(l, why + (e.num() == EMFILE || e.num() == ENFILE
+                                 ? " (out of file descriptors: raise the open-file limit)"
+                                 : " (check the endpoint: tcp://host:port)"));
         return;
     }
     // Our handshake is the first message on the connection: queued in the
-    // pipe now, sent when the CURVE handshake completes.
+    // pipe now (a new pipe is never full), sent when the CURVE handshake
+    // completes. Without it the link's handshake deadline reopens it.
     l.nonce = auth::fresh_nonce();
     auto hs = handshake(l.nonce);
-    zmq_send(l.dealer, hs.data(), hs.size(), ZMQ_DONTWAIT);
+    try {
+        if (!l.dealer.send(zmq::buffer(hs), zmq::send_flags::dontwait))
+            socket_error("could not queue our handshake to " + l.endpoint + " (pipe full); the link retries");
+    } catch (const zmq::error_t& e) {
+        socket_error("could not queue our handshake to " + l.endpoint + ": " + e.what() + "; the link retries");
+    }
     items_dirty = true;
 }
 
 void transport::impl::close_dealer(link& l, int linger_ms) {
     if (!l.dealer) return;
     if (l.mon) {
-        zmq_socket_monitor(l.dealer, nullptr, 0);
-        zmq_close(l.mon);
-        l.mon = nullptr;
+        if (zmq_socket_monitor(l.dealer.handle(), nullptr, 0) != 0)
+            socket_error("stopping the monitor of the link to " + l.endpoint + " failed: " + zmq_strerror(zmq_errno()));
+        l.mon.close();
     }
-    set_int(l.dealer, ZMQ_LINGER, linger_ms);
-    zmq_close(l.dealer);
-    l.dealer = nullptr;
+    try {
+        l.dealer.set(zmq::sockopt::linger, linger_ms);
+    } catch (const zmq::error_t& e) {
+        socket_error("setting the linger of the link to " + l.endpoint + " failed: " + e.what());
+    }
+    l.dealer.close();
     items_dirty = true;
 }
 
@@ -74,7 +95,13 @@ void transport::impl::reopen(link& l) {
 
 void transport::impl::handle_monitor(link& l) {
     for (int n = 0; n < 64 && l.mon; ++n) {
-        auto event = read_monitor_event(l.mon);
+        std::optional<std::pair<std::uint16_t, std::uint32_t>> event;
+        try {
+            event = read_monitor_event(l.mon);
+        } catch (const zmq::error_t& e) {
+            socket_error("reading the monitor of the link to " + l.endpoint + " failed: " + e.what());
+            return;
+        }
         if (!event) return;
         auto [ev, val] = *event;
         switch (ev) {
@@ -120,9 +147,9 @@ void transport::impl::handle_monitor(link& l) {
         case ZMQ_EVENT_DISCONNECTED:
             if (l.zmq_ok || l.state != lstate::connecting) {
                 // What the peer sent before closing (a goodbye, say) comes first.
-                void* sock = l.dealer;
-                while (l.dealer == sock && read_dealer(l) == read_batch) {}
-                if (l.dealer == sock) link_failed(l, "connection_closed");
+                void* sock = l.dealer.handle();
+                while (l.dealer.handle() == sock && read_dealer(l) == read_batch) {}
+                if (l.dealer.handle() == sock) link_failed(l, "connection_closed");
                 return;  // l's socket was replaced
             }
             break;

@@ -8,12 +8,12 @@ void transport::impl::rebuild_items() {
     items.clear();
     item_links.clear();
     items.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
-    items.push_back({router, 0, ZMQ_POLLIN, 0});
-    items.push_back({router_mon, router_mon ? 0 : -1, ZMQ_POLLIN, 0});
+    items.push_back({router.handle(), 0, ZMQ_POLLIN, 0});
+    items.push_back({router_mon.handle(), router_mon ? 0 : -1, ZMQ_POLLIN, 0});
     for (auto& l : outs) {
         if (!l->dealer) continue;
-        items.push_back({l->dealer, 0, ZMQ_POLLIN, 0});
-        items.push_back({l->mon, l->mon ? 0 : -1, ZMQ_POLLIN, 0});
+        items.push_back({l->dealer.handle(), 0, ZMQ_POLLIN, 0});
+        items.push_back({l->mon.handle(), l->mon ? 0 : -1, ZMQ_POLLIN, 0});
         item_links.push_back(l.get());
     }
     items_dirty = false;
@@ -124,7 +124,17 @@ void transport::impl::io_loop() {
                               : std::max<long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(
                                                       next_tick - now).count() + 1);
         int rc = zmq_poll(items.data(), static_cast<int>(items.size()), timeout_ms);
-        if (rc < 0 && zmq_errno() == ETERM) break;
+        if (rc < 0) {
+            const int err = zmq_errno();
+            if (err == ETERM) break;
+            // EINTR is a signal; anything else (a socket closed under the
+            // poll) is a fault: logged, and the poll set rebuilt.
+            if (err != EINTR) {
+                socket_error(std::string("polling the sockets failed: ") + zmq_strerror(err));
+                items_dirty = true;
+            }
+            for (auto& it : items) it.revents = 0;
+        }
         if (rc > 0) spin_until = clock::now() + io_spin;
         else if (timeout_ms == 0) std::this_thread::yield();
         if (stopping) break;

@@ -4,123 +4,104 @@
 
 namespace kith::detail {
 
+// A kith frame is one part: the rest of a multipart message is read and
+// dropped. Throws zmq::error_t.
+static void drop_rest(zmq::socket_ref sock, zmq::message_t& x) {
+    while (x.more())
+        if (!sock.recv(x, zmq::recv_flags::dontwait)) break;  // the parts of a message arrive together
+}
+
 int transport::impl::read_router() {
     int n = 0;
-    for (; n < read_batch; ++n) {
-        zmq_msg_t id;
-        zmq_msg_init(&id);
-        if (zmq_msg_recv(&id, router, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&id);
-            return n;
-        }
-        std::string rid(static_cast<const char*>(zmq_msg_data(&id)), zmq_msg_size(&id));
-        zmq_msg_close(&id);
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, router, 0) < 0) {
-            zmq_msg_close(&m);
-            continue;
-        }
-        bool extra = zmq_msg_more(&m);
-        while (extra) {  // a kith frame is one part: drop anything else
-            zmq_msg_t x;
-            zmq_msg_init(&x);
-            (void)zmq_msg_recv(&x, router, 0);
-            extra = zmq_msg_more(&x);
-            zmq_msg_close(&x);
-        }
-        if (zmq_msg_more(&m)) {
-            protocol_errors++;
-            zmq_msg_close(&m);
-            continue;
-        }
-        const char* uid = zmq_msg_gets(&m, "User-Id");
-        auto it = ins.find(rid);
-        if (it == ins.end()) {
-            if (ins.size() >= o.max_inbound_links || !uid) {
+    // Two messages reused for the whole batch: each receive replaces the
+    // previous content (zmq_msg_recv), no allocation per message here.
+    zmq::message_t id, m;
+    try {
+        for (; n < read_batch; ++n) {
+            if (!router.recv(id, zmq::recv_flags::dontwait)) return n;
+            if (!id.more() || !router.recv(m, zmq::recv_flags::dontwait)) continue;  // no body: nothing to read
+            if (m.more()) {
                 protocol_errors++;
-                zmq_msg_close(&m);
+                drop_rest(router, m);
                 continue;
             }
-            auto l = std::make_unique<link>();
-            l->outbound = false;
-            l->state = lstate::handshaking;
-            l->rid = rid;
-            l->fd = zmq_msg_get(&m, ZMQ_SRCFD);
-            // Past ZMTP and CURVE: its first kith message.
-            if (hs_fds.erase(l->fd)) handshakes_pending = hs_fds.size();
-            else if (l->fd >= 0 && hs_early_fds.size() < 65536) hs_early_fds.insert(l->fd);
-            note_fd_reuse(l->fd);
-            l->hs_deadline = clock::now() + o.heartbeat_timeout;
-            auto kind = auth::kind_of_user_id(uid);
-            if (!kind) {  // fail closed: a User-Id our ZAP handler never issues
-                protocol_errors++;
-                zmq_msg_close(&m);
-                continue;
-            }
-            l->auth.user_id = uid;
-            l->auth.kind = *kind;
-            if (const char* k = zmq_msg_gets(&m, key_property))
-                if (auto pk = public_key::from_z85(k)) l->auth.key = *pk;
-            if (*kind != trust_kind::cluster) {
-                // Non-members never take the links kept for members, nor
-                // more than a few per key.
-                const bool full = ins.size() + o.member_reserved_links >= o.max_inbound_links;
-                auto per = links_per_key.find(l->auth.key);
-                if (full || (per != links_per_key.end() && per->second >= o.max_links_per_key)) {
+            std::string rid(id.data<char>(), id.size());
+            const char* uid = zmq_msg_gets(m.handle(), "User-Id");  // null: no such property
+            auto it = ins.find(rid);
+            if (it == ins.end()) {
+                if (ins.size() >= o.max_inbound_links || !uid) {
                     protocol_errors++;
-                    links_over_budget++;
-                    zmq_msg_close(&m);
                     continue;
                 }
-                ++links_per_key[l->auth.key];
+                auto l = std::make_unique<link>();
+                l->outbound = false;
+                l->state = lstate::handshaking;
+                l->rid = rid;
+                l->fd = zmq_msg_get(m.handle(), ZMQ_SRCFD);  // -1 if unknown: no fd bookkeeping then
+                // Past ZMTP and CURVE: its first kith message.
+                if (hs_fds.erase(l->fd)) handshakes_pending = hs_fds.size();
+                else if (l->fd >= 0 && hs_early_fds.size() < 65536) hs_early_fds.insert(l->fd);
+                note_fd_reuse(l->fd);
+                l->hs_deadline = clock::now() + o.heartbeat_timeout;
+                auto kind = auth::kind_of_user_id(uid);
+                if (!kind) {  // fail closed: a User-Id our ZAP handler never issues
+                    protocol_errors++;
+                    continue;
+                }
+                l->auth.user_id = uid;
+                l->auth.kind = *kind;
+                if (const char* k = zmq_msg_gets(m.handle(), key_property))
+                    if (auto pk = public_key::from_z85(k)) l->auth.key = *pk;
+                if (*kind != trust_kind::cluster) {
+                    // Non-members never take the links kept for members, nor
+                    // more than a few per key.
+                    const bool full = ins.size() + o.member_reserved_links >= o.max_inbound_links;
+                    auto per = links_per_key.find(l->auth.key);
+                    if (full || (per != links_per_key.end() && per->second >= o.max_links_per_key)) {
+                        protocol_errors++;
+                        links_over_budget++;
+                        continue;
+                    }
+                    ++links_per_key[l->auth.key];
+                }
+                const char* addr = zmq_msg_gets(m.handle(), "Peer-Address");
+                l->endpoint = std::string("tcp://") + (addr ? addr : "?");
+                it = ins.emplace(rid, std::move(l)).first;
             }
-            const char* addr = zmq_msg_gets(&m, "Peer-Address");
-            l->endpoint = std::string("tcp://") + (addr ? addr : "?");
-            it = ins.emplace(rid, std::move(l)).first;
+            link& l = *it->second;
+            // Authorization comes from this message's User-Id, set by our ZAP
+            // handler for this connection: it must match the link's.
+            if (!uid || l.auth.user_id != uid) {
+                protocol_errors++;
+                continue;
+            }
+            on_frame(l, std::string_view(m.data<char>(), m.size()), l.auth);
         }
-        link& l = *it->second;
-        // Authorization comes from this message's User-Id, set by our ZAP
-        // handler for this connection: it must match the link's.
-        if (!uid || l.auth.user_id != uid) {
-            protocol_errors++;
-            zmq_msg_close(&m);
-            continue;
-        }
-        on_frame(l, std::string_view(static_cast<const char*>(zmq_msg_data(&m)), zmq_msg_size(&m)), l.auth);
-        zmq_msg_close(&m);
+    } catch (const zmq::error_t& e) {
+        socket_error(std::string("reading the ROUTER failed: ") + e.what());
     }
     return n;
 }
 
 int transport::impl::read_dealer(link& l) {
-    void* sock = l.dealer;
+    void* sock = l.dealer.handle();
     int n = 0;
-    for (; n < read_batch && l.dealer == sock && sock; ++n) {
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, l.dealer, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&m);
-            return n;
-        }
-        if (zmq_msg_more(&m)) {
-            protocol_errors++;
-            bool more = true;
-            while (more) {
-                zmq_msg_t x;
-                zmq_msg_init(&x);
-                (void)zmq_msg_recv(&x, l.dealer, 0);
-                more = zmq_msg_more(&x);
-                zmq_msg_close(&x);
+    zmq::message_t m;  // reused for the batch
+    try {
+        for (; n < read_batch && l.dealer.handle() == sock && sock; ++n) {
+            if (!l.dealer.recv(m, zmq::recv_flags::dontwait)) return n;
+            if (m.more()) {
+                protocol_errors++;
+                drop_rest(l.dealer, m);
+                continue;
             }
-            zmq_msg_close(&m);
-            continue;
+            // Messages from a server we dialled carry no ZAP User-Id (the
+            // server authenticated itself by its key); their trust is that of
+            // the link: "cluster" for a cluster link, "server:<key>" otherwise.
+            on_frame(l, std::string_view(m.data<char>(), m.size()), l.auth);
         }
-        // Messages from a server we dialled carry no ZAP User-Id (the
-        // server authenticated itself by its key); their trust is that of
-        // the link: "cluster" for a cluster link, "server:<key>" otherwise.
-        on_frame(l, std::string_view(static_cast<const char*>(zmq_msg_data(&m)), zmq_msg_size(&m)), l.auth);
-        zmq_msg_close(&m);
+    } catch (const zmq::error_t& e) {
+        socket_error("reading the link to " + l.endpoint + " failed: " + e.what());
     }
     return n;
 }
@@ -130,7 +111,13 @@ void transport::impl::read_router_monitor() {
     // monitor's pipe is full (1,000 events), so a connection flood's events
     // are drained fast.
     for (int n = 0; n < 1024; ++n) {
-        auto event = read_monitor_event(router_mon);
+        std::optional<std::pair<std::uint16_t, std::uint32_t>> event;
+        try {
+            event = read_monitor_event(router_mon);
+        } catch (const zmq::error_t& e) {
+            socket_error(std::string("reading the ROUTER's monitor failed: ") + e.what());
+            break;
+        }
         if (!event) break;
         auto [ev, val] = *event;
         const int efd = static_cast<int>(val);

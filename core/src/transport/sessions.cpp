@@ -5,15 +5,21 @@
 namespace kith::detail {
 
 int transport::impl::send_on(link& l, const void* data, std::size_t size) {
-    if (l.outbound) {
-        if (!l.dealer) return -1;
-        if (zmq_send(l.dealer, data, size, ZMQ_DONTWAIT) >= 0) return 1;
-        return zmq_errno() == EAGAIN ? 0 : -1;
+    try {
+        if (l.outbound) {
+            if (!l.dealer) return -1;
+            return l.dealer.send(zmq::const_buffer(data, size), zmq::send_flags::dontwait) ? 1 : 0;
+        }
+        if (!router.send(zmq::buffer(l.rid), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) return 0;
+        // A ROUTER takes every further part once it took the first.
+        return router.send(zmq::const_buffer(data, size), zmq::send_flags::dontwait) ? 1 : -1;
+    } catch (const zmq::error_t& e) {
+        // EHOSTUNREACH (ROUTER_MANDATORY): the peer's connection is gone, which
+        // its link learns from the monitor; anything else is a fault.
+        if (e.num() != EHOSTUNREACH)
+            socket_error("sending to " + (l.peer.empty() ? l.endpoint : l.peer) + " failed: " + e.what());
+        return -1;
     }
-    if (zmq_send(router, l.rid.data(), l.rid.size(), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
-        return zmq_errno() == EAGAIN ? 0 : -1;
-    if (zmq_send(router, data, size, ZMQ_DONTWAIT) >= 0) return 1;
-    return -1;
 }
 
 void transport::impl::send_control(link& l, const envelope& e) {

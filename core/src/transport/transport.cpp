@@ -29,24 +29,22 @@ void transport::impl::wake() {
     }
 }
 
-void transport::impl::apply_common_options(void* s) {
-    set_int(s, ZMQ_LINGER, static_cast<int>(o.linger.count()));
-    set_int(s, ZMQ_SNDHWM, o.sndhwm);
-    set_int(s, ZMQ_RCVHWM, o.rcvhwm);
-    std::int64_t maxmsg = static_cast<std::int64_t>(o.limits.max_frame_bytes);
-    zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    set_int(s, ZMQ_HANDSHAKE_IVL, static_cast<int>(o.heartbeat_timeout.count()));
+void transport::impl::apply_common_options(zmq::socket_ref s) {
+    s.set(zmq::sockopt::linger, static_cast<int>(o.linger.count()));
+    s.set(zmq::sockopt::sndhwm, o.sndhwm);
+    s.set(zmq::sockopt::rcvhwm, o.rcvhwm);
+    s.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(o.limits.max_frame_bytes));
+    // A connection that has not finished its ZMTP greeting and CURVE
+    // handshake by then is closed (a raw TCP flood: context.hpp).
+    s.set(zmq::sockopt::handshake_ivl, static_cast<int>(o.heartbeat_timeout.count()));
 }
 
-void* transport::impl::open_monitor(void* s, int events) {
+zmq::socket_t transport::impl::open_monitor(zmq::socket_ref s, int events) {
     std::string ep = "inproc://kith-monitor-" + std::to_string(shared->unique());
-    if (zmq_socket_monitor(s, ep.c_str(), events) != 0) return nullptr;
-    void* m = zmq_socket(ctx, ZMQ_PAIR);
-    set_int(m, ZMQ_LINGER, 0);
-    if (zmq_connect(m, ep.c_str()) != 0) {
-        zmq_close(m);
-        return nullptr;
-    }
+    if (zmq_socket_monitor(s.handle(), ep.c_str(), events) != 0) throw zmq::error_t();
+    zmq::socket_t m(*ctx, zmq::socket_type::pair);
+    m.set(zmq::sockopt::linger, 0);
+    m.connect(ep);
     return m;
 }
 
@@ -77,7 +75,7 @@ void transport::impl::start() {
                                         " (ulimit -Hn, or LimitNOFILE= for a systemd service)");
     }
     shared = shared_context::acquire();
-    ctx = shared->get();
+    ctx = &shared->context();
     // Fail closed, step 1: this node's ZAP route exists before the ROUTER
     // does, and is removed only after the ROUTER is closed.
     zap_route = shared->add_route(zap, [this](const zap_outcome& out) {
@@ -90,31 +88,46 @@ void transport::impl::start() {
         refused_pending.store(true);
         wake();
     });
-    router = zmq_socket(ctx, ZMQ_ROUTER);
-    if (!router) fail_start("kith: cannot create the ROUTER socket: " + std::string(zmq_strerror(zmq_errno())));
-    apply_common_options(router);
-    set_int(router, ZMQ_CURVE_SERVER, 1);
-    zmq_setsockopt(router, ZMQ_CURVE_SECRETKEY, self.keys_.sec.bytes().data(), 32);
-    zmq_setsockopt(router, ZMQ_ZAP_DOMAIN, zap_route.data(), zap_route.size());
+    try {
+        router = zmq::socket_t(*ctx, zmq::socket_type::router);
+        apply_common_options(router);
+        router.set(zmq::sockopt::curve_server, true);
+        router.set(zmq::sockopt::curve_secretkey, zmq::const_buffer(self.keys_.sec.bytes().data(), 32));
+        router.set(zmq::sockopt::zap_domain, zap_route);
+    } catch (const zmq::error_t& e) {
+        fail_start(std::string("kith: cannot set up the ROUTER socket: ") + e.what() +
+                   " (out of file descriptors or ZeroMQ sockets? see the open-file limit)");
+    }
     // Fail closed, step 2: without a ZAP answer, refuse (libzmq accepts
     // every key when no handler answers unless this is set before bind).
+    // (ZMQ_ZAP_ENFORCE_DOMAIN is a draft option: cppzmq 4.9 has no name for it.)
     int one = 1;
-    if (zmq_setsockopt(router, 93 /* ZMQ_ZAP_ENFORCE_DOMAIN */, &one, sizeof one) != 0)
+    if (zmq_setsockopt(router.handle(), 93 /* ZMQ_ZAP_ENFORCE_DOMAIN */, &one, sizeof one) != 0)
         fail_start("kith: libzmq lacks ZMQ_ZAP_ENFORCE_DOMAIN; refusing to run without fail-closed ZAP");
-    set_int(router, ZMQ_ROUTER_MANDATORY, 1);
-    // ZMQ_ROUTER_HANDOVER stays 0: a client cannot take over another
-    // connection's routing id; kith DEALERs use a fresh random id per socket.
-    // DISCONNECTED ends links; ACCEPTED and HANDSHAKE_FAILED count
-    // connections in their handshake (a raw TCP flood; context.hpp).
-    router_mon = open_monitor(router, ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED | ZMQ_EVENT_ACCEPTED |
-                                          ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                                          ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
-    int rc = zmq_bind(router, o.bind_endpoint.c_str());
-    if (rc != 0) fail_start("kith: cannot bind " + o.bind_endpoint + ": " + zmq_strerror(zmq_errno()));
-    char buf[256];
-    size_t len = sizeof buf;
-    zmq_getsockopt(router, ZMQ_LAST_ENDPOINT, buf, &len);
-    bound.assign(buf, len > 0 && buf[len - 1] == '\0' ? len - 1 : len);
+    try {
+        router.set(zmq::sockopt::router_mandatory, true);
+        // ZMQ_ROUTER_HANDOVER stays 0: a client cannot take over another
+        // connection's routing id; kith DEALERs use a fresh random id per socket.
+        // DISCONNECTED ends links; ACCEPTED and HANDSHAKE_FAILED count
+        // connections in their handshake (a raw TCP flood; context.hpp).
+        router_mon = open_monitor(router, ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED | ZMQ_EVENT_ACCEPTED |
+                                              ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                                              ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
+    } catch (const zmq::error_t& e) {
+        fail_start(std::string("kith: cannot set up the ROUTER's monitor: ") + e.what() +
+                   " (out of file descriptors or ZeroMQ sockets? see the open-file limit)");
+    }
+    try {
+        router.bind(o.bind_endpoint);
+    } catch (const zmq::error_t& e) {
+        fail_start("kith: cannot bind " + o.bind_endpoint + ": " + e.what() +
+                   " (is the port in use, or the address not this machine's?)");
+    }
+    try {
+        bound = router.get(zmq::sockopt::last_endpoint);
+    } catch (const zmq::error_t& e) {
+        fail_start(std::string("kith: cannot read the bound endpoint: ") + e.what());
+    }
     next_tick = spin_until = clock::now();
     try {
         io = std::thread([this] { io_thread(true); });
@@ -143,23 +156,28 @@ void transport::impl::cleanup_sockets() {
     // The shared ZeroMQ context closes a listener in the background: unbind
     // and wait (at most a second) until it is closed, so that the port is
     // free when stop() returns (a node restarted on it can bind).
-    if (router && router_mon && !bound.empty() && zmq_unbind(router, bound.c_str()) == 0) {
-        const auto until = clock::now() + std::chrono::seconds(1);
-        for (auto now = clock::now(); now < until; now = clock::now()) {
-            zmq_pollitem_t it{router_mon, 0, ZMQ_POLLIN, 0};
-            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count() + 1;
-            if (zmq_poll(&it, 1, static_cast<long>(left)) <= 0) break;
-            auto ev = read_monitor_event(router_mon);
-            if (ev && ev->first == ZMQ_EVENT_CLOSED) break;
+    if (router && router_mon && !bound.empty()) {
+        try {
+            router.unbind(bound);
+            const auto until = clock::now() + std::chrono::seconds(1);
+            for (auto now = clock::now(); now < until; now = clock::now()) {
+                zmq_pollitem_t it{router_mon.handle(), 0, ZMQ_POLLIN, 0};
+                auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count() + 1;
+                if (zmq_poll(&it, 1, static_cast<long>(left)) <= 0) break;  // timeout, or the context ends
+                auto ev = read_monitor_event(router_mon);
+                if (ev && ev->first == ZMQ_EVENT_CLOSED) break;
+            }
+        } catch (const zmq::error_t& e) {
+            socket_error(std::string("unbinding ") + bound + " failed: " + e.what() +
+                         " (the port may stay busy for a moment after stop)");
         }
     }
     if (router_mon) {
-        zmq_socket_monitor(router, nullptr, 0);
-        zmq_close(router_mon);
-        router_mon = nullptr;
+        if (zmq_socket_monitor(router.handle(), nullptr, 0) != 0)
+            socket_error(std::string("stopping the ROUTER's monitor failed: ") + zmq_strerror(zmq_errno()));
+        router_mon.close();
     }
-    if (router) zmq_close(router);
-    router = nullptr;
+    router.close();
     // After the ROUTER: never a ROUTER without its handler. (The context
     // itself ends with the last transport of the process, in stop().)
     if (shared) shared->remove_route(zap_route);
@@ -347,6 +365,7 @@ transport_stats transport::stats() const {
     s.peers_down = m.peers_down;
     s.handshakes_pending = m.handshakes_pending;
     s.handshake_failures = m.handshake_failures;
+    s.socket_errors = m.socket_errors;
     return s;
 }
 

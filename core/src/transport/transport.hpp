@@ -185,6 +185,9 @@ struct transport_stats {
     // ZMTP/CURVE handshakes that failed or timed out (since start).
     // A raw TCP flood shows in both (context.hpp, "File descriptors").
     std::uint64_t handshakes_pending = 0, handshake_failures = 0;
+    // libzmq calls that failed at run time (each logged, at most one record
+    // a second): a socket that could not be opened, a failed send or read.
+    std::uint64_t socket_errors = 0;
 };
 
 class transport {

@@ -32,7 +32,7 @@
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
-#include <zmq.h>
+#include <zmq.hpp>
 
 #include <algorithm>
 #include <condition_variable>
@@ -55,25 +55,28 @@ using clock = std::chrono::steady_clock;
 
 namespace transport_internal {
 
+// Sockets: cppzmq's RAII types (zmq::socket_t, zmq::message_t). Their calls
+// throw zmq::error_t on failure, except send/recv with dontwait, which
+// return an empty result on EAGAIN: every libzmq return code is seen. At
+// start a failure is a setup_error; at run time it is logged and counted
+// (socket_error, transport_stats::socket_errors), and the link concerned
+// fails. The hot path costs what the raw calls cost: send is zmq_send,
+// receive is zmq_msg_recv into a message reused across a batch.
+
 // Reads one socket-monitor event (two frames: 16-bit event + 32-bit value,
-// then the endpoint) without blocking; nullopt when none is waiting.
-inline std::optional<std::pair<std::uint16_t, std::uint32_t>> read_monitor_event(void* mon) {
-    zmq_msg_t a, b;
-    zmq_msg_init(&a);
-    if (zmq_msg_recv(&a, mon, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&a);
-        return std::nullopt;
-    }
-    zmq_msg_init(&b);
-    if (zmq_msg_more(&a)) (void)zmq_msg_recv(&b, mon, 0);
+// then the endpoint) without blocking; nullopt when none is waiting. Throws
+// zmq::error_t on a failed read.
+inline std::optional<std::pair<std::uint16_t, std::uint32_t>> read_monitor_event(zmq::socket_ref mon) {
+    zmq::message_t a, b;
+    if (!mon.recv(a, zmq::recv_flags::dontwait)) return std::nullopt;
+    // The second frame is queued with the first (one message of two parts).
+    if (a.more() && !mon.recv(b, zmq::recv_flags::dontwait)) return std::nullopt;
     std::uint16_t ev = 0;
     std::uint32_t val = 0;
-    if (zmq_msg_size(&a) >= 6) {
-        std::memcpy(&ev, zmq_msg_data(&a), 2);
-        std::memcpy(&val, static_cast<char*>(zmq_msg_data(&a)) + 2, 4);
+    if (a.size() >= 6) {
+        std::memcpy(&ev, a.data(), 2);
+        std::memcpy(&val, a.data<char>() + 2, 4);
     }
-    zmq_msg_close(&a);
-    zmq_msg_close(&b);
     return std::make_pair(ev, val);
 }
 
@@ -97,8 +100,6 @@ inline bool valid_service_name(std::string_view s) noexcept {
             return false;
     return true;
 }
-
-inline void set_int(void* s, int opt, int v) { zmq_setsockopt(s, opt, &v, sizeof v); }
 
 // Heterogeneous lookup by string_view (post() looks a peer up per call).
 struct name_hash {
@@ -152,8 +153,8 @@ struct link {
     int fd = -1;
     bool reset_sent = false;
     // outbound
-    void* dealer = nullptr;
-    void* mon = nullptr;
+    zmq::socket_t dealer;              // empty while closed
+    zmq::socket_t mon;                 // its monitor (PAIR)
     public_key server_key;
     link_credentials creds;
     int silent_failures = 0;           // consecutive quick CURVE failures without detail
@@ -193,13 +194,13 @@ struct transport::impl {
     std::string handshake(std::string nonce, std::string proof = {}) const;
 
     std::shared_ptr<shared_context> shared;  // the process's ZeroMQ context and ZAP thread
-    void* ctx = nullptr;                     // shared->get()
+    zmq::context_t* ctx = nullptr;           // &shared->context()
     std::string zap_route;                   // this node's ZAP domain ("kith/<n>")
     std::mutex refused_mu;
     std::vector<zap_outcome> refused;        // ZAP refusals, reported by the loop
     std::atomic<bool> refused_pending{false};
-    void* router = nullptr;
-    void* router_mon = nullptr;
+    zmq::socket_t router;
+    zmq::socket_t router_mon;
     int wake_fd = -1;
     std::string bound;
     std::thread io, io2;  // leader and follower; the roles swap
@@ -235,7 +236,8 @@ struct transport::impl {
     std::atomic<std::uint64_t> frames_in{0}, frames_out{0}, envelopes_in{0}, envelopes_out{0}, bytes_in{0},
         bytes_out{0}, refused_inbound{0}, refused_outbound{0}, decode_errors{0}, protocol_errors{0},
         overload_drops{0}, dropped_at_down{0}, heartbeat_timeouts{0}, peers_up{0}, peers_down{0},
-        handshakes_pending{0}, handshake_failures{0};
+        handshakes_pending{0}, handshake_failures{0}, socket_errors{0};
+    std::atomic<clock::rep> socket_error_logged{0};  // when the last socket_error record went out
 
     // I/O-thread state
     std::list<std::unique_ptr<link>> outs;
@@ -325,9 +327,21 @@ struct transport::impl {
         }
     }
 
-    void apply_common_options(void* s);
+    // A libzmq call failed at run time: counted, and logged (at most one
+    // record a second, so a failing call in a loop cannot flood the sink).
+    void socket_error(const std::string& what) noexcept {
+        socket_errors++;
+        const auto now = clock::now().time_since_epoch().count();
+        auto last = socket_error_logged.load(std::memory_order_relaxed);
+        if (now - last < std::chrono::duration_cast<clock::duration>(std::chrono::seconds(1)).count() && last != 0)
+            return;
+        if (!socket_error_logged.compare_exchange_strong(last, now)) return;
+        log(log_level::error, what);
+    }
 
-    void* open_monitor(void* s, int events);
+    // Both throw zmq::error_t.
+    void apply_common_options(zmq::socket_ref s);
+    zmq::socket_t open_monitor(zmq::socket_ref s, int events);
 
     // ---- start / stop ---------------------------------------------------------
 
