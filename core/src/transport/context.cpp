@@ -80,9 +80,14 @@ shared_context::shared_context() {
 }
 
 shared_context::~shared_context() {
-    // Routes are removed (workers joined) before the last holder lets go.
     ctx_.shutdown();  // the ZAP thread's poll ends with ETERM
     thread_.join();
+    // Transports remove their routes before they let go; a route left over
+    // (a holder that never removed it) still has its worker joined here, as
+    // a std::thread must be.
+    std::vector<std::string> left;
+    for (auto& [domain, r] : routes_) left.push_back(domain);
+    for (auto& d : left) remove_route(d);
     ::close(answers_fd_);
     // ctx_'s destructor ends the context, waiting for the last sockets' linger.
 }
