@@ -9,13 +9,18 @@
 //   abuse_<attack>_rss_growth_kb       the victim's peak RSS over its idle RSS
 //   abuse_<attack>_rpc_errors          member calls that failed (should be 0)
 // Attacks: decode_bomb_wide, decode_bomb_deep, call_flood (a grantee);
-// link_flood_grant, link_flood_revoked, link_flood_stranger (connection churn).
+// link_flood_grant, link_flood_revoked, link_flood_stranger (connection churn);
+// beacon_flood_garbage, beacon_flood_replay (in a network namespace of its
+// own, kab<pid>b<n>, with discovery; root only, else skipped with a note).
+#include <signal.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -60,9 +65,10 @@ long field(const std::string& line, const std::string& key) {
 struct node_proc {
     std::unique_ptr<peer_process> p;
     std::map<std::string, std::string> f;
-    node_proc(const std::string& name, const std::filesystem::path& dir) {
-        p = std::make_unique<peer_process>(std::vector<std::string>{KITH_VICTIM, "--name", name, "--key-dir",
-                                                                    dir.string(), "--cookie", "abuse-bench-cookie"});
+    node_proc(const std::string& name, const std::filesystem::path& dir, std::vector<std::string> argv) {
+        argv.insert(argv.end(), {KITH_VICTIM, "--name", name, "--key-dir", dir.string(), "--cookie",
+                                 "abuse-bench-cookie"});
+        p = std::make_unique<peer_process>(argv);
         auto ready = p->wait_line("READY ", 15s);
         if (!ready) throw std::runtime_error("victim did not start: " + p->all_output());
         for (auto& w : split(ready->substr(6)))
@@ -71,8 +77,27 @@ struct node_proc {
     std::string ask(const std::string& cmd, std::chrono::milliseconds t = 15s) { return p->ask(cmd, "", t); }
 };
 
-// One scene: victim, member connected to it, adversary connected as grantee.
+bool sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0; }
+
+// A network namespace with loopback up, removed at scope exit.
+struct netns {
+    std::string name;
+    bool ok = false;
+    netns() {
+        if (::geteuid() != 0 || !sh("ip -V")) return;
+        static int seq = 0;
+        name = "kab" + std::to_string(::getpid()) + "b" + std::to_string(++seq);
+        ok = sh("ip netns add " + name) && sh("ip -n " + name + " link set lo up");
+    }
+    ~netns() {
+        if (!name.empty()) sh("ip netns del " + name);
+    }
+};
+
+// One scene: victim, member connected to it, adversary connected as grantee
+// (with `ns`: all three in that namespace, the nodes running discovery).
 struct scene {
+    netns* ns;
     tmp_dir tmp;
     std::unique_ptr<node_proc> v, m;
     std::unique_ptr<peer_process> a;
@@ -80,14 +105,22 @@ struct scene {
     long quiet_p99 = 0, idle_kb = 0;
     bool ok = false;
 
-    scene() {
-        v = std::make_unique<node_proc>("victim@localhost", tmp.path / "victim");
-        m = std::make_unique<node_proc>("member@localhost", tmp.path / "member");
+    explicit scene(netns* n = nullptr) : ns(n) {
+        std::vector<std::string> in_ns, with_disc;
+        if (ns) {
+            in_ns = {"/usr/sbin/ip", "netns", "exec", ns->name};
+            with_disc = in_ns;
+            with_disc.insert(with_disc.end(), {"/usr/bin/env", "KITH_VICTIM_DISCOVERY=127.255.255.255"});
+        }
+        v = std::make_unique<node_proc>("victim@localhost", tmp.path / "victim", with_disc);
+        m = std::make_unique<node_proc>("member@localhost", tmp.path / "member", with_disc);
         if (m->ask("connect " + v->f["ep"] + " " + v->f["key"]).rfind("connect ok", 0) != 0) return;
         grant_file = (tmp.path / "mallory.grant").string();
         if (v->ask("grant mallory kvs,relay:ping 1000 2000 " + grant_file) != "grant ok") return;
         // At nice 19: the attacker's own CPU is not the victim's slowness.
-        a = std::make_unique<peer_process>(std::vector<std::string>{"/usr/bin/nice", "-n", "19", KITH_ADVERSARY});
+        std::vector<std::string> argv = in_ns;
+        argv.insert(argv.end(), {"/usr/bin/nice", "-n", "19", KITH_ADVERSARY});
+        a = std::make_unique<peer_process>(argv);
         if (!a->wait_line("READY", 10s)) return;
         if (a->ask("dial g mallory@localhost grant " + grant_file, "dial g", 15s).rfind("dial g ok", 0) != 0) return;
         loop(300);
@@ -121,8 +154,17 @@ std::string deep_bomb(int count, int depth) {
 }
 
 // Runs one attack in a fresh scene and reports its figures.
-void measure(const std::string& name, const std::function<std::pair<std::string, std::string>(scene&)>& attack) {
-    scene s;
+void measure(const std::string& name, const std::function<std::pair<std::string, std::string>(scene&)>& attack,
+             bool in_netns = false) {
+    std::optional<netns> ns;
+    if (in_netns) {
+        ns.emplace();
+        if (!ns->ok) {
+            std::printf("# abuse_%s: not measured (needs root and iproute2 for a network namespace)\n", name.c_str());
+            return;
+        }
+    }
+    scene s(ns ? &*ns : nullptr);
     if (!s.ok) {
         std::printf("# abuse_%s: setup failed\n", name.c_str());
         return;
@@ -168,6 +210,12 @@ KITH_BENCH_GROUP("abuse", 90) {
         return std::pair{"dialflood " + d + " 256 stranger " + s.v->f["ep"] + " " + s.v->f["key"],
                          std::string("dialflood ")};
     });
+    measure("beacon_flood_garbage", [&](scene&) {
+        return std::pair{"udpflood " + d + " 127.255.255.255 4371 garbage", std::string("udpflood ")};
+    }, true);
+    measure("beacon_flood_replay", [&](scene&) {
+        return std::pair{"udpflood " + d + " 127.255.255.255 4371 replay member@localhost", std::string("udpflood ")};
+    }, true);
 }
 
 #endif  // KITH_ADVERSARY && KITH_VICTIM
