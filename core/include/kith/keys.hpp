@@ -10,9 +10,12 @@
 //   node.pub   the public key, one line of Z85 (for people and scripts)
 //   cookie     the cluster cookie, one line (40 Z85 characters when generated)
 //   cookie.kdf the cookie's stretched master key (stretch_cookie), a cache
-// A secret file (node.key, cookie) readable or writable by group or others,
-// or owned by another user, is refused with a setup_error that says how to fix
-// it; so is a key directory writable by group or others.
+// A secret file (node.key, cookie, cookie.kdf) that is a symbolic link, is
+// readable or writable by group or others, or is owned by another user, is
+// refused with a setup_error that says how to fix it; so is a key directory
+// that is a symbolic link, is owned by another user or is writable by group
+// or others (whoever controls the link or the directory chooses the keys).
+// The checks are kith/platform.hpp's, shared with grant files.
 //
 // Secret keys never appear in logs: secret_key has no printing function other
 // than z85_secret(), which exists only to hand the key to libzmq.

@@ -3,8 +3,6 @@
 #include "kith/grants.hpp"
 
 #include <sodium.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -310,35 +308,23 @@ result<grant_file> grant_file::parse(std::string_view text) {
 
 result<grant_file> grant_file::load(const std::filesystem::path& file) {
     // A grant file holds a secret key: it must be the user's own regular
-    // file, readable by nobody else, and not a link to somewhere else.
-    struct stat st {};
-    if (::lstat(file.c_str(), &st) == 0) {
-        if (S_ISLNK(st.st_mode))
-            return error{errc::decode, file.string() + " is a symbolic link: give the grant file itself"};
-        if (!S_ISREG(st.st_mode)) return error{errc::decode, file.string() + " is not a regular file"};
-        if (st.st_uid != ::geteuid())
-            return error{errc::decode, file.string() + " belongs to another user: copy it to a file of your own (chmod 600)"};
-        if (st.st_mode & 077) {
-            char mode[8];
-            std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 0777));
-            return error{errc::decode, file.string() + " has mode " + mode +
-                                           ": a grant file holds a secret key; run: chmod 600 " + file.string()};
-        }
-    }
-    auto text = detail::read_small_file(file, max_grant_file);
+    // file, readable by nobody else, and not a link to somewhere else
+    // (checked on the open file, kith/platform.hpp).
+    auto text = platform::read_private_file(file, max_grant_file, "grant file");
     if (!text) {
         if (text.code() == errc::decode) return error{errc::decode, "bad grant file: " + text.err().detail};
-        return error{errc::decode, "cannot read grant file: " + text.err().detail};
+        return error{errc::decode, text.err().detail};
     }
-    auto r = parse(*text);
-    sodium_memzero(text->data(), text->size());
+    if (!*text) return error{errc::decode, "cannot read grant file " + file.string() + ": it does not exist"};
+    auto r = parse(**text);
+    sodium_memzero((*text)->data(), (*text)->size());
     if (!r) return error{errc::decode, file.string() + ": " + r.err().detail};
     return r;
 }
 
 result<void> grant_file::save(const std::filesystem::path& file) const {
     std::string text = to_text();
-    auto r = detail::write_file_atomic(file, text, 0600);
+    auto r = platform::write_file_atomic(file, text, 0600);
     sodium_memzero(text.data(), text.size());
     return r;
 }

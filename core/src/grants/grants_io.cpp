@@ -1,14 +1,9 @@
 // grants_io.cpp — see grants_io.hpp.
 #include "grants/grants_io.hpp"
 
-#include <fcntl.h>
 #include <sodium.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <ctime>
 
 namespace kith::detail {
@@ -74,86 +69,6 @@ std::string checksum_hex(std::string_view text) {
         out.push_back(digits[h[i] & 15]);
     }
     return out;
-}
-
-namespace {
-std::string os_error(const std::string& what) { return what + ": " + std::strerror(errno); }
-}  // namespace
-
-result<void> write_file_atomic(const std::filesystem::path& file, std::string_view content, unsigned mode) {
-    std::filesystem::path dir = file.has_parent_path() ? file.parent_path() : std::filesystem::path(".");
-    unsigned char rnd[8];
-    if (sodium_init() < 0) return error{errc::badarg, "libsodium failed to initialise"};
-    randombytes_buf(rnd, sizeof rnd);
-    char suffix[32];
-    std::snprintf(suffix, sizeof suffix, ".tmp.%d.%02x%02x%02x%02x", static_cast<int>(::getpid()), rnd[0], rnd[1],
-                  rnd[2], rnd[3]);
-    std::string tmp = file.string() + suffix;
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-    if (fd < 0) return error{errc::badarg, os_error("cannot create " + tmp)};
-    (void)::fchmod(fd, mode);
-    const char* p = content.data();
-    std::size_t left = content.size();
-    while (left > 0) {
-        ssize_t n = ::write(fd, p, left);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            auto e = os_error("cannot write " + tmp);
-            ::close(fd);
-            ::unlink(tmp.c_str());
-            return error{errc::badarg, e};
-        }
-        p += n;
-        left -= static_cast<std::size_t>(n);
-    }
-    if (::fsync(fd) != 0) {
-        auto e = os_error("cannot fsync " + tmp);
-        ::close(fd);
-        ::unlink(tmp.c_str());
-        return error{errc::badarg, e};
-    }
-    if (::close(fd) != 0) {
-        auto e = os_error("cannot close " + tmp);
-        ::unlink(tmp.c_str());
-        return error{errc::badarg, e};
-    }
-    if (::rename(tmp.c_str(), file.c_str()) != 0) {
-        auto e = os_error("cannot rename " + tmp + " to " + file.string());
-        ::unlink(tmp.c_str());
-        return error{errc::badarg, e};
-    }
-    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)::fsync(dfd);
-        ::close(dfd);
-    }
-    return {};
-}
-
-result<std::string> read_small_file(const std::filesystem::path& file, std::size_t max_bytes) {
-    int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return error{errc::badarg, os_error("cannot open " + file.string())};
-    std::string text;
-    char buf[4096];
-    for (;;) {
-        ssize_t n = ::read(fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            auto e = os_error("cannot read " + file.string());
-            ::close(fd);
-            return error{errc::badarg, e};
-        }
-        if (n == 0) break;
-        text.append(buf, static_cast<std::size_t>(n));
-        if (text.size() > max_bytes) {
-            ::close(fd);
-            sodium_memzero(buf, sizeof buf);
-            return error{errc::decode, file.string() + " is larger than " + std::to_string(max_bytes) + " bytes"};
-        }
-    }
-    ::close(fd);
-    sodium_memzero(buf, sizeof buf);
-    return text;
 }
 
 }  // namespace kith::detail

@@ -2,8 +2,6 @@
 // "The grant table".
 #include "grants/grants_table.hpp"
 
-#include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -225,30 +223,19 @@ result<std::vector<std::shared_ptr<grant_entry>>> grant_table::parse(std::string
 }
 
 namespace {
-// An exclusive flock on <file>.lock for the lifetime of the object: every
-// process that writes the table (or removes its temporary files) holds it.
-struct file_lock {
-    int fd = -1;
-    explicit file_lock(const std::filesystem::path& file) {
-        std::error_code ec;
-        if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path(), ec);
-        std::string p = file.string() + ".lock";
-        fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd >= 0)
-            while (::flock(fd, LOCK_EX) != 0 && errno == EINTR) {}
-    }
-    ~file_lock() {
-        if (fd >= 0) ::close(fd);  // releases the lock
-    }
-    file_lock(const file_lock&) = delete;
-    file_lock& operator=(const file_lock&) = delete;
-};
+// Every process that writes the table (or removes its temporary files)
+// holds an exclusive flock on <file>.lock (platform::file_lock).
+std::filesystem::path lock_path(const std::filesystem::path& file) {
+    std::error_code ec;
+    if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path(), ec);
+    return file.string() + ".lock";
+}
 }  // namespace
 
 grant_table::grant_table(std::filesystem::path file) : file_(std::move(file)) {
     std::error_code ec;
     if (!file_.has_parent_path() || !std::filesystem::is_directory(file_.parent_path(), ec)) return;
-    file_lock fl(file_);
+    platform::file_lock fl(lock_path(file_));
     // Temporary files of a write that was interrupted (kill -9): the rename
     // never happened, so the table is the previous one; the leftovers go.
     // (Under the lock: no other process is writing one now.)
@@ -256,7 +243,7 @@ grant_table::grant_table(std::filesystem::path file) : file_(std::move(file)) {
     for (auto& de : std::filesystem::directory_iterator(file_.parent_path(), ec))
         if (de.path().filename().string().starts_with(prefix)) std::filesystem::remove(de.path(), ec);
     if (!std::filesystem::exists(file_, ec)) return;
-    auto text = read_small_file(file_, max_table_bytes);
+    auto text = platform::read_small_file(file_, max_table_bytes);
     if (!text) throw setup_error("kith: cannot read the grant table " + file_.string() + ": " + text.err().detail);
     auto entries = parse(*text);
     if (!entries)
@@ -300,7 +287,7 @@ void grant_table::refresh(bool force) {
         std::shared_lock lk(mu_);
         if (id == loaded_ || id.size < 0) return;
     }
-    auto text = read_small_file(file_, max_table_bytes);
+    auto text = platform::read_small_file(file_, max_table_bytes);
     if (!text) return;
     auto entries = parse(*text);
     std::unique_lock lk(mu_);
@@ -317,7 +304,7 @@ void grant_table::refresh(bool force) {
 
 template <class F>
 result<void> grant_table::change(F&& f) {
-    file_lock fl(file_);  // other writers, in this process or another, wait
+    platform::file_lock fl(lock_path(file_));  // other writers, in this process or another, wait
     refresh(true);
     std::string text;
     {
@@ -327,7 +314,7 @@ result<void> grant_table::change(F&& f) {
     }
     // The write (fsync) happens without mu_: the I/O thread's lookups never
     // wait for the disk.
-    auto r = write_file_atomic(file_, text, 0600);
+    auto r = platform::write_file_atomic(file_, text, 0600);
     if (!r) return error{errc::badarg, "the grant table could not be saved: " + r.err().detail};
     std::unique_lock lk(mu_);
     loaded_ = stat_file();

@@ -1,10 +1,5 @@
 // node_net.cpp — kith::node's services and distribution methods
 // (kith/node.hpp), on top of the dist layer (dist.hpp).
-#include <arpa/inet.h>
-#include <ifaddrs.h>
-#include <net/if.h>
-#include <netinet/in.h>
-
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -16,6 +11,7 @@
 #include "dist/dist.hpp"
 #include "auth/gate.hpp"
 #include "kith/node.hpp"
+#include "kith/platform.hpp"
 
 namespace kith {
 
@@ -66,17 +62,11 @@ std::vector<std::string> node::endpoints() const {
     if (!net_->dist->options().advertise.empty() || ep.rfind(wildcard, 0) != 0) return {ep};
     std::string port = ep.substr(wildcard.size());
     std::vector<std::string> out, loop;
-    ifaddrs* ifs = nullptr;
-    if (::getifaddrs(&ifs) == 0) {
-        for (ifaddrs* i = ifs; i; i = i->ifa_next) {
-            if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !(i->ifa_flags & IFF_UP)) continue;
-            char buf[INET_ADDRSTRLEN] = {0};
-            ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, buf, sizeof buf);
-            std::string e = "tcp://" + std::string(buf) + ":" + port;
-            auto& list = (i->ifa_flags & IFF_LOOPBACK) ? loop : out;
-            if (std::find(list.begin(), list.end(), e) == list.end()) list.push_back(e);
-        }
-        ::freeifaddrs(ifs);
+    for (auto& i : platform::ipv4_interfaces()) {
+        if (!i.up) continue;
+        std::string e = "tcp://" + platform::ipv4_text(i.address) + ":" + port;
+        auto& list = i.loopback ? loop : out;
+        if (std::find(list.begin(), list.end(), e) == list.end()) list.push_back(e);
     }
     // Loopback only when there is nothing else: a friend's own machine is
     // never where this node is (a grant file that lists it sends them there).

@@ -1,10 +1,7 @@
 // keys.cpp — CURVE keys, the key directory and the cookie (see kith/keys.hpp).
 #include "kith/keys.hpp"
 
-#include <fcntl.h>
 #include <sodium.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <zmq.h>
 
 #include <cerrno>
@@ -15,6 +12,8 @@
 #include <vector>
 
 #include "kith/error.hpp"
+#include "kith/log.hpp"
+#include "kith/platform.hpp"
 
 namespace kith {
 namespace {
@@ -41,112 +40,34 @@ std::optional<std::array<std::uint8_t, 32>> z85_decode32(std::string_view text) 
     return b;
 }
 
-std::string errno_text() { return std::strerror(errno); }
-
-// Creates `dir` (0700) if missing; refuses a directory writable by group or
-// others or owned by someone else.
+// The key directory, made private (kith/platform.hpp): created 0700 when
+// missing; a symbolic link, another user's directory or one writable by
+// group or others is refused.
 void prepare_dir(const std::filesystem::path& dir) {
-    std::error_code ec;
-    bool created = std::filesystem::create_directories(dir, ec);
-    if (ec) throw setup_error("kith: cannot create key directory " + dir.string() + ": " + ec.message());
-    if (created) (void)::chmod(dir.c_str(), 0700);
-    struct stat st{};
-    if (::stat(dir.c_str(), &st) != 0)
-        throw setup_error("kith: cannot stat key directory " + dir.string() + ": " + errno_text());
-    if (!S_ISDIR(st.st_mode)) throw setup_error("kith: key directory " + dir.string() + " is not a directory");
-    if (st.st_uid != ::geteuid())
-        throw setup_error("kith: key directory " + dir.string() + " is owned by another user");
-    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
-        throw setup_error("kith: key directory " + dir.string() +
-                          " is writable by group or others (someone could replace the keys); run: chmod 700 " +
-                          dir.string());
-    if ((st.st_mode & 077) != 0) (void)::chmod(dir.c_str(), 0700);  // no reading by others either
+    if (auto r = platform::prepare_private_dir(dir, "key directory"); !r)
+        throw setup_error("kith: " + r.err().detail);
 }
 
-// Reads a small secret file, refusing loose permissions. nullopt if absent.
+// Reads a small secret file (node.key, cookie, cookie.kdf), refusing a link,
+// another owner or loose permissions. nullopt if absent.
 std::optional<std::string> read_secret_file(const std::filesystem::path& file) {
-    int fd = ::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT) return std::nullopt;
-        throw setup_error("kith: cannot open " + file.string() + ": " + errno_text());
+    auto r = platform::read_private_file(file, 4096, "secret file");
+    if (!r) {
+        if (r.code() == errc::decode) throw setup_error("kith: " + file.string() + " is too large to be a kith key file");
+        throw setup_error("kith: " + r.err().detail);
     }
-    struct stat st{};
-    if (::fstat(fd, &st) != 0) {
-        ::close(fd);
-        throw setup_error("kith: cannot stat " + file.string() + ": " + errno_text());
-    }
-    if (!S_ISREG(st.st_mode)) {
-        ::close(fd);
-        throw setup_error("kith: " + file.string() + " is not a regular file");
-    }
-    if (st.st_uid != ::geteuid()) {
-        ::close(fd);
-        throw setup_error("kith: secret file " + file.string() + " is owned by another user");
-    }
-    if ((st.st_mode & 077) != 0) {
-        ::close(fd);
-        char mode[8];
-        std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-        throw setup_error("kith: secret file " + file.string() + " has mode " + mode +
-                          " (readable or writable by others); it must be 0600. Run: chmod 600 " +
-                          file.string());
-    }
-    std::string text;
-    char buf[256];
-    for (;;) {
-        ssize_t n = ::read(fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            ::close(fd);
-            throw setup_error("kith: cannot read " + file.string() + ": " + errno_text());
-        }
-        if (n == 0) break;
-        text.append(buf, static_cast<std::size_t>(n));
-        if (text.size() > 4096) {
-            ::close(fd);
-            throw setup_error("kith: " + file.string() + " is too large to be a kith key file");
-        }
-    }
-    ::close(fd);
-    sodium_memzero(buf, sizeof buf);
-    while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ')) text.pop_back();
+    auto text = std::move(*r);
+    if (text)
+        while (!text->empty() && (text->back() == '\n' || text->back() == '\r' || text->back() == ' ')) text->pop_back();
     return text;
 }
 
 // Writes `content` to `file` mode 0600 unless it already exists. Returns false
 // if another writer created it first (the caller then reads that one).
 bool create_file_0600(const std::filesystem::path& file, const std::string& content) {
-    std::string tmp = file.string() + ".tmp." + std::to_string(::getpid()) + "." +
-                      std::to_string(randombytes_random());
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) throw setup_error("kith: cannot create " + tmp + ": " + errno_text());
-    (void)::fchmod(fd, 0600);
-    const char* p = content.data();
-    std::size_t left = content.size();
-    while (left > 0) {
-        ssize_t n = ::write(fd, p, left);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-            ::close(fd);
-            ::unlink(tmp.c_str());
-            throw setup_error("kith: cannot write " + tmp + ": " + errno_text());
-        }
-        p += n;
-        left -= static_cast<std::size_t>(n);
-    }
-    if (::fsync(fd) != 0 || ::close(fd) != 0) {
-        ::unlink(tmp.c_str());
-        throw setup_error("kith: cannot write " + tmp + ": " + errno_text());
-    }
-    int rc = ::link(tmp.c_str(), file.c_str());
-    int saved = errno;
-    ::unlink(tmp.c_str());
-    if (rc != 0) {
-        if (saved == EEXIST) return false;
-        errno = saved;
-        throw setup_error("kith: cannot create " + file.string() + ": " + errno_text());
-    }
-    return true;
+    auto r = platform::create_file_once(file, content, 0600);
+    if (!r) throw setup_error("kith: " + r.err().detail);
+    return *r;
 }
 
 }  // namespace
@@ -335,24 +256,6 @@ std::string cache_prefix() {
            std::to_string(cookie_kdf_memlimit) + " ";
 }
 
-// Replaces `file` with `content` (mode 0600) atomically (rename).
-void replace_file_0600(const std::filesystem::path& file, const std::string& content) {
-    std::string tmp = file.string() + ".tmp." + std::to_string(::getpid()) + "." +
-                      std::to_string(randombytes_random());
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) throw setup_error("kith: cannot create " + tmp + ": " + errno_text());
-    (void)::fchmod(fd, 0600);
-    bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
-    ok = ::fsync(fd) == 0 && ok;
-    ok = ::close(fd) == 0 && ok;
-    if (!ok || ::rename(tmp.c_str(), file.c_str()) != 0) {
-        int saved = errno;
-        ::unlink(tmp.c_str());
-        errno = saved;
-        throw setup_error("kith: cannot write " + file.string() + ": " + errno_text());
-    }
-}
-
 struct memo_entry {
     std::array<std::uint8_t, 32> id{};      // BLAKE2b-256(params, cookie), in memory only
     std::array<std::uint8_t, 32> master{};
@@ -438,11 +341,12 @@ std::array<std::uint8_t, 32> stretch_cookie(std::string_view cookie, const std::
         auto tag = cache_tag(master, cookie);
         std::string content = cache_prefix() + to_hex(tag.data(), 32) + " " + to_hex(master.data(), 32) + "\n";
         for (auto& l : keep) content += l + "\n";
-        try {
-            replace_file_0600(file, content);
-        } catch (const setup_error&) {
-            // A cache only: a read-only key directory costs a recomputation.
-        }
+        // A cache only: a read-only key directory costs a recomputation at
+        // the next start, which is worth a warning, not a refusal.
+        if (auto w = platform::write_file_atomic(file, content, 0600); !w)
+            log(log_level::warning, "keys",
+                "cannot cache the stretched cookie (" + w.err().detail +
+                    "); the next start recomputes it (about a second): make the key directory writable");
         sodium_memzero(content.data(), content.size());
     }
     for (auto& l : keep) sodium_memzero(l.data(), l.size());
