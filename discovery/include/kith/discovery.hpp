@@ -154,9 +154,11 @@ public:
     // for beacons and waiting up to `timeout` for it to appear. errc::badarg
     // if a short name is ambiguous (detail lists the candidates); errc::timeout
     // if nothing by that name was heard (detail lists what was seen).
-    // Blocks the calling thread at most `timeout` (a short name waits up to
-    // 100 ms more within it, so that an ambiguity is noticed).
+    // Blocks the calling thread at most `timeout` (a short name, once found,
+    // waits up to find_grace more within it, so that an ambiguity is
+    // noticed: answers to one query arrive within milliseconds).
     result<seen_node> find(const std::string& name, std::chrono::nanoseconds timeout = std::chrono::seconds(1));
+    static constexpr std::chrono::milliseconds find_grace{200};
     discovery_counters stats() const;
 
 private:
