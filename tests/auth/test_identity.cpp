@@ -23,7 +23,7 @@ TEST_CASE("identity: only User-Ids the ZAP handler issues have a trust, the rest
     };
     const row rows[] = {
         {"cluster", trust_kind::cluster},
-        {"grant:bob", trust_kind::grant},
+        {"grant:bob", trust_kind::granted},
         {"stranger:Hello", trust_kind::stranger},
         {"", std::nullopt},
         {"Cluster", std::nullopt},
@@ -64,8 +64,8 @@ TEST_CASE("identity: the membership proof is bound to the cookie, both keys and 
 
 TEST_CASE("identity: a name belongs to the identity that proved it, and members come first") {
     const auto member = who(trust_kind::cluster, "cluster");
-    const auto bob = who(trust_kind::grant, "grant:bob");
-    const auto eve = who(trust_kind::grant, "grant:eve");
+    const auto bob = who(trust_kind::granted, "grant:bob");
+    const auto eve = who(trust_kind::granted, "grant:eve");
     const auto stranger = who(trust_kind::stranger, "stranger:K1");
     const auto server = who(trust_kind::server, "server:K2");
     struct row {
@@ -108,7 +108,7 @@ TEST_CASE("identity: a name belongs to the identity that proved it, and members 
 }
 
 TEST_CASE("identity: the name of a node this node dialled stays that node's") {
-    const auto bob = who(trust_kind::grant, "grant:bob");
+    const auto bob = who(trust_kind::granted, "grant:bob");
     const auto stranger = who(trust_kind::stranger, "stranger:K1");
     const auto server = who(trust_kind::server, "server:K2");
     auth::name_claim c;

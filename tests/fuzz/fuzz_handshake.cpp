@@ -71,7 +71,7 @@ void check_user_id(std::string_view uid) {
     if (!k) return;
     switch (*k) {
     case trust_kind::cluster: FUZZ_CHECK(uid == "cluster", "User-Id mapped to cluster: " + std::string(uid)); break;
-    case trust_kind::grant:
+    case trust_kind::granted:
         FUZZ_CHECK(uid.starts_with("grant:") && uid.size() > 6, "User-Id mapped to grant: " + std::string(uid));
         break;
     case trust_kind::stranger:
@@ -84,7 +84,7 @@ void check_user_id(std::string_view uid) {
 std::string uid_for(trust_kind k, bool other) {
     switch (k) {
     case trust_kind::cluster: return "cluster";
-    case trust_kind::grant: return other ? "grant:other" : "grant:bob";
+    case trust_kind::granted: return other ? "grant:other" : "grant:bob";
     case trust_kind::stranger: return other ? "stranger:other" : "stranger:key";
     case trust_kind::server: return other ? "server:other" : "server:key";
     }
@@ -150,7 +150,7 @@ void run(const env_handshake& hs, const env_handshake* reply, const std::uint8_t
     auto v = auth::claim_name(nc);
 
     const bool member = kind == trust_kind::cluster;
-    const bool nonmember_inbound = kind == trust_kind::grant || kind == trust_kind::stranger;
+    const bool nonmember_inbound = kind == trust_kind::granted || kind == trust_kind::stranger;
     if (v.what == auth::claim_verdict::refuse) FUZZ_CHECK(!v.why.empty(), "a refusal without a reason");
     if (!member && nc.holder && holder.kind == trust_kind::cluster)
         FUZZ_CHECK(v.what == auth::claim_verdict::refuse, "a non-member took a name a member holds: " + hs.node);

@@ -213,7 +213,7 @@ TEST_CASE("transport: the authorizer admits a granted key - trust is not recipro
     {
         std::lock_guard lk(alice.rec.mu);
         auto& info = alice.rec.ups[0].second;
-        CHECK(info.auth.kind == trust_kind::grant);
+        CHECK(info.auth.kind == trust_kind::granted);
         CHECK(info.auth.user_id == "grant:bob-kvs");
         CHECK(info.auth.key == grant.pub);
         CHECK_FALSE(info.outbound);

@@ -53,18 +53,31 @@ struct net_options {
     log_sink log;
 };
 
-// How much a connected node is trusted (see docs/security.md).
+// How much a connected node is trusted (see docs/security.md). The one enum
+// for trust: kith's own authorization code uses it too.
+//   cluster   a member: proved it holds this cluster's cookie (both ways)
+//   granted   connected to us with a key from our grant table
+//   stranger  any key, let in only because a service is public
+//   server    a node outside the cluster that *we* dialled (with a grant we
+//             hold, or as a visitor); it gets no right here
 enum class trust_level : std::uint8_t { cluster, granted, stranger, server };
+// "cluster", "granted", "stranger", "server".
 std::string_view to_string(trust_level t) noexcept;
 
-// What is known about a connected node.
+// What is known about a connected node: a snapshot taken when it came up
+// (node::info, node_event::info); it does not change while the node stays up.
 struct node_info {
     std::string name;          // "name@host"
     std::string endpoint;      // address we dialled, or the peer's IP for inbound
-    std::string fingerprint;   // short fingerprint of its public key
+    // Short fingerprint of its public key (kith/keys.hpp): the server key for
+    // a link we dialled; for an inbound member the node key it states (it
+    // shares the cluster key); for a grantee or a stranger its client key.
+    std::string fingerprint;
     trust_level trust = trust_level::cluster;
+    // The services it exported when it connected (later additions are not
+    // reflected here).
     std::vector<std::string> services;
-    bool hidden = false;
+    bool hidden = false;       // a hidden node (not in nodes(), no events)
     // As a term: {"name", "endpoint", "fingerprint", "trust", "services", "hidden"}.
     term to_term() const;
 };
@@ -90,18 +103,31 @@ struct multicall_result {
     std::map<std::string, error> bad_nodes;
 };
 
-// Counters of the distribution layer (monotonic since start).
+// Counters of the distribution layer (node::net_stats). Every field counts
+// events (not bytes) since the node started, and only grows. A snapshot:
+// each field is read on its own (relaxed atomics), so two fields may be a
+// few events apart while traffic flows; exact once the node is quiet.
 struct net_counters {
+    // Envelopes (messages, calls, replies, links, ...) decoded from and
+    // posted to authenticated peers.
     std::uint64_t envelopes_in = 0, envelopes_out = 0;
+    // Transport frames (one frame carries one or more envelopes).
     std::uint64_t frames_in = 0, frames_out = 0;
-    std::uint64_t decode_errors = 0;     // malformed frames from authenticated peers
-    std::uint64_t protocol_errors = 0;   // well-formed but invalid envelopes (forged pids, ...)
-    std::uint64_t refused = 0;           // operations refused (unauthorized, ...)
-    // ... of which refused from grantees and strangers, by reason:
+    std::uint64_t decode_errors = 0;     // malformed or over-budget frames from authenticated peers, dropped
+    std::uint64_t protocol_errors = 0;   // well-formed but invalid frames or envelopes (forged pids, ...)
+    // Operations refused by this node's authorization (an envelope from a
+    // peer, or code acting for a grantee or a stranger): unauthorized,
+    // revoked, rate_limited, over a per-principal budget, ...
+    std::uint64_t refused = 0;
+    // ... of those, by reason (these need not add up to `refused`):
     std::uint64_t refused_unauthorized = 0, refused_revoked = 0, refused_rate_limited = 0;
     // Refused overloaded: a per-principal cap (docs/security.md, "Bounds").
     std::uint64_t refused_overloaded = 0;
-    std::uint64_t overload_drops = 0;    // sends dropped because a peer's queue was full
+    // Sends dropped (and calls failed with errc::overloaded) because a
+    // peer's outgoing queue was over net_options::max_queue_bytes.
+    std::uint64_t overload_drops = 0;
+    // Connections refused at their handshake, both ways: keys this node did
+    // not admit, and nodes that refused us.
     std::uint64_t refused_connections = 0;
 };
 

@@ -268,8 +268,13 @@ public:
     // "pong" (true) if `node` is connected and answers within `timeout`,
     // "pang" (false) otherwise.
     bool ping(const std::string& node, duration timeout = std::chrono::seconds(1));
-    // Connected, non-hidden nodes.
+    // Connected, non-hidden nodes ("name@host"), in name order. Empty
+    // without network.
     std::vector<std::string> nodes() const;
+    // What is known about the connected node `node` (hidden ones included):
+    // the snapshot taken when it came up (kith/net.hpp, node_info). nullopt if
+    // it is not connected, or without network. Thread-safe; never blocks on
+    // the network.
     std::optional<node_info> info(const std::string& node) const;
     // Node up/down events to a callback (on a kith thread; keep it short).
     // Returns an id for unsubscribe_nodes.
@@ -281,6 +286,9 @@ public:
     // ["nodedown", Node, Reason] to `who` when `node` goes down; at once
     // (reason "noconnection") if it is not connected.
     void monitor_node(const std::string& node, const pid& who);
+    // The distribution layer's counters (kith/net.hpp, net_counters): events
+    // since start, a relaxed snapshot. All zero without network. Thread-safe
+    // and cheap: atomic reads, no lock.
     net_counters net_stats() const;
     // A 32-byte key derived from this node's cluster cookie for `purpose`
     // (derive_cookie_key, kith/keys.hpp), e.g. "beacon-hmac" for kith's

@@ -5,10 +5,10 @@
 
 namespace kith::detail {
 
-std::string_view to_string(trust_kind k) noexcept {
+std::string_view trust_word(trust_kind k) noexcept {
     switch (k) {
         case trust_kind::cluster: return "cluster";
-        case trust_kind::grant: return "grant";
+        case trust_kind::granted: return "grant";
         case trust_kind::stranger: return "stranger";
         case trust_kind::server: return "server";
     }
@@ -19,7 +19,7 @@ namespace auth {
 
 std::optional<trust_kind> kind_of_user_id(std::string_view uid) noexcept {
     if (uid == "cluster") return trust_kind::cluster;
-    if (uid.starts_with("grant:") && uid.size() > 6) return trust_kind::grant;
+    if (uid.starts_with("grant:") && uid.size() > 6) return trust_kind::granted;
     if (uid.starts_with("stranger:") && uid.size() > 9) return trust_kind::stranger;
     return std::nullopt;  // "server:" is never a ZAP User-Id: it names links we dialled
 }
@@ -58,7 +58,7 @@ claim_verdict claim_name(const name_claim& c) {
     const peer_auth* holder = c.holder;
     const bool member = claimant.kind == trust_kind::cluster;
     const std::string members_name = "node name " + name + " belongs to a cluster member of this node";
-    const bool inbound_nonmember = claimant.kind == trust_kind::grant || claimant.kind == trust_kind::stranger;
+    const bool inbound_nonmember = claimant.kind == trust_kind::granted || claimant.kind == trust_kind::stranger;
     const std::string dialled_name =
         c.dialled_key ? "node name " + name + " belongs to a node this node dialled (key " + c.dialled_key->fingerprint() + ")"
                       : std::string();
@@ -87,7 +87,7 @@ claim_verdict claim_name(const name_claim& c) {
     if (member && !held_by_member) return {claim_verdict::evict, members_name};
     if (!member && held_by_member) return {claim_verdict::refuse, members_name};
     // A server we dial takes its name back from an inbound grantee or stranger.
-    if (claimant.kind == trust_kind::server && (holder->kind == trust_kind::grant || holder->kind == trust_kind::stranger))
+    if (claimant.kind == trust_kind::server && (holder->kind == trust_kind::granted || holder->kind == trust_kind::stranger))
         return {claim_verdict::evict, "node name " + name + " belongs to a node this node dialled"};
     if (inbound_nonmember && c.dialled_key) return {claim_verdict::refuse, dialled_name};
     return {claim_verdict::refuse, "node name " + name + " is already connected under other credentials"};

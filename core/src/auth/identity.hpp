@@ -18,17 +18,23 @@
 #include <string_view>
 
 #include "kith/keys.hpp"
+#include "kith/net.hpp"
 
 namespace kith::detail {
 
-// How much a peer is trusted, from the User-Id of its messages.
-enum class trust_kind : std::uint8_t {
-    cluster,   // "cluster": proved it holds our cookie (both directions: see member_proof)
-    grant,     // "grant:<label>": a key we granted, connected to us
-    stranger,  // "stranger:<z85>": any key, admitted by the authorizer for public services
-    server,    // "server:<z85>": a non-cluster node *we* connected to (a grant we hold, or as a visitor)
-};
-std::string_view to_string(trust_kind k) noexcept;
+// How much a peer is trusted, from the User-Id of its messages. One enum for
+// trust: this is the public kith::trust_level (kith/net.hpp) under the name
+// auth has always used, so what auth decides and what node_info shows cannot
+// drift apart. Its values, and the ZAP User-Id each comes from:
+//   cluster   "cluster": proved it holds our cookie (both directions: see member_proof)
+//   granted   "grant:<label>": a key we granted, connected to us
+//   stranger  "stranger:<z85>": any key, admitted by the authorizer for public services
+//   server    "server:<z85>": a non-cluster node *we* connected to (a grant we hold, or as a visitor)
+using trust_kind = kith::trust_level;
+// The word for a trust in User-Ids and in log lines: "cluster", "grant",
+// "stranger", "server" (kith::to_string gives the public names, "granted"
+// for a grant; both spellings are kept as they were before the merge).
+std::string_view trust_word(trust_kind k) noexcept;
 
 struct peer_auth {
     trust_kind kind = trust_kind::cluster;

@@ -15,16 +15,6 @@ std::filesystem::path grant_table_file(const net_options& o) {
     return (o.key_dir.empty() ? default_key_dir() : o.key_dir) / "grants";
 }
 
-trust_level to_level(trust_kind k) {
-    switch (k) {
-        case trust_kind::cluster: return trust_level::cluster;
-        case trust_kind::grant: return trust_level::granted;
-        case trust_kind::stranger: return trust_level::stranger;
-        case trust_kind::server: return trust_level::server;
-    }
-    return trust_level::stranger;
-}
-
 }  // namespace
 
 dist::dist(node_impl& rt, const net_options& opts, std::shared_ptr<service_table> services)
@@ -256,7 +246,7 @@ auth::claim_verdict dist::on_name_claim(auth::name_claim& c) {
         const peer_auth& who = evict ? *c.holder : *c.claimant;
         const public_key& key = who.kind == trust_kind::cluster && c.claimant_key && !evict ? *c.claimant_key : who.key;
         diag("node name " + c.name + ": " + (evict ? "taken back from " : "refused to ") +
-             std::string(to_string(who.kind)) + " key " + key.fingerprint() + ": " + v.why);
+             std::string(trust_word(who.kind)) + " key " + key.fingerprint() + ": " + v.why);
     }
     return v;
 }
@@ -312,7 +302,7 @@ void dist::on_up(const std::string& peer, const peer_info& pi) {
     ev.info.fingerprint = (pi.auth.kind == trust_kind::cluster && !pi.outbound && pi.node_key)
                               ? pi.node_key->fingerprint()
                               : pi.auth.key.fingerprint();
-    ev.info.trust = to_level(pi.auth.kind);
+    ev.info.trust = pi.auth.kind;  // one enum (auth/identity.hpp)
     ev.info.services = pi.services;
     ev.info.hidden = pi.hidden;
     settled st;
@@ -347,7 +337,7 @@ void dist::on_up(const std::string& peer, const peer_info& pi) {
             who->who.node = peer;
             who->who.key = pi.auth.key;
             switch (pi.auth.kind) {
-                case trust_kind::grant:
+                case trust_kind::granted:
                     who->who.what = principal::kind::grant;
                     who->who.label = pi.auth.user_id.substr(6);
                     who->grant = grants_->find(who->who.label);

@@ -194,7 +194,7 @@ bool dist::admit(const std::string& peer, const peer_auth& auth, restricted_peer
     const authority& who = *rp.who;
     grant_entry* g = who.grant.get();
     if (g) grants_->refresh();  // at most a stat() per 100 ms: revocations by another process
-    if (auth.kind == trust_kind::grant && (!g || g->dead())) {
+    if (auth.kind == trust_kind::granted && (!g || g->dead())) {
         // Revoked or expired (or gone): refused, and the session is ended
         // once (goodbye "revoked"), whatever the envelope.
         if (g) g->refused.fetch_add(1, std::memory_order_relaxed);

@@ -176,12 +176,12 @@ void transport::impl::on_handshake(link& l, env_handshake& hs) {
     if (hs.node == o.node_name) {
         return bad(hs.creation == o.creation ? "connected to itself" : "peer uses our node name");
     }
-    if (!l.outbound && (l.auth.kind == trust_kind::grant || l.auth.kind == trust_kind::stranger)) {
+    if (!l.outbound && (l.auth.kind == trust_kind::granted || l.auth.kind == trust_kind::stranger)) {
         // ZAP ran at the connection's start; the grant may have been
         // revoked since (a peer that ignores our goodbye and handshakes
         // again on the same connection is caught here).
         authz_decision d = zap.check(l.auth.key, {});
-        bool same = l.auth.kind == trust_kind::grant
+        bool same = l.auth.kind == trust_kind::granted
                         ? d.verdict == authz_decision::kind::grant && "grant:" + d.label == l.auth.user_id
                         : d.verdict == authz_decision::kind::stranger;
         if (!same) {
@@ -269,7 +269,7 @@ void transport::impl::on_frame(link& l, std::string_view frame, const peer_auth&
             call(cb.on_decode_error, l.peer,
                  error{errc::decode, "frame of " + std::to_string(frame.size()) + " bytes dropped unread: over the " +
                                          std::to_string(lim.max_frame_bytes) + "-byte budget of " +
-                                         std::string(to_string(auth.kind)) + " peers"});
+                                         std::string(trust_word(auth.kind)) + " peers"});
         } else {
             protocol_errors++;
         }
