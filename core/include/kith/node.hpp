@@ -120,9 +120,11 @@ public:
 
     // Stops the workers and the timer thread, drops every remaining actor and
     // pending timer, joins the threads. Idempotent. Links and monitors do not
-    // fire for actors dropped this way. Must not be called from a handler
-    // or from a service function running on this node (std::terminate: it
-    // would join its own thread); stop it from another thread.
+    // fire for actors dropped this way. Pending calls fail with
+    // errc::shutdown (or nodedown "shutdown") before it returns. Must not be
+    // called from a handler, from a service function running on this node,
+    // or from a call_async completion on its deadline thread (std::terminate:
+    // it would join its own thread); stop it from another thread.
     void stop();
 
     // --- services -------------------------------------------------------------
@@ -175,9 +177,12 @@ public:
     // Errors as for connect.
     result<std::string> connect_visitor(const std::string& endpoint, const public_key& key,
                                         duration timeout = std::chrono::seconds(5));
-    // Non-blocking connect: `done` runs once on a kith thread with the peer's
-    // name or the error connect() would return. Connecting to a node that is
-    // already connected answers at once with its name.
+    // Non-blocking connect: `done` runs once with the peer's name or the
+    // error connect() would return: on a kith thread (the I/O thread when the
+    // link comes up or is refused, the timer thread on timeout), except that
+    // a node already connected at `endpoint` (its name), or a node that is
+    // stopping (errc::shutdown), answers at once on the calling thread,
+    // before connect_async returns. A `done` that throws is logged.
     void connect_async(const std::string& endpoint, const public_key& key, duration timeout,
                        std::function<void(result<std::string>)> done);
     // Connects with a grant that another node issued us (kith/grants.hpp):
@@ -232,8 +237,15 @@ public:
     // (detail = the remote exception's text), overloaded.
     result<term> call(const std::string& node, const std::string& svc, const std::string& fn, term args,
                       duration timeout = std::chrono::seconds(5));
-    // Non-blocking call: `done` runs exactly once, on a kith thread (keep it
-    // short; do not block in it).
+    // Non-blocking call: `done` runs exactly once, on a kith thread (the I/O
+    // thread for a reply or a nodedown, the deadline thread for a timeout or
+    // an error known at once, the timer thread for a local call that answered
+    // at once), and never on the calling thread before call_async returns —
+    // not even for errors known at once (not connected, unauthorized,
+    // overloaded, no_such_service, bad_args, no network). Keep it short and
+    // do not block in it (a blocking call in it can wait for the very thread
+    // it runs on); do not stop the node from it (std::terminate). Once the
+    // node has stopped, `done` runs on a short-lived thread of its own.
     void call_async(const std::string& node, const std::string& svc, const std::string& fn, term args,
                     duration timeout, std::function<void(result<term>)> done);
     // Calls and casts run concurrently on the callee (on its I/O thread right

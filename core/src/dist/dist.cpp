@@ -19,7 +19,8 @@ std::filesystem::path grant_table_file(const net_options& o) {
 
 dist::dist(node_impl& rt, const net_options& opts, std::shared_ptr<service_table> services)
     : rt_(rt), opts_(opts), services_(std::move(services)),
-      grants_(std::make_shared<grant_table>(grant_table_file(opts))) {
+      grants_(std::make_shared<grant_table>(grant_table_file(opts), opts.log, rt.name())),
+      waiters_(std::make_shared<connect_waiters>(opts.log, rt.name())), calls_(opts.log, rt.name()) {
     transport_options to;
     to.node_name = rt.name();
     to.bind_endpoint = opts.listen;
@@ -81,7 +82,6 @@ dist::~dist() { stop(); }
 
 void dist::start() {
     tr_->start();
-    deadline_thread_ = std::thread([this] { deadline_loop(); });
     rt_.set_remote_port(shared_from_this());
 }
 
@@ -94,118 +94,52 @@ void dist::stop() {
     rt_.set_remote_port(nullptr);
     // Blocking connects end first: one may be waiting inside a service
     // function that runs on an I/O thread, which tr_->stop() joins.
-    {
-        settled st;
-        {
-            std::lock_guard lk(mu_);
-            st = settle_waiters(nullptr, error{errc::shutdown, "node stopping"});
-        }
-        waiter_cv_.notify_all();
-        run_settled(st);
-    }
+    waiters_->close();
     tr_->stop();  // reports every peer down ("shutdown") through on_down
-    deadline_cv_.notify_all();
-    if (deadline_thread_.joinable()) deadline_thread_.join();
-    // Fail whatever is still pending.
-    std::unordered_map<std::uint64_t, pending> left;
-    settled st;
-    {
-        std::lock_guard lk(mu_);
-        left.swap(pending_);
-        st = settle_waiters(nullptr, error{errc::shutdown, "node stopping"});
-    }
-    waiter_cv_.notify_all();
-    run_settled(st);
-    for (auto& [id, p] : left) {
-        if (p.on_call) p.on_call(error{errc::shutdown, "node stopping"});
-        if (p.on_spawn) p.on_spawn(error{errc::shutdown, "node stopping"});
-    }
+    // Whatever is still pending fails with errc::shutdown (on the deadline
+    // thread; this returns once they ran).
+    calls_.shutdown();
 }
 
 // ---------------------------------------------------------------------------
 // connections and node events
 
+std::optional<std::string> dist::up_at(const std::string& endpoint) const {
+    std::lock_guard lk(mu_);
+    for (auto& [name, ps] : peers_)
+        if (ps.info.endpoint == endpoint) return name;
+    return std::nullopt;
+}
+
+// Registering the waiter before looking at peers_ closes the race with
+// on_up, which updates peers_ before it settles the waiters: either it
+// settles ours, or we see the peer up.
 result<std::string> dist::connect(const std::string& endpoint, const public_key& server_key, duration timeout,
                                   link_credentials creds) {
-    auto w = std::make_shared<waiter>();
-    w->endpoint = endpoint;
-    {
-        std::lock_guard lk(mu_);
-        if (stopping_) return error{errc::shutdown, "node stopping"};
-        for (auto& [name, ps] : peers_)
-            if (ps.info.endpoint == endpoint) return name;
-        waiters_.push_back(w);
-    }
-    tr_->connect(endpoint, server_key, std::move(creds));
-    std::unique_lock lk(mu_);
-    bool done = waiter_cv_.wait_for(lk, timeout, [&] { return w->outcome.has_value(); });
-    std::erase(waiters_, w);
-    if (!done) return error{errc::timeout, "no answer from " + endpoint};
-    return std::move(*w->outcome);
+    auto w = waiters_->add(endpoint);
+    if (!w) return error{errc::shutdown, "node stopping"};
+    if (auto name = up_at(endpoint))
+        waiters_->settle_one(w, std::move(*name));
+    else
+        tr_->connect(endpoint, server_key, std::move(creds));
+    return waiters_->wait(w, timeout);
 }
 
 void dist::connect_async(const std::string& endpoint, const public_key& server_key, duration timeout,
                          std::function<void(result<std::string>)> done) {
-    auto w = std::make_shared<waiter>();
-    w->endpoint = endpoint;
-    w->done = std::move(done);
-    {
-        std::unique_lock lk(mu_);
-        if (stopping_) {
-            lk.unlock();
-            w->done(error{errc::shutdown, "node stopping"});
-            return;
-        }
-        for (auto& [name, ps] : peers_)
-            if (ps.info.endpoint == endpoint) {
-                auto n = name;
-                lk.unlock();
-                w->done(std::move(n));
-                return;
-            }
-        waiters_.push_back(w);
-    }
-    // The deadline thread times it out: a pending entry whose completion
-    // settles this waiter (a no-op if it was settled by then).
-    std::weak_ptr<waiter> ww = w;
-    pending p;
-    p.node = endpoint;
-    p.deadline = clock::now() + timeout;
-    p.on_call = [this, ww, endpoint](result<term>) {
-        settled st;
-        {
-            std::lock_guard lk(mu_);
-            if (auto w = ww.lock(); w && !w->outcome) {
-                w->outcome.emplace(error{errc::timeout, "no answer from " + endpoint});
-                st.emplace_back(std::move(w->done), *w->outcome);
-                std::erase(waiters_, w);
-            }
-        }
-        run_settled(st);
-    };
-    add_pending(std::move(p));
+    auto w = waiters_->add(endpoint, std::move(done));
+    if (!w) return done(error{errc::shutdown, "node stopping"});  // not moved from: add refused it
+    if (auto name = up_at(endpoint)) return waiters_->settle_one(w, std::move(*name));
+    // The node's timer thread times it out (a no-op once it is settled).
+    // Weak: a connect that has long been settled keeps nothing alive.
+    std::weak_ptr<connect_waiters> wl = waiters_;
+    std::weak_ptr<connect_waiters::waiter> ww = w;
+    rt_.run_after(timeout, [wl, ww, endpoint] {
+        auto l = wl.lock();
+        auto w = ww.lock();
+        if (l && w) l->settle_one(w, error{errc::timeout, "no answer from " + endpoint});
+    });
     tr_->connect(endpoint, server_key);
-}
-
-dist::settled dist::settle_waiters(const std::string* endpoint, const result<std::string>& r) {
-    settled out;
-    for (auto it = waiters_.begin(); it != waiters_.end();) {
-        auto& w = **it;
-        if (!w.outcome && (!endpoint || w.endpoint == *endpoint)) {
-            w.outcome.emplace(r);
-            if (w.done) {
-                out.emplace_back(std::move(w.done), r);
-                it = waiters_.erase(it);
-                continue;
-            }
-        }
-        ++it;
-    }
-    return out;
-}
-
-void dist::run_settled(settled& s) {
-    for (auto& [f, r] : s) f(std::move(r));
 }
 
 result<std::string> dist::connect(const grant_file& g, duration timeout) {
@@ -305,14 +239,12 @@ void dist::on_up(const std::string& peer, const peer_info& pi) {
     ev.info.trust = pi.auth.kind;  // one enum (auth/identity.hpp)
     ev.info.services = pi.services;
     ev.info.hidden = pi.hidden;
-    settled st;
     {
         std::lock_guard lk(mu_);
         revoked_by_.erase(peer);
         auto& ps = peers_[peer];
         ps = peer_state{};
         ps.info = ev.info;
-        if (pi.outbound) st = settle_waiters(&pi.endpoint, peer);
         if (pi.auth.kind == trust_kind::cluster) {
             auto who = std::make_shared<authority>();
             who->who.what = principal::kind::member;
@@ -354,14 +286,13 @@ void dist::on_up(const std::string& peer, const peer_info& pi) {
             restricted_count_.store(restricted_.size());
         }
     }
-    waiter_cv_.notify_all();
-    run_settled(st);
+    // After peers_ knows it (see connect).
+    if (pi.outbound) waiters_->settle(pi.endpoint, peer);
     emit(ev);
 }
 
 void dist::on_down(const std::string& peer, const std::string& reason) {
     peer_state ps;
-    std::vector<std::pair<std::uint64_t, pending>> failed;
     {
         std::lock_guard lk(mu_);
         auto it = peers_.find(peer);
@@ -382,27 +313,17 @@ void dist::on_down(const std::string& peer, const std::string& reason) {
             restricted_.erase(peer);
             restricted_count_.store(restricted_.size());
         }
-        for (auto i = pending_.begin(); i != pending_.end();) {
-            if (i->second.node == peer) {
-                failed.emplace_back(i->first, std::move(i->second));
-                i = pending_.erase(i);
-            } else {
-                ++i;
-            }
-        }
     }
+    auto failed = calls_.take_node(peer);
     // Everything that depended on the connection learns it, after every
     // envelope that came from the peer (same thread, later).
-    for (auto& [id, p] : failed) {
-        // A revoked grant fails what was pending under it as revoked.
-        // A server that refused us (goodbye "refused: ...") fails it as unauthorized.
-        error e{reason == "revoked"   ? errc::revoked
-                : reason == "refused" ? errc::unauthorized
-                                      : errc::nodedown,
-                peer + ": " + reason};
-        if (p.on_call) p.on_call(e);
-        if (p.on_spawn) p.on_spawn(e);
-    }
+    // A revoked grant fails what was pending under it as revoked.
+    // A server that refused us (goodbye "refused: ...") fails it as unauthorized.
+    const error down{reason == "revoked"   ? errc::revoked
+                     : reason == "refused" ? errc::unauthorized
+                                           : errc::nodedown,
+                     peer + ": " + reason};
+    for (auto& p : failed) p.fail(down);
     for (auto& [tag, wt] : ps.monitors)
         rt_.deliver(wt.first, message(message_kind::down, term("noconnection"), wt.second, tag));
     for (auto& [local, remote] : ps.links)
@@ -422,7 +343,7 @@ bool dist::first_claim_refusal(const std::string& what) {
     return claim_logged_.insert(what).second;
 }
 
-void dist::diag(const std::string& line) {
+void dist::diag(const std::string& line, log_level level) {
     {
         // A token bucket: 20 lines a second at most, so a hostile peer
         // cannot flood the log.
@@ -434,7 +355,7 @@ void dist::diag(const std::string& line) {
         diag_tokens_ -= 1.0;
     }
     log_record r;
-    r.level = log_level::warning;
+    r.level = level;
     r.source = "dist";
     r.text = line;
     r.node = rt_.name();
@@ -444,13 +365,7 @@ void dist::diag(const std::string& line) {
 void dist::on_refused(const refusal& r) {
     diag(std::string(r.inbound ? "connection from " : "connection to ") + r.endpoint + " refused: " + r.reason);
     if (r.inbound) return;
-    settled st;
-    {
-        std::lock_guard lk(mu_);
-        st = settle_waiters(&r.endpoint, error{r.code, r.reason});
-    }
-    waiter_cv_.notify_all();
-    run_settled(st);
+    waiters_->settle(r.endpoint, error{r.code, r.reason});
 }
 
 void dist::emit(const node_event& ev) {
@@ -458,17 +373,25 @@ void dist::emit(const node_event& ev) {
     std::vector<pid> pids;
     {
         std::lock_guard lk(mu_);
-        if (ev.info.hidden && ev.what == node_event::kind::up) {
-            // hidden nodes are not announced to subscribers
-        }
         for (auto& [id, cb] : callbacks_) cbs.push_back(cb);
         pids = node_monitors_;
     }
     if (ev.info.hidden) return;
+    // A subscriber that throws is a bug in its program, not a reason to keep
+    // the event from the others or to take the I/O thread down: logged (at
+    // the rate limit: events follow peers, which may come and go often).
     for (auto& cb : cbs) {
         try {
             cb(ev);
+        } catch (const std::exception& e) {
+            diag("a node-event subscriber threw on " + ev.node + (ev.what == node_event::kind::up ? " up" : " down") +
+                     ": " + e.what() + "; the other subscribers still got the event",
+                 log_level::error);
         } catch (...) {
+            diag("a node-event subscriber threw a non-exception on " + ev.node +
+                     (ev.what == node_event::kind::up ? " up" : " down") +
+                     "; the other subscribers still got the event",
+                 log_level::error);
         }
     }
     if (!pids.empty()) {

@@ -9,12 +9,15 @@
 // monitors per peer, names of members).
 //
 // Files: dist.cpp (lifecycle, connections, node events), dist_calls.cpp
-// (caller side and remote_port), dist_inbound.cpp (receiving side).
+// (caller side and remote_port), dist_inbound.cpp (receiving side);
+// pending_calls.* (outstanding requests and their deadline thread),
+// connect_waiters.* (who waits for a dialled link).
 //
 // Threads: transport callbacks run on the transport's I/O thread; service
 // functions run there right after the turn or on the node's workers (one
-// transient actor per call); deadlines of pending calls are kept by one small
-// timer thread (the "deadline thread"). Public methods are thread-safe.
+// transient actor per call); deadlines of pending calls are kept by
+// pending_calls' own thread (the "deadline thread"), timeouts of
+// connect_async by the node's timer thread. Public methods are thread-safe.
 #pragma once
 
 #include <chrono>
@@ -34,6 +37,8 @@
 #include <vector>
 
 #include "auth/gate.hpp"
+#include "dist/connect_waiters.hpp"
+#include "dist/pending_calls.hpp"
 #include "grants/grants_table.hpp"
 #include "kith/net.hpp"
 #include "kith/service.hpp"
@@ -97,8 +102,10 @@ public:
     // grant was revoked or expired) / errc::timeout.
     result<std::string> connect(const std::string& endpoint, const public_key& server_key, duration timeout,
                                 link_credentials creds = link_credentials::cluster());
-    // Non-blocking connect: `done` runs once (on the I/O thread, the deadline
-    // thread, or the caller's thread when already connected / stopping).
+    // Non-blocking connect: `done` runs once: on the I/O thread (up or
+    // refused), the node's timer thread (timeout), the thread stopping the
+    // node, or — already connected, or stopping — on the caller's thread
+    // before connect_async returns.
     void connect_async(const std::string& endpoint, const public_key& server_key, duration timeout,
                        std::function<void(result<std::string>)> done);
     // Connects with a grant file (its endpoints in order; see node.hpp).
@@ -116,6 +123,10 @@ public:
     result<void> revoke_grant(const std::string& label);
 
 
+    // `done` runs exactly once, never on the calling thread inside call():
+    // the reply or a nodedown on the I/O thread; a timeout, an error known at
+    // once (unauthorized, not connected, overloaded) or shutdown on the
+    // deadline thread. spawn() likewise.
     void call(const std::string& node, const std::string& svc, const std::string& fn, term args, duration timeout,
               call_done done);
     result<void> cast(const std::string& node, const std::string& svc, const std::string& fn, term args);
@@ -128,7 +139,8 @@ public:
                ref mref = {});
 
     bool is_up(const std::string& node) const { return tr_->is_up(node); }
-    bool on_own_thread() const noexcept { return tr_->on_own_thread(); }
+    // True on the I/O threads and the deadline thread (completions run there).
+    bool on_own_thread() const noexcept { return tr_->on_own_thread() || calls_.on_deadline_thread(); }
     std::vector<std::string> nodes(bool include_hidden) const;
     std::optional<node_info> info(const std::string& node) const;
 
@@ -151,8 +163,9 @@ public:
     bool exit(const pid& from, const pid& to, const term& reason, bool linked) override;
 
 private:
-    // One diagnostic line to opts_.log (or stderr), rate-limited.
-    void diag(const std::string& line);
+    // One diagnostic record to opts_.log (or the default sink), source
+    // "dist", rate-limited (20 a second).
+    void diag(const std::string& line, log_level level = log_level::warning);
     std::mutex diag_mu_;
     // True the first time a name-claim refusal (name and reason) is seen: a
     // peer that keeps retrying is logged once (at most 1024 remembered).
@@ -161,15 +174,6 @@ private:
     double diag_tokens_ = 20.0;
     clock::time_point diag_last_{};
 
-    struct pending {
-        std::string node;
-        clock::time_point deadline;
-        call_done on_call;    // one of these two is set
-        spawn_done on_spawn;
-        std::uint8_t flags = spawn_plain;  // spawns: link / monitor the child to `from`
-        pid from;
-        ref mref;
-    };
     // What this node knows of a non-member peer, shared with the send path:
     // who it is, and the tags of the requests this node sent it (a response
     // counts only for one of those; bounded, oldest forgotten first).
@@ -254,9 +258,9 @@ private:
     void finish(std::uint64_t req_id, const std::string& from_node, result<term> r);
     void run_job(std::function<void()> job);
     void finish_spawn(std::uint64_t req_id, const std::string& from_node, result<pid> r);
-    std::uint64_t add_pending(pending p);
-    void deadline_loop();
     void emit(const node_event& ev);
+    // The name of the up peer we reached at `endpoint`, if any (under mu_).
+    std::optional<std::string> up_at(const std::string& endpoint) const;
 
     node_impl& rt_;
     net_options opts_;
@@ -264,34 +268,11 @@ private:
 
     std::shared_ptr<service_table> services_;
 
-    mutable std::mutex mu_;  // peers_, pending_, subscribers, waiters
+    mutable std::mutex mu_;  // peers_, subscribers, the maps below
     std::map<std::string, peer_state> peers_;
-    std::unordered_map<std::uint64_t, pending> pending_;
-    std::uint64_t next_req_ = 1;
     std::map<std::uint64_t, std::function<void(const node_event&)>> callbacks_;
     std::uint64_t next_sub_ = 1;
     std::vector<pid> node_monitors_;  // monitor_nodes subscribers
-    struct waiter {
-        std::string endpoint;
-        std::optional<result<std::string>> outcome;
-        std::function<void(result<std::string>)> done;  // connect_async; runs once, outside mu_
-    };
-    using settled = std::vector<std::pair<std::function<void(result<std::string>)>, result<std::string>>>;
-    // Under mu_: gives `r` to the waiters for `endpoint` (all if null) that
-    // have no outcome yet; async ones are removed and returned, to be run
-    // after mu_ is released (run_settled).
-    settled settle_waiters(const std::string* endpoint, const result<std::string>& r);
-    static void run_settled(settled& s);
-    std::vector<std::shared_ptr<waiter>> waiters_;
-    std::condition_variable waiter_cv_;
-
-    std::condition_variable deadline_cv_;
-    // When the deadline thread will next look at pending_ by itself (under
-    // mu_): time_point::min() while it is awake (it rescans before sleeping),
-    // else the wake-up time it sleeps until. add_pending notifies it only for
-    // a deadline earlier than that, so a call does not cost a thread wake-up.
-    clock::time_point deadline_wake_at_ = clock::time_point::min();
-    std::thread deadline_thread_;
     bool stopping_ = false;  // under mu_
 
     std::atomic<std::uint64_t> protocol_errors_{0}, refused_{0}, overload_drops_{0};
@@ -299,6 +280,12 @@ private:
     std::atomic<std::uint64_t> refused_overloaded_{0};
 
     std::shared_ptr<grant_table> grants_;
+    // Blocking connects and connect_async callbacks (shared: a connect
+    // timeout on the timer thread holds it weakly).
+    std::shared_ptr<connect_waiters> waiters_;
+    // Last: its thread is joined first when this goes away, while the rest
+    // (the transport) still exists for completions that call back in.
+    pending_calls calls_;
     // Nodes whose session ended with "revoked" (our grant on them was
     // revoked), until they are up again: calls to them fail with
     // errc::revoked rather than nodedown. Under mu_; at most 256 entries.

@@ -1,6 +1,6 @@
-// dist_calls.cpp — the distribution layer, caller side: rpc, remote spawn,
-// the pending-call table with its deadlines, and the remote_port operations
-// the runtime aims at remote pids. See dist.hpp.
+// dist_calls.cpp — the distribution layer, caller side: rpc, remote spawn
+// (their pending entries live in pending_calls), and the remote_port
+// operations the runtime aims at remote pids. See dist.hpp.
 #include "dist/dist.hpp"
 
 #include <algorithm>
@@ -112,25 +112,14 @@ bool dist::post(const std::string& node, const envelope& e) {
     return r.ok();
 }
 
-std::uint64_t dist::add_pending(pending p) {
-    std::lock_guard lk(mu_);
-    auto id = next_req_++;
-    // Wake the deadline thread only if it would otherwise sleep past this
-    // deadline (no O(n) scan, no wake-up per call).
-    bool earlier = p.deadline < deadline_wake_at_;
-    if (earlier) deadline_wake_at_ = clock::time_point::min();  // it is being woken
-    pending_.emplace(id, std::move(p));
-    if (earlier) deadline_cv_.notify_one();
-    return id;
-}
-
 void dist::call(const std::string& node, const std::string& svc, const std::string& fn, term args,
                 duration timeout, call_done done) {
     // No separate is_up() check: post() answers nodedown itself (one peer
-    // lookup per call instead of two).
-    if (auto e = not_a_server(node)) return done(std::move(*e));
-    auto deadline = clock::now() + timeout;
-    auto id = add_pending(pending{node, deadline, std::move(done), {}, spawn_plain, {}, {}});
+    // lookup per call instead of two). An error known here still completes
+    // on the deadline thread: `done` never runs inside call().
+    pending_calls::entry p{node, clock::now() + timeout, std::move(done), {}, spawn_plain, {}, {}};
+    if (auto e = not_a_server(node)) return calls_.fail_later(std::move(p), std::move(*e));
+    auto id = calls_.add(std::move(p));
     env_call c;
     c.req_id = id;
     c.service = svc;
@@ -144,9 +133,9 @@ void dist::call(const std::string& node, const std::string& svc, const std::stri
         // As before the is_up() check was folded into post(): a peer that
         // is not up (also after stop) is nodedown "not connected".
         if (r.code() == errc::nodedown || (r.code() == errc::shutdown && !tr_->is_up(node)))
-            finish(id, node, not_connected(node));
+            calls_.fail_soon(id, not_connected(node));
         else
-            finish(id, node, r.err());
+            calls_.fail_soon(id, r.err());
     }
 }
 
@@ -164,12 +153,10 @@ result<void> dist::cast(const std::string& node, const std::string& svc, const s
 
 void dist::spawn(const std::string& node, const std::string& svc, const std::string& type, term args,
                  duration timeout, spawn_done done, std::uint8_t flags, pid from, ref mref) {
-    if (auto e = not_a_server(node)) return done(std::move(*e));
-    if (!tr_->is_up(node)) {
-        done(not_connected(node));
-        return;
-    }
-    auto id = add_pending(pending{node, clock::now() + timeout, {}, std::move(done), flags, from, mref});
+    pending_calls::entry p{node, clock::now() + timeout, {}, std::move(done), flags, from, mref};
+    if (auto e = not_a_server(node)) return calls_.fail_later(std::move(p), std::move(*e));
+    if (!tr_->is_up(node)) return calls_.fail_later(std::move(p), not_connected(node));
+    auto id = calls_.add(std::move(p));
     env_spawn_request s;
     s.req_id = id;
     s.service = svc;
@@ -179,7 +166,7 @@ void dist::spawn(const std::string& node, const std::string& svc, const std::str
     s.from = std::move(from);
     s.monitor_ref = std::move(mref);
     auto r = send_env(node, envelope{std::move(s)});
-    if (!r.ok()) finish_spawn(id, node, r.err());
+    if (!r.ok()) calls_.fail_soon(id, r.err());
 }
 
 // Runs a service function where it cannot stall the network: on this I/O
@@ -198,75 +185,34 @@ void dist::run_job(std::function<void()> job) {
 }
 
 void dist::finish(std::uint64_t req_id, const std::string& from_node, result<term> r) {
-    pending p;
-    {
-        std::lock_guard lk(mu_);
-        auto it = pending_.find(req_id);
-        // Only the node the request went to may complete it.
-        if (it == pending_.end() || it->second.node != from_node || !it->second.on_call) return;
-        p = std::move(it->second);
-        pending_.erase(it);
-    }
-    p.on_call(std::move(r));
+    // Only the node the request went to may complete it.
+    auto p = calls_.take(req_id, from_node, pending_calls::kind::call);
+    if (p) p->on_call(std::move(r));
 }
 
 void dist::finish_spawn(std::uint64_t req_id, const std::string& from_node, result<pid> r) {
-    pending p;
-    {
+    auto p = calls_.take(req_id, from_node, pending_calls::kind::spawn);
+    if (!p) return;
+    // Record the relation before anything else from that node is handled
+    // (this runs on the I/O thread, in stream order), so a later nodedown
+    // fires noconnection for it. If the node went down since the entry was
+    // taken, nothing would ever fire: the spawn fails as it would have, had
+    // the nodedown come first.
+    if (r.ok() && !p->from.is_null()) {
         std::lock_guard lk(mu_);
-        auto it = pending_.find(req_id);
-        if (it == pending_.end() || it->second.node != from_node || !it->second.on_spawn) return;
-        p = std::move(it->second);
-        pending_.erase(it);
-        // Record the relation before anything else from that node is
-        // handled (this runs on the I/O thread, in stream order), so a later
-        // nodedown fires noconnection for it.
-        if (r.ok() && !p.from.is_null()) {
-            auto ps = peers_.find(from_node);
-            if (ps != peers_.end()) {
-                if (p.flags & spawn_link_flag) ps->second.links.emplace(p.from, *r);
-                if (p.flags & spawn_monitor_flag) ps->second.monitors.emplace(p.mref, std::make_pair(p.from, *r));
-            }
+        auto ps = peers_.find(from_node);
+        if (ps == peers_.end()) {
+            r = error{errc::nodedown, from_node + ": connection lost while the spawn was answered"};
+        } else {
+            if (p->flags & spawn_link_flag) ps->second.links.emplace(p->from, *r);
+            if (p->flags & spawn_monitor_flag) ps->second.monitors.emplace(p->mref, std::make_pair(p->from, *r));
         }
     }
     // The local side of a link: the linker now knows the child. If the
     // linker is gone already, the child is told (exit "noproc").
-    if (r.ok() && (p.flags & spawn_link_flag) && !p.from.is_null() && !rt_.remote_link(*r, p.from))
-        post(from_node, env_exit{p.from, *r, term("noproc"), true});
-    p.on_spawn(std::move(r));
-}
-
-void dist::deadline_loop() {
-    std::unique_lock lk(mu_);
-    while (!stopping_) {
-        auto now = clock::now();
-        auto next = clock::time_point::max();
-        std::vector<pending> expired;
-        for (auto it = pending_.begin(); it != pending_.end();) {
-            if (it->second.deadline <= now) {
-                expired.push_back(std::move(it->second));
-                it = pending_.erase(it);
-            } else {
-                next = std::min(next, it->second.deadline);
-                ++it;
-            }
-        }
-        if (!expired.empty()) {
-            lk.unlock();
-            for (auto& p : expired) {
-                if (p.on_call) p.on_call(error{errc::timeout, "no reply from " + p.node});
-                if (p.on_spawn) p.on_spawn(error{errc::timeout, "no reply from " + p.node});
-            }
-            lk.lock();
-            continue;
-        }
-        deadline_wake_at_ = next;
-        if (next == clock::time_point::max())
-            deadline_cv_.wait(lk);
-        else
-            deadline_cv_.wait_until(lk, next);
-        deadline_wake_at_ = clock::time_point::min();  // awake: rescans before sleeping again
-    }
+    if (r.ok() && (p->flags & spawn_link_flag) && !p->from.is_null() && !rt_.remote_link(*r, p->from))
+        post(from_node, env_exit{p->from, *r, term("noproc"), true});
+    p->on_spawn(std::move(r));
 }
 
 // ---------------------------------------------------------------------------

@@ -232,7 +232,8 @@ std::filesystem::path lock_path(const std::filesystem::path& file) {
 }
 }  // namespace
 
-grant_table::grant_table(std::filesystem::path file) : file_(std::move(file)) {
+grant_table::grant_table(std::filesystem::path file, log_sink log, std::string node)
+    : file_(std::move(file)), log_(std::move(log)), node_(std::move(node)) {
     std::error_code ec;
     if (!file_.has_parent_path() || !std::filesystem::is_directory(file_.parent_path(), ec)) return;
     platform::file_lock fl(lock_path(file_));
@@ -290,16 +291,18 @@ void grant_table::refresh(bool force) {
     auto text = platform::read_small_file(file_, max_table_bytes);
     if (!text) return;
     auto entries = parse(*text);
-    std::unique_lock lk(mu_);
-    if (!entries) {
-        if (!(loaded_ == id))
-            std::fprintf(stderr, "kith: ignoring a damaged grant table %s (%s); the table in memory stays\n",
-                         file_.string().c_str(), entries.err().detail.c_str());
+    std::string damaged;  // reported after mu_ is released: a sink runs unlocked
+    {
+        std::unique_lock lk(mu_);
+        if (entries) {
+            merge_locked(std::move(*entries));
+        } else if (!(loaded_ == id)) {
+            damaged = "ignoring a damaged grant table " + file_.string() + " (" + entries.err().detail +
+                      "); the table in memory stays in force: fix or remove the file";
+        }
         loaded_ = id;
-        return;
     }
-    merge_locked(std::move(*entries));
-    loaded_ = id;
+    if (!damaged.empty()) log_to(log_, log_record{log_level::warning, "grants", damaged, node_});
 }
 
 template <class F>

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "kith/grants.hpp"
+#include "kith/log.hpp"
 
 namespace kith::detail {
 
@@ -105,7 +106,9 @@ public:
     // setup_error naming the file and what is wrong if it is malformed:
     // a node never runs with a grant table it could not read. Leftover
     // temporary files of an interrupted write are removed.
-    explicit grant_table(std::filesystem::path file);
+    // `log` receives what the table reports later (a damaged file it
+    // ignores), tagged with `node`; unset: the process default sink.
+    explicit grant_table(std::filesystem::path file, log_sink log = {}, std::string node = {});
 
     // Adds a grant for `client` and saves the table before returning.
     // errc::badarg: bad or duplicate label, empty scope, bad names, or the
@@ -144,7 +147,8 @@ public:
     // added, revocations and rates taken over (a revocation is never undone).
     // Called before each change, by list(), and by the node at handshakes
     // and for messages from grantees. A file that fails to parse is ignored
-    // (and reported once on stderr): the table in memory stays in force.
+    // (and reported once to the table's log sink, source "grants", level
+    // warning): the table in memory stays in force.
     void refresh(bool force = false);
 
     // The text of the table file, and its parser (used by the tests).
@@ -168,6 +172,8 @@ private:
     std::atomic<std::int64_t> next_check_ns_{0};        // steady clock
 
     std::filesystem::path file_;
+    log_sink log_;      // set once, before the table is shared
+    std::string node_;  // the node whose table this is, for log records
     mutable std::shared_mutex mu_;
     std::map<std::string, std::shared_ptr<grant_entry>, std::less<>> by_label_;
     std::map<public_key, std::shared_ptr<grant_entry>> by_key_;

@@ -14,6 +14,8 @@ node::node(node_options opts) : impl_(std::make_shared<detail::node_impl>(opts))
     try {
         start_net(opts.net);  // node_net.cpp
     } catch (...) {
+        // Not swallowed: the workers are stopped and the error goes on to
+        // the constructor's caller (setup_error, or whatever start_net threw).
         impl_->stop();
         throw;
     }

@@ -158,12 +158,15 @@ std::vector<std::string> node::public_services() const {
 
 void node::call_async(const std::string& node, const std::string& svc, const std::string& fn, term args,
                       duration timeout, std::function<void(result<term>)> done) {
+    // `done` never runs in here (node.hpp): a local invocation may answer at
+    // once, so it answers through the guard; dist::call never completes inline.
     if (node == name()) {
-        invoke_local(svc, fn, args, reply_to(std::move(done)));
+        detail::no_reentry guard(*impl_, std::move(done));
+        invoke_local(svc, fn, args, reply_to(guard.done()));
         return;
     }
     if (!net_->dist) {
-        done(no_network());
+        impl_->run_soon([done = std::move(done)] { done(no_network()); });
         return;
     }
     net_->dist->call(node, svc, fn, std::move(args), timeout, std::move(done));

@@ -76,6 +76,8 @@ void actor_proc::run_turn(unsigned budget) {
         if (raw == nullptr) break;
         ++n;
         std::unique_ptr<msg_node> m(static_cast<msg_node*>(raw));
+        // An actor that throws exits with the exception's text as its
+        // reason (links and monitors see it): an outcome, not a log line.
         try {
             handle(m->msg);
         } catch (const std::exception& e) {

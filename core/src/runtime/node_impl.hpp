@@ -31,6 +31,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -330,13 +331,19 @@ public:
     void start();
     void stop() noexcept;
     void add(std::uint64_t id, clock::time_point when, pid to, message m);
+    // Runs `fn` on the timer thread at `when` (dropped, not run, if the
+    // service stops first). What it throws is logged.
+    // False (fn dropped) once stopped.
+    bool add_fn(std::uint64_t id, clock::time_point when, std::function<void()> fn);
     bool cancel(std::uint64_t id);
 
 private:
     void loop();
+    void run_fn(const std::function<void()>& fn) noexcept;
     struct entry {
         pid to;
         message msg;
+        std::function<void()> fn;  // set: run this instead of sending msg
         std::multimap<clock::time_point, std::uint64_t>::iterator pos;
     };
     node_impl& node_;
@@ -346,6 +353,32 @@ private:
     std::multimap<clock::time_point, std::uint64_t> by_time_;
     std::unordered_map<std::uint64_t, entry> by_id_;
     std::thread th_;
+};
+
+// --- completions that must not run inside the call that took them ---------------
+
+// node::call_async promises that `done` never runs on the caller's thread
+// inside call_async. Local invocations and some errors answer at once: while
+// the guard lives, a completion is moved to the node's timer thread
+// (node_impl::run_soon); once it is gone (call_async returned), completions
+// run where they happen. The completion runs exactly once either way.
+class no_reentry {
+public:
+    using done_fn = std::function<void(result<term>)>;
+    no_reentry(node_impl& n, done_fn f);
+    ~no_reentry();
+    no_reentry(const no_reentry&) = delete;
+    no_reentry& operator=(const no_reentry&) = delete;
+    // The completion to hand on in place of `f`.
+    done_fn done() const;
+
+private:
+    struct state {
+        std::atomic<bool> returned{false};
+        node_impl* node;
+        done_fn f;
+    };
+    std::shared_ptr<state> st_;
 };
 
 // --- the node runtime ------------------------------------------------------------
@@ -406,6 +439,17 @@ public:
     bool cancel_timer(const ref& r);
     std::uint64_t add_timer(std::chrono::nanoseconds delay, const pid& to, message m);
     bool cancel_timer_id(std::uint64_t id) { return timers_.cancel(id); }
+    // Runs `fn` on the node's timer thread after `delay` (a kith thread; keep
+    // it short). Dropped, never run, if the node stops first. Returns an id
+    // for cancel_timer_id.
+    std::uint64_t run_after(std::chrono::nanoseconds delay, std::function<void()> fn);
+    // Runs `fn` soon on the timer thread; once the node has stopped, on a
+    // short-lived thread of its own. Never on the calling thread, never
+    // dropped.
+    void run_soon(std::function<void()> fn);
+
+    // The node's log sink (net_options::log; unset: the default sink).
+    const log_sink& log() const noexcept { return log_; }
 
     // Scheduling: puts an actor whose scheduled_ flag the caller just set on
     // the run queue (takes a new reference).
@@ -493,6 +537,7 @@ private:
     actor_proc* try_steal(unsigned self, std::size_t min_size, const std::uint64_t* stuck_turns);
 
     const std::string name_;
+    const log_sink log_;
     const unsigned nworkers_;
     const unsigned turn_;
 

@@ -1,6 +1,7 @@
-// runtime.cpp — the node runtime: process relations, timers, the pid table,
+// runtime.cpp — the node runtime: process relations, the pid table,
 // spawning, sending, links and monitors, the registry. Scheduling (run
-// queues and workers) is in scheduler.cpp. See node_impl.hpp for the design.
+// queues and workers) is in scheduler.cpp, timers in timers.cpp. See
+// node_impl.hpp for the design.
 #include <algorithm>
 
 #include "auth/gate.hpp"
@@ -57,72 +58,11 @@ bool process::has_watcher(const pid& w, const ref& tag) {
     return std::any_of(v.begin(), v.end(), [&](const auto& e) { return e.second == tag && e.first == w; });
 }
 
-// --- timers ------------------------------------------------------------------------
-
-void timer_service::start() { th_ = std::thread([this] { loop(); }); }
-
-void timer_service::stop() noexcept {
-    {
-        std::lock_guard l(mu_);
-        stop_ = true;
-    }
-    cv_.notify_all();
-    if (th_.joinable()) th_.join();
-    std::lock_guard l(mu_);
-    by_time_.clear();
-    by_id_.clear();
-}
-
-void timer_service::add(std::uint64_t id, clock::time_point when, pid to, message m) {
-    bool wake;
-    {
-        std::lock_guard l(mu_);
-        if (stop_) return;
-        wake = by_time_.empty() || when < by_time_.begin()->first;
-        auto pos = by_time_.emplace(when, id);
-        by_id_.emplace(id, entry{std::move(to), std::move(m), pos});
-    }
-    if (wake) cv_.notify_one();
-}
-
-bool timer_service::cancel(std::uint64_t id) {
-    std::lock_guard l(mu_);
-    auto it = by_id_.find(id);
-    if (it == by_id_.end()) return false;
-    by_time_.erase(it->second.pos);
-    by_id_.erase(it);
-    return true;
-}
-
-void timer_service::loop() {
-    std::unique_lock l(mu_);
-    while (!stop_) {
-        if (by_time_.empty()) {
-            cv_.wait(l);
-            continue;
-        }
-        auto first = by_time_.begin();
-        const clock::time_point when = first->first;  // a copy: cancel() may erase the entry meanwhile
-        if (clock::now() < when) {
-            cv_.wait_until(l, when);
-            continue;
-        }
-        auto it = by_id_.find(first->second);
-        by_time_.erase(first);
-        if (it == by_id_.end()) continue;
-        pid to = std::move(it->second.to);
-        message m = std::move(it->second.msg);
-        by_id_.erase(it);
-        l.unlock();
-        node_.send(to, std::move(m));
-        l.lock();
-    }
-}
-
 // --- node_impl -----------------------------------------------------------------------
 
 node_impl::node_impl(node_options opts)
     : name_(std::move(opts.name)),
+      log_(opts.net.log),
       nworkers_(opts.workers ? opts.workers : std::max(1u, std::thread::hardware_concurrency())),
       turn_(std::max(1u, opts.turn_messages)),
       workers_(new worker[nworkers_]),
@@ -537,25 +477,5 @@ std::optional<pid> node_impl::whereis(const std::string& name) const {
     return pid{name_, it->second};
 }
 
-// --- timers ------------------------------------------------------------------------------
-
-std::uint64_t node_impl::add_timer(std::chrono::nanoseconds delay, const pid& to, message m) {
-    std::uint64_t id = refid_.fetch_add(1, std::memory_order_relaxed);
-    // Clamp: "forever" (nanoseconds::max) must not overflow the time point.
-    constexpr std::chrono::nanoseconds max_delay = std::chrono::hours(24 * 365 * 100);
-    delay = std::clamp(delay, std::chrono::nanoseconds(0), max_delay);
-    timers_.add(id, clock::now() + delay, to, std::move(m));
-    return id;
-}
-
-ref node_impl::send_after(std::chrono::nanoseconds delay, const pid& to, message m) {
-    if (!acting_may_reach(to)) return ref{};
-    return ref{name_, add_timer(delay, to, std::move(m))};
-}
-
-bool node_impl::cancel_timer(const ref& r) {
-    if (r.node != name_ || r.is_null()) return false;
-    return timers_.cancel(r.id);
-}
-
 }  // namespace kith::detail
+
