@@ -1,209 +1,78 @@
-// A kith_avail_node child process for the availability process tests
-// (adapted from tests/dist/test_dist_process.cpp): real fork/exec, stdout and
-// stderr read by a thread, every wait with a deadline, killed and reaped at
-// scope exit.
+// What the availability process tests (test_availability_process,
+// test_global_process, test_failover_process) share: a kith_avail_node child
+// (tests/dist/child_node.hpp's child_node: real fork/exec, every wait with a
+// deadline, killed and reaped at scope exit), node options with a fast
+// heartbeat, and small waits.
 #pragma once
 
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <filesystem>
-#include <mutex>
-#include <sstream>
-#include <stdexcept>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include "kith/keys.hpp"
+#include "kith/node.hpp"
+#include "kith_catch.hpp"
 
 #ifndef KITH_AVAIL_NODE
 #error "KITH_AVAIL_NODE must name the kith_avail_node binary"
 #endif
 
+// kith_avail_node takes kith_test_node's command line; child_node runs
+// whatever KITH_TEST_NODE names.
+#ifndef KITH_TEST_NODE
+#define KITH_TEST_NODE KITH_AVAIL_NODE
+#endif
+#include "child_node.hpp"
+
 namespace avail {
 using namespace std::chrono_literals;
-using kith::public_key;
+using process_test::child_node;
+using clock_type = std::chrono::steady_clock;
 
-class child_node {
-public:
-    std::string name, endpoint;
-    public_key key;
+inline const std::string kCookie = "avail-cookie-17";
 
-    child_node(std::string node_name, const std::filesystem::path& key_dir, const std::string& cookie,
-               const std::string& listen = {}, std::vector<std::string> extra = {})
-        : name(std::move(node_name)) {
-        std::vector<std::string> args{KITH_AVAIL_NODE, "--name", name, "--key-dir", key_dir.string(),
-                                      "--cookie", cookie};
-        if (!listen.empty()) {
-            args.push_back("--listen");
-            args.push_back(listen);
-        }
-        for (auto& e : extra) args.push_back(e);
-        std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
-        argv.push_back(nullptr);
+// Heartbeat every 200 ms, a peer lost after 1 s of silence (the children
+// get the same timeout through --hb-timeout-ms), so losses show up fast.
+inline kith::node_options opts(const std::string& name, const std::filesystem::path& key_dir,
+                               const std::string& cookie = kCookie) {
+    kith::node_options o;
+    o.name = name;
+    o.workers = 2;
+    o.net.listen = "tcp://127.0.0.1:0";
+    o.net.key_dir = key_dir;
+    o.net.cookie = cookie;
+    o.net.heartbeat_interval = 200ms;
+    o.net.heartbeat_timeout = 1000ms;
+    return o;
+}
 
-        int out[2], err[2];
-        if (pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
-        if (pipe2(err, O_CLOEXEC) != 0) {
-            ::close(out[0]);
-            ::close(out[1]);
-            throw std::runtime_error("pipe2 failed");
-        }
-        const pid_t parent = getpid();
-        pid_ = fork();
-        if (pid_ < 0) throw std::runtime_error("fork failed");
-        if (pid_ == 0) {
-            // Only async-signal-safe calls until exec (the parent has threads).
-            prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a crashed test
-            if (getppid() != parent) _exit(127);
-            dup2(out[1], 1);
-            dup2(err[1], 2);
-            execv(argv[0], argv.data());
-            _exit(127);
-        }
-        ::close(out[1]);
-        ::close(err[1]);
-        out_fd_ = out[0];
-        err_fd_ = err[0];
-        reader_ = std::thread([this] { read_loop(); });
+// Starts a child of the kCookie cluster and waits for READY (fails the test
+// with its stderr if not). `extra` is appended to its command line.
+inline std::unique_ptr<child_node> start_child(const std::string& name, const std::filesystem::path& dir,
+                                               const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args{"--hb-timeout-ms", "1000"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto c = std::make_unique<child_node>(name, dir, kCookie, "tcp://127.0.0.1:0", args);
+    bool ok = c->wait_ready(10s);
+    INFO("child stderr:\n" << c->stderr_text());
+    REQUIRE(ok);
+    return c;
+}
+
+template <class P>
+bool eventually(P pred, std::chrono::milliseconds timeout = 5000ms) {
+    auto end = clock_type::now() + timeout;
+    while (!pred()) {
+        if (clock_type::now() > end) return false;
+        std::this_thread::sleep_for(5ms);  // polling interval, not a wait for an event
     }
+    return true;
+}
 
-    ~child_node() {
-        kill_now();
-        reap();
-        stop_reader_ = true;
-        if (reader_.joinable()) reader_.join();
-        if (out_fd_ >= 0) ::close(out_fd_);
-        if (err_fd_ >= 0) ::close(err_fd_);
-    }
-    child_node(const child_node&) = delete;
-    child_node& operator=(const child_node&) = delete;
-
-    pid_t os_pid() const { return pid_; }
-
-    // Waits for "READY <endpoint> <z85 key>"; false if the child died or the
-    // deadline passed first.
-    bool wait_ready(std::chrono::milliseconds timeout = 10s) {
-        std::unique_lock lk(mu_);
-        auto line_ready = [&] {
-            auto p = out_.find("READY ");
-            return p != std::string::npos && out_.find('\n', p) != std::string::npos;
-        };
-        cv_.wait_for(lk, timeout, [&] { return line_ready() || out_eof_; });
-        if (!line_ready()) return false;
-        auto p = out_.find("READY ");
-        std::istringstream in(out_.substr(p + 6, out_.find('\n', p) - p - 6));
-        std::string z85;
-        in >> endpoint >> z85;
-        auto k = public_key::from_z85(z85);
-        if (!k || endpoint.empty()) return false;
-        key = *k;
-        return true;
-    }
-
-    // Waits until the child's stderr contains `needle`.
-    bool wait_stderr(const std::string& needle, std::chrono::milliseconds timeout = 5s) {
-        std::unique_lock lk(mu_);
-        return cv_.wait_for(lk, timeout, [&] { return err_.find(needle) != std::string::npos || err_eof_; }) &&
-               err_.find(needle) != std::string::npos;
-    }
-    std::string stderr_text() {
-        std::lock_guard lk(mu_);
-        return err_;
-    }
-    std::size_t count_stderr(const std::string& needle) {
-        std::lock_guard lk(mu_);
-        std::size_t n = 0;
-        for (auto p = err_.find(needle); p != std::string::npos; p = err_.find(needle, p + 1)) ++n;
-        return n;
-    }
-
-    void signal(int sig) {
-        if (pid_ > 0 && !reaped_) ::kill(pid_, sig);
-    }
-    void kill_now() { signal(SIGKILL); }
-
-    // True while the process has not exited.
-    bool running() {
-        if (reaped_ || pid_ <= 0) return false;
-        int st = 0;
-        pid_t r = waitpid(pid_, &st, WNOHANG);
-        if (r == pid_) {
-            reaped_ = true;
-            status_ = st;
-            return false;
-        }
-        return true;
-    }
-
-    // Waits for the child to exit (its pipes reach EOF) at most `timeout`;
-    // then kills it if needed and reaps it. Returns the wait status.
-    int reap(std::chrono::milliseconds timeout = 5s) {
-        if (pid_ <= 0 || reaped_) return status_;
-        {
-            std::unique_lock lk(mu_);
-            cv_.wait_for(lk, timeout, [&] { return out_eof_ && err_eof_; });
-        }
-        if (running()) {
-            ::kill(pid_, SIGKILL);
-            int st = 0;
-            while (waitpid(pid_, &st, 0) < 0 && errno == EINTR) {}
-            reaped_ = true;
-            status_ = st;
-        }
-        return status_;
-    }
-
-private:
-    void read_loop() {
-        char buf[4096];
-        while (!stop_reader_) {
-            pollfd p[2] = {{out_fd_, POLLIN, 0}, {err_fd_, POLLIN, 0}};
-            bool open_out, open_err;
-            {
-                std::lock_guard lk(mu_);
-                open_out = !out_eof_;
-                open_err = !err_eof_;
-            }
-            if (!open_out && !open_err) return;
-            if (!open_out) p[0].fd = -1;
-            if (!open_err) p[1].fd = -1;
-            int n = ::poll(p, 2, 50);
-            if (n <= 0) continue;
-            for (int i = 0; i < 2; ++i) {
-                if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-                ssize_t got = ::read(p[i].fd, buf, sizeof buf);
-                std::lock_guard lk(mu_);
-                if (got > 0) {
-                    (i == 0 ? out_ : err_).append(buf, static_cast<std::size_t>(got));
-                } else if (got == 0 || errno != EINTR) {
-                    (i == 0 ? out_eof_ : err_eof_) = true;
-                }
-                cv_.notify_all();
-            }
-        }
-    }
-
-    pid_t pid_ = -1;
-    bool reaped_ = false;
-    int status_ = 0;
-    int out_fd_ = -1, err_fd_ = -1;
-    std::thread reader_;
-    std::atomic<bool> stop_reader_{false};
-    std::mutex mu_;
-    std::condition_variable cv_;
-    std::string out_, err_;
-    bool out_eof_ = false, err_eof_ = false;
-};
+inline double ms_since(clock_type::time_point t0) {
+    return std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
+}
 
 }  // namespace avail

@@ -29,47 +29,9 @@
 
 using namespace kith;
 using namespace std::chrono_literals;
-using avail::child_node;
-using clock_type = std::chrono::steady_clock;
+using namespace avail;
 
 namespace {
-
-const std::string kCookie = "avail-cookie-17";
-
-node_options opts(const std::string& name, const std::filesystem::path& key_dir, const std::string& cookie = kCookie) {
-    node_options o;
-    o.name = name;
-    o.workers = 2;
-    o.net.listen = "tcp://127.0.0.1:0";
-    o.net.key_dir = key_dir;
-    o.net.cookie = cookie;
-    o.net.heartbeat_interval = 200ms;
-    o.net.heartbeat_timeout = 1000ms;
-    return o;
-}
-
-std::unique_ptr<child_node> start_child(const std::string& name, const std::filesystem::path& dir) {
-    auto c = std::make_unique<child_node>(name, dir, kCookie, "tcp://127.0.0.1:0",
-                                          std::vector<std::string>{"--hb-timeout-ms", "1000"});
-    bool ok = c->wait_ready(10s);
-    INFO("child stderr:\n" << c->stderr_text());
-    REQUIRE(ok);
-    return c;
-}
-
-template <class P>
-bool eventually(P pred, std::chrono::milliseconds timeout = 5000ms) {
-    auto end = clock_type::now() + timeout;
-    while (!pred()) {
-        if (clock_type::now() > end) return false;
-        std::this_thread::sleep_for(10ms);  // polling interval, not a wait for an event
-    }
-    return true;
-}
-
-double ms_since(clock_type::time_point t0) {
-    return std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
-}
 
 std::set<pid> as_set(const result<std::vector<pid>>& r) {
     REQUIRE(r.ok());

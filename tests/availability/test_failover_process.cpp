@@ -24,41 +24,13 @@
 
 using namespace kith;
 using namespace std::chrono_literals;
-using avail::child_node;
-using clock_type = std::chrono::steady_clock;
+using namespace avail;
 
 namespace {
 
-const std::string kCookie = "avail-cookie-17";
 const std::string kList = "a@localhost,b@localhost,c@localhost";
 constexpr auto kHbTimeout = 1000ms;
 constexpr auto kDelay = 500ms;
-
-node_options opts(const std::string& name, const std::filesystem::path& key_dir) {
-    node_options o;
-    o.name = name;
-    o.workers = 2;
-    o.net.listen = "tcp://127.0.0.1:0";
-    o.net.key_dir = key_dir;
-    o.net.cookie = kCookie;
-    o.net.heartbeat_interval = 200ms;
-    o.net.heartbeat_timeout = kHbTimeout;
-    return o;
-}
-
-std::unique_ptr<child_node> start_child(const std::string& name, const std::filesystem::path& dir) {
-    auto c = std::make_unique<child_node>(
-        name, dir, kCookie, "tcp://127.0.0.1:0",
-        std::vector<std::string>{"--hb-timeout-ms", "1000", "--failover", kList, "--fo-delay-ms", "500"});
-    bool ok = c->wait_ready(10s);
-    INFO("child stderr:\n" << c->stderr_text());
-    REQUIRE(ok);
-    return c;
-}
-
-double ms_since(clock_type::time_point t0) {
-    return std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
-}
 
 struct cluster {
     temp_dir tmp;
@@ -69,7 +41,8 @@ struct cluster {
 
     void start(const std::string& short_name) {
         auto name = short_name + "@localhost";
-        kids[name] = start_child(name, tmp.path / short_name);
+        kids[name] = start_child(name, tmp.path / short_name,
+                                 {"--failover", kList, "--fo-delay-ms", "500"});
     }
     // Connects this node to `name` and `name` to each of `peers` (each pair
     // once: a second connect of a connected pair is not what we test here).
