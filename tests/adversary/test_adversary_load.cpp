@@ -18,10 +18,14 @@
 #include <cstdlib>
 
 #include "adversary_harness.hpp"
+#include "call_bombs.hpp"
 
 using namespace adv;
 
 namespace {
+
+using call_bombs::deep_bomb;
+using call_bombs::wide_bomb;
 
 const std::string kVictim = "victim@localhost";
 constexpr long kAttackMs = 3000;
@@ -144,27 +148,6 @@ struct load_scene {
         (void)now_kb;
     }
 };
-
-// A call whose arguments are `arrays` arrays of `width` nils: at most the
-// grantee's frame (256 KiB) and array (4096) limits, about 48 bytes of
-// decoded term per byte.
-std::string wide_bomb(int arrays, int width) {
-    std::string inner = "[";
-    for (int i = 0; i < width; ++i) inner += i ? ", nil" : "nil";
-    inner += "]";
-    std::string args = "[";
-    for (int i = 0; i < arrays; ++i) args += (i ? ", " : "") + inner;
-    return "[6, 1, <null>, \"kvs\", \"lookup\", " + args + "], 5000]";
-}
-
-// Arguments of `count` arrays nested `depth` deep (the grantee's nesting
-// limit is 32, the envelope and args take two).
-std::string deep_bomb(int count, int depth) {
-    std::string one = std::string(depth, '[') + std::string(depth, ']');
-    std::string args = "[";
-    for (int i = 0; i < count; ++i) args += (i ? ", " : "") + one;
-    return "[6, 1, <null>, \"kvs\", \"lookup\", " + args + "], 5000]";
-}
 
 std::string ms(long x) { return std::to_string(x); }
 

@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "../adversary/call_bombs.hpp"
 #include "../grants/peer_process.hpp"
 #include "bench.hpp"
 
@@ -33,6 +34,9 @@
 #if defined(KITH_ADVERSARY) && defined(KITH_VICTIM)
 
 namespace {
+
+using call_bombs::deep_bomb;
+using call_bombs::wide_bomb;
 
 using namespace std::chrono_literals;
 constexpr long kAttackMs = 3000;
@@ -136,22 +140,6 @@ struct scene {
         return w.size() == 3 ? std::pair{std::stol(w[1]), std::stol(w[2])} : std::pair{0L, 0L};
     }
 };
-
-std::string wide_bomb(int arrays, int width) {
-    std::string inner = "[";
-    for (int i = 0; i < width; ++i) inner += i ? ", nil" : "nil";
-    inner += "]";
-    std::string args = "[";
-    for (int i = 0; i < arrays; ++i) args += (i ? ", " : "") + inner;
-    return "[6, 1, <null>, \"kvs\", \"lookup\", " + args + "], 5000]";
-}
-
-std::string deep_bomb(int count, int depth) {
-    std::string one = std::string(depth, '[') + std::string(depth, ']');
-    std::string args = "[";
-    for (int i = 0; i < count; ++i) args += (i ? ", " : "") + one;
-    return "[6, 1, <null>, \"kvs\", \"lookup\", " + args + "], 5000]";
-}
 
 // Runs one attack in a fresh scene and reports its figures.
 void measure(const std::string& name, const std::function<std::pair<std::string, std::string>(scene&)>& attack,
