@@ -16,6 +16,7 @@
 
 #include "kith/actor.hpp"
 #include "kith/principal.hpp"
+#include "table_server.hpp"
 
 namespace kith {
 namespace detail {
@@ -290,18 +291,11 @@ struct global_server {
 global_names::global_names(node& n, log_sink log) : n_(&n), t_(std::make_shared<global_table>()) {
     t_->n = &n;
     t_->log = std::move(log);
-    auto t = t_;
-    t_->server = n.spawn([t](actor& self) -> behavior {
-        auto srv = std::make_shared<global_server>();
-        srv->t = t;
-        // Subscribe first, then greet who is up: a node met twice gets two
-        // hellos, which is harmless (a table replaces the previous one).
-        t->n->monitor_nodes(self.self(), true);
-        for (auto& nn : t->n->nodes()) srv->hello(self, nn);
-        return [srv](actor& s, message& m) { srv->handle(s, m); };
-    });
-    if (auto r = n.register_name(kRegName, t_->server); !r.ok()) {
-        n.send_exit(t_->server, "kill");
+    // A node met twice gets two hellos, which is harmless (a table replaces
+    // the previous one).
+    auto r = detail::start_table_server<global_server>(
+        n, kRegName, t_, [](global_server& srv, actor& self, const std::string& nn) { srv.hello(self, nn); });
+    if (!r.ok()) {
         throw setup_error("global names cannot start on " + n.name() + ": " + r.err().message() +
                           " (is another global_names running on this node?)");
     }

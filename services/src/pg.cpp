@@ -19,6 +19,7 @@
 
 #include "kith/actor.hpp"
 #include "kith/principal.hpp"
+#include "table_server.hpp"
 
 namespace kith {
 namespace detail {
@@ -294,18 +295,10 @@ pg_scope::pg_scope(node& n, std::string scope, log_sink log) : n_(&n), t_(std::m
     t_->scope = std::move(scope);
     t_->reg_name = "kith.pg." + t_->scope;
     t_->log = std::move(log);
-    auto t = t_;
-    t_->server = n.spawn([t](actor& self) -> behavior {
-        auto srv = std::make_shared<pg_server>();
-        srv->t = t;
-        // Subscribe first, then look at who is up: a node coming up in
-        // between is discovered twice, which is harmless (sync replaces).
-        t->n->monitor_nodes(self.self(), true);
-        for (auto& nn : t->n->nodes()) srv->discover(self, nn);
-        return [srv](actor& s, message& m) { srv->handle(s, m); };
-    });
-    if (auto r = n.register_name(t_->reg_name, t_->server); !r.ok()) {
-        n.send_exit(t_->server, "kill");
+    // A node discovered twice is harmless (sync replaces).
+    auto r = detail::start_table_server<pg_server>(
+        n, t_->reg_name, t_, [](pg_server& srv, actor& self, const std::string& nn) { srv.discover(self, nn); });
+    if (!r.ok()) {
         throw setup_error("pg scope \"" + t_->scope + "\" cannot start on " + n.name() + ": " + r.err().message() +
                           " (is another pg_scope for it running?)");
     }
