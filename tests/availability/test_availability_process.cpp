@@ -54,15 +54,9 @@ bool echo_works(node& n, const pid& server) {
     return got.ok() && got->body == term("ping");
 }
 
-}  // namespace
-
-TEST_CASE("process: a supervisor restarts a remote child on its node when the node returns",
-          "[availability][supervisor][process]") {
-    temp_dir tmp;
-    node me(opts("sup@localhost", tmp.path / "me"));
-    auto b = start_child("far@localhost", tmp.path / "far");
-    REQUIRE(me.connect(b->endpoint, b->key, 5s).ok());
-
+// One remote child, the "echo" server on far@localhost: at most 3 restarts,
+// a retry every 500 ms while its node is away.
+supervisor_spec far_echo_spec() {
     supervisor_spec sp;
     sp.intensity = 3;
     sp.retry_interval = 500ms;
@@ -72,7 +66,19 @@ TEST_CASE("process: a supervisor restarts a remote child on its node when the no
     c.remote = remote_child{"far@localhost", "echo", "server", arr()};
     c.start_timeout = 2000ms;
     sp.children.push_back(c);
-    auto sup = start_supervisor(me, sp);
+    return sp;
+}
+
+}  // namespace
+
+TEST_CASE("process: a supervisor restarts a remote child on its node when the node returns",
+          "[availability][supervisor][process]") {
+    temp_dir tmp;
+    node me(opts("sup@localhost", tmp.path / "me"));
+    auto b = start_child("far@localhost", tmp.path / "far");
+    REQUIRE(me.connect(b->endpoint, b->key, 5s).ok());
+
+    auto sup = start_supervisor(me, far_echo_spec());
     REQUIRE(sup.ok());
     auto kids = which_children(me, *sup);
     REQUIRE(kids.ok());
@@ -274,16 +280,7 @@ TEST_CASE("process: a supervisor's remote child on a frozen node is replaced onc
     node me(opts("sup@localhost", tmp.path / "me"));
     auto b = start_child("far@localhost", tmp.path / "far");
     REQUIRE(me.connect(b->endpoint, b->key, 5s).ok());
-    supervisor_spec sp;
-    sp.intensity = 3;
-    sp.retry_interval = 500ms;
-    sp.log = [](const log_record&) {};
-    child_spec c;
-    c.id = "echo";
-    c.remote = remote_child{"far@localhost", "echo", "server", arr()};
-    c.start_timeout = 2000ms;
-    sp.children.push_back(c);
-    auto sup = start_supervisor(me, sp);
+    auto sup = start_supervisor(me, far_echo_spec());
     REQUIRE(sup.ok());
     pid first = (*which_children(me, *sup))[0].who;
 
