@@ -129,6 +129,9 @@ struct net_counters {
     // Connections refused at their handshake, both ways: keys this node did
     // not admit, and nodes that refused us.
     std::uint64_t refused_connections = 0;
+    // Frames from grantees and strangers dropped unread, over the bytes a
+    // second a non-member may make this node read (docs/security.md, "Bounds").
+    std::uint64_t rate_drops = 0;
 };
 
 }  // namespace kith

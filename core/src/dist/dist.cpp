@@ -461,6 +461,7 @@ net_counters dist::counters() const {
     c.refused_overloaded = refused_overloaded_.load();
     c.overload_drops = overload_drops_.load() + s.overload_drops;
     c.refused_connections = s.refused_inbound + s.refused_outbound;
+    c.rate_drops = s.rate_drops;
     return c;
 }
 

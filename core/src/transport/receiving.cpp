@@ -230,6 +230,13 @@ void transport::impl::housekeeping() {
         heartbeat_timeouts++;
         link_failed(*l, "timeout");
     }
+    // Read budgets of keys idle long enough to be full again.
+    if (o.guest_bytes_per_s > 0) {
+        const auto refill = std::chrono::duration<double>(static_cast<double>(o.guest_burst_bytes) /
+                                                          static_cast<double>(o.guest_bytes_per_s));
+        for (auto it = guest_rx.begin(); it != guest_rx.end();)
+            it = now - it->second.last > refill ? guest_rx.erase(it) : std::next(it);
+    }
 }
 
 void transport::impl::reap_ins() {

@@ -255,6 +255,28 @@ void transport::impl::on_handshake(link& l, env_handshake& hs) {
     }
 }
 
+bool transport::impl::byte_bucket::take(double n, double rate, double burst, clock::time_point now) {
+    if (tokens < 0) tokens = burst;
+    else tokens = std::min(burst, tokens + std::chrono::duration<double>(now - last).count() * rate);
+    last = now;
+    if (tokens < n) return false;
+    tokens -= n;
+    return true;
+}
+
+bool transport::impl::charge_guest(const public_key& key, std::size_t bytes, clock::time_point now) {
+    const double n = static_cast<double>(bytes);
+    if (o.guest_bytes_per_s > 0) {
+        // Buckets of keys that were idle long enough to be full again are
+        // forgotten (housekeeping), so the map holds only active senders.
+        auto& b = guest_rx[key];
+        if (!b.take(n, static_cast<double>(o.guest_bytes_per_s), static_cast<double>(o.guest_burst_bytes), now))
+            return false;
+    }
+    return o.guests_bytes_per_s == 0 || guests_rx.take(n, static_cast<double>(o.guests_bytes_per_s),
+                                                        static_cast<double>(o.guests_burst_bytes), now);
+}
+
 void transport::impl::on_frame(link& l, std::string_view frame, const peer_auth& auth) {
     frames_in++;
     bytes_in += frame.size();
@@ -263,6 +285,10 @@ void transport::impl::on_frame(link& l, std::string_view frame, const peer_auth&
     const frame_limits& lim = l.state != lstate::established ? o.handshake_limits
                               : auth.kind == trust_kind::cluster ? o.limits
                                                                  : o.guest_limits;
+    if (auth.kind != trust_kind::cluster && !charge_guest(auth.key, frame.size(), l.last_rx)) {
+        rate_drops++;
+        return;
+    }
     if (frame.size() > lim.max_frame_bytes) {
         if (l.state == lstate::established) {
             decode_errors++;

@@ -366,6 +366,7 @@ transport_stats transport::stats() const {
     s.handshakes_pending = m.handshakes_pending;
     s.handshake_failures = m.handshake_failures;
     s.socket_errors = m.socket_errors;
+    s.rate_drops = m.rate_drops;
     return s;
 }
 

@@ -86,6 +86,20 @@ struct transport_options {
         return f;
     }
     static constexpr std::size_t max_handshake_services = 256;  // names of at most 64 characters
+    // Bytes a second that non-members may make this node read, checked
+    // before a frame is decoded (a decode bomb costs its sender this budget,
+    // not the node's CPU): per key (all its links together) and for all
+    // non-members together, each a token bucket with the given burst. A
+    // frame over either is dropped unread and counted in rate_drops; the
+    // sender's calls then time out. Cluster members are never charged, so
+    // they keep the node's capacity. 0: unlimited.
+    // (A frame decodes to at most about 48 bytes of terms per byte: a nil is
+    // one byte on the wire and a term in memory. The burst bounds what a
+    // non-member can make the node hold at once.)
+    std::uint64_t guest_bytes_per_s = 1u << 20;
+    std::uint64_t guest_burst_bytes = 1u << 20;
+    std::uint64_t guests_bytes_per_s = 8u << 20;
+    std::uint64_t guests_burst_bytes = 8u << 20;
     std::size_t batch_bytes = 64 * 1024;          // a batch is flushed once it reaches this size
     std::size_t max_queue_bytes = 8u << 20;       // per peer: queued + unsent bytes before post() fails
     int sndhwm = 256;                             // ZMQ_SNDHWM (messages, i.e. batches) per socket/pipe
@@ -188,6 +202,9 @@ struct transport_stats {
     // libzmq calls that failed at run time (each logged, at most one record
     // a second): a socket that could not be opened, a failed send or read.
     std::uint64_t socket_errors = 0;
+    // Frames from non-members dropped unread: over guest_bytes_per_s (their
+    // key's) or guests_bytes_per_s (all non-members').
+    std::uint64_t rate_drops = 0;
 };
 
 class transport {

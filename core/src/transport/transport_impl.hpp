@@ -236,13 +236,25 @@ struct transport::impl {
     std::atomic<std::uint64_t> frames_in{0}, frames_out{0}, envelopes_in{0}, envelopes_out{0}, bytes_in{0},
         bytes_out{0}, refused_inbound{0}, refused_outbound{0}, decode_errors{0}, protocol_errors{0},
         overload_drops{0}, dropped_at_down{0}, heartbeat_timeouts{0}, peers_up{0}, peers_down{0},
-        handshakes_pending{0}, handshake_failures{0}, socket_errors{0};
+        handshakes_pending{0}, handshake_failures{0}, socket_errors{0}, rate_drops{0};
     std::atomic<clock::rep> socket_error_logged{0};  // when the last socket_error record went out
 
     // I/O-thread state
     std::list<std::unique_ptr<link>> outs;
     std::unordered_map<std::string, std::unique_ptr<link>> ins;  // by routing id
     std::map<public_key, std::size_t> links_per_key;             // inbound links of each non-member key
+    // Read budgets of non-members (transport_options::guest_bytes_per_s):
+    // one bucket per key seen recently, one for them all. I/O thread only.
+    struct byte_bucket {
+        double tokens = -1;  // < 0: new, starts full
+        clock::time_point last{};
+        // Takes n bytes if the bucket holds them (refilled at `rate`, up to `burst`).
+        bool take(double n, double rate, double burst, clock::time_point now);
+    };
+    std::map<public_key, byte_bucket> guest_rx;
+    byte_bucket guests_rx;
+    // True if a non-member's frame of `bytes` may be read now; charges it.
+    bool charge_guest(const public_key& key, std::size_t bytes, clock::time_point now);
     std::atomic<std::uint64_t> links_over_budget{0};
     // fd bookkeeping for ZMQ_EVENT_DISCONNECTED (matched to links by fd, and
     // fds are reused): `closing_fds` holds fds of inbound links forgotten
