@@ -10,25 +10,13 @@
 #include <stdexcept>
 #include <string>
 
+#include "../transport/tmpdir.hpp"
 #include "kith/node.hpp"
 
 namespace kith::bench {
 
-// A temporary directory, removed afterwards.
-struct temp_dir {
-    std::filesystem::path path;
-    temp_dir() {
-        std::string tmpl = (std::filesystem::temp_directory_path() / "kith-bench-XXXXXX").string();
-        if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-        path = tmpl;
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-    temp_dir(const temp_dir&) = delete;
-    temp_dir& operator=(const temp_dir&) = delete;
-};
+// A temporary directory, removed afterwards (the tests' own).
+using ::temp_dir;
 
 inline constexpr const char* bench_cookie = "kith-bench-cookie";
 

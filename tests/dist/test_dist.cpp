@@ -72,6 +72,16 @@ TEST_CASE("dist: kvs over rpc, as in the seeds' two terminals", "[dist]") {
     CHECK(p.a.call("alice@localhost", "echo", "echo", arr(7), 2s).value() == term(7));
 }
 
+TEST_CASE("dist: connecting back to a node that connected to us answers at once", "[dist]") {
+    pair_of_nodes p;  // alice dialled bob
+    auto t0 = std::chrono::steady_clock::now();
+    auto back = p.b.connect(p.a.endpoint(), p.a.key(), 3s);
+    REQUIRE(back.ok());  // it used to time out: the link joined the session alice's dial had opened
+    CHECK(*back == "alice@localhost");
+    CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+    CHECK(p.b.call("alice@localhost", "echo", "echo", arr(1), 2s).value() == term(1));
+}
+
 TEST_CASE("dist: rpc errors are distinct values", "[dist]") {
     pair_of_nodes p;
     p.b.add_service(service("math")

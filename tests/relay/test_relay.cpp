@@ -20,6 +20,7 @@
 #include <string>
 #include <thread>
 
+#include "../transport/tmpdir.hpp"
 #include "kith/builtin.hpp"
 #include "kith/node.hpp"
 #include "kith/service.hpp"
@@ -29,19 +30,6 @@ using namespace kith;
 using namespace std::chrono_literals;
 
 namespace {
-
-struct temp_dir {
-    std::filesystem::path path;
-    temp_dir() {
-        std::string t = (std::filesystem::temp_directory_path() / "kith-relay-XXXXXX").string();
-        REQUIRE(::mkdtemp(t.data()));
-        path = t;
-    }
-    ~temp_dir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-};
 
 node_options opts(const std::string& name, const std::filesystem::path& dir) {
     std::filesystem::create_directories(dir);

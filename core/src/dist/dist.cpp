@@ -41,6 +41,9 @@ dist::dist(node_impl& rt, const net_options& opts, std::shared_ptr<service_table
     cb.on_peer_up = [this](const std::string& p, const peer_info& i) { on_up(p, i); };
     cb.on_peer_down = [this](const std::string& p, const std::string& r) { on_down(p, r); };
     cb.on_peer_refused = [this](const refusal& r) { on_refused(r); };
+    // b dials a while a's link to b is up: the session exists already, so
+    // the connect is answered here (it used to time out).
+    cb.on_outbound_joined = [this](const std::string& p, const std::string& ep) { waiters_->settle(ep, p); };
     cb.on_name_claim = [this](auth::name_claim& c) { return on_name_claim(c); };
     cb.on_envelopes = [this](const std::string& p, const peer_auth& a, std::vector<envelope>&& es) {
         on_envelopes(p, a, std::move(es));
@@ -396,7 +399,18 @@ void dist::emit(const node_event& ev) {
     }
     if (!pids.empty()) {
         term t = ev.to_term();
-        for (auto& p : pids) rt_.send(p, message(t));
+        std::vector<pid> dead;
+        for (auto& p : pids) {
+            // A subscriber that ended without unsubscribing is forgotten
+            // here, so the list never grows with dead pids.
+            auto proc = rt_.lookup(p.serial);
+            if (!proc || proc->is_dead()) dead.push_back(p);
+            else rt_.send(p, message(t));
+        }
+        if (!dead.empty()) {
+            std::lock_guard lk(mu_);
+            for (auto& p : dead) std::erase(node_monitors_, p);
+        }
     }
 }
 

@@ -241,6 +241,7 @@ void transport::impl::on_handshake(link& l, env_handshake& hs) {
     // What on_peer_up posts is queued and goes out after the answer.
     if (it != sessions.end() && it->second.info.creation == hs.creation) {
         it->second.links.push_back(&l);
+        if (l.outbound) call(cb.on_outbound_joined, hs.node, l.endpoint);
     } else {
         // The peer restarted: the old session ends before the new one.
         if (it != sessions.end()) session_down(hs.node, "connection_closed", nullptr);

@@ -146,6 +146,10 @@ struct transport_callbacks {
     // "revoked" (goodbye "revoked": the grant we used was revoked)
     std::function<void(const std::string& peer, const std::string& reason)> on_peer_down;
     std::function<void(const refusal&)> on_peer_refused;
+    // A link we dialled to `endpoint` joined the session that `peer` already
+    // had (it had dialled us first, or we had another link): no on_peer_up
+    // follows, but a connect to `endpoint` is done.
+    std::function<void(const std::string& peer, const std::string& endpoint)> on_outbound_joined;
     // Data envelopes (handshake/heartbeat/goodbye are consumed here), in the
     // order the peer sent them. `auth` comes from the User-Id of the ZeroMQ
     // message that carried them (never from envelope contents).
