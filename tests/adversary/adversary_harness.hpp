@@ -63,9 +63,11 @@ struct victim {
     long handed() { return std::stol(words(ask("sink")).at(2)); }
 };
 
-// `prefix`: a command the victim runs under (e.g. ip netns exec NS).
+// `prefix`: a command the victim runs under (e.g. ip netns exec NS);
+// `extra`: more options for it (tests/support/node_args.hpp).
 inline std::unique_ptr<victim> start_victim(const std::string& name, const std::filesystem::path& dir,
-                                            const std::string& cookie, std::vector<std::string> prefix = {}) {
+                                            const std::string& cookie, std::vector<std::string> prefix = {},
+                                            std::vector<std::string> extra = {}) {
     auto v = std::make_unique<victim>();
     v->cookie = cookie;
     v->dir = dir;
@@ -73,6 +75,7 @@ inline std::unique_ptr<victim> start_victim(const std::string& name, const std::
     for (auto a : {std::string(KITH_VICTIM), std::string("--name"), name, std::string("--key-dir"), dir.string(),
                    std::string("--cookie"), cookie})
         argv.push_back(std::move(a));
+    for (auto& a : extra) argv.push_back(a);
     v->p = std::make_unique<peer_process>(argv);
     auto ready = v->p->wait_line("READY ", 15s);
     INFO(v->p->all_output());

@@ -51,6 +51,14 @@ struct net_options {
     // counted in net_counters only). Unset: the process default sink
     // (stderr, "kith dist [name@host]: warning: <text>").
     log_sink log;
+    // Bytes a second a grantee or stranger may make this node read (per
+    // key, with this burst), charged before a frame is decoded; beyond, its
+    // frames are dropped unread (net_counters::rate_drops) and its calls
+    // time out. Bounds decode bombs (docs/security.md, "Bounds"). All
+    // non-members together get 8x this. Cluster members are never charged.
+    // 0: unlimited.
+    std::uint64_t guest_bytes_per_s = 1u << 20;
+    std::uint64_t guest_burst_bytes = 1u << 20;
 };
 
 // How much a connected node is trusted (see docs/security.md). The one enum
