@@ -4,6 +4,7 @@
 // reverse start order with a kill after the shutdown timeout; bad specs.
 // Children report to a test mailbox ("started"/"stopping" events), so every
 // assertion is about observed behaviour, with deadlines.
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <mutex>
@@ -62,13 +63,28 @@ event next_event(mailbox& mb, std::chrono::milliseconds timeout = 5000ms) {
     return e;
 }
 
-// The next `n` events, as "started:a" / "stopping:b" strings.
+// The next `n` events, as "started:a" / "stopping:b" strings. A child says
+// "started" from its own init, on a worker, so children the supervisor
+// started one after the other may say so in any order: each run of
+// consecutive "started" events is put in child order (every spec here starts
+// its children in id order). "stopping" events are in the supervisor's
+// order: it waits for each child to end before it stops the next.
 std::vector<std::string> events(mailbox& mb, std::size_t n, std::map<std::string, pid>* pids = nullptr) {
     std::vector<std::string> out;
     for (std::size_t i = 0; i < n; ++i) {
         auto e = next_event(mb);
         out.push_back(e.what + ":" + e.id);
         if (pids && e.what == "started") (*pids)[e.id] = e.who;
+    }
+    auto is_start = [](const std::string& x) { return x.rfind("started:", 0) == 0; };
+    for (auto it = out.begin(); it != out.end();) {
+        if (!is_start(*it)) {
+            ++it;
+            continue;
+        }
+        auto end = std::find_if_not(it, out.end(), is_start);
+        std::sort(it, end);
+        it = end;
     }
     return out;
 }
