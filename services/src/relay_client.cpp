@@ -104,8 +104,12 @@ bool read_exact(int fd, std::uint8_t* p, std::size_t n, clock::time_point deadli
 
 // Opens a data-plane connection to the relay for `name` ("d-..." or
 // "a-..."): SOCKS5 greeting, CONNECT, and the relay's reply, all within
-// the deadline. -1 when the relay refuses, is down or too slow.
-int relay_connect(const std::string& relay_ep, const std::string& name, clock::time_point deadline) {
+// the deadline. -1 when the relay refuses, is down or too slow; `*refusal`
+// is then the relay's SOCKS reply code (0x02: unknown or used token), or -1
+// when it gave none.
+int relay_connect(const std::string& relay_ep, const std::string& name, clock::time_point deadline,
+                  int* refusal = nullptr) {
+    if (refusal) *refusal = -1;
     if (name.size() > 255) return -1;
     int fd = tcp_connect(relay_ep, deadline);
     if (fd < 0) return -1;
@@ -115,11 +119,12 @@ int relay_connect(const std::string& relay_ep, const std::string& name, clock::t
     req.insert(req.end(), name.begin(), name.end());
     req.push_back(0);
     req.push_back(1);
-    std::uint8_t reply[10];
+    std::uint8_t reply[10] = {};
     bool ok = write_all(fd, greet, 3, deadline) && read_exact(fd, choice, 2, deadline) && choice[0] == 5 &&
               choice[1] == 0 && write_all(fd, req.data(), req.size(), deadline) &&
               read_exact(fd, reply, 10, deadline) && reply[0] == 5 && reply[1] == 0 && reply[3] == 1;
     if (!ok) {
+        if (refusal && reply[0] == 5 && reply[1] != 0) *refusal = reply[1];
         ::close(fd);
         return -1;
     }
@@ -140,7 +145,10 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
     struct forwarder {
         int listen_fd = -1;
         std::string endpoint;  // tcp://127.0.0.1:PORT
+        std::string token, relay_ep;  // the current dial token and data plane (renewed by redial)
     };
+    std::uint64_t sub = 0;  // subscribe_nodes id (registrants: re-register when the relay is back)
+    bool listed = false;
     std::map<std::string, forwarder> forwarders;  // by target name
 
     impl(node& n_, std::string r) : n(n_), relay_node(std::move(r)) {}
@@ -233,8 +241,58 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
         });
     }
 
-    // A forwarder for `target`: each connection to it becomes a relay session.
-    result<std::string> forwarder_for(const std::string& target, const std::string& token, const std::string& relay_ep) {
+    // Asks the relay for a dial token for `target`: {token, data-plane endpoint}.
+    result<std::pair<std::string, std::string>> dial(const std::string& target, std::chrono::milliseconds timeout) {
+        auto d = n.call(relay_node, "relay", "dial", arr(target), timeout);
+        if (!d.ok()) return d.err();
+        if (d->size() != 3 || !d->at(0)->is_string() || !d->at(1)->is_string() ||
+            d->at(0)->as_string()->size() != 32)
+            return error{errc::decode, "relay: " + relay_node + " answered dial with something else than "
+                                       "[Token, Endpoint, Key]; is it a kith relay?"};
+        return std::make_pair(*d->at(0)->as_string(), *d->at(1)->as_string());
+    }
+
+    // One connection of the node to the forwarder for `target`: a relay
+    // session, spliced. A token the relay no longer knows (it restarted, or
+    // the token expired) is renewed once with a fresh dial; any other
+    // failure closes the connection, and libzmq dials again later.
+    void forward(int c, const std::string& target) {
+        std::string tok, ep;
+        {
+            std::lock_guard lk(mu);
+            auto& f = forwarders[target];
+            tok = f.token;
+            ep = f.relay_ep;
+        }
+        int refusal = -1;
+        int r = relay_connect(ep, "d-" + tok + ".kith", clock::now() + std::chrono::seconds(10), &refusal);
+        if (r < 0 && refusal == 0x02 && !stop.load()) {
+            if (auto d = dial(target, std::chrono::seconds(3)); d.ok()) {
+                {
+                    std::lock_guard lk(mu);
+                    auto& f = forwarders[target];
+                    f.token = d->first;
+                    f.relay_ep = d->second;
+                }
+                r = relay_connect(d->second, "d-" + d->first + ".kith", clock::now() + std::chrono::seconds(10));
+            }
+        }
+        if (r < 0) {
+            ::close(c);  // libzmq sees a closed TCP connection and dials again later
+            return;
+        }
+        splice(c, r);
+    }
+
+    // The loopback endpoint whose connections become relay sessions to
+    // `target`; opened (with a dial token) on first use.
+    result<std::string> route(const std::string& target, std::chrono::milliseconds timeout) {
+        {
+            std::lock_guard lk(mu);
+            if (auto it = forwarders.find(target); it != forwarders.end()) return it->second.endpoint;
+        }
+        auto d = dial(target, timeout);
+        if (!d.ok()) return d.err();
         int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         sockaddr_in sa{};
         sa.sin_family = AF_INET;
@@ -252,27 +310,29 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
         std::string ep = "tcp://127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
         {
             std::lock_guard lk(mu);
-            forwarders[target] = forwarder{fd, ep};
+            if (auto it = forwarders.find(target); it != forwarders.end()) {  // another thread was first
+                live.erase(fd);
+                ::close(fd);
+                return it->second.endpoint;
+            }
+            forwarders[target] = forwarder{fd, ep, d->first, d->second};
         }
-        spawn_thread([this, fd, token, relay_ep] {
+        spawn_thread([this, fd, target] {
             while (!stop.load()) {
                 int c = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
                 if (c < 0) {
                     if (errno == EINTR || errno == ECONNABORTED) continue;
                     return;  // shut down
                 }
-                spawn_thread([this, c, token, relay_ep] {
-                    int r = relay_connect(relay_ep, "d-" + token + ".kith", clock::now() + std::chrono::seconds(10));
-                    if (r < 0) {
-                        ::close(c);  // libzmq sees a closed TCP connection and dials again later
-                        return;
-                    }
-                    splice(c, r);
-                });
+                spawn_thread([this, c, target] { forward(c, target); });
             }
         });
         return ep;
     }
+
+    // Registers (again: the relay forgets registrations when it restarts or
+    // the link to it drops). Blocking.
+    result<term> register_now() { return n.call(relay_node, "relay", "register", arr(agent, listed)); }
 };
 
 relay_client::relay_client(node& n, std::string relay_node, std::nullptr_t)
@@ -281,14 +341,25 @@ relay_client::relay_client(node& n, std::string relay_node, std::nullptr_t)
 relay_client::relay_client(node& n, std::string relay_node, bool listed)
     : relay_client(n, std::move(relay_node), nullptr) {
     p_->start_agent();
-    auto r = n.call(p_->relay_node, "relay", "register", arr(p_->agent, listed));
+    p_->listed = listed;
+    auto r = p_->register_now();
     if (!r.ok()) {
         n.send_exit(p_->agent, term("kill"));
         throw setup_error("relay: " + p_->relay_node + " refused the registration: " + r.err().detail);
     }
+    // When the link to the relay comes back (the relay restarted, or the
+    // network came back), register again: the relay has forgotten us.
+    std::weak_ptr<impl> w = p_;
+    p_->sub = n.subscribe_nodes([w](const node_event& ev) {
+        auto self = w.lock();
+        if (!self || ev.what != node_event::kind::up || ev.node != self->relay_node || self->stop.load()) return;
+        // Not on the kith thread that reports the event: register blocks.
+        self->spawn_thread([self] { (void)self->register_now(); });
+    });
 }
 
 relay_client::~relay_client() {
+    if (p_->sub) p_->n.unsubscribe_nodes(p_->sub);
     if (!p_->agent.is_null()) {
         (void)p_->n.call(p_->relay_node, "relay", "unregister", arr(), std::chrono::seconds(1));
         p_->n.send_exit(p_->agent, term("kill"));
@@ -301,23 +372,17 @@ relay_client::~relay_client() {
 
 result<std::string> relay_client::connect(const std::string& target, const public_key& key,
                                           std::chrono::milliseconds timeout) {
-    std::string ep;
-    {
-        std::lock_guard lk(p_->mu);
-        if (auto it = p_->forwarders.find(target); it != p_->forwarders.end()) ep = it->second.endpoint;
-    }
-    if (ep.empty()) {
-        auto d = p_->n.call(p_->relay_node, "relay", "dial", arr(target), timeout);
-        if (!d.ok()) return d.err();
-        if (d->size() != 3 || !d->at(0)->is_string() || !d->at(1)->is_string() ||
-            d->at(0)->as_string()->size() != 32)
-            return error{errc::decode, "relay: " + p_->relay_node + " answered dial with something else than "
-                                       "[Token, Endpoint, Key]; is it a kith relay?"};
-        auto fwd = p_->forwarder_for(target, *d->at(0)->as_string(), *d->at(1)->as_string());
-        if (!fwd.ok()) return fwd.err();
-        ep = *fwd;
-    }
-    return p_->n.connect(ep, key, timeout);
+    auto ep = p_->route(target, timeout);
+    if (!ep.ok()) return ep.err();
+    return p_->n.connect(*ep, key, timeout);
+}
+
+result<std::string> relay_client::connect(const grant_file& grant, std::chrono::milliseconds timeout) {
+    auto ep = p_->route(grant.node, timeout);
+    if (!ep.ok()) return ep.err();
+    grant_file via = grant;
+    via.endpoints = {*ep};
+    return p_->n.connect(via, timeout);
 }
 
 result<term> relay_client::directory(std::chrono::milliseconds timeout) {

@@ -140,6 +140,12 @@ result<term> relay::impl::do_dial(const std::string& name) {
         held += it->second.dialler == p.node;
         ++it;
     }
+    // The same dialler (name and key) redialling the same target: its token again.
+    for (auto& [hex, t] : tokens)
+        if (t.dialler == p.node && t.dialler_key == p.key.z85() && t.target == name && t.expires >= now) {
+            t.expires = now + o_.token_lifetime;
+            return arr(hex, endpoint_, r->second.key_z85);
+        }
     if (held >= o_.max_tokens_per_dialler)
         return error{errc::overloaded, "dial: you hold " + std::to_string(held) +
                                            " live dial tokens at this relay (the maximum); reuse one"};

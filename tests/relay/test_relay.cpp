@@ -31,26 +31,33 @@ using namespace std::chrono_literals;
 
 namespace {
 
-node_options opts(const std::string& name, const std::filesystem::path& dir) {
+node_options opts(const std::string& name, const std::filesystem::path& dir,
+                  const std::string& cookie = "relay-test-cookie") {
     std::filesystem::create_directories(dir);
     std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
     node_options o;
     o.name = name;
     o.net.listen = "tcp://127.0.0.1:0";
     o.net.key_dir = dir;
-    o.net.cookie = "relay-test-cookie";
+    o.net.cookie = cookie;
     o.net.log = [](const log_record&) {};
     return o;
 }
 
 // A raw SOCKS5 exchange with the relay's data plane: returns the reply code
 // (0 granted), or -1 when the relay closed without one.
-int socks_request(const std::string& relay_ep, const std::string& name) {
-    auto c = relay_ep.rfind(':');
+// "HOST:PORT" (IPv4) as a socket address.
+sockaddr_in addr_of(const std::string& ep) {
+    auto c = ep.rfind(':');
     sockaddr_in sa{};
     sa.sin_family = AF_INET;
-    sa.sin_port = htons(static_cast<std::uint16_t>(std::stoi(relay_ep.substr(c + 1))));
-    ::inet_pton(AF_INET, relay_ep.substr(0, c).c_str(), &sa.sin_addr);
+    sa.sin_port = htons(static_cast<std::uint16_t>(std::stoi(ep.substr(c + 1))));
+    ::inet_pton(AF_INET, ep.substr(0, c).c_str(), &sa.sin_addr);
+    return sa;
+}
+
+int socks_request(const std::string& relay_ep, const std::string& name) {
+    sockaddr_in sa = addr_of(relay_ep);
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     timeval tv{3, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -67,6 +74,30 @@ int socks_request(const std::string& relay_ep, const std::string& name) {
     }
     ::close(fd);
     return got >= 4 ? buf[3] : -1;  // choice (2 bytes) then reply: VER, REP
+}
+
+// "127.0.0.1:PORT" with a port that was free a moment ago.
+std::string free_endpoint() {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof sa;
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &sl);
+    ::close(fd);
+    return "127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
+}
+
+// Waits until `f()` holds, at most `t`.
+template <class F>
+bool eventually(F f, std::chrono::milliseconds t = 10s) {
+    auto deadline = std::chrono::steady_clock::now() + t;
+    while (!f()) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(20ms);
+    }
+    return true;
 }
 
 // A man in the middle in front of the relay (its advertised endpoint):
@@ -118,11 +149,7 @@ struct tamperer {
         for (;;) {
             int c = ::accept(listen_fd, nullptr, nullptr);
             if (c < 0) break;
-            auto col = upstream.rfind(':');
-            sockaddr_in sa{};
-            sa.sin_family = AF_INET;
-            sa.sin_port = htons(static_cast<std::uint16_t>(std::stoi(upstream.substr(col + 1))));
-            ::inet_pton(AF_INET, upstream.substr(0, col).c_str(), &sa.sin_addr);
+            sockaddr_in sa = addr_of(upstream);
             int u = ::socket(AF_INET, SOCK_STREAM, 0);
             if (::connect(u, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
                 ::close(c);
@@ -201,18 +228,7 @@ TEST_CASE("relay: a relay that flips a byte causes a failed link, never a forged
     ro.listen = "127.0.0.1:0";
     // Both nodes reach the relay's data plane through the tamperer.
     // A free port for the relay, so the tamperer can point at it first.
-    std::string relay_ep;
-    {
-        int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in sa{};
-        sa.sin_family = AF_INET;
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        socklen_t sl = sizeof sa;
-        REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &sl);
-        relay_ep = "127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
-        ::close(fd);
-    }
+    std::string relay_ep = free_endpoint();
     auto mitm = std::make_unique<tamperer>(relay_ep, 3000);
     ro.listen = relay_ep;
     ro.advertise = mitm->endpoint;
@@ -302,9 +318,17 @@ TEST_CASE("relay: the data plane refuses unknown tokens, junk and sessions beyon
     CHECK(socks_request(ep, "a-" + std::string(32, 'f') + ".kith") == 0x02);  // a session nobody opened
     CHECK(socks_request(ep, "example.com") == 0x02);                          // not a relay name
     CHECK(w.rel.counters().refused >= 2);
-    // One session is allowed: Bob's link. A second token for the same node is refused.
+    // One session is allowed: Bob's link. Bob dialling again gets his token
+    // again, which is in use (one session per token); a third node's token
+    // is refused by the node's session limit.
     REQUIRE(w.bob->connect("a@test", w.a.key()).ok());
-    CHECK(socks_request(ep, "d-" + w.dial_token() + ".kith") == 0x04);
+    CHECK(socks_request(ep, "d-" + w.dial_token() + ".kith") == 0x02);
+    node c(opts("c@test", w.dir.path / "c"));
+    REQUIRE(c.connect(w.r.endpoint(), w.r.key()).ok());
+    auto d = c.call("r@test", "relay", "dial", arr("a@test"));
+    REQUIRE(d.ok());
+    CHECK(*d->at(0)->as_string() != w.dial_token());  // tokens are bound to their dialler
+    CHECK(socks_request(ep, "d-" + *d->at(0)->as_string() + ".kith") == 0x04);
     CHECK(w.rel.counters().sessions == 1);
 }
 
@@ -318,4 +342,60 @@ TEST_CASE("relay: a dialler that disconnects from the relay loses its sessions",
     while (w.rel.counters().sessions != 0 && std::chrono::steady_clock::now() < deadline)
         std::this_thread::sleep_for(10ms);
     CHECK(w.rel.counters().sessions == 0);
+}
+
+TEST_CASE("relay: a grantee connects through the relay with its grant, and the link comes back after the relay restarts",
+          "[relay]") {
+    temp_dir dir;
+    const std::string node_ep = "tcp://" + free_endpoint(), data_ep = free_endpoint();
+    auto relay_opts = [&] {
+        auto o = opts("r@test", dir.path / "r");
+        o.net.listen = node_ep;
+        return o;
+    };
+    relay_options ro;
+    ro.listen = data_ep;
+    auto r = std::make_unique<node>(relay_opts());
+    auto rel = std::make_unique<relay>(*r, ro);
+    const public_key rkey = r->key();
+    node a(opts("a@test", dir.path / "a"));
+    node b(opts("b@test", dir.path / "b", "bobs-own-cookie"));  // not in Alice's cluster
+    a.add_service(services::make_kvs());
+    REQUIRE(a.connect(node_ep, rkey).ok());
+    REQUIRE(r->connect(b.endpoint(), b.key()).ok() == false);  // another cookie: Bob is no member of r's cluster
+    REQUIRE(r->set_public("relay").ok());
+    REQUIRE(b.connect_visitor(node_ep, rkey).ok());
+    relay_client alice(a, "r@test", true);
+    relay_client bob(b, "r@test", nullptr);
+    grant_spec gs;
+    gs.label = "bob";
+    gs.allow = {{"kvs", {"store", "lookup"}}};
+    auto g = a.grant(gs);
+    REQUIRE(g.ok());
+    auto up = bob.connect(*g);
+    REQUIRE(up.ok());
+    REQUIRE(b.call("a@test", "kvs", "store", arr("k", "v")).ok());
+    auto no = b.call("a@test", "kvs", "keys", arr());  // outside the grant: as on a direct link
+    REQUIRE_FALSE(no.ok());
+    CHECK(no.err().code == errc::unauthorized);
+
+    // The relay's node goes away and comes back (same key, same addresses):
+    // Alice registers again by herself, Bob's link comes back by itself.
+    auto downs = std::make_shared<std::atomic<int>>(0), ups = std::make_shared<std::atomic<int>>(0);
+    b.subscribe_nodes([downs, ups](const node_event& ev) {
+        if (ev.node != "a@test") return;
+        (ev.what == node_event::kind::down ? *downs : *ups) += 1;
+    });
+    rel.reset();
+    r.reset();
+    CHECK(eventually([&] { return downs->load() >= 1; }, 5s));
+    r = std::make_unique<node>(relay_opts());
+    REQUIRE(r->set_public("relay").ok());
+    rel = std::make_unique<relay>(*r, ro);
+    CHECK(eventually([&] { return rel->counters().registrations == 1; }, 10s));
+    CHECK(eventually([&] { return ups->load() >= 1; }, 15s));
+    auto v = b.call("a@test", "kvs", "lookup", arr("k"));
+    REQUIRE(v.ok());
+    CHECK(*v == arr("ok", "v"));
+    CHECK(rel->counters().sessions == 1);
 }

@@ -38,7 +38,9 @@
 //   dial(Name) -> [TokenHex, Endpoint, KeyZ85]
 //       a token for connecting to the registered node Name, bound to the
 //       caller's key, valid for token_lifetime and reusable for reconnects
-//       (one session at a time per token). Errors: noproc (not registered
+//       (one session at a time per token). A caller that still holds a live
+//       token for Name gets that token again (its expiry renewed), so
+//       redialling never piles up tokens. Errors: noproc (not registered
 //       here), overloaded (the caller holds max_tokens_per_dialler).
 //   directory() -> [[Name, KeyZ85, Fingerprint]...]  the listed nodes
 //   unregister() -> true
@@ -57,6 +59,7 @@
 #include <memory>
 #include <string>
 
+#include "kith/grants.hpp"
 #include "kith/node.hpp"
 
 namespace kith {
@@ -113,6 +116,18 @@ public:
     // `target` is not registered there.
     result<std::string> connect(const std::string& target, const public_key& key,
                                 std::chrono::milliseconds timeout = std::chrono::seconds(5));
+    // As node::connect(grant): connects with a grant that `grant.node`
+    // issued us, through the relay instead of the grant's endpoints (the
+    // grant's key, scope and rate apply end to end exactly as on a direct
+    // link). Errors: as node::connect(grant), and noproc when grant.node is
+    // not registered there.
+    result<std::string> connect(const grant_file& grant,
+                                std::chrono::milliseconds timeout = std::chrono::seconds(5));
+    // Reconnects: a link through the relay that drops (the relay restarted,
+    // the network failed) is redialled by libzmq as any outbound link; the
+    // forwarder renews its dial token with a fresh `dial` when the relay no
+    // longer knows it. A registered client registers again each time its
+    // link to the relay comes back up (nodeup of the relay's node).
     // The relay's directory: [[Name, KeyZ85, Fingerprint]...].
     result<term> directory(std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
