@@ -9,6 +9,7 @@
 
 #include "cli.hpp"
 #include "commands.hpp"
+#include "avail_host.hpp"
 #include "json_term.hpp"
 #include "kith/mailbox.hpp"
 #include "local.hpp"
@@ -57,9 +58,11 @@ int service_command(const std::string& cmd, const char* usage, int argc, char** 
 }
 
 int cmd_call(int argc, char** argv) {
+    if (has_global_flag(argc, argv)) return call_global(argc, argv);
     return service_command(
         "call",
-        "usage: kith call NODE SERVICE FUNCTION [ARG...]\n\n"
+        "usage: kith call NODE SERVICE FUNCTION [ARG...]\n"
+        "       kith call --global NAME MESSAGE   (see kith call --global --help)\n\n"
         "Calls SERVICE:FUNCTION(ARG...) on NODE and prints the result as JSON.\n"
         "Each ARG is one JSON value: kith call gandalf kvs store '\"weather\"' '\"sunny\"'\n",
         argc, argv, [](client& c, const std::string& node, const std::string& svc, const std::string& fn, term args) {
@@ -82,9 +85,11 @@ int cmd_cast(int argc, char** argv) {
 }
 
 int cmd_send(int argc, char** argv) {
+    if (has_global_flag(argc, argv)) return send_global(argc, argv);
     auto a = client_args("send",
                          "usage: kith send NAME@NODE MESSAGE\n"
-                         "       kith send PID MESSAGE\n\n"
+                         "       kith send PID MESSAGE\n"
+                         "       kith send --global NAME MESSAGE\n\n"
                          "Sends MESSAGE (one JSON value) to the actor registered as NAME on NODE,\n"
                          "or to a pid (\"<gandalf@pi1.42>\", as spawn prints it). Delivery is at most\n"
                          "once, as in Erlang. A pid that is not alive, or a name that nobody has\n"

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <set>
 
+#include "avail_host.hpp"
 #include "cli.hpp"
 #include "commands.hpp"
 #include "kith/builtin.hpp"
@@ -58,6 +59,24 @@ options:
   --no-discovery    no beacons: connect only through --peer and grants
   --hidden          do not appear in other nodes' lists
   --workers N       actor worker threads (default: one per core)
+  --scopes S,...    process-group scopes to serve (default: default)
+  --failover NAME=N1,N2,...
+                    run a failover service NAME over the nodes N1, N2, ...
+                    (priority order, this node among them; every one of them
+                    runs the same option): an actor on the first live node,
+                    registered globally as NAME, answering every request M
+                    with {"node", "pid", "got": M}; repeatable. A name without
+                    '@' gets this machine's hostname
+  --failover-delay S  seconds a node waits before starting a failover
+                    instance it should run (default: 1)
+  --join G,...      one actor of this node joins the process groups G (of
+                    the first scope); it prints what it is sent and answers
+                    requests like a failover instance
+  --no-availability no global names, process groups or failovers
+
+Every node of the cluster runs global names and process groups (scope
+"default") unless --no-availability: kith whereis, kith groups and
+kith call/send --global NAME ask them (docs/availability.md).
 
 Every command on this machine finds the node by name wherever it listens
 (it registers in <key dir>/run while it runs).
@@ -113,8 +132,9 @@ void print_event(const node_event& e) {
 int cmd_node(int argc, char** argv) {
     args a = parse_args("node", argc, argv,
                         {"--name", "--port", "--listen", "--advertise", "--cookie", "--cookie-file", "--key-dir", "--services",
-                         "--public", "--peer", "--interface", "--beacon-port", "--broadcast", "--workers"},
-                        {"--no-discovery", "--hidden"});
+                         "--public", "--peer", "--interface", "--beacon-port", "--broadcast", "--workers", "--scopes",
+                         "--failover", "--failover-delay", "--join"},
+                        {"--no-discovery", "--hidden", "--no-availability"});
     if (a.has("--help")) {
         std::fputs(kNodeUsage, stdout);
         return 0;
@@ -210,11 +230,29 @@ int cmd_node(int argc, char** argv) {
         }
     }
     kith::node& n = *np;
+    // Global names, process groups and failovers (avail_host.hpp); the
+    // "node" admin service answers whereis/groups from them.
+    std::unique_ptr<avail_host> avail;
+    if (!a.has("--no-availability")) {
+        avail_options ao;
+        if (a.has("--scopes")) ao.scopes = a.list("--scopes");
+        if (ao.scopes.empty()) throw cli_error{"node: --scopes needs at least one scope name", kUsage};
+        ao.join = a.list("--join");
+        if (auto it = a.opts.find("--failover"); it != a.opts.end()) ao.failovers = it->second;
+        if (a.has("--failover-delay")) ao.failover_delay = parse_seconds("node: --failover-delay", a.get("--failover-delay"));
+        avail = std::make_unique<avail_host>(n, ao);
+    } else if (a.has("--failover") || a.has("--scopes") || a.has("--join")) {
+        throw cli_error{"node: --failover, --join and --scopes need availability: leave out --no-availability", kUsage};
+    }
     for (auto& s : services) {
         if (s == "kvs") n.add_service(services::make_kvs());
         if (s == "echo") n.add_service(services::make_echo());
         if (s == "demo") n.add_service(services::make_demo(n));
-        if (s == "node") n.add_service(services::make_node_info(n));
+        if (s == "node") {
+            service admin = services::make_node_info(n);
+            if (avail) avail->export_to(admin);
+            n.add_service(std::move(admin));
+        }
     }
     n.add_service(services::make_grant_admin(n));
     // The seeds' registered echo server (echo:start()): prints what it gets
@@ -271,7 +309,8 @@ int cmd_node(int argc, char** argv) {
     for (auto& s : n.public_services()) std::printf(" %s", s.c_str());
     std::printf("\ncookie %s, cluster id %s (nodes that print the same id share the cookie)", cookie_from.c_str(),
                 cluster.c_str());
-    std::printf("\ndiscovery %s\nready (Ctrl-C to stop)\n",
+    std::printf("\n%s", avail ? avail->describe().c_str() : "");
+    std::printf("availability %s\ndiscovery %s\nready (Ctrl-C to stop)\n", avail ? "global names, groups" : "off",
                 disc ? ("udp port " + std::to_string(d.port)).c_str() : "off");
     std::fflush(stdout);
     int sig = 0;
@@ -280,6 +319,7 @@ int cmd_node(int argc, char** argv) {
     std::fflush(stdout);
     reg.reset();
     if (disc) disc->stop();
+    avail.reset();  // failovers end their instances; peers drop our names and members
     {
         std::lock_guard dl(g_disc_mu);
         g_disc = nullptr;

@@ -7,6 +7,7 @@
 //   kith spawn NODE SERVICE TYPE [ARG...]    spawn an actor; prints its pid
 //   kith nodes | watch | ping NODE          what is there
 //   kith grant create|list|revoke|rate ...  grants of this machine's node
+//   kith whereis [NAME] | groups [SCOPE]    global names and process groups
 //
 // Exit codes: 0 success; 1 the operation failed; 2 bad usage. Errors are one
 // line on stderr. Values on the command line and in output are JSON.
@@ -39,6 +40,8 @@ commands:
   watch     print node up/down events as they happen
   ping      pong if a node answers, pang if not
   grant     create, list and revoke grants for friends
+  whereis   which pid (and node) holds a global name; call/send --global NAME reach it
+  groups    the process groups of a scope and their members
 
 Every command has --help. Values are JSON: kith call gandalf kvs store '"weather"' '"sunny"'
 Exit codes: 0 success, 1 failed, 2 bad usage.
@@ -52,6 +55,7 @@ struct command {
 const command kCommands[] = {
     {"node", cmd_node}, {"call", cmd_call},   {"cast", cmd_cast}, {"send", cmd_send},   {"spawn", cmd_spawn},
     {"nodes", cmd_nodes}, {"watch", cmd_watch}, {"ping", cmd_ping}, {"grant", cmd_grant},
+    {"whereis", cmd_whereis}, {"groups", cmd_groups},
 };
 
 }  // namespace
