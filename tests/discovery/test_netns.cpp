@@ -24,6 +24,7 @@
 
 #include "../transport/tmpdir.hpp"
 #include "kith_catch.hpp"
+#include "netns_proc.hpp"
 
 #ifndef KITH_DISC_NODE
 #error "KITH_DISC_NODE must name the kith_disc_node program"
@@ -33,22 +34,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-bool sh(const std::string& cmd) {
-    int r = std::system((cmd + " >/dev/null 2>&1").c_str());
-    return r == 0;
-}
-
-bool can_run() {
-    if (::geteuid() != 0) {
-        WARN("not root: the network-namespace tests are not run");
-        return false;
-    }
-    if (!sh("ip -V")) {
-        WARN("iproute2 (ip) missing: the network-namespace tests are not run");
-        return false;
-    }
-    return true;
-}
+using netns_test::can_run;
+using netns_test::sh;
 
 // A LAN of `n` hosts: namespaces <id>h<i>, each with eth0 = 10.77.0.<i+1>/24,
 // bridged in namespace <id>br. Removed (with everything in it) at scope exit.
@@ -77,21 +64,7 @@ struct lan {
     ~lan() { cleanup(); }
     // Namespaces left by an earlier run that was killed (names carry the
     // creating process id: "kd<pid>x..."), whose process is gone.
-    static void remove_stale() {
-        FILE* f = ::popen("ip netns list 2>/dev/null", "r");
-        if (!f) return;
-        char line[256];
-        std::vector<std::string> stale;
-        while (std::fgets(line, sizeof line, f)) {
-            std::string name(line);
-            name = name.substr(0, name.find_first_of(" \n"));
-            if (name.rfind("kd", 0) != 0 || name.find('x') == std::string::npos) continue;
-            auto pid = std::strtol(name.c_str() + 2, nullptr, 10);
-            if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) stale.push_back(name);
-        }
-        ::pclose(f);
-        for (auto& n : stale) sh("ip netns del " + n);
-    }
+    static void remove_stale() { netns_test::remove_stale("kd"); }
     void cleanup() {
         for (auto& h : hosts) sh("ip netns del " + h);
         sh("ip netns del " + br());
@@ -113,97 +86,9 @@ struct lan {
     }
 };
 
-// A kith_disc_node process in a namespace; its stdout lines are collected.
-class proc {
-public:
-    proc(const std::string& ns, std::vector<std::string> args) {
-        int out[2], in[2];
-        REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
-        REQUIRE(::pipe2(in, O_CLOEXEC) == 0);
-        std::vector<std::string> full{"ip", "netns", "exec", ns, KITH_DISC_NODE};
-        full.insert(full.end(), args.begin(), args.end());
-        std::vector<char*> argv;
-        for (auto& a : full) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        pid_ = ::fork();
-        REQUIRE(pid_ >= 0);
-        if (pid_ == 0) {
-            ::dup2(out[1], 1);
-            ::dup2(in[0], 0);
-            ::execvp("ip", argv.data());
-            ::_exit(127);
-        }
-        ::close(out[1]);
-        ::close(in[0]);
-        in_ = in[1];
-        reader_ = std::thread([this, fd = out[0]] {
-            std::string buf;
-            char c[512];
-            ssize_t r;
-            while ((r = ::read(fd, c, sizeof c)) > 0) {
-                buf.append(c, static_cast<std::size_t>(r));
-                std::size_t nl;
-                while ((nl = buf.find('\n')) != std::string::npos) {
-                    std::lock_guard lk(mu_);
-                    lines_.push_back(buf.substr(0, nl));
-                    buf.erase(0, nl + 1);
-                    cv_.notify_all();
-                }
-            }
-            ::close(fd);
-        });
-    }
-    ~proc() {
-        kill(SIGKILL);
-        if (reader_.joinable()) reader_.join();
-        ::close(in_);
-    }
-    proc(const proc&) = delete;
-    proc& operator=(const proc&) = delete;
-
-    void kill(int sig) {
-        if (pid_ > 0) {
-            ::kill(pid_, sig);
-            ::waitpid(pid_, nullptr, 0);
-            pid_ = -1;
-        }
-    }
-    void write_line(const std::string& s) { [[maybe_unused]] auto r = ::write(in_, (s + "\n").data(), s.size() + 1); }
-    // Waits for a line containing every one of `parts` (from line `from` on).
-    bool wait_for(const std::vector<std::string>& parts, std::chrono::milliseconds timeout, std::size_t from = 0) {
-        std::unique_lock lk(mu_);
-        return cv_.wait_for(lk, timeout, [&] { return find(parts, from) != std::string::npos; });
-    }
-    bool has(const std::vector<std::string>& parts, std::size_t from = 0) {
-        std::lock_guard lk(mu_);
-        return find(parts, from) != std::string::npos;
-    }
-    std::size_t mark() {
-        std::lock_guard lk(mu_);
-        return lines_.size();
-    }
-    std::string dump() {
-        std::lock_guard lk(mu_);
-        std::string s;
-        for (auto& l : lines_) s += l + "\n";
-        return s;
-    }
-
-private:
-    std::size_t find(const std::vector<std::string>& parts, std::size_t from) const {
-        for (std::size_t i = from; i < lines_.size(); ++i) {
-            bool all = true;
-            for (auto& p : parts) all = all && lines_[i].find(p) != std::string::npos;
-            if (all) return i;
-        }
-        return std::string::npos;
-    }
-    pid_t pid_ = -1;
-    int in_ = -1;
-    std::thread reader_;
-    std::mutex mu_;
-    std::condition_variable cv_;
-    std::vector<std::string> lines_;
+// A kith_disc_node process in a namespace.
+struct proc : netns_test::netns_proc {
+    proc(const std::string& ns, std::vector<std::string> args) : netns_proc(ns, KITH_DISC_NODE, std::move(args)) {}
 };
 
 const std::string cookie = "netns-classroom-cookie-0123456789";
