@@ -17,6 +17,9 @@
 // With --failover N1,N2,... [--fo-delay-ms D] it also runs a failover
 // service "fo" over those nodes whose instance answers ["ping", ReplyTo]
 // with ["pong", NodeName, Self]; foctl:running() -> whether it runs here.
+// With --rkvs N1,N2,... it also runs the replicated kvs "rkvs" over those
+// nodes (kith/rkvs.hpp; sync_interval 500 ms) and rkctl:digest() -> its map's
+// digest, rkctl:size() -> its entry count.
 // Prints "READY <endpoint> <z85 key>" when up; runs until SIGTERM or kill.
 #include <csignal>
 #include <cstdio>
@@ -32,6 +35,7 @@
 #include "kith/keys.hpp"
 #include "kith/node.hpp"
 #include "kith/pg.hpp"
+#include "kith/rkvs.hpp"
 
 namespace {
 // An actor that reports every user message M as ["got", Self, M] to
@@ -56,18 +60,18 @@ int main(int argc, char** argv) {
     o.workers = 2;
     o.net.listen = "tcp://127.0.0.1:0";
     // Our own options first; the rest are the common node options.
-    std::vector<std::string> fo_nodes;
+    std::vector<std::string> fo_nodes, rkvs_nodes;
     int fo_delay_ms = 500;
     std::vector<char*> rest{argv[0]};
     for (int i = 1; i < argc; ++i) {
         std::string k = argv[i];
-        if ((k == "--failover" || k == "--fo-delay-ms") && i + 1 < argc) {
+        if ((k == "--failover" || k == "--fo-delay-ms" || k == "--rkvs") && i + 1 < argc) {
             std::string v = argv[++i];
             if (k == "--fo-delay-ms") {
                 fo_delay_ms = std::stoi(v);
             } else {
                 std::stringstream ss(v);
-                for (std::string item; std::getline(ss, item, ',');) fo_nodes.push_back(item);
+                for (std::string item; std::getline(ss, item, ',');) (k == "--rkvs" ? rkvs_nodes : fo_nodes).push_back(item);
             }
         } else {
             rest.push_back(argv[i]);
@@ -143,9 +147,20 @@ int main(int argc, char** argv) {
         fo = std::make_shared<kith::failover_service>(n, *gl, fs);
         n.add_service(kith::service("foctl").function("running", [fo] { return fo->running_here(); }));
     }
+    std::shared_ptr<kith::replicated_kvs> rkvs;
+    if (!rkvs_nodes.empty()) {
+        kith::rkvs_options ro;
+        ro.replicas = rkvs_nodes;
+        ro.sync_interval = std::chrono::milliseconds(500);
+        rkvs = std::make_shared<kith::replicated_kvs>(n, ro);
+        n.add_service(kith::service("rkctl")
+                          .function("digest", [rkvs] { return static_cast<std::int64_t>(rkvs->digest()); })
+                          .function("size", [rkvs] { return static_cast<std::int64_t>(rkvs->size()); }));
+    }
     std::printf("READY %s %s\n", n.endpoint().c_str(), n.key().z85().c_str());
     std::fflush(stdout);
     while (!g_stop) pause();
+    rkvs.reset();
     fo.reset();
     gl.reset();
     pg.reset();
