@@ -61,6 +61,18 @@ inline std::unique_ptr<child_node> start_child(const std::string& name, const st
     return c;
 }
 
+// Connects `me` to `kid`, and `kid` (glctl:connect) to each of `peers`:
+// each pair once (a second connect of a connected pair is not what the
+// tests test).
+inline void mesh_child(kith::node& me, child_node& kid, const std::vector<child_node*>& peers) {
+    REQUIRE(me.connect(kid.endpoint, kid.key, 5s).ok());
+    for (auto* other : peers) {
+        auto r = me.call(kid.name, "glctl", "connect", kith::arr(other->endpoint, other->key.z85()), 8s);
+        INFO((r.ok() ? std::string() : r.err().message()));
+        REQUIRE(r.ok());
+    }
+}
+
 template <class P>
 bool eventually(P pred, std::chrono::milliseconds timeout = 5000ms) {
     auto end = clock_type::now() + timeout;

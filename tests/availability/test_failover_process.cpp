@@ -47,14 +47,9 @@ struct cluster {
     // Connects this node to `name` and `name` to each of `peers` (each pair
     // once: a second connect of a connected pair is not what we test here).
     void mesh(const std::string& name, const std::vector<std::string>& peers) {
-        auto& k = kids.at(name);
-        REQUIRE(me.connect(k->endpoint, k->key, 5s).ok());
-        for (auto& other : peers) {
-            auto& c = kids.at(other);
-            auto r = me.call(name, "glctl", "connect", arr(c->endpoint, c->key.z85()), 8s);
-            INFO((r.ok() ? std::string() : r.err().message()));
-            REQUIRE(r.ok());
-        }
+        std::vector<child_node*> ps;
+        for (auto& other : peers) ps.push_back(kids.at(other).get());
+        mesh_child(me, *kids.at(name), ps);
     }
     // How many of `names` say their instance runs (unreachable ones: not counted).
     int running(const std::vector<std::string>& names) {

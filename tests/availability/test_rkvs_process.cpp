@@ -56,14 +56,9 @@ struct cluster {
         REQUIRE(ok);
     }
     void mesh(const std::string& name, const std::vector<std::string>& peers) {
-        auto& k = kids.at(name);
-        REQUIRE(me.connect(k->endpoint, k->key, 5s).ok());
-        for (auto& other : peers) {
-            auto& c = kids.at(other);
-            auto r = me.call(name, "glctl", "connect", arr(c->endpoint, c->key.z85()), 8s);
-            INFO((r.ok() ? std::string() : r.err().message()));
-            REQUIRE(r.ok());
-        }
+        std::vector<child_node*> ps;
+        for (auto& other : peers) ps.push_back(kids.at(other).get());
+        mesh_child(me, *kids.at(name), ps);
     }
     // A write through `at`; recorded in the history only if acknowledged.
     result<term> put(const std::string& at, const std::string& key) {
