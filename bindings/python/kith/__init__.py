@@ -53,6 +53,7 @@ from ._kith import (  # noqa: F401  (re-exported)
 )
 # Private helpers stay reachable where they were (kith._discovery_options, ...).
 from ._actors import _actor_parts, _actor_spawn, _actor_spawn_link, _actor_spawn_monitor, _spawn_with  # noqa: F401
+from ._avail import Child, Failover, GlobalNames, PgScope
 from ._events import NodeEvent, NodeEvents, Subscription
 from ._log import LogRecord, set_log_sink
 from ._node import Node
@@ -64,12 +65,13 @@ __all__ = [
     "Subscription", "NodeEvents", "Error", "Timeout", "NodeDown", "Unauthorized", "Revoked",
     "RateLimited", "NoSuchService", "NoSuchFunction", "BadArgs", "RemoteException", "NoProc",
     "BadType", "DecodeError", "Overloaded", "BadArg", "Shutdown", "SetupError", "Grant", "load_grant",
-    "parse_grant", "current_principal", "LogRecord", "set_log_sink",
+    "parse_grant", "current_principal", "LogRecord", "set_log_sink", "Child", "PgScope", "GlobalNames",
+    "Failover",
 ]
 
 # The classes defined in the submodules are kith's: they print, pickle and
 # document as kith.Node, kith.NodeEvent, ...
-for _cls in (Node, Service, NodeEvent, NodeEvents, Subscription, LogRecord):
+for _cls in (Node, Service, NodeEvent, NodeEvents, Subscription, LogRecord, Child, PgScope, GlobalNames, Failover):
     _cls.__module__ = __name__
 del _cls
 

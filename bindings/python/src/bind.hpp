@@ -10,6 +10,7 @@
 //   grants.cpp     kith.Grant and kith._Node's grant methods
 //   discovery.cpp  kith._Node's discovery methods and options
 //   log.cpp        Python log callables (Node(log=...), set_log_sink)
+//   avail.cpp      supervisors, process groups, global names, failovers
 //   convert.cpp    values, exceptions, the GIL/shutdown gate (kith_py.hpp)
 //
 // GIL rule for every file: what a gil_release section uses is copied out of
@@ -188,6 +189,9 @@ void stop_logging();
 struct node_core {
     std::unique_ptr<node> n;
     std::unique_ptr<discovery> d;            // destroyed before n
+    // Servers that need the node (avail.cpp: global names, pg scopes,
+    // failovers), destroyed last-first by halt() before the node stops.
+    std::vector<std::shared_ptr<void>> attached;  // under halt_mu
     std::vector<log_target_ptr> logs;        // Python log callables of n and d
     std::atomic<bool> stopped{false};
     std::mutex halt_mu;                      // held while halting: a second stop waits for the first
@@ -221,6 +225,10 @@ public:
     // The discovery object; errc::shutdown once stopped, errc::badarg if off.
     discovery& disc();
     void add_service(const std::string& name, py::dict functions, py::dict types);
+    // Keeps `obj` until the node stops (destroyed before it); Shutdown if
+    // it is stopped already. The core, for objects that must outlive it.
+    void attach(std::shared_ptr<void> obj);
+    std::shared_ptr<node_core> core() const { return c_; }
 
 private:
     std::shared_ptr<node_core> c_;
@@ -243,5 +251,7 @@ using node_class = py::class_<py_node>;
 void bind_node_rpc(node_class& c);
 void bind_node_grants(node_class& c);
 void bind_node_discovery(node_class& c);
+void bind_node_avail(node_class& c);  // avail.cpp
+void register_avail(py::module_& m);
 
 }  // namespace kith::python

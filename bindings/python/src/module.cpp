@@ -50,6 +50,7 @@ PYBIND11_MODULE(_kith, m) {
     register_actors(m);
     register_mailbox(m);
     register_node(m);
+    register_avail(m);
 
     m.def("_shutdown", [] {
         stop_all_nodes();

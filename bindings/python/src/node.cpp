@@ -27,6 +27,7 @@ void node_core::halt() noexcept {
     stopped = true;
     if (halted) return;
     halted = true;
+    while (!attached.empty()) attached.pop_back();  // failovers, then names and scopes
     if (d) d->stop();  // its "leaving" beacon goes out while the node still runs
     if (n) n->stop();
     for (auto& t : logs) close_log_target(t);
@@ -128,6 +129,13 @@ void py_node::stop() {
     } else {
         c->halt();
     }
+}
+
+void py_node::attach(std::shared_ptr<void> obj) {
+    get();
+    std::lock_guard lk(c_->halt_mu);
+    if (c_->halted) throw_error(error{errc::shutdown, "node " + c_->n->name() + " is stopped"});
+    c_->attached.push_back(std::move(obj));
 }
 
 discovery& py_node::disc() {
@@ -260,6 +268,7 @@ void register_node(py::module_& m) {
             return d;
         });
     bind_node_rpc(c);
+    bind_node_avail(c);
     bind_node_grants(c);
     bind_node_discovery(c);
 }
