@@ -237,7 +237,7 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
             if (!tag->is_string() || *tag->as_string() != "relay_open" || !s->is_string() || !ep->is_string() ||
                 s->as_string()->size() != 32 || ep->as_string()->size() > 300)
                 return;
-            self->on_open(*s->as_string(), *ep->as_string());
+            self->on_open(*s->as_string(), self->data_endpoint(*ep->as_string()));
         });
     }
 
@@ -249,7 +249,24 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
             d->at(0)->as_string()->size() != 32)
             return error{errc::decode, "relay: " + relay_node + " answered dial with something else than "
                                        "[Token, Endpoint, Key]; is it a kith relay?"};
-        return std::make_pair(*d->at(0)->as_string(), *d->at(1)->as_string());
+        return std::make_pair(*d->at(0)->as_string(), data_endpoint(*d->at(1)->as_string()));
+    }
+
+    // The relay's data-plane endpoint as this node can dial it: a relay
+    // bound to 0.0.0.0 without an advertised address is reached at the host
+    // of its control link (the address this node dialled).
+    std::string data_endpoint(const std::string& ep) {
+        auto c = ep.rfind(':');
+        if (c == std::string::npos) return ep;
+        std::string host = ep.substr(0, c);
+        if (host != "0.0.0.0" && host != "*") return ep;
+        auto i = n.info(relay_node);
+        if (!i) return ep;
+        std::string link = i->endpoint;
+        if (link.rfind("tcp://", 0) == 0) link = link.substr(6);
+        auto lc = link.rfind(':');
+        std::string lhost = lc == std::string::npos ? link : link.substr(0, lc);
+        return lhost.empty() ? ep : lhost + ep.substr(c);
     }
 
     // One connection of the node to the forwarder for `target`: a relay
@@ -382,6 +399,7 @@ result<std::string> relay_client::connect(const grant_file& grant, std::chrono::
     if (!ep.ok()) return ep.err();
     grant_file via = grant;
     via.endpoints = {*ep};
+    via.relays.clear();
     return p_->n.connect(via, timeout);
 }
 

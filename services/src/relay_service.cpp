@@ -82,6 +82,9 @@ result<term> relay::impl::do_register(const pid& agent, bool listed) {
     auto who = caller();
     if (!who.ok()) return who.err();
     const principal& p = **who;
+    if (p.what == principal::kind::stranger && !o_.strangers_may_register)
+        return error{errc::unauthorized, "register: this relay lets strangers dial but not register; ask its owner "
+                                         "for a relay grant (kith grant create LABEL --services relay)"};
     if (agent.node != p.node)
         return error{errc::bad_args, "register: the agent must be a pid of the registering node (" + p.node + ")"};
     std::lock_guard lk(mu);

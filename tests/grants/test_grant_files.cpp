@@ -132,7 +132,7 @@ TEST_CASE("grants: malformed grant files are rejected with a specific message", 
     CHECK(contains(parse_error(""), "empty"));
     CHECK(contains(parse_error("hello\nworld\n"), "not a kith grant file"));
     // wrong version
-    CHECK(contains(parse_error(replace(text, "kith-grant 1", "kith-grant 2")), "version 2 is not supported"));
+    CHECK(contains(parse_error(replace(text, "kith-grant 1", "kith-grant 3")), "version 3 is not supported"));
     // bad keys
     auto e = parse_error(replace(text, "server-key: ", "server-key: abc"));
     CHECK(contains(e, "bad key"));
@@ -297,4 +297,46 @@ TEST_CASE("grants: ZAP admits a revoked grant's key only to tell it 'revoked' at
         return detail::authz_decision::refuse("unknown key");
     });
     CHECK_FALSE(unknown.accepted);
+}
+
+TEST_CASE("grants: a grant file with relay routes is version 2; one without stays version 1", "[grants]") {
+    grant_file g = sample();
+    const auto relay_key = keypair::generate().pub;
+    g.relays = {{"relay@vps", "tcp://203.0.113.5:4370", relay_key}};
+    std::string text = g.to_text();
+    CHECK(contains(text, "kith-grant 2\n"));
+    CHECK(contains(text, "relay: relay@vps tcp://203.0.113.5:4370 " + relay_key.z85() + "\n"));
+    auto r = grant_file::parse(text);
+    REQUIRE(r.ok());
+    CHECK(r->version == 2);
+    CHECK(r->relays == g.relays);
+    CHECK(r->endpoints == g.endpoints);
+    // Only a relay route, no direct endpoint (a node with no reachable address).
+    g.endpoints.clear();
+    auto only = grant_file::parse(g.to_text());
+    REQUIRE(only.ok());
+    CHECK(only->endpoints.empty());
+    CHECK(only->relays.size() == 1);
+    // Neither: refused, saying what is missing.
+    g.relays.clear();
+    CHECK(contains(parse_error(g.to_text()), "no \"endpoint:\" or \"relay:\" line"));
+    // Without routes the file is version 1, as older kith wrote (and read) it.
+    grant_file v1 = sample();
+    CHECK(contains(v1.to_text(), "kith-grant 1\n"));
+    CHECK(grant_file::parse(v1.to_text()).value().version == 1);
+    // A relay line in a version-1 file is unknown there; bad relay lines are named.
+    CHECK(contains(parse_error(replace(v1.to_text(), "label: bob\n", "label: bob\nrelay: r@v tcp://h:1 k\n")),
+                   "unknown field \"relay\""));
+    std::string v2 = sample().to_text();
+    v2 = replace(v2, "kith-grant 1", "kith-grant 2");
+    CHECK(contains(parse_error(replace(v2, "label: bob\n", "label: bob\nrelay: relay@vps\n")),
+                   "is not \"NODE tcp://HOST:PORT KEY\""));
+    CHECK(contains(parse_error(replace(v2, "label: bob\n", "label: bob\nrelay: vps tcp://h:1 " + relay_key.z85() + "\n")),
+                   "relay node \"vps\" is not a node name"));
+    CHECK(contains(parse_error(replace(v2, "label: bob\n", "label: bob\nrelay: r@vps udp://h:1 " + relay_key.z85() + "\n")),
+                   "not a tcp:// endpoint"));
+    CHECK(contains(parse_error(replace(v2, "label: bob\n", "label: bob\nrelay: r@vps tcp://h:1 nokey\n")), "bad key"));
+    std::string many;
+    for (int i = 0; i < 9; ++i) many += "relay: r@vps tcp://h:1 " + relay_key.z85() + "\n";
+    CHECK(contains(parse_error(replace(v2, "label: bob\n", "label: bob\n" + many)), "more than 8 relay routes"));
 }

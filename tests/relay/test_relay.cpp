@@ -444,3 +444,57 @@ TEST_CASE("relay: a grantee connects through the relay with its grant, and the l
     CHECK(*v == arr("ok", "v"));
     CHECK(rel->counters().sessions == 1);
 }
+
+TEST_CASE("relay: grantees on both sides: Alice registers with a relay grant, Bob dials a public relay with her grant",
+          "[relay]") {
+    // Three clusters: the relay's owner, Alice, Bob. The relay is public
+    // (anyone may dial) but only relay-grant holders register; it is bound
+    // to 0.0.0.0 without an advertised address, so the nodes reach its data
+    // plane at the host of their control link.
+    temp_dir dir;
+    node r{opts("r@test", dir.path / "r")};
+    relay_options ro;
+    ro.listen = "0.0.0.0:0";
+    ro.strangers_may_register = false;
+    relay rel(r, ro);
+    REQUIRE(rel.endpoint().rfind("0.0.0.0:", 0) == 0);
+    REQUIRE(r.set_public("relay").ok());
+    auto ao = opts("a@test", dir.path / "a");
+    ao.net.cookie = "alice-own-cookie";
+    auto bo = opts("b@test", dir.path / "b");
+    bo.net.cookie = "bob-own-cookie";
+    node a(ao), b(bo);
+    a.add_service(services::make_kvs());
+
+    auto relay_grant = r.grant({.label = "alice", .allow = {{"relay", {}}}, .rate = {100, 200}, .expires = std::nullopt});
+    REQUIRE(relay_grant.ok());
+    REQUIRE(a.connect(*relay_grant).ok());
+    relay_client alice(a, "r@test", true);
+
+    REQUIRE(b.connect_visitor(r.endpoint(), r.key()).ok());
+    // A stranger may dial but not register here.
+    try {
+        relay_client no(b, "r@test", true);
+        FAIL("a stranger registered");
+    } catch (const setup_error& e) {
+        CHECK(std::string(e.what()).find("strangers dial but not register") != std::string::npos);
+    }
+    relay_client bob(b, "r@test", nullptr);
+    auto kvs_grant = a.grant({.label = "bob", .allow = {{"kvs", {}}}, .rate = {100, 200}, .expires = std::nullopt});
+    REQUIRE(kvs_grant.ok());
+    auto up = bob.connect(*kvs_grant);
+    REQUIRE(up.ok());
+    CHECK(*up == "a@test");
+    REQUIRE(b.call("a@test", "kvs", "store", arr("weather", "fine")).ok());
+    CHECK(b.call("a@test", "kvs", "lookup", arr("weather")).value() == arr("ok", "fine"));
+    // Authorization on Alice's node is the grant's, as on a direct link.
+    auto echo = b.call("a@test", "echo", "echo", arr(1));
+    REQUIRE_FALSE(echo.ok());
+    CHECK(echo.err().code == errc::unauthorized);
+    CHECK(rel.counters().sessions == 1);
+    // The directory: Alice is listed (the key she registered with is her relay grant's).
+    auto d = bob.directory();
+    REQUIRE(d.ok());
+    REQUIRE(d->size() == 1);
+    CHECK(*d->at(0)->at(0) == term("a@test"));
+}

@@ -98,10 +98,24 @@ struct grant_info {
 // The file Alice hands to Bob: everything Bob needs to connect. Readable by a
 // person; versioned; contains a secret key (saved with mode 0600).
 struct grant_file {
-    static constexpr int current_version = 1;
+    // Version 2 adds relay routes; a file without them is written as version
+    // 1, so an older kith still reads it. Both versions are read.
+    static constexpr int current_version = 2;
     int version = current_version;
     std::string node;                    // Alice's node name, "alice@pi1"
     std::vector<std::string> endpoints;  // where to dial Alice, "tcp://192.0.2.7:4370"
+    // Where else Alice is reachable: a relay (kith/relay.hpp) she registers
+    // at. The grantee tries `endpoints` first, then these in order: it
+    // connects to the relay node (`endpoint`, proving `key`) and dials `node`
+    // (the field above) through it; CURVE with `server_key` stays end to
+    // end, so the relay is never trusted with Alice's key. No secret here.
+    struct relay_route {
+        std::string node;      // the relay's node name, "relay@vps"
+        std::string endpoint;  // its kith endpoint, "tcp://203.0.113.5:4370"
+        public_key key;        // its node key
+        friend bool operator==(const relay_route&, const relay_route&) = default;
+    };
+    std::vector<relay_route> relays;     // at most 8; a file needs an endpoint or a relay
     public_key server_key;               // Alice's node key
     keypair client;                      // the grant's keypair
     // For information only (Alice's node enforces its own table):

@@ -159,15 +159,18 @@ namespace {
 constexpr std::string_view file_magic = "kith-grant";
 constexpr std::size_t max_grant_file = 64 * 1024;
 constexpr std::size_t max_endpoints = 16;
+constexpr std::size_t max_relays = 8;
 }  // namespace
 
 std::string grant_file::to_text() const {
     std::string body;
     body += "# kith grant file: a key to the kith node " + node + ".\n";
     body += "# It holds a secret key: keep it private (mode 0600). Format: kith docs/protocol.md, \"Grant files\".\n";
-    body += std::string(file_magic) + " " + std::to_string(version) + "\n";
+    // Version 1 when there is no relay route: older readers take it.
+    body += std::string(file_magic) + " " + (relays.empty() ? "1" : "2") + "\n";
     body += "node: " + node + "\n";
     for (auto& e : endpoints) body += "endpoint: " + e + "\n";
+    for (auto& r : relays) body += "relay: " + r.node + " " + r.endpoint + " " + r.key.z85() + "\n";
     body += "server-key: " + server_key.z85() + "\n";
     body += "client-public-key: " + client.pub.z85() + "\n";
     body += "client-secret-key: " + client.sec.z85_secret() + "\n";
@@ -200,6 +203,7 @@ result<grant_file> grant_file::parse(std::string_view text) {
     }
     // 1. The header: "kith-grant <version>".
     std::size_t i = 0;
+    int version = 1;
     while (i < lines.size() && (trim(lines[i]).empty() || trim(lines[i]).starts_with("#"))) ++i;
     if (i == lines.size()) return bad("no \"kith-grant 1\" header line; not a grant file");
     {
@@ -209,9 +213,10 @@ result<grant_file> grant_file::parse(std::string_view text) {
         std::string_view v = trim(h.substr(file_magic.size()));
         auto n = parse_number(v);
         if (!n || *n != std::floor(*n)) return bad("the version \"" + std::string(v) + "\" is not a number");
-        if (*n != current_version)
-            return bad("version " + std::string(v) + " is not supported (this kith reads version " +
+        if (*n != 1 && *n != current_version)
+            return bad("version " + std::string(v) + " is not supported (this kith reads versions 1 to " +
                        std::to_string(current_version) + "); get a grant file made by a matching kith");
+        version = static_cast<int>(*n);
     }
     // 2. It must end with a complete checksum line, else it was cut short.
     std::size_t last = lines.size();
@@ -226,7 +231,7 @@ result<grant_file> grant_file::parse(std::string_view text) {
 
     // 3. The fields.
     grant_file g;
-    g.version = current_version;
+    g.version = version;
     std::set<std::string> seen;
     std::optional<std::string> client_pub, client_sec;
     bool has_server_key = false, has_rate = false, has_allow = false;
@@ -238,7 +243,7 @@ result<grant_file> grant_file::parse(std::string_view text) {
             return bad("line " + std::to_string(k + 1) + " is not \"field: value\"");
         std::string field(trim(line.substr(0, colon)));
         std::string_view value = trim(line.substr(colon + 1));
-        if (field != "endpoint" && !seen.insert(field).second)
+        if (field != "endpoint" && field != "relay" && !seen.insert(field).second)
             return bad("field \"" + field + "\" appears twice");
         if (field == "node") {
             if (value.empty() || value.size() > 255 || value.find('@') == std::string_view::npos)
@@ -249,6 +254,24 @@ result<grant_file> grant_file::parse(std::string_view text) {
                 return bad("endpoint \"" + std::string(value) + "\" is not a tcp:// endpoint");
             if (g.endpoints.size() >= max_endpoints) return bad("more than 16 endpoints");
             g.endpoints.emplace_back(value);
+        } else if (field == "relay" && version >= 2) {
+            // "relay: NODE tcp://HOST:PORT KEY"
+            auto sp1 = value.find(' ');
+            auto sp2 = sp1 == std::string_view::npos ? sp1 : value.find(' ', sp1 + 1);
+            if (sp2 == std::string_view::npos || value.find(' ', sp2 + 1) != std::string_view::npos)
+                return bad("relay \"" + std::string(value) + "\" is not \"NODE tcp://HOST:PORT KEY\"");
+            grant_file::relay_route r;
+            r.node = value.substr(0, sp1);
+            r.endpoint = value.substr(sp1 + 1, sp2 - sp1 - 1);
+            if (r.node.size() > 255 || r.node.find('@') == std::string::npos)
+                return bad("relay node \"" + r.node + "\" is not a node name (name@host)");
+            if (!r.endpoint.starts_with("tcp://") || r.endpoint.size() > 255)
+                return bad("relay endpoint \"" + r.endpoint + "\" is not a tcp:// endpoint");
+            auto k3 = public_key::from_z85(value.substr(sp2 + 1));
+            if (!k3) return bad("bad key: the relay's key is not a 40-character Z85 CURVE public key");
+            r.key = *k3;
+            if (g.relays.size() >= max_relays) return bad("more than 8 relay routes");
+            g.relays.push_back(std::move(r));
         } else if (field == "server-key") {
             auto k2 = public_key::from_z85(value);
             if (!k2) return bad("bad key: server-key is not a 40-character Z85 CURVE public key");
@@ -285,7 +308,8 @@ result<grant_file> grant_file::parse(std::string_view text) {
     for (const char* f : {"node", "server-key", "client-public-key", "client-secret-key", "label", "allow", "rate",
                           "expires"})
         if (!seen.count(f)) return bad("the field \"" + std::string(f) + "\" is missing");
-    if (g.endpoints.empty()) return bad("no \"endpoint:\" line (where to dial the node)");
+    if (g.endpoints.empty() && g.relays.empty())
+        return bad("no \"endpoint:\" or \"relay:\" line (where to dial the node)");
     (void)has_server_key;
     (void)has_rate;
     (void)has_allow;

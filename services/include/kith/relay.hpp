@@ -88,6 +88,12 @@ struct relay_options {
     // Each direction of a session forwards at most this many bytes a second
     // (0: unlimited). A session's buffer is 64 KiB each way.
     std::uint64_t max_bytes_per_s_per_session = 0;
+    // Whether strangers (nodes outside the relay's cluster without a relay
+    // grant) may register when the relay service is public
+    // (node::set_public("relay")). false: a public relay lets anyone dial and
+    // read the directory, but only members and relay-grant holders register
+    // (register answers unauthorized to a stranger).
+    bool strangers_may_register = true;
 };
 
 // The node side of a relay. Thread-safety: every method may be called from
