@@ -9,7 +9,7 @@
 #include <fstream>
 #include <sstream>
 
-#include <sys/stat.h>
+#include <kith/platform.hpp>
 
 #include "json_term.hpp"
 #include "local.hpp"
@@ -166,18 +166,13 @@ std::optional<std::string> given_cookie(const args& a, std::string* source, bool
     }
     if (a.has("--cookie-file")) {
         std::string file = a.get("--cookie-file");
-        struct stat st {};
-        if (::stat(file.c_str(), &st) != 0)
-            throw cli_error{"--cookie-file " + file + ": " + std::strerror(errno), kFailed};
-        if (!S_ISREG(st.st_mode)) throw cli_error{"--cookie-file " + file + ": not a regular file", kFailed};
-        if (st.st_mode & 077) {
-            char mode[8];
-            std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-            throw cli_error{"cookie file " + file + " can be read by others (mode " + mode +
-                                "): it holds the cluster's secret; make it private first: chmod 600 " + file,
-                            kFailed};
-        }
-        std::ifstream f(file);
+        // The same checks as every secret kith reads: the user's own regular
+        // file, not a link, mode 0600 (kith/platform.hpp).
+        auto text = platform::read_private_file(file, 4096, "cookie file");
+        if (!text) throw cli_error{"--cookie-file: " + text.err().detail, kFailed};
+        if (!*text) throw cli_error{"--cookie-file " + file + ": no such file; write the class's cookie there first: "
+                                    "echo COOKIE > " + file + " && chmod 600 " + file, kFailed};
+        std::istringstream f(**text);
         std::string c;
         if (!f || !std::getline(f, c)) throw cli_error{"--cookie-file " + file + ": cannot read it", kFailed};
         while (!c.empty() && (c.back() == '\r' || c.back() == ' ' || c.back() == '\n')) c.pop_back();
@@ -246,14 +241,8 @@ client::client(const args& a, bool auto_connect) {
     if (a.has("--port")) local_port_ = parse_port("--port", a.get("--port"), 1), port_given_ = true;
     if (a.has("--grant")) {
         std::string file = a.get("--grant");
-        struct stat st {};
-        if (::stat(file.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077)) {
-            char mode[8];
-            std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
-            throw cli_error{"grant file " + file + " can be read by others (mode " + mode +
-                                "): it holds a secret key; make it private first: chmod 600 " + file,
-                            kFailed};
-        }
+        // Refused before it is parsed, with the fix in the message.
+        if (auto ok = platform::check_private_file(file, "grant file"); !ok) throw cli_error{ok.err().detail, kFailed};
         auto g = grant_file::load(file);
         if (!g) throw cli_error{"grant file " + file + ": " + g.err().detail, kFailed};
         grant_ = std::move(*g);

@@ -363,7 +363,8 @@ int cmd_grant(int argc, char** argv) {
                 return v.as_string() ? *v.as_string() : v.is_nil() ? std::string("never") : to_json(v);
             };
             auto yes = [&](const char* k) {
-                const bool* b = field(k).get_if<bool>();
+                term v = field(k);  // held here: get_if points into it
+                const bool* b = v.get_if<bool>();
                 return b && *b;
             };
             std::string state = yes("revoked") ? "revoked" : yes("expired") ? "expired" : "active";

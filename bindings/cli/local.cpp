@@ -1,10 +1,7 @@
 #include "local.hpp"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <ifaddrs.h>
-#include <net/if.h>
-#include <netinet/in.h>
+#include <kith/platform.hpp>
+
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -73,24 +70,13 @@ std::vector<local_node> running_nodes(const fs::path& key_dir) {
 }
 
 registration::registration(const fs::path& key_dir, const local_node& n) {
-    std::error_code ec;
     fs::path dir = run_dir(key_dir);
     if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return;
     file_ = dir / n.name;
-    fs::path tmp = dir / ("." + n.name + "." + std::to_string(::getpid()));
     std::ostringstream s;
     s << "kith-node 1\nname " << n.name << "\nport " << n.port << "\nendpoint " << n.endpoint << "\nkey "
       << n.key.z85() << "\npid " << n.pid << "\ncluster " << n.cluster << "\n";
-    std::string text = s.str();
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) return;
-    bool w = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-    ::close(fd);
-    if (!w || ::rename(tmp.c_str(), file_.c_str()) != 0) {
-        fs::remove(tmp, ec);
-        return;
-    }
-    ok_ = true;
+    ok_ = platform::write_file_atomic(file_, s.str()).ok();
 }
 
 registration::~registration() {
@@ -114,16 +100,12 @@ std::string cluster_id_of(std::string_view cookie) {
 
 std::vector<std::string> lan_addresses(bool with_loopback) {
     std::vector<std::string> out, loop;
-    ifaddrs* ifs = nullptr;
-    if (::getifaddrs(&ifs) != 0) return out;
-    for (ifaddrs* i = ifs; i; i = i->ifa_next) {
-        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !(i->ifa_flags & IFF_UP)) continue;
-        char buf[INET_ADDRSTRLEN] = {0};
-        ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, buf, sizeof buf);
-        auto& list = (i->ifa_flags & IFF_LOOPBACK) ? loop : out;
-        if (std::find(list.begin(), list.end(), buf) == list.end()) list.push_back(buf);
+    for (const auto& i : platform::ipv4_interfaces()) {
+        if (!i.up) continue;
+        std::string text = platform::ipv4_text(i.address);
+        auto& list = i.loopback ? loop : out;
+        if (std::find(list.begin(), list.end(), text) == list.end()) list.push_back(text);
     }
-    ::freeifaddrs(ifs);
     if (with_loopback) out.insert(out.end(), loop.begin(), loop.end());
     return out;
 }

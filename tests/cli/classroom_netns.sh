@@ -177,7 +177,7 @@ rc=0; err=$(on 4 friend "$KITH" call --grant "$T/friend.grant" bilbo kvs keys --
   fail "owner offline: rc=$rc $err"
 chmod 644 "$T/friend.grant"
 rc=0; err=$(on 4 friend "$KITH" call --grant "$T/friend.grant" bilbo kvs keys 2>&1) || rc=$?
-[ $rc -eq 1 ] && [ "$err" = "kith: grant file $T/friend.grant can be read by others (mode 0644): it holds a secret key; make it private first: chmod 600 $T/friend.grant" ] ||
+[ $rc -eq 1 ] && [ "$err" = "kith: grant file $T/friend.grant has mode 0644 (readable or writable by others) and holds a secret; it must be 0600. Run: chmod 600 $T/friend.grant" ] ||
   fail "loose grant file: rc=$rc $err"
 
 # --- 5. kith watch stopped with Ctrl-C invents no nodedown ----------------------

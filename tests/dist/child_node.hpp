@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "kith/keys.hpp"
+#include "../support/spawn_child.hpp"
 
 #ifndef KITH_TEST_NODE
 #error "KITH_TEST_NODE must name the child node binary (kith_test_node or kith_avail_node)"
@@ -53,10 +54,6 @@ public:
             args.push_back(listen);
         }
         for (auto& e : extra) args.push_back(e);
-        std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
-        argv.push_back(nullptr);
-
         int out[2], err[2];
         if (pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
         if (pipe2(err, O_CLOEXEC) != 0) {
@@ -64,18 +61,7 @@ public:
             ::close(out[1]);
             throw std::runtime_error("pipe2 failed");
         }
-        const pid_t parent = getpid();
-        pid_ = fork();
-        if (pid_ < 0) throw std::runtime_error("fork failed");
-        if (pid_ == 0) {
-            // Only async-signal-safe calls until exec (the parent has threads).
-            prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a crashed test
-            if (getppid() != parent) _exit(127);
-            dup2(out[1], 1);
-            dup2(err[1], 2);
-            execv(argv[0], argv.data());
-            _exit(127);
-        }
+        pid_ = test_support::spawn_child(std::move(args), -1, out[1], err[1]);
         ::close(out[1]);
         ::close(err[1]);
         out_fd_ = out[0];

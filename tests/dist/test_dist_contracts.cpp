@@ -69,6 +69,11 @@ struct log_capture {
         for (auto& l : lines) n += l.starts_with(prefix);
         return n;
     }
+    // `o` with its log going here.
+    node_options logged(node_options o) {
+        o.net.log = sink();
+        return o;
+    }
 };
 
 // One call_async; fails the test if `done` ran on this thread before
@@ -205,9 +210,7 @@ TEST_CASE("logging: a node-event subscriber that throws is logged; the others an
           "[dist][contracts][log]") {
     temp_dir da, db;
     log_capture cap;
-    auto oa = opts("alice@localhost", da);
-    oa.net.log = cap.sink();
-    node a(oa);
+    node a(cap.logged(opts("alice@localhost", da)));
     node b(opts("bob@localhost", db));
     b.add_service(math_service());
     std::atomic<int> seen{0};
@@ -230,9 +233,7 @@ TEST_CASE("logging: a damaged grant table goes to the node's sink, once; the tab
           "[dist][contracts][log]") {
     temp_dir da, db;
     log_capture cap;
-    auto oa = opts("alice@localhost", da);
-    oa.net.log = cap.sink();
-    node a(oa);
+    node a(cap.logged(opts("alice@localhost", da)));
     a.add_service(math_service());
     grant_spec spec;
     spec.label = "bob";

@@ -18,25 +18,14 @@
 #include <thread>
 #include <vector>
 
+#include "../support/spawn_child.hpp"
+
 class peer_process {
 public:
     explicit peer_process(std::vector<std::string> args) {
-        std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
-        argv.push_back(nullptr);
         int in[2], out[2];
         if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
-        const pid_t parent = getpid();
-        pid_ = fork();
-        if (pid_ < 0) throw std::runtime_error("fork failed");
-        if (pid_ == 0) {
-            prctl(PR_SET_PDEATHSIG, SIGKILL);
-            if (getppid() != parent) _exit(127);
-            dup2(in[0], 0);
-            dup2(out[1], 1);
-            execv(argv[0], argv.data());
-            _exit(127);
-        }
+        pid_ = test_support::spawn_child(std::move(args), in[0], out[1], -1);
         ::close(in[0]);
         ::close(out[1]);
         in_fd_ = in[1];
