@@ -43,5 +43,7 @@ function(kith_test)
     set(label unit)
     set_property(GLOBAL APPEND PROPERTY KITH_UNIT_TEST_TARGETS ${K_NAME})
   endif()
-  catch_discover_tests(${K_NAME} PROPERTIES TIMEOUT ${K_TIMEOUT} LABELS ${label})
+  # -w NoTests: a CTest whose name matches no test case fails instead of
+  # passing with nothing run (a ';' in a TEST_CASE name splits it in two).
+  catch_discover_tests(${K_NAME} EXTRA_ARGS -w NoTests PROPERTIES TIMEOUT ${K_TIMEOUT} LABELS ${label})
 endfunction()

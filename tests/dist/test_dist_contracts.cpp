@@ -206,7 +206,7 @@ TEST_CASE("call_async: done never runs inside call_async, whatever the error", "
     }
 }
 
-TEST_CASE("logging: a node-event subscriber that throws is logged; the others and the node carry on",
+TEST_CASE("logging: a node-event subscriber that throws is logged, and the others and the node carry on",
           "[dist][contracts][log]") {
     temp_dir da, db;
     log_capture cap;
@@ -229,7 +229,7 @@ TEST_CASE("logging: a node-event subscriber that throws is logged; the others an
     CHECK(*r == term(42));
 }
 
-TEST_CASE("logging: a damaged grant table goes to the node's sink, once; the table in memory stays",
+TEST_CASE("logging: a damaged grant table goes to the node's sink once, and the table in memory stays",
           "[dist][contracts][log]") {
     temp_dir da, db;
     log_capture cap;

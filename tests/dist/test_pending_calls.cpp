@@ -162,7 +162,7 @@ TEST_CASE("pending_calls: a completion that throws is logged and the thread carr
     CHECK(records[0].starts_with("error|dist|me@here|a completion of a request to bad@h threw: boom"));
 }
 
-TEST_CASE("connect_waiters: settled once, by the first outcome; close() is shutdown", "[dist][pending]") {
+TEST_CASE("connect_waiters: settled once, by the first outcome, and close() is shutdown", "[dist][pending]") {
     connect_waiters cw;
     std::vector<result<std::string>> got;
     auto a = cw.add("tcp://a", [&](result<std::string> r) { got.push_back(std::move(r)); });

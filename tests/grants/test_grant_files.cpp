@@ -299,7 +299,7 @@ TEST_CASE("grants: ZAP admits a revoked grant's key only to tell it 'revoked' at
     CHECK_FALSE(unknown.accepted);
 }
 
-TEST_CASE("grants: a grant file with relay routes is version 2; one without stays version 1", "[grants]") {
+TEST_CASE("grants: a grant file with relay routes is version 2, one without stays version 1", "[grants]") {
     grant_file g = sample();
     const auto relay_key = keypair::generate().pub;
     g.relays = {{"relay@vps", "tcp://203.0.113.5:4370", relay_key}};

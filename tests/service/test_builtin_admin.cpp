@@ -40,7 +40,7 @@ TEST_CASE("builtin: node info reports name, services, peers and refusals by reas
         CHECK(r->lookup("refused")->lookup(reason) != nullptr);
 }
 
-TEST_CASE("builtin: grants service creates, lists, re-rates and revokes; never grantable; refused to grantees") {
+TEST_CASE("builtin: grants service creates, lists, re-rates and revokes, is never grantable and is refused to grantees") {
     temp_dir home;
     kith::node a(opts("alice@test", home, "c1"));
     a.add_service(kith::services::make_grant_admin(a));
@@ -57,11 +57,11 @@ TEST_CASE("builtin: grants service creates, lists, re-rates and revokes; never g
     CHECK(file->rate.per_second == 5);
     CHECK(file->expires.has_value());
 
-    CHECK(admin.call("alice@test", "grants", "create", kith::arr("eve", "grants", nullptr, nullptr)).code() ==
+    CHECK(admin.call("alice@test", "grants", "create", kith::arr("eve", "grants", kith::nil, kith::nil)).code() ==
           kith::errc::badarg);
-    CHECK(admin.call("alice@test", "grants", "create", kith::arr("bob", "kvs", nullptr, nullptr)).code() ==
+    CHECK(admin.call("alice@test", "grants", "create", kith::arr("bob", "kvs", kith::nil, kith::nil)).code() ==
           kith::errc::badarg);  // duplicate label
-    CHECK(admin.call("alice@test", "grants", "create", kith::arr("x", "kvs", "fast", nullptr)).code() ==
+    CHECK(admin.call("alice@test", "grants", "create", kith::arr("x", "kvs", "fast", kith::nil)).code() ==
           kith::errc::badarg);
     CHECK(admin.call("alice@test", "grants", "set_rate", kith::arr("bob", "50/s")));
     auto list = admin.call("alice@test", "grants", "list", kith::arr());
