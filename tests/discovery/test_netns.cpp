@@ -37,53 +37,9 @@ namespace {
 using netns_test::can_run;
 using netns_test::sh;
 
-// A LAN of `n` hosts: namespaces <id>h<i>, each with eth0 = 10.77.0.<i+1>/24,
-// bridged in namespace <id>br. Removed (with everything in it) at scope exit.
-struct lan {
-    std::string id;
-    std::vector<std::string> hosts;
-    explicit lan(int n) {
-        remove_stale();
-        std::random_device rd;
-        id = "kd" + std::to_string(::getpid()) + "x" + std::to_string(rd() % 10000);
-        ok(sh("ip netns add " + br()), "netns add");
-        ok(sh("ip -n " + br() + " link add br0 type bridge") && sh("ip -n " + br() + " link set br0 up"), "bridge");
-        for (int i = 0; i < n; ++i) {
-            std::string h = id + "h" + std::to_string(i);
-            ok(sh("ip netns add " + h), "netns add host");
-            hosts.push_back(h);
-            std::string v = "v" + std::to_string(i);
-            ok(sh("ip -n " + br() + " link add " + v + " type veth peer name eth0 netns " + h), "veth");
-            ok(sh("ip -n " + br() + " link set " + v + " master br0") && sh("ip -n " + br() + " link set " + v + " up"),
-               "veth up");
-            ok(sh("ip -n " + h + " addr add " + ip(i) + "/24 brd + dev eth0") && sh("ip -n " + h + " link set eth0 up") &&
-                   sh("ip -n " + h + " link set lo up"),
-               "host addr");
-        }
-    }
-    ~lan() { cleanup(); }
-    // Namespaces left by an earlier run that was killed (names carry the
-    // creating process id: "kd<pid>x..."), whose process is gone.
-    static void remove_stale() { netns_test::remove_stale("kd"); }
-    void cleanup() {
-        for (auto& h : hosts) sh("ip netns del " + h);
-        sh("ip netns del " + br());
-        hosts.clear();
-    }
-    lan(const lan&) = delete;
-    lan& operator=(const lan&) = delete;
-    std::string br() const { return id + "br"; }
-    static std::string ip(int i) { return "10.77.0." + std::to_string(i + 1); }
-    // Cuts (or restores) host i's cable: the bridge side of its veth.
-    void link(int i, bool up) {
-        REQUIRE(sh("ip -n " + br() + " link set v" + std::to_string(i) + (up ? " up" : " down")));
-    }
-    void ok(bool b, const char* what) {
-        if (!b) {
-            cleanup();
-            throw std::runtime_error(std::string("network namespace setup failed: ") + what);
-        }
-    }
+// A LAN of hosts 10.77.0.<i+1> (netns_test::lan), namespaces "kd<pid>x...".
+struct lan : netns_test::lan {
+    explicit lan(int n) : netns_test::lan(n, "kd", "10.77.0") {}
 };
 
 // A kith_disc_node process in a namespace.
@@ -115,11 +71,11 @@ TEST_CASE("netns: hosts find each other with no address, link cut and back, leav
     auto g1 = start_node(net, 2, "gamma1@h2", d2a);
     auto g2 = start_node(net, 2, "gamma2@h2", d2b, {"--listen", "tcp://*:4380"});
     auto delta = start_node(net, 3, "delta@h3", d3, {}, "some-other-cluster-cookie");
-    auto eps = start_node(net, 4, "eps@h4", d4, {"--interface", "lo", "--peer", lan::ip(0) + ":4370"});
+    auto eps = start_node(net, 4, "eps@h4", d4, {"--interface", "lo", "--peer", net.ip(0) + ":4370"});
     INFO(alpha->dump());
     for (auto n : {"beta@h1", "gamma1@h2", "gamma2@h2", "eps@h4"})
         CHECK(alpha->wait_for({"UP " + std::string(n) + " cluster"}, 20s));
-    CHECK(alpha->wait_for({"UP beta@h1 cluster tcp://" + lan::ip(1) + ":4370"}, 1s));
+    CHECK(alpha->wait_for({"UP beta@h1 cluster tcp://" + net.ip(1) + ":4370"}, 1s));
     CHECK(alpha->wait_for({"SEEN delta@h3 stranger 0"}, 10s));
     CHECK(g1->wait_for({"UP gamma2@h2 cluster"}, 20s));   // two nodes on one host
     CHECK(eps->wait_for({"UP alpha@h0 cluster"}, 10s));
@@ -184,7 +140,7 @@ TEST_CASE("netns: bad HMAC ignored, spoofed leaving ignored, impersonator refuse
     CHECK(carol->wait_for({"connect_failures=1"}, 20s));
     CHECK_FALSE(carol->has({"UP alice"}));
     net.link(0, true);
-    bool up = carol->wait_for({"UP alice@h0 cluster tcp://" + lan::ip(0)}, 20s);
+    bool up = carol->wait_for({"UP alice@h0 cluster tcp://" + net.ip(0)}, 20s);
     INFO("carol:\n" << carol->dump() << "alice:\n" << alice->dump());
     CHECK(up);
 }

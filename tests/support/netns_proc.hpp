@@ -14,6 +14,8 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
+#include <random>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -160,5 +162,72 @@ private:
     std::vector<std::string> lines_;
 };
 
+// A LAN of `n` hosts: namespaces <id>h<i>, each with eth0 =
+// <subnet>.<i+1>/24, bridged in namespace <id>br, where id is
+// "<prefix><pid>x<random>" (remove_stale(prefix) finds the ones a killed
+// run left). attach_root() also plugs this (the root) namespace into the
+// bridge at <subnet>.254, for a test that is itself a node of the LAN.
+// Removed (with everything in it) at scope exit. Throws std::runtime_error
+// if a step of the setup fails.
+class lan {
+public:
+    std::string id;
+    std::vector<std::string> hosts;
+    lan(int n, std::string prefix, std::string subnet) : prefix_(std::move(prefix)), subnet_(std::move(subnet)) {
+        remove_stale(prefix_);
+        std::random_device rd;
+        id = prefix_ + std::to_string(::getpid()) + "x" + std::to_string(rd() % 10000);
+        ok(sh("ip netns add " + br()), "netns add");
+        ok(sh("ip -n " + br() + " link add br0 type bridge") && sh("ip -n " + br() + " link set br0 up"), "bridge");
+        for (int i = 0; i < n; ++i) {
+            std::string h = id + "h" + std::to_string(i);
+            ok(sh("ip netns add " + h), "netns add host");
+            hosts.push_back(h);
+            std::string v = "v" + std::to_string(i);
+            ok(sh("ip -n " + br() + " link add " + v + " type veth peer name eth0 netns " + h), "veth");
+            ok(sh("ip -n " + br() + " link set " + v + " master br0") && sh("ip -n " + br() + " link set " + v + " up"),
+               "veth up");
+            ok(sh("ip -n " + h + " addr add " + ip(i) + "/24 brd + dev eth0") && sh("ip -n " + h + " link set eth0 up") &&
+                   sh("ip -n " + h + " link set lo up"),
+               "host addr");
+        }
+    }
+    ~lan() { cleanup(); }
+    lan(const lan&) = delete;
+    lan& operator=(const lan&) = delete;
+    void cleanup() {
+        for (auto& h : hosts) sh("ip netns del " + h);
+        if (!root_if_.empty()) sh("ip link del " + root_if_);
+        root_if_.clear();
+        sh("ip netns del " + br());
+        hosts.clear();
+    }
+    std::string br() const { return id + "br"; }
+    std::string ip(int i) const { return subnet_ + "." + std::to_string(i + 1); }
+    std::string root_ip() const { return subnet_ + ".254"; }
+    // Plugs the root namespace into the bridge: interface "<prefix><pid>r"
+    // (at most 15 characters) at root_ip().
+    void attach_root() {
+        std::string r = prefix_ + std::to_string(::getpid()) + "r";
+        ok(r.size() <= 15, "root interface name over 15 characters");
+        ok(sh("ip link add " + r + " type veth peer name vr netns " + br()), "root veth");
+        root_if_ = r;
+        ok(sh("ip -n " + br() + " link set vr master br0") && sh("ip -n " + br() + " link set vr up"), "root veth up");
+        ok(sh("ip addr add " + root_ip() + "/24 dev " + r) && sh("ip link set " + r + " up"), "root addr");
+    }
+    // Cuts (or restores) host i's cable: the bridge side of its veth.
+    void link(int i, bool up) {
+        REQUIRE(sh("ip -n " + br() + " link set v" + std::to_string(i) + (up ? " up" : " down")));
+    }
+
+private:
+    std::string prefix_, subnet_, root_if_;
+    void ok(bool b, const char* what) {
+        if (!b) {
+            cleanup();
+            throw std::runtime_error(std::string("network namespace setup failed: ") + what);
+        }
+    }
+};
 
 }  // namespace netns_test
