@@ -56,6 +56,27 @@ TEST_CASE("every envelope type round trips alone and in a frame", "[envelope]") 
     }
 }
 
+TEST_CASE("frame_builder drops or splits off the envelope added last", "[envelope]") {
+    frame_builder b;
+    b.add(env_heartbeat{1, false});
+    std::size_t before = b.size();
+    b.add(env_heartbeat{2, false});
+    b.drop_last(before);
+    CHECK(b.count() == 1);
+    before = b.size();
+    b.add(env_heartbeat{3, true});
+    CHECK(b.count() == 2);
+    // The first frame holds every envelope but the last; the builder keeps
+    // the last one alone, as a frame of its own.
+    auto head = decode_frame(b.take_all_but_last(before));
+    REQUIRE(head.ok());
+    CHECK(*head == std::vector<envelope>{env_heartbeat{1, false}});
+    CHECK(b.count() == 1);
+    auto tail = decode_frame(b.take());
+    REQUIRE(tail.ok());
+    CHECK(*tail == std::vector<envelope>{env_heartbeat{3, true}});
+}
+
 TEST_CASE("frame_builder batches envelopes in order", "[envelope]") {
     frame_builder b;
     CHECK(b.empty());

@@ -230,6 +230,12 @@ public:
     bool empty() const noexcept { return count_ == 0; }
     // Moves the finished frame out and resets the builder to an empty frame.
     std::string take();
+    // Removes the envelope appended last; `size_before` is size() as it was
+    // before that add().
+    void drop_last(std::size_t size_before);
+    // Moves out a frame of every envelope but the last (`size_before` as for
+    // drop_last); the builder keeps the last one alone. Needs count() >= 2.
+    std::string take_all_but_last(std::size_t size_before);
 
 private:
     std::string buf_;

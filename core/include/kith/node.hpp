@@ -234,7 +234,9 @@ public:
     // rpc: calls `svc`:`fn`(args...) on `node` (this node's own name works
     // too). `args` is an array. Returns the value, or timeout, nodedown,
     // unauthorized, no_such_service, no_such_function, bad_args, exception
-    // (detail = the remote exception's text), overloaded.
+    // (detail = the remote exception's text), overloaded, badarg (the request
+    // or its reply is over the receiver's limit of one message, 1 MiB
+    // encoded between cluster members: nothing of it was sent).
     result<term> call(const std::string& node, const std::string& svc, const std::string& fn, term args,
                       duration timeout = std::chrono::seconds(5));
     // Non-blocking call: `done` runs exactly once, on a kith thread (the I/O

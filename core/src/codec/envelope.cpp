@@ -359,6 +359,23 @@ std::string frame_builder::take() {
     return out;
 }
 
+void frame_builder::drop_last(std::size_t size_before) {
+    buf_.resize(size_before);
+    --count_;
+}
+
+std::string frame_builder::take_all_but_last(std::size_t size_before) {
+    std::string last(buf_, size_before);
+    buf_.resize(size_before);
+    std::string out = std::move(buf_);
+    buf_ = std::string();
+    buf_.reserve(frame_header_size + last.size());
+    put_header(buf_);
+    buf_.append(last);
+    count_ = 1;
+    return out;
+}
+
 std::string encode_frame(const envelope& e) {
     std::string out;
     out.reserve(64);

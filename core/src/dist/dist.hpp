@@ -245,7 +245,10 @@ private:
     bool from_peer(const std::string& peer, const pid& p) const { return p.is_null() || p.node == peer; }
     bool is_local(const pid& p) const { return rt_.is_local(p); }
 
+    // send_env; false if not sent (overload counted, a message too large
+    // handled by not_sent_too_large).
     bool post(const std::string& node, const envelope& e);
+    void not_sent_too_large(const std::string& node, const envelope& e, const error& why);
     // Runs f(peer_state&) under mu_ if `node` is up; false if it is not.
     template <class F>
     bool with_peer(const std::string& node, F&& f) {

@@ -108,8 +108,25 @@ error dist::not_connected(const std::string& node) {
 
 bool dist::post(const std::string& node, const envelope& e) {
     auto r = send_env(node, e);
-    if (!r.ok() && r.code() == errc::overloaded) overload_drops_.fetch_add(1, std::memory_order_relaxed);
-    return r.ok();
+    if (r.ok()) return true;
+    if (r.code() == errc::overloaded) overload_drops_.fetch_add(1, std::memory_order_relaxed);
+    if (r.code() == errc::badarg) not_sent_too_large(node, e, r.err());
+    return false;
+}
+
+// An envelope over the peer's limit was refused by the transport (nothing
+// of it went out). A caller waiting for it learns why; anything else is
+// counted by the runtime as dropped (dropped_remote) and said in the log.
+void dist::not_sent_too_large(const std::string& node, const envelope& e, const error& why) {
+    if (auto* r = std::get_if<env_reply>(&e); r && r->code == errc::ok) {
+        post(node, env_reply{r->req_id, errc::badarg, term("the reply was not sent: " + why.detail)});
+        return;
+    }
+    if (auto* r = std::get_if<env_response>(&e); r && r->code == errc::ok) {
+        post(node, env_response{r->to, r->tag, errc::badarg, term("the reply was not sent: " + why.detail)});
+        return;
+    }
+    diag("a message to " + node + " was not sent: " + why.detail);
 }
 
 void dist::call(const std::string& node, const std::string& svc, const std::string& fn, term args,

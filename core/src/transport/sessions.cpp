@@ -77,6 +77,9 @@ void transport::impl::session_up(link& l, const env_handshake& hs) {
     s.info.outbound = l.outbound;
     if (!hs.key.empty()) s.info.node_key = public_key::from_z85(hs.key);
     s.q = std::make_shared<peer_queue>(hs.node);
+    const frame_limits& theirs = l.auth.kind == trust_kind::cluster ? o.limits : o.guest_limits;
+    s.q->max_envelope = theirs.term.max_bytes;
+    s.q->max_frame = theirs.max_frame_bytes;
     {
         std::unique_lock lk(peers_mu);
         queues[hs.node] = s.q;

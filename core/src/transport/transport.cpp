@@ -297,25 +297,37 @@ result<void> transport::post(std::string_view peer, std::span<const envelope> es
         q = it->second;
     }
     bool became_dirty = false;
+    std::size_t too_large = 0, limit = 0, queued = 0;
     {
         std::lock_guard lk(q->mu);
+        limit = q->max_envelope;
         if (q->closed) return result<void>(errc::nodedown, std::string(peer));
         if (q->bytes >= opts_.max_queue_bytes) {
             m.overload_drops++;
             return result<void>(errc::overloaded, "send queue to " + std::string(peer) + " is full");
         }
         for (const envelope& e : es) {
-            std::size_t before = q->cur.empty() ? 0 : q->cur.size();
+            const std::size_t before = q->cur.size();
             q->cur.add(e);
-            q->bytes += q->cur.size() - before;
+            const std::size_t added = q->cur.size() - before;
+            if (added > q->max_envelope) {
+                // The peer would drop it unread (and every envelope batched
+                // with it): refused here, where the sender learns it.
+                q->cur.drop_last(before);
+                too_large = added;
+                break;
+            }
+            ++queued;
+            q->bytes += q->cur.count() == 1 ? q->cur.size() : added;
+            if (q->cur.size() > q->max_frame) q->frames.push_back(q->cur.take_all_but_last(before));
             if (q->cur.size() >= opts_.batch_bytes) q->frames.push_back(q->cur.take());
         }
-        if (!q->dirty) {
+        if (!q->dirty && (!too_large || !q->cur.empty() || !q->frames.empty())) {
             q->dirty = true;
             became_dirty = true;
         }
     }
-    m.envelopes_out += es.size();
+    m.envelopes_out += queued;
     if (became_dirty) {
         {
             std::lock_guard lk(m.dirty_mu);
@@ -331,6 +343,10 @@ result<void> transport::post(std::string_view peer, std::span<const envelope> es
             m.wake();
         }
     }
+    if (too_large)
+        return result<void>(errc::badarg, "a message of " + std::to_string(too_large) + " bytes encoded is over the " +
+                                              std::to_string(limit) + "-byte limit of one message to " +
+                                              std::string(peer) + "; send large data in pieces");
     return {};
 }
 

@@ -264,8 +264,11 @@ public:
     // Queues `e` for peer `peer`. Never blocks on the network. Thread-safe.
     // Returns errc::nodedown if the peer is not up, errc::overloaded (and
     // counts it) if the peer's queue holds max_queue_bytes already,
-    // errc::shutdown after stop(). Envelopes posted to one peer from one
-    // thread arrive in order.
+    // errc::shutdown after stop(), errc::badarg for an envelope larger than
+    // the peer accepts (limits.term.max_bytes for a cluster member, else
+    // guest_limits'; nothing of it is queued, nor of the envelopes after it
+    // in `es`). Envelopes posted to one peer from one thread arrive in order;
+    // no frame is built larger than the peer's max_frame_bytes.
     result<void> post(std::string_view peer, const envelope& e);
     result<void> post(std::string_view peer, std::span<const envelope> es);
 

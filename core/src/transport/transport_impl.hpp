@@ -135,6 +135,11 @@ struct peer_queue {
     std::size_t bytes = 0;            // bytes in cur + frames + the I/O thread's unsent frames
     bool dirty = false;               // on the I/O thread's dirty list
     bool closed = false;              // the peer went down; post() answers nodedown
+    // What the peer accepts from us (its budget for our kind of peer,
+    // assumed configured as ours): post() refuses a larger envelope and
+    // never builds a larger frame, so nothing is dropped unread there.
+    std::size_t max_envelope = SIZE_MAX;
+    std::size_t max_frame = SIZE_MAX;
 };
 
 enum class lstate { connecting, handshaking, established };
