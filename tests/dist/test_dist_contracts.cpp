@@ -20,6 +20,7 @@
 #include "kith/builtin.hpp"
 #include "kith/node.hpp"
 #include "kith_catch.hpp"
+#include "loopback_opts.hpp"
 
 using namespace kith;
 using namespace std::chrono_literals;
@@ -27,13 +28,7 @@ using namespace std::chrono_literals;
 namespace {
 
 node_options opts(const std::string& name, const temp_dir& dir) {
-    node_options o;
-    o.name = name;
-    o.workers = 2;
-    o.net.listen = "tcp://127.0.0.1:0";
-    o.net.key_dir = dir.path;
-    o.net.cookie = "contracts-cookie";
-    return o;
+    return loopback_opts(name, dir.path, "contracts-cookie");
 }
 
 // Records what reaches a log sink.

@@ -19,6 +19,7 @@
 #include "kith/node.hpp"
 #include "kith/service.hpp"
 #include "kith_catch.hpp"
+#include "loopback_opts.hpp"
 
 using namespace kith;
 using namespace std::chrono_literals;
@@ -47,12 +48,7 @@ struct log_lines {
 };
 
 node_options opts(const std::string& name, const temp_dir& dir, log_lines* log = nullptr) {
-    node_options o;
-    o.name = name;
-    o.workers = 2;
-    o.net.listen = "tcp://127.0.0.1:0";
-    o.net.key_dir = dir.path;
-    o.net.cookie = "oversize-cookie";
+    node_options o = loopback_opts(name, dir.path, "oversize-cookie");
     if (log) o.net.log = log->sink();
     return o;
 }
