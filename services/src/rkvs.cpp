@@ -23,7 +23,7 @@
 namespace kith {
 namespace detail {
 
-struct rkvs_state {
+struct rkvs_state : std::enable_shared_from_this<rkvs_state> {
     node* n = nullptr;
     rkvs_options o;
     std::size_t w = 0;
@@ -146,7 +146,9 @@ void rkvs_state::write(reply_to r, const std::string& key, std::optional<term> v
     round->r = std::move(r);
     round->answer = e.value ? term(true) : term(existed);
     round->pending = peers.size();
-    auto finish = [this, round] {  // lock held
+    auto finish = [self = shared_from_this(), round] {  // round lock held
+        auto w = self->w;
+        auto& o = self->o;
         if (round->stored >= w) return round->r(result<term>(round->answer));
         round->r(error{errc::timeout, "stored on " + std::to_string(round->stored) + " of " +
                                           std::to_string(o.replicas.size()) + " replicas, " + std::to_string(w) +
@@ -179,10 +181,12 @@ void rkvs_state::read(reply_to r, const std::string& key) {
         if (closed) return round->r(closed_error());
         if (auto* e = map.find(key)) round->best = *e;
     }
-    auto finish = [this, round] {  // round lock held
+    auto finish = [self = shared_from_this(), round] {  // round lock held
+        node* n = self->n;
+        auto& o = self->o;
         if (round->best) {
             // Read repair: keep the newest here, and give it to stale replicas.
-            merge_wire(term(term_array{entry_term(round->key, *round->best)}), n->name());
+            self->merge_wire(term(term_array{entry_term(round->key, *round->best)}), n->name());
             term args = arr(term(term_array{entry_term(round->key, *round->best)}));
             for (auto& [p, had] : round->answers)
                 if (!had || newer(*round->best, *had)) (void)n->cast(p, o.service, "kith.merge", args);
@@ -219,9 +223,10 @@ void rkvs_state::push(const std::string& to) {
         chunks = map.chunks(kChunkBytes);
     }
     for (auto& c : chunks) {
-        n->call_async(to, o.service, "kith.merge", arr(std::move(c)), o.ack_timeout, [this, to](result<term> res) {
-            if (!res.ok() && ++refused <= 20)
-                say(log_level::info, "anti-entropy push to " + to + " failed: " + res.err().message() +
+        n->call_async(to, o.service, "kith.merge", arr(std::move(c)), o.ack_timeout,
+                      [self = shared_from_this(), to](result<term> res) {
+            if (!res.ok() && ++self->refused <= 20)
+                self->say(log_level::info, "anti-entropy push to " + to + " failed: " + res.err().message() +
                                          " (the next digest round, every sync_interval, retries)");
         });
     }

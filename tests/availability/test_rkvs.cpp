@@ -8,7 +8,9 @@
 //     nodeup), and concurrent writes of one key converge to one winner;
 //   - bad input and full tables get badarg / overloaded naming the limit;
 //     bad options throw setup_error;
-//   - a grantee uses only what its grant names, never the replica functions.
+//   - a grantee uses only what its grant names, never the replica functions;
+//   - a replica that missed a write gets it by the digest round; tombstones
+//     expire on every replica and do not come back.
 // Kill -9 and partitions across processes: test_rkvs_process.cpp.
 #include <chrono>
 #include <memory>
@@ -252,4 +254,26 @@ TEST_CASE("rkvs: a member not on the replica list cannot call the replica functi
     CHECK(r.code() == errc::overloaded);
     CHECK(r.err().detail.find("refused 3 entries") != std::string::npos);
     CHECK(x.kv->local("k")->value == term(1));
+}
+
+TEST_CASE("rkvs: a replica that missed a write gets it from the digest round, and tombstones expire everywhere",
+          "[availability][rkvs]") {
+    temp_dir tmp;
+    auto o = ropts();
+    o.tombstone_ttl = 1000ms;
+    replica x("x@localhost", tmp.path / "x", o), y("y@localhost", tmp.path / "y", o),
+        z("z@localhost", tmp.path / "z", o);
+    // x-y and y-z, not x-z: a write through x reaches y only; z has already
+    // had y's nodeup push, so only the digest comparison brings it over.
+    REQUIRE(x.n->connect(y.n->endpoint(), y.n->key(), 5s).ok());
+    REQUIRE(y.n->connect(z.n->endpoint(), z.n->key(), 5s).ok());
+    REQUIRE(store(*x.n, "x@localhost", "k", "v").ok());
+    CHECK(eventually([&] { return z.kv->local("k") && z.kv->local("k")->value == term("v"); }));
+    // A delete is a tombstone on all three, then gone from all three after
+    // its lifetime (purged at the next sync tick), and never brought back.
+    REQUIRE(x.n->call("x@localhost", "rkvs", "delete", arr("k"), 5s).ok());
+    CHECK(eventually([&] { return z.kv->local("k") && !z.kv->local("k")->value; }));
+    CHECK(eventually([&] { return x.kv->size() == 0 && y.kv->size() == 0 && z.kv->size() == 0; }));
+    CHECK(!eventually([&] { return x.kv->size() + y.kv->size() + z.kv->size() > 0; }, 700ms));  // > 2 sync ticks
+    CHECK(lookup(*x.n, "y@localhost", "k") == term("undefined"));
 }
