@@ -106,7 +106,7 @@ TEST_CASE("oversize: requests and replies over the receiver's limit fail with ba
     CHECK(a.net_stats().decode_errors == 0);
 }
 
-TEST_CASE("oversize: an actor's message over the limit is counted and logged; the ones around it arrive",
+TEST_CASE("oversize: an actor's message over the limit is counted and logged, and the ones around it arrive",
           "[dist][oversize]") {
     temp_dir da, db;
     log_lines log;
