@@ -13,8 +13,9 @@
 // "kvs" by changing the service name only:
 //   store(Key, Value) -> true        acknowledged (see "Writes" below)
 //   lookup(Key)       -> ["ok", Value] | "undefined"
-//   delete(Key)       -> true if a value was there (as the replicas asked
-//                        know), else false; acknowledged like store
+//   delete(Key)       -> true if the called replica held a value for Key,
+//                        else false; either way a tombstone is written,
+//                        acknowledged like store
 //   keys()            -> [Key...] sorted: THIS replica's live keys (no
 //                        network round; may lag behind the others)
 // Call any replica; the one called coordinates. It sits beside the builtin
