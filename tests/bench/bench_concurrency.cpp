@@ -18,14 +18,19 @@
 //   idle_node_rss_kb,                 a `kith node` process with 8 connected
 //   remote_idle_cpu_pct               peers, idle: its resident memory and
 //                                     CPU (% of one core) over 3 s
+// For profiling: KITH_BENCH_CONCURRENCY_ONLY=actors|spawn|bulk|idle runs one
+// part only; KITH_BENCH_CONCURRENCY_N=N sets the measured count of calls /
+// spawns (one run, no warm-up), e.g. for callgrind (KITH_BENCH_WORKERS as in
+// group "remote").
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -42,33 +47,20 @@
 
 namespace {
 
-using clk = std::chrono::steady_clock;
 using namespace std::chrono_literals;
-using kith::bench::net_node;
-using kith::bench::report;
-using kith::bench::seconds_since;
+using namespace kith::bench;  // clk, net_node, report, seconds_since, temp_dir, ...
 
 // 32 actors, each with one call outstanding; `total` calls in all.
 double actor_callers(kith::node& a, const std::string& b, int actors, std::int64_t total) {
-    struct state {
-        std::atomic<std::int64_t> issued{0}, done{0}, failed{0};
-        std::mutex mu;
-        std::condition_variable cv;
-    };
-    auto st = std::make_shared<state>();
+    auto st = std::make_shared<kith::bench::completions>(total);
     kith::node* an = &a;
     std::vector<kith::pid> callers;
     for (int i = 0; i < actors; ++i) {
-        callers.push_back(a.spawn([st, an, b, total](kith::actor& self, kith::message& m) {
+        callers.push_back(a.spawn([st, an, b](kith::actor& self, kith::message& m) {
             // Any message (the start, or the reply of the last call) issues the next call.
-            if (m.body.is_string() && *m.body.as_string() == "failed") st->failed.fetch_add(1);
-            if (!(m.body.is_string() && *m.body.as_string() == "start")) {
-                if (st->done.fetch_add(1) + 1 == total) {
-                    std::lock_guard lk(st->mu);
-                    st->cv.notify_all();
-                }
-            }
-            if (st->issued.fetch_add(1) >= total) return;
+            if (!(m.body.is_string() && *m.body.as_string() == "start"))
+                st->finish(!(m.body.is_string() && *m.body.as_string() == "failed"));
+            if (!st->claim()) return;
             kith::pid me = self.self();
             an->call_async(b, "bench", "echo", kith::arr(1), 10s, [an, me](kith::result<kith::term> r) {
                 an->send(me, r.ok() ? std::move(*r) : kith::term("failed"));
@@ -77,14 +69,10 @@ double actor_callers(kith::node& a, const std::string& b, int actors, std::int64
     }
     auto t0 = clk::now();
     for (auto& p : callers) a.send(p, kith::term("start"));
-    {
-        std::unique_lock lk(st->mu);
-        st->cv.wait_for(lk, 120s, [&] { return st->done.load() >= total; });
-    }
-    double s = seconds_since(t0);
+    const double rate = st->wait_rate(t0);
     for (auto& p : callers) a.send_exit(p, kith::term("kill"));
     if (st->failed) std::fprintf(stderr, "bench concurrency: %lld actor calls failed\n", (long long)st->failed.load());
-    return static_cast<double>(st->done.load() - st->failed.load()) / s;
+    return rate;
 }
 
 // `threads` threads each spawning B's "worker" until `total` spawns are done.
@@ -240,6 +228,7 @@ void idle_node(const std::filesystem::path& dir) {
 }  // namespace
 
 KITH_BENCH_GROUP("concurrency", 35) {
+    const kith::bench::parts knobs("CONCURRENCY");
     kith::bench::temp_dir dir;
     {
         kith::node a(net_node("a@bench", dir.path / "a"));
@@ -253,18 +242,21 @@ KITH_BENCH_GROUP("concurrency", 35) {
             };
         });
         b.add_service(std::move(svc));
-        auto up = a.connect(b.endpoint(), b.key());
-        if (!up.ok()) {
-            std::fprintf(stderr, "bench concurrency: connect failed: %s\n", up.err().detail.c_str());
-            return;
+        const std::string bn = kith::bench::connect_nodes(a, b, "concurrency");
+        if (bn.empty()) return;
+        auto want = [&](const char* part) { return knobs.want(part); };
+        const std::int64_t n = knobs.n;
+        if (want("actors")) {
+            if (n <= 0) actor_callers(a, bn, 32, 20000);  // warm-up
+            report("rpc_32_actor_callers_calls_per_s", actor_callers(a, bn, 32, n > 0 ? n : 300000), "calls/s");
         }
-        const std::string bn = *up;
-        actor_callers(a, bn, 32, 20000);  // warm-up
-        report("rpc_32_actor_callers_calls_per_s", actor_callers(a, bn, 32, 300000), "calls/s");
-        remote_spawns(a, bn, 32, 2000);  // warm-up
-        report("remote_spawn_per_s", remote_spawns(a, bn, 32, 40000), "spawns/s");
-        calls_under_bulk(a, b, bn);
+        if (want("spawn")) {
+            if (n <= 0) remote_spawns(a, bn, 32, 2000);  // warm-up
+            report("remote_spawn_per_s", remote_spawns(a, bn, 32, n > 0 ? n : 40000), "spawns/s");
+        }
+        if (want("bulk")) calls_under_bulk(a, b, bn);
     }
+    if (!knobs.want("idle")) return;
 #ifdef KITH_CLI_BINARY
     idle_node(dir.path);
 #else

@@ -38,12 +38,8 @@
 
 namespace {
 
-using clk = std::chrono::steady_clock;
 using namespace std::chrono_literals;
-
-using kith::bench::net_node;
-using kith::bench::seconds_since;
-using kith::bench::temp_dir;
+using namespace kith::bench;  // clk, net_node, report, seconds_since, temp_dir, ...
 
 // Sequential blocking calls; returns sorted latencies in microseconds.
 std::vector<double> rpc_latency(kith::node& a, const std::string& b, int warmup, int n) {
@@ -65,38 +61,23 @@ std::vector<double> rpc_latency(kith::node& a, const std::string& b, int warmup,
 
 // call_async with a fixed window of `window` outstanding calls; returns calls/s.
 double rpc_window(kith::node& a, const std::string& b, int window, std::int64_t total) {
-    struct state {
-        std::atomic<std::int64_t> issued{0}, done{0}, failed{0};
-        std::mutex mu;
-        std::condition_variable cv;
-    };
-    auto st = std::make_shared<state>();
+    auto st = std::make_shared<kith::bench::completions>(total);
     // Each completion (on a kith thread) issues the next call.
     std::function<void()> issue;
-    issue = [&a, &b, st, total, &issue] {
-        std::int64_t i = st->issued.fetch_add(1);
-        if (i >= total) return;
-        a.call_async(b, "bench", "echo", kith::arr(i), 10s, [st, total, &issue](kith::result<kith::term> r) {
-            if (!r.ok()) st->failed.fetch_add(1);
-            if (st->done.fetch_add(1) + 1 == total) {
-                std::lock_guard lk(st->mu);
-                st->cv.notify_all();
-                return;
-            }
+    issue = [&a, &b, st, &issue] {
+        if (!st->claim()) return;
+        a.call_async(b, "bench", "echo", kith::arr(1), 10s, [st, &issue](kith::result<kith::term> r) {
+            st->finish(r.ok());
             issue();
         });
     };
     auto t0 = clk::now();
     for (int w = 0; w < window; ++w) issue();
-    {
-        std::unique_lock lk(st->mu);
-        st->cv.wait_for(lk, 120s, [&] { return st->done.load() >= total; });
-    }
-    double s = seconds_since(t0);
+    const double rate = st->wait_rate(t0);
     if (st->failed) std::fprintf(stderr, "bench remote: %lld calls failed\n", (long long)st->failed.load());
     // Let stragglers (if any) finish before `issue` goes out of scope.
     while (st->done.load() < std::min<std::int64_t>(st->issued.load(), total)) std::this_thread::sleep_for(1ms);
-    return static_cast<double>(st->done.load() - st->failed.load()) / s;
+    return rate;
 }
 
 struct send_result {
@@ -198,17 +179,11 @@ KITH_BENCH_GROUP("remote", 30) {
         kith::service svc("bench");
         svc.function("echo", [](kith::term x) { return x; });
         b.add_service(std::move(svc));
-        auto up = a.connect(b.endpoint(), b.key());
-        if (!up.ok()) {
-            std::fprintf(stderr, "bench remote: connect failed: %s\n", up.err().detail.c_str());
-            return;
-        }
-        const std::string bn = *up;
-
-        const char* only = std::getenv("KITH_BENCH_REMOTE_ONLY");
-        auto want = [&](const char* part) { return !only || std::string(only) == part; };
-        const char* n_env = std::getenv("KITH_BENCH_REMOTE_N");
-        const std::int64_t n = n_env ? std::atoll(n_env) : 0;
+        const std::string bn = kith::bench::connect_nodes(a, b, "remote");
+        if (bn.empty()) return;
+        const kith::bench::parts knobs("REMOTE");
+        auto want = [&](const char* part) { return knobs.want(part); };
+        const std::int64_t n = knobs.n;
         auto lat = want("rpc") ? rpc_latency(a, bn, n > 0 ? 0 : 2000, n > 0 ? static_cast<int>(n) : 20000)
                                : std::vector<double>{};
         if (!lat.empty()) {
