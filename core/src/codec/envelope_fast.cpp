@@ -124,14 +124,19 @@ struct fast_fields {
 // removes it again and returns false.
 template <class E>
 bool fast_decode(fast_fields& f, std::size_t count, std::vector<envelope>& out) {
-    // These two carry extra checks (node name, flag bits): the msgpack path.
-    if constexpr (std::is_same_v<E, env_handshake> || std::is_same_v<E, env_spawn_request>) {
+    // The handshake carries extra checks (node name, key, nonce sizes): the
+    // msgpack path, once per link.
+    if constexpr (std::is_same_v<E, env_handshake>) {
         return false;
     } else {
         E& e = std::get<E>(out.emplace_back(std::in_place_type<E>));
         auto fs = fields(e);
         bool ok = count == std::tuple_size_v<decltype(fs)> &&
                   std::apply([&](auto&... x) { return (f.get(x) && ...); }, fs) && f.r.pending == 0;
+        // A spawn request's flag bits as the msgpack path checks them
+        // (unknown bits: declined, and that path gives the error).
+        if constexpr (std::is_same_v<E, env_spawn_request>)
+            ok = ok && (e.flags & ~(spawn_link_flag | spawn_monitor_flag)) == 0;
         if (!ok) out.pop_back();
         return ok;
     }
