@@ -17,6 +17,7 @@
 #include "commands.hpp"
 #include "kith/builtin.hpp"
 #include "local.hpp"
+#include "rkvs_host.hpp"
 
 namespace kith::cli {
 
@@ -73,6 +74,12 @@ options:
                     the first scope); it prints what it is sent and answers
                     requests like a failover instance
   --no-availability no global names, process groups or failovers
+  --rkvs N1,N2,...  host the replicated kvs (service "rkvs": store, lookup,
+                    delete, keys, as kvs) with the replicas N1, N2, ... (this
+                    node among them; every one of them runs the same option);
+                    a write is acknowledged once a majority stored it, a
+                    lookup answers while any replica lives. A name without
+                    '@' gets this machine's hostname (docs/availability.md)
 
 Every node of the cluster runs global names and process groups (scope
 "default") unless --no-availability: kith whereis, kith groups and
@@ -133,7 +140,7 @@ int cmd_node(int argc, char** argv) {
     args a = parse_args("node", argc, argv,
                         {"--name", "--port", "--listen", "--advertise", "--cookie", "--cookie-file", "--key-dir", "--services",
                          "--public", "--peer", "--interface", "--beacon-port", "--broadcast", "--workers", "--scopes",
-                         "--failover", "--failover-delay", "--join"},
+                         "--failover", "--failover-delay", "--join", "--rkvs"},
                         {"--no-discovery", "--hidden", "--no-availability"});
     if (a.has("--help")) {
         std::fputs(kNodeUsage, stdout);
@@ -255,6 +262,8 @@ int cmd_node(int argc, char** argv) {
         }
     }
     n.add_service(services::make_grant_admin(n));
+    std::unique_ptr<replicated_kvs> rkvs;  // --rkvs: the replicated kvs (kith/rkvs.hpp)
+    if (a.has("--rkvs")) rkvs = host_rkvs(n, a.list("--rkvs"));
     // The seeds' registered echo server (echo:start()): prints what it gets
     // and answers [Client, M] by sending M to Client.
     if (std::find(services.begin(), services.end(), "echo") != services.end()) {
@@ -305,6 +314,7 @@ int cmd_node(int argc, char** argv) {
     std::printf("node %s\nendpoint %s\nkey %s\nfingerprint %s\nservices", n.name().c_str(), n.endpoint().c_str(),
                 n.key().z85().c_str(), n.key().fingerprint().c_str());
     for (auto& s : services) std::printf(" %s", s.c_str());
+    if (rkvs) std::printf(" rkvs");
     std::printf("\npublic");
     for (auto& s : n.public_services()) std::printf(" %s", s.c_str());
     std::printf("\ncookie %s, cluster id %s (nodes that print the same id share the cookie)", cookie_from.c_str(),
@@ -319,6 +329,7 @@ int cmd_node(int argc, char** argv) {
     std::fflush(stdout);
     reg.reset();
     if (disc) disc->stop();
+    rkvs.reset();
     avail.reset();  // failovers end their instances; peers drop our names and members
     {
         std::lock_guard dl(g_disc_mu);
