@@ -8,24 +8,7 @@ set -uo pipefail
 KITH=$1
 . "$(dirname "$0")/lib.sh"
 scratch  # $T, $BP, $NET, pids=() (lib.sh)
-declare -A nodepid
-start_node() { # name [options...]
-  local name=$1; shift
-  KITH_HOME=$T/$name "$KITH" node --name "$name" --listen tcp://127.0.0.1:0 --cookie-file "$T/cookie" "${NET[@]}" \
-    --failover "fo=a,b,c" --failover-delay 0.3 "$@" > "$T/$name.out" 2>&1 &
-  pids+=($!); nodepid[$name]=$!
-  disown $!
-  wait_for '^ready' "$T/$name.out" 30 || exit 1
-}
-run() { # what expected_rc kith-args...: stdout in $out, stderr in $err
-  local what=$1 want=$2; shift 2
-  out=$(KITH_HOME=$T/cli "$KITH" "$@" --cookie-file "$T/cookie" "${NET[@]}" 2> "$T/err"); rc=$?
-  err=$(cat "$T/err")
-  if [ "$rc" -ne "$want" ]; then fail "$what: exit $rc, wanted $want; out=$out err=$err"; return 1; fi
-  if [ "$want" -ne 0 ] && [ "$(printf '%s\n' "$err" | wc -l)" -ne 1 ]; then fail "$what: stderr is not one line: $err"; fi
-  return 0
-}
-expect_err() { printf '%s' "$err" | grep -q -- "$2" || fail "$1: stderr '$err' lacks '$2'"; }
+NODE_OPTS=(--failover "fo=a,b,c" --failover-delay 0.3)  # start_node, run, expect_err: lib.sh
 # until COMMAND's stdout matches PATTERN, within SECONDS: kith args after the pattern.
 until_out() {
   local secs=$1 pat=$2; shift 2

@@ -9,24 +9,8 @@ set -uo pipefail
 KITH=$1
 . "$(dirname "$0")/lib.sh"
 scratch  # $T, $BP, $NET, pids=() (lib.sh)
-declare -A nodepid
-start_node() { # name [options...]
-  local name=$1; shift
-  KITH_HOME=$T/$name "$KITH" node --name "$name" --listen tcp://127.0.0.1:0 --cookie-file "$T/cookie" "${NET[@]}" \
-    --rkvs a,b,c "$@" > "$T/$name.out" 2>&1 &
-  pids+=($!); nodepid[$name]=$!
-  disown $!
-  wait_for '^ready' "$T/$name.out" 30 || exit 1
-}
-run() { # what expected_rc kith-args...: stdout in $out, stderr in $err
-  local what=$1 want=$2; shift 2
-  out=$(KITH_HOME=$T/cli "$KITH" "$@" --cookie-file "$T/cookie" "${NET[@]}" 2> "$T/err"); rc=$?
-  err=$(cat "$T/err")
-  if [ "$rc" -ne "$want" ]; then fail "$what: exit $rc, wanted $want; out=$out err=$err"; return 1; fi
-  return 0
-}
+NODE_OPTS=(--rkvs a,b,c)  # start_node, run, expect_err: lib.sh
 expect_out() { [ "$out" = "$2" ] || fail "$1: printed '$out', wanted '$2'"; }
-expect_err() { printf '%s' "$err" | grep -q -- "$2" || fail "$1: stderr '$err' lacks '$2'"; }
 head -c 24 /dev/urandom | base64 > "$T/cookie"; chmod 600 "$T/cookie"
 
 start_node a
