@@ -327,50 +327,62 @@ int cmd_groups(int argc, char** argv) {
     return 0;
 }
 
-int call_global(int argc, char** argv) {
-    auto a = global_args("call",
-                         "usage: kith call --global NAME MESSAGE [--at NODE]\n\n"
-                         "Sends MESSAGE (one JSON value) as a request to the process holding the\n"
-                         "global name NAME, wherever it runs, and prints its reply as JSON. The\n"
-                         "name is looked up at each call, so after a failover the call reaches\n"
-                         "the new instance. The process must answer requests (an actor's reply).\n",
-                         argc, argv, 2, 2, {"--global"});
-    if (!a) return 0;
+namespace {
+
+// call/send --global NAME MESSAGE: the message parsed, the holder of NAME
+// found and its node connected; nullopt after --help.
+struct holder {
+    std::unique_ptr<client> c;
+    std::string name;
+    term msg;
+    pid to;
+};
+
+std::optional<holder> reach_holder(const std::string& cmd, const char* usage, int argc, char** argv) {
+    auto a = global_args(cmd, usage, argc, argv, 2, 2, {"--global"});
+    if (!a) return std::nullopt;
     auto msg = parse_json(a->pos[1]);
-    if (!msg) throw cli_error{"call: message: " + msg.err().detail, kUsage};
-    const std::string& name = a->pos[0];
-    client c(*a);
-    std::string node = node_to_ask(c, *a, "call --global");
-    pid to = resolve(c, node, "call --global", name);
-    c.reach(to.node);
-    mailbox mb(c.node());
-    auto r = mb.call(to, std::move(*msg), c.timeout());
+    if (!msg) throw cli_error{cmd + ": message: " + msg.err().detail, kUsage};
+    holder h{std::make_unique<client>(*a), a->pos[0], std::move(*msg), pid{}};
+    const std::string what = cmd + " --global";
+    h.to = resolve(*h.c, node_to_ask(*h.c, *a, what), what, h.name);
+    h.c->reach(h.to.node);
+    return h;
+}
+
+}  // namespace
+
+int call_global(int argc, char** argv) {
+    auto h = reach_holder("call",
+                          "usage: kith call --global NAME MESSAGE [--at NODE]\n\n"
+                          "Sends MESSAGE (one JSON value) as a request to the process holding the\n"
+                          "global name NAME, wherever it runs, and prints its reply as JSON. The\n"
+                          "name is looked up at each call, so after a failover the call reaches\n"
+                          "the new instance. The process must answer requests (an actor's reply).\n",
+                          argc, argv);
+    if (!h) return 0;
+    mailbox mb(h->c->node());
+    auto r = mb.call(h->to, std::move(h->msg), h->c->timeout());
     if (!r) {
         if (r.code() == errc::timeout)
-            throw cli_error{"call --global " + name + ": timeout: " + to.to_string() + " did not answer within " +
-                                std::to_string(c.timeout().count()) +
+            throw cli_error{"call --global " + h->name + ": timeout: " + h->to.to_string() + " did not answer within " +
+                                std::to_string(h->c->timeout().count()) +
                                 " ms (does it answer requests? kith send --global sends without waiting)",
                             kFailed};
-        fail("call --global " + name + " (" + to.to_string() + ")", r.err());
+        fail("call --global " + h->name + " (" + h->to.to_string() + ")", r.err());
     }
     print_line(to_json(*r));
     return 0;
 }
 
 int send_global(int argc, char** argv) {
-    auto a = global_args("send",
-                         "usage: kith send --global NAME MESSAGE [--at NODE]\n\n"
-                         "Sends MESSAGE (one JSON value) to the process holding the global name\n"
-                         "NAME, wherever it runs (at most once, as any send).\n",
-                         argc, argv, 2, 2, {"--global"});
-    if (!a) return 0;
-    auto msg = parse_json(a->pos[1]);
-    if (!msg) throw cli_error{"send: message: " + msg.err().detail, kUsage};
-    client c(*a);
-    std::string node = node_to_ask(c, *a, "send --global");
-    pid to = resolve(c, node, "send --global", a->pos[0]);
-    c.reach(to.node);
-    c.node().send(to, std::move(*msg));
+    auto h = reach_holder("send",
+                          "usage: kith send --global NAME MESSAGE [--at NODE]\n\n"
+                          "Sends MESSAGE (one JSON value) to the process holding the global name\n"
+                          "NAME, wherever it runs (at most once, as any send).\n",
+                          argc, argv);
+    if (!h) return 0;
+    h->c->node().send(h->to, std::move(h->msg));
     return 0;
 }
 

@@ -10,6 +10,7 @@
 #include <set>
 
 #include "kith/actor.hpp"
+#include "table_server.hpp"
 
 namespace kith {
 namespace detail {
@@ -158,10 +159,8 @@ struct failover_ctl {
     }
 
     bool member_node(const pid& p) const {
-        if (p.is_null() || p.node == s->n->name()) return false;
-        if (std::find(s->spec.nodes.begin(), s->spec.nodes.end(), p.node) == s->spec.nodes.end()) return false;
-        auto info = s->n->info(p.node);
-        return info && info->trust == trust_level::cluster;
+        return std::find(s->spec.nodes.begin(), s->spec.nodes.end(), p.node) != s->spec.nodes.end() &&
+               detail::on_cluster_member(*s->n, p);
     }
 
     // ["kith.failover.ask", From, Name, Round] -> ["kith.failover.view", Self, Name, Round, FirstLive]

@@ -93,12 +93,6 @@ struct global_server {
         if (++refusals <= 20) t->say(log_level::warning, "ignored " + why);
     }
 
-    bool member_node(const pid& p) const {
-        if (p.is_null() || p.node == t->n->name()) return false;
-        auto info = t->n->info(p.node);
-        return info && info->trust == trust_level::cluster;
-    }
-
     // Broadcasts the outbox; monitors new holders, drops monitors of pids
     // that hold no name any more.
     void flush(actor& self) {
@@ -257,19 +251,12 @@ struct global_server {
     }
 
     void handle(actor& self, message& m) {
-        if (m.is_down()) return on_down(self, m);
-        if (!m.is_user()) return;
-        const std::string* tag = m.body.at(0) ? m.body.at(0)->as_string() : nullptr;
-        if (!tag) return;
-        if (*tag == "kith.global.kick") return flush(self);
-        const std::string* nn = m.body.at(1) ? m.body.at(1)->as_string() : nullptr;
-        if (*tag == "nodeup" && nn) return hello(self, *nn);
-        if (*tag == "nodedown" && nn) return drop_peer(self, *nn);
-        const pid* from = m.body.at(1) ? m.body.at(1)->as_pid() : nullptr;
-        if (!from) return;
-        if (!member_node(*from))
-            return refuse("a \"" + escape_peer_text(*tag, 40) + "\" from " + from->to_string() +
-                          ", which is not a name server on a connected cluster member");
+        auto pm = detail::route_table_message(
+            *this, self, m, "kith.global.kick", "name server", [&](const std::string& nn) { hello(self, nn); },
+            [&](const std::string& nn) { drop_peer(self, nn); });
+        if (!pm) return;
+        const std::string* tag = &pm->tag;
+        const pid* from = &pm->from;
         if (*tag == "kith.global.hello") {
             add_peer(self, *from);
             on_table(self, *from, m.body.at(2));

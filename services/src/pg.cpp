@@ -100,14 +100,6 @@ struct pg_server {
         if (++refusals <= 20) t->say(log_level::warning, "scope " + t->scope + ": ignored " + why);
     }
 
-    // A peer server pid is acceptable if it lives on another node connected
-    // to us as a cluster member.
-    bool member_node(const pid& p) const {
-        if (p.is_null() || p.node == t->n->name()) return false;
-        auto info = t->n->info(p.node);
-        return info && info->trust == trust_level::cluster;
-    }
-
     void discover(actor& self, const std::string& node_name) {
         auto info = t->n->info(node_name);
         if (!info || info->trust != trust_level::cluster) return;
@@ -261,17 +253,12 @@ struct pg_server {
     }
 
     void handle(actor& self, message& m) {
-        if (m.is_down()) return on_down(self, m);
-        if (!m.is_user()) return;
-        const std::string* tag = m.body.at(0) ? m.body.at(0)->as_string() : nullptr;
-        if (!tag) return;
-        if (*tag == "kith.pg.kick") return flush(self);
-        if (*tag == "nodeup" && m.body.at(1) && m.body.at(1)->as_string()) return discover(self, *m.body.at(1)->as_string());
-        if (*tag == "nodedown" && m.body.at(1) && m.body.at(1)->as_string()) return drop_peer(*m.body.at(1)->as_string());
-        const pid* from = m.body.at(1) ? m.body.at(1)->as_pid() : nullptr;
-        if (!from) return;
-        if (!member_node(*from)) return refuse("a \"" + escape_peer_text(*tag, 40) + "\" from " + from->to_string() +
-                                               ", which is not a scope server on a connected cluster member");
+        auto pm = detail::route_table_message(
+            *this, self, m, "kith.pg.kick", "scope server", [&](const std::string& nn) { discover(self, nn); },
+            [&](const std::string& nn) { drop_peer(nn); });
+        if (!pm) return;
+        const std::string* tag = &pm->tag;
+        const pid* from = &pm->from;
         if (*tag == "kith.pg.discover") {
             add_peer(self, *from);
             send_sync(self, *from);

@@ -72,6 +72,20 @@ running() { # host...: how many of them say fo runs there
   done
   echo $n
 }
+# fo_answers_from SECONDS FROM ASK WATCHED...: until `kith call --global fo` on
+# host ASK is answered by node FROM; sets $answered (ms, empty if never) and
+# $twice=1 if meanwhile fo ran on more than one of the WATCHED hosts.
+fo_answers_from() {
+  local secs=$1 from=$2 ask=$3; shift 3
+  local deadline=$((SECONDS + secs))
+  twice=0; answered=
+  while [ $SECONDS -lt $deadline ]; do
+    [ "$(running "$@")" -le 1 ] || twice=1
+    out=$(k "$ask" call --global fo '"where"' --at "$ask" 2>/dev/null)
+    if printf '%s' "$out" | grep -q "\"node\":\"$from@$H\""; then answered=$(now_ms); return; fi
+    sleep 0.05
+  done
+}
 solo_pid() { k "$1" whereis solo --at "$2" 2>/dev/null | sed -n 's/^solo \(<[^>]*>\) on .*/\1/p'; }
 
 node a --failover "solo=a"
@@ -89,14 +103,7 @@ grep -q 'failover fo on a@'"$H"' b@'"$H"' c@'"$H" "$T/c.out" || fail "c's banner
 # --- cut a's link: the partitions {a} and {b, c} -------------------------------
 t0=$(now_ms)
 ip -n ${ID}br link set k17bva down
-twice=0
-deadline=$((SECONDS + 15)); answered=
-while [ $SECONDS -lt $deadline ]; do
-  [ "$(running b c)" -le 1 ] || twice=1
-  out=$(k c call --global fo '"where"' --at c 2>/dev/null)
-  if printf '%s' "$out" | grep -q "\"node\":\"b@$H\""; then answered=$(now_ms); break; fi
-  sleep 0.05
-done
+fo_answers_from 15 b c b c
 [ -n "$answered" ] || fail "fo never answered from b after the cut; last: $out"
 [ -n "$answered" ] && echo "figure: netns_failover_after_link_cut_ms $((answered - t0)) (kith call --global fo answered from b; defaults: heartbeat timeout 2.5 s + delay 1 s)"
 t_grp=$(now_ms)
@@ -142,15 +149,8 @@ else
   fail "no agreement on solo after the heal: a=$pa b=$pb c=$pc"
 fi
 # a returns as the first of fo's list: it takes fo back (handover, never two).
-twice=0
-deadline=$((SECONDS + 20)); back=
-while [ $SECONDS -lt $deadline ]; do
-  [ "$(running a b c)" -le 1 ] || twice=1
-  out=$(k b call --global fo '"where"' --at b 2>/dev/null)
-  if printf '%s' "$out" | grep -q "\"node\":\"a@$H\""; then back=$(now_ms); break; fi
-  sleep 0.05
-done
-[ -n "$back" ] && echo "figure: netns_takeover_after_heal_ms $((back - t1)) (kith call --global fo answered from a again)" ||
+fo_answers_from 20 a b a b c
+[ -n "$answered" ] && echo "figure: netns_takeover_after_heal_ms $((answered - t1)) (kith call --global fo answered from a again)" ||
   fail "a never took fo back; last: $out"
 [ $twice = 0 ] || fail "fo ran on two nodes at once during the takeover"
 

@@ -1,8 +1,7 @@
 // What the availability process tests (test_availability_process,
 // test_global_process, test_failover_process) share: a kith_avail_node child
 // (tests/dist/child_node.hpp's child_node: real fork/exec, every wait with a
-// deadline, killed and reaped at scope exit), node options with a fast
-// heartbeat, and small waits.
+// deadline, killed and reaped at scope exit), and avail_common.hpp.
 #pragma once
 
 #include <chrono>
@@ -12,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "avail_common.hpp"
 #include "kith/node.hpp"
 #include "kith_catch.hpp"
 
@@ -29,24 +29,6 @@
 namespace avail {
 using namespace std::chrono_literals;
 using process_test::child_node;
-using clock_type = std::chrono::steady_clock;
-
-inline const std::string kCookie = "avail-cookie-17";
-
-// Heartbeat every 200 ms, a peer lost after 1 s of silence (the children
-// get the same timeout through --hb-timeout-ms), so losses show up fast.
-inline kith::node_options opts(const std::string& name, const std::filesystem::path& key_dir,
-                               const std::string& cookie = kCookie) {
-    kith::node_options o;
-    o.name = name;
-    o.workers = 2;
-    o.net.listen = "tcp://127.0.0.1:0";
-    o.net.key_dir = key_dir;
-    o.net.cookie = cookie;
-    o.net.heartbeat_interval = 200ms;
-    o.net.heartbeat_timeout = 1000ms;
-    return o;
-}
 
 // Starts a child of the kCookie cluster and waits for READY (fails the test
 // with its stderr if not). `extra` is appended to its command line.
@@ -71,20 +53,6 @@ inline void mesh_child(kith::node& me, child_node& kid, const std::vector<child_
         INFO((r.ok() ? std::string() : r.err().message()));
         REQUIRE(r.ok());
     }
-}
-
-template <class P>
-bool eventually(P pred, std::chrono::milliseconds timeout = 5000ms) {
-    auto end = clock_type::now() + timeout;
-    while (!pred()) {
-        if (clock_type::now() > end) return false;
-        std::this_thread::sleep_for(5ms);  // polling interval, not a wait for an event
-    }
-    return true;
-}
-
-inline double ms_since(clock_type::time_point t0) {
-    return std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
 }
 
 }  // namespace avail

@@ -50,8 +50,6 @@ kith::pid spawn_reporter(kith::node& n, kith::pid report) {
         self.send(report, kith::arr("got", self.self(), m.body));
     });
 }
-volatile std::sig_atomic_t g_stop = 0;
-void on_signal(int) { g_stop = 1; }
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -78,8 +76,7 @@ int main(int argc, char** argv) {
         }
     }
     if (!parse_node_args("kith_avail_node", static_cast<int>(rest.size()), rest.data(), o)) return 2;
-    std::signal(SIGTERM, on_signal);
-    std::signal(SIGINT, on_signal);
+    stop_on_signals();
     kith::node n(o);
     n.add_service(kith::services::make_echo());
     auto pg = std::make_shared<kith::pg_scope>(n);
@@ -159,7 +156,7 @@ int main(int argc, char** argv) {
     }
     std::printf("READY %s %s\n", n.endpoint().c_str(), n.key().z85().c_str());
     std::fflush(stdout);
-    while (!g_stop) pause();
+    wait_for_stop();
     rkvs.reset();
     fo.reset();
     gl.reset();

@@ -13,6 +13,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -69,17 +71,27 @@ supervisor_spec far_echo_spec() {
     return sp;
 }
 
+// This process's node "sup" connected to the child "far", supervising
+// far_echo_spec() (both tests of a remote child start so).
+struct far_supervision {
+    temp_dir tmp;
+    node me{opts("sup@localhost", tmp.path / "me")};
+    std::unique_ptr<child_node> b = start_child("far@localhost", tmp.path / "far");
+    std::optional<pid> sup;
+    far_supervision() {
+        REQUIRE(me.connect(b->endpoint, b->key, 5s).ok());
+        auto s = start_supervisor(me, far_echo_spec());
+        REQUIRE(s.ok());
+        sup = *s;
+    }
+};
+
 }  // namespace
 
 TEST_CASE("process: a supervisor restarts a remote child on its node when the node returns",
           "[availability][supervisor][process]") {
-    temp_dir tmp;
-    node me(opts("sup@localhost", tmp.path / "me"));
-    auto b = start_child("far@localhost", tmp.path / "far");
-    REQUIRE(me.connect(b->endpoint, b->key, 5s).ok());
-
-    auto sup = start_supervisor(me, far_echo_spec());
-    REQUIRE(sup.ok());
+    far_supervision f;
+    auto& [tmp, me, b, sup] = f;
     auto kids = which_children(me, *sup);
     REQUIRE(kids.ok());
     REQUIRE(kids->size() == 1);
@@ -193,10 +205,8 @@ TEST_CASE("process: pg membership converges, send_all reaches each member once, 
 
 TEST_CASE("pg: a grantee cannot join, list or message a group, and its scope never syncs with the cluster",
           "[availability][pg][security]") {
-    temp_dir tmp;
-    node alice(opts("alice@localhost", tmp.path / "alice"));
-    node carol(opts("carol@localhost", tmp.path / "carol"));
-    node bob(opts("bob@localhost", tmp.path / "bob", "bobs-own-cookie"));
+    alice_carol_bob cast;
+    auto& [tmp, alice, carol, bob] = cast;
     pg_scope pa(alice), pc(carol), pb(bob);
     // A service on alice that puts pg in a grantee's reach: pg refuses it.
     alice.add_service(service("pgsvc")
@@ -276,12 +286,8 @@ TEST_CASE("process: pg members of a frozen node leave, and come back when it tha
 
 TEST_CASE("process: a supervisor's remote child on a frozen node is replaced once, never duplicated",
           "[availability][supervisor][process]") {
-    temp_dir tmp;
-    node me(opts("sup@localhost", tmp.path / "me"));
-    auto b = start_child("far@localhost", tmp.path / "far");
-    REQUIRE(me.connect(b->endpoint, b->key, 5s).ok());
-    auto sup = start_supervisor(me, far_echo_spec());
-    REQUIRE(sup.ok());
+    far_supervision f;
+    auto& [tmp, me, b, sup] = f;
     pid first = (*which_children(me, *sup))[0].who;
 
     b->signal(SIGSTOP);

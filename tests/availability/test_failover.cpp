@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "../transport/tmpdir.hpp"
+#include "avail_common.hpp"
 #include "kith/failover.hpp"
 #include "kith/global.hpp"
 #include "kith/mailbox.hpp"
@@ -17,31 +18,11 @@
 
 using namespace kith;
 using namespace std::chrono_literals;
-using clock_type = std::chrono::steady_clock;
 
 namespace {
 
-node_options opts(const std::string& name, const std::filesystem::path& key_dir) {
-    node_options o;
-    o.name = name;
-    o.workers = 2;
-    o.net.listen = "tcp://127.0.0.1:0";
-    o.net.key_dir = key_dir;
-    o.net.cookie = "failover-cookie";
-    o.net.heartbeat_interval = 200ms;
-    o.net.heartbeat_timeout = 1000ms;
-    return o;
-}
-
-template <class P>
-bool eventually(P pred, std::chrono::milliseconds timeout = 5000ms) {
-    auto end = clock_type::now() + timeout;
-    while (!pred()) {
-        if (clock_type::now() > end) return false;
-        std::this_thread::sleep_for(5ms);  // polling interval
-    }
-    return true;
-}
+using avail::eventually;
+using avail::opts;
 
 failover_spec spec() {
     failover_spec fs;
@@ -69,15 +50,22 @@ struct member {
     }
 };
 
+// Three members of the list; link(a, b) connects two of them.
+struct trio {
+    temp_dir tmp;
+    member x{"x@localhost", tmp.path / "x"}, y{"y@localhost", tmp.path / "y"}, z{"z@localhost", tmp.path / "z"};
+    static void link(member& a, member& b) { REQUIRE(a.n->connect(b.n->endpoint(), b.n->key(), 5s).ok()); }
+};
+
 }  // namespace
 
 TEST_CASE("failover: the primary that loses its majority stops, and an ended instance is restarted",
           "[availability][failover]") {
-    temp_dir tmp;
-    member x("x@localhost", tmp.path / "x"), y("y@localhost", tmp.path / "y"), z("z@localhost", tmp.path / "z");
-    REQUIRE(x.n->connect(y.n->endpoint(), y.n->key(), 5s).ok());
-    REQUIRE(x.n->connect(z.n->endpoint(), z.n->key(), 5s).ok());
-    REQUIRE(y.n->connect(z.n->endpoint(), z.n->key(), 5s).ok());
+    trio t;
+    auto& [tmp, x, y, z] = t;
+    trio::link(x, y);
+    trio::link(x, z);
+    trio::link(y, z);
 
     REQUIRE(eventually([&] { return x.fo->running_here(); }));
     pid first = x.fo->instance();
@@ -108,12 +96,12 @@ TEST_CASE("failover: the primary that loses its majority stops, and an ended ins
 
 TEST_CASE("failover: with one link cut (x-y) both still see a majority, but only the first runs it",
           "[availability][failover]") {
-    temp_dir tmp;
-    member x("x@localhost", tmp.path / "x"), y("y@localhost", tmp.path / "y"), z("z@localhost", tmp.path / "z");
+    trio t;
+    auto& [tmp, x, y, z] = t;
     // x-z and y-z, not x-y: y sees {y, z}, a majority with y first; only z
     // knows x is alive. The confirmation round asks z, which names x.
-    REQUIRE(x.n->connect(z.n->endpoint(), z.n->key(), 5s).ok());
-    REQUIRE(y.n->connect(z.n->endpoint(), z.n->key(), 5s).ok());
+    trio::link(x, z);
+    trio::link(y, z);
     REQUIRE(eventually([&] { return x.fo->running_here(); }));
     bool two = eventually([&] { return y.fo->running_here() || z.fo->running_here(); }, 1000ms);  // 5x the delay
     CHECK(!two);

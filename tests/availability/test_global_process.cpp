@@ -186,10 +186,8 @@ TEST_CASE("global: two nodes that registered one name apart pick the same winner
 
 TEST_CASE("global: a grantee cannot register or resolve through a service, and forged name-server messages are refused",
           "[availability][global][security]") {
-    temp_dir tmp;
-    node alice(opts("alice@localhost", tmp.path / "alice"));
-    node carol(opts("carol@localhost", tmp.path / "carol"));
-    node bob(opts("bob@localhost", tmp.path / "bob", "bobs-own-cookie"));
+    alice_carol_bob cast;
+    auto& [tmp, alice, carol, bob] = cast;
     global_names ga(alice), gc(carol), gb(bob);
     alice.add_service(service("glsvc")
                           .function("register", [&](std::string nm, pid who) { return ga.register_name(nm, who); })

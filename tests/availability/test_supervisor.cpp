@@ -125,34 +125,42 @@ TEST_CASE("supervisor: one_for_one restarts only the child that ended", "[availa
     REQUIRE(stop_supervisor(n, *sup).ok());
 }
 
+namespace {
+
+// A supervisor of a, b and c with `strategy`, reporting to `log`; all
+// three started (their pids in p), then b crashed.
+struct b_crashed {
+    node n{opts()};
+    mailbox log{n};
+    pid sup;
+    std::map<std::string, pid> p;
+    explicit b_crashed(sup_strategy strategy) {
+        auto s = start_supervisor(n, spec_of(strategy, log.self()));
+        REQUIRE(s.ok());
+        sup = *s;
+        events(log, 3, &p);
+        log.send(p["b"], "crash");
+    }
+};
+
+}  // namespace
+
 TEST_CASE("supervisor: one_for_all stops the others in reverse order, then restarts all in order",
           "[availability][supervisor]") {
-    node n(opts());
-    mailbox log(n);
-    auto sup = start_supervisor(n, spec_of(sup_strategy::one_for_all, log.self()));
-    REQUIRE(sup.ok());
-    std::map<std::string, pid> p;
-    events(log, 3, &p);
-    log.send(p["b"], "crash");
-    CHECK(events(log, 5) ==
+    b_crashed t(sup_strategy::one_for_all);
+    CHECK(events(t.log, 5) ==
           std::vector<std::string>{"stopping:c", "stopping:a", "started:a", "started:b", "started:c"});
-    CHECK(silent(log));
-    REQUIRE(stop_supervisor(n, *sup).ok());
+    CHECK(silent(t.log));
+    REQUIRE(stop_supervisor(t.n, t.sup).ok());
 }
 
 TEST_CASE("supervisor: rest_for_one restarts the child and those started after it", "[availability][supervisor]") {
-    node n(opts());
-    mailbox log(n);
-    auto sup = start_supervisor(n, spec_of(sup_strategy::rest_for_one, log.self()));
-    REQUIRE(sup.ok());
-    std::map<std::string, pid> p;
-    events(log, 3, &p);
-    log.send(p["b"], "crash");
-    CHECK(events(log, 3) == std::vector<std::string>{"stopping:c", "started:b", "started:c"});
-    CHECK(silent(log));
-    log.send(p["c"], "crash");  // the old c is gone: nothing happens
-    CHECK(silent(log));
-    REQUIRE(stop_supervisor(n, *sup).ok());
+    b_crashed t(sup_strategy::rest_for_one);
+    CHECK(events(t.log, 3) == std::vector<std::string>{"stopping:c", "started:b", "started:c"});
+    CHECK(silent(t.log));
+    t.log.send(t.p["c"], "crash");  // the old c is gone: nothing happens
+    CHECK(silent(t.log));
+    REQUIRE(stop_supervisor(t.n, t.sup).ok());
 }
 
 TEST_CASE("supervisor: more restarts than the intensity stops everything with reason shutdown",

@@ -19,18 +19,12 @@
 #include "kith/node.hpp"
 #include "../support/node_args.hpp"
 
-namespace {
-volatile std::sig_atomic_t g_stop = 0;
-void on_signal(int) { g_stop = 1; }
-}  // namespace
-
 int main(int argc, char** argv) {
     kith::node_options o;
     o.name = "test@localhost";
     o.net.listen = "tcp://127.0.0.1:0";
     if (!parse_node_args("kith_test_node", argc, argv, o)) return 2;
-    std::signal(SIGTERM, on_signal);
-    std::signal(SIGINT, on_signal);
+    stop_on_signals();
     kith::node n(o);
     n.add_service(kith::services::make_kvs());
     n.add_service(kith::services::make_echo());
@@ -61,7 +55,7 @@ int main(int argc, char** argv) {
     }));
     std::printf("READY %s %s\n", n.endpoint().c_str(), n.key().z85().c_str());
     std::fflush(stdout);
-    while (!g_stop) pause();
+    wait_for_stop();
     n.stop();
     return 0;
 }

@@ -2,10 +2,14 @@
 //   --name N --key-dir D --cookie C --listen EP --hb-timeout-ms T
 //   --guest-bytes B (net_options::guest_bytes_per_s and its burst)
 // Fills `o` from argv (pairs); false, with a message on stderr naming
-// `program`, for an option it does not know.
+// `program`, for an option it does not know. Also how such a program waits
+// for its stop signal (at the end).
 #pragma once
 
+#include <unistd.h>
+
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <string>
 
@@ -26,4 +30,18 @@ inline bool parse_node_args(const char* program, int argc, char** argv, kith::no
         }
     }
     return true;
+}
+
+// A test node program runs until SIGTERM or SIGINT: stop_on_signals() before
+// it starts its node, wait_for_stop() when it is ready.
+namespace node_stop {
+inline volatile std::sig_atomic_t requested = 0;
+inline void on_signal(int) { requested = 1; }
+}  // namespace node_stop
+inline void stop_on_signals() {
+    std::signal(SIGTERM, node_stop::on_signal);
+    std::signal(SIGINT, node_stop::on_signal);
+}
+inline void wait_for_stop() {
+    while (!node_stop::requested) pause();
 }
