@@ -47,6 +47,15 @@ run "call --global bad json" 2 call --global fo 'hi' && expect_err "bad json" 'c
 run "whereis two names" 2 whereis a b && expect_err "two names" 'wrong number of arguments'
 run "whereis --at unknown" 1 whereis fo --at nosuchnode
 
+# Another cluster's user (its own cookie) learns nothing: the names are the
+# cluster's (the admin service "node" answers members only).
+head -c 24 /dev/urandom | base64 > "$T/eve-cookie"; chmod 600 "$T/eve-cookie"
+out=$(KITH_HOME=$T/eve "$KITH" whereis fo --at a --cookie-file "$T/eve-cookie" "${NET[@]}" 2> "$T/err"); rc=$?
+[ $rc -eq 1 ] && grep -q 'unauthorized' "$T/err" && [ -z "$out" ] ||
+  fail "a stranger's whereis: rc $rc, out '$out', err $(cat "$T/err")"
+out=$(KITH_HOME=$T/eve "$KITH" call --global fo '"x"' --at b --cookie-file "$T/eve-cookie" "${NET[@]}" 2> "$T/err"); rc=$?
+[ $rc -eq 1 ] && grep -q 'unauthorized' "$T/err" || fail "a stranger's call --global: rc $rc, err $(cat "$T/err")"
+
 # --- groups -------------------------------------------------------------------
 until_out 15 "^class( <[abc]@$HOST\.[0-9]+>){3}\$" groups
 printf '%s' "$out" | grep -Eq "^lab <c@$HOST\.[0-9]+>\$" || fail "groups lacks lab: $out"
