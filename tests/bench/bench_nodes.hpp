@@ -79,13 +79,15 @@ struct completions {
 
     // Claims the next operation; false once `total` were claimed.
     bool claim() { return issued.fetch_add(1) < total; }
-    // One ended (`ok` or failed); the last wakes wait().
-    void finish(bool ok) {
+    // One ended (`ok` or failed); the last wakes wait() and returns true:
+    // its caller must then touch nothing of the measuring thread's (which
+    // may have returned already).
+    bool finish(bool ok) {
         if (!ok) failed.fetch_add(1);
-        if (done.fetch_add(1) + 1 == total) {
-            std::lock_guard lk(mu);
-            cv.notify_all();
-        }
+        if (done.fetch_add(1) + 1 != total) return false;
+        std::lock_guard lk(mu);
+        cv.notify_all();
+        return true;
     }
     // Waits (at most 120 s) for every operation; returns the successful
     // ones per second since `t0`.

@@ -67,8 +67,7 @@ double rpc_window(kith::node& a, const std::string& b, int window, std::int64_t 
     issue = [&a, &b, st, &issue] {
         if (!st->claim()) return;
         a.call_async(b, "bench", "echo", kith::arr(1), 10s, [st, &issue](kith::result<kith::term> r) {
-            st->finish(r.ok());
-            issue();
+            if (!st->finish(r.ok())) issue();
         });
     };
     auto t0 = clk::now();
