@@ -13,6 +13,7 @@
 
 #include "json_term.hpp"
 #include "local.hpp"
+#include "relay_host.hpp"
 
 namespace kith::cli {
 
@@ -126,6 +127,9 @@ const char* kClientOptionsHelp = R"(finding nodes:
   --peer HOST:PORT  a node to ask directly (networks without broadcast); repeatable
   --interface IF    network interface for beacons (default: all; or $KITH_INTERFACE)
   --grant FILE      reach the node through a grant file that its owner gave you
+                    (its endpoints first, then the relays it names)
+  --relay-grant F   your grant for the relay a grant file names, when that
+                    relay is not open to everyone (docs/relay.md)
   --cookie-file F   file holding the cluster cookie (default: $KITH_COOKIE,
                     else the cookie file in the key dir)
   --cookie C        the cookie on the command line (visible in ps: prefer
@@ -142,7 +146,7 @@ const char* kClientOptionsHelp = R"(finding nodes:
 
 const std::set<std::string>& client_value_opts() {
     static const std::set<std::string> o = {"--peer", "--interface", "--grant",       "--cookie",   "--cookie-file", "--key-dir",
-                                            "--port", "--timeout",   "--beacon-port", "--broadcast"};
+                                            "--port", "--timeout",   "--beacon-port", "--broadcast", "--relay-grant"};
     return o;
 }
 
@@ -247,6 +251,7 @@ client::client(const args& a, bool auto_connect) {
         if (!g) throw cli_error{"grant file " + file + ": " + g.err().detail, kFailed};
         grant_ = std::move(*g);
     }
+    if (a.has("--relay-grant")) relay_grant_ = load_grant_file(a.get("--relay-grant"), "--relay-grant");
     node_options o = hidden_client_options(a, "kith-cli", &cookie_);
     key_dir_ = o.net.key_dir.empty() ? default_key_dir() : o.net.key_dir;
     node_ = std::make_unique<kith::node>(o);
@@ -264,6 +269,7 @@ client::client(const args& a, bool auto_connect) {
 }
 
 client::~client() {
+    relay_.reset();
     if (disc_) disc_->stop();
     disc_.reset();
     if (node_) node_->stop();
@@ -308,11 +314,23 @@ std::string client::reach(const std::string& name) {
     if (grant_) {
         if (!name_matches(grant_->node, name))
             throw cli_error{"the grant file is for node " + grant_->node + ", not " + name, kFailed};
-        auto r = node_->connect(*grant_, timeout_);
+        // Direct endpoints first (half the time when there is a relay to
+        // fall back to), then the relay routes.
+        const bool relays = !grant_->relays.empty();
+        result<std::string> r = error{errc::timeout, "no direct endpoint"};
+        if (!grant_->endpoints.empty())
+            r = node_->connect(*grant_, relays ? std::max(timeout_ / 2, std::chrono::milliseconds(1000)) : timeout_);
         if (r) return *r;
         const std::string what = "cannot reach " + grant_->node + " with the grant '" + grant_->label + "'";
         std::string where;
         for (auto& e : grant_->endpoints) where += (where.empty() ? "" : ", ") + e;
+        if (relays && r.code() != errc::revoked) {
+            std::string why;
+            if (auto v = reach_via_relays(*node_, *grant_, relay_grant_ ? &*relay_grant_ : nullptr, timeout_, relay_, why))
+                return *v;
+            throw cli_error{what + ": " + (where.empty() ? why.substr(2) : "timeout: not answering at " + where + why),
+                            kFailed};
+        }
         if (r.code() == errc::revoked) {
             if (grant_->expires && std::chrono::system_clock::now() >= *grant_->expires)
                 throw cli_error{what + ": revoked: it expired on " + format_utc(*grant_->expires) +

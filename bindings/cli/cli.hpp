@@ -14,6 +14,7 @@
 
 #include "kith/discovery.hpp"
 #include "kith/node.hpp"
+#include "kith/relay.hpp"
 #include "text.hpp"
 
 namespace kith::cli {
@@ -111,7 +112,8 @@ public:
     const cookie_info& cookie() const { return cookie_; }
     const std::filesystem::path& key_dir() const { return key_dir_; }
     // Connects to the node called `name` (full or short) and returns its
-    // full name. Throws cli_error: unknown or ambiguous name (listing what it
+    // full name. With a grant file: its endpoints first, then its relay
+    // routes (relay_host.hpp). Throws cli_error: unknown or ambiguous name (listing what it
     // can see), refused, revoked, timeout.
     std::string reach(const std::string& name);
 
@@ -120,6 +122,8 @@ private:
     std::unique_ptr<kith::node> node_;
     std::unique_ptr<kith::discovery> disc_;
     std::optional<grant_file> grant_;
+    std::optional<grant_file> relay_grant_;            // --relay-grant FILE
+    std::unique_ptr<kith::relay_client> relay_;        // when reached through a relay route
     std::filesystem::path key_dir_;
     std::chrono::milliseconds timeout_{5000};
     std::chrono::milliseconds lookup_{1500};  // waiting for beacons: --timeout when given

@@ -13,6 +13,7 @@
 #include "json_term.hpp"
 #include "kith/mailbox.hpp"
 #include "local.hpp"
+#include "relay_host.hpp"
 
 namespace kith::cli {
 
@@ -166,11 +167,18 @@ int cmd_ping(int argc, char** argv) {
 }
 
 int cmd_nodes(int argc, char** argv) {
+    std::set<std::string> with_relay = client_value_opts();  // kith nodes --relay FILE (cmd_relay.cpp)
+    with_relay.insert("--relay");
+    if (args r = parse_args("nodes", argc, argv, with_relay, {"--json"}); r.has("--relay") && !r.has("--help"))
+        return relay_directory(r);
     auto a = client_args("nodes",
-                         "usage: kith nodes [--json]\n\n"
+                         "usage: kith nodes [--json]\n"
+                         "       kith nodes --relay FILE [--json]\n\n"
                          "Lists the nodes this machine can see on the LAN (and --peer ones): name,\n"
                          "trust (cluster: same cookie; stranger: another cluster, never trusted),\n"
-                         "address, key fingerprint and services (a stranger's: its public ones).\n",
+                         "address, key fingerprint and services (a stranger's: its public ones).\n"
+                         "With --relay FILE: the nodes listed at that relay (FILE: your relay grant,\n"
+                         "or a friend's grant file that names the relay; docs/relay.md).\n",
                          argc, argv, 0, 0, {"--json"});
     if (!a) return 0;
     client c(*a);

@@ -12,6 +12,7 @@
 
 #include "cli.hpp"
 #include "local.hpp"
+#include "relay_host.hpp"
 #include "commands.hpp"
 #include "json_term.hpp"
 #include "kith/builtin.hpp"
@@ -21,7 +22,7 @@ namespace kith::cli {
 
 namespace {
 
-const char* kGrantUsage = R"(usage: kith grant create LABEL --services S[,S...] [--rate R/s] [--expires 30d] --out FILE|- [--force]
+const char* kGrantUsage = R"(usage: kith grant create LABEL --services S[,S...] [--rate R/s] [--expires 30d] [--via RELAYFILE] --out FILE|- [--force]
        kith grant list [--json]
        kith grant revoke LABEL
        kith grant rate LABEL R/s
@@ -35,6 +36,11 @@ friend: it holds a secret key, so hand it over privately. The friend then runs
                     (kvs,echo:echo)
   --rate R/s        requests per second, "10/s" or "10/s,burst=20" (default 10/s, burst 20)
   --expires T       lifetime: 45s, 30m, 12h or 30d (default: never)
+  --via RELAYFILE   the friend may also reach your node through this relay
+                    (RELAYFILE: the relay grant you run kith node --relay
+                    with; only its address and key go into the grant file,
+                    never its secret); repeatable. The friend tries your
+                    endpoints first, then the relay (docs/relay.md)
   --out FILE        where to write the grant file: a new file (never anything
                     else); "-" writes it to standard output
   --force           replace FILE if it is an existing regular file of yours
@@ -255,7 +261,7 @@ int cmd_grant(int argc, char** argv) {
     }
     std::set<std::string> value_opts = kAdminOpts;
     std::set<std::string> flags;
-    if (sub == "create") value_opts.insert({"--services", "--rate", "--expires", "--out"}), flags.insert("--force");
+    if (sub == "create") value_opts.insert({"--services", "--rate", "--expires", "--out", "--via"}), flags.insert("--force");
     else if (sub == "list") flags.insert("--json");
     else if (sub != "revoke" && sub != "rate")
         throw cli_error{"grant: unknown subcommand '" + sub + "' (create, list, revoke, rate)", kUsage};
@@ -281,6 +287,10 @@ int cmd_grant(int argc, char** argv) {
         }
         term expires = nil;
         if (a.has("--expires")) expires = static_cast<long long>(parse_expiry(a.get("--expires")).count());
+        std::vector<grant_file::relay_route> routes;  // --via: read before the grant exists
+        if (auto it = a.opts.find("--via"); it != a.opts.end())
+            for (auto& f : it->second)
+                for (auto& r : relay_routes_of(load_grant_file(f, "grant create: --via"))) routes.push_back(r);
         out_file out(a.get("--out"), a.has("--force"));  // checked before the grant exists
         grant_admin admin(a, true);
         const grant_scope asked = *parse_grant_scope(scope);
@@ -307,6 +317,7 @@ int cmd_grant(int argc, char** argv) {
                 if (!is_loopback_endpoint(e)) eps.push_back(e);
         }
         if (!eps.empty()) g->endpoints = eps;
+        g->relays = routes;
         if (auto err = out.commit(g->to_text()); !err.empty()) {
             // Not handed out: take it back, and say so.
             bool revoked = true;
@@ -327,6 +338,7 @@ int cmd_grant(int argc, char** argv) {
         std::fprintf(info, "grant '%s' on %s: %s; %s%s\n", g->label.c_str(), g->node.c_str(), scope.c_str(),
                      g->rate.to_string().c_str(), g->expires ? ("; expires " + format_time(*g->expires)).c_str() : "");
         std::fprintf(info, "endpoints %s\n", eplist.c_str());
+        for (auto& r : g->relays) std::fprintf(info, "relay %s %s\n", r.node.c_str(), r.endpoint.c_str());
         if (out.to_stdout())
             std::fprintf(info, "written to standard output (it holds a secret key: hand it over privately)\n");
         else

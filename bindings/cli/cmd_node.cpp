@@ -13,6 +13,7 @@
 #include <set>
 
 #include "avail_host.hpp"
+#include "relay_host.hpp"
 #include "cli.hpp"
 #include "commands.hpp"
 #include "kith/builtin.hpp"
@@ -137,13 +138,16 @@ void print_event(const node_event& e) {
 }  // namespace
 
 int cmd_node(int argc, char** argv) {
-    args a = parse_args("node", argc, argv,
-                        {"--name", "--port", "--listen", "--advertise", "--cookie", "--cookie-file", "--key-dir", "--services",
+    std::set<std::string> value_opts = {"--name", "--port", "--listen", "--advertise", "--cookie", "--cookie-file", "--key-dir", "--services",
                          "--public", "--peer", "--interface", "--beacon-port", "--broadcast", "--workers", "--scopes",
-                         "--failover", "--failover-delay", "--join", "--rkvs"},
-                        {"--no-discovery", "--hidden", "--no-availability"});
+                         "--failover", "--failover-delay", "--join", "--rkvs"};
+    std::set<std::string> flag_opts = {"--no-discovery", "--hidden", "--no-availability"};
+    value_opts.insert(relay_value_opts().begin(), relay_value_opts().end());
+    flag_opts.insert(relay_flag_opts().begin(), relay_flag_opts().end());
+    args a = parse_args("node", argc, argv, value_opts, flag_opts);
     if (a.has("--help")) {
         std::fputs(kNodeUsage, stdout);
+        std::fputs(kRelayNodeHelp, stdout);
         return 0;
     }
     if (!a.pos.empty()) throw cli_error{"node: unexpected argument '" + a.pos[0] + "'", kUsage};
@@ -278,6 +282,7 @@ int cmd_node(int argc, char** argv) {
     for (auto& s : a.list("--public"))
         if (auto r = n.set_public(s); !r.ok()) throw cli_error{"node: --public " + s + ": " + r.err().detail, kUsage};
     n.subscribe_nodes(print_event);
+    auto relays = std::make_unique<relay_host>(n, a);  // --serve-relay, --relay FILE
     std::unique_ptr<kith::discovery> disc;
     // Hints from discovery (a node using our name, a refused connection, a
     // node of the class with another cookie), one line each.
@@ -320,6 +325,7 @@ int cmd_node(int argc, char** argv) {
     std::printf("\ncookie %s, cluster id %s (nodes that print the same id share the cookie)", cookie_from.c_str(),
                 cluster.c_str());
     std::printf("\n%s", avail ? avail->describe().c_str() : "");
+    std::printf("%s", relays->describe().c_str());
     std::printf("availability %s\ndiscovery %s\nready (Ctrl-C to stop)\n", avail ? "global names, groups" : "off",
                 disc ? ("udp port " + std::to_string(d.port)).c_str() : "off");
     std::fflush(stdout);
@@ -328,6 +334,7 @@ int cmd_node(int argc, char** argv) {
     std::printf("stopping (%s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     std::fflush(stdout);
     reg.reset();
+    relays.reset();
     if (disc) disc->stop();
     rkvs.reset();
     avail.reset();  // failovers end their instances; peers drop our names and members

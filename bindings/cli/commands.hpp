@@ -17,6 +17,7 @@ int cmd_nodes(int argc, char** argv);
 int cmd_watch(int argc, char** argv);
 int cmd_ping(int argc, char** argv);
 int cmd_grant(int argc, char** argv);
+int cmd_relay(int argc, char** argv);
 int cmd_whereis(int argc, char** argv);  // cmd_global.cpp
 int cmd_groups(int argc, char** argv);
 

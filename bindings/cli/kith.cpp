@@ -40,6 +40,7 @@ commands:
   watch     print node up/down events as they happen
   ping      pong if a node answers, pang if not
   grant     create, list and revoke grants for friends
+  relay     run a relay: friends behind home routers reach each other through it
   whereis   which pid (and node) holds a global name; call/send --global NAME reach it
   groups    the process groups of a scope and their members
 
@@ -55,7 +56,7 @@ struct command {
 const command kCommands[] = {
     {"node", cmd_node}, {"call", cmd_call},   {"cast", cmd_cast}, {"send", cmd_send},   {"spawn", cmd_spawn},
     {"nodes", cmd_nodes}, {"watch", cmd_watch}, {"ping", cmd_ping}, {"grant", cmd_grant},
-    {"whereis", cmd_whereis}, {"groups", cmd_groups},
+    {"whereis", cmd_whereis}, {"groups", cmd_groups}, {"relay", cmd_relay},
 };
 
 }  // namespace

@@ -1,0 +1,365 @@
+// kith relay, and the relay parts of kith node, nodes and call (relay_host.hpp).
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "commands.hpp"
+#include "json_term.hpp"
+#include "relay_host.hpp"
+
+namespace kith::cli {
+
+namespace {
+
+const char* kRelayUsage = R"(usage: kith relay [options]
+
+Runs a relay: a node that friends behind home routers both connect out to,
+so that they can reach each other (docs/relay.md). Run it where it can be
+reached: a small VPS, a teacher's server, a machine with a port forward.
+It relays bytes it cannot read: CURVE, the membership proof and grants stay
+end to end between the two nodes. It prints its events, one line each.
+
+Who may use it is decided with grants, as for any service: on this machine
+  kith grant create alice --services relay --out alice-relay.grant
+gives Alice a "relay file" (register and dial; revoke it and her
+registration and sessions end at once; its rate limits her relay calls).
+Cluster members (same cookie) may always use it.
+
+options (and every option of kith node; its services default to none):
+  --data-listen HOST:PORT    where the data plane listens (default 0.0.0.0:4380)
+  --data-advertise HOST:PORT what nodes dial for it, when it differs (a port
+                             forward); default: the address they reach this
+                             node at
+  --open                     anyone may dial through it and read its directory
+                             (registering still needs a relay grant)
+  --max-registrations N      nodes registered at once (default 4096)
+  --max-sessions N           relayed sessions at once per registered node
+                             (default 16) and per dialler (half of it, at least 1)
+  --bytes-per-s N            each direction of a session at most N bytes a
+                             second (default: unlimited)
+Open TCP ports: the node's (4370, or --port) and the data plane's (4380).
+)";
+
+// kith relay's own options -> kith node's.
+const std::pair<const char*, const char*> kRelayAliases[] = {
+    {"--data-listen", "--relay-listen"},       {"--data-advertise", "--relay-advertise"},
+    {"--open", "--relay-open"},                {"--max-registrations", "--relay-max-registrations"},
+    {"--max-sessions", "--relay-max-sessions"}, {"--bytes-per-s", "--relay-bytes-per-s"},
+};
+
+std::size_t parse_count(const std::string& opt, const std::string& v) {
+    try {
+        std::size_t used = 0;
+        long long n = std::stoll(v, &used);
+        if (used == v.size() && n > 0 && n < (1LL << 40)) return static_cast<std::size_t>(n);
+    } catch (...) {
+    }
+    throw cli_error{"node: " + opt + " wants a positive whole number (got '" + v + "')", kUsage};
+}
+
+}  // namespace
+
+const char* kRelayNodeHelp = R"(relays (docs/relay.md):
+  --relay FILE      register at a relay and stay reachable through it (and
+                    register again when it comes back); FILE is the relay
+                    grant its owner gave you (kith grant create LABEL
+                    --services relay, on the relay's machine)
+  --relay-unlisted  registered, but not shown in the relay's directory
+  --serve-relay     this node is also a relay (kith relay --help: its
+                    options here are --relay-listen, --relay-advertise,
+                    --relay-open, --relay-max-registrations,
+                    --relay-max-sessions, --relay-bytes-per-s)
+)";
+
+const std::set<std::string>& relay_value_opts() {
+    static const std::set<std::string> o = {"--relay",         "--relay-listen",           "--relay-advertise",
+                                            "--relay-max-sessions", "--relay-max-registrations", "--relay-bytes-per-s"};
+    return o;
+}
+
+const std::set<std::string>& relay_flag_opts() {
+    static const std::set<std::string> o = {"--serve-relay", "--relay-open", "--relay-unlisted"};
+    return o;
+}
+
+int cmd_relay(int argc, char** argv) {
+    std::vector<std::string> v{"--serve-relay"};
+    bool services = false, avail = false;
+    for (int i = 0; i < argc; ++i) {
+        std::string s = argv[i];
+        if (s == "--help" || s == "-h") {
+            std::fputs(kRelayUsage, stdout);
+            return 0;
+        }
+        for (auto& [mine, node] : kRelayAliases) {
+            std::string m = mine;
+            if (s == m) s = node;
+            else if (s.rfind(m + "=", 0) == 0) s = node + s.substr(m.size());
+        }
+        services = services || s.rfind("--services", 0) == 0;
+        avail = avail || s.rfind("--scopes", 0) == 0 || s.rfind("--failover", 0) == 0 || s.rfind("--join", 0) == 0;
+        v.push_back(s);
+    }
+    if (!services) v.push_back("--services=");
+    if (!avail) v.push_back("--no-availability");
+    std::vector<char*> p;
+    for (auto& s : v) p.push_back(s.data());
+    return cmd_node(static_cast<int>(p.size()), p.data());
+}
+
+grant_file load_grant_file(const std::string& file, const std::string& what) {
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0)
+        throw cli_error{what + " " + file + ": " + std::strerror(errno) +
+                            " (it is the relay grant the relay's owner gave you: kith grant create LABEL --services "
+                            "relay --out FILE, on the relay's machine)",
+                        kUsage};
+    if (S_ISREG(st.st_mode) && (st.st_mode & 077))
+        throw cli_error{what + " " + file + " can be read by others: it holds a secret key; make it private "
+                            "first: chmod 600 " + file,
+                        kFailed};
+    auto g = grant_file::load(file);
+    if (!g) throw cli_error{what + " " + file + ": " + g.err().detail, kFailed};
+    return std::move(*g);
+}
+
+std::vector<grant_file::relay_route> relay_routes_of(const grant_file& g) {
+    std::vector<grant_file::relay_route> out;
+    for (auto& e : g.endpoints) out.push_back({g.node, e, g.server_key});
+    return out;
+}
+
+std::string connect_relay(kith::node& n, const grant_file::relay_route& r, const grant_file* relay_grant,
+                          std::chrono::milliseconds timeout) {
+    result<std::string> up = relay_grant && relay_grant->node == r.node ? n.connect(*relay_grant, timeout)
+                                                                        : n.connect_visitor(r.endpoint, r.key, timeout);
+    if (up) return *up;
+    std::string what = "cannot reach the relay " + r.node + " at " + r.endpoint + ": ";
+    if (up.code() == errc::timeout || up.code() == errc::nodedown)
+        throw cli_error{what + "timeout: nothing answered (is the relay running? is " + r.endpoint +
+                            " the right address, its port open?)",
+                        kFailed};
+    if (up.code() == errc::revoked)
+        throw cli_error{what + "revoked: your relay grant was revoked or has expired; ask the relay's owner for a new "
+                               "one",
+                        kFailed};
+    throw cli_error{what + up.err().message() +
+                        (relay_grant ? "" : " (this relay is not open to strangers: ask its owner for a relay grant "
+                                            "and pass it with --relay-grant FILE)"),
+                    kFailed};
+}
+
+std::optional<std::string> reach_via_relays(kith::node& n, const grant_file& g, const grant_file* relay_grant,
+                                            std::chrono::milliseconds timeout,
+                                            std::unique_ptr<kith::relay_client>& keep, std::string& why) {
+    for (auto& r : g.relays) {
+        try {
+            std::string rn = connect_relay(n, r, relay_grant, timeout);
+            keep.reset();
+            keep = std::make_unique<kith::relay_client>(n, rn, nullptr);
+            auto up = keep->connect(g, timeout);
+            if (up) return *up;
+            if (up.code() == errc::noproc)
+                why += "; the relay " + rn + " has no node " + g.node + " registered (is its node running with --relay?)";
+            else if (up.code() == errc::revoked)
+                throw cli_error{"cannot reach " + g.node + " through the relay " + rn + ": revoked: " + up.err().detail +
+                                    "; ask the owner of " + g.node + " for a new grant",
+                                kFailed};
+            else
+                why += "; through the relay " + rn + ": " + up.err().message();
+        } catch (const cli_error& e) {
+            if (e.message.find("revoked") != std::string::npos && e.message.find("through the relay") != std::string::npos)
+                throw;
+            why += "; " + e.message;
+        }
+    }
+    return std::nullopt;
+}
+
+// ---- relay_host --------------------------------------------------------------------
+
+relay_host::relay_host(kith::node& n, const args& a) : n_(n) {
+    bool serve = a.has("--serve-relay");
+    for (auto& o : relay_value_opts())
+        if (o != "--relay" && a.has(o) && !serve)
+            throw cli_error{"node: " + o + " configures the relay this node serves: add --serve-relay", kUsage};
+    if (a.has("--relay-open") && !serve)
+        throw cli_error{"node: --relay-open configures the relay this node serves: add --serve-relay", kUsage};
+    if (serve) {
+        relay_options ro;
+        ro.listen = a.get("--relay-listen", "0.0.0.0:4380");
+        ro.advertise = a.get("--relay-advertise");
+        if (a.has("--relay-max-registrations"))
+            ro.max_registrations = parse_count("--relay-max-registrations", a.get("--relay-max-registrations"));
+        if (a.has("--relay-max-sessions")) {
+            ro.max_sessions_per_node = parse_count("--relay-max-sessions", a.get("--relay-max-sessions"));
+            ro.max_sessions_per_dialler = std::max<std::size_t>(1, ro.max_sessions_per_node / 2);
+        }
+        if (a.has("--relay-bytes-per-s"))
+            ro.max_bytes_per_s_per_session = parse_count("--relay-bytes-per-s", a.get("--relay-bytes-per-s"));
+        const bool open = a.has("--relay-open");
+        ro.strangers_may_register = false;
+        try {
+            relay_ = std::make_unique<kith::relay>(n_, ro);
+        } catch (const setup_error& e) {
+            throw cli_error{std::string("node: ") + e.what() + " (--relay-listen HOST:PORT chooses another)", kFailed};
+        }
+        if (open)
+            if (auto r = n_.set_public("relay"); !r.ok())
+                throw cli_error{"node: --relay-open: " + r.err().detail, kFailed};
+        describe_ += "relay data plane " + relay_->endpoint() + " (listening on " + ro.listen + ")\n";
+        describe_ += std::string("relay users: cluster members and holders of a relay grant (kith grant create LABEL "
+                                 "--services relay --out FILE)") +
+                     (open ? "; anyone may dial and read the directory (--open)" : "") + "\n";
+        serve_thread_ = std::thread([this] { serve_loop(); });
+    }
+    if (a.has("--relay")) {
+        reg_file_ = a.get("--relay");
+        reg_grant_ = load_grant_file(reg_file_, "node: --relay");
+        listed_ = !a.has("--relay-unlisted");
+        describe_ += "relay registering at " + reg_grant_->node + " (" + reg_file_ + ")" +
+                     (listed_ ? "" : ", unlisted") + "\n";
+        reg_thread_ = std::thread([this] { register_loop(); });
+    } else if (a.has("--relay-unlisted")) {
+        throw cli_error{"node: --relay-unlisted goes with --relay FILE", kUsage};
+    }
+}
+
+relay_host::~relay_host() {
+    {
+        std::lock_guard lk(mu_);
+        stop_ = true;
+    }
+    cv_.notify_all();
+    if (reg_thread_.joinable()) reg_thread_.join();
+    if (serve_thread_.joinable()) serve_thread_.join();
+    client_.reset();
+    relay_.reset();
+}
+
+std::string relay_host::describe() const { return describe_; }
+
+namespace {
+void say(const std::string& line) {
+    std::printf("relay: %s\n", line.c_str());
+    std::fflush(stdout);
+}
+}  // namespace
+
+// Prints the relay's counters when they change (at most once a second).
+void relay_host::serve_loop() {
+    relay_counters last{};
+    std::unique_lock lk(mu_);
+    while (!cv_.wait_for(lk, std::chrono::seconds(1), [&] { return stop_; })) {
+        auto c = relay_->counters();
+        if (c.registrations == last.registrations && c.sessions == last.sessions && c.refused == last.refused &&
+            c.timed_out == last.timed_out && c.sessions_total == last.sessions_total)
+            continue;
+        last = c;
+        say("registered " + std::to_string(c.registrations) + ", sessions " + std::to_string(c.sessions) + " (" +
+            std::to_string(c.sessions_total) + " in all), refused " + std::to_string(c.refused) + ", timed out " +
+            std::to_string(c.timed_out) + ", " + std::to_string(c.bytes_forwarded) + " bytes forwarded");
+    }
+}
+
+// Connects to the relay and registers; when the link drops, says so and
+// connects again (relay_client registers again on the relay's nodeup).
+void relay_host::register_loop() {
+    const grant_file& g = *reg_grant_;
+    std::string last_error;
+    bool up = false;
+    auto wait = [&](std::chrono::milliseconds d) {
+        std::unique_lock lk(mu_);
+        return !cv_.wait_for(lk, d, [&] { return stop_; });
+    };
+    auto complain = [&](const std::string& e) {
+        if (e != last_error) say(e);
+        last_error = e;
+    };
+    std::chrono::milliseconds backoff{1000};
+    do {
+        bool linked = n_.info(g.node).has_value();
+        if (!linked) {
+            if (up) say("lost the relay " + g.node + "; connecting again");
+            up = false;
+            auto r = n_.connect(g, std::chrono::seconds(5));
+            if (!r) {
+                std::string why = r.code() == errc::revoked
+                                      ? "revoked: the relay's owner revoked your relay grant (or it expired); ask "
+                                        "for a new one"
+                                      : r.err().message() + " (is the relay running? retrying every " +
+                                            std::to_string(backoff.count() / 1000) + " s)";
+                complain("cannot reach " + g.node + ": " + why);
+                backoff = std::min(backoff * 2, std::chrono::milliseconds(8000));
+                continue;
+            }
+            backoff = std::chrono::milliseconds(1000);
+        }
+        if (!client_) {
+            try {
+                client_ = std::make_unique<kith::relay_client>(n_, g.node, listed_);
+            } catch (const setup_error& e) {
+                std::string m = e.what();
+                if (m.find("another key") != std::string::npos) m += " (with kith node --name)";
+                complain(m + "; retrying every 8 s");
+                backoff = std::chrono::milliseconds(8000);
+                continue;
+            }
+        }
+        if (!up) {
+            up = true;
+            last_error.clear();
+            say("registered at " + g.node + " as " + n_.name() + (listed_ ? " (listed)" : " (unlisted)") +
+                "; friends with a grant that has this relay's route reach this node through it");
+        }
+        backoff = std::chrono::milliseconds(500);
+    } while (wait(backoff));
+}
+
+// ---- kith nodes --relay ------------------------------------------------------------
+
+int relay_directory(const args& a) {
+    std::string file = a.get("--relay");
+    grant_file g = load_grant_file(file, "nodes: --relay");
+    node_options o = hidden_client_options(a, "kith-cli");
+    std::chrono::milliseconds timeout{5000};
+    if (a.has("--timeout")) timeout = parse_seconds("--timeout", a.get("--timeout"));
+    kith::node n(o);
+    std::vector<grant_file::relay_route> routes = g.relays.empty() ? relay_routes_of(g) : g.relays;
+    std::optional<grant_file> relay_grant;
+    if (a.has("--relay-grant")) relay_grant = load_grant_file(a.get("--relay-grant"), "--relay-grant");
+    std::string rn;
+    std::string errors;
+    for (auto& r : routes) {
+        try {
+            rn = connect_relay(n, r, g.relays.empty() ? &g : relay_grant ? &*relay_grant : nullptr, timeout);
+            break;
+        } catch (const cli_error& e) {
+            errors += (errors.empty() ? "" : "; ") + e.message;
+        }
+    }
+    if (rn.empty()) {
+        n.stop();
+        throw cli_error{"nodes: " + errors, kFailed};
+    }
+    auto d = n.call(rn, "relay", "directory", arr(), timeout);
+    n.stop();
+    if (!d) fail("nodes: the directory of the relay " + rn, d.err());
+    if (a.has("--json")) {
+        std::printf("%s\n", to_json(*d).c_str());
+        return 0;
+    }
+    std::printf("nodes registered at the relay %s and listed there:\n", rn.c_str());
+    if (d->size() == 0) std::printf("(none)\n");
+    else std::printf("%-32s %s\n", "NAME", "FINGERPRINT (of the key it registered with)");
+    for (std::size_t i = 0; i < d->size(); ++i) {
+        const term& row = *d->at(i);
+        if (row.size() < 3 || !row.at(0)->is_string() || !row.at(2)->is_string()) continue;
+        std::printf("%-32s %s\n", printable(*row.at(0)->as_string()).c_str(), printable(*row.at(2)->as_string()).c_str());
+    }
+    std::fflush(stdout);
+    return 0;
+}
+
+}  // namespace kith::cli

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The relay from the command line (issue 16), typed as a user would, with
+# real processes on loopback: kith relay (its owner gives Alice a relay
+# grant), Alice's kith node --relay, a grant for Bob made with --via, Bob's
+# kith call through the relay when Alice's direct endpoint does not answer,
+# and directly when it does; kith nodes --relay; a name registered by
+# another key refused; the relay down reported, and Alice registered again
+# when it comes back. Each node has its own key directory and cookie (three
+# people, three clusters).
+set -uo pipefail
+KITH=$1
+. "$(dirname "$0")/lib.sh"
+scratch  # $T, $BP, $NET, pids=() (lib.sh)
+for who in r a b e; do head -c 24 /dev/urandom | base64 > "$T/$who.cookie"; chmod 600 "$T/$who.cookie"; done
+RPORT=$((20000 + RANDOM % 20000)); DPORT=$((RPORT + 1))
+k() { # who kith-args...: as that person (key dir $T/who, cookie $T/who.cookie); only in & or $(...)
+  local who=$1; shift
+  KITH_HOME=$T/$who exec "$KITH" "$@" --cookie-file "$T/$who.cookie"
+}
+run() { # what expected_rc who kith-args...: stdout in $out, stderr in $err
+  local what=$1 want=$2; shift 2
+  out=$(k "$@" 2> "$T/err"); rc=$?
+  err=$(cat "$T/err")
+  if [ "$rc" -ne "$want" ]; then fail "$what: exit $rc, wanted $want; out=$out err=$err"; return 1; fi
+  if [ "$want" -ne 0 ] && [ "$(printf '%s\n' "$err" | wc -l)" -ne 1 ]; then fail "$what: stderr is not one line: $err"; fi
+  return 0
+}
+expect_err() { printf '%s' "$err" | grep -q -- "$2" || fail "$1: stderr '$err' lacks '$2'"; }
+expect_out() { printf '%s' "$out" | grep -q -- "$2" || fail "$1: stdout '$out' lacks '$2'"; }
+start_relay() {
+  k r relay --name relay --listen "tcp://127.0.0.1:$RPORT" --data-listen "127.0.0.1:$DPORT" --open --no-discovery \
+    > "$T/relay.out" 2>&1 &
+  relay_pid=$!; pids+=($!); disown $!
+  wait_for '^ready' "$T/relay.out" 30 || exit 1
+}
+
+# 1. The relay on "the VPS"; its owner gives Alice (and Eve) a relay grant.
+start_relay
+grep -q "relay data plane 127.0.0.1:$DPORT" "$T/relay.out" || fail "relay: no data plane line: $(cat "$T/relay.out")"
+run "grant create alice --services relay" 0 r grant create alice --services relay --out "$T/alice-relay.grant" || exit 1
+run "grant create eve --services relay" 0 r grant create eve --services relay --out "$T/eve-relay.grant"
+
+# 2. Alice at home, registered at the relay; her grant for Bob names it.
+APORT=$((DPORT + 1))
+k a node --name alice --listen "tcp://127.0.0.1:$APORT" --no-discovery \
+  --relay "$T/alice-relay.grant" > "$T/alice.out" 2>&1 &
+alice_pid=$!; pids+=($!); disown $!
+wait_for '^ready' "$T/alice.out" 30 || exit 1
+wait_for '^relay: registered at relay@' "$T/alice.out" 15 || fail "alice never registered at the relay"
+run "grant create bob --via" 0 a grant create bob --services kvs --via "$T/alice-relay.grant" --out "$T/bob.grant"
+expect_out "grant create --via" "^relay relay@"
+grep -q '^kith-grant 2' "$T/bob.grant" || fail "bob.grant is not version 2: $(cat "$T/bob.grant")"
+grep -q "^relay: relay@[^ ]* tcp://127.0.0.1:$RPORT " "$T/bob.grant" || fail "bob.grant has no relay route"
+grep -q 'client-secret-key' "$T/alice-relay.grant" && ! grep -qF "$(grep client-secret-key "$T/alice-relay.grant" | cut -d' ' -f2)" "$T/bob.grant" ||
+  fail "bob.grant carries the relay grant's secret"
+
+# A copy of Bob's grant whose direct endpoint does not answer (as from
+# outside Alice's home router): only the relay route works.
+python3 - "$T/bob.grant" "tcp://127.0.0.1:9" "$T/home.grant" <<'EOF'
+import hashlib, os, re, sys
+text = open(sys.argv[1]).read()
+text = re.sub(r'(?m)^endpoint: .*$', 'endpoint: ' + sys.argv[2], text)
+body = text[:text.rindex('checksum: ')]
+out = body + 'checksum: ' + hashlib.blake2b(body.encode(), digest_size=32).hexdigest()[:32] + '\n'
+fd = os.open(sys.argv[3], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+os.write(fd, out.encode())
+EOF
+
+# 3. Bob calls Alice's kvs: her endpoint does not answer, the relay does.
+run "call through the relay" 0 b call --grant "$T/home.grant" --timeout 4 alice kvs store '"weather"' '"rain"'
+run "lookup through the relay" 0 b call --grant "$T/home.grant" alice kvs lookup '"weather"'
+[ "$out" = '["ok","rain"]' ] || fail "lookup through the relay: $out"
+wait_for 'sessions [0-9]* ([1-9][0-9]* in all)' "$T/relay.out" 5 || fail "the relay never counted a session"
+# Only what the grant allows, as on a direct link.
+run "echo is not granted" 1 b call --grant "$T/home.grant" alice echo echo 1
+expect_err "echo is not granted" "unauthorized"
+
+# 4. The directory.
+run "nodes --relay" 0 b nodes --relay "$T/bob.grant"
+expect_out "nodes --relay" "^alice@"
+run "nodes --relay --json" 0 a nodes --relay "$T/alice-relay.grant" --json
+expect_out "nodes --relay --json" '"alice@'
+
+# 5. Direct first: a grant whose endpoint answers never uses the relay (the
+#    relay's count of sessions stays where it was).
+# Three relayed calls so far (store, lookup, echo): one session each.
+wait_for '(3 in all)' "$T/relay.out" 5 || fail "the relay did not count 3 sessions"
+before=$(grep -o '([0-9]* in all)' "$T/relay.out" | tail -1)
+run "call direct" 0 b call --grant "$T/bob.grant" alice kvs lookup '"weather"'
+[ "$out" = '["ok","rain"]' ] || fail "direct lookup: $out"
+sleep 1.5  # the relay prints its counters once a second when they change
+after=$(grep -o '([0-9]* in all)' "$T/relay.out" | tail -1)
+[ "$before" = "$after" ] || fail "a direct endpoint that works still went through the relay ($before -> $after)"
+
+# 6. A name registered by another key is refused, also while its node is away.
+kill -TERM "$alice_pid"; wait_for '^stopped' "$T/alice.out" 10
+k e node --name alice --listen tcp://127.0.0.1:0 --no-discovery --relay "$T/eve-relay.grant" > "$T/eve.out" 2>&1 &
+eve_pid=$!; pids+=($!); disown $!
+wait_for 'refused the registration' "$T/eve.out" 15 || fail "eve registered alice's name"
+grep -q 'registered at this relay by another key; choose another node name' "$T/eve.out" ||
+  fail "eve's refusal does not say why: $(grep relay: "$T/eve.out")"
+kill -TERM "$eve_pid"; wait_for '^stopped' "$T/eve.out" 10
+
+# 7. The relay down: Bob is told what happened; Alice says she lost it and
+#    registers again when it comes back.
+k a node --name alice --listen "tcp://127.0.0.1:$APORT" --no-discovery \
+  --relay "$T/alice-relay.grant" > "$T/alice2.out" 2>&1 &
+pids+=($!); disown $!
+wait_for '^relay: registered at relay@' "$T/alice2.out" 15 || fail "alice did not register again"
+run "store through the relay" 0 b call --grant "$T/home.grant" alice kvs store '"weather"' '"sun"'
+kill -9 "$relay_pid"
+run "call with the relay down" 1 b call --grant "$T/home.grant" --timeout 2 alice kvs lookup '"weather"'
+expect_err "relay down" "cannot reach the relay relay@.* (is the relay running"
+wait_for '^relay: lost the relay' "$T/alice2.out" 15 || fail "alice never noticed the relay went down"
+start_relay
+wait_for 'relay: registered 1,' "$T/relay.out" 20 || fail "alice did not register again after the relay came back"
+run "call after the relay came back" 0 b call --grant "$T/home.grant" alice kvs lookup '"weather"'
+[ "$out" = '["ok","sun"]' ] || fail "lookup after the relay came back: $out"
+
+# 8. Usage errors say what to do.
+run "--relay with a missing file" 2 a node --relay "$T/nope.grant"
+expect_err "--relay missing" "kith grant create LABEL --services relay"
+run "--relay-open without --serve-relay" 2 a node --relay-open
+expect_err "--relay-open alone" "add --serve-relay"
+
+[ "$fails" -eq 0 ] && echo "cli relay: all passed"
+exit "$fails"
