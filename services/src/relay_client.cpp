@@ -341,6 +341,9 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
                     if (errno == EINTR || errno == ECONNABORTED) continue;
                     return;  // shut down
                 }
+                // Replies go back to libzmq at once (no Nagle wait for an ACK).
+                int one = 1;
+                ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
                 spawn_thread([this, c, target] { forward(c, target); });
             }
         });

@@ -32,16 +32,15 @@
 
 #include "bench.hpp"
 #include "bench_nodes.hpp"
+#include "bench_remote.hpp"
 #include "kith/mailbox.hpp"
 #include "kith/node.hpp"
 #include "kith/service.hpp"
 
-namespace {
+namespace kith::bench {
 
 using namespace std::chrono_literals;
-using namespace kith::bench;  // clk, net_node, report, seconds_since, temp_dir, ...
 
-// Sequential blocking calls; returns sorted latencies in microseconds.
 std::vector<double> rpc_latency(kith::node& a, const std::string& b, int warmup, int n) {
     std::vector<double> us;
     us.reserve(n);
@@ -59,6 +58,7 @@ std::vector<double> rpc_latency(kith::node& a, const std::string& b, int warmup,
     return us;
 }
 
+namespace {
 // call_async with a fixed window of `window` outstanding calls; returns calls/s.
 double rpc_window(kith::node& a, const std::string& b, int window, std::int64_t total) {
     auto st = std::make_shared<kith::bench::completions>(total);
@@ -79,19 +79,10 @@ double rpc_window(kith::node& a, const std::string& b, int window, std::int64_t 
     return rate;
 }
 
-struct send_result {
-    double msgs_per_s = 0;
-    std::uint64_t received = 0;
-    std::uint64_t drops = 0;
-    bool complete = false;
-};
+}  // namespace
 
-// An actor on A sends `total` 32-byte binaries to a sink actor on B. The sink
-// acknowledges every `ack_every` messages; the source keeps at most `window`
-// unacknowledged messages in flight (flow control as an application would do
-// it, so no per-peer queue overflows).
 send_result remote_send(kith::node& a, kith::node& b, std::int64_t total, std::int64_t window,
-                        std::int64_t ack_every, clk::duration stall_limit = 5s) {
+                        std::int64_t ack_every, std::chrono::steady_clock::duration stall_limit) {
     auto drops0 = a.net_stats().overload_drops;
     auto received = std::make_shared<std::atomic<std::int64_t>>(0);
     auto source_pid = std::make_shared<kith::pid>();
@@ -166,7 +157,9 @@ send_result remote_send(kith::node& a, kith::node& b, std::int64_t total, std::i
     return out;
 }
 
-}  // namespace
+}  // namespace kith::bench
+
+using namespace kith::bench;
 
 KITH_BENCH_GROUP("remote", 30) {
     temp_dir dir;

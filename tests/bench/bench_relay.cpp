@@ -1,0 +1,108 @@
+// Relayed figures (group "relay"): the measurements of group "remote"
+// (bench_remote.hpp, the same code) over a link through a kith::relay, all
+// three nodes in one process on loopback, CURVE end to end through the
+// relay's data plane and both nodes' relay_client splices:
+//   relay_rpc_p50_us, relay_rpc_p99_us   sequential blocking node::call
+//   relay_send_msgs_per_s                actor -> actor, 32-byte payloads
+//   relay_cpu_pct_per_10k_msgs_per_s     the relay's data-plane thread
+//                                        ("kith-relay") CPU during the send
+//                                        run, in % of one core per 10 000
+//                                        msgs/s forwarded
+// and, when group "remote" ran first (`kith_bench remote relay`), the
+// ratios to its direct figures (targets: rpc <= 1.5x, send >= 0.5x).
+
+#include <dirent.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "bench.hpp"
+#include "bench_nodes.hpp"
+#include "bench_remote.hpp"
+#include "kith/relay.hpp"
+#include "kith/service.hpp"
+
+namespace {
+
+// CPU seconds (user + system) of this process's threads named `name`.
+double thread_cpu_s(const std::string& name) {
+    double total = 0;
+    const double hz = static_cast<double>(::sysconf(_SC_CLK_TCK));
+    for (auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
+        std::string comm;
+        std::getline(std::ifstream(t.path() / "comm"), comm);
+        if (comm != name) continue;
+        std::string stat;
+        std::getline(std::ifstream(t.path() / "stat"), stat);
+        // Fields after "(comm)": state is field 3; utime and stime are 14 and 15.
+        std::istringstream in(stat.substr(stat.rfind(')') + 2));
+        std::string f;
+        double utime = 0, stime = 0;
+        for (int i = 3; in >> f; ++i) {
+            if (i == 14) utime = std::atof(f.c_str());
+            if (i == 15) {
+                stime = std::atof(f.c_str());
+                break;
+            }
+        }
+        total += (utime + stime) / hz;
+    }
+    return total;
+}
+
+}  // namespace
+
+KITH_BENCH_GROUP("relay", 32) {
+    using namespace std::chrono_literals;
+    using kith::bench::net_node;
+    kith::bench::temp_dir dir;
+    kith::node r(net_node("r@bench", dir.path / "r"));
+    kith::relay_options ro;
+    ro.listen = "127.0.0.1:0";
+    kith::relay rel(r, ro);
+    kith::node a(net_node("a@bench", dir.path / "a"));
+    kith::node b(net_node("b@bench", dir.path / "b"));
+    kith::service svc("bench");
+    svc.function("echo", [](kith::term x) { return x; });
+    b.add_service(std::move(svc));
+    if (!a.connect(r.endpoint(), r.key()).ok() || !b.connect(r.endpoint(), r.key()).ok()) {
+        std::fprintf(stderr, "bench relay: cannot connect to the relay node\n");
+        return;
+    }
+    kith::relay_client target(b, "r@bench", false);
+    kith::relay_client dialler(a, "r@bench", nullptr);
+    auto up = dialler.connect("b@bench", b.key());
+    if (!up.ok()) {
+        std::fprintf(stderr, "bench relay: connect through the relay failed: %s\n", up.err().detail.c_str());
+        return;
+    }
+    auto lat = kith::bench::rpc_latency(a, *up, 2000, 20000);
+    if (!lat.empty()) {
+        kith::bench::report("relay_rpc_p50_us", lat[lat.size() / 2], "us");
+        kith::bench::report("relay_rpc_p99_us", lat[lat.size() * 99 / 100], "us");
+    }
+    kith::bench::remote_send(a, b, 200000, 100000, 8192);  // warm-up
+    const double cpu0 = thread_cpu_s("kith-relay");
+    auto t0 = std::chrono::steady_clock::now();
+    auto rs = kith::bench::remote_send(a, b, 2000000, 100000, 8192);
+    const double wall = kith::bench::seconds_since(t0), cpu = thread_cpu_s("kith-relay") - cpu0;
+    kith::bench::report("relay_send_msgs_per_s", rs.msgs_per_s, "msgs/s");
+    if (rs.drops || !rs.complete)
+        std::printf("relay_send_note: %s, received %llu of 2000000, %llu overload drops\n",
+                    rs.complete ? "complete" : "INCOMPLETE", (unsigned long long)rs.received,
+                    (unsigned long long)rs.drops);
+    if (rs.msgs_per_s > 0 && wall > 0)
+        kith::bench::report("relay_cpu_pct_per_10k_msgs_per_s", 100.0 * cpu / wall / (rs.msgs_per_s / 10000.0),
+                            "% of a core");
+    if (rs.msgs_per_s > 0 && wall > 0)
+        kith::bench::report("relay_cpu_pct", 100.0 * cpu / wall, "% of a core (during relay_send)");
+    const double rp = kith::bench::figure("rpc_p50_us"), rsd = kith::bench::figure("remote_send_msgs_per_s");
+    if (rp > 0 && !lat.empty())
+        kith::bench::report("relay_rpc_p50_vs_direct_ratio", lat[lat.size() / 2] / rp, "x (target <= 1.5)");
+    if (rsd > 0) kith::bench::report("relay_send_vs_direct_ratio", rs.msgs_per_s / rsd, "x (target >= 0.5)");
+}
