@@ -154,9 +154,12 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
     impl(node& n_, std::string r) : n(n_), relay_node(std::move(r)) {}
 
     // Runs `f` on its own thread, counted so that the destructor waits for it.
+    // Nothing is started once the destructor began (stop): a node-event
+    // callback may still run after unsubscribe_nodes returned.
     template <class F>
     void spawn_thread(F f) {
         std::lock_guard lk(mu);
+        if (stop.load()) return;
         ++threads;
         std::thread([self = shared_from_this(), f = std::move(f)]() mutable {
             f();

@@ -28,8 +28,13 @@ result<const principal*> caller() {
 relay::impl::impl(node& n, relay_options o) : n_(n), o_(std::move(o)) {
     bind_listener();
     add_service();
-    sub_id_ = n_.subscribe_nodes([this](const node_event& ev) { on_node_event(ev); });
     guard_->live = this;
+    // Through the guard: a node may still be running this callback (on its
+    // I/O thread) after unsubscribe_nodes returned, i.e. after the relay is gone.
+    sub_id_ = n_.subscribe_nodes([g = guard_](const node_event& ev) {
+        std::shared_lock lk(g->mu);
+        if (g->live) g->live->on_node_event(ev);
+    });
     thread_ = std::thread([this] {
         // Named, so that ps/top (and the benchmark's CPU figure) can tell it apart.
         ::pthread_setname_np(::pthread_self(), "kith-relay");
