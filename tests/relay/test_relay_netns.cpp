@@ -215,8 +215,8 @@ TEST_CASE("relay netns: Alice and Bob behind their own NAT, a grant through the 
             INFO(eve.dump());
             CHECK_FALSE(eve.has({"REGISTER ok"}));
         }
-        // Alice's registration is untouched: Bob still reaches her.
-        CHECK(bob.ask("call alice@home kvs lookup weather", "CALL").find("fine") != std::string::npos);
+        // Alice's registration is untouched: still hers, with her key.
+        CHECK(bob.ask("directory", "DIRECTORY").find(alice.key) != std::string::npos);
     }
 
     // The relay is killed and started again (same key, same addresses).
@@ -236,7 +236,15 @@ TEST_CASE("relay netns: Alice and Bob behind their own NAT, a grant through the 
     std::printf("relay netns: nodedown %.0f ms after kill -9 of the relay; nodeup %.0f ms after its restart\n",
                 down_ms, up_ms);
     std::fflush(stdout);
-    CHECK(bob.ask("call alice@home kvs lookup weather", "CALL").find("fine") != std::string::npos);
+    // (The burst above may have left the grant's bucket empty: a call
+    // refused as rate_limited is asked again, within a deadline.)
+    std::string again;
+    for (auto until = std::chrono::steady_clock::now() + 5s; std::chrono::steady_clock::now() < until;) {
+        again = bob.ask("call alice@home kvs lookup weather", "CALL");
+        if (again != "CALL err rate_limited") break;
+        bob.p->wait_for({"never printed"}, 100ms);
+    }
+    CHECK(again.find("fine") != std::string::npos);
 
     // Alice revokes Bob's grant mid-session: his link ends ("revoked"), his
     // calls and a new connection through the relay are refused.
