@@ -56,6 +56,7 @@ dist::dist(node_impl& rt, const net_options& opts, std::shared_ptr<service_table
     cb.on_decode_error = [this](const std::string& peer, const error& e) {
         diag("dropped a malformed frame from " + peer + ": " + e.detail);
     };
+    cb.run_elsewhere = [this](std::function<void()> job) { run_on_worker(std::move(job)); };
     tr_ = std::make_unique<transport>(std::move(to), std::move(cb));
     // Keys other than the cluster key: a live grant; a revoked or expired
     // one (admitted only to be told "revoked" at its handshake, see

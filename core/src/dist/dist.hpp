@@ -260,6 +260,8 @@ private:
     }
     void finish(std::uint64_t req_id, const std::string& from_node, result<term> r);
     void run_job(std::function<void()> job);
+    // Runs `job` on a worker, in a transient actor.
+    void run_on_worker(std::function<void()> job);
     void finish_spawn(std::uint64_t req_id, const std::string& from_node, result<pid> r);
     void emit(const node_event& ev);
     // The name of the up peer we reached at `endpoint`, if any (under mu_).

@@ -191,7 +191,10 @@ void dist::spawn(const std::string& node, const std::string& svc, const std::str
 // the sockets over (no thread is woken between request and reply), or, when
 // that is not possible now, on a worker in a transient actor.
 void dist::run_job(std::function<void()> job) {
-    if (tr_->run_after_turn(job)) return;
+    if (!tr_->run_after_turn(job)) run_on_worker(std::move(job));
+}
+
+void dist::run_on_worker(std::function<void()> job) {
     rt_.spawn(
         [job = std::move(job)](actor& me) -> behavior {
             job();

@@ -39,16 +39,25 @@ void transport::impl::io_thread(bool leading) {
 }
 
 bool transport::impl::run_job() {
-    auto job = std::move(after_turn);
-    after_turn = nullptr;
     const std::uint64_t held = ((lead.load(std::memory_order_relaxed) >> 2) + 1) << 2 | in_job;
     job_started.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
     lead.store(held, std::memory_order_release);
     set_job_timer(job_steal_after);
     tl_job_owner = this;
     tl_job_lead = held;
-    call(job);
-    job = nullptr;  // its captures go now, not whenever this thread leads again
+    // The turn's jobs one after the other, while the sockets are ours: once
+    // the follower took them, the jobs not started are its to hand on.
+    while (lead.load(std::memory_order_acquire) == held) {
+        std::function<void()> job;
+        {
+            std::lock_guard lk(jobs_mu);
+            if (jobs.empty()) break;
+            job = std::move(jobs.front());
+            jobs.pop_front();
+        }
+        call(job);
+        job = nullptr;  // its captures go now, not whenever this thread leads again
+    }
     tl_job_owner = nullptr;
     std::uint64_t expect = held;
     if (lead.compare_exchange_strong(expect, held & ~std::uint64_t{3}, std::memory_order_acq_rel)) {
@@ -87,6 +96,17 @@ bool transport::impl::follow() {
         follower_ready.store(false);
         if (lead.compare_exchange_strong(l, (l & ~std::uint64_t{3}) | stolen, std::memory_order_acq_rel)) {
             spin_until = clock::now() + io_spin;
+            // The old leader is held up in a job: the ones it has not
+            // started run elsewhere (they may be what it waits for).
+            std::deque<std::function<void()>> rest;
+            {
+                std::lock_guard lk(jobs_mu);
+                rest.swap(jobs);
+            }
+            for (auto& j : rest) {
+                if (cb.run_elsewhere) call(cb.run_elsewhere, std::move(j));
+                else call(j);
+            }
             return true;
         }
         follower_ready.store(true);
@@ -94,8 +114,10 @@ bool transport::impl::follow() {
 }
 
 bool transport::impl::take_after_turn(std::function<void()>& job) {
-    if (tl_io_owner != this || after_turn || stopping || !follower_ready.load()) return false;
-    after_turn = std::move(job);
+    if (tl_io_owner != this || stopping || !follower_ready.load()) return false;
+    std::lock_guard lk(jobs_mu);
+    if (jobs.size() >= max_jobs_per_turn) return false;
+    jobs.push_back(std::move(job));
     return true;
 }
 
@@ -172,7 +194,7 @@ void transport::impl::io_loop() {
         }
         // The dealer sockets replaced above are closed; the poll set is
         // rebuilt on the next turn (items_dirty).
-        if (after_turn) return;  // run_job, then on
+        if (has_jobs()) return;  // run_job, then on
     }
     shutdown_io();
 }

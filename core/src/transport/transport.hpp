@@ -163,6 +163,12 @@ struct transport_callbacks {
     // before our own handshake answers an inbound link. The callback may
     // fill in `reserved`. Unset: auth::claim_name without reservations.
     std::function<auth::claim_verdict(auth::name_claim& claim)> on_name_claim;
+    // Runs a job that run_after_turn accepted elsewhere (a worker): the jobs
+    // of a turn not yet started when the other I/O thread took the sockets
+    // over (the one before them runs long or blocks). Called on an I/O
+    // thread; must not block. Unset: they run on the I/O thread that took
+    // them, one after the other.
+    std::function<void(std::function<void()>)> run_elsewhere;
 };
 
 // How an outbound link authenticates itself to the server.
@@ -275,10 +281,14 @@ public:
     // Runs `job` on the calling thread right after the current I/O turn,
     // while the transport's second I/O thread takes over the sockets, so the
     // job may block or run long without stalling the network. Only from a
-    // transport callback (on the I/O thread), and only one job per turn.
+    // transport callback (on the I/O thread). Up to max_jobs_per_turn jobs
+    // of one turn run one after the other; those not started when the other
+    // I/O thread takes the sockets over go to callbacks.run_elsewhere, so
+    // jobs that wait for each other still run together.
     // Returns false, leaving `job` untouched, when that is not possible now:
-    // not on the I/O thread, a job already taken this turn, stopping, or the
-    // other I/O thread busy with a job of its own; run the job elsewhere then.
+    // not on the I/O thread, max_jobs_per_turn taken this turn, stopping, or
+    // the other I/O thread busy with a job of its own; run the job elsewhere
+    // then.
     // Saves the wake-up of another thread on the way from a request to its
     // reply (docs/architecture.md, "Threads").
     bool run_after_turn(std::function<void()>& job);

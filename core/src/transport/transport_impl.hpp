@@ -118,6 +118,9 @@ inline thread_local std::uint64_t tl_job_lead = 0;  // the `lead` value while th
 // How long a run_after_turn job may keep the sockets before the follower
 // takes them over.
 constexpr auto job_steal_after = std::chrono::microseconds(200);
+// Jobs run_after_turn takes in one turn (a frame of calls); further ones
+// run elsewhere at once.
+constexpr std::size_t max_jobs_per_turn = 64;
 // After a turn with activity the loop polls without blocking for this long
 // (see io_loop).
 constexpr auto io_spin = std::chrono::microseconds(50);
@@ -219,7 +222,10 @@ struct transport::impl {
     std::atomic<clock::rep> job_started{0};   // of the current job (read after `lead`)
     int job_timer = -1;                       // timerfd: wakes the follower
     int follow_fd = -1;                       // eventfd: wakes the follower at stop
-    std::function<void()> after_turn;         // leader's: run_after_turn's job
+    // run_after_turn's jobs: the leader takes them in its turn and runs
+    // them after it; the follower hands those not started on when it steals.
+    std::mutex jobs_mu;
+    std::deque<std::function<void()>> jobs;   // under jobs_mu
     clock::time_point next_tick, spin_until;  // leader's: the loop's timers
     std::atomic<bool> stopping{false};
     std::atomic<bool> stopped_io{false};
@@ -490,6 +496,10 @@ struct transport::impl {
     bool follow();
 
     bool take_after_turn(std::function<void()>& job);
+    bool has_jobs() {
+        std::lock_guard lk(jobs_mu);
+        return !jobs.empty();
+    }
 
     // Runs turns until stopping (then shuts down) or until a callback gave a
     // job for after the turn (then returns, still owning the sockets).
