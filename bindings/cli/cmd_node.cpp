@@ -326,6 +326,11 @@ int cmd_node(int argc, char** argv) {
                 cluster.c_str());
     std::printf("\n%s", avail ? avail->describe().c_str() : "");
     std::printf("%s", relays->describe().c_str());
+    if (rkvs) {
+        std::printf("rkvs on");
+        for (auto& r : rkvs->options().replicas) std::printf(" %s", r.c_str());
+        std::printf("\n");
+    }
     std::printf("availability %s\ndiscovery %s\nready (Ctrl-C to stop)\n", avail ? "global names, groups" : "off",
                 disc ? ("udp port " + std::to_string(d.port)).c_str() : "off");
     std::fflush(stdout);

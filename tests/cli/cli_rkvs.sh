@@ -18,6 +18,7 @@ start_node b
 start_node c
 HOST=$(sed -n 's/^node a@//p' "$T/a.out")
 grep -q '^services .* rkvs$' "$T/a.out" || fail "banner lacks rkvs: $(grep '^services' "$T/a.out")"
+grep -q "^rkvs on a@$HOST b@$HOST c@$HOST$" "$T/a.out" || fail "banner lacks the replicas: $(cat "$T/a.out")"
 for n in a b c; do for m in a b c; do
   [ $n = $m ] || wait_for "^nodeup $m@$HOST " "$T/$n.out" 20 || fail "$n never saw $m"
 done; done

@@ -54,6 +54,7 @@ from ._kith import (  # noqa: F401  (re-exported)
 # Private helpers stay reachable where they were (kith._discovery_options, ...).
 from ._actors import _actor_parts, _actor_spawn, _actor_spawn_link, _actor_spawn_monitor, _spawn_with  # noqa: F401
 from ._avail import Child, Failover, GlobalNames, PgScope
+from ._rkvs import Rkvs
 from ._events import NodeEvent, NodeEvents, Subscription
 from ._log import LogRecord, set_log_sink
 from ._node import Node
@@ -66,12 +67,13 @@ __all__ = [
     "RateLimited", "NoSuchService", "NoSuchFunction", "BadArgs", "RemoteException", "NoProc",
     "BadType", "DecodeError", "Overloaded", "BadArg", "Shutdown", "SetupError", "Grant", "load_grant",
     "parse_grant", "current_principal", "LogRecord", "set_log_sink", "Child", "PgScope", "GlobalNames",
-    "Failover",
+    "Failover", "Rkvs",
 ]
 
 # The classes defined in the submodules are kith's: they print, pickle and
 # document as kith.Node, kith.NodeEvent, ...
-for _cls in (Node, Service, NodeEvent, NodeEvents, Subscription, LogRecord, Child, PgScope, GlobalNames, Failover):
+for _cls in (Node, Service, NodeEvent, NodeEvents, Subscription, LogRecord, Child, PgScope, GlobalNames, Failover,
+             Rkvs):
     _cls.__module__ = __name__
 del _cls
 

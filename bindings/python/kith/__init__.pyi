@@ -295,6 +295,8 @@ class Node:
     def global_names(self) -> GlobalNames: ...
     def failover(self, name: str, nodes: List[str], target: Any, *args: Any, delay: float = 1.0,
                  check_interval: float = 0.1, stop_timeout: float = 2.0, **kwargs: Any) -> Failover: ...
+    def rkvs(self, replicas: List[str], service: str = "rkvs", write_quorum: int = 0, ack_timeout: float = 2.0,
+             read_timeout: float = 1.0, sync_interval: float = 5.0) -> Rkvs: ...
 
 class Child:
     id: str
@@ -331,3 +333,15 @@ class Failover:
     name: str
     running_here: bool
     instance: Optional[Pid]
+
+class Rkvs:
+    write_quorum: int
+    service: str
+    replicas: List[str]
+    size: int
+    digest: int
+    stopped: bool
+    def local(self, key: str) -> Any: ...
+    def stop(self) -> None: ...
+    def __enter__(self) -> Rkvs: ...
+    def __exit__(self, *exc: Any) -> None: ...

@@ -11,6 +11,7 @@
 //   discovery.cpp  kith._Node's discovery methods and options
 //   log.cpp        Python log callables (Node(log=...), set_log_sink)
 //   avail.cpp      supervisors, process groups, global names, failovers
+//   rkvs.cpp       the replicated kvs (kith.Rkvs)
 //   convert.cpp    values, exceptions, the GIL/shutdown gate (kith_py.hpp)
 //
 // GIL rule for every file: what a gil_release section uses is copied out of
@@ -253,5 +254,7 @@ void bind_node_grants(node_class& c);
 void bind_node_discovery(node_class& c);
 void bind_node_avail(node_class& c);  // avail.cpp
 void register_avail(py::module_& m);
+void bind_node_rkvs(node_class& c);  // rkvs.cpp
+void register_rkvs(py::module_& m);
 
 }  // namespace kith::python

@@ -51,6 +51,7 @@ PYBIND11_MODULE(_kith, m) {
     register_mailbox(m);
     register_node(m);
     register_avail(m);
+    register_rkvs(m);
 
     m.def("_shutdown", [] {
         stop_all_nodes();
