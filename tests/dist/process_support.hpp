@@ -36,6 +36,7 @@
 #include "kith/mailbox.hpp"
 #include "kith/node.hpp"
 #include "kith_catch.hpp"
+#include "loopback_opts.hpp"
 #include "transport/transport.hpp"
 
 #ifndef KITH_TEST_NODE
@@ -91,13 +92,7 @@ struct event_log {
 };
 
 node_options opts(const std::string& name, const std::filesystem::path& key_dir, const std::string& cookie = kCookie) {
-    node_options o;
-    o.name = name;
-    o.workers = 2;
-    o.net.listen = "tcp://127.0.0.1:0";
-    o.net.key_dir = key_dir;
-    o.net.cookie = cookie;
-    return o;
+    return loopback_opts(name, key_dir, cookie);
 }
 
 // Starts a child and waits for READY (fails the test with its stderr if not).
