@@ -33,7 +33,7 @@ struct avail_options {
     std::vector<std::string> scopes{"default"};  // pg scopes to serve
     // NAME=N1,N2,... (names without '@' get this machine's hostname).
     std::vector<std::string> failovers;
-    std::chrono::milliseconds failover_delay{1000};
+    std::chrono::milliseconds failover_delay{750};  // failover_spec's default
     // Groups (of the first scope) that one actor of this node joins.
     std::vector<std::string> join;
 };

@@ -70,7 +70,7 @@ options:
                     with {"node", "pid", "got": M}; repeatable. A name without
                     '@' gets this machine's hostname
   --failover-delay S  seconds a node waits before starting a failover
-                    instance it should run (default: 1)
+                    instance it should run (default: 0.75)
   --join G,...      one actor of this node joins the process groups G (of
                     the first scope); it prints what it is sent and answers
                     requests like a failover instance

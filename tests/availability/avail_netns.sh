@@ -2,7 +2,7 @@
 # Availability across three hosts with link cuts (issue 17): network
 # namespaces a, b, c on a bridge (made and removed here, names k17b...), each
 # running `kith node` with DEFAULT timings (heartbeat 0.5 s / timeout 2.5 s,
-# failover delay 1 s), a failover service "fo" over a,b,c, a member of group
+# failover delay 750 ms), a failover service "fo" over a,b,c, a member of group
 # "class", and a single-node failover "solo" on a and on c (both want the
 # name: one global name, two candidates). The link of host a is cut
 # (`ip link set ... down`) and brought back; the kith command line on each
@@ -112,7 +112,7 @@ ip -n ${ID}br link set k17bva down
 gpoll=$!
 fo_answers_from 15 b c b c
 [ -n "$answered" ] || fail "fo never answered from b after the cut; last: $out"
-[ -n "$answered" ] && echo "figure: netns_failover_after_link_cut_ms $((answered - t0)) (kith call --global fo answered from b; defaults: heartbeat timeout 2.5 s + delay 1 s)"
+[ -n "$answered" ] && echo "figure: netns_failover_after_link_cut_ms $((answered - t0)) (kith call --global fo answered from b; defaults: heartbeat timeout 2.5 s + delay 750 ms)"
 until_k 15 "^class( <[bc]@$H\.[0-9]+>){2}\$" c groups --at c
 wait $gpoll
 [ -s "$T/group_lost" ] && echo "figure: netns_group_after_node_loss_ms $(( $(cat "$T/group_lost") - t0 )) (from the cut, on b)" ||

@@ -8,7 +8,7 @@
 //   - kill -9 of a: b and c (still a majority) acknowledge writes; a
 //     restarted empty a gets the whole map back;
 //   - "unplug a Pi" with the DEFAULT timings (heartbeat timeout 2.5 s,
-//     failover delay 1 s): the failover service answers again by global
+//     failover delay 750 ms): the failover service answers again by global
 //     name, and after the replug the name, a group member and the kvs are
 //     back everywhere. The times are printed (the figures of
 //     docs/availability.md); the deadlines are generous bounds.
@@ -152,8 +152,8 @@ TEST_CASE("process: the replicated kvs loses no acknowledged write through a par
 TEST_CASE("process: unplug a Pi with default timings: failover by name, then names, groups and kvs back after the replug",
           "[availability][rkvs][failover][process]") {
     cluster c;
-    // Default heartbeat (interval 0.5 s, timeout 2.5 s) and failover delay (1 s).
-    for (auto& n : kAll) c.start(n, {"--failover", kList, "--fo-delay-ms", "1000"}, true);
+    // Default heartbeat (interval 0.5 s, timeout 2.5 s) and failover delay (750 ms).
+    for (auto& n : kAll) c.start(n, {"--failover", kList, "--fo-delay-ms", "750"}, true);
     c.mesh("c@localhost", {});
     c.mesh("b@localhost", {"c@localhost"});
     c.mesh("a@localhost", {"b@localhost", "c@localhost"});
@@ -183,7 +183,7 @@ TEST_CASE("process: unplug a Pi with default timings: failover by name, then nam
     double fo_ms = ms_since(t_unplug);
     CHECK(moved);
     std::printf("unplug: the failover service answered by global name from b %.0f ms after a went silent "
-                "(defaults: heartbeat timeout 2.5 s + delay 1 s)\n", fo_ms);
+                "(defaults: heartbeat timeout 2.5 s + delay 750 ms)\n", fo_ms);
     CHECK(members_on("b@localhost") == 0);
     for (int i = 0; i < 10; ++i) c.put_ok(i % 2 ? "b@localhost" : "c@localhost", "during" + std::to_string(i));
     CHECK(c.history_misses("b@localhost") == 0);

@@ -198,7 +198,7 @@ def _global_names(self: Node) -> GlobalNames:
     return self.__dict__["_globals"]
 
 
-def _failover(self: Node, name: str, nodes: "list[str]", target: Any, *args: Any, delay: float = 1.0,
+def _failover(self: Node, name: str, nodes: "list[str]", target: Any, *args: Any, delay: float = 0.75,
               check_interval: float = 0.1, stop_timeout: float = 2.0, **kwargs: Any) -> Failover:
     """Runs one instance of a Python actor (spawned as node.spawn(target, *args,
     **kwargs)) on the first live node of `nodes` (priority order; this node

@@ -33,7 +33,8 @@
 // minority node stops its instance when it notices the loss (heartbeat
 // timeout), while the majority starts one only `delay` after noticing it,
 // so `delay` must exceed the difference between the two detection times
-// (about one heartbeat interval; default delay 1 s, heartbeat interval 0.5 s).
+// (at most one heartbeat interval plus one check of the heartbeat timeout:
+// 0.6 s with the defaults; default delay 750 ms).
 // If it ever happened (clock-free but timing-based), the global name's
 // conflict rule ends one instance when the sides meet. With an even split
 // (2 of 4) no side has a majority and nothing runs: availability is given
@@ -71,7 +72,7 @@ struct failover_spec {
     std::string name;                          // the global name of the instance
     std::vector<std::string> nodes;            // priority list, first = preferred
     std::function<pid(node&)> start;           // starts the instance (a local pid); runs on the controller
-    std::chrono::milliseconds delay{1000};     // how long to want it before starting it
+    std::chrono::milliseconds delay{750};      // how long to want it before starting it (> heartbeat interval + 0.1 s)
     std::chrono::milliseconds check_interval{100};
     std::chrono::milliseconds stop_timeout{2000};  // shutdown, then kill
     log_sink log;                              // start/stop decisions (unset: kith's default sink)
