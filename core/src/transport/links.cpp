@@ -169,6 +169,15 @@ void transport::impl::run_commands() {
             end_sessions(c.endpoint, c.reason);
             continue;
         }
+        if (c.k == command::goodbye) {
+            // From the guest decoder: the link, if it still serves that session.
+            auto s = sessions.find(c.endpoint);
+            auto in = ins.find(c.rid);
+            if (s != sessions.end() && s->second.guest == c.gs && in != ins.end() &&
+                in->second->state == lstate::established && in->second->peer == c.endpoint)
+                on_goodbye(*in->second, c.reason);
+            continue;
+        }
         auto it = std::find_if(outs.begin(), outs.end(),
                                [&](auto& l) { return !l->doomed && l->endpoint == c.endpoint; });
         if (c.k == command::connect && it != outs.end() && !(*it)->refused && (*it)->server_key == c.key &&

@@ -80,6 +80,7 @@ void transport::impl::session_up(link& l, const env_handshake& hs) {
     const frame_limits& theirs = l.auth.kind == trust_kind::cluster ? o.limits : o.guest_limits;
     s.q->max_envelope = theirs.term.max_bytes;
     s.q->max_frame = theirs.max_frame_bytes;
+    s.guest = !l.outbound && l.auth.kind != trust_kind::cluster ? std::make_shared<guest_session>() : nullptr;
     {
         std::unique_lock lk(peers_mu);
         queues[hs.node] = s.q;
@@ -94,6 +95,12 @@ void transport::impl::session_down(const std::string& name, const std::string& r
     blocked.erase(std::remove(blocked.begin(), blocked.end(), &it->second), blocked.end());
     session s = std::move(it->second);
     sessions.erase(it);
+    if (s.guest) {
+        // Waits for a delivery of this session's envelopes in progress on
+        // the guest decoder; none comes after this.
+        std::lock_guard lk(s.guest->mu);
+        s.guest->up = false;
+    }
     {
         std::unique_lock lk(peers_mu);
         queues.erase(name);
@@ -305,6 +312,14 @@ void transport::impl::on_frame(link& l, std::string_view frame, const peer_auth&
         }
         return;
     }
+    if (l.state == lstate::established && !l.outbound && auth.kind != trust_kind::cluster) {
+        // A grantee's or a stranger's frame: decoded off this thread.
+        auto it = sessions.find(l.peer);
+        if (it != sessions.end() && it->second.guest) {
+            if (!queue_guest_frame(l, frame, auth, it->second.guest)) rate_drops++;
+            return;
+        }
+    }
     auto r = decode_frame(frame, lim);
     if (!r) {
         if (l.state == lstate::established) {
@@ -343,39 +358,46 @@ void transport::impl::on_frame(link& l, std::string_view frame, const peer_auth&
         if (l.state != lstate::established) return;
         i = 1;
     }
+    auto goodbye = take_data(envs, i);
+    deliver(l, auth, std::move(envs));
+    if (goodbye) on_goodbye(l, *goodbye);
+}
+
+std::optional<std::string> transport::impl::take_data(std::vector<envelope>& envs, std::size_t first) {
     // Data envelopes are compacted in place (no second vector, no move
     // per envelope in the common case of a frame holding only data).
-    const std::size_t first = i;
-    std::size_t w = i;
-    for (; i < envs.size(); ++i) {
+    std::optional<std::string> goodbye;
+    std::size_t w = first;
+    for (std::size_t i = first; i < envs.size(); ++i) {
         envelope& e = envs[i];
-        if (std::holds_alternative<env_heartbeat>(e)) continue;
+        if (std::holds_alternative<env_heartbeat>(e)) continue;  // its arrival is what counts
         if (std::holds_alternative<env_handshake>(e)) {
             protocol_errors++;
             continue;
         }
         if (auto* g = std::get_if<env_goodbye>(&e)) {
-            std::string reason = down_reason_of_goodbye(g->reason);
-            envs.resize(w);
-            envs.erase(envs.begin(), envs.begin() + static_cast<std::ptrdiff_t>(first));
-            deliver(l, auth, std::move(envs));
-            std::string name = l.peer;
-            if (sessions.count(name)) {
-                session_down(name, reason, &l);
-                // A server that refuses us now is not dialled again by itself.
-                if (l.outbound && reason == "refused") refuse_out(l, l.endpoint + " " + g->reason);
-                else reset_link(l, false);
-            } else {
-                link_failed(l, reason);
-            }
-            return;
+            goodbye = std::move(g->reason);
+            break;
         }
         if (w != i) envs[w] = std::move(e);
         ++w;
     }
     envs.resize(w);
     if (first) envs.erase(envs.begin(), envs.begin() + static_cast<std::ptrdiff_t>(first));
-    deliver(l, auth, std::move(envs));
+    return goodbye;
+}
+
+void transport::impl::on_goodbye(link& l, const std::string& said) {
+    std::string reason = down_reason_of_goodbye(said);
+    std::string name = l.peer;
+    if (sessions.count(name)) {
+        session_down(name, reason, &l);
+        // A server that refuses us now is not dialled again by itself.
+        if (l.outbound && reason == "refused") refuse_out(l, l.endpoint + " " + said);
+        else reset_link(l, false);
+    } else {
+        link_failed(l, reason);
+    }
 }
 
 void transport::impl::deliver(link& l, const peer_auth& auth, std::vector<envelope>&& data) {

@@ -130,6 +130,11 @@ void transport::impl::start() {
     }
     next_tick = spin_until = clock::now();
     try {
+        start_guest_decoder();
+    } catch (const std::system_error& e) {
+        fail_start(std::string("kith: cannot start the guest decoder thread: ") + e.what());
+    }
+    try {
         io = std::thread([this] { io_thread(true); });
     } catch (const std::system_error& e) {
         fail_start(std::string("kith: cannot start the I/O thread: ") + e.what());
@@ -239,6 +244,7 @@ void transport::stop() {
     }
     impl_->io.join();
     if (impl_->io2.joinable()) impl_->io2.join();
+    impl_->stop_guest_decoder();
     impl_->close_fds();
     {
         // The last stopped transport of the process ends the context, which

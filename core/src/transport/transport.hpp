@@ -96,6 +96,10 @@ struct transport_options {
     // (A frame decodes to at most about 48 bytes of terms per byte: a nil is
     // one byte on the wire and a term in memory. The burst bounds what a
     // non-member can make the node hold at once.)
+    // Grantees' and strangers' frames are decoded on a thread of their own
+    // (the guest decoder), so that a member's frames never wait behind a
+    // guest's decode; its queue holds at most guests_burst_bytes (64 MiB
+    // when that is 0), beyond which frames are dropped unread (rate_drops).
     std::uint64_t guest_bytes_per_s = 1u << 20;
     std::uint64_t guest_burst_bytes = 1u << 20;
     std::uint64_t guests_bytes_per_s = 8u << 20;

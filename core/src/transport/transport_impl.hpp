@@ -173,8 +173,25 @@ struct link {
     bool doomed = false;               // disconnected/replaced: erased at the end of the loop turn
 };
 
+// A session of a grantee or a stranger, as the guest decoder sees it
+// (sessions_guest.cpp): `up` is cleared, under `mu`, when the session ends,
+// and the decoder delivers a frame's envelopes only under `mu` with `up`
+// set, so nothing of a session reaches the node after its down.
+struct guest_session {
+    std::mutex mu;
+    bool up = true;
+};
+// A frame of a grantee or a stranger waiting for the guest decoder.
+struct guest_frame {
+    std::string peer;                    // the session's node name
+    std::string rid;                     // the link's routing id (for a goodbye)
+    peer_auth auth;
+    std::shared_ptr<guest_session> gs;
+    std::string bytes;
+};
 struct session {
     std::string name;
+    std::shared_ptr<guest_session> guest;  // inbound grantees and strangers only
     peer_info info;
     link* primary = nullptr;
     std::vector<link*> links;
@@ -183,11 +200,15 @@ struct session {
 };
 
 struct command {
-    enum kind { connect, disconnect, end_sessions } k;
+    enum kind { connect, disconnect, end_sessions, goodbye } k;
     std::string endpoint;
     public_key key;
     link_credentials creds;
-    std::string reason;  // end_sessions (`endpoint` holds the User-Id)
+    std::string reason;  // end_sessions (`endpoint` holds the User-Id), goodbye
+    // goodbye: a goodbye the guest decoder read from inbound link `rid` of
+    // session `endpoint` (that session only: `gs`).
+    std::string rid;
+    std::shared_ptr<guest_session> gs;
 };
 
 struct transport::impl {
@@ -372,6 +393,7 @@ struct transport::impl {
 
     // A failed start(): what was opened is closed again.
     [[noreturn]] void fail_start(const std::string& why) {
+        stop_guest_decoder();
         cleanup_sockets();
         close_fds();
         throw setup_error(why);
@@ -433,6 +455,37 @@ struct transport::impl {
     void on_frame(link& l, std::string_view frame, const peer_auth& auth);
 
     void deliver(link& l, const peer_auth& auth, std::vector<envelope>&& data);
+
+    // The data envelopes of a decoded frame from envs[first] on, compacted in
+    // place (heartbeats dropped, a second handshake counted as a protocol
+    // error), up to a goodbye, whose reason is returned.
+    std::optional<std::string> take_data(std::vector<envelope>& envs, std::size_t first);
+
+    // The peer said goodbye on `l` (reason as it said it): its session ends.
+    void on_goodbye(link& l, const std::string& said);
+
+    // ---- the guest decoder (sessions_guest.cpp) ---------------------------------------------
+    // Frames of grantees and strangers are decoded and handed to the node on
+    // a thread of their own, at a lower CPU priority, so that a cluster
+    // member's frames are never read behind a guest's decode (a 256 KiB
+    // frame of nils is 262,144 terms: milliseconds). The queue is bounded in
+    // bytes (guests_burst_bytes); a frame over it is dropped unread and
+    // counted in rate_drops, like one over the senders' byte budget.
+    std::thread guest_thread;
+    std::mutex guest_mu;
+    std::condition_variable guest_cv;
+    std::deque<guest_frame> guest_q;     // under guest_mu
+    std::size_t guest_q_bytes = 0;       // under guest_mu
+    bool guest_stop = false;             // under guest_mu
+    void start_guest_decoder();
+    void stop_guest_decoder();
+    // Queues a frame of an established inbound non-member link; false if the
+    // queue is full (the frame is then dropped by the caller).
+    bool queue_guest_frame(const link& l, std::string_view frame, const peer_auth& auth,
+                           const std::shared_ptr<guest_session>& gs);
+    void guest_decoder();
+    // Decodes one queued frame and hands its envelopes to the node.
+    void decode_guest(guest_frame& f);
 
     // ---- receiving --------------------------------------------------------------------------
 
