@@ -137,3 +137,66 @@ TEST_CASE("adversary: a grantee's messages queued in a slow actor's mailbox are 
     CHECK(eventually([&] { return v.ask("slow_seen") == "slow_seen " + std::to_string(taken + 10); }));
     CHECK(v.stat("overloaded") == o0 + dropped + 1);
 }
+
+// The caps count per key, not per session: a grantee that opens a second
+// session (another node name, same key) shares its 64 calls in flight.
+TEST_CASE("adversary: a grantee's second session shares its key's cap on calls in flight",
+          "[adversary][caps]") {
+    scene s("relay:hold,relay:ping");
+    auto& v = *s.v;
+    REQUIRE(s.a.dial("h", "mallory2@localhost", "grant " + s.grant_file) == "dial h ok " + kVictim + " proof=empty");
+    s.a.sendrange("g", 1, 40, "[6, $N, <null>, \"relay\", \"hold\", [], 60000]");
+    REQUIRE(s.a.call_code("g", 41, "relay", "ping", "[]") == "0");  // after the 40, in order
+    const long o0 = v.stat("overloaded");
+    s.a.sendrange("h", 1, 40, "[6, $N, <null>, \"relay\", \"hold\", [], 60000]");
+    CHECK(s.a.collect("h", 8, 16, 10000, 2) == "collect 16 13:16");
+    auto r = s.a.call("h", 41, "relay", "ping", "[]");
+    REQUIRE(r.size() == 4);
+    CHECK(r[2] == "13");
+    CHECK(r[3].find("limit pending") != std::string::npos);
+    CHECK(r[3].find("key") != std::string::npos);
+    CHECK(v.stat("overloaded") == o0 + 17);
+    CHECK(v.ask("release") == "released 64");
+    CHECK(eventually([&] { return s.a.call_code("h", 42, "relay", "ping", "[]") == "0"; }));
+    // A guest's frames are decoded off the I/O thread; its goodbye still
+    // ends its session (that one only), after what came before it.
+    REQUIRE(v.ask("nodes").find("mallory2@localhost") != std::string::npos);
+    s.a.send("h", "[6, 43, <null>, \"relay\", \"hold\", [], 60000]");
+    s.a.send("h", "[16, \"shutdown\"]");
+    CHECK(eventually([&] { return v.ask("nodes").find("mallory2@localhost") == std::string::npos; }));
+    CHECK(v.ask("nodes").find(kMallory) != std::string::npos);
+    CHECK(v.ask("release") == "released 1");
+    CHECK(s.a.call_code("g", 44, "relay", "ping", "[]") == "0");
+}
+
+// Fresh stranger keys cost nothing: all strangers together have 256 calls in
+// flight at most (auth::strangers_limits), while a member keeps calling.
+TEST_CASE("adversary: strangers share one cap on calls in flight, whatever their number of keys",
+          "[adversary][caps]") {
+    temp_dir tmp;
+    auto v = start_victim(kVictim, tmp.path / "victim", "victim-cookie", {}, {"--guest-bytes", "67108864"});
+    REQUIRE(v->ask("public relay on 1000 2000") == "public ok");
+    adversary a;
+    for (int i = 1; i <= 5; ++i) {
+        const std::string id = "s" + std::to_string(i);
+        REQUIRE(a.dial(id, "stranger" + std::to_string(i) + "@localhost",
+                       "stranger " + (*v)["ep"] + " " + (*v)["key"]) == "dial " + id + " ok " + kVictim + " proof=empty");
+    }
+    for (int i = 1; i <= 4; ++i) {
+        const std::string id = "s" + std::to_string(i);
+        a.sendrange(id, 1, 60, "[6, $N, <null>, \"relay\", \"hold\", [], 60000]");
+        REQUIRE(a.call_code(id, 61, "relay", "ping", "[]") == "0");
+    }
+    const long o0 = v->stat("overloaded");
+    a.sendrange("s5", 1, 60, "[6, $N, <null>, \"relay\", \"hold\", [], 60000]");
+    CHECK(a.collect("s5", 8, 44, 10000, 2) == "collect 44 13:44");
+    auto r = a.call("s5", 61, "relay", "ping", "[]");
+    REQUIRE(r.size() == 4);
+    CHECK(r[2] == "13");
+    CHECK(r[3].find("strangers") != std::string::npos);
+    CHECK(v->stat("overloaded") == o0 + 45);
+    auto member = start_victim("member@localhost", tmp.path / "member", "victim-cookie");
+    REQUIRE(starts(member->ask("connect " + (*v)["ep"] + " " + (*v)["key"]), "connect ok"));
+    CHECK(member->ask("call " + kVictim + " relay ping") == "call ok \"pong\"");
+    CHECK(v->ask("release") == "released 256");
+}

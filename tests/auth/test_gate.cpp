@@ -33,6 +33,8 @@ struct state final : auth::gate_state {
     std::size_t pending() const override { return in_flight; }
     std::size_t spawned() const override { return alive; }
     std::size_t queued_bytes() const override { return queued; }
+    load all;  // strangers together
+    load strangers() const override { return all; }
 };
 
 std::shared_ptr<authority> make(principal::kind k, grant_scope scope = {}) {
@@ -234,4 +236,28 @@ TEST_CASE("gate: work in flight, actors spawned and queued bytes are capped per 
     auto member = make(principal::kind::member);
     CHECK(auth::admit(*member, sp, s).ok());
     CHECK(auth::admit(*member, env_send{unhanded, term("x")}, s).ok());
+}
+
+TEST_CASE("gate: strangers together are capped too, each cap naming all strangers") {
+    auto eve = make(principal::kind::stranger);
+    state s;
+    s.pub = {"demo"};
+    env_spawn_request sp;
+    sp.req_id = 2;
+    sp.service = "demo";
+    sp.actor_type = "rpc_server";
+    auto has = [](const auth::verdict& v, const char* limit) {
+        return v.code == errc::overloaded && v.detail.rfind(std::string("limit ") + limit + ":", 0) == 0 &&
+               v.detail.find("all strangers together") != std::string::npos;
+    };
+    s.all = {auth::strangers_max_relations - 1, auth::strangers_max_pending - 1, auth::strangers_max_spawned - 1,
+             auth::strangers_max_queued_bytes - 1};
+    CHECK(auth::admit(*eve, call("demo", "node"), s).ok());
+    CHECK(auth::admit(*eve, sp, s).ok());
+    s.all.pending = auth::strangers_max_pending;
+    CHECK(has(auth::admit(*eve, call("demo", "node"), s), "pending"));
+    s.all.pending = 0;
+    s.all.spawned = auth::strangers_max_spawned;
+    CHECK(has(auth::admit(*eve, sp, s), "spawned"));
+    CHECK(auth::admit(*eve, call("demo", "node"), s).ok());
 }

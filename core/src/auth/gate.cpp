@@ -35,23 +35,38 @@ verdict check_body(const authority& who, const term& t, const gate_state& s, con
 
 // The caps on work in flight and actors alive (gate.hpp), checked after
 // authorization: an unauthorized request is refused as such, whatever the load.
+// The caps are per key, all its sessions together; and for strangers also
+// for all of them together.
+const char* const per_key = " (the most one key may, all its sessions together)";
+const char* const all_strangers = " (the most all strangers together may: retry later, or ask for a grant)";
+
 verdict check_load(const gate_state& s, bool spawn) {
+    const auto all = s.strangers();
     if (s.pending() >= max_pending)
         return {errc::overloaded, "limit pending: you have " + std::to_string(max_pending) +
-                                      " calls, casts and spawns in flight here already (the most one session may): "
-                                      "wait for their replies"};
+                                      " calls, casts and spawns in flight here already" + per_key +
+                                      ": wait for their replies"};
+    if (all.pending >= strangers_max_pending)
+        return {errc::overloaded, "limit pending: strangers have " + std::to_string(strangers_max_pending) +
+                                      " calls, casts and spawns in flight here already" + all_strangers};
     if (spawn && s.spawned() >= max_spawned)
         return {errc::overloaded, "limit spawned: " + std::to_string(max_spawned) +
-                                      " actors you spawned are alive here already (the most one session may): "
-                                      "end some first"};
+                                      " actors you spawned are alive here already" + per_key + ": end some first"};
+    if (spawn && all.spawned >= strangers_max_spawned)
+        return {errc::overloaded, "limit spawned: " + std::to_string(strangers_max_spawned) +
+                                      " actors spawned by strangers are alive here already" + all_strangers};
     return {};
 }
 
 verdict check_queue(const gate_state& s) {
     if (s.queued_bytes() >= max_queued_bytes)
         return {errc::overloaded, "limit queued: " + std::to_string(max_queued_bytes >> 20) +
-                                      " MiB of your messages wait unhandled in mailboxes here already (the most one "
-                                      "session may): slow down until they are handled"};
+                                      " MiB of your messages wait unhandled in mailboxes here already" + per_key +
+                                      ": slow down until they are handled"};
+    if (s.strangers().queued_bytes >= strangers_max_queued_bytes)
+        return {errc::overloaded, "limit queued: " + std::to_string(strangers_max_queued_bytes >> 20) +
+                                      " MiB of strangers' messages wait unhandled in mailboxes here already" +
+                                      all_strangers};
     return {};
 }
 
@@ -137,9 +152,16 @@ verdict admit(const authority& who, const envelope& e, const gate_state& s) {
                 }();
                 if (v = all({check_sender(who, env.from), may_name(who, target, true, s)}); !v.ok()) return v;
                 if constexpr (!std::is_same_v<T, env_unlink>)
+                {
                     if (s.relations() >= max_relations)
                         return {errc::overloaded, "limit relations: you hold " + std::to_string(max_relations) +
-                                                      " monitors and links here already: remove some first"};
+                                                      " monitors and links here already" + per_key +
+                                                      ": remove some first"};
+                    if (s.strangers().relations >= strangers_max_relations)
+                        return {errc::overloaded, "limit relations: strangers hold " +
+                                                      std::to_string(strangers_max_relations) +
+                                                      " monitors and links here already" + all_strangers};
+                }
                 return {};
             } else if constexpr (std::is_same_v<T, env_demonitor>) {
                 if (v = all({check_sender(who, env.from), may_name(who, env.target, true, s)}); !v.ok()) return v;

@@ -47,7 +47,9 @@ public:
     virtual bool watching(const ref& mref) const = 0;
     // The peer's `watcher` monitors the local `target` under `mref`.
     virtual bool watched_by(const pid& target, const pid& watcher, const ref& mref) const = 0;
-    // The monitors and links the peer holds on local processes now.
+    // What the peer's key holds here now, all its sessions together (a
+    // grant has one key, so for a grantee this is the grant's):
+    // The monitors and links it holds on local processes.
     virtual std::size_t relations() const { return 0; }
     // Its calls, casts and spawns in flight here (queued or running, not yet
     // answered), and the actors it spawned that are still alive.
@@ -55,6 +57,12 @@ public:
     virtual std::size_t spawned() const { return 0; }
     // The bytes of its messages queued in local actors' mailboxes now.
     virtual std::size_t queued_bytes() const { return 0; }
+    // For a stranger, the same four for all strangers together (fresh keys
+    // cost nothing); zero for anyone else.
+    struct load {
+        std::size_t relations = 0, pending = 0, spawned = 0, queued_bytes = 0;
+    };
+    virtual load strangers() const { return {}; }
 };
 
 struct verdict {
@@ -63,22 +71,34 @@ struct verdict {
     bool ok() const noexcept { return code == errc::ok; }
 };
 
-// The monitors and links one non-member may hold on this node's processes.
+// The caps on what a non-member may hold on this node, per principal: per
+// key, all its sessions together (a key may open up to
+// transport_options::max_links_per_key sessions, and reconnect; a grant has
+// one key, so these are also per grant); and, for strangers, whose keys cost
+// nothing to make, for all strangers together as well. Cluster members are
+// never counted. A request over a cap is refused `overloaded` with a detail
+// naming the limit.
+// The monitors and links one key may hold on this node's processes.
 inline constexpr std::size_t max_relations = 4096;
-// The calls, casts and spawns one non-member session may have in flight on
-// this node (a job each on the node's workers: without a cap a slow service
-// lets one grantee queue work, and the memory of its arguments, at its whole
-// token rate for as long as the service is slow).
+// The calls, casts and spawns one key may have in flight on this node (a
+// job each on the node's workers: without a cap a slow service lets one
+// grantee queue work, and the memory of its arguments, at its whole token
+// rate for as long as the service is slow).
 inline constexpr std::size_t max_pending = 64;
-// The actors one non-member session may keep alive here by spawning them
-// (each holds a stack of memory and a slot in every table of the node; they
-// end with the session, so this bounds a session, and a key holds at most 8).
+// The actors one key may keep alive here by spawning them (each holds a
+// stack of memory and a slot in every table of the node; they end with the
+// session that spawned them).
 inline constexpr std::size_t max_spawned = 256;
-// The bytes (of decoded terms, about 48 a value plus the text) one non-member
-// session may have queued in local actors' mailboxes, unhandled: a grantee
-// flooding a slow actor fills this, not the node's memory. Beyond it, sends
-// are dropped and requests answered `overloaded` until the actor catches up.
+// The bytes (of decoded terms, about 48 a value plus the text) one key may
+// have queued in local actors' mailboxes, unhandled: a grantee flooding a
+// slow actor fills this, not the node's memory. Beyond it, sends are
+// dropped and requests answered `overloaded` until the actor catches up.
 inline constexpr std::size_t max_queued_bytes = 4u << 20;
+// The same, for all strangers together (four keys' worth).
+inline constexpr std::size_t strangers_max_relations = 4 * max_relations;
+inline constexpr std::size_t strangers_max_pending = 4 * max_pending;
+inline constexpr std::size_t strangers_max_spawned = 4 * max_spawned;
+inline constexpr std::size_t strangers_max_queued_bytes = 4 * max_queued_bytes;
 
 // "grants" and "node": the owner's control; never granted, never public.
 bool is_admin_service(std::string_view svc) noexcept;

@@ -287,6 +287,17 @@ void dist::on_up(const std::string& peer, const peer_info& pi) {
             }
             who->caps = who->grant ? who->grant->caps : std::make_shared<capability_set>();
             if (who->grant) who->grant->connected.fetch_add(1);
+            // Its key's counters, shared with the key's other sessions and
+            // with what its earlier sessions left behind (auth::max_pending…).
+            auto& kl = key_loads_[pi.auth.key];
+            rp->key_load = kl.lock();
+            if (!rp->key_load) {
+                if (key_loads_.size() > 256)
+                    std::erase_if(key_loads_, [](const auto& e) { return e.second.expired(); });
+                rp->key_load = std::make_shared<load_counters>();
+                key_loads_[pi.auth.key] = rp->key_load;
+            }
+            if (who->who.what == principal::kind::stranger) rp->strangers_load = strangers_load_;
             rp->who = std::move(who);
             ps.restricted = rp;
             std::unique_lock rl(restricted_mu_);
@@ -316,6 +327,8 @@ void dist::on_down(const std::string& peer, const std::string& reason) {
         }
         if (ps.restricted) {
             ps.restricted->who->ended.store(true, std::memory_order_release);
+            // Its links and monitors end with it ("noconnection").
+            ps.restricted->add_relations(-ps.restricted->relations.load());
             if (ps.restricted->who->grant) ps.restricted->who->grant->connected.fetch_sub(1);
             std::unique_lock rl(restricted_mu_);
             restricted_.erase(peer);

@@ -177,15 +177,26 @@ private:
     // What this node knows of a non-member peer, shared with the send path:
     // who it is, and the tags of the requests this node sent it (a response
     // counts only for one of those; bounded, oldest forgotten first).
+    // What non-members hold here (auth/gate.hpp, the caps): per key, all its
+    // sessions together, and for all strangers together.
+    struct load_counters {
+        // Monitors and links on local processes (auth::max_relations); calls,
+        // casts and spawns in flight (auth::max_pending); actors spawned still
+        // alive (auth::max_spawned); bytes in local mailboxes
+        // (auth::max_queued_bytes).
+        std::atomic<std::int64_t> relations{0}, pending{0}, spawned{0}, queued{0};
+    };
     struct restricted_peer {
         std::shared_ptr<authority> who;
         std::atomic<bool> starved{false};  // a server whose refusal budget is spent
-        // Monitors and links it holds on local processes (auth::max_relations).
+        // This session's monitors and links on local processes (given back
+        // from its key's count when it ends).
         std::atomic<std::int64_t> relations{0};
-        // Calls, casts and spawns of it in flight here (auth::max_pending),
-        // and actors it spawned still alive (auth::max_spawned).
-        std::atomic<std::int64_t> pending{0}, spawned{0};
-        std::atomic<std::int64_t> queued{0};  // bytes in local mailboxes (auth::max_queued_bytes)
+        std::shared_ptr<load_counters> key_load;        // its key's, shared by the key's sessions
+        std::shared_ptr<load_counters> strangers_load;  // strangers only: all strangers'
+        // Counts `delta` relations (never below zero for the session) in the
+        // session, its key and, for a stranger, all strangers.
+        void add_relations(std::int64_t delta);
         mutable std::mutex mu;
         std::unordered_set<std::uint64_t> asked;
         std::deque<std::uint64_t> asked_order;
@@ -312,6 +323,10 @@ private:
     static void remember(Set& set, std::deque<std::string>& order, const std::string& name);
     // The up non-cluster peers, for the send path (restricted_count_ == 0:
     // every peer is a cluster member; no lookup).
+    // The counters of each non-member key with something here (expired
+    // ones swept at on_up), and of all strangers. Under mu_.
+    std::map<public_key, std::weak_ptr<load_counters>> key_loads_;
+    std::shared_ptr<load_counters> strangers_load_ = std::make_shared<load_counters>();
     mutable std::shared_mutex restricted_mu_;
     std::unordered_map<std::string, std::shared_ptr<restricted_peer>> restricted_;
     std::shared_ptr<restricted_peer> find_restricted(const std::string& node) const;

@@ -49,10 +49,7 @@ void for_each_handed_pid(const envelope& e, F add) {
 // services, rpc, remote spawn (caller side)
 
 void dist::count_relation(const std::string& node, int delta) {
-    if (auto rp = find_restricted(node)) {
-        auto now = rp->relations.fetch_add(delta, std::memory_order_relaxed) + delta;
-        if (now < 0) rp->relations.store(0, std::memory_order_relaxed);
-    }
+    if (auto rp = find_restricted(node)) rp->add_relations(delta);
 }
 
 void dist::restricted_peer::note_asked(std::uint64_t id) {

@@ -26,19 +26,23 @@ std::string_view kind_name(const envelope& e) {
 // goes away"). Never a real actor; exits sent to it are not posted.
 pid connection_pid(const std::string& peer) { return pid{peer, UINT64_MAX}; }
 
-// One unit of a non-member's counter (restricted_peer::pending, ::spawned),
-// given back when the last copy goes: after the reply was posted, or when an
-// actor it spawned ends (its acting authority, which holds this, is dropped).
-// Keeps the counter's owner alive, so a late release after the session is
-// gone is harmless. Null for members.
-template <class Owner>
-std::shared_ptr<void> charge(const std::shared_ptr<Owner>& owner, std::atomic<std::int64_t>& counter,
-                             std::int64_t units = 1) {
-    if (!owner) return nullptr;
-    counter.fetch_add(units, std::memory_order_relaxed);
-    auto* c = &counter;
-    return std::shared_ptr<void>(static_cast<void*>(c), [keep = owner, units](void* p) {
-        static_cast<std::atomic<std::int64_t>*>(p)->fetch_sub(units, std::memory_order_relaxed);
+// Units of one of a non-member's counters (dist::load_counters: pending,
+// spawned, queued), charged to its key and, for a stranger, to all
+// strangers; given back when the last copy goes: after the reply was
+// posted, or when an actor it spawned ends (its acting authority, which
+// holds this, is dropped). Keeps the counters alive, so a late release
+// after the session is gone is harmless. Null for members.
+template <class Peer, class Field>
+std::shared_ptr<void> charge(const std::shared_ptr<Peer>& rp, Field field, std::int64_t units = 1) {
+    if (!rp) return nullptr;
+    auto give = [field, units](auto* l, std::int64_t sign) {
+        if (l) (l->*field).fetch_add(sign * units, std::memory_order_relaxed);
+    };
+    give(rp->key_load.get(), +1);
+    give(rp->strangers_load.get(), +1);
+    return std::shared_ptr<void>(static_cast<void*>(rp.get()), [keep = rp, give](void*) {
+        give(keep->key_load.get(), -1);
+        give(keep->strangers_load.get(), -1);
     });
 }
 
@@ -60,7 +64,17 @@ std::int64_t term_bytes(const term& t, int depth = 0) {
 }  // namespace
 
 // ---------------------------------------------------------------------------
-// inbound envelopes (I/O thread)
+// inbound envelopes (I/O thread; a grantee's or a stranger's on the
+// transport's guest decoder)
+
+void dist::restricted_peer::add_relations(std::int64_t delta) {
+    std::int64_t cur = relations.load(std::memory_order_relaxed), next = 0;
+    do {
+        next = std::max<std::int64_t>(0, cur + delta);
+    } while (!relations.compare_exchange_weak(cur, next, std::memory_order_relaxed));
+    for (load_counters* l : {key_load.get(), strangers_load.get()})
+        if (l) l->relations.fetch_add(next - cur, std::memory_order_relaxed);
+}
 
 // auth::gate_state for one non-member peer: what the gate reads of this node.
 class dist::peer_gate_state final : public auth::gate_state {
@@ -78,10 +92,15 @@ public:
     bool watched_by(const pid& target, const pid& watcher, const ref& mref) const override {
         return d_.rt_.has_remote_watcher(target, watcher, mref);
     }
-    std::size_t relations() const override { return count(rp_.relations); }
-    std::size_t pending() const override { return count(rp_.pending); }
-    std::size_t spawned() const override { return count(rp_.spawned); }
-    std::size_t queued_bytes() const override { return count(rp_.queued); }
+    std::size_t relations() const override { return count(rp_.key_load->relations); }
+    std::size_t pending() const override { return count(rp_.key_load->pending); }
+    std::size_t spawned() const override { return count(rp_.key_load->spawned); }
+    std::size_t queued_bytes() const override { return count(rp_.key_load->queued); }
+    load strangers() const override {
+        const auto* l = rp_.strangers_load.get();
+        if (!l) return {};
+        return {count(l->relations), count(l->pending), count(l->spawned), count(l->queued)};
+    }
 
 private:
     static std::size_t count(const std::atomic<std::int64_t>& c) {
@@ -275,7 +294,7 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                 // The function runs for its caller's principal (kith::current_principal).
                 std::shared_ptr<const authority> acting = who ? who->shared_from_this() : member_authority(peer);
                 // In flight (auth::max_pending) until the reply is posted.
-                auto busy = rp ? charge(rp, rp->pending) : nullptr;
+                auto busy = rp ? charge(rp, &load_counters::pending) : nullptr;
                 run_job([s = std::move(s), fn = std::move(env.function), args = std::move(env.args),
                          d = weak_from_this(), peer, req = env.req_id, acting = std::move(acting),
                          busy = std::move(busy)]() mutable {
@@ -293,7 +312,7 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                 auto s = services_->find(env.service);
                 if (!s) return bad("cast to an unknown service");
                 std::shared_ptr<const authority> acting = who ? who->shared_from_this() : member_authority(peer);
-                auto busy = rp ? charge(rp, rp->pending) : nullptr;  // until it has run
+                auto busy = rp ? charge(rp, &load_counters::pending) : nullptr;  // until it has run
                 run_job([s = std::move(s), fn = std::move(env.function), args = std::move(env.args),
                          acting = std::move(acting), busy = std::move(busy)]() mutable {
                     acting_scope scope(acting.get());
@@ -320,7 +339,7 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                 std::uint8_t flags = env.from.is_null() ? std::uint8_t{spawn_plain} : env.flags;
                 // In flight (auth::max_pending) until the reply is posted;
                 // then, alive, one of its actors (auth::max_spawned).
-                auto busy = rp ? charge(rp, rp->pending) : nullptr;
+                auto busy = rp ? charge(rp, &load_counters::pending) : nullptr;
                 actor_init wrapped = [self, peer, req = env.req_id, flags, from = env.from, mref = env.monitor_ref,
                                       tie = !cluster, acting = std::move(acting), svc = std::move(s),
                                       type = std::move(env.actor_type), args = std::move(env.args),
@@ -335,7 +354,8 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                             std::shared_ptr<const authority> acting;
                             std::shared_ptr<void> unit;
                         };
-                        auto h = std::make_shared<alive_holder>(alive_holder{acting, charge(rp, rp->spawned)});
+                        auto h = std::make_shared<alive_holder>(
+                            alive_holder{acting, charge(rp, &load_counters::spawned)});
                         auto& proc = static_cast<actor_proc&>(me);
                         proc.ex().acting = std::shared_ptr<const authority>(h, acting.get());
                     }
@@ -383,7 +403,7 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
             } else if constexpr (std::is_same_v<T, env_send>) {
                 if (!is_local(env.to)) return bad("pid of another node");
                 if (rp) {  // charged to the sender until handled (auth::max_queued_bytes)
-                    auto bytes = charge(rp, rp->queued, term_bytes(env.msg));
+                    auto bytes = charge(rp, &load_counters::queued, term_bytes(env.msg));
                     rt_.deliver_charged(env.to, message(std::move(env.msg)), target, std::move(bytes));
                 } else {
                     rt_.deliver_user(env.to, std::move(env.msg), target);
@@ -392,7 +412,7 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                 rt_.deliver_named(env.name, message(std::move(env.msg)));
             } else if constexpr (std::is_same_v<T, env_request>) {
                 if (!is_local(env.to) || !from_peer(peer, env.from)) return bad("forged pid");
-                std::shared_ptr<void> bytes = rp ? charge(rp, rp->queued, term_bytes(env.msg)) : nullptr;
+                std::shared_ptr<void> bytes = rp ? charge(rp, &load_counters::queued, term_bytes(env.msg)) : nullptr;
                 message m(message_kind::request, std::move(env.msg), std::move(env.from), std::move(env.tag));
                 if (rp) rt_.deliver_charged(env.to, std::move(m), target, std::move(bytes));
                 else rt_.deliver(env.to, std::move(m));
