@@ -202,6 +202,24 @@ inline void hand_edit_grant_table(const std::filesystem::path& file, const std::
     std::filesystem::rename(tmp, file);
 }
 
+// A victim ("victim@localhost", started with `victim_args`) with a grant
+// "mallory" for `scope` at `rate` ("PER_S BURST"), and the adversary
+// connected under it as connection "g", claiming the node name
+// mallory@localhost.
+struct grant_scene {
+    temp_dir tmp;
+    std::unique_ptr<victim> v;
+    adversary a;
+    std::string grant_file;
+    explicit grant_scene(const std::string& scope, const std::string& rate = "100000 100000",
+                         const std::vector<std::string>& victim_args = {}) {
+        v = start_victim("victim@localhost", tmp.path / "victim", "victim-cookie", {}, victim_args);
+        grant_file = (tmp.path / "mallory.grant").string();
+        REQUIRE(v->ask("grant mallory " + scope + " " + rate + " " + grant_file) == "grant ok");
+        REQUIRE(a.dial("g", kMallory, "grant " + grant_file) == "dial g ok victim@localhost proof=empty");
+    }
+};
+
 template <class F>
 bool eventually(F f, std::chrono::milliseconds timeout = 10s) {
     auto until = std::chrono::steady_clock::now() + timeout;

@@ -17,23 +17,6 @@
 //        genuine beacon: its node name), resent verbatim.
 //        -> "udpflood sent=N" | "udpflood error WHY"
 
-void open_dealer(conn& c, const std::string& ep) {
-    c.outbound = true;
-    c.sock = zmq_socket(g_ctx, ZMQ_DEALER);
-    int zero = 0, ivl = 100;
-    zmq_setsockopt(c.sock, ZMQ_LINGER, &zero, sizeof zero);
-    zmq_setsockopt(c.sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
-    zmq_setsockopt(c.sock, ZMQ_CURVE_SERVERKEY, c.server.bytes.data(), 32);
-    zmq_setsockopt(c.sock, ZMQ_CURVE_PUBLICKEY, c.client.pub.bytes.data(), 32);
-    zmq_setsockopt(c.sock, ZMQ_CURVE_SECRETKEY, c.client.sec.bytes().data(), 32);
-    std::string mon_ep = "inproc://adversary-mon-" + std::to_string(++mon_seq);
-    zmq_socket_monitor(c.sock, mon_ep.c_str(), ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
-    c.mon = zmq_socket(g_ctx, ZMQ_PAIR);
-    zmq_connect(c.mon, mon_ep.c_str());
-    zmq_connect(c.sock, ep.c_str());
-    c.nonce = random_bytes(16);
-    send_raw(c, frame_of(handshake_term(c, std::string())));
-}
 
 // Forgets what came back on `c` (a flood's answers; only counted in c.seen).
 void drop_inbox(conn& c) {
@@ -137,25 +120,18 @@ void cmd_udpflood(const std::vector<std::string>& w) {
     const std::string& addr = w[2];
     const int port = std::stoi(w[3]);
     const std::string& mode = w[4];
-    int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+    int fd = kith_test::shared_udp_socket();
     if (fd < 0) return out("udpflood error socket");
-    int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one);
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    sockaddr_in to{};
-    to.sin_family = AF_INET;
-    to.sin_port = htons(static_cast<std::uint16_t>(port));
-    if (::inet_pton(AF_INET, addr.c_str(), &to.sin_addr) != 1) {
+    sockaddr_in to;
+    if (addr.empty() || !kith_test::ipv4_address(addr, port, to)) {
         ::close(fd);
         return out("udpflood error bad address " + addr);
     }
     std::string captured;
     if (mode == "replay") {
         // Listen on the beacon port (shared, as the nodes share it) for one beacon.
-        sockaddr_in any{};
-        any.sin_family = AF_INET;
-        any.sin_port = to.sin_port;
+        sockaddr_in any;
+        kith_test::ipv4_address("", port, any);
         if (::bind(fd, reinterpret_cast<sockaddr*>(&any), sizeof any) != 0) {
             ::close(fd);
             return out("udpflood error cannot bind the beacon port");

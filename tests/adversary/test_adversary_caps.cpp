@@ -12,19 +12,10 @@ namespace {
 
 const std::string kVictim = "victim@localhost";
 
-struct scene {
-    temp_dir tmp;
-    std::unique_ptr<victim> v;
-    adversary a;
-    std::string grant_file;
-    explicit scene(const std::string& scope) {
-        // These caps are tested on their own: the byte budget that would
-        // otherwise drop a burst of 10 MB first is raised (64 MiB).
-        v = start_victim(kVictim, tmp.path / "victim", "victim-cookie", {}, {"--guest-bytes", "67108864"});
-        grant_file = (tmp.path / "mallory.grant").string();
-        REQUIRE(v->ask("grant mallory " + scope + " 100000 100000 " + grant_file) == "grant ok");
-        REQUIRE(a.dial("g", kMallory, "grant " + grant_file) == "dial g ok " + kVictim + " proof=empty");
-    }
+// These caps are tested on their own: the byte budget that would otherwise
+// drop a burst of 10 MB first is raised (64 MiB).
+struct scene : grant_scene {
+    explicit scene(const std::string& scope) : grant_scene(scope, "100000 100000", {"--guest-bytes", "67108864"}) {}
 };
 
 std::string spawn_env(long req) { return "[4, " + std::to_string(req) + ", " + kMe + ", \"echo\", \"server\", [], 0, #Ref<null>]"; }

@@ -20,19 +20,8 @@ namespace {
 
 const std::string kVictim = "victim@localhost";
 
-// A victim with a grant "mallory" for `scope`, and the adversary connected
-// under it as connection "g", claiming the node name mallory@localhost.
-struct scene {
-    temp_dir tmp;
-    std::unique_ptr<victim> v;
-    adversary a;
-    std::string grant_file;
-    explicit scene(const std::string& scope, const std::string& rate = "100000 100000") {
-        v = start_victim(kVictim, tmp.path / "victim", "victim-cookie");
-        grant_file = (tmp.path / "mallory.grant").string();
-        REQUIRE(v->ask("grant mallory " + scope + " " + rate + " " + grant_file) == "grant ok");
-        REQUIRE(a.dial("g", kMallory, "grant " + grant_file) == "dial g ok " + kVictim + " proof=empty");
-    }
+struct scene : grant_scene {
+    using grant_scene::grant_scene;
     victim& V() { return *v; }
     // [Handed, Worker] from box:get (the grant must allow box).
     std::pair<std::string, std::string> take_box(int req) {

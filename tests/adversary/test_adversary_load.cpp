@@ -11,14 +11,12 @@
 // (kab<pid>x<n>, loopback only, removed afterwards; needs root, else they
 // say so and do nothing), the victim and the member running discovery there.
 // Raw TCP floods that never handshake are the transport's tests.
-#include <signal.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstdlib>
 
 #include "adversary_harness.hpp"
 #include "call_bombs.hpp"
+#include "loopback_netns.hpp"
 
 using namespace adv;
 
@@ -40,42 +38,6 @@ long field(const std::string& line, const std::string& key) {
     REQUIRE(p != std::string::npos);
     return std::stol(line.substr(p + key.size() + 2));
 }
-
-bool sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0; }
-
-// A network namespace with loopback up, removed at scope exit (declare it
-// before the processes that run in it). Stale ones of dead test processes
-// are removed first.
-struct netns {
-    std::string name;
-    bool ok = false;
-    netns() {
-        if (::geteuid() != 0 || !sh("ip -V")) return;
-        if (FILE* f = ::popen("ip netns list 2>/dev/null", "r")) {
-            char line[256];
-            while (std::fgets(line, sizeof line, f)) {
-                std::string n = words(line).empty() ? "" : words(line)[0];
-                if (n.rfind("kab", 0) != 0) continue;
-                const long owner = std::atol(n.c_str() + 3);
-                if (owner > 0 && ::kill(static_cast<pid_t>(owner), 0) != 0) sh("ip netns del " + n);
-            }
-            ::pclose(f);
-        }
-        static int seq = 0;
-        name = "kab" + std::to_string(::getpid()) + "x" + std::to_string(++seq);
-        ok = sh("ip netns add " + name) && sh("ip -n " + name + " link set lo up");
-    }
-    ~netns() {
-        if (!name.empty()) sh("ip netns del " + name);
-    }
-    std::vector<std::string> exec() const { return {"/usr/sbin/ip", "netns", "exec", name}; }
-    // A victim or member there, running discovery on its loopback.
-    std::vector<std::string> exec_with_discovery() const {
-        auto p = exec();
-        p.insert(p.end(), {"/usr/bin/env", "KITH_VICTIM_DISCOVERY=127.255.255.255"});
-        return p;
-    }
-};
 
 struct load_scene {
     temp_dir tmp;
@@ -193,36 +155,34 @@ TEST_CASE("adversary load: link flood with fresh stranger keys", "[adversary][lo
              "dialflood " + ms(kAttackMs) + " 256 stranger " + (*s.v)["ep"] + " " + (*s.v)["key"], "dialflood ");
 }
 
-TEST_CASE("adversary load: a flood of garbage beacons in the victim's network", "[adversary][load][netns]") {
-    netns ns;
+namespace {
+
+// A beacon flood (`how`: udpflood's mode) in a network namespace of its own,
+// the victim and the member running discovery there: the flood reached the
+// victim's discovery and was dropped there (`counter` + rate_limited), and
+// the member's own beacons still get through (it stays listed).
+void beacon_flood(const std::string& name, const std::string& how, const std::string& counter) {
+    adv_netns::loopback_netns ns('x');
     if (!ns.ok) {
         WARN("not root or no iproute2: the network-namespace load tests are not run");
         return;
     }
     load_scene s(ns.exec_with_discovery(), ns.exec());
     REQUIRE(eventually([&] { return s.v->ask("disc").find("seen=member@localhost") != std::string::npos; }));
-    s.attack("beacon_flood_garbage", "udpflood " + ms(kAttackMs) + " 127.255.255.255 4371 garbage", "udpflood ");
-    // The flood reached the victim's discovery and was dropped there; the
-    // member's own beacons still get through (it stays listed).
+    s.attack(name, "udpflood " + ms(kAttackMs) + " 127.255.255.255 4371 " + how, "udpflood ");
     auto d = s.v->ask("disc");
     INFO(d);
-    CHECK(field(d, "malformed") + field(d, "rate_limited") > 1000);
+    CHECK(field(d, counter) + field(d, "rate_limited") > 1000);
     CHECK(d.find("seen=member@localhost") != std::string::npos);
+}
+
+}  // namespace
+
+TEST_CASE("adversary load: a flood of garbage beacons in the victim's network", "[adversary][load][netns]") {
+    beacon_flood("beacon_flood_garbage", "garbage", "malformed");
 }
 
 TEST_CASE("adversary load: a flood of a member's replayed beacon in the victim's network",
           "[adversary][load][netns]") {
-    netns ns;
-    if (!ns.ok) {
-        WARN("not root or no iproute2: the network-namespace load tests are not run");
-        return;
-    }
-    load_scene s(ns.exec_with_discovery(), ns.exec());
-    REQUIRE(eventually([&] { return s.v->ask("disc").find("seen=member@localhost") != std::string::npos; }));
-    s.attack("beacon_flood_replay", "udpflood " + ms(kAttackMs) + " 127.255.255.255 4371 replay member@localhost",
-             "udpflood ");
-    auto d = s.v->ask("disc");
-    INFO(d);
-    CHECK(field(d, "replayed") + field(d, "rate_limited") > 1000);
-    CHECK(d.find("seen=member@localhost") != std::string::npos);
+    beacon_flood("beacon_flood_replay", "replay member@localhost", "replayed");
 }

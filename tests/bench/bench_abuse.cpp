@@ -27,7 +27,9 @@
 #include <vector>
 
 #include "../adversary/call_bombs.hpp"
+#include "../adversary/loopback_netns.hpp"
 #include "../grants/peer_process.hpp"
+#include "../transport/tmpdir.hpp"
 #include "bench.hpp"
 
 // Built only with the programs of tests/adversary (KITH_ADVERSARY, KITH_VICTIM).
@@ -40,19 +42,6 @@ using call_bombs::wide_bomb;
 
 using namespace std::chrono_literals;
 constexpr long kAttackMs = 3000;
-
-struct tmp_dir {
-    std::filesystem::path path;
-    tmp_dir() {
-        std::string t = (std::filesystem::temp_directory_path() / "kith-bench-abuse-XXXXXX").string();
-        if (!::mkdtemp(t.data())) throw std::runtime_error("mkdtemp failed");
-        path = t;
-    }
-    ~tmp_dir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-};
 
 std::vector<std::string> split(const std::string& s) {
     std::istringstream in(s);
@@ -81,40 +70,22 @@ struct node_proc {
     std::string ask(const std::string& cmd, std::chrono::milliseconds t = 15s) { return p->ask(cmd, "", t); }
 };
 
-bool sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()) == 0; }
-
-// A network namespace with loopback up, removed at scope exit.
-struct netns {
-    std::string name;
-    bool ok = false;
-    netns() {
-        if (::geteuid() != 0 || !sh("ip -V")) return;
-        static int seq = 0;
-        name = "kab" + std::to_string(::getpid()) + "b" + std::to_string(++seq);
-        ok = sh("ip netns add " + name) && sh("ip -n " + name + " link set lo up");
-    }
-    ~netns() {
-        if (!name.empty()) sh("ip netns del " + name);
-    }
-};
-
 // One scene: victim, member connected to it, adversary connected as grantee
 // (with `ns`: all three in that namespace, the nodes running discovery).
 struct scene {
-    netns* ns;
-    tmp_dir tmp;
+    adv_netns::loopback_netns* ns;
+    temp_dir tmp;
     std::unique_ptr<node_proc> v, m;
     std::unique_ptr<peer_process> a;
     std::string grant_file;
     long quiet_p99 = 0, idle_kb = 0;
     bool ok = false;
 
-    explicit scene(netns* n = nullptr) : ns(n) {
+    explicit scene(adv_netns::loopback_netns* n = nullptr) : ns(n) {
         std::vector<std::string> in_ns, with_disc;
         if (ns) {
-            in_ns = {"/usr/sbin/ip", "netns", "exec", ns->name};
-            with_disc = in_ns;
-            with_disc.insert(with_disc.end(), {"/usr/bin/env", "KITH_VICTIM_DISCOVERY=127.255.255.255"});
+            in_ns = ns->exec();
+            with_disc = ns->exec_with_discovery();
         }
         v = std::make_unique<node_proc>("victim@localhost", tmp.path / "victim", with_disc);
         m = std::make_unique<node_proc>("member@localhost", tmp.path / "member", with_disc);
@@ -144,9 +115,9 @@ struct scene {
 // Runs one attack in a fresh scene and reports its figures.
 void measure(const std::string& name, const std::function<std::pair<std::string, std::string>(scene&)>& attack,
              bool in_netns = false) {
-    std::optional<netns> ns;
+    std::optional<adv_netns::loopback_netns> ns;
     if (in_netns) {
-        ns.emplace();
+        ns.emplace('b');
         if (!ns->ok) {
             std::printf("# abuse_%s: not measured (needs root and iproute2 for a network namespace)\n", name.c_str());
             return;

@@ -30,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "../transport/tmpdir.hpp"
 #include "bench.hpp"
 #include "kith/discovery.hpp"
 #include "kith/node.hpp"
@@ -37,19 +38,6 @@
 namespace {
 
 using clk = std::chrono::steady_clock;
-
-struct mesh_dir {
-    std::filesystem::path path;
-    mesh_dir() {
-        std::string tmpl = (std::filesystem::temp_directory_path() / "kith-bench-mesh-XXXXXX").string();
-        if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-        path = tmpl;
-    }
-    ~mesh_dir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-};
 
 std::uint16_t free_udp_port() {
     int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
@@ -66,7 +54,7 @@ std::uint16_t free_udp_port() {
 // Seconds until a full mesh of n nodes, or a negative value if it did not
 // converge within 30 s.
 double converge(int n) {
-    mesh_dir dir;
+    temp_dir dir;
     std::vector<std::unique_ptr<kith::node>> nodes;
     for (int i = 0; i < n; ++i) {
         kith::node_options o;
@@ -97,7 +85,7 @@ double converge(int n) {
     return -1;
 }
 
-kith::node_options mesh_opts(const mesh_dir& dir, const std::string& name) {
+kith::node_options mesh_opts(const temp_dir& dir, const std::string& name) {
     kith::node_options o;
     o.name = name;
     o.workers = 1;
@@ -118,7 +106,7 @@ double ms_until(clk::time_point t0, F pred) {
 }
 
 void join_and_leave() {
-    mesh_dir dir;
+    temp_dir dir;
     kith::discovery_options d;
     d.port = free_udp_port();
     d.broadcast_address = "127.255.255.255";

@@ -37,6 +37,7 @@
 #include "beacon.hpp"
 #include "kith/discovery.hpp"
 #include "kith/node.hpp"
+#include "udp_sockets.hpp"
 
 namespace {
 volatile std::sig_atomic_t g_stop = 0;
@@ -51,14 +52,9 @@ void say(const std::string& s) {
 int forge(const std::string& mode, const std::string& target, const std::string& cookie, const std::string& bcast) {
     using namespace kith::detail;
     auto key = beacon_hmac_key::from_cookie(cookie);
-    int rx = ::socket(AF_INET, SOCK_DGRAM, 0), tx = ::socket(AF_INET, SOCK_DGRAM, 0);
-    int one = 1;
-    ::setsockopt(rx, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    ::setsockopt(rx, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    ::setsockopt(tx, SOL_SOCKET, SO_BROADCAST, &one, sizeof one);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(4371);
+    int rx = kith_test::shared_udp_socket(), tx = kith_test::shared_udp_socket();
+    sockaddr_in a;
+    kith_test::ipv4_address("", 4371, a);
     if (::bind(rx, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return 3;
     timeval tv{0, 200000};
     ::setsockopt(rx, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -101,10 +97,8 @@ int forge(const std::string& mode, const std::string& target, const std::string&
     } else {
         return 2;
     }
-    sockaddr_in to{};
-    to.sin_family = AF_INET;
-    to.sin_port = htons(4371);
-    ::inet_pton(AF_INET, bcast.c_str(), &to.sin_addr);
+    sockaddr_in to;
+    kith_test::ipv4_address(bcast, 4371, to);
     while (!g_stop) {
         ::sendto(tx, out.data(), out.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
         std::this_thread::sleep_for(std::chrono::milliseconds(300));
