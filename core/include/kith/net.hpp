@@ -138,7 +138,8 @@ struct net_counters {
     // not admit, and nodes that refused us.
     std::uint64_t refused_connections = 0;
     // Frames from grantees and strangers dropped unread, over the bytes a
-    // second a non-member may make this node read (docs/security.md, "Bounds").
+    // second a non-member may make this node read, or over the queue of the
+    // thread that decodes them (8x guest_burst_bytes; docs/security.md, "Bounds").
     std::uint64_t rate_drops = 0;
 };
 
