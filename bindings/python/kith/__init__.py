@@ -58,6 +58,7 @@ from ._rkvs import Rkvs
 from ._events import NodeEvent, NodeEvents, Subscription
 from ._log import LogRecord, set_log_sink
 from ._node import Node
+from ._relay import Relay, RelayClient
 from ._options import _discovery_options, _expiry_ts, _full_name, _grant_expires, _on_lan  # noqa: F401
 from ._service import _ARG_TYPES, Service, _arg_checker, _type_ok  # noqa: F401
 
@@ -67,13 +68,13 @@ __all__ = [
     "RateLimited", "NoSuchService", "NoSuchFunction", "BadArgs", "RemoteException", "NoProc",
     "BadType", "DecodeError", "Overloaded", "BadArg", "Shutdown", "SetupError", "Grant", "load_grant",
     "parse_grant", "current_principal", "LogRecord", "set_log_sink", "Child", "PgScope", "GlobalNames",
-    "Failover", "Rkvs",
+    "Failover", "Rkvs", "Relay", "RelayClient",
 ]
 
 # The classes defined in the submodules are kith's: they print, pickle and
 # document as kith.Node, kith.NodeEvent, ...
 for _cls in (Node, Service, NodeEvent, NodeEvents, Subscription, LogRecord, Child, PgScope, GlobalNames, Failover,
-             Rkvs):
+             Rkvs, Relay, RelayClient):
     _cls.__module__ = __name__
 del _cls
 

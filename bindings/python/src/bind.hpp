@@ -12,6 +12,7 @@
 //   log.cpp        Python log callables (Node(log=...), set_log_sink)
 //   avail.cpp      supervisors, process groups, global names, failovers
 //   rkvs.cpp       the replicated kvs (kith.Rkvs)
+//   relay.cpp      kith._Node's relays, Grant.relays (docs/relay.md)
 //   convert.cpp    values, exceptions, the GIL/shutdown gate (kith_py.hpp)
 //
 // GIL rule for every file: what a gil_release section uses is copied out of
@@ -256,5 +257,7 @@ void bind_node_avail(node_class& c);  // avail.cpp
 void register_avail(py::module_& m);
 void bind_node_rkvs(node_class& c);  // rkvs.cpp
 void register_rkvs(py::module_& m);
+void bind_node_relay(node_class& c);  // relay.cpp
+void register_relay(py::module_& m);
 
 }  // namespace kith::python

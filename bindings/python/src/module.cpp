@@ -52,6 +52,7 @@ PYBIND11_MODULE(_kith, m) {
     register_node(m);
     register_avail(m);
     register_rkvs(m);
+    register_relay(m);
 
     m.def("_shutdown", [] {
         stop_all_nodes();

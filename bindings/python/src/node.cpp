@@ -270,6 +270,7 @@ void register_node(py::module_& m) {
     bind_node_rpc(c);
     bind_node_avail(c);
     bind_node_rkvs(c);
+    bind_node_relay(c);
     bind_node_grants(c);
     bind_node_discovery(c);
 }

@@ -101,6 +101,8 @@ struct grant_file {
     // Version 2 adds relay routes; a file without them is written as version
     // 1, so an older kith still reads it. Both versions are read.
     static constexpr int current_version = 2;
+    // As read, or 1 for a grant node::grant issued; to_text() writes 1 when
+    // `relays` is empty and 2 otherwise, whatever this says.
     int version = current_version;
     std::string node;                    // Alice's node name, "alice@pi1"
     std::vector<std::string> endpoints;  // where to dial Alice, "tcp://192.0.2.7:4370"

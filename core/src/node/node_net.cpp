@@ -115,6 +115,7 @@ result<grant_file> node::grant(const grant_spec& spec) {
             return error{errc::badarg, "\"" + svc + "\" is an admin service: it can never be granted (only cluster "
                                        "members may use it); grant other services"};
     grant_file f;
+    f.version = 1;  // no relay routes: written as version 1 (grants.hpp)
     f.client = keypair::generate();
     auto e = net_->dist->grants().create(spec, f.client.pub);
     if (!e) return e.err();

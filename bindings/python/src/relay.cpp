@@ -1,0 +1,166 @@
+// relay.cpp — relays for Python (docs/relay.md; kith/relay.hpp): a node
+// serving as a relay (kith._Relay), a node registered at one or dialling
+// through one (kith._RelayClient), and the relay routes of a grant
+// (Grant.relays, Grant.with_relay). The friendly layer is kith/_relay.py.
+//
+// Both objects belong to their node (py_node::attach): node.stop() ends them
+// before the node; the Python objects hold weak references and raise
+// Shutdown afterwards. Calls that block (registering, dialling, the
+// directory) release the GIL.
+#include <pybind11/stl.h>
+
+#include "bind.hpp"
+#include "kith/relay.hpp"
+
+namespace kith::python {
+
+namespace {
+
+template <class T>
+struct held {
+    std::weak_ptr<T> w;
+    std::shared_ptr<node_core> core;  // the node's memory outlives our last use
+    std::shared_ptr<T> get() const {
+        auto p = w.lock();
+        if (!p) throw_error(error{errc::shutdown, "its node is stopped"});
+        return p;
+    }
+};
+using py_relay = held<relay>;
+using py_relay_client = held<relay_client>;
+
+py::list routes_to_py(const grant_file& g) {
+    py::list out;
+    for (auto& r : g.relays) {
+        py::dict d;
+        d["node"] = r.node;
+        d["endpoint"] = r.endpoint;
+        d["key"] = r.key.z85();
+        out.append(d);
+    }
+    return out;
+}
+
+}  // namespace
+
+void register_relay(py::module_& m) {
+    py::class_<py_relay>(m, "_Relay")
+        .def_property_readonly("endpoint", [](const py_relay& r) { return r.get()->endpoint(); })
+        .def("counters", [](const py_relay& r) {
+            auto c = r.get()->counters();
+            py::dict d;
+            d["registrations"] = c.registrations;
+            d["sessions"] = c.sessions;
+            d["sessions_total"] = c.sessions_total;
+            d["refused"] = c.refused;
+            d["timed_out"] = c.timed_out;
+            d["bytes_forwarded"] = c.bytes_forwarded;
+            return d;
+        });
+    py::class_<py_relay_client>(m, "_RelayClient")
+        .def("directory", [](const py_relay_client& c, double timeout) {
+            auto rc = c.get();
+            auto d = std::chrono::duration_cast<std::chrono::milliseconds>(seconds_to_ns(timeout));
+            std::optional<result<term>> r;
+            {
+                gil_release rel;
+                r.emplace(rc->directory(d));
+            }
+            return from_term(value_or_raise(std::move(*r)));
+        }, py::arg("timeout") = 5.0)
+        .def("connect_grant", [](const py_relay_client& c, const grant_file& g, double timeout) {
+            auto rc = c.get();
+            auto d = std::chrono::duration_cast<std::chrono::milliseconds>(seconds_to_ns(timeout));
+            std::optional<result<std::string>> r;
+            {
+                gil_release rel;
+                r.emplace(rc->connect(g, d));
+            }
+            return value_or_raise(std::move(*r));
+        }, py::arg("grant"), py::arg("timeout") = 5.0)
+        .def("connect_key", [](const py_relay_client& c, const std::string& target, const std::string& key,
+                               double timeout) {
+            auto k = public_key::from_z85(key);
+            if (!k) throw_error(error{errc::badarg, "key must be 40 characters of Z85 (a node's public key)"});
+            auto rc = c.get();
+            auto d = std::chrono::duration_cast<std::chrono::milliseconds>(seconds_to_ns(timeout));
+            std::optional<result<std::string>> r;
+            {
+                gil_release rel;
+                r.emplace(rc->connect(target, *k, d));
+            }
+            return value_or_raise(std::move(*r));
+        }, py::arg("target"), py::arg("key"), py::arg("timeout") = 5.0);
+
+    // Grant.relays and Grant.with_relay (the Grant class is grants.cpp's).
+    py::object grant_cls = m.attr("Grant");
+    grant_cls.attr("relays") = py::module_::import("builtins").attr("property")(
+        py::cpp_function([](const grant_file& g) { return routes_to_py(g); }),
+        py::none(), py::none(),
+        "Relay routes: [{node, endpoint, key}] (tried after the endpoints; docs/relay.md).");
+    grant_cls.attr("with_relay") = py::cpp_function(
+        [](const grant_file& g, const grant_file& relay_grant) {
+            grant_file out = g;
+            out.version = 2;  // as to_text() writes a file with relay routes
+            for (auto& e : relay_grant.endpoints) {
+                grant_file::relay_route r{relay_grant.node, e, relay_grant.server_key};
+                if (std::find(out.relays.begin(), out.relays.end(), r) == out.relays.end()) out.relays.push_back(r);
+            }
+            if (out.relays.size() > 8) throw_error(error{errc::badarg, "a grant carries at most 8 relay routes"});
+            return out;
+        },
+        py::is_method(grant_cls), py::name("with_relay"), py::arg("relay_grant"),
+        "A copy of this grant that also names the relay of `relay_grant` (a grant for that relay's service "
+        "\"relay\": only its node name, address and key are copied, never its secret).");
+}
+
+void bind_node_relay(node_class& c) {
+    c.def("serve_relay", [](py_node& n, const std::string& listen, const std::string& advertise,
+                            std::size_t max_registrations, std::size_t max_sessions, std::uint64_t bytes_per_s,
+                            bool open) {
+         relay_options o;
+         o.listen = listen;
+         o.advertise = advertise;
+         if (max_registrations) o.max_registrations = max_registrations;
+         if (max_sessions) {
+             o.max_sessions_per_node = max_sessions;
+             o.max_sessions_per_dialler = std::max<std::size_t>(1, max_sessions / 2);
+         }
+         o.max_bytes_per_s_per_session = bytes_per_s;
+         o.strangers_may_register = false;
+         node& nd = n.get();
+         std::shared_ptr<relay> r;
+         try {
+             r = std::make_shared<relay>(nd, o);
+         } catch (const setup_error& e) {
+             throw_error(error{errc::badarg, e.what()});
+         }
+         if (open) ok_or_raise(nd.set_public("relay"));
+         n.attach(r);
+         return py_relay{r, n.core()};
+     }, py::arg("listen"), py::arg("advertise") = "", py::arg("max_registrations") = 0, py::arg("max_sessions") = 0,
+        py::arg("bytes_per_s") = 0, py::arg("open") = false)
+        .def("relay_client", [](py_node& n, const std::string& relay_node, bool do_register, bool listed) {
+            node& nd = n.get();
+            std::shared_ptr<relay_client> rc;
+            std::optional<error> failed;
+            {
+                gil_release rel;
+                try {
+                    rc = do_register ? std::make_shared<relay_client>(nd, relay_node, listed)
+                                     : std::make_shared<relay_client>(nd, relay_node, nullptr);
+                } catch (const setup_error& e) {
+                    std::string w = e.what();
+                    bool refused = w.find("another key") != std::string::npos ||
+                                   w.find("not register") != std::string::npos ||
+                                   w.find("unauthorized") != std::string::npos;
+                    failed = error{refused ? errc::unauthorized : errc::overloaded, w};
+                }
+            }
+            if (failed) throw_error(*failed);
+            n.attach(rc);
+            return py_relay_client{rc, n.core()};
+        }, py::arg("relay_node"), py::arg("register") = true, py::arg("listed") = true);
+}
+
+}  // namespace kith::python

@@ -1,0 +1,81 @@
+"""Relays from Python (docs/relay.md): a node serving as a relay, Alice
+registered at it with a relay grant, Bob reaching her with a grant that
+carries the relay's route (direct endpoints first), the directory, and the
+refusals: a name registered by another key, a stranger registering at an
+open relay. Three people, three cookies: nobody is a member of another's
+cluster."""
+import hashlib
+import re
+
+import pytest
+
+import kith
+from conftest import wait_until
+
+
+@pytest.fixture
+def world(make_node):
+    r = make_node("relay@localhost", cookie="relay-owner-cookie", services=[], discovery=False)
+    relay = r.serve_relay("127.0.0.1:0", open=True)
+    alice = make_node("alice@localhost", cookie="alice-cookie", services=["kvs", "echo"], discovery=False)
+    bob = make_node("bob@localhost", cookie="bob-cookie", services=[], discovery=False)
+    rg = r.grant("alice", "relay")
+    return r, relay, alice, bob, rg
+
+
+def unreachable_copy(g):
+    """The grant with its direct endpoint replaced by one nobody answers (as
+    seen from outside Alice's home router); the checksum made again."""
+    text = re.sub(r"(?m)^endpoint: .*$", "endpoint: tcp://127.0.0.1:9", g.to_text())
+    body = text[:text.rindex("checksum: ")]
+    return kith.parse_grant(body + "checksum: " + hashlib.blake2b(body.encode(), digest_size=32).hexdigest()[:32] + "\n")
+
+
+def test_bob_reaches_alice_through_the_relay(world, tmp_path):
+    r, relay, alice, bob, rg = world
+    reg = alice.use_relay(rg)
+    assert reg.relay == r.name
+    g = alice.grant("bob", "kvs").with_relay(rg)
+    assert g.version == 2 and g.relays == [{"node": r.name, "endpoint": rg.endpoints[0], "key": r.key}]
+    assert "client-secret-key: " + rg.to_text().split("client-secret-key: ")[1].split()[0] not in g.to_text()
+    g.save(tmp_path / "bob.grant")
+    assert kith.load_grant(tmp_path / "bob.grant").relays == g.relays
+
+    home = unreachable_copy(g)
+    assert bob.connect_via(home, timeout=4) == alice.name
+    bob.call(alice.name, "kvs", "store", "weather", "rain")
+    assert bob.call(alice.name, "kvs", "lookup", "weather") == ["ok", "rain"]
+    assert relay.counters()["sessions"] == 1
+    # Authorization on Alice's node is her grant's, as on a direct link.
+    with pytest.raises(kith.Unauthorized):
+        bob.call(alice.name, "echo", "echo", 1)
+    assert [e["name"] for e in bob.relay_directory(home)] == [alice.name]
+    assert [e["name"] for e in reg.directory()] == [alice.name]
+
+
+def test_a_direct_endpoint_that_works_is_preferred(world):
+    r, relay, alice, bob, rg = world
+    alice.use_relay(rg)
+    g = alice.grant("bob", "kvs").with_relay(rg)
+    assert bob.connect_via(g) == alice.name
+    assert bob.call(alice.name, "kvs", "keys") == []
+    assert relay.counters()["sessions_total"] == 0
+
+
+def test_a_name_registered_by_another_key_is_refused(world, make_node, tmp_path):
+    r, relay, alice, bob, rg = world
+    alice.use_relay(rg)
+    alice.stop()
+    wait_until(lambda: relay.counters()["registrations"] == 0, 5)
+    eve = make_node("alice@localhost", cookie="eve-cookie", key_dir=tmp_path / "eve", discovery=False)
+    with pytest.raises(kith.Unauthorized, match="registered at this relay by another key"):
+        eve.use_relay(r.grant("eve", "relay"))
+
+
+def test_a_stranger_may_dial_an_open_relay_but_not_register(world):
+    r, relay, alice, bob, rg = world
+    route = {"node": r.name, "endpoint": rg.endpoints[0], "key": r.key}
+    with pytest.raises(kith.Unauthorized, match="strangers dial but not register"):
+        bob.use_relay(route)
+    with pytest.raises(kith.NoProc):
+        bob.use_relay(route, register=False).connect(alice.grant("bob", "kvs"))
