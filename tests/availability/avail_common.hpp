@@ -7,6 +7,7 @@
 #include <string>
 #include <thread>
 
+#include "../dist/loopback_opts.hpp"
 #include "../transport/tmpdir.hpp"
 #include "kith/node.hpp"
 
@@ -20,12 +21,7 @@ inline const std::string kCookie = "avail-cookie-17";
 // get the same timeout through --hb-timeout-ms), so losses show up fast.
 inline kith::node_options opts(const std::string& name, const std::filesystem::path& key_dir,
                                const std::string& cookie = kCookie) {
-    kith::node_options o;
-    o.name = name;
-    o.workers = 2;
-    o.net.listen = "tcp://127.0.0.1:0";
-    o.net.key_dir = key_dir;
-    o.net.cookie = cookie;
+    kith::node_options o = loopback_opts(name, key_dir, cookie);
     o.net.heartbeat_interval = 200ms;
     o.net.heartbeat_timeout = 1000ms;
     return o;

@@ -18,26 +18,9 @@ namespace kith::python {
 
 namespace {
 
-template <class T>
-struct attached_ref {
-    std::weak_ptr<T> w;
-    std::shared_ptr<node_core> core;  // the node's memory outlives our last use
-    std::shared_ptr<T> get() const {
-        auto p = w.lock();
-        if (!p) throw_error(error{errc::shutdown, "its node is stopped"});
-        return p;
-    }
-};
 using py_pg = attached_ref<pg_scope>;
 using py_global = attached_ref<global_names>;
 using py_failover = attached_ref<failover_service>;
-
-template <class T>
-attached_ref<T> attach(py_node& n, std::shared_ptr<T> obj) {
-    attached_ref<T> r{obj, n.core()};
-    n.attach(std::move(obj));
-    return r;
-}
 
 std::chrono::milliseconds ms(double seconds) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(seconds_to_ns(seconds));

@@ -236,6 +236,29 @@ private:
     std::shared_ptr<node_core> c_;
 };
 
+// A Python handle on a server that belongs to its node (avail.cpp,
+// relay.cpp): a weak reference, so node.stop() ends the server and get()
+// raises Shutdown afterwards; `core` keeps the node's memory alive while
+// the handle is in use.
+template <class T>
+struct attached_ref {
+    std::weak_ptr<T> w;
+    std::shared_ptr<node_core> core;
+    std::shared_ptr<T> get() const {
+        auto p = w.lock();
+        if (!p) throw_error(error{errc::shutdown, "its node is stopped"});
+        return p;
+    }
+};
+
+// Hands `obj` to its node (py_node::attach) and returns the handle on it.
+template <class T>
+attached_ref<T> attach(py_node& n, std::shared_ptr<T> obj) {
+    attached_ref<T> r{obj, n.core()};
+    n.attach(std::move(obj));
+    return r;
+}
+
 // Stops every running node (the atexit hook; with the GIL).
 void stop_all_nodes();
 

@@ -16,18 +16,8 @@ namespace kith::python {
 
 namespace {
 
-template <class T>
-struct held {
-    std::weak_ptr<T> w;
-    std::shared_ptr<node_core> core;  // the node's memory outlives our last use
-    std::shared_ptr<T> get() const {
-        auto p = w.lock();
-        if (!p) throw_error(error{errc::shutdown, "its node is stopped"});
-        return p;
-    }
-};
-using py_relay = held<relay>;
-using py_relay_client = held<relay_client>;
+using py_relay = attached_ref<relay>;
+using py_relay_client = attached_ref<relay_client>;
 
 py::list routes_to_py(const grant_file& g) {
     py::list out;
@@ -136,8 +126,7 @@ void bind_node_relay(node_class& c) {
              throw_error(error{errc::badarg, e.what()});
          }
          if (open) ok_or_raise(nd.set_public("relay"));
-         n.attach(r);
-         return py_relay{r, n.core()};
+         return attach(n, std::move(r));
      }, py::arg("listen"), py::arg("advertise") = "", py::arg("max_registrations") = 0, py::arg("max_sessions") = 0,
         py::arg("bytes_per_s") = 0, py::arg("open") = false)
         .def("relay_client", [](py_node& n, const std::string& relay_node, bool do_register, bool listed) {
@@ -158,8 +147,7 @@ void bind_node_relay(node_class& c) {
                 }
             }
             if (failed) throw_error(*failed);
-            n.attach(rc);
-            return py_relay_client{rc, n.core()};
+            return attach(n, std::move(rc));
         }, py::arg("relay_node"), py::arg("register") = true, py::arg("listed") = true);
 }
 
