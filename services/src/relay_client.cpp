@@ -22,12 +22,16 @@
 
 #include "kith/relay.hpp"
 #include "kith/service.hpp"
+#include "relay_loop.hpp"
 
 namespace kith {
 
 namespace {
 
 using clock = std::chrono::steady_clock;
+
+// Connection setups (a relay session being opened) at once per relay client.
+constexpr int kMaxSetups = 64;
 
 // "tcp://HOST:PORT" or "HOST:PORT" -> IPv4 address; "*" and 0.0.0.0 mean loopback.
 bool to_addr(std::string ep, sockaddr_in& sa) {
@@ -139,8 +143,9 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
     std::atomic<bool> stop{false};
     std::mutex mu;
     std::condition_variable cv;
-    std::set<int> live;   // fds of running splices and forwarder listeners, shut down on destruction
-    int threads = 0;      // splice and accept threads still running
+    int threads = 0;      // connection-setup and registration threads still running
+    // Every spliced pair and forwarder listener: one epoll thread.
+    detail::splice_loop loop;
     pid agent;
     struct forwarder {
         int listen_fd = -1;
@@ -156,10 +161,14 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
     // Runs `f` on its own thread, counted so that the destructor waits for it.
     // Nothing is started once the destructor began (stop): a node-event
     // callback may still run after unsubscribe_nodes returned.
+    // `owned`: an fd the thread would close, closed here when it does not start.
     template <class F>
-    void spawn_thread(F f) {
+    void spawn_thread(F f, int owned = -1) {
         std::lock_guard lk(mu);
-        if (stop.load()) return;
+        if (stop.load()) {
+            if (owned >= 0) ::close(owned);
+            return;
+        }
         ++threads;
         std::thread([self = shared_from_this(), f = std::move(f)]() mutable {
             f();
@@ -167,49 +176,6 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
             --self->threads;
             self->cv.notify_all();
         }).detach();
-    }
-
-    bool track(int fd) {
-        std::lock_guard lk(mu);
-        if (stop.load()) return false;
-        live.insert(fd);
-        return true;
-    }
-    void untrack_close(int fd) {
-        {
-            std::lock_guard lk(mu);
-            live.erase(fd);
-        }
-        ::close(fd);
-    }
-
-    // Copies bytes both ways until either side closes.
-    void splice(int a, int b) {
-        if (!track(a) || !track(b)) {
-            untrack_close(a);
-            untrack_close(b);
-            return;
-        }
-        std::vector<std::uint8_t> buf(64 * 1024);
-        pollfd p[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
-        bool open = true;
-        while (open && !stop.load()) {
-            if (::poll(p, 2, 500) < 0 && errno != EINTR) break;
-            for (int i = 0; i < 2 && open; ++i) {
-                if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-                ssize_t r = ::recv(p[i].fd, buf.data(), buf.size(), 0);
-                if (r <= 0) {
-                    if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-                    open = false;
-                    break;
-                }
-                // A slow side holds this splice back (64 KiB at a time): the
-                // deadline only guards against a peer that stopped reading.
-                open = write_all(p[1 - i].fd, buf.data(), static_cast<std::size_t>(r), clock::now() + std::chrono::seconds(30));
-            }
-        }
-        untrack_close(a);
-        untrack_close(b);
     }
 
     // "relay_open" from the relay: connect back and splice to our own endpoint.
@@ -223,7 +189,7 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
                 ::close(r);
                 return;
             }
-            splice(r, l);
+            loop.add(r, l);
         });
     }
 
@@ -301,7 +267,7 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
             ::close(c);  // libzmq sees a closed TCP connection and dials again later
             return;
         }
-        splice(c, r);
+        loop.add(c, r);
     }
 
     // The loopback endpoint whose connections become relay sessions to
@@ -323,33 +289,30 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
             if (fd >= 0) ::close(fd);
             return error{errc::overloaded, std::string("relay: cannot open a loopback forwarder: ") + std::strerror(errno)};
         }
-        if (!track(fd)) {
-            ::close(fd);
-            return error{errc::shutdown, "relay: the relay client is stopping"};
-        }
         std::string ep = "tcp://127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
         {
             std::lock_guard lk(mu);
             if (auto it = forwarders.find(target); it != forwarders.end()) {  // another thread was first
-                live.erase(fd);
                 ::close(fd);
                 return it->second.endpoint;
             }
             forwarders[target] = forwarder{fd, ep, d->first, d->second};
         }
-        spawn_thread([this, fd, target] {
-            while (!stop.load()) {
-                int c = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
-                if (c < 0) {
-                    if (errno == EINTR || errno == ECONNABORTED) continue;
-                    return;  // shut down
+        // Each connection of the node to the forwarder becomes a relay
+        // session, set up on its own short-lived thread (it blocks on the
+        // relay, with deadlines); at most kMaxSetups at once: beyond that a
+        // connection is closed and libzmq dials again later.
+        bool ok = loop.listen(fd, [this, target](int c) {
+            {
+                std::lock_guard lk(mu);
+                if (threads >= kMaxSetups) {
+                    ::close(c);
+                    return;
                 }
-                // Replies go back to libzmq at once (no Nagle wait for an ACK).
-                int one = 1;
-                ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-                spawn_thread([this, c, target] { forward(c, target); });
             }
+            spawn_thread([this, c, target] { forward(c, target); }, c);
         });
+        if (!ok) return error{errc::shutdown, "relay: the relay client is stopping"};
         return ep;
     }
 
@@ -387,9 +350,13 @@ relay_client::~relay_client() {
         (void)p_->n.call(p_->relay_node, "relay", "unregister", arr(), std::chrono::seconds(1));
         p_->n.send_exit(p_->agent, term("kill"));
     }
+    {
+        std::lock_guard lk(p_->mu);
+        p_->stop.store(true);  // no new thread from here on
+    }
+    // Closes every splice and forwarder (not under mu: an accept callback takes it).
+    p_->loop.stop();
     std::unique_lock lk(p_->mu);
-    p_->stop.store(true);
-    for (int fd : p_->live) ::shutdown(fd, SHUT_RDWR);
     p_->cv.wait_for(lk, std::chrono::seconds(10), [&] { return p_->threads == 0; });
 }
 

@@ -129,6 +129,9 @@ void relay::impl::wake() {
 void relay::impl::run() {
     std::map<int, conn> conns;
     const double rate = static_cast<double>(o_.max_bytes_per_s_per_session);
+    // Bytes forwarded since the counters were last updated: added under mu
+    // once per wake-up, not once per send.
+    std::uint64_t forwarded = 0;
 
     auto set_events = [&](conn& c) {
         std::uint32_t want = 0;
@@ -186,8 +189,7 @@ void relay::impl::run() {
             if (w <= 0) return false;
             from.off += static_cast<std::size_t>(w);
             from.len -= static_cast<std::size_t>(w);
-            std::lock_guard lk(mu);
-            c.bytes_forwarded += static_cast<std::uint64_t>(w);
+            forwarded += static_cast<std::uint64_t>(w);
         }
         if (from.len == 0) from.off = 0;
         set_events(from);
@@ -316,15 +318,24 @@ void relay::impl::run() {
         return on_request(cn, name);
     };
 
+    // Deadlines, rate refills and doomed nodes are looked at every `tick`
+    // (and at once when the control plane wakes us), not after every
+    // forwarded read: a busy session costs epoll_wait, recv and send only.
+    const auto tick = std::chrono::milliseconds(rate > 0 ? 20 : 100);
+    auto next_scan = clock::now() + tick;
     std::vector<epoll_event> evs(256);
     while (!stop_.load()) {
-        int n = ::epoll_wait(epoll_fd_, evs.data(), static_cast<int>(evs.size()), rate > 0 ? 20 : 100);
+        auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_scan - clock::now()).count();
+        int n = ::epoll_wait(epoll_fd_, evs.data(), static_cast<int>(evs.size()),
+                             static_cast<int>(std::clamp<long long>(wait + 1, 0, tick.count())));
         if (n < 0 && errno != EINTR) break;
+        bool woken = false;
         for (int i = 0; i < std::max(n, 0); ++i) {
             int fd = evs[i].data.fd;
             if (fd == wake_fd_) {
                 std::uint64_t v;
                 (void)!::read(wake_fd_, &v, sizeof v);
+                woken = true;
                 continue;
             }
             if (fd == listen_fd_) {
@@ -400,8 +411,15 @@ void relay::impl::run() {
             if (!flush_to_peer(cn)) close_conn(fd);
         }
 
+        if (forwarded > 0) {
+            std::lock_guard lk(mu);
+            c.bytes_forwarded += forwarded;
+            forwarded = 0;
+        }
         // Deadlines, rate refills and sessions of nodes that went down.
         auto now = clock::now();
+        if (!woken && now < next_scan) continue;
+        next_scan = now + tick;
         std::set<std::string> gone;
         {
             std::lock_guard lk(mu);
