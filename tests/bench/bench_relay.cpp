@@ -8,6 +8,11 @@
 //                                        ("kith-relay") CPU during the send
 //                                        run, in % of one core per 10 000
 //                                        msgs/s forwarded
+//   relay_tcp_rtt_us, relay_tcp_rtt_1_hop_us, relay_tcp_rtt_3_hops_us
+//                                        a bare TCP ping-pong on loopback,
+//                                        direct and through 1 and 3 splices
+//                                        (bench_relay_hop.cpp): what the
+//                                        hops alone cost
 // and, when group "remote" ran first (`kith_bench remote relay`), the
 // ratios to its direct figures (targets: rpc <= 1.5x, send >= 0.5x).
 // On a shared machine the load changes between groups, so the rpc ratio is
@@ -22,6 +27,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bench.hpp"
@@ -29,6 +35,10 @@
 #include "bench_remote.hpp"
 #include "kith/relay.hpp"
 #include "kith/service.hpp"
+
+namespace kith::bench {
+double splice_hop_rtt_us(int hops);  // bench_relay_hop.cpp
+}
 
 namespace {
 
@@ -52,6 +62,9 @@ double thread_cpu_s(const std::string& name) {
 KITH_BENCH_GROUP("relay", 32) {
     using namespace std::chrono_literals;
     using kith::bench::net_node;
+    for (auto [hops, name] : {std::pair{0, "relay_tcp_rtt_us"}, std::pair{1, "relay_tcp_rtt_1_hop_us"},
+                              std::pair{3, "relay_tcp_rtt_3_hops_us"}})
+        if (double us = kith::bench::splice_hop_rtt_us(hops); us > 0) kith::bench::report(name, us, "us");
     kith::bench::temp_dir dir;
     kith::node r(net_node("r@bench", dir.path / "r"));
     kith::relay_options ro;
