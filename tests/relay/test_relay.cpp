@@ -19,6 +19,8 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
+#include <algorithm>
 
 #include "../transport/tmpdir.hpp"
 #include "kith/builtin.hpp"
@@ -497,4 +499,43 @@ TEST_CASE("relay: grantees on both sides: Alice registers with a relay grant, Bo
     REQUIRE(d.ok());
     REQUIRE(d->size() == 1);
     CHECK(*d->at(0)->at(0) == term("a@test"));
+}
+
+namespace {
+std::size_t thread_count() {
+    std::size_t n = 0;
+    for ([[maybe_unused]] auto& t : std::filesystem::directory_iterator("/proc/self/task")) ++n;
+    return n;
+}
+}  // namespace
+
+TEST_CASE("relay: a local process flooding a dialler's forwarder starts no threads without bound and the link stays up",
+          "[relay]") {
+    world w;
+    REQUIRE(w.bob->connect("a@test", w.a.key()).ok());
+    auto info = w.b.info("a@test");
+    REQUIRE(info);
+    std::string fwd = info->endpoint;  // tcp://127.0.0.1:PORT, the forwarder
+    REQUIRE(fwd.rfind("tcp://127.0.0.1:", 0) == 0);
+    const std::size_t before = thread_count();
+    const auto refused0 = w.rel.counters().refused;
+    // 200 connections at once, each one a session set-up the relay refuses
+    // (Bob's token is in use by his link): at most 64 set-ups run at once.
+    std::vector<int> fds;
+    sockaddr_in sa = addr_of(fwd.substr(6));
+    std::size_t most = 0;
+    for (int i = 0; i < 200; ++i) {
+        int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+        fds.push_back(fd);
+        most = std::max(most, thread_count());
+    }
+    CHECK(eventually([&] { return w.rel.counters().refused >= refused0 + 64; }));
+    most = std::max(most, thread_count());
+    CHECK(most <= before + 64 + 4);
+    for (int fd : fds) ::close(fd);
+    // Bob's relayed link was never disturbed.
+    REQUIRE(w.b.call("a@test", "kvs", "store", arr("k", "v")).ok());
+    CHECK(w.rel.counters().sessions == 1);
+    CHECK(eventually([&] { return thread_count() <= before + 2; }));
 }
