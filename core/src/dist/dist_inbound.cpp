@@ -397,7 +397,7 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                     }
                     busy.reset();
                     if (inner_init) return inner_init(me);
-                    return std::move(inner_b);
+                    return inner_b;
                 };
                 rt_.spawn(std::move(wrapped), {}, nullptr, false, nullptr);
             } else if constexpr (std::is_same_v<T, env_send>) {

@@ -224,7 +224,7 @@ void shared_context::work(route r) {
 std::string shared_context::add_route(zap_handler& handler, std::function<void(const zap_outcome&)> report) {
     std::string domain = std::string(zap_domain) + "/" + std::to_string(++next_);
     std::lock_guard lk(mu_);
-    routes_.emplace(domain, route{&handler, std::move(report)});
+    routes_.emplace(domain, route{&handler, std::move(report), false, nullptr});
     return domain;
 }
 

@@ -81,7 +81,7 @@ void transport::impl::decode_guest(guest_frame& f) {
     if (goodbye) {
         {
             std::lock_guard lk(cmd_mu);
-            command c{command::goodbye, f.peer, {}, {}, std::move(*goodbye)};
+            command c{command::goodbye, f.peer, {}, {}, std::move(*goodbye), {}, {}};
             c.rid = f.rid;
             c.gs = f.gs;
             cmds.push_back(std::move(c));

@@ -264,7 +264,7 @@ void transport::connect(const std::string& endpoint, const public_key& server_ke
     if (impl_->stopping) return;
     {
         std::lock_guard lk(impl_->cmd_mu);
-        impl_->cmds.push_back({command::connect, endpoint, server_key, std::move(creds), {}});
+        impl_->cmds.push_back({command::connect, endpoint, server_key, std::move(creds), {}, {}, {}});
     }
     impl_->wake_pending = false;  // force a wake-up
     impl_->wake();
@@ -274,7 +274,7 @@ void transport::disconnect(const std::string& endpoint) {
     if (impl_->stopping) return;
     {
         std::lock_guard lk(impl_->cmd_mu);
-        impl_->cmds.push_back({command::disconnect, endpoint, {}, {}, {}});
+        impl_->cmds.push_back({command::disconnect, endpoint, {}, {}, {}, {}, {}});
     }
     impl_->wake_pending = false;
     impl_->wake();
@@ -284,7 +284,7 @@ void transport::end_sessions(const std::string& user_id, const std::string& reas
     if (impl_->stopping) return;
     {
         std::lock_guard lk(impl_->cmd_mu);
-        impl_->cmds.push_back({command::end_sessions, user_id, {}, {}, reason});
+        impl_->cmds.push_back({command::end_sessions, user_id, {}, {}, reason, {}, {}});
     }
     impl_->wake_pending = false;
     impl_->wake();
