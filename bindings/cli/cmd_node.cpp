@@ -311,7 +311,9 @@ int cmd_node(int argc, char** argv) {
     self.key = n.key();
     self.pid = ::getpid();
     self.cluster = cluster;
-    auto port = tcp_port_of(self.endpoint);
+    // This machine reaches the node at its bound port, whatever it advertises
+    // (a port forward's outside port may differ).
+    auto port = tcp_port_of(n.bound_endpoint());
     self.port = static_cast<std::uint16_t>(std::atoi(port.c_str()));
     std::optional<registration> reg;
     if (!o.net.hidden && self.port) reg.emplace(key_dir, self);

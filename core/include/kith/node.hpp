@@ -155,6 +155,16 @@ public:
     // only if no other interface is up; else the bound one. Grant files
     // carry these.
     std::vector<std::string> endpoints() const;
+    // The endpoint the node's socket is bound to, with its real port
+    // ("tcp://0.0.0.0:4370" for a wildcard bind), whatever it advertises:
+    // what processes of this machine dial to reach it (a node advertising a
+    // port forward's outside port listens on another). "" without network.
+    std::string bound_endpoint() const;
+    // The key directory in use (net.key_dir, else $KITH_HOME or ~/.kith):
+    // where the node keeps its keys, cookie and grant table, and where
+    // services that persist state for it (a relay's name bindings) keep
+    // theirs. Empty without network.
+    std::filesystem::path key_dir() const;
     // The node's long-term public key (all zero without network).
     public_key key() const;
     // Opens a connection to the node listening at `endpoint` with public key

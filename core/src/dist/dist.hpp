@@ -94,6 +94,7 @@ public:
     void stop();
 
     std::string endpoint() const { return tr_->endpoint(); }
+    std::string bound_endpoint() const { return tr_->bound_endpoint(); }
     const public_key& key() const { return tr_->key(); }
     const net_options& options() const { return opts_; }
 

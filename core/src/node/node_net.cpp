@@ -75,6 +75,14 @@ std::vector<std::string> node::endpoints() const {
     return out;
 }
 
+std::string node::bound_endpoint() const { return net_->dist ? net_->dist->bound_endpoint() : std::string(); }
+
+std::filesystem::path node::key_dir() const {
+    if (!net_->dist) return {};
+    auto& d = net_->dist->options().key_dir;
+    return d.empty() ? default_key_dir() : d;
+}
+
 std::string node::endpoint() const {
     auto all = endpoints();
     return all.empty() ? std::string() : all.front();

@@ -258,6 +258,8 @@ std::string transport::endpoint() const {
     return opts_.advertised_endpoint.empty() ? impl_->bound : opts_.advertised_endpoint;
 }
 
+std::string transport::bound_endpoint() const { return impl_->bound; }
+
 void transport::set_authorizer(authorizer a) { impl_->zap.set_authorizer(std::move(a)); }
 
 void transport::connect(const std::string& endpoint, const public_key& server_key, link_credentials creds) {

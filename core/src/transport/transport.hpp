@@ -245,6 +245,9 @@ public:
     // The bound endpoint with its real port ("tcp://127.0.0.1:40123"); valid
     // after start(). The advertised endpoint if one was given.
     std::string endpoint() const;
+    // The bound endpoint alone ("tcp://0.0.0.0:4370", the real port), even
+    // when another is advertised: what this machine's own processes dial.
+    std::string bound_endpoint() const;
     const public_key& key() const noexcept { return keys_.pub; }
     const std::string& node_name() const noexcept { return opts_.node_name; }
     std::uint64_t creation() const noexcept { return opts_.creation; }
