@@ -1,4 +1,5 @@
 // kith relay, and the relay parts of kith node, nodes and call (relay_host.hpp).
+#include <arpa/inet.h>
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -28,8 +29,9 @@ Cluster members (same cookie) may always use it.
 
 options (and every option of kith node; its services default to none):
   --data-listen HOST:PORT    where the data plane listens (default 0.0.0.0:4380)
-  --data-advertise HOST:PORT what nodes dial for it, when it differs (a port
-                             forward); default: the address they reach this
+  --data-advertise IP[:PORT] what nodes dial for it, when it differs (a port
+                             forward); default: the host of --advertise with
+                             the data port, else the address they reach this
                              node at
   --open                     anyone may dial through it and read its directory
                              (registering still needs a relay grant)
@@ -190,6 +192,21 @@ relay_host::relay_host(kith::node& n, const args& a) : n_(n) {
         relay_options ro;
         ro.listen = a.get("--relay-listen", "0.0.0.0:4380");
         ro.advertise = a.get("--relay-advertise");
+        if (ro.advertise.empty() && a.has("--advertise")) {
+            // The data plane is where the node is: the host of its --advertise
+            // (a public address, a port forward) with the data port, not the
+            // address it is bound to, which remote nodes may not reach.
+            std::string h = a.get("--advertise");
+            if (h.rfind("tcp://", 0) == 0) h = h.substr(6);
+            h = h.substr(0, h.rfind(':'));
+            in_addr ip{};
+            if (::inet_pton(AF_INET, h.c_str(), &ip) != 1)
+                throw cli_error{"node: --advertise " + a.get("--advertise") +
+                                    " is not an IPv4 address: the relay's data plane needs one; give it with "
+                                    "--data-advertise IPV4:PORT",
+                                kUsage};
+            ro.advertise = h;
+        }
         if (a.has("--relay-max-registrations"))
             ro.max_registrations = parse_count("--relay-max-registrations", a.get("--relay-max-registrations"));
         if (a.has("--relay-max-sessions")) {
@@ -299,9 +316,10 @@ void relay_host::register_loop() {
         if (!client_) {
             try {
                 client_ = std::make_unique<kith::relay_client>(n_, g.node, listed_);
-            } catch (const setup_error& e) {
+            } catch (const relay_refused& e) {
                 std::string m = e.what();
-                if (m.find("another key") != std::string::npos) m += " (with kith node --name)";
+                if (e.err().code == errc::unauthorized && m.find("another key") != std::string::npos)
+                    m += " (with kith node --name)";
                 complain(m + "; retrying every 8 s");
                 backoff = std::chrono::milliseconds(8000);
                 continue;
@@ -350,13 +368,21 @@ int relay_directory(const args& a) {
         std::printf("%s\n", to_json(*d).c_str());
         return 0;
     }
-    std::printf("nodes registered at the relay %s and listed there:\n", rn.c_str());
+    std::printf("nodes registered at the relay %s and listed there (as the relay %s, whose key you checked, "
+                "says):\n",
+                rn.c_str(), rn.c_str());
     if (d->size() == 0) std::printf("(none)\n");
-    else std::printf("%-32s %s\n", "NAME", "FINGERPRINT (of the key it registered with)");
+    else std::printf("%-32s %-40s %s\n", "NAME", "FINGERPRINT (of the key it registered with)", "SERVICES");
     for (std::size_t i = 0; i < d->size(); ++i) {
         const term& row = *d->at(i);
         if (row.size() < 3 || !row.at(0)->is_string() || !row.at(2)->is_string()) continue;
-        std::printf("%-32s %s\n", printable(*row.at(0)->as_string()).c_str(), printable(*row.at(2)->as_string()).c_str());
+        std::string svcs;
+        if (row.size() >= 4)
+            for (std::size_t j = 0; j < row.at(3)->size(); ++j)
+                if (row.at(3)->at(j)->is_string())
+                    svcs += (svcs.empty() ? "" : ",") + printable(*row.at(3)->at(j)->as_string());
+        std::printf("%-32s %-40s %s\n", printable(*row.at(0)->as_string()).c_str(),
+                    printable(*row.at(2)->as_string()).c_str(), svcs.empty() ? "-" : svcs.c_str());
     }
     std::fflush(stdout);
     return 0;

@@ -184,7 +184,10 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
             auto deadline = clock::now() + std::chrono::seconds(5);
             int r = relay_connect(relay_ep, "a-" + session + ".kith", deadline);
             if (r < 0) return;
-            int l = tcp_connect(n.endpoint(), deadline);
+            // The node's own listener as this machine reaches it: its bound
+            // endpoint, not the one it advertises (a port forward's outside
+            // port, or an address this machine cannot dial itself).
+            int l = tcp_connect(n.bound_endpoint(), deadline);
             if (l < 0) {
                 ::close(r);
                 return;
@@ -331,7 +334,7 @@ relay_client::relay_client(node& n, std::string relay_node, bool listed)
     auto r = p_->register_now();
     if (!r.ok()) {
         n.send_exit(p_->agent, term("kill"));
-        throw setup_error("relay: " + p_->relay_node + " refused the registration: " + r.err().detail);
+        throw relay_refused("relay: " + p_->relay_node + " refused the registration: " + r.err().detail, r.err());
     }
     // When the link to the relay comes back (the relay restarted, or the
     // network came back), register again: the relay has forgotten us.

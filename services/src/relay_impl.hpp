@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <set>
@@ -22,6 +23,7 @@
 
 #include "kith/node.hpp"
 #include "kith/relay.hpp"
+#include "relay_names.hpp"
 
 namespace kith {
 
@@ -32,6 +34,10 @@ struct relay::impl {
         std::string key_z85;  // the key that registered the name
         pid agent;            // receives ["relay_open", SessionHex, Endpoint]
         bool listed = false;
+        // The services its node named in its handshake with the relay (at
+        // most kDirectoryServices, without the admin services), for the
+        // directory.
+        std::vector<std::string> services;
         std::size_t sessions = 0;  // spliced or pairing
     };
     struct dial_token {
@@ -71,6 +77,10 @@ struct relay::impl {
 
     // ---- data plane (relay_splice.cpp) ----
     void bind_listener();  // throws setup_error
+    // What nodes are told to dial (relay_options::advertise), given the
+    // bound address; throws setup_error for an advertise that is not
+    // IPV4[:PORT] (relay_service.cpp).
+    std::string advertised_endpoint(const std::string& bound_ip, unsigned port) const;
     void run();            // the data-plane thread
     void wake();
 
@@ -90,12 +100,19 @@ struct relay::impl {
 
     mutable std::mutex mu;
     std::map<std::string, registration> regs;      // by node name
-    // Which key a name was first registered by: kept after the node leaves,
-    // so that another key cannot take the name while its owner is away
-    // (first come, first served; at most max_registrations names, the
-    // oldest name not registered now is forgotten first).
-    std::map<std::string, std::string> owners;     // name -> key z85
-    std::vector<std::string> owner_order;         // names, oldest first
+    // Which key a name was first registered by: kept after the node leaves
+    // and across restarts (<key dir>/relay-names, relay_names.hpp), so that
+    // another key cannot take the name while its owner is away (first come,
+    // first served; at most max_registrations names: when full, only a
+    // binding unused for name_lifetime is released for a new one).
+    relay_names::table owners;                      // name -> key, last seen
+    std::filesystem::path names_file_;
+    std::uint64_t names_version_ = 0;  // under mu: bumped by each change of owners
+    std::mutex save_mu_;                // one writer at a time; waits outside mu
+    std::uint64_t saved_version_ = 0;   // under save_mu_
+    // Writes owners if `version` is not on disk yet (one write serves every
+    // change made before it). Blocking (fsync).
+    result<void> save_names(std::uint64_t version);
     std::map<std::string, dial_token> tokens;       // by token hex
     std::map<std::string, pairing> pairings;        // by session hex
     std::map<std::string, std::size_t> dialler_sessions;  // by dialler node name

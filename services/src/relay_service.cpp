@@ -2,8 +2,11 @@
 // (register, dial, directory, unregister), registrations bound to keys, dial
 // tokens bound to diallers, and the end of both when a node disconnects.
 // See kith/relay.hpp.
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <unistd.h>
+
+#include <cstdlib>
 
 #include "kith/principal.hpp"
 #include "kith/service.hpp"
@@ -23,9 +26,50 @@ result<const principal*> caller() {
     return &p;
 }
 
+// What the directory shows of one node: at most this many service names,
+// and at most kDirectoryBytes in all (well under a reply's 1 MiB limit).
+constexpr std::size_t kDirectoryServices = 16;
+constexpr std::size_t kDirectoryBytes = 512 * 1024;
+
+// The services a registering node offers, as its handshake with this relay
+// named them: the admin services ("grants", "node") are never granted to
+// anyone outside its cluster, so they are left out.
+std::vector<std::string> offered_services(node& n, const std::string& who) {
+    std::vector<std::string> out;
+    auto info = n.info(who);
+    if (!info) return out;
+    for (auto& s : info->services) {
+        if (s == "grants" || s == "node") continue;
+        if (out.size() == kDirectoryServices) break;
+        out.push_back(s);
+    }
+    return out;
+}
+
 }  // namespace
 
+std::string relay::impl::advertised_endpoint(const std::string& bound_ip, unsigned port) const {
+    if (o_.advertise.empty()) return bound_ip + ":" + std::to_string(port);
+    std::string a = o_.advertise;
+    if (a.rfind("tcp://", 0) == 0) a = a.substr(6);
+    auto c = a.rfind(':');
+    std::string host = c == std::string::npos ? a : a.substr(0, c);
+    in_addr ip{};
+    int p = c == std::string::npos ? static_cast<int>(port) : std::atoi(a.c_str() + c + 1);
+    bool port_ok = c == std::string::npos ||
+                   (a.size() > c + 1 && a.find_first_not_of("0123456789", c + 1) == std::string::npos && p > 0 &&
+                    p <= 65535);
+    if (::inet_pton(AF_INET, host.c_str(), &ip) != 1 || host == "0.0.0.0" || !port_ok)
+        throw setup_error("relay: advertise '" + o_.advertise +
+                          "' is not IPV4 or IPV4:PORT (an address nodes can dial, e.g. 203.0.113.5:4380; a host name "
+                          "is not resolved)");
+    return host + ":" + std::to_string(p);
+}
+
 relay::impl::impl(node& n, relay_options o) : n_(n), o_(std::move(o)) {
+    if (n_.key_dir().empty()) throw setup_error("relay: the node has no network (net.listen); a relay needs one");
+    names_file_ = n_.key_dir() / "relay-names";
+    owners = relay_names::load(names_file_);  // throws setup_error, saying what to do
     bind_listener();
     add_service();
     guard_->live = this;
@@ -97,32 +141,81 @@ result<term> relay::impl::do_register(const pid& agent, bool listed) {
                                          "for a relay grant (kith grant create LABEL --services relay)"};
     if (agent.node != p.node)
         return error{errc::bad_args, "register: the agent must be a pid of the registering node (" + p.node + ")"};
-    std::lock_guard lk(mu);
-    auto it = regs.find(p.node);
-    if (auto o = owners.find(p.node); o != owners.end() && o->second != p.key.z85())
-        return error{errc::unauthorized,
-                     "register: " + p.node + " was registered at this relay by another key; choose another node name"};
-    if (it == regs.end() && regs.size() >= o_.max_registrations)
-        return error{errc::overloaded, "register: this relay holds its maximum of " +
-                                           std::to_string(o_.max_registrations) + " registrations; try later"};
-    if (owners.emplace(p.node, p.key.z85()).second) {
-        owner_order.push_back(p.node);
-        // Bounded: forget the oldest names whose nodes are not registered now.
-        for (std::size_t i = 0; owners.size() > o_.max_registrations && i < owner_order.size();) {
-            if (regs.count(owner_order[i]) || owner_order[i] == p.node) {
-                ++i;
-                continue;
+    std::vector<std::string> services = offered_services(n_, p.node);
+    const std::string key = p.key.z85();
+    const std::int64_t now_s =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    std::uint64_t version = 0;
+    bool bound_now = false;
+    {
+        std::lock_guard lk(mu);
+        auto it = regs.find(p.node);
+        auto o = owners.find(p.node);
+        if (o != owners.end() && o->second.key_z85 != key)
+            return error{errc::unauthorized, "register: " + p.node +
+                                                 " was registered at this relay by another key; choose another node name"};
+        if (it == regs.end() && regs.size() >= o_.max_registrations)
+            return error{errc::overloaded, "register: this relay holds its maximum of " +
+                                               std::to_string(o_.max_registrations) + " registrations; try later"};
+        if (o == owners.end()) {
+            if (owners.size() >= o_.max_registrations) {
+                // Full: release the binding unused longest, if no node holds
+                // it now and it is older than name_lifetime; never a recent one.
+                auto oldest = owners.end();
+                for (auto i = owners.begin(); i != owners.end(); ++i)
+                    if (!regs.count(i->first) && (oldest == owners.end() || i->second.seen < oldest->second.seen))
+                        oldest = i;
+                const auto lifetime = std::chrono::duration_cast<std::chrono::seconds>(o_.name_lifetime).count();
+                if (oldest == owners.end() || now_s - oldest->second.seen < lifetime)
+                    return error{errc::overloaded, "register: this relay keeps its maximum of " +
+                                                       std::to_string(o_.max_registrations) +
+                                                       " name bindings, all in recent use; try later, or ask its "
+                                                       "owner to raise --max-registrations"};
+                owners.erase(oldest);
             }
-            owners.erase(owner_order[i]);
-            owner_order.erase(owner_order.begin() + static_cast<std::ptrdiff_t>(i));
+            owners.emplace(p.node, relay_names::binding{key, now_s});
+            bound_now = true;
+            version = ++names_version_;
+        } else if (now_s - o->second.seen > 86400) {  // last seen, to the day
+            o->second.seen = now_s;
+            version = ++names_version_;
         }
+        auto& r = regs[p.node];
+        r.key_z85 = key;
+        r.agent = agent;
+        r.listed = listed;
+        r.services = std::move(services);
+        c.registrations = regs.size();
     }
-    auto& r = regs[p.node];
-    r.key_z85 = p.key.z85();
-    r.agent = agent;
-    r.listed = listed;
-    c.registrations = regs.size();
+    // The binding is on disk before the registration is answered: a relay
+    // that restarts keeps it.
+    if (version != 0)
+        if (auto saved = save_names(version); !saved.ok()) {
+            if (bound_now) {
+                std::lock_guard lk(mu);
+                if (auto o = owners.find(p.node); o != owners.end() && o->second.key_z85 == key) owners.erase(o);
+                if (auto r = regs.find(p.node); r != regs.end() && r->second.agent == agent) regs.erase(r);
+                c.registrations = regs.size();
+            }
+            return error{errc::overloaded, "register: this relay cannot save its name bindings (" +
+                                               saved.err().detail + "); try later (its owner must fix this)"};
+        }
     return term(endpoint_);
+}
+
+result<void> relay::impl::save_names(std::uint64_t version) {
+    std::lock_guard sl(save_mu_);
+    if (saved_version_ >= version) return {};
+    relay_names::table snapshot;
+    std::uint64_t v = 0;
+    {
+        std::lock_guard lk(mu);
+        snapshot = owners;
+        v = names_version_;
+    }
+    auto r = relay_names::save(names_file_, snapshot);
+    if (r.ok()) saved_version_ = v;
+    return r;
 }
 
 result<term> relay::impl::do_unregister() {
@@ -171,10 +264,20 @@ result<term> relay::impl::do_directory() {
     if (auto who = caller(); !who.ok()) return who.err();
     std::lock_guard lk(mu);
     term_array out;
+    std::size_t bytes = 0;
     for (auto& [name, r] : regs) {
         if (!r.listed) continue;
         auto key = public_key::from_z85(r.key_z85);
-        out.push_back(arr(name, r.key_z85, key ? key->fingerprint() : std::string()));
+        term_array svcs;
+        std::size_t row = name.size() + 100;
+        for (auto& s : r.services) {
+            svcs.push_back(term(s));
+            row += s.size() + 2;
+        }
+        // Bounded: the first nodes by name that fit (docs/relay.md).
+        if (bytes + row > kDirectoryBytes) break;
+        bytes += row;
+        out.push_back(arr(name, r.key_z85, key ? key->fingerprint() : std::string(), term(std::move(svcs))));
     }
     return term(std::move(out));
 }

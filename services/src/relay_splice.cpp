@@ -109,7 +109,7 @@ void relay::impl::bind_listener() {
     ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&sa), &sl);
     char ip[INET_ADDRSTRLEN];
     ::inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof ip);
-    endpoint_ = o_.advertise.empty() ? std::string(ip) + ":" + std::to_string(ntohs(sa.sin_port)) : o_.advertise;
+    endpoint_ = advertised_endpoint(ip, ntohs(sa.sin_port));
     epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
     wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (epoll_fd_ < 0 || wake_fd_ < 0) throw setup_error(std::string("relay: epoll/eventfd: ") + std::strerror(errno));

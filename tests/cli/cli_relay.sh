@@ -78,6 +78,10 @@ expect_err "echo is not granted" "unauthorized"
 # 4. The directory.
 run "nodes --relay" 0 b nodes --relay "$T/bob.grant"
 expect_out "nodes --relay" "^alice@"
+# WTD's directory: the fingerprint of the key she registered with (her relay
+# grant's) and the services she offers (never the admin ones).
+afp=$(k r grant list --json | python3 -c 'import json,sys; print([g["fingerprint"] for g in json.load(sys.stdin) if g["label"] == "alice"][0])')
+expect_out "nodes --relay: fingerprint and services" "^alice@[^ ]* *$afp *demo,echo,kvs$"
 run "nodes --relay --json" 0 a nodes --relay "$T/alice-relay.grant" --json
 expect_out "nodes --relay --json" '"alice@'
 
@@ -122,6 +126,25 @@ run "--relay with a missing file" 2 a node --relay "$T/nope.grant"
 expect_err "--relay missing" "kith grant create LABEL --services relay"
 run "--relay-open without --serve-relay" 2 a node --relay-open
 expect_err "--relay-open alone" "add --serve-relay"
+
+# 9. A relay behind a port forward: --advertise names another address and
+#    port than it listens on. This machine's own commands still find it (the
+#    registry keeps the port it listens on), grants name the advertised
+#    endpoint, and its data plane is announced at the advertised host.
+head -c 24 /dev/urandom | base64 > "$T/f.cookie"; chmod 600 "$T/f.cookie"
+FPORT=$((APORT + 1)); FDATA=$((APORT + 2)); FWD=$((APORT + 3))
+k f relay --name fwd --listen "tcp://127.0.0.1:$FPORT" --advertise "tcp://127.0.0.2:$FWD" \
+  --data-listen "127.0.0.1:$FDATA" --no-discovery > "$T/fwd.out" 2>&1 &
+pids+=($!); disown $!
+wait_for '^ready' "$T/fwd.out" 30 || exit 1
+grep -q "relay data plane 127.0.0.2:$FDATA (listening on 127.0.0.1:$FDATA)" "$T/fwd.out" ||
+  fail "--advertise: the data plane is not announced at the advertised host: $(grep 'data plane' "$T/fwd.out")"
+run "grant create on a relay that advertises a forwarded port" 0 f grant create carol --services relay \
+  --out "$T/carol.grant"
+grep -q "^endpoint: tcp://127.0.0.2:$FWD" "$T/carol.grant" || fail "carol.grant: $(grep endpoint "$T/carol.grant")"
+run "--advertise with a host name" 2 f relay --name fwd2 --listen tcp://127.0.0.1:0 --advertise tcp://vps.example:4370 \
+  --data-listen 127.0.0.1:0 --no-discovery
+expect_err "--advertise with a host name" "give it with --data-advertise IPV4:PORT"
 
 [ "$fails" -eq 0 ] && echo "cli relay: all passed"
 exit "$fails"

@@ -49,7 +49,12 @@ def test_bob_reaches_alice_through_the_relay(world, tmp_path):
     # Authorization on Alice's node is her grant's, as on a direct link.
     with pytest.raises(kith.Unauthorized):
         bob.call(alice.name, "echo", "echo", 1)
-    assert [e["name"] for e in bob.relay_directory(home)] == [alice.name]
+    listed = bob.relay_directory(home)
+    assert [e["name"] for e in listed] == [alice.name]
+    # WTD's directory: the services Alice offers and the key she registered with.
+    assert listed[0]["services"] == ["echo", "kvs"]
+    # The key she registered with: her relay grant's (Bob checks her node key end to end).
+    assert listed[0]["fingerprint"] == [x for x in r.grants() if x["label"] == "alice"][0]["fingerprint"]
     assert [e["name"] for e in reg.directory()] == [alice.name]
 
 
@@ -79,3 +84,18 @@ def test_a_stranger_may_dial_an_open_relay_but_not_register(world):
         bob.use_relay(route)
     with pytest.raises(kith.NoProc):
         bob.use_relay(route, register=False).connect(alice.grant("bob", "kvs"))
+
+
+def test_relay_errors_keep_their_codes(world, make_node, tmp_path):
+    """Relay refusals raise by the relay's error code, not by its wording: a
+    relay that is full is Overloaded, a relay this node has no link to is
+    NodeDown (never guessed from the message's text)."""
+    r, relay, alice, bob, rg = world
+    with pytest.raises(kith.NodeDown):
+        alice.use_relay("nobody@nowhere", timeout=1)
+    small = make_node("small@localhost", cookie="small-cookie", services=[], discovery=False)
+    small.serve_relay("127.0.0.1:0", max_registrations=1)
+    alice.use_relay(small.grant("alice", "relay"))
+    carol = make_node("carol@localhost", cookie="carol-cookie", services=[], discovery=False)
+    with pytest.raises(kith.Overloaded, match="maximum of 1 registrations"):
+        carol.use_relay(small.grant("carol", "relay"))

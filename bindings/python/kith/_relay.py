@@ -12,7 +12,7 @@ through a node both can reach. As methods of kith.Node:
     # Bob: his grant's direct endpoints first, then its relay routes.
     bob.connect_via("bob.grant")            # -> "alice@home"
     bob.call("alice@home", "kvs", "lookup", "weather")
-    bob.relay_directory("bob.grant")        # [{name, key, fingerprint}]
+    bob.relay_directory("bob.grant")        # [{name, key, fingerprint, services}]
 
 The relay splices bytes it cannot read: CURVE, the membership proof and the
 grant check stay end to end between Alice and Bob.
@@ -55,9 +55,14 @@ class RelayClient:
         self.relay = relay
 
     def directory(self, timeout: float = 5.0) -> "list[dict]":
-        """The nodes listed at the relay: [{"name", "key", "fingerprint"}]
-        (the key each registered with)."""
-        return [{"name": r[0], "key": r[1], "fingerprint": r[2]} for r in self._c.directory(float(timeout))]
+        """The nodes listed at the relay: [{"name", "key", "fingerprint",
+        "services"}] (the key each registered with; the services its node
+        offers, as its handshake with the relay named them). Authenticated as
+        beacons are: the answer comes over the CURVE link to the relay whose
+        key you expected, so it is that relay's word (the relay could lie
+        about a key, which the end-to-end handshake then refuses)."""
+        return [{"name": r[0], "key": r[1], "fingerprint": r[2], "services": list(r[3]) if len(r) > 3 else []}
+                for r in self._c.directory(float(timeout))]
 
     def connect(self, target: Any, key: Optional[str] = None, timeout: float = 5.0) -> str:
         """Connects through the relay: connect(grant) with a Grant (or grant

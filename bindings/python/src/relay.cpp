@@ -138,12 +138,9 @@ void bind_node_relay(node_class& c) {
                 try {
                     rc = do_register ? std::make_shared<relay_client>(nd, relay_node, listed)
                                      : std::make_shared<relay_client>(nd, relay_node, nullptr);
-                } catch (const setup_error& e) {
-                    std::string w = e.what();
-                    bool refused = w.find("another key") != std::string::npos ||
-                                   w.find("not register") != std::string::npos ||
-                                   w.find("unauthorized") != std::string::npos;
-                    failed = error{refused ? errc::unauthorized : errc::overloaded, w};
+                } catch (const relay_refused& e) {
+                    // By the relay's error code, never by its wording.
+                    failed = error{e.err().code, e.what()};
                 }
             }
             if (failed) throw_error(*failed);

@@ -69,7 +69,11 @@ struct relay_options {
     // "127.0.0.1:0" for any free port on loopback.
     std::string listen = "0.0.0.0:4380";
     // What nodes should connect to when it differs from the bound address
-    // (a relay behind a port forward). Empty: the bound address.
+    // (a relay behind a port forward, or on a machine whose public address
+    // is not on an interface): "IPV4:PORT", or "IPV4" alone for that
+    // address with the bound port. Empty: the bound address (for 0.0.0.0,
+    // nodes use the host they dialled for the relay's node). The relay
+    // throws setup_error for anything else (a host name is not resolved).
     std::string advertise;
     // Data-plane TCP connections held at once (spliced, waiting or still in
     // the SOCKS handshake). Beyond it new connections are closed at once.
@@ -79,6 +83,13 @@ struct relay_options {
     std::size_t max_sessions_per_dialler = 8;
     // Registrations and live dial tokens.
     std::size_t max_registrations = 4096;
+    // Name bindings: the key that registered a node name first keeps it,
+    // also while away and across restarts of the relay (saved in the node's
+    // key directory, <key dir>/relay-names, before register answers). At
+    // most max_registrations names; when full, a new name takes the place
+    // of the binding unused longest only if that is older than this, else
+    // register answers overloaded.
+    std::chrono::hours name_lifetime{24 * 90};
     std::size_t max_tokens_per_dialler = 64;
     std::chrono::seconds token_lifetime{3600};
     // A connection must finish its SOCKS request within this; a dial waits
@@ -96,6 +107,21 @@ struct relay_options {
     bool strangers_may_register = true;
 };
 
+// What relay_client's registering constructor throws when the relay does
+// not register this node: the relay's answer, its code kept (unauthorized:
+// the name is another key's there, or strangers may not register;
+// overloaded: the relay is full; timeout or nodedown: the relay did not
+// answer, or the link to it is down). what() is "relay: R refused the
+// registration: <detail>".
+class relay_refused : public setup_error {
+public:
+    relay_refused(const std::string& what, error e) : setup_error(what), err_(std::move(e)) {}
+    const error& err() const noexcept { return err_; }
+
+private:
+    error err_;
+};
+
 // The node side of a relay. Thread-safety: every method may be called from
 // any thread except the node's own actor handlers (connect blocks). The node
 // must outlive the relay_client; the destructor unregisters and closes every
@@ -105,9 +131,8 @@ public:
     // Registers `n` at the relay hosted by the node `relay_node` (already
     // connected: a cluster member, or dialled with a relay grant) and serves
     // its "relay_open" requests by splicing each to `n`'s own listening
-    // endpoint. `listed`: shown in the relay's directory. Throws setup_error
-    // with the relay's answer when it refuses (unauthorized: the name is
-    // another key's there; overloaded).
+    // endpoint. `listed`: shown in the relay's directory. Throws
+    // relay_refused (a setup_error) with the relay's answer when it refuses.
     relay_client(node& n, std::string relay_node, bool listed = true);
     // Only dials through `relay_node` (no registration).
     relay_client(node& n, std::string relay_node, std::nullptr_t);

@@ -1,0 +1,181 @@
+// The relay's own trust (issue 16): what its directory tells, the name
+// bindings it keeps across restarts, the limits of each relay grant, and
+// what a revoked relay grant leaves behind (nothing).
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "../transport/tmpdir.hpp"
+#include "kith/builtin.hpp"
+#include "kith/node.hpp"
+#include "kith/relay.hpp"
+#include "kith_catch.hpp"
+#include "relay_test_util.hpp"
+
+using namespace kith;
+using namespace std::chrono_literals;
+using relay_test::eventually;
+using relay_test::opts;
+
+namespace {
+
+relay_options on_loopback(relay_options o = {}) {
+    o.listen = "127.0.0.1:0";
+    return o;
+}
+
+std::vector<std::string> strings_of(const term& list) {
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < list.size(); ++i)
+        if (list.at(i)->is_string()) out.push_back(*list.at(i)->as_string());
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("relay directory: each listed node's services and fingerprint, never an unlisted one", "[relay]") {
+    temp_dir dir;
+    node r(opts("r@test", dir.path / "r"));
+    relay rel(r, on_loopback());
+    node a(opts("a@test", dir.path / "a")), c(opts("c@test", dir.path / "c")), b(opts("b@test", dir.path / "b"));
+    a.add_service(services::make_kvs());
+    a.add_service(services::make_echo());
+    a.add_service(services::make_grant_admin(a));  // an admin service: never listed
+    c.add_service(services::make_kvs());
+    for (node* n : {&a, &b, &c}) REQUIRE(n->connect(r.endpoint(), r.key()).ok());
+    relay_client alice(a, "r@test", true);
+    relay_client carol(c, "r@test", false);  // registered, unlisted
+    relay_client bob(b, "r@test", nullptr);
+    auto d = bob.directory();
+    REQUIRE(d.ok());
+    REQUIRE(d->size() == 1);
+    const term& row = *d->at(0);
+    REQUIRE(row.size() == 4);
+    CHECK(*row.at(0) == term("a@test"));
+    CHECK(*row.at(1) == term(a.key().z85()));
+    CHECK(*row.at(2) == term(a.key().fingerprint()));
+    CHECK(strings_of(*row.at(3)) == std::vector<std::string>{"echo", "kvs"});
+}
+
+TEST_CASE("relay name bindings: after the relay restarts, another key still cannot take Alice's name", "[relay]") {
+    temp_dir dir;
+    auto r = std::make_unique<node>(opts("r@test", dir.path / "r"));
+    auto rel = std::make_unique<relay>(*r, on_loopback());
+    {
+        node a(opts("a@test", dir.path / "a"));
+        REQUIRE(a.connect(r->endpoint(), r->key()).ok());
+        relay_client alice(a, "r@test", true);
+    }
+    // The relay goes away and comes back (same key directory).
+    rel.reset();
+    r.reset();
+    auto file = dir.path / "r" / "relay-names";
+    REQUIRE(std::filesystem::exists(file));
+    CHECK((std::filesystem::status(file).permissions() & std::filesystem::perms::mask) ==
+          (std::filesystem::perms::owner_read | std::filesystem::perms::owner_write));
+    r = std::make_unique<node>(opts("r@test", dir.path / "r"));
+    rel = std::make_unique<relay>(*r, on_loopback());
+    node mallory(opts("a@test", dir.path / "mallory"));  // Alice's name, another key
+    REQUIRE(mallory.connect(r->endpoint(), r->key()).ok());
+    pid agent = mallory.spawn([](actor&, message&) {});
+    auto reg = mallory.call("r@test", "relay", "register", arr(agent, true));
+    REQUIRE_FALSE(reg.ok());
+    CHECK(reg.err().code == errc::unauthorized);
+    try {
+        relay_client no(mallory, "r@test", true);
+        FAIL("mallory registered alice's name");
+    } catch (const relay_refused& e) {
+        CHECK(e.err().code == errc::unauthorized);
+    }
+    mallory.stop();
+    // Alice herself (her key directory, her key) registers again.
+    node a(opts("a@test", dir.path / "a"));
+    REQUIRE(a.connect(r->endpoint(), r->key()).ok());
+    relay_client alice(a, "r@test", true);
+    CHECK(rel->counters().registrations == 1);
+}
+
+TEST_CASE("relay name bindings: a damaged file is refused with what to do, never ignored", "[relay]") {
+    temp_dir dir;
+    node r(opts("r@test", dir.path / "r"));
+    auto file = dir.path / "r" / "relay-names";
+    auto write = [&](const std::string& text, std::filesystem::perms mode) {
+        std::filesystem::remove(file);
+        { std::ofstream(file) << text; }
+        std::filesystem::permissions(file, mode);
+    };
+    const auto private_mode = std::filesystem::perms::owner_read | std::filesystem::perms::owner_write;
+    auto refused = [&](const std::string& why) {
+        try {
+            relay rel(r, on_loopback());
+            FAIL("the relay started");
+        } catch (const setup_error& e) {
+            std::string m = e.what();
+            INFO(m);
+            CHECK(m.find(why) != std::string::npos);
+            CHECK(m.find("move it aside (mv ") != std::string::npos);
+        }
+    };
+    const std::string key = keypair::generate().pub.z85();
+    write("kith-relay-names 1\nname a@test " + key + " 5\n", private_mode);  // cut short
+    refused("cut short");
+    write("kith-relay-names 1\nname a@test nokey 5\nend 1\n", private_mode);
+    refused("not a key");
+    write("kith-relay-names 1\nname a@test " + key + " 5\nend 1\n", private_mode | std::filesystem::perms::others_read);
+    refused("relay-names");
+    write("kith-relay-names 1\nname a@test " + key + " 5\nend 1\n", private_mode);
+    relay ok(r, on_loopback());  // a sound file
+}
+
+TEST_CASE("relay grants: revoking one ends the grantee's registration, tokens and sessions at once", "[relay]") {
+    // Three clusters. Alice registers with her relay grant, Bob dials with
+    // his; the relay's owner revokes them (no one disconnects by itself).
+    temp_dir dir;
+    node r(opts("r@test", dir.path / "r"));
+    relay_options ro = on_loopback();
+    ro.strangers_may_register = false;
+    relay rel(r, ro);
+    auto ao = opts("a@test", dir.path / "a", "alice-own-cookie");
+    auto bo = opts("b@test", dir.path / "b", "bob-own-cookie");
+    node a(ao), b(bo);
+    a.add_service(services::make_kvs());
+    auto ag = r.grant({.label = "alice", .allow = {{"relay", {}}}, .rate = {100, 200}, .expires = std::nullopt});
+    auto bg = r.grant({.label = "bob", .allow = {{"relay", {}}}, .rate = {100, 200}, .expires = std::nullopt});
+    REQUIRE(ag.ok());
+    REQUIRE(bg.ok());
+    REQUIRE(a.connect(*ag).ok());
+    REQUIRE(b.connect(*bg).ok());
+    relay_client alice(a, "r@test", true);
+    relay_client bob(b, "r@test", nullptr);
+    auto kg = a.grant({.label = "bob", .allow = {{"kvs", {}}}, .rate = {100, 200}, .expires = std::nullopt});
+    REQUIRE(kg.ok());
+    REQUIRE(bob.connect(*kg).ok());
+    REQUIRE(b.call("a@test", "kvs", "store", arr("k", "v")).ok());
+    auto token = b.call("r@test", "relay", "dial", arr("a@test"));
+    REQUIRE(token.ok());
+    REQUIRE(rel.counters().sessions == 1);
+
+    // Bob's relay grant revoked: his session through the relay ends, and
+    // with it his link to Alice; his dial tokens are gone.
+    REQUIRE(r.revoke_grant("bob").ok());
+    CHECK(eventually([&] { return rel.counters().sessions == 0; }, 5s));
+    CHECK(eventually([&] { return !b.info("a@test").has_value(); }, 5s));
+    auto again = b.call("r@test", "relay", "dial", arr("a@test"), 2s);
+    REQUIRE_FALSE(again.ok());
+    CHECK((again.err().code == errc::revoked || again.err().code == errc::nodedown));
+    CHECK(rel.counters().registrations == 1);  // Alice is still there
+
+    // Alice's relay grant revoked: her registration ends, nobody can dial her.
+    REQUIRE(r.revoke_grant("alice").ok());
+    CHECK(eventually([&] { return rel.counters().registrations == 0; }, 5s));
+    node c(opts("c@test", dir.path / "c", "relay-test-cookie"));  // a member of the relay's cluster
+    REQUIRE(c.connect(r.endpoint(), r.key()).ok());
+    auto d = c.call("r@test", "relay", "dial", arr("a@test"));
+    REQUIRE_FALSE(d.ok());
+    CHECK(d.err().code == errc::noproc);
+    // And she cannot come back with the revoked grant.
+    auto back = a.connect(*ag, 2s);
+    REQUIRE_FALSE(back.ok());
+    CHECK(back.err().code == errc::revoked);
+}
