@@ -34,6 +34,8 @@ inline std::vector<std::pair<std::string, envelope>> sample_envelopes() {
         {"goodbye", env_goodbye{"shutdown"}},
         {"request", env_request{P(9), P(5), R(6), arr("ping")}},
         {"response", env_response{P(5), R(6), errc::ok, term("pong")}},
+        {"fragment", env_fragment{7, 4096, 4099, "abc"}},
+        {"credit", env_credit{4096}},
     };
 }
 

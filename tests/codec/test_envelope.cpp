@@ -20,7 +20,7 @@ std::string raw_envelope(std::initializer_list<term> parts) {
     return out;
 }
 
-std::string frame_of(const std::string& body) { return std::string("\xc1\x4b\x02\x00", 4) + body; }
+std::string frame_of(const std::string& body) { return std::string("\xc1\x4b\x03\x00", 4) + body; }
 
 void expect_decode_error(const std::string& body, const std::string& want) {
     INFO("body " << to_hex(body) << " want '" << want << "'");
@@ -213,7 +213,7 @@ TEST_CASE("field types and counts are checked exactly", "[envelope]") {
     expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, ""}), "envelope handshake has 6 fields, expected 8");
     expect_decode_error(raw_envelope({16, binary("x", 1)}), "envelope goodbye, field 'reason': expected str, got bin");
     expect_decode_error(raw_envelope({0}), "unknown envelope type 0");
-    expect_decode_error(raw_envelope({19}), "unknown envelope type 19");
+    expect_decode_error(raw_envelope({21}), "unknown envelope type 21");
     expect_decode_error(raw_envelope({"send"}), "envelope type is not an unsigned integer (got str)");
     expect_decode_error(std::string("\x90", 1), "envelope is an empty array");
     expect_decode_error(encode(map_of({{2, 1}})), "envelope is not an array (got map)");

@@ -22,7 +22,7 @@ namespace kith {
 
 // Protocol version carried in every frame header. Used on the wire; a node
 // refuses frames of another major version.
-inline constexpr std::uint8_t protocol_version = 2;
+inline constexpr std::uint8_t protocol_version = 3;
 
 // Envelope type tags. Used on the wire; never change, only append.
 enum class env_type : std::uint8_t {
@@ -44,6 +44,8 @@ enum class env_type : std::uint8_t {
     goodbye = 16,
     request = 17,
     response = 18,
+    fragment = 19,
+    credit = 20,
 };
 
 // Flags of a spawn request. Used on the wire.
@@ -195,6 +197,26 @@ struct env_request {
     friend bool operator==(const env_request&, const env_request&) = default;
 };
 
+// A piece of one large envelope (docs/protocol.md §5.9): between cluster
+// members only, handled by the transport (never delivered to the node).
+// `data` is bytes [offset, offset + size) of the envelope's encoding, which
+// is `total` bytes long; message `id`'s pieces come in order, one message
+// at a time.
+struct env_fragment {
+    std::uint64_t id = 0;
+    std::uint32_t offset = 0;
+    std::uint32_t total = 0;
+    std::string data;          // msgpack bin
+    friend bool operator==(const env_fragment&, const env_fragment&) = default;
+};
+
+// The receiver of fragments consumed `bytes` more of them: the sender may
+// have that many more in flight (§5.9).
+struct env_credit {
+    std::uint64_t bytes = 0;
+    friend bool operator==(const env_credit&, const env_credit&) = default;
+};
+
 // The answer to an env_request.
 struct env_response {
     pid to;                    // the requester
@@ -207,7 +229,7 @@ struct env_response {
 using envelope = std::variant<env_handshake, env_send, env_send_named, env_spawn_request, env_spawn_reply,
                               env_call, env_cast, env_reply, env_monitor, env_demonitor, env_down, env_link,
                               env_unlink, env_exit, env_heartbeat, env_goodbye,
-                              env_request, env_response>;
+                              env_request, env_response, env_fragment, env_credit>;
 
 env_type type_of(const envelope& e) noexcept;
 

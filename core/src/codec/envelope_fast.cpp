@@ -78,6 +78,17 @@ struct fast_fields {
         r.p += n;
         return true;
     }
+    bool get(bin_ref& v) {
+        if (r.left() == 0 || !r.take()) return false;
+        const unsigned char b = *r.p;
+        if (b < 0xc4 || b > 0xc6) return false;
+        ++r.p;
+        std::uint64_t n;
+        if (!r.uint(1 << (b - 0xc4), n) || n > r.lim->max_bin || n > r.left()) return false;
+        v.s.assign(reinterpret_cast<const char*>(r.p), static_cast<std::size_t>(n));
+        r.p += n;
+        return true;
+    }
     bool get(std::vector<std::string>& v) {
         if (r.left() == 0 || !r.take()) return false;
         const unsigned char b = *r.p;

@@ -56,6 +56,15 @@ KITH_FIELDS(env_heartbeat, e.seq, e.ack)
 KITH_FIELDS(env_goodbye, e.reason)
 KITH_FIELDS(env_request, e.to, e.from, e.tag, e.msg)
 KITH_FIELDS(env_response, e.to, e.tag, e.code, e.value)
+[[maybe_unused]] inline auto fields(env_fragment& e) {
+    return std::tuple<std::uint64_t&, std::uint32_t&, std::uint32_t&, bin_ref>(e.id, e.offset, e.total,
+                                                                                 bin_ref{e.data});
+}
+[[maybe_unused]] inline auto fields(const env_fragment& e) {
+    return std::tuple<const std::uint64_t&, const std::uint32_t&, const std::uint32_t&, bin_cref>(
+        e.id, e.offset, e.total, bin_cref{e.data});
+}
+KITH_FIELDS(env_credit, e.bytes)
 
 #define KITH_META(T, TAG, ...)                                                     \
     template <>                                                                    \
@@ -83,6 +92,8 @@ KITH_META(env_heartbeat, heartbeat, "seq", "ack")
 KITH_META(env_goodbye, goodbye, "reason")
 KITH_META(env_request, request, "to", "from", "tag", "msg")
 KITH_META(env_response, response, "to", "tag", "code", "value")
+KITH_META(env_fragment, fragment, "id", "offset", "total", "data")
+KITH_META(env_credit, credit, "bytes")
 
 #undef KITH_META
 #undef KITH_FIELDS

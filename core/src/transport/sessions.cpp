@@ -31,6 +31,7 @@ void transport::impl::send_control(link& l, const envelope& e) {
 }
 
 void transport::impl::flush(session& s) {
+    send_credit(s, *s.primary);
     {
         std::lock_guard lk(s.q->mu);
         while (!s.q->frames.empty()) {
@@ -38,6 +39,10 @@ void transport::impl::flush(session& s) {
             s.q->frames.pop_front();
         }
         if (!s.q->cur.empty()) s.unsent.push_back(s.q->cur.take());
+        while (!s.q->bulk.empty()) {
+            s.bulk.push_back(std::move(s.q->bulk.front()));
+            s.q->bulk.pop_front();
+        }
         s.q->dirty = false;
     }
     std::size_t sent = 0;
@@ -58,8 +63,11 @@ void transport::impl::flush(session& s) {
         std::lock_guard lk(s.q->mu);
         s.q->bytes -= std::min(sent, s.q->bytes);
     }
-    if (!s.unsent.empty() && std::find(blocked.begin(), blocked.end(), &s) == blocked.end())
-        blocked.push_back(&s);
+    if (!s.unsent.empty()) {
+        if (std::find(blocked.begin(), blocked.end(), &s) == blocked.end()) blocked.push_back(&s);
+    } else if (!s.bulk.empty()) {
+        send_bulk(s);
+    }
 }
 
 void transport::impl::session_up(link& l, const env_handshake& hs) {
@@ -80,6 +88,7 @@ void transport::impl::session_up(link& l, const env_handshake& hs) {
     const frame_limits& theirs = l.auth.kind == trust_kind::cluster ? o.limits : o.guest_limits;
     s.q->max_envelope = theirs.term.max_bytes;
     s.q->max_frame = theirs.max_frame_bytes;
+    s.q->fragments = l.auth.kind == trust_kind::cluster;
     s.guest = !l.outbound && l.auth.kind != trust_kind::cluster ? std::make_shared<guest_session>() : nullptr;
     {
         std::unique_lock lk(peers_mu);
@@ -105,12 +114,14 @@ void transport::impl::session_down(const std::string& name, const std::string& r
         std::unique_lock lk(peers_mu);
         queues.erase(name);
     }
-    std::size_t dropped = s.unsent.size();
+    std::size_t dropped = s.unsent.size() + s.bulk.size();
     {
         std::lock_guard lk(s.q->mu);
         s.q->closed = true;
-        dropped += s.q->frames.size() + (s.q->cur.empty() ? 0 : 1);
+        dropped += s.q->frames.size() + (s.q->cur.empty() ? 0 : 1) + s.q->bulk.size();
         s.q->frames.clear();
+        s.q->bulk.clear();
+        s.q->bulk_keys.clear();
         s.q->cur.take();
         s.q->bytes = 0;
     }
@@ -358,12 +369,16 @@ void transport::impl::on_frame(link& l, std::string_view frame, const peer_auth&
         if (l.state != lstate::established) return;
         i = 1;
     }
-    auto goodbye = take_data(envs, i);
+    session* s = nullptr;
+    if (auth.kind == trust_kind::cluster)
+        if (auto it = sessions.find(l.peer); it != sessions.end()) s = &it->second;
+    auto goodbye = take_data(envs, i, s, &l);
     deliver(l, auth, std::move(envs));
     if (goodbye) on_goodbye(l, *goodbye);
 }
 
-std::optional<std::string> transport::impl::take_data(std::vector<envelope>& envs, std::size_t first) {
+std::optional<std::string> transport::impl::take_data(std::vector<envelope>& envs, std::size_t first, session* s,
+                                                      link* l) {
     // Data envelopes are compacted in place (no second vector, no move
     // per envelope in the common case of a frame holding only data).
     std::optional<std::string> goodbye;
@@ -371,6 +386,24 @@ std::optional<std::string> transport::impl::take_data(std::vector<envelope>& env
     for (std::size_t i = first; i < envs.size(); ++i) {
         envelope& e = envs[i];
         if (std::holds_alternative<env_heartbeat>(e)) continue;  // its arrival is what counts
+        if (auto* f = std::get_if<env_fragment>(&e)) {
+            if (!s) {
+                protocol_errors++;  // between cluster members only
+                continue;
+            }
+            auto whole = on_fragment(*s, *l, *f);
+            if (!whole) continue;
+            e = std::move(*whole);
+        } else if (auto* c = std::get_if<env_credit>(&e)) {
+            if (!s) {
+                protocol_errors++;
+                continue;
+            }
+            s->in_flight -= std::min<std::size_t>(s->in_flight, c->bytes);
+            if (!s->bulk.empty() && std::find(blocked.begin(), blocked.end(), s) == blocked.end())
+                blocked.push_back(s);  // flushed at the end of this turn
+            continue;
+        }
         if (std::holds_alternative<env_handshake>(e)) {
             protocol_errors++;
             continue;

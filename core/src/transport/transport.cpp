@@ -315,6 +315,25 @@ result<void> transport::post(std::string_view peer, std::span<const envelope> es
             return result<void>(errc::overloaded, "send queue to " + std::string(peer) + " is full");
         }
         for (const envelope& e : es) {
+            std::uint64_t key = 0;
+            if (q->fragments) {
+                key = dest_key(e);
+                if (!q->bulk_keys.empty() && q->bulk_keys.count(key)) {
+                    // Behind a large envelope to the same destination.
+                    bulk_item it{key, {}, false};
+                    encode_envelope(e, it.bytes);
+                    if (it.bytes.size() > q->max_envelope) {
+                        too_large = it.bytes.size();
+                        break;
+                    }
+                    it.large = it.bytes.size() > fragment_threshold;
+                    ++queued;
+                    q->bytes += it.bytes.size();
+                    ++q->bulk_keys[key];
+                    q->bulk.push_back(std::move(it));
+                    continue;
+                }
+            }
             const std::size_t before = q->cur.size();
             q->cur.add(e);
             const std::size_t added = q->cur.size() - before;
@@ -326,11 +345,22 @@ result<void> transport::post(std::string_view peer, std::span<const envelope> es
                 break;
             }
             ++queued;
+            if (q->fragments && added > fragment_threshold) {
+                // In fragments, so that envelopes to others pass it.
+                bulk_item it{key, {}, true};
+                it.bytes.reserve(added);
+                encode_envelope(e, it.bytes);
+                q->cur.drop_last(before);
+                q->bytes += it.bytes.size();
+                ++q->bulk_keys[key];
+                q->bulk.push_back(std::move(it));
+                continue;
+            }
             q->bytes += q->cur.count() == 1 ? q->cur.size() : added;
             if (q->cur.size() > q->max_frame) q->frames.push_back(q->cur.take_all_but_last(before));
             if (q->cur.size() >= opts_.batch_bytes) q->frames.push_back(q->cur.take());
         }
-        if (!q->dirty && (!too_large || !q->cur.empty() || !q->frames.empty())) {
+        if (!q->dirty && (!too_large || !q->cur.empty() || !q->frames.empty() || !q->bulk.empty())) {
             q->dirty = true;
             became_dirty = true;
         }

@@ -24,6 +24,7 @@
 // when a socket moves between threads.
 #pragma once
 
+#include "transport/bulk.hpp"
 #include "transport/context.hpp"
 #include "transport/transport.hpp"
 
@@ -143,6 +144,13 @@ struct peer_queue {
     // never builds a larger frame, so nothing is dropped unread there.
     std::size_t max_envelope = SIZE_MAX;
     std::size_t max_frame = SIZE_MAX;
+    // Large envelopes (cluster members only: `fragments`): `bulk` waits to
+    // move to the session's; bulk_keys counts the items of each key queued
+    // or in progress in either, so that post() puts a later envelope to the
+    // same destination behind them.
+    bool fragments = false;
+    std::deque<bulk_item> bulk;
+    std::unordered_map<std::uint64_t, std::size_t> bulk_keys;
 };
 
 enum class lstate { connecting, handshaking, established };
@@ -197,6 +205,19 @@ struct session {
     std::vector<link*> links;
     std::shared_ptr<peer_queue> q;
     std::deque<std::string> unsent;    // taken from q, not yet accepted by ZeroMQ
+    // Sending large envelopes (bulk.cpp): items taken from q, sent in
+    // order once `unsent` is empty; the front one, if large, in fragments.
+    std::deque<bulk_item> bulk;
+    std::size_t bulk_off = 0;          // bytes of bulk.front() handed to ZeroMQ
+    std::uint64_t bulk_id = 0;         // id of the large envelope in progress
+    std::size_t in_flight = 0;         // fragment bytes sent and not credited
+    // Receiving: the one large envelope in progress (at most the members'
+    // max envelope size, limits.term.max_bytes).
+    std::uint64_t credit_owed = 0;     // credit not yet accepted by ZeroMQ (sent by flush)
+    bool rx_on = false;
+    std::uint64_t rx_id = 0;
+    std::uint32_t rx_total = 0;
+    std::string rx;
 };
 
 struct command {
@@ -426,6 +447,18 @@ struct transport::impl {
     // Moves what posting threads queued for `s` into s.unsent and hands as
     // much as ZeroMQ accepts to the session's send path.
     void flush(session& s);
+    // Hands the session's large envelopes (and those queued behind them)
+    // to ZeroMQ, fragments within the window (bulk.cpp). After flush sent
+    // every frame in `unsent`.
+    void send_bulk(session& s);
+    // A fragment from cluster member session `s` on link `l`: the whole
+    // envelope when it was the last one; nullopt otherwise, or if it broke
+    // the rules (counted, reported, the partial envelope dropped).
+    std::optional<envelope> on_fragment(session& s, link& l, env_fragment& f);
+    void fragment_error(session& s, const std::string& what);
+    // Sends the credit owed to the peer on `l`; if ZeroMQ would block it
+    // stays owed and flush sends it (a lost credit would stall the peer).
+    void send_credit(session& s, link& l);
 
     // ---- sessions -----------------------------------------------------------------------
 
@@ -459,7 +492,10 @@ struct transport::impl {
     // The data envelopes of a decoded frame from envs[first] on, compacted in
     // place (heartbeats dropped, a second handshake counted as a protocol
     // error), up to a goodbye, whose reason is returned.
-    std::optional<std::string> take_data(std::vector<envelope>& envs, std::size_t first);
+    // Fragments and credits are handled here for cluster member session `s`
+    // (from `l`); with `s` null (any other peer) they are protocol errors.
+    std::optional<std::string> take_data(std::vector<envelope>& envs, std::size_t first, session* s = nullptr,
+                                         link* l = nullptr);
 
     // The peer said goodbye on `l` (reason as it said it): its session ends.
     void on_goodbye(link& l, const std::string& said);

@@ -1,0 +1,202 @@
+// Large envelopes between cluster members go in fragments (docs/protocol.md
+// §5.9): whole and in order per destination at the receiver, credits back;
+// and what a member that breaks the rules, or a non-member, can make the
+// receiver do (drop and count; never buffer more than one envelope).
+#include <zmq.h>
+
+#include <string>
+#include <vector>
+
+#include "kith_catch.hpp"
+#include "raw_client.hpp"
+#include "transport_harness.hpp"
+
+using namespace kt;
+using namespace kith;
+using kith::detail::authz_decision;
+using kith::detail::link_credentials;
+
+namespace {
+
+constexpr std::size_t big = 600u << 10;  // encodes to more than the 64 KiB threshold
+
+// (to.serial, tag) of every env_send delivered, in order; the tag is the
+// message's int, or for {int, binary} the int (the binary checked whole).
+struct seen_sends {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<std::pair<std::uint64_t, std::int64_t>> got;
+    int bad_payloads = 0;
+    int decode_errors = 0;
+    transport_callbacks callbacks() {
+        transport_callbacks c;
+        c.on_envelopes = [this](const std::string&, const kith::detail::peer_auth&, std::vector<envelope>&& es) {
+            std::lock_guard lk(mu);
+            for (auto& e : es)
+                if (auto* s = std::get_if<env_send>(&e)) {
+                    if (auto v = s->msg.as_int()) got.emplace_back(s->to.serial, *v);
+                    else if (s->msg.size() == 2) {
+                        got.emplace_back(s->to.serial, *s->msg.at(0)->as_int());
+                        static const std::vector<std::uint8_t> want(big, 0x5a);
+                        auto b = s->msg.at(1)->get_if<binary>();
+                        if (!b || !(*b == binary(want))) bad_payloads++;
+                    }
+                }
+            cv.notify_all();
+        };
+        c.on_decode_error = [this](const std::string&, const error&) {
+            std::lock_guard lk(mu);
+            decode_errors++;
+            cv.notify_all();
+        };
+        return c;
+    }
+    template <class P>
+    bool wait(P pred, std::chrono::milliseconds d = 20s) {
+        std::unique_lock lk(mu);
+        return cv.wait_for(lk, d, pred);
+    }
+};
+
+envelope large_to(std::uint64_t serial, std::int64_t tag) {
+    std::vector<std::uint8_t> bytes(big, 0x5a);
+    return env_send{pid{"b@test", serial}, arr(tag, binary(bytes.data(), bytes.size()))};
+}
+envelope small_to(std::uint64_t serial, std::int64_t tag) { return env_send{pid{"b@test", serial}, term(tag)}; }
+
+std::string frame_of(const envelope& e) { return encode_frame(e); }
+
+}  // namespace
+
+TEST_CASE("fragments: large envelopes arrive whole - later envelopes to the same actor stay behind them") {
+    seen_sends seen;
+    test_node a("a@test", "c");
+    transport_options o;
+    o.node_name = "b@test";
+    o.cookie = "c";
+    o.node_keys = keypair::generate();
+    transport b(o, seen.callbacks());
+    b.start();
+    a.t->connect(b.endpoint(), b.key());
+    REQUIRE(a.rec.wait([&] { return a.rec.ups.size() == 1; }));
+    // Actor 1: large, small, large, small; actor 2: small ones between.
+    REQUIRE(a.t->post("b@test", large_to(1, 100)).ok());
+    REQUIRE(a.t->post("b@test", small_to(1, 101)).ok());
+    REQUIRE(a.t->post("b@test", small_to(2, 200)).ok());
+    REQUIRE(a.t->post("b@test", large_to(1, 102)).ok());
+    REQUIRE(a.t->post("b@test", small_to(2, 201)).ok());
+    REQUIRE(a.t->post("b@test", small_to(1, 103)).ok());
+    REQUIRE(seen.wait([&] { return seen.got.size() == 6; }));
+    std::lock_guard lk(seen.mu);
+    CHECK(seen.bad_payloads == 0);
+    CHECK(seen.decode_errors == 0);
+    std::vector<std::int64_t> one, two;
+    for (auto& [to, tag] : seen.got) (to == 1 ? one : two).push_back(tag);
+    CHECK(one == std::vector<std::int64_t>{100, 101, 102, 103});
+    CHECK(two == std::vector<std::int64_t>{200, 201});
+    // Fragments: far more frames than envelopes.
+    CHECK(a.t->stats().frames_out >= 2 * (big / (64u << 10)));
+    b.stop();
+}
+
+TEST_CASE("fragments: a member that breaks the rules gets its envelope dropped and counted - the session carries on") {
+    seen_sends seen;
+    transport_options o;
+    o.node_name = "b@test";
+    o.cookie = "c";
+    o.node_keys = keypair::generate();
+    transport b(o, seen.callbacks());
+    b.start();
+    keypair ck = cluster_keypair("c");
+    public_key srv = b.key();
+    raw_client raw(b.endpoint(), &srv, &ck);
+    raw.send(frame_of(env_handshake{protocol_version, "raw@test", 99, {}, false}));
+    REQUIRE(raw.recv().has_value());  // b's handshake
+    std::string part(1000, 'p');
+    int errors = 0;
+    auto expect_error = [&] {
+        ++errors;
+        REQUIRE(seen.wait([&] { return seen.decode_errors == errors; }));
+    };
+    // A total over the members' 1 MiB limit of one envelope.
+    raw.send(frame_of(env_fragment{1, 0, 64u << 20, part}));
+    expect_error();
+    // Data past the declared total; empty data.
+    raw.send(frame_of(env_fragment{2, 0, 500, part}));
+    expect_error();
+    raw.send(frame_of(env_fragment{3, 0, 5000, ""}));
+    expect_error();
+    // A first fragment not at offset 0.
+    raw.send(frame_of(env_fragment{4, 1000, 5000, part}));
+    expect_error();
+    // Interleaved ids, a gap, a changed total: each drops the one in progress.
+    raw.send(frame_of(env_fragment{5, 0, 5000, part}));
+    raw.send(frame_of(env_fragment{6, 1000, 5000, part}));
+    expect_error();
+    raw.send(frame_of(env_fragment{7, 0, 5000, part}));
+    raw.send(frame_of(env_fragment{7, 2000, 5000, part}));
+    expect_error();
+    raw.send(frame_of(env_fragment{8, 0, 5000, part}));
+    raw.send(frame_of(env_fragment{8, 1000, 6000, part}));
+    expect_error();
+    // Bytes that are not an envelope; a control envelope in fragments.
+    raw.send(frame_of(env_fragment{9, 0, 1000, part}));
+    expect_error();
+    std::string hb;
+    encode_envelope(env_heartbeat{}, hb);
+    const auto proto = b.stats().protocol_errors;
+    raw.send(frame_of(env_fragment{10, 0, static_cast<std::uint32_t>(hb.size()), hb}));
+    // Never completed: held until the next one replaces it (at most one per session).
+    raw.send(frame_of(env_fragment{11, 0, 900000, part}));
+    // A valid fragmented envelope after all that is delivered, and each
+    // accepted fragment is credited.
+    std::string whole;
+    encode_envelope(small_to(1, 7), whole);
+    raw.send(frame_of(env_fragment{12, 0, static_cast<std::uint32_t>(whole.size()), whole.substr(0, 3)}));
+    expect_error();  // 11 was in progress
+    raw.send(frame_of(env_fragment{13, 0, static_cast<std::uint32_t>(whole.size()), whole.substr(0, 3)}));
+    raw.send(frame_of(env_fragment{13, 3, static_cast<std::uint32_t>(whole.size()), whole.substr(3)}));
+    REQUIRE(seen.wait([&] { return seen.got.size() == 1; }));
+    CHECK(seen.got[0] == std::make_pair(std::uint64_t{1}, std::int64_t{7}));
+    CHECK(b.stats().protocol_errors == proto + 1);  // the heartbeat in fragments
+    CHECK(seen.decode_errors == errors);
+    std::uint64_t credited = 0;
+    while (auto m = raw.recv(200)) {
+        auto d = decode_frame(*m);
+        REQUIRE(d.ok());
+        for (auto& e : *d)
+            if (auto* c = std::get_if<env_credit>(&e)) credited += c->bytes;
+    }
+    CHECK(credited >= whole.size());
+    CHECK(b.is_up("raw@test"));
+    b.stop();
+}
+
+TEST_CASE("fragments: from a non-member they are protocol errors - nothing is buffered or delivered") {
+    seen_sends seen;
+    transport_options o;
+    o.node_name = "b@test";
+    o.cookie = "c";
+    o.node_keys = keypair::generate();
+    transport b(o, seen.callbacks());
+    keypair grant = keypair::generate();
+    b.set_authorizer([&](const public_key& k, std::string_view) {
+        return k == grant.pub ? authz_decision::grant("g") : authz_decision::refuse("no grant");
+    });
+    b.start();
+    public_key srv = b.key();
+    raw_client raw(b.endpoint(), &srv, &grant);
+    raw.send(frame_of(env_handshake{protocol_version, "guest@test", 99, {}, false}));
+    REQUIRE(raw.recv().has_value());
+    const auto proto = b.stats().protocol_errors;
+    std::string whole;
+    encode_envelope(small_to(1, 7), whole);
+    raw.send(frame_of(env_fragment{1, 0, static_cast<std::uint32_t>(whole.size()), whole}));
+    raw.send(frame_of(env_credit{1u << 30}));
+    raw.send(frame_of(small_to(1, 8)));
+    REQUIRE(seen.wait([&] { return seen.got.size() == 1; }));
+    CHECK(seen.got[0].second == 8);
+    CHECK(b.stats().protocol_errors == proto + 2);
+    CHECK_FALSE(raw.recv(200).has_value());  // no credit for a non-member
+    b.stop();
+}
