@@ -35,7 +35,7 @@ void put(const std::string& target, std::string name, const std::string& bytes) 
     ++written;
 }
 
-// "c14b 02 00 | 93 0f" -> bytes; "pad N" zero-fills up to N bytes.
+// "c14b 03 00 | 93 0f" -> bytes; "pad N" zero-fills up to N bytes.
 bool unhex(const std::string& text, std::string& out) {
     std::string digits;
     std::size_t i = 0;
