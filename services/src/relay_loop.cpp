@@ -34,6 +34,7 @@ struct side {
     std::vector<std::uint8_t> buf;  // read from fd, to be written to peer
     std::size_t off = 0, len = 0;
     std::uint32_t events = 0;
+    bool eof = false;  // fd closed its side: what it sent is still delivered, then the pair ends
 };
 
 }  // namespace
@@ -117,7 +118,7 @@ void splice_loop::run() {
     std::unordered_map<int, std::function<void(int)>> listeners;
 
     auto set_events = [&](side& s) {
-        std::uint32_t want = s.off + s.len < kBuf ? std::uint32_t{EPOLLIN} : 0u;
+        std::uint32_t want = !s.eof && s.off + s.len < kBuf ? std::uint32_t{EPOLLIN} : 0u;
         if (auto p = sides.find(s.peer); p != sides.end() && p->second.len > 0) want |= EPOLLOUT;
         if (want == s.events) return;
         epoll_event ev{};
@@ -149,6 +150,7 @@ void splice_loop::run() {
             from.len -= static_cast<std::size_t>(w);
         }
         if (from.len == 0) from.off = 0;
+        if (from.eof && from.len == 0) return false;  // all delivered: the pair ends
         set_events(from);
         set_events(p->second);
         return true;
@@ -224,6 +226,10 @@ void splice_loop::run() {
                 }
             }
             if (!(e & (EPOLLIN | EPOLLHUP | EPOLLERR))) continue;
+            if (s.eof) {  // a hangup or error after its end: nothing more to wait for
+                close_pair(fd);
+                continue;
+            }
             std::size_t room = kBuf - s.off - s.len;
             if (room == 0) {
                 // Full and the peer is not draining: a hangup or error ends the pair.
@@ -232,6 +238,12 @@ void splice_loop::run() {
             }
             ssize_t r = ::recv(fd, s.buf.data() + s.off + s.len, room, 0);
             if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
+            if (r == 0 && s.len > 0) {
+                // Its last bytes (a goodbye, say) still wait for the peer to drain.
+                s.eof = true;
+                set_events(s);
+                continue;
+            }
             if (r <= 0) {
                 close_pair(fd);
                 continue;

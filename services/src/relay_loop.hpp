@@ -4,11 +4,14 @@
 // and accepts on the forwarders' loopback listeners. It replaces a thread
 // per splice: one thread per relay_client, whatever the number of sessions.
 //
+// For TCP sockets (a peer's close is a FIN: what it sent before is still
+// read and forwarded; a hangup while this side's buffer is full ends the
+// pair at once).
 // Thread-safety: add() and listen() may be called from any thread; the loop
 // thread alone touches the sockets. Each direction of a pair holds at most
 // 64 KiB: a side whose peer does not drain is not read (backpressure, as the
-// relay's own splice). A pair ends when either side closes or fails; both
-// fds are closed. stop() (and the destructor) closes every fd it holds and
+// relay's own splice). A pair ends when either side fails, or closes (once
+// what that side sent was delivered); both fds are closed. stop() (and the destructor) closes every fd it holds and
 // joins the thread; a callback never runs after stop() returned.
 #pragma once
 

@@ -45,6 +45,7 @@ struct conn {
     double allowance = 0;  // bytes this direction may still forward (rate limit)
     clock::time_point refilled;
     std::uint32_t events = 0;
+    bool eof = false;  // closed its side: what it sent is still delivered, then the session ends
 };
 
 bool parse_hostport(const std::string& s, sockaddr_in& sa) {
@@ -137,7 +138,7 @@ void relay::impl::run() {
         std::uint32_t want = 0;
         bool throttled = rate > 0 && c.allowance < 1;
         if (c.s != state::spliced) want = EPOLLIN;  // SOCKS bytes, or the close of a waiting dialler
-        else if (c.len < kBuf && !throttled) want = EPOLLIN;
+        else if (c.off + c.len < kBuf && !throttled && !c.eof) want = EPOLLIN;  // room to read into
         if (c.peer >= 0) {
             auto it = conns.find(c.peer);
             if (it != conns.end() && it->second.len > 0) want |= EPOLLOUT;
@@ -192,6 +193,7 @@ void relay::impl::run() {
             forwarded += static_cast<std::uint64_t>(w);
         }
         if (from.len == 0) from.off = 0;
+        if (from.eof && from.len == 0) return false;  // all delivered: the session ends
         set_events(from);
         set_events(it->second);
         return true;
@@ -394,13 +396,26 @@ void relay::impl::run() {
                 continue;
             }
             // Spliced: read what fits (and what the rate allows), forward it.
+            if (cn.eof) {  // a hangup or error after its end
+                close_conn(fd);
+                continue;
+            }
             std::size_t room = kBuf - cn.off - cn.len;
             if (rate > 0) room = std::min(room, static_cast<std::size_t>(cn.allowance));
             if (room == 0) {
-                set_events(cn);
+                // Full (or out of allowance): a hangup or error ends the session,
+                // anything else waits until the buffer drains.
+                if (evs[i].events & (EPOLLHUP | EPOLLERR)) close_conn(fd);
+                else set_events(cn);
                 continue;
             }
             ssize_t r = ::recv(fd, cn.buf.data() + cn.off + cn.len, room, 0);
+            if (r == 0 && cn.len > 0) {
+                // Its last bytes (a goodbye, say) still wait for the peer to drain.
+                cn.eof = true;
+                set_events(cn);
+                continue;
+            }
             if (r <= 0) {
                 if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
                 close_conn(fd);

@@ -97,7 +97,11 @@ struct relay_options {
     std::chrono::milliseconds handshake_timeout{3000};
     std::chrono::milliseconds pair_timeout{5000};
     // Each direction of a session forwards at most this many bytes a second
-    // (0: unlimited). A session's buffer is 64 KiB each way.
+    // (0: unlimited). A session's buffer is 64 KiB each way. The two nodes'
+    // heartbeats queue behind whatever is in flight: a message that takes
+    // longer than their heartbeat timeout (2.5 s by default) to pass ends
+    // the link (connection_closed), so allow at least the largest message
+    // the nodes send divided by that timeout.
     std::uint64_t max_bytes_per_s_per_session = 0;
     // Whether strangers (nodes outside the relay's cluster without a relay
     // grant) may register when the relay service is public
