@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 
@@ -16,13 +17,15 @@
 #include "commands.hpp"
 #include "json_term.hpp"
 #include "kith/builtin.hpp"
+#include "kith/relay.hpp"
 #include <algorithm>
 
 namespace kith::cli {
 
 namespace {
 
-const char* kGrantUsage = R"(usage: kith grant create LABEL --services S[,S...] [--rate R/s] [--expires 30d] [--via RELAYFILE] --out FILE|- [--force]
+const char* kGrantUsage = R"(usage: kith grant create LABEL --services S[,S...] [--rate R/s] [--expires 30d] [--via RELAYFILE]
+                         [--relay-names N[,N...]] [--relay-sessions N] --out FILE|- [--force]
        kith grant list [--json]
        kith grant revoke LABEL
        kith grant rate LABEL R/s
@@ -41,6 +44,13 @@ friend: it holds a secret key, so hand it over privately. The friend then runs
                     with; only its address and key go into the grant file,
                     never its secret); repeatable. The friend tries your
                     endpoints first, then the relay (docs/relay.md)
+  --relay-names N,...  for a relay grant (--services relay, on a relay's
+                    machine): the only node names its holder may register
+                    there ("alice@home", or "alice@*" for any host); default:
+                    any name not bound to another key
+  --relay-sessions N   for a relay grant: relayed sessions at once to the
+                    node registered with it, and from a dialler using it
+                    (default: the relay's --max-sessions)
   --out FILE        where to write the grant file: a new file (never anything
                     else); "-" writes it to standard output
   --force           replace FILE if it is an existing regular file of yours
@@ -261,7 +271,9 @@ int cmd_grant(int argc, char** argv) {
     }
     std::set<std::string> value_opts = kAdminOpts;
     std::set<std::string> flags;
-    if (sub == "create") value_opts.insert({"--services", "--rate", "--expires", "--out", "--via"}), flags.insert("--force");
+    if (sub == "create")
+        value_opts.insert({"--services", "--rate", "--expires", "--out", "--via", "--relay-names", "--relay-sessions"}),
+            flags.insert("--force");
     else if (sub == "list") flags.insert("--json");
     else if (sub != "revoke" && sub != "rate")
         throw cli_error{"grant: unknown subcommand '" + sub + "' (create, list, revoke, rate)", kUsage};
@@ -291,6 +303,28 @@ int cmd_grant(int argc, char** argv) {
         if (auto it = a.opts.find("--via"); it != a.opts.end())
             for (auto& f : it->second)
                 for (auto& r : relay_routes_of(load_grant_file(f, "grant create: --via"))) routes.push_back(r);
+        // The relay grant's own limits (kith/relay.hpp), checked before the grant exists.
+        std::optional<relay_grant_limits> limits;
+        if (a.has("--relay-names") || a.has("--relay-sessions")) {
+            if (!parse_grant_scope(scope)->count("relay"))
+                throw cli_error{"grant create: --relay-names and --relay-sessions are for a relay grant: add "
+                                "--services relay",
+                                kUsage};
+            limits.emplace();
+            limits->names = a.list("--relay-names");
+            if (a.has("--relay-sessions")) {
+                const std::string v = a.get("--relay-sessions");
+                std::size_t n = 0;
+                auto [e, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+                if (ec != std::errc() || e != v.data() + v.size() || n < 1 || n > 100000)
+                    throw cli_error{"grant create: --relay-sessions wants a whole number from 1 to 100000 (got '" + v +
+                                        "')",
+                                    kUsage};
+                limits->max_sessions = n;
+            }
+            if (auto ok = limits->check(); !ok.ok())
+                throw cli_error{"grant create: --relay-names: " + ok.err().detail, kUsage};
+        }
         out_file out(a.get("--out"), a.has("--force"));  // checked before the grant exists
         grant_admin admin(a, true);
         const grant_scope asked = *parse_grant_scope(scope);
@@ -332,6 +366,14 @@ int cmd_grant(int argc, char** argv) {
                                          : "; revoke the grant: kith grant revoke " + a.pos[0]),
                             kFailed};
         }
+        if (limits) {
+            std::filesystem::path dir = a.has("--key-dir") ? std::filesystem::path(a.get("--key-dir")) : default_key_dir();
+            if (auto r = set_relay_grant_limits(dir, a.pos[0], *limits); !r.ok())
+                throw cli_error{"grant create: the grant '" + a.pos[0] + "' was made, but its relay limits could not "
+                                    "be saved (" + r.err().detail + "): revoke it (kith grant revoke " + a.pos[0] +
+                                    ") and create it again",
+                                kFailed};
+        }
         FILE* info = out.to_stdout() ? stderr : stdout;
         std::string eplist;
         for (auto& e : g->endpoints) eplist += (eplist.empty() ? "" : " ") + e;
@@ -339,6 +381,13 @@ int cmd_grant(int argc, char** argv) {
                      g->rate.to_string().c_str(), g->expires ? ("; expires " + format_time(*g->expires)).c_str() : "");
         std::fprintf(info, "endpoints %s\n", eplist.c_str());
         for (auto& r : g->relays) std::fprintf(info, "relay %s %s\n", r.node.c_str(), r.endpoint.c_str());
+        if (limits) {
+            std::string names;
+            for (auto& n : limits->names) names += (names.empty() ? "" : ",") + n;
+            std::fprintf(info, "at this relay: may register %s; %s relayed sessions at once\n",
+                         names.empty() ? "any free name" : names.c_str(),
+                         limits->max_sessions ? std::to_string(limits->max_sessions).c_str() : "the relay's");
+        }
         if (out.to_stdout())
             std::fprintf(info, "written to standard output (it holds a secret key: hand it over privately)\n");
         else

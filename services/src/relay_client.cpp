@@ -151,6 +151,7 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
         int listen_fd = -1;
         std::string endpoint;  // tcp://127.0.0.1:PORT
         std::string token, relay_ep;  // the current dial token and data plane (renewed by redial)
+        int refusal = -1;  // the relay's SOCKS refusal of the last session asked for (-1: none)
     };
     std::uint64_t sub = 0;  // subscribe_nodes id (registrants: re-register when the relay is back)
     bool listed = false;
@@ -266,6 +267,10 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
                 r = relay_connect(d->second, "d-" + d->first + ".kith", clock::now() + std::chrono::seconds(10));
             }
         }
+        {
+            std::lock_guard lk(mu);
+            forwarders[target].refusal = r < 0 ? refusal : -1;
+        }
         if (r < 0) {
             ::close(c);  // libzmq sees a closed TCP connection and dials again later
             return;
@@ -363,11 +368,25 @@ relay_client::~relay_client() {
     p_->cv.wait_for(lk, std::chrono::seconds(10), [&] { return p_->threads == 0; });
 }
 
+namespace {
+// A failed connect through the relay, said as the relay said it: a session
+// refused for its limits is overloaded (libzmq only saw closed connections).
+result<std::string> as_relay_said(result<std::string> r, int refusal, const std::string& relay,
+                                  const std::string& target) {
+    if (r.ok() || refusal != 0x04) return r;
+    return error{errc::overloaded, "relay: " + relay + " refused the session to " + target +
+                                       ": it or you have the most relayed sessions at once that the relay allows; "
+                                       "try later"};
+}
+}  // namespace
+
 result<std::string> relay_client::connect(const std::string& target, const public_key& key,
                                           std::chrono::milliseconds timeout) {
     auto ep = p_->route(target, timeout);
     if (!ep.ok()) return ep.err();
-    return p_->n.connect(*ep, key, timeout);
+    auto r = p_->n.connect(*ep, key, timeout);
+    std::lock_guard lk(p_->mu);
+    return as_relay_said(std::move(r), p_->forwarders[target].refusal, p_->relay_node, target);
 }
 
 result<std::string> relay_client::connect(const grant_file& grant, std::chrono::milliseconds timeout) {
@@ -376,7 +395,9 @@ result<std::string> relay_client::connect(const grant_file& grant, std::chrono::
     grant_file via = grant;
     via.endpoints = {*ep};
     via.relays.clear();
-    return p_->n.connect(via, timeout);
+    auto r = p_->n.connect(via, timeout);
+    std::lock_guard lk(p_->mu);
+    return as_relay_said(std::move(r), p_->forwarders[grant.node].refusal, p_->relay_node, grant.node);
 }
 
 result<term> relay_client::directory(std::chrono::milliseconds timeout) {

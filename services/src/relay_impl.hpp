@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "kith/node.hpp"
+#include "kith/principal.hpp"
 #include "kith/relay.hpp"
 #include "relay_names.hpp"
 
@@ -39,6 +40,7 @@ struct relay::impl {
         // directory.
         std::vector<std::string> services;
         std::size_t sessions = 0;  // spliced or pairing
+        std::size_t max_sessions = 0;  // its relay grant's limit, else max_sessions_per_node
     };
     struct dial_token {
         std::string dialler;      // the dialler's node name
@@ -113,6 +115,17 @@ struct relay::impl {
     // Writes owners if `version` is not on disk yet (one write serves every
     // change made before it). Blocking (fsync).
     result<void> save_names(std::uint64_t version);
+    // Limits per relay grant (<key dir>/relay-grants), re-read when the file
+    // changes; a file that fails to parse later leaves the last good one in
+    // force. Under mu.
+    std::map<std::string, relay_grant_limits> grant_limits_;
+    std::filesystem::file_time_type grant_limits_mtime_{};
+    std::uintmax_t grant_limits_size_ = static_cast<std::uintmax_t>(-1);
+    // Loads the file if it changed; `fatal`: throw setup_error on a bad file.
+    void refresh_grant_limits_locked(bool fatal);
+    // The limits of the caller's relay grant, or nullptr.
+    const relay_grant_limits* limits_of_locked(const principal& p);
+    std::map<std::string, std::size_t> dialler_max_;  // by dialler node name: its grant's session limit
     std::map<std::string, dial_token> tokens;       // by token hex
     std::map<std::string, pairing> pairings;        // by session hex
     std::map<std::string, std::size_t> dialler_sessions;  // by dialler node name

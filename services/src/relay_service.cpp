@@ -70,6 +70,7 @@ relay::impl::impl(node& n, relay_options o) : n_(n), o_(std::move(o)) {
     if (n_.key_dir().empty()) throw setup_error("relay: the node has no network (net.listen); a relay needs one");
     names_file_ = n_.key_dir() / "relay-names";
     owners = relay_names::load(names_file_);  // throws setup_error, saying what to do
+    refresh_grant_limits_locked(true);
     bind_listener();
     add_service();
     guard_->live = this;
@@ -100,11 +101,39 @@ relay::impl::~impl() {
     if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
+void relay::impl::refresh_grant_limits_locked(bool fatal) {
+    const auto file = n_.key_dir() / "relay-grants";
+    std::error_code ec;
+    auto mtime = std::filesystem::last_write_time(file, ec);
+    auto size = ec ? static_cast<std::uintmax_t>(-1) : std::filesystem::file_size(file, ec);
+    if (ec) mtime = {}, size = static_cast<std::uintmax_t>(-1);
+    if (!fatal && mtime == grant_limits_mtime_ && size == grant_limits_size_) return;
+    auto t = load_relay_grant_limits(n_.key_dir());
+    if (!t) {
+        if (fatal)
+            throw setup_error("relay: " + t.err().detail +
+                              "; the relay does not start without the limits of its relay grants: fix the file, or "
+                              "move it aside (every relay grant then has the relay's defaults)");
+        return;  // the last good limits stay in force
+    }
+    grant_limits_ = std::move(*t);
+    grant_limits_mtime_ = mtime;
+    grant_limits_size_ = size;
+}
+
+const relay_grant_limits* relay::impl::limits_of_locked(const principal& p) {
+    if (p.what != principal::kind::grant) return nullptr;
+    refresh_grant_limits_locked(false);
+    auto it = grant_limits_.find(p.label);
+    return it == grant_limits_.end() ? nullptr : &it->second;
+}
+
 bool relay::impl::admit_session_locked(const std::string& dialler, const std::string& target) {
     auto r = regs.find(target);
-    if (r == regs.end() || r->second.sessions >= o_.max_sessions_per_node) return false;
+    if (r == regs.end() || r->second.sessions >= r->second.max_sessions) return false;
     auto& d = dialler_sessions[dialler];
-    if (d >= o_.max_sessions_per_dialler) return false;
+    auto dm = dialler_max_.find(dialler);
+    if (d >= (dm == dialler_max_.end() ? o_.max_sessions_per_dialler : dm->second)) return false;
     ++d;
     ++r->second.sessions;
     return true;
@@ -124,6 +153,7 @@ void relay::impl::on_node_event(const node_event& ev) {
         // part in end with its link to the relay: a revoked or departed node
         // keeps nothing here.
         regs.erase(ev.info.name);
+        dialler_max_.erase(ev.info.name);
         for (auto it = tokens.begin(); it != tokens.end();)
             it = it->second.dialler == ev.info.name ? tokens.erase(it) : std::next(it);
         doomed.insert(ev.info.name);
@@ -149,6 +179,14 @@ result<term> relay::impl::do_register(const pid& agent, bool listed) {
     bool bound_now = false;
     {
         std::lock_guard lk(mu);
+        const relay_grant_limits* lim = limits_of_locked(p);
+        if (lim && !lim->may_register(p.node)) {
+            std::string names;
+            for (auto& n : lim->names) names += (names.empty() ? "" : ", ") + n;
+            return error{errc::unauthorized, "register: your relay grant (" + p.label + ") lets you register only " +
+                                                 names + ", not " + p.node + "; run your node under one of those "
+                                                 "names (kith node --name), or ask the relay's owner"};
+        }
         auto it = regs.find(p.node);
         auto o = owners.find(p.node);
         if (o != owners.end() && o->second.key_z85 != key)
@@ -185,6 +223,7 @@ result<term> relay::impl::do_register(const pid& agent, bool listed) {
         r.agent = agent;
         r.listed = listed;
         r.services = std::move(services);
+        r.max_sessions = lim && lim->max_sessions ? lim->max_sessions : o_.max_sessions_per_node;
         c.registrations = regs.size();
     }
     // The binding is on disk before the registration is answered: a relay
@@ -234,6 +273,10 @@ result<term> relay::impl::do_dial(const std::string& name) {
     if (!who.ok()) return who.err();
     const principal& p = **who;
     std::lock_guard lk(mu);
+    if (const relay_grant_limits* lim = limits_of_locked(p); lim && lim->max_sessions)
+        dialler_max_[p.node] = lim->max_sessions;
+    else
+        dialler_max_.erase(p.node);
     auto r = regs.find(name);
     if (r == regs.end()) return error{errc::noproc, "dial: no node named " + name + " is registered at this relay"};
     auto now = clock::now();
@@ -312,6 +355,10 @@ relay::relay(node& n, relay_options o) : p_(std::make_unique<impl>(n, std::move(
 relay::~relay() = default;
 
 std::string relay::endpoint() const { return p_->endpoint_; }
+
+result<void> relay::set_grant_limits(const std::string& label, const relay_grant_limits& limits) {
+    return set_relay_grant_limits(p_->n_.key_dir(), label, limits);
+}
 
 relay_counters relay::counters() const {
     std::lock_guard lk(p_->mu);

@@ -11,7 +11,7 @@ set -uo pipefail
 KITH=$1
 . "$(dirname "$0")/lib.sh"
 scratch  # $T, $BP, $NET, pids=() (lib.sh)
-for who in r a b e; do head -c 24 /dev/urandom | base64 > "$T/$who.cookie"; chmod 600 "$T/$who.cookie"; done
+for who in r a b e m; do head -c 24 /dev/urandom | base64 > "$T/$who.cookie"; chmod 600 "$T/$who.cookie"; done
 RPORT=$((20000 + RANDOM % 20000)); DPORT=$((RPORT + 1))
 k() { # who kith-args...: as that person (key dir $T/who, cookie $T/who.cookie); only in & or $(...)
   local who=$1; shift
@@ -39,6 +39,12 @@ start_relay
 grep -q "relay data plane 127.0.0.1:$DPORT" "$T/relay.out" || fail "relay: no data plane line: $(cat "$T/relay.out")"
 run "grant create alice --services relay" 0 r grant create alice --services relay --out "$T/alice-relay.grant" || exit 1
 run "grant create eve --services relay" 0 r grant create eve --services relay --out "$T/eve-relay.grant"
+# A relay grant that may register only one name, one session at a time.
+run "grant create mallory --relay-names" 0 r grant create mallory --services relay --relay-names 'mallory@*' \
+  --relay-sessions 1 --out "$T/mallory-relay.grant"
+expect_out "grant create --relay-names" "at this relay: may register mallory@\*; 1 relayed sessions at once"
+run "--relay-names without relay" 2 r grant create m2 --services kvs --relay-names x@y --out "$T/m2.grant"
+expect_err "--relay-names without relay" "add --services relay"
 
 # 2. Alice at home, registered at the relay; her grant for Bob names it.
 APORT=$((DPORT + 1))
@@ -104,6 +110,13 @@ wait_for 'refused the registration' "$T/eve.out" 15 || fail "eve registered alic
 grep -q 'registered at this relay by another key; choose another node name' "$T/eve.out" ||
   fail "eve's refusal does not say why: $(grep relay: "$T/eve.out")"
 kill -TERM "$eve_pid"; wait_for '^stopped' "$T/eve.out" 10
+
+# A node registering under a name its relay grant does not allow is refused, saying why.
+k m node --name mm --listen tcp://127.0.0.1:0 --no-discovery --relay "$T/mallory-relay.grant" > "$T/mm.out" 2>&1 &
+mm_pid=$!; pids+=($!); disown $!
+wait_for 'refused the registration' "$T/mm.out" 15 || fail "mm@ registered with a grant for mallory@*"
+grep -q 'lets you register only mallory@\*, not mm@' "$T/mm.out" || fail "mm's refusal: $(grep relay: "$T/mm.out")"
+kill -TERM "$mm_pid"; wait_for '^stopped' "$T/mm.out" 10
 
 # 7. The relay down: Bob is told what happened; Alice says she lost it and
 #    registers again when it comes back.

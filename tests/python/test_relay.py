@@ -99,3 +99,14 @@ def test_relay_errors_keep_their_codes(world, make_node, tmp_path):
     carol = make_node("carol@localhost", cookie="carol-cookie", services=[], discovery=False)
     with pytest.raises(kith.Overloaded, match="maximum of 1 registrations"):
         carol.use_relay(small.grant("carol", "relay"))
+
+
+def test_a_relay_grant_limits_the_names_its_holder_may_register(world, make_node, tmp_path):
+    r, relay, alice, bob, rg = world
+    relay.set_grant_limits("alice", names=["alice@*"], sessions=2)
+    with pytest.raises(kith.BadArg):
+        relay.set_grant_limits("alice", names=["not a name"])
+    x = make_node("x@localhost", cookie="x-cookie", key_dir=tmp_path / "x", discovery=False)
+    with pytest.raises(kith.Unauthorized, match="lets you register only alice@\\*, not x@localhost"):
+        x.use_relay(rg)
+    assert alice.use_relay(rg).relay == r.name

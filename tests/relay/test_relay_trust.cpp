@@ -179,3 +179,48 @@ TEST_CASE("relay grants: revoking one ends the grantee's registration, tokens an
     REQUIRE_FALSE(back.ok());
     CHECK(back.err().code == errc::revoked);
 }
+
+TEST_CASE("relay grants: which names a grant may register and how many sessions, set while the relay runs",
+          "[relay]") {
+    temp_dir dir;
+    node r(opts("r@test", dir.path / "r"));
+    relay rel(r, on_loopback());
+    auto ag = r.grant({.label = "alice", .allow = {{"relay", {}}}, .rate = {100, 200}, .expires = std::nullopt});
+    REQUIRE(ag.ok());
+    // Set after the relay started: it reads the file again when it changes.
+    REQUIRE(set_relay_grant_limits(dir.path / "r", "alice", {.names = {"a@*"}, .max_sessions = 1}).ok());
+    CHECK(set_relay_grant_limits(dir.path / "r", "alice", {.names = {"not a name"}}).err().code == errc::badarg);
+
+    // Someone holding Alice's relay grant under another node name: refused.
+    node x(opts("x@test", dir.path / "x", "x-cookie"));
+    REQUIRE(x.connect(*ag).ok());
+    try {
+        relay_client no(x, "r@test", true);
+        FAIL("x@test registered with a grant for a@*");
+    } catch (const relay_refused& e) {
+        CHECK(e.err().code == errc::unauthorized);
+        CHECK(std::string(e.what()).find("lets you register only a@*, not x@test") != std::string::npos);
+    }
+    x.stop();
+
+    node a(opts("a@test", dir.path / "a", "alice-cookie"));
+    a.add_service(services::make_kvs());
+    REQUIRE(a.connect(*ag).ok());
+    relay_client alice(a, "r@test", true);
+    // One session at a time to Alice: Bob's; Carol's is refused by the relay.
+    node b(opts("b@test", dir.path / "b")), c(opts("c@test", dir.path / "c"));
+    REQUIRE(b.connect(r.endpoint(), r.key()).ok());
+    REQUIRE(c.connect(r.endpoint(), r.key()).ok());
+    relay_client bob(b, "r@test", nullptr), carol(c, "r@test", nullptr);
+    auto kb = a.grant({.label = "bob", .allow = {{"kvs", {}}}, .rate = {100, 200}, .expires = std::nullopt});
+    auto kc = a.grant({.label = "carol", .allow = {{"kvs", {}}}, .rate = {100, 200}, .expires = std::nullopt});
+    REQUIRE(bob.connect(*kb).ok());
+    const auto refused_before = rel.counters().refused;
+    auto up = carol.connect(*kc, 1500ms);
+    REQUIRE_FALSE(up.ok());
+    INFO(up.err().message());
+    CHECK(up.err().code == errc::overloaded);  // said as the relay said it, not as a failed handshake
+    CHECK(rel.counters().refused > refused_before);
+    CHECK(rel.counters().sessions == 1);
+    CHECK(b.call("a@test", "kvs", "keys", arr()).ok());
+}

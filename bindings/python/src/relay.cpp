@@ -46,7 +46,11 @@ void register_relay(py::module_& m) {
             d["timed_out"] = c.timed_out;
             d["bytes_forwarded"] = c.bytes_forwarded;
             return d;
-        });
+        })
+        .def("set_grant_limits", [](const py_relay& r, const std::string& label, std::vector<std::string> names,
+                                    std::size_t sessions) {
+            ok_or_raise(r.get()->set_grant_limits(label, {.names = std::move(names), .max_sessions = sessions}));
+        }, py::arg("label"), py::arg("names"), py::arg("sessions"));
     py::class_<py_relay_client>(m, "_RelayClient")
         .def("directory", [](const py_relay_client& c, double timeout) {
             auto rc = c.get();

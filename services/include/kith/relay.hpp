@@ -56,6 +56,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string_view>
+#include <vector>
 #include <memory>
 #include <string>
 
@@ -111,6 +115,34 @@ struct relay_options {
     bool strangers_may_register = true;
 };
 
+// What one relay grant (a grant for service "relay", by its label) allows at
+// the relay besides what every grant has (scope, rate, expiry, revocation:
+// the node's grant table). Kept in <key dir>/relay-grants (mode 0600),
+// which the relay re-reads when it changes (kith grant create ...
+// --relay-names N --relay-sessions N writes it). A grant without an entry
+// has the relay's defaults.
+struct relay_grant_limits {
+    // Node names its holder may register ("alice@home", or "alice@*": alice
+    // on any host); empty: any name not bound to another key.
+    std::vector<std::string> names;
+    // Relayed sessions at once to a node registered with it, and from a
+    // dialler connected with it; 0: the relay's (max_sessions_per_node,
+    // max_sessions_per_dialler).
+    std::size_t max_sessions = 0;
+    bool may_register(std::string_view node) const;
+    result<void> check() const;  // errc::badarg: a bad name, more than 64
+};
+// Reads <key_dir>/relay-grants (empty when missing): errc::decode naming
+// the file and the line, errc::badarg for a file others can read.
+result<std::map<std::string, relay_grant_limits>> load_relay_grant_limits(const std::filesystem::path& key_dir);
+// Sets the limits of grant `label` in <key_dir>/relay-grants (under a file
+// lock, atomically). A running relay of that key directory applies them to
+// the next register and dial. errc::badarg with the reason.
+result<void> set_relay_grant_limits(const std::filesystem::path& key_dir, const std::string& label,
+                                    const relay_grant_limits& limits);
+std::string relay_grant_limits_to_text(const std::map<std::string, relay_grant_limits>& t);
+result<std::map<std::string, relay_grant_limits>> parse_relay_grant_limits(std::string_view text);
+
 // What relay_client's registering constructor throws when the relay does
 // not register this node: the relay's answer, its code kept (unauthorized:
 // the name is another key's there, or strangers may not register;
@@ -147,8 +179,10 @@ public:
     // Connects `n` to the node `target` registered at the relay, as
     // node::connect would, through a loopback forwarder: `key` is the key
     // `target` must prove (from its grant file or the directory: the relay
-    // is never trusted with it). Errors: as node::connect, and noproc when
-    // `target` is not registered there.
+    // is never trusted with it). Errors: as node::connect, noproc when
+    // `target` is not registered there, overloaded when the relay refused
+    // the session for its limits (sessions per node, per dialler, per relay
+    // grant).
     result<std::string> connect(const std::string& target, const public_key& key,
                                 std::chrono::milliseconds timeout = std::chrono::seconds(5));
     // As node::connect(grant): connects with a grant that `grant.node`
@@ -194,6 +228,9 @@ public:
     // "HOST:PORT" nodes connect to (advertise, else the bound address).
     std::string endpoint() const;
     relay_counters counters() const;
+    // set_relay_grant_limits in this relay's key directory (the node's):
+    // applied from the next register and dial on. errc::badarg.
+    result<void> set_grant_limits(const std::string& label, const relay_grant_limits& limits);
 
     struct impl;
 
