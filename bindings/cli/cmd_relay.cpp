@@ -220,7 +220,9 @@ relay_host::relay_host(kith::node& n, const args& a) : n_(n) {
         try {
             relay_ = std::make_unique<kith::relay>(n_, ro);
         } catch (const setup_error& e) {
-            throw cli_error{std::string("node: ") + e.what() + " (--relay-listen HOST:PORT chooses another)", kFailed};
+            std::string m = e.what();
+            if (m.find("cannot listen") != std::string::npos) m += " (--relay-listen HOST:PORT chooses another)";
+            throw cli_error{"node: " + m, kFailed};
         }
         if (open)
             if (auto r = n_.set_public("relay"); !r.ok())

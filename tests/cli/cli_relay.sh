@@ -11,7 +11,7 @@ set -uo pipefail
 KITH=$1
 . "$(dirname "$0")/lib.sh"
 scratch  # $T, $BP, $NET, pids=() (lib.sh)
-for who in r a b e m; do head -c 24 /dev/urandom | base64 > "$T/$who.cookie"; chmod 600 "$T/$who.cookie"; done
+for who in r a b e m d; do head -c 24 /dev/urandom | base64 > "$T/$who.cookie"; chmod 600 "$T/$who.cookie"; done
 RPORT=$((20000 + RANDOM % 20000)); DPORT=$((RPORT + 1))
 k() { # who kith-args...: as that person (key dir $T/who, cookie $T/who.cookie); only in & or $(...)
   local who=$1; shift
@@ -158,6 +158,12 @@ grep -q "^endpoint: tcp://127.0.0.2:$FWD" "$T/carol.grant" || fail "carol.grant:
 run "--advertise with a host name" 2 f relay --name fwd2 --listen tcp://127.0.0.1:0 --advertise tcp://vps.example:4370 \
   --data-listen 127.0.0.1:0 --no-discovery
 expect_err "--advertise with a host name" "give it with --data-advertise IPV4:PORT"
+
+# 10. A damaged name-bindings file stops the relay, saying what to do (and nothing else).
+mkdir -p "$T/d"; chmod 700 "$T/d"; printf 'kith-relay-names 1\nname a@b XX 1\n' > "$T/d/relay-names"; chmod 600 "$T/d/relay-names"
+run "relay with a damaged relay-names" 1 d relay --name bad --listen tcp://127.0.0.1:0 --data-listen 127.0.0.1:0 --no-discovery
+expect_err "damaged relay-names" "not a key .*move it aside (mv "
+printf '%s' "$err" | grep -q -- "--relay-listen" && fail "damaged relay-names: a hint about the port: $err"
 
 [ "$fails" -eq 0 ] && echo "cli relay: all passed"
 exit "$fails"
