@@ -272,8 +272,14 @@ private:
     }
     void finish(std::uint64_t req_id, const std::string& from_node, result<term> r);
     void run_job(std::function<void()> job);
-    // Runs `job` on a worker, in a transient actor.
+    // Runs `job` on a worker, in a transient actor. (A job of
+    // start_spawned is queued as the actor it is instead.)
     void run_on_worker(std::function<void()> job);
+    // Starts an actor spawned for a peer: its first turn (`init`) runs on
+    // this I/O thread right after the turn, as run_job's jobs do, or in the
+    // run queue when that is not possible.
+    void start_spawned(actor_init init);
+    struct first_turn;
     void finish_spawn(std::uint64_t req_id, const std::string& from_node, result<pid> r);
     void emit(const node_event& ev);
     // The name of the up peer we reached at `endpoint`, if any (under mu_).

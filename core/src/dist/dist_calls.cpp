@@ -4,6 +4,7 @@
 #include "dist/dist.hpp"
 
 #include <algorithm>
+#include <utility>
 
 namespace kith::detail {
 
@@ -191,7 +192,39 @@ void dist::run_job(std::function<void()> job) {
     if (!tr_->run_after_turn(job)) run_on_worker(std::move(job));
 }
 
+// The first turn of an actor spawned for a peer, as a run_after_turn job:
+// run once on the I/O thread, or queued (not started when the other I/O
+// thread took the sockets, or dropped unrun).
+struct dist::first_turn {
+    struct held {
+        node_impl* rt;
+        actor_proc* a;
+        held(node_impl* r, actor_proc* p) : rt(r), a(p) {}
+        held(const held&) = delete;
+        held& operator=(const held&) = delete;
+        ~held() { queue(); }
+        void run() {
+            if (auto* p = std::exchange(a, nullptr)) rt->run_first_turn(p);
+        }
+        void queue() {
+            if (auto* p = std::exchange(a, nullptr)) rt->schedule_first_turn(p);
+        }
+    };
+    std::shared_ptr<held> h;
+    void operator()() const { h->run(); }
+};
+
+void dist::start_spawned(actor_init init) {
+    pid self;
+    actor_proc* a = rt_.spawn_deferred(std::move(init), self);
+    if (!a) return;  // stopping
+    std::function<void()> job = first_turn{std::make_shared<first_turn::held>(&rt_, a)};
+    // Not taken: `job` is left as it was, and its destructor queues the actor.
+    (void)tr_->run_after_turn(job);
+}
+
 void dist::run_on_worker(std::function<void()> job) {
+    if (auto* ft = job.target<first_turn>()) return ft->h->queue();
     rt_.spawn(
         [job = std::move(job)](actor& me) -> behavior {
             job();

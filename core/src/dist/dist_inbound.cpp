@@ -326,12 +326,16 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                 if (!from_peer(peer, env.from)) return bad("forged requester pid");
                 auto s = services_->find(env.service);
                 if (!s) return reply_err(errc::no_such_service, env.service);
-                if (!s->find_type(env.actor_type))
-                    return reply_err(errc::no_such_function, env.service + ":" + env.actor_type);
+                const actor_factory* factory = s->find_type(env.actor_type);  // lives as long as `s`
+                if (!factory) return reply_err(errc::no_such_function, env.service + ":" + env.actor_type);
                 std::shared_ptr<const authority> acting = who ? who->shared_from_this() : member_authority(peer);
-                // The factory runs in the child's own init, on a worker: user
-                // code (a Python factory holds the GIL) never runs on the I/O
-                // loop. The init then sets up the requested link/monitor and
+                // The factory runs in the child's own init, its first turn:
+                // on this I/O thread right after the turn while the other I/O
+                // thread stands by to take the sockets over (as a service
+                // function runs; no worker is woken between request and
+                // reply), else on a worker. User code (a Python factory holds
+                // the GIL) never runs inside the I/O loop itself. The init
+                // then sets up the requested link/monitor and
                 // posts the reply before any user code of the actor runs: the
                 // relation exists before the child can end, and the reply
                 // reaches the requester before any exit or DOWN from the child.
@@ -341,8 +345,8 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                 // then, alive, one of its actors (auth::max_spawned).
                 auto busy = rp ? charge(rp, &load_counters::pending) : nullptr;
                 actor_init wrapped = [self, peer, req = env.req_id, flags, from = env.from, mref = env.monitor_ref,
-                                      tie = !cluster, acting = std::move(acting), svc = std::move(s),
-                                      type = std::move(env.actor_type), args = std::move(env.args),
+                                      tie = !cluster, acting = std::move(acting), svc = std::move(s), factory,
+                                      args = std::move(env.args),
                                       busy = std::move(busy), rp](actor& me) mutable -> behavior {
                     if (acting && acting->restricted()) {
                         // Spawned for a grantee or a stranger: it acts for
@@ -363,7 +367,7 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                     if (acting) scope.emplace(acting.get());  // the factory runs for the requester too
                     result<std::pair<actor_init, behavior>> made = error{errc::exception};
                     try {
-                        made = (*svc->find_type(type))(args);
+                        made = (*factory)(args);
                     } catch (const std::exception& ex) {
                         made = error{errc::exception, ex.what()};
                     }
@@ -399,7 +403,7 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                     if (inner_init) return inner_init(me);
                     return inner_b;
                 };
-                rt_.spawn(std::move(wrapped), {}, nullptr, false, nullptr);
+                start_spawned(std::move(wrapped));
             } else if constexpr (std::is_same_v<T, env_send>) {
                 if (!is_local(env.to)) return bad("pid of another node");
                 if (rp) {  // charged to the sender until handled (auth::max_queued_bytes)

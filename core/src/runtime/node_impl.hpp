@@ -409,6 +409,17 @@ public:
     // Spawns an actor; parent (a local process, may be null) gets a link or
     // monitor set up before the child is visible.
     pid spawn(actor_init init, behavior b, process* parent, bool link, ref* monitor_out);
+    // As spawn without a parent, but the child's first turn (its init) is
+    // not queued: the caller gets the actor back (its scheduled flag set, one
+    // reference for the caller) and hands it on exactly once, to
+    // run_first_turn (the calling thread runs the turn now) or
+    // schedule_first_turn (the run queue). `self` gets its pid. Null after
+    // stop (the actor never runs). Used by the network layer to run a
+    // remotely spawned actor's init on the I/O thread that read the request
+    // (no worker wake-up between request and reply).
+    actor_proc* spawn_deferred(actor_init init, pid& self);
+    void run_first_turn(actor_proc* a);       // releases the caller's reference
+    void schedule_first_turn(actor_proc* a);  // likewise
     mailbox_proc* open_mailbox();  // returns with one reference for the caller
 
     // Sending (any thread). Routes local / remote; counts drops.

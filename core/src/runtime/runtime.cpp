@@ -199,6 +199,32 @@ pid node_impl::spawn(actor_init init, behavior b, process* parent, bool link, re
     return self;
 }
 
+actor_proc* node_impl::spawn_deferred(actor_init init, pid& self) {
+    self = pid{name_, next_serial()};
+    auto* a = new actor_proc(this, self);
+    a->init_ = std::move(init);
+    if (const authority* acting_for = acting(); acting_for && acting_for->restricted())
+        a->ex().acting = acting_for->shared_from_this();
+    spawned_.fetch_add(1, std::memory_order_relaxed);
+    a->scheduled_.store(true, std::memory_order_relaxed);  // its first turn is the caller's to hand on
+    a->add_ref();                                          // the caller's
+    if (!insert(a)) {
+        a->release();
+        return nullptr;
+    }
+    return a;
+}
+
+void node_impl::run_first_turn(actor_proc* a) {
+    a->run_turn(turn_);
+    a->release();
+}
+
+void node_impl::schedule_first_turn(actor_proc* a) {
+    schedule(a);  // its own reference
+    a->release();
+}
+
 mailbox_proc* node_impl::open_mailbox() {
     auto* m = new mailbox_proc(this, pid{name_, next_serial()});
     m->add_ref();  // the caller's reference; insert takes the other
