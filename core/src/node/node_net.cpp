@@ -1,10 +1,16 @@
 // node_net.cpp — kith::node's services and distribution methods
 // (kith/node.hpp), on top of the dist layer (dist.hpp).
 #include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <atomic>
 #include <condition_variable>
 #include <future>
 #include <mutex>
+
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -182,12 +188,24 @@ void node::call_async(const std::string& node, const std::string& svc, const std
 }
 
 namespace {
-// A one-shot slot a blocking caller waits on. The untimed wait is an atomic
-// wait (a futex, after a short spin): setting it makes no system call unless
-// the caller already sleeps, and takes no lock the caller could hold.
+// A one-shot slot a blocking caller waits on. The untimed wait sleeps on a
+// futex at once (no spin: the answer comes from another node, tens of
+// microseconds at best, and spinning or yielding many blocked callers only
+// takes the CPU from the threads that carry the answers); setting it makes
+// no system call unless the caller already sleeps, and takes no lock the
+// caller could hold.
+inline void futex_wait(std::atomic<int>& a, int expected) {
+    ::syscall(SYS_futex, reinterpret_cast<int*>(&a), FUTEX_WAIT_PRIVATE, expected, nullptr, nullptr, 0);
+}
+inline void futex_wake_all(std::atomic<int>& a) {
+    ::syscall(SYS_futex, reinterpret_cast<int*>(&a), FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr, nullptr, 0);
+}
+
 template <class T>
 struct waiter {
+    static_assert(sizeof(std::atomic<int>) == sizeof(int) && std::atomic<int>::is_always_lock_free);
     std::atomic_flag claimed = ATOMIC_FLAG_INIT;
+    // 0: no value yet; 1: set; 2: no value yet, and wait() sleeps (or is about to) on the futex.
     std::atomic<int> ready{0};
     std::optional<result<T>> value;
     std::mutex mu;  // for wait_for only
@@ -195,20 +213,26 @@ struct waiter {
     void set(result<T> r) {
         if (claimed.test_and_set(std::memory_order_acq_rel)) return;
         value.emplace(std::move(r));
+        int was;
         {
             std::lock_guard lk(mu);
-            ready.store(1, std::memory_order_release);
+            was = ready.exchange(1, std::memory_order_acq_rel);
         }
-        ready.notify_all();
+        if (was == 2) futex_wake_all(ready);
         cv.notify_all();
     }
     result<T> wait() {
-        ready.wait(0, std::memory_order_acquire);
+        int s = 0;
+        if (ready.compare_exchange_strong(s, 2, std::memory_order_acq_rel)) s = 2;
+        while (s == 2) {
+            futex_wait(ready, 2);  // returns at once if it is no longer 2 (or on a signal)
+            s = ready.load(std::memory_order_acquire);
+        }
         return std::move(*value);
     }
     std::optional<result<T>> wait_for(std::chrono::nanoseconds d) {
         std::unique_lock lk(mu);
-        if (!cv.wait_for(lk, d, [&] { return ready.load(std::memory_order_acquire) != 0; })) return std::nullopt;
+        if (!cv.wait_for(lk, d, [&] { return ready.load(std::memory_order_acquire) == 1; })) return std::nullopt;
         return std::move(*value);
     }
 };
@@ -265,6 +289,18 @@ multicall_result node::multicall(const std::vector<std::string>& nodes, const st
                 st->out.bad_nodes[n] = error{errc::timeout, "no reply from " + n};
     }
     return st->out;
+}
+
+void node::spawn_async(const std::string& node, const std::string& svc, const std::string& type, term args,
+                       duration timeout, std::function<void(result<pid>)> done) {
+    if (node == name() || !net_->dist) {
+        // Answered here at once (spawn's own checks), handed to the timer
+        // thread: `done` never runs on the calling thread (node.hpp).
+        auto r = spawn(node, svc, type, std::move(args), timeout);
+        impl_->run_soon([done = std::move(done), r = std::move(r)]() mutable { done(std::move(r)); });
+        return;
+    }
+    net_->dist->spawn(node, svc, type, std::move(args), timeout, std::move(done));
 }
 
 result<pid> node::spawn(const std::string& node, const std::string& svc, const std::string& type, term args,
