@@ -7,9 +7,17 @@
 //                                     processes
 //   remote_spawn_per_s                spawn of B's actor type "worker" from
 //                                     A with the reply (the pid) awaited, 32
-//                                     outstanding (32 threads); the worker
+//                                     outstanding: 32 actors on A, each with
+//                                     one spawn_async outstanding (the reply
+//                                     comes back to the actor as a message),
+//                                     the shape of Erlang's 32 processes each
+//                                     spawning on the other node; the worker
 //                                     ends at once, like Erlang's spawned
 //                                     erlang:send
+//   remote_spawn_32_threads_per_s     the same with 32 OS threads each in a
+//                                     blocking node::spawn (a thread wake-up
+//                                     per spawn on A that the actors' shape
+//                                     does not have)
 //   rpc_p50_us_under_bulk,            sequential small calls A -> B while an
 //   rpc_p99_us_under_bulk             actor on A streams ~1 MiB binaries to B
 //                                     (4 in flight): how long a large
@@ -18,7 +26,7 @@
 //   idle_node_rss_kb,                 a `kith node` process with 8 connected
 //   remote_idle_cpu_pct               peers, idle: its resident memory and
 //                                     CPU (% of one core) over 3 s
-// For profiling: KITH_BENCH_CONCURRENCY_ONLY=actors|spawn|bulk|idle runs one
+// For profiling: KITH_BENCH_CONCURRENCY_ONLY=actors|spawn|spawn_threads|bulk|idle runs one
 // part only; KITH_BENCH_CONCURRENCY_N=N sets the measured count of calls /
 // spawns (one run, no warm-up), e.g. for callgrind (KITH_BENCH_WORKERS as in
 // group "remote").
@@ -72,6 +80,31 @@ double actor_callers(kith::node& a, const std::string& b, int actors, std::int64
     const double rate = st->wait_rate(t0);
     for (auto& p : callers) a.send_exit(p, kith::term("kill"));
     if (st->failed) std::fprintf(stderr, "bench concurrency: %lld actor calls failed\n", (long long)st->failed.load());
+    return rate;
+}
+
+// `actors` actors, each with one spawn of B's "worker" outstanding
+// (spawn_async, the pid sent back to the actor); `total` spawns in all.
+double actor_spawners(kith::node& a, const std::string& b, int actors, std::int64_t total) {
+    auto st = std::make_shared<kith::bench::completions>(total);
+    kith::node* an = &a;
+    std::vector<kith::pid> spawners;
+    for (int i = 0; i < actors; ++i) {
+        spawners.push_back(a.spawn([st, an, b](kith::actor& self, kith::message& m) {
+            // Any message (the start, or the answer of the last spawn) issues the next.
+            if (!(m.body.is_string() && *m.body.as_string() == "start")) st->finish(m.body.is_pid());
+            if (!st->claim()) return;
+            kith::pid me = self.self();
+            an->spawn_async(b, "bench", "worker", kith::arr(), 10s, [an, me](kith::result<kith::pid> r) {
+                an->send(me, r.ok() ? kith::term(*r) : kith::term("failed"));
+            });
+        }));
+    }
+    auto t0 = clk::now();
+    for (auto& p : spawners) a.send(p, kith::term("start"));
+    const double rate = st->wait_rate(t0);
+    for (auto& p : spawners) a.send_exit(p, kith::term("kill"));
+    if (st->failed) std::fprintf(stderr, "bench concurrency: %lld remote spawns failed\n", (long long)st->failed.load());
     return rate;
 }
 
@@ -251,8 +284,13 @@ KITH_BENCH_GROUP("concurrency", 35) {
             report("rpc_32_actor_callers_calls_per_s", actor_callers(a, bn, 32, n > 0 ? n : 300000), "calls/s");
         }
         if (want("spawn")) {
+            if (n <= 0) actor_spawners(a, bn, 32, 4000);  // warm-up
+            report("remote_spawn_per_s", actor_spawners(a, bn, 32, n > 0 ? n : 100000), "spawns/s (32 actors)");
+        }
+        if (want("spawn_threads")) {
             if (n <= 0) remote_spawns(a, bn, 32, 2000);  // warm-up
-            report("remote_spawn_per_s", remote_spawns(a, bn, 32, n > 0 ? n : 40000), "spawns/s");
+            report("remote_spawn_32_threads_per_s", remote_spawns(a, bn, 32, n > 0 ? n : 40000),
+                   "spawns/s (32 blocked threads)");
         }
         if (want("bulk")) calls_under_bulk(a, b, bn);
     }

@@ -64,6 +64,7 @@ KITH_BENCH_GROUP("vs_erlang", 90) {
         {"rpc_32_callers_calls_per_s", "erlang_rpc_32_callers_calls_per_s", " (target >= 5)"},
         {"rpc_32_actor_callers_calls_per_s", "erlang_rpc_32_callers_calls_per_s", " (target >= 5)"},
         {"remote_spawn_per_s", "erlang_remote_spawn_per_s", " (target >= 5)"},
+        {"remote_spawn_32_threads_per_s", "erlang_remote_spawn_per_s", ""},
     };
     for (const auto& r : ratios) {
         double k = kith::bench::figure(r.kith), e = kith::bench::figure(r.erlang);

@@ -4,6 +4,7 @@
 //    returns, in every error case (unknown node, no network, bad args, no
 //    such service, unauthorized, overloaded) and for a local call that
 //    answers at once;
+//  - spawn_async likewise, with distinct errors, and many outstanding;
 //  - what kith's own code catches reaches the node's log sink (a node-event
 //    subscriber that throws, a damaged grant table), and the node keeps
 //    working.
@@ -198,6 +199,98 @@ TEST_CASE("call_async: done never runs inside call_async, whatever the error", "
         REQUIRE(t->cv.wait_for(lk, 15s, [&] { return t->done == n; }));
         CHECK(t->overloaded > 0);
         CHECK(t->inline_runs == 0);
+    }
+}
+
+namespace {
+// One spawn_async, as call_once.
+struct spawn_outcome {
+    result<pid> r{errc::timeout, "done never ran"};
+    bool inline_run = false;
+};
+spawn_outcome spawn_once(node& n, const std::string& target, const std::string& svc, const std::string& type,
+                         term args, std::chrono::milliseconds timeout = 2000ms) {
+    struct shared {
+        std::mutex mu;
+        std::condition_variable cv;
+        std::optional<result<pid>> got;
+        std::atomic<bool> inside{true};
+        bool inline_run = false;
+        std::thread::id caller = std::this_thread::get_id();
+    };
+    auto st = std::make_shared<shared>();
+    n.spawn_async(target, svc, type, std::move(args), timeout, [st](result<pid> r) {
+        std::lock_guard lk(st->mu);
+        if (st->inside.load() && std::this_thread::get_id() == st->caller) st->inline_run = true;
+        st->got.emplace(std::move(r));
+        st->cv.notify_all();
+    });
+    st->inside.store(false);
+    std::unique_lock lk(st->mu);
+    REQUIRE(st->cv.wait_for(lk, timeout + 3s, [&] { return st->got.has_value(); }));
+    return {std::move(*st->got), st->inline_run};
+}
+
+service lab_service() {
+    return service("lab")
+        .actor_type("sleeper", [](int) { return [](actor&, message&) {}; })
+        .actor_type("broken", [](int) -> behavior { throw std::runtime_error("factory bug"); });
+}
+}  // namespace
+
+TEST_CASE("spawn_async: done never runs inside spawn_async, errors are distinct, many outstanding all answer",
+          "[dist][contracts][spawn]") {
+    temp_dir da, db;
+    node a(opts("alice@localhost", da));
+    a.add_service(lab_service());
+    node b(opts("bob@localhost", db));
+    b.add_service(lab_service());
+    REQUIRE(a.connect(b.endpoint(), b.key(), 5s).ok());
+
+    auto local = spawn_once(a, a.name(), "lab", "sleeper", arr(1));
+    CHECK_FALSE(local.inline_run);
+    REQUIRE(local.r.ok());
+    CHECK(local.r->node == a.name());
+    CHECK(a.alive(*local.r));
+
+    auto down = spawn_once(a, "ghost@nowhere", "lab", "sleeper", arr(1));
+    CHECK_FALSE(down.inline_run);
+    CHECK(down.r.code() == errc::nodedown);
+
+    auto nosvc = spawn_once(a, "bob@localhost", "nope", "sleeper", arr(1));
+    CHECK_FALSE(nosvc.inline_run);
+    CHECK(nosvc.r.code() == errc::no_such_service);
+    auto notype = spawn_once(a, "bob@localhost", "lab", "nope", arr(1));
+    CHECK(notype.r.code() == errc::no_such_function);
+    CHECK(notype.r.err().detail == "lab:nope");
+    auto badargs = spawn_once(a, "bob@localhost", "lab", "sleeper", arr("x"));
+    CHECK(badargs.r.code() == errc::bad_args);
+    auto broken = spawn_once(a, "bob@localhost", "lab", "broken", arr(1));
+    CHECK(broken.r.code() == errc::exception);
+    CHECK(broken.r.err().detail == "factory bug");
+
+    // 200 outstanding at once: every one answers with a live actor on bob.
+    struct tally {
+        std::mutex mu;
+        std::condition_variable cv;
+        std::vector<pid> pids;
+        int failed = 0;
+    };
+    auto t = std::make_shared<tally>();
+    constexpr int n = 200;
+    for (int i = 0; i < n; ++i)
+        a.spawn_async("bob@localhost", "lab", "sleeper", arr(i), 10s, [t](result<pid> r) {
+            std::lock_guard lk(t->mu);
+            if (r.ok()) t->pids.push_back(*r);
+            else ++t->failed;
+            t->cv.notify_all();
+        });
+    std::unique_lock lk(t->mu);
+    REQUIRE(t->cv.wait_for(lk, 15s, [&] { return static_cast<int>(t->pids.size()) + t->failed == n; }));
+    CHECK(t->failed == 0);
+    for (auto& p : t->pids) {
+        CHECK(p.node == "bob@localhost");
+        CHECK(b.alive(p));
     }
 }
 

@@ -275,6 +275,15 @@ public:
     // returns its pid. Errors as for call.
     result<pid> spawn(const std::string& node, const std::string& svc, const std::string& type, term args,
                       duration timeout = std::chrono::seconds(5));
+    // Non-blocking spawn (Erlang's spawn_request): `done` gets the new
+    // actor's pid or one of spawn's errors, exactly once, on a kith thread
+    // (the I/O thread for the answer or a nodedown, the deadline thread for
+    // a timeout or an error known at once, the timer thread for this node's
+    // own name), never on the calling thread before spawn_async returns. The
+    // rules of call_async's `done` apply (short, no blocking, no stop). From
+    // an actor: send the result to itself, as with call_async.
+    void spawn_async(const std::string& node, const std::string& svc, const std::string& type, term args,
+                     duration timeout, std::function<void(result<pid>)> done);
     // As spawn, and links the new actor with the local actor or mailbox
     // `linker`, on both nodes before this returns (Erlang's spawn_link/4):
     // if either ends abnormally the other gets the exit signal; if the
