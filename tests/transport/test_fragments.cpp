@@ -200,3 +200,45 @@ TEST_CASE("fragments: from a non-member they are protocol errors - nothing is bu
     CHECK_FALSE(raw.recv(200).has_value());  // no credit for a non-member
     b.stop();
 }
+
+TEST_CASE("fragments: stop() hands every queued large envelope to ZeroMQ - more than the window arrives whole") {
+    seen_sends seen;
+    test_node a("a@test", "c");
+    transport_options o;
+    o.node_name = "b@test";
+    o.cookie = "c";
+    o.node_keys = keypair::generate();
+    transport b(o, seen.callbacks());
+    b.start();
+    a.t->connect(b.endpoint(), b.key());
+    REQUIRE(a.rec.wait([&] { return a.rec.ups.size() == 1; }));
+    // 3 x 600 KiB to one actor: far more than the 256 KiB credit window,
+    // posted and then stop() at once (stop flushes what is queued).
+    for (int i = 0; i < 3; ++i) REQUIRE(a.t->post("b@test", large_to(1, 300 + i)).ok());
+    a.t->stop();
+    REQUIRE(seen.wait([&] { return seen.got.size() == 3; }));
+    std::lock_guard lk(seen.mu);
+    CHECK(seen.bad_payloads == 0);
+    CHECK(seen.decode_errors == 0);
+    b.stop();
+}
+
+TEST_CASE("fragments: a version-2 peer is refused with the versions and what to do") {
+    seen_sends seen;
+    transport_options o;
+    o.node_name = "b@test";
+    o.cookie = "c";
+    o.node_keys = keypair::generate();
+    transport b(o, seen.callbacks());
+    b.start();
+    keypair ck = cluster_keypair("c");
+    public_key srv = b.key();
+    raw_client raw(b.endpoint(), &srv, &ck);
+    raw.send(frame_of(env_handshake{2, "old@test", 99, {}, false}));
+    auto bye = raw.recv();
+    REQUIRE(bye.has_value());
+    CHECK(bye->find("protocol version 2") != std::string::npos);
+    CHECK(bye->find("speaks version 3") != std::string::npos);
+    CHECK(bye->find("same kith release") != std::string::npos);
+    b.stop();
+}

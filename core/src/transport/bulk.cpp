@@ -44,7 +44,9 @@ void transport::impl::send_bulk(session& s) {
         std::string f = frame_builder().take();  // the frame header
         std::size_t n = it.bytes.size();
         if (it.large) {
-            if (s.in_flight >= fragment_window) break;  // on the receiver's credit
+            // On the receiver's credit; at stop() (shutdown_io) everything
+            // goes to ZeroMQ, which lingers: no credit comes after it.
+            if (s.in_flight >= fragment_window && !stopping) break;
             if (s.bulk_off == 0) ++s.bulk_id;
             n = std::min(fragment_bytes, it.bytes.size() - s.bulk_off);
             env_fragment fr{s.bulk_id, static_cast<std::uint32_t>(s.bulk_off),

@@ -185,7 +185,9 @@ void transport::impl::on_handshake(link& l, env_handshake& hs) {
             erase_in(l);
         }
     };
-    if (hs.version != protocol_version) return bad("protocol version " + std::to_string(hs.version) + " unsupported");
+    if (hs.version != protocol_version)
+        return bad("protocol version " + std::to_string(hs.version) + " unsupported: this node speaks version " +
+                   std::to_string(protocol_version) + "; run the same kith release on every node");
     if (hs.node.empty() || hs.node.size() > 255) return bad("bad node name in handshake");
     // What a handshake carries is stored and shown to people: bounded, and
     // names only (no text a terminal would interpret).
