@@ -153,8 +153,9 @@ TEST_CASE("fragments: a member that breaks the rules gets its envelope dropped a
     std::string whole;
     encode_envelope(small_to(1, 7), whole);
     raw.send(frame_of(env_fragment{12, 0, static_cast<std::uint32_t>(whole.size()), whole.substr(0, 3)}));
-    expect_error();  // 11 was in progress
+    expect_error();  // 11 was in progress: abandoned, 12 begins
     raw.send(frame_of(env_fragment{13, 0, static_cast<std::uint32_t>(whole.size()), whole.substr(0, 3)}));
+    expect_error();  // 12 abandoned, 13 begins
     raw.send(frame_of(env_fragment{13, 3, static_cast<std::uint32_t>(whole.size()), whole.substr(3)}));
     REQUIRE(seen.wait([&] { return seen.got.size() == 1; }));
     CHECK(seen.got[0] == std::make_pair(std::uint64_t{1}, std::int64_t{7}));
@@ -240,5 +241,63 @@ TEST_CASE("fragments: a version-2 peer is refused with the versions and what to 
     CHECK(bye->find("protocol version 2") != std::string::npos);
     CHECK(bye->find("speaks version 3") != std::string::npos);
     CHECK(bye->find("same kith release") != std::string::npos);
+    b.stop();
+}
+
+TEST_CASE("fragments: a new envelope's first fragment abandons one never completed - the new one arrives") {
+    // What a member whose session restarted (this node kept its own, the
+    // goodbye lost) sends: a fresh envelope from offset 0, maybe the same id.
+    seen_sends seen;
+    transport_options o;
+    o.node_name = "b@test";
+    o.cookie = "c";
+    o.node_keys = keypair::generate();
+    transport b(o, seen.callbacks());
+    b.start();
+    keypair ck = cluster_keypair("c");
+    public_key srv = b.key();
+    raw_client raw(b.endpoint(), &srv, &ck);
+    raw.send(frame_of(env_handshake{protocol_version, "raw@test", 99, {}, false}));
+    REQUIRE(raw.recv().has_value());
+    raw.send(frame_of(env_fragment{1, 0, 200000, std::string(1000, 'p')}));  // never completed
+    std::string whole;
+    encode_envelope(small_to(1, 9), whole);
+    const auto n = static_cast<std::uint32_t>(whole.size());
+    raw.send(frame_of(env_fragment{1, 0, n, whole.substr(0, 3)}));
+    raw.send(frame_of(env_fragment{1, 3, n, whole.substr(3)}));
+    REQUIRE(seen.wait([&] { return seen.got.size() == 1; }));
+    std::lock_guard lk(seen.mu);
+    CHECK(seen.got[0] == std::make_pair(std::uint64_t{1}, std::int64_t{9}));
+    CHECK(seen.decode_errors == 1);
+    b.stop();
+}
+
+TEST_CASE("fragments: a dialler framing version 2 gets a goodbye in version-2 framing that says what to do") {
+    transport_options o;
+    o.node_name = "b@test";
+    o.cookie = "c";
+    o.node_keys = keypair::generate();
+    transport b(o, {});
+    b.start();
+    keypair ck = cluster_keypair("c");
+    public_key srv = b.key();
+    raw_client raw(b.endpoint(), &srv, &ck);
+    std::string hs = frame_of(env_handshake{protocol_version, "old@test", 99, {}, false});
+    hs[2] = 2;  // what a version-2 node sends (its frames fail our version check)
+    raw.send(hs);
+    auto bye = raw.recv();
+    REQUIRE(bye.has_value());
+    REQUIRE(bye->size() > 3);
+    CHECK(static_cast<int>((*bye)[2]) == 2);
+    std::string v3 = *bye;
+    v3[2] = static_cast<char>(protocol_version);
+    auto d = decode_frame(v3);
+    REQUIRE(d.ok());
+    REQUIRE(d->size() == 1);
+    auto* g = std::get_if<env_goodbye>(&(*d)[0]);
+    REQUIRE(g != nullptr);
+    CHECK(g->reason ==
+          "refused: protocol version 2 unsupported: this node speaks version 3; run the same kith release on every node");
+    CHECK_FALSE(raw.recv(300).has_value());  // once
     b.stop();
 }

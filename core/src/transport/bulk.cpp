@@ -122,6 +122,14 @@ std::optional<envelope> transport::impl::on_fragment(session& s, link& l, env_fr
                               std::to_string(f.offset) + " does not fit its total of " + std::to_string(f.total));
         return std::nullopt;
     }
+    if (s.rx_on && f.offset == 0) {
+        // A new envelope begins: the one in progress is abandoned (a peer
+        // whose session restarted while this node kept its own, after a
+        // lost goodbye, begins again at id 1). Reported, and the new one kept.
+        fragment_error(s, "envelope " + std::to_string(s.rx_id) + " ended at " + std::to_string(s.rx.size()) +
+                              " of " + std::to_string(s.rx_total) + " bytes when envelope " + std::to_string(f.id) +
+                              " began");
+    }
     if (!s.rx_on) {
         if (f.offset != 0) {
             fragment_error(s, "a fragment at offset " + std::to_string(f.offset) + " of an envelope never begun");

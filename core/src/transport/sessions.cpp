@@ -340,6 +340,20 @@ void transport::impl::on_frame(link& l, std::string_view frame, const peer_auth&
             call(cb.on_decode_error, l.peer, r.err());
         } else {
             protocol_errors++;
+            // A dialler of another protocol version (its frames fail the
+            // version check) is told why in its own framing, once: the
+            // goodbye envelope is the same in every version.
+            const auto v = frame.size() >= 3 ? static_cast<std::uint8_t>(frame[2]) : protocol_version;
+            const bool ours = frame.size() >= 3 && static_cast<std::uint8_t>(frame[0]) == 0xc1 && frame[1] == 0x4b;
+            if (!l.outbound && !l.reset_sent && ours && v != protocol_version) {
+                l.reset_sent = true;
+                std::string f = encode_frame(env_goodbye{
+                    "refused: protocol version " + std::to_string(v) + " unsupported: this node speaks version " +
+                    std::to_string(protocol_version) + "; run the same kith release on every node"});
+                f[2] = static_cast<char>(v);
+                send_on(l, f.data(), f.size());
+                erase_in(l);
+            }
         }
         return;
     }

@@ -280,8 +280,11 @@ public:
     // errc::shutdown after stop(), errc::badarg for an envelope larger than
     // the peer accepts (limits.term.max_bytes for a cluster member, else
     // guest_limits'; nothing of it is queued, nor of the envelopes after it
-    // in `es`). Envelopes posted to one peer from one thread arrive in order;
-    // no frame is built larger than the peer's max_frame_bytes.
+    // in `es`). Envelopes posted to one peer from one thread arrive in order
+    // per destination (docs/protocol.md 5.9: to a cluster member, one over
+    // 64 KiB goes in fragments and envelopes to other actors, names or
+    // services may pass it); no frame is built larger than the peer's
+    // max_frame_bytes.
     result<void> post(std::string_view peer, const envelope& e);
     result<void> post(std::string_view peer, std::span<const envelope> es);
 
