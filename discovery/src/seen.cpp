@@ -46,6 +46,7 @@ bool discovery::impl::fresh_and_new(const beacon& b, const sockaddr_in& from, cl
             std::lock_guard lk(mu);
             if (auto e = seen.find(b.name); e != seen.end() && e->second.info.key == b.key && e->second.cluster) {
                 e->second.info.last_seen = now;
+                ++c.duplicates;
                 return false;
             }
         }

@@ -29,6 +29,7 @@
 //                                    "callloop n=N errors=E p50=US p99=US max=US down=D [first_error=..]"
 //                                    (N, percentiles: successful calls; D: nodedowns of NODE)
 //   disc                          -> "disc received=N malformed=N bad_hmac=N rate_limited=N replayed=N
+//                                    duplicates=N
 //                                    stale=N seen=A,B" (discovery; "disc off" without it)
 //   unstall                       -> frees the `slow` actor (box:slow) from "stall"; "unstalled"
 //   slow_seen                     -> "slow_seen N" (messages the slow actor took)
@@ -250,7 +251,8 @@ int main(int argc, char** argv) {
             for (auto& e : disc->seen()) seen += (seen.empty() ? "" : ",") + e.name;
             out("disc received=" + std::to_string(st.beacons_received) + " malformed=" + std::to_string(st.malformed) +
                 " bad_hmac=" + std::to_string(st.bad_hmac) + " rate_limited=" + std::to_string(st.rate_limited) +
-                " replayed=" + std::to_string(st.replayed) + " stale=" + std::to_string(st.stale) +
+                " replayed=" + std::to_string(st.replayed) +
+                " duplicates=" + std::to_string(st.duplicates) + " stale=" + std::to_string(st.stale) +
                 " seen=" + seen);
         } else if (c == "unstall") {
             {

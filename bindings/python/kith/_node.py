@@ -350,7 +350,7 @@ class Node:
     def discovery_stats(self) -> dict:
         """Discovery counters: beacons_sent, beacons_received, bad_hmac, malformed,
         rate_limited, key_conflicts, spoofed_leaves, queries_answered, replayed,
-        stale (outside max_clock_skew), answers_limited (queries over their
+        duplicates (copies of a member's newest beacon), stale (outside max_clock_skew), answers_limited (queries over their
         budget), connect_failures."""
         return self._n._discovery_stats()
 

@@ -117,6 +117,7 @@ void bind_node_discovery(node_class& c) {
             d["spoofed_leaves"] = s.spoofed_leaves;
             d["queries_answered"] = s.queries_answered;
             d["replayed"] = s.replayed;
+            d["duplicates"] = s.duplicates;
             d["stale"] = s.stale;
             d["answers_limited"] = s.answers_limited;
             d["connect_failures"] = s.connect_failures;

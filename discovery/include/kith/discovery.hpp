@@ -129,6 +129,8 @@ struct discovery_counters {
                                          // counts a genuine one sent while its node keeps running)
     std::uint64_t queries_answered = 0;
     std::uint64_t replayed = 0;          // authenticated beacons not newer than the sender's newest accepted one
+    std::uint64_t duplicates = 0;        // exact copies of a member's newest beacon (a second path, or a replay):
+                                         // only a sign of life; nothing in them, nor their source, is used
     std::uint64_t stale = 0;             // authenticated beacons outside the clock skew
     std::uint64_t answers_limited = 0;   // unauthenticated queries not answered (over their budget)
     std::uint64_t connect_failures = 0;  // auto-connects that failed (refused: e.g. an impersonator's endpoint)
