@@ -13,7 +13,8 @@
 // {K => V, ..}, pids <node.serial> / <null>, refs #Ref<node.id> / #Ref<null>).
 //
 //   dial ID NAME grant FILE                 connect as the grantee of FILE
-//   dial ID NAME stranger EP Z85KEY         connect with a fresh keypair
+//   dial ID NAME stranger EP Z85KEY [ID2]   connect with a fresh keypair (or
+//        with connection ID2's keypair: a second session of one stranger key)
 //   dial ID NAME cookie COOKIE EP Z85KEY    connect with the cluster key of COOKIE
 //        -> "dial ID ok PEER proof=empty|valid|invalid|len<N>"
 //           | "dial ID goodbye REASON" | "dial ID auth_failed STATUS" | "dial ID timeout"
@@ -133,6 +134,12 @@ void cmd_dial(const std::vector<std::string>& w) {
         close_conn(*it->second);
         g_conns.erase(it);
     }
+    std::optional<keypair> same;  // stranger mode: another connection's keypair
+    if (w.size() == 7 && w[3] == "stranger") {
+        auto it = g_conns.find(w[6]);
+        if (it == g_conns.end()) return out("dial " + id + " error no connection " + w[6]);
+        same = it->second->client;
+    }
     conn& c = get_conn(id);
     c.name = w[2];
     std::string ep;
@@ -143,10 +150,10 @@ void cmd_dial(const std::vector<std::string>& w) {
         ep = g->endpoints.at(0);
         c.server = g->server_key;
         c.client = g->client;
-    } else if (mode == "stranger" && w.size() == 6) {
+    } else if (mode == "stranger" && (w.size() == 6 || w.size() == 7)) {
         ep = w[4];
         c.server = public_key::from_z85(w[5]).value_or(public_key{});
-        c.client = keypair::generate();
+        c.client = same ? *same : keypair::generate();
     } else if (mode == "cookie" && w.size() == 7) {
         c.cookie = w[4];
         ep = w[5];

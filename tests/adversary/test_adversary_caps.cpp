@@ -1,6 +1,7 @@
 // Per-principal caps on work a non-member causes (issue 13): calls, casts and
-// spawns in flight, and actors it spawned alive, per session
-// (auth::max_pending = 64, auth::max_spawned = 256). The adversary is a
+// spawns in flight, actors it spawned alive, queued bytes and handed pids,
+// per key (auth::max_pending = 64, auth::max_spawned = 256, or a grant's own
+// limits) and for all strangers together. The adversary is a
 // grantee in its own process; the victim a real node. Refusals are
 // `overloaded` (13) with a detail naming the limit, counted; the cap gives
 // back what it took when the work ends; a cluster member is never capped.
@@ -190,4 +191,35 @@ TEST_CASE("adversary: strangers share one cap on calls in flight, whatever their
     REQUIRE(starts(member->ask("connect " + (*v)["ep"] + " " + (*v)["key"]), "connect ok"));
     CHECK(member->ask("call " + kVictim + " relay ping") == "call ok \"pong\"");
     CHECK(v->ask("release") == "released 256");
+}
+
+// Handed pids belong to the key, all its sessions together: an actor a
+// stranger key spawned on one session is reachable from its second session
+// (another node name), never from another stranger key.
+TEST_CASE("adversary: pids handed to a stranger key are its key's, shared by its sessions, not another key's",
+          "[adversary][caps]") {
+    temp_dir tmp;
+    auto v = start_victim(kVictim, tmp.path / "victim", "victim-cookie");
+    REQUIRE(v->ask("public echo on 1000 2000") == "public ok");
+    adversary a;
+    const std::string ep = (*v)["ep"], key = (*v)["key"];
+    REQUIRE(a.dial("s1", "eve1@localhost", "stranger " + ep + " " + key) == "dial s1 ok " + kVictim + " proof=empty");
+    REQUIRE(a.dial("s2", "eve2@localhost", "stranger " + ep + " " + key + " s1") ==
+            "dial s2 ok " + kVictim + " proof=empty");
+    REQUIRE(a.dial("s3", "oscar@localhost", "stranger " + ep + " " + key) == "dial s3 ok " + kVictim + " proof=empty");
+    a.send("s1", "[4, 1, <eve1@localhost.1>, \"echo\", \"server\", [], 0, #Ref<null>]");
+    auto sp = a.expect("s1", 5, "1=1");
+    REQUIRE(sp.size() == 5);
+    REQUIRE(sp[2] == "0");
+    const std::string echo = sp[3];
+    // From the key's second session: admitted (a session's envelopes are
+    // handled in order: the call after it answers once it was).
+    const long u0 = v->stat("unauthorized");
+    a.send("s2", "[2, " + echo + ", \"hello\"]");
+    CHECK(a.call_code("s2", 5, "echo", "echo", "[\"x\"]") == "0");
+    CHECK(v->stat("unauthorized") == u0);
+    // From another key: refused, as a guessed pid.
+    a.send("s3", "[2, " + echo + ", \"hello\"]");
+    CHECK(a.call_code("s3", 5, "echo", "echo", "[\"x\"]") == "0");
+    CHECK(v->stat("unauthorized") == u0 + 1);
 }

@@ -261,3 +261,58 @@ TEST_CASE("gate: strangers together are capped too, each cap naming all stranger
     CHECK(has(auth::admit(*eve, sp, s), "spawned"));
     CHECK(auth::admit(*eve, call("demo", "node"), s).ok());
 }
+
+TEST_CASE("gate: a grant's own limits replace the defaults, a stranger keeps the defaults") {
+    auto bob = make(principal::kind::grant, {{"demo", {}}});
+    bob->grant->set_limits(*grant_limits::parse("pending=2,spawned=1,queued=100,relations=3"));
+    state s;
+    env_spawn_request sp;
+    sp.req_id = 2;
+    sp.service = "demo";
+    sp.actor_type = "rpc_server";
+    s.in_flight = 1;
+    CHECK(auth::admit(*bob, call("demo", "node"), s).ok());
+    s.in_flight = 2;
+    auto v = auth::admit(*bob, call("demo", "node"), s);
+    CHECK(v.code == errc::overloaded);
+    CHECK(v.detail.rfind("limit pending: you have 2 calls", 0) == 0);
+    s.in_flight = 0;
+    s.alive = 1;
+    CHECK(auth::admit(*bob, sp, s).detail.rfind("limit spawned: 1 actors", 0) == 0);
+    s.queued = 100;
+    CHECK(auth::admit(*bob, env_send{handed, term("x")}, s).detail.rfind("limit queued: 100 bytes", 0) == 0);
+    s.rel = 3;
+    CHECK(auth::admit(*bob, env_link{own, handed}, s).detail.rfind("limit relations: you hold 3 ", 0) == 0);
+    // Higher than the default, up to 16x: a trusted heavy user.
+    bob->grant->set_limits(*grant_limits::parse("pending=1000"));
+    s = state{};
+    s.in_flight = auth::max_pending + 10;
+    CHECK(auth::admit(*bob, call("demo", "node"), s).ok());
+    // A stranger has the defaults, whatever.
+    auto eve = make(principal::kind::stranger);
+    state p;
+    p.pub.insert("demo");
+    p.in_flight = auth::max_pending;
+    CHECK(auth::admit(*eve, call("demo", "node"), p).code == errc::overloaded);
+}
+
+TEST_CASE("gate: grant limits parse and print, bounds are refused with a reason") {
+    auto l = grant_limits::parse("spawned=4, pending=8,queued=1048576,relations=100");
+    REQUIRE(l.ok());
+    CHECK(l->pending == 8);
+    CHECK(l->spawned == 4);
+    CHECK(l->queued_bytes == 1048576);
+    CHECK(l->relations == 100);
+    CHECK(l->to_string() == "pending=8,spawned=4,queued=1048576,relations=100");
+    CHECK(grant_limits::parse(l->to_string()).value() == *l);
+    CHECK(grant_limits::parse("default").value().is_default());
+    CHECK(grant_limits{}.to_string() == "default");
+    CHECK(grant_limits::parse("pending=1025").err().detail.find("pending must be 1..1024") != std::string::npos);
+    for (const char* bad : {"", "pending=0", "pending=-1", "pending=x", "pending=8,pending=9", "bytes=3", "pending",
+                            "pending=99999999999999999999"}) {
+        INFO(bad);
+        auto r = grant_limits::parse(bad);
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.err().code == errc::badarg);
+    }
+}

@@ -95,6 +95,14 @@ void check_scope(std::string_view text) {
                                                "\" -> \"" + f + "\"");
     auto rate = rate_limit::parse(text);  // must not crash; any verdict
     if (rate.ok()) (void)rate_limit::parse(rate->to_string());
+    auto lim = grant_limits::parse(text);
+    if (lim.ok()) {
+        auto back = grant_limits::parse(lim->to_string());
+        FUZZ_CHECK(back.ok() && *back == *lim, "grant limits do not survive print and parse: \"" + std::string(text) +
+                                                   "\" -> \"" + lim->to_string() + "\"");
+    } else {
+        FUZZ_CHECK(lim.code() == errc::badarg, "grant_limits::parse failed with a code other than badarg");
+    }
 }
 
 // utc_overflow: a "YYYY-MM-DDTHH:MM:SSZ" after 2262 overflows the

@@ -195,12 +195,14 @@ void grant_samples() {
         if (i == 1) e->expires = expiry;
         e->set_rate(i == 2 ? rate_limit{0, 0} : rate_limit{5, 7});
         e->revoked = i == 2;
+        if (i == 0) e->set_limits({.pending = 8, .queued_bytes = 65536});
         rows.push_back(e);
         put("grants", "table_" + std::to_string(i + 1), detail::grant_table::to_text(rows));
     }
     put("grants", "table_empty", detail::grant_table::to_text({}));
     put("grants", "scope", "demo:rpc_server,echo:echo,kvs");
     put("grants", "rate", "10/s,burst=20");
+    put("grants", "limits", "pending=8,spawned=4,queued=1048576,relations=100");
 }
 
 }  // namespace

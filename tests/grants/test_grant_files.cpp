@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "../transport/tmpdir.hpp"
+#include "grants/grants_io.hpp"
 #include "grants/grants_table.hpp"
 #include "transport/zap.hpp"
 #include "kith/grants.hpp"
@@ -243,6 +244,33 @@ TEST_CASE("grants: token bucket and capability set", "[grants]") {
     CHECK(caps.evicted() == 1);
 }
 
+TEST_CASE("grants: capability sets that share a pool (strangers' keys) hold at most the pool together", "[grants]") {
+    auto pool = std::make_shared<detail::capability_pool>(4);
+    auto a = std::make_unique<detail::capability_set>(3, pool);
+    detail::capability_set b(3, pool);
+    a->add(1);
+    a->add(2);
+    a->add(3);
+    a->add(4);  // its own cap: its oldest goes, the pool is unchanged
+    CHECK(a->size() == 3);
+    CHECK(pool->used == 3);
+    b.add(10);  // the pool's last slot
+    CHECK(pool->used == 4);
+    b.add(11);  // the pool is full: b forgets its own oldest, never a's
+    CHECK(b.contains(11));
+    CHECK_FALSE(b.contains(10));
+    CHECK(a->contains(2));
+    CHECK(pool->used == 4);
+    detail::capability_set c(3, pool);
+    c.add(20);  // full and none of its own: not kept, counted
+    CHECK_FALSE(c.contains(20));
+    CHECK(c.evicted() == 1);
+    a.reset();  // a key's sets go: their slots are free again
+    CHECK(pool->used == 1);
+    c.add(20);
+    CHECK(c.contains(20));
+}
+
 TEST_CASE("grants: two writers of one table file (a node and a CLI) merge, and revocations cross over",
           "[grants]") {
     temp_dir tmp;
@@ -339,4 +367,52 @@ TEST_CASE("grants: a grant file with relay routes is version 2, one without stay
     std::string many;
     for (int i = 0; i < 9; ++i) many += "relay: r@vps tcp://h:1 " + relay_key.z85() + "\n";
     CHECK(contains(parse_error(replace(v2, "label: bob\n", "label: bob\n" + many)), "more than 8 relay routes"));
+}
+
+TEST_CASE("grants: a grant's own limits are kept in the table, a table without them still loads", "[grants]") {
+    temp_dir tmp;
+    auto file = tmp.path / "grants";
+    std::string old_line;
+    {
+        detail::grant_table t(file);
+        grant_spec s;
+        s.label = "bob";
+        s.allow = {{"kvs", {}}};
+        REQUIRE(t.create(s, keypair::generate().pub).ok());
+        s.label = "carol";
+        s.limits = *grant_limits::parse("pending=8,queued=65536");
+        REQUIRE(t.create(s, keypair::generate().pub).ok());
+        s.label = "dave";
+        s.limits = grant_limits{.pending = 5000};  // over 16x the default: refused
+        auto r = t.create(s, keypair::generate().pub);
+        CHECK(r.code() == errc::badarg);
+        CHECK(contains(r.err().detail, "pending must be 1..1024"));
+    }
+    std::ifstream in(file);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    // Only the grant with limits of its own writes the field (so a table of
+    // default grants is byte for byte what an older kith wrote and reads).
+    CHECK(contains(text, " revoked=no limits=pending=8,queued=65536\n"));
+    CHECK(text.find("limits=") == text.rfind("limits="));
+    detail::grant_table t(file);
+    auto rows = t.list();
+    REQUIRE(rows.size() == 2);
+    CHECK(rows[0].limits.is_default());
+    CHECK(rows[1].limits == grant_limits{.pending = 8, .queued_bytes = 65536});
+    CHECK(*rows[1].to_term().lookup(term("limits")) == term("pending=8,queued=65536"));
+    // A table written before limits existed (version 1, no field) loads with the defaults.
+    auto old = detail::grant_table::parse(
+        "kith-grants 1\ngrant bob key=" + std::string(64, 'a') +
+        " allow=kvs rate=10/s,burst=20 expires=never created=2026-11-21T03:50:00Z revoked=no\n");
+    CHECK_FALSE(old.ok());  // (no end line: the checksum is computed below)
+    std::string body = "kith-grants 1\ngrant bob key=" + std::string(64, 'a') +
+                       " allow=kvs rate=10/s,burst=20 expires=never created=2026-11-21T03:50:00Z revoked=no\n";
+    auto entries = detail::grant_table::parse(body + "end 1 " + detail::checksum_hex(body) + "\n");
+    REQUIRE(entries.ok());
+    CHECK((*entries)[0]->limits().is_default());
+    // A bad limits field is damage, named.
+    std::string worse = body.substr(0, body.size() - 1) + " limits=pending=0\n";
+    auto damaged = detail::grant_table::parse(worse + "end 1 " + detail::checksum_hex(worse) + "\n");
+    REQUIRE_FALSE(damaged.ok());
+    CHECK(contains(damaged.err().detail, "grant bob: bad limits"));
 }

@@ -57,6 +57,34 @@ struct rate_limit {
     friend bool operator==(const rate_limit&, const rate_limit&) = default;
 };
 
+// What one grant's key may hold on the node at once (docs/security.md,
+// "Bounds"), all its sessions together. 0 in a field: the node's default for
+// grantees (pending 64, spawned 256, queued 4 MiB, relations 4096). Set
+// lower for a grantee you trust less, higher (up to 16x the default) for a
+// heavy but trusted one. Over a limit the grantee's request is refused with
+// errc::overloaded, the detail naming the limit ("limit pending: ...").
+struct grant_limits {
+    static constexpr std::uint64_t default_pending = 64, default_spawned = 256,
+                                   default_queued_bytes = 4u << 20, default_relations = 4096;
+    std::uint64_t pending = 0;       // calls, casts and spawns in flight (queued or running)
+    std::uint64_t spawned = 0;       // actors it spawned that are alive
+    std::uint64_t queued_bytes = 0;  // bytes of its messages waiting in local mailboxes
+    std::uint64_t relations = 0;     // monitors and links it holds on local processes
+    // "pending=8,spawned=4,queued=1048576,relations=100" (any subset, any
+    // order), or "default". Each value 1..16x the default; errc::badarg
+    // with the reason otherwise.
+    static result<grant_limits> parse(std::string_view text);
+    // The inverse: only the fields that are set; "default" if none is.
+    std::string to_string() const;
+    bool is_default() const noexcept { return !pending && !spawned && !queued_bytes && !relations; }
+    // The limit in force for each: the field, or the default when it is 0.
+    std::uint64_t max_pending() const noexcept { return pending ? pending : default_pending; }
+    std::uint64_t max_spawned() const noexcept { return spawned ? spawned : default_spawned; }
+    std::uint64_t max_queued_bytes() const noexcept { return queued_bytes ? queued_bytes : default_queued_bytes; }
+    std::uint64_t max_relations() const noexcept { return relations ? relations : default_relations; }
+    friend bool operator==(const grant_limits&, const grant_limits&) = default;
+};
+
 // What a grant allows: service -> names within it (functions and actor
 // types). An empty list allows the whole service.
 using grant_scope = std::map<std::string, std::vector<std::string>>;
@@ -75,6 +103,8 @@ struct grant_spec {
     rate_limit rate{};
     // Unset: never expires. An expired grant behaves as revoked.
     std::optional<std::chrono::system_clock::time_point> expires;
+    // What its key may hold at once; all 0: the node's defaults.
+    grant_limits limits{};
 };
 
 // One row of a node's grant table (as kith grant list shows it).
@@ -82,6 +112,7 @@ struct grant_info {
     std::string label;
     grant_scope allow;
     rate_limit rate;
+    grant_limits limits;  // 0 in a field: the node's default
     std::optional<std::chrono::system_clock::time_point> expires;
     std::chrono::system_clock::time_point created;
     std::string fingerprint;         // of the grant's client public key

@@ -218,7 +218,8 @@ public:
     // it over privately. The table is saved atomically to <key_dir>/grants
     // before this returns. errc::badarg: bad or duplicate label, bad names or
     // an empty scope, a scope naming an admin service ("grants", "node":
-    // never granted), a burst below 1, or the table could not be written.
+    // never granted), a burst below 1, limits out of grant_limits' bounds,
+    // or the table could not be written.
     result<grant_file> grant(const grant_spec& spec);
     // The grant table (revoked grants included, marked), with live counters.
     // Re-reads <key_dir>/grants if another process changed it.

@@ -40,17 +40,18 @@ verdict check_body(const authority& who, const term& t, const gate_state& s, con
 const char* const per_key = " (the most one key may, all its sessions together)";
 const char* const all_strangers = " (the most all strangers together may: retry later, or ask for a grant)";
 
-verdict check_load(const gate_state& s, bool spawn) {
+verdict check_load(const authority& who, const gate_state& s, bool spawn) {
     const auto all = s.strangers();
-    if (s.pending() >= max_pending)
-        return {errc::overloaded, "limit pending: you have " + std::to_string(max_pending) +
+    const auto lim = limits_of(who);
+    if (s.pending() >= lim.max_pending())
+        return {errc::overloaded, "limit pending: you have " + std::to_string(lim.max_pending()) +
                                       " calls, casts and spawns in flight here already" + per_key +
                                       ": wait for their replies"};
     if (all.pending >= strangers_max_pending)
         return {errc::overloaded, "limit pending: strangers have " + std::to_string(strangers_max_pending) +
                                       " calls, casts and spawns in flight here already" + all_strangers};
-    if (spawn && s.spawned() >= max_spawned)
-        return {errc::overloaded, "limit spawned: " + std::to_string(max_spawned) +
+    if (spawn && s.spawned() >= lim.max_spawned())
+        return {errc::overloaded, "limit spawned: " + std::to_string(lim.max_spawned()) +
                                       " actors you spawned are alive here already" + per_key + ": end some first"};
     if (spawn && all.spawned >= strangers_max_spawned)
         return {errc::overloaded, "limit spawned: " + std::to_string(strangers_max_spawned) +
@@ -58,10 +59,11 @@ verdict check_load(const gate_state& s, bool spawn) {
     return {};
 }
 
-verdict check_queue(const gate_state& s) {
-    if (s.queued_bytes() >= max_queued_bytes)
-        return {errc::overloaded, "limit queued: " + std::to_string(max_queued_bytes >> 20) +
-                                      " MiB of your messages wait unhandled in mailboxes here already" + per_key +
+verdict check_queue(const authority& who, const gate_state& s) {
+    const auto cap = limits_of(who).max_queued_bytes();
+    if (s.queued_bytes() >= cap)
+        return {errc::overloaded, "limit queued: " + std::to_string(cap) +
+                                      " bytes of your messages wait unhandled in mailboxes here already" + per_key +
                                       ": slow down until they are handled"};
     if (s.strangers().queued_bytes >= strangers_max_queued_bytes)
         return {errc::overloaded, "limit queued: " + std::to_string(strangers_max_queued_bytes >> 20) +
@@ -76,6 +78,10 @@ verdict check_sender(const authority& who, const pid& from) {
 }
 
 }  // namespace
+
+grant_limits limits_of(const authority& who) noexcept {
+    return who.grant && who.who.what == principal::kind::grant ? who.grant->limits() : grant_limits{};
+}
 
 bool is_admin_service(std::string_view svc) noexcept { return svc == "grants" || svc == "node"; }
 
@@ -105,7 +111,12 @@ verdict may_name(const authority& who, const pid& p, bool target, const gate_sta
     if (p.is_null()) return target ? refused("no addressee") : verdict{};
     if (!target && p.node == who.who.node) return {};
     if (s.is_local(p) && who.caps && who.caps->contains(p.serial)) return {};
-    return refused("pid " + p.to_string() + " was not handed to you");
+    std::string why = "pid " + p.to_string() + " was not handed to you";
+    if (who.caps && who.caps->evicted())
+        why += " (or was forgotten: this node keeps the latest " + std::to_string(who.caps->capacity()) +
+               " pids handed to one key, and strangers' keys " +
+               std::to_string(4 * capability_set::default_capacity) + " together)";
+    return refused(why);
 }
 
 verdict admit(const authority& who, const envelope& e, const gate_state& s) {
@@ -130,16 +141,16 @@ verdict admit(const authority& who, const envelope& e, const gate_state& s) {
                     if (v = check_sender(who, env.from); !v.ok()) return v;
                 if (v = may_invoke(who, env.service, env.function, s); !v.ok()) return v;
                 if (v = check_body(who, env.args, s, "the arguments"); !v.ok()) return v;
-                return check_load(s, false);
+                return check_load(who, s, false);
             } else if constexpr (std::is_same_v<T, env_spawn_request>) {
                 return all({check_sender(who, env.from), may_invoke(who, env.service, env.actor_type, s),
-                            check_body(who, env.args, s, "the arguments"), check_load(s, true)});
+                            check_body(who, env.args, s, "the arguments"), check_load(who, s, true)});
             } else if constexpr (std::is_same_v<T, env_send>) {
                 return all({may_name(who, env.to, true, s), check_body(who, env.msg, s, "the message"),
-                            check_queue(s)});
+                            check_queue(who, s)});
             } else if constexpr (std::is_same_v<T, env_request>) {
                 return all({may_name(who, env.to, true, s), check_sender(who, env.from),
-                            check_body(who, env.msg, s, "the request"), check_queue(s)});
+                            check_body(who, env.msg, s, "the request"), check_queue(who, s)});
             } else if constexpr (std::is_same_v<T, env_response>) {
                 if (v = may_name(who, env.to, true, s); !v.ok()) return v;
                 if (!s.asked(env.tag)) return refused("a response to no request of ours sent to you");
@@ -153,8 +164,8 @@ verdict admit(const authority& who, const envelope& e, const gate_state& s) {
                 if (v = all({check_sender(who, env.from), may_name(who, target, true, s)}); !v.ok()) return v;
                 if constexpr (!std::is_same_v<T, env_unlink>)
                 {
-                    if (s.relations() >= max_relations)
-                        return {errc::overloaded, "limit relations: you hold " + std::to_string(max_relations) +
+                    if (const auto cap = limits_of(who).max_relations(); s.relations() >= cap)
+                        return {errc::overloaded, "limit relations: you hold " + std::to_string(cap) +
                                                       " monitors and links here already" + per_key +
                                                       ": remove some first"};
                     if (s.strangers().relations >= strangers_max_relations)

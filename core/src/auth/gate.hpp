@@ -17,9 +17,10 @@
 //     a request this node sent there, a down only for a monitor this node
 //     holds there, a demonitor only for a monitor that node created.
 //   * A stranger with no public service left may do nothing at all.
-//   * Work is capped per session: calls/casts/spawns in flight, actors it
-//     spawned alive, bytes queued in local mailboxes, monitors and links it
-//     holds (refused `overloaded`, the
+//   * Work is capped per key (all its sessions; a grant may set its own
+//     figures, grant_limits) and for all strangers together: calls/casts/
+//     spawns in flight, actors it spawned alive, bytes queued in local
+//     mailboxes, monitors and links it holds (refused `overloaded`, the
 //     detail starting "limit NAME:").
 // Tokens are taken by the caller before it asks (every envelope costs one,
 // refusals included); the verdict names no side effect.
@@ -31,6 +32,7 @@
 #include "auth/authority.hpp"
 #include "kith/envelope.hpp"
 #include "kith/error.hpp"
+#include "kith/grants.hpp"
 
 namespace kith::detail::auth {
 
@@ -78,22 +80,27 @@ struct verdict {
 // nothing to make, for all strangers together as well. Cluster members are
 // never counted. A request over a cap is refused `overloaded` with a detail
 // naming the limit.
+// The defaults below are kith::grant_limits' (kith/grants.hpp); a grant may
+// set its own (grant_spec::limits, the table's limits= field), strangers and
+// servers always have the defaults.
 // The monitors and links one key may hold on this node's processes.
-inline constexpr std::size_t max_relations = 4096;
+inline constexpr std::size_t max_relations = grant_limits::default_relations;
 // The calls, casts and spawns one key may have in flight on this node (a
 // job each on the node's workers: without a cap a slow service lets one
 // grantee queue work, and the memory of its arguments, at its whole token
 // rate for as long as the service is slow).
-inline constexpr std::size_t max_pending = 64;
+inline constexpr std::size_t max_pending = grant_limits::default_pending;
 // The actors one key may keep alive here by spawning them (each holds a
 // stack of memory and a slot in every table of the node; they end with the
 // session that spawned them).
-inline constexpr std::size_t max_spawned = 256;
+inline constexpr std::size_t max_spawned = grant_limits::default_spawned;
 // The bytes (of decoded terms, about 48 a value plus the text) one key may
 // have queued in local actors' mailboxes, unhandled: a grantee flooding a
 // slow actor fills this, not the node's memory. Beyond it, sends are
 // dropped and requests answered `overloaded` until the actor catches up.
-inline constexpr std::size_t max_queued_bytes = 4u << 20;
+inline constexpr std::size_t max_queued_bytes = grant_limits::default_queued_bytes;
+// What `who` may hold: its grant's limits, or the defaults.
+grant_limits limits_of(const authority& who) noexcept;
 // The same, for all strangers together (four keys' worth).
 inline constexpr std::size_t strangers_max_relations = 4 * max_relations;
 inline constexpr std::size_t strangers_max_pending = 4 * max_pending;

@@ -285,7 +285,6 @@ void dist::on_up(const std::string& peer, const peer_info& pi) {
                 case trust_kind::stranger: who->who.what = principal::kind::stranger; break;
                 default: who->who.what = principal::kind::server; break;
             }
-            who->caps = who->grant ? who->grant->caps : std::make_shared<capability_set>();
             if (who->grant) who->grant->connected.fetch_add(1);
             // Its key's counters, shared with the key's other sessions and
             // with what its earlier sessions left behind (auth::max_pending…).
@@ -298,6 +297,17 @@ void dist::on_up(const std::string& peer, const peer_info& pi) {
                 key_loads_[pi.auth.key] = rp->key_load;
             }
             if (who->who.what == principal::kind::stranger) rp->strangers_load = strangers_load_;
+            // Handed pids: a grant's set, else its key's (shared by the key's
+            // sessions; strangers' keys draw on one pool).
+            if (who->grant) {
+                who->caps = who->grant->caps;
+            } else {
+                if (!rp->key_load->caps)
+                    rp->key_load->caps = std::make_shared<capability_set>(
+                        capability_set::default_capacity,
+                        who->who.what == principal::kind::stranger ? strangers_caps_ : nullptr);
+                who->caps = rp->key_load->caps;
+            }
             rp->who = std::move(who);
             ps.restricted = rp;
             std::unique_lock rl(restricted_mu_);

@@ -186,6 +186,9 @@ private:
         // alive (auth::max_spawned); bytes in local mailboxes
         // (auth::max_queued_bytes).
         std::atomic<std::int64_t> relations{0}, pending{0}, spawned{0}, queued{0};
+        // A stranger's or a server's key: the local pids handed to it, all
+        // its sessions together (a grant's are the grant's own).
+        std::shared_ptr<capability_set> caps;
     };
     struct restricted_peer {
         std::shared_ptr<authority> who;
@@ -334,6 +337,9 @@ private:
     // ones swept at on_up), and of all strangers. Under mu_.
     std::map<public_key, std::weak_ptr<load_counters>> key_loads_;
     std::shared_ptr<load_counters> strangers_load_ = std::make_shared<load_counters>();
+    // All strangers' handed pids together (4 keys' worth).
+    std::shared_ptr<capability_pool> strangers_caps_ =
+        std::make_shared<capability_pool>(4 * capability_set::default_capacity);
     mutable std::shared_mutex restricted_mu_;
     std::unordered_map<std::string, std::shared_ptr<restricted_peer>> restricted_;
     std::shared_ptr<restricted_peer> find_restricted(const std::string& node) const;

@@ -81,6 +81,57 @@ std::string rate_limit::to_string() const {
     return number_text(per_second) + "/s,burst=" + number_text(burst);
 }
 
+// ---- grant_limits ----------------------------------------------------------------
+
+result<grant_limits> grant_limits::parse(std::string_view text) {
+    auto bad = [&](const std::string& why) {
+        return error{errc::badarg, "bad limits \"" + std::string(text) + "\": " + why +
+                                       " (expected e.g. \"pending=8,spawned=4,queued=1048576,relations=100\" or "
+                                       "\"default\")"};
+    };
+    grant_limits out;
+    std::string_view t = trim(text);
+    if (t == "default") return out;
+    if (t.empty()) return bad("it is empty");
+    for (bool more = true; more;) {
+        auto comma = t.find(',');
+        std::string_view item = trim(t.substr(0, comma));
+        more = comma != std::string_view::npos;
+        t = more ? t.substr(comma + 1) : std::string_view{};
+        auto eq = item.find('=');
+        if (eq == std::string_view::npos) return bad("\"" + std::string(item) + "\" is not NAME=N");
+        std::string_view name = item.substr(0, eq), value = item.substr(eq + 1);
+        std::uint64_t* field = nullptr;
+        std::uint64_t def = 0;
+        if (name == "pending") field = &out.pending, def = default_pending;
+        else if (name == "spawned") field = &out.spawned, def = default_spawned;
+        else if (name == "queued") field = &out.queued_bytes, def = default_queued_bytes;
+        else if (name == "relations") field = &out.relations, def = default_relations;
+        else return bad("unknown limit \"" + std::string(name) + "\" (pending, spawned, queued, relations)");
+        if (*field) return bad(std::string(name) + " appears twice");
+        if (value.empty() || value.size() > 12 || value.find_first_not_of("0123456789") != std::string_view::npos)
+            return bad(std::string(name) + "=" + std::string(value) + " is not a whole number");
+        const std::uint64_t v = std::stoull(std::string(value));
+        if (v < 1 || v > 16 * def)
+            return bad(std::string(name) + " must be 1.." + std::to_string(16 * def) + " (16x the default " +
+                       std::to_string(def) + ")");
+        *field = v;
+    }
+    return out;
+}
+
+std::string grant_limits::to_string() const {
+    std::string out;
+    auto add = [&](const char* name, std::uint64_t v) {
+        if (v) out += (out.empty() ? "" : ",") + std::string(name) + "=" + std::to_string(v);
+    };
+    add("pending", pending);
+    add("spawned", spawned);
+    add("queued", queued_bytes);
+    add("relations", relations);
+    return out.empty() ? "default" : out;
+}
+
 // ---- scopes ------------------------------------------------------------------------
 
 result<grant_scope> parse_grant_scope(std::string_view text) {
@@ -142,6 +193,7 @@ term grant_info::to_term() const {
                    {"allow", term(std::move(allow_map))},
                    {"scope", format_grant_scope(allow)},
                    {"rate", rate.to_string()},
+                   {"limits", limits.to_string()},
                    {"expires", expires ? term(detail::format_utc(*expires)) : term()},
                    {"created", detail::format_utc(created)},
                    {"fingerprint", fingerprint},

@@ -46,15 +46,35 @@ void token_bucket::set_rate(rate_limit r) {
 
 // ---- capability_set ---------------------------------------------------------------
 
+capability_set::~capability_set() {
+    if (pool_) pool_->used.fetch_sub(set_.size(), std::memory_order_relaxed);
+}
+
+void capability_set::forget_oldest() {
+    set_.erase(order_.front());
+    order_.pop_front();
+    evicted_.fetch_add(1, std::memory_order_relaxed);
+}
+
 void capability_set::add(std::uint64_t serial) {
     std::lock_guard lk(mu_);
-    if (!set_.insert(serial).second) return;
-    order_.push_back(serial);
-    while (order_.size() > cap_) {
-        set_.erase(order_.front());
-        order_.pop_front();
-        evicted_.fetch_add(1, std::memory_order_relaxed);
+    if (set_.count(serial)) return;
+    if (order_.size() >= cap_) {
+        forget_oldest();  // its slot (in the pool too) is reused
+    } else if (pool_) {
+        auto used = pool_->used.load(std::memory_order_relaxed);
+        while (used < pool_->cap && !pool_->used.compare_exchange_weak(used, used + 1, std::memory_order_relaxed)) {
+        }
+        if (used >= pool_->cap) {  // the pool is full: make room among our own, if any
+            if (order_.empty()) {
+                evicted_.fetch_add(1, std::memory_order_relaxed);
+                return;
+            }
+            forget_oldest();
+        }
     }
+    set_.insert(serial);
+    order_.push_back(serial);
 }
 
 bool capability_set::contains(std::uint64_t serial) const {
@@ -95,6 +115,7 @@ grant_info grant_entry::info() const {
     i.label = label;
     i.allow = allow;
     i.rate = rate();
+    i.limits = limits();
     i.expires = expires;
     i.created = created;
     i.fingerprint = key.fingerprint();
@@ -112,6 +133,7 @@ grant_info grant_entry::info() const {
 //   # comment lines
 //   kith-grants 1
 //   grant <label> key=<64 hex> allow=<scope> rate=<rate> expires=<utc|never> created=<utc> revoked=<yes|no>
+//         [limits=<grant_limits>]   (written only when not the defaults; older kith ignores it)
 //   ...
 //   end <number of grant lines> <checksum of everything before this line>
 
@@ -130,7 +152,9 @@ std::string grant_table::to_text(const std::vector<std::shared_ptr<grant_entry>>
     for (auto& e : entries) {
         body += "grant " + e->label + " key=" + e->key.hex() + " allow=" + format_grant_scope(e->allow) +
                 " rate=" + e->rate().to_string() + " expires=" + (e->expires ? format_utc(*e->expires) : "never") +
-                " created=" + format_utc(e->created) + " revoked=" + (e->revoked.load() ? "yes" : "no") + "\n";
+                " created=" + format_utc(e->created) + " revoked=" + (e->revoked.load() ? "yes" : "no");
+        if (auto l = e->limits(); !l.is_default()) body += " limits=" + l.to_string();
+        body += "\n";
     }
     body += "end " + std::to_string(entries.size()) + " " + checksum_hex(body) + "\n";
     return body;
@@ -213,6 +237,11 @@ result<std::vector<std::shared_ptr<grant_entry>>> grant_table::parse(std::string
         e->created = *c;
         if (kv["revoked"] != "yes" && kv["revoked"] != "no") return bad("grant " + e->label + ": bad revoked=");
         e->revoked = kv["revoked"] == "yes";
+        if (auto it = kv.find("limits"); it != kv.end()) {
+            auto l = grant_limits::parse(it->second);
+            if (!l) return bad("grant " + e->label + ": " + l.err().detail);
+            e->set_limits(*l);
+        }
         for (auto& o : out)
             if (o->label == e->label || o->key == e->key) return bad("grant " + e->label + " appears twice");
         out.push_back(std::move(e));
@@ -274,6 +303,7 @@ void grant_table::merge_locked(std::vector<std::shared_ptr<grant_entry>> disk) {
         auto& e = it->second;
         if (d->revoked.load()) e->revoked.store(true, std::memory_order_release);
         if (d->rate() != e->rate()) e->set_rate(d->rate());
+        if (d->limits() != e->limits()) e->set_limits(d->limits());
     }
 }
 
@@ -357,6 +387,9 @@ result<std::shared_ptr<grant_entry>> grant_table::create(const grant_spec& spec,
     // Whole seconds, as the file keeps them.
     e->created = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
     e->bucket_ = token_bucket(spec.rate);
+    // Through grant_limits::parse's bounds (a spec may be built by hand).
+    if (auto l = grant_limits::parse(spec.limits.to_string()); !l) return l.err();
+    e->set_limits(spec.limits);
     // Usable only once it is on disk: written first, then added.
     auto r = change([&]() -> result<void> {
         if (by_label_.count(spec.label))

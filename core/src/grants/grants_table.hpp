@@ -46,21 +46,38 @@ private:
     clock::time_point last_;
 };
 
-// The local pids a node has handed to one principal (a grant, or the session
-// of a stranger or of a server we dialled). Bounded: at `capacity` pids, the
-// oldest one is forgotten to make room (counted in evicted()); a message to
-// a forgotten pid is then refused as if it had been guessed. Thread-safe.
+// A bound shared by several capability sets: all strangers' keys together
+// hold at most `cap` handed pids (keys cost a stranger nothing to make).
+struct capability_pool {
+    explicit capability_pool(std::size_t c) : cap(c) {}
+    const std::size_t cap;
+    std::atomic<std::size_t> used{0};
+};
+
+// The local pids a node has handed to one principal (a grant, or the key of
+// a stranger or of a server we dialled, all its sessions together). Bounded:
+// at `capacity` pids, or when its `pool` is full, the oldest one is forgotten
+// to make room (counted in evicted()); with the pool full and none of its
+// own to forget, the new pid is not kept (counted too). A message to a pid
+// not kept is then refused as if it had been guessed. Thread-safe.
 class capability_set {
 public:
     static constexpr std::size_t default_capacity = 4096;
-    explicit capability_set(std::size_t capacity = default_capacity) : cap_(capacity ? capacity : 1) {}
+    explicit capability_set(std::size_t capacity = default_capacity, std::shared_ptr<capability_pool> pool = {})
+        : cap_(capacity ? capacity : 1), pool_(std::move(pool)) {}
+    ~capability_set();
+    capability_set(const capability_set&) = delete;
+    capability_set& operator=(const capability_set&) = delete;
+    std::size_t capacity() const noexcept { return cap_; }
     void add(std::uint64_t serial);
     bool contains(std::uint64_t serial) const;
     std::size_t size() const;
     std::uint64_t evicted() const noexcept { return evicted_.load(std::memory_order_relaxed); }
 
 private:
+    void forget_oldest();
     std::size_t cap_;
+    std::shared_ptr<capability_pool> pool_;
     mutable std::mutex mu_;
     std::unordered_set<std::uint64_t> set_;
     std::deque<std::uint64_t> order_;
@@ -92,11 +109,24 @@ struct grant_entry {
     bool take_token();
     rate_limit rate() const;
     void set_rate(rate_limit r);
+    // What its key may hold at once (0 in a field: the default); read by the
+    // gate for every request, so lock-free.
+    grant_limits limits() const noexcept {
+        return {lim_[0].load(std::memory_order_relaxed), lim_[1].load(std::memory_order_relaxed),
+                lim_[2].load(std::memory_order_relaxed), lim_[3].load(std::memory_order_relaxed)};
+    }
+    void set_limits(const grant_limits& l) noexcept {
+        lim_[0].store(l.pending, std::memory_order_relaxed);
+        lim_[1].store(l.spawned, std::memory_order_relaxed);
+        lim_[2].store(l.queued_bytes, std::memory_order_relaxed);
+        lim_[3].store(l.relations, std::memory_order_relaxed);
+    }
     grant_info info() const;
 
 private:
     mutable std::mutex mu_;  // bucket_
     token_bucket bucket_;
+    std::atomic<std::uint64_t> lim_[4]{};  // pending, spawned, queued bytes, relations
     friend class grant_table;
 };
 
