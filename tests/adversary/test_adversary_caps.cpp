@@ -193,6 +193,43 @@ TEST_CASE("adversary: strangers share one cap on calls in flight, whatever their
     CHECK(v->ask("release") == "released 256");
 }
 
+// A grant may carry limits of its own (grant_spec::limits, the table's
+// limits= field): here 4 calls in flight and 2 spawned actors instead of 64
+// and 256; the refusal names the grant's figure.
+TEST_CASE("adversary: a grant's own limits - 4 calls in flight, 2 actors - replace the defaults",
+          "[adversary][caps]") {
+    temp_dir tmp;
+    auto v = start_victim(kVictim, tmp.path / "victim", "victim-cookie", {}, {"--guest-bytes", "67108864"});
+    const std::string file = (tmp.path / "mallory.grant").string();
+    CHECK(starts(v->ask("grant mallory relay:hold 1000 2000 " + file + " pending=0"), "grant error badarg bad limits"));
+    REQUIRE(v->ask("grant mallory relay:hold,relay:ping,echo:server 1000 2000 " + file + " pending=4,spawned=2") ==
+            "grant ok");
+    adversary a;
+    REQUIRE(a.dial("g", kMallory, "grant " + file) == "dial g ok " + kVictim + " proof=empty");
+    const long o0 = v->stat("overloaded");
+    a.sendrange("g", 1, 6, "[6, $N, <null>, \"relay\", \"hold\", [], 60000]");
+    CHECK(a.collect("g", 8, 2, 10000, 2) == "collect 2 13:2");
+    auto r = a.call("g", 7, "relay", "ping", "[]");
+    REQUIRE(r.size() == 4);
+    CHECK(r[2] == "13");
+    CHECK(r[3].find("limit pending: you have 4 calls") != std::string::npos);
+    CHECK(v->stat("overloaded") == o0 + 3);
+    CHECK(v->ask("release") == "released 4");
+    CHECK(a.collect("g", 8, 4, 10000, 2) == "collect 4 0:4");
+    // Spawns: 2 alive, the third refused naming the grant's figure.
+    for (long req : {100, 101}) {
+        a.send("g", spawn_env(req));
+        auto x = a.expect("g", 5, "1=" + std::to_string(req));
+        REQUIRE(x.size() == 5);
+        CHECK(x[2] == "0");
+    }
+    a.send("g", spawn_env(102));
+    auto x = a.expect("g", 5, "1=102");
+    REQUIRE(x.size() == 5);
+    CHECK(x[2] == "13");
+    CHECK(x[4].find("limit spawned: 2 actors") != std::string::npos);
+}
+
 // Handed pids belong to the key, all its sessions together: an actor a
 // stranger key spawned on one session is reachable from its second session
 // (another node name), never from another stranger key.

@@ -36,7 +36,8 @@
 //   kvs KEY                       -> "kvs TERM" (local lookup)
 //   sink                          -> "sink S H" (messages queued in sink / handed)
 //   grants                        -> "grants L1,L2" (labels, sorted)
-//   grant LABEL SCOPE PS BURST FILE -> "grant ok" | "grant error CODE DETAIL"
+//   grant LABEL SCOPE PS BURST FILE [LIMITS] -> "grant ok" | "grant error CODE DETAIL"
+//        (LIMITS: kith::grant_limits text, e.g. pending=4,spawned=2)
 //   revoke LABEL                  -> "revoke ok" | "revoke error CODE"
 //   public SVC on|off PS BURST    -> "public ok" | "public error CODE DETAIL"
 //   connect EP KEY                -> "connect ok NAME" | "connect error CODE DETAIL"  (as a member)
@@ -330,7 +331,7 @@ int main(int argc, char** argv) {
             std::string s;
             for (auto& l : labels) s += (s.empty() ? "" : ",") + l;
             out("grants " + s);
-        } else if (c == "grant" && w.size() == 6) {
+        } else if (c == "grant" && (w.size() == 6 || w.size() == 7)) {
             auto scope = parse_grant_scope(w[2]);
             if (!scope) {
                 out("grant error " + err_text(scope.err()));
@@ -340,6 +341,14 @@ int main(int argc, char** argv) {
             s.label = w[1];
             s.allow = *scope;
             s.rate = rate_limit{std::stod(w[3]), std::stod(w[4])};
+            if (w.size() == 7) {
+                auto l = grant_limits::parse(w[6]);
+                if (!l) {
+                    out("grant error " + err_text(l.err()));
+                    continue;
+                }
+                s.limits = *l;
+            }
             auto g = n.grant(s);
             if (!g) {
                 out("grant error " + err_text(g.err()));
