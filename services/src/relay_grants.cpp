@@ -6,10 +6,12 @@
 //   end <number of grant lines>
 #include <cctype>
 #include <charconv>
+#include <optional>
 
 #include "kith/platform.hpp"
 #include "kith/relay.hpp"
 #include "kith/term.hpp"
+#include "line_records.hpp"
 
 namespace kith {
 
@@ -61,31 +63,8 @@ std::string relay_grant_limits_to_text(const std::map<std::string, relay_grant_l
 
 result<std::map<std::string, relay_grant_limits>> parse_relay_grant_limits(std::string_view text) {
     std::map<std::string, relay_grant_limits> t;
-    std::size_t lineno = 0, pos = 0;
-    bool magic = false, ended = false;
-    auto bad = [&](const std::string& why) { return error{errc::decode, "line " + std::to_string(lineno) + ": " + why}; };
-    while (pos < text.size()) {
-        auto nl = text.find('\n', pos);
-        ++lineno;
-        if (nl == std::string_view::npos) return bad("cut short (the last line has no end)");
-        std::string_view line = text.substr(pos, nl - pos);
-        pos = nl + 1;
-        if (ended) {
-            if (!line.empty()) return bad("text after the end line");
-            continue;
-        }
-        if (!magic) {
-            if (line != kMagic) return bad("expected \"kith-relay-grants 1\"");
-            magic = true;
-            continue;
-        }
-        if (line.empty() || line.starts_with("#")) continue;
-        if (line.starts_with("end ")) {
-            if (line.substr(4) != std::to_string(t.size())) return bad("the end line does not count the grants above it");
-            ended = true;
-            continue;
-        }
-        if (!line.starts_with("grant ")) return bad("unknown line");
+    auto record = [&](std::string_view line) -> std::optional<std::string> {
+        if (!line.starts_with("grant ")) return "unknown line";
         std::vector<std::string_view> w;
         for (std::size_t p = 6; p < line.size();) {
             auto sp = line.find(' ', p);
@@ -94,9 +73,9 @@ result<std::map<std::string, relay_grant_limits>> parse_relay_grant_limits(std::
             p = sp + 1;
         }
         if (w.size() != 3 || !w[1].starts_with("names=") || !w[2].starts_with("sessions="))
-            return bad("expected: grant LABEL names=... sessions=N");
+            return "expected: grant LABEL names=... sessions=N";
         std::string label(w[0]);
-        if (!valid_label(label)) return bad("not a grant label: " + label);
+        if (!valid_label(label)) return "not a grant label: " + label;
         relay_grant_limits l;
         std::string_view names = w[1].substr(6);
         if (names != "*")
@@ -108,12 +87,13 @@ result<std::map<std::string, relay_grant_limits>> parse_relay_grant_limits(std::
             }
         auto s = w[2].substr(9);
         auto [e, ec] = std::from_chars(s.data(), s.data() + s.size(), l.max_sessions);
-        if (ec != std::errc() || e != s.data() + s.size()) return bad("bad sessions=");
-        if (auto ok = l.check(); !ok.ok()) return bad(ok.err().detail);
-        if (!t.emplace(label, std::move(l)).second) return bad("the grant " + label + " appears twice");
-    }
-    if (!magic) return error{errc::decode, "empty"};
-    if (!ended) return error{errc::decode, "cut short: no end line"};
+        if (ec != std::errc() || e != s.data() + s.size()) return "bad sessions=";
+        if (auto ok = l.check(); !ok.ok()) return ok.err().detail;
+        if (!t.emplace(label, std::move(l)).second) return "the grant " + label + " appears twice";
+        return std::nullopt;
+    };
+    auto ok = line_records::parse(text, kMagic, "grants", record, [&] { return t.size(); });
+    if (!ok.ok()) return ok.err();
     return t;
 }
 

@@ -2,10 +2,12 @@
 #include "relay_names.hpp"
 
 #include <charconv>
+#include <optional>
 
 #include "kith/keys.hpp"
 #include "kith/platform.hpp"
 #include "kith/term.hpp"
+#include "line_records.hpp"
 
 namespace kith::relay_names {
 
@@ -23,51 +25,25 @@ std::string to_text(const table& t) {
 
 result<table> parse(std::string_view text) {
     table t;
-    std::size_t lineno = 0, pos = 0;
-    bool magic = false, ended = false;
-    auto bad = [&](const std::string& why) { return error{errc::decode, "line " + std::to_string(lineno) + ": " + why}; };
-    while (pos < text.size()) {
-        auto nl = text.find('\n', pos);
-        ++lineno;
-        if (nl == std::string_view::npos) return bad("cut short (the last line has no end)");
-        std::string_view line = text.substr(pos, nl - pos);
-        pos = nl + 1;
-        if (ended) {
-            if (!line.empty()) return bad("text after the end line");
-            continue;
-        }
-        if (!magic) {
-            if (line != kMagic) return bad("expected \"kith-relay-names 1\"");
-            magic = true;
-            continue;
-        }
-        if (line.empty() || line.starts_with("#")) continue;
-        if (line.starts_with("end ")) {
-            std::size_t n = 0;
-            auto v = line.substr(4);
-            auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-            if (ec != std::errc() || p != v.data() + v.size() || n != t.size())
-                return bad("the end line does not count the " + std::to_string(t.size()) + " names above it");
-            ended = true;
-            continue;
-        }
-        if (!line.starts_with("name ")) return bad("unknown line");
+    auto record = [&](std::string_view line) -> std::optional<std::string> {
+        if (!line.starts_with("name ")) return "unknown line";
         std::string_view rest = line.substr(5);
         auto s1 = rest.find(' ');
         auto s2 = s1 == std::string_view::npos ? s1 : rest.find(' ', s1 + 1);
-        if (s2 == std::string_view::npos) return bad("expected: name NODE KEY SECONDS");
+        if (s2 == std::string_view::npos) return "expected: name NODE KEY SECONDS";
         std::string name(rest.substr(0, s1));
         std::string key(rest.substr(s1 + 1, s2 - s1 - 1));
         auto secs = rest.substr(s2 + 1);
         std::int64_t seen = 0;
         auto [p, ec] = std::from_chars(secs.data(), secs.data() + secs.size(), seen);
-        if (!valid_node_name(name)) return bad("not a node name: " + name);
-        if (!public_key::from_z85(key)) return bad("not a key (40 characters of Z85): " + key);
-        if (ec != std::errc() || p != secs.data() + secs.size() || seen < 0) return bad("bad time: " + std::string(secs));
-        if (!t.emplace(name, binding{key, seen}).second) return bad("the name " + name + " appears twice");
-    }
-    if (!magic) return error{errc::decode, "empty"};
-    if (!ended) return error{errc::decode, "cut short: no end line"};
+        if (!valid_node_name(name)) return "not a node name: " + name;
+        if (!public_key::from_z85(key)) return "not a key (40 characters of Z85): " + key;
+        if (ec != std::errc() || p != secs.data() + secs.size() || seen < 0) return "bad time: " + std::string(secs);
+        if (!t.emplace(name, binding{key, seen}).second) return "the name " + name + " appears twice";
+        return std::nullopt;
+    };
+    auto ok = line_records::parse(text, kMagic, "names", record, [&] { return t.size(); });
+    if (!ok.ok()) return ok.err();
     return t;
 }
 
