@@ -4,6 +4,7 @@
 // receiver do (drop and count; never buffer more than one envelope).
 #include <zmq.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,29 @@ using kith::detail::link_credentials;
 namespace {
 
 constexpr std::size_t big = 600u << 10;  // encodes to more than the 64 KiB threshold
+
+// Node b, the receiver under test: a transport of cluster "c" (its options
+// live as long as it does).
+struct receiver {
+    transport_options o;
+    transport t;
+    explicit receiver(transport_callbacks cb) : o(options()), t(o, std::move(cb)) {}
+    static transport_options options() {
+        transport_options o;
+        o.node_name = "b@test";
+        o.cookie = "c";
+        o.node_keys = keypair::generate();
+        return o;
+    }
+};
+
+// A raw client of `b` with cluster "c"'s keys (it has not sent its handshake).
+std::unique_ptr<raw_client> member_client(transport& b) {
+    keypair ck = cluster_keypair("c");
+    public_key srv = b.key();
+    return std::make_unique<raw_client>(b.endpoint(), &srv, &ck);
+}
+
 
 // (to.serial, tag) of every env_send delivered, in order; the tag is the
 // message's int, or for {int, binary} the int (the binary checked whole).
@@ -71,11 +95,8 @@ std::string frame_of(const envelope& e) { return encode_frame(e); }
 TEST_CASE("fragments: large envelopes arrive whole - later envelopes to the same actor stay behind them") {
     seen_sends seen;
     test_node a("a@test", "c");
-    transport_options o;
-    o.node_name = "b@test";
-    o.cookie = "c";
-    o.node_keys = keypair::generate();
-    transport b(o, seen.callbacks());
+    receiver rb(seen.callbacks());
+    transport& b = rb.t;
     b.start();
     a.t->connect(b.endpoint(), b.key());
     REQUIRE(a.rec.wait([&] { return a.rec.ups.size() == 1; }));
@@ -101,15 +122,11 @@ TEST_CASE("fragments: large envelopes arrive whole - later envelopes to the same
 
 TEST_CASE("fragments: a member that breaks the rules gets its envelope dropped and counted - the session carries on") {
     seen_sends seen;
-    transport_options o;
-    o.node_name = "b@test";
-    o.cookie = "c";
-    o.node_keys = keypair::generate();
-    transport b(o, seen.callbacks());
+    receiver rb(seen.callbacks());
+    transport& b = rb.t;
     b.start();
-    keypair ck = cluster_keypair("c");
-    public_key srv = b.key();
-    raw_client raw(b.endpoint(), &srv, &ck);
+    auto raw_ptr = member_client(b);
+    raw_client& raw = *raw_ptr;
     raw.send(frame_of(env_handshake{protocol_version, "raw@test", 99, {}, false}));
     REQUIRE(raw.recv().has_value());  // b's handshake
     std::string part(1000, 'p');
@@ -175,11 +192,8 @@ TEST_CASE("fragments: a member that breaks the rules gets its envelope dropped a
 
 TEST_CASE("fragments: from a non-member they are protocol errors - nothing is buffered or delivered") {
     seen_sends seen;
-    transport_options o;
-    o.node_name = "b@test";
-    o.cookie = "c";
-    o.node_keys = keypair::generate();
-    transport b(o, seen.callbacks());
+    receiver rb(seen.callbacks());
+    transport& b = rb.t;
     keypair grant = keypair::generate();
     b.set_authorizer([&](const public_key& k, std::string_view) {
         return k == grant.pub ? authz_decision::grant("g") : authz_decision::refuse("no grant");
@@ -205,11 +219,8 @@ TEST_CASE("fragments: from a non-member they are protocol errors - nothing is bu
 TEST_CASE("fragments: stop() hands every queued large envelope to ZeroMQ - more than the window arrives whole") {
     seen_sends seen;
     test_node a("a@test", "c");
-    transport_options o;
-    o.node_name = "b@test";
-    o.cookie = "c";
-    o.node_keys = keypair::generate();
-    transport b(o, seen.callbacks());
+    receiver rb(seen.callbacks());
+    transport& b = rb.t;
     b.start();
     a.t->connect(b.endpoint(), b.key());
     REQUIRE(a.rec.wait([&] { return a.rec.ups.size() == 1; }));
@@ -226,15 +237,11 @@ TEST_CASE("fragments: stop() hands every queued large envelope to ZeroMQ - more 
 
 TEST_CASE("fragments: a version-2 peer is refused with the versions and what to do") {
     seen_sends seen;
-    transport_options o;
-    o.node_name = "b@test";
-    o.cookie = "c";
-    o.node_keys = keypair::generate();
-    transport b(o, seen.callbacks());
+    receiver rb(seen.callbacks());
+    transport& b = rb.t;
     b.start();
-    keypair ck = cluster_keypair("c");
-    public_key srv = b.key();
-    raw_client raw(b.endpoint(), &srv, &ck);
+    auto raw_ptr = member_client(b);
+    raw_client& raw = *raw_ptr;
     raw.send(frame_of(env_handshake{2, "old@test", 99, {}, false}));
     auto bye = raw.recv();
     REQUIRE(bye.has_value());
@@ -248,15 +255,11 @@ TEST_CASE("fragments: a new envelope's first fragment abandons one never complet
     // What a member whose session restarted (this node kept its own, the
     // goodbye lost) sends: a fresh envelope from offset 0, maybe the same id.
     seen_sends seen;
-    transport_options o;
-    o.node_name = "b@test";
-    o.cookie = "c";
-    o.node_keys = keypair::generate();
-    transport b(o, seen.callbacks());
+    receiver rb(seen.callbacks());
+    transport& b = rb.t;
     b.start();
-    keypair ck = cluster_keypair("c");
-    public_key srv = b.key();
-    raw_client raw(b.endpoint(), &srv, &ck);
+    auto raw_ptr = member_client(b);
+    raw_client& raw = *raw_ptr;
     raw.send(frame_of(env_handshake{protocol_version, "raw@test", 99, {}, false}));
     REQUIRE(raw.recv().has_value());
     raw.send(frame_of(env_fragment{1, 0, 200000, std::string(1000, 'p')}));  // never completed
@@ -273,15 +276,11 @@ TEST_CASE("fragments: a new envelope's first fragment abandons one never complet
 }
 
 TEST_CASE("fragments: a dialler framing version 2 gets a goodbye in version-2 framing that says what to do") {
-    transport_options o;
-    o.node_name = "b@test";
-    o.cookie = "c";
-    o.node_keys = keypair::generate();
-    transport b(o, {});
+    receiver rb(transport_callbacks{});
+    transport& b = rb.t;
     b.start();
-    keypair ck = cluster_keypair("c");
-    public_key srv = b.key();
-    raw_client raw(b.endpoint(), &srv, &ck);
+    auto raw_ptr = member_client(b);
+    raw_client& raw = *raw_ptr;
     std::string hs = frame_of(env_handshake{protocol_version, "old@test", 99, {}, false});
     hs[2] = 2;  // what a version-2 node sends (its frames fail our version check)
     raw.send(hs);
