@@ -72,24 +72,27 @@ struct log_capture {
     }
 };
 
-// One call_async; fails the test if `done` ran on this thread before
-// call_async returned. Returns what `done` got.
-struct async_outcome {
-    result<term> r{errc::timeout, "done never ran"};
+// What `done` got, and whether it ran on the caller's thread before the
+// asynchronous call returned (the contract says never).
+template <class T>
+struct outcome {
+    result<T> r{errc::timeout, "done never ran"};
     bool inline_run = false;
 };
-async_outcome call_once(node& n, const std::string& target, const std::string& svc, const std::string& fn, term args,
-                        std::chrono::milliseconds timeout = 2000ms) {
+
+// Runs `start(done)` (one call_async or spawn_async) and waits for `done`.
+template <class T, class Start>
+outcome<T> await_once(Start start, std::chrono::milliseconds timeout) {
     struct shared {
         std::mutex mu;
         std::condition_variable cv;
-        std::optional<result<term>> got;
+        std::optional<result<T>> got;
         std::atomic<bool> inside{true};
         bool inline_run = false;
         std::thread::id caller = std::this_thread::get_id();
     };
     auto st = std::make_shared<shared>();
-    n.call_async(target, svc, fn, std::move(args), timeout, [st](result<term> r) {
+    start([st](result<T> r) {
         std::lock_guard lk(st->mu);
         if (st->inside.load() && std::this_thread::get_id() == st->caller) st->inline_run = true;
         st->got.emplace(std::move(r));
@@ -97,9 +100,15 @@ async_outcome call_once(node& n, const std::string& target, const std::string& s
     });
     st->inside.store(false);
     std::unique_lock lk(st->mu);
-    const bool done = st->cv.wait_for(lk, timeout + 3s, [&] { return st->got.has_value(); });
-    REQUIRE(done);
+    REQUIRE(st->cv.wait_for(lk, timeout + 3s, [&] { return st->got.has_value(); }));
     return {std::move(*st->got), st->inline_run};
+}
+
+using async_outcome = outcome<term>;
+async_outcome call_once(node& n, const std::string& target, const std::string& svc, const std::string& fn, term args,
+                        std::chrono::milliseconds timeout = 2000ms) {
+    return await_once<term>(
+        [&](auto done) { n.call_async(target, svc, fn, std::move(args), timeout, std::move(done)); }, timeout);
 }
 
 service math_service() {
@@ -204,31 +213,11 @@ TEST_CASE("call_async: done never runs inside call_async, whatever the error", "
 
 namespace {
 // One spawn_async, as call_once.
-struct spawn_outcome {
-    result<pid> r{errc::timeout, "done never ran"};
-    bool inline_run = false;
-};
+using spawn_outcome = outcome<pid>;
 spawn_outcome spawn_once(node& n, const std::string& target, const std::string& svc, const std::string& type,
                          term args, std::chrono::milliseconds timeout = 2000ms) {
-    struct shared {
-        std::mutex mu;
-        std::condition_variable cv;
-        std::optional<result<pid>> got;
-        std::atomic<bool> inside{true};
-        bool inline_run = false;
-        std::thread::id caller = std::this_thread::get_id();
-    };
-    auto st = std::make_shared<shared>();
-    n.spawn_async(target, svc, type, std::move(args), timeout, [st](result<pid> r) {
-        std::lock_guard lk(st->mu);
-        if (st->inside.load() && std::this_thread::get_id() == st->caller) st->inline_run = true;
-        st->got.emplace(std::move(r));
-        st->cv.notify_all();
-    });
-    st->inside.store(false);
-    std::unique_lock lk(st->mu);
-    REQUIRE(st->cv.wait_for(lk, timeout + 3s, [&] { return st->got.has_value(); }));
-    return {std::move(*st->got), st->inline_run};
+    return await_once<pid>(
+        [&](auto done) { n.spawn_async(target, svc, type, std::move(args), timeout, std::move(done)); }, timeout);
 }
 
 service lab_service() {
