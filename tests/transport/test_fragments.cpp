@@ -90,6 +90,14 @@ envelope small_to(std::uint64_t serial, std::int64_t tag) { return env_send{pid{
 
 std::string frame_of(const envelope& e) { return encode_frame(e); }
 
+// A member_client that has sent its handshake ("raw@test") and read b's.
+std::unique_ptr<raw_client> member_session(transport& b) {
+    auto raw = member_client(b);
+    raw->send(frame_of(env_handshake{protocol_version, "raw@test", 99, {}, false}));
+    REQUIRE(raw->recv().has_value());  // b's handshake
+    return raw;
+}
+
 }  // namespace
 
 TEST_CASE("fragments: large envelopes arrive whole - later envelopes to the same actor stay behind them") {
@@ -125,10 +133,8 @@ TEST_CASE("fragments: a member that breaks the rules gets its envelope dropped a
     receiver rb(seen.callbacks());
     transport& b = rb.t;
     b.start();
-    auto raw_ptr = member_client(b);
+    auto raw_ptr = member_session(b);
     raw_client& raw = *raw_ptr;
-    raw.send(frame_of(env_handshake{protocol_version, "raw@test", 99, {}, false}));
-    REQUIRE(raw.recv().has_value());  // b's handshake
     std::string part(1000, 'p');
     int errors = 0;
     auto expect_error = [&] {
@@ -258,10 +264,8 @@ TEST_CASE("fragments: a new envelope's first fragment abandons one never complet
     receiver rb(seen.callbacks());
     transport& b = rb.t;
     b.start();
-    auto raw_ptr = member_client(b);
+    auto raw_ptr = member_session(b);
     raw_client& raw = *raw_ptr;
-    raw.send(frame_of(env_handshake{protocol_version, "raw@test", 99, {}, false}));
-    REQUIRE(raw.recv().has_value());
     raw.send(frame_of(env_fragment{1, 0, 200000, std::string(1000, 'p')}));  // never completed
     std::string whole;
     encode_envelope(small_to(1, 9), whole);
