@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <set>
+#include <vector>
 
 #include "grants/grants_io.hpp"
 
@@ -20,6 +21,19 @@ std::string_view trim(std::string_view s) {
     while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
     while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
     return s;
+}
+
+// The trimmed items of a comma-separated list: "a, b," gives "a", "b", "";
+// an empty text gives one empty item.
+std::vector<std::string_view> comma_items(std::string_view t) {
+    std::vector<std::string_view> out;
+    for (bool more = true; more;) {
+        auto comma = t.find(',');
+        out.push_back(trim(t.substr(0, comma)));
+        more = comma != std::string_view::npos;
+        t = more ? t.substr(comma + 1) : std::string_view{};
+    }
+    return out;
 }
 
 std::optional<double> parse_number(std::string_view s) {
@@ -93,11 +107,7 @@ result<grant_limits> grant_limits::parse(std::string_view text) {
     std::string_view t = trim(text);
     if (t == "default") return out;
     if (t.empty()) return bad("it is empty");
-    for (bool more = true; more;) {
-        auto comma = t.find(',');
-        std::string_view item = trim(t.substr(0, comma));
-        more = comma != std::string_view::npos;
-        t = more ? t.substr(comma + 1) : std::string_view{};
+    for (std::string_view item : comma_items(t)) {
         auto eq = item.find('=');
         if (eq == std::string_view::npos) return bad("\"" + std::string(item) + "\" is not NAME=N");
         std::string_view name = item.substr(0, eq), value = item.substr(eq + 1);
@@ -143,11 +153,7 @@ result<grant_scope> parse_grant_scope(std::string_view text) {
     std::set<std::string> whole;  // services allowed entirely
     std::string_view t = trim(text);
     if (t.empty()) return bad("it is empty");
-    for (bool more = true; more;) {
-        auto comma = t.find(',');
-        std::string_view item = trim(t.substr(0, comma));
-        more = comma != std::string_view::npos;
-        t = more ? t.substr(comma + 1) : std::string_view{};
+    for (std::string_view item : comma_items(t)) {
         if (item.empty()) return bad("an empty item");
         std::string_view svc = item, name;
         if (auto colon = item.find(':'); colon != std::string_view::npos) {
