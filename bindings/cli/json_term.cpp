@@ -48,7 +48,12 @@ result<term> from_json(const json& j, int depth) {
     }
     case json::value_t::object: {
         if (j.size() == 1) {
-            auto& [k, v] = *j.items().begin();
+            // The key and value of the object's one member; both refer into
+            // `j` (a structured binding of *j.items().begin() would refer
+            // into the iterator, a temporary gone after that line).
+            const auto it = j.begin();
+            const std::string& k = it.key();
+            const json& v = it.value();
             if (k == "$pid" || k == "$ref" || k == "$bin") {
                 if (!v.is_string()) return error(errc::badarg, "\"" + k + "\" needs a string");
                 auto s = v.get<std::string>();
