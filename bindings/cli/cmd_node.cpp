@@ -324,6 +324,8 @@ int cmd_node(int argc, char** argv) {
     if (rkvs) std::printf(" rkvs");
     std::printf("\npublic");
     for (auto& s : n.public_services()) std::printf(" %s", s.c_str());
+    if (n.public_services().empty())
+        std::printf(" none (only cluster members and grant holders may call; --public SERVICE opens one to anyone)");
     std::printf("\ncookie %s, cluster id %s (nodes that print the same id share the cookie)", cookie_from.c_str(),
                 cluster.c_str());
     std::printf("\n%s", avail ? avail->describe().c_str() : "");
