@@ -2,7 +2,9 @@
 // <key dir>/relay-grants (kith/relay.hpp, relay_grant_limits). Format (text,
 // mode 0600, written atomically through kith/platform.hpp):
 //   kith-relay-grants 1
-//   grant <label> names=<name,...|*> sessions=<n, 0: the relay's>
+//   grant <label> names=<name,...|*> sessions=<n, 0: the relay's> [bytes_per_s=<n>]
+// (bytes_per_s= only when not 0, so that a file without rates reads as
+// before.)
 //   end <number of grant lines>
 #include <cctype>
 #include <charconv>
@@ -18,6 +20,9 @@ namespace kith {
 namespace {
 constexpr std::string_view kMagic = "kith-relay-grants 1";
 constexpr std::size_t kMaxFile = 4u << 20;
+// Below this a session cannot carry the nodes' heartbeats and a message of a
+// few KiB within their timeout: the link would only fail.
+constexpr std::uint64_t kMinBytesPerS = 4096;
 
 bool valid_label(std::string_view l) {
     if (l.empty() || l.size() > 64) return false;
@@ -40,6 +45,10 @@ bool relay_grant_limits::may_register(std::string_view node) const {
 
 result<void> relay_grant_limits::check() const {
     if (names.size() > 64) return error{errc::badarg, "a relay grant names at most 64 node names"};
+    if (max_bytes_per_s != 0 && max_bytes_per_s < kMinBytesPerS)
+        return error{errc::badarg, "a relay grant's bytes per second must be at least " +
+                                       std::to_string(kMinBytesPerS) + " (0: no limit of its own), got " +
+                                       std::to_string(max_bytes_per_s)};
     for (auto& n : names) {
         bool wild = n.size() > 2 && n.ends_with("@*");
         std::string probe = wild ? n.substr(0, n.size() - 1) + "h" : n;
@@ -56,7 +65,8 @@ std::string relay_grant_limits_to_text(const std::map<std::string, relay_grant_l
         std::string names;
         for (auto& n : l.names) names += (names.empty() ? "" : ",") + n;
         out += "grant " + label + " names=" + (names.empty() ? "*" : names) + " sessions=" +
-               std::to_string(l.max_sessions) + "\n";
+               std::to_string(l.max_sessions) +
+               (l.max_bytes_per_s ? " bytes_per_s=" + std::to_string(l.max_bytes_per_s) : "") + "\n";
     }
     return out + "end " + std::to_string(t.size()) + "\n";
 }
@@ -72,8 +82,9 @@ result<std::map<std::string, relay_grant_limits>> parse_relay_grant_limits(std::
             if (sp > p) w.push_back(line.substr(p, sp - p));
             p = sp + 1;
         }
-        if (w.size() != 3 || !w[1].starts_with("names=") || !w[2].starts_with("sessions="))
-            return "expected: grant LABEL names=... sessions=N";
+        if (w.size() < 3 || w.size() > 4 || !w[1].starts_with("names=") || !w[2].starts_with("sessions=") ||
+            (w.size() == 4 && !w[3].starts_with("bytes_per_s=")))
+            return "expected: grant LABEL names=... sessions=N [bytes_per_s=N]";
         std::string label(w[0]);
         if (!valid_label(label)) return "not a grant label: " + label;
         relay_grant_limits l;
@@ -88,6 +99,11 @@ result<std::map<std::string, relay_grant_limits>> parse_relay_grant_limits(std::
         auto s = w[2].substr(9);
         auto [e, ec] = std::from_chars(s.data(), s.data() + s.size(), l.max_sessions);
         if (ec != std::errc() || e != s.data() + s.size()) return "bad sessions=";
+        if (w.size() == 4) {
+            auto b = w[3].substr(12);
+            auto [be, bec] = std::from_chars(b.data(), b.data() + b.size(), l.max_bytes_per_s);
+            if (bec != std::errc() || be != b.data() + b.size() || l.max_bytes_per_s == 0) return "bad bytes_per_s=";
+        }
         if (auto ok = l.check(); !ok.ok()) return ok.err().detail;
         if (!t.emplace(label, std::move(l)).second) return "the grant " + label + " appears twice";
         return std::nullopt;

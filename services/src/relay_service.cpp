@@ -139,6 +139,16 @@ bool relay::impl::admit_session_locked(const std::string& dialler, const std::st
     return true;
 }
 
+std::uint64_t relay::impl::session_rate_locked(const std::string& dialler, const registration& r) const {
+    std::uint64_t rate = o_.max_bytes_per_s_per_session;
+    auto lower = [&](std::uint64_t v) {
+        if (v != 0 && (rate == 0 || v < rate)) rate = v;
+    };
+    lower(r.bytes_per_s);
+    if (auto d = dialler_rate_.find(dialler); d != dialler_rate_.end()) lower(d->second);
+    return rate;
+}
+
 void relay::impl::release_session_locked(const std::string& dialler, const std::string& target) {
     if (auto d = dialler_sessions.find(dialler); d != dialler_sessions.end() && d->second > 0)
         if (--d->second == 0) dialler_sessions.erase(d);
@@ -154,6 +164,7 @@ void relay::impl::on_node_event(const node_event& ev) {
         // keeps nothing here.
         regs.erase(ev.info.name);
         dialler_max_.erase(ev.info.name);
+        dialler_rate_.erase(ev.info.name);
         for (auto it = tokens.begin(); it != tokens.end();)
             it = it->second.dialler == ev.info.name ? tokens.erase(it) : std::next(it);
         doomed.insert(ev.info.name);
@@ -224,6 +235,7 @@ result<term> relay::impl::do_register(const pid& agent, bool listed) {
         r.listed = listed;
         r.services = std::move(services);
         r.max_sessions = lim && lim->max_sessions ? lim->max_sessions : o_.max_sessions_per_node;
+        r.bytes_per_s = lim ? lim->max_bytes_per_s : 0;
         c.registrations = regs.size();
     }
     // The binding is on disk before the registration is answered: a relay
@@ -273,10 +285,11 @@ result<term> relay::impl::do_dial(const std::string& name) {
     if (!who.ok()) return who.err();
     const principal& p = **who;
     std::lock_guard lk(mu);
-    if (const relay_grant_limits* lim = limits_of_locked(p); lim && lim->max_sessions)
-        dialler_max_[p.node] = lim->max_sessions;
-    else
-        dialler_max_.erase(p.node);
+    const relay_grant_limits* lim = limits_of_locked(p);
+    if (lim && lim->max_sessions) dialler_max_[p.node] = lim->max_sessions;
+    else dialler_max_.erase(p.node);
+    if (lim && lim->max_bytes_per_s) dialler_rate_[p.node] = lim->max_bytes_per_s;
+    else dialler_rate_.erase(p.node);
     auto r = regs.find(name);
     if (r == regs.end()) return error{errc::noproc, "dial: no node named " + name + " is registered at this relay"};
     auto now = clock::now();

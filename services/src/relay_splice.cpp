@@ -42,6 +42,7 @@ struct conn {
     std::size_t off = 0, len = 0;
     bool dialler_side = false;
     std::string dialler, target, token, session;
+    double rate = 0;       // bytes/s this direction may forward (0: unlimited): the session's
     double allowance = 0;  // bytes this direction may still forward (rate limit)
     clock::time_point refilled;
     std::uint32_t events = 0;
@@ -129,14 +130,16 @@ void relay::impl::wake() {
 
 void relay::impl::run() {
     std::map<int, conn> conns;
-    const double rate = static_cast<double>(o_.max_bytes_per_s_per_session);
+    // Spliced connections with a rate: while there are any, deadlines and
+    // refills are looked at every 20 ms instead of 100.
+    std::size_t rated = 0;
     // Bytes forwarded since the counters were last updated: added under mu
     // once per wake-up, not once per send.
     std::uint64_t forwarded = 0;
 
     auto set_events = [&](conn& c) {
         std::uint32_t want = 0;
-        bool throttled = rate > 0 && c.allowance < 1;
+        bool throttled = c.rate > 0 && c.allowance < 1;
         if (c.s != state::spliced) want = EPOLLIN;  // SOCKS bytes, or the close of a waiting dialler
         else if (c.off + c.len < kBuf && !throttled && !c.eof) want = EPOLLIN;  // room to read into
         if (c.peer >= 0) {
@@ -163,6 +166,7 @@ void relay::impl::run() {
             auto it = conns.find(f);
             if (it == conns.end()) continue;
             conn& x = it->second;
+            if (x.s == state::spliced && x.rate > 0) --rated;
             if (x.dialler_side && (x.s == state::waiting || x.s == state::spliced)) {
                 std::lock_guard lk(mu);
                 release_session_locked(x.dialler, x.target);
@@ -232,6 +236,7 @@ void relay::impl::run() {
                 cn.token = hex;
                 cn.session = session;
                 cn.s = state::waiting;
+                cn.rate = static_cast<double>(session_rate_locked(cn.dialler, r->second));
                 cn.deadline = clock::now() + o_.pair_timeout;
                 pairings[session] = pairing{cn.fd, hex, cn.deadline};
                 agent = r->second.agent;
@@ -259,10 +264,12 @@ void relay::impl::run() {
         }
         send_reply(cn.fd, kOk);
         send_reply(dfd, kOk);
+        cn.rate = d->second.rate;  // the session's, fixed when it was dialled
         for (conn* x : {&cn, &d->second}) {
             x->s = state::spliced;
             x->buf.resize(kBuf);
-            x->allowance = rate > 0 ? rate / 10 : 0;
+            if (x->rate > 0) ++rated;
+            x->allowance = x->rate > 0 ? x->rate / 10 : 0;
             x->refilled = clock::now();
         }
         cn.peer = dfd;
@@ -323,10 +330,11 @@ void relay::impl::run() {
     // Deadlines, rate refills and doomed nodes are looked at every `tick`
     // (and at once when the control plane wakes us), not after every
     // forwarded read: a busy session costs epoll_wait, recv and send only.
-    const auto tick = std::chrono::milliseconds(rate > 0 ? 20 : 100);
+    auto tick = std::chrono::milliseconds(100);
     auto next_scan = clock::now() + tick;
     std::vector<epoll_event> evs(256);
     while (!stop_.load()) {
+        tick = std::chrono::milliseconds(rated > 0 ? 20 : 100);
         auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_scan - clock::now()).count();
         int n = ::epoll_wait(epoll_fd_, evs.data(), static_cast<int>(evs.size()),
                              static_cast<int>(std::clamp<long long>(wait + 1, 0, tick.count())));
@@ -401,7 +409,7 @@ void relay::impl::run() {
                 continue;
             }
             std::size_t room = kBuf - cn.off - cn.len;
-            if (rate > 0) room = std::min(room, static_cast<std::size_t>(cn.allowance));
+            if (cn.rate > 0) room = std::min(room, static_cast<std::size_t>(cn.allowance));
             if (room == 0) {
                 // Full (or out of allowance): a hangup or error ends the session,
                 // anything else waits until the buffer drains.
@@ -422,7 +430,7 @@ void relay::impl::run() {
                 continue;
             }
             cn.len += static_cast<std::size_t>(r);
-            if (rate > 0) cn.allowance -= static_cast<double>(r);
+            if (cn.rate > 0) cn.allowance -= static_cast<double>(r);
             if (!flush_to_peer(cn)) close_conn(fd);
         }
 
@@ -444,9 +452,9 @@ void relay::impl::run() {
         for (auto& [fd, cn] : conns) {
             if (cn.s != state::spliced && now > cn.deadline) expired.push_back(fd);
             else if (!gone.empty() && (gone.count(cn.dialler) || gone.count(cn.target))) expired.push_back(fd);
-            if (rate > 0 && cn.s == state::spliced) {
-                double add = rate * std::chrono::duration<double>(now - cn.refilled).count();
-                cn.allowance = std::min(rate / 10 + kBuf, cn.allowance + add);
+            if (cn.rate > 0 && cn.s == state::spliced) {
+                double add = cn.rate * std::chrono::duration<double>(now - cn.refilled).count();
+                cn.allowance = std::min(cn.rate / 10 + kBuf, cn.allowance + add);
                 cn.refilled = now;
                 set_events(cn);
             }

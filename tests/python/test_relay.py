@@ -103,9 +103,11 @@ def test_relay_errors_keep_their_codes(world, make_node, tmp_path):
 
 def test_a_relay_grant_limits_the_names_its_holder_may_register(world, make_node, tmp_path):
     r, relay, alice, bob, rg = world
-    relay.set_grant_limits("alice", names=["alice@*"], sessions=2)
+    relay.set_grant_limits("alice", names=["alice@*"], sessions=2, bytes_per_s=1 << 20)
     with pytest.raises(kith.BadArg):
         relay.set_grant_limits("alice", names=["not a name"])
+    with pytest.raises(kith.BadArg, match="at least 4096"):
+        relay.set_grant_limits("alice", names=["alice@*"], bytes_per_s=100)
     x = make_node("x@localhost", cookie="x-cookie", key_dir=tmp_path / "x", discovery=False)
     with pytest.raises(kith.Unauthorized, match="lets you register only alice@\\*, not x@localhost"):
         x.use_relay(rg)

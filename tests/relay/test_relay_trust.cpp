@@ -1,10 +1,13 @@
 // The relay's own trust (issue 16): what its directory tells, the name
 // bindings it keeps across restarts, the limits of each relay grant, and
 // what a revoked relay grant leaves behind (nothing).
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
+#include <thread>
 
 #include "../transport/tmpdir.hpp"
 #include "kith/builtin.hpp"
@@ -223,4 +226,84 @@ TEST_CASE("relay grants: which names a grant may register and how many sessions,
     CHECK(rel.counters().refused > refused_before);
     CHECK(rel.counters().sessions == 1);
     CHECK(b.call("a@test", "kvs", "keys", arr()).ok());
+}
+
+TEST_CASE("relay grants: the file keeps a grant's bytes per second, and reads a line without one as before", "[relay]") {
+    std::map<std::string, relay_grant_limits> t;
+    t["alice"] = {.names = {"a@*"}, .max_sessions = 2, .max_bytes_per_s = 65536};
+    t["bob"] = {.names = {}, .max_sessions = 0};
+    auto text = relay_grant_limits_to_text(t);
+    CHECK(text.find("grant alice names=a@* sessions=2 bytes_per_s=65536\n") != std::string::npos);
+    CHECK(text.find("grant bob names=* sessions=0\n") != std::string::npos);  // as an older kith wrote it
+    auto back = parse_relay_grant_limits(text);
+    REQUIRE(back.ok());
+    CHECK(back->at("alice").max_bytes_per_s == 65536);
+    CHECK(back->at("bob").max_bytes_per_s == 0);
+    for (const char* bad : {"bytes_per_s=0", "bytes_per_s=12x", "bytes_per_s=100", "rate=65536"}) {
+        INFO(bad);
+        auto r = parse_relay_grant_limits("kith-relay-grants 1\ngrant a names=* sessions=0 " + std::string(bad) +
+                                          "\nend 1\n");
+        CHECK_FALSE(r.ok());
+    }
+    auto low = relay_grant_limits{.names = {}, .max_sessions = 0, .max_bytes_per_s = 1000}.check();
+    REQUIRE_FALSE(low.ok());
+    CHECK(low.err().code == errc::badarg);
+    CHECK(low.err().detail.find("at least 4096") != std::string::npos);
+}
+
+TEST_CASE("relay grants: a grant's bytes per second bound its holder's relayed sessions, registered or dialling",
+          "[relay]") {
+    // No rate for the relay as a whole: only the grant's applies.
+    const std::uint64_t rate = 256 * 1024;
+    const bool registrant_limited = GENERATE(true, false);
+    INFO((registrant_limited ? "Alice's relay grant has the rate" : "Bob's relay grant has the rate"));
+    temp_dir dir;
+    node r(opts("r@test", dir.path / "r"));
+    relay rel(r, on_loopback());
+    auto ag = r.grant({.label = "alice", .allow = {{"relay", {}}}, .rate = {100, 200}, .expires = std::nullopt});
+    auto bg = r.grant({.label = "bob", .allow = {{"relay", {}}}, .rate = {100, 200}, .expires = std::nullopt});
+    REQUIRE(ag.ok());
+    REQUIRE(bg.ok());
+    REQUIRE(rel.set_grant_limits(registrant_limited ? "alice" : "bob", {.names = {}, .max_sessions = 0, .max_bytes_per_s = rate}).ok());
+    node a(opts("a@test", dir.path / "a", "alice-cookie")), b(opts("b@test", dir.path / "b", "bob-cookie"));
+    a.add_service(services::make_kvs());
+    REQUIRE(a.connect(*ag).ok());
+    REQUIRE(b.connect(*bg).ok());
+    relay_client alice(a, "r@test", true);
+    relay_client bob(b, "r@test", nullptr);
+    auto kb = a.grant({.label = "bob", .allow = {{"kvs", {}}}, .rate = {100, 200}, .expires = std::nullopt});
+    REQUIRE(kb.ok());
+    REQUIRE(bob.connect(*kb).ok());
+
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto base = rel.counters().bytes_forwarded;
+    std::atomic<bool> done{false};
+    std::thread caller([&] {
+        // 4 x 150 KiB (a grantee's message is at most 256 KiB) through a
+        // 256 KiB/s session: about 2.3 s, each within the nodes' heartbeat timeout.
+        for (int i = 0; i < 4; ++i) {
+            auto res = b.call("a@test", "kvs", "store", arr("big" + std::to_string(i), std::string(150 * 1024, 'x')), 30s);
+            if (!res.ok()) FAIL_CHECK(res.err().detail);
+        }
+        done = true;
+    });
+    // Never more bytes than the rate allows since the start: each direction's
+    // allowance starts at rate/10 and holds at most rate/10 + 64 KiB; two
+    // directions. (A generous bound on bytes; a slow machine only loosens it.)
+    auto bound = [&] {
+        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        return 2 * (static_cast<double>(rate) * (s + 0.1) + 64 * 1024 + static_cast<double>(rate) / 10);
+    };
+    bool within = true;
+    while (!done && std::chrono::steady_clock::now() - t0 < 30s) {
+        std::this_thread::sleep_for(50ms);
+        within &= static_cast<double>(rel.counters().bytes_forwarded - base) <= bound();
+    }
+    caller.join();
+    const auto moved = rel.counters().bytes_forwarded - base;
+    CHECK(done);
+    CHECK(within);
+    CHECK(static_cast<double>(moved) <= bound());
+    CHECK(moved > 600 * 1024);  // it all went through, within the rate
+    REQUIRE(b.call("a@test", "kvs", "lookup", arr("big3"), 30s).ok());
 }

@@ -45,15 +45,19 @@ class Relay:
         """registrations, sessions, sessions_total, refused, timed_out, bytes_forwarded."""
         return self._r.counters()
 
-    def set_grant_limits(self, label: str, names: "Optional[list[str]]" = None, sessions: int = 0) -> None:
+    def set_grant_limits(self, label: str, names: "Optional[list[str]]" = None, sessions: int = 0,
+                         bytes_per_s: int = 0) -> None:
         """What the relay grant `label` (node.grant(label, "relay")) allows
         here besides its scope, rate and expiry: names, the only node names
         its holder may register ("alice@home", or "alice@*" for any host;
-        None: any free name); sessions, relayed sessions at once to a node
-        registered with it and from a dialler using it (0: the relay's).
-        Saved in the node's key directory (relay-grants) and applied from the
-        next register and dial. BadArg for a bad name or label."""
-        self._r.set_grant_limits(label, list(names or []), int(sessions))
+        None: any free name, at most the relay's names per key); sessions,
+        relayed sessions at once to a node registered with it and from a
+        dialler using it (0: the relay's); bytes_per_s, each way of every
+        such session (at least 4096; it lowers the relay's bytes_per_s, never
+        raises it; 0: the relay's). Saved in the node's key directory
+        (relay-grants) and applied from the next register and dial. BadArg
+        for a bad name, label or rate."""
+        self._r.set_grant_limits(label, list(names or []), int(sessions), int(bytes_per_s))
 
 
 class RelayClient:

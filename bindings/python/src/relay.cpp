@@ -48,9 +48,10 @@ void register_relay(py::module_& m) {
             return d;
         })
         .def("set_grant_limits", [](const py_relay& r, const std::string& label, std::vector<std::string> names,
-                                    std::size_t sessions) {
-            ok_or_raise(r.get()->set_grant_limits(label, {.names = std::move(names), .max_sessions = sessions}));
-        }, py::arg("label"), py::arg("names"), py::arg("sessions"));
+                                    std::size_t sessions, std::uint64_t bytes_per_s) {
+            ok_or_raise(r.get()->set_grant_limits(
+                label, {.names = std::move(names), .max_sessions = sessions, .max_bytes_per_s = bytes_per_s}));
+        }, py::arg("label"), py::arg("names"), py::arg("sessions"), py::arg("bytes_per_s") = 0);
     py::class_<py_relay_client>(m, "_RelayClient")
         .def("directory", [](const py_relay_client& c, double timeout) {
             auto rc = c.get();

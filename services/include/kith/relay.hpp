@@ -101,7 +101,8 @@ struct relay_options {
     std::chrono::milliseconds handshake_timeout{3000};
     std::chrono::milliseconds pair_timeout{5000};
     // Each direction of a session forwards at most this many bytes a second
-    // (0: unlimited). A session's buffer is 64 KiB each way. The two nodes'
+    // (0: unlimited; a relay grant may set a lower rate for its holder's
+    // sessions, relay_grant_limits::max_bytes_per_s). A session's buffer is 64 KiB each way. The two nodes'
     // heartbeats queue behind whatever is in flight: a message that takes
     // longer than their heartbeat timeout (2.5 s by default) to pass ends
     // the link (connection_closed), so allow at least the largest message
@@ -119,7 +120,7 @@ struct relay_options {
 // the relay besides what every grant has (scope, rate, expiry, revocation:
 // the node's grant table). Kept in <key dir>/relay-grants (mode 0600),
 // which the relay re-reads when it changes (kith grant create ...
-// --relay-names N --relay-sessions N writes it). A grant without an entry
+// --relay-names N --relay-sessions N --relay-rate N writes it). A grant without an entry
 // has the relay's defaults.
 struct relay_grant_limits {
     // Node names its holder may register ("alice@home", or "alice@*": alice
@@ -129,8 +130,16 @@ struct relay_grant_limits {
     // dialler connected with it; 0: the relay's (max_sessions_per_node,
     // max_sessions_per_dialler).
     std::size_t max_sessions = 0;
+    // Bytes a second each direction of such a session forwards at most; 0:
+    // no limit of its own. A session's rate is the smallest of the relay's
+    // (relay_options::max_bytes_per_s_per_session) and the rates of the
+    // relay grants of its two ends that set one: a grant's rate lowers the
+    // relay's, never raises it. Applies to sessions opened after it is set.
+    // At least 4096 (heartbeats queue behind a large message: see
+    // relay_options::max_bytes_per_s_per_session).
+    std::uint64_t max_bytes_per_s = 0;
     bool may_register(std::string_view node) const;
-    result<void> check() const;  // errc::badarg: a bad name, more than 64
+    result<void> check() const;  // errc::badarg: a bad name, more than 64, a rate below 4096
 };
 // Reads <key_dir>/relay-grants (empty when missing): errc::decode naming
 // the file and the line, errc::badarg for a file others can read.
