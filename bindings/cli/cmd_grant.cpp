@@ -25,7 +25,8 @@ namespace kith::cli {
 namespace {
 
 const char* kGrantUsage = R"(usage: kith grant create LABEL --services S[,S...] [--rate R/s] [--expires 30d] [--via RELAYFILE]
-                         [--relay-names N[,N...]] [--relay-sessions N] --out FILE|- [--force]
+                         [--relay-names N[,N...]] [--relay-sessions N] [--relay-rate BYTES_PER_S]
+                         --out FILE|- [--force]
        kith grant list [--json]
        kith grant revoke LABEL
        kith grant rate LABEL R/s
@@ -51,6 +52,10 @@ friend: it holds a secret key, so hand it over privately. The friend then runs
   --relay-sessions N   for a relay grant: relayed sessions at once to the
                     node registered with it, and from a dialler using it
                     (default: the relay's --max-sessions)
+  --relay-rate B       for a relay grant: bytes per second each way of every
+                    relayed session of its holder, at least 4096; it lowers
+                    the relay's --bytes-per-s, never raises it (default: the
+                    relay's)
   --out FILE        where to write the grant file: a new file (never anything
                     else); "-" writes it to standard output
   --force           replace FILE if it is an existing regular file of yours
@@ -272,7 +277,8 @@ int cmd_grant(int argc, char** argv) {
     std::set<std::string> value_opts = kAdminOpts;
     std::set<std::string> flags;
     if (sub == "create")
-        value_opts.insert({"--services", "--rate", "--expires", "--out", "--via", "--relay-names", "--relay-sessions"}),
+        value_opts.insert({"--services", "--rate", "--expires", "--out", "--via", "--relay-names", "--relay-sessions",
+                          "--relay-rate"}),
             flags.insert("--force");
     else if (sub == "list") flags.insert("--json");
     else if (sub != "revoke" && sub != "rate")
@@ -305,10 +311,10 @@ int cmd_grant(int argc, char** argv) {
                 for (auto& r : relay_routes_of(load_grant_file(f, "grant create: --via"))) routes.push_back(r);
         // The relay grant's own limits (kith/relay.hpp), checked before the grant exists.
         std::optional<relay_grant_limits> limits;
-        if (a.has("--relay-names") || a.has("--relay-sessions")) {
+        if (a.has("--relay-names") || a.has("--relay-sessions") || a.has("--relay-rate")) {
             if (!parse_grant_scope(scope)->count("relay"))
-                throw cli_error{"grant create: --relay-names and --relay-sessions are for a relay grant: add "
-                                "--services relay",
+                throw cli_error{"grant create: --relay-names, --relay-sessions and --relay-rate are for a relay grant: "
+                                "add --services relay",
                                 kUsage};
             limits.emplace();
             limits->names = a.list("--relay-names");
@@ -321,6 +327,16 @@ int cmd_grant(int argc, char** argv) {
                                         "')",
                                     kUsage};
                 limits->max_sessions = n;
+            }
+            if (a.has("--relay-rate")) {
+                const std::string v = a.get("--relay-rate");
+                std::uint64_t n = 0;
+                auto [e, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+                if (ec != std::errc() || e != v.data() + v.size() || n < 4096)
+                    throw cli_error{"grant create: --relay-rate wants bytes per second, a whole number of at least "
+                                    "4096 (got '" + v + "')",
+                                    kUsage};
+                limits->max_bytes_per_s = n;
             }
             if (auto ok = limits->check(); !ok.ok())
                 throw cli_error{"grant create: --relay-names: " + ok.err().detail, kUsage};
@@ -384,9 +400,12 @@ int cmd_grant(int argc, char** argv) {
         if (limits) {
             std::string names;
             for (auto& n : limits->names) names += (names.empty() ? "" : ",") + n;
-            std::fprintf(info, "at this relay: may register %s; %s relayed sessions at once\n",
+            std::fprintf(info, "at this relay: may register %s; %s relayed sessions at once; %s\n",
                          names.empty() ? "any free name" : names.c_str(),
-                         limits->max_sessions ? std::to_string(limits->max_sessions).c_str() : "the relay's");
+                         limits->max_sessions ? std::to_string(limits->max_sessions).c_str() : "the relay's",
+                         limits->max_bytes_per_s
+                             ? ("at most " + std::to_string(limits->max_bytes_per_s) + " bytes/s each way").c_str()
+                             : "the relay's bytes/s");
         }
         if (out.to_stdout())
             std::fprintf(info, "written to standard output (it holds a secret key: hand it over privately)\n");

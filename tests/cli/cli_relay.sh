@@ -42,7 +42,13 @@ run "grant create eve --services relay" 0 r grant create eve --services relay --
 # A relay grant that may register only one name, one session at a time.
 run "grant create mallory --relay-names" 0 r grant create mallory --services relay --relay-names 'mallory@*' \
   --relay-sessions 1 --out "$T/mallory-relay.grant"
-expect_out "grant create --relay-names" "at this relay: may register mallory@\*; 1 relayed sessions at once"
+expect_out "grant create --relay-names" "at this relay: may register mallory@\*; 1 relayed sessions at once; the relay's bytes/s"
+# A relay grant with its own bandwidth (kept in the relay's relay-grants file).
+run "grant create --relay-rate" 0 r grant create slow --services relay --relay-rate 65536 --out "$T/slow-relay.grant"
+expect_out "grant create --relay-rate" "any free name; the relay's relayed sessions at once; at most 65536 bytes/s each way"
+grep -q '^grant slow names=\* sessions=0 bytes_per_s=65536$' "$T/r/relay-grants" || fail "relay-grants: $(cat "$T/r/relay-grants")"
+run "--relay-rate too low" 2 r grant create slow2 --services relay --relay-rate 100 --out "$T/slow2.grant"
+expect_err "--relay-rate too low" "at least 4096 (got '100')"
 run "--relay-names without relay" 2 r grant create m2 --services kvs --relay-names x@y --out "$T/m2.grant"
 expect_err "--relay-names without relay" "add --services relay"
 
