@@ -374,7 +374,8 @@ int relay_directory(const args& a) {
                 "says):\n",
                 rn.c_str(), rn.c_str());
     if (d->size() == 0) std::printf("(none)\n");
-    else std::printf("%-32s %-40s %s\n", "NAME", "FINGERPRINT (of the key it registered with)", "SERVICES");
+    else std::printf("%-32s %-40s %s\n", "NAME", "FINGERPRINT (of its node key)", "SERVICES");
+    bool by_grant = false;
     for (std::size_t i = 0; i < d->size(); ++i) {
         const term& row = *d->at(i);
         if (row.size() < 3 || !row.at(0)->is_string() || !row.at(2)->is_string()) continue;
@@ -383,9 +384,17 @@ int relay_directory(const args& a) {
             for (std::size_t j = 0; j < row.at(3)->size(); ++j)
                 if (row.at(3)->at(j)->is_string())
                     svcs += (svcs.empty() ? "" : ",") + printable(*row.at(3)->at(j)->as_string());
-        std::printf("%-32s %-40s %s\n", printable(*row.at(0)->as_string()).c_str(),
-                    printable(*row.at(2)->as_string()).c_str(), svcs.empty() ? "-" : svcs.c_str());
+        std::string fp = printable(*row.at(2)->as_string());
+        if (fp.empty()) {  // registered with a relay grant: the relay does not know its node key
+            fp = "(relay grant *)";
+            by_grant = true;
+        }
+        std::printf("%-32s %-40s %s\n", printable(*row.at(0)->as_string()).c_str(), fp.c_str(),
+                    svcs.empty() ? "-" : svcs.c_str());
     }
+    if (by_grant)
+        std::printf("* registered with a relay grant: the relay knows only the grant's key, not the node's; the node's "
+                    "key is in the grant file its owner gives you\n");
     std::fflush(stdout);
     return 0;
 }

@@ -33,6 +33,7 @@ struct relay::impl {
 
     struct registration {
         std::string key_z85;  // the key that registered the name
+        std::string how;        // "member", "grant" or "stranger" (directory)
         pid agent;            // receives ["relay_open", SessionHex, Endpoint]
         bool listed = false;
         // The services its node named in its handshake with the relay (at

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "kith/principal.hpp"
@@ -45,6 +46,11 @@ std::vector<std::string> offered_services(node& n, const std::string& who) {
     }
     return out;
 }
+
+// The key the directory and dial show for a registration: its node's own
+// key, or "" when it registered with a relay grant (that key is the grant's,
+// which the relay's owner issued and no dialler checks: kith/relay.hpp).
+std::string shown_key(const relay::impl::registration& r) { return r.how == "grant" ? std::string() : r.key_z85; }
 
 }  // namespace
 
@@ -207,6 +213,22 @@ result<term> relay::impl::do_register(const pid& agent, bool listed) {
             return error{errc::overloaded, "register: this relay holds its maximum of " +
                                                std::to_string(o_.max_registrations) + " registrations; try later"};
         if (o == owners.end()) {
+            // Names per key: a key may not bind names without bound.
+            const std::size_t cap = std::max(o_.max_names_per_key, lim ? lim->names.size() : 0);
+            std::string held;
+            std::size_t n_held = 0;
+            for (auto& [name, b] : owners)
+                if (b.key_z85 == key) {
+                    ++n_held;
+                    if (n_held <= 8) held += (held.empty() ? "" : ", ") + name;
+                }
+            if (n_held >= cap)
+                return error{errc::unauthorized,
+                             "register: your key already holds " + std::to_string(n_held) +
+                                 " node names at this relay (" + held + (n_held > 8 ? ", ..." : "") +
+                                 "), the most one key may bind here; run your node under one of those names (kith "
+                                 "node --name), or ask the relay's owner for a relay grant that lists the names you "
+                                 "need (kith grant create ... --relay-names)"};
             if (owners.size() >= o_.max_registrations) {
                 // Full: release the binding unused longest, if no node holds
                 // it now and it is older than name_lifetime; never a recent one.
@@ -231,6 +253,7 @@ result<term> relay::impl::do_register(const pid& agent, bool listed) {
         }
         auto& r = regs[p.node];
         r.key_z85 = key;
+        r.how = p.what == principal::kind::grant ? "grant" : p.what == principal::kind::stranger ? "stranger" : "member";
         r.agent = agent;
         r.listed = listed;
         r.services = std::move(services);
@@ -306,14 +329,14 @@ result<term> relay::impl::do_dial(const std::string& name) {
     for (auto& [hex, t] : tokens)
         if (t.dialler == p.node && t.dialler_key == p.key.z85() && t.target == name && t.expires >= now) {
             t.expires = now + o_.token_lifetime;
-            return arr(hex, endpoint_, r->second.key_z85);
+            return arr(hex, endpoint_, shown_key(r->second));
         }
     if (held >= o_.max_tokens_per_dialler)
         return error{errc::overloaded, "dial: you hold " + std::to_string(held) +
                                            " live dial tokens at this relay (the maximum); reuse one"};
     std::string tok = relay_random_hex();
     tokens[tok] = dial_token{p.node, p.key.z85(), name, now + o_.token_lifetime, false};
-    return arr(tok, endpoint_, r->second.key_z85);
+    return arr(tok, endpoint_, shown_key(r->second));
 }
 
 result<term> relay::impl::do_directory() {
@@ -323,7 +346,8 @@ result<term> relay::impl::do_directory() {
     std::size_t bytes = 0;
     for (auto& [name, r] : regs) {
         if (!r.listed) continue;
-        auto key = public_key::from_z85(r.key_z85);
+        const std::string shown = shown_key(r);
+        auto key = public_key::from_z85(shown);
         term_array svcs;
         std::size_t row = name.size() + 100;
         for (auto& s : r.services) {
@@ -333,7 +357,7 @@ result<term> relay::impl::do_directory() {
         // Bounded: the first nodes by name that fit (docs/relay.md).
         if (bytes + row > kDirectoryBytes) break;
         bytes += row;
-        out.push_back(arr(name, r.key_z85, key ? key->fingerprint() : std::string(), term(std::move(svcs))));
+        out.push_back(arr(name, shown, key ? key->fingerprint() : std::string(), term(std::move(svcs)), r.how));
     }
     return term(std::move(out));
 }

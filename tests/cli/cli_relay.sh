@@ -90,10 +90,13 @@ expect_err "echo is not granted" "unauthorized"
 # 4. The directory.
 run "nodes --relay" 0 b nodes --relay "$T/bob.grant"
 expect_out "nodes --relay" "^alice@"
-# WTD's directory: the fingerprint of the key she registered with (her relay
-# grant's) and the services she offers (never the admin ones).
+# WTD's directory: the services she offers (never the admin ones). She
+# registered with a relay grant: the relay knows only the grant's key and
+# does not show it as hers (its fingerprint never appears).
 afp=$(k r grant list --json | python3 -c 'import json,sys; print([g["fingerprint"] for g in json.load(sys.stdin) if g["label"] == "alice"][0])')
-expect_out "nodes --relay: fingerprint and services" "^alice@[^ ]* *$afp *demo,echo,kvs$"
+expect_out "nodes --relay: fingerprint and services" "^alice@[^ ]* *(relay grant \*) *demo,echo,kvs$"
+expect_out "nodes --relay: what (relay grant) means" "the node's key is in the grant file its owner gives you"
+printf '%s' "$out" | grep -qF -- "$afp" && fail "nodes --relay shows the relay grant's fingerprint: $out"
 run "nodes --relay --json" 0 a nodes --relay "$T/alice-relay.grant" --json
 expect_out "nodes --relay --json" '"alice@'
 

@@ -53,8 +53,11 @@ def test_bob_reaches_alice_through_the_relay(world, tmp_path):
     assert [e["name"] for e in listed] == [alice.name]
     # WTD's directory: the services Alice offers and the key she registered with.
     assert listed[0]["services"] == ["echo", "kvs"]
-    # The key she registered with: her relay grant's (Bob checks her node key end to end).
-    assert listed[0]["fingerprint"] == [x for x in r.grants() if x["label"] == "alice"][0]["fingerprint"]
+    # She registered with a relay grant: the relay knows only the grant's key,
+    # which the directory does not show as if it were hers (Bob checks her
+    # node key, from her grant file, end to end).
+    assert listed[0]["registered_with"] == "grant"
+    assert listed[0]["key"] is None and listed[0]["fingerprint"] is None
     assert [e["name"] for e in reg.directory()] == [alice.name]
 
 

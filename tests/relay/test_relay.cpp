@@ -275,9 +275,18 @@ TEST_CASE("relay: grantees on both sides: Alice registers with a relay grant, Bo
     REQUIRE_FALSE(echo.ok());
     CHECK(echo.err().code == errc::unauthorized);
     CHECK(rel.counters().sessions == 1);
-    // The directory: Alice is listed (the key she registered with is her relay grant's).
+    // The directory: Alice is listed. She registered with a relay grant: the
+    // relay knows only that grant's key, which it does not show as hers.
     auto d = bob.directory();
     REQUIRE(d.ok());
     REQUIRE(d->size() == 1);
+    REQUIRE(d->at(0)->size() == 5);
     CHECK(*d->at(0)->at(0) == term("a@test"));
+    CHECK(*d->at(0)->at(1) == term(""));
+    CHECK(*d->at(0)->at(2) == term(""));
+    CHECK(*d->at(0)->at(4) == term("grant"));
+    // So does dial.
+    auto dl = b.call("r@test", "relay", "dial", arr("a@test"));
+    REQUIRE(dl.ok());
+    CHECK(*dl->at(2) == term(""));
 }

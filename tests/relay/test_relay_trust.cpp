@@ -54,11 +54,12 @@ TEST_CASE("relay directory: each listed node's services and fingerprint, never a
     REQUIRE(d.ok());
     REQUIRE(d->size() == 1);
     const term& row = *d->at(0);
-    REQUIRE(row.size() == 4);
+    REQUIRE(row.size() == 5);
     CHECK(*row.at(0) == term("a@test"));
-    CHECK(*row.at(1) == term(a.key().z85()));
+    CHECK(*row.at(1) == term(a.key().z85()));  // a member: its node key, which its handshake proved
     CHECK(*row.at(2) == term(a.key().fingerprint()));
     CHECK(strings_of(*row.at(3)) == std::vector<std::string>{"echo", "kvs"});
+    CHECK(*row.at(4) == term("member"));
 }
 
 TEST_CASE("relay name bindings: after the relay restarts, another key still cannot take Alice's name", "[relay]") {
@@ -306,4 +307,52 @@ TEST_CASE("relay grants: a grant's bytes per second bound its holder's relayed s
     CHECK(static_cast<double>(moved) <= bound());
     CHECK(moved > 600 * 1024);  // it all went through, within the rate
     REQUIRE(b.call("a@test", "kvs", "lookup", arr("big3"), 30s).ok());
+}
+
+TEST_CASE("relay name bindings: one key binds at most max_names_per_key names, unless its relay grant lists more",
+          "[relay]") {
+    temp_dir dir;
+    node r(opts("r@test", dir.path / "r"));
+    relay rel(r, on_loopback());  // max_names_per_key 4
+    // One key (one key directory) under ever new node names: a member.
+    auto as = [&](const std::string& name, const std::filesystem::path& kd,
+                  const grant_file* g) -> std::optional<relay_refused> {
+        node n(opts(name, kd, g ? "own-cookie" : "relay-test-cookie"));
+        REQUIRE((g ? n.connect(*g) : n.connect(r.endpoint(), r.key())).ok());
+        try {
+            relay_client c(n, "r@test", false);
+        } catch (const relay_refused& e) {
+            return e;
+        }
+        return std::nullopt;
+    };
+    for (int i = 1; i <= 4; ++i) CHECK_FALSE(as("m" + std::to_string(i) + "@test", dir.path / "m", nullptr));
+    auto fifth = as("m5@test", dir.path / "m", nullptr);
+    REQUIRE(fifth);
+    CHECK(fifth->err().code == errc::unauthorized);
+    CHECK(std::string(fifth->what()).find("your key already holds 4 node names at this relay (m1@test, m2@test, "
+                                          "m3@test, m4@test)") != std::string::npos);
+    CHECK(std::string(fifth->what()).find("--relay-names") != std::string::npos);
+    CHECK_FALSE(as("m2@test", dir.path / "m", nullptr));  // a name it holds: still its own
+    // Another key is not affected.
+    CHECK_FALSE(as("m5@test", dir.path / "other", nullptr));
+
+    // A relay grant that lists six names may bind all six (its key is the grant's).
+    auto g = r.grant({.label = "six", .allow = {{"relay", {}}}, .rate = {100, 200}, .expires = std::nullopt});
+    REQUIRE(g.ok());
+    relay_grant_limits six;
+    for (int i = 1; i <= 6; ++i) six.names.push_back("g" + std::to_string(i) + "@test");
+    REQUIRE(rel.set_grant_limits("six", six).ok());
+    for (int i = 1; i <= 6; ++i) {
+        INFO(i);
+        CHECK_FALSE(as("g" + std::to_string(i) + "@test", dir.path / ("g" + std::to_string(i)), &*g));
+    }
+    // A grant for "w@*" counts as one name: the relay's 4.
+    auto w = r.grant({.label = "wild", .allow = {{"relay", {}}}, .rate = {100, 200}, .expires = std::nullopt});
+    REQUIRE(w.ok());
+    REQUIRE(rel.set_grant_limits("wild", {.names = {"w@*"}, .max_sessions = 0, .max_bytes_per_s = 0}).ok());
+    for (int i = 1; i <= 4; ++i) CHECK_FALSE(as("w@h" + std::to_string(i), dir.path / ("w" + std::to_string(i)), &*w));
+    auto w5 = as("w@h5", dir.path / "w5", &*w);
+    REQUIRE(w5);
+    CHECK(w5->err().code == errc::unauthorized);
 }

@@ -70,12 +70,17 @@ class RelayClient:
 
     def directory(self, timeout: float = 5.0) -> "list[dict]":
         """The nodes listed at the relay: [{"name", "key", "fingerprint",
-        "services"}] (the key each registered with; the services its node
-        offers, as its handshake with the relay named them). Authenticated as
-        beacons are: the answer comes over the CURVE link to the relay whose
-        key you expected, so it is that relay's word (the relay could lie
-        about a key, which the end-to-end handshake then refuses)."""
-        return [{"name": r[0], "key": r[1], "fingerprint": r[2], "services": list(r[3]) if len(r) > 3 else []}
+        "services", "registered_with"}]: the services its node offers, as its
+        handshake with the relay named them; registered_with "member" or
+        "stranger" (key: its node key, proved to the relay) or "grant" (it
+        registered with a relay grant: key and fingerprint None, since the
+        relay knows only the grant's key; its node key is in the grant file
+        its owner gives you). Authenticated as beacons are: the answer comes
+        over the CURVE link to the relay whose key you expected, so it is
+        that relay's word (the relay could lie about a key, which the
+        end-to-end handshake then refuses)."""
+        return [{"name": r[0], "key": r[1] or None, "fingerprint": r[2] or None,
+                 "services": list(r[3]) if len(r) > 3 else [], "registered_with": r[4] if len(r) > 4 else None}
                 for r in self._c.directory(float(timeout))]
 
     def connect(self, target: Any, key: Optional[str] = None, timeout: float = 5.0) -> str:

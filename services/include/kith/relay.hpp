@@ -35,14 +35,22 @@
 //       whether directory() shows it. Errors: unauthorized (the name is
 //       registered here by another key), overloaded (max_registrations),
 //       bad_args.
-//   dial(Name) -> [TokenHex, Endpoint, KeyZ85]
+//   dial(Name) -> [TokenHex, Endpoint, KeyZ85]   (KeyZ85: as directory())
 //       a token for connecting to the registered node Name, bound to the
 //       caller's key, valid for token_lifetime and reusable for reconnects
 //       (one session at a time per token). A caller that still holds a live
 //       token for Name gets that token again (its expiry renewed), so
 //       redialling never piles up tokens. Errors: noproc (not registered
 //       here), overloaded (the caller holds max_tokens_per_dialler).
-//   directory() -> [[Name, KeyZ85, Fingerprint]...]  the listed nodes
+//   directory() -> [[Name, KeyZ85, Fingerprint, [Service...], How]...]
+//       the listed nodes. How: "member" or "stranger": KeyZ85 is the node's
+//       own key (the one its handshake with the relay proved, which is also
+//       the key a dialler's end-to-end handshake demands); "grant": the node
+//       registered with a relay grant, whose key the relay's owner issued
+//       and nobody dialling the node checks: KeyZ85 and Fingerprint are ""
+//       (showing it would mislead, and would link the names that share one
+//       grant). The relay vouches for names and keys only as far as it is
+//       trusted: diallers check the key from the node's own grant file.
 //   unregister() -> true
 // A registration ends when its node disconnects from the relay; the
 // sessions of a node that disconnects (registrant or dialler) are closed.
@@ -94,6 +102,13 @@ struct relay_options {
     // of the binding unused longest only if that is older than this, else
     // register answers overloaded.
     std::chrono::hours name_lifetime{24 * 90};
+    // Node names one key may bind here (a node registering under a new name
+    // binds it to its key; a key that holds this many names already is
+    // refused, unauthorized, saying which it holds). A relay grant that
+    // lists more names (relay_grant_limits::names; "alice@*" counts as one)
+    // may bind that many. Strangers (when they may register) make keys at
+    // will: for them max_registrations is the bound.
+    std::size_t max_names_per_key = 4;
     std::size_t max_tokens_per_dialler = 64;
     std::chrono::seconds token_lifetime{3600};
     // A connection must finish its SOCKS request within this; a dial waits
@@ -206,7 +221,8 @@ public:
     // forwarder renews its dial token with a fresh `dial` when the relay no
     // longer knows it. A registered client registers again each time its
     // link to the relay comes back up (nodeup of the relay's node).
-    // The relay's directory: [[Name, KeyZ85, Fingerprint]...].
+    // The relay's directory: [[Name, KeyZ85, Fingerprint, [Service...], How]...]
+    // (the relay service's directory() above).
     result<term> directory(std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
     struct impl;
