@@ -1,8 +1,10 @@
 // node_impl.hpp (private) — the in-node actor runtime.
 //
 // Pieces:
-//   * mpsc_queue: Vyukov's intrusive lock-free multi-producer/single-consumer
-//     queue, one per actor (its mailbox).
+//   * mpsc_queue (mpsc_queue.hpp): Vyukov's intrusive lock-free
+//     multi-producer/single-consumer queue, one per actor (its mailbox), and
+//     the spinlock used for short critical sections.
+//   * timer_service and no_reentry (timers.hpp): the timer thread.
 //   * process: what the pid table holds — an actor (actor_proc) or a blocking
 //     mailbox (mailbox_proc). Reference counted (intrusive); links and
 //     watchers (monitors on it) live under a small per-process spinlock so
@@ -45,107 +47,12 @@
 #include "kith/term.hpp"
 #include "auth/authority.hpp"
 #include "runtime/block_pool.hpp"
+#include "runtime/mpsc_queue.hpp"
 #include "runtime/remote_port.hpp"
+#include "runtime/timers.hpp"
 
 namespace kith::detail {
 
-using clock = std::chrono::steady_clock;
-
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield" ::: "memory");
-#endif
-}
-
-// A tiny test-and-test-and-set lock for short critical sections.
-class spinlock {
-public:
-    void lock() noexcept {
-        for (int spins = 0; f_.exchange(true, std::memory_order_acquire);) {
-            while (f_.load(std::memory_order_relaxed)) {
-                if (++spins < 64) cpu_relax();
-                else std::this_thread::yield();
-            }
-        }
-    }
-    void unlock() noexcept { f_.store(false, std::memory_order_release); }
-
-private:
-    std::atomic<bool> f_{false};
-};
-
-// --- mailbox queue -------------------------------------------------------------
-
-struct mnode {
-    std::atomic<mnode*> next{nullptr};
-};
-
-struct msg_node : mnode {
-    message msg;
-    // Set for a message a non-member sent (dist): its unit of that
-    // principal's queued bytes, given back when the node is freed (handled,
-    // or dropped with its actor).
-    std::shared_ptr<void> charge;
-    explicit msg_node(message&& m) noexcept : msg(std::move(m)) {}
-    // A user message built in place (one move of the body, no temporary).
-    explicit msg_node(term&& body) noexcept { msg.body = std::move(body); }
-
-    // Pooled: see block_pool.hpp. Defined in actor.cpp.
-    static void* operator new(std::size_t size);
-    static void operator delete(void* p, std::size_t size) noexcept;
-};
-
-// Vyukov intrusive MPSC queue. push() from any thread; pop()/consumer_idle()
-// from the single consumer only; producer_empty() from anyone.
-class mpsc_queue {
-public:
-    mpsc_queue() noexcept : head_(&stub_), tail_(&stub_) {}
-    mpsc_queue(const mpsc_queue&) = delete;
-    mpsc_queue& operator=(const mpsc_queue&) = delete;
-
-    void push(mnode* n) noexcept {
-        n->next.store(nullptr, std::memory_order_relaxed);
-        mnode* prev = head_.exchange(n, std::memory_order_seq_cst);
-        prev->next.store(n, std::memory_order_release);
-    }
-
-    // The oldest node, or nullptr if empty or if a push is half done.
-    mnode* pop() noexcept {
-        mnode* tail = tail_;
-        mnode* next = tail->next.load(std::memory_order_acquire);
-        if (tail == &stub_) {
-            if (next == nullptr) return nullptr;
-            tail_ = next;
-            tail = next;
-            next = next->next.load(std::memory_order_acquire);
-        }
-        if (next != nullptr) {
-            tail_ = next;
-            return tail;
-        }
-        if (tail != head_.load(std::memory_order_acquire)) return nullptr;
-        push(&stub_);
-        next = tail->next.load(std::memory_order_acquire);
-        if (next != nullptr) {
-            tail_ = next;
-            return tail;
-        }
-        return nullptr;
-    }
-
-    // Consumer only, after pop() returned nullptr: true if the queue was truly
-    // empty (no half-done push pending behind the consumer).
-    bool consumer_idle() const noexcept { return tail_ == &stub_; }
-    // Anyone: true if nothing was pushed since the consumer went idle.
-    bool producer_empty() const noexcept { return head_.load(std::memory_order_seq_cst) == &stub_; }
-
-private:
-    alignas(64) std::atomic<mnode*> head_;  // producers
-    alignas(64) mnode* tail_;               // consumer
-    mnode stub_;
-};
 
 // --- processes -------------------------------------------------------------------
 
@@ -322,64 +229,6 @@ public:
     bool stopped_ = false;
 };
 
-// --- timers --------------------------------------------------------------------------
-
-class timer_service {
-public:
-    explicit timer_service(node_impl& n) : node_(n) {}
-    ~timer_service() { stop(); }
-    void start();
-    void stop() noexcept;
-    void add(std::uint64_t id, clock::time_point when, pid to, message m);
-    // Runs `fn` on the timer thread at `when` (dropped, not run, if the
-    // service stops first). What it throws is logged.
-    // False (fn dropped) once stopped.
-    bool add_fn(std::uint64_t id, clock::time_point when, std::function<void()> fn);
-    bool cancel(std::uint64_t id);
-
-private:
-    void loop();
-    void run_fn(const std::function<void()>& fn) noexcept;
-    struct entry {
-        pid to;
-        message msg;
-        std::function<void()> fn;  // set: run this instead of sending msg
-        std::multimap<clock::time_point, std::uint64_t>::iterator pos;
-    };
-    node_impl& node_;
-    std::mutex mu_;
-    std::condition_variable cv_;
-    bool stop_ = false;
-    std::multimap<clock::time_point, std::uint64_t> by_time_;
-    std::unordered_map<std::uint64_t, entry> by_id_;
-    std::thread th_;
-};
-
-// --- completions that must not run inside the call that took them ---------------
-
-// node::call_async promises that `done` never runs on the caller's thread
-// inside call_async. Local invocations and some errors answer at once: while
-// the guard lives, a completion is moved to the node's timer thread
-// (node_impl::run_soon); once it is gone (call_async returned), completions
-// run where they happen. The completion runs exactly once either way.
-class no_reentry {
-public:
-    using done_fn = std::function<void(result<term>)>;
-    no_reentry(node_impl& n, done_fn f);
-    ~no_reentry();
-    no_reentry(const no_reentry&) = delete;
-    no_reentry& operator=(const no_reentry&) = delete;
-    // The completion to hand on in place of `f`.
-    done_fn done() const;
-
-private:
-    struct state {
-        std::atomic<bool> returned{false};
-        node_impl* node;
-        done_fn f;
-    };
-    std::shared_ptr<state> st_;
-};
 
 // --- the node runtime ------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 // timers.cpp — the node's timer thread (timer_service): send_after's
 // messages, and functions that infrastructure code runs there (dist's connect
 // timeouts, completions kept from running inside the call that took them).
-// See node_impl.hpp.
+// See timers.hpp.
 #include <algorithm>
 #include <exception>
 
