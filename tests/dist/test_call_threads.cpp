@@ -485,3 +485,60 @@ TEST_CASE("call threads: a blocked actor factory does not stall its node", "[dis
     CHECK(bad.err().detail == "no resources");
     CHECK(downs.count() == 0);
 }
+
+// An actor waiting for a call's (or a remote spawn's) reply runs its next
+// turn on the I/O thread that read the reply, right after that thread's
+// turn (dist::resume_here). An actor that then blocks never holds the
+// network still: the other I/O thread takes the sockets over, and a second
+// such actor goes to a worker.
+TEST_CASE("call threads: actors resumed by a reply that block do not stall their node", "[dist][call_threads]") {
+    down_log downs;  // outlives the nodes: their stop reports downs to it
+    two_nodes p;
+    p.b.add_service(service("types").actor_type("t", [] { return [](actor&, message&) {}; }));
+    gate g;
+    downs.watch(p.a);
+    downs.watch(p.b);
+    mailbox done(p.a);
+    node* an = &p.a;
+    const pid to = done.self();
+    // Caller 1 makes a call, caller 2 a remote spawn; each blocks in the
+    // gate when its answer arrives, then reports what it got.
+    auto caller = [&g, an, to](bool spawn) {
+        return [&g, an, to, spawn](actor& self, message& m) {
+            if (m.body == term("go")) {
+                pid me = self.self();
+                if (spawn)
+                    an->spawn_async("bob@localhost", "types", "t", arr(), 10s, [an, me](result<pid> r) {
+                        an->send(me, r.ok() ? term(*r) : term("failed"));
+                    });
+                else
+                    an->call_async("bob@localhost", "echo", "echo", arr(7), 10s, [an, me](result<term> r) {
+                        an->send(me, r.ok() ? *r : term("failed"));
+                    });
+                return;
+            }
+            bool opened = g.enter();
+            an->send(to, arr(spawn ? "spawn" : "call", m.body.is_pid() || m.body == term(7), opened));
+        };
+    };
+    pid c1 = p.a.spawn(caller(false));
+    p.a.send(c1, term("go"));
+    REQUIRE(g.wait_inside(1));
+    pid c2 = p.a.spawn(caller(true));
+    p.a.send(c2, term("go"));
+    REQUIRE(g.wait_inside(2));
+    // Both blocked on alice: alice still calls bob, and bob calls alice.
+    for (int i = 0; i < 5; ++i) CHECK(p.a.call("bob@localhost", "echo", "echo", arr(i), 10s).value() == term(i));
+    CHECK(p.b.call("alice@localhost", "echo", "echo", arr("back"), 10s).value() == term("back"));
+    g.open();
+    std::set<std::string> seen;
+    for (int i = 0; i < 2; ++i) {
+        auto m = done.receive(10s);
+        REQUIRE(m.ok());
+        CHECK(*m->body.at(1) == term(true));  // the answer it waited for
+        CHECK(*m->body.at(2) == term(true));  // opened by the test, not by its bound
+        seen.insert(*m->body.at(0)->as_string());
+    }
+    CHECK(seen == std::set<std::string>{"call", "spawn"});
+    CHECK(downs.count() == 0);
+}

@@ -283,6 +283,16 @@ private:
     // run queue when that is not possible.
     void start_spawned(actor_init init);
     struct first_turn;
+    // While a reply completes a request (finish, finish_spawn, on the I/O
+    // thread): an actor that the completion wakes (the caller waiting for
+    // this reply, typically) runs its turn on this I/O thread right after
+    // the turn, as start_spawned's actors do, instead of waking a worker.
+    struct resume_here final : turn_deferral {
+        dist* d;
+        explicit resume_here(dist* owner) : d(owner) {}
+        bool take(actor_proc* a) noexcept override;
+    };
+    resume_here resume_{this};
     void finish_spawn(std::uint64_t req_id, const std::string& from_node, result<pid> r);
     void emit(const node_event& ev);
     // The name of the up peer we reached at `endpoint`, if any (under mu_).

@@ -223,6 +223,18 @@ void dist::start_spawned(actor_init init) {
     (void)tr_->run_after_turn(job);
 }
 
+bool dist::resume_here::take(actor_proc* a) noexcept {
+    try {
+        std::function<void()> job = first_turn{std::make_shared<first_turn::held>(&d->rt_, a)};
+        if (d->tr_->run_after_turn(job)) return true;
+        // Not taken (not the I/O thread, no follower standing by, the turn's
+        // jobs full): disarmed, so that the caller queues the actor itself.
+        job.target<first_turn>()->h->a = nullptr;
+    } catch (...) {
+    }
+    return false;
+}
+
 void dist::run_on_worker(std::function<void()> job) {
     if (auto* ft = job.target<first_turn>()) return ft->h->queue();
     rt_.spawn(
@@ -237,7 +249,9 @@ void dist::run_on_worker(std::function<void()> job) {
 void dist::finish(std::uint64_t req_id, const std::string& from_node, result<term> r) {
     // Only the node the request went to may complete it.
     auto p = calls_.take(req_id, from_node, pending_calls::kind::call);
-    if (p) p->on_call(std::move(r));
+    if (!p) return;
+    deferral_scope here(rt_, resume_);
+    p->on_call(std::move(r));
 }
 
 void dist::finish_spawn(std::uint64_t req_id, const std::string& from_node, result<pid> r) {
@@ -262,6 +276,7 @@ void dist::finish_spawn(std::uint64_t req_id, const std::string& from_node, resu
     // linker is gone already, the child is told (exit "noproc").
     if (r.ok() && (p->flags & spawn_link_flag) && !p->from.is_null() && !rt_.remote_link(*r, p->from))
         post(from_node, env_exit{p->from, *r, term("noproc"), true});
+    deferral_scope here(rt_, resume_);
     p->on_spawn(std::move(r));
 }
 

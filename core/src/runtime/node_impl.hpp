@@ -312,7 +312,8 @@ public:
     const log_sink& log() const noexcept { return log_; }
 
     // Scheduling: puts an actor whose scheduled_ flag the caller just set on
-    // the run queue (takes a new reference).
+    // the run queue (takes a new reference) or, while a turn_deferral for
+    // this node is installed on the calling thread, offers it that first.
     void schedule(actor_proc* a);
 
     node_counters counters() const;
@@ -437,6 +438,36 @@ private:
 
 // The node whose worker runs the calling thread, or nullptr.
 node_impl* current_worker_node() noexcept;
+
+// A thread that can run an actor's turn itself, soon, in place of the run
+// queue: the network's I/O thread while it completes a remote request
+// (dist::finish), so that an actor waiting for that reply runs right after
+// the I/O thread's turn instead of waking a worker (one thread hand-off and
+// futex wake fewer per reply). While a deferral_scope is alive on a thread,
+// node_impl::schedule() on that thread, for that node, calls take() first.
+class turn_deferral {
+public:
+    // True: `a` (its scheduled_ flag set, one reference added for it) is
+    // now the deferral's, which runs its turn or, when it cannot, schedules
+    // it as usual, exactly once, and releases that reference. False: nothing
+    // was kept; the caller queues it.
+    virtual bool take(actor_proc* a) noexcept = 0;
+
+protected:
+    ~turn_deferral() = default;
+};
+
+class deferral_scope {
+public:
+    deferral_scope(node_impl& n, turn_deferral& d) noexcept;
+    ~deferral_scope();
+    deferral_scope(const deferral_scope&) = delete;
+    deferral_scope& operator=(const deferral_scope&) = delete;
+
+private:
+    node_impl* prev_node_;
+    turn_deferral* prev_;
+};
 
 // The runtime behind a kith::node, for kith's own code (mailboxes, tests of
 // the runtime seam); not part of the user API.

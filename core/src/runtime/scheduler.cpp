@@ -7,14 +7,28 @@ namespace kith::detail {
 namespace {
 thread_local node_impl* tl_worker_node = nullptr;
 thread_local unsigned tl_worker_index = 0;
+thread_local node_impl* tl_defer_node = nullptr;
+thread_local turn_deferral* tl_defer = nullptr;
 }
 
 node_impl* current_worker_node() noexcept { return tl_worker_node; }
+
+deferral_scope::deferral_scope(node_impl& n, turn_deferral& d) noexcept
+    : prev_node_(tl_defer_node), prev_(tl_defer) {
+    tl_defer_node = &n;
+    tl_defer = &d;
+}
+
+deferral_scope::~deferral_scope() {
+    tl_defer_node = prev_node_;
+    tl_defer = prev_;
+}
 
 // --- scheduling -----------------------------------------------------------------------------
 
 void node_impl::schedule(actor_proc* a) {
     a->add_ref();
+    if (tl_defer_node == this && tl_defer->take(a)) return;
     if (tl_worker_node == this) {
         // On one of our workers: the local queue (no stop check needed: the
         // workers are joined before the local queues are emptied).
