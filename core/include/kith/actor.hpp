@@ -2,7 +2,9 @@
 //
 // An actor is a lightweight process living on a kith::node: a mailbox and a
 // behaviour (a handler) that the node's worker threads run one message at a
-// time. Actors are cheap (a few hundred bytes when idle); there is no thread
+// time (a turn woken by a remote reply or a remote spawn may run on the
+// node's network I/O thread instead: docs/architecture.md, "Threads"; a
+// handler must not assume which thread it is on). Actors are cheap (a few hundred bytes when idle); there is no thread
 // per actor. See kith/node.hpp for how to start one.
 //
 // Handlers receive a kith::actor& ("self"): the actor's context. Its methods

@@ -85,7 +85,9 @@ public:
     unsigned workers() const noexcept;
 
     // Spawns an actor; F is a behaviour `void(actor&, message&)` or an init
-    // `behavior(actor&)` (run first on a worker). Returns its pid at once.
+    // `behavior(actor&)` (run first, on a worker, or on the network I/O
+    // thread when spawned from a reply's completion: docs/architecture.md,
+    // "Threads"). Returns its pid at once.
     // After stop(): returns a pid of an actor that never runs.
     template <spawnable F>
     pid spawn(F&& f) {
