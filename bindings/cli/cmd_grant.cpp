@@ -24,8 +24,8 @@ namespace kith::cli {
 
 namespace {
 
-const char* kGrantUsage = R"(usage: kith grant create LABEL --services S[,S...] [--rate R/s] [--expires 30d] [--via RELAYFILE]
-                         [--relay-names N[,N...]] [--relay-sessions N] [--relay-rate BYTES_PER_S]
+const char* kGrantUsage = R"(usage: kith grant create LABEL --services S[,S...] [--rate R/s] [--expires 30d] [--limits L]
+                         [--via RELAYFILE] [--relay-names N[,N...]] [--relay-sessions N] [--relay-rate BYTES_PER_S]
                          --out FILE|- [--force]
        kith grant list [--json]
        kith grant revoke LABEL
@@ -40,6 +40,12 @@ friend: it holds a secret key, so hand it over privately. The friend then runs
                     (kvs,echo:echo)
   --rate R/s        requests per second, "10/s" or "10/s,burst=20" (default 10/s, burst 20)
   --expires T       lifetime: 45s, 30m, 12h or 30d (default: never)
+  --limits L        what the friend may hold on your node at once, e.g.
+                    pending=8,spawned=4: pending (calls in flight, default 64),
+                    spawned (actors alive, default 256), queued (bytes waiting
+                    in mailboxes, default 4194304), relations (monitors and
+                    links, default 4096); any subset, each 1 to 16x its default
+                    (default: all the defaults; see docs/security.md, "Bounds")
   --via RELAYFILE   the friend may also reach your node through this relay
                     (RELAYFILE: the relay grant you run kith node --relay
                     with; only its address and key go into the grant file,
@@ -277,8 +283,8 @@ int cmd_grant(int argc, char** argv) {
     std::set<std::string> value_opts = kAdminOpts;
     std::set<std::string> flags;
     if (sub == "create")
-        value_opts.insert({"--services", "--rate", "--expires", "--out", "--via", "--relay-names", "--relay-sessions",
-                          "--relay-rate"}),
+        value_opts.insert({"--services", "--rate", "--expires", "--limits", "--out", "--via", "--relay-names",
+                           "--relay-sessions", "--relay-rate"}),
             flags.insert("--force");
     else if (sub == "list") flags.insert("--json");
     else if (sub != "revoke" && sub != "rate")
@@ -302,6 +308,12 @@ int cmd_grant(int argc, char** argv) {
             if (auto r = rate_limit::parse(a.get("--rate")); !r)
                 throw cli_error{"grant create: --rate: " + r.err().detail, kUsage};
             rate = a.get("--rate");
+        }
+        term limits_arg = nil;  // the grant's own limits (kith::grant_limits)
+        if (a.has("--limits")) {
+            auto l = grant_limits::parse(a.get("--limits"));
+            if (!l) throw cli_error{"grant create: --limits: " + l.err().detail, kUsage};
+            limits_arg = l->to_string();
         }
         term expires = nil;
         if (a.has("--expires")) expires = static_cast<long long>(parse_expiry(a.get("--expires")).count());
@@ -354,7 +366,10 @@ int cmd_grant(int argc, char** argv) {
                                         "\" (it has: " + list + ")",
                                     kUsage};
                 }
-        term text = admin.call("create", arr(a.pos[0], scope, rate, expires));
+        // The limits go as a fifth argument only when given: a node of an
+        // earlier release takes the four.
+        term text = admin.call("create", limits_arg.is_nil() ? arr(a.pos[0], scope, rate, expires)
+                                                             : arr(a.pos[0], scope, rate, expires, limits_arg));
         auto g = grant_file::parse(text.as_string() ? *text.as_string() : "");
         if (!g) throw cli_error{"grant create: the node returned a bad grant file: " + g.err().detail, kFailed};
         // Endpoints a friend can reach: never loopback (their own machine)
@@ -393,8 +408,9 @@ int cmd_grant(int argc, char** argv) {
         FILE* info = out.to_stdout() ? stderr : stdout;
         std::string eplist;
         for (auto& e : g->endpoints) eplist += (eplist.empty() ? "" : " ") + e;
-        std::fprintf(info, "grant '%s' on %s: %s; %s%s\n", g->label.c_str(), g->node.c_str(), scope.c_str(),
-                     g->rate.to_string().c_str(), g->expires ? ("; expires " + format_time(*g->expires)).c_str() : "");
+        std::fprintf(info, "grant '%s' on %s: %s; %s%s%s\n", g->label.c_str(), g->node.c_str(), scope.c_str(),
+                     g->rate.to_string().c_str(), g->expires ? ("; expires " + format_time(*g->expires)).c_str() : "",
+                     limits_arg.is_nil() ? "" : ("; limits " + *limits_arg.as_string()).c_str());
         std::fprintf(info, "endpoints %s\n", eplist.c_str());
         for (auto& r : g->relays) std::fprintf(info, "relay %s %s\n", r.node.c_str(), r.endpoint.c_str());
         if (limits) {
@@ -430,8 +446,8 @@ int cmd_grant(int argc, char** argv) {
             std::printf("(none)\n");
             return 0;
         }
-        std::printf("%-12s %-20s %-16s %-20s %-8s %-9s %s\n", "LABEL", "ALLOW", "RATE", "EXPIRES", "STATE",
-                    "CONNECTED", "USED (ok/refused/rate-limited)");
+        std::printf("%-12s %-20s %-16s %-20s %-8s %-9s %-30s %s\n", "LABEL", "ALLOW", "RATE", "EXPIRES", "STATE",
+                    "CONNECTED", "USED (ok/refused/rate-limited)", "LIMITS");
         for (std::size_t i = 0; i < list.size(); ++i) {
             const term& g = *list.at(i);
             auto field = [&](const char* k) -> term {
@@ -448,10 +464,12 @@ int cmd_grant(int argc, char** argv) {
                 return b && *b;
             };
             std::string state = yes("revoked") ? "revoked" : yes("expired") ? "expired" : "active";
-            std::printf("%-12s %-20s %-16s %-20s %-8s %-9s %s/%s/%s\n", str("label").c_str(), str("scope").c_str(),
+            const std::string used = to_json(field("accepted")) + "/" + to_json(field("refused")) + "/" +
+                                     to_json(field("rate_limited"));
+            std::printf("%-12s %-20s %-16s %-20s %-8s %-9s %-30s %s\n", str("label").c_str(), str("scope").c_str(),
                         format_rate(field("rate")).c_str(), str("expires").c_str(), state.c_str(),
-                        yes("connected") ? "yes" : "no", to_json(field("accepted")).c_str(),
-                        to_json(field("refused")).c_str(), to_json(field("rate_limited")).c_str());
+                        yes("connected") ? "yes" : "no", used.c_str(),
+                        field("limits").is_nil() ? "default" : str("limits").c_str());
         }
         return 0;
     }

@@ -19,6 +19,35 @@ result<std::optional<std::chrono::system_clock::time_point>> expiry(const term& 
                          std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::duration<double>(*s)));
 }
 
+result<term> create_grant(node& n, const std::string& label, const std::string& scope, const term& rate,
+                          const term& expires, const term& limits) {
+    grant_spec spec;
+    spec.label = label;
+    auto sc = parse_grant_scope(scope);
+    if (!sc) return sc.err();
+    if (sc->count("grants")) return error(errc::badarg, "the grants service cannot be granted");
+    spec.allow = std::move(*sc);
+    if (!rate.is_nil()) {
+        if (!rate.is_string()) return error(errc::badarg, "rate must be a string like \"10/s\"");
+        auto r = rate_limit::parse(*rate.as_string());
+        if (!r) return r.err();
+        spec.rate = *r;
+    }
+    auto e = expiry(expires);
+    if (!e) return e.err();
+    spec.expires = *e;
+    if (!limits.is_nil()) {
+        if (!limits.is_string())
+            return error(errc::badarg, "limits must be a string like \"pending=8,spawned=4\" (or nil: the defaults)");
+        auto l = grant_limits::parse(*limits.as_string());
+        if (!l) return l.err();
+        spec.limits = *l;
+    }
+    auto g = n.grant(spec);
+    if (!g) return g.err();
+    return term(g->to_text());
+}
+
 }  // namespace
 
 service make_node_info(node& n) {
@@ -71,25 +100,19 @@ service make_node_info(node& n) {
 service make_grant_admin(node& n) {
     service s("grants");
     node* np = &n;
-    s.function("create", [np](std::string label, std::string scope, term rate, term expires) -> result<term> {
-        grant_spec spec;
-        spec.label = std::move(label);
-        auto sc = parse_grant_scope(scope);
-        if (!sc) return sc.err();
-        if (sc->count("grants")) return error(errc::badarg, "the grants service cannot be granted");
-        spec.allow = std::move(*sc);
-        if (!rate.is_nil()) {
-            if (!rate.is_string()) return error(errc::badarg, "rate must be a string like \"10/s\"");
-            auto r = rate_limit::parse(*rate.as_string());
-            if (!r) return r.err();
-            spec.rate = *r;
-        }
-        auto e = expiry(expires);
-        if (!e) return e.err();
-        spec.expires = *e;
-        auto g = np->grant(spec);
-        if (!g) return g.err();
-        return term(g->to_text());
+    // create(Label, Scope, Rate|nil, Expires|nil[, Limits|nil]): the fifth
+    // argument is optional, so a caller of an earlier release still works.
+    s.raw("create", [np](const term& args, reply_to reply) {
+        const term_array* a = args.as_array();
+        if (!a || a->size() < 4 || a->size() > 5)
+            return reply.fail(errc::bad_args, "grants:create expects [Label, Scope, Rate|nil, ExpiresInSeconds|nil] "
+                                              "or [..., Limits|nil], got " + args.to_string());
+        auto text = [&](std::size_t i) { return (*a)[i].as_string(); };
+        if (!text(0) || !text(1))
+            return reply.fail(errc::bad_args, std::string("argument ") + (text(0) ? "2 (Scope)" : "1 (Label)") +
+                                                  ": expected string, got " + (*a)[text(0) ? 1 : 0].to_string());
+        const term none;
+        reply(create_grant(*np, *text(0), *text(1), (*a)[2], (*a)[3], a->size() == 5 ? (*a)[4] : none));
     });
     s.function("list", [np] {
         term_array out;

@@ -416,3 +416,55 @@ TEST_CASE("grants: a grant's own limits are kept in the table, a table without t
     REQUIRE_FALSE(damaged.ok());
     CHECK(contains(damaged.err().detail, "grant bob: bad limits"));
 }
+
+TEST_CASE("grants: a bad limit is named with its own bounds - each limit at 0 and above its maximum", "[grants]") {
+    struct one {
+        const char* name;
+        std::uint64_t def;
+        std::uint64_t grant_limits::*field;
+    };
+    const one all[] = {{"pending", 64, &grant_limits::pending},
+                       {"spawned", 256, &grant_limits::spawned},
+                       {"queued", 4u << 20, &grant_limits::queued_bytes},
+                       {"relations", 4096, &grant_limits::relations}};
+    for (auto& l : all) {
+        const std::string name = l.name, max = std::to_string(16 * l.def), def = std::to_string(l.def);
+        const std::string bounds = name + " must be 1.." + max + " (16x the default " + def;
+        // Alone, and after or before another (valid) limit: the message names this one.
+        for (const std::string& other : {std::string(), std::string("relations=100,"), std::string("pending=8,")}) {
+            if (other.starts_with(name)) continue;
+            for (const std::string& v : {std::string("0"), std::to_string(16 * l.def + 1), std::string("99999999999999999999")}) {
+                const std::string text = other + name + "=" + v;
+                auto r = grant_limits::parse(text);
+                INFO(text);
+                REQUIRE_FALSE(r.ok());
+                CHECK(r.code() == errc::badarg);
+                CHECK(contains(r.err().detail, bounds));
+                CHECK(contains(r.err().detail, "got " + v + ")"));
+                for (auto& o : all)  // no other limit's bounds
+                    if (std::string(o.name) != name) CHECK_FALSE(contains(r.err().detail, "the default " + std::to_string(o.def) + ";"));
+            }
+        }
+        // The bounds themselves are accepted.
+        auto lo = grant_limits::parse(name + "=1");
+        REQUIRE(lo.ok());
+        CHECK((*lo).*(l.field) == 1);
+        auto hi = grant_limits::parse(name + "=" + max);
+        REQUIRE(hi.ok());
+        CHECK((*hi).*(l.field) == 16 * l.def);
+        // A limit set field by field: check() names it the same way.
+        grant_limits g;
+        g.*(l.field) = 16 * l.def + 1;
+        auto c = g.check();
+        REQUIRE_FALSE(c.ok());
+        CHECK(c.code() == errc::badarg);
+        CHECK(contains(c.err().detail, bounds));
+    }
+    CHECK(grant_limits{}.check().ok());
+    CHECK(contains(grant_limits::parse("pending=8,pending=9").err().detail, "pending appears twice"));
+    CHECK(contains(grant_limits::parse("pending=-1").err().detail, "pending=-1 is not a whole number"));
+    CHECK(contains(grant_limits::parse("calls=3").err().detail, "unknown limit \"calls\""));
+    CHECK(contains(grant_limits::parse("pending").err().detail, "\"pending\" is not NAME=N"));
+    CHECK(grant_limits::parse(" pending = 8 , queued=65536 ")->to_string() == "pending=8,queued=65536");
+    CHECK(grant_limits::parse("default")->is_default());
+}

@@ -80,6 +80,54 @@ TEST_CASE("builtin: grants service creates, lists, re-rates and revokes, is neve
     CHECK(bob.call("alice@test", "kvs", "keys", kith::arr()).code() == kith::errc::revoked);
 }
 
+TEST_CASE("builtin: grants:create over the network takes limits - listed, enforced-range checked, named when bad") {
+    temp_dir home;
+    kith::node a(opts("alice@test", home, "c1"));
+    a.add_service(kith::services::make_grant_admin(a));
+    a.add_service(kith::services::make_kvs());
+    kith::node admin(opts("admin@test", home, "c1"));
+    REQUIRE(admin.connect(a.endpoint(), a.key()));
+    auto create = [&](const std::string& label, kith::term limits) {
+        return admin.call("alice@test", "grants", "create", kith::arr(label, "kvs", kith::nil, kith::nil, limits));
+    };
+    REQUIRE(create("bob", "pending=8,spawned=4"));
+    REQUIRE(create("carol", kith::nil));  // nil: the defaults
+    auto list = admin.call("alice@test", "grants", "list", kith::arr());
+    REQUIRE(list);
+    REQUIRE(list->size() == 2);
+    for (std::size_t i = 0; i < 2; ++i) {
+        auto& g = *list->at(i);
+        CHECK(*g.lookup("limits") == kith::term(*g.lookup("label") == kith::term("bob") ? "pending=8,spawned=4"
+                                                                                          : "default"));
+    }
+    for (auto& g : a.grants())
+        if (g.label == "bob") CHECK(g.limits == kith::grant_limits{.pending = 8, .spawned = 4});
+    // Each limit at 0 and over its maximum: badarg naming that limit and its bounds; no grant made.
+    const std::pair<const char*, const char*> bad[] = {
+        {"pending=0", "pending must be 1..1024 (16x the default 64; got 0)"},
+        {"spawned=4,pending=1025", "pending must be 1..1024 (16x the default 64; got 1025)"},
+        {"spawned=0", "spawned must be 1..4096 (16x the default 256; got 0)"},
+        {"spawned=4097", "spawned must be 1..4096"},
+        {"queued=0", "queued must be 1..67108864 (16x the default 4194304 bytes; got 0)"},
+        {"queued=67108865", "queued must be 1..67108864"},
+        {"relations=0", "relations must be 1..65536 (16x the default 4096; got 0)"},
+        {"pending=8,relations=65537", "relations must be 1..65536"},
+    };
+    for (auto& [text, why] : bad) {
+        INFO(text);
+        auto r = create("dave", text);
+        REQUIRE_FALSE(r);
+        CHECK(r.code() == kith::errc::badarg);
+        CHECK(r.err().detail.find(why) != std::string::npos);
+    }
+    CHECK(create("dave", 8).code() == kith::errc::badarg);  // not text
+    CHECK(admin.call("alice@test", "grants", "create", kith::arr("dave", "kvs", kith::nil, kith::nil, kith::nil, 1))
+              .code() == kith::errc::bad_args);
+    CHECK(admin.call("alice@test", "grants", "create", kith::arr(7, "kvs", kith::nil, kith::nil)).code() ==
+          kith::errc::bad_args);
+    CHECK(a.grants().size() == 2);
+}
+
 TEST_CASE("builtin: node whereis names a registered pid or nil") {
     temp_dir home;
     kith::node a(opts("alice@test", home, "c1"));

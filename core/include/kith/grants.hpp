@@ -71,9 +71,13 @@ struct grant_limits {
     std::uint64_t queued_bytes = 0;  // bytes of its messages waiting in local mailboxes
     std::uint64_t relations = 0;     // monitors and links it holds on local processes
     // "pending=8,spawned=4,queued=1048576,relations=100" (any subset, any
-    // order), or "default". Each value 1..16x the default; errc::badarg
-    // with the reason otherwise.
+    // order; queued in bytes), or "default". Each value 1..16x the default;
+    // errc::badarg otherwise, the detail naming the limit and its bounds
+    // ("pending must be 1..1024 (16x the default 64; got 0)").
     static result<grant_limits> parse(std::string_view text);
+    // For limits set field by field: each field 0 (the default) or
+    // 1..16x the default; errc::badarg as parse's otherwise.
+    result<void> check() const;
     // The inverse: only the fields that are set; "default" if none is.
     std::string to_string() const;
     bool is_default() const noexcept { return !pending && !spawned && !queued_bytes && !relations; }

@@ -97,6 +97,31 @@ std::string rate_limit::to_string() const {
 
 // ---- grant_limits ----------------------------------------------------------------
 
+namespace {
+
+// The four limits by their text name, with the field and its default.
+struct limit_field {
+    const char* name;
+    std::uint64_t grant_limits::*field;
+    std::uint64_t def;
+};
+constexpr limit_field limit_fields[] = {
+    {"pending", &grant_limits::pending, grant_limits::default_pending},
+    {"spawned", &grant_limits::spawned, grant_limits::default_spawned},
+    {"queued", &grant_limits::queued_bytes, grant_limits::default_queued_bytes},
+    {"relations", &grant_limits::relations, grant_limits::default_relations},
+};
+
+// "pending must be 1..1024 (16x the default 64; got 0)": the limit's own
+// name and bounds, whatever the other limits are.
+std::string limit_bounds(const limit_field& f, std::string_view got) {
+    return std::string(f.name) + " must be 1.." + std::to_string(16 * f.def) + " (16x the default " +
+           std::to_string(f.def) + (f.field == &grant_limits::queued_bytes ? " bytes" : "") + "; got " +
+           std::string(got) + ")";
+}
+
+}  // namespace
+
 result<grant_limits> grant_limits::parse(std::string_view text) {
     auto bad = [&](const std::string& why) {
         return error{errc::badarg, "bad limits \"" + std::string(text) + "\": " + why +
@@ -107,27 +132,33 @@ result<grant_limits> grant_limits::parse(std::string_view text) {
     std::string_view t = trim(text);
     if (t == "default") return out;
     if (t.empty()) return bad("it is empty");
+    std::set<std::string_view> seen;
     for (std::string_view item : comma_items(t)) {
         auto eq = item.find('=');
         if (eq == std::string_view::npos) return bad("\"" + std::string(item) + "\" is not NAME=N");
-        std::string_view name = item.substr(0, eq), value = item.substr(eq + 1);
-        std::uint64_t* field = nullptr;
-        std::uint64_t def = 0;
-        if (name == "pending") field = &out.pending, def = default_pending;
-        else if (name == "spawned") field = &out.spawned, def = default_spawned;
-        else if (name == "queued") field = &out.queued_bytes, def = default_queued_bytes;
-        else if (name == "relations") field = &out.relations, def = default_relations;
-        else return bad("unknown limit \"" + std::string(name) + "\" (pending, spawned, queued, relations)");
-        if (*field) return bad(std::string(name) + " appears twice");
-        if (value.empty() || value.size() > 12 || value.find_first_not_of("0123456789") != std::string_view::npos)
+        std::string_view name = trim(item.substr(0, eq)), value = trim(item.substr(eq + 1));
+        const limit_field* f = nullptr;
+        for (auto& lf : limit_fields)
+            if (name == lf.name) f = &lf;
+        if (!f) return bad("unknown limit \"" + std::string(name) + "\" (pending, spawned, queued, relations)");
+        if (!seen.insert(f->name).second) return bad(std::string(name) + " appears twice");
+        if (value.empty() || value.find_first_not_of("0123456789") != std::string_view::npos)
             return bad(std::string(name) + "=" + std::string(value) + " is not a whole number");
-        const std::uint64_t v = std::stoull(std::string(value));
-        if (v < 1 || v > 16 * def)
-            return bad(std::string(name) + " must be 1.." + std::to_string(16 * def) + " (16x the default " +
-                       std::to_string(def) + ")");
-        *field = v;
+        // Digits only: too many of them is out of bounds, not "not a number".
+        std::string_view digits = value.substr(std::min(value.find_first_not_of('0'), value.size()));
+        const std::uint64_t v = digits.size() > 12 ? ~std::uint64_t{0} : std::stoull("0" + std::string(digits));
+        if (v < 1 || v > 16 * f->def) return bad(limit_bounds(*f, value));
+        out.*(f->field) = v;
     }
     return out;
+}
+
+result<void> grant_limits::check() const {
+    for (auto& f : limit_fields)
+        if (this->*(f.field) > 16 * f.def)
+            return error{errc::badarg, "bad limits: " + limit_bounds(f, std::to_string(this->*(f.field))) +
+                                           " (0 leaves the default)"};
+    return {};
 }
 
 std::string grant_limits::to_string() const {

@@ -387,8 +387,8 @@ result<std::shared_ptr<grant_entry>> grant_table::create(const grant_spec& spec,
     // Whole seconds, as the file keeps them.
     e->created = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
     e->bucket_ = token_bucket(spec.rate);
-    // Through grant_limits::parse's bounds (a spec may be built by hand).
-    if (auto l = grant_limits::parse(spec.limits.to_string()); !l) return l.err();
+    // grant_limits' bounds (a spec may be built by hand).
+    if (auto l = spec.limits.check(); !l.ok()) return l.err();
     e->set_limits(spec.limits);
     // Usable only once it is on disk: written first, then added.
     auto r = change([&]() -> result<void> {

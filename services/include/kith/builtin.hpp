@@ -26,11 +26,14 @@
 //         for `kith grant`. Host it only where every caller may manage
 //         grants: it is never reachable through a grant or as a public
 //         service (create refuses scopes that name it).
-//           create(Label, Scope, Rate|nil, ExpiresInSeconds|nil) -> GrantFileText
-//             Scope as "kvs,echo:echo"; Rate as "10/s" or "10/s,burst=20".
+//           create(Label, Scope, Rate|nil, ExpiresInSeconds|nil[, Limits|nil])
+//             -> GrantFileText
+//             Scope as "kvs,echo:echo"; Rate as "10/s" or "10/s,burst=20";
+//             Limits as "pending=8,spawned=4" (kith::grant_limits; optional,
+//             nil or absent: the node's defaults).
 //           list() -> [GrantInfo...]     revoke(Label) -> true
 //           set_rate(Label, Rate) -> true
-//         Errors: badarg (bad label, scope or rate; unknown label).
+//         Errors: badarg (bad label, scope, rate or limits; unknown label).
 //
 // Each make_* returns a fresh, independent service. Thread-safe: the kvs
 // table is guarded by its own mutex.
