@@ -78,7 +78,11 @@ class Service:
         self._nodes: list = []
 
     def function(self, fn: Optional[Callable] = None, *, name: Optional[str] = None):
-        """Exports fn (decorator; @svc.function or @svc.function(name="x"))."""
+        """Exports fn (decorator; @svc.function, @svc.function("x") or
+        @svc.function(name="x"))."""
+        if isinstance(fn, str):  # @svc.function("x"): the name
+            fn, name = None, fn
+
         def add(f: Callable):
             check = _arg_checker(f)
 
@@ -93,7 +97,12 @@ class Service:
     def actor(self, target: Any = None, *, name: Optional[str] = None):
         """Exports a spawnable actor type (decorator): a class (spawn arguments
         go to its constructor) or a function handler(actor, msg, *args).
-        Other nodes start one with node.spawn(node, service, type, *args)."""
+        Other nodes start one with node.spawn(node, service, type, *args).
+        @svc.actor names it after the class or function; @svc.actor("x") or
+        @svc.actor(name="x") names it x."""
+        if isinstance(target, str):  # @svc.actor("x"): the name
+            target, name = None, target
+
         def add(t: Any):
             if isinstance(t, type):
                 check = _arg_checker(t.__init__, skip=1)
