@@ -210,3 +210,67 @@ def test_connect_with_a_grant_in_process(alice, make_node, tmp_path):
     assert dave.call(alice.name, "echo", "echo", [1, "x"]) == [1, "x"]
     with pytest.raises(TypeError):
         dave.connect(g, alice.key)
+
+
+LIMITS = {"pending": 64, "spawned": 256, "queued": 4 << 20, "relations": 4096}  # the defaults
+
+
+def test_grant_limits_are_set_listed_and_checked(alice):
+    g = alice.grant("bob", "kvs", limits="pending=8,spawned=4")
+    assert isinstance(g, kith.Grant)
+    alice.grant("carol", "kvs", limits={"queued": 65536, "relations": 100})
+    alice.grant("dave", "kvs")  # the defaults
+    assert row(alice, "bob")["limits"] == "pending=8,spawned=4"
+    assert row(alice, "carol")["limits"] == "queued=65536,relations=100"
+    assert row(alice, "dave")["limits"] == "default"
+    assert kith._kith._parse_limits({}) == "default"
+    # Each limit at 0 and above its maximum, as text and as a dict, alone and
+    # beside another limit: BadArg naming that limit and its own bounds.
+    for name, default in LIMITS.items():
+        bounds = f"{name} must be 1..{16 * default} (16x the default {default}"
+        other = "relations" if name != "relations" else "pending"
+        for value in (0, 16 * default + 1):
+            for limits in (f"{name}={value}", {name: value}, f"{other}=8,{name}={value}", {name: value, other: 8}):
+                with pytest.raises(kith.BadArg) as e:
+                    alice.grant("eve", "kvs", limits=limits)
+                assert e.value.code == "badarg"
+                assert bounds in e.value.detail and f"got {value})" in e.value.detail, (limits, e.value.detail)
+                for o, d in LIMITS.items():  # never another limit's bounds
+                    assert o == name or f"the default {d};" not in e.value.detail, e.value.detail
+        assert kith._kith._parse_limits({name: 16 * default}) == f"{name}={16 * default}"
+        assert kith._kith._parse_limits(f"{name}=1") == f"{name}=1"
+    with pytest.raises(kith.BadArg, match='unknown limit "calls"'):
+        alice.grant("eve", "kvs", limits={"calls": 3})
+    with pytest.raises(TypeError, match="pending must be a whole number"):
+        alice.grant("eve", "kvs", limits={"pending": True})
+    with pytest.raises(TypeError, match="pending must be a whole number"):
+        alice.grant("eve", "kvs", limits={"pending": 2.5})
+    with pytest.raises(TypeError, match="pending=8,spawned=4"):
+        alice.grant("eve", "kvs", limits=8)
+    assert "eve" not in [g["label"] for g in alice.grants()]
+
+
+def test_grant_limits_hold_the_holder(alice, make_node):
+    # A grantee with spawned=2 spawns two echo servers; the third is refused
+    # Overloaded, naming the limit and the grant's own figure.
+    g = alice.grant("dave", "echo", rate="unlimited", limits={"spawned": 2})
+    dave = make_node("dave@localhost", cookie="daves-cluster", discovery=False)
+    assert dave.connect(g) == alice.name
+    first = [dave.spawn_async(alice.name, "echo", "server") for _ in range(2)]
+    pids = [f.result(10) for f in first]
+    assert all(alice.alive(p) for p in pids)
+    with pytest.raises(kith.Overloaded) as e:
+        dave.spawn_async(alice.name, "echo", "server").result(10)
+    assert "limit spawned" in e.value.detail and "2" in e.value.detail, e.value.detail
+    # One ends: a slot is free again.
+    alice.exit(pids[0], "kill")
+    wait_until(lambda: not alice.alive(pids[0]), what="the echo server ended")
+    wait_until(lambda: _spawns(dave, alice.name), what="a spawn after a slot was freed")
+
+
+def _spawns(node, at):
+    try:
+        node.spawn_async(at, "echo", "server").result(10)
+        return True
+    except kith.Overloaded:
+        return False

@@ -2,8 +2,12 @@
 kith._kith._Node)."""
 from __future__ import annotations
 
+import concurrent.futures
+import itertools
 import os
+import threading
 import time
+import weakref
 from typing import Any, Callable, Optional
 
 from . import _kith
@@ -80,6 +84,13 @@ class Node:
                               heartbeat_interval, heartbeat_timeout, hidden, max_queue_bytes, list(services),
                               _discovery_options(discovery, listen or "", hidden), log)
         self._inbox = self._n.mailbox()
+        # spawn_async: the Futures waiting for an answer, by tag, and the
+        # helper actor that completes them (started at the first use).
+        self._pending: "dict[int, concurrent.futures.Future]" = {}
+        self._tags = itertools.count(1)
+        self._helper: Optional[Pid] = None
+        self._helper_lock = threading.Lock()
+        weakref.finalize(self, _fail_pending, self._pending, "its node was dropped")
 
     # -- lifecycle
     def stop(self) -> None:
@@ -87,6 +98,7 @@ class Node:
         from several threads at once; each call returns once the node is stopped."""
         self._n.stop()
         self._inbox.close()
+        _fail_pending(self._pending, f"node {self.name} stopped before the spawn was answered")
 
     def __enter__(self) -> "Node":
         return self
@@ -165,6 +177,56 @@ class Node:
         if isinstance(target, str):
             return self._n._spawn_remote(target, args[0], args[1], list(args[2:]), timeout, None, self._inbox)
         return _spawn_with(self._inbox, target, args, kwargs, False, True)
+
+    def spawn_async(self, node: str, service: str, type: str, *args: Any,
+                    timeout: float = 5.0) -> "concurrent.futures.Future[Pid]":
+        """Spawns an exported actor type on node without waiting (Erlang's
+        spawn_request): returns at once a concurrent.futures.Future that gets
+        the new actor's Pid, or the exception spawn() would raise (Timeout,
+        NodeDown, Unauthorized, NoSuchService, NoSuchFunction, BadArgs,
+        Overloaded, Shutdown if this node stops first). Never raises for
+        those; raises at once only for arguments that cannot be sent
+        (TypeError) or a stopped node (Shutdown).
+
+            futs = [node.spawn_async("bob", "echo", "server") for _ in range(32)]
+            pids = [f.result() for f in futs]                  # wait for each
+            node.spawn_async(...).add_done_callback(lambda f: print(f.result()))
+            pid = await asyncio.wrap_future(node.spawn_async(...))   # asyncio
+
+        The answer comes within timeout seconds. Done-callbacks run on a kith
+        worker thread: keep them short, and do not stop the node from them.
+        cancel() returns False: a spawn cannot be taken back (the actor may
+        already run)."""
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        fut.set_running_or_notify_cancel()
+        to = self.resolve(node)
+        tag = next(self._tags)
+        self._pending[tag] = fut
+        try:
+            self._n._spawn_async(to, service, type, list(args), float(timeout), self._async_helper(), tag)
+        except BaseException:
+            self._pending.pop(tag, None)
+            raise
+        return fut
+
+    def _async_helper(self) -> Pid:
+        """The actor that completes spawn_async's Futures (one per node)."""
+        with self._helper_lock:
+            if self._helper is None:
+                pending = self._pending  # not self: the actor must not keep the Node alive
+
+                def complete(actor: Any, msg: Any) -> None:
+                    if not (isinstance(msg, list) and len(msg) in (3, 4) and msg[0] == "kith-spawn-async"):
+                        return
+                    fut = pending.pop(msg[1], None)
+                    if fut is None or fut.done():
+                        return
+                    if len(msg) == 3:
+                        fut.set_result(msg[2])
+                    else:
+                        fut.set_exception(_kith._error(msg[2], msg[3]))
+                self._helper = self._n._spawn(None, complete)
+            return self._helper
 
     # -- links and monitors (for the node's mailbox)
     def monitor(self, pid: Pid) -> Ref:
@@ -268,7 +330,7 @@ class Node:
         return self._n.connect(endpoint, key, float(timeout), bool(visitor))
 
     # -- grants (what this node lets others do)
-    def grant(self, label: str, allow: Any, rate: Any = None, expires: Any = None) -> Grant:
+    def grant(self, label: str, allow: Any, rate: Any = None, expires: Any = None, limits: Any = None) -> Grant:
         """Issues a grant: a key that lets its holder's node use exactly `allow`
         on this node. Returns the Grant; save() it and hand the file over
         privately (it holds a secret key).
@@ -281,12 +343,24 @@ class Node:
                  (per_second, burst); default 10/s with a burst of 20. Beyond
                  it calls are answered with RateLimited.
         expires  a datetime, a timedelta or seconds from now; None: never.
-        BadArg for a bad or duplicate label, scope or rate."""
-        return self._n.grant(label, allow, rate, _expiry_ts(expires))
+        limits   what the holder may hold on this node at once, all its
+                 sessions together: "pending=8,spawned=4" or a dict
+                 {"pending": 8, "spawned": 4}. pending: calls, casts and
+                 spawns in flight (default 64); spawned: actors alive that it
+                 spawned (256); queued: bytes of its messages waiting in
+                 mailboxes (4194304); relations: monitors and links it holds
+                 (4096). Any subset, each 1 to 16x its default; None: the
+                 defaults. Over a limit its request is refused with
+                 Overloaded ("limit pending: ...").
+        BadArg for a bad or duplicate label, scope, rate or limits (the
+        message names the limit and its bounds)."""
+        return self._n.grant(label, allow, rate, _expiry_ts(expires), limits)
 
     def grants(self) -> "list[dict]":
-        """The grant table: dicts with label, allow, scope, rate, expires, created,
-        fingerprint, revoked, expired, connected, accepted, refused, rate_limited."""
+        """The grant table: dicts with label, allow, scope, rate, limits ("default"
+        or "pending=8,spawned=4": only those set), expires, created,
+        fingerprint, revoked, expired, connected, accepted, refused,
+        rate_limited."""
         return self._n.grants()
 
     def revoke_grant(self, label: str) -> None:
@@ -379,3 +453,17 @@ class Node:
         overload_drops, refused_connections."""
         return self._n._net_stats()
 
+
+def _fail_pending(pending: "dict[int, concurrent.futures.Future]", why: str) -> None:
+    """Fails spawn_async's Futures still waiting (their node stopped: the
+    answers can no longer arrive)."""
+    while pending:
+        try:
+            _, fut = pending.popitem()
+        except KeyError:
+            break
+        if not fut.done():
+            try:
+                fut.set_exception(_kith._error("shutdown", why))
+            except concurrent.futures.InvalidStateError:
+                pass

@@ -185,6 +185,24 @@ void close_log_target(const log_target_ptr& t) noexcept;
 void stop_logging();
 
 // --- node (node.cpp) ---------------------------------------------------------
+// How a completion that may run after its node is gone reaches the node
+// (node::spawn_async's `done` runs on a detached thread once the node has
+// stopped): through this, which node_core::halt closes once the node is
+// stopped. Shared by the node_core and every completion in flight.
+struct node_gate {
+    std::mutex mu;
+    node* n = nullptr;  // under mu; nullptr once closed
+    // Sends `msg` to the local `to`, or drops it once the node is stopped.
+    // Never blocks on the GIL; called on kith threads.
+    void send(const pid& to, term msg) {
+        std::lock_guard lk(mu);
+        if (n) n->send(to, std::move(msg));
+    }
+    void close() {
+        std::lock_guard lk(mu);
+        n = nullptr;
+    }
+};
 // The node and its discovery, shared by the Python object and the registry
 // of running nodes (the atexit hook stops them all), so neither can free it
 // while the other uses it with the GIL released.
@@ -195,6 +213,7 @@ struct node_core {
     // failovers), destroyed last-first by halt() before the node stops.
     std::vector<std::shared_ptr<void>> attached;  // under halt_mu
     std::vector<log_target_ptr> logs;        // Python log callables of n and d
+    std::shared_ptr<node_gate> gate = std::make_shared<node_gate>();  // to n, until halted
     std::atomic<bool> stopped{false};
     std::mutex halt_mu;                      // held while halting: a second stop waits for the first
     bool halted = false;                     // under halt_mu

@@ -1,7 +1,7 @@
 // grants.cpp — grant files (kith.Grant, kith.load_grant, kith.parse_grant)
-// and the conversions of grant arguments (scopes, rates, expiry times) from
-// Python, and kith._Node's methods that issue, list and revoke grants and
-// open public services.
+// and the conversions of grant arguments (scopes, rates, limits, expiry
+// times) from Python, and kith._Node's methods that issue, list and revoke
+// grants and open public services.
 #include <pybind11/stl.h>
 
 #include <chrono>
@@ -62,6 +62,33 @@ rate_limit rate_from(py::handle rate) {
     } else
         text = number(rate) + "/s";
     auto r = rate_limit::parse(text);
+    if (!r) throw_error(r.err());
+    return *r;
+}
+
+// "pending=8,spawned=4" or {"pending": 8, "spawned": 4}: spelled as text
+// and checked by kith's own parser, so the names, bounds and messages are
+// one (a bad limit is BadArg naming it and its bounds).
+grant_limits limits_from(py::handle limits) {
+    std::string text;
+    if (py::isinstance<py::str>(limits)) {
+        text = limits.cast<std::string>();
+    } else if (py::isinstance<py::dict>(limits)) {
+        for (auto [k, v] : limits.cast<py::dict>()) {
+            if (!py::isinstance<py::str>(k))
+                throw py::type_error("limits: the keys are the limits' names (pending, spawned, queued, relations)");
+            auto name = k.cast<std::string>();
+            if (py::isinstance<py::bool_>(v) || !py::isinstance<py::int_>(v))
+                throw py::type_error("limits: " + name + " must be a whole number, got " +
+                                     py::repr(v).cast<std::string>());
+            text += (text.empty() ? "" : ",") + name + "=" + py::str(v).cast<std::string>();
+        }
+        if (text.empty()) text = "default";
+    } else {
+        throw py::type_error("limits is \"pending=8,spawned=4\" or a dict {\"pending\": 8, \"spawned\": 4} "
+                             "(pending, spawned, queued, relations), or None for the defaults");
+    }
+    auto r = grant_limits::parse(text);
     if (!r) throw_error(r.err());
     return *r;
 }
@@ -136,16 +163,19 @@ void register_grants(py::module_& m) {
           py::arg("text"), "Parses a grant file's text; DecodeError saying what is wrong with it.");
     m.def("_parse_rate", [](py::handle rate) { return rate_from(rate).to_string(); },
           "Normalizes a rate argument to kith's text form (for tests).");
+    m.def("_parse_limits", [](py::handle limits) { return limits_from(limits).to_string(); },
+          "Normalizes a limits argument to kith's text form (for tests).");
 }
 
 void bind_node_grants(node_class& c) {
     c.def("grant", [](py_node& n, const std::string& label, py::handle allow, py::handle rate,
-                      std::optional<double> expires) {
+                      std::optional<double> expires, py::handle limits) {
          grant_spec spec;
          spec.label = label;
          spec.allow = scope_from(allow);
          if (!rate.is_none()) spec.rate = rate_from(rate);
          spec.expires = expiry_from(expires);
+         if (!limits.is_none()) spec.limits = limits_from(limits);
          node& nd = n.get();
          std::optional<result<grant_file>> r;
          {
@@ -153,7 +183,7 @@ void bind_node_grants(node_class& c) {
              r.emplace(nd.grant(spec));
          }
          return value_or_raise(std::move(*r));
-     }, py::arg("label"), py::arg("allow"), py::arg("rate"), py::arg("expires"))
+     }, py::arg("label"), py::arg("allow"), py::arg("rate"), py::arg("expires"), py::arg("limits") = py::none())
         .def("grants", [](py_node& n) {
             py::list out;
             for (auto& g : n.get().grants()) out.append(from_term(g.to_term()));

@@ -68,6 +68,10 @@ PYBIND11_MODULE(_kith, m) {
         d["fingerprint"] = p.what == principal::kind::local ? std::string() : p.key.fingerprint();
         return d;
     }, "Who the calling code acts for: {kind: local|member|grant|stranger|server, node, label, fingerprint}.");
+    m.def("_error", [](const std::string& code, const std::string& detail) {
+        auto c = errc_from_string(code);
+        return error_object(error{c ? *c : errc::exception, detail});
+    }, "The kith.Error subclass instance for an error code's name and detail (as kith raises it).");
     m.def("_to_term_roundtrip", [](py::handle x) { return from_term(to_term(x)); },
           "Converts a value as sending would, and back (for tests).");
     m.def("_encode", [](py::handle x) { return py::bytes(encode(to_term(x))); }, "The msgpack bytes of a value.");

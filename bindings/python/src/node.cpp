@@ -30,6 +30,7 @@ void node_core::halt() noexcept {
     while (!attached.empty()) attached.pop_back();  // failovers, then names and scopes
     if (d) d->stop();  // its "leaving" beacon goes out while the node still runs
     if (n) n->stop();
+    gate->close();  // completions that run later (on detached threads) find no node
     for (auto& t : logs) close_log_target(t);
 }
 
@@ -79,6 +80,7 @@ py_node::py_node(const std::string& name, const std::string& listen, const std::
         gil_release rel;
         c->n = std::make_unique<node>(o);
     }
+    c->gate->n = c->n.get();  // no completion can be in flight yet
     for (auto& s : builtin) {
         if (s == "kvs") c->n->add_service(services::make_kvs());
         else if (s == "echo") c->n->add_service(services::make_echo());

@@ -1,5 +1,5 @@
 // rpc.cpp — kith._Node's calls to other nodes and actors: call, cast,
-// multicall, call_pid, remote spawns, ping and connect. Every wait releases
+// multicall, call_pid, remote spawns (spawn_async too), ping and connect. Every wait releases
 // the GIL and is interruptible (Ctrl-C) and bounded.
 #include "bind.hpp"
 
@@ -118,6 +118,24 @@ void bind_node_rpc(node_class& c) {
                 else r.emplace(nd.spawn(to, svc, type, std::move(a), d));
             }
             return py::cast(value_or_raise(std::move(*r)));
+        })
+        .def("_spawn_async", [](py_node& n, const std::string& to, const std::string& svc, const std::string& type,
+                                py::list args, double timeout, const pid& notify, std::uint64_t tag) {
+            // node::spawn_async; the answer goes to `notify` (kith/_node.py's
+            // helper actor, which completes the Future) as a message, so no
+            // kith thread waits for the GIL: ["kith-spawn-async", Tag, Pid] or
+            // ["kith-spawn-async", Tag, Code, Detail].
+            term a = to_term(args);
+            node& nd = n.get();
+            auto d = seconds_to_ns(timeout);
+            std::shared_ptr<node_gate> gate = n.core()->gate;
+            gil_release rel;  // a spawn on this node runs the actor type's factory here (Python's needs the GIL)
+            nd.spawn_async(to, svc, type, std::move(a), d, [gate, notify, tag](result<pid> r) {
+                term tag_t(static_cast<std::uint64_t>(tag));
+                gate->send(notify, r.ok() ? arr("kith-spawn-async", tag_t, *r)
+                                          : arr("kith-spawn-async", tag_t, std::string(to_string(r.code())),
+                                                r.err().detail));
+            });
         })
         .def("ping", [](py_node& n, const std::string& to, double timeout) {
             node& nd = n.get();
