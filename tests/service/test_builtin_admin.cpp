@@ -80,7 +80,7 @@ TEST_CASE("builtin: grants service creates, lists, re-rates and revokes, is neve
     CHECK(bob.call("alice@test", "kvs", "keys", kith::arr()).code() == kith::errc::revoked);
 }
 
-TEST_CASE("builtin: grants:create over the network takes limits - listed, enforced-range checked, named when bad") {
+TEST_CASE("builtin: grants:create over the network takes limits - listed, and a bad one named with its bounds") {
     temp_dir home;
     kith::node a(opts("alice@test", home, "c1"));
     a.add_service(kith::services::make_grant_admin(a));
