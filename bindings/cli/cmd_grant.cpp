@@ -84,7 +84,7 @@ std::chrono::seconds parse_expiry(const std::string& v) {
         if (n > 0 && mult && n < 100LL * 365 * 86400 / mult) return std::chrono::seconds(n * mult);
     } catch (...) {
     }
-    throw cli_error{"grant: --expires wants 45s, 30m, 12h or 30d (got '" + v + "')", kUsage};
+    throw cli_error{"grant create: --expires wants 45s, 30m, 12h or 30d (got '" + v + "')", kUsage};
 }
 
 std::string format_time(std::chrono::system_clock::time_point t) {
@@ -172,7 +172,7 @@ public:
         if (!r) {
             // One vocabulary: the docs say bad_args for a wrong argument.
             error e = r.err();
-            throw cli_error{"grant " + fn + " on " + where() + ": " +
+            throw cli_error{"grant " + (fn == "set_rate" ? std::string("rate") : fn) + " on " + where() + ": " +
                                 (e.code == errc::badarg ? "bad_args: " + e.detail : e.message()),
                             kFailed};
         }
@@ -295,11 +295,26 @@ int cmd_grant(int argc, char** argv) {
         return 0;
     }
     std::size_t want = sub == "list" ? 0 : sub == "rate" ? 2 : 1;
-    if (a.pos.size() != want) throw cli_error{"grant " + sub + ": wrong number of arguments (see kith grant --help)", kUsage};
+    if (a.pos.size() != want) {
+        std::string extra;  // what was given, so that a stray word is seen
+        for (auto& p : a.pos) extra += (extra.empty() ? "" : " ") + std::string("'") + p + "'";
+        const char* what = sub == "create" ? "one LABEL, the name you give this grant (kith grant create bob "
+                                             "--services kvs --out bob.grant)"
+                           : sub == "revoke" ? "the LABEL of the grant to revoke (kith grant list shows them)"
+                           : sub == "rate"   ? "a LABEL and a rate (kith grant rate bob 20/s)"
+                                             : "no argument";
+        throw cli_error{"grant " + sub + " takes " + what + "; got " +
+                            (extra.empty() ? std::string("none") : extra) + " (see kith grant --help)",
+                        kUsage};
+    }
+    if (sub == "create" && (a.pos[0].empty() || a.pos[0].size() > 64 ||
+                            a.pos[0].find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
+                                std::string::npos))
+        throw cli_error{"grant create: bad label '" + a.pos[0] + "': use 1-64 of A-Z a-z 0-9 . _ - (e.g. bob)", kUsage};
 
     if (sub == "create") {
-        if (!a.has("--services")) throw cli_error{"grant create: --services is required", kUsage};
-        if (!a.has("--out")) throw cli_error{"grant create: --out FILE is required", kUsage};
+        if (!a.has("--services")) throw cli_error{"grant create: --services is required: what the friend may use (e.g. --services kvs, or kvs,echo:echo)", kUsage};
+        if (!a.has("--out")) throw cli_error{"grant create: --out FILE is required: where to write the grant file for your friend (--out - prints it)", kUsage};
         std::string scope;
         for (auto& s : a.list("--services")) scope += (scope.empty() ? "" : ",") + s;
         if (auto sc = parse_grant_scope(scope); !sc) throw cli_error{"grant create: --services: " + sc.err().detail, kUsage};
@@ -474,8 +489,25 @@ int cmd_grant(int argc, char** argv) {
         return 0;
     }
     if (sub == "revoke") {
+        // Revoking twice changes nothing: say so rather than "revoked".
+        std::string before;
+        term list = admin.call("list", arr());
+        for (std::size_t i = 0; i < list.size(); ++i) {
+            const term& g = *list.at(i);
+            auto is = [&](const char* k) {
+                auto v = g.lookup(term(std::string(k)));
+                return v && v->get_if<bool>() && *v->get_if<bool>();
+            };
+            auto label = g.lookup(term(std::string("label")));
+            if (label && label->as_string() && *label->as_string() == a.pos[0])
+                before = is("revoked") ? "revoked" : is("expired") ? "expired" : "";
+        }
         admin.call("revoke", arr(a.pos[0]));
-        std::printf("revoked '%s' on %s\n", a.pos[0].c_str(), admin.where().c_str());
+        if (before == "revoked")
+            std::printf("'%s' was already revoked on %s; nothing changed\n", a.pos[0].c_str(), admin.where().c_str());
+        else
+            std::printf("revoked '%s' on %s%s\n", a.pos[0].c_str(), admin.where().c_str(),
+                        before == "expired" ? " (it had expired already)" : "");
         return 0;
     }
     if (auto r = rate_limit::parse(a.pos[1]); !r) throw cli_error{"grant rate: " + r.err().detail, kUsage};

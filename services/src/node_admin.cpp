@@ -25,7 +25,6 @@ result<term> create_grant(node& n, const std::string& label, const std::string& 
     spec.label = label;
     auto sc = parse_grant_scope(scope);
     if (!sc) return sc.err();
-    if (sc->count("grants")) return error(errc::badarg, "the grants service cannot be granted");
     spec.allow = std::move(*sc);
     if (!rate.is_nil()) {
         if (!rate.is_string()) return error(errc::badarg, "rate must be a string like \"10/s\"");

@@ -72,6 +72,28 @@ printf '%s\n' "$out" | grep -q '^s4  *kvs  *10/s,burst=20  *never  *active' || f
 run "revoke" 0 grant revoke s6 "${A[@]}"
 run "grant list revoked" 0 grant list "${A[@]}"
 printf '%s\n' "$out" | grep -q '^s6  *kvs .* revoked ' || fail "revoked row: $out"
+# What a new user types wrong: each message says what to do.
+run "revoke again" 0 grant revoke s6 "${A[@]}" &&
+  [ "$out" = "'s6' was already revoked on node alice@$(hostname | tr -c 'A-Za-z0-9_.\n-' -); nothing changed" ] || fail "revoke again: $out"
+run "rate of a revoked grant" 1 grant rate s6 5/s "${A[@]}" &&
+  expect_err "revoked rate" "kith: grant rate on node alice@$(hostname | tr -c 'A-Za-z0-9_.\n-' -): bad_args: the grant \"s6\" is revoked: it can never be used again, so its rate cannot change; issue a new grant under another label"
+run "revoke unknown" 1 grant revoke nobody "${A[@]}" &&
+  printf '%s' "$err" | grep -q 'no grant labelled "nobody" on this node (the grant table lists the labels: kith grant list' || fail "unknown: $err"
+run "duplicate label" 1 grant create s6 --services kvs --out "$T/dup.grant" "${A[@]}" &&
+  printf '%s' "$err" | grep -q 'a grant labelled "s6" exists (revoked and expired grants keep their labels): choose another label' || fail "dup: $err"
+run "create without label" 2 grant create --services kvs --out "$T/x.grant" "${A[@]}" &&
+  expect_err "no label" "kith: grant create takes one LABEL, the name you give this grant (kith grant create bob --services kvs --out bob.grant); got none (see kith grant --help)"
+run "create, a stray word" 2 grant create bob kvs --out "$T/x.grant" "${A[@]}" &&
+  expect_err "stray" "kith: grant create takes one LABEL, the name you give this grant (kith grant create bob --services kvs --out bob.grant); got 'bob' 'kvs' (see kith grant --help)"
+run "rate without a rate" 2 grant rate s4 "${A[@]}" &&
+  expect_err "rate args" "kith: grant rate takes a LABEL and a rate (kith grant rate bob 20/s); got 's4' (see kith grant --help)"
+run "bad label" 2 grant create "b b" --services kvs --out "$T/x.grant" "${A[@]}" &&
+  expect_err "label" "kith: grant create: bad label 'b b': use 1-64 of A-Z a-z 0-9 . _ - (e.g. bob)"
+run "admin service" 1 grant create s8 --services grants --out "$T/x.grant" "${A[@]}" &&
+  printf '%s' "$err" | grep -q '"grants" is an admin service: it can never be granted' || fail "admin: $err"
+run "no --out" 2 grant create s8 --services kvs "${A[@]}" &&
+  expect_err "no out" "kith: grant create: --out FILE is required: where to write the grant file for your friend (--out - prints it)"
+[ -e "$T/x.grant" ] && fail "a grant file was written for a refused create"
 
 # the cookie trap: a client without --cookie and without a cookie file
 # creates none, and says which cookie it used and how to set one

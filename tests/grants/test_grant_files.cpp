@@ -178,7 +178,17 @@ TEST_CASE("grants: the grant table file round-trips and detects damage", "[grant
         CHECK(t.create(s, keypair::generate().pub).code() == errc::badarg);
         REQUIRE(t.revoke("carol").ok());
         CHECK(t.revoke("nobody").code() == errc::badarg);
+        CHECK(contains(t.revoke("nobody").err().detail, "no grant labelled \"nobody\" on this node"));
         REQUIRE(t.set_rate("bob", {5, 7}).ok());
+        grant_spec dup;
+        dup.label = "bob";
+        dup.allow = {{"kvs", {}}};
+        auto again = t.create(dup, keypair::generate().pub);
+        CHECK(contains(again.err().detail, "a grant labelled \"bob\" exists"));
+        // A revoked grant's rate no longer changes: said, not silently taken.
+        auto revoked = t.set_rate("carol", {5, 7});
+        CHECK(revoked.code() == errc::badarg);
+        CHECK(contains(revoked.err().detail, "the grant \"carol\" is revoked"));
     }
     struct stat st{};
     REQUIRE(::stat(file.c_str(), &st) == 0);

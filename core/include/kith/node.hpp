@@ -232,7 +232,7 @@ public:
     // table could not be saved.
     result<void> revoke_grant(const std::string& label);
     // Changes a grant's rate; effective for the next message. errc::badarg if
-    // unknown.
+    // unknown or revoked (a revoked grant is never usable again).
     result<void> set_grant_rate(const std::string& label, rate_limit rate);
     // Opens service `svc` (which need not be added yet) to anyone who can
     // reach this node, strangers included, each connecting key limited to

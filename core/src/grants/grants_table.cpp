@@ -393,7 +393,8 @@ result<std::shared_ptr<grant_entry>> grant_table::create(const grant_spec& spec,
     // Usable only once it is on disk: written first, then added.
     auto r = change([&]() -> result<void> {
         if (by_label_.count(spec.label))
-            return error{errc::badarg, "a grant labelled \"" + spec.label + "\" exists"};
+            return error{errc::badarg, "a grant labelled \"" + spec.label + "\" exists (revoked and expired "
+                                       "grants keep their labels): choose another label"};
         if (by_key_.count(client)) return error{errc::badarg, "that client key already has a grant"};
         // The table must stay loadable: far below the size a node reads at start.
         if (by_label_.size() >= max_grants)
@@ -421,12 +422,19 @@ result<std::shared_ptr<grant_entry>> grant_table::create(const grant_spec& spec,
     return e;
 }
 
+namespace {
+error unknown_label(const std::string& label) {
+    return error{errc::badarg, "no grant labelled \"" + label + "\" on this node (the grant table lists the labels: "
+                               "kith grant list, or grants())"};
+}
+}  // namespace
+
 result<void> grant_table::revoke(const std::string& label) {
     // At once in memory (the next message is refused), then on disk.
     if (auto e = find(label)) e->revoked.store(true, std::memory_order_release);
     auto r = change([&]() -> result<void> {
         auto it = by_label_.find(label);
-        if (it == by_label_.end()) return error{errc::badarg, "no grant labelled \"" + label + "\""};
+        if (it == by_label_.end()) return unknown_label(label);
         it->second->revoked.store(true, std::memory_order_release);
         return {};
     });
@@ -438,7 +446,10 @@ result<void> grant_table::set_rate(const std::string& label, rate_limit r) {
         return error{errc::badarg, "bad rate: the burst must be at least 1"};
     auto s = change([&]() -> result<void> {
         auto it = by_label_.find(label);
-        if (it == by_label_.end()) return error{errc::badarg, "no grant labelled \"" + label + "\""};
+        if (it == by_label_.end()) return unknown_label(label);
+        if (it->second->revoked.load(std::memory_order_acquire))
+            return error{errc::badarg, "the grant \"" + label + "\" is revoked: it can never be used again, so its "
+                                       "rate cannot change; issue a new grant under another label"};
         it->second->set_rate(r);
         return {};
     });
