@@ -69,6 +69,8 @@ def test_errors_arrive_through_the_future(pair):
     # Arguments that cannot be sent are refused at once, as by spawn().
     with pytest.raises(TypeError):
         b.spawn_async(a.name, "echo", "server", lambda: 1)
+    with pytest.raises(TypeError, match="node is a str, got 5"):
+        b.spawn_async(5, "echo", "server")
     assert not b._pending  # nothing left waiting
 
 

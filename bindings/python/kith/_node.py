@@ -197,6 +197,9 @@ class Node:
         worker thread: keep them short, and do not stop the node from them.
         cancel() returns False: a spawn cannot be taken back (the actor may
         already run)."""
+        for what, v in (("node", node), ("service", service), ("type", type)):
+            if not isinstance(v, str):
+                raise TypeError(f"spawn_async(node, service, type, *args): {what} is a str, got {v!r}")
         fut: concurrent.futures.Future = concurrent.futures.Future()
         fut.set_running_or_notify_cancel()
         to = self.resolve(node)
