@@ -38,7 +38,8 @@ friend: it holds a secret key, so hand it over privately. The friend then runs
 
   --services S,...  services, or SERVICE:NAME for one function or actor type
                     (kvs,echo:echo)
-  --rate R/s        requests per second, "10/s" or "10/s,burst=20" (default 10/s, burst 20)
+  --rate R/s        requests per second, "10/s", "10/s,burst=20" or "unlimited"
+                    (default 10/s, burst 20)
   --expires T       lifetime: 45s, 30m, 12h or 30d (default: never)
   --limits L        what the friend may hold on your node at once, e.g.
                     pending=8,spawned=4: pending (calls in flight, default 64),
