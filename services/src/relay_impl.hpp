@@ -42,7 +42,7 @@ struct relay::impl {
         std::vector<std::string> services;
         std::size_t sessions = 0;  // spliced or pairing
         std::size_t max_sessions = 0;  // its relay grant's limit, else max_sessions_per_node
-        std::uint64_t bytes_per_s = 0;  // its relay grant's rate (0: none of its own)
+        std::string grant;  // the label of the relay grant it registered with ("" for none)
     };
     struct dial_token {
         std::string dialler;      // the dialler's node name
@@ -128,11 +128,13 @@ struct relay::impl {
     // The limits of the caller's relay grant, or nullptr.
     const relay_grant_limits* limits_of_locked(const principal& p);
     std::map<std::string, std::size_t> dialler_max_;  // by dialler node name: its grant's session limit
-    std::map<std::string, std::uint64_t> dialler_rate_;  // by dialler node name: its grant's bytes/s
+    std::map<std::string, std::string> dialler_grant_;  // by dialler node name: its relay grant's label
     // The bytes/s of a session from `dialler` to the registration `r`: the
     // smallest of the relay's rate and the two ends' grant rates that are
-    // set (0: unlimited). Under mu.
-    std::uint64_t session_rate_locked(const std::string& dialler, const registration& r) const;
+    // set (0: unlimited), as the relay grants file says now (a rate set
+    // after a node registered or dialled applies to its next session).
+    // Under mu.
+    std::uint64_t session_rate_locked(const std::string& dialler, const registration& r);
     std::map<std::string, dial_token> tokens;       // by token hex
     std::map<std::string, pairing> pairings;        // by session hex
     std::map<std::string, std::size_t> dialler_sessions;  // by dialler node name

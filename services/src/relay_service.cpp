@@ -145,13 +145,17 @@ bool relay::impl::admit_session_locked(const std::string& dialler, const std::st
     return true;
 }
 
-std::uint64_t relay::impl::session_rate_locked(const std::string& dialler, const registration& r) const {
+std::uint64_t relay::impl::session_rate_locked(const std::string& dialler, const registration& r) {
+    refresh_grant_limits_locked(false);
     std::uint64_t rate = o_.max_bytes_per_s_per_session;
-    auto lower = [&](std::uint64_t v) {
+    auto lower = [&](const std::string& label) {
+        auto l = label.empty() ? grant_limits_.end() : grant_limits_.find(label);
+        if (l == grant_limits_.end()) return;
+        const std::uint64_t v = l->second.max_bytes_per_s;
         if (v != 0 && (rate == 0 || v < rate)) rate = v;
     };
-    lower(r.bytes_per_s);
-    if (auto d = dialler_rate_.find(dialler); d != dialler_rate_.end()) lower(d->second);
+    lower(r.grant);
+    if (auto d = dialler_grant_.find(dialler); d != dialler_grant_.end()) lower(d->second);
     return rate;
 }
 
@@ -170,7 +174,7 @@ void relay::impl::on_node_event(const node_event& ev) {
         // keeps nothing here.
         regs.erase(ev.info.name);
         dialler_max_.erase(ev.info.name);
-        dialler_rate_.erase(ev.info.name);
+        dialler_grant_.erase(ev.info.name);
         for (auto it = tokens.begin(); it != tokens.end();)
             it = it->second.dialler == ev.info.name ? tokens.erase(it) : std::next(it);
         doomed.insert(ev.info.name);
@@ -258,7 +262,7 @@ result<term> relay::impl::do_register(const pid& agent, bool listed) {
         r.listed = listed;
         r.services = std::move(services);
         r.max_sessions = lim && lim->max_sessions ? lim->max_sessions : o_.max_sessions_per_node;
-        r.bytes_per_s = lim ? lim->max_bytes_per_s : 0;
+        r.grant = p.what == principal::kind::grant ? p.label : std::string();
         c.registrations = regs.size();
     }
     // The binding is on disk before the registration is answered: a relay
@@ -311,8 +315,8 @@ result<term> relay::impl::do_dial(const std::string& name) {
     const relay_grant_limits* lim = limits_of_locked(p);
     if (lim && lim->max_sessions) dialler_max_[p.node] = lim->max_sessions;
     else dialler_max_.erase(p.node);
-    if (lim && lim->max_bytes_per_s) dialler_rate_[p.node] = lim->max_bytes_per_s;
-    else dialler_rate_.erase(p.node);
+    if (p.what == principal::kind::grant) dialler_grant_[p.node] = p.label;
+    else dialler_grant_.erase(p.node);
     auto r = regs.find(name);
     if (r == regs.end()) return error{errc::noproc, "dial: no node named " + name + " is registered at this relay"};
     auto now = clock::now();

@@ -356,3 +356,54 @@ TEST_CASE("relay name bindings: one key binds at most max_names_per_key names, u
     REQUIRE(w5);
     CHECK(w5->err().code == errc::unauthorized);
 }
+
+// A rate set on a relay grant applies to every session opened after it is
+// set, also to a node that registered (or dialled, its token reused for a
+// reconnect) before: the relay looks the grant's limits up when a session
+// opens, not when its node registered.
+TEST_CASE("relay grants: a bytes per second set after its holder registered bounds the sessions opened after it",
+          "[relay]") {
+    const std::uint64_t rate = 256 * 1024;
+    temp_dir dir;
+    node r(opts("r@test", dir.path / "r"));
+    relay rel(r, on_loopback());
+    auto ag = r.grant({.label = "alice", .allow = {{"relay", {}}}, .rate = {100, 200}, .expires = std::nullopt});
+    REQUIRE(ag.ok());
+    node a(opts("a@test", dir.path / "a", "alice-cookie")), b(opts("b@test", dir.path / "b"));
+    a.add_service(services::make_kvs());
+    REQUIRE(a.connect(*ag).ok());
+    REQUIRE(b.connect(r.endpoint(), r.key()).ok());  // Bob: a member of the relay's cluster, no rate
+    relay_client alice(a, "r@test", true);            // registered without a rate
+    REQUIRE(rel.set_grant_limits("alice", {.names = {}, .max_sessions = 0, .max_bytes_per_s = rate}).ok());
+    relay_client bob(b, "r@test", nullptr);
+    auto kb = a.grant({.label = "bob", .allow = {{"kvs", {}}}, .rate = {100, 200}, .expires = std::nullopt});
+    REQUIRE(kb.ok());
+    REQUIRE(bob.connect(*kb).ok());  // the session opens now, after the rate was set
+
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto base = rel.counters().bytes_forwarded;
+    std::atomic<bool> done{false};
+    std::thread caller([&] {
+        for (int i = 0; i < 4; ++i) {
+            auto res = b.call("a@test", "kvs", "store", arr("big" + std::to_string(i), std::string(150 * 1024, 'x')), 30s);
+            if (!res.ok()) FAIL_CHECK(res.err().detail);
+        }
+        done = true;
+    });
+    // As in the test above: never more bytes than the rate allows since the start.
+    auto bound = [&] {
+        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        return 2 * (static_cast<double>(rate) * (s + 0.1) + 64 * 1024 + static_cast<double>(rate) / 10);
+    };
+    bool within = true;
+    while (!done && std::chrono::steady_clock::now() - t0 < 30s) {
+        std::this_thread::sleep_for(50ms);
+        within &= static_cast<double>(rel.counters().bytes_forwarded - base) <= bound();
+    }
+    caller.join();
+    const auto moved = rel.counters().bytes_forwarded - base;
+    CHECK(done);
+    within &= static_cast<double>(moved) <= bound();
+    CHECK(within);
+    CHECK(moved > 600 * 1024);
+}
