@@ -407,3 +407,46 @@ TEST_CASE("relay grants: a bytes per second set after its holder registered boun
     CHECK(within);
     CHECK(moved > 600 * 1024);
 }
+
+// Registrations racing: one key registering eight new names at once binds
+// exactly max_names_per_key of them; unregistering (or leaving) frees none.
+TEST_CASE("relay name bindings: one key registering many names at once binds only max_names_per_key", "[relay]") {
+    temp_dir dir;
+    node r(opts("r@test", dir.path / "r"));
+    relay rel(r, on_loopback());  // max_names_per_key 4
+    { node first(opts("k0@test", dir.path / "k")); }  // the key directory's keys, made once
+    constexpr int kNodes = 8;
+    std::vector<std::unique_ptr<node>> nodes;
+    for (int i = 1; i <= kNodes; ++i) {
+        nodes.push_back(std::make_unique<node>(opts("k" + std::to_string(i) + "@test", dir.path / "k")));
+        REQUIRE(nodes.back()->connect(r.endpoint(), r.key()).ok());
+    }
+    std::atomic<int> bound{0}, refused{0}, other{0};
+    std::vector<std::unique_ptr<relay_client>> clients(kNodes);
+    std::vector<std::thread> ts;
+    for (int i = 0; i < kNodes; ++i)
+        ts.emplace_back([&, i] {
+            try {
+                clients[i] = std::make_unique<relay_client>(*nodes[i], "r@test", false);
+                ++bound;
+            } catch (const relay_refused& e) {
+                ++(e.err().code == errc::unauthorized ? refused : other);
+            }
+        });
+    for (auto& t : ts) t.join();
+    CHECK(bound == 4);
+    CHECK(refused == kNodes - 4);
+    CHECK(other == 0);
+    // They unregister and leave: the four names stay bound to the key, and a
+    // fifth is still refused.
+    clients.clear();
+    nodes.clear();
+    node again(opts("k9@test", dir.path / "k"));
+    REQUIRE(again.connect(r.endpoint(), r.key()).ok());
+    try {
+        relay_client c(again, "r@test", false);
+        FAIL("a fifth name was bound");
+    } catch (const relay_refused& e) {
+        CHECK(e.err().code == errc::unauthorized);
+    }
+}
