@@ -6,6 +6,7 @@
 // for its stop signal (at the end).
 #pragma once
 
+#include <time.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -42,6 +43,12 @@ inline void stop_on_signals() {
     std::signal(SIGTERM, node_stop::on_signal);
     std::signal(SIGINT, node_stop::on_signal);
 }
+// Polls instead of pause(): the signal may be delivered to any of the node's
+// threads (after SIGSTOP/SIGCONT it often is), and pause() returns only in
+// the thread that ran the handler.
 inline void wait_for_stop() {
-    while (!node_stop::requested) pause();
+    while (!node_stop::requested) {
+        timespec tick{0, 20'000'000};
+        nanosleep(&tick, nullptr);
+    }
 }
