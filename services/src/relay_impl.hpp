@@ -50,6 +50,10 @@ struct relay::impl {
         std::string target;       // registered name
         clock::time_point expires;
         bool in_use = false;  // one session at a time per token
+        std::string grant;    // the label of the dialler's relay grant ("" for none)
+        // Whose sessions as a dialler it counts against: its relay grant's
+        // (every node name using that grant together), else its node's.
+        std::string account() const { return grant.empty() ? dialler : "grant " + grant; }
     };
     // A dialler's connection waiting for the target to connect back.
     struct pairing {
@@ -88,10 +92,10 @@ struct relay::impl {
     void run();            // the data-plane thread
     void wake();
 
-    // Session accounting, under mu: may `dialler` (node) open one more session
-    // to `target`? Counts it when it may.
-    bool admit_session_locked(const std::string& dialler, const std::string& target);
-    void release_session_locked(const std::string& dialler, const std::string& target);
+    // Session accounting, under mu: may the holder of token `t` open one more
+    // session to its target? Counts it (against t.account()) when it may.
+    bool admit_session_locked(const dial_token& t);
+    void release_session_locked(const std::string& account, const std::string& target);
 
     node& n_;
     relay_options o_;
@@ -127,17 +131,16 @@ struct relay::impl {
     void refresh_grant_limits_locked(bool fatal);
     // The limits of the caller's relay grant, or nullptr.
     const relay_grant_limits* limits_of_locked(const principal& p);
-    std::map<std::string, std::size_t> dialler_max_;  // by dialler node name: its grant's session limit
-    std::map<std::string, std::string> dialler_grant_;  // by dialler node name: its relay grant's label
-    // The bytes/s of a session from `dialler` to the registration `r`: the
+    // The bytes/s of a session from a dialler with relay grant `dialler_grant`
+    // ("" for none) to the registration `r`: the
     // smallest of the relay's rate and the two ends' grant rates that are
     // set (0: unlimited), as the relay grants file says now (a rate set
     // after a node registered or dialled applies to its next session).
     // Under mu.
-    std::uint64_t session_rate_locked(const std::string& dialler, const registration& r);
+    std::uint64_t session_rate_locked(const std::string& dialler_grant, const registration& r);
     std::map<std::string, dial_token> tokens;       // by token hex
     std::map<std::string, pairing> pairings;        // by session hex
-    std::map<std::string, std::size_t> dialler_sessions;  // by dialler node name
+    std::map<std::string, std::size_t> dialler_sessions;  // by dial_token::account()
     std::set<std::string> doomed;  // node names whose sessions the data plane must close
     relay_counters c;
 

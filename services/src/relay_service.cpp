@@ -134,18 +134,28 @@ const relay_grant_limits* relay::impl::limits_of_locked(const principal& p) {
     return it == grant_limits_.end() ? nullptr : &it->second;
 }
 
-bool relay::impl::admit_session_locked(const std::string& dialler, const std::string& target) {
-    auto r = regs.find(target);
+bool relay::impl::admit_session_locked(const dial_token& t) {
+    auto r = regs.find(t.target);
     if (r == regs.end() || r->second.sessions >= r->second.max_sessions) return false;
-    auto& d = dialler_sessions[dialler];
-    auto dm = dialler_max_.find(dialler);
-    if (d >= (dm == dialler_max_.end() ? o_.max_sessions_per_dialler : dm->second)) return false;
+    // A relay grant's sessions as a dialler count together, whatever node
+    // names its holder dials under; its limit as the file says now.
+    std::size_t max = o_.max_sessions_per_dialler;
+    if (!t.grant.empty()) {
+        refresh_grant_limits_locked(false);
+        if (auto l = grant_limits_.find(t.grant); l != grant_limits_.end() && l->second.max_sessions)
+            max = l->second.max_sessions;
+    }
+    auto& d = dialler_sessions[t.account()];
+    if (d >= max) {
+        if (d == 0) dialler_sessions.erase(t.account());
+        return false;
+    }
     ++d;
     ++r->second.sessions;
     return true;
 }
 
-std::uint64_t relay::impl::session_rate_locked(const std::string& dialler, const registration& r) {
+std::uint64_t relay::impl::session_rate_locked(const std::string& dialler_grant, const registration& r) {
     refresh_grant_limits_locked(false);
     std::uint64_t rate = o_.max_bytes_per_s_per_session;
     auto lower = [&](const std::string& label) {
@@ -155,12 +165,12 @@ std::uint64_t relay::impl::session_rate_locked(const std::string& dialler, const
         if (v != 0 && (rate == 0 || v < rate)) rate = v;
     };
     lower(r.grant);
-    if (auto d = dialler_grant_.find(dialler); d != dialler_grant_.end()) lower(d->second);
+    lower(dialler_grant);
     return rate;
 }
 
-void relay::impl::release_session_locked(const std::string& dialler, const std::string& target) {
-    if (auto d = dialler_sessions.find(dialler); d != dialler_sessions.end() && d->second > 0)
+void relay::impl::release_session_locked(const std::string& account, const std::string& target) {
+    if (auto d = dialler_sessions.find(account); d != dialler_sessions.end() && d->second > 0)
         if (--d->second == 0) dialler_sessions.erase(d);
     if (auto r = regs.find(target); r != regs.end() && r->second.sessions > 0) --r->second.sessions;
 }
@@ -173,8 +183,6 @@ void relay::impl::on_node_event(const node_event& ev) {
         // part in end with its link to the relay: a revoked or departed node
         // keeps nothing here.
         regs.erase(ev.info.name);
-        dialler_max_.erase(ev.info.name);
-        dialler_grant_.erase(ev.info.name);
         for (auto it = tokens.begin(); it != tokens.end();)
             it = it->second.dialler == ev.info.name ? tokens.erase(it) : std::next(it);
         doomed.insert(ev.info.name);
@@ -312,11 +320,6 @@ result<term> relay::impl::do_dial(const std::string& name) {
     if (!who.ok()) return who.err();
     const principal& p = **who;
     std::lock_guard lk(mu);
-    const relay_grant_limits* lim = limits_of_locked(p);
-    if (lim && lim->max_sessions) dialler_max_[p.node] = lim->max_sessions;
-    else dialler_max_.erase(p.node);
-    if (p.what == principal::kind::grant) dialler_grant_[p.node] = p.label;
-    else dialler_grant_.erase(p.node);
     auto r = regs.find(name);
     if (r == regs.end()) return error{errc::noproc, "dial: no node named " + name + " is registered at this relay"};
     auto now = clock::now();
@@ -339,7 +342,8 @@ result<term> relay::impl::do_dial(const std::string& name) {
         return error{errc::overloaded, "dial: you hold " + std::to_string(held) +
                                            " live dial tokens at this relay (the maximum); reuse one"};
     std::string tok = relay_random_hex();
-    tokens[tok] = dial_token{p.node, p.key.z85(), name, now + o_.token_lifetime, false};
+    tokens[tok] = dial_token{p.node, p.key.z85(), name, now + o_.token_lifetime, false,
+                             p.what == principal::kind::grant ? p.label : std::string()};
     return arr(tok, endpoint_, shown_key(r->second));
 }
 

@@ -42,6 +42,7 @@ struct conn {
     std::size_t off = 0, len = 0;
     bool dialler_side = false;
     std::string dialler, target, token, session;
+    std::string account;   // dialler side: whose sessions it counts against (dial_token::account())
     double rate = 0;       // bytes/s this direction may forward (0: unlimited): the session's
     double allowance = 0;  // bytes this direction may still forward (rate limit)
     clock::time_point refilled;
@@ -169,7 +170,7 @@ void relay::impl::run() {
             if (x.s == state::spliced && x.rate > 0) --rated;
             if (x.dialler_side && (x.s == state::waiting || x.s == state::spliced)) {
                 std::lock_guard lk(mu);
-                release_session_locked(x.dialler, x.target);
+                release_session_locked(x.account, x.target);
                 if (auto t = tokens.find(x.token); t != tokens.end()) t->second.in_use = false;
                 if (!x.session.empty()) pairings.erase(x.session);
             }
@@ -224,7 +225,7 @@ void relay::impl::run() {
                     return false;
                 }
                 auto r = regs.find(t->second.target);
-                if (r == regs.end() || !admit_session_locked(t->second.dialler, t->second.target)) {
+                if (r == regs.end() || !admit_session_locked(t->second)) {
                     ++c.refused;
                     send_reply(cn.fd, kHostUnreachable);
                     return false;
@@ -232,11 +233,12 @@ void relay::impl::run() {
                 t->second.in_use = true;
                 cn.dialler_side = true;
                 cn.dialler = t->second.dialler;
+                cn.account = t->second.account();
                 cn.target = t->second.target;
                 cn.token = hex;
                 cn.session = session;
                 cn.s = state::waiting;
-                cn.rate = static_cast<double>(session_rate_locked(cn.dialler, r->second));
+                cn.rate = static_cast<double>(session_rate_locked(t->second.grant, r->second));
                 cn.deadline = clock::now() + o_.pair_timeout;
                 pairings[session] = pairing{cn.fd, hex, cn.deadline};
                 agent = r->second.agent;

@@ -450,3 +450,43 @@ TEST_CASE("relay name bindings: one key registering many names at once binds onl
         CHECK(e.err().code == errc::unauthorized);
     }
 }
+
+// A relay grant's session limit as a dialler is its holder's, whatever node
+// names it dials under (it counted per node name: one grant of 1 session
+// held 3 under 3 names, up to max_links_per_key).
+TEST_CASE("relay grants: a dialler's session limit counts every node name using the grant", "[relay]") {
+    temp_dir dir;
+    node r(opts("r@test", dir.path / "r"));
+    relay rel(r, on_loopback());
+    auto dg = r.grant({.label = "dialler", .allow = {{"relay", {}}}, .rate = {100, 200}, .expires = std::nullopt});
+    REQUIRE(dg.ok());
+    REQUIRE(rel.set_grant_limits("dialler", {.names = {}, .max_sessions = 1, .max_bytes_per_s = 0}).ok());
+    node a(opts("a@test", dir.path / "a"));
+    a.add_service(services::make_kvs());
+    REQUIRE(a.connect(r.endpoint(), r.key()).ok());
+    relay_client alice(a, "r@test", true);
+    auto kb = a.grant({.label = "bob", .allow = {{"kvs", {}}}, .rate = {100, 200}, .expires = std::nullopt});
+    REQUIRE(kb.ok());
+    std::vector<std::unique_ptr<node>> ds;
+    std::vector<std::unique_ptr<relay_client>> cs;
+    for (int i = 1; i <= 3; ++i) {
+        const std::string n = std::to_string(i);
+        ds.push_back(std::make_unique<node>(opts("d" + n + "@test", dir.path / ("d" + n), "dc" + n)));
+        REQUIRE(ds.back()->connect(*dg).ok());
+        cs.push_back(std::make_unique<relay_client>(*ds.back(), "r@test", nullptr));
+        auto up = cs.back()->connect(*kb, 3000ms);
+        INFO(i << (up.ok() ? std::string(" up") : " " + up.err().message()));
+        if (i == 1) {
+            CHECK(up.ok());
+        } else {
+            REQUIRE_FALSE(up.ok());
+            CHECK(up.err().code == errc::overloaded);
+        }
+    }
+    CHECK(rel.counters().sessions == 1);
+    // The first one's session ends: another name of the grant may open one.
+    cs[0].reset();
+    ds[0].reset();
+    REQUIRE(eventually([&] { return rel.counters().sessions == 0; }, 10s));
+    CHECK(cs[1]->connect(*kb, 5000ms).ok());
+}

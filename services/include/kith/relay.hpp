@@ -141,9 +141,9 @@ struct relay_grant_limits {
     // Node names its holder may register ("alice@home", or "alice@*": alice
     // on any host); empty: any name not bound to another key.
     std::vector<std::string> names;
-    // Relayed sessions at once to a node registered with it, and from a
-    // dialler connected with it; 0: the relay's (max_sessions_per_node,
-    // max_sessions_per_dialler).
+    // Relayed sessions at once to a node registered with it, and from the
+    // nodes that dial with it (all its node names together); 0: the relay's
+    // (max_sessions_per_node, max_sessions_per_dialler).
     std::size_t max_sessions = 0;
     // Bytes a second each direction of such a session forwards at most; 0:
     // no limit of its own. A session's rate is the smallest of the relay's
