@@ -65,3 +65,24 @@ def test_replies_while_the_main_thread_holds_the_gil_then_stop(pair):
         except (kith.NodeDown, kith.Shutdown):
             pass
     assert all(f.done() for f in more)
+
+
+def test_a_done_callback_may_wait_for_another_spawn_async(pair):
+    # Each Future has its own completer: a callback that waits for a Future
+    # made in it, or for one made earlier, does not wait for itself (with one
+    # completer for all, both waited until their timeout).
+    a, b = pair
+    got, done = [], threading.Event()
+    later = b.spawn_async(a.name, "echo", "server", timeout=10)
+
+    def cb(f):
+        try:
+            got.append(b.spawn_async(a.name, "echo", "server", timeout=10).result(8))
+            got.append(later.result(8))
+        except BaseException as e:  # recorded, asserted below
+            got.append(e)
+        done.set()
+    first = b.spawn_async(a.name, "echo", "server", timeout=10)
+    first.add_done_callback(cb)
+    assert done.wait(30)
+    assert len(got) == 2 and all(isinstance(p, kith.Pid) for p in got), got

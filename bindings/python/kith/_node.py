@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import os
-import threading
 import time
 import weakref
 from typing import Any, Callable, Optional
@@ -84,12 +83,10 @@ class Node:
                               heartbeat_interval, heartbeat_timeout, hidden, max_queue_bytes, list(services),
                               _discovery_options(discovery, listen or "", hidden), log)
         self._inbox = self._n.mailbox()
-        # spawn_async: the Futures waiting for an answer, by tag, and the
-        # helper actor that completes them (started at the first use).
+        # spawn_async: the Futures waiting for an answer, by tag (each
+        # completed by an actor of its own, _async_helper).
         self._pending: "dict[int, concurrent.futures.Future]" = {}
         self._tags = itertools.count(1)
-        self._helper: Optional[Pid] = None
-        self._helper_lock = threading.Lock()
         weakref.finalize(self, _fail_pending, self._pending, "its node was dropped")
 
     # -- lifecycle
@@ -194,7 +191,9 @@ class Node:
             pid = await asyncio.wrap_future(node.spawn_async(...))   # asyncio
 
         The answer comes within timeout seconds. Done-callbacks run on a kith
-        worker thread: keep them short, and do not stop the node from them.
+        thread (a worker, or the network I/O thread that read the answer):
+        keep them short, and do not stop the node from them; they may wait
+        for another spawn_async's Future (each Future has its own completer).
         cancel() returns False: a spawn cannot be taken back (the actor may
         already run)."""
         for what, v in (("node", node), ("service", service), ("type", type)):
@@ -213,23 +212,24 @@ class Node:
         return fut
 
     def _async_helper(self) -> Pid:
-        """The actor that completes spawn_async's Futures (one per node)."""
-        with self._helper_lock:
-            if self._helper is None:
-                pending = self._pending  # not self: the actor must not keep the Node alive
+        """An actor that completes one spawn_async Future, then ends. One per
+        Future: a done-callback runs inside its completer, and one completer
+        for all made a callback that waits for another Future wait for
+        itself (until its timeout)."""
+        pending = self._pending  # not self: the actor must not keep the Node alive
 
-                def complete(actor: Any, msg: Any) -> None:
-                    if not (isinstance(msg, list) and len(msg) in (3, 4) and msg[0] == "kith-spawn-async"):
-                        return
-                    fut = pending.pop(msg[1], None)
-                    if fut is None or fut.done():
-                        return
-                    if len(msg) == 3:
-                        fut.set_result(msg[2])
-                    else:
-                        fut.set_exception(_kith._error(msg[2], msg[3]))
-                self._helper = self._n._spawn(None, complete)
-            return self._helper
+        def complete(actor: Any, msg: Any) -> None:
+            if not (isinstance(msg, list) and len(msg) in (3, 4) and msg[0] == "kith-spawn-async"):
+                return
+            actor.quit()
+            fut = pending.pop(msg[1], None)
+            if fut is None or fut.done():
+                return
+            if len(msg) == 3:
+                fut.set_result(msg[2])
+            else:
+                fut.set_exception(_kith._error(msg[2], msg[3]))
+        return self._n._spawn(None, complete)
 
     # -- links and monitors (for the node's mailbox)
     def monitor(self, pid: Pid) -> Ref:
