@@ -86,3 +86,24 @@ def test_a_done_callback_may_wait_for_another_spawn_async(pair):
     first.add_done_callback(cb)
     assert done.wait(30)
     assert len(got) == 2 and all(isinstance(p, kith.Pid) for p in got), got
+
+
+def test_a_refused_spawn_async_leaves_no_completer_behind(pair):
+    a, b = pair
+    made = []
+    orig = b._async_helper
+
+    def recording():
+        made.append(orig())
+        return made[-1]
+    b._async_helper = recording
+    for _ in range(5):
+        with pytest.raises(TypeError):
+            b.spawn_async(a.name, "echo", "server", lambda: 1)
+    assert len(made) == 5
+    end = time.monotonic() + 10
+    while any(b.alive(p) for p in made) and time.monotonic() < end:
+        time.sleep(0.01)
+    assert not any(b.alive(p) for p in made)
+    assert b.spawn_async(a.name, "echo", "server").result(10).node == a.name
+    assert not b._pending

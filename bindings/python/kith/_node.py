@@ -204,10 +204,15 @@ class Node:
         to = self.resolve(node)
         tag = next(self._tags)
         self._pending[tag] = fut
+        helper = self._async_helper()
         try:
-            self._n._spawn_async(to, service, type, list(args), float(timeout), self._async_helper(), tag)
+            self._n._spawn_async(to, service, type, list(args), float(timeout), helper, tag)
         except BaseException:
             self._pending.pop(tag, None)
+            try:
+                self._n.send(helper, ["kith-spawn-async", tag, "badarg", "not sent"])  # it ends
+            except _kith.Error:
+                pass
             raise
         return fut
 
