@@ -127,6 +127,10 @@ struct relay::impl {
     std::map<std::string, relay_grant_limits> grant_limits_;
     std::filesystem::file_time_type grant_limits_mtime_{};
     std::uintmax_t grant_limits_size_ = static_cast<std::uintmax_t>(-1);
+    // Its inode: each write replaces the file (an atomic rename), so a
+    // change within one tick of a coarse file clock, at the same size, is
+    // seen too.
+    std::uint64_t grant_limits_ino_ = 0;
     // Loads the file if it changed; `fatal`: throw setup_error on a bad file.
     void refresh_grant_limits_locked(bool fatal);
     // The limits of the caller's relay grant, or nullptr.

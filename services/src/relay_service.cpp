@@ -4,6 +4,7 @@
 // See kith/relay.hpp.
 #include <arpa/inet.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -113,7 +114,9 @@ void relay::impl::refresh_grant_limits_locked(bool fatal) {
     auto mtime = std::filesystem::last_write_time(file, ec);
     auto size = ec ? static_cast<std::uintmax_t>(-1) : std::filesystem::file_size(file, ec);
     if (ec) mtime = {}, size = static_cast<std::uintmax_t>(-1);
-    if (!fatal && mtime == grant_limits_mtime_ && size == grant_limits_size_) return;
+    struct ::stat st {};
+    const std::uint64_t ino = ::stat(file.c_str(), &st) == 0 ? static_cast<std::uint64_t>(st.st_ino) : 0;
+    if (!fatal && mtime == grant_limits_mtime_ && size == grant_limits_size_ && ino == grant_limits_ino_) return;
     auto t = load_relay_grant_limits(n_.key_dir());
     if (!t) {
         if (fatal)
@@ -125,6 +128,7 @@ void relay::impl::refresh_grant_limits_locked(bool fatal) {
     grant_limits_ = std::move(*t);
     grant_limits_mtime_ = mtime;
     grant_limits_size_ = size;
+    grant_limits_ino_ = ino;
 }
 
 const relay_grant_limits* relay::impl::limits_of_locked(const principal& p) {
