@@ -14,12 +14,17 @@ void discovery::impl::maybe_dial(entry& e, clock_type::time_point now, std::uniq
     if (e.dialing || now < e.next_dial) return;
     if (!(my_name < e.info.name) && now - e.first_heard < 2 * o.interval) return;
     e.dialing = true;
-    std::string name = e.info.name, endpoint = e.info.endpoint;
+    // The member port when the member announces one (members' traffic
+    // there never waits behind a flood on the public port); after a failed
+    // dial there (a firewall that lets only the public port through), the
+    // public endpoint, and so on in turn.
+    const bool member_port = !e.info.member_endpoint.empty() && !e.public_next;
+    std::string name = e.info.name, endpoint = member_port ? e.info.member_endpoint : e.info.endpoint;
     public_key key = e.info.key;
     lk.unlock();
     std::weak_ptr<impl> self = weak_from_this();
     auto timeout = std::max<std::chrono::nanoseconds>(3 * o.interval, std::chrono::seconds(3));
-    n.connect_async(endpoint, key, timeout, [self, name, endpoint](result<std::string> r) {
+    n.connect_async(endpoint, key, timeout, [self, name, endpoint, member_port](result<std::string> r) {
         auto me = self.lock();
         if (!me) return;
         const bool refused = !r && r.code() != errc::timeout;
@@ -30,6 +35,7 @@ void discovery::impl::maybe_dial(entry& e, clock_type::time_point now, std::uniq
             if (it == me->seen.end()) return;
             auto& e = it->second;
             e.dialing = false;
+            e.public_next = !r && member_port;
             e.refusals = refused ? std::min(e.refusals + 1, 6) : 0;
             // A refusal is not retried at once: 2, 4, 8 ... up to 64 intervals.
             if (!r) e.next_dial = clock_type::now() + (2 << (refused ? e.refusals - 1 : 0)) * me->o.interval;

@@ -12,6 +12,7 @@ namespace kith::detail {
 namespace {
 
 constexpr std::uint8_t flag_cluster = 0x01;
+constexpr std::uint8_t flag_member_port = 0x02;  // the cluster section ends with a member port (2 bytes)
 
 void put_u64(std::vector<std::uint8_t>& out, std::uint64_t v) {
     for (int i = 7; i >= 0; --i) out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
@@ -116,7 +117,8 @@ std::vector<std::uint8_t> encode_beacon(const beacon& b, const beacon_hmac_key* 
     out.insert(out.end(), beacon_magic.begin(), beacon_magic.end());
     out.push_back(beacon_version);
     out.push_back(static_cast<std::uint8_t>(b.type));
-    out.push_back(b.cluster ? flag_cluster : 0);
+    const bool member = b.cluster && b.member_port != 0;
+    out.push_back(static_cast<std::uint8_t>((b.cluster ? flag_cluster : 0) | (member ? flag_member_port : 0)));
     out.push_back(static_cast<std::uint8_t>(b.name.size()));
     put_u64(out, b.timestamp_ms);
     put_u64(out, b.nonce);
@@ -128,11 +130,15 @@ std::vector<std::uint8_t> encode_beacon(const beacon& b, const beacon_hmac_key* 
     out.insert(out.end(), b.endpoint.begin(), b.endpoint.end());
     // Room left for the lists: the cluster section needs its count byte and
     // the HMAC after the public list.
-    const std::size_t tail = b.cluster ? beacon_cluster_id_bytes + 1 + beacon_hmac_bytes : 0;
+    const std::size_t tail = b.cluster ? beacon_cluster_id_bytes + 1 + beacon_hmac_bytes + (member ? 2 : 0) : 0;
     put_services(out, b.public_services, beacon_max_bytes - tail);
     if (b.cluster) {
         out.insert(out.end(), key->id.begin(), key->id.end());
-        put_services(out, b.services, beacon_max_bytes - beacon_hmac_bytes);
+        put_services(out, b.services, beacon_max_bytes - beacon_hmac_bytes - (member ? 2 : 0));
+        if (member) {
+            out.push_back(static_cast<std::uint8_t>(b.member_port >> 8));
+            out.push_back(static_cast<std::uint8_t>(b.member_port));
+        }
         std::uint8_t mac[beacon_hmac_bytes];
         hmac(out.data(), out.size(), *key, mac);
         out.insert(out.end(), mac, mac + beacon_hmac_bytes);
@@ -152,7 +158,8 @@ decoded_beacon decode_beacon(std::span<const std::uint8_t> data, const beacon_hm
     if (type < 1 || type > 3) return out;
     b.type = static_cast<beacon_type>(type);
     const std::uint8_t flags = r.u8();
-    if (flags & ~flag_cluster) return out;
+    if (flags & ~(flag_cluster | flag_member_port)) return out;
+    if ((flags & flag_member_port) && !(flags & flag_cluster)) return out;
     const std::size_t name_len = r.u8();
     b.timestamp_ms = r.uint(8);
     b.nonce = r.uint(8);
@@ -175,6 +182,10 @@ decoded_beacon decode_beacon(std::span<const std::uint8_t> data, const beacon_hm
             r.at += id.size();
         }
         b.services = r.services();
+        if (flags & flag_member_port) {
+            b.member_port = static_cast<std::uint16_t>(r.uint(2));
+            if (b.member_port == 0) r.ok = false;
+        }
         mac_at = r.at;
         r.need(beacon_hmac_bytes);
         r.at += r.ok ? beacon_hmac_bytes : 0;
@@ -197,6 +208,7 @@ decoded_beacon decode_beacon(std::span<const std::uint8_t> data, const beacon_hm
     if (!key || id != key->id) {  // another cluster (or we have none): a stranger
         b.cluster = false;
         b.services.clear();
+        b.member_port = 0;
         out.status = beacon_status::ok_stranger;
         return out;
     }

@@ -42,6 +42,10 @@ struct beacon {
     std::vector<std::string> public_services;   // in clear, for everyone
     bool cluster = false;             // the cluster section (services + HMAC) is present
     std::vector<std::string> services;          // cluster section: all services
+    // Cluster section: the member port (docs/security.md, "The member
+    // port"), on the host of the public endpoint; 0 = none (flag 0x02 clear:
+    // a beacon of a node without one, or of an older kith).
+    std::uint16_t member_port = 0;
 
     friend bool operator==(const beacon&, const beacon&) = default;
 };

@@ -77,6 +77,7 @@ void discovery::impl::setup() {
     my_key = n.key();
     auto [host, port] = disc::split_endpoint(n.endpoint());
     my_port = port;
+    if (auto m = n.member_endpoint(); !m.empty()) my_member_port = disc::split_endpoint(m).second;
     // A concrete (or advertised, net.advertise) endpoint is announced as
     // is; a wildcard or loopback one as "my source address".
     if (!anonymous_host(host)) my_endpoint = n.endpoint();
@@ -132,6 +133,7 @@ beacon discovery::impl::make(beacon_type t) {
     b.key = my_key;
     b.name = my_name;
     b.endpoint = my_endpoint;
+    b.member_port = my_member_port;  // sent only in the cluster section (encode_beacon)
     // Public services (open to strangers) in clear; every service only
     // inside the authenticated cluster section.
     if (t != beacon_type::query) b.public_services = n.public_services();

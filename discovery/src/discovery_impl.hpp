@@ -64,6 +64,7 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
         bool dialing = false;
         clock_type::time_point next_dial{};  // back-off after a failed dial
         int refusals = 0;                    // dials refused in a row (back-off doubles)
+        bool public_next = false;            // the last dial of the member port failed: try the public one
     };
 
     node& n;
@@ -71,6 +72,7 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
     std::string my_name;
     public_key my_key;
     std::uint16_t my_port = 0;
+    std::uint16_t my_member_port = 0;  // 0: none announced (node::member_endpoint is empty)
     std::string my_endpoint;  // advertised endpoint in beacons ("" = source address)
     std::optional<detail::beacon_hmac_key> hkey;
 

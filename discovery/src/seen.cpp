@@ -177,6 +177,10 @@ void discovery::impl::handle(std::span<const std::uint8_t> data, const sockaddr_
     e.cluster = cluster;
     e.info.name = b.name;
     e.info.endpoint = endpoint;
+    e.info.member_endpoint.clear();
+    if (cluster && b.member_port != 0)
+        if (auto colon = endpoint.rfind(':'); colon != std::string::npos)
+            e.info.member_endpoint = endpoint.substr(0, colon + 1) + std::to_string(b.member_port);
     e.info.key = b.key;
     e.info.fingerprint = b.key.fingerprint();
     e.info.trust = cluster ? trust_level::cluster : trust_level::stranger;

@@ -12,7 +12,7 @@
 // (strings "..", integers, floats with a dot, nil, true, false, [..],
 // {K => V, ..}, pids <node.serial> / <null>, refs #Ref<node.id> / #Ref<null>).
 //
-//   dial ID NAME grant FILE                 connect as the grantee of FILE
+//   dial ID NAME grant FILE [EP]            connect as the grantee of FILE (at EP)
 //   dial ID NAME stranger EP Z85KEY [ID2]   connect with a fresh keypair (or
 //        with connection ID2's keypair: a second session of one stranger key)
 //   dial ID NAME cookie COOKIE EP Z85KEY    connect with the cluster key of COOKIE
@@ -144,10 +144,10 @@ void cmd_dial(const std::vector<std::string>& w) {
     c.name = w[2];
     std::string ep;
     const std::string& mode = w[3];
-    if (mode == "grant" && w.size() == 5) {
+    if (mode == "grant" && (w.size() == 5 || w.size() == 6)) {
         auto g = grant_file::load(w[4]);
         if (!g) return out("dial " + id + " error " + g.err().detail);
-        ep = g->endpoints.at(0);
+        ep = w.size() == 6 ? w[5] : g->endpoints.at(0);
         c.server = g->server_key;
         c.client = g->client;
     } else if (mode == "stranger" && (w.size() == 6 || w.size() == 7)) {

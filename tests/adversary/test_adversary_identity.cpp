@@ -195,3 +195,35 @@ TEST_CASE("adversary: closing the last public service ends every stranger sessio
     // And a new stranger key is not admitted at all.
     CHECK(a.dial("s2", "late@localhost", "stranger " + ep + " " + key) == "dial s2 auth_failed 400");
 }
+
+// The member port (docs/security.md, "The member port") admits the cluster
+// key only: a grantee (valid or revoked), a stranger's key, a node of another
+// cluster and a visitor's own key are refused at ZAP (400; a kith node's
+// connect says unauthorized), while each still gets what it got before at
+// the public endpoint, and a member gets in.
+TEST_CASE("adversary: the member port admits only cluster members", "[adversary][identity]") {
+    temp_dir tmp;
+    auto v = start_victim(kVictim, tmp.path / "victim", "victim-cookie");
+    auto m = start_victim("member@localhost", tmp.path / "member", "victim-cookie");
+    auto o = start_victim("outsider@localhost", tmp.path / "outsider", "another-cookie");
+    const std::string mep = (*v)["mep"], ep = (*v)["ep"], key = (*v)["key"];
+    REQUIRE_FALSE(mep.empty());
+    REQUIRE(mep != ep);
+    adversary a;
+    const std::string g = (tmp.path / "mallory.grant").string();
+    REQUIRE(v->ask("grant mallory kvs 1000 2000 " + g) == "grant ok");
+    REQUIRE(v->ask("public relay on 10 20") == "public ok");
+    CHECK(a.dial("g", kMallory, "grant " + g) == "dial g ok " + kVictim + " proof=empty");
+    CHECK(a.dial("gm", kMallory, "grant " + g + " " + mep) == "dial gm auth_failed 400");
+    CHECK(a.dial("s", "stranger@localhost", "stranger " + mep + " " + key) == "dial s auth_failed 400");
+    CHECK(a.dial("w", "wrong@localhost", "cookie not-the-cookie " + mep + " " + key) == "dial w auth_failed 400");
+    CHECK(starts(o->ask("connect " + mep + " " + key), "connect error unauthorized"));
+    CHECK(starts(o->ask("visit " + mep + " " + key), "visit error unauthorized"));
+    CHECK(starts(o->ask("visit " + ep + " " + key), "visit ok"));  // the public endpoint: as before
+    REQUIRE(v->ask("revoke mallory") == "revoke ok");
+    CHECK(a.dial("gr", kMallory, "grant " + g + " " + mep) == "dial gr auth_failed 400");
+    CHECK(a.dial("c", "member2@localhost", "cookie victim-cookie " + mep + " " + key) ==
+          "dial c ok " + kVictim + " proof=valid");
+    CHECK(starts(m->ask("connect " + mep + " " + key), "connect ok " + kVictim));
+    CHECK(m->ask("call " + kVictim + " relay ping") == "call ok \"pong\"");
+}

@@ -4,7 +4,11 @@
 //   * every member call succeeds, and no nodedown of the victim is seen;
 //   * the member's p99 stays within max(5x quiet p99, quiet p99 + 50 ms),
 //     the quiet p99 measured in the same test just before (the floor keeps
-//     a loaded 2-core machine from making this flaky);
+//     a loaded 2-core machine from making this flaky); under decode bombs,
+//     which the member port and the public port's read budget keep off the
+//     member's path (docs/security.md, "The member port"), within
+//     max(5x quiet p99, quiet p99 + 5 ms) (measured 0.8-2.4x typically, one
+//     run in ten about 10x at 3 ms on the shared 2-core machine: its noise);
 //   * the victim's peak RSS (VmHWM) stays under 64 MB above its idle RSS.
 // Each prints one "abuse figure" line (quiet and attack p99, RSS growth).
 // Beacon floods and replays run in a network namespace of their own
@@ -54,7 +58,11 @@ struct load_scene {
         : a(true, std::move(attacker)) {
         v = start_victim(kVictim, tmp.path / "victim", "load-cookie", nodes);
         m = start_victim("member@localhost", tmp.path / "member", "load-cookie", nodes);
-        REQUIRE(starts(m->ask("connect " + (*v)["ep"] + " " + (*v)["key"]), "connect ok"));
+        // The member rides the victim's member port, as one found by its
+        // beacon or the local registry does (docs/security.md, "The member
+        // port"); the attacks come in by the public one.
+        REQUIRE_FALSE((*v)["mep"].empty());
+        REQUIRE(starts(m->ask("connect " + (*v)["mep"] + " " + (*v)["key"]), "connect ok"));
         grant_file = (tmp.path / "mallory.grant").string();
         REQUIRE(v->ask("grant mallory kvs,relay:ping 1000 2000 " + grant_file) == "grant ok");
         REQUIRE(a.dial("g", kMallory, "grant " + grant_file) == "dial g ok " + kVictim + " proof=empty");
@@ -88,7 +96,8 @@ struct load_scene {
 
     // Starts the attack (an adversary command that runs kAttackMs), measures
     // the member meanwhile, then checks and prints the figures.
-    void attack(const std::string& name, const std::string& cmd, const std::string& done) {
+    // `strict`: the 5x bar with a 5 ms floor instead of the 50 ms one.
+    void attack(const std::string& name, const std::string& cmd, const std::string& done, bool strict = false) {
         a.p->send(cmd);
         auto under = loop(kAttackMs);
         auto result = a.p->wait_line(done, std::chrono::milliseconds(kAttackMs + 30000));
@@ -105,7 +114,8 @@ struct load_scene {
         CHECK(under.errors == 0);
         CHECK(under.down == 0);
         CHECK(under.n > 0);
-        CHECK(under.p99 <= std::max(5 * quiet.p99, quiet.p99 + 50000));
+        if (strict) CHECK(under.p99 <= std::max(5 * quiet.p99, quiet.p99 + 5000));
+        else CHECK(under.p99 <= std::max(5 * quiet.p99, quiet.p99 + 50000));
         CHECK(growth_kb < 64 * 1024);
         CHECK(v->ask("call member@localhost relay ping") == "call ok \"pong\"");  // still both ways
         (void)now_kb;
@@ -119,17 +129,29 @@ std::string ms(long x) { return std::to_string(x); }
 // Each bomb frame is within the guest budget (256 KiB, about 12 MB once
 // decoded); what bounds them is the bytes a second a non-member may make the
 // node read (transport_options::guest_bytes_per_s), charged before a frame
-// is decoded: beyond it frames are dropped unread, so the member's frames
-// and heartbeats keep the I/O thread.
+// is decoded: beyond it frames are dropped unread, and once all non-members'
+// budget is spent the public port is not read until it refills (TCP pushes
+// back). The member comes in by the member port, on a ZeroMQ I/O thread of
+// its own, so the attacker's frames are never decrypted on its path.
 TEST_CASE("adversary load: decode bombs of wide arrays from a grantee", "[adversary][load]") {
     load_scene s;
-    s.attack("decode_bomb_wide", "flood g " + ms(kAttackMs) + " " + wide_bomb(60, 4000), "flood ");
+    s.attack("decode_bomb_wide", "flood g " + ms(kAttackMs) + " " + wide_bomb(60, 4000), "flood ", true);
 }
 
 // As above.
 TEST_CASE("adversary load: decode bombs of deeply nested arrays from a grantee", "[adversary][load]") {
     load_scene s;
-    s.attack("decode_bomb_deep", "flood g " + ms(kAttackMs) + " " + deep_bomb(3000, 28), "flood ");
+    s.attack("decode_bomb_deep", "flood g " + ms(kAttackMs) + " " + deep_bomb(3000, 28), "flood ", true);
+}
+
+// As above, from a stranger (the victim has a public service, so strangers
+// are admitted at all): the same public port, the same budget.
+TEST_CASE("adversary load: decode bombs of wide arrays from a stranger", "[adversary][load]") {
+    load_scene s;
+    REQUIRE(s.v->ask("public relay on 10 20") == "public ok");
+    REQUIRE(s.a.dial("s", "eve@localhost", "stranger " + (*s.v)["ep"] + " " + (*s.v)["key"]) ==
+            "dial s ok " + kVictim + " proof=empty");
+    s.attack("decode_bomb_stranger", "flood s " + ms(kAttackMs) + " " + wide_bomb(60, 4000), "flood ", true);
 }
 
 TEST_CASE("adversary load: a grantee's call flood past its rate", "[adversary][load]") {

@@ -16,7 +16,7 @@
 // handed out by box:get, monitored by the `supervisor` mailbox), `asker` (an
 // actor making requests on command) and `watcher` (a mailbox that monitors
 // on command). At start it prints
-//   READY name=N ep=EP key=Z85 sink=PID handed=PID worker=PID asker=PID watcher=PID
+//   READY name=N ep=EP mep=MEMBER_EP key=Z85 sink=PID handed=PID worker=PID asker=PID watcher=PID
 // Commands:
 //   stats                         -> "stats refused=N unauthorized=N rate_limited=N revoked=N protocol=N
 //                                     overloaded=N"
@@ -206,7 +206,8 @@ int main(int argc, char** argv) {
         });
     });
 
-    out("READY name=" + n.name() + " ep=" + n.endpoint() + " key=" + n.key().z85() + " sink=" +
+    out("READY name=" + n.name() + " ep=" + n.endpoint() + " mep=" + n.member_endpoint() + " key=" + n.key().z85() +
+        " sink=" +
         sink.self().to_string() + " handed=" + handed.self().to_string() + " worker=" + worker.to_string() +
         " asker=" + asker.to_string() + " watcher=" + watcher.self().to_string());
 

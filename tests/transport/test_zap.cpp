@@ -56,6 +56,30 @@ TEST_CASE("zap: the authorizer decides for non-cluster keys") {
     CHECK_FALSE(zap_decide(curve_request(bob.pub), cluster.pub, thrower).accepted);
 }
 
+TEST_CASE("zap: the member port's handler admits the cluster key only, whatever its authorizer says") {
+    keypair cluster = cluster_keypair("cookie");
+    keypair bob = keypair::generate();
+    zap_handler h(cluster.pub, {}, "n@h", true);
+    int asked = 0;
+    h.set_authorizer([&](const public_key&, std::string_view) {
+        ++asked;
+        return authz_decision::grant("bob-kvs");
+    });
+    auto ok = h.decide_without_authorizer(curve_request(cluster.pub));
+    REQUIRE(ok.has_value());
+    CHECK(ok->accepted);
+    CHECK(ok->user_id == "cluster");
+    // Decided on the ZAP thread: never passed to the authorizer's worker.
+    auto no = h.decide_without_authorizer(curve_request(bob.pub));
+    REQUIRE(no.has_value());
+    CHECK_FALSE(no->accepted);
+    CHECK(no->reason == member_port_refusal);
+    CHECK(h.decide(curve_request(bob.pub)).reason == member_port_refusal);
+    CHECK(h.check(bob.pub, "").verdict == authz_decision::kind::refuse);
+    CHECK(asked == 0);
+    CHECK_FALSE(h.decide(curve_request(cluster_keypair("other").pub)).accepted);
+}
+
 TEST_CASE("zap: malformed or foreign requests are refused") {
     keypair cluster = cluster_keypair("cookie");
     auto r = curve_request(cluster.pub);

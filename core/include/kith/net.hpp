@@ -30,6 +30,15 @@ struct net_options {
     // What other nodes should dial, when it differs from the bound endpoint
     // (a node behind NAT). Empty: the bound endpoint.
     std::string advertise;
+    // The member port (docs/security.md, "The member port"): a second
+    // listening socket that admits only this cluster's members, so that a
+    // flood from grantees or strangers on `listen` does not slow members
+    // down. Empty: listen's address with any free port; "tcp://*:4380" a
+    // fixed one (open it in the firewall for members on other machines);
+    // "off": none. Members learn it from beacons and the local registry;
+    // with `advertise` set it is advertised only if set here too (a port
+    // forward must exist for it).
+    std::string member_listen;
     // Key directory (node.key, node.pub, cookie). Empty: $KITH_HOME or ~/.kith.
     std::filesystem::path key_dir;
     // Cluster cookie. Unset: the cookie file in key_dir (random, created on

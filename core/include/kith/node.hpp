@@ -162,6 +162,12 @@ public:
     // what processes of this machine dial to reach it (a node advertising a
     // port forward's outside port listens on another). "" without network.
     std::string bound_endpoint() const;
+    // Where this cluster's members should dial it: endpoint() with the member
+    // port's port (net.member_listen; docs/security.md, "The member port").
+    // Only the cluster key is admitted there (anyone else: refused,
+    // errc::unauthorized). "" if there is none, or if net.advertise is set
+    // and net.member_listen is not. Beacons and the local registry carry it.
+    std::string member_endpoint() const;
     // The key directory in use (net.key_dir, else $KITH_HOME or ~/.kith):
     // where the node keeps its keys, cookie and grant table, and where
     // services that persist state for it (a relay's name bindings) keep

@@ -25,6 +25,7 @@ dist::dist(node_impl& rt, const net_options& opts, std::shared_ptr<service_table
     to.node_name = rt.name();
     to.bind_endpoint = opts.listen;
     to.advertised_endpoint = opts.advertise;
+    to.member_bind_endpoint = opts.member_listen;
     to.key_dir = opts.key_dir;
     to.cookie = opts.cookie;
     to.heartbeat_interval = opts.heartbeat_interval;

@@ -95,6 +95,7 @@ public:
 
     std::string endpoint() const { return tr_->endpoint(); }
     std::string bound_endpoint() const { return tr_->bound_endpoint(); }
+    std::string member_endpoint() const { return tr_->member_endpoint(); }
     const public_key& key() const { return tr_->key(); }
     const net_options& options() const { return opts_; }
 

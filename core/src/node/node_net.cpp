@@ -83,6 +83,19 @@ std::vector<std::string> node::endpoints() const {
 
 std::string node::bound_endpoint() const { return net_->dist ? net_->dist->bound_endpoint() : std::string(); }
 
+std::string node::member_endpoint() const {
+    if (!net_->dist) return {};
+    const std::string bound = net_->dist->member_endpoint();
+    if (bound.empty()) return {};
+    // Behind an advertised endpoint (NAT) the member port is reachable only
+    // if it was chosen (and forwarded) on purpose.
+    if (!net_->dist->options().advertise.empty() && net_->dist->options().member_listen.empty()) return {};
+    const std::string pub = endpoint();
+    const auto pc = pub.rfind(':'), mc = bound.rfind(':');
+    if (pc == std::string::npos || mc == std::string::npos || pub.rfind("tcp://", 0) != 0) return {};
+    return pub.substr(0, pc + 1) + bound.substr(mc + 1);
+}
+
 std::filesystem::path node::key_dir() const {
     if (!net_->dist) return {};
     auto& d = net_->dist->options().key_dir;

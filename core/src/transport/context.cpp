@@ -61,6 +61,11 @@ shared_context::shared_context() {
         // monitor pair, and a DEALER and a monitor pair per peer (a 32-node
         // mesh in one process needs about 2,000; the default limit is 1,023).
         ctx_.set(zmq::ctxopt::max_sockets, std::min(ctx_.get(zmq::ctxopt::socket_limit), 32768));
+        // Two ZeroMQ I/O threads (before the first socket): one for the
+        // member ports and links to members, one for the public ports
+        // (io_affinity), so that decrypting a stranger's flood never runs
+        // on the thread that carries members' frames.
+        ctx_.set(zmq::ctxopt::io_threads, 2);
         sock_ = zmq::socket_t(ctx_, zmq::socket_type::router);
         sock_.set(zmq::sockopt::linger, 0);
         sock_.bind("inproc://zeromq.zap.01");

@@ -2,9 +2,9 @@
 // the process, and the ZAP handler thread that serves all of them. Private
 // to kith::core.
 //
-// ZeroMQ asks for one context per process; with one, two nodes in a process
-// share one ZeroMQ I/O thread (and a process with many nodes does not run
-// one per node). ZAP is per context (one socket bound at
+// ZeroMQ asks for one context per process; with one, the nodes of a process
+// share its two ZeroMQ I/O threads (member_io_affinity, public_io_affinity
+// below; a process with many nodes does not run two per node). ZAP is per context (one socket bound at
 // inproc://zeromq.zap.01), so the handler is per process too: each node
 // registers a route, gets a ZAP domain of its own ("kith/<n>") for its
 // ROUTER, and the handler thread passes each request to the route of its
@@ -81,6 +81,16 @@ struct fd_limit {
 // process-wide, idempotent. Returns the limits before and after.
 fd_limit raise_open_file_limit() noexcept;
 inline constexpr std::uint64_t fd_limit_warn_below = 8192;
+
+// The context's two ZeroMQ I/O threads (ZMQ_AFFINITY bits): the member
+// thread runs every node's member port and its outbound links with cluster
+// credentials; the public thread every public port and the links dialled
+// with a grant or as a visitor. CURVE decryption and the kernel's recv for
+// a connection run on its socket's I/O thread, so a flood of frames on a
+// public port (decrypted there before kith can drop them) leaves the member
+// thread free. Nodes of one process share both threads.
+inline constexpr std::uint64_t member_io_affinity = 1;
+inline constexpr std::uint64_t public_io_affinity = 2;
 
 class shared_context {
 public:

@@ -21,6 +21,10 @@ void transport::impl::open_dealer(link& l) {
         l.dealer = zmq::socket_t(*ctx, zmq::socket_type::dealer);
         step = "set its options";
         apply_common_options(l.dealer);
+        // A link with cluster credentials runs on the members' ZeroMQ I/O
+        // thread; one to a server we hold a grant for, or visit, on the
+        // public one (context.hpp).
+        l.dealer.set(zmq::sockopt::affinity, l.creds.is_cluster() ? member_io_affinity : public_io_affinity);
         l.dealer.set(zmq::sockopt::reconnect_ivl, static_cast<int>(o.reconnect_interval.count()));
         l.dealer.set(zmq::sockopt::reconnect_ivl_max, static_cast<int>(o.reconnect_interval_max.count()));
         l.dealer.set(zmq::sockopt::curve_serverkey, zmq::const_buffer(l.server_key.bytes.data(), 32));

@@ -8,8 +8,11 @@ void transport::impl::rebuild_items() {
     items.clear();
     item_links.clear();
     items.push_back({nullptr, wake_fd, ZMQ_POLLIN, 0});
-    items.push_back({router.handle(), 0, ZMQ_POLLIN, 0});
-    items.push_back({router_mon.handle(), router_mon ? 0 : -1, ZMQ_POLLIN, 0});
+    items.push_back({pub.router.handle(), 0, ZMQ_POLLIN, 0});
+    items.push_back({pub.mon.handle(), pub.mon ? 0 : -1, ZMQ_POLLIN, 0});
+    // The member port (none: entries that poll nothing).
+    items.push_back({mem.router.handle(), mem.router ? 0 : -1, static_cast<short>(mem.router ? ZMQ_POLLIN : 0), 0});
+    items.push_back({mem.mon.handle(), mem.mon ? 0 : -1, static_cast<short>(mem.mon ? ZMQ_POLLIN : 0), 0});
     for (auto& l : outs) {
         if (!l->dealer) continue;
         items.push_back({l->dealer.handle(), 0, ZMQ_POLLIN, 0});
@@ -140,11 +143,16 @@ void transport::impl::io_loop() {
         }
         if (items_dirty) rebuild_items();
         const auto now = clock::now();
+        // While paused the public port is not polled (its waiting messages
+        // would wake every poll): the loop wakes when the pause ends.
+        const bool paused = pub_paused(now);
+        items[1].events = paused ? 0 : ZMQ_POLLIN;
+        const auto wake_at = paused ? std::min(next_tick, pub_paused_until) : next_tick;
         long timeout_ms = !blocked.empty() ? 1
                           : now < spin_until
                               ? 0
                               : std::max<long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                      next_tick - now).count() + 1);
+                                                      wake_at - now).count() + 1);
         int rc = zmq_poll(items.data(), static_cast<int>(items.size()), timeout_ms);
         if (rc < 0) {
             const int err = zmq_errno();
@@ -168,18 +176,22 @@ void transport::impl::io_loop() {
         wake_pending.store(false);
         run_commands();
         if (refused_pending.load()) report_refusals();
-        if (items[2].revents & ZMQ_POLLIN) read_router_monitor();
+        if (items[4].revents & ZMQ_POLLIN) read_router_monitor(mem);
+        if (items[2].revents & ZMQ_POLLIN) read_router_monitor(pub);
         // Monitors before data, so that a replaced connection is known
         // before its successor's messages are read.
         std::vector<link*>& ls = loop_links;  // a copy: links may be replaced below
         ls.assign(item_links.begin(), item_links.end());
         for (std::size_t i = 0; i < ls.size(); ++i) {
-            if (items[3 + 2 * i + 1].revents & ZMQ_POLLIN) handle_monitor(*ls[i]);
+            if (items[first_link + 2 * i + 1].revents & ZMQ_POLLIN) handle_monitor(*ls[i]);
         }
-        if (items[1].revents & ZMQ_POLLIN) read_router();
+        // Members first: the member port, then the links we dialled; the
+        // public port last, and only within non-members' budget.
+        if (items[3].revents & ZMQ_POLLIN) read_router(mem);
         for (std::size_t i = 0; i < ls.size(); ++i) {
-            if ((items[3 + 2 * i].revents & ZMQ_POLLIN) && ls[i]->dealer) read_dealer(*ls[i]);
+            if ((items[first_link + 2 * i].revents & ZMQ_POLLIN) && ls[i]->dealer) read_dealer(*ls[i]);
         }
+        if (items[1].revents & ZMQ_POLLIN) read_router(pub);
         if (clock::now() >= next_tick) {
             housekeeping();
             next_tick = clock::now() + tick;

@@ -11,13 +11,38 @@ static void drop_rest(zmq::socket_ref sock, zmq::message_t& x) {
         if (!sock.recv(x, zmq::recv_flags::dontwait)) break;  // the parts of a message arrive together
 }
 
-int transport::impl::read_router() {
+void transport::impl::note_fd_reuse(int fd) {
+    if (fd < 0) return;
+    if (closing_fds.erase(fd)) ++stale_fds[fd];
+    std::vector<link*> old;
+    for (auto& [rid, l] : ins) {
+        if (l->fd != fd) continue;
+        if (l->state == lstate::connecting) {  // forgotten, not yet reaped: its close is to come
+            ++stale_fds[fd];
+            l->fd = -1;
+            continue;
+        }
+        old.push_back(l.get());
+    }
+    for (link* l : old) {
+        ++stale_fds[fd];
+        l->fd = -1;
+        if (l->state == lstate::established) link_failed(*l, "connection_closed");
+        else erase_in(*l);
+    }
+}
+
+int transport::impl::read_router(listener& L) {
     int n = 0;
+    zmq::socket_t& router = L.router;
+    if (!router) return 0;
     // Two messages reused for the whole batch: each receive replaces the
     // previous content (zmq_msg_recv), no allocation per message here.
     zmq::message_t id, m;
     try {
         for (; n < read_batch; ++n) {
+            // The public port pauses while non-members' budget is spent.
+            if (!L.is_member() && pub_paused(clock::now())) return n;
             if (!router.recv(id, zmq::recv_flags::dontwait)) return n;
             if (!id.more() || !router.recv(m, zmq::recv_flags::dontwait)) continue;  // no body: nothing to read
             if (m.more()) {
@@ -25,7 +50,10 @@ int transport::impl::read_router() {
                 drop_rest(router, m);
                 continue;
             }
-            std::string rid(id.data<char>(), id.size());
+            std::string rid;  // the listener's tag, then the routing id (listener.hpp)
+            rid.reserve(id.size() + 1);
+            rid.push_back(L.tag);
+            rid.append(id.data<char>(), id.size());
             const char* uid = zmq_msg_gets(m.handle(), "User-Id");  // null: no such property
             auto it = ins.find(rid);
             if (it == ins.end()) {
@@ -52,6 +80,10 @@ int transport::impl::read_router() {
                 l->auth.kind = *kind;
                 if (const char* k = zmq_msg_gets(m.handle(), key_property))
                     if (auto pk = public_key::from_z85(k)) l->auth.key = *pk;
+                if (L.is_member() && *kind != trust_kind::cluster) {  // ZAP admits only members there
+                    protocol_errors++;
+                    continue;
+                }
                 if (*kind != trust_kind::cluster) {
                     // Non-members never take the links kept for members, nor
                     // more than a few per key.
@@ -78,7 +110,7 @@ int transport::impl::read_router() {
             on_frame(l, std::string_view(m.data<char>(), m.size()), l.auth);
         }
     } catch (const zmq::error_t& e) {
-        socket_error(std::string("reading the ROUTER failed: ") + e.what());
+        socket_error(std::string("reading the ") + (L.is_member() ? "member port" : "ROUTER") + " failed: " + e.what());
     }
     return n;
 }
@@ -106,7 +138,9 @@ int transport::impl::read_dealer(link& l) {
     return n;
 }
 
-void transport::impl::read_router_monitor() {
+void transport::impl::read_router_monitor(listener& L) {
+    zmq::socket_t& router_mon = L.mon;
+    if (!router_mon) return;
     // Up to 1024 events a turn: libzmq blocks its I/O thread when a
     // monitor's pipe is full (1,000 events), so a connection flood's events
     // are drained fast.
@@ -141,7 +175,7 @@ void transport::impl::read_router_monitor() {
         }
         if (ev == ZMQ_EVENT_DISCONNECTED) {
             // What the peer sent before closing (a goodbye, say) comes first.
-            while (read_router() == read_batch) {}
+            while (read_router(L) == read_batch) {}
             int fd = static_cast<int>(val);
             // The close of a connection already forgotten, whose fd a newer
             // connection may have by now: not that one's.

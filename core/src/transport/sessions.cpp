@@ -10,7 +10,13 @@ int transport::impl::send_on(link& l, const void* data, std::size_t size) {
             if (!l.dealer) return -1;
             return l.dealer.send(zmq::const_buffer(data, size), zmq::send_flags::dontwait) ? 1 : 0;
         }
-        if (!router.send(zmq::buffer(l.rid), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) return 0;
+        // l.rid: the listener's tag, then the routing id (listener.hpp).
+        if (l.rid.empty()) return -1;
+        zmq::socket_t& router = l.rid[0] == mem.tag ? mem.router : pub.router;
+        if (!router) return -1;
+        if (!router.send(zmq::const_buffer(l.rid.data() + 1, l.rid.size() - 1),
+                         zmq::send_flags::sndmore | zmq::send_flags::dontwait))
+            return 0;
         // A ROUTER takes every further part once it took the first.
         return router.send(zmq::const_buffer(data, size), zmq::send_flags::dontwait) ? 1 : -1;
     } catch (const zmq::error_t& e) {
@@ -288,8 +294,29 @@ bool transport::impl::byte_bucket::take(double n, double rate, double burst, clo
     return true;
 }
 
-bool transport::impl::charge_guest(const public_key& key, std::size_t bytes, clock::time_point now) {
+bool transport::impl::charge_guest(const public_key& key, std::size_t bytes, clock::time_point now,
+                                   bool public_port) {
     const double n = static_cast<double>(bytes);
+    // All non-members' bucket first, whether or not the key's has room: a
+    // single sender flooding past its own budget spends the shared one too,
+    // so the public port pauses and TCP pushes back on it (listener.hpp)
+    // rather than libzmq decrypting its frames for kith to drop.
+    bool all_ok = true;
+    if (o.guests_bytes_per_s > 0) {
+        const double rate = static_cast<double>(o.guests_bytes_per_s);
+        all_ok = guests_rx.take(n, rate, static_cast<double>(o.guests_burst_bytes), now);
+        if (!all_ok) {
+            // Spend what is left, and pause until the bucket holds this frame
+            // again (at most 100 ms; the loop reads the member port meanwhile).
+            const double missing = n - std::max(0.0, guests_rx.tokens);
+            guests_rx.tokens = 0;
+            if (public_port) {
+                auto wait = std::chrono::duration<double>(std::min(0.1, std::max(0.001, missing / rate)));
+                pub_paused_until = now + std::chrono::duration_cast<clock::duration>(wait);
+                public_pauses++;
+            }
+        }
+    }
     if (o.guest_bytes_per_s > 0) {
         // Buckets of keys that were idle long enough to be full again are
         // forgotten (housekeeping), so the map holds only active senders.
@@ -297,8 +324,7 @@ bool transport::impl::charge_guest(const public_key& key, std::size_t bytes, clo
         if (!b.take(n, static_cast<double>(o.guest_bytes_per_s), static_cast<double>(o.guest_burst_bytes), now))
             return false;
     }
-    return o.guests_bytes_per_s == 0 || guests_rx.take(n, static_cast<double>(o.guests_bytes_per_s),
-                                                        static_cast<double>(o.guests_burst_bytes), now);
+    return all_ok;
 }
 
 void transport::impl::on_frame(link& l, std::string_view frame, const peer_auth& auth) {
@@ -309,7 +335,8 @@ void transport::impl::on_frame(link& l, std::string_view frame, const peer_auth&
     const frame_limits& lim = l.state != lstate::established ? o.handshake_limits
                               : auth.kind == trust_kind::cluster ? o.limits
                                                                  : o.guest_limits;
-    if (auth.kind != trust_kind::cluster && !charge_guest(auth.key, frame.size(), l.last_rx)) {
+    if (auth.kind != trust_kind::cluster &&
+        !charge_guest(auth.key, frame.size(), l.last_rx, !l.outbound && !l.rid.empty() && l.rid[0] == pub.tag)) {
         rate_drops++;
         return;
     }

@@ -76,57 +76,12 @@ void transport::impl::start() {
     }
     shared = shared_context::acquire();
     ctx = &shared->context();
-    // Fail closed, step 1: this node's ZAP route exists before the ROUTER
-    // does, and is removed only after the ROUTER is closed.
-    zap_route = shared->add_route(zap, [this](const zap_outcome& out) {
-        if (out.accepted) return;
-        {
-            std::lock_guard lk(refused_mu);
-            if (refused.size() < 1024) refused.push_back(out);  // bounded: a flood is counted, not stored
-            refused_inbound++;
-        }
-        refused_pending.store(true);
-        wake();
-    });
-    try {
-        router = zmq::socket_t(*ctx, zmq::socket_type::router);
-        apply_common_options(router);
-        router.set(zmq::sockopt::curve_server, true);
-        router.set(zmq::sockopt::curve_secretkey, zmq::const_buffer(self.keys_.sec.bytes().data(), 32));
-        router.set(zmq::sockopt::zap_domain, zap_route);
-    } catch (const zmq::error_t& e) {
-        fail_start(std::string("kith: cannot set up the ROUTER socket: ") + e.what() +
-                   " (out of file descriptors or ZeroMQ sockets? see the open-file limit)");
-    }
-    // Fail closed, step 2: without a ZAP answer, refuse (libzmq accepts
-    // every key when no handler answers unless this is set before bind).
-    // (ZMQ_ZAP_ENFORCE_DOMAIN is a draft option: cppzmq 4.9 has no name for it.)
-    int one = 1;
-    if (zmq_setsockopt(router.handle(), 93 /* ZMQ_ZAP_ENFORCE_DOMAIN */, &one, sizeof one) != 0)
-        fail_start("kith: libzmq lacks ZMQ_ZAP_ENFORCE_DOMAIN; refusing to run without fail-closed ZAP");
-    try {
-        router.set(zmq::sockopt::router_mandatory, true);
-        // ZMQ_ROUTER_HANDOVER stays 0: a client cannot take over another
-        // connection's routing id; kith DEALERs use a fresh random id per socket.
-        // DISCONNECTED ends links; ACCEPTED and HANDSHAKE_FAILED count
-        // connections in their handshake (a raw TCP flood; context.hpp).
-        router_mon = open_monitor(router, ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED | ZMQ_EVENT_ACCEPTED |
-                                              ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-                                              ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
-    } catch (const zmq::error_t& e) {
-        fail_start(std::string("kith: cannot set up the ROUTER's monitor: ") + e.what() +
-                   " (out of file descriptors or ZeroMQ sockets? see the open-file limit)");
-    }
-    try {
-        router.bind(o.bind_endpoint);
-    } catch (const zmq::error_t& e) {
-        fail_start("kith: cannot bind " + o.bind_endpoint + ": " + e.what() +
-                   " (is the port in use, or the address not this machine's?)");
-    }
-    try {
-        bound = router.get(zmq::sockopt::last_endpoint);
-    } catch (const zmq::error_t& e) {
-        fail_start(std::string("kith: cannot read the bound endpoint: ") + e.what());
+    open_listener(pub, o.bind_endpoint, zap);
+    if (o.member_bind_endpoint != "off") {
+        // Default: the public port's address, any free port (not a TCP
+        // endpoint: no member port; members use the public one).
+        std::string ep = o.member_bind_endpoint.empty() ? with_port(pub.bound, "0") : o.member_bind_endpoint;
+        if (!ep.empty()) open_listener(mem, ep, member_zap);
     }
     next_tick = spin_until = clock::now();
     try {
@@ -158,34 +113,8 @@ void transport::impl::close_fds() {
 void transport::impl::cleanup_sockets() {
     for (auto& l : outs) close_dealer(*l, 0);
     outs.clear();
-    // The shared ZeroMQ context closes a listener in the background: unbind
-    // and wait (at most a second) until it is closed, so that the port is
-    // free when stop() returns (a node restarted on it can bind).
-    if (router && router_mon && !bound.empty()) {
-        try {
-            router.unbind(bound);
-            const auto until = clock::now() + std::chrono::seconds(1);
-            for (auto now = clock::now(); now < until; now = clock::now()) {
-                zmq_pollitem_t it{router_mon.handle(), 0, ZMQ_POLLIN, 0};
-                auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count() + 1;
-                if (zmq_poll(&it, 1, static_cast<long>(left)) <= 0) break;  // timeout, or the context ends
-                auto ev = read_monitor_event(router_mon);
-                if (ev && ev->first == ZMQ_EVENT_CLOSED) break;
-            }
-        } catch (const zmq::error_t& e) {
-            socket_error(std::string("unbinding ") + bound + " failed: " + e.what() +
-                         " (the port may stay busy for a moment after stop)");
-        }
-    }
-    if (router_mon) {
-        if (zmq_socket_monitor(router.handle(), nullptr, 0) != 0)
-            socket_error(std::string("stopping the ROUTER's monitor failed: ") + zmq_strerror(zmq_errno()));
-        router_mon.close();
-    }
-    router.close();
-    // After the ROUTER: never a ROUTER without its handler. (The context
-    // itself ends with the last transport of the process, in stop().)
-    if (shared) shared->remove_route(zap_route);
+    close_listener(mem);
+    close_listener(pub);
     ctx = nullptr;
 }
 
@@ -255,10 +184,12 @@ void transport::stop() {
 }
 
 std::string transport::endpoint() const {
-    return opts_.advertised_endpoint.empty() ? impl_->bound : opts_.advertised_endpoint;
+    return opts_.advertised_endpoint.empty() ? impl_->pub.bound : opts_.advertised_endpoint;
 }
 
-std::string transport::bound_endpoint() const { return impl_->bound; }
+std::string transport::bound_endpoint() const { return impl_->pub.bound; }
+
+std::string transport::member_endpoint() const { return impl_->mem.bound; }
 
 void transport::set_authorizer(authorizer a) { impl_->zap.set_authorizer(std::move(a)); }
 
@@ -421,6 +352,7 @@ transport_stats transport::stats() const {
     s.handshake_failures = m.handshake_failures;
     s.socket_errors = m.socket_errors;
     s.rate_drops = m.rate_drops;
+    s.public_pauses = m.public_pauses;
     return s;
 }
 
@@ -430,7 +362,10 @@ void transport::debug_freeze(bool f) {
         impl_->frozen = f;
         impl_->frozen_flag.store(f, std::memory_order_release);
         // Its ZAP requests go unanswered too, as in a hung process.
-        if (impl_->shared) impl_->shared->pause_route(impl_->zap_route, f);
+        if (impl_->shared) {
+            impl_->shared->pause_route(impl_->pub.zap_route, f);
+            if (!impl_->mem.zap_route.empty()) impl_->shared->pause_route(impl_->mem.zap_route, f);
+        }
     }
     impl_->freeze_cv.notify_all();
 }

@@ -45,6 +45,17 @@ struct transport_options {
     std::string node_name;                        // required, "name@host"
     std::string bind_endpoint = "tcp://127.0.0.1:0";  // "tcp://*:4370", port 0 = any
     std::string advertised_endpoint;              // what others should dial; empty = bound endpoint
+    // The member port (docs/security.md, "The member port"): a second ROUTER
+    // that admits only the cluster key, on the ZeroMQ I/O thread of its own
+    // (context.hpp), so that non-members' traffic on the public endpoint is
+    // never decrypted on the thread that carries members' frames. Empty:
+    // bind_endpoint's address with any free port; "off": none (members then
+    // use the public endpoint, sharing its fate under a flood).
+    std::string member_bind_endpoint;
+    // ZMQ_RCVHWM of the public ROUTER (at most rcvhwm): while non-members'
+    // read budget is spent the transport stops reading that socket, and
+    // libzmq stops reading a connection once this many messages wait.
+    int public_rcvhwm = 16;
     std::filesystem::path key_dir;                // empty = default_key_dir(); unused if node_keys given
     std::optional<keypair> node_keys;             // the long-term keypair; default: loaded from key_dir
     std::optional<std::string> cookie;            // default: the cookie file in key_dir
@@ -219,6 +230,9 @@ struct transport_stats {
     // Frames from non-members dropped unread: over guest_bytes_per_s (their
     // key's) or guests_bytes_per_s (all non-members').
     std::uint64_t rate_drops = 0;
+    // Times the public port was left unread because non-members' read
+    // budget (guests_bytes_per_s) was spent.
+    std::uint64_t public_pauses = 0;
 };
 
 class transport {
@@ -248,6 +262,10 @@ public:
     // The bound endpoint alone ("tcp://0.0.0.0:4370", the real port), even
     // when another is advertised: what this machine's own processes dial.
     std::string bound_endpoint() const;
+    // The member port's bound endpoint ("tcp://127.0.0.1:40124"), empty if
+    // there is none; valid after start(). Only cluster members get in there
+    // (anyone else: ZAP 400); what to advertise is the caller's business.
+    std::string member_endpoint() const;
     const public_key& key() const noexcept { return keys_.pub; }
     const std::string& node_name() const noexcept { return opts_.node_name; }
     std::uint64_t creation() const noexcept { return opts_.creation; }

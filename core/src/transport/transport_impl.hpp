@@ -26,6 +26,7 @@
 
 #include "transport/bulk.hpp"
 #include "transport/context.hpp"
+#include "transport/listener.hpp"
 #include "transport/transport.hpp"
 
 #include <sodium.h>
@@ -63,23 +64,6 @@ namespace transport_internal {
 // (socket_error, transport_stats::socket_errors), and the link concerned
 // fails. The hot path costs what the raw calls cost: send is zmq_send,
 // receive is zmq_msg_recv into a message reused across a batch.
-
-// Reads one socket-monitor event (two frames: 16-bit event + 32-bit value,
-// then the endpoint) without blocking; nullopt when none is waiting. Throws
-// zmq::error_t on a failed read.
-inline std::optional<std::pair<std::uint16_t, std::uint32_t>> read_monitor_event(zmq::socket_ref mon) {
-    zmq::message_t a, b;
-    if (!mon.recv(a, zmq::recv_flags::dontwait)) return std::nullopt;
-    // The second frame is queued with the first (one message of two parts).
-    if (a.more() && !mon.recv(b, zmq::recv_flags::dontwait)) return std::nullopt;
-    std::uint16_t ev = 0;
-    std::uint32_t val = 0;
-    if (a.size() >= 6) {
-        std::memcpy(&ev, a.data(), 2);
-        std::memcpy(&val, a.data<char>() + 2, 4);
-    }
-    return std::make_pair(ev, val);
-}
 
 // ZAP metadata property carrying the client's key in Z85, so that each
 // inbound message names its key as well as its User-Id.
@@ -245,14 +229,19 @@ struct transport::impl {
 
     std::shared_ptr<shared_context> shared;  // the process's ZeroMQ context and ZAP thread
     zmq::context_t* ctx = nullptr;           // &shared->context()
-    std::string zap_route;                   // this node's ZAP domain ("kith/<n>")
     std::mutex refused_mu;
     std::vector<zap_outcome> refused;        // ZAP refusals, reported by the loop
     std::atomic<bool> refused_pending{false};
-    zmq::socket_t router;
-    zmq::socket_t router_mon;
+    // The public port and the member port (listener.hpp).
+    listener pub{'p', public_io_affinity, {}, {}, {}, {}};
+    listener mem{'m', member_io_affinity, {}, {}, {}, {}};
+    zap_handler member_zap;                  // the member port's: the cluster key or 400
+    // While the non-members' read budget is spent, the public port is not
+    // read (listener.hpp); I/O thread only.
+    clock::time_point pub_paused_until{};
+    bool pub_paused(clock::time_point now) const noexcept { return now < pub_paused_until; }
+    std::atomic<std::uint64_t> public_pauses{0};
     int wake_fd = -1;
-    std::string bound;
     std::thread io, io2;  // leader and follower; the roles swap
     // `lead`: (generation << 2) | lead_mode. Leading: the leader is in the
     // loop. In_job: the leader runs a job, the sockets lie still, and the
@@ -306,8 +295,11 @@ struct transport::impl {
     };
     std::map<public_key, byte_bucket> guest_rx;
     byte_bucket guests_rx;
-    // True if a non-member's frame of `bytes` may be read now; charges it.
-    bool charge_guest(const public_key& key, std::size_t bytes, clock::time_point now);
+    // True if a non-member's frame of `bytes` may be read now; charges it
+    // (all non-members' bucket first, whatever the key's says). When all
+    // non-members' bucket is spent and the frame came by the public port
+    // (`public_port`), that port pauses until it refills.
+    bool charge_guest(const public_key& key, std::size_t bytes, clock::time_point now, bool public_port);
     std::atomic<std::uint64_t> links_over_budget{0};
     // fd bookkeeping for ZMQ_EVENT_DISCONNECTED (matched to links by fd, and
     // fds are reused): `closing_fds` holds fds of inbound links forgotten
@@ -324,26 +316,7 @@ struct transport::impl {
     clock::time_point flood_warned{};        // last warning about hs_fds (at most one per 30 s)
     // A new inbound connection has `fd`: whatever had it before is closed,
     // even if its DISCONNECTED event is still on its way.
-    void note_fd_reuse(int fd) {
-        if (fd < 0) return;
-        if (closing_fds.erase(fd)) ++stale_fds[fd];
-        std::vector<link*> old;
-        for (auto& [rid, l] : ins) {
-            if (l->fd != fd) continue;
-            if (l->state == lstate::connecting) {  // forgotten, not yet reaped: its close is to come
-                ++stale_fds[fd];
-                l->fd = -1;
-                continue;
-            }
-            old.push_back(l.get());
-        }
-        for (link* l : old) {
-            ++stale_fds[fd];
-            l->fd = -1;
-            if (l->state == lstate::established) link_failed(*l, "connection_closed");
-            else erase_in(*l);
-        }
-    }
+    void note_fd_reuse(int fd);
     void forget_key_link(const link& l) {
         if (l.outbound || l.auth.kind == trust_kind::cluster) return;
         auto it = links_per_key.find(l.auth.key);
@@ -353,12 +326,16 @@ struct transport::impl {
     std::vector<session*> blocked;                               // sessions with unsent frames
     bool items_dirty = true;
     std::vector<zmq_pollitem_t> items;
+    // wake, public ROUTER and monitor, member ROUTER and monitor, then a
+    // DEALER/monitor pair per outbound link from items[first_link] on.
+    static constexpr std::size_t first_link = 5;
     std::vector<link*> item_links;                               // per DEALER/monitor pair
     std::vector<link*> loop_links;                               // io_loop's copy (reused, no allocation per turn)
 
     impl(transport& t, transport_callbacks c, std::string cookie)
         : self(t), o(t.opts_), cb(std::move(c)), cluster(cluster_keypair(cookie)),
-          proof_key(derive_cookie_key(cookie, auth::proof_purpose)), zap(cluster.pub, t.opts_.log, t.opts_.node_name) {}
+          proof_key(derive_cookie_key(cookie, auth::proof_purpose)), zap(cluster.pub, t.opts_.log, t.opts_.node_name),
+          member_zap(cluster.pub, t.opts_.log, t.opts_.node_name, true) {}
     ~impl() {
         close_fds();
         sodium_memzero(proof_key.data(), proof_key.size());
@@ -406,6 +383,11 @@ struct transport::impl {
 
     // Both throw zmq::error_t.
     void apply_common_options(zmq::socket_ref s);
+    // Opens, secures and binds listener `L` at `endpoint` (listeners.cpp);
+    // fail_start on failure. close_listener unbinds (waiting a moment for
+    // the port to be free) and closes it; then its ZAP route goes.
+    void open_listener(listener& L, const std::string& endpoint, zap_handler& h);
+    void close_listener(listener& L);
     zmq::socket_t open_monitor(zmq::socket_ref s, int events);
 
     // ---- start / stop ---------------------------------------------------------
@@ -527,13 +509,14 @@ struct transport::impl {
 
     static constexpr int read_batch = 256;  // messages read per socket per loop turn
 
-    // Reads up to read_batch messages; returns how many it read.
-    int read_router();
+    // Reads up to read_batch messages of listener `L` (the public one stops
+    // when it pauses); returns how many it read.
+    int read_router(listener& L);
 
     // Reads up to read_batch messages; returns how many it read.
     int read_dealer(link& l);
 
-    void read_router_monitor();
+    void read_router_monitor(listener& L);
 
     // Reports the ZAP refusals the process's ZAP thread passed on.
     void report_refusals();

@@ -118,13 +118,22 @@ authz_decision zap_handler::ask(const authorizer& a, const public_key& client, s
     return authz_decision::refuse(std::move(why));
 }
 
+zap_outcome zap_handler::decide_members_only(const zap_request& req) const {
+    static const authorizer none;
+    zap_outcome out = zap_decide(req, cluster_key_, none);
+    if (!out.accepted && out.client) out.reason = std::string(member_port_refusal);
+    return out;
+}
+
 authz_decision zap_handler::check(const public_key& client, std::string_view address) {
+    if (members_only_) return authz_decision::refuse(std::string(member_port_refusal));
     std::shared_ptr<authorizer> a = current();
     if (!a || !*a) return authz_decision::refuse();
     return ask(*a, client, address);
 }
 
 std::optional<zap_outcome> zap_handler::decide_without_authorizer(const zap_request& req) {
+    if (members_only_) return decide_members_only(req);
     std::shared_ptr<authorizer> a = current();
     static const authorizer none;
     zap_outcome out = zap_decide(req, cluster_key_, none);
@@ -135,6 +144,7 @@ std::optional<zap_outcome> zap_handler::decide_without_authorizer(const zap_requ
 }
 
 zap_outcome zap_handler::decide(const zap_request& req) {
+    if (members_only_) return decide_members_only(req);
     std::shared_ptr<authorizer> a = current();
     static const authorizer none;
     if (!a || !*a) return zap_decide(req, cluster_key_, none);

@@ -17,6 +17,9 @@
 //        refuse   -> 400
 //   3. no authorizer -> 400 ("unknown key").
 // Anything malformed (wrong version, domain, mechanism, key size) -> 400.
+// A members-only handler (the member port's, docs/security.md "The member
+// port") stops after step 1: every other key -> 400 (member_port_refusal),
+// and its authorizer is never asked.
 // The handler fails closed: the transport registers its route before the
 // ROUTER binds and sets ZMQ_ZAP_ENFORCE_DOMAIN, so a connection is never
 // accepted unanswered.
@@ -95,11 +98,17 @@ zap_request zap_parse(const std::vector<std::string>& frames);
 bool zap_reply(zmq::socket_ref sock, const std::vector<std::string>& route, const zap_request& req,
                const zap_outcome& out);
 
+// Why the member port refused a key (logged and reported; never secret).
+inline constexpr std::string_view member_port_refusal =
+    "the member port admits only cluster members (the cookie's key): grantees and strangers dial the node's public "
+    "endpoint, the one their grant file or the node's beacon names";
+
 class zap_handler {
 public:
-    // `sink` and `node` say where a throwing authorizer is logged.
-    explicit zap_handler(public_key cluster_key, log_sink sink = {}, std::string node = {})
-        : cluster_key_(cluster_key), sink_(std::move(sink)), node_(std::move(node)) {}
+    // `sink` and `node` say where a throwing authorizer is logged;
+    // `members_only`: the member port's handler (the cluster key or 400).
+    explicit zap_handler(public_key cluster_key, log_sink sink = {}, std::string node = {}, bool members_only = false)
+        : cluster_key_(cluster_key), sink_(std::move(sink)), node_(std::move(node)), members_only_(members_only) {}
 
     void set_authorizer(authorizer a) {
         std::lock_guard lk(mu_);
@@ -126,9 +135,13 @@ private:
     // Runs `a`; an exception is logged and becomes a refusal.
     authz_decision ask(const authorizer& a, const public_key& client, std::string_view address);
 
+    // The outcome for the member port: the cluster key or 400.
+    zap_outcome decide_members_only(const zap_request& req) const;
+
     public_key cluster_key_;
     log_sink sink_;
     std::string node_;
+    bool members_only_ = false;
     std::mutex mu_;
     std::shared_ptr<authorizer> authz_;
 };

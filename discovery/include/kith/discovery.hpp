@@ -105,6 +105,11 @@ struct discovery_options {
 struct seen_node {
     std::string name;                     // "gandalf@pi1"
     std::string endpoint;                 // "tcp://192.0.2.7:4370"
+    // Members only: its member port on the same host, "tcp://192.0.2.7:40123"
+    // (from the MAC-covered part of its beacon; docs/security.md, "The member
+    // port"); auto-connect dials it. "" for a stranger, or a node that
+    // announces none (an older kith): then `endpoint` is dialled.
+    std::string member_endpoint;
     public_key key;
     std::string fingerprint;
     trust_level trust = trust_level::stranger;  // cluster (HMAC checked) or stranger

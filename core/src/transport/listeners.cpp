@@ -1,0 +1,104 @@
+// listeners.cpp — opening and closing a node's listening ROUTERs, the
+// public port and the member port (listener.hpp, docs/security.md "The
+// member port").
+#include "transport/transport_impl.hpp"
+
+namespace kith::detail {
+
+void transport::impl::open_listener(listener& L, const std::string& endpoint, zap_handler& h) {
+    const std::string what = L.is_member() ? "member port" : "ROUTER";
+    // Fail closed, step 1: the listener's ZAP route exists before its ROUTER
+    // does, and is removed only after the ROUTER is closed.
+    L.zap_route = shared->add_route(h, [this](const zap_outcome& out) {
+        if (out.accepted) return;
+        {
+            std::lock_guard lk(refused_mu);
+            if (refused.size() < 1024) refused.push_back(out);  // bounded: a flood is counted, not stored
+            refused_inbound++;
+        }
+        refused_pending.store(true);
+        wake();
+    });
+    try {
+        L.router = zmq::socket_t(*ctx, zmq::socket_type::router);
+        apply_common_options(L.router);
+        // Its connections' engines (CURVE, recv) run on this I/O thread.
+        L.router.set(zmq::sockopt::affinity, L.affinity);
+        // The public port: a few messages per connection wait for kith, so
+        // that when kith stops reading it (the non-members' budget is spent)
+        // libzmq soon stops reading and decrypting too (TCP pushes back).
+        if (!L.is_member()) L.router.set(zmq::sockopt::rcvhwm, std::min(o.rcvhwm, o.public_rcvhwm));
+        L.router.set(zmq::sockopt::curve_server, true);
+        L.router.set(zmq::sockopt::curve_secretkey, zmq::const_buffer(self.keys_.sec.bytes().data(), 32));
+        L.router.set(zmq::sockopt::zap_domain, L.zap_route);
+    } catch (const zmq::error_t& e) {
+        fail_start("kith: cannot set up the " + what + " socket: " + e.what() +
+                   " (out of file descriptors or ZeroMQ sockets? see the open-file limit)");
+    }
+    // Fail closed, step 2: without a ZAP answer, refuse (libzmq accepts
+    // every key when no handler answers unless this is set before bind).
+    // (ZMQ_ZAP_ENFORCE_DOMAIN is a draft option: cppzmq 4.9 has no name for it.)
+    int one = 1;
+    if (zmq_setsockopt(L.router.handle(), 93 /* ZMQ_ZAP_ENFORCE_DOMAIN */, &one, sizeof one) != 0)
+        fail_start("kith: libzmq lacks ZMQ_ZAP_ENFORCE_DOMAIN; refusing to run without fail-closed ZAP");
+    try {
+        L.router.set(zmq::sockopt::router_mandatory, true);
+        // ZMQ_ROUTER_HANDOVER stays 0: a client cannot take over another
+        // connection's routing id; kith DEALERs use a fresh random id per socket.
+        // DISCONNECTED ends links; ACCEPTED and HANDSHAKE_FAILED count
+        // connections in their handshake (a raw TCP flood; context.hpp).
+        L.mon = open_monitor(L.router, ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED | ZMQ_EVENT_ACCEPTED |
+                                           ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                           ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
+    } catch (const zmq::error_t& e) {
+        fail_start("kith: cannot set up the " + what + "'s monitor: " + e.what() +
+                   " (out of file descriptors or ZeroMQ sockets? see the open-file limit)");
+    }
+    try {
+        L.router.bind(endpoint);
+    } catch (const zmq::error_t& e) {
+        fail_start("kith: cannot bind the " + what + " at " + endpoint + ": " + e.what() +
+                   (L.is_member() ? " (is the port in use? choose another member port, net_options::member_listen "
+                                    "or kith node --member-port)"
+                                  : " (is the port in use, or the address not this machine's?)"));
+    }
+    try {
+        L.bound = L.router.get(zmq::sockopt::last_endpoint);
+    } catch (const zmq::error_t& e) {
+        fail_start("kith: cannot read the " + what + "'s bound endpoint: " + e.what());
+    }
+}
+
+void transport::impl::close_listener(listener& L) {
+    // The shared ZeroMQ context closes a listener in the background: unbind
+    // and wait (at most a second) until it is closed, so that the port is
+    // free when stop() returns (a node restarted on it can bind).
+    if (L.router && L.mon && !L.bound.empty()) {
+        try {
+            L.router.unbind(L.bound);
+            const auto until = clock::now() + std::chrono::seconds(1);
+            for (auto now = clock::now(); now < until; now = clock::now()) {
+                zmq_pollitem_t it{L.mon.handle(), 0, ZMQ_POLLIN, 0};
+                auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count() + 1;
+                if (zmq_poll(&it, 1, static_cast<long>(left)) <= 0) break;  // timeout, or the context ends
+                auto ev = read_monitor_event(L.mon);
+                if (ev && ev->first == ZMQ_EVENT_CLOSED) break;
+            }
+        } catch (const zmq::error_t& e) {
+            socket_error(std::string("unbinding ") + L.bound + " failed: " + e.what() +
+                         " (the port may stay busy for a moment after stop)");
+        }
+    }
+    if (L.mon) {
+        if (zmq_socket_monitor(L.router.handle(), nullptr, 0) != 0)
+            socket_error(std::string("stopping a ROUTER's monitor failed: ") + zmq_strerror(zmq_errno()));
+        L.mon.close();
+    }
+    L.router.close();
+    // After the ROUTER: never a ROUTER without its handler. (The context
+    // itself ends with the last transport of the process, in stop().)
+    if (shared && !L.zap_route.empty()) shared->remove_route(L.zap_route);
+    L.zap_route.clear();
+}
+
+}  // namespace kith::detail

@@ -1,0 +1,98 @@
+// The member port (docs/security.md, "The member port"): a second ROUTER
+// that admits only the cluster key, beside the public endpoint that admits
+// everybody as before; and the public port's read budget, which pauses
+// reading it (not the member port) while non-members' bytes are spent.
+#include <thread>
+
+#include "kith_catch.hpp"
+#include "transport_harness.hpp"
+
+using namespace kith;
+using namespace kith::detail;
+using namespace kt;
+
+TEST_CASE("transport: a member port beside the public one - members get in, a grantee is refused with the reason") {
+    test_node alice("alice@home", "c"), bob("bob@home", "c"), carol("carol@home", "other");
+    const std::string mep = alice.t->member_endpoint();
+    REQUIRE_FALSE(mep.empty());
+    CHECK(mep != alice.t->bound_endpoint());
+    CHECK(mep.rfind("tcp://127.0.0.1:", 0) == 0);  // the public port's address, another port
+    keypair grant = keypair::generate();
+    alice.t->set_authorizer([&](const public_key& k, std::string_view) {
+        return k == grant.pub ? authz_decision::grant("carol-kvs") : authz_decision::refuse("no grant");
+    });
+    // A member by the member port.
+    bob.t->connect(mep, alice.t->key());
+    REQUIRE(bob.rec.wait([&] { return bob.rec.ups.size() == 1; }));
+    REQUIRE(alice.rec.wait([&] { return alice.rec.ups.size() == 1; }));
+    {
+        std::lock_guard lk(alice.rec.mu);
+        CHECK(alice.rec.ups[0].second.auth.kind == trust_kind::cluster);
+    }
+    REQUIRE(bob.t->post("alice@home", send_int(1)).ok());
+    REQUIRE(alice.rec.wait([&] { return alice.rec.values.size() == 1; }));
+    REQUIRE(alice.t->post("bob@home", send_int(2)).ok());  // the answer goes back by the member port
+    REQUIRE(bob.rec.wait([&] { return bob.rec.values.size() == 1; }));
+    // A grantee at the member port: refused at ZAP, both sides say so.
+    carol.t->connect(mep, alice.t->key(), link_credentials{grant});
+    REQUIRE(carol.rec.wait([&] { return carol.rec.refusals.size() == 1; }));
+    CHECK(carol.rec.refusals[0].code == errc::unauthorized);
+    REQUIRE(alice.rec.wait([&] { return !alice.rec.refusals.empty(); }));
+    {
+        std::lock_guard lk(alice.rec.mu);
+        CHECK(alice.rec.refusals[0].inbound);
+        CHECK(alice.rec.refusals[0].reason == member_port_refusal);
+        REQUIRE(alice.rec.refusals[0].key.has_value());
+        CHECK(*alice.rec.refusals[0].key == grant.pub);
+    }
+    // The same grantee at the public endpoint: admitted as before.
+    carol.t->connect(alice.t->bound_endpoint(), alice.t->key(), link_credentials{grant});
+    REQUIRE(alice.rec.wait([&] { return alice.rec.ups.size() == 2; }));
+    {
+        std::lock_guard lk(alice.rec.mu);
+        CHECK(alice.rec.ups[1].second.auth.user_id == "grant:carol-kvs");
+    }
+}
+
+TEST_CASE("transport: member port off, or a non-TCP endpoint - none, and members use the public endpoint") {
+    test_node alice("alice@home", "c", [](transport_options& o) { o.member_bind_endpoint = "off"; });
+    CHECK(alice.t->member_endpoint().empty());
+    test_node bob("bob@home", "c");
+    bob.t->connect(alice.t->endpoint(), alice.t->key());
+    REQUIRE(alice.rec.wait([&] { return alice.rec.ups.size() == 1; }));
+    test_node ipc("ipc@home", "c", [](transport_options& o) { o.bind_endpoint = "inproc://kith-member-port-test"; });
+    CHECK(ipc.t->member_endpoint().empty());
+}
+
+TEST_CASE("transport: non-members past their budget pause the public port - the member port is read meanwhile") {
+    // A tiny budget for non-members (all of them, 64 KiB/s), none per key.
+    test_node alice("alice@home", "c", [](transport_options& o) {
+        o.guest_bytes_per_s = 0;
+        o.guests_bytes_per_s = 64u << 10;
+        o.guests_burst_bytes = 64u << 10;
+    });
+    test_node bob("bob@home", "c"), carol("carol@home", "other");
+    keypair grant = keypair::generate();
+    alice.t->set_authorizer([&](const public_key& k, std::string_view) {
+        return k == grant.pub ? authz_decision::grant("carol") : authz_decision::refuse("no grant");
+    });
+    bob.t->connect(alice.t->member_endpoint(), alice.t->key());
+    carol.t->connect(alice.t->bound_endpoint(), alice.t->key(), link_credentials{grant});
+    REQUIRE(alice.rec.wait([&] { return alice.rec.ups.size() == 2; }));
+    REQUIRE(carol.rec.wait([&] { return carol.rec.ups.size() == 1; }));
+    REQUIRE(bob.rec.wait([&] { return bob.rec.ups.size() == 1; }));
+    // Carol sends 2 MiB in 8 KiB envelopes: far past 64 KiB/s.
+    const std::string blob(8000, 'x');
+    for (int i = 0; i < 256; ++i)
+        (void)carol.t->post("alice@home", kith::env_send{kith::pid{"x@y", 1}, kith::term(blob)});
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (alice.t->stats().public_pauses == 0 && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(5ms);  // polling a counter, with a deadline
+    REQUIRE(alice.t->stats().public_pauses > 0);
+    // Meanwhile Bob's envelopes by the member port arrive.
+    for (int i = 0; i < 100; ++i) REQUIRE(bob.t->post("alice@home", send_int(i)).ok());
+    REQUIRE(alice.rec.wait([&] { return alice.rec.values.size() == 100; }));
+    CHECK(alice.rec.values.front() == 0);
+    CHECK(alice.rec.values.back() == 99);
+    CHECK(alice.t->is_up("carol@home"));
+}
