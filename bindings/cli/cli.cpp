@@ -365,8 +365,9 @@ std::string client::reach(const std::string& name) {
             throw cli_error{"cannot reach " + l.name + ": unauthorized: it runs on this machine with another cookie "
                                 "(cluster id " + l.cluster + "); " + cookie_.hint(key_dir_),
                             kFailed};
-        auto r = node_->connect(l.loopback(), l.key, timeout_);
-        if (!r) fail("cannot reach " + l.name + " at " + l.loopback(), r.err());
+        // A node of this key directory: a member, by its member port.
+        auto r = node_->connect(l.member_loopback(), l.key, timeout_);
+        if (!r) fail("cannot reach " + l.name + " at " + l.member_loopback(), r.err());
         return *r;
     }
     // 2. Beacons (the LAN, --peer).
@@ -379,9 +380,13 @@ std::string client::reach(const std::string& name) {
                             kFailed};
         // A stranger (another cluster's node) is used as a visitor, with this
         // node's own key: cluster credentials go only to members.
-        auto r = seen->trust == trust_level::stranger ? node_->connect_visitor(seen->endpoint, seen->key, timeout_)
-                                                      : node_->connect(seen->endpoint, seen->key, timeout_);
-        if (!r) fail("cannot reach " + seen->name + " at " + seen->endpoint, r.err());
+        // A member by its member port, if its beacon announced one.
+        const std::string& ep = seen->trust == trust_level::cluster && !seen->member_endpoint.empty()
+                                    ? seen->member_endpoint
+                                    : seen->endpoint;
+        auto r = seen->trust == trust_level::stranger ? node_->connect_visitor(ep, seen->key, timeout_)
+                                                      : node_->connect(ep, seen->key, timeout_);
+        if (!r) fail("cannot reach " + seen->name + " at " + ep, r.err());
         return *r;
     }
     if (seen.code() == errc::timeout)

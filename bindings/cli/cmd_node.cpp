@@ -41,6 +41,11 @@ options:
                     if that is taken the first free one of 4372..4399, so
                     several nodes run on one machine with no port typed)
   --listen EP       ZeroMQ endpoint to bind instead, e.g. tcp://127.0.0.1:0
+  --member-port P   the member port: a second port that admits only this
+                    cluster's members, so that grantees and strangers flooding
+                    the public port do not slow them (default: any free port,
+                    announced in beacons; give one to open it in a firewall;
+                    "off": none, members use the public port)
   --advertise EP    endpoint others should dial (behind NAT)
   --cookie-file F   file holding the cluster cookie (mode 0600; default:
                     $KITH_COOKIE, else the cookie file in the key dir)
@@ -138,7 +143,7 @@ void print_event(const node_event& e) {
 }  // namespace
 
 int cmd_node(int argc, char** argv) {
-    std::set<std::string> value_opts = {"--name", "--port", "--listen", "--advertise", "--cookie", "--cookie-file", "--key-dir", "--services",
+    std::set<std::string> value_opts = {"--name", "--port", "--listen", "--member-port", "--advertise", "--cookie", "--cookie-file", "--key-dir", "--services",
                          "--public", "--peer", "--interface", "--beacon-port", "--broadcast", "--workers", "--scopes",
                          "--failover", "--failover-delay", "--join", "--rkvs"};
     std::set<std::string> flag_opts = {"--no-discovery", "--hidden", "--no-availability"};
@@ -190,6 +195,19 @@ int cmd_node(int argc, char** argv) {
         ports = default_ports();
     }
     o.net.advertise = a.get("--advertise");
+    if (a.has("--member-port")) {
+        const std::string mp = a.get("--member-port");
+        if (mp == "off") {
+            o.net.member_listen = "off";
+        } else {
+            const auto p = std::to_string(parse_port("node: --member-port", mp, 1));
+            // The public port's address (all interfaces unless --listen says otherwise).
+            std::string host = "tcp://*";
+            if (a.has("--listen"))
+                if (auto c = o.net.listen.rfind(':'); c != std::string::npos && c > 6) host = o.net.listen.substr(0, c);
+            o.net.member_listen = host + ":" + p;
+        }
+    }
     const bool cookie_file_existed = std::filesystem::exists(key_dir / "cookie");
     std::vector<std::string> services = a.has("--services") ? a.list("--services")
                                                             : std::vector<std::string>{"kvs", "echo", "demo", "node"};
@@ -315,11 +333,15 @@ int cmd_node(int argc, char** argv) {
     // (a port forward's outside port may differ).
     auto port = tcp_port_of(n.bound_endpoint());
     self.port = static_cast<std::uint16_t>(std::atoi(port.c_str()));
+    if (auto m = n.member_endpoint(); !m.empty())
+        self.member_port = static_cast<std::uint16_t>(std::atoi(tcp_port_of(m).c_str()));
     std::optional<registration> reg;
     if (!o.net.hidden && self.port) reg.emplace(key_dir, self);
 
-    std::printf("node %s\nendpoint %s\nkey %s\nfingerprint %s\nservices", n.name().c_str(), n.endpoint().c_str(),
-                n.key().z85().c_str(), n.key().fingerprint().c_str());
+    std::printf("node %s\nendpoint %s\n", n.name().c_str(), n.endpoint().c_str());
+    if (!n.member_endpoint().empty())
+        std::printf("member endpoint %s (cluster members only)\n", n.member_endpoint().c_str());
+    std::printf("key %s\nfingerprint %s\nservices", n.key().z85().c_str(), n.key().fingerprint().c_str());
     for (auto& s : services) std::printf(" %s", s.c_str());
     if (rkvs) std::printf(" rkvs");
     std::printf("\npublic");

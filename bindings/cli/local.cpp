@@ -35,6 +35,7 @@ std::optional<local_node> read_entry(const fs::path& f) {
             if (k == "name") n.name = v;
             else if (k == "port") n.port = static_cast<std::uint16_t>(std::stoul(v));
             else if (k == "endpoint") n.endpoint = v;
+            else if (k == "member_port") n.member_port = static_cast<std::uint16_t>(std::stoul(v));
             else if (k == "pid") n.pid = static_cast<pid_t>(std::stol(v));
             else if (k == "cluster") n.cluster = v;
             else if (k == "key") {
@@ -76,6 +77,7 @@ registration::registration(const fs::path& key_dir, const local_node& n) {
     std::ostringstream s;
     s << "kith-node 1\nname " << n.name << "\nport " << n.port << "\nendpoint " << n.endpoint << "\nkey "
       << n.key.z85() << "\npid " << n.pid << "\ncluster " << n.cluster << "\n";
+    if (n.member_port) s << "member_port " << n.member_port << "\n";
     ok_ = platform::write_file_atomic(file_, s.str()).ok();
 }
 

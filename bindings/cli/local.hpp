@@ -8,6 +8,9 @@
 //   kith-node 1
 //   name gandalf@pi1
 //   port 4372                  its TCP port (reached at 127.0.0.1:<port>)
+//   member_port 40123          its member port, if any (cluster members dial it:
+//                              docs/security.md, "The member port"); older
+//                              entries have none: members use `port` then
 //   endpoint tcp://192.0.2.7:4372
 //   key <Z85 public key>
 //   pid 1234
@@ -35,7 +38,12 @@ struct local_node {
     public_key key;
     pid_t pid = 0;
     std::string cluster;  // cluster id (cluster_id_of)
+    std::uint16_t member_port = 0;  // 0: none (or an older kith's entry)
     std::string loopback() const { return "tcp://127.0.0.1:" + std::to_string(port); }
+    // Where a member of its cluster dials it: the member port if it has one.
+    std::string member_loopback() const {
+        return member_port ? "tcp://127.0.0.1:" + std::to_string(member_port) : loopback();
+    }
 };
 
 std::filesystem::path run_dir(const std::filesystem::path& key_dir);
