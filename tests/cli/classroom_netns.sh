@@ -76,7 +76,9 @@ for i in 0 1 2; do
   grep -q '^cookie from --cookie, cluster id [0-9a-f]\{8\}' "$T/pi$i.out" || fail "pi$i: no cookie line"
   for j in 0 1 2; do
     [ $i -eq $j ] && continue
-    wait_for "^nodeup ${names[$j]} trust=cluster endpoint=tcp://10.79.0.$((j + 1)):4370" "$T/pi$i.out" 15 ||
+    # The public port 4370, or the member port (any free port) that members
+    # dial when a beacon announces it (docs/security.md, "The member port").
+    wait_for "^nodeup ${names[$j]} trust=cluster endpoint=tcp://10.79.0.$((j + 1)):[0-9]*" "$T/pi$i.out" 15 ||
       fail "pi$i never saw ${names[$j]}"
   done
 done
