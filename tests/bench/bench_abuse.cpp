@@ -89,7 +89,10 @@ struct scene {
         }
         v = std::make_unique<node_proc>("victim@localhost", tmp.path / "victim", with_disc);
         m = std::make_unique<node_proc>("member@localhost", tmp.path / "member", with_disc);
-        if (m->ask("connect " + v->f["ep"] + " " + v->f["key"]).rfind("connect ok", 0) != 0) return;
+        // The member by the victim's member port, as discovery and the local
+        // registry have it dial (docs/security.md, "The member port").
+        const std::string mep = v->f.count("mep") && !v->f["mep"].empty() ? v->f["mep"] : v->f["ep"];
+        if (m->ask("connect " + mep + " " + v->f["key"]).rfind("connect ok", 0) != 0) return;
         grant_file = (tmp.path / "mallory.grant").string();
         if (v->ask("grant mallory kvs,relay:ping 1000 2000 " + grant_file) != "grant ok") return;
         // At nice 19: the attacker's own CPU is not the victim's slowness.
