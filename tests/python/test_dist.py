@@ -204,3 +204,20 @@ def test_setup_error(make_node, tmp_path):
         kith.Node("b@localhost", listen=a.endpoint, cookie=COOKIE, key_dir=tmp_path / "b")
     with pytest.raises(kith.BadArg):
         kith.Node("no spaces@here")
+
+
+def test_member_port(make_node):
+    # A node has a member port beside its public endpoint; a member connects
+    # there, anyone else is refused there (docs/security.md, "The member port").
+    a = make_node("a@localhost")
+    assert a.member_endpoint.startswith("tcp://127.0.0.1:") and a.member_endpoint != a.endpoint
+    b = make_node("b@localhost")
+    assert b.connect(a.member_endpoint, a.key) == "a@localhost"
+    assert "a@localhost" in b.nodes()
+    outsider = make_node("c@localhost", cookie="another-cookie-entirely")
+    with pytest.raises(kith.Unauthorized):
+        outsider.connect(a.member_endpoint, a.key, timeout=3, visitor=True)
+    none = make_node("d@localhost", member_listen="off")
+    assert none.member_endpoint == ""
+    fixed = make_node("e@localhost", member_listen="tcp://127.0.0.1:0")
+    assert fixed.member_endpoint.startswith("tcp://127.0.0.1:")

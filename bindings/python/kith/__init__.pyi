@@ -213,7 +213,7 @@ class NodeEvents:
 class Node:
     def __init__(self, name: str = "kith@localhost", *, cookie: Optional[str] = None,
                  port: Optional[int] = None, listen: Optional[str] = None, advertise: str = "",
-                 key_dir: Any = None, workers: int = 0, heartbeat_interval: float = 0.5,
+                 member_listen: str = "", key_dir: Any = None, workers: int = 0, heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float = 2.5, hidden: bool = False, max_queue_bytes: int = 0,
                  services: Any = (),
                  discovery: Union[None, bool, DiscoveryOptions] = None,
@@ -227,6 +227,8 @@ class Node:
     def stopped(self) -> bool: ...
     @property
     def endpoint(self) -> str: ...
+    @property
+    def member_endpoint(self) -> str: ...
     @property
     def key(self) -> str: ...
     @property

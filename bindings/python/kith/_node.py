@@ -20,13 +20,20 @@ from ._service import Service
 class Node:
     """A kith node: the runtime hosting actors, services and connections.
 
-    Node(name, *, cookie=None, port=None, listen=None, advertise="", key_dir=None,
-         workers=0, heartbeat_interval=0.5, heartbeat_timeout=2.5, hidden=False,
+    Node(name, *, cookie=None, port=None, listen=None, advertise="", member_listen="",
+         key_dir=None, workers=0, heartbeat_interval=0.5, heartbeat_timeout=2.5, hidden=False,
          max_queue_bytes=0, services=(), discovery=None, log=None)
 
     name      "name@host" ("name" alone becomes name@<hostname>).
     port      listen on all interfaces on this TCP port; or listen="tcp://127.0.0.1:0"
               (any free port on loopback). Neither: a purely local node.
+    member_listen
+              the member port (docs/security.md, "The member port"): a second
+              listening socket that admits only this cluster's members, so a
+              flood from grantees or strangers on the public port does not slow
+              members down. "" (default): the listen address with any free port;
+              "tcp://*:4380": a fixed one; "off": none. Members learn it from
+              beacons and the local registry (node.member_endpoint).
     cookie    cluster cookie (default: the cookie file in key_dir).
     key_dir   key directory (default $KITH_HOME or ~/.kith).
     workers   actor worker threads (0: one per core).
@@ -70,7 +77,7 @@ class Node:
 
     def __init__(self, name: str = "kith@localhost", *, cookie: Optional[str] = None,
                  port: Optional[int] = None, listen: Optional[str] = None, advertise: str = "",
-                 key_dir: Any = None, workers: int = 0, heartbeat_interval: float = 0.5,
+                 member_listen: str = "", key_dir: Any = None, workers: int = 0, heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float = 2.5, hidden: bool = False, max_queue_bytes: int = 0,
                  services: Any = (), discovery: Any = None, log: Optional[Callable[[Any], Any]] = None):
         if port is not None and listen is not None:
@@ -81,7 +88,7 @@ class Node:
             key_dir = os.fspath(key_dir)
         self._n = _kith._Node(_full_name(name), listen or "", advertise, key_dir or "", cookie, workers,
                               heartbeat_interval, heartbeat_timeout, hidden, max_queue_bytes, list(services),
-                              _discovery_options(discovery, listen or "", hidden), log)
+                              _discovery_options(discovery, listen or "", hidden), log, member_listen)
         self._inbox = self._n.mailbox()
         # spawn_async: the Futures waiting for an answer, by tag (each
         # completed by an actor of its own, _async_helper).
@@ -109,6 +116,8 @@ class Node:
     name = property(lambda self: self._n.name, doc="The full name, 'name@host'.")
     stopped = property(lambda self: self._n.stopped)
     endpoint = property(lambda self: self._n.endpoint, doc="The bound endpoint ('' without network).")
+    member_endpoint = property(lambda self: self._n.member_endpoint,
+                               doc="Where members dial this node: its member port ('' if none; see member_listen).")
     key = property(lambda self: self._n.key, doc="The node's public key (Z85 text).")
     fingerprint = property(lambda self: self._n.fingerprint)
     self = property(lambda self: self._inbox.self, doc="The pid of the node's own mailbox.")
