@@ -168,6 +168,17 @@ public:
     // errc::unauthorized). "" if there is none, or if net.advertise is set
     // and net.member_listen is not. Beacons and the local registry carry it.
     std::string member_endpoint() const;
+    // The node's listening socket connects out to `endpoint` ("tcp://IP:PORT")
+    // and serves whoever is there as any inbound connection (CURVE, the
+    // cluster proof, grants: nothing is trusted more), redialling it until
+    // disconnect_listener. For a relay's session port (kith/relay.hpp).
+    // Thread-safe, non-blocking; no effect without network.
+    void connect_listener(const std::string& endpoint);
+    void disconnect_listener(const std::string& endpoint);
+    // Closes the outbound link to `endpoint` (a goodbye first, if it is up)
+    // and stops redialling it: e.g. a relay's session port that is gone.
+    // Thread-safe, non-blocking.
+    void disconnect(const std::string& endpoint);
     // The key directory in use (net.key_dir, else $KITH_HOME or ~/.kith):
     // where the node keeps its keys, cookie and grant table, and where
     // services that persist state for it (a relay's name bindings) keep

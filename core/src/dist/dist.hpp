@@ -96,6 +96,8 @@ public:
     std::string endpoint() const { return tr_->endpoint(); }
     std::string bound_endpoint() const { return tr_->bound_endpoint(); }
     std::string member_endpoint() const { return tr_->member_endpoint(); }
+    void connect_listener(const std::string& ep, bool on) { tr_->connect_listener(ep, on); }
+    void disconnect(const std::string& ep) { tr_->disconnect(ep); }
     const public_key& key() const { return tr_->key(); }
     const net_options& options() const { return opts_; }
 

@@ -81,6 +81,16 @@ std::vector<std::string> node::endpoints() const {
     return out;
 }
 
+void node::connect_listener(const std::string& endpoint) {
+    if (net_->dist) net_->dist->connect_listener(endpoint, true);
+}
+void node::disconnect(const std::string& endpoint) {
+    if (net_->dist) net_->dist->disconnect(endpoint);
+}
+void node::disconnect_listener(const std::string& endpoint) {
+    if (net_->dist) net_->dist->connect_listener(endpoint, false);
+}
+
 std::string node::bound_endpoint() const { return net_->dist ? net_->dist->bound_endpoint() : std::string(); }
 
 std::string node::member_endpoint() const {

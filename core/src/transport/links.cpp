@@ -173,6 +173,14 @@ void transport::impl::run_commands() {
             end_sessions(c.endpoint, c.reason);
             continue;
         }
+        if (c.k == command::listen_out || c.k == command::unlisten_out) {
+            // The listening ROUTER dials out (transport.hpp, connect_listener).
+            if (c.k == command::listen_out ? zmq_connect(pub.router.handle(), c.endpoint.c_str()) != 0
+                                           : zmq_disconnect(pub.router.handle(), c.endpoint.c_str()) != 0)
+                socket_error(std::string(c.k == command::listen_out ? "connecting" : "disconnecting") +
+                             " the listener to " + c.endpoint + " failed: " + zmq_strerror(zmq_errno()));
+            continue;
+        }
         if (c.k == command::goodbye) {
             // From the guest decoder: the link, if it still serves that session.
             auto s = sessions.find(c.endpoint);

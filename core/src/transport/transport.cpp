@@ -213,6 +213,16 @@ void transport::disconnect(const std::string& endpoint) {
     impl_->wake();
 }
 
+void transport::connect_listener(const std::string& endpoint, bool on) {
+    if (impl_->stopping) return;
+    {
+        std::lock_guard lk(impl_->cmd_mu);
+        impl_->cmds.push_back({on ? command::listen_out : command::unlisten_out, endpoint, {}, {}, {}, {}, {}});
+    }
+    impl_->wake_pending = false;
+    impl_->wake();
+}
+
 void transport::end_sessions(const std::string& user_id, const std::string& reason) {
     if (impl_->stopping) return;
     {

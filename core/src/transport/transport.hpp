@@ -285,6 +285,13 @@ public:
                  link_credentials creds = link_credentials::cluster());
     // Closes the outbound link to `endpoint` (goodbye first). Thread-safe.
     void disconnect(const std::string& endpoint);
+    // The listening ROUTER itself connects out to `endpoint` (on = true), or
+    // stops (false): whoever is at the other end is then served exactly as
+    // an inbound connection (CURVE server, ZAP, the kith handshake); libzmq
+    // redials it when it drops, until it is disconnected. For a relay's
+    // session port (docs/relay.md). Thread-safe, asynchronous; a failure
+    // is logged and counted in socket_errors.
+    void connect_listener(const std::string& endpoint, bool on);
     // Ends every session whose User-Id is `user_id` (e.g. "grant:bob"; a
     // trailing '*' matches a prefix, "stranger:*" every stranger): a
     // goodbye with `reason` on each of its links, then peer down(`reason`)

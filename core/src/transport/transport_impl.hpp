@@ -205,7 +205,7 @@ struct session {
 };
 
 struct command {
-    enum kind { connect, disconnect, end_sessions, goodbye } k;
+    enum kind { connect, disconnect, end_sessions, goodbye, listen_out, unlisten_out } k;
     std::string endpoint;
     public_key key;
     link_credentials creds;
