@@ -14,7 +14,9 @@
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -156,6 +158,22 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
     std::uint64_t sub = 0;  // subscribe_nodes id (registrants: re-register when the relay is back)
     bool listed = false;
     std::map<std::string, forwarder> forwarders;  // by target name
+    // Session ports our listener connects out to (registered side), and
+    // whether to try session ports when dialling (KITH_RELAY_PORTS=0: never).
+    std::set<std::string> listeners;
+    // Links we dialled through a session port, by target: moved to the new
+    // relay's ports when the relay comes back (its ports are gone).
+    struct port_link {
+        std::string pd;  // tcp://HOST:Pd
+        public_key key;
+        std::optional<grant_file> grant;
+    };
+    std::map<std::string, port_link> port_links;
+    bool registered = false;
+    bool try_ports = [] {
+        const char* e = std::getenv("KITH_RELAY_PORTS");
+        return !(e && std::string(e) == "0");
+    }();
 
     impl(node& n_, std::string r) : n(n_), relay_node(std::move(r)) {}
 
@@ -207,9 +225,27 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
             const term* ep = m.body.at(2);
             // Only the relay's own node reaches this pid (it was handed to it),
             // but check the shape anyway: bounded strings, hex session.
-            if (!tag->is_string() || *tag->as_string() != "relay_open" || !s->is_string() || !ep->is_string() ||
-                s->as_string()->size() != 32 || ep->as_string()->size() > 300)
+            if (!tag->is_string() || !s->is_string() || !ep->is_string() || s->as_string()->size() != 32 ||
+                ep->as_string()->size() > 300)
                 return;
+            if (*tag->as_string() == "relay_port") {
+                // Our listener connects out to the session's port at the relay.
+                std::string to = "tcp://" + self->data_endpoint(*ep->as_string());
+                bool again = false;
+                {
+                    std::lock_guard lk(self->mu);
+                    if (self->stop.load()) return;
+                    again = self->listeners.count(to) > 0;
+                    if (!again && self->listeners.size() >= 256) return;
+                    self->listeners.insert(to);
+                }
+                // Asked again: the relay saw no connection of ours there
+                // (libzmq gives up on a connection after a protocol error).
+                if (again) self->n.disconnect_listener(to);
+                self->n.connect_listener(to);
+                return;
+            }
+            if (*tag->as_string() != "relay_open") return;
             self->on_open(*s->as_string(), self->data_endpoint(*ep->as_string()));
         });
     }
@@ -324,13 +360,105 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
         return ep;
     }
 
+    // Drops every session port our listener dials (the relay went down: its
+    // ports are gone; a dialler gets new ones when it dials again).
+    void drop_listeners() {
+        std::set<std::string> l;
+        {
+            std::lock_guard lk(mu);
+            l.swap(listeners);
+        }
+        for (auto& ep : l) n.disconnect_listener(ep);
+    }
+
+    // A session port for `target`: "tcp://HOST:Pd", or the error to report;
+    // nullopt: the relay has no session ports (use a forwarder).
+    std::optional<result<std::string>> port_for(const std::string& target, std::chrono::milliseconds timeout) {
+        if (!try_ports) return std::nullopt;
+        auto d = n.call(relay_node, "relay", "dial_port", arr(target), timeout);
+        if (!d.ok()) {
+            auto c = d.err().code;
+            // A relay without session ports (older: no such function; or
+            // none free now): the forwarders.
+            if (c == errc::no_such_function || c == errc::bad_args || c == errc::decode) return std::nullopt;
+            return result<std::string>(d.err());
+        }
+        if (d->size() != 3 || !d->at(1)->is_string()) return std::nullopt;
+        return result<std::string>("tcp://" + data_endpoint(*d->at(1)->as_string()));
+    }
+
+    // A session port that did not answer: no more dialling it.
+    void forget_port(const std::string& target, const std::string& pd) {
+        n.disconnect(pd);
+        std::lock_guard lk(mu);
+        if (auto it = port_links.find(target); it != port_links.end() && it->second.pd == pd) port_links.erase(it);
+    }
+
+    // The relay is back: dial each port link's target again (new ports) and
+    // move the link there. Blocking (its own thread).
+    void move_port_links() {
+        std::map<std::string, port_link> links;
+        {
+            std::lock_guard lk(mu);
+            links = port_links;
+        }
+        for (auto& [target, l] : links) {
+            if (stop.load()) return;
+            // The target may not have registered again yet: a while, then give up.
+            auto port = port_for(target, std::chrono::seconds(3));
+            for (int tries = 0; port && !port->ok() && port->err().code == errc::noproc && tries < 30 && !stop.load();
+                 ++tries) {
+                std::unique_lock lk(mu);
+                cv.wait_for(lk, std::chrono::milliseconds(500), [&] { return stop.load(); });
+                lk.unlock();
+                port = port_for(target, std::chrono::seconds(3));
+            }
+            if (!port || !port->ok() || **port == l.pd) continue;
+            n.disconnect(l.pd);
+            {
+                std::lock_guard lk(mu);
+                port_links[target].pd = **port;
+            }
+            if (l.grant) {
+                grant_file direct = *l.grant;
+                direct.endpoints = {**port};
+                direct.relays.clear();
+                (void)n.connect(direct, std::chrono::seconds(5));
+            } else {
+                (void)n.connect(**port, l.key, std::chrono::seconds(5));
+            }
+        }
+    }
+
     // Registers (again: the relay forgets registrations when it restarts or
     // the link to it drops). Blocking.
     result<term> register_now() { return n.call(relay_node, "relay", "register", arr(agent, listed)); }
 };
 
 relay_client::relay_client(node& n, std::string relay_node, std::nullptr_t)
-    : p_(std::make_shared<impl>(n, std::move(relay_node))) {}
+    : p_(std::make_shared<impl>(n, std::move(relay_node))) {
+    // When the link to the relay comes back (the relay restarted, or the
+    // network came back): register again (the relay has forgotten us) and
+    // move links dialled through session ports to new ones. When it goes
+    // down: stop our listener dialling its session ports.
+    std::weak_ptr<impl> w = p_;
+    p_->sub = n.subscribe_nodes([w](const node_event& ev) {
+        auto self = w.lock();
+        if (!self || ev.node != self->relay_node) return;
+        if (ev.what == node_event::kind::down) self->drop_listeners();
+        if (ev.what != node_event::kind::up || self->stop.load()) return;
+        // Not on the kith thread that reports the event: these block.
+        self->spawn_thread([self] {
+            bool reg = false;
+            {
+                std::lock_guard lk(self->mu);
+                reg = self->registered;
+            }
+            if (reg) (void)self->register_now();
+            self->move_port_links();
+        });
+    });
+}
 
 relay_client::relay_client(node& n, std::string relay_node, bool listed)
     : relay_client(n, std::move(relay_node), nullptr) {
@@ -341,15 +469,8 @@ relay_client::relay_client(node& n, std::string relay_node, bool listed)
         n.send_exit(p_->agent, term("kill"));
         throw relay_refused("relay: " + p_->relay_node + " refused the registration: " + r.err().detail, r.err());
     }
-    // When the link to the relay comes back (the relay restarted, or the
-    // network came back), register again: the relay has forgotten us.
-    std::weak_ptr<impl> w = p_;
-    p_->sub = n.subscribe_nodes([w](const node_event& ev) {
-        auto self = w.lock();
-        if (!self || ev.what != node_event::kind::up || ev.node != self->relay_node || self->stop.load()) return;
-        // Not on the kith thread that reports the event: register blocks.
-        self->spawn_thread([self] { (void)self->register_now(); });
-    });
+    std::lock_guard lk(p_->mu);
+    p_->registered = true;  // registered again each time the relay comes back
 }
 
 relay_client::~relay_client() {
@@ -362,6 +483,8 @@ relay_client::~relay_client() {
         std::lock_guard lk(p_->mu);
         p_->stop.store(true);  // no new thread from here on
     }
+    p_->cv.notify_all();  // a thread waiting to move a port link gives up
+    p_->drop_listeners();
     // Closes every splice and forwarder (not under mu: an accept callback takes it).
     p_->loop.stop();
     std::unique_lock lk(p_->mu);
@@ -382,6 +505,19 @@ result<std::string> as_relay_said(result<std::string> r, int refusal, const std:
 
 result<std::string> relay_client::connect(const std::string& target, const public_key& key,
                                           std::chrono::milliseconds timeout) {
+    if (auto port = p_->port_for(target, timeout)) {
+        if (!port->ok()) return port->err();
+        {
+            std::lock_guard lk(p_->mu);
+            p_->port_links[target] = impl::port_link{**port, key, std::nullopt};
+        }
+        // Half the time: a session port the network does not let through
+        // (a firewall) leaves the other half for the forwarders.
+        auto r = p_->n.connect(**port, key, timeout / 2);
+        if (r.ok() || r.err().code != errc::timeout) return r;
+        p_->forget_port(target, **port);
+        timeout -= timeout / 2;
+    }
     auto ep = p_->route(target, timeout);
     if (!ep.ok()) return ep.err();
     auto r = p_->n.connect(*ep, key, timeout);
@@ -390,6 +526,20 @@ result<std::string> relay_client::connect(const std::string& target, const publi
 }
 
 result<std::string> relay_client::connect(const grant_file& grant, std::chrono::milliseconds timeout) {
+    if (auto port = p_->port_for(grant.node, timeout)) {
+        if (!port->ok()) return port->err();
+        grant_file direct = grant;
+        direct.endpoints = {**port};
+        direct.relays.clear();
+        {
+            std::lock_guard lk(p_->mu);
+            p_->port_links[grant.node] = impl::port_link{**port, grant.server_key, grant};
+        }
+        auto r = p_->n.connect(direct, timeout / 2);  // as above
+        if (r.ok() || r.err().code != errc::timeout) return r;
+        p_->forget_port(grant.node, **port);
+        timeout -= timeout / 2;
+    }
     auto ep = p_->route(grant.node, timeout);
     if (!ep.ok()) return ep.err();
     grant_file via = grant;

@@ -80,6 +80,10 @@ struct relay::impl {
     result<term> do_register(const pid& agent, bool listed);
     result<term> do_unregister();
     result<term> do_dial(const std::string& name);
+    // dial_port(Name): as dial, and a port per side for the session
+    // (relay_ports.cpp): [TokenHex, "HOST:Pd", KeyZ85]; Name's agent gets
+    // ["relay_port", SessionHex, "HOST:Pa"].
+    result<term> do_dial_port(const std::string& name);
     result<term> do_directory();
     void on_node_event(const node_event& ev);
 
@@ -146,6 +150,31 @@ struct relay::impl {
     std::map<std::string, pairing> pairings;        // by session hex
     std::map<std::string, std::size_t> dialler_sessions;  // by dial_token::account()
     std::set<std::string> doomed;  // node names whose sessions the data plane must close
+    // Session ports (relay_ports.cpp). A listening socket per side of a
+    // port session, handed to the data plane (which owns them from then on).
+    struct port_listener {
+        int fd = -1;
+        std::string session;
+        bool dialler_side = false;
+        std::string dialler, target;
+        std::string pa;  // the dialler side's: its session's Pa (to ask the node again)
+        std::string allow_ip;  // accept only from this IPv4 address (its node's control link); "": any
+        dial_token tok;        // the dial it was opened for: whose sessions it counts against
+    };
+    std::vector<port_listener> new_ports;            // under mu: for the data plane to add
+    struct port_session {
+        std::string pd, pa;  // advertised HOST:PORT of each side
+        std::string dialler, target, session;
+    };
+    std::map<std::string, port_session> token_ports;  // by dial token
+    // ["relay_port", ...] to registered nodes' agents, sent by the data
+    // plane: not from a service call, which acts for its caller (a stranger's
+    // call may not make this node send to another node's pid).
+    std::vector<std::pair<pid, term>> port_notices;  // under mu
+    // Binds a listening socket on the data plane's address, any port:
+    // {fd, advertised HOST:PORT}, or fd -1.
+    std::pair<int, std::string> open_session_port();
+    std::uint32_t next_port_ = 0;  // under mu: where open_session_port tries first in the range
     relay_counters c;
 
     std::thread thread_;

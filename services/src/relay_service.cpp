@@ -189,6 +189,10 @@ void relay::impl::on_node_event(const node_event& ev) {
         regs.erase(ev.info.name);
         for (auto it = tokens.begin(); it != tokens.end();)
             it = it->second.dialler == ev.info.name ? tokens.erase(it) : std::next(it);
+        // Its session ports (the data plane closes their sockets: doomed).
+        for (auto it = token_ports.begin(); it != token_ports.end();)
+            it = it->second.dialler == ev.info.name || it->second.target == ev.info.name ? token_ports.erase(it)
+                                                                                       : std::next(it);
         doomed.insert(ev.info.name);
         c.registrations = regs.size();
     }
@@ -396,6 +400,8 @@ void relay::impl::add_service() {
      })
         .function("unregister", [g]() { return with_relay(g, [](impl& r) { return r.do_unregister(); }); })
         .function("dial", [g](std::string name) { return with_relay(g, [&](impl& r) { return r.do_dial(name); }); })
+        .function("dial_port",
+                  [g](std::string name) { return with_relay(g, [&](impl& r) { return r.do_dial_port(name); }); })
         .function("directory", [g]() { return with_relay(g, [](impl& r) { return r.do_directory(); }); });
     n_.add_service(std::move(s));
 }

@@ -48,6 +48,11 @@ struct conn {
     clock::time_point refilled;
     std::uint32_t events = 0;
     bool eof = false;  // closed its side: what it sent is still delivered, then the session ends
+    std::string port_session;  // a session port's connection (relay_ports.cpp): its session
+    std::string pa;            // a dialler's port connection: its session's Pa
+    clock::time_point since;   // when it came
+    bool asked = false;        // the node was asked again to connect to Pa
+    relay::impl::dial_token tok;  // a port connection's dial (relay_ports.cpp)
 };
 
 bool parse_hostport(const std::string& s, sockaddr_in& sa) {
@@ -138,6 +143,14 @@ void relay::impl::run() {
     // once per wake-up, not once per send.
     std::uint64_t forwarded = 0;
 
+    // Session ports (relay_ports.cpp): listening fd -> its side of a session,
+    // and per session the connection each side holds (-1: none).
+    std::map<int, port_listener> lports;
+    struct held {
+        int d = -1, a = -1;
+    };
+    std::map<std::string, held> port_conns;
+
     auto set_events = [&](conn& c) {
         std::uint32_t want = 0;
         bool throttled = c.rate > 0 && c.allowance < 1;
@@ -174,6 +187,11 @@ void relay::impl::run() {
                 if (auto t = tokens.find(x.token); t != tokens.end()) t->second.in_use = false;
                 if (!x.session.empty()) pairings.erase(x.session);
             }
+            if (!x.port_session.empty())
+                if (auto h = port_conns.find(x.port_session); h != port_conns.end()) {
+                    if (h->second.d == f) h->second.d = -1;
+                    if (h->second.a == f) h->second.a = -1;
+                }
             ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, f, nullptr);
             ::close(f);
             conns.erase(it);
@@ -291,6 +309,104 @@ void relay::impl::run() {
         return true;
     };
 
+    // Both sides of a port session are connected: splice them, within the
+    // dialler's and the node's session limits.
+    auto pair_ports = [&](held& h, int newest) {
+        conn& D = conns[h.d];
+        conn& A = conns[h.a];
+        double srate = 0;
+        bool admitted = false;
+        {
+            std::lock_guard lk(mu);
+            auto r = regs.find(D.target);
+            admitted = r != regs.end() && admit_session_locked(D.tok);
+            if (!admitted) {
+                ++c.refused;
+            } else {
+                srate = static_cast<double>(session_rate_locked(D.tok.grant, r->second));
+                ++c.sessions;
+                ++c.sessions_total;
+            }
+        }
+        if (!admitted) {
+            close_conn(newest);
+            return;
+        }
+        D.dialler_side = true;  // close_conn releases the session
+        D.account = D.tok.account();
+        for (conn* x : {&D, &A}) {
+            x->s = state::spliced;
+            x->buf.resize(kBuf);
+            x->rate = srate;
+            if (x->rate > 0) ++rated;
+            x->allowance = x->rate > 0 ? x->rate / 10 : 0;
+            x->refilled = clock::now();
+        }
+        D.peer = A.fd;
+        A.peer = D.fd;
+        set_events(D);
+        set_events(A);
+    };
+
+    // A connection to a session port: held (not read: the node's greeting
+    // waits in the socket) until the other side comes, then spliced. One
+    // connection per side at a time; a new one replaces one still waiting.
+    auto accept_port = [&](const port_listener& L) {
+        for (;;) {
+            int cfd = ::accept4(L.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (cfd < 0) break;
+            if (!L.allow_ip.empty()) {
+                // Only from its node's address: a stranger elsewhere cannot
+                // take the session's place (one on the same address, behind
+                // the same NAT, can only deny service).
+                sockaddr_in from{};
+                socklen_t fl = sizeof from;
+                char ip[INET_ADDRSTRLEN] = "";
+                if (::getpeername(cfd, reinterpret_cast<sockaddr*>(&from), &fl) != 0 ||
+                    !::inet_ntop(AF_INET, &from.sin_addr, ip, sizeof ip) || L.allow_ip != ip) {
+                    ::close(cfd);
+                    std::lock_guard lk(mu);
+                    ++c.refused;
+                    continue;
+                }
+            }
+            held& h = port_conns[L.session];
+            int mine = L.dialler_side ? h.d : h.a;
+            auto m = conns.find(mine);
+            if (conns.size() >= o_.max_connections || (m != conns.end() && m->second.s == state::spliced)) {
+                ::close(cfd);
+                std::lock_guard lk(mu);
+                ++c.refused;
+                continue;
+            }
+            if (m != conns.end()) close_conn(mine);
+            int one = 1;
+            ::setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            conn& cn = conns[cfd];
+            cn.fd = cfd;
+            cn.s = state::waiting;
+            cn.port_session = L.session;
+            cn.dialler = L.dialler;
+            cn.target = L.target;
+            cn.deadline = clock::now() + (L.dialler_side ? std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                              o_.pair_timeout)
+                                                        : std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                              o_.token_lifetime));
+            epoll_event ev{};
+            ev.events = 0;  // hangups and errors only, until spliced
+            ev.data.fd = cfd;
+            cn.events = 0;
+            ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, cfd, &ev);
+            (L.dialler_side ? h.d : h.a) = cfd;
+            cn.tok = L.tok;
+            if (L.dialler_side) {
+                cn.pa = L.pa;
+                cn.since = clock::now();
+            }
+            if (h.d >= 0 && h.a >= 0) pair_ports(h, cfd);
+        }
+    };
+
     // Parses the SOCKS bytes of `cn` as far as they go; false: close it.
     auto on_socks = [&](conn& cn) -> bool {
         auto& s = cn.socks;
@@ -373,6 +489,10 @@ void relay::impl::run() {
                 }
                 continue;
             }
+            if (auto lp = lports.find(fd); lp != lports.end()) {
+                accept_port(lp->second);
+                continue;
+            }
             auto it = conns.find(fd);
             if (it == conns.end()) continue;
             conn& cn = it->second;
@@ -446,12 +566,48 @@ void relay::impl::run() {
         if (!woken && now < next_scan) continue;
         next_scan = now + tick;
         std::set<std::string> gone;
+        std::vector<port_listener> np;
+        std::vector<std::pair<pid, term>> notices;
         {
             std::lock_guard lk(mu);
             gone.swap(doomed);
+            np.swap(new_ports);
+            notices.swap(port_notices);
         }
+        for (auto& [to, msg] : notices) n_.send(to, msg);
+        for (auto& L : np) {
+            epoll_event ev{};
+            ev.events = EPOLLIN;
+            ev.data.fd = L.fd;
+            ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, L.fd, &ev);
+            lports[L.fd] = std::move(L);
+        }
+        if (!gone.empty())
+            for (auto lp = lports.begin(); lp != lports.end();) {
+                if (!gone.count(lp->second.dialler) && !gone.count(lp->second.target)) {
+                    ++lp;
+                    continue;
+                }
+                port_conns.erase(lp->second.session);
+                ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, lp->first, nullptr);
+                ::close(lp->first);
+                lp = lports.erase(lp);
+            }
         std::vector<int> expired;
         for (auto& [fd, cn] : conns) {
+            if (cn.s == state::waiting && !cn.pa.empty() && !cn.asked && now - cn.since > std::chrono::seconds(1)) {
+                // A dialler waits on a session port and the node's side is
+                // not there (its listener gave up on the port, e.g. after junk
+                // from a stranger: libzmq does not redial after a protocol
+                // error): ask the node once to connect to it again.
+                cn.asked = true;
+                pid agent;
+                {
+                    std::lock_guard lk(mu);
+                    if (auto r = regs.find(cn.target); r != regs.end()) agent = r->second.agent;
+                }
+                if (!agent.is_null()) n_.send(agent, arr("relay_port", cn.port_session, cn.pa));
+            }
             if (cn.s != state::spliced && now > cn.deadline) expired.push_back(fd);
             else if (!gone.empty() && (gone.count(cn.dialler) || gone.count(cn.target))) expired.push_back(fd);
             if (cn.rate > 0 && cn.s == state::spliced) {
@@ -472,6 +628,10 @@ void relay::impl::run() {
         }
     }
     while (!conns.empty()) close_conn(conns.begin()->first);
+    for (auto& [fd, L] : lports) ::close(fd);
+    std::lock_guard lk(mu);
+    for (auto& L : new_ports) ::close(L.fd);
+    new_ports.clear();
 }
 
 }  // namespace kith

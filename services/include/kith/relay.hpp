@@ -35,6 +35,16 @@
 //       whether directory() shows it. Errors: unauthorized (the name is
 //       registered here by another key), overloaded (max_registrations),
 //       bad_args.
+//   dial_port(Name) -> [TokenHex, "HOST:Pd", KeyZ85]
+//       as dial, with a port per side for the session (relay_options::
+//       session_ports): the dialler's node connects straight to Pd, and
+//       Name's agent receives ["relay_port", SessionHex, "HOST:Pa"], on which
+//       its node's listening socket connects out to Pa
+//       (node::connect_listener); the relay splices the two. One userspace
+//       hop instead of three; everything end to end as with dial. Errors: as
+//       dial; overloaded when Name or the caller is at its session limit;
+//       bad_args when the relay has no session ports (or none free): use
+//       dial. relay_client uses dial_port first and falls back to dial.
 //   dial(Name) -> [TokenHex, Endpoint, KeyZ85]   (KeyZ85: as directory())
 //       a token for connecting to the registered node Name, bound to the
 //       caller's key, valid for token_lifetime and reusable for reconnects
@@ -129,6 +139,19 @@ struct relay_options {
     // read the directory, but only members and relay-grant holders register
     // (register answers unauthorized to a stranger).
     bool strangers_may_register = true;
+    // Session ports (docs/relay.md): dial_port opens a port per side of a
+    // session, so that the dialler's DEALER and the registered node's
+    // listening ROUTER connect to the relay directly (no SOCKS preamble, no
+    // loopback forwarders: one userspace hop instead of three). Each port
+    // accepts only from the IPv4 address of its node's control link (when
+    // that is known), so a stranger elsewhere cannot take a session's place.
+    // At most max_sessions_per_dialler port pairs per dialler and the node's
+    // session limit per registered node. false: dial_port answers bad_args
+    // and clients use the forwarders.
+    bool session_ports = true;
+    // The ports session ports are taken from (for a firewall), inclusive;
+    // 0, 0: any free port. Full: dial_port answers overloaded.
+    std::uint16_t session_port_min = 0, session_port_max = 0;
 };
 
 // What one relay grant (a grant for service "relay", by its label) allows at

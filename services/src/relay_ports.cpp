@@ -1,0 +1,117 @@
+// relay_ports.cpp — a port per side of a relay session (docs/relay.md,
+// "relay port per session"): the dialler's own DEALER connects straight to
+// the relay's port Pd and the registered node's listening ROUTER connects
+// out to Pa (node::connect_listener); the data plane splices the two with
+// no SOCKS preamble and no loopback forwarder on either node. CURVE, ZAP,
+// the cluster proof and grants stay end to end exactly as with the
+// forwarders (which remain the fallback: relay_client uses them with a
+// relay that has no dial_port).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "kith/principal.hpp"
+#include "relay_impl.hpp"
+
+namespace kith {
+
+std::pair<int, std::string> relay::impl::open_session_port() {
+    sockaddr_in sa{};
+    socklen_t sl = sizeof sa;
+    if (::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&sa), &sl) != 0) return {-1, {}};
+    const unsigned lo = o_.session_port_min, hi = o_.session_port_max;
+    const unsigned span = lo && hi >= lo ? hi - lo + 1 : 1;
+    int fd = -1;
+    for (unsigned i = 0; i < span && fd < 0; ++i) {
+        sa.sin_port = span > 1 || lo ? htons(static_cast<std::uint16_t>(lo + (next_port_++ % span))) : 0;
+        fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) return {-1, {}};
+        int one = 1;
+        ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(fd, 4) != 0 ||
+            ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &sl) != 0) {
+            ::close(fd);
+            fd = -1;
+        }
+    }
+    if (fd < 0) return {-1, {}};
+    auto c = endpoint_.rfind(':');
+    return {fd, endpoint_.substr(0, c) + ":" + std::to_string(ntohs(sa.sin_port))};
+}
+
+namespace {
+// The IPv4 address of `who`'s link with `n` ("tcp://IP" inbound,
+// "tcp://IP:PORT" outbound), or "" when it is not an IPv4 literal.
+std::string link_ip(node& n, const std::string& who) {
+    auto i = n.info(who);
+    if (!i) return {};
+    std::string e = i->endpoint;
+    if (e.rfind("tcp://", 0) == 0) e = e.substr(6);
+    if (auto c = e.rfind(':'); c != std::string::npos) e.resize(c);
+    in_addr a{};
+    return ::inet_pton(AF_INET, e.c_str(), &a) == 1 ? e : std::string();
+}
+}  // namespace
+
+result<term> relay::impl::do_dial_port(const std::string& name) {
+    if (!o_.session_ports)
+        return error{errc::bad_args, "dial_port: this relay has no session ports; use dial (the forwarders)"};
+    auto d = do_dial(name);  // the token: the dialler's limits, bound to its key
+    if (!d.ok()) return d;
+    const std::string token = *d->at(0)->as_string();
+    const term key = *d->at(2);
+    const principal& p = current_principal();
+    const std::string dialler_ip = link_ip(n_, p.node), target_ip = link_ip(n_, name);
+    port_session ps;
+    {
+        std::lock_guard lk(mu);
+        if (auto it = token_ports.find(token); it != token_ports.end())
+            return arr(token, it->second.pd, key);  // a redial: the same port
+        auto r = regs.find(name);
+        if (r == regs.end()) return error{errc::noproc, "dial: no node named " + name + " is registered at this relay"};
+        // The limits, said now (a probe: admitted and released at once): a
+        // refused port connection is only a closed TCP connection to libzmq.
+        auto t = tokens.find(token);
+        if (t == tokens.end()) return error{errc::noproc, "dial: the token went away; dial again"};
+        const dial_token tok = t->second;
+        const bool room = admit_session_locked(tok);
+        if (room) release_session_locked(tok.account(), name);
+        if (!room) {
+            ++c.refused;
+            return error{errc::overloaded, "dial: " + name + " or you have the most relayed sessions at once that "
+                                                              "this relay allows; try later"};
+        }
+        // Ports held: at most a dialler's and a node's session limits of
+        // port pairs (each pair is two listening sockets here).
+        std::size_t by_dialler = 0, to_target = 0;
+        for (auto& [t, q] : token_ports) {
+            by_dialler += q.dialler == p.node;
+            to_target += q.target == name;
+        }
+        // Beyond them (or with no port free): bad_args, and the client dials
+        // through the forwarders instead (dial), as with a relay without ports.
+        if (by_dialler >= o_.max_sessions_per_dialler || to_target >= r->second.max_sessions)
+            return error{errc::bad_args, "dial_port: " + name + " or you hold the most session ports this relay "
+                                                                 "allows; use dial"};
+        auto [dfd, dep] = open_session_port();
+        auto [afd, aep] = open_session_port();
+        if (dfd < 0 || afd < 0) {
+            if (dfd >= 0) ::close(dfd);
+            if (afd >= 0) ::close(afd);
+            return error{errc::bad_args, std::string("dial_port: this relay cannot open a session port (") +
+                                             std::strerror(errno) + "); use dial"};
+        }
+        ps = port_session{dep, aep, p.node, name, relay_random_hex()};
+        token_ports[token] = ps;
+        new_ports.push_back({dfd, ps.session, true, p.node, name, ps.pa, dialler_ip, tok});
+        new_ports.push_back({afd, ps.session, false, p.node, name, {}, target_ip, tok});
+        port_notices.emplace_back(r->second.agent, arr("relay_port", ps.session, ps.pa));
+    }
+    wake();
+    return arr(token, ps.pd, key);
+}
+
+}  // namespace kith
