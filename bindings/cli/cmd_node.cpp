@@ -243,6 +243,13 @@ int cmd_node(int argc, char** argv) {
                 np = std::make_unique<kith::node>(o);
                 break;
             } catch (const setup_error& e) {
+                // The member port fixed by --member-port is taken: another
+                // public port would not help.
+                if (std::strstr(e.what(), "bind the member port"))
+                    throw cli_error{"node: the member port " + a.get("--member-port") +
+                                        " is taken (another node or program?); choose another with --member-port "
+                                        "P, or leave it out for any free port",
+                                    kFailed};
                 // Taken by another node of this machine: the next port.
                 if (ports.size() == 1 || i + 1 == ports.size() || !std::strstr(e.what(), "in use")) {
                     if (ports.size() > 1 && std::strstr(e.what(), "in use"))

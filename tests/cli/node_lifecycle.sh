@@ -53,5 +53,11 @@ ep=$(sed -n 's/^endpoint //p' "$out")
 rc=0; err=$("$KITH" node --name other --listen "$ep" --no-discovery 2>&1 >/dev/null) || rc=$?
 [ "$rc" -eq 1 ] || { echo "taken port: rc=$rc err=$err"; exit 1; }
 echo "taken port says: $err"
+# A member port that is taken: exit 1, and the message names the member port
+# (not the public ports, which another try would not help).
+port=${ep##*:}
+rc=0; err=$("$KITH" node --name other2 --member-port "$port" --no-discovery 2>&1 >/dev/null) || rc=$?
+[ "$rc" -eq 1 ] && printf '%s' "$err" | grep -q "the member port $port is taken" ||
+  { echo "taken member port: rc=$rc err=$err"; exit 1; }
 kill -TERM "$pid"; wait "$pid"; pid=
 echo "cli ok"

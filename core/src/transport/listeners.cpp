@@ -6,7 +6,7 @@
 namespace kith::detail {
 
 void transport::impl::open_listener(listener& L, const std::string& endpoint, zap_handler& h) {
-    const std::string what = L.is_member() ? "member port" : "ROUTER";
+    const std::string what = L.is_member() ? "member port" : "public port";
     // Fail closed, step 1: the listener's ZAP route exists before its ROUTER
     // does, and is removed only after the ROUTER is closed.
     L.zap_route = shared->add_route(h, [this](const zap_outcome& out) {
