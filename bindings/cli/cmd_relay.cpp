@@ -40,7 +40,16 @@ options (and every option of kith node; its services default to none):
                              (default 16) and per dialler (half of it, at least 1)
   --bytes-per-s N            each direction of a session at most N bytes a
                              second (default: unlimited)
-Open TCP ports: the node's (4370, or --port) and the data plane's (4380).
+  --max-names N              node names one key may bind here (default 4; a
+                             relay grant's --relay-names may allow more)
+  --session-ports MIN-MAX|off
+                             the ports a session's two direct ports are taken
+                             from (default: any free port; open the range in
+                             the firewall); off: every session goes through
+                             the data plane's port (one more hop each side)
+Open TCP ports: the node's (4370, or --port), the data plane's (4380) and,
+on a firewalled host, the --session-ports range (blocked, nodes fall back to
+the data plane's port after a short wait).
 )";
 
 // kith relay's own options -> kith node's.
@@ -48,6 +57,7 @@ const std::pair<const char*, const char*> kRelayAliases[] = {
     {"--data-listen", "--relay-listen"},       {"--data-advertise", "--relay-advertise"},
     {"--open", "--relay-open"},                {"--max-registrations", "--relay-max-registrations"},
     {"--max-sessions", "--relay-max-sessions"}, {"--bytes-per-s", "--relay-bytes-per-s"},
+    {"--max-names", "--relay-max-names"},      {"--session-ports", "--relay-session-ports"},
 };
 
 std::size_t parse_count(const std::string& opt, const std::string& v) {
@@ -71,12 +81,14 @@ const char* kRelayNodeHelp = R"(relays (docs/relay.md):
   --serve-relay     this node is also a relay (kith relay --help: its
                     options here are --relay-listen, --relay-advertise,
                     --relay-open, --relay-max-registrations,
-                    --relay-max-sessions, --relay-bytes-per-s)
+                    --relay-max-sessions, --relay-bytes-per-s,
+                    --relay-max-names, --relay-session-ports)
 )";
 
 const std::set<std::string>& relay_value_opts() {
     static const std::set<std::string> o = {"--relay",         "--relay-listen",           "--relay-advertise",
-                                            "--relay-max-sessions", "--relay-max-registrations", "--relay-bytes-per-s"};
+                                            "--relay-max-sessions", "--relay-max-registrations", "--relay-bytes-per-s",
+                                            "--relay-max-names", "--relay-session-ports"};
     return o;
 }
 
@@ -215,6 +227,31 @@ relay_host::relay_host(kith::node& n, const args& a) : n_(n) {
         }
         if (a.has("--relay-bytes-per-s"))
             ro.max_bytes_per_s_per_session = parse_count("--relay-bytes-per-s", a.get("--relay-bytes-per-s"));
+        if (a.has("--relay-max-names"))
+            ro.max_names_per_key = parse_count("--relay-max-names", a.get("--relay-max-names"));
+        if (a.has("--relay-session-ports")) {
+            const std::string r = a.get("--relay-session-ports");
+            if (r == "off") {
+                ro.session_ports = false;
+            } else {
+                auto dash = r.find('-');
+                std::size_t lo = 0, hi = 0;
+                if (dash != std::string::npos) {
+                    try {
+                        lo = parse_count("--relay-session-ports", r.substr(0, dash));
+                        hi = parse_count("--relay-session-ports", r.substr(dash + 1));
+                    } catch (const cli_error&) {
+                        lo = hi = 0;
+                    }
+                }
+                if (lo == 0 || hi < lo || hi > 65535)
+                    throw cli_error{"node: --session-ports wants MIN-MAX (1..65535, MIN <= MAX, e.g. 4381-4480) or "
+                                    "off (got '" + r + "')",
+                                    kUsage};
+                ro.session_port_min = static_cast<std::uint16_t>(lo);
+                ro.session_port_max = static_cast<std::uint16_t>(hi);
+            }
+        }
         const bool open = a.has("--relay-open");
         ro.strangers_may_register = false;
         try {
@@ -228,6 +265,12 @@ relay_host::relay_host(kith::node& n, const args& a) : n_(n) {
             if (auto r = n_.set_public("relay"); !r.ok())
                 throw cli_error{"node: --relay-open: " + r.err().detail, kFailed};
         describe_ += "relay data plane " + relay_->endpoint() + " (listening on " + ro.listen + ")\n";
+        describe_ += std::string("relay session ports ") +
+                     (!ro.session_ports ? "off (every session through the data plane)"
+                      : ro.session_port_min
+                          ? std::to_string(ro.session_port_min) + "-" + std::to_string(ro.session_port_max)
+                          : "any free port") +
+                     "\n";
         describe_ += std::string("relay users: cluster members and holders of a relay grant (kith grant create LABEL "
                                  "--services relay --out FILE)") +
                      (open ? "; anyone may dial and read the directory (--open)" : "") + "\n";

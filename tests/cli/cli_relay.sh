@@ -37,6 +37,14 @@ start_relay() {
 # 1. The relay on "the VPS"; its owner gives Alice (and Eve) a relay grant.
 start_relay
 grep -q "relay data plane 127.0.0.1:$DPORT" "$T/relay.out" || fail "relay: no data plane line: $(cat "$T/relay.out")"
+grep -q "^relay session ports any free port$" "$T/relay.out" || fail "relay: no session ports line: $(cat "$T/relay.out")"
+# Bad session port ranges and name caps: exit 2, saying what is wanted.
+run "relay --session-ports 5-2" 2 r relay --session-ports 5-2 --no-discovery
+expect_err "relay --session-ports 5-2" "wants MIN-MAX (1..65535, MIN <= MAX"
+run "relay --session-ports x" 2 r relay --session-ports x --no-discovery
+expect_err "relay --session-ports x" "or off (got 'x')"
+run "relay --max-names 0" 2 r relay --max-names 0 --no-discovery
+expect_err "relay --max-names 0" "wants a positive whole number (got '0')"
 run "grant create alice --services relay" 0 r grant create alice --services relay --out "$T/alice-relay.grant" || exit 1
 run "grant create eve --services relay" 0 r grant create eve --services relay --out "$T/eve-relay.grant"
 # A relay grant that may register only one name, one session at a time.
