@@ -28,6 +28,12 @@
 
 namespace kith {
 
+namespace splice {  // the data plane loop's state (relay_splice.hpp)
+struct conn;
+struct held;
+struct loop;
+}  // namespace splice
+
 struct relay::impl {
     using clock = std::chrono::steady_clock;
 
@@ -175,6 +181,18 @@ struct relay::impl {
     // {fd, advertised HOST:PORT}, or fd -1.
     std::pair<int, std::string> open_session_port();
     std::uint32_t next_port_ = 0;  // under mu: where open_session_port tries first in the range
+
+    // ---- the data plane's loop, on its thread (run): SOCKS and splicing
+    // (relay_splice.cpp), session ports (relay_ports.cpp) ----
+    void set_events(splice::loop& sp, splice::conn& c);      // epoll interest from its state
+    void close_conn(splice::loop& sp, int fd);                // closes fd and its peer; releases them
+    bool flush_to_peer(splice::loop& sp, splice::conn& from);  // false: the session ended
+    bool on_socks(splice::loop& sp, splice::conn& cn);        // false: close it
+    bool on_request(splice::loop& sp, splice::conn& cn, const std::string& name);
+    void pair_ports(splice::loop& sp, splice::held& h, int newest);
+    void accept_port(splice::loop& sp, const port_listener& L);
+    void ports_tick(splice::loop& sp, const std::set<std::string>& gone, std::vector<port_listener>& np);
+    void ask_port_again(splice::conn& cn, clock::time_point now);
     relay_counters c;
 
     std::thread thread_;

@@ -8,13 +8,15 @@
 // relay that has no dial_port).
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstring>
 
 #include "kith/principal.hpp"
-#include "relay_impl.hpp"
+#include "relay_splice.hpp"
 
 namespace kith {
 
@@ -112,6 +114,143 @@ result<term> relay::impl::do_dial_port(const std::string& name) {
     }
     wake();
     return arr(token, ps.pd, key);
+}
+
+// Both sides of a port session are connected: splice them, within the
+// dialler's and the node's session limits.
+void relay::impl::pair_ports(splice::loop& sp, splice::held& h, int newest) {
+    splice::conn& D = sp.conns[h.d];
+    splice::conn& A = sp.conns[h.a];
+    double srate = 0;
+    bool admitted = false;
+    {
+        std::lock_guard lk(mu);
+        auto r = regs.find(D.target);
+        admitted = r != regs.end() && admit_session_locked(D.tok);
+        if (!admitted) {
+            ++c.refused;
+        } else {
+            srate = static_cast<double>(session_rate_locked(D.tok.grant, r->second));
+            ++c.sessions;
+            ++c.sessions_total;
+        }
+    }
+    if (!admitted) {
+        close_conn(sp, newest);
+        return;
+    }
+    D.dialler_side = true;  // close_conn releases the session
+    D.account = D.tok.account();
+    for (splice::conn* x : {&D, &A}) {
+        x->s = splice::state::spliced;
+        x->buf.resize(splice::kBuf);
+        x->rate = srate;
+        if (x->rate > 0) ++sp.rated;
+        x->allowance = x->rate > 0 ? x->rate / 10 : 0;
+        x->refilled = clock::now();
+    }
+    D.peer = A.fd;
+    A.peer = D.fd;
+    set_events(sp, D);
+    set_events(sp, A);
+}
+
+// A connection to a session port: held (not read: the node's greeting
+// waits in the socket) until the other side comes, then spliced. One
+// connection per side at a time; a new one replaces one still waiting.
+void relay::impl::accept_port(splice::loop& sp, const port_listener& L) {
+    for (;;) {
+        int cfd = ::accept4(L.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (cfd < 0) break;
+        if (!L.allow_ip.empty()) {
+            // Only from its node's address: a stranger elsewhere cannot
+            // take the session's place (one on the same address, behind
+            // the same NAT, can only deny service).
+            sockaddr_in from{};
+            socklen_t fl = sizeof from;
+            char ip[INET_ADDRSTRLEN] = "";
+            if (::getpeername(cfd, reinterpret_cast<sockaddr*>(&from), &fl) != 0 ||
+                !::inet_ntop(AF_INET, &from.sin_addr, ip, sizeof ip) || L.allow_ip != ip) {
+                ::close(cfd);
+                std::lock_guard lk(mu);
+                ++c.refused;
+                continue;
+            }
+        }
+        splice::held& h = sp.port_conns[L.session];
+        int mine = L.dialler_side ? h.d : h.a;
+        auto m = sp.conns.find(mine);
+        if (sp.conns.size() >= o_.max_connections || (m != sp.conns.end() && m->second.s == splice::state::spliced)) {
+            ::close(cfd);
+            std::lock_guard lk(mu);
+            ++c.refused;
+            continue;
+        }
+        if (m != sp.conns.end()) close_conn(sp, mine);
+        int one = 1;
+        ::setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        splice::conn& cn = sp.conns[cfd];
+        cn.fd = cfd;
+        cn.s = splice::state::waiting;
+        cn.port_session = L.session;
+        cn.dialler = L.dialler;
+        cn.target = L.target;
+        cn.deadline = clock::now() + (L.dialler_side ? std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                          o_.pair_timeout)
+                                                    : std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                          o_.token_lifetime));
+        epoll_event ev{};
+        ev.events = 0;  // hangups and errors only, until spliced
+        ev.data.fd = cfd;
+        cn.events = 0;
+        ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, cfd, &ev);
+        (L.dialler_side ? h.d : h.a) = cfd;
+        cn.tok = L.tok;
+        if (L.dialler_side) {
+            cn.pa = L.pa;
+            cn.since = clock::now();
+        }
+        if (h.d >= 0 && h.a >= 0) pair_ports(sp, h, cfd);
+    }
+}
+
+// Adds the session ports the control plane opened (np) to the loop, and
+// closes those of nodes that went down (gone).
+void relay::impl::ports_tick(splice::loop& sp, const std::set<std::string>& gone, std::vector<port_listener>& np) {
+    for (auto& L : np) {
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.fd = L.fd;
+        ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, L.fd, &ev);
+        sp.lports[L.fd] = std::move(L);
+    }
+    if (!gone.empty())
+        for (auto lp = sp.lports.begin(); lp != sp.lports.end();) {
+            if (!gone.count(lp->second.dialler) && !gone.count(lp->second.target)) {
+                ++lp;
+                continue;
+            }
+            sp.port_conns.erase(lp->second.session);
+            ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, lp->first, nullptr);
+            ::close(lp->first);
+            lp = sp.lports.erase(lp);
+        }
+}
+
+// A dialler waits on a session port and the node's side is not there (its
+// listener gave up on the port, e.g. after junk from a stranger: libzmq does
+// not redial after a protocol error): ask the node once to connect to it
+// again.
+void relay::impl::ask_port_again(splice::conn& cn, clock::time_point now) {
+    if (cn.s != splice::state::waiting || cn.pa.empty() || cn.asked || now - cn.since <= std::chrono::seconds(1))
+        return;
+    cn.asked = true;
+    pid agent;
+    {
+        std::lock_guard lk(mu);
+        if (auto r = regs.find(cn.target); r != regs.end()) agent = r->second.agent;
+    }
+    if (!agent.is_null()) n_.send(agent, arr("relay_port", cn.port_session, cn.pa));
 }
 
 }  // namespace kith

@@ -19,41 +19,13 @@
 #include <map>
 #include <vector>
 
-#include "relay_impl.hpp"
+#include "relay_splice.hpp"
 
 namespace kith {
 
 namespace {
 
-using clock = relay::impl::clock;
-
-constexpr std::size_t kBuf = 64 * 1024;        // per direction of a session
-constexpr std::size_t kMaxSocksBytes = 600;   // greeting (2+255) + request (5+255+2), with room
-
-enum class state { greeting, request, waiting, spliced };
-
-struct conn {
-    int fd = -1;
-    state s = state::greeting;
-    std::string socks;  // SOCKS bytes read so far
-    clock::time_point deadline;
-    int peer = -1;
-    std::vector<std::uint8_t> buf;  // read from this fd, to be written to the peer
-    std::size_t off = 0, len = 0;
-    bool dialler_side = false;
-    std::string dialler, target, token, session;
-    std::string account;   // dialler side: whose sessions it counts against (dial_token::account())
-    double rate = 0;       // bytes/s this direction may forward (0: unlimited): the session's
-    double allowance = 0;  // bytes this direction may still forward (rate limit)
-    clock::time_point refilled;
-    std::uint32_t events = 0;
-    bool eof = false;  // closed its side: what it sent is still delivered, then the session ends
-    std::string port_session;  // a session port's connection (relay_ports.cpp): its session
-    std::string pa;            // a dialler's port connection: its session's Pa
-    clock::time_point since;   // when it came
-    bool asked = false;        // the node was asked again to connect to Pa
-    relay::impl::dial_token tok;  // a port connection's dial (relay_ports.cpp)
-};
+using splice::kBuf;
 
 bool parse_hostport(const std::string& s, sockaddr_in& sa) {
     auto c = s.rfind(':');
@@ -134,317 +106,204 @@ void relay::impl::wake() {
     (void)!::write(wake_fd_, &one, sizeof one);
 }
 
-void relay::impl::run() {
-    std::map<int, conn> conns;
-    // Spliced connections with a rate: while there are any, deadlines and
-    // refills are looked at every 20 ms instead of 100.
-    std::size_t rated = 0;
-    // Bytes forwarded since the counters were last updated: added under mu
-    // once per wake-up, not once per send.
-    std::uint64_t forwarded = 0;
+void relay::impl::set_events(splice::loop& sp, splice::conn& c) {
+    std::uint32_t want = 0;
+    bool throttled = c.rate > 0 && c.allowance < 1;
+    if (c.s != splice::state::spliced) want = EPOLLIN;  // SOCKS bytes, or the close of a waiting dialler
+    else if (c.off + c.len < splice::kBuf && !throttled && !c.eof) want = EPOLLIN;  // room to read into
+    if (c.peer >= 0) {
+        auto it = sp.conns.find(c.peer);
+        if (it != sp.conns.end() && it->second.len > 0) want |= EPOLLOUT;
+    }
+    if (want == c.events) return;
+    epoll_event ev{};
+    ev.events = want;
+    ev.data.fd = c.fd;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c.fd, &ev);
+    c.events = want;
+}
 
-    // Session ports (relay_ports.cpp): listening fd -> its side of a session,
-    // and per session the connection each side holds (-1: none).
-    std::map<int, port_listener> lports;
-    struct held {
-        int d = -1, a = -1;
-    };
-    std::map<std::string, held> port_conns;
-
-    auto set_events = [&](conn& c) {
-        std::uint32_t want = 0;
-        bool throttled = c.rate > 0 && c.allowance < 1;
-        if (c.s != state::spliced) want = EPOLLIN;  // SOCKS bytes, or the close of a waiting dialler
-        else if (c.off + c.len < kBuf && !throttled && !c.eof) want = EPOLLIN;  // room to read into
-        if (c.peer >= 0) {
-            auto it = conns.find(c.peer);
-            if (it != conns.end() && it->second.len > 0) want |= EPOLLOUT;
-        }
-        if (want == c.events) return;
-        epoll_event ev{};
-        ev.events = want;
-        ev.data.fd = c.fd;
-        ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c.fd, &ev);
-        c.events = want;
-    };
-
-    // Closes `fd` and its peer; releases what they held.
-    auto close_conn = [&](int fd) {
-        std::vector<int> fds{fd};
-        bool was_spliced = false;
-        if (auto it = conns.find(fd); it != conns.end()) {
-            was_spliced = it->second.s == state::spliced;
-            if (it->second.peer >= 0) fds.push_back(it->second.peer);
-        }
-        for (int f : fds) {
-            auto it = conns.find(f);
-            if (it == conns.end()) continue;
-            conn& x = it->second;
-            if (x.s == state::spliced && x.rate > 0) --rated;
-            if (x.dialler_side && (x.s == state::waiting || x.s == state::spliced)) {
-                std::lock_guard lk(mu);
-                release_session_locked(x.account, x.target);
-                if (auto t = tokens.find(x.token); t != tokens.end()) t->second.in_use = false;
-                if (!x.session.empty()) pairings.erase(x.session);
-            }
-            if (!x.port_session.empty())
-                if (auto h = port_conns.find(x.port_session); h != port_conns.end()) {
-                    if (h->second.d == f) h->second.d = -1;
-                    if (h->second.a == f) h->second.a = -1;
-                }
-            ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, f, nullptr);
-            ::close(f);
-            conns.erase(it);
-        }
-        if (was_spliced) {
+// Closes `fd` and its peer; releases what they held.
+void relay::impl::close_conn(splice::loop& sp, int fd) {
+    std::vector<int> fds{fd};
+    bool was_spliced = false;
+    if (auto it = sp.conns.find(fd); it != sp.conns.end()) {
+        was_spliced = it->second.s == splice::state::spliced;
+        if (it->second.peer >= 0) fds.push_back(it->second.peer);
+    }
+    for (int f : fds) {
+        auto it = sp.conns.find(f);
+        if (it == sp.conns.end()) continue;
+        splice::conn& x = it->second;
+        if (x.s == splice::state::spliced && x.rate > 0) --sp.rated;
+        if (x.dialler_side && (x.s == splice::state::waiting || x.s == splice::state::spliced)) {
             std::lock_guard lk(mu);
-            --c.sessions;
+            release_session_locked(x.account, x.target);
+            if (auto t = tokens.find(x.token); t != tokens.end()) t->second.in_use = false;
+            if (!x.session.empty()) pairings.erase(x.session);
         }
-    };
-
-    // Writes what `from` read to its peer; true while both live.
-    auto flush_to_peer = [&](conn& from) -> bool {
-        auto it = conns.find(from.peer);
-        if (it == conns.end()) return false;
-        while (from.len > 0) {
-            ssize_t w = ::send(it->second.fd, from.buf.data() + from.off, from.len, MSG_NOSIGNAL);
-            if (w < 0 && errno == EINTR) continue;
-            if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-            if (w <= 0) return false;
-            from.off += static_cast<std::size_t>(w);
-            from.len -= static_cast<std::size_t>(w);
-            forwarded += static_cast<std::uint64_t>(w);
-        }
-        if (from.len == 0) from.off = 0;
-        if (from.eof && from.len == 0) return false;  // all delivered: the session ends
-        set_events(from);
-        set_events(it->second);
-        return true;
-    };
-
-    // The SOCKS request of `cn` is complete: name is "d-<token>.kith" or "a-<session>.kith".
-    auto on_request = [&](conn& cn, const std::string& name) {
-        const bool dial = name.rfind("d-", 0) == 0, accept = name.rfind("a-", 0) == 0;
-        std::string hex = name.size() >= 2 ? name.substr(2) : "";
-        if (auto dot = hex.find('.'); dot != std::string::npos) hex.resize(dot);
-        if ((!dial && !accept) || !is_hex32(hex)) {
-            send_reply(cn.fd, kNotAllowed);
-            return false;
-        }
-        if (dial) {
-            pid agent;
-            std::string session = relay_random_hex();
-            {
-                std::lock_guard lk(mu);
-                auto t = tokens.find(hex);
-                if (t == tokens.end() || t->second.expires < clock::now() || t->second.in_use) {
-                    ++c.refused;
-                    send_reply(cn.fd, kNotAllowed);
-                    return false;
-                }
-                auto r = regs.find(t->second.target);
-                if (r == regs.end() || !admit_session_locked(t->second)) {
-                    ++c.refused;
-                    send_reply(cn.fd, kHostUnreachable);
-                    return false;
-                }
-                t->second.in_use = true;
-                cn.dialler_side = true;
-                cn.dialler = t->second.dialler;
-                cn.account = t->second.account();
-                cn.target = t->second.target;
-                cn.token = hex;
-                cn.session = session;
-                cn.s = state::waiting;
-                cn.rate = static_cast<double>(session_rate_locked(t->second.grant, r->second));
-                cn.deadline = clock::now() + o_.pair_timeout;
-                pairings[session] = pairing{cn.fd, hex, cn.deadline};
-                agent = r->second.agent;
+        if (!x.port_session.empty())
+            if (auto h = sp.port_conns.find(x.port_session); h != sp.port_conns.end()) {
+                if (h->second.d == f) h->second.d = -1;
+                if (h->second.a == f) h->second.a = -1;
             }
-            // Outside the lock: the node's send may take its own locks.
-            n_.send(agent, arr("relay_open", session, endpoint_));
-            return true;
-        }
-        int dfd = -1;
+        ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, f, nullptr);
+        ::close(f);
+        sp.conns.erase(it);
+    }
+    if (was_spliced) {
+        std::lock_guard lk(mu);
+        --c.sessions;
+    }
+}
+
+// Writes what `from` read to its peer; true while both live.
+bool relay::impl::flush_to_peer(splice::loop& sp, splice::conn& from) {
+    auto it = sp.conns.find(from.peer);
+    if (it == sp.conns.end()) return false;
+    while (from.len > 0) {
+        ssize_t w = ::send(it->second.fd, from.buf.data() + from.off, from.len, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+        if (w <= 0) return false;
+        from.off += static_cast<std::size_t>(w);
+        from.len -= static_cast<std::size_t>(w);
+        sp.forwarded += static_cast<std::uint64_t>(w);
+    }
+    if (from.len == 0) from.off = 0;
+    if (from.eof && from.len == 0) return false;  // all delivered: the session ends
+    set_events(sp, from);
+    set_events(sp, it->second);
+    return true;
+}
+
+// The SOCKS request of `cn` is complete: name is "d-<token>.kith" or "a-<session>.kith".
+bool relay::impl::on_request(splice::loop& sp, splice::conn& cn, const std::string& name) {
+    const bool dial = name.rfind("d-", 0) == 0, accept = name.rfind("a-", 0) == 0;
+    std::string hex = name.size() >= 2 ? name.substr(2) : "";
+    if (auto dot = hex.find('.'); dot != std::string::npos) hex.resize(dot);
+    if ((!dial && !accept) || !is_hex32(hex)) {
+        send_reply(cn.fd, kNotAllowed);
+        return false;
+    }
+    if (dial) {
+        pid agent;
+        std::string session = relay_random_hex();
         {
             std::lock_guard lk(mu);
-            auto p = pairings.find(hex);
-            if (p == pairings.end()) {
+            auto t = tokens.find(hex);
+            if (t == tokens.end() || t->second.expires < clock::now() || t->second.in_use) {
                 ++c.refused;
                 send_reply(cn.fd, kNotAllowed);
                 return false;
             }
-            dfd = p->second.dialler_fd;
-            pairings.erase(p);
+            auto r = regs.find(t->second.target);
+            if (r == regs.end() || !admit_session_locked(t->second)) {
+                ++c.refused;
+                send_reply(cn.fd, kHostUnreachable);
+                return false;
+            }
+            t->second.in_use = true;
+            cn.dialler_side = true;
+            cn.dialler = t->second.dialler;
+            cn.account = t->second.account();
+            cn.target = t->second.target;
+            cn.token = hex;
+            cn.session = session;
+            cn.s = splice::state::waiting;
+            cn.rate = static_cast<double>(session_rate_locked(t->second.grant, r->second));
+            cn.deadline = clock::now() + o_.pair_timeout;
+            pairings[session] = pairing{cn.fd, hex, cn.deadline};
+            agent = r->second.agent;
         }
-        auto d = conns.find(dfd);
-        if (d == conns.end() || d->second.s != state::waiting) {
-            send_reply(cn.fd, kHostUnreachable);
-            return false;
-        }
-        send_reply(cn.fd, kOk);
-        send_reply(dfd, kOk);
-        cn.rate = d->second.rate;  // the session's, fixed when it was dialled
-        for (conn* x : {&cn, &d->second}) {
-            x->s = state::spliced;
-            x->buf.resize(kBuf);
-            if (x->rate > 0) ++rated;
-            x->allowance = x->rate > 0 ? x->rate / 10 : 0;
-            x->refilled = clock::now();
-        }
-        cn.peer = dfd;
-        d->second.peer = cn.fd;
-        cn.session = d->second.session;
-        d->second.session.clear();  // paired: no longer in `pairings`
-        {
-            std::lock_guard lk(mu);
-            ++c.sessions;
-            ++c.sessions_total;
-        }
-        // Bytes that came in with a request go through now.
-        flush_to_peer(cn);
-        flush_to_peer(d->second);
-        set_events(cn);
-        set_events(d->second);
+        // Outside the lock: the node's send may take its own locks.
+        n_.send(agent, arr("relay_open", session, endpoint_));
         return true;
-    };
-
-    // Both sides of a port session are connected: splice them, within the
-    // dialler's and the node's session limits.
-    auto pair_ports = [&](held& h, int newest) {
-        conn& D = conns[h.d];
-        conn& A = conns[h.a];
-        double srate = 0;
-        bool admitted = false;
-        {
-            std::lock_guard lk(mu);
-            auto r = regs.find(D.target);
-            admitted = r != regs.end() && admit_session_locked(D.tok);
-            if (!admitted) {
-                ++c.refused;
-            } else {
-                srate = static_cast<double>(session_rate_locked(D.tok.grant, r->second));
-                ++c.sessions;
-                ++c.sessions_total;
-            }
-        }
-        if (!admitted) {
-            close_conn(newest);
-            return;
-        }
-        D.dialler_side = true;  // close_conn releases the session
-        D.account = D.tok.account();
-        for (conn* x : {&D, &A}) {
-            x->s = state::spliced;
-            x->buf.resize(kBuf);
-            x->rate = srate;
-            if (x->rate > 0) ++rated;
-            x->allowance = x->rate > 0 ? x->rate / 10 : 0;
-            x->refilled = clock::now();
-        }
-        D.peer = A.fd;
-        A.peer = D.fd;
-        set_events(D);
-        set_events(A);
-    };
-
-    // A connection to a session port: held (not read: the node's greeting
-    // waits in the socket) until the other side comes, then spliced. One
-    // connection per side at a time; a new one replaces one still waiting.
-    auto accept_port = [&](const port_listener& L) {
-        for (;;) {
-            int cfd = ::accept4(L.fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-            if (cfd < 0) break;
-            if (!L.allow_ip.empty()) {
-                // Only from its node's address: a stranger elsewhere cannot
-                // take the session's place (one on the same address, behind
-                // the same NAT, can only deny service).
-                sockaddr_in from{};
-                socklen_t fl = sizeof from;
-                char ip[INET_ADDRSTRLEN] = "";
-                if (::getpeername(cfd, reinterpret_cast<sockaddr*>(&from), &fl) != 0 ||
-                    !::inet_ntop(AF_INET, &from.sin_addr, ip, sizeof ip) || L.allow_ip != ip) {
-                    ::close(cfd);
-                    std::lock_guard lk(mu);
-                    ++c.refused;
-                    continue;
-                }
-            }
-            held& h = port_conns[L.session];
-            int mine = L.dialler_side ? h.d : h.a;
-            auto m = conns.find(mine);
-            if (conns.size() >= o_.max_connections || (m != conns.end() && m->second.s == state::spliced)) {
-                ::close(cfd);
-                std::lock_guard lk(mu);
-                ++c.refused;
-                continue;
-            }
-            if (m != conns.end()) close_conn(mine);
-            int one = 1;
-            ::setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            conn& cn = conns[cfd];
-            cn.fd = cfd;
-            cn.s = state::waiting;
-            cn.port_session = L.session;
-            cn.dialler = L.dialler;
-            cn.target = L.target;
-            cn.deadline = clock::now() + (L.dialler_side ? std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                              o_.pair_timeout)
-                                                        : std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                              o_.token_lifetime));
-            epoll_event ev{};
-            ev.events = 0;  // hangups and errors only, until spliced
-            ev.data.fd = cfd;
-            cn.events = 0;
-            ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, cfd, &ev);
-            (L.dialler_side ? h.d : h.a) = cfd;
-            cn.tok = L.tok;
-            if (L.dialler_side) {
-                cn.pa = L.pa;
-                cn.since = clock::now();
-            }
-            if (h.d >= 0 && h.a >= 0) pair_ports(h, cfd);
-        }
-    };
-
-    // Parses the SOCKS bytes of `cn` as far as they go; false: close it.
-    auto on_socks = [&](conn& cn) -> bool {
-        auto& s = cn.socks;
-        auto u = [&](std::size_t i) { return static_cast<std::uint8_t>(s[i]); };
-        if (cn.s == state::greeting) {
-            if (s.size() < 2) return true;
-            if (u(0) != 5) return false;
-            std::size_t n = u(1);
-            if (s.size() < 2 + n) return true;
-            bool no_auth = false;
-            for (std::size_t i = 0; i < n; ++i) no_auth |= u(2 + i) == 0;
-            const std::uint8_t choice[2] = {5, static_cast<std::uint8_t>(no_auth ? 0 : 0xff)};
-            (void)!::send(cn.fd, choice, 2, MSG_NOSIGNAL);
-            if (!no_auth) return false;
-            s.erase(0, 2 + n);
-            cn.s = state::request;
-        }
-        if (cn.s != state::request || s.size() < 5) return true;
-        if (u(0) != 5 || u(1) != 1 || u(2) != 0) {
-            send_reply(cn.fd, kCmdNotSupported);
+    }
+    int dfd = -1;
+    {
+        std::lock_guard lk(mu);
+        auto p = pairings.find(hex);
+        if (p == pairings.end()) {
+            ++c.refused;
+            send_reply(cn.fd, kNotAllowed);
             return false;
         }
-        if (u(3) != 3) {
-            send_reply(cn.fd, kAtypNotSupported);
-            return false;
-        }
-        std::size_t L = u(4);
-        if (s.size() < 5 + L + 2) return true;
-        std::string name = s.substr(5, L);
-        std::string rest = s.substr(5 + L + 2);
-        s.clear();
-        if (rest.size() > kBuf) return false;
-        cn.buf.resize(kBuf);
-        std::memcpy(cn.buf.data(), rest.data(), rest.size());
-        cn.len = rest.size();
-        return on_request(cn, name);
-    };
+        dfd = p->second.dialler_fd;
+        pairings.erase(p);
+    }
+    auto d = sp.conns.find(dfd);
+    if (d == sp.conns.end() || d->second.s != splice::state::waiting) {
+        send_reply(cn.fd, kHostUnreachable);
+        return false;
+    }
+    send_reply(cn.fd, kOk);
+    send_reply(dfd, kOk);
+    cn.rate = d->second.rate;  // the session's, fixed when it was dialled
+    for (splice::conn* x : {&cn, &d->second}) {
+        x->s = splice::state::spliced;
+        x->buf.resize(splice::kBuf);
+        if (x->rate > 0) ++sp.rated;
+        x->allowance = x->rate > 0 ? x->rate / 10 : 0;
+        x->refilled = clock::now();
+    }
+    cn.peer = dfd;
+    d->second.peer = cn.fd;
+    cn.session = d->second.session;
+    d->second.session.clear();  // paired: no longer in `pairings`
+    {
+        std::lock_guard lk(mu);
+        ++c.sessions;
+        ++c.sessions_total;
+    }
+    // Bytes that came in with a request go through now.
+    flush_to_peer(sp, cn);
+    flush_to_peer(sp, d->second);
+    set_events(sp, cn);
+    set_events(sp, d->second);
+    return true;
+}
 
+// Parses the SOCKS bytes of `cn` as far as they go; false: close it.
+bool relay::impl::on_socks(splice::loop& sp, splice::conn& cn) {
+    auto& s = cn.socks;
+    auto u = [&](std::size_t i) { return static_cast<std::uint8_t>(s[i]); };
+    if (cn.s == splice::state::greeting) {
+        if (s.size() < 2) return true;
+        if (u(0) != 5) return false;
+        std::size_t n = u(1);
+        if (s.size() < 2 + n) return true;
+        bool no_auth = false;
+        for (std::size_t i = 0; i < n; ++i) no_auth |= u(2 + i) == 0;
+        const std::uint8_t choice[2] = {5, static_cast<std::uint8_t>(no_auth ? 0 : 0xff)};
+        (void)!::send(cn.fd, choice, 2, MSG_NOSIGNAL);
+        if (!no_auth) return false;
+        s.erase(0, 2 + n);
+        cn.s = splice::state::request;
+    }
+    if (cn.s != splice::state::request || s.size() < 5) return true;
+    if (u(0) != 5 || u(1) != 1 || u(2) != 0) {
+        send_reply(cn.fd, kCmdNotSupported);
+        return false;
+    }
+    if (u(3) != 3) {
+        send_reply(cn.fd, kAtypNotSupported);
+        return false;
+    }
+    std::size_t L = u(4);
+    if (s.size() < 5 + L + 2) return true;
+    std::string name = s.substr(5, L);
+    std::string rest = s.substr(5 + L + 2);
+    s.clear();
+    if (rest.size() > splice::kBuf) return false;
+    cn.buf.resize(splice::kBuf);
+    std::memcpy(cn.buf.data(), rest.data(), rest.size());
+    cn.len = rest.size();
+    return on_request(sp, cn, name);
+}
+
+void relay::impl::run() {
+    splice::loop sp;
     // Deadlines, rate refills and doomed nodes are looked at every `tick`
     // (and at once when the control plane wakes us), not after every
     // forwarded read: a busy session costs epoll_wait, recv and send only.
@@ -452,7 +311,7 @@ void relay::impl::run() {
     auto next_scan = clock::now() + tick;
     std::vector<epoll_event> evs(256);
     while (!stop_.load()) {
-        tick = std::chrono::milliseconds(rated > 0 ? 20 : 100);
+        tick = std::chrono::milliseconds(sp.rated > 0 ? 20 : 100);
         auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_scan - clock::now()).count();
         int n = ::epoll_wait(epoll_fd_, evs.data(), static_cast<int>(evs.size()),
                              static_cast<int>(std::clamp<long long>(wait + 1, 0, tick.count())));
@@ -470,7 +329,7 @@ void relay::impl::run() {
                 for (;;) {
                     int cfd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
                     if (cfd < 0) break;
-                    if (conns.size() >= o_.max_connections) {
+                    if (sp.conns.size() >= o_.max_connections) {
                         ::close(cfd);
                         std::lock_guard lk(mu);
                         ++c.refused;
@@ -478,7 +337,7 @@ void relay::impl::run() {
                     }
                     int one = 1;
                     ::setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-                    conn& cn = conns[cfd];
+                    splice::conn& cn = sp.conns[cfd];
                     cn.fd = cfd;
                     cn.deadline = clock::now() + o_.handshake_timeout;
                     epoll_event ev{};
@@ -489,77 +348,77 @@ void relay::impl::run() {
                 }
                 continue;
             }
-            if (auto lp = lports.find(fd); lp != lports.end()) {
-                accept_port(lp->second);
+            if (auto lp = sp.lports.find(fd); lp != sp.lports.end()) {
+                accept_port(sp, lp->second);
                 continue;
             }
-            auto it = conns.find(fd);
-            if (it == conns.end()) continue;
-            conn& cn = it->second;
+            auto it = sp.conns.find(fd);
+            if (it == sp.conns.end()) continue;
+            splice::conn& cn = it->second;
             if (evs[i].events & EPOLLOUT) {
                 // The peer's bytes can go out on this fd now.
-                auto p = conns.find(cn.peer);
-                if (p == conns.end() || !flush_to_peer(p->second)) {
-                    close_conn(fd);
+                auto p = sp.conns.find(cn.peer);
+                if (p == sp.conns.end() || !flush_to_peer(sp, p->second)) {
+                    close_conn(sp, fd);
                     continue;
                 }
             }
             if (!(evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) continue;
-            if (cn.s == state::greeting || cn.s == state::request) {
-                char tmp[kMaxSocksBytes];
+            if (cn.s == splice::state::greeting || cn.s == splice::state::request) {
+                char tmp[splice::kMaxSocksBytes];
                 ssize_t r = ::recv(fd, tmp, sizeof tmp, 0);
-                if (r <= 0 || cn.socks.size() + static_cast<std::size_t>(r) > kMaxSocksBytes) {
-                    if (r != 0 || cn.s != state::greeting) {
+                if (r <= 0 || cn.socks.size() + static_cast<std::size_t>(r) > splice::kMaxSocksBytes) {
+                    if (r != 0 || cn.s != splice::state::greeting) {
                         std::lock_guard lk(mu);
                         ++c.refused;
                     }
-                    close_conn(fd);
+                    close_conn(sp, fd);
                     continue;
                 }
                 cn.socks.append(tmp, static_cast<std::size_t>(r));
-                if (!on_socks(cn)) close_conn(fd);
+                if (!on_socks(sp, cn)) close_conn(sp, fd);
                 continue;
             }
-            if (cn.s == state::waiting) {
+            if (cn.s == splice::state::waiting) {
                 // The dialler may not send before our reply; data or EOF: close.
-                close_conn(fd);
+                close_conn(sp, fd);
                 continue;
             }
             // Spliced: read what fits (and what the rate allows), forward it.
             if (cn.eof) {  // a hangup or error after its end
-                close_conn(fd);
+                close_conn(sp, fd);
                 continue;
             }
-            std::size_t room = kBuf - cn.off - cn.len;
+            std::size_t room = splice::kBuf - cn.off - cn.len;
             if (cn.rate > 0) room = std::min(room, static_cast<std::size_t>(cn.allowance));
             if (room == 0) {
                 // Full (or out of allowance): a hangup or error ends the session,
                 // anything else waits until the buffer drains.
-                if (evs[i].events & (EPOLLHUP | EPOLLERR)) close_conn(fd);
-                else set_events(cn);
+                if (evs[i].events & (EPOLLHUP | EPOLLERR)) close_conn(sp, fd);
+                else set_events(sp, cn);
                 continue;
             }
             ssize_t r = ::recv(fd, cn.buf.data() + cn.off + cn.len, room, 0);
             if (r == 0 && cn.len > 0) {
                 // Its last bytes (a goodbye, say) still wait for the peer to drain.
                 cn.eof = true;
-                set_events(cn);
+                set_events(sp, cn);
                 continue;
             }
             if (r <= 0) {
                 if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-                close_conn(fd);
+                close_conn(sp, fd);
                 continue;
             }
             cn.len += static_cast<std::size_t>(r);
             if (cn.rate > 0) cn.allowance -= static_cast<double>(r);
-            if (!flush_to_peer(cn)) close_conn(fd);
+            if (!flush_to_peer(sp, cn)) close_conn(sp, fd);
         }
 
-        if (forwarded > 0) {
+        if (sp.forwarded > 0) {
             std::lock_guard lk(mu);
-            c.bytes_forwarded += forwarded;
-            forwarded = 0;
+            c.bytes_forwarded += sp.forwarded;
+            sp.forwarded = 0;
         }
         // Deadlines, rate refills and sessions of nodes that went down.
         auto now = clock::now();
@@ -575,60 +434,31 @@ void relay::impl::run() {
             notices.swap(port_notices);
         }
         for (auto& [to, msg] : notices) n_.send(to, msg);
-        for (auto& L : np) {
-            epoll_event ev{};
-            ev.events = EPOLLIN;
-            ev.data.fd = L.fd;
-            ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, L.fd, &ev);
-            lports[L.fd] = std::move(L);
-        }
-        if (!gone.empty())
-            for (auto lp = lports.begin(); lp != lports.end();) {
-                if (!gone.count(lp->second.dialler) && !gone.count(lp->second.target)) {
-                    ++lp;
-                    continue;
-                }
-                port_conns.erase(lp->second.session);
-                ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, lp->first, nullptr);
-                ::close(lp->first);
-                lp = lports.erase(lp);
-            }
+        ports_tick(sp, gone, np);
         std::vector<int> expired;
-        for (auto& [fd, cn] : conns) {
-            if (cn.s == state::waiting && !cn.pa.empty() && !cn.asked && now - cn.since > std::chrono::seconds(1)) {
-                // A dialler waits on a session port and the node's side is
-                // not there (its listener gave up on the port, e.g. after junk
-                // from a stranger: libzmq does not redial after a protocol
-                // error): ask the node once to connect to it again.
-                cn.asked = true;
-                pid agent;
-                {
-                    std::lock_guard lk(mu);
-                    if (auto r = regs.find(cn.target); r != regs.end()) agent = r->second.agent;
-                }
-                if (!agent.is_null()) n_.send(agent, arr("relay_port", cn.port_session, cn.pa));
-            }
-            if (cn.s != state::spliced && now > cn.deadline) expired.push_back(fd);
+        for (auto& [fd, cn] : sp.conns) {
+            ask_port_again(cn, now);
+            if (cn.s != splice::state::spliced && now > cn.deadline) expired.push_back(fd);
             else if (!gone.empty() && (gone.count(cn.dialler) || gone.count(cn.target))) expired.push_back(fd);
-            if (cn.rate > 0 && cn.s == state::spliced) {
+            if (cn.rate > 0 && cn.s == splice::state::spliced) {
                 double add = cn.rate * std::chrono::duration<double>(now - cn.refilled).count();
-                cn.allowance = std::min(cn.rate / 10 + kBuf, cn.allowance + add);
+                cn.allowance = std::min(cn.rate / 10 + splice::kBuf, cn.allowance + add);
                 cn.refilled = now;
-                set_events(cn);
+                set_events(sp, cn);
             }
         }
         for (int fd : expired) {
-            auto it = conns.find(fd);
-            if (it == conns.end()) continue;
-            if (it->second.s != state::spliced) {
+            auto it = sp.conns.find(fd);
+            if (it == sp.conns.end()) continue;
+            if (it->second.s != splice::state::spliced) {
                 std::lock_guard lk(mu);
                 ++c.timed_out;
             }
-            close_conn(fd);
+            close_conn(sp, fd);
         }
     }
-    while (!conns.empty()) close_conn(conns.begin()->first);
-    for (auto& [fd, L] : lports) ::close(fd);
+    while (!sp.conns.empty()) close_conn(sp, sp.conns.begin()->first);
+    for (auto& [fd, L] : sp.lports) ::close(fd);
     std::lock_guard lk(mu);
     for (auto& L : new_ports) ::close(L.fd);
     new_ports.clear();

@@ -1,0 +1,66 @@
+// relay_splice.hpp (private to services/) — the state of the relay's data
+// plane loop (relay::impl::run, on its own thread): every connection it
+// holds, SOCKS or spliced (relay_splice.cpp), and the session ports
+// (relay_ports.cpp). Only the data plane's thread touches it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "relay_impl.hpp"
+
+namespace kith::splice {
+
+using clock = relay::impl::clock;
+
+constexpr std::size_t kBuf = 64 * 1024;       // per direction of a session
+constexpr std::size_t kMaxSocksBytes = 600;   // greeting (2+255) + request (5+255+2), with room
+
+enum class state { greeting, request, waiting, spliced };
+
+struct conn {
+    int fd = -1;
+    state s = state::greeting;
+    std::string socks;  // SOCKS bytes read so far
+    clock::time_point deadline;
+    int peer = -1;
+    std::vector<std::uint8_t> buf;  // read from this fd, to be written to the peer
+    std::size_t off = 0, len = 0;
+    bool dialler_side = false;
+    std::string dialler, target, token, session;
+    std::string account;   // dialler side: whose sessions it counts against (dial_token::account())
+    double rate = 0;       // bytes/s this direction may forward (0: unlimited): the session's
+    double allowance = 0;  // bytes this direction may still forward (rate limit)
+    clock::time_point refilled;
+    std::uint32_t events = 0;
+    bool eof = false;  // closed its side: what it sent is still delivered, then the session ends
+    std::string port_session;  // a session port's connection (relay_ports.cpp): its session
+    std::string pa;            // a dialler's port connection: its session's Pa
+    clock::time_point since;   // when it came
+    bool asked = false;        // the node was asked again to connect to Pa
+    relay::impl::dial_token tok;  // a port connection's dial (relay_ports.cpp)
+};
+
+// A port session: the connection each side holds (-1: none).
+struct held {
+    int d = -1, a = -1;
+};
+
+struct loop {
+    std::map<int, conn> conns;
+    // Spliced connections with a rate: while there are any, deadlines and
+    // refills are looked at every 20 ms instead of 100.
+    std::size_t rated = 0;
+    // Bytes forwarded since the counters were last updated: added under mu
+    // once per wake-up, not once per send.
+    std::uint64_t forwarded = 0;
+    // Session ports: listening fd -> its side of a session, and per session
+    // the connections held.
+    std::map<int, relay::impl::port_listener> lports;
+    std::map<std::string, held> port_conns;
+};
+
+}  // namespace kith::splice
