@@ -20,6 +20,7 @@
 #include "kith/mailbox.hpp"
 #include "kith/node.hpp"
 #include "kith_catch.hpp"
+#include "test_gate.hpp"
 
 using namespace kith;
 using namespace std::chrono_literals;
@@ -61,32 +62,7 @@ struct down_log {
     }
 };
 
-// A gate that service functions block on until the test opens it: `enter`
-// counts the functions inside and waits (at most `bound`) for open(); it
-// returns true if it was opened, false if the bound ran out.
-struct gate {
-    std::mutex mu;
-    std::condition_variable cv;
-    int inside = 0;
-    bool opened = false;
-    bool enter(std::chrono::milliseconds bound = 20s) {
-        std::unique_lock lk(mu);
-        ++inside;
-        cv.notify_all();
-        return cv.wait_for(lk, bound, [&] { return opened; });
-    }
-    bool wait_inside(int n, std::chrono::milliseconds timeout = 10s) {
-        std::unique_lock lk(mu);
-        return cv.wait_for(lk, timeout, [&] { return inside >= n; });
-    }
-    void open() {
-        {
-            std::lock_guard lk(mu);
-            opened = true;
-        }
-        cv.notify_all();
-    }
-};
+using gate = test_gate;
 
 // Blocks the calling thread for `d` (the work of a slow function; nothing
 // signals it).

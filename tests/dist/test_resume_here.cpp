@@ -18,6 +18,7 @@
 #include "kith/mailbox.hpp"
 #include "kith/node.hpp"
 #include "kith_catch.hpp"
+#include "test_gate.hpp"
 
 using namespace kith;
 using namespace std::chrono_literals;
@@ -75,29 +76,7 @@ struct io_threads {
     }
 };
 
-struct gate {
-    std::mutex mu;
-    std::condition_variable cv;
-    int inside = 0;
-    bool opened = false;
-    bool enter(std::chrono::milliseconds bound = 30s) {
-        std::unique_lock lk(mu);
-        ++inside;
-        cv.notify_all();
-        return cv.wait_for(lk, bound, [&] { return opened; });
-    }
-    bool wait_inside(int n, std::chrono::milliseconds timeout = 20s) {
-        std::unique_lock lk(mu);
-        return cv.wait_for(lk, timeout, [&] { return inside >= n; });
-    }
-    void open() {
-        {
-            std::lock_guard lk(mu);
-            opened = true;
-        }
-        cv.notify_all();
-    }
-};
+using gate = test_gate;
 
 // An actor that calls bob's echo until a reply resumes it on the I/O thread
 // that read the reply, then runs `then` in that turn.
