@@ -10,14 +10,7 @@ set -uo pipefail
 KITH=$1
 . "$(dirname "$0")/lib.sh"
 scratch  # $T, $BP, $NET, pids=() (lib.sh)
-run() { # what want_rc kith-args...: stdout in $out, stderr in $err
-  local what=$1 want=$2; shift 2
-  out=$(KITH_HOME=$T/alice "$KITH" "$@" 2> "$T/err"); rc=$?
-  err=$(cat "$T/err")
-  [ "$rc" -eq "$want" ] || { fail "$what: exit $rc, wanted $want; out=$out err=$err"; return 1; }
-  [ "$want" -eq 0 ] || [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] || fail "$what: stderr is not one line: $err"
-  return 0
-}
+run() { run_as alice "$@"; }  # as alice (lib.sh), with no cookie or network flags
 expect_err() { [ "$err" = "$2" ] || fail "$1: stderr '$err', wanted '$2'"; }
 
 # kith node -h works as kith -h does

@@ -42,4 +42,15 @@ run() {
   if [ "$want" -ne 0 ] && [ "$(printf '%s\n' "$err" | wc -l)" -ne 1 ]; then fail "$what: stderr is not one line: $err"; fi
   return 0
 }
+# run_as WHO WHAT EXPECTED_RC KITH-ARGS...: a kith command with key
+# directory $T/WHO and nothing added, stdout in $out, stderr in $err; a
+# failure must say so in one line.
+run_as() {
+  local who=$1 what=$2 want=$3; shift 3
+  out=$(KITH_HOME=$T/$who "$KITH" "$@" 2> "$T/err"); rc=$?
+  err=$(cat "$T/err")
+  [ "$rc" -eq "$want" ] || { fail "$what: exit $rc, wanted $want; out=$out err=$err"; return 1; }
+  [ "$want" -eq 0 ] || [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] || fail "$what: stderr is not one line: $err"
+  return 0
+}
 expect_err() { printf '%s' "$err" | grep -q -- "$2" || fail "$1: stderr '$err' lacks '$2'"; }

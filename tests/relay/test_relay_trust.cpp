@@ -252,6 +252,40 @@ TEST_CASE("relay grants: the file keeps a grant's bytes per second, and reads a 
     CHECK(low.err().detail.find("at least 4096") != std::string::npos);
 }
 
+// Bob (node b) stores 4 x 150 KiB in a@test's kvs through the relay (a
+// grantee's message is at most 256 KiB) over a session limited to `rate`
+// bytes/s: all of it goes through, and the relay never forwards more bytes
+// than the rate allows since the start. Each direction's allowance starts at
+// rate/10 and holds at most rate/10 + 64 KiB; two directions. (A generous
+// bound on bytes; a slow machine only loosens it.)
+static void stream_within_rate(relay& rel, node& b, std::uint64_t rate) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto base = rel.counters().bytes_forwarded;
+    std::atomic<bool> done{false};
+    std::thread caller([&] {
+        for (int i = 0; i < 4; ++i) {
+            auto res = b.call("a@test", "kvs", "store", arr("big" + std::to_string(i), std::string(150 * 1024, 'x')), 30s);
+            if (!res.ok()) FAIL_CHECK(res.err().detail);
+        }
+        done = true;
+    });
+    auto bound = [&] {
+        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        return 2 * (static_cast<double>(rate) * (s + 0.1) + 64 * 1024 + static_cast<double>(rate) / 10);
+    };
+    bool within = true;
+    while (!done && std::chrono::steady_clock::now() - t0 < 30s) {
+        std::this_thread::sleep_for(50ms);
+        within &= static_cast<double>(rel.counters().bytes_forwarded - base) <= bound();
+    }
+    caller.join();
+    const auto moved = rel.counters().bytes_forwarded - base;
+    CHECK(done);
+    CHECK(within);
+    CHECK(static_cast<double>(moved) <= bound());
+    CHECK(moved > 600 * 1024);  // it all went through, within the rate
+}
+
 TEST_CASE("relay grants: a grant's bytes per second bound its holder's relayed sessions, registered or dialling",
           "[relay]") {
     // No rate for the relay as a whole: only the grant's applies.
@@ -276,36 +310,7 @@ TEST_CASE("relay grants: a grant's bytes per second bound its holder's relayed s
     REQUIRE(kb.ok());
     REQUIRE(bob.connect(*kb).ok());
 
-    const auto t0 = std::chrono::steady_clock::now();
-    const auto base = rel.counters().bytes_forwarded;
-    std::atomic<bool> done{false};
-    std::thread caller([&] {
-        // 4 x 150 KiB (a grantee's message is at most 256 KiB) through a
-        // 256 KiB/s session: about 2.3 s, each within the nodes' heartbeat timeout.
-        for (int i = 0; i < 4; ++i) {
-            auto res = b.call("a@test", "kvs", "store", arr("big" + std::to_string(i), std::string(150 * 1024, 'x')), 30s);
-            if (!res.ok()) FAIL_CHECK(res.err().detail);
-        }
-        done = true;
-    });
-    // Never more bytes than the rate allows since the start: each direction's
-    // allowance starts at rate/10 and holds at most rate/10 + 64 KiB; two
-    // directions. (A generous bound on bytes; a slow machine only loosens it.)
-    auto bound = [&] {
-        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        return 2 * (static_cast<double>(rate) * (s + 0.1) + 64 * 1024 + static_cast<double>(rate) / 10);
-    };
-    bool within = true;
-    while (!done && std::chrono::steady_clock::now() - t0 < 30s) {
-        std::this_thread::sleep_for(50ms);
-        within &= static_cast<double>(rel.counters().bytes_forwarded - base) <= bound();
-    }
-    caller.join();
-    const auto moved = rel.counters().bytes_forwarded - base;
-    CHECK(done);
-    CHECK(within);
-    CHECK(static_cast<double>(moved) <= bound());
-    CHECK(moved > 600 * 1024);  // it all went through, within the rate
+    stream_within_rate(rel, b, rate);
     REQUIRE(b.call("a@test", "kvs", "lookup", arr("big3"), 30s).ok());
 }
 
@@ -380,32 +385,7 @@ TEST_CASE("relay grants: a bytes per second set after its holder registered boun
     REQUIRE(kb.ok());
     REQUIRE(bob.connect(*kb).ok());  // the session opens now, after the rate was set
 
-    const auto t0 = std::chrono::steady_clock::now();
-    const auto base = rel.counters().bytes_forwarded;
-    std::atomic<bool> done{false};
-    std::thread caller([&] {
-        for (int i = 0; i < 4; ++i) {
-            auto res = b.call("a@test", "kvs", "store", arr("big" + std::to_string(i), std::string(150 * 1024, 'x')), 30s);
-            if (!res.ok()) FAIL_CHECK(res.err().detail);
-        }
-        done = true;
-    });
-    // As in the test above: never more bytes than the rate allows since the start.
-    auto bound = [&] {
-        double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        return 2 * (static_cast<double>(rate) * (s + 0.1) + 64 * 1024 + static_cast<double>(rate) / 10);
-    };
-    bool within = true;
-    while (!done && std::chrono::steady_clock::now() - t0 < 30s) {
-        std::this_thread::sleep_for(50ms);
-        within &= static_cast<double>(rel.counters().bytes_forwarded - base) <= bound();
-    }
-    caller.join();
-    const auto moved = rel.counters().bytes_forwarded - base;
-    CHECK(done);
-    within &= static_cast<double>(moved) <= bound();
-    CHECK(within);
-    CHECK(moved > 600 * 1024);
+    stream_within_rate(rel, b, rate);
 }
 
 // Registrations racing: one key registering eight new names at once binds
