@@ -171,9 +171,11 @@ void relay::impl::accept_port(splice::loop& sp, const port_listener& L) {
             char ip[INET_ADDRSTRLEN] = "";
             if (::getpeername(cfd, reinterpret_cast<sockaddr*>(&from), &fl) != 0 ||
                 !::inet_ntop(AF_INET, &from.sin_addr, ip, sizeof ip) || L.allow_ip != ip) {
+                {  // counted before the close, which the peer sees
+                    std::lock_guard lk(mu);
+                    ++c.refused;
+                }
                 ::close(cfd);
-                std::lock_guard lk(mu);
-                ++c.refused;
                 continue;
             }
         }
@@ -181,9 +183,11 @@ void relay::impl::accept_port(splice::loop& sp, const port_listener& L) {
         int mine = L.dialler_side ? h.d : h.a;
         auto m = sp.conns.find(mine);
         if (sp.conns.size() >= o_.max_connections || (m != sp.conns.end() && m->second.s == splice::state::spliced)) {
+            {  // counted before the close, which the peer sees
+                std::lock_guard lk(mu);
+                ++c.refused;
+            }
             ::close(cfd);
-            std::lock_guard lk(mu);
-            ++c.refused;
             continue;
         }
         if (m != sp.conns.end()) close_conn(sp, mine);

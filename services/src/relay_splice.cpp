@@ -330,9 +330,11 @@ void relay::impl::run() {
                     int cfd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
                     if (cfd < 0) break;
                     if (sp.conns.size() >= o_.max_connections) {
+                        {  // counted before the close, which the peer sees
+                            std::lock_guard lk(mu);
+                            ++c.refused;
+                        }
                         ::close(cfd);
-                        std::lock_guard lk(mu);
-                        ++c.refused;
                         continue;
                     }
                     int one = 1;
