@@ -228,7 +228,10 @@ TEST_CASE("fragments: stop() hands every queued large envelope to ZeroMQ - more 
     receiver rb(seen.callbacks());
     transport& b = rb.t;
     b.start();
-    a.t->connect(b.endpoint(), b.key());
+    // At b's member port, as members find it: the public port's small
+    // RCVHWM (16) may hold the flushed fragments back past a's linger.
+    REQUIRE(!b.member_endpoint().empty());
+    a.t->connect(b.member_endpoint(), b.key());
     REQUIRE(a.rec.wait([&] { return a.rec.ups.size() == 1; }));
     // 3 x 600 KiB to one actor: far more than the 256 KiB credit window,
     // posted and then stop() at once (stop flushes what is queued).
