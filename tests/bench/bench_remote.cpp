@@ -198,7 +198,16 @@ KITH_BENCH_GROUP("remote", 30) {
         }
         if (want("rpc32")) {
             if (n <= 0) rpc_window(a, bn, 32, 20000);  // warm-up
+            const auto a0 = a.net_stats(), b0 = b.net_stats();
             kith::bench::report("rpc_32_callers_calls_per_s", rpc_window(a, bn, 32, n > 0 ? n : 300000), "calls/s");
+            if (std::getenv("KITH_BENCH_FRAMES")) {  // envelopes per frame, each way (profiling)
+                const auto a1 = a.net_stats(), b1 = b.net_stats();
+                std::printf("rpc32 frames: a->b %llu frames %.1f env/frame, b->a %llu frames %.1f env/frame\n",
+                            (unsigned long long)(a1.frames_out - a0.frames_out),
+                            double(a1.envelopes_out - a0.envelopes_out) / double(a1.frames_out - a0.frames_out + 1),
+                            (unsigned long long)(b1.frames_out - b0.frames_out),
+                            double(b1.envelopes_out - b0.envelopes_out) / double(b1.frames_out - b0.frames_out + 1));
+            }
         }
         double zp = kith::bench::figure("zmq_curve_pingpong_p50_us");
         double zo = kith::bench::figure("zmq_curve_oneway_msgs_per_s");

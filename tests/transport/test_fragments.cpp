@@ -11,6 +11,7 @@
 #include "kith_catch.hpp"
 #include "raw_client.hpp"
 #include "transport_harness.hpp"
+#include "transport/bulk.hpp"
 
 using namespace kt;
 using namespace kith;
@@ -305,5 +306,71 @@ TEST_CASE("fragments: a dialler framing version 2 gets a goodbye in version-2 fr
     CHECK(g->reason ==
           "refused: protocol version 2 unsupported: this node speaks version 3; run the same kith release on every node");
     CHECK_FALSE(raw.recv(300).has_value());  // once
+    b.stop();
+}
+
+TEST_CASE("fragments: a member that withholds credit is ended after heartbeat_timeout - large sends do not stall forever") {
+    // The attacker: a member that keeps its link alive (heartbeats) and
+    // reads, but never credits a fragment. b's large envelopes to it stop at
+    // the window; without a bound they, and everything queued behind them,
+    // waited forever (post() answering overloaded once the queue filled).
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<std::string> downs;
+    transport_callbacks cb;
+    cb.on_peer_down = [&](const std::string& peer, const std::string& reason) {
+        std::lock_guard lk(mu);
+        downs.push_back(peer + " " + reason);
+        cv.notify_all();
+    };
+    transport_options o = receiver::options();
+    o.heartbeat_interval = 100ms;
+    o.heartbeat_timeout = 1000ms;
+    transport b(o, cb);
+    b.start();
+    auto raw_ptr = member_session(b);
+    raw_client& raw = *raw_ptr;
+    for (int i = 0; i < 3; ++i) {
+        std::vector<std::uint8_t> bytes(big, 0x5a);
+        REQUIRE(b.post("raw@test", env_send{pid{"raw@test", 1}, arr(i, binary(bytes.data(), bytes.size()))}).ok());
+    }
+    std::size_t fragment_bytes_seen = 0;
+    bool goodbye = false;
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    auto is_down = [&] {
+        std::lock_guard lk(mu);
+        return !downs.empty();
+    };
+    while (!is_down() && std::chrono::steady_clock::now() < deadline) {
+        raw.send(frame_of(env_heartbeat{}));  // alive, every 50 ms at most
+        while (auto m = raw.recv(50)) {
+            auto d = decode_frame(*m);
+            REQUIRE(d.ok());
+            for (auto& e : *d) {
+                if (auto* f = std::get_if<env_fragment>(&e)) fragment_bytes_seen += f->data.size();
+                if (std::holds_alternative<env_goodbye>(e)) goodbye = true;
+            }
+        }
+    }
+    {
+        std::lock_guard lk(mu);
+        REQUIRE(downs == std::vector<std::string>{"raw@test timeout"});
+    }
+    // It got the window's worth and no more, and the link was alive all along.
+    CHECK(fragment_bytes_seen == kith::detail::fragment_window);
+    CHECK(b.stats().credit_timeouts == 1);
+    CHECK(b.stats().heartbeat_timeouts == 0);
+    // What was queued is gone with the session, and a post now says so.
+    auto r = b.post("raw@test", small_to(1, 1));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.err().code == errc::nodedown);
+    // The peer is told (a goodbye), unless it came after our last read.
+    while (auto m = raw.recv(200)) {
+        auto d = decode_frame(*m);
+        if (d.ok())
+            for (auto& e : *d)
+                if (std::holds_alternative<env_goodbye>(e)) goodbye = true;
+    }
+    CHECK(goodbye);
     b.stop();
 }

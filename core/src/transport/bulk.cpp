@@ -46,7 +46,10 @@ void transport::impl::send_bulk(session& s) {
         if (it.large) {
             // On the receiver's credit; at stop() (shutdown_io) everything
             // goes to ZeroMQ, which lingers: no credit comes after it.
-            if (s.in_flight >= fragment_window && !stopping) break;
+            if (s.in_flight >= fragment_window && !stopping) {
+                if (s.credit_wait_since == clock::time_point{}) s.credit_wait_since = clock::now();
+                break;
+            }
             if (s.bulk_off == 0) ++s.bulk_id;
             n = std::min(fragment_bytes, it.bytes.size() - s.bulk_off);
             env_fragment fr{s.bulk_id, static_cast<std::uint32_t>(s.bulk_off),
@@ -82,6 +85,30 @@ void transport::impl::send_bulk(session& s) {
                 s.q->bulk_keys.erase(c);
     }
     if (would_block && std::find(blocked.begin(), blocked.end(), &s) == blocked.end()) blocked.push_back(&s);
+}
+
+void transport::impl::end_credit_stalls(clock::time_point now) {
+    std::vector<link*> stalled;
+    for (auto& [name, s] : sessions) {
+        if (s.credit_wait_since == clock::time_point{} || now - s.credit_wait_since <= o.heartbeat_timeout ||
+            !s.primary)
+            continue;
+        std::size_t waiting = 0;
+        for (const bulk_item& it : s.bulk) waiting += it.bytes.size();
+        log(log_level::warning,
+            name + " sent no fragment credit for " +
+                std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - s.credit_wait_since).count()) +
+                " ms while " + std::to_string(s.in_flight) + " bytes of fragments waited for it and " +
+                std::to_string(waiting) +
+                " bytes of messages queued behind them (docs/protocol.md section 5.9): its session is ended as "
+                "timed out, its queued messages are dropped and calls to it fail with nodedown. A member that "
+                "does this again runs a broken kith or is hostile: upgrade it, or remove it from the cluster");
+        stalled.push_back(s.primary);
+    }
+    for (link* l : stalled) {
+        credit_timeouts++;
+        link_failed(*l, "timeout");
+    }
 }
 
 void transport::impl::fragment_error(session& s, const std::string& what) {

@@ -264,6 +264,7 @@ void transport::impl::housekeeping() {
         heartbeat_timeouts++;
         link_failed(*l, "timeout");
     }
+    end_credit_stalls(now);
     // Read budgets of keys idle long enough to be full again.
     if (o.guest_bytes_per_s > 0) {
         const auto refill = std::chrono::duration<double>(static_cast<double>(o.guest_burst_bytes) /

@@ -443,6 +443,7 @@ std::optional<std::string> transport::impl::take_data(std::vector<envelope>& env
                 continue;
             }
             s->in_flight -= std::min<std::size_t>(s->in_flight, c->bytes);
+            s->credit_wait_since = {};  // progress: the bound starts again when the window fills
             if (!s->bulk.empty() && std::find(blocked.begin(), blocked.end(), s) == blocked.end())
                 blocked.push_back(s);  // flushed at the end of this turn
             continue;

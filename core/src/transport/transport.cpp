@@ -363,6 +363,7 @@ transport_stats transport::stats() const {
     s.socket_errors = m.socket_errors;
     s.rate_drops = m.rate_drops;
     s.public_pauses = m.public_pauses;
+    s.credit_timeouts = m.credit_timeouts;
     return s;
 }
 

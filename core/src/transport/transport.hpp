@@ -233,6 +233,11 @@ struct transport_stats {
     // Times the public port was left unread because non-members' read
     // budget (guests_bytes_per_s) was spent.
     std::uint64_t public_pauses = 0;
+    // Sessions of members ended because their fragment credit stopped:
+    // large envelopes waited for credit longer than heartbeat_timeout while
+    // the member kept its link alive (docs/protocol.md §5.9). Also counted
+    // in peers_down, with the reason "timeout".
+    std::uint64_t credit_timeouts = 0;
 };
 
 class transport {

@@ -195,6 +195,10 @@ struct session {
     std::size_t bulk_off = 0;          // bytes of bulk.front() handed to ZeroMQ
     std::uint64_t bulk_id = 0;         // id of the large envelope in progress
     std::size_t in_flight = 0;         // fragment bytes sent and not credited
+    // Since when a fragment waits for credit (the window is full), reset by
+    // each credit; epoch: not waiting. housekeeping ends a session that
+    // waits longer than heartbeat_timeout (a member withholding credit).
+    clock::time_point credit_wait_since{};
     // Receiving: the one large envelope in progress (at most the members'
     // max envelope size, limits.term.max_bytes).
     std::uint64_t credit_owed = 0;     // credit not yet accepted by ZeroMQ (sent by flush)
@@ -278,7 +282,7 @@ struct transport::impl {
     std::atomic<std::uint64_t> frames_in{0}, frames_out{0}, envelopes_in{0}, envelopes_out{0}, bytes_in{0},
         bytes_out{0}, refused_inbound{0}, refused_outbound{0}, decode_errors{0}, protocol_errors{0},
         overload_drops{0}, dropped_at_down{0}, heartbeat_timeouts{0}, peers_up{0}, peers_down{0},
-        handshakes_pending{0}, handshake_failures{0}, socket_errors{0}, rate_drops{0};
+        handshakes_pending{0}, handshake_failures{0}, socket_errors{0}, rate_drops{0}, credit_timeouts{0};
     std::atomic<clock::rep> socket_error_logged{0};  // when the last socket_error record went out
 
     // I/O-thread state
@@ -524,6 +528,11 @@ struct transport::impl {
     // ---- timers -------------------------------------------------------------------------------
 
     void housekeeping();
+    // Ends the sessions whose fragments waited for credit longer than
+    // heartbeat_timeout (bulk.cpp): a member that keeps its link alive but
+    // withholds credit would otherwise hold its large envelopes, and post()
+    // once the queue is full, forever.
+    void end_credit_stalls(clock::time_point now);
 
     void reap_ins();
 
