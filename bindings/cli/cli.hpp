@@ -132,6 +132,13 @@ private:
     cookie_info cookie_;
 };
 
+// kith grant show FILE (cmd_grant_show.cpp): what a grant file says, never
+// its secret key; `json` as one JSON object.
+int grant_show(const std::string& file, bool json);
+// "pending 8, spawned 256 (default), queued 4194304 bytes (default), ...":
+// each limit in force, marked when it is the node's default.
+std::string describe_limits(const grant_limits& l);
+
 // Names match in full, or by their short part before '@'.
 bool name_matches(const std::string& full, const std::string& asked);
 // Throws cli_error{kFailed, "<what>: <error message>"}.

@@ -30,11 +30,18 @@ const char* kGrantUsage = R"(usage: kith grant create LABEL --services S[,S...] 
        kith grant list [--json]
        kith grant revoke LABEL
        kith grant rate LABEL R/s
+       kith grant limits LABEL L
+       kith grant show FILE [--json]
 
 Grants let a friend use exactly the services you name on your node, at a
 rate, until you revoke them. `create` writes a grant file (mode 0600) for the
 friend: it holds a secret key, so hand it over privately. The friend then runs
   kith call --grant FILE YOURNODE SERVICE FUNCTION [ARG...]
+and sees what it allows with
+  kith grant show FILE
+`rate` and `limits` change a grant after it was made (for its holder's next
+request, on its live sessions too); `limits` replaces them all: a limit not
+named goes back to its default ("default" resets every one).
 
   --services S,...  services, or SERVICE:NAME for one function or actor type
                     (kvs,echo:echo)
@@ -66,11 +73,11 @@ friend: it holds a secret key, so hand it over privately. The friend then runs
   --out FILE        where to write the grant file: a new file (never anything
                     else); "-" writes it to standard output
   --force           replace FILE if it is an existing regular file of yours
-  --json            list as JSON
+  --json            list (or show) as JSON
 
 These act on this machine's running node of the key directory (found by name
 wherever it listens; --name N if several run, --port P to name its port) at
-once. When none is running, list/revoke/rate act on its stored grant table;
+once. When none is running, list/revoke/rate/limits act on its stored grant table;
 create then needs --name N (the node the grant is for: it takes effect when
 that node starts) and announces --advertise EP or this machine's addresses.
   --port P --key-dir D --cookie-file F (or --cookie C) --name N --advertise EP --timeout S
@@ -173,7 +180,8 @@ public:
         if (!r) {
             // One vocabulary: the docs say bad_args for a wrong argument.
             error e = r.err();
-            throw cli_error{"grant " + (fn == "set_rate" ? std::string("rate") : fn) + " on " + where() + ": " +
+            throw cli_error{"grant " + (fn == "set_rate" ? std::string("rate") : fn == "set_limits" ? "limits" : fn) +
+                                " on " + where() + ": " +
                                 (e.code == errc::badarg ? "bad_args: " + e.detail : e.message()),
                             kFailed};
         }
@@ -269,6 +277,14 @@ private:
     bool done_ = false;
 };
 
+// No node has used key directory `dir`: it has neither a node key nor a
+// grant table (then nothing may be created there by a read-only command).
+bool no_grant_table(const std::filesystem::path& dir) {
+    std::error_code ec;
+    return !std::filesystem::exists(dir / "grants", ec) && !std::filesystem::exists(dir / "node.key", ec) &&
+           !std::filesystem::exists(dir / "node.pub", ec);
+}
+
 std::string format_rate(const term& t) { return t.as_string() ? *t.as_string() : to_json(t); }
 
 const std::set<std::string> kAdminOpts = {"--port", "--key-dir", "--cookie", "--cookie-file", "--name", "--advertise", "--timeout"};
@@ -287,15 +303,15 @@ int cmd_grant(int argc, char** argv) {
         value_opts.insert({"--services", "--rate", "--expires", "--limits", "--out", "--via", "--relay-names",
                            "--relay-sessions", "--relay-rate"}),
             flags.insert("--force");
-    else if (sub == "list") flags.insert("--json");
-    else if (sub != "revoke" && sub != "rate")
-        throw cli_error{"grant: unknown subcommand '" + sub + "' (create, list, revoke, rate)", kUsage};
+    else if (sub == "list" || sub == "show") flags.insert("--json");
+    else if (sub != "revoke" && sub != "rate" && sub != "limits")
+        throw cli_error{"grant: unknown subcommand '" + sub + "' (create, list, revoke, rate, limits, show)", kUsage};
     args a = parse_args("grant " + sub, argc - 1, argv + 1, value_opts, flags);
     if (a.has("--help")) {
         std::fputs(kGrantUsage, stdout);
         return 0;
     }
-    std::size_t want = sub == "list" ? 0 : sub == "rate" ? 2 : 1;
+    std::size_t want = sub == "list" ? 0 : sub == "rate" || sub == "limits" ? 2 : 1;
     if (a.pos.size() != want) {
         std::string extra;  // what was given, so that a stray word is seen
         for (auto& p : a.pos) extra += (extra.empty() ? "" : " ") + std::string("'") + p + "'";
@@ -303,6 +319,8 @@ int cmd_grant(int argc, char** argv) {
                                              "--services kvs --out bob.grant)"
                            : sub == "revoke" ? "the LABEL of the grant to revoke (kith grant list shows them)"
                            : sub == "rate"   ? "a LABEL and a rate (kith grant rate bob 20/s)"
+                           : sub == "limits" ? "a LABEL and limits (kith grant limits bob pending=8,spawned=4)"
+                           : sub == "show"   ? "the grant FILE to show (kith grant show bob.grant)"
                                              : "no argument";
         throw cli_error{"grant " + sub + " takes " + what + "; got " +
                             (extra.empty() ? std::string("none") : extra) + " (see kith grant --help)",
@@ -445,10 +463,30 @@ int cmd_grant(int argc, char** argv) {
             std::fprintf(info, "written to %s (mode 0600; it holds a secret key: hand it over privately)\n",
                          a.get("--out").c_str());
         if (!admin.running())
-            std::fprintf(info, "note: %s is not running; the grant is in the stored table of %s and takes effect "
+            std::fprintf(info, "note: %s is not running; the grant is in %s and takes effect "
                                "when %s starts\n",
                          g->node.c_str(), admin.where().c_str(), g->node.c_str());
         return 0;
+    }
+    if (sub == "show") return grant_show(a.pos[0], a.has("--json"));
+    if (sub == "limits")
+        if (auto l = grant_limits::parse(a.pos[1]); !l) throw cli_error{"grant limits: " + l.err().detail, kUsage};
+    // A key directory no node has used has no grant table: say so, without
+    // making a node (which would create its key and cookie files there).
+    if (std::filesystem::path dir = a.has("--key-dir") ? std::filesystem::path(a.get("--key-dir")) : default_key_dir();
+        !a.has("--port") && no_grant_table(dir)) {
+        const std::string why = "key directory " + dir.string() + " has no grant table: no node has run with it "
+                                "and no grant was made there";
+        if (sub == "list") {
+            if (a.has("--json")) std::printf("[]\n");
+            else std::printf("grants of key directory %s: none (%s; kith grant create makes one)\n",
+                             dir.string().c_str(), "no node has run with it yet");
+            return 0;
+        }
+        throw cli_error{"grant " + sub + ": no grant labelled \"" + a.pos[0] + "\": " + why +
+                            " (a node's grants are in its own key directory: pass --key-dir DIR, or run this as "
+                            "the node's user)",
+                        kFailed};
     }
     grant_admin admin(a, false);
     if (sub == "list") {
@@ -509,6 +547,14 @@ int cmd_grant(int argc, char** argv) {
         else
             std::printf("revoked '%s' on %s%s\n", a.pos[0].c_str(), admin.where().c_str(),
                         before == "expired" ? " (it had expired already)" : "");
+        return 0;
+    }
+    if (sub == "limits") {
+        term now = admin.call("set_limits", arr(a.pos[0], a.pos[1]));
+        auto l = grant_limits::parse(now.as_string() ? *now.as_string() : a.pos[1]);
+        std::printf("limits of '%s' are now %s on %s: %s (from its holder's next request)\n", a.pos[0].c_str(),
+                    now.as_string() ? now.as_string()->c_str() : a.pos[1].c_str(), admin.where().c_str(),
+                    l ? describe_limits(*l).c_str() : "?");
         return 0;
     }
     if (auto r = rate_limit::parse(a.pos[1]); !r) throw cli_error{"grant rate: " + r.err().detail, kUsage};

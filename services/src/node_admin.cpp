@@ -130,6 +130,16 @@ service make_grant_admin(node& n) {
         if (!ok.ok()) return ok.err();
         return term(true);
     });
+    // set_limits(Label, Limits): replaces the grant's limits ("pending=8,..."
+    // or "default"); in force for the holder's next request. Like every
+    // function of this service, only cluster members may call it.
+    s.function("set_limits", [np](std::string label, std::string limits) -> result<term> {
+        auto l = grant_limits::parse(limits);
+        if (!l) return l.err();
+        auto ok = np->set_grant_limits(label, *l);
+        if (!ok.ok()) return ok.err();
+        return term(l->to_string());
+    });
     return s;
 }
 

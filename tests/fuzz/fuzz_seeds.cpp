@@ -184,6 +184,11 @@ void grant_samples() {
     g.label = "a.b_c-9";
     g.node = "x@y";
     put("grants", "file_slow", g.to_text());
+    g.limits = {.pending = 8, .spawned = 4, .queued_bytes = 1048576, .relations = 100};  // version 3
+    put("grants", "file_limits", g.to_text());
+    g.relays = {{"relay@vps", "tcp://203.0.113.5:4370", key_of(3).pub}};
+    g.limits = {.pending = 1};
+    put("grants", "file_limits_relay", g.to_text());
 
     std::vector<std::shared_ptr<detail::grant_entry>> rows;
     for (std::uint8_t i = 0; i < 3; ++i) {

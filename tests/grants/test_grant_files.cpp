@@ -133,7 +133,7 @@ TEST_CASE("grants: malformed grant files are rejected with a specific message", 
     CHECK(contains(parse_error(""), "empty"));
     CHECK(contains(parse_error("hello\nworld\n"), "not a kith grant file"));
     // wrong version
-    CHECK(contains(parse_error(replace(text, "kith-grant 1", "kith-grant 3")), "version 3 is not supported"));
+    CHECK(contains(parse_error(replace(text, "kith-grant 1", "kith-grant 4")), "version 4 is not supported"));
     // bad keys
     auto e = parse_error(replace(text, "server-key: ", "server-key: abc"));
     CHECK(contains(e, "bad key"));
@@ -477,4 +477,89 @@ TEST_CASE("grants: a bad limit is named with its own bounds - each limit at 0 an
     CHECK(contains(grant_limits::parse("pending").err().detail, "\"pending\" is not NAME=N"));
     CHECK(grant_limits::parse(" pending = 8 , queued=65536 ")->to_string() == "pending=8,queued=65536");
     CHECK(grant_limits::parse("default")->is_default());
+}
+
+TEST_CASE("grants: a grant file carries its limits (version 3), files without them still load", "[grants]") {
+    grant_file g = sample();
+    g.limits = *grant_limits::parse("pending=8,relations=100");
+    const std::string text = g.to_text();
+    CHECK(contains(text, "kith-grant 3\n"));
+    CHECK(contains(text, "expires: 2030-01-02T03:00:00Z\nlimits: pending=8,relations=100\nchecksum: "));
+    auto r = grant_file::parse(text);
+    REQUIRE(r.ok());
+    CHECK(r->version == 3);
+    CHECK(r->limits == grant_limits{.pending = 8, .relations = 100});
+    CHECK(r->to_text() == text);
+    // With relay routes too: still version 3, both read back.
+    g.relays = {{"relay@vps", "tcp://203.0.113.5:4370", keypair::generate().pub}};
+    auto both = grant_file::parse(g.to_text());
+    REQUIRE(both.ok());
+    CHECK(both->version == 3);
+    CHECK(both->relays == g.relays);
+    CHECK(both->limits == g.limits);
+    // Default limits write no line, and the version an older kith reads.
+    grant_file plain = sample();
+    CHECK_FALSE(contains(plain.to_text(), "limits:"));
+    auto v1 = grant_file::parse(plain.to_text());
+    REQUIRE(v1.ok());
+    CHECK(v1->version == 1);
+    CHECK(v1->limits.is_default());
+    // "limits: default" in a version-3 file is the defaults.
+    std::string v3 = replace(plain.to_text(), "kith-grant 1", "kith-grant 3");
+    std::string body = replace(v3, "expires: ", "limits: default\nexpires: ");
+    body = body.substr(0, body.find("checksum: "));
+    auto dflt = grant_file::parse(body + "checksum: " + detail::checksum_hex(body) + "\n");
+    REQUIRE(dflt.ok());
+    CHECK(dflt->version == 3);
+    CHECK(dflt->limits.is_default());
+    // A limits line in a version-1 or 2 file is unknown there (as an older
+    // kith would say), bad or repeated limits are named, with their bounds.
+    CHECK(contains(parse_error(replace(plain.to_text(), "label: bob\n", "label: bob\nlimits: pending=8\n")),
+                   "unknown field \"limits\""));
+    CHECK(contains(parse_error(replace(replace(plain.to_text(), "kith-grant 1", "kith-grant 2"), "label: bob\n",
+                                       "label: bob\nlimits: pending=8\n")),
+                   "unknown field \"limits\""));
+    CHECK(contains(parse_error(replace(v3, "label: bob\n", "label: bob\nlimits: pending=0\n")),
+                   "limits: bad limits \"pending=0\": pending must be 1..1024"));
+    CHECK(contains(parse_error(replace(v3, "label: bob\n", "label: bob\nlimits: calls=3\n")), "unknown limit \"calls\""));
+    CHECK(contains(parse_error(replace(v3, "label: bob\n", "label: bob\nlimits: pending=8\nlimits: pending=9\n")),
+                   "field \"limits\" appears twice"));
+    // A version this kith does not know is named, with what it reads.
+    CHECK(contains(parse_error(replace(v3, "kith-grant 3", "kith-grant 4")),
+                   "version 4 is not supported (this kith reads versions 1 to 3)"));
+}
+
+TEST_CASE("grants: a grant's limits change after it was made, on disk and in every table of the file", "[grants]") {
+    temp_dir tmp;
+    auto file = tmp.path / "grants";
+    detail::grant_table node_side(file), cli_side(file);
+    grant_spec s;
+    s.label = "bob";
+    s.allow = {{"kvs", {}}};
+    s.limits = *grant_limits::parse("pending=8");
+    auto bob = node_side.create(s, keypair::generate().pub);
+    REQUIRE(bob.ok());
+    // The owner's command line (another process with the same key directory)
+    // replaces them all: the live entry of the node follows at its refresh.
+    REQUIRE(cli_side.set_limits("bob", grant_limits{.spawned = 3}).ok());
+    CHECK((*bob)->limits() == grant_limits{.pending = 8});
+    node_side.refresh(true);
+    CHECK((*bob)->limits() == grant_limits{.spawned = 3});
+    CHECK((*bob)->limits().max_pending() == grant_limits::default_pending);
+    // On the node itself: at once, and saved.
+    REQUIRE(node_side.set_limits("bob", grant_limits{.relations = 10}).ok());
+    CHECK((*bob)->limits() == grant_limits{.relations = 10});
+    CHECK(detail::grant_table(file).find("bob")->limits() == grant_limits{.relations = 10});
+    REQUIRE(node_side.set_limits("bob", grant_limits{}).ok());
+    CHECK(detail::grant_table(file).find("bob")->limits().is_default());
+    // Refused: out of bounds (named), unknown, revoked; nothing changes.
+    auto big = node_side.set_limits("bob", grant_limits{.pending = 1025});
+    CHECK(big.code() == errc::badarg);
+    CHECK(contains(big.err().detail, "pending must be 1..1024"));
+    CHECK(node_side.set_limits("nobody", grant_limits{.pending = 1}).code() == errc::badarg);
+    REQUIRE(node_side.revoke("bob").ok());
+    auto dead = node_side.set_limits("bob", grant_limits{.pending = 1});
+    CHECK(dead.code() == errc::badarg);
+    CHECK(contains(dead.err().detail, "is revoked"));
+    CHECK((*bob)->limits().is_default());
 }

@@ -274,3 +274,39 @@ def _spawns(node, at):
         return True
     except kith.Overloaded:
         return False
+
+
+def test_grant_limits_change_on_a_live_session(alice, make_node, tmp_path):
+    # The file carries the limits it was issued with; the owner changes them
+    # (set_grant_limits) while the holder is connected: its next spawn is
+    # held to the new figure; the holder cannot change them itself.
+    g = alice.grant("erin", "echo", rate="unlimited", limits={"spawned": 1})
+    assert (g.version, g.limits) == (3, "spawned=1")
+    assert g.limits_in_force == {"pending": 64, "spawned": 1, "queued": 4194304, "relations": 4096}
+    g.save(tmp_path / "erin.grant")
+    assert kith.load_grant(tmp_path / "erin.grant").limits == "spawned=1"
+    plain = alice.grant("frank", "echo")
+    assert (plain.version, plain.limits) == (1, "default")
+    erin = make_node("erin@localhost", cookie="erins-cluster", discovery=False)
+    assert erin.connect(g) == alice.name
+    assert isinstance(erin.spawn(alice.name, "echo", "server"), kith.Pid)
+    with pytest.raises(kith.Overloaded, match="limit spawned: 1 actors"):
+        erin.spawn(alice.name, "echo", "server")
+    with pytest.raises(kith.Unauthorized):
+        erin.call(alice.name, "grants", "set_limits", "erin", "spawned=4096")
+    assert alice.set_grant_limits("erin", {"spawned": 2}) == "spawned=2"
+    assert row(alice, "erin")["limits"] == "spawned=2"
+    assert isinstance(erin.spawn(alice.name, "echo", "server"), kith.Pid)
+    with pytest.raises(kith.Overloaded, match="limit spawned: 2 actors"):
+        erin.spawn(alice.name, "echo", "server")
+    # Replaced entirely; None or "default": every limit back to its default.
+    assert alice.set_grant_limits("erin", "pending=8") == "pending=8"
+    assert alice.set_grant_limits("erin", None) == "default"
+    assert row(alice, "erin")["limits"] == "default"
+    with pytest.raises(kith.BadArg, match="spawned must be 1..4096"):
+        alice.set_grant_limits("erin", {"spawned": 0})
+    with pytest.raises(kith.BadArg, match='no grant labelled "nobody"'):
+        alice.set_grant_limits("nobody", "pending=1")
+    alice.revoke_grant("frank")
+    with pytest.raises(kith.BadArg, match="is revoked"):
+        alice.set_grant_limits("frank", "pending=1")

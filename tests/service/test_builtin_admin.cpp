@@ -128,6 +128,56 @@ TEST_CASE("builtin: grants:create over the network takes limits - listed, and a 
     CHECK(a.grants().size() == 2);
 }
 
+TEST_CASE("builtin: grants:set_limits - a member changes a grant's limits, in force on the grantee's live session, "
+          "the grantee cannot") {
+    temp_dir home;
+    kith::node a(opts("alice@test", home, "c1"));
+    a.add_service(kith::services::make_grant_admin(a));
+    a.add_service(kith::services::make_echo());
+    kith::node admin(opts("admin@test", home, "c1"));
+    REQUIRE(admin.connect(a.endpoint(), a.key()));
+    auto text = admin.call("alice@test", "grants", "create", kith::arr("bob", "echo", "unlimited", kith::nil, "spawned=1"));
+    REQUIRE(text);
+    auto file = kith::grant_file::parse(*text->as_string());
+    REQUIRE(file);
+    CHECK(file->version == 3);  // the grantee's file carries its limits
+    CHECK(file->limits == kith::grant_limits{.spawned = 1});
+
+    kith::node bob(opts("bob@test", home, "c2"));
+    REQUIRE(bob.connect(*file));
+    auto spawn = [&] { return bob.spawn("alice@test", "echo", "server", kith::arr()); };
+    REQUIRE(spawn());
+    auto over = spawn();
+    REQUIRE_FALSE(over);
+    CHECK(over.code() == kith::errc::overloaded);
+    CHECK(over.err().detail.starts_with("limit spawned: 1 actors"));
+    // The grantee cannot raise them: the grants service is never granted.
+    CHECK(bob.call("alice@test", "grants", "set_limits", kith::arr("bob", "spawned=4096")).code() ==
+          kith::errc::unauthorized);
+    // The owner can, and the same session is held to the new limit at once.
+    auto now = admin.call("alice@test", "grants", "set_limits", kith::arr("bob", "spawned=2"));
+    REQUIRE(now);
+    CHECK(*now == kith::term("spawned=2"));
+    REQUIRE(spawn());
+    over = spawn();
+    REQUIRE_FALSE(over);
+    CHECK(over.err().detail.starts_with("limit spawned: 2 actors"));
+    CHECK(*admin.call("alice@test", "grants", "list", kith::arr())->at(0)->lookup("limits") == kith::term("spawned=2"));
+    // Lowered below what it holds: kept, but nothing more until under again.
+    REQUIRE(admin.call("alice@test", "grants", "set_limits", kith::arr("bob", "spawned=1")));
+    CHECK(spawn().code() == kith::errc::overloaded);
+    // Bad limits, unknown and revoked labels: badarg, nothing changed.
+    auto bad = admin.call("alice@test", "grants", "set_limits", kith::arr("bob", "spawned=0"));
+    CHECK(bad.code() == kith::errc::badarg);
+    CHECK(bad.err().detail.find("spawned must be 1..4096") != std::string::npos);
+    CHECK(admin.call("alice@test", "grants", "set_limits", kith::arr("nobody", "pending=1")).code() ==
+          kith::errc::badarg);
+    CHECK(admin.call("alice@test", "grants", "set_limits", kith::arr("bob", 5)).code() == kith::errc::bad_args);
+    REQUIRE(admin.call("alice@test", "grants", "revoke", kith::arr("bob")));
+    CHECK(admin.call("alice@test", "grants", "set_limits", kith::arr("bob", "default")).code() == kith::errc::badarg);
+    CHECK(a.grants().at(0).limits == kith::grant_limits{.spawned = 1});
+}
+
 TEST_CASE("builtin: node whereis names a registered pid or nil") {
     temp_dir home;
     kith::node a(opts("alice@test", home, "c1"));

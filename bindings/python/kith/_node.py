@@ -389,6 +389,19 @@ class Node:
         """Changes a grant's rate (as in grant()); effective for the next message."""
         self._n.set_grant_rate(label, rate)
 
+    def set_grant_limits(self, label: str, limits: Any = None) -> str:
+        """Replaces a grant's limits (as grant(limits=...): "pending=8,spawned=4",
+        a dict {"pending": 8}, or None for all the defaults): a limit not
+        named goes back to its default. Saved in the grant table and in force
+        for the holder's next request, on its live sessions too; what it
+        holds already is kept (over a lowered limit, its further requests are
+        refused with Overloaded until it is under again). Returns the limits
+        now set, as text ("pending=8" or "default"). Only the node's owner can
+        do this (here, or `kith grant limits`, or the "grants" service, which
+        only cluster members may call); never a grantee. BadArg for an
+        unknown or revoked label or a bad limit (naming it and its bounds)."""
+        return self._n.set_grant_limits(label, limits)
+
     def set_public(self, service: str, on: bool = True, rate: Any = None) -> None:
         """Opens service to anyone who can reach this node, strangers included
         (each connecting key limited to rate, default 10/s); on=False closes it,

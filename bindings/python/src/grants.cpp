@@ -139,6 +139,18 @@ void register_grants(py::module_& m) {
         .def_property_readonly("scope", [](const grant_file& g) { return format_grant_scope(g.allow); },
                                "The scope as text, 'echo:echo,kvs'.")
         .def_property_readonly("rate", [](const grant_file& g) { return g.rate.to_string(); })
+        .def_property_readonly("limits", [](const grant_file& g) { return g.limits.to_string(); },
+                               "What the grant's key may hold on the node at once when the file was issued: "
+                               "'pending=8,spawned=4' (only those set) or 'default'. The owner may change them "
+                               "later; a refusal names the limit in force.")
+        .def_property_readonly("limits_in_force", [](const grant_file& g) {
+            py::dict d;
+            d["pending"] = g.limits.max_pending();
+            d["spawned"] = g.limits.max_spawned();
+            d["queued"] = g.limits.max_queued_bytes();
+            d["relations"] = g.limits.max_relations();
+            return d;
+        }, "Each limit as issued, the default filled in: {'pending': 64, 'spawned': 256, ...}.")
         .def_property_readonly("_expires_ts", [](const grant_file& g) { return expiry_to_py(g.expires); })
         .def("to_text", &grant_file::to_text, "The file's text (contains the grant's secret key).")
         .def("save", [](const grant_file& g, const py::object& path) {
@@ -208,6 +220,17 @@ void bind_node_grants(node_class& c) {
             }
             ok_or_raise(r);
         }, py::arg("label"), py::arg("rate"))
+        .def("set_grant_limits", [](py_node& n, const std::string& label, py::handle limits) {
+            grant_limits gl = limits.is_none() ? grant_limits{} : limits_from(limits);
+            node& nd = n.get();
+            result<void> r;
+            {
+                gil_release rel;  // writes the table to disk
+                r = nd.set_grant_limits(label, gl);
+            }
+            ok_or_raise(r);
+            return gl.to_string();
+        }, py::arg("label"), py::arg("limits"))
         .def("set_public", [](py_node& n, const std::string& svc, bool on, py::handle rate) {
             ok_or_raise(n.get().set_public(svc, on, rate.is_none() ? rate_limit{} : rate_from(rate)));
         }, py::arg("service"), py::arg("on") = true, py::arg("rate") = py::none())

@@ -20,7 +20,7 @@
 //   bob.call(*alice_name, "kvs", "store", kith::arr("k", 1));
 //
 // The node methods that act on grants are on kith::node (kith/node.hpp):
-// grant, grants, revoke_grant, set_grant_rate, set_public, connect(grant_file).
+// grant, grants, revoke_grant, set_grant_rate, set_grant_limits, set_public, connect(grant_file).
 //
 // Thread-safety: plain values.
 #pragma once
@@ -133,11 +133,14 @@ struct grant_info {
 // The file Alice hands to Bob: everything Bob needs to connect. Readable by a
 // person; versioned; contains a secret key (saved with mode 0600).
 struct grant_file {
-    // Version 2 adds relay routes; a file without them is written as version
-    // 1, so an older kith still reads it. Both versions are read.
-    static constexpr int current_version = 2;
-    // As read, or 1 for a grant node::grant issued; to_text() writes 1 when
-    // `relays` is empty and 2 otherwise, whatever this says.
+    // Version 2 adds relay routes, version 3 the grant's limits. A file is
+    // written with the lowest version that holds what it carries (1 without
+    // relay routes or limits), so an older kith still reads it when it can.
+    // All three versions are read.
+    static constexpr int current_version = 3;
+    // As read, or 1 for a grant node::grant issued; to_text() writes 3 when
+    // `limits` is not all defaults, else 2 when `relays` is not empty, else
+    // 1, whatever this says.
     int version = current_version;
     std::string node;                    // Alice's node name, "alice@pi1"
     std::vector<std::string> endpoints;  // where to dial Alice, "tcp://192.0.2.7:4370"
@@ -160,6 +163,11 @@ struct grant_file {
     grant_scope allow;
     rate_limit rate;
     std::optional<std::chrono::system_clock::time_point> expires;
+    // What the grant's key may hold on the node at once when the file was
+    // issued (all 0: the node's defaults; "limits:" line, version 3). The
+    // owner may change them later (kith grant limits): a refusal names the
+    // limit in force ("limit pending: ...").
+    grant_limits limits;
 
     std::string to_text() const;
     // errc::decode with a message that says what is wrong (truncated, wrong

@@ -227,7 +227,7 @@ public:
 
     // --- grants and public services (kith/grants.hpp) ---------------------------
     // What a grant allows and never allows: docs/security.md. All of these
-    // are thread-safe; grant, revoke_grant and set_grant_rate block while the
+    // are thread-safe; grant, revoke_grant, set_grant_rate and set_grant_limits block while the
     // table is written (fsync). Without network: errc::nodedown (grants()
     // and public_services() are empty, set_public does nothing).
     //
@@ -251,6 +251,16 @@ public:
     // Changes a grant's rate; effective for the next message. errc::badarg if
     // unknown or revoked (a revoked grant is never usable again).
     result<void> set_grant_rate(const std::string& label, rate_limit rate);
+    // Replaces a grant's limits (kith::grant_limits; all 0: the defaults),
+    // saved in the table; in force for the holder's next request, on its
+    // live sessions too. What it holds already is kept: after a limit is
+    // lowered below its use, further requests of that kind are refused
+    // (errc::overloaded, "limit pending: ...") until it is under again.
+    // Only this node's owner changes them (this method, the "grants"
+    // service's set_limits, which only cluster members may call, or
+    // `kith grant limits`); a grantee never can. errc::badarg if unknown,
+    // revoked, out of bounds, or the table could not be written.
+    result<void> set_grant_limits(const std::string& label, const grant_limits& limits);
     // Opens service `svc` (which need not be added yet) to anyone who can
     // reach this node, strangers included, each connecting key limited to
     // `rate` for that service. A stranger may call, cast and spawn in public

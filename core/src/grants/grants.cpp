@@ -256,7 +256,8 @@ std::string grant_file::to_text() const {
     body += "# kith grant file: a key to the kith node " + node + ".\n";
     body += "# It holds a secret key: keep it private (mode 0600). Format: kith docs/protocol.md, \"Grant files\".\n";
     // Version 1 when there is no relay route: older readers take it.
-    body += std::string(file_magic) + " " + (relays.empty() ? "1" : "2") + "\n";
+    // The lowest version that holds what it carries: older readers take it.
+    body += std::string(file_magic) + " " + (!limits.is_default() ? "3" : relays.empty() ? "1" : "2") + "\n";
     body += "node: " + node + "\n";
     for (auto& e : endpoints) body += "endpoint: " + e + "\n";
     for (auto& r : relays) body += "relay: " + r.node + " " + r.endpoint + " " + r.key.z85() + "\n";
@@ -267,6 +268,7 @@ std::string grant_file::to_text() const {
     body += "allow: " + format_grant_scope(allow) + "\n";
     body += "rate: " + rate.to_string() + "\n";
     body += "expires: " + (expires ? detail::format_utc(*expires) : std::string("never")) + "\n";
+    if (!limits.is_default()) body += "limits: " + limits.to_string() + "\n";
     std::string sum = detail::checksum_hex(body);
     body += "checksum: " + sum + "\n";
     return body;
@@ -302,7 +304,7 @@ result<grant_file> grant_file::parse(std::string_view text) {
         std::string_view v = trim(h.substr(file_magic.size()));
         auto n = parse_number(v);
         if (!n || *n != std::floor(*n)) return bad("the version \"" + std::string(v) + "\" is not a number");
-        if (*n != 1 && *n != current_version)
+        if (*n < 1 || *n > current_version)
             return bad("version " + std::string(v) + " is not supported (this kith reads versions 1 to " +
                        std::to_string(current_version) + "); get a grant file made by a matching kith");
         version = static_cast<int>(*n);
@@ -390,6 +392,10 @@ result<grant_file> grant_file::parse(std::string_view text) {
                 if (!t) return bad("expires \"" + std::string(value) + "\" is not \"never\" or YYYY-MM-DDTHH:MM:SSZ");
                 g.expires = *t;
             }
+        } else if (field == "limits" && version >= 3) {
+            auto l = grant_limits::parse(value);
+            if (!l) return bad("limits: " + l.err().detail);
+            g.limits = *l;
         } else {
             return bad("unknown field \"" + field + "\" (line " + std::to_string(k + 1) + ")");
         }

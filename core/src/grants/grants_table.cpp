@@ -456,6 +456,19 @@ result<void> grant_table::set_rate(const std::string& label, rate_limit r) {
     return s;
 }
 
+result<void> grant_table::set_limits(const std::string& label, const grant_limits& l) {
+    if (auto ok = l.check(); !ok.ok()) return ok;
+    return change([&]() -> result<void> {
+        auto it = by_label_.find(label);
+        if (it == by_label_.end()) return unknown_label(label);
+        if (it->second->revoked.load(std::memory_order_acquire))
+            return error{errc::badarg, "the grant \"" + label + "\" is revoked: it can never be used again, so its "
+                                       "limits cannot change; issue a new grant under another label"};
+        it->second->set_limits(l);
+        return {};
+    });
+}
+
 std::vector<grant_info> grant_table::list() {
     refresh(true);
     std::shared_lock lk(mu_);

@@ -149,6 +149,12 @@ public:
     // grant stays revoked in memory).
     result<void> revoke(const std::string& label);
     result<void> set_rate(const std::string& label, rate_limit r);
+    // Replaces the grant's limits (0 in a field: the default) and saves the
+    // table; in force for the holder's next request, on its live sessions
+    // too (what it holds already is kept: over a lowered limit, new requests
+    // are refused until it is under again). errc::badarg if unknown, revoked,
+    // out of grant_limits' bounds, or the table could not be written.
+    result<void> set_limits(const std::string& label, const grant_limits& l);
     std::vector<grant_info> list();
     std::shared_ptr<grant_entry> find(std::string_view label) const;
     std::shared_ptr<grant_entry> find_key(const public_key& k) const;

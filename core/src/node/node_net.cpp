@@ -152,7 +152,6 @@ result<grant_file> node::grant(const grant_spec& spec) {
             return error{errc::badarg, "\"" + svc + "\" is an admin service: it can never be granted (only cluster "
                                        "members may use it); grant other services"};
     grant_file f;
-    f.version = 1;  // no relay routes: written as version 1 (grants.hpp)
     f.client = keypair::generate();
     auto e = net_->dist->grants().create(spec, f.client.pub);
     if (!e) return e.err();
@@ -163,6 +162,8 @@ result<grant_file> node::grant(const grant_spec& spec) {
     f.allow = spec.allow;
     f.rate = spec.rate;
     f.expires = spec.expires;
+    f.limits = spec.limits;
+    f.version = spec.limits.is_default() ? 1 : 3;  // as to_text() writes it
     return f;
 }
 
@@ -178,6 +179,11 @@ result<void> node::revoke_grant(const std::string& label) {
 result<void> node::set_grant_rate(const std::string& label, rate_limit rate) {
     if (!net_->dist) return no_network();
     return net_->dist->grants().set_rate(label, rate);
+}
+
+result<void> node::set_grant_limits(const std::string& label, const grant_limits& limits) {
+    if (!net_->dist) return no_network();
+    return net_->dist->grants().set_limits(label, limits);
 }
 
 result<void> node::set_public(const std::string& svc, bool on, rate_limit rate) {

@@ -33,7 +33,11 @@
 //             nil or absent: the node's defaults).
 //           list() -> [GrantInfo...]     revoke(Label) -> true
 //           set_rate(Label, Rate) -> true
-//         Errors: badarg (bad label, scope, rate or limits; unknown label).
+//           set_limits(Label, Limits) -> LimitsText   Limits as create's, or
+//             "default"; replaces them all, in force for the holder's next
+//             request (node::set_grant_limits)
+//         Errors: badarg (bad label, scope, rate or limits; unknown or
+//         revoked label).
 //
 // Each make_* returns a fresh, independent service. Thread-safe: the kvs
 // table is guarded by its own mutex.
