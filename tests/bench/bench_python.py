@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
 """python_rpc_p50_us: a Python caller of a C++ service on loopback, against
 the C++ rpc_p50_us of the same run (target: at most 2x); and
-python_rpc_32_callers_calls_per_s: 32 Python threads each with one blocking
-call outstanding, beside the C++ rpc_32_callers_calls_per_s of the same run.
+python_rpc_32_callers_calls_per_s: 32 calls outstanding through
+Node.call_async from one Python thread (each Future's done-callback issues
+the next call), beside the C++ rpc_32_callers_calls_per_s (32 outstanding
+through node::call_async) of the same run; and
+python_rpc_32_threads_calls_per_s: 32 Python threads each with one blocking
+call outstanding.
 
 Same shape as kith_bench's "remote" rpc figure: two nodes in one process on
 loopback with real CURVE; node b hosts the C++ built-in echo service, node a
@@ -34,7 +38,46 @@ def cpp_figure(bench: str, part: str, figure: str) -> float:
     return float(m.group(1)) if m else -1.0
 
 
-def python_32_callers(total: int) -> float:
+def python_32_async(total: int) -> float:
+    """32 calls outstanding through call_async until `total` are done: each
+    done-callback issues the next call (the C++ figure's shape); calls/s."""
+    import threading
+    import kith
+    with tempfile.TemporaryDirectory() as d:
+        opts = dict(listen="tcp://127.0.0.1:0", cookie="kith-bench-cookie")
+        with kith.Node("a@bench", key_dir=os.path.join(d, "a"), **opts) as a, \
+             kith.Node("b@bench", key_dir=os.path.join(d, "b"), services=["echo"], **opts) as b:
+            bn = a.connect(b.endpoint, b.key)
+            for f in [a.call_async(bn, "echo", "echo", [1]) for _ in range(2000)]:
+                f.result(30)  # warm-up (and the completers' pool made)
+            lock = threading.Lock()
+            state = {"issued": 0, "done": 0, "error": None}
+            finished = threading.Event()
+
+            def on_done(f) -> None:
+                e = f.exception()
+                with lock:
+                    state["done"] += 1
+                    if e is not None and state["error"] is None:
+                        state["error"] = e
+                    more = state["issued"] < total and state["error"] is None
+                    if more:
+                        state["issued"] += 1
+                    if state["done"] >= total or (state["error"] is not None and state["done"] >= state["issued"]):
+                        finished.set()
+                if more:
+                    a.call_async(bn, "echo", "echo", [1], timeout=30).add_done_callback(on_done)
+            t0 = time.perf_counter()
+            with lock:
+                state["issued"] = 32
+            for _ in range(32):
+                a.call_async(bn, "echo", "echo", [1], timeout=30).add_done_callback(on_done)
+            if not finished.wait(600) or state["error"] is not None:
+                raise RuntimeError(f"python_32_async: {state}")
+            return total / (time.perf_counter() - t0)
+
+
+def python_32_threads(total: int) -> float:
     """32 threads, each making blocking calls until `total` are done; calls/s."""
     import threading
     import kith
@@ -100,10 +143,14 @@ def main() -> int:
         print(f"python_rpc_p50_vs_cpp_rpc_p50_ratio {p50 / cpp:.6g} x (target <= 2)")
     else:
         print("python_rpc_note: C++ rpc_p50_us not measured (kith_bench missing or failed)")
-    py32 = python_32_callers(50000)
-    print(f"python_rpc_32_callers_calls_per_s {py32:.6g} calls/s")
+    py32 = python_32_async(50000)
+    print(f"python_rpc_32_callers_calls_per_s {py32:.6g} calls/s (call_async, 32 outstanding)")
     if cpp32 > 0:
         print(f"python_rpc_32_callers_vs_cpp_ratio {py32 / cpp32:.6g} x")
+    py32t = python_32_threads(50000)
+    print(f"python_rpc_32_threads_calls_per_s {py32t:.6g} calls/s (32 threads, blocking call)")
+    if cpp32 > 0:
+        print(f"python_rpc_32_threads_vs_cpp_ratio {py32t / cpp32:.6g} x")
     return 0
 
 

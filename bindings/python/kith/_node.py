@@ -90,9 +90,11 @@ class Node:
                               heartbeat_interval, heartbeat_timeout, hidden, max_queue_bytes, list(services),
                               _discovery_options(discovery, listen or "", hidden), log, member_listen)
         self._inbox = self._n.mailbox()
-        # spawn_async: the Futures waiting for an answer, by tag (each
-        # completed by an actor of its own, _async_helper).
+        # spawn_async and call_async: the Futures waiting for an answer, by
+        # tag (each completed by an actor of its own: _async_helper, or a
+        # completer of call_async's pool, _completer).
         self._pending: "dict[int, concurrent.futures.Future]" = {}
+        self._completers: "list[Pid]" = []  # call_async's idle completers
         self._tags = itertools.count(1)
         weakref.finalize(self, _fail_pending, self._pending, "its node was dropped")
 
@@ -102,7 +104,7 @@ class Node:
         from several threads at once; each call returns once the node is stopped."""
         self._n.stop()
         self._inbox.close()
-        _fail_pending(self._pending, f"node {self.name} stopped before the spawn was answered")
+        _fail_pending(self._pending, f"node {self.name} stopped before the call or spawn was answered")
 
     def __enter__(self) -> "Node":
         return self
@@ -287,6 +289,76 @@ class Node:
         NodeDown, NoSuchService, NoSuchFunction, BadArgs, RemoteException, ...).
         node is a full name or a short one (see resolve())."""
         return self._n.call(self.resolve(node), service, function, list(args), float(timeout))
+
+    def call_async(self, node: str, service: str, function: str, *args: Any,
+                   timeout: float = 5.0) -> "concurrent.futures.Future[Any]":
+        """rpc without waiting: returns at once a concurrent.futures.Future that
+        gets service:function(*args)'s value on node, or the exception call()
+        would raise (the same classes: Timeout, NodeDown, NoSuchService,
+        NoSuchFunction, BadArgs, RemoteException, Unauthorized, Revoked,
+        RateLimited, Overloaded, ...; Shutdown if this node stops first).
+        Never raises for those; raises at once only for arguments that cannot
+        be sent (TypeError) or a stopped node (Shutdown).
+
+            futs = [node.call_async("bob", "kvs", "lookup", k) for k in keys]
+            values = [f.result() for f in futs]
+            node.call_async(...).add_done_callback(lambda f: print(f.result()))
+            value = await asyncio.wrap_future(node.call_async(...))   # asyncio
+
+        The answer comes within timeout seconds. Done-callbacks run on a kith
+        worker thread with the GIL held: keep them short and do not stop the
+        node from them. They may call again (call_async, or even a blocking
+        call()) and may wait for another call_async's Future: each Future
+        in flight has a completer of its own (an actor, reused once its
+        callbacks have returned), and the node needs a free worker for
+        that other answer (workers >= 2). cancel() returns False: a call
+        cannot be taken back (it may already run)."""
+        for what, v in (("node", node), ("service", service), ("function", function)):
+            if not isinstance(v, str):
+                raise TypeError(f"call_async(node, service, function, *args): {what} is a str, got {v!r}")
+        fut: concurrent.futures.Future = concurrent.futures.Future()
+        fut.set_running_or_notify_cancel()
+        to = self.resolve(node)
+        tag = next(self._tags)
+        self._pending[tag] = fut
+        completer = self._completer()
+        try:
+            self._n._call_async(to, service, function, list(args), float(timeout), completer, tag)
+        except BaseException:
+            self._pending.pop(tag, None)
+            self._completers.append(completer)  # unused: free again
+            raise
+        return fut
+
+    def _completer(self) -> Pid:
+        """A free actor of call_async's pool (a new one if none is free). It
+        completes one Future, runs its done-callbacks, and only then is free
+        again: a callback that waits for another Future never waits for
+        itself. At most 64 are kept idle; the others end."""
+        idle = self._completers
+        try:
+            return idle.pop()
+        except IndexError:
+            pass
+        pending = self._pending  # not self: the actor must not keep the Node alive
+
+        def complete(actor: Any, msg: Any) -> None:
+            if not (isinstance(msg, list) and len(msg) in (3, 4) and msg[0] == "kith-call-async"):
+                return
+            fut = pending.pop(msg[1], None)
+            if fut is not None and not fut.done():
+                try:
+                    if len(msg) == 3:
+                        fut.set_result(msg[2])
+                    else:
+                        fut.set_exception(_kith._error(msg[2], msg[3]))
+                except concurrent.futures.InvalidStateError:
+                    pass  # failed meanwhile by stop()
+            if len(idle) < 64:
+                idle.append(actor.self)
+            else:
+                actor.quit()
+        return self._n._spawn(None, complete)
 
     def cast(self, node: str, service: str, function: str, *args: Any) -> None:
         """rpc without reply (NodeDown if not connected)."""
@@ -485,8 +557,8 @@ class Node:
 
 
 def _fail_pending(pending: "dict[int, concurrent.futures.Future]", why: str) -> None:
-    """Fails spawn_async's Futures still waiting (their node stopped: the
-    answers can no longer arrive)."""
+    """Fails spawn_async's and call_async's Futures still waiting (their node
+    stopped: the answers can no longer arrive)."""
     while pending:
         try:
             _, fut = pending.popitem()

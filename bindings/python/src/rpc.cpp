@@ -1,5 +1,5 @@
 // rpc.cpp — kith._Node's calls to other nodes and actors: call, cast,
-// multicall, call_pid, remote spawns (spawn_async too), ping and connect. Every wait releases
+// multicall, call_pid, remote spawns (spawn_async too), call_async, ping and connect. Every wait releases
 // the GIL and is interruptible (Ctrl-C) and bounded.
 #include "bind.hpp"
 
@@ -134,6 +134,25 @@ void bind_node_rpc(node_class& c) {
                 term tag_t(static_cast<std::uint64_t>(tag));
                 gate->send(notify, r.ok() ? arr("kith-spawn-async", tag_t, *r)
                                           : arr("kith-spawn-async", tag_t, std::string(to_string(r.code())),
+                                                r.err().detail));
+            });
+        })
+        .def("_call_async", [](py_node& n, const std::string& to, const std::string& svc, const std::string& fn,
+                               py::list args, double timeout, const pid& notify, std::uint64_t tag) {
+            // node::call_async; the answer goes to `notify` (one of
+            // kith/_node.py's completer actors) as a message, converted to
+            // Python there with the GIL: ["kith-call-async", Tag, Value] or
+            // ["kith-call-async", Tag, Code, Detail]. No kith thread waits
+            // for the GIL, and `done` never runs in here (node.hpp).
+            term a = to_term(args);
+            node& nd = n.get();
+            auto d = seconds_to_ns(timeout);
+            std::shared_ptr<node_gate> gate = n.core()->gate;
+            gil_release rel;  // a local service may run at once on a worker (a Python one needs the GIL)
+            nd.call_async(to, svc, fn, std::move(a), d, [gate, notify, tag](result<term> r) {
+                term tag_t(static_cast<std::uint64_t>(tag));
+                gate->send(notify, r.ok() ? arr("kith-call-async", tag_t, std::move(*r))
+                                          : arr("kith-call-async", tag_t, std::string(to_string(r.code())),
                                                 r.err().detail));
             });
         })
