@@ -101,6 +101,36 @@ def test_done_callbacks_call_again(pair):
     assert not b.call_async(a.name, "echo", "echo", 1).cancel()  # a call cannot be taken back
 
 
+def test_callbacks_wait_for_each_other(pair):
+    # 64 calls; each one's callback waits for the next one's Future (the
+    # last for the first). Answers arrive in batches: the next one is either
+    # in the same batch (completed before any callback of it runs) or in a
+    # later one (completed by the next dispatcher meanwhile). None waits
+    # for itself: every callback gets its value.
+    a, b = pair
+    futs = []
+    got, lock, fin, issued = {}, threading.Lock(), threading.Event(), threading.Event()
+
+    def cb(i):
+        def run(f):
+            try:
+                assert issued.wait(20)
+                v = (f.result(), futs[(i + 1) % 64].result(20))
+            except BaseException as e:  # noqa: BLE001 (reported by the assertion below)
+                v = e
+            with lock:
+                got[i] = v
+                if len(got) == 64:
+                    fin.set()
+        return run
+    for i in range(64):  # most callbacks are added before the answer: they run on dispatchers
+        futs.append(b.call_async(a.name, "echo", "echo", i))
+        futs[-1].add_done_callback(cb(i))
+    issued.set()
+    assert fin.wait(60), sorted(got)
+    assert got == {i: (i, (i + 1) % 64) for i in range(64)}, got
+
+
 def test_threads_and_asyncio(pair):
     # 8 Python threads, each with 32 calls in flight and callbacks running on
     # kith threads meanwhile: the GIL is taken and given back correctly.

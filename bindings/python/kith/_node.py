@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import os
+import threading
 import time
 import weakref
 from typing import Any, Callable, Optional
@@ -91,10 +92,11 @@ class Node:
                               _discovery_options(discovery, listen or "", hidden), log, member_listen)
         self._inbox = self._n.mailbox()
         # spawn_async and call_async: the Futures waiting for an answer, by
-        # tag (each completed by an actor of its own: _async_helper, or a
-        # completer of call_async's pool, _completer).
+        # tag (spawn_async's each completed by an actor of its own,
+        # _async_helper; call_async's by its dispatchers, _call_queue).
         self._pending: "dict[int, concurrent.futures.Future]" = {}
-        self._completers: "list[Pid]" = []  # call_async's idle completers
+        self._calls: "Optional[Any]" = None  # call_async's _kith._Node._CallQueue, made at the first
+        self._calls_lock = threading.Lock()
         self._tags = itertools.count(1)
         weakref.finalize(self, _fail_pending, self._pending, "its node was dropped")
 
@@ -308,57 +310,41 @@ class Node:
         The answer comes within timeout seconds. Done-callbacks run on a kith
         worker thread with the GIL held: keep them short and do not stop the
         node from them. They may call again (call_async, or even a blocking
-        call()) and may wait for another call_async's Future: each Future
-        in flight has a completer of its own (an actor, reused once its
-        callbacks have returned), and the node needs a free worker for
-        that other answer (workers >= 2). cancel() returns False: a call
-        cannot be taken back (it may already run)."""
+        call()) and may wait for another call_async's Future: the answers
+        that arrive meanwhile are completed by another dispatcher actor (the
+        node needs a free worker for it: workers >= 2). cancel() returns
+        False: a call cannot be taken back (it may already run)."""
         for what, v in (("node", node), ("service", service), ("function", function)):
             if not isinstance(v, str):
                 raise TypeError(f"call_async(node, service, function, *args): {what} is a str, got {v!r}")
-        fut: concurrent.futures.Future = concurrent.futures.Future()
+        fut = _CallFuture()
         fut.set_running_or_notify_cancel()
         to = self.resolve(node)
+        queue = self._calls if self._calls is not None else self._call_queue()
         tag = next(self._tags)
         self._pending[tag] = fut
-        completer = self._completer()
         try:
-            self._n._call_async(to, service, function, list(args), float(timeout), completer, tag)
+            self._n._call_async(to, service, function, list(args), float(timeout), queue, tag)
         except BaseException:
             self._pending.pop(tag, None)
-            self._completers.append(completer)  # unused: free again
             raise
         return fut
 
-    def _completer(self) -> Pid:
-        """A free actor of call_async's pool (a new one if none is free). It
-        completes one Future, runs its done-callbacks, and only then is free
-        again: a callback that waits for another Future never waits for
-        itself. At most 64 are kept idle; the others end."""
-        idle = self._completers
-        try:
-            return idle.pop()
-        except IndexError:
-            pass
-        pending = self._pending  # not self: the actor must not keep the Node alive
-
-        def complete(actor: Any, msg: Any) -> None:
-            if not (isinstance(msg, list) and len(msg) in (3, 4) and msg[0] == "kith-call-async"):
-                return
-            fut = pending.pop(msg[1], None)
-            if fut is not None and not fut.done():
-                try:
-                    if len(msg) == 3:
-                        fut.set_result(msg[2])
-                    else:
-                        fut.set_exception(_kith._error(msg[2], msg[3]))
-                except concurrent.futures.InvalidStateError:
-                    pass  # failed meanwhile by stop()
-            if len(idle) < 64:
-                idle.append(actor.self)
-            else:
-                actor.quit()
-        return self._n._spawn(None, complete)
+    def _call_queue(self) -> Any:
+        """call_async's queue of answers and its first dispatcher (made once).
+        Kith threads put answers into the queue and kick the current
+        dispatcher, an actor; it takes every answer there at once, naming
+        the next dispatcher (a free one, or a new one) in the same step,
+        completes their Futures, and only then runs their done-callbacks:
+        a callback may wait for a Future of the same batch (already
+        completed) or for a later answer (completed by the next
+        dispatcher). Free dispatchers are kept for reuse (at most 8)."""
+        with self._calls_lock:
+            if self._calls is None:
+                queue = _kith._Node._CallQueue()
+                queue.set_dispatcher(self._n._spawn(None, _dispatcher(self._pending, queue, [])))
+                self._calls = queue
+            return self._calls
 
     def cast(self, node: str, service: str, function: str, *args: Any) -> None:
         """rpc without reply (NodeDown if not connected)."""
@@ -554,6 +540,50 @@ class Node:
         refused_rate_limited, refused_overloaded from grantees and strangers),
         overload_drops, refused_connections."""
         return self._n._net_stats()
+
+
+class _CallFuture(concurrent.futures.Future):
+    """call_async's Future: its dispatcher completes a whole batch before it
+    runs any of their done-callbacks (deferred while _defer is set)."""
+    _defer = False
+
+    def _invoke_callbacks(self) -> None:
+        if not self._defer:
+            super()._invoke_callbacks()  # type: ignore[misc]
+
+
+def _dispatcher(pending: "dict[int, concurrent.futures.Future]", queue: Any, idle: "list[Pid]") -> Any:
+    """The handler of call_async's dispatcher actors (Node._call_queue). It
+    holds neither the Node nor its _Node: the actors must not keep it alive."""
+    def dispatch(actor: Any, msg: Any) -> None:
+        if msg != ["kith-call-async-kick"]:
+            return
+        try:
+            nxt = idle.pop()
+        except IndexError:
+            nxt = actor._spawn(None, dispatch, False, False)
+        done = []
+        for item in queue.take(nxt):
+            fut = pending.pop(item[0], None)
+            if fut is None or fut.done():
+                continue
+            fut._defer = True
+            try:
+                if item[1]:
+                    fut.set_result(item[2])
+                else:
+                    fut.set_exception(_kith._error(item[2], item[3]))
+            except concurrent.futures.InvalidStateError:
+                continue  # failed meanwhile by stop()
+            done.append(fut)
+        for fut in done:
+            fut._defer = False
+            fut._invoke_callbacks()
+        if len(idle) < 8:
+            idle.append(actor.self)
+        else:
+            actor.quit()
+    return dispatch
 
 
 def _fail_pending(pending: "dict[int, concurrent.futures.Future]", why: str) -> None:

@@ -24,6 +24,32 @@ void request_async(node& nd, const pid& to, term msg, std::chrono::nanoseconds t
     });
 }
 
+// call_async's answers on their way to Python: kith threads append them
+// (never waiting for the GIL) and send one kick to the current dispatcher
+// actor (kith/_node.py) while none is pending; the dispatcher takes them
+// all at once and names the next dispatcher in the same step, so that a
+// done-callback it runs may wait for an answer that arrives meanwhile.
+struct call_queue {
+    std::mutex mu;
+    std::vector<std::pair<std::uint64_t, result<term>>> items;  // under mu
+    std::optional<pid> dispatcher;                               // under mu
+    bool kicked = false;                                         // under mu
+    std::shared_ptr<node_gate> gate;                             // set by the first call
+
+    void push(std::uint64_t tag, result<term> r) {
+        std::optional<pid> kick;
+        {
+            std::lock_guard lk(mu);
+            items.emplace_back(tag, std::move(r));
+            if (!kicked && dispatcher) {
+                kicked = true;
+                kick = dispatcher;
+            }
+        }
+        if (kick) gate->send(*kick, arr("kith-call-async-kick"));
+    }
+};
+
 // The pid of an optional mailbox argument, read with the GIL held (another
 // thread may close the mailbox once the GIL is released).
 std::optional<pid> self_of(py_mailbox* b) {
@@ -34,6 +60,38 @@ std::optional<pid> self_of(py_mailbox* b) {
 }  // namespace
 
 void bind_node_rpc(node_class& c) {
+    py::class_<call_queue, std::shared_ptr<call_queue>>(c, "_CallQueue")
+        .def(py::init<>())
+        // The answers so far, as [(Tag, True, Value) or (Tag, False, Code,
+        // Detail)], and `next` as the dispatcher the next kick goes to.
+        .def("take", [](call_queue& q, const pid& next) {
+            std::vector<std::pair<std::uint64_t, result<term>>> got;
+            {
+                std::lock_guard lk(q.mu);
+                got.swap(q.items);
+                q.dispatcher = next;
+                q.kicked = false;
+            }
+            py::list out;
+            for (auto& [tag, r] : got) {
+                if (r.ok()) out.append(py::make_tuple(tag, true, from_term(*r)));
+                else out.append(py::make_tuple(tag, false, std::string(to_string(r.code())), r.err().detail));
+            }
+            if (!got.empty()) {
+                // Answers that came in meanwhile were not kicked for: kick now.
+                std::optional<pid> kick;
+                {
+                    std::lock_guard lk(q.mu);
+                    if (!q.items.empty() && !q.kicked && q.gate) q.kicked = true, kick = q.dispatcher;
+                }
+                if (kick) q.gate->send(*kick, arr("kith-call-async-kick"));
+            }
+            return out;
+        })
+        .def("set_dispatcher", [](call_queue& q, const pid& p) {
+            std::lock_guard lk(q.mu);
+            q.dispatcher = p;
+        });
     c.def("call", [](py_node& n, const std::string& to, const std::string& svc, const std::string& fn,
                      py::list args, double timeout) {
          term a = to_term(args);
@@ -138,23 +196,20 @@ void bind_node_rpc(node_class& c) {
             });
         })
         .def("_call_async", [](py_node& n, const std::string& to, const std::string& svc, const std::string& fn,
-                               py::list args, double timeout, const pid& notify, std::uint64_t tag) {
-            // node::call_async; the answer goes to `notify` (one of
-            // kith/_node.py's completer actors) as a message, converted to
-            // Python there with the GIL: ["kith-call-async", Tag, Value] or
-            // ["kith-call-async", Tag, Code, Detail]. No kith thread waits
-            // for the GIL, and `done` never runs in here (node.hpp).
+                               py::list args, double timeout, const std::shared_ptr<call_queue>& q,
+                               std::uint64_t tag) {
+            // node::call_async; the answer goes into `q` (kith/_node.py's
+            // dispatcher takes it with the GIL). No kith thread waits for
+            // the GIL, and `done` never runs in here (node.hpp).
             term a = to_term(args);
             node& nd = n.get();
             auto d = seconds_to_ns(timeout);
-            std::shared_ptr<node_gate> gate = n.core()->gate;
+            {
+                std::lock_guard lk(q->mu);
+                if (!q->gate) q->gate = n.core()->gate;
+            }
             gil_release rel;  // a local service may run at once on a worker (a Python one needs the GIL)
-            nd.call_async(to, svc, fn, std::move(a), d, [gate, notify, tag](result<term> r) {
-                term tag_t(static_cast<std::uint64_t>(tag));
-                gate->send(notify, r.ok() ? arr("kith-call-async", tag_t, std::move(*r))
-                                          : arr("kith-call-async", tag_t, std::string(to_string(r.code())),
-                                                r.err().detail));
-            });
+            nd.call_async(to, svc, fn, std::move(a), d, [q, tag](result<term> r) { q->push(tag, std::move(r)); });
         })
         .def("ping", [](py_node& n, const std::string& to, double timeout) {
             node& nd = n.get();
