@@ -139,6 +139,11 @@ int grant_show(const std::string& file, bool json);
 // each limit in force, marked when it is the node's default.
 std::string describe_limits(const grant_limits& l);
 
+// --relay-names, --relay-sessions and --relay-rate (a relay grant's own
+// limits, kith/relay.hpp), checked; nullopt when none is given. Throws
+// cli_error{kUsage} naming `what` ("grant create") and the option.
+std::optional<relay_grant_limits> relay_limits_of(const args& a, const std::string& what);
+
 // Names match in full, or by their short part before '@'.
 bool name_matches(const std::string& full, const std::string& asked);
 // Throws cli_error{kFailed, "<what>: <error message>"}.

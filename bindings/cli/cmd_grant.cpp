@@ -30,7 +30,7 @@ const char* kGrantUsage = R"(usage: kith grant create LABEL --services S[,S...] 
        kith grant list [--json]
        kith grant revoke LABEL
        kith grant rate LABEL R/s
-       kith grant limits LABEL L
+       kith grant limits LABEL [L] [--relay-names N,...] [--relay-sessions N] [--relay-rate B]
        kith grant show FILE [--json]
 
 Grants let a friend use exactly the services you name on your node, at a
@@ -41,7 +41,9 @@ and sees what it allows with
   kith grant show FILE
 `rate` and `limits` change a grant after it was made (for its holder's next
 request, on its live sessions too); `limits` replaces them all: a limit not
-named goes back to its default ("default" resets every one).
+named goes back to its default ("default" resets every one). With
+--relay-* options, `limits` replaces a relay grant's own limits at this
+relay (from its holder's next register and dial).
 
   --services S,...  services, or SERVICE:NAME for one function or actor type
                     (kvs,echo:echo)
@@ -304,6 +306,7 @@ int cmd_grant(int argc, char** argv) {
                            "--relay-sessions", "--relay-rate"}),
             flags.insert("--force");
     else if (sub == "list" || sub == "show") flags.insert("--json");
+    else if (sub == "limits") value_opts.insert({"--relay-names", "--relay-sessions", "--relay-rate"});
     else if (sub != "revoke" && sub != "rate" && sub != "limits")
         throw cli_error{"grant: unknown subcommand '" + sub + "' (create, list, revoke, rate, limits, show)", kUsage};
     args a = parse_args("grant " + sub, argc - 1, argv + 1, value_opts, flags);
@@ -312,6 +315,10 @@ int cmd_grant(int argc, char** argv) {
         return 0;
     }
     std::size_t want = sub == "list" ? 0 : sub == "rate" || sub == "limits" ? 2 : 1;
+    // A relay grant's own limits alone: kith grant limits LABEL --relay-sessions 2.
+    const std::optional<relay_grant_limits> relay_limits = sub == "limits" ? relay_limits_of(a, "grant limits")
+                                                                           : std::nullopt;
+    if (relay_limits && a.pos.size() == 1) want = 1;
     if (a.pos.size() != want) {
         std::string extra;  // what was given, so that a stray word is seen
         for (auto& p : a.pos) extra += (extra.empty() ? "" : " ") + std::string("'") + p + "'";
@@ -319,7 +326,8 @@ int cmd_grant(int argc, char** argv) {
                                              "--services kvs --out bob.grant)"
                            : sub == "revoke" ? "the LABEL of the grant to revoke (kith grant list shows them)"
                            : sub == "rate"   ? "a LABEL and a rate (kith grant rate bob 20/s)"
-                           : sub == "limits" ? "a LABEL and limits (kith grant limits bob pending=8,spawned=4)"
+                           : sub == "limits" ? "a LABEL and limits (kith grant limits bob pending=8,spawned=4; "
+                                               "for a relay grant's own: --relay-sessions N ...)"
                            : sub == "show"   ? "the grant FILE to show (kith grant show bob.grant)"
                                              : "no argument";
         throw cli_error{"grant " + sub + " takes " + what + "; got " +
@@ -356,37 +364,11 @@ int cmd_grant(int argc, char** argv) {
             for (auto& f : it->second)
                 for (auto& r : relay_routes_of(load_grant_file(f, "grant create: --via"))) routes.push_back(r);
         // The relay grant's own limits (kith/relay.hpp), checked before the grant exists.
-        std::optional<relay_grant_limits> limits;
-        if (a.has("--relay-names") || a.has("--relay-sessions") || a.has("--relay-rate")) {
-            if (!parse_grant_scope(scope)->count("relay"))
-                throw cli_error{"grant create: --relay-names, --relay-sessions and --relay-rate are for a relay grant: "
-                                "add --services relay",
-                                kUsage};
-            limits.emplace();
-            limits->names = a.list("--relay-names");
-            if (a.has("--relay-sessions")) {
-                const std::string v = a.get("--relay-sessions");
-                std::size_t n = 0;
-                auto [e, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-                if (ec != std::errc() || e != v.data() + v.size() || n < 1 || n > 100000)
-                    throw cli_error{"grant create: --relay-sessions wants a whole number from 1 to 100000 (got '" + v +
-                                        "')",
-                                    kUsage};
-                limits->max_sessions = n;
-            }
-            if (a.has("--relay-rate")) {
-                const std::string v = a.get("--relay-rate");
-                std::uint64_t n = 0;
-                auto [e, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-                if (ec != std::errc() || e != v.data() + v.size() || n < 4096)
-                    throw cli_error{"grant create: --relay-rate wants bytes per second, a whole number of at least "
-                                    "4096 (got '" + v + "')",
-                                    kUsage};
-                limits->max_bytes_per_s = n;
-            }
-            if (auto ok = limits->check(); !ok.ok())
-                throw cli_error{"grant create: --relay-names: " + ok.err().detail, kUsage};
-        }
+        std::optional<relay_grant_limits> limits = relay_limits_of(a, "grant create");
+        if (limits && !parse_grant_scope(scope)->count("relay"))
+            throw cli_error{"grant create: --relay-names, --relay-sessions and --relay-rate are for a relay grant: "
+                            "add --services relay",
+                            kUsage};
         out_file out(a.get("--out"), a.has("--force"));  // checked before the grant exists
         grant_admin admin(a, true);
         const grant_scope asked = *parse_grant_scope(scope);
@@ -469,7 +451,7 @@ int cmd_grant(int argc, char** argv) {
         return 0;
     }
     if (sub == "show") return grant_show(a.pos[0], a.has("--json"));
-    if (sub == "limits")
+    if (sub == "limits" && a.pos.size() == 2)
         if (auto l = grant_limits::parse(a.pos[1]); !l) throw cli_error{"grant limits: " + l.err().detail, kUsage};
     // A key directory no node has used has no grant table: say so, without
     // making a node (which would create its key and cookie files there).
@@ -550,11 +532,51 @@ int cmd_grant(int argc, char** argv) {
         return 0;
     }
     if (sub == "limits") {
-        term now = admin.call("set_limits", arr(a.pos[0], a.pos[1]));
-        auto l = grant_limits::parse(now.as_string() ? *now.as_string() : a.pos[1]);
-        std::printf("limits of '%s' are now %s on %s: %s (from its holder's next request)\n", a.pos[0].c_str(),
-                    now.as_string() ? now.as_string()->c_str() : a.pos[1].c_str(), admin.where().c_str(),
-                    l ? describe_limits(*l).c_str() : "?");
+        if (relay_limits) {  // checked first: a relay grant of this node, not revoked
+            std::string scope, state;
+            term list = admin.call("list", arr());
+            for (std::size_t i = 0; i < list.size(); ++i) {
+                const term& g = *list.at(i);
+                auto label = g.lookup(term(std::string("label")));
+                if (!label || !label->as_string() || *label->as_string() != a.pos[0]) continue;
+                auto sc = g.lookup(term(std::string("scope")));
+                auto rv = g.lookup(term(std::string("revoked")));
+                scope = sc && sc->as_string() ? *sc->as_string() : "";
+                state = rv && rv->get_if<bool>() && *rv->get_if<bool>() ? "revoked" : "ok";
+            }
+            if (state.empty() || state == "revoked")
+                throw cli_error{"grant limits on " + admin.where() + ": bad_args: " +
+                                    (state.empty() ? "no grant labelled \"" + a.pos[0] + "\" (kith grant list shows them)"
+                                                   : "the grant \"" + a.pos[0] + "\" is revoked"),
+                                kFailed};
+            if (!parse_grant_scope(scope) || !parse_grant_scope(scope)->count("relay"))
+                throw cli_error{"grant limits: --relay-names, --relay-sessions and --relay-rate are for a relay grant; "
+                                "'" + a.pos[0] + "' allows " + scope,
+                                kUsage};
+        }
+        if (a.pos.size() == 2) {
+            term now = admin.call("set_limits", arr(a.pos[0], a.pos[1]));
+            auto l = grant_limits::parse(now.as_string() ? *now.as_string() : a.pos[1]);
+            std::printf("limits of '%s' are now %s on %s: %s (from its holder's next request)\n", a.pos[0].c_str(),
+                        now.as_string() ? now.as_string()->c_str() : a.pos[1].c_str(), admin.where().c_str(),
+                        l ? describe_limits(*l).c_str() : "?");
+        }
+        if (relay_limits) {
+            std::filesystem::path dir = a.has("--key-dir") ? std::filesystem::path(a.get("--key-dir")) : default_key_dir();
+            if (auto r = set_relay_grant_limits(dir, a.pos[0], *relay_limits); !r.ok())
+                throw cli_error{"grant limits: the relay limits of '" + a.pos[0] + "' could not be saved: " +
+                                    r.err().detail,
+                                kFailed};
+            std::string names;
+            for (auto& n : relay_limits->names) names += (names.empty() ? "" : ",") + n;
+            std::printf("at this relay, '%s' may now register %s; %s relayed sessions at once; %s (from its next "
+                        "register and dial; sessions open now keep theirs)\n",
+                        a.pos[0].c_str(), names.empty() ? "any free name" : names.c_str(),
+                        relay_limits->max_sessions ? std::to_string(relay_limits->max_sessions).c_str() : "the relay's",
+                        relay_limits->max_bytes_per_s
+                            ? ("at most " + std::to_string(relay_limits->max_bytes_per_s) + " bytes/s each way").c_str()
+                            : "the relay's bytes/s");
+        }
         return 0;
     }
     if (auto r = rate_limit::parse(a.pos[1]); !r) throw cli_error{"grant rate: " + r.err().detail, kUsage};

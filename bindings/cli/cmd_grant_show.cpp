@@ -1,7 +1,9 @@
 // kith grant show FILE: what a grant file says (never its secret key), for
 // the friend who received it: which node, where, what it allows, at what
-// rate, until when, and what its key may hold there at once.
+// rate, until when, and what its key may hold there at once. And the
+// options of a relay grant's own limits (kith grant create and limits).
 
+#include <charconv>
 #include <cstdio>
 
 #include "cli.hpp"
@@ -29,6 +31,32 @@ std::string describe_limits(const grant_limits& l) {
     return one("pending", l.pending, l.max_pending(), "") + ", " + one("spawned", l.spawned, l.max_spawned(), "") +
            ", " + one("queued", l.queued_bytes, l.max_queued_bytes(), " bytes") + ", " +
            one("relations", l.relations, l.max_relations(), "");
+}
+
+std::optional<relay_grant_limits> relay_limits_of(const args& a, const std::string& what) {
+    if (!a.has("--relay-names") && !a.has("--relay-sessions") && !a.has("--relay-rate")) return std::nullopt;
+    relay_grant_limits limits;
+    limits.names = a.list("--relay-names");
+    if (a.has("--relay-sessions")) {
+        const std::string v = a.get("--relay-sessions");
+        std::size_t n = 0;
+        auto [e, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+        if (ec != std::errc() || e != v.data() + v.size() || n < 1 || n > 100000)
+            throw cli_error{what + ": --relay-sessions wants a whole number from 1 to 100000 (got '" + v + "')", kUsage};
+        limits.max_sessions = n;
+    }
+    if (a.has("--relay-rate")) {
+        const std::string v = a.get("--relay-rate");
+        std::uint64_t n = 0;
+        auto [e, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+        if (ec != std::errc() || e != v.data() + v.size() || n < 4096)
+            throw cli_error{what + ": --relay-rate wants bytes per second, a whole number of at least 4096 (got '" +
+                                v + "')",
+                            kUsage};
+        limits.max_bytes_per_s = n;
+    }
+    if (auto ok = limits.check(); !ok.ok()) throw cli_error{what + ": --relay-names: " + ok.err().detail, kUsage};
+    return limits;
 }
 
 int grant_show(const std::string& file, bool json) {

@@ -16,7 +16,7 @@ has() { printf '%s\n' "$3" | grep -qF -- "$2" || fail "$1: '$3' lacks '$2'"; }
 
 run "help" 0 grant --help && has help "--limits L" "$out"
 has "help names the defaults" "pending (calls in flight, default 64)" "$out"
-has "help names limits" "kith grant limits LABEL L" "$out"
+has "help names limits" "kith grant limits LABEL [L]" "$out"
 
 # A key directory no node has used: the read-only list says so and creates
 # nothing (no node key, no cookie cache); changing a grant there names why.

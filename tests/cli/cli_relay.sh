@@ -55,6 +55,14 @@ expect_out "grant create --relay-names" "at this relay: may register mallory@\*;
 run "grant create --relay-rate" 0 r grant create slow --services relay --relay-rate 65536 --out "$T/slow-relay.grant"
 expect_out "grant create --relay-rate" "any free name; the relay's relayed sessions at once; at most 65536 bytes/s each way"
 grep -q '^grant slow names=\* sessions=0 bytes_per_s=65536$' "$T/r/relay-grants" || fail "relay-grants: $(cat "$T/r/relay-grants")"
+# Changed after it was made (kith grant limits, as kith grant rate): replaced whole.
+run "grant limits --relay-sessions" 0 r grant limits slow --relay-sessions 3 --relay-names 'slow@*'
+expect_out "grant limits --relay-*" "at this relay, 'slow' may now register slow@\*; 3 relayed sessions at once; the relay's bytes/s"
+grep -q '^grant slow names=slow@\* sessions=3$' "$T/r/relay-grants" || fail "relay-grants after limits: $(cat "$T/r/relay-grants")"
+run "grant limits --relay-rate too low" 2 r grant limits slow --relay-rate 100
+expect_err "grant limits --relay-rate too low" "grant limits: --relay-rate wants bytes per second"
+run "grant limits --relay-rate unknown" 1 r grant limits nobody --relay-rate 8192
+expect_err "grant limits --relay-rate unknown" 'no grant labelled "nobody"'
 run "--relay-rate too low" 2 r grant create slow2 --services relay --relay-rate 100 --out "$T/slow2.grant"
 expect_err "--relay-rate too low" "at least 4096 (got '100')"
 run "--relay-names without relay" 2 r grant create m2 --services kvs --relay-names x@y --out "$T/m2.grant"
