@@ -281,6 +281,18 @@ TEST_CASE("gate: a grant's own limits replace the defaults, a stranger keeps the
     CHECK(auth::admit(*bob, sp, s).detail.rfind("limit spawned: 1 actors", 0) == 0);
     s.queued = 100;
     CHECK(auth::admit(*bob, env_send{handed, term("x")}, s).detail.rfind("limit queued: 100 bytes", 0) == 0);
+    // Over the limit (it was lowered, or a message outgrew it): the use is
+    // stated, then the limit in force.
+    s.queued = 150;
+    CHECK(auth::admit(*bob, env_send{handed, term("x")}, s).detail.rfind(
+              "limit queued: 150 bytes of your messages wait unhandled in mailboxes here already, more than the "
+              "limit of 100 now in force", 0) == 0);
+    s.queued = 0;
+    s.in_flight = 5;
+    CHECK(auth::admit(*bob, call("demo", "node"), s).detail.rfind(
+              "limit pending: you have 5 calls, casts and spawns in flight here already, more than the limit of 2 "
+              "now in force", 0) == 0);
+    s.in_flight = 0;
     s.rel = 3;
     CHECK(auth::admit(*bob, env_link{own, handed}, s).detail.rfind("limit relations: you hold 3 ", 0) == 0);
     // Higher than the default, up to 16x: a trusted heavy user.

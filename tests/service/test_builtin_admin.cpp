@@ -165,7 +165,12 @@ TEST_CASE("builtin: grants:set_limits - a member changes a grant's limits, in fo
     CHECK(*admin.call("alice@test", "grants", "list", kith::arr())->at(0)->lookup("limits") == kith::term("spawned=2"));
     // Lowered below what it holds: kept, but nothing more until under again.
     REQUIRE(admin.call("alice@test", "grants", "set_limits", kith::arr("bob", "spawned=1")));
-    CHECK(spawn().code() == kith::errc::overloaded);
+    over = spawn();
+    CHECK(over.code() == kith::errc::overloaded);
+    // The refusal says what bob holds (2), not the new limit as if it were
+    // his count, and names the limit now in force.
+    CHECK(over.err().detail.starts_with("limit spawned: 2 actors you spawned are alive here already, more than the "
+                                        "limit of 1 now in force"));
     // Bad limits, unknown and revoked labels: badarg, nothing changed.
     auto bad = admin.call("alice@test", "grants", "set_limits", kith::arr("bob", "spawned=0"));
     CHECK(bad.code() == kith::errc::badarg);

@@ -40,19 +40,29 @@ verdict check_body(const authority& who, const term& t, const gate_state& s, con
 const char* const per_key = " (the most one key may, all its sessions together)";
 const char* const all_strangers = " (the most all strangers together may: retry later, or ask for a grant)";
 
+// A key's use at its limit, or over it once its owner lowered the limit
+// (node::set_grant_limits keeps what it holds): a refusal states the use,
+// and the limit in force when they differ.
+std::string use(std::uint64_t used, std::uint64_t cap, const char* what) {
+    return std::to_string(used) + what +
+           (used > cap ? ", more than the limit of " + std::to_string(cap) + " now in force" : std::string());
+}
+
 verdict check_load(const authority& who, const gate_state& s, bool spawn) {
     const auto all = s.strangers();
     const auto lim = limits_of(who);
     if (s.pending() >= lim.max_pending())
-        return {errc::overloaded, "limit pending: you have " + std::to_string(lim.max_pending()) +
-                                      " calls, casts and spawns in flight here already" + per_key +
-                                      ": wait for their replies"};
+        return {errc::overloaded, "limit pending: you have " +
+                                      use(s.pending(), lim.max_pending(),
+                                          " calls, casts and spawns in flight here already") +
+                                      per_key + ": wait for their replies"};
     if (all.pending >= strangers_max_pending)
         return {errc::overloaded, "limit pending: strangers have " + std::to_string(strangers_max_pending) +
                                       " calls, casts and spawns in flight here already" + all_strangers};
     if (spawn && s.spawned() >= lim.max_spawned())
-        return {errc::overloaded, "limit spawned: " + std::to_string(lim.max_spawned()) +
-                                      " actors you spawned are alive here already" + per_key + ": end some first"};
+        return {errc::overloaded, "limit spawned: " +
+                                      use(s.spawned(), lim.max_spawned(), " actors you spawned are alive here already") +
+                                      per_key + ": end some first"};
     if (spawn && all.spawned >= strangers_max_spawned)
         return {errc::overloaded, "limit spawned: " + std::to_string(strangers_max_spawned) +
                                       " actors spawned by strangers are alive here already" + all_strangers};
@@ -62,9 +72,10 @@ verdict check_load(const authority& who, const gate_state& s, bool spawn) {
 verdict check_queue(const authority& who, const gate_state& s) {
     const auto cap = limits_of(who).max_queued_bytes();
     if (s.queued_bytes() >= cap)
-        return {errc::overloaded, "limit queued: " + std::to_string(cap) +
-                                      " bytes of your messages wait unhandled in mailboxes here already" + per_key +
-                                      ": slow down until they are handled"};
+        return {errc::overloaded, "limit queued: " +
+                                      use(s.queued_bytes(), cap,
+                                          " bytes of your messages wait unhandled in mailboxes here already") +
+                                      per_key + ": slow down until they are handled"};
     if (s.strangers().queued_bytes >= strangers_max_queued_bytes)
         return {errc::overloaded, "limit queued: " + std::to_string(strangers_max_queued_bytes >> 20) +
                                       " MiB of strangers' messages wait unhandled in mailboxes here already" +
