@@ -295,6 +295,10 @@ TEST_CASE("gate: a grant's own limits replace the defaults, a stranger keeps the
     s.in_flight = 0;
     s.rel = 3;
     CHECK(auth::admit(*bob, env_link{own, handed}, s).detail.rfind("limit relations: you hold 3 ", 0) == 0);
+    s.rel = 7;
+    CHECK(auth::admit(*bob, env_link{own, handed}, s).detail.rfind(
+              "limit relations: you hold 7 monitors and links here already, more than the limit of 3 now in force",
+              0) == 0);
     // Higher than the default, up to 16x: a trusted heavy user.
     bob->grant->set_limits(*grant_limits::parse("pending=1000"));
     s = state{};

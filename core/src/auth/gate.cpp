@@ -176,9 +176,9 @@ verdict admit(const authority& who, const envelope& e, const gate_state& s) {
                 if constexpr (!std::is_same_v<T, env_unlink>)
                 {
                     if (const auto cap = limits_of(who).max_relations(); s.relations() >= cap)
-                        return {errc::overloaded, "limit relations: you hold " + std::to_string(cap) +
-                                                      " monitors and links here already" + per_key +
-                                                      ": remove some first"};
+                        return {errc::overloaded, "limit relations: you hold " +
+                                                      use(s.relations(), cap, " monitors and links here already") +
+                                                      per_key + ": remove some first"};
                     if (s.strangers().relations >= strangers_max_relations)
                         return {errc::overloaded, "limit relations: strangers hold " +
                                                       std::to_string(strangers_max_relations) +
