@@ -195,3 +195,35 @@ def test_timeout_and_a_node_that_stops_with_calls_outstanding(make_node, tmp_pat
             n.call_async(cpp.name, "echo", "echo", 1)
     finally:
         cpp.stop()
+
+
+def test_a_callback_that_raises_systemexit_leaves_the_others_to_run(pair):
+    # The dispatcher completes a batch of answers, then runs their
+    # done-callbacks. One callback raising a BaseException (SystemExit here;
+    # concurrent.futures catches only Exception) must not leave the other
+    # Futures' callbacks of its batch unrun (an asyncio.wrap_future awaiting
+    # one of them would wait forever), nor the next answers unanswered.
+    a, b = pair
+    main = threading.current_thread()
+    ran = []
+    all_ran = threading.Event()
+    n = 64
+
+    def record(f):
+        ran.append(f.result())
+        if len(ran) == n:
+            all_ran.set()
+
+    def leave(f):
+        if threading.current_thread() is not main:
+            raise SystemExit("a callback that exits")
+
+    futs = []
+    for i in range(n):
+        f = b.call_async(a.name, "echo", "echo", i)
+        f.add_done_callback(record)  # first: every Future's own record runs
+        f.add_done_callback(leave)
+        futs.append(f)
+    assert sorted(f.result(20) for f in futs) == list(range(n))
+    assert all_ran.wait(20), f"{len(ran)} of {n} done-callbacks ran"
+    assert b.call_async(a.name, "echo", "echo", "after").result(10) == "after"

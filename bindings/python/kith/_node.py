@@ -576,9 +576,18 @@ def _dispatcher(pending: "dict[int, concurrent.futures.Future]", queue: Any, idl
             except concurrent.futures.InvalidStateError:
                 continue  # failed meanwhile by stop()
             done.append(fut)
+        # Every Future of the batch gets its callbacks run, even after one
+        # raised a BaseException (SystemExit...; concurrent.futures catches
+        # only Exception): then the first is raised again, once all ran.
+        raised: Optional[BaseException] = None
         for fut in done:
             fut._defer = False
-            fut._invoke_callbacks()
+            try:
+                fut._invoke_callbacks()
+            except BaseException as e:  # noqa: B036 (re-raised below)
+                raised = raised or e
+        if raised is not None:
+            raise raised  # this dispatcher ends; nxt takes the next answers
         if len(idle) < 8:
             idle.append(actor.self)
         else:
