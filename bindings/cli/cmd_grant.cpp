@@ -547,7 +547,8 @@ int cmd_grant(int argc, char** argv) {
             if (state.empty() || state == "revoked")
                 throw cli_error{"grant limits on " + admin.where() + ": bad_args: " +
                                     (state.empty() ? "no grant labelled \"" + a.pos[0] + "\" (kith grant list shows them)"
-                                                   : "the grant \"" + a.pos[0] + "\" is revoked"),
+                                                   : "the grant \"" + a.pos[0] + "\" is revoked: it can never be used again, so its "
+                                                     "limits cannot change; issue a new grant under another label"),
                                 kFailed};
             if (!parse_grant_scope(scope) || !parse_grant_scope(scope)->count("relay"))
                 throw cli_error{"grant limits: --relay-names, --relay-sessions and --relay-rate are for a relay grant; "

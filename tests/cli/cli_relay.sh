@@ -63,6 +63,11 @@ run "grant limits --relay-rate too low" 2 r grant limits slow --relay-rate 100
 expect_err "grant limits --relay-rate too low" "grant limits: --relay-rate wants bytes per second"
 run "grant limits --relay-rate unknown" 1 r grant limits nobody --relay-rate 8192
 expect_err "grant limits --relay-rate unknown" 'no grant labelled "nobody"'
+# A revoked relay grant's limits cannot change: the error says what to do instead.
+run "grant create gone --services relay" 0 r grant create gone --services relay --out "$T/gone-relay.grant"
+run "grant revoke gone" 0 r grant revoke gone
+run "grant limits revoked" 1 r grant limits gone --relay-sessions 2
+expect_err "grant limits revoked" 'the grant "gone" is revoked: it can never be used again, so its limits cannot change; issue a new grant under another label'
 run "--relay-rate too low" 2 r grant create slow2 --services relay --relay-rate 100 --out "$T/slow2.grant"
 expect_err "--relay-rate too low" "at least 4096 (got '100')"
 run "--relay-names without relay" 2 r grant create m2 --services kvs --relay-names x@y --out "$T/m2.grant"
