@@ -38,7 +38,7 @@
 //   seen ID TYPE                            -> "seen N" (all envelopes of TYPE ever
 //        received on ID, consumed or not)
 //   close ID                                -> "closed"
-//   flood, dialflood, udpflood              load mode: see adversary_load.hpp
+//   flood, floodn, dialflood, udpflood      load mode: see adversary_load.hpp
 //   quit
 // Heartbeat probes go out every 400 ms on every established connection and
 // the peer's probes are answered. At start it prints "READY".
@@ -329,6 +329,8 @@ void run(const std::string& line) {
         out("seen " + std::to_string(c.seen[std::stoll(w[2])]));
     } else if (cmd == "flood" && w.size() >= 4) {
         cmd_flood(w[1], std::stol(w[2]), rest(3));
+    } else if (cmd == "floodn" && w.size() >= 4) {
+        cmd_flood(w[1], 0, rest(3), std::stol(w[2]));
     } else if (cmd == "dialflood" && w.size() >= 5) {
         cmd_dialflood(w);
     } else if (cmd == "udpflood" && (w.size() == 5 || w.size() == 6)) {

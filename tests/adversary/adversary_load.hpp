@@ -5,7 +5,9 @@
 //
 //   flood ID MS TEMPLATE            sends TEMPLATE on connection ID for MS ms,
 //        as fast as the socket takes it ($N: 1, 2, ...; without $N the frame
-//        is encoded once). What comes back is discarded.
+//        is encoded once). What comes back is discarded. A TEMPLATE written
+//        *K TERM sends K copies of TERM in each frame (one frame, K envelopes).
+//   floodn ID N TEMPLATE            the same, exactly N frames (no time limit).
 //        -> "flood sent=N full=F" (F: sends the socket refused, its queue full)
 //   dialflood MS PAR grant FILE     opens connections for MS ms, at most PAR
 //   dialflood MS PAR stranger EP KEY   open at once (the oldest closed first),
@@ -24,19 +26,29 @@ void drop_inbox(conn& c) {
     c.used.clear();
 }
 
-void cmd_flood(const std::string& id, long ms, const std::string& tmpl) {
+void cmd_flood(const std::string& id, long ms, std::string tmpl, long max_frames = -1) {
     conn& c = get_conn(id);
     if (!c.sock || !c.outbound) return out("flood error no outbound connection " + id);
+    long copies = 1;
+    if (tmpl.starts_with("*")) {
+        auto sp = tmpl.find(' ');
+        copies = std::max(1L, std::atol(tmpl.substr(1, sp).c_str()));
+        tmpl = sp == std::string::npos ? std::string() : tmpl.substr(sp + 1);
+    }
     const bool numbered = tmpl.find("$N") != std::string::npos;
     std::string fixed;
     if (!numbered) {
         auto t = parse_term(tmpl);
         if (!t || !t->is_array()) return out("flood error bad term");
         fixed = frame_of(*t);
+        const std::string body = fixed.substr(4);  // the envelope, after the frame header
+        for (long k = 1; k < copies; ++k) fixed += body;
+    } else if (copies != 1) {
+        return out("flood error *K with $N is not supported");
     }
     long sent = 0, full = 0;
     const auto until = clock_type::now() + std::chrono::milliseconds(ms);
-    for (long i = 1; clock_type::now() < until; ++i) {
+    for (long i = 1; max_frames < 0 ? clock_type::now() < until : sent < max_frames; ++i) {
         std::string frame = fixed;
         if (numbered) {
             std::string text = tmpl;

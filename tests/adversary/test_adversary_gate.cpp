@@ -312,6 +312,41 @@ TEST_CASE("adversary: monitors, links and exit signals to pids that were not han
     CHECK(dn[4] == "\"killed\"");
 }
 
+// Refusals are answered within a budget of their own (1000 a second per
+// session, burst 1000): one frame can carry 1024 calls, so without it a
+// grantee past its rate would make the node build and send a reply for every
+// one of them (docs/security.md, "Bounds").
+TEST_CASE("adversary: over-the-rate calls are answered at most 1000 a second, the rest counted unanswered",
+          "[adversary][gate]") {
+    scene s("demo", "0.05 5");  // 5 tokens, then one every 20 s
+    auto& v = s.V();
+    const long r0 = v.stat("rate_limited"), u0 = v.stat("unanswered");
+    // 20 frames of 1000 calls, about 600 kB: within the key's byte budget
+    // (1 MiB burst), so every call is decoded and priced.
+    auto fl = s.a.p->ask("floodn g 20 *1000 [6, 1, <null>, \"demo\", \"node\", [], 5000]", "flood", 30s);
+    INFO(fl);
+    REQUIRE(starts(fl, "flood sent="));
+    // Every refusal is counted; the answered ones (and the 5 within the rate)
+    // are all that comes back.
+    long limited = 0, unanswered = 0;
+    REQUIRE(eventually([&] {  // the node has decoded the whole flood: the counts stand still
+        const long before = v.stat("rate_limited");
+        std::this_thread::sleep_for(300ms);
+        limited = v.stat("rate_limited") - r0;
+        unanswered = v.stat("unanswered") - u0;
+        return limited > 0 && limited + r0 == before;
+    }, 30s));
+    REQUIRE(eventually([&] { return s.a.seen("g", 8) >= 5 + limited - unanswered; }));
+    CHECK(s.a.seen("g", 8) == 5 + limited - unanswered);
+    INFO("rate_limited " << limited << " unanswered " << unanswered);
+    CHECK(limited == 20 * 1000 - 5);
+    CHECK(unanswered >= 5000);
+    CHECK(limited - unanswered <= 1000 + 1000 * 10);  // the burst, and 1000/s for the test's few seconds at most
+    // Once the flood stops the answers' budget refills: a refusal is told again.
+    REQUIRE(eventually([&] { return s.a.call_code("g", 7, "demo", "node", "[]") == "5"; }));
+    CHECK(v.stat("unanswered") - u0 == unanswered);
+}
+
 TEST_CASE("adversary: refusals take tokens, so guessing is rate-limited", "[adversary][gate]") {
     scene s("demo", "0.05 5");  // 5 tokens, then one every 20 s
     auto& v = s.V();

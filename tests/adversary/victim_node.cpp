@@ -19,7 +19,7 @@
 //   READY name=N ep=EP mep=MEMBER_EP key=Z85 sink=PID handed=PID worker=PID asker=PID watcher=PID
 // Commands:
 //   stats                         -> "stats refused=N unauthorized=N rate_limited=N revoked=N protocol=N
-//                                     overloaded=N"
+//                                     overloaded=N unanswered=N"
 //   release                       -> replies "released" to every held relay:hold; "released N"
 //   kill PID                      -> exit "kill" to PID; "killed"
 //   rss [reset]                   -> "rss KB HWM_KB" (VmRSS and VmHWM of this process; reset:
@@ -231,7 +231,8 @@ int main(int argc, char** argv) {
             out("stats refused=" + std::to_string(s.refused) + " unauthorized=" +
                 std::to_string(s.refused_unauthorized) + " rate_limited=" + std::to_string(s.refused_rate_limited) +
                 " revoked=" + std::to_string(s.refused_revoked) + " protocol=" + std::to_string(s.protocol_errors) +
-                " overloaded=" + std::to_string(s.refused_overloaded));
+                " overloaded=" + std::to_string(s.refused_overloaded) +
+                " unanswered=" + std::to_string(s.refused_unanswered));
         } else if (c == "release") {
             std::vector<reply_to> calls;
             {

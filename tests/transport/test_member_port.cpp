@@ -96,3 +96,46 @@ TEST_CASE("transport: non-members past their budget pause the public port - the 
     CHECK(alice.rec.values.back() == 99);
     CHECK(alice.t->is_up("carol@home"));
 }
+
+namespace {
+// Polls `f` (a counter) every 2 ms until it holds, for at most 10 s.
+template <class F>
+bool poll_until(F f) {
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (!f() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(2ms);
+    return f();
+}
+}  // namespace
+
+TEST_CASE("transport: a non-member's frame costs guest_frame_cost_bytes besides its bytes - tiny frames are bounded too") {
+    // Per key 64 KiB/s (burst 64 KiB), each frame costing 16 KiB more than its
+    // bytes: four tiny frames spend the burst, whatever their size.
+    test_node alice("alice@home", "c", [](transport_options& o) {
+        o.guest_bytes_per_s = 64u << 10;
+        o.guest_burst_bytes = 64u << 10;
+        o.guests_bytes_per_s = 0;
+        o.guest_frame_cost_bytes = 16u << 10;
+    });
+    test_node carol("carol@home", "other");
+    keypair grant = keypair::generate();
+    alice.t->set_authorizer([&](const public_key& k, std::string_view) {
+        return k == grant.pub ? authz_decision::grant("carol") : authz_decision::refuse("no grant");
+    });
+    carol.t->connect(alice.t->bound_endpoint(), alice.t->key(), link_credentials{grant});
+    REQUIRE(alice.rec.wait([&] { return alice.rec.ups.size() == 1; }));
+    REQUIRE(carol.rec.wait([&] { return carol.rec.ups.size() == 1; }));
+    // 12 envelopes of a few bytes, each in a frame of its own (the next is
+    // posted once the previous frame has left).
+    for (int i = 0; i < 12; ++i) {
+        const auto sent = carol.t->stats().frames_out;
+        REQUIRE(carol.t->post("alice@home", send_int(i)).ok());
+        REQUIRE(poll_until([&] { return carol.t->stats().frames_out > sent; }));
+    }
+    REQUIRE(poll_until([&] {
+        std::lock_guard lk(alice.rec.mu);
+        return alice.t->stats().rate_drops + alice.rec.values.size() >= 12;
+    }));
+    CHECK(alice.t->stats().rate_drops >= 6);  // at most 4 frames' burst and a little refill got through
+    CHECK(alice.rec.values.size() <= 6);
+    CHECK(alice.t->is_up("carol@home"));
+}

@@ -140,6 +140,10 @@ struct net_counters {
     std::uint64_t refused_unauthorized = 0, refused_revoked = 0, refused_rate_limited = 0;
     // Refused overloaded: a per-principal cap (docs/security.md, "Bounds").
     std::uint64_t refused_overloaded = 0;
+    // Refusals not answered: a non-member's envelopes past its rate, beyond
+    // 1000 answered a second per session (burst 1000; counted in
+    // refused_rate_limited too). The sender's calls time out instead.
+    std::uint64_t refused_unanswered = 0;
     // Sends dropped (and calls failed with errc::overloaded) because a
     // peer's outgoing queue was over net_options::max_queue_bytes.
     std::uint64_t overload_drops = 0;

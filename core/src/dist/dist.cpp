@@ -501,6 +501,7 @@ net_counters dist::counters() const {
     c.refused_unauthorized = refused_unauthorized_.load() + rt_.refused_acting();
     c.refused_revoked = refused_revoked_.load();
     c.refused_rate_limited = refused_rate_limited_.load();
+    c.refused_unanswered = unanswered_.load();
     c.refused_overloaded = refused_overloaded_.load();
     c.overload_drops = overload_drops_.load() + s.overload_drops;
     c.refused_connections = s.refused_inbound + s.refused_outbound;

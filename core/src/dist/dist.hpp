@@ -196,6 +196,10 @@ private:
     struct restricted_peer {
         std::shared_ptr<authority> who;
         std::atomic<bool> starved{false};  // a server whose refusal budget is spent
+        // Over-the-rate refusals are answered from this bucket (under mu):
+        // beyond it they are dropped unanswered, so a flood past the rate
+        // costs the node no reply each (docs/security.md, "Bounds").
+        token_bucket rate_answers{rate_limit{1000, 1000}};
         // This session's monitors and links on local processes (given back
         // from its key's count when it ends).
         std::atomic<std::int64_t> relations{0};
@@ -314,7 +318,7 @@ private:
     std::vector<pid> node_monitors_;  // monitor_nodes subscribers
     bool stopping_ = false;  // under mu_
 
-    std::atomic<std::uint64_t> protocol_errors_{0}, refused_{0}, overload_drops_{0};
+    std::atomic<std::uint64_t> protocol_errors_{0}, refused_{0}, overload_drops_{0}, unanswered_{0};
     std::atomic<std::uint64_t> refused_unauthorized_{0}, refused_revoked_{0}, refused_rate_limited_{0};
     std::atomic<std::uint64_t> refused_overloaded_{0};
 

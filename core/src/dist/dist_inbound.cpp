@@ -239,7 +239,18 @@ bool dist::admit(const std::string& peer, const peer_auth& auth, restricted_peer
         // Every envelope costs a token, refusals included: guessing is rate-limited.
         if (!take_token(auth, rp, e)) {
             if (g) g->rate_limited.fetch_add(1, std::memory_order_relaxed);
-            refuse(peer, e, errc::rate_limited, rate_detail(auth, rp, e));
+            bool answer;
+            {
+                std::lock_guard lk(rp.mu);
+                answer = rp.rate_answers.take();
+            }
+            if (answer) {
+                refuse(peer, e, errc::rate_limited, rate_detail(auth, rp, e));
+            } else {  // past the answers' own budget: counted, not answered
+                refused_.fetch_add(1, std::memory_order_relaxed);
+                refused_rate_limited_.fetch_add(1, std::memory_order_relaxed);
+                unanswered_.fetch_add(1, std::memory_order_relaxed);
+            }
             return false;
         }
         v = auth::admit(who, e, st);

@@ -336,7 +336,7 @@ void transport::impl::on_frame(link& l, std::string_view frame, const peer_auth&
                               : auth.kind == trust_kind::cluster ? o.limits
                                                                  : o.guest_limits;
     if (auth.kind != trust_kind::cluster &&
-        !charge_guest(auth.key, frame.size(), l.last_rx, !l.outbound && !l.rid.empty() && l.rid[0] == pub.tag)) {
+        !charge_guest(auth.key, frame.size() + o.guest_frame_cost_bytes, l.last_rx, !l.outbound && !l.rid.empty() && l.rid[0] == pub.tag)) {
         rate_drops++;
         return;
     }

@@ -115,6 +115,12 @@ struct transport_options {
     std::uint64_t guest_burst_bytes = 1u << 20;
     std::uint64_t guests_bytes_per_s = 8u << 20;
     std::uint64_t guests_burst_bytes = 8u << 20;
+    // What one frame costs besides its bytes, charged to both budgets above:
+    // a frame costs the node its receive, CURVE and bookkeeping whatever its
+    // size, so a flood of tiny frames (a call flood, one call a frame) is
+    // bounded by the same budgets as big ones (1 MiB/s per key: about 2,000
+    // frames a second of a few bytes; 8 MiB/s all non-members: about 16,000).
+    std::size_t guest_frame_cost_bytes = 512;
     std::size_t batch_bytes = 64 * 1024;          // a batch is flushed once it reaches this size
     std::size_t max_queue_bytes = 8u << 20;       // per peer: queued + unsent bytes before post() fails
     int sndhwm = 256;                             // ZMQ_SNDHWM (messages, i.e. batches) per socket/pipe
