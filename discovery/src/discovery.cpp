@@ -8,6 +8,8 @@
 // and applied in seen.cpp; members are dialled in auto_connect.cpp. The
 // pieces and their shared state: discovery_impl.hpp.
 #include <poll.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -87,6 +89,11 @@ clock_type::duration discovery::impl::early_gap() const {
 }
 
 void discovery::impl::run() {
+    // Below the node's I/O and worker threads (Linux: the nice value is per
+    // thread): a flood of datagrams costs this thread's reads, and on a busy
+    // machine those wait, members' calls do not. Beacons are once a second;
+    // what waits is read a little later (the socket's buffer holds it).
+    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), 10);
     enumerate();
     send_query();
     if (o.announce) broadcast(beacon_type::announce);

@@ -154,10 +154,24 @@ TEST_CASE("adversary load: decode bombs of wide arrays from a stranger", "[adver
     s.attack("decode_bomb_stranger", "flood s " + ms(kAttackMs) + " " + wide_bomb(60, 4000), "flood ", true);
 }
 
+// One call a frame: each frame is charged guest_frame_cost_bytes (512)
+// besides its bytes, so the byte budgets bound the frames a second (about
+// 2,000 for the key, 16,000 for all non-members) and the public port pauses
+// for the rest; what is admitted past the grant's rate is refused.
 TEST_CASE("adversary load: a grantee's call flood past its rate", "[adversary][load]") {
     load_scene s;
     s.attack("call_flood", "flood g " + ms(kAttackMs) + " [6, 1, <null>, \"kvs\", \"lookup\", [\"k\"], 5000]",
-             "flood ");
+             "flood ", true);
+}
+
+// 1000 calls a frame (40 kB): past the grant's rate they are refused, and
+// the refusals are answered at most 1000 a second (the rest counted in
+// net_counters::refused_unanswered).
+TEST_CASE("adversary load: a grantee's call flood of 1000 calls a frame", "[adversary][load]") {
+    load_scene s;
+    s.attack("call_flood_batched",
+             "flood g " + ms(kAttackMs) + " *1000 [6, 1, <null>, \"kvs\", \"lookup\", [\"k\"], 5000]", "flood ",
+             true);
 }
 
 TEST_CASE("adversary load: link flood with a valid grant key", "[adversary][load]") {

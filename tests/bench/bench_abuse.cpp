@@ -161,6 +161,10 @@ KITH_BENCH_GROUP("abuse", 90) {
     measure("call_flood", [&](scene&) {
         return std::pair{"flood g " + d + " [6, 1, <null>, \"kvs\", \"lookup\", [\"k\"], 5000]", std::string("flood ")};
     });
+    measure("call_flood_batched", [&](scene&) {
+        return std::pair{"flood g " + d + " *1000 [6, 1, <null>, \"kvs\", \"lookup\", [\"k\"], 5000]",
+                         std::string("flood ")};
+    });
     measure("link_flood_grant",
             [&](scene& s) { return std::pair{"dialflood " + d + " 64 grant " + s.grant_file, std::string("dialflood ")}; });
     measure("link_flood_revoked", [&](scene& s) {

@@ -6,6 +6,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
 #include <cstring>
 
 #include "kith/error.hpp"
@@ -73,6 +77,7 @@ shared_context::shared_context() {
         throw setup_error(std::string("kith: cannot set up the ZAP handler (") + e.what() +
                           "): another ZAP handler in this process's context, or ZeroMQ out of sockets");
     }
+    lower_public_io_thread();
     answers_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (answers_fd_ < 0)
         throw setup_error("kith: cannot create an eventfd for the ZAP handler (out of file descriptors?)");
@@ -81,6 +86,28 @@ shared_context::shared_context() {
     } catch (const std::system_error& e) {
         ::close(answers_fd_);
         throw setup_error(std::string("kith: cannot start the ZAP thread: ") + e.what());
+    }
+}
+
+void shared_context::lower_public_io_thread() {
+    // libzmq starts its I/O threads with the first socket and names them
+    // "ZMQbg/IO/<n>" as they start: found by name, waiting at most 50 ms.
+    for (int attempt = 0; attempt < 50; ++attempt) {
+        std::error_code ec;
+        for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+            std::ifstream comm(task.path() / "comm");
+            std::string name;
+            std::getline(comm, name);
+            if (name != "ZMQbg/IO/1") continue;  // thread 1: public_io_affinity (context.hpp)
+            const auto tid = static_cast<id_t>(std::stol(task.path().filename().string()));
+            if (::setpriority(PRIO_PROCESS, tid, public_io_nice) != 0)
+                kith::log(log_level::warning, "transport", std::string("could not lower the public port's I/O thread to nice ") +
+                                            std::to_string(public_io_nice) + ": " + std::strerror(errno) +
+                                            "; members' calls may slow down under a flood of non-members' frames");
+            return;
+        }
+        if (ec) return;  // no /proc (not Linux): every thread at the process's priority
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
 }
 

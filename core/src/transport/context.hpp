@@ -89,6 +89,10 @@ inline constexpr std::uint64_t fd_limit_warn_below = 8192;
 // a connection run on its socket's I/O thread, so a flood of frames on a
 // public port (decrypted there before kith can drop them) leaves the member
 // thread free. Nodes of one process share both threads.
+// The public port's I/O thread runs at this nice value (Linux: per thread),
+// below the member thread, kith's I/O loop and the workers: on a busy
+// machine a flood's decryption waits, members' frames do not.
+inline constexpr int public_io_nice = 10;
 inline constexpr std::uint64_t member_io_affinity = 1;
 inline constexpr std::uint64_t public_io_affinity = 2;
 
@@ -146,6 +150,7 @@ private:
         std::shared_ptr<worker> w;  // started on the first request that needs the authorizer
     };
     shared_context();
+    void lower_public_io_thread();  // ZMQbg/IO/1 to public_io_nice
     void serve();
     void send_answers();
     void work(route r);  // a worker's thread (r.w is its worker)
