@@ -8,7 +8,9 @@
 //     which the member port and the public port's read budget keep off the
 //     member's path (docs/security.md, "The member port"), within
 //     max(5x quiet p99, quiet p99 + 5 ms) (measured 0.8-2.4x typically, one
-//     run in ten about 10x at 3 ms on the shared 2-core machine: its noise);
+//     run in ten about 10x at 3 ms on the shared 2-core machine: its noise),
+//     and under call floods, which the per-frame cost and the refusals'
+//     answer budget bound (attack p99 0.32-0.52 ms in 10 runs);
 //   * the victim's peak RSS (VmHWM) stays under 64 MB above its idle RSS.
 // Each prints one "abuse figure" line (quiet and attack p99, RSS growth).
 // Beacon floods and replays run in a network namespace of their own
