@@ -46,7 +46,10 @@ struct relay::impl {
         // most kDirectoryServices, without the admin services), for the
         // directory.
         std::vector<std::string> services;
-        std::size_t sessions = 0;  // spliced or pairing
+        // Whose sessions as a registrant it counts against: its relay grant's
+        // ("grant LABEL": every name registered with it together), else its
+        // key's ("key Z85": every name that key registers together).
+        std::string account;
         std::size_t max_sessions = 0;  // its relay grant's limit, else max_sessions_per_node
         std::string grant;  // the label of the relay grant it registered with ("" for none)
     };
@@ -103,9 +106,15 @@ struct relay::impl {
     void wake();
 
     // Session accounting, under mu: may the holder of token `t` open one more
-    // session to its target? Counts it (against t.account()) when it may.
-    bool admit_session_locked(const dial_token& t);
-    void release_session_locked(const std::string& account, const std::string& target);
+    // session to its target? Counts it (against t.account() and the target's
+    // registration account, which it sets `registrant` to) when it may.
+    bool admit_session_locked(const dial_token& t, std::string& registrant);
+    // Releases what admit_session_locked counted: `dialler` (t.account()) and
+    // `registrant` (whether or not that registration is still there).
+    void release_session_locked(const std::string& dialler, const std::string& registrant);
+    // The most sessions at once for the dialler of `t` (its relay grant's
+    // limit, else max_sessions_per_dialler).
+    std::size_t dialler_limit_locked(const dial_token& t);
 
     node& n_;
     relay_options o_;
@@ -155,6 +164,7 @@ struct relay::impl {
     std::map<std::string, dial_token> tokens;       // by token hex
     std::map<std::string, pairing> pairings;        // by session hex
     std::map<std::string, std::size_t> dialler_sessions;  // by dial_token::account()
+    std::map<std::string, std::size_t> registrant_sessions;  // by registration::account
     std::set<std::string> doomed;  // node names whose sessions the data plane must close
     // Session ports (relay_ports.cpp). A listening socket per side of a
     // port session, handed to the data plane (which owns them from then on).
@@ -171,6 +181,7 @@ struct relay::impl {
     struct port_session {
         std::string pd, pa;  // advertised HOST:PORT of each side
         std::string dialler, target, session;
+        std::string dialler_account, registrant;  // whose port pairs these are (as the sessions)
     };
     std::map<std::string, port_session> token_ports;  // by dial token
     // ["relay_port", ...] to registered nodes' agents, sent by the data

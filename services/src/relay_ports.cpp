@@ -79,23 +79,25 @@ result<term> relay::impl::do_dial_port(const std::string& name) {
         auto t = tokens.find(token);
         if (t == tokens.end()) return error{errc::noproc, "dial: the token went away; dial again"};
         const dial_token tok = t->second;
-        const bool room = admit_session_locked(tok);
-        if (room) release_session_locked(tok.account(), name);
+        std::string registrant;
+        const bool room = admit_session_locked(tok, registrant);
+        if (room) release_session_locked(tok.account(), registrant);
         if (!room) {
             ++c.refused;
             return error{errc::overloaded, "dial: " + name + " or you have the most relayed sessions at once that "
                                                               "this relay allows; try later"};
         }
-        // Ports held: at most a dialler's and a node's session limits of
-        // port pairs (each pair is two listening sockets here).
+        // Ports held: at most a dialler's and a registrant's session limits
+        // of port pairs, counted as their sessions are (per relay grant or
+        // key; each pair is two listening sockets here).
         std::size_t by_dialler = 0, to_target = 0;
         for (auto& [t, q] : token_ports) {
-            by_dialler += q.dialler == p.node;
-            to_target += q.target == name;
+            by_dialler += q.dialler_account == tok.account();
+            to_target += q.registrant == registrant;
         }
         // Beyond them (or with no port free): bad_args, and the client dials
         // through the forwarders instead (dial), as with a relay without ports.
-        if (by_dialler >= o_.max_sessions_per_dialler || to_target >= r->second.max_sessions)
+        if (by_dialler >= dialler_limit_locked(tok) || to_target >= r->second.max_sessions)
             return error{errc::bad_args, "dial_port: " + name + " or you hold the most session ports this relay "
                                                                  "allows; use dial"};
         auto [dfd, dep] = open_session_port();
@@ -106,7 +108,7 @@ result<term> relay::impl::do_dial_port(const std::string& name) {
             return error{errc::bad_args, std::string("dial_port: this relay cannot open a session port (") +
                                              std::strerror(errno) + "); use dial"};
         }
-        ps = port_session{dep, aep, p.node, name, relay_random_hex()};
+        ps = port_session{dep, aep, p.node, name, relay_random_hex(), tok.account(), registrant};
         token_ports[token] = ps;
         new_ports.push_back({dfd, ps.session, true, p.node, name, ps.pa, dialler_ip, tok});
         new_ports.push_back({afd, ps.session, false, p.node, name, {}, target_ip, tok});
@@ -126,7 +128,7 @@ void relay::impl::pair_ports(splice::loop& sp, splice::held& h, int newest) {
     {
         std::lock_guard lk(mu);
         auto r = regs.find(D.target);
-        admitted = r != regs.end() && admit_session_locked(D.tok);
+        admitted = r != regs.end() && admit_session_locked(D.tok, D.registrant);
         if (!admitted) {
             ++c.refused;
         } else {

@@ -138,24 +138,30 @@ const relay_grant_limits* relay::impl::limits_of_locked(const principal& p) {
     return it == grant_limits_.end() ? nullptr : &it->second;
 }
 
-bool relay::impl::admit_session_locked(const dial_token& t) {
-    auto r = regs.find(t.target);
-    if (r == regs.end() || r->second.sessions >= r->second.max_sessions) return false;
-    // A relay grant's sessions as a dialler count together, whatever node
-    // names its holder dials under; its limit as the file says now.
+std::size_t relay::impl::dialler_limit_locked(const dial_token& t) {
     std::size_t max = o_.max_sessions_per_dialler;
     if (!t.grant.empty()) {
         refresh_grant_limits_locked(false);
         if (auto l = grant_limits_.find(t.grant); l != grant_limits_.end() && l->second.max_sessions)
             max = l->second.max_sessions;
     }
-    auto& d = dialler_sessions[t.account()];
-    if (d >= max) {
-        if (d == 0) dialler_sessions.erase(t.account());
-        return false;
-    }
-    ++d;
-    ++r->second.sessions;
+    return max;
+}
+
+bool relay::impl::admit_session_locked(const dial_token& t, std::string& registrant) {
+    auto r = regs.find(t.target);
+    if (r == regs.end()) return false;
+    // A registrant's sessions count together over every name its key (or
+    // relay grant) registered; a dialler's over every name it dials under
+    // with its relay grant (its limit as the file says now).
+    auto rs = registrant_sessions.find(r->second.account);
+    if (rs != registrant_sessions.end() && rs->second >= r->second.max_sessions) return false;
+    auto d = dialler_sessions.find(t.account());
+    if (d != dialler_sessions.end() && d->second >= dialler_limit_locked(t)) return false;
+    if (r->second.max_sessions == 0 || dialler_limit_locked(t) == 0) return false;
+    ++dialler_sessions[t.account()];
+    ++registrant_sessions[r->second.account];
+    registrant = r->second.account;
     return true;
 }
 
@@ -173,10 +179,11 @@ std::uint64_t relay::impl::session_rate_locked(const std::string& dialler_grant,
     return rate;
 }
 
-void relay::impl::release_session_locked(const std::string& account, const std::string& target) {
-    if (auto d = dialler_sessions.find(account); d != dialler_sessions.end() && d->second > 0)
+void relay::impl::release_session_locked(const std::string& dialler, const std::string& registrant) {
+    if (auto d = dialler_sessions.find(dialler); d != dialler_sessions.end() && d->second > 0)
         if (--d->second == 0) dialler_sessions.erase(d);
-    if (auto r = regs.find(target); r != regs.end() && r->second.sessions > 0) --r->second.sessions;
+    if (auto r = registrant_sessions.find(registrant); r != registrant_sessions.end() && r->second > 0)
+        if (--r->second == 0) registrant_sessions.erase(r);
 }
 
 void relay::impl::on_node_event(const node_event& ev) {
@@ -279,6 +286,7 @@ result<term> relay::impl::do_register(const pid& agent, bool listed) {
         r.services = std::move(services);
         r.max_sessions = lim && lim->max_sessions ? lim->max_sessions : o_.max_sessions_per_node;
         r.grant = p.what == principal::kind::grant ? p.label : std::string();
+        r.account = r.grant.empty() ? "key " + key : "grant " + r.grant;
         c.registrations = regs.size();
     }
     // The binding is on disk before the registration is answered: a relay

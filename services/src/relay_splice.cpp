@@ -138,7 +138,7 @@ void relay::impl::close_conn(splice::loop& sp, int fd) {
         if (x.s == splice::state::spliced && x.rate > 0) --sp.rated;
         if (x.dialler_side && (x.s == splice::state::waiting || x.s == splice::state::spliced)) {
             std::lock_guard lk(mu);
-            release_session_locked(x.account, x.target);
+            release_session_locked(x.account, x.registrant);
             if (auto t = tokens.find(x.token); t != tokens.end()) t->second.in_use = false;
             if (!x.session.empty()) pairings.erase(x.session);
         }
@@ -198,7 +198,7 @@ bool relay::impl::on_request(splice::loop& sp, splice::conn& cn, const std::stri
                 return false;
             }
             auto r = regs.find(t->second.target);
-            if (r == regs.end() || !admit_session_locked(t->second)) {
+            if (r == regs.end() || !admit_session_locked(t->second, cn.registrant)) {
                 ++c.refused;
                 send_reply(cn.fd, kHostUnreachable);
                 return false;

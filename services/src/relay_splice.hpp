@@ -32,6 +32,7 @@ struct conn {
     bool dialler_side = false;
     std::string dialler, target, token, session;
     std::string account;   // dialler side: whose sessions it counts against (dial_token::account())
+    std::string registrant;  // dialler side: the target's registration::account it counts against
     double rate = 0;       // bytes/s this direction may forward (0: unlimited): the session's
     double allowance = 0;  // bytes this direction may still forward (rate limit)
     clock::time_point refilled;

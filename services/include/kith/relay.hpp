@@ -100,7 +100,9 @@ struct relay_options {
     // Data-plane TCP connections held at once (spliced, waiting or still in
     // the SOCKS handshake). Beyond it new connections are closed at once.
     std::size_t max_connections = 1024;
-    // Spliced sessions at once to one registered node, and from one dialler.
+    // Spliced sessions at once to one registrant (all the names one key
+    // registers together), and from one dialler (one node, or all the node
+    // names dialling with one relay grant).
     std::size_t max_sessions_per_node = 16;
     std::size_t max_sessions_per_dialler = 8;
     // Registrations and live dial tokens.
@@ -164,8 +166,8 @@ struct relay_grant_limits {
     // Node names its holder may register ("alice@home", or "alice@*": alice
     // on any host); empty: any name not bound to another key.
     std::vector<std::string> names;
-    // Relayed sessions at once to a node registered with it, and from the
-    // nodes that dial with it (all its node names together); 0: the relay's
+    // Relayed sessions at once to the nodes registered with it, and from the
+    // nodes that dial with it (all its node names together, each way); 0: the relay's
     // (max_sessions_per_node, max_sessions_per_dialler).
     std::size_t max_sessions = 0;
     // Bytes a second each direction of such a session forwards at most; 0:
