@@ -245,6 +245,17 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
                 self->n.connect_listener(to);
                 return;
             }
+            if (*tag->as_string() == "relay_port_closed") {
+                // The relay closed that pair (unused, or we never reached
+                // Pa: a firewall): our listener stops dialling it.
+                std::string to = "tcp://" + self->data_endpoint(*ep->as_string());
+                {
+                    std::lock_guard lk(self->mu);
+                    if (self->listeners.erase(to) == 0) return;
+                }
+                self->n.disconnect_listener(to);
+                return;
+            }
             if (*tag->as_string() != "relay_open") return;
             self->on_open(*s->as_string(), self->data_endpoint(*ep->as_string()));
         });

@@ -203,6 +203,9 @@ struct relay::impl {
     void pair_ports(splice::loop& sp, splice::held& h, int newest);
     void accept_port(splice::loop& sp, const port_listener& L);
     void ports_tick(splice::loop& sp, const std::set<std::string>& gone, std::vector<port_listener>& np);
+    // Closes the port pair of `session` (its listeners and connections),
+    // forgets it in token_ports and tells its node to stop dialling Pa.
+    void close_port_pair(splice::loop& sp, const std::string& session);
     void ask_port_again(splice::conn& cn, clock::time_point now);
     relay_counters c;
 

@@ -223,13 +223,31 @@ void relay::impl::accept_port(splice::loop& sp, const port_listener& L) {
 // Adds the session ports the control plane opened (np) to the loop, and
 // closes those of nodes that went down (gone).
 void relay::impl::ports_tick(splice::loop& sp, const std::set<std::string>& gone, std::vector<port_listener>& np) {
+    const auto now = clock::now();
     for (auto& L : np) {
         epoll_event ev{};
         ev.events = EPOLLIN;
         ev.data.fd = L.fd;
         ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, L.fd, &ev);
+        splice::held& h = sp.port_conns[L.session];
+        if (L.dialler_side) {
+            h.d_seen = h.a_seen = now;
+            h.target = L.target;
+            h.pa = L.pa;
+        }
         sp.lports[L.fd] = std::move(L);
     }
+    // Pairs nobody uses: the dialler away for session_port_idle, or the
+    // node never there within pair_timeout (it cannot reach Pa: a firewall;
+    // the dialler falls back to the forwarders).
+    std::vector<std::string> idle;
+    for (auto& [session, h] : sp.port_conns) {
+        if (h.d >= 0) h.d_seen = now;
+        if (h.a >= 0) h.a_seen = now, h.a_came = true;
+        if (now - h.d_seen > o_.session_port_idle || (!h.a_came && now - h.a_seen > o_.pair_timeout))
+            idle.push_back(session);
+    }
+    for (auto& s : idle) close_port_pair(sp, s);
     if (!gone.empty())
         for (auto lp = sp.lports.begin(); lp != sp.lports.end();) {
             if (!gone.count(lp->second.dialler) && !gone.count(lp->second.target)) {
@@ -241,6 +259,35 @@ void relay::impl::ports_tick(splice::loop& sp, const std::set<std::string>& gone
             ::close(lp->first);
             lp = sp.lports.erase(lp);
         }
+    std::lock_guard lk(mu);
+    c.port_pairs = sp.port_conns.size();
+}
+
+void relay::impl::close_port_pair(splice::loop& sp, const std::string& session) {
+    auto h = sp.port_conns.find(session);
+    if (h == sp.port_conns.end()) return;
+    for (int fd : {h->second.d, h->second.a})
+        if (fd >= 0 && sp.conns.count(fd)) close_conn(sp, fd);
+    const std::string target = h->second.target, pa = h->second.pa;
+    sp.port_conns.erase(session);
+    for (auto lp = sp.lports.begin(); lp != sp.lports.end();) {
+        if (lp->second.session != session) {
+            ++lp;
+            continue;
+        }
+        ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, lp->first, nullptr);
+        ::close(lp->first);
+        lp = sp.lports.erase(lp);
+    }
+    pid agent;
+    {
+        std::lock_guard lk(mu);
+        for (auto it = token_ports.begin(); it != token_ports.end();)
+            it = it->second.session == session ? token_ports.erase(it) : std::next(it);
+        if (auto r = regs.find(target); r != regs.end()) agent = r->second.agent;
+    }
+    // From the data plane, to the registered node's own agent only.
+    if (!agent.is_null() && !pa.empty()) n_.send(agent, arr("relay_port_closed", session, pa));
 }
 
 // A dialler waits on a session port and the node's side is not there (its

@@ -45,9 +45,15 @@ struct conn {
     relay::impl::dial_token tok;  // a port connection's dial (relay_ports.cpp)
 };
 
-// A port session: the connection each side holds (-1: none).
+// A port session: the connection each side holds (-1: none), and when each
+// side last held one (a pair whose dialler has not been there for
+// session_port_idle, or whose node has not been there for pair_timeout, is
+// closed: relay_ports.cpp, ports_tick).
 struct held {
     int d = -1, a = -1;
+    clock::time_point d_seen, a_seen;
+    bool a_came = false;  // the node reached Pa once (later absences: ask_port_again)
+    std::string target, pa;  // its registered node, and the Pa that node was told
 };
 
 struct loop {

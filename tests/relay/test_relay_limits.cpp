@@ -1,6 +1,8 @@
 // Limits the relay holds per registrant and the lifetime of session port
 // pairs: what a registrant with several names, or a dialler that asks for
 // ports and never uses them, can hold at the relay.
+#include <poll.h>
+
 #include "relay_world.hpp"
 
 namespace {
@@ -78,4 +80,124 @@ TEST_CASE("relay limits: a relay grant's session limit as a registrant counts ev
     b.reset();
     REQUIRE(eventually([&] { return rel.counters().sessions == 0; }, 10s));
     CHECK(carol.connect(*kc, 5000ms).ok());
+}
+
+namespace {
+
+// Two adjacent ports free a moment ago (a session port range of two: Pd and
+// Pa of one pair).
+int two_free_ports() {
+    for (int base = 21000 + static_cast<int>(::getpid() % 19000) * 2, i = 0; i < 200; ++i, base += 2) {
+        bool ok = true;
+        for (int p : {base, base + 1}) {
+            int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+            int one = 1;
+            ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            sockaddr_in sa = addr_of("127.0.0.1:" + std::to_string(p));
+            ok = ok && ::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+            ::close(fd);
+        }
+        if (ok) return base;
+    }
+    FAIL("no two adjacent free ports");
+    return 0;
+}
+
+// Whether anyone connects to 127.0.0.1:`ports` within `t` (it listens there).
+bool dialled_within(std::vector<int> ports, std::chrono::milliseconds t) {
+    std::vector<pollfd> fds;
+    for (int port : ports) {
+        int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        int one = 1;
+        ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        sockaddr_in sa = addr_of("127.0.0.1:" + std::to_string(port));
+        REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+        REQUIRE(::listen(fd, 4) == 0);
+        fds.push_back({fd, POLLIN, 0});
+    }
+    const int n = ::poll(fds.data(), fds.size(), static_cast<int>(t.count()));
+    for (auto& p : fds) ::close(p.fd);
+    return n > 0;
+}
+
+}  // namespace
+
+// A port pair lived until its dialler or node left: a dialler asking for
+// pairs it never used held them (two listening ports each, and the node's
+// connection to Pa) for as long as it stayed.
+TEST_CASE("relay limits: a session port pair its dialler never uses is closed, and its node stops dialling it",
+          "[relay]") {
+    relay_options ro;
+    ro.session_port_idle = 1000ms;
+    const int base = two_free_ports();
+    ro.session_port_min = static_cast<std::uint16_t>(base);
+    ro.session_port_max = static_cast<std::uint16_t>(base + 1);
+    world w(ro);
+    auto d = w.b.call("r@test", "relay", "dial_port", arr("a@test"));
+    REQUIRE(d.ok());
+    const std::string pd = *d->at(1)->as_string();
+    const int pa = std::stoi(pd.substr(pd.rfind(':') + 1)) == base ? base + 1 : base;
+    REQUIRE(eventually([&] { return w.rel.counters().port_pairs == 0; }, 10s));
+    // Pa is closed and Alice's listener no longer dials it (libzmq redials
+    // within a second while it is asked to).
+    CHECK_FALSE(dialled_within({pa}, 2500ms));
+    // Bob may dial again: a new pair, and his link through it works.
+    REQUIRE(w.bob->connect("a@test", w.a.key()).ok());
+    CHECK(w.rel.counters().port_pairs == 1);
+    REQUIRE(w.b.call("a@test", "kvs", "store", arr("k", "v")).ok());
+}
+
+TEST_CASE("relay limits: a finished session's port pair is closed, a link in use keeps its pair", "[relay]") {
+    relay_options ro;
+    ro.session_port_idle = 1000ms;
+    world w(ro);
+    REQUIRE(w.bob->connect("a@test", w.a.key()).ok());
+    auto info = w.b.info("a@test");
+    REQUIRE(info);
+    // In use (idle longer than session_port_idle between calls): kept.
+    REQUIRE(eventually([&] { return w.rel.counters().port_pairs == 1; }, 5s));
+    std::this_thread::sleep_for(1500ms);  // longer than session_port_idle
+    REQUIRE(w.b.call("a@test", "kvs", "store", arr("k", "v")).ok());
+    CHECK(w.rel.counters().port_pairs == 1);
+    CHECK(w.rel.counters().sessions == 1);
+    // Bob leaves that link: the session ends and, a second later, the pair.
+    w.b.disconnect(info->endpoint);
+    REQUIRE(eventually([&] { return w.rel.counters().sessions == 0; }, 10s));
+    REQUIRE(eventually([&] { return w.rel.counters().port_pairs == 0; }, 10s));
+}
+
+// A node's listener redialled a session port it could not reach (a
+// firewall between it and the relay's port) until its link to the relay
+// dropped. Here Alice's control link comes from 127.0.0.2 (the relay dialled
+// her there) and her listener from 127.0.0.1: the port refuses each of its
+// connections, as if they never arrived.
+TEST_CASE("relay limits: a node that cannot reach its session port stops dialling it and the dialler uses a forwarder",
+          "[relay]") {
+    temp_dir dir;
+    node r(opts("r@test", dir.path / "r"));
+    relay_options ro;
+    ro.listen = "127.0.0.1:0";
+    ro.pair_timeout = 1500ms;
+    const int base = two_free_ports();
+    ro.session_port_min = static_cast<std::uint16_t>(base);
+    ro.session_port_max = static_cast<std::uint16_t>(base + 1);
+    relay rel(r, ro);
+    auto ao = opts("a@test", dir.path / "a");
+    ao.net.listen = "tcp://127.0.0.2:0";
+    node a(ao);
+    a.add_service(services::make_kvs());
+    REQUIRE(r.connect(a.endpoint(), a.key()).ok());
+    REQUIRE(eventually([&] { return a.info("r@test").has_value(); }, 5s));
+    relay_client alice(a, "r@test", false);
+    node b(opts("b@test", dir.path / "b"));
+    REQUIRE(b.connect(r.endpoint(), r.key()).ok());
+    relay_client bob(b, "r@test", nullptr);
+    // Half the time on the session port, then a forwarder.
+    REQUIRE(bob.connect("a@test", a.key(), 6000ms).ok());
+    REQUIRE(b.call("a@test", "kvs", "store", arr("k", "v")).ok());
+    CHECK(rel.counters().refused > 0);  // Alice's listener at Pa
+    REQUIRE(eventually([&] { return rel.counters().port_pairs == 0; }, 10s));
+    // Closed, and she was told: her listener no longer dials Pa (nor Bob Pd).
+    CHECK_FALSE(dialled_within({base, base + 1}, 2500ms));  // libzmq redials within a second while asked to
+    CHECK(b.call("a@test", "kvs", "lookup", arr("k")).ok());
 }

@@ -154,6 +154,17 @@ struct relay_options {
     // The ports session ports are taken from (for a firewall), inclusive;
     // 0, 0: any free port. Full: dial_port answers overloaded.
     std::uint16_t session_port_min = 0, session_port_max = 0;
+    // A port pair lives while it is used: it is closed (both ports, the
+    // token forgets it: the next dial_port opens a new pair) when its
+    // dialler has not been connected to Pd for session_port_idle (a dialler
+    // that never came, or a session that ended: libzmq redials a dropped
+    // link within a second, so one still wanted is not idle), or when its
+    // node did not reach Pa within pair_timeout of the dial (a firewall
+    // between them: the dialler falls back to the forwarders; a node that
+    // reached it once and left is asked again when the dialler waits). Either
+    // way the node is told
+    // ["relay_port_closed", SessionHex, "HOST:Pa"] and stops dialling Pa.
+    std::chrono::milliseconds session_port_idle{30000};
 };
 
 // What one relay grant (a grant for service "relay", by its label) allows at
@@ -263,6 +274,7 @@ struct relay_counters {
     std::uint64_t refused = 0;            // data-plane connections refused (bad request, unknown token, limits)
     std::uint64_t timed_out = 0;          // handshakes or pairings that ran out of time
     std::uint64_t bytes_forwarded = 0;    // both directions
+    std::uint64_t port_pairs = 0;         // session port pairs open now (relay_options::session_port_idle)
 };
 
 class relay {
