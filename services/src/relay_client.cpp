@@ -158,8 +158,7 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
     std::uint64_t sub = 0;  // subscribe_nodes id (registrants: re-register when the relay is back)
     bool listed = false;
     std::map<std::string, forwarder> forwarders;  // by target name
-    // Session ports our listener connects out to (registered side), and
-    // whether to try session ports when dialling (KITH_RELAY_PORTS=0: never).
+    // Session ports our listener connects out to (registered side).
     std::set<std::string> listeners;
     // Links we dialled through a session port, by target: moved to the new
     // relay's ports when the relay comes back (its ports are gone).
@@ -170,10 +169,6 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
     };
     std::map<std::string, port_link> port_links;
     bool registered = false;
-    bool try_ports = [] {
-        const char* e = std::getenv("KITH_RELAY_PORTS");
-        return !(e && std::string(e) == "0");
-    }();
 
     impl(node& n_, std::string r) : n(n_), relay_node(std::move(r)) {}
 
@@ -385,7 +380,6 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
     // A session port for `target`: "tcp://HOST:Pd", or the error to report;
     // nullopt: the relay has no session ports (use a forwarder).
     std::optional<result<std::string>> port_for(const std::string& target, std::chrono::milliseconds timeout) {
-        if (!try_ports) return std::nullopt;
         auto d = n.call(relay_node, "relay", "dial_port", arr(target), timeout);
         if (!d.ok()) {
             auto c = d.err().code;

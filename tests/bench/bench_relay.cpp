@@ -1,7 +1,8 @@
 // Relayed figures (group "relay"): the measurements of group "remote"
 // (bench_remote.hpp, the same code) over a link through a kith::relay, all
 // three nodes in one process on loopback, CURVE end to end through the
-// relay's data plane and both nodes' relay_client splices:
+// relay's data plane (one splice with session ports; KITH_BENCH_RELAY_PORTS=0:
+// a relay without them, the forwarders' three):
 //   relay_rpc_p50_us, relay_rpc_p99_us   sequential blocking node::call
 //   relay_send_msgs_per_s                actor -> actor, 32-byte payloads
 //   relay_cpu_pct_per_10k_msgs_per_s     the relay's data-plane thread
@@ -69,6 +70,9 @@ KITH_BENCH_GROUP("relay", 32) {
     kith::node r(net_node("r@bench", dir.path / "r"));
     kith::relay_options ro;
     ro.listen = "127.0.0.1:0";
+    // KITH_BENCH_RELAY_PORTS=0: a relay without session ports (its clients
+    // use the loopback forwarders and SOCKS: three hops each way), to compare.
+    if (const char* e = std::getenv("KITH_BENCH_RELAY_PORTS"); e && std::string(e) == "0") ro.session_ports = false;
     kith::relay rel(r, ro);
     kith::node a(net_node("a@bench", dir.path / "a"));
     kith::node b(net_node("b@bench", dir.path / "b"));

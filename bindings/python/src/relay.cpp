@@ -45,6 +45,7 @@ void register_relay(py::module_& m) {
             d["refused"] = c.refused;
             d["timed_out"] = c.timed_out;
             d["bytes_forwarded"] = c.bytes_forwarded;
+            d["port_pairs"] = c.port_pairs;
             return d;
         })
         .def("set_grant_limits", [](const py_relay& r, const std::string& label, std::vector<std::string> names,
