@@ -563,3 +563,35 @@ TEST_CASE("grants: a grant's limits change after it was made, on disk and in eve
     CHECK(contains(dead.err().detail, "is revoked"));
     CHECK((*bob)->limits().is_default());
 }
+
+TEST_CASE("grants: a grant file with control characters is refused - kith grant show never prints them raw",
+          "[grants]") {
+    // A hostile grantor's file (its checksum is anyone's to recompute): an
+    // escape sequence in the node name or an endpoint would move the cursor
+    // and rewrite what `kith grant show` and error messages display.
+    for (auto [field, value] : std::vector<std::pair<std::string, std::string>>{
+             {"node", "alice\x1b[2K\r@pi1"},
+             {"endpoint", "tcp://192.0.2.7:4370\x1b[1A"},
+             {"node", std::string("alice@pi1\0x", 11)},
+             {"endpoint", "tcp://192.0.2.7:4370\x7f"},
+             {"node", "alice@pi\xc2\x9b"},
+             {"node", "alice\r@pi1"}}) {
+        grant_file g = sample();
+        if (field == "node") g.node = value;
+        else g.endpoints[0] = value;
+        const std::string e = parse_error(g.to_text());
+        INFO(e);
+        CHECK(contains(e, "control character or non-ASCII"));
+        CHECK(contains(e, "ask for a new one"));
+        for (unsigned char c : e) CHECK((c >= 0x20 && c < 0x7f));  // the message itself is printable
+    }
+    // Not a node name (a space, no host): named, printable.
+    grant_file g = sample();
+    g.node = "al ice@pi1";
+    CHECK(contains(parse_error(g.to_text()), "node \"al ice@pi1\" is not a node name"));
+    // kith's own files still load; a CRLF line end is no control character.
+    std::string text = sample().to_text(), crlf;
+    for (char c : text) crlf += c == '\n' ? std::string("\r\n") : std::string(1, c);
+    CHECK(grant_file::parse(text).ok());
+    CHECK_FALSE(contains(parse_error(crlf), "control character"));  // (CRLF breaks only its checksum)
+}

@@ -292,6 +292,23 @@ result<grant_file> grant_file::parse(std::string_view text) {
         ends.push_back(nl + 1);
         pos = nl + 1;
     }
+    // 0. Printable ASCII only (tabs and CRLF allowed; comments may hold any
+    // text but control characters): kith writes nothing else, and a value
+    // with an escape sequence would rewrite what kith grant show and error
+    // messages display (a hostile grantor can recompute the checksum).
+    for (std::size_t k = 0; k < lines.size(); ++k) {
+        const bool comment = trim(lines[k]).starts_with("#");
+        for (std::size_t j = 0; j < lines[k].size(); ++j)
+            if (const unsigned char c = lines[k][j];
+                (c < 0x20 && c != '\t' && !(c == '\r' && j + 1 == lines[k].size())) || c == 0x7f ||
+                (c >= 0x80 && !comment)) {
+                char hex[8];
+                std::snprintf(hex, sizeof hex, "0x%02x", c);
+                return bad("line " + std::to_string(k + 1) + " holds the byte " + hex +
+                           " (a control character or non-ASCII), which kith never writes in a grant file: ask for "
+                           "a new one");
+            }
+    }
     // 1. The header: "kith-grant <version>".
     std::size_t i = 0;
     int version = 1;
@@ -337,7 +354,7 @@ result<grant_file> grant_file::parse(std::string_view text) {
         if (field != "endpoint" && field != "relay" && !seen.insert(field).second)
             return bad("field \"" + field + "\" appears twice");
         if (field == "node") {
-            if (value.empty() || value.size() > 255 || value.find('@') == std::string_view::npos)
+            if (!valid_node_name(value))
                 return bad("node \"" + std::string(value) + "\" is not a node name (name@host)");
             g.node = value;
         } else if (field == "endpoint") {
@@ -354,7 +371,7 @@ result<grant_file> grant_file::parse(std::string_view text) {
             grant_file::relay_route r;
             r.node = value.substr(0, sp1);
             r.endpoint = value.substr(sp1 + 1, sp2 - sp1 - 1);
-            if (r.node.size() > 255 || r.node.find('@') == std::string::npos)
+            if (!valid_node_name(r.node))
                 return bad("relay node \"" + r.node + "\" is not a node name (name@host)");
             if (!r.endpoint.starts_with("tcp://") || r.endpoint.size() > 255)
                 return bad("relay endpoint \"" + r.endpoint + "\" is not a tcp:// endpoint");
