@@ -215,6 +215,7 @@ void transport::impl::shutdown_io() {
     // Push out what was queued, then say goodbye on every link.
     take_dirty();
     for (auto& [name, s] : sessions) flush(s);
+    drain_fragments();
     for (auto& l : outs)
         if (l->state == lstate::established) send_control(*l, env_goodbye{"shutdown"});
     for (auto& [rid, l] : ins)
@@ -243,6 +244,46 @@ void transport::impl::shutdown_io() {
     links_per_key.clear();
     cleanup_sockets();
     stopped_io = true;
+}
+
+bool transport::impl::fragments_in_flight() const {
+    for (auto& [name, s] : sessions)
+        if (s.in_flight > 0 || !s.bulk.empty()) return true;
+    return false;
+}
+
+void transport::impl::drain_fragments() {
+    // Large envelopes flushed at stop() go out as fragments past the peer's
+    // credit window; closing at once could lose them: a peer reading slowly
+    // (its public port reads 16 messages a connection at a time) has most of
+    // them still in TCP buffers, and a reset when our socket closes discards
+    // those. So the loop keeps reading (credits, and whatever else arrives,
+    // delivered as usual) until every fragment is credited, the peer's link
+    // is gone, or stop_drain has passed (a peer that stopped reading).
+    if (!fragments_in_flight()) return;
+    const auto until = clock::now() + std::min<clock::duration>(o.heartbeat_timeout, stop_drain);
+    while (fragments_in_flight() && clock::now() < until) {
+        if (items_dirty) rebuild_items();
+        items[1].events = ZMQ_POLLIN;  // no pause now: the public port may carry our member's credits
+        if (zmq_poll(items.data(), static_cast<int>(items.size()), 5) < 0) {
+            if (zmq_errno() == ETERM) return;
+            for (auto& it : items) it.revents = 0;
+        }
+        if (items[4].revents & ZMQ_POLLIN) read_router_monitor(mem);
+        if (items[2].revents & ZMQ_POLLIN) read_router_monitor(pub);
+        std::vector<link*> ls(item_links.begin(), item_links.end());
+        for (std::size_t i = 0; i < ls.size(); ++i)
+            if (items[first_link + 2 * i + 1].revents & ZMQ_POLLIN) handle_monitor(*ls[i]);
+        if (items[3].revents & ZMQ_POLLIN) read_router(mem);
+        for (std::size_t i = 0; i < ls.size(); ++i)
+            if ((items[first_link + 2 * i].revents & ZMQ_POLLIN) && ls[i]->dealer) read_dealer(*ls[i]);
+        if (items[1].revents & ZMQ_POLLIN) read_router(pub);
+        outs.remove_if([](auto& l) { return l->doomed; });
+        take_dirty();
+        auto b = std::move(blocked);
+        blocked.clear();
+        for (session* x : b) flush(*x);
+    }
 }
 
 }  // namespace kith::detail

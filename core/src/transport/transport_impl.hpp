@@ -415,6 +415,11 @@ struct transport::impl {
     void open_dealer(link& l);
 
     void close_dealer(link& l, int linger_ms);
+    // stop(): waits (at most stop_drain, or heartbeat_timeout if shorter)
+    // for the peers' credit for every fragment flushed (loop.cpp).
+    static constexpr std::chrono::milliseconds stop_drain{2000};
+    bool fragments_in_flight() const;
+    void drain_fragments();
 
     void refuse_out(link& l, const std::string& reason, errc code = errc::unauthorized);
 
