@@ -259,7 +259,8 @@ public:
     // Only this node's owner changes them (this method, the "grants"
     // service's set_limits, which only cluster members may call, or
     // `kith grant limits`); a grantee never can. errc::badarg if unknown,
-    // revoked, out of bounds, or the table could not be written.
+    // revoked, out of bounds, or the table could not be written (then the
+    // limits stay as they were; set_grant_rate likewise).
     result<void> set_grant_limits(const std::string& label, const grant_limits& limits);
     // Opens service `svc` (which need not be added yet) to anyone who can
     // reach this node, strangers included, each connecting key limited to

@@ -335,8 +335,8 @@ void grant_table::refresh(bool force) {
     if (!damaged.empty()) log_to(log_, log_record{log_level::warning, "grants", damaged, node_});
 }
 
-template <class F>
-result<void> grant_table::change(F&& f) {
+template <class F, class U>
+result<void> grant_table::change(F&& f, U&& undo) {
     platform::file_lock fl(lock_path(file_));  // other writers, in this process or another, wait
     refresh(true);
     std::string text;
@@ -348,7 +348,12 @@ result<void> grant_table::change(F&& f) {
     // The write (fsync) happens without mu_: the I/O thread's lookups never
     // wait for the disk.
     auto r = platform::write_file_atomic(file_, text, 0600);
-    if (!r) return error{errc::badarg, "the grant table could not be saved: " + r.err().detail};
+    if (!r) {
+        std::unique_lock lk(mu_);
+        undo();
+        return error{errc::badarg, "the grant table could not be saved: " + r.err().detail +
+                                       " (free disk space or fix the key directory, then retry)"};
+    }
     std::unique_lock lk(mu_);
     loaded_ = stat_file();
     return {};
@@ -444,29 +449,37 @@ result<void> grant_table::revoke(const std::string& label) {
 result<void> grant_table::set_rate(const std::string& label, rate_limit r) {
     if (!std::isfinite(r.per_second) || !std::isfinite(r.burst) || (r.per_second > 0 && r.burst < 1))
         return error{errc::badarg, "bad rate: the burst must be at least 1"};
+    std::shared_ptr<grant_entry> changed;
+    rate_limit before;
     auto s = change([&]() -> result<void> {
         auto it = by_label_.find(label);
         if (it == by_label_.end()) return unknown_label(label);
         if (it->second->revoked.load(std::memory_order_acquire))
             return error{errc::badarg, "the grant \"" + label + "\" is revoked: it can never be used again, so its "
                                        "rate cannot change; issue a new grant under another label"};
-        it->second->set_rate(r);
+        changed = it->second;
+        before = changed->rate();
+        changed->set_rate(r);
         return {};
-    });
+    }, [&] { changed->set_rate(before); });
     return s;
 }
 
 result<void> grant_table::set_limits(const std::string& label, const grant_limits& l) {
     if (auto ok = l.check(); !ok.ok()) return ok;
+    std::shared_ptr<grant_entry> changed;
+    grant_limits before;
     return change([&]() -> result<void> {
         auto it = by_label_.find(label);
         if (it == by_label_.end()) return unknown_label(label);
         if (it->second->revoked.load(std::memory_order_acquire))
             return error{errc::badarg, "the grant \"" + label + "\" is revoked: it can never be used again, so its "
                                        "limits cannot change; issue a new grant under another label"};
-        it->second->set_limits(l);
+        changed = it->second;
+        before = changed->limits();
+        changed->set_limits(l);
         return {};
-    });
+    }, [&] { changed->set_limits(before); });
 }
 
 std::vector<grant_info> grant_table::list() {

@@ -196,9 +196,15 @@ private:
     void merge_locked(std::vector<std::shared_ptr<grant_entry>> disk);  // under mu_ (exclusive)
     bool take_locked(const public_key& k, const std::string& bucket, rate_limit rate);  // under pub_mu_
     // One change: under the cross-process file lock, merges the file, runs
-    // f() under mu_ (exclusive), then writes the table (without mu_).
+    // f() under mu_ (exclusive), then writes the table (without mu_). If
+    // the write fails, undo() runs under mu_ (still under the file lock):
+    // a change the owner is told was not saved is not in force either.
+    template <class F, class U>
+    result<void> change(F&& f, U&& undo);
     template <class F>
-    result<void> change(F&& f);
+    result<void> change(F&& f) {
+        return change(std::forward<F>(f), [] {});
+    }
     struct file_id {
         std::int64_t mtime_ns = 0, size = -1, inode = 0;
         friend bool operator==(const file_id&, const file_id&) = default;
