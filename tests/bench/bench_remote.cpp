@@ -7,13 +7,18 @@
 //                                bounded window in flight (B acknowledges),
 //                                so no queue overflows
 //   rpc_32_callers_calls_per_s   node::call_async with 32 calls outstanding
+//   rpc_32_callers_pinned_calls_per_s  the same, both nodes' network threads
+//                                on one CPU (net_options::network_cpu)
 // and the ratios to the raw libzmq CURVE baseline of the same run (group
 // "zmq_baseline"), when that group ran first.
 // (The idle figures are in group "concurrency": one node, 8 peers.)
-// For profiling: KITH_BENCH_REMOTE_ONLY=rpc|send|rpc32 runs one part only;
+// For profiling: KITH_BENCH_REMOTE_ONLY=rpc|send|rpc32|rpc32pin runs one part
+// only (KITH_BENCH_FRAMES=1: rpc32 prints its envelopes per frame);
 // KITH_BENCH_WORKERS=N sets each node's worker count (default: the node's
 // default, hardware concurrency); KITH_BENCH_REMOTE_N=N sets the measured
 // count of calls / messages (one run, no warm-up), e.g. for callgrind.
+
+#include <sched.h>
 
 #include <cstdlib>
 
@@ -214,5 +219,29 @@ KITH_BENCH_GROUP("remote", 30) {
         double rp = kith::bench::figure("rpc_p50_us");
         if (zp > 0 && rp > 0) kith::bench::report("rpc_p50_vs_zmq_pingpong_ratio", rp / zp, "x (target <= 1.3)");
         if (zo > 0) kith::bench::report("remote_send_vs_zmq_curve_oneway_ratio", rs.msgs_per_s / zo, "x (target >= 3)");
+    }
+    // The same 32 concurrent calls with both nodes' network threads on one
+    // CPU (net_options::network_cpu; ZeroMQ's I/O threads are started with
+    // the first node of the process, so this runs with fresh nodes, after
+    // the ones above are gone).
+    const kith::bench::parts knobs("REMOTE");
+    if (knobs.want("rpc32pin")) {
+        const int cpu = ::sched_getcpu();
+        auto pinned = [&](const char* name, const char* sub) {
+            kith::node_options o = net_node(name, dir.path / sub);
+            o.net.network_cpu = cpu < 0 ? 0 : cpu;
+            return o;
+        };
+        kith::node a(pinned("a@bench", "a"));
+        kith::node b(pinned("b@bench", "b"));
+        kith::service svc("bench");
+        svc.function("echo", [](kith::term x) { return x; });
+        b.add_service(std::move(svc));
+        const std::string bn = kith::bench::connect_nodes(a, b, "remote");
+        if (bn.empty()) return;
+        const std::int64_t n = knobs.n;
+        if (n <= 0) rpc_window(a, bn, 32, 20000);  // warm-up
+        kith::bench::report("rpc_32_callers_pinned_calls_per_s", rpc_window(a, bn, 32, n > 0 ? n : 300000),
+                            "calls/s");
     }
 }

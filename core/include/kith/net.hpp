@@ -68,6 +68,21 @@ struct net_options {
     // 0: unlimited.
     std::uint64_t guest_bytes_per_s = 1u << 20;
     std::uint64_t guest_burst_bytes = 1u << 20;
+    // Pins the node's network threads to this CPU (0-based): its two I/O
+    // threads and ZeroMQ's two I/O threads, which every node of the process
+    // shares (the first node started with a value pins those; a later,
+    // different value leaves them and logs a warning). A frame passes between
+    // these threads one after the other (kith's I/O thread, ZeroMQ's, the
+    // wire, and back), so on one CPU each hand-off is a switch on that CPU,
+    // while spread over several each one is a cross-CPU wake-up that costs
+    // more CPU than the work it hands on: on a 2-core VM, 32 concurrent calls
+    // took 3.5 us of CPU per call pinned against 3.5-7.5 us unpinned,
+    // depending on where the scheduler put the threads (docs/performance.md).
+    // Workers, and the threads that call into the node, are not pinned.
+    // Pin only where that CPU is not busy with other work: the network
+    // threads get no more than it. Negative (default -1): no pinning. A CPU this
+    // process may not run on: the node starts, unpinned, with a warning.
+    int network_cpu = -1;
 };
 
 // How much a connected node is trusted (see docs/security.md). The one enum

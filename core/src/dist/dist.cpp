@@ -31,6 +31,7 @@ dist::dist(node_impl& rt, const net_options& opts, std::shared_ptr<service_table
     to.heartbeat_interval = opts.heartbeat_interval;
     to.heartbeat_timeout = opts.heartbeat_timeout;
     to.max_queue_bytes = opts.max_queue_bytes;
+    to.network_cpu = opts.network_cpu;
     to.guest_bytes_per_s = opts.guest_bytes_per_s;
     to.guest_burst_bytes = opts.guest_burst_bytes;
     to.guests_bytes_per_s = 8 * opts.guest_bytes_per_s;

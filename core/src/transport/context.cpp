@@ -1,6 +1,7 @@
 // context.cpp — the process's ZeroMQ context and ZAP thread (context.hpp).
 #include "transport/context.hpp"
 
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -45,7 +46,7 @@ fd_limit raise_open_file_limit() noexcept {
     return r;
 }
 
-std::shared_ptr<shared_context> shared_context::acquire() {
+std::shared_ptr<shared_context> shared_context::acquire(int network_cpu) {
     std::lock_guard lk(instance_mu);
     // A child forked while its parent had nodes (Python's multiprocessing)
     // inherits the context without its threads: it makes its own for its
@@ -53,13 +54,13 @@ std::shared_ptr<shared_context> shared_context::acquire() {
     // the parent must not be used or stopped in the child).
     if (instance_pid == ::getpid())
         if (auto c = instance.lock()) return c;
-    std::shared_ptr<shared_context> c(new shared_context());
+    std::shared_ptr<shared_context> c(new shared_context(network_cpu));
     instance = c;
     instance_pid = ::getpid();
     return c;
 }
 
-shared_context::shared_context() {
+shared_context::shared_context(int network_cpu) {
     try {
         // Every node of the process has its sockets here: a ROUTER and a
         // monitor pair, and a DEALER and a monitor pair per peer (a 32-node
@@ -70,6 +71,16 @@ shared_context::shared_context() {
         // (io_affinity), so that decrypting a stranger's flood never runs
         // on the thread that carries members' frames.
         ctx_.set(zmq::ctxopt::io_threads, 2);
+        // Before the first socket starts the I/O threads. A CPU this process
+        // may not use leaves them unpinned (their start fails otherwise):
+        // the transport warns.
+        if (network_cpu >= 0 && network_cpu < CPU_SETSIZE) {
+            cpu_set_t allowed;
+            CPU_ZERO(&allowed);
+            if (::sched_getaffinity(0, sizeof allowed, &allowed) == 0 && CPU_ISSET(network_cpu, &allowed) &&
+                zmq_ctx_set(ctx_.handle(), ZMQ_THREAD_AFFINITY_CPU_ADD, network_cpu) == 0)
+                network_cpu_ = network_cpu;
+        }
         sock_ = zmq::socket_t(ctx_, zmq::socket_type::router);
         sock_.set(zmq::sockopt::linger, 0);
         sock_.bind("inproc://zeromq.zap.01");

@@ -101,7 +101,11 @@ public:
     // The process's context, created on first use (setup_error if ZeroMQ
     // cannot bind the ZAP handler). When the last holder lets go, the ZAP
     // thread stops and the context ends (waiting for sockets' linger).
-    static std::shared_ptr<shared_context> acquire();
+    // network_cpu >= 0: a new context's ZeroMQ I/O threads run on that CPU
+    // only (net_options::network_cpu); an existing context is returned as it
+    // is (network_cpu() says what it has).
+    static std::shared_ptr<shared_context> acquire(int network_cpu = -1);
+    int network_cpu() const noexcept { return network_cpu_; }
     ~shared_context();
     shared_context(const shared_context&) = delete;
     shared_context& operator=(const shared_context&) = delete;
@@ -149,7 +153,8 @@ private:
         bool paused = false;
         std::shared_ptr<worker> w;  // started on the first request that needs the authorizer
     };
-    shared_context();
+    explicit shared_context(int network_cpu);
+    int network_cpu_ = -1;
     void lower_public_io_thread();  // ZMQbg/IO/1 to public_io_nice
     void serve();
     void send_answers();

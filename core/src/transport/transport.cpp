@@ -21,6 +21,21 @@ std::string transport::impl::handshake(std::string nonce, std::string proof) con
     return encode_frame(envelope{std::move(hs)});
 }
 
+bool transport::impl::cpu_allowed(int cpu) {
+    if (cpu < 0 || cpu >= CPU_SETSIZE) return false;
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    return ::sched_getaffinity(0, sizeof allowed, &allowed) == 0 && CPU_ISSET(cpu, &allowed);
+}
+
+void transport::impl::pin_network_thread(std::thread& t) const {
+    if (o.network_cpu < 0 || !cpu_allowed(o.network_cpu)) return;  // said at start
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(o.network_cpu, &one);
+    ::pthread_setaffinity_np(t.native_handle(), sizeof one, &one);
+}
+
 void transport::impl::wake() {
     if (!wake_pending.exchange(true)) {
         std::uint64_t one = 1;
@@ -74,7 +89,20 @@ void transport::impl::start() {
                                         std::to_string(fd_limit_warn_below) +
                                         " (ulimit -Hn, or LimitNOFILE= for a systemd service)");
     }
-    shared = shared_context::acquire();
+    shared = shared_context::acquire(o.network_cpu);
+    if (o.network_cpu >= 0) {
+        if (!cpu_allowed(o.network_cpu))
+            log(log_level::warning, "network_cpu " + std::to_string(o.network_cpu) +
+                                        " is not a CPU this process may run on: the network threads are not "
+                                        "pinned; choose one of the CPUs in `taskset -p` of this process, or -1");
+        else if (shared->network_cpu() != o.network_cpu)
+            log(log_level::warning,
+                "ZeroMQ's I/O threads, shared by the nodes of this process, were started " +
+                    (shared->network_cpu() < 0 ? std::string("unpinned")
+                                               : "on CPU " + std::to_string(shared->network_cpu())) +
+                    " by an earlier node: only this node's own I/O threads run on CPU " +
+                    std::to_string(o.network_cpu) + "; give every node of the process the same network_cpu");
+    }
     ctx = &shared->context();
     open_listener(pub, o.bind_endpoint, zap);
     if (o.member_bind_endpoint != "off") {
@@ -91,11 +119,13 @@ void transport::impl::start() {
     }
     try {
         io = std::thread([this] { io_thread(true); });
+        pin_network_thread(io);  // before start() returns: what runs on it next is network work
     } catch (const std::system_error& e) {
         fail_start(std::string("kith: cannot start the I/O thread: ") + e.what());
     }
     try {
         io2 = std::thread([this] { io_thread(false); });
+        pin_network_thread(io2);
     } catch (const std::system_error& e) {
         // The leader runs alone: no jobs (no follower), and it shuts down
         // when stop() is called.

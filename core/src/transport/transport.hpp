@@ -123,6 +123,7 @@ struct transport_options {
     std::size_t guest_frame_cost_bytes = 512;
     std::size_t batch_bytes = 64 * 1024;          // a batch is flushed once it reaches this size
     std::size_t max_queue_bytes = 8u << 20;       // per peer: queued + unsent bytes before post() fails
+    int network_cpu = -1;                         // net_options::network_cpu
     int sndhwm = 256;                             // ZMQ_SNDHWM (messages, i.e. batches) per socket/pipe
     int rcvhwm = 256;                             // ZMQ_RCVHWM
     std::size_t max_inbound_links = 4096;         // inbound connections tracked at once

@@ -31,6 +31,8 @@
 
 #include <sodium.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -533,6 +535,10 @@ struct transport::impl {
     // ---- timers -------------------------------------------------------------------------------
 
     void housekeeping();
+    // net_options::network_cpu: whether this process may run on `cpu`;
+    // thread `t` pinned to o.network_cpu (if set and such a CPU).
+    static bool cpu_allowed(int cpu);
+    void pin_network_thread(std::thread& t) const;
     // Ends the sessions whose fragments waited for credit longer than
     // heartbeat_timeout (bulk.cpp): a member that keeps its link alive but
     // withholds credit would otherwise hold its large envelopes, and post()
