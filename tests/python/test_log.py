@@ -63,7 +63,8 @@ def test_refused_connection_reaches_the_node_log(make_node, default_sink):
     assert not default_sink.matching(lambda r: r.node == "alice@localhost")
     stats = alice.net_stats()
     assert stats["refused_connections"] >= 1, stats
-    assert {"frames_in", "refused_overloaded", "refused_rate_limited", "overload_drops"} <= set(stats)
+    assert {"frames_in", "refused_overloaded", "refused_rate_limited", "overload_drops", "rate_drops",
+            "refused_unanswered"} <= set(stats)
 
 
 def test_a_raising_log_callable_does_not_take_the_node_down(make_node, default_sink):

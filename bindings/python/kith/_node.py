@@ -537,8 +537,12 @@ class Node:
         """Distribution counters since start (kith/net.hpp, net_counters):
         envelopes_in/out, frames_in/out, decode_errors, protocol_errors,
         refused (of which refused_unauthorized, refused_revoked,
-        refused_rate_limited, refused_overloaded from grantees and strangers),
-        overload_drops, refused_connections."""
+        refused_rate_limited, refused_overloaded from grantees and strangers;
+        refused_unanswered: refusals over the rate not answered, past 1000 a
+        second), overload_drops, refused_connections, rate_drops (frames of
+        grantees and strangers dropped unread over their bytes-a-second
+        budget: their calls time out; each frame costs 512 bytes besides its
+        size, so about 1,800 one-call frames a second per key)."""
         return self._n._net_stats()
 
 

@@ -270,6 +270,8 @@ void register_node(py::module_& m) {
             d["refused_overloaded"] = s.refused_overloaded;
             d["overload_drops"] = s.overload_drops;
             d["refused_connections"] = s.refused_connections;
+            d["refused_unanswered"] = s.refused_unanswered;
+            d["rate_drops"] = s.rate_drops;
             return d;
         });
     bind_node_rpc(c);
