@@ -272,6 +272,7 @@ void register_node(py::module_& m) {
             d["refused_connections"] = s.refused_connections;
             d["refused_unanswered"] = s.refused_unanswered;
             d["rate_drops"] = s.rate_drops;
+            d["paced_waits"] = s.paced_waits;
             return d;
         });
     bind_node_rpc(c);

@@ -169,6 +169,12 @@ struct net_counters {
     // second a non-member may make this node read, or over the queue of the
     // thread that decodes them (8x guest_burst_bytes; docs/security.md, "Bounds").
     std::uint64_t rate_drops = 0;
+    // Times this node held a frame back from a grantee, a stranger or a
+    // node it holds a grant of, because the peer reads a non-member's frames
+    // within a budget (guest_bytes_per_s, each frame costing 512 bytes more)
+    // and would drop the excess unread: the sender paces to it instead, so
+    // heavy use of a grant is slower, never lost (docs/security.md, "Bounds").
+    std::uint64_t paced_waits = 0;
 };
 
 }  // namespace kith

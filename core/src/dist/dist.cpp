@@ -507,6 +507,7 @@ net_counters dist::counters() const {
     c.overload_drops = overload_drops_.load() + s.overload_drops;
     c.refused_connections = s.refused_inbound + s.refused_outbound;
     c.rate_drops = s.rate_drops;
+    c.paced_waits = s.paced_waits;
     return c;
 }
 

@@ -36,15 +36,39 @@ void transport::impl::send_control(link& l, const envelope& e) {
     }
 }
 
+// Whether `n` more bytes may go to a non-member now (session::pace_tokens):
+// at 7/8 of the read budget every node has by default, with half its burst,
+// so that the peer's own bucket (which refills at the full rate) never runs
+// dry on what we send. A frame over the burst goes once the bucket is full,
+// leaving a debt. Never paced while stopping: what stop() flushes goes out.
+bool transport::impl::pace(session& s, std::size_t n, clock::time_point now) {
+    if (o.guest_bytes_per_s == 0 || stopping.load(std::memory_order_relaxed)) return true;
+    const double rate = 0.875 * static_cast<double>(o.guest_bytes_per_s);
+    const double burst = 0.5 * static_cast<double>(std::max(o.guest_burst_bytes, std::uint64_t{1}));
+    if (s.pace_tokens < 0 && s.pace_last == clock::time_point{}) s.pace_tokens = burst;
+    else s.pace_tokens = std::min(burst, s.pace_tokens + std::chrono::duration<double>(now - s.pace_last).count() * rate);
+    s.pace_last = now;
+    const double cost = static_cast<double>(n + o.guest_frame_cost_bytes);
+    if (s.pace_tokens < std::min(cost, burst)) {
+        paced_waits++;
+        return false;
+    }
+    s.pace_tokens -= cost;
+    return true;
+}
+
 void transport::impl::flush(session& s) {
     send_credit(s, *s.primary);
+    const bool paced = s.info.auth.kind != trust_kind::cluster;
     {
         std::lock_guard lk(s.q->mu);
         while (!s.q->frames.empty()) {
             s.unsent.push_back(std::move(s.q->frames.front()));
             s.q->frames.pop_front();
         }
-        if (!s.q->cur.empty()) s.unsent.push_back(s.q->cur.take());
+        // While a paced session waits, the open batch keeps filling (up to
+        // batch_bytes), so that waiting envelopes share frames.
+        if (!s.q->cur.empty() && !(paced && !s.unsent.empty())) s.unsent.push_back(s.q->cur.take());
         while (!s.q->bulk.empty()) {
             s.bulk.push_back(std::move(s.q->bulk.front()));
             s.q->bulk.pop_front();
@@ -53,10 +77,15 @@ void transport::impl::flush(session& s) {
     }
     std::size_t sent = 0;
     std::uint64_t nframes = 0;
+    const auto now = paced ? clock::now() : clock::time_point{};
     while (!s.unsent.empty()) {
         const std::string& f = s.unsent.front();
+        if (paced && !pace(s, f.size(), now)) break;
         int rc = send_on(*s.primary, f.data(), f.size());
-        if (rc == 0) break;
+        if (rc == 0) {
+            if (paced) s.pace_tokens += static_cast<double>(f.size() + o.guest_frame_cost_bytes);
+            break;
+        }
         // rc == -1: the link is gone; the frame is lost, and the link's
         // failure (already detected or about to be) reports the peer down.
         sent += f.size();

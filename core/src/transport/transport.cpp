@@ -394,6 +394,7 @@ transport_stats transport::stats() const {
     s.rate_drops = m.rate_drops;
     s.public_pauses = m.public_pauses;
     s.credit_timeouts = m.credit_timeouts;
+    s.paced_waits = m.paced_waits;
     return s;
 }
 

@@ -245,6 +245,10 @@ struct transport_stats {
     // the member kept its link alive (docs/protocol.md §5.9). Also counted
     // in peers_down, with the reason "timeout".
     std::uint64_t credit_timeouts = 0;
+    // Times a frame to a non-member waited because what it reads of us is
+    // budgeted (guest_bytes_per_s; flush paces to it rather than have the
+    // peer drop frames unread).
+    std::uint64_t paced_waits = 0;
 };
 
 class transport {

@@ -191,6 +191,12 @@ struct session {
     std::vector<link*> links;
     std::shared_ptr<peer_queue> q;
     std::deque<std::string> unsent;    // taken from q, not yet accepted by ZeroMQ
+    // Sending to a non-member (we are its grantee or stranger, or it is
+    // ours): what it reads of us is budgeted (guest_bytes_per_s, each frame
+    // charged guest_frame_cost_bytes) and dropped unread beyond, so flush
+    // paces frames to that budget instead (< 0: new, starts at the burst).
+    double pace_tokens = -1;
+    clock::time_point pace_last{};
     // Sending large envelopes (bulk.cpp): items taken from q, sent in
     // order once `unsent` is empty; the front one, if large, in fragments.
     std::deque<bulk_item> bulk;
@@ -284,7 +290,8 @@ struct transport::impl {
     std::atomic<std::uint64_t> frames_in{0}, frames_out{0}, envelopes_in{0}, envelopes_out{0}, bytes_in{0},
         bytes_out{0}, refused_inbound{0}, refused_outbound{0}, decode_errors{0}, protocol_errors{0},
         overload_drops{0}, dropped_at_down{0}, heartbeat_timeouts{0}, peers_up{0}, peers_down{0},
-        handshakes_pending{0}, handshake_failures{0}, socket_errors{0}, rate_drops{0}, credit_timeouts{0};
+        handshakes_pending{0}, handshake_failures{0}, socket_errors{0}, rate_drops{0}, credit_timeouts{0},
+        paced_waits{0};
     std::atomic<clock::rep> socket_error_logged{0};  // when the last socket_error record went out
 
     // I/O-thread state
@@ -440,6 +447,7 @@ struct transport::impl {
     // Moves what posting threads queued for `s` into s.unsent and hands as
     // much as ZeroMQ accepts to the session's send path.
     void flush(session& s);
+    bool pace(session& s, std::size_t n, clock::time_point now);
     // Hands the session's large envelopes (and those queued behind them)
     // to ZeroMQ, fragments within the window (bulk.cpp). After flush sent
     // every frame in `unsent`.
