@@ -446,40 +446,40 @@ result<void> grant_table::revoke(const std::string& label) {
     return r;  // a save failure leaves it revoked in memory nonetheless
 }
 
-result<void> grant_table::set_rate(const std::string& label, rate_limit r) {
-    if (!std::isfinite(r.per_second) || !std::isfinite(r.burst) || (r.per_second > 0 && r.burst < 1))
-        return error{errc::badarg, "bad rate: the burst must be at least 1"};
+// Changes a live grant's `T` (its rate or its limits) and saves the table;
+// a save that fails puts the old value back, so what is in force is what the
+// table says. A revoked grant never changes.
+template <class T>
+result<void> grant_table::change_live(const std::string& label, const char* what, const T& v,
+                                      T (*get)(const grant_entry&), void (*set)(grant_entry&, const T&)) {
     std::shared_ptr<grant_entry> changed;
-    rate_limit before;
-    auto s = change([&]() -> result<void> {
-        auto it = by_label_.find(label);
-        if (it == by_label_.end()) return unknown_label(label);
-        if (it->second->revoked.load(std::memory_order_acquire))
-            return error{errc::badarg, "the grant \"" + label + "\" is revoked: it can never be used again, so its "
-                                       "rate cannot change; issue a new grant under another label"};
-        changed = it->second;
-        before = changed->rate();
-        changed->set_rate(r);
-        return {};
-    }, [&] { changed->set_rate(before); });
-    return s;
-}
-
-result<void> grant_table::set_limits(const std::string& label, const grant_limits& l) {
-    if (auto ok = l.check(); !ok.ok()) return ok;
-    std::shared_ptr<grant_entry> changed;
-    grant_limits before;
+    T before{};
     return change([&]() -> result<void> {
         auto it = by_label_.find(label);
         if (it == by_label_.end()) return unknown_label(label);
         if (it->second->revoked.load(std::memory_order_acquire))
-            return error{errc::badarg, "the grant \"" + label + "\" is revoked: it can never be used again, so its "
-                                       "limits cannot change; issue a new grant under another label"};
+            return error{errc::badarg, "the grant \"" + label + "\" is revoked: it can never be used again, so its " +
+                                       what + " cannot change; issue a new grant under another label"};
         changed = it->second;
-        before = changed->limits();
-        changed->set_limits(l);
+        before = get(*changed);
+        set(*changed, v);
         return {};
-    }, [&] { changed->set_limits(before); });
+    }, [&] { set(*changed, before); });
+}
+
+result<void> grant_table::set_rate(const std::string& label, rate_limit r) {
+    if (!std::isfinite(r.per_second) || !std::isfinite(r.burst) || (r.per_second > 0 && r.burst < 1))
+        return error{errc::badarg, "bad rate: the burst must be at least 1"};
+    return change_live<rate_limit>(
+        label, "rate", r, [](const grant_entry& e) { return e.rate(); },
+        [](grant_entry& e, const rate_limit& v) { e.set_rate(v); });
+}
+
+result<void> grant_table::set_limits(const std::string& label, const grant_limits& l) {
+    if (auto ok = l.check(); !ok.ok()) return ok;
+    return change_live<grant_limits>(
+        label, "limits", l, [](const grant_entry& e) { return e.limits(); },
+        [](grant_entry& e, const grant_limits& v) { e.set_limits(v); });
 }
 
 std::vector<grant_info> grant_table::list() {

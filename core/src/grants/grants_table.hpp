@@ -201,6 +201,11 @@ private:
     // a change the owner is told was not saved is not in force either.
     template <class F, class U>
     result<void> change(F&& f, U&& undo);
+    // set_rate and set_limits: `set` the grant `label`'s value to `v` unless
+    // it is unknown or revoked (`what` names the value in that refusal).
+    template <class T>
+    result<void> change_live(const std::string& label, const char* what, const T& v,
+                             T (*get)(const grant_entry&), void (*set)(grant_entry&, const T&));
     template <class F>
     result<void> change(F&& f) {
         return change(std::forward<F>(f), [] {});
