@@ -19,7 +19,7 @@
 main(_) ->
     [] = os:cmd("epmd -daemon"),  % started here: an escript does not start it itself
     ok = application:set_env(kernel, inet_dist_use_interface, {127,0,0,1}),
-    {ok, _} = net_kernel:start([list_to_atom("kith_anchor_a_" ++ os:getpid()), shortnames]),
+    {ok, _} = start_distribution(list_to_atom("kith_anchor_a_" ++ os:getpid()), 50),
     true = erlang:set_cookie(kith_bench_anchor),
     {ok, Peer, B} = peer:start_link(#{name => peer:random_name(kith_anchor_b),
                                       args => ["-setcookie", "kith_bench_anchor",
@@ -41,6 +41,16 @@ main(_) ->
     net_kernel:stop(),
     os:cmd("epmd -kill"),  % ours: started above, no names left
     ok.
+
+%% "epmd -daemon" returns before epmd listens: registering at once failed
+%% now and then with "register/listen error: econnrefused" (no Erlang
+%% figures in that run). Waits until epmd answers, every 100 ms for 5 s
+%% at most, then registers.
+start_distribution(Name, Tries) ->
+    case net_adm:names() of
+        {error, _} when Tries > 0 -> timer:sleep(100), start_distribution(Name, Tries - 1);
+        _ -> net_kernel:start([Name, shortnames])
+    end.
 
 report(Name, Value, Unit) ->
     io:format("~s ~.6g ~s~n", [Name, float(Value), Unit]).
