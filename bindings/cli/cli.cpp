@@ -293,13 +293,6 @@ std::optional<std::string> client::try_local(const std::string& name) {
 
 namespace {
 
-std::string format_utc(std::chrono::system_clock::time_point t) {
-    std::time_t tt = std::chrono::system_clock::to_time_t(t);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&tt));
-    return buf;
-}
-
 // "revoked: revoked: x" -> "revoked: x".
 std::string once(std::string m) {
     for (const char* p : {"revoked: ", "unauthorized: ", "timeout: "})

@@ -13,17 +13,6 @@
 
 namespace kith::cli {
 
-namespace {
-
-std::string utc(std::chrono::system_clock::time_point t) {
-    std::time_t tt = std::chrono::system_clock::to_time_t(t);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&tt));
-    return buf;
-}
-
-}  // namespace
-
 std::string describe_limits(const grant_limits& l) {
     auto one = [](const char* name, std::uint64_t set, std::uint64_t in_force, const char* unit) {
         return std::string(name) + " " + std::to_string(in_force) + unit + (set ? "" : " (default)");
@@ -77,7 +66,7 @@ int grant_show(const std::string& file, bool json) {
                          {"label", g->label},
                          {"scope", format_grant_scope(g->allow)},
                          {"rate", g->rate.to_string()},
-                         {"expires", g->expires ? term(utc(*g->expires)) : term()},
+                         {"expires", g->expires ? term(format_utc(*g->expires, kISO8601)) : term()},
                          {"limits", g->limits.to_string()},
                          {"pending", g->limits.max_pending()},
                          {"spawned", g->limits.max_spawned()},
@@ -93,7 +82,7 @@ int grant_show(const std::string& file, bool json) {
     for (auto& r : g->relays) std::printf("  relay        %s at %s\n", r.node.c_str(), r.endpoint.c_str());
     std::printf("  allows       %s\n", format_grant_scope(g->allow).c_str());
     std::printf("  rate         %s\n", g->rate.to_string().c_str());
-    std::printf("  expires      %s\n", g->expires ? utc(*g->expires).c_str() : "never");
+    std::printf("  expires      %s\n", g->expires ? format_utc(*g->expires, kISO8601).c_str() : "never");
     std::printf("  limits       %s\n", describe_limits(g->limits).c_str());
     std::printf("  fingerprint  %s\n", g->client.pub.fingerprint().c_str());
     std::printf("as issued: the owner of %s may have changed the rate or limits since; a refusal names the one in "

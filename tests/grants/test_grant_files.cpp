@@ -47,6 +47,22 @@ std::string parse_error(const std::string& text) {
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
+// One table file written by two tables, as by a node and the owner's
+// command line; `s` a kvs grant spec labelled bob.
+struct two_writers {
+    temp_dir tmp;
+    std::filesystem::path file = tmp.path / "grants";
+    detail::grant_table node_side{file}, cli_side{file};
+    grant_spec s = kvs_spec("bob");
+
+    static grant_spec kvs_spec(std::string label) {
+        grant_spec g;
+        g.label = std::move(label);
+        g.allow = {{"kvs", {}}};
+        return g;
+    }
+};
+
 }  // namespace
 
 TEST_CASE("grants: rate_limit parse and print", "[grants]") {
@@ -283,12 +299,8 @@ TEST_CASE("grants: capability sets that share a pool (strangers' keys) hold at m
 
 TEST_CASE("grants: two writers of one table file (a node and a CLI) merge, and revocations cross over",
           "[grants]") {
-    temp_dir tmp;
-    auto file = tmp.path / "grants";
-    detail::grant_table node_side(file), cli_side(file);
-    grant_spec s;
-    s.label = "bob";
-    s.allow = {{"kvs", {}}};
+    two_writers w;
+    auto& [tmp, file, node_side, cli_side, s] = w;
     auto bob = node_side.create(s, keypair::generate().pub);
     REQUIRE(bob.ok());
     s.label = "carol";
@@ -530,12 +542,8 @@ TEST_CASE("grants: a grant file carries its limits (version 3), files without th
 }
 
 TEST_CASE("grants: a grant's limits change after it was made, on disk and in every table of the file", "[grants]") {
-    temp_dir tmp;
-    auto file = tmp.path / "grants";
-    detail::grant_table node_side(file), cli_side(file);
-    grant_spec s;
-    s.label = "bob";
-    s.allow = {{"kvs", {}}};
+    two_writers w;
+    auto& [tmp, file, node_side, cli_side, s] = w;
     s.limits = *grant_limits::parse("pending=8");
     auto bob = node_side.create(s, keypair::generate().pub);
     REQUIRE(bob.ok());

@@ -19,6 +19,19 @@ kith::node_options opts(const std::string& name, const temp_dir& home, const std
     return o;
 }
 
+// Alice with the grants service and one other, and a cluster member
+// ("admin") connected to her.
+struct admin_world {
+    temp_dir home;
+    kith::node a{opts("alice@test", home, "c1")};
+    kith::node admin{opts("admin@test", home, "c1")};
+    explicit admin_world(kith::service other) {
+        a.add_service(kith::services::make_grant_admin(a));
+        a.add_service(std::move(other));
+        REQUIRE(admin.connect(a.endpoint(), a.key()));
+    }
+};
+
 }  // namespace
 
 TEST_CASE("builtin: node info reports name, services, peers and refusals by reason") {
@@ -41,12 +54,9 @@ TEST_CASE("builtin: node info reports name, services, peers and refusals by reas
 }
 
 TEST_CASE("builtin: grants service creates, lists, re-rates and revokes, is never grantable and is refused to grantees") {
-    temp_dir home;
-    kith::node a(opts("alice@test", home, "c1"));
-    a.add_service(kith::services::make_grant_admin(a));
-    a.add_service(kith::services::make_kvs());
-    kith::node admin(opts("admin@test", home, "c1"));
-    REQUIRE(admin.connect(a.endpoint(), a.key()));
+    admin_world w(kith::services::make_kvs());
+    auto& home = w.home;
+    auto& admin = w.admin;
 
     auto text = admin.call("alice@test", "grants", "create", kith::arr("bob", "kvs", "5/s", 3600));
     REQUIRE(text);
@@ -81,12 +91,9 @@ TEST_CASE("builtin: grants service creates, lists, re-rates and revokes, is neve
 }
 
 TEST_CASE("builtin: grants:create over the network takes limits - listed, and a bad one named with its bounds") {
-    temp_dir home;
-    kith::node a(opts("alice@test", home, "c1"));
-    a.add_service(kith::services::make_grant_admin(a));
-    a.add_service(kith::services::make_kvs());
-    kith::node admin(opts("admin@test", home, "c1"));
-    REQUIRE(admin.connect(a.endpoint(), a.key()));
+    admin_world w(kith::services::make_kvs());
+    auto& a = w.a;
+    auto& admin = w.admin;
     auto create = [&](const std::string& label, kith::term limits) {
         return admin.call("alice@test", "grants", "create", kith::arr(label, "kvs", kith::nil, kith::nil, limits));
     };
@@ -130,12 +137,10 @@ TEST_CASE("builtin: grants:create over the network takes limits - listed, and a 
 
 TEST_CASE("builtin: grants:set_limits - a member changes a grant's limits, in force on the grantee's live session, "
           "the grantee cannot") {
-    temp_dir home;
-    kith::node a(opts("alice@test", home, "c1"));
-    a.add_service(kith::services::make_grant_admin(a));
-    a.add_service(kith::services::make_echo());
-    kith::node admin(opts("admin@test", home, "c1"));
-    REQUIRE(admin.connect(a.endpoint(), a.key()));
+    admin_world w(kith::services::make_echo());
+    auto& home = w.home;
+    auto& a = w.a;
+    auto& admin = w.admin;
     auto text = admin.call("alice@test", "grants", "create", kith::arr("bob", "echo", "unlimited", kith::nil, "spawned=1"));
     REQUIRE(text);
     auto file = kith::grant_file::parse(*text->as_string());
