@@ -97,3 +97,37 @@ TEST_CASE("service: deferred replies, and a dropped reply is reported", "[servic
     CHECK(got->code() == errc::exception);
     CHECK(got->err().detail == "no reply");
 }
+
+TEST_CASE("service: an actor type's factory - its arguments and exceptions answer with distinct errors", "[service]") {
+    service s("shop");
+    s.actor_type("counter", [](int start) {
+        if (start < 0) throw std::runtime_error("start must not be negative");
+        return [start](actor&, message&) { (void)start; };
+    });
+    const actor_factory* f = s.find_type("counter");
+    REQUIRE(f != nullptr);
+    CHECK(s.find_type("nothing") == nullptr);
+
+    auto made = (*f)(arr(3));
+    REQUIRE(made.ok());
+    CHECK(!made->first);   // a behaviour, no init
+    CHECK(made->second);
+
+    auto none = (*f)(arr());
+    REQUIRE(!none.ok());
+    CHECK(none.code() == errc::bad_args);
+    CHECK(none.err().detail == "expected 1 argument, got 0");
+
+    auto not_array = (*f)(term("three"));
+    REQUIRE(!not_array.ok());
+    CHECK(not_array.code() == errc::bad_args);
+
+    auto wrong_type = (*f)(arr("three"));
+    REQUIRE(!wrong_type.ok());
+    CHECK(wrong_type.code() == errc::bad_args);
+
+    auto threw = (*f)(arr(-1));
+    REQUIRE(!threw.ok());
+    CHECK(threw.code() == errc::exception);
+    CHECK(threw.err().detail == "start must not be negative");
+}

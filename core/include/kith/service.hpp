@@ -215,11 +215,9 @@ public:
         types_[std::move(tname)] = [f = std::move(f)](const term& args) mutable
             -> result<std::pair<actor_init, behavior>> {
             std::optional<result<std::pair<actor_init, behavior>>> out;
-            call_with<0>(f, args,
-                         reply_to([&](result<term> r) {
-                             if (!r.ok() && !out) out.emplace(r.err());
-                         }),
-                         std::make_index_sequence<n>{}, false, &out);
+            // No reply_to state: call_with puts a failure into `out` itself
+            // (one allocation and its atomic flag less per spawn).
+            call_with<0>(f, args, reply_to(), std::make_index_sequence<n>{}, false, &out);
             if (out) return std::move(*out);
             return error{errc::exception, "actor factory produced nothing"};
         };
@@ -287,20 +285,25 @@ private:
         using all_args = typename traits::args;
         using params = std::tuple<std::tuple_element_t<I + Skip, all_args>...>;
         constexpr std::size_t n = sizeof...(I);
+        // A factory's failure goes to *factory_out, anything else's to `reply`.
+        auto fail = [&](error e) {
+            if (!factory_out) reply(result<term>(std::move(e)));
+            else if (!*factory_out) factory_out->emplace(std::move(e));
+        };
         const term_array empty;
         const term_array* a = args.is_nil() ? &empty : args.as_array();
         if (!a) {
-            reply.fail(errc::bad_args, "arguments must be an array, got " + args.to_string());
+            fail(error{errc::bad_args, "arguments must be an array, got " + args.to_string()});
             return;
         }
         if (a->size() != n) {
-            reply.fail(errc::bad_args, "expected " + std::to_string(n) + " argument" + (n == 1 ? "" : "s") +
-                                           ", got " + std::to_string(a->size()));
+            fail(error{errc::bad_args, "expected " + std::to_string(n) + " argument" + (n == 1 ? "" : "s") +
+                                           ", got " + std::to_string(a->size())});
             return;
         }
         auto unpacked = detail::unpack_args<params>(*a, std::index_sequence<I...>{});
         if (!unpacked) {
-            reply(unpacked.err());
+            fail(unpacked.err());
             return;
         }
         try {
@@ -322,9 +325,9 @@ private:
                 }
             }
         } catch (const std::exception& e) {
-            reply.fail(errc::exception, e.what());
+            fail(error{errc::exception, e.what()});
         } catch (...) {
-            reply.fail(errc::exception, "unknown exception");
+            fail(error{errc::exception, "unknown exception"});
         }
     }
 

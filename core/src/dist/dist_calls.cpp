@@ -169,8 +169,8 @@ result<void> dist::cast(const std::string& node, const std::string& svc, const s
 void dist::spawn(const std::string& node, const std::string& svc, const std::string& type, term args,
                  duration timeout, spawn_done done, std::uint8_t flags, pid from, ref mref) {
     pending_calls::entry p{node, clock::now() + timeout, {}, std::move(done), flags, from, mref};
+    // No separate is_up() check, as in call(): post() answers nodedown.
     if (auto e = not_a_server(node)) return calls_.fail_later(std::move(p), std::move(*e));
-    if (!tr_->is_up(node)) return calls_.fail_later(std::move(p), not_connected(node));
     auto id = calls_.add(std::move(p));
     env_spawn_request s;
     s.req_id = id;
@@ -181,7 +181,12 @@ void dist::spawn(const std::string& node, const std::string& svc, const std::str
     s.from = std::move(from);
     s.monitor_ref = std::move(mref);
     auto r = send_env(node, envelope{std::move(s)});
-    if (!r.ok()) calls_.fail_soon(id, r.err());
+    if (!r.ok()) {
+        if (r.code() == errc::nodedown || (r.code() == errc::shutdown && !tr_->is_up(node)))
+            calls_.fail_soon(id, not_connected(node));
+        else
+            calls_.fail_soon(id, r.err());
+    }
 }
 
 // Runs a service function where it cannot stall the network: on this I/O
@@ -194,49 +199,52 @@ void dist::run_job(std::function<void()> job) {
 
 // The first turn of an actor spawned for a peer, as a run_after_turn job:
 // run once on the I/O thread, or queued (not started when the other I/O
-// thread took the sockets, or dropped unrun).
+// thread took the sockets, or dropped unrun). It holds the caller's
+// reference to the actor itself, not through a shared block: a
+// std::function needs a copyable target, but a job is only ever moved, so a
+// "copy" takes the actor over and leaves the source disarmed (one
+// allocation per first turn instead of two, on both sides of a spawn and
+// for each actor a reply resumes).
 struct dist::first_turn {
-    struct held {
-        node_impl* rt;
-        actor_proc* a;
-        held(node_impl* r, actor_proc* p) : rt(r), a(p) {}
-        held(const held&) = delete;
-        held& operator=(const held&) = delete;
-        ~held() { queue(); }
-        void run() {
-            if (auto* p = std::exchange(a, nullptr)) rt->run_first_turn(p);
-        }
-        void queue() {
-            if (auto* p = std::exchange(a, nullptr)) rt->schedule_first_turn(p);
-        }
-    };
-    std::shared_ptr<held> h;
-    void operator()() const { h->run(); }
+    node_impl* rt;
+    mutable actor_proc* a;
+    first_turn(node_impl* r, actor_proc* p) noexcept : rt(r), a(p) {}
+    first_turn(const first_turn& o) noexcept : rt(o.rt), a(std::exchange(o.a, nullptr)) {}
+    first_turn& operator=(const first_turn&) = delete;
+    ~first_turn() { queue(); }
+    void operator()() {
+        if (auto* p = std::exchange(a, nullptr)) rt->run_first_turn(p);
+    }
+    void queue() {
+        if (auto* p = std::exchange(a, nullptr)) rt->schedule_first_turn(p);
+    }
 };
 
 void dist::start_spawned(actor_init init) {
     pid self;
     actor_proc* a = rt_.spawn_deferred(std::move(init), self);
     if (!a) return;  // stopping
-    std::function<void()> job = first_turn{std::make_shared<first_turn::held>(&rt_, a)};
+    std::function<void()> job = first_turn{&rt_, a};
     // Not taken: `job` is left as it was, and its destructor queues the actor.
     (void)tr_->run_after_turn(job);
 }
 
 bool dist::resume_here::take(actor_proc* a) noexcept {
+    first_turn ft{&d->rt_, a};
     try {
-        std::function<void()> job = first_turn{std::make_shared<first_turn::held>(&d->rt_, a)};
+        std::function<void()> job = ft;  // takes the actor over from `ft`
         if (d->tr_->run_after_turn(job)) return true;
         // Not taken (not the I/O thread, no follower standing by, the turn's
         // jobs full): disarmed, so that the caller queues the actor itself.
-        job.target<first_turn>()->h->a = nullptr;
+        job.target<first_turn>()->a = nullptr;
     } catch (...) {
+        ft.a = nullptr;  // no job was made: likewise
     }
     return false;
 }
 
 void dist::run_on_worker(std::function<void()> job) {
-    if (auto* ft = job.target<first_turn>()) return ft->h->queue();
+    if (auto* ft = job.target<first_turn>()) return ft->queue();
     rt_.spawn(
         [job = std::move(job)](actor& me) -> behavior {
             job();
