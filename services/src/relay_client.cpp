@@ -24,6 +24,7 @@
 
 #include "kith/relay.hpp"
 #include "kith/service.hpp"
+#include "relay_dial.hpp"
 #include "relay_loop.hpp"
 
 namespace kith {
@@ -31,111 +32,11 @@ namespace kith {
 namespace {
 
 using clock = std::chrono::steady_clock;
+using detail::relay_connect;
+using detail::tcp_connect;
 
 // Connection setups (a relay session being opened) at once per relay client.
 constexpr int kMaxSetups = 64;
-
-// "tcp://HOST:PORT" or "HOST:PORT" -> IPv4 address; "*" and 0.0.0.0 mean loopback.
-bool to_addr(std::string ep, sockaddr_in& sa) {
-    if (ep.rfind("tcp://", 0) == 0) ep = ep.substr(6);
-    auto c = ep.rfind(':');
-    if (c == std::string::npos) return false;
-    std::string host = ep.substr(0, c);
-    if (host == "*" || host == "0.0.0.0") host = "127.0.0.1";
-    std::memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    int port = std::atoi(ep.c_str() + c + 1);
-    if (port <= 0 || port > 65535) return false;
-    sa.sin_port = htons(static_cast<std::uint16_t>(port));
-    return ::inet_pton(AF_INET, host.c_str(), &sa.sin_addr) == 1;
-}
-
-int remaining_ms(clock::time_point deadline) {
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
-    return ms < 0 ? 0 : static_cast<int>(ms);
-}
-
-// Connects to `ep` within the deadline; -1 on failure.
-int tcp_connect(const std::string& ep, clock::time_point deadline) {
-    sockaddr_in sa{};
-    if (!to_addr(ep, sa)) return -1;
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 && errno != EINPROGRESS) {
-        ::close(fd);
-        return -1;
-    }
-    pollfd p{fd, POLLOUT, 0};
-    int err = 0;
-    socklen_t el = sizeof err;
-    if (::poll(&p, 1, remaining_ms(deadline)) != 1 || ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 ||
-        err != 0) {
-        ::close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-bool write_all(int fd, const std::uint8_t* p, std::size_t n, clock::time_point deadline) {
-    while (n > 0) {
-        ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
-        if (w > 0) {
-            p += w;
-            n -= static_cast<std::size_t>(w);
-            continue;
-        }
-        if (w < 0 && errno != EAGAIN && errno != EINTR) return false;
-        pollfd pf{fd, POLLOUT, 0};
-        if (::poll(&pf, 1, remaining_ms(deadline)) != 1) return false;
-    }
-    return true;
-}
-
-bool read_exact(int fd, std::uint8_t* p, std::size_t n, clock::time_point deadline) {
-    while (n > 0) {
-        ssize_t r = ::recv(fd, p, n, 0);
-        if (r > 0) {
-            p += r;
-            n -= static_cast<std::size_t>(r);
-            continue;
-        }
-        if (r == 0 || (errno != EAGAIN && errno != EINTR)) return false;
-        pollfd pf{fd, POLLIN, 0};
-        if (::poll(&pf, 1, remaining_ms(deadline)) != 1) return false;
-    }
-    return true;
-}
-
-// Opens a data-plane connection to the relay for `name` ("d-..." or
-// "a-..."): SOCKS5 greeting, CONNECT, and the relay's reply, all within
-// the deadline. -1 when the relay refuses, is down or too slow; `*refusal`
-// is then the relay's SOCKS reply code (0x02: unknown or used token), or -1
-// when it gave none.
-int relay_connect(const std::string& relay_ep, const std::string& name, clock::time_point deadline,
-                  int* refusal = nullptr) {
-    if (refusal) *refusal = -1;
-    if (name.size() > 255) return -1;
-    int fd = tcp_connect(relay_ep, deadline);
-    if (fd < 0) return -1;
-    const std::uint8_t greet[3] = {5, 1, 0};
-    std::uint8_t choice[2];
-    std::vector<std::uint8_t> req{5, 1, 0, 3, static_cast<std::uint8_t>(name.size())};
-    req.insert(req.end(), name.begin(), name.end());
-    req.push_back(0);
-    req.push_back(1);
-    std::uint8_t reply[10] = {};
-    bool ok = write_all(fd, greet, 3, deadline) && read_exact(fd, choice, 2, deadline) && choice[0] == 5 &&
-              choice[1] == 0 && write_all(fd, req.data(), req.size(), deadline) &&
-              read_exact(fd, reply, 10, deadline) && reply[0] == 5 && reply[1] == 0 && reply[3] == 1;
-    if (!ok) {
-        if (refusal && reply[0] == 5 && reply[1] != 0) *refusal = reply[1];
-        ::close(fd);
-        return -1;
-    }
-    return fd;
-}
 
 }  // namespace
 
@@ -168,6 +69,11 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
         std::optional<grant_file> grant;
     };
     std::map<std::string, port_link> port_links;
+    // Port links being moved (repair): the reason the relay gave last, still
+    // to act on ("" when none), by target; a target is in `repairing` while
+    // its thread runs.
+    std::map<std::string, std::string> repair_pending;
+    std::set<std::string> repairing;
     bool registered = false;
 
     impl(node& n_, std::string r) : n(n_), relay_node(std::move(r)) {}
@@ -214,7 +120,7 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
         std::weak_ptr<impl> w = shared_from_this();
         agent = n.spawn([w](actor&, message& m) {
             auto self = w.lock();
-            if (!self || m.body.size() != 3) return;
+            if (!self || m.body.size() < 3 || m.body.size() > 4) return;
             const term* tag = m.body.at(0);
             const term* s = m.body.at(1);
             const term* ep = m.body.at(2);
@@ -223,6 +129,13 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
             if (!tag->is_string() || !s->is_string() || !ep->is_string() || s->as_string()->size() != 32 ||
                 ep->as_string()->size() > 300)
                 return;
+            if (m.body.size() == 4) {
+                // As a dialler: ["relay_port_closed", Session, "HOST:Pd", Reason].
+                const term* why = m.body.at(3);
+                if (*tag->as_string() == "relay_port_closed" && why->is_string() && why->as_string()->size() <= 16)
+                    self->on_pd_closed("tcp://" + self->data_endpoint(*ep->as_string()), *why->as_string());
+                return;
+            }
             if (*tag->as_string() == "relay_port") {
                 // Our listener connects out to the session's port at the relay.
                 std::string to = "tcp://" + self->data_endpoint(*ep->as_string());
@@ -380,7 +293,10 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
     // A session port for `target`: "tcp://HOST:Pd", or the error to report;
     // nullopt: the relay has no session ports (use a forwarder).
     std::optional<result<std::string>> port_for(const std::string& target, std::chrono::milliseconds timeout) {
-        auto d = n.call(relay_node, "relay", "dial_port", arr(target), timeout);
+        // With our agent: the relay tells it when the pair closes (repair).
+        auto d = n.call(relay_node, "relay", "dial_port_agent", arr(target, agent), timeout);
+        if (!d.ok() && d.err().code == errc::no_such_function)  // an older relay: no notice
+            d = n.call(relay_node, "relay", "dial_port", arr(target), timeout);
         if (!d.ok()) {
             auto c = d.err().code;
             // A relay without session ports (older: no such function; or
@@ -399,39 +315,150 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
         if (auto it = port_links.find(target); it != port_links.end() && it->second.pd == pd) port_links.erase(it);
     }
 
-    // The relay is back: dial each port link's target again (new ports) and
-    // move the link there. Blocking (its own thread).
+    // The relay is back: each port link's pair is gone with it; move the
+    // links to new ones (repair).
     void move_port_links() {
-        std::map<std::string, port_link> links;
+        std::vector<std::string> targets;
         {
             std::lock_guard lk(mu);
-            links = port_links;
+            for (auto& [t, l] : port_links) targets.push_back(t);
         }
-        for (auto& [target, l] : links) {
+        for (auto& t : targets) want_repair(t, "restart");
+    }
+
+    // The relay closed the pair of our link at `pd` (relay_port_closed):
+    // "idle" (we were away from Pd for session_port_idle), "unreached" (the
+    // node never reached Pa: a firewall) or "gone" (the node left the relay).
+    void on_pd_closed(const std::string& pd, const std::string& why) {
+        std::string target;
+        {
+            std::lock_guard lk(mu);
+            for (auto& [t, l] : port_links)
+                if (l.pd == pd) target = t;
+        }
+        if (!target.empty()) want_repair(target, why);  // else: a link we no longer dial there
+    }
+
+    void want_repair(const std::string& target, const std::string& why) {
+        {
+            std::lock_guard lk(mu);
             if (stop.load()) return;
-            // The target may not have registered again yet: a while, then give up.
-            auto port = port_for(target, std::chrono::seconds(3));
-            for (int tries = 0; port && !port->ok() && port->err().code == errc::noproc && tries < 30 && !stop.load();
-                 ++tries) {
-                std::unique_lock lk(mu);
-                cv.wait_for(lk, std::chrono::milliseconds(500), [&] { return stop.load(); });
-                lk.unlock();
-                port = port_for(target, std::chrono::seconds(3));
-            }
-            if (!port || !port->ok() || **port == l.pd) continue;
-            n.disconnect(l.pd);
+            repair_pending[target] = why;
+            if (!repairing.insert(target).second) return;  // its thread looks again when done
+        }
+        spawn_thread([this, target] { repair(target); });
+    }
+
+    // Sleeps `d` unless the client stops; false when it stops.
+    bool pause(std::chrono::milliseconds d) {
+        std::unique_lock lk(mu);
+        return !cv.wait_for(lk, d, [&] { return stop.load(); });
+    }
+
+    // Connects the node to `target` at `ep` as the port link was made (its
+    // grant, else its key); blocking, the result is not needed: libzmq keeps
+    // dialling, and the relay tells us if this pair closes too.
+    void link_to(const port_link& l, const std::string& ep) {
+        if (l.grant) {
+            grant_file via = *l.grant;
+            via.endpoints = {ep};
+            via.relays.clear();
+            (void)n.connect(via, std::chrono::seconds(5));
+        } else {
+            (void)n.connect(ep, l.key, std::chrono::seconds(5));
+        }
+    }
+
+    // Moves the link to `target` off a pair the relay closed, to a new pair
+    // or (the node never reached its port: a firewall; or no ports for us)
+    // to a forwarder, without the application doing anything: the new link
+    // is made before the dead one is dropped, and a link that is up is never
+    // dropped (no nodedown that the link itself did not cause). While the
+    // relay cannot give a pair (the node has not registered again, the link
+    // to the relay is down, a limit) it asks again, backing off to 5 s,
+    // while this client lives.
+    void repair(const std::string& target) {
+        auto backoff = std::chrono::milliseconds(250);
+        auto up_since = clock::time_point{};
+        for (;;) {
+            std::string why;
+            port_link l;
             {
                 std::lock_guard lk(mu);
-                port_links[target].pd = **port;
+                auto pl = port_links.find(target);
+                auto pe = repair_pending.find(target);
+                if (stop.load() || pl == port_links.end() || pe == repair_pending.end()) {
+                    repair_pending.erase(target);
+                    repairing.erase(target);
+                    return;
+                }
+                why = pe->second;
+                l = pl->second;
             }
-            if (l.grant) {
-                grant_file direct = *l.grant;
-                direct.endpoints = {**port};
-                direct.relays.clear();
-                (void)n.connect(direct, std::chrono::seconds(5));
-            } else {
-                (void)n.connect(**port, l.key, std::chrono::seconds(5));
+            // The link is up through that port (a notice about a pair that
+            // is not ours, or the node's goodbye not seen yet): it is not
+            // touched; given up once it stayed up 10 s.
+            if (auto i = n.info(target); i && i->endpoint == l.pd) {
+                if (up_since == clock::time_point{}) up_since = clock::now();
+                if (clock::now() - up_since > std::chrono::seconds(10)) {
+                    std::lock_guard lk(mu);
+                    repair_pending.erase(target);
+                    continue;
+                }
+                pause(std::chrono::milliseconds(250));
+                continue;
             }
+            std::optional<result<std::string>> port;
+            if (why != "unreached") port = port_for(target, std::chrono::seconds(3));
+            bool done = false;
+            if (port && port->ok()) {
+                bool still = false;  // not left (disconnect) or moved meanwhile
+                if (**port != l.pd) {
+                    std::lock_guard lk(mu);
+                    if (auto pl = port_links.find(target); pl != port_links.end() && pl->second.pd == l.pd) {
+                        pl->second.pd = **port;
+                        still = true;
+                    }
+                }
+                if (still) {
+                    link_to(l, **port);
+                    n.disconnect(l.pd);
+                }
+                done = true;  // the same port: its pair is still open
+            } else if (port && port->err().code == errc::unauthorized) {
+                forget_port(target, l.pd);  // not ours to dial any more
+                done = true;
+            } else if (!port) {
+                // The forwarders: the node cannot reach a session port, or
+                // the relay has none for us.
+                if (auto ep = route(target, std::chrono::seconds(3)); ep.ok()) {
+                    bool still = false;
+                    {
+                        std::lock_guard lk(mu);
+                        if (auto pl = port_links.find(target); pl != port_links.end() && pl->second.pd == l.pd) {
+                            port_links.erase(pl);
+                            still = true;
+                        }
+                    }
+                    if (still) {
+                        link_to(l, *ep);
+                        n.disconnect(l.pd);
+                    }
+                    done = true;
+                }
+            }
+            if (done) {
+                up_since = {};
+                backoff = std::chrono::milliseconds(250);
+                std::lock_guard lk(mu);
+                if (auto pe = repair_pending.find(target); pe != repair_pending.end() && pe->second == why)
+                    repair_pending.erase(pe);  // else a newer notice: look again
+                continue;
+            }
+            // Not now (not registered again yet, no link to the relay, a
+            // limit): again later.
+            pause(backoff);
+            backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
         }
     }
 
@@ -442,6 +469,9 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
 
 relay_client::relay_client(node& n, std::string relay_node, std::nullptr_t)
     : p_(std::make_shared<impl>(n, std::move(relay_node))) {
+    // Our agent: told when a session port pair of ours closes (repair), and
+    // when registered, of sessions to open.
+    p_->start_agent();
     // When the link to the relay comes back (the relay restarted, or the
     // network came back): register again (the relay has forgotten us) and
     // move links dialled through session ports to new ones. When it goes
@@ -467,7 +497,6 @@ relay_client::relay_client(node& n, std::string relay_node, std::nullptr_t)
 
 relay_client::relay_client(node& n, std::string relay_node, bool listed)
     : relay_client(n, std::move(relay_node), nullptr) {
-    p_->start_agent();
     p_->listed = listed;
     auto r = p_->register_now();
     if (!r.ok()) {
@@ -480,10 +509,13 @@ relay_client::relay_client(node& n, std::string relay_node, bool listed)
 
 relay_client::~relay_client() {
     if (p_->sub) p_->n.unsubscribe_nodes(p_->sub);
-    if (!p_->agent.is_null()) {
-        (void)p_->n.call(p_->relay_node, "relay", "unregister", arr(), std::chrono::seconds(1));
-        p_->n.send_exit(p_->agent, term("kill"));
+    bool reg = false;
+    {
+        std::lock_guard lk(p_->mu);
+        reg = p_->registered;
     }
+    if (reg) (void)p_->n.call(p_->relay_node, "relay", "unregister", arr(), std::chrono::seconds(1));
+    if (!p_->agent.is_null()) p_->n.send_exit(p_->agent, term("kill"));
     {
         std::lock_guard lk(p_->mu);
         p_->stop.store(true);  // no new thread from here on
@@ -553,6 +585,20 @@ result<std::string> relay_client::connect(const grant_file& grant, std::chrono::
     auto r = p_->n.connect(via, timeout);
     std::lock_guard lk(p_->mu);
     return as_relay_said(std::move(r), p_->forwarders[grant.node].refusal, p_->relay_node, grant.node);
+}
+
+void relay_client::disconnect(const std::string& target) {
+    std::vector<std::string> eps;
+    {
+        std::lock_guard lk(p_->mu);
+        if (auto pl = p_->port_links.find(target); pl != p_->port_links.end()) {
+            eps.push_back(pl->second.pd);
+            p_->port_links.erase(pl);
+        }
+        p_->repair_pending.erase(target);  // a repair running stops at its next look
+        if (auto f = p_->forwarders.find(target); f != p_->forwarders.end()) eps.push_back(f->second.endpoint);
+    }
+    for (auto& ep : eps) p_->n.disconnect(ep);
 }
 
 result<term> relay_client::directory(std::chrono::milliseconds timeout) {

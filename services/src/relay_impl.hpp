@@ -92,7 +92,11 @@ struct relay::impl {
     // dial_port(Name): as dial, and a port per side for the session
     // (relay_ports.cpp): [TokenHex, "HOST:Pd", KeyZ85]; Name's agent gets
     // ["relay_port", SessionHex, "HOST:Pa"].
-    result<term> do_dial_port(const std::string& name);
+    // `agent` (null, or a pid on the caller's node: dial_port_agent) gets
+    // ["relay_port_closed", SessionHex, "HOST:Pd", Reason] when the pair
+    // closes (Reason: "idle", "unreached" or "gone"), so that the dialler
+    // moves a link it still wants to a new pair or the forwarders.
+    result<term> do_dial_port(const std::string& name, const pid& agent = {});
     result<term> do_directory();
     void on_node_event(const node_event& ev);
 
@@ -182,6 +186,7 @@ struct relay::impl {
         std::string pd, pa;  // advertised HOST:PORT of each side
         std::string dialler, target, session;
         std::string dialler_account, registrant;  // whose port pairs these are (as the sessions)
+        pid dialler_agent;  // null, or told when the pair closes (dial_port_agent)
     };
     std::map<std::string, port_session> token_ports;  // by dial token
     // ["relay_port", ...] to registered nodes' agents, sent by the data
@@ -204,8 +209,9 @@ struct relay::impl {
     void accept_port(splice::loop& sp, const port_listener& L);
     void ports_tick(splice::loop& sp, const std::set<std::string>& gone, std::vector<port_listener>& np);
     // Closes the port pair of `session` (its listeners and connections),
-    // forgets it in token_ports and tells its node to stop dialling Pa.
-    void close_port_pair(splice::loop& sp, const std::string& session);
+    // forgets it in token_ports, tells its node to stop dialling Pa and its
+    // dialler's agent (if it gave one) why: `reason` "idle" or "unreached".
+    void close_port_pair(splice::loop& sp, const std::string& session, const char* reason);
     void ask_port_again(splice::conn& cn, clock::time_point now);
     relay_counters c;
 

@@ -20,6 +20,12 @@
 
 namespace kith {
 
+namespace {
+// How long what the relay sent on a session port connection may stay
+// unacknowledged before the kernel closes it (TCP_USER_TIMEOUT).
+constexpr std::chrono::milliseconds kDeadPeer{10000};
+}  // namespace
+
 std::pair<int, std::string> relay::impl::open_session_port() {
     sockaddr_in sa{};
     socklen_t sl = sizeof sa;
@@ -58,20 +64,27 @@ std::string link_ip(node& n, const std::string& who) {
 }
 }  // namespace
 
-result<term> relay::impl::do_dial_port(const std::string& name) {
+result<term> relay::impl::do_dial_port(const std::string& name, const pid& agent) {
     if (!o_.session_ports)
         return error{errc::bad_args, "dial_port: this relay has no session ports; use dial (the forwarders)"};
+    const principal& p = current_principal();
+    // The relay messages only a pid of the caller's own node: a caller may
+    // not make it send to anyone else.
+    if (!agent.is_null() && agent.node != p.node)
+        return error{errc::bad_args, "dial_port_agent: the agent must be a pid of the dialling node (" + p.node +
+                                         "); pass one of your own node's processes"};
     auto d = do_dial(name);  // the token: the dialler's limits, bound to its key
     if (!d.ok()) return d;
     const std::string token = *d->at(0)->as_string();
     const term key = *d->at(2);
-    const principal& p = current_principal();
     const std::string dialler_ip = link_ip(n_, p.node), target_ip = link_ip(n_, name);
     port_session ps;
     {
         std::lock_guard lk(mu);
-        if (auto it = token_ports.find(token); it != token_ports.end())
-            return arr(token, it->second.pd, key);  // a redial: the same port
+        if (auto it = token_ports.find(token); it != token_ports.end()) {
+            if (!agent.is_null()) it->second.dialler_agent = agent;  // the token's holder: the latest agent
+            return arr(token, it->second.pd, key);                   // a redial: the same port
+        }
         auto r = regs.find(name);
         if (r == regs.end()) return error{errc::noproc, "dial: no node named " + name + " is registered at this relay"};
         // The limits, said now (a probe: admitted and released at once): a
@@ -108,7 +121,7 @@ result<term> relay::impl::do_dial_port(const std::string& name) {
             return error{errc::bad_args, std::string("dial_port: this relay cannot open a session port (") +
                                              std::strerror(errno) + "); use dial"};
         }
-        ps = port_session{dep, aep, p.node, name, relay_random_hex(), tok.account(), registrant};
+        ps = port_session{dep, aep, p.node, name, relay_random_hex(), tok.account(), registrant, agent};
         token_ports[token] = ps;
         new_ports.push_back({dfd, ps.session, true, p.node, name, ps.pa, dialler_ip, tok});
         new_ports.push_back({afd, ps.session, false, p.node, name, {}, target_ip, tok});
@@ -195,6 +208,13 @@ void relay::impl::accept_port(splice::loop& sp, const port_listener& L) {
         if (m != sp.conns.end()) close_conn(sp, mine);
         int one = 1;
         ::setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        // A node whose path went away without a FIN (its network dropped):
+        // what we forward to it goes unacknowledged and the connection
+        // errors out after kDeadPeer, long past the nodes' own heartbeat
+        // timeout (2.5 s), instead of holding its side of the pair "in use"
+        // for TCP's 15 minutes of retransmissions (session_port_idle).
+        unsigned dead_ms = static_cast<unsigned>(kDeadPeer.count());
+        ::setsockopt(cfd, IPPROTO_TCP, TCP_USER_TIMEOUT, &dead_ms, sizeof dead_ms);
         splice::conn& cn = sp.conns[cfd];
         cn.fd = cfd;
         cn.s = splice::state::waiting;
@@ -240,14 +260,16 @@ void relay::impl::ports_tick(splice::loop& sp, const std::set<std::string>& gone
     // Pairs nobody uses: the dialler away for session_port_idle, or the
     // node never there within pair_timeout (it cannot reach Pa: a firewall;
     // the dialler falls back to the forwarders).
-    std::vector<std::string> idle;
+    std::vector<std::pair<std::string, const char*>> idle;
     for (auto& [session, h] : sp.port_conns) {
         if (h.d >= 0) h.d_seen = now;
         if (h.a >= 0) h.a_seen = now, h.a_came = true;
-        if (now - h.d_seen > o_.session_port_idle || (!h.a_came && now - h.a_seen > o_.pair_timeout))
-            idle.push_back(session);
+        if (!h.a_came && now - h.a_seen > o_.pair_timeout)
+            idle.emplace_back(session, "unreached");
+        else if (now - h.d_seen > o_.session_port_idle)
+            idle.emplace_back(session, "idle");
     }
-    for (auto& s : idle) close_port_pair(sp, s);
+    for (auto& [s, why] : idle) close_port_pair(sp, s, why);
     if (!gone.empty())
         for (auto lp = sp.lports.begin(); lp != sp.lports.end();) {
             if (!gone.count(lp->second.dialler) && !gone.count(lp->second.target)) {
@@ -263,7 +285,7 @@ void relay::impl::ports_tick(splice::loop& sp, const std::set<std::string>& gone
     c.port_pairs = sp.port_conns.size();
 }
 
-void relay::impl::close_port_pair(splice::loop& sp, const std::string& session) {
+void relay::impl::close_port_pair(splice::loop& sp, const std::string& session, const char* reason) {
     auto h = sp.port_conns.find(session);
     if (h == sp.port_conns.end()) return;
     for (int fd : {h->second.d, h->second.a})
@@ -279,15 +301,25 @@ void relay::impl::close_port_pair(splice::loop& sp, const std::string& session) 
         ::close(lp->first);
         lp = sp.lports.erase(lp);
     }
-    pid agent;
+    pid agent, dialler_agent;
+    std::string pd;
     {
         std::lock_guard lk(mu);
-        for (auto it = token_ports.begin(); it != token_ports.end();)
-            it = it->second.session == session ? token_ports.erase(it) : std::next(it);
+        for (auto it = token_ports.begin(); it != token_ports.end();) {
+            if (it->second.session != session) {
+                ++it;
+                continue;
+            }
+            dialler_agent = it->second.dialler_agent;
+            pd = it->second.pd;
+            it = token_ports.erase(it);
+        }
         if (auto r = regs.find(target); r != regs.end()) agent = r->second.agent;
     }
-    // From the data plane, to the registered node's own agent only.
+    // From the data plane, to the registered node's own agent and to the
+    // pid the dialler gave for it (one of its own node's) only.
     if (!agent.is_null() && !pa.empty()) n_.send(agent, arr("relay_port_closed", session, pa));
+    if (!dialler_agent.is_null() && !pd.empty()) n_.send(dialler_agent, arr("relay_port_closed", session, pd, reason));
 }
 
 // A dialler waits on a session port and the node's side is not there (its

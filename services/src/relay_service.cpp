@@ -197,9 +197,18 @@ void relay::impl::on_node_event(const node_event& ev) {
         for (auto it = tokens.begin(); it != tokens.end();)
             it = it->second.dialler == ev.info.name ? tokens.erase(it) : std::next(it);
         // Its session ports (the data plane closes their sockets: doomed).
-        for (auto it = token_ports.begin(); it != token_ports.end();)
-            it = it->second.dialler == ev.info.name || it->second.target == ev.info.name ? token_ports.erase(it)
-                                                                                       : std::next(it);
+        // A dialler of a node that left is told (when it gave an agent), so
+        // that it asks for a new pair when the node registers again.
+        for (auto it = token_ports.begin(); it != token_ports.end();) {
+            const port_session& ps = it->second;
+            if (ps.dialler != ev.info.name && ps.target != ev.info.name) {
+                ++it;
+                continue;
+            }
+            if (ps.dialler != ev.info.name && !ps.dialler_agent.is_null())
+                port_notices.emplace_back(ps.dialler_agent, arr("relay_port_closed", ps.session, ps.pd, "gone"));
+            it = token_ports.erase(it);
+        }
         doomed.insert(ev.info.name);
         c.registrations = regs.size();
     }
@@ -410,6 +419,10 @@ void relay::impl::add_service() {
         .function("dial", [g](std::string name) { return with_relay(g, [&](impl& r) { return r.do_dial(name); }); })
         .function("dial_port",
                   [g](std::string name) { return with_relay(g, [&](impl& r) { return r.do_dial_port(name); }); })
+        .function("dial_port_agent",
+                  [g](std::string name, pid agent) {
+                      return with_relay(g, [&](impl& r) { return r.do_dial_port(name, agent); });
+                  })
         .function("directory", [g]() { return with_relay(g, [](impl& r) { return r.do_directory(); }); });
     n_.add_service(std::move(s));
 }

@@ -17,9 +17,12 @@
 //   burst N NODE SVC FN [ARG...] N calls at once -> BURST ok=<n> <code>=<n>...
 //   register                     -> REGISTER ok | REGISTER err <detail>
 //   directory                    -> DIRECTORY <term> | DIRECTORY err <code>
+//   counters                     the relay's -> COUNTERS pairs=N sessions=N total=N refused=N
 //
 //   kith_relay_node --name N --key-dir D --cookie C --listen EP
 //       [--relay-data HOST:PORT]          host a relay there (service "relay" public)
+//       [--relay-ports MIN-MAX] [--relay-port-idle MS] [--relay-pair-timeout MS]
+//                                         its session ports (relay_options)
 //       [--relay NAME --relay-ep EP --relay-key Z85 [--register]]
 //                                         visit that relay (and register at it)
 //       [--kvs]                           host the kvs service
@@ -99,6 +102,15 @@ int main(int argc, char** argv) {
         if (opt.count("--relay-data")) {
             relay_options ro;
             ro.listen = opt["--relay-data"];
+            if (auto r = opt.find("--relay-ports"); r != opt.end()) {
+                auto dash = r->second.find('-');
+                ro.session_port_min = static_cast<std::uint16_t>(std::stoi(r->second.substr(0, dash)));
+                ro.session_port_max = static_cast<std::uint16_t>(std::stoi(r->second.substr(dash + 1)));
+            }
+            if (opt.count("--relay-port-idle"))
+                ro.session_port_idle = std::chrono::milliseconds(std::stoi(opt["--relay-port-idle"]));
+            if (opt.count("--relay-pair-timeout"))
+                ro.pair_timeout = std::chrono::milliseconds(std::stoi(opt["--relay-pair-timeout"]));
             rel = std::make_unique<relay>(n, ro);
             if (auto p = n.set_public("relay"); !p.ok()) throw setup_error(p.err().detail);
         }
@@ -174,6 +186,10 @@ int main(int argc, char** argv) {
             } else if (cmd == "directory" && via) {
                 auto d = via->directory();
                 say(d.ok() ? "DIRECTORY " + d->to_string() : "DIRECTORY err " + code(d.err()));
+            } else if (cmd == "counters" && rel) {
+                auto c = rel->counters();
+                say("COUNTERS pairs=" + std::to_string(c.port_pairs) + " sessions=" + std::to_string(c.sessions) +
+                    " total=" + std::to_string(c.sessions_total) + " refused=" + std::to_string(c.refused));
             } else {
                 say("ERR bad_args unknown command: " + line);
             }

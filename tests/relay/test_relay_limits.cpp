@@ -164,8 +164,9 @@ TEST_CASE("relay limits: a finished session's port pair is closed, a link in use
     REQUIRE(w.b.call("a@test", "kvs", "store", arr("k", "v")).ok());
     CHECK(w.rel.counters().port_pairs == 1);
     CHECK(w.rel.counters().sessions == 1);
-    // Bob leaves that link: the session ends and, a second later, the pair.
-    w.b.disconnect(info->endpoint);
+    // Bob leaves that link: the session ends and, a second later, the pair
+    // (his client does not move a link he left to a new pair).
+    w.bob->disconnect("a@test");
     REQUIRE(eventually([&] { return w.rel.counters().sessions == 0; }, 10s));
     REQUIRE(eventually([&] { return w.rel.counters().port_pairs == 0; }, 10s));
 }
@@ -205,4 +206,71 @@ TEST_CASE("relay limits: a node that cannot reach its session port stops diallin
     // Pd is opened first; libzmq redials within a second while asked to).
     CHECK_FALSE(dialled_within({base + 1}, 2500ms));
     CHECK(b.call("a@test", "kvs", "lookup", arr("k")).ok());
+}
+
+// dial_port_agent: the relay messages the agent when the pair closes, so a
+// caller must not name anyone else's pid (the relay would send for it), and
+// asking again for a pair never holds more than the limits allow.
+TEST_CASE("relay limits: a dialler's agent for port notices must be a pid of its own node", "[relay]") {
+    world w;
+    const pid alices = w.a.spawn([](actor&, message&) {});
+    auto d = w.b.call("r@test", "relay", "dial_port_agent", arr("a@test", alices));
+    REQUIRE_FALSE(d.ok());
+    INFO(d.err().message());
+    CHECK(d.err().code == errc::bad_args);
+    CHECK(w.rel.counters().port_pairs == 0);
+    // A node outside the relay's cluster with a grant, but not for the
+    // relay: the service is not its to call.
+    w.r.add_service(services::make_kvs());
+    auto kg = w.r.grant({.label = "x", .allow = {{"kvs", {}}}, .rate = {100, 200}, .expires = std::nullopt});
+    REQUIRE(kg.ok());
+    node x(opts("x@test", w.dir.path / "x", "another-cookie"));
+    REQUIRE(x.connect(*kg).ok());
+    const pid xs = x.spawn([](actor&, message&) {});
+    auto s = x.call("r@test", "relay", "dial_port_agent", arr("a@test", xs));
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.err().code == errc::unauthorized);
+    CHECK(w.rel.counters().port_pairs == 0);
+    w.a.send_exit(alices, term("kill"));
+    x.send_exit(xs, term("kill"));
+}
+
+TEST_CASE("relay limits: new pairs for a link the relay closed stay within the dialler's port pairs", "[relay]") {
+    relay_options ro;
+    ro.max_sessions_per_dialler = 1;
+    world w(ro);
+    node c(opts("c@test", w.dir.path / "c"));
+    c.add_service(services::make_kvs());
+    REQUIRE(c.connect(w.r.endpoint(), w.r.key()).ok());
+    relay_client carol(c, "r@test", true);
+    REQUIRE(w.bob->connect("a@test", w.a.key()).ok());
+    REQUIRE(eventually([&] { return w.rel.counters().port_pairs == 1; }, 5s));
+    // Asking again for the same node: the same pair, never a second.
+    auto again = w.b.call("r@test", "relay", "dial_port", arr("a@test"));
+    REQUIRE(again.ok());
+    CHECK(w.rel.counters().port_pairs == 1);
+    // Another node while his one pair is held: no second pair (bad_args:
+    // relay_client then uses a forwarder, which the session limit bounds).
+    const pid bs = w.b.spawn([](actor&, message&) {});
+    auto other = w.b.call("r@test", "relay", "dial_port_agent", arr("c@test", bs));
+    REQUIRE_FALSE(other.ok());
+    CHECK(other.err().code == errc::overloaded);
+    CHECK(w.rel.counters().port_pairs == 1);
+    // Alice's link to the relay drops (her pair goes with her registration)
+    // and comes back (her client registers again): Bob's client moves his
+    // link to a new pair by itself; the old one is gone, never two held.
+    const std::string to_relay = w.a.info("r@test")->endpoint;
+    w.a.disconnect(to_relay);
+    REQUIRE(eventually([&] { return w.rel.counters().port_pairs == 0; }, 5s));
+    REQUIRE(w.a.connect(w.r.endpoint(), w.r.key()).ok());
+    std::size_t most = 0;
+    REQUIRE(eventually(
+        [&] {
+            most = std::max<std::size_t>(most, w.rel.counters().port_pairs);
+            return w.b.call("a@test", "kvs", "store", arr("k", "v"), 500ms).ok() && w.rel.counters().sessions == 1;
+        },
+        20s));
+    CHECK(most <= 1);
+    CHECK(w.rel.counters().port_pairs == 1);
+    w.b.send_exit(bs, term("kill"));
 }

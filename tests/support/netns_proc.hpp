@@ -67,9 +67,9 @@ inline void remove_stale(const std::string& prefix) {
     for (auto& n : stale) sh("ip netns del " + n);
 }
 
-// A program run in a namespace (`ip netns exec NS PROGRAM ARGS...`); its
-// stdout lines are collected, its stdin is write_line's. Killed (SIGKILL)
-// and reaped at scope exit.
+// A program run in a namespace (`ip netns exec NS PROGRAM ARGS...`; NS ""
+// runs it here, in this namespace); its stdout lines are collected, its
+// stdin is write_line's. Killed (SIGKILL) and reaped at scope exit.
 class netns_proc {
 public:
     netns_proc(const std::string& ns, const std::string& program, std::vector<std::string> args) {
@@ -77,6 +77,7 @@ public:
         REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
         REQUIRE(::pipe2(in, O_CLOEXEC) == 0);
         std::vector<std::string> full{"ip", "netns", "exec", ns, program};
+        if (ns.empty()) full = {program};
         full.insert(full.end(), args.begin(), args.end());
         std::vector<char*> argv;
         for (auto& a : full) argv.push_back(a.data());
@@ -86,7 +87,7 @@ public:
         if (pid_ == 0) {
             ::dup2(out[1], 1);
             ::dup2(in[0], 0);
-            ::execvp("ip", argv.data());
+            ::execvp(argv[0], argv.data());
             ::_exit(127);
         }
         ::close(out[1]);

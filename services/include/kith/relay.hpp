@@ -45,6 +45,12 @@
 //       dial; overloaded when Name or the caller is at its session limit;
 //       bad_args when the relay has no session ports (or none free): use
 //       dial. relay_client uses dial_port first and falls back to dial.
+//   dial_port_agent(Name, Agent) -> as dial_port
+//       and Agent (a pid of the caller's own node, else bad_args) gets
+//       ["relay_port_closed", SessionHex, "HOST:Pd", Reason] when the pair
+//       closes, Reason "idle", "unreached" or "gone" (relay_options::
+//       session_port_idle; Name's registration ended): relay_client moves a
+//       link it still wants to a new pair or the forwarders.
 //   dial(Name) -> [TokenHex, Endpoint, KeyZ85]   (KeyZ85: as directory())
 //       a token for connecting to the registered node Name, bound to the
 //       caller's key, valid for token_lifetime and reusable for reconnects
@@ -163,7 +169,10 @@ struct relay_options {
     // between them: the dialler falls back to the forwarders; a node that
     // reached it once and left is asked again when the dialler waits). Either
     // way the node is told
-    // ["relay_port_closed", SessionHex, "HOST:Pa"] and stops dialling Pa.
+    // ["relay_port_closed", SessionHex, "HOST:Pa"] and stops dialling Pa,
+    // and the dialler's agent (dial_port_agent) why, with Pd. A session
+    // port connection whose bytes stay unacknowledged for 10 s (its node's
+    // network went away) is closed, so it does not keep the pair in use.
     std::chrono::milliseconds session_port_idle{30000};
 };
 
@@ -252,11 +261,27 @@ public:
     // not registered there.
     result<std::string> connect(const grant_file& grant,
                                 std::chrono::milliseconds timeout = std::chrono::seconds(5));
+    // Leaves the link to `target` made by connect (its session port or its
+    // forwarder): the node closes it (nodedown if it was up) and this client
+    // no longer moves it to a new pair. Use it rather than node::disconnect
+    // of a session port: a pair the relay closes for a link this client made
+    // is otherwise replaced (below). Non-blocking; nothing for a target it
+    // did not connect.
+    void disconnect(const std::string& target);
     // Reconnects: a link through the relay that drops (the relay restarted,
     // the network failed) is redialled by libzmq as any outbound link; the
     // forwarder renews its dial token with a fresh `dial` when the relay no
     // longer knows it. A registered client registers again each time its
-    // link to the relay comes back up (nodeup of the relay's node).
+    // link to the relay comes back up (nodeup of the relay's node). A link
+    // through a session port pair that the relay closes while the link is
+    // wanted (the target left the relay and comes back, this node was away
+    // from its port for session_port_idle, the relay restarted) is moved to
+    // a new pair; one whose target never reached its port (a firewall) to
+    // the forwarders. The new link is made before the old one is dropped,
+    // and a link that is up is never dropped for it. While the relay cannot
+    // give a pair (the target has not registered again, no link to the
+    // relay, a session limit) the client asks again, backing off to every
+    // 5 s, until disconnect or its destructor.
     // The relay's directory: [[Name, KeyZ85, Fingerprint, [Service...], How]...]
     // (the relay service's directory() above).
     result<term> directory(std::chrono::milliseconds timeout = std::chrono::seconds(5));
