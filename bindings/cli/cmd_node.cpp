@@ -66,6 +66,9 @@ options:
   --no-discovery    no beacons: connect only through --peer and grants
   --hidden          do not appear in other nodes' lists
   --workers N       actor worker threads (default: one per core)
+  --guest-workers N at most N of them run grantees' and strangers' work at
+                    once, the rest stay free for members (default: half the
+                    workers, at least 1; docs/security.md)
   --scopes S,...    process-group scopes to serve (default: default)
   --failover NAME=N1,N2,...
                     run a failover service NAME over the nodes N1, N2, ...
@@ -140,11 +143,22 @@ void print_event(const node_event& e) {
     std::fflush(stdout);
 }
 
+// --workers, --guest-workers: 1..1024 threads.
+unsigned parse_threads(const std::string& opt, const std::string& v) {
+    try {
+        std::size_t used = 0;
+        long n = std::stol(v, &used);
+        if (used == v.size() && n >= 1 && n <= 1024) return static_cast<unsigned>(n);
+    } catch (...) {
+    }
+    throw cli_error{"node: " + opt + " wants a number of threads from 1 to 1024 (got '" + v + "')", kUsage};
+}
+
 }  // namespace
 
 int cmd_node(int argc, char** argv) {
     std::set<std::string> value_opts = {"--name", "--port", "--listen", "--member-port", "--advertise", "--cookie", "--cookie-file", "--key-dir", "--services",
-                         "--public", "--peer", "--interface", "--beacon-port", "--broadcast", "--workers", "--scopes",
+                         "--public", "--peer", "--interface", "--beacon-port", "--broadcast", "--workers", "--guest-workers", "--scopes",
                          "--failover", "--failover-delay", "--join", "--rkvs"};
     std::set<std::string> flag_opts = {"--no-discovery", "--hidden", "--no-availability"};
     value_opts.insert(relay_value_opts().begin(), relay_value_opts().end());
@@ -158,6 +172,8 @@ int cmd_node(int argc, char** argv) {
     if (!a.pos.empty()) throw cli_error{"node: unexpected argument '" + a.pos[0] + "'", kUsage};
 
     node_options o;
+    if (a.has("--workers")) o.workers = parse_threads("--workers", a.get("--workers"));
+    if (a.has("--guest-workers")) o.guest_workers = parse_threads("--guest-workers", a.get("--guest-workers"));
     std::string cookie_source;
     o.net.cookie = given_cookie(a, &cookie_source);
     if (a.has("--key-dir")) o.net.key_dir = a.get("--key-dir");

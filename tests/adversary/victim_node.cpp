@@ -10,13 +10,16 @@
 //   relay:invoke(Svc, Fn, Args)  re-dispatches with node::invoke_local
 //   relay:ping()                 "pong"
 //   relay:hold()                 replies only at the `release` command (work in flight)
+//   relay:block(Ms)              blocks its thread until `unblock` or Ms ms (a slow service)
 //   box:get()                    [Handed, Worker]: hands out those two pids
 // Local processes: `sink` (a mailbox never handed to anyone: every attack aims
 // at it), `handed` (a mailbox handed out by box:get), `worker` (an actor
 // handed out by box:get, monitored by the `supervisor` mailbox), `asker` (an
-// actor making requests on command) and `watcher` (a mailbox that monitors
-// on command). At start it prints
+// actor making requests on command), `watcher` (a mailbox that monitors
+// on command) and `responder` (an actor answering every request "pong").
+// At start it prints
 //   READY name=N ep=EP mep=MEMBER_EP key=Z85 sink=PID handed=PID worker=PID asker=PID watcher=PID
+//         responder=PID
 // Commands:
 //   stats                         -> "stats refused=N unauthorized=N rate_limited=N revoked=N protocol=N
 //                                     overloaded=N unanswered=N"
@@ -28,6 +31,9 @@
 //   callloop NODE MS              -> calls NODE's relay:ping one after another for MS ms:
 //                                    "callloop n=N errors=E p50=US p99=US max=US down=D [first_error=..]"
 //                                    (N, percentiles: successful calls; D: nodedowns of NODE)
+//   callloop NODE MS PID          -> the same, requests to PID (an actor on NODE) instead
+//   blocked                       -> "blocked NOW MAX" (relay:block calls running now, at most at once)
+//   unblock                       -> frees every relay:block call, now and later; "unblocked"
 //   disc                          -> "disc received=N malformed=N bad_hmac=N rate_limited=N replayed=N
 //                                    duplicates=N
 //                                    stale=N seen=A,B" (discovery; "disc off" without it)
@@ -149,6 +155,13 @@ int main(int argc, char** argv) {
         std::vector<reply_to> calls;
     };
     auto held = std::make_shared<held_calls>();
+    struct block_gate {
+        std::mutex mu;
+        std::condition_variable cv;
+        bool open = false;
+        long now = 0, max = 0;
+    };
+    auto blocks = std::make_shared<block_gate>();
     n.add_service(service("relay")
                       .function("hold",
                                 [held](reply_to r) {
@@ -159,7 +172,14 @@ int main(int argc, char** argv) {
                                 [np](reply_to r, std::string svc, std::string fn, term args) {
                                     np->invoke_local(svc, fn, args, std::move(r));
                                 })
-                      .function("ping", [] { return std::string("pong"); }));
+                      .function("ping", [] { return std::string("pong"); })
+                      .function("block", [blocks](std::int64_t ms) {
+                          std::unique_lock lk(blocks->mu);
+                          blocks->max = std::max(blocks->max, ++blocks->now);
+                          blocks->cv.wait_for(lk, std::chrono::milliseconds(ms), [&] { return blocks->open; });
+                          --blocks->now;
+                          return std::string("unblocked");
+                      }));
 
     std::unique_ptr<discovery> disc;
     if (const char* bcast = std::getenv("KITH_VICTIM_DISCOVERY")) {
@@ -206,10 +226,15 @@ int main(int argc, char** argv) {
         });
     });
 
+    pid responder = n.spawn([](actor& self, message& m) {
+        if (m.is_request()) self.reply(m, result<term>(term("pong")));
+    });
+
     out("READY name=" + n.name() + " ep=" + n.endpoint() + " mep=" + n.member_endpoint() + " key=" + n.key().z85() +
         " sink=" +
         sink.self().to_string() + " handed=" + handed.self().to_string() + " worker=" + worker.to_string() +
-        " asker=" + asker.to_string() + " watcher=" + watcher.self().to_string());
+        " asker=" + asker.to_string() + " watcher=" + watcher.self().to_string() +
+        " responder=" + responder.to_string());
 
     auto pid_arg = [&](const std::string& s) -> std::optional<pid> {
         if (s == "sink") return sink.self();
@@ -287,10 +312,22 @@ int main(int argc, char** argv) {
                 if (l.rfind("VmHWM:", 0) == 0) hwm = words_of(l).at(1);
             }
             out("rss " + kb + " " + hwm);
-        } else if (c == "callloop" && w.size() == 3) {
-            // relay:ping on NODE, one call after another, for MS ms; with the
-            // nodedowns of NODE seen meanwhile.
-            mailbox downs(n);
+        } else if (c == "blocked") {
+            std::lock_guard lk(blocks->mu);
+            out("blocked " + std::to_string(blocks->now) + " " + std::to_string(blocks->max));
+        } else if (c == "unblock") {
+            {
+                std::lock_guard lk(blocks->mu);
+                blocks->open = true;
+            }
+            blocks->cv.notify_all();
+            out("unblocked");
+        } else if (c == "callloop" && (w.size() == 3 || w.size() == 4)) {
+            // relay:ping on NODE (or requests to the actor PID there), one
+            // after another, for MS ms; with the nodedowns of NODE seen
+            // meanwhile.
+            const std::optional<pid> to = w.size() == 4 ? pid::parse(w[3]) : std::nullopt;
+            mailbox downs(n), caller(n);
             n.monitor_node(w[1], downs.self());
             const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::stol(w[2]));
             std::vector<long> us;
@@ -298,7 +335,7 @@ int main(int argc, char** argv) {
             std::string first_error;
             while (std::chrono::steady_clock::now() < until) {
                 const auto t0 = std::chrono::steady_clock::now();
-                auto r = n.call(w[1], "relay", "ping", term_array{}, 5s);
+                auto r = to ? caller.call(*to, term("q"), 5s) : n.call(w[1], "relay", "ping", term_array{}, 5s);
                 if (!r) {  // not in the latencies: a nodedown fails at once
                     if (errors++ == 0) first_error = err_text(r.err());
                     std::this_thread::sleep_for(1ms);

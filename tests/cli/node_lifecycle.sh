@@ -18,7 +18,7 @@ wait_for() { # pattern file seconds
 
 for sig in INT TERM; do
   : > "$out"
-  "$KITH" node --name gandalf --listen tcp://127.0.0.1:0 --no-discovery > "$out" 2>&1 &
+  "$KITH" node --name gandalf --listen tcp://127.0.0.1:0 --no-discovery --workers 2 --guest-workers 1 > "$out" 2>&1 &
   pid=$!
   wait_for '^ready' "$out" 20
   grep -Eq '^node gandalf@' "$out"
@@ -43,6 +43,12 @@ rc=0; "$KITH" frobnicate 2>/dev/null || rc=$?
 [ "$rc" -eq 2 ]
 rc=0; "$KITH" node --listen '' 2>/dev/null || rc=$?
 [ "$rc" -eq 2 ]
+# Worker counts outside 1..1024: exit 2, saying what is wanted.
+for opt in "--workers 0" "--guest-workers 0" "--guest-workers x" "--workers 2000"; do
+  rc=0; err=$("$KITH" node $opt --no-discovery 2>&1 >/dev/null) || rc=$?
+  [ "$rc" -eq 2 ] && printf '%s' "$err" | grep -q "wants a number of threads from 1 to 1024" ||
+    { echo "$opt: rc=$rc err=$err"; exit 1; }
+done
 # A port that is taken: exit 1 with a clear message.
 : > "$out"
 "$KITH" node --listen tcp://127.0.0.1:0 --no-discovery > "$out" 2>&1 &

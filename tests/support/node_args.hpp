@@ -1,6 +1,7 @@
 // The options every test node program takes (tests only):
 //   --name N --key-dir D --cookie C --listen EP --hb-timeout-ms T
 //   --guest-bytes B (net_options::guest_bytes_per_s and its burst)
+//   --workers N --guest-workers N (node_options::workers, guest_workers)
 // Fills `o` from argv (pairs); false, with a message on stderr naming
 // `program`, for an option it does not know. Also how such a program waits
 // for its stop signal (at the end).
@@ -24,6 +25,8 @@ inline bool parse_node_args(const char* program, int argc, char** argv, kith::no
         else if (k == "--cookie") o.net.cookie = v;
         else if (k == "--listen") o.net.listen = v;
         else if (k == "--hb-timeout-ms") o.net.heartbeat_timeout = std::chrono::milliseconds(std::stoi(v));
+        else if (k == "--workers") o.workers = static_cast<unsigned>(std::stoul(v));
+        else if (k == "--guest-workers") o.guest_workers = static_cast<unsigned>(std::stoul(v));
         else if (k == "--guest-bytes") o.net.guest_bytes_per_s = o.net.guest_burst_bytes = std::stoull(v);
         else {
             std::fprintf(stderr, "%s: unknown option %s\n", program, k.c_str());

@@ -49,6 +49,16 @@ struct node_options {
     std::string name = "kith@localhost";
     // Worker threads running actors. 0 (default) = hardware concurrency.
     unsigned workers = 0;
+    // Worker threads that non-members' work may occupy at once: grantees'
+    // and strangers' calls, casts and spawned actors, and every actor acting
+    // for them. The other workers stay free for cluster members (and this
+    // node's own actors); a non-member's turn beyond the share waits, in the
+    // order it became ready, until one of the share's turns ends (the wait is
+    // bounded by what the principal may hold: its calls in flight and its
+    // actors, docs/security.md "The workers' share"). 0 (default) = half the
+    // workers, at least 1; more than `workers` is clamped to `workers`. With
+    // one worker nothing can be kept back: give members >= 2.
+    unsigned guest_workers = 0;
     // Messages an actor handles per scheduling turn before yielding the
     // worker to other ready actors. Default 256; 0 is treated as 1.
     unsigned turn_messages = 256;

@@ -282,13 +282,19 @@ private:
     }
     void finish(std::uint64_t req_id, const std::string& from_node, result<term> r);
     void run_job(std::function<void()> job);
+    // As run_job, for the principal `acting` (may be null): a non-member's
+    // job always goes to a worker, within the non-members' share of them
+    // (node_options::guest_workers).
+    void run_job(std::function<void()> job, const authority* acting);
     // Runs `job` on a worker, in a transient actor. (A job of
     // start_spawned is queued as the actor it is instead.)
     void run_on_worker(std::function<void()> job);
     // Starts an actor spawned for a peer: its first turn (`init`) runs on
     // this I/O thread right after the turn, as run_job's jobs do, or in the
     // run queue when that is not possible.
-    void start_spawned(actor_init init);
+    // For a non-member `acting` (may be null), always in the run queue,
+    // marked to run within the non-members' share of the workers.
+    void start_spawned(actor_init init, const authority* acting);
     struct first_turn;
     // While a reply completes a request (finish, finish_spawn, on the I/O
     // thread): an actor that the completion wakes (the caller waiting for

@@ -220,9 +220,28 @@ struct dist::first_turn {
     }
 };
 
-void dist::start_spawned(actor_init init) {
+void dist::run_job(std::function<void()> job, const authority* acting) {
+    if (acting && acting->restricted()) {
+        // A grantee's or a stranger's: on a worker, within the non-members'
+        // share (the transient actor, spawned in its name, is marked so).
+        acting_scope scope(acting);
+        return run_on_worker(std::move(job));
+    }
+    run_job(std::move(job));
+}
+
+void dist::start_spawned(actor_init init, const authority* acting) {
     pid self;
-    actor_proc* a = rt_.spawn_deferred(std::move(init), self);
+    actor_proc* a = nullptr;
+    if (acting && acting->restricted()) {
+        // A grantee's or a stranger's: marked as acting for it from its first
+        // turn, which runs on a worker within the non-members' share.
+        acting_scope scope(acting);
+        a = rt_.spawn_deferred(std::move(init), self);
+        if (a) rt_.schedule_first_turn(a);
+        return;
+    }
+    a = rt_.spawn_deferred(std::move(init), self);
     if (!a) return;  // stopping
     std::function<void()> job = first_turn{&rt_, a};
     // Not taken: `job` is left as it was, and its destructor queues the actor.
@@ -230,6 +249,7 @@ void dist::start_spawned(actor_init init) {
 }
 
 bool dist::resume_here::take(actor_proc* a) noexcept {
+    if (a->guest_) return false;  // a non-member's turns run within its share, on the workers
     first_turn ft{&d->rt_, a};
     try {
         std::function<void()> job = ft;  // takes the actor over from `ft`

@@ -318,7 +318,7 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                                   else
                                       self->post(peer, env_reply{req, r.code(), term(r.err().detail)});
                               }));
-                });
+                }, who);
             } else if constexpr (std::is_same_v<T, env_cast>) {
                 auto s = services_->find(env.service);
                 if (!s) return bad("cast to an unknown service");
@@ -328,7 +328,7 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                          acting = std::move(acting), busy = std::move(busy)]() mutable {
                     acting_scope scope(acting.get());
                     s->invoke(fn, args, reply_to([busy = std::move(busy)](result<term>) {}));
-                });
+                }, who);
             } else if constexpr (std::is_same_v<T, env_spawn_request>) {
                 auto reply_err = [&](errc c, std::string d) {
                     refused_.fetch_add(1, std::memory_order_relaxed);
@@ -414,7 +414,7 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                     if (inner_init) return inner_init(me);
                     return inner_b;
                 };
-                start_spawned(std::move(wrapped));
+                start_spawned(std::move(wrapped), who);
             } else if constexpr (std::is_same_v<T, env_send>) {
                 if (!is_local(env.to)) return bad("pid of another node");
                 if (rp) {  // charged to the sender until handled (auth::max_queued_bytes)

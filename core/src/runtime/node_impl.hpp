@@ -191,6 +191,10 @@ public:
     term exit_reason_;
     bool exiting_ = false;
     bool trap_ = false;
+    // Acts for a grantee or a stranger (set before its first turn is
+    // queued, never changed): its turns run within the non-members' share of
+    // the workers (node_impl::enter_guest).
+    bool guest_ = false;
     bool has_next_ = false;
     unsigned sends_ = 0;  // messages sent in the current turn (count against the budget)
     std::uint64_t cache_serial_ = 0;
@@ -269,6 +273,14 @@ public:
     actor_proc* spawn_deferred(actor_init init, pid& self);
     void run_first_turn(actor_proc* a);       // releases the caller's reference
     void schedule_first_turn(actor_proc* a);  // likewise
+    // The workers' share for non-members (node_options::guest_workers): a
+    // worker about to run a turn of a guest_ actor takes one of the share's
+    // slots (true), or, all taken, parks the actor (its queue reference with
+    // it) until a slot is given back (false). leave_guest gives the slot back
+    // and requeues the longest-parked actor, if any.
+    bool enter_guest(actor_proc* a);
+    void leave_guest();
+    unsigned guest_workers() const noexcept { return guest_max_; }
     mailbox_proc* open_mailbox();  // returns with one reference for the caller
 
     // Sending (any thread). Routes local / remote; counts drops.
@@ -401,6 +413,7 @@ private:
     const log_sink log_;
     const unsigned nworkers_;
     const unsigned turn_;
+    const unsigned guest_max_;
 
     alignas(64) std::atomic<std::uint64_t> serial_{1};
     std::atomic<std::uint64_t> refid_{1};
@@ -424,6 +437,11 @@ private:
     std::atomic<std::size_t> rq_size_{0};
     std::atomic<unsigned> sleepers_{0};  // changed under rq_mu_
     bool rq_stop_ = false;               // under rq_mu_
+
+    // the non-members' share (enter_guest)
+    std::mutex guest_mu_;
+    std::deque<actor_proc*> guest_wait_;  // parked, oldest first; bounded by their principals' caps
+    unsigned guest_running_ = 0;          // turns of guest_ actors running now, <= guest_max_
 
     std::unique_ptr<worker[]> workers_;
     std::atomic<bool> stopping_{false};

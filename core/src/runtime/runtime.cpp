@@ -65,6 +65,7 @@ node_impl::node_impl(node_options opts)
       log_(opts.net.log),
       nworkers_(opts.workers ? opts.workers : std::max(1u, std::thread::hardware_concurrency())),
       turn_(std::max(1u, opts.turn_messages)),
+      guest_max_(opts.guest_workers ? std::min(opts.guest_workers, nworkers_) : std::max(1u, nworkers_ / 2)),
       workers_(new worker[nworkers_]),
       timers_(*this) {
     if (name_.empty()) throw setup_error("kith::node: the node name must not be empty");
@@ -103,6 +104,11 @@ void node_impl::stop() noexcept {
         std::lock_guard l(rq_mu_);
         ready.swap(rq_);
         rq_size_.store(0, std::memory_order_relaxed);
+    }
+    {
+        std::lock_guard l(guest_mu_);
+        for (actor_proc* a : guest_wait_) ready.push_back(a);
+        guest_wait_.clear();
     }
     for (actor_proc* a : ready) a->release();
     for (unsigned i = 0; i < nworkers_; ++i) {
@@ -189,8 +195,10 @@ pid node_impl::spawn(actor_init init, behavior b, process* parent, bool link, re
             *monitor_out = std::move(tag);
         }
     }
-    if (const authority* acting_for = acting(); acting_for && acting_for->restricted())
+    if (const authority* acting_for = acting(); acting_for && acting_for->restricted()) {
         a->ex().acting = acting_for->shared_from_this();  // an agent's children act for the same principal
+        a->guest_ = true;                                 // and run in the non-members' share
+    }
     spawned_.fetch_add(1, std::memory_order_relaxed);
     const bool run_init = static_cast<bool>(a->init_);
     if (run_init) a->scheduled_.store(true, std::memory_order_relaxed);
@@ -203,8 +211,10 @@ actor_proc* node_impl::spawn_deferred(actor_init init, pid& self) {
     self = pid{name_, next_serial()};
     auto* a = new actor_proc(this, self);
     a->init_ = std::move(init);
-    if (const authority* acting_for = acting(); acting_for && acting_for->restricted())
+    if (const authority* acting_for = acting(); acting_for && acting_for->restricted()) {
         a->ex().acting = acting_for->shared_from_this();
+        a->guest_ = true;
+    }
     spawned_.fetch_add(1, std::memory_order_relaxed);
     a->scheduled_.store(true, std::memory_order_relaxed);  // its first turn is the caller's to hand on
     a->add_ref();                                          // the caller's
@@ -216,6 +226,7 @@ actor_proc* node_impl::spawn_deferred(actor_init init, pid& self) {
 }
 
 void node_impl::run_first_turn(actor_proc* a) {
+    if (a->guest_) return schedule_first_turn(a);  // within the non-members' share, on a worker
     a->run_turn(turn_);
     a->release();
 }

@@ -179,11 +179,66 @@ void node_impl::worker_loop(unsigned index) {
             if (a) a->release();
             break;
         }
+        const bool guest = a->guest_;
+        if (guest && !enter_guest(a)) continue;  // parked: the share is full
         me.turns.fetch_add(1, std::memory_order_relaxed);
         a->run_turn(turn_);
         a->release();
+        if (guest) leave_guest();
     }
     tl_worker_node = nullptr;
+}
+
+// --- the workers' share for non-members -------------------------------------------------------
+//
+// Every turn of an actor acting for a grantee or a stranger (its guest_
+// flag: their calls' and casts' transient actors, the actors they spawned
+// and those actors' children) takes one of guest_max_ slots while it runs.
+// With the slots all taken, the actor is parked (not run, not dropped)
+// and, when a slot is given back, requeued on the global run queue, oldest
+// first, where any worker takes it (it asks for a slot again then: another
+// non-member's actor may have taken it meanwhile, and it parks again at the
+// back). So non-members' turns, all of them together, occupy at most
+// guest_max_ workers at once, and the others stay free for members. The
+// parked actors are bounded by what the principals may hold (calls in
+// flight and actors spawned, auth/gate.hpp), each parked at most once (its
+// scheduled flag).
+
+bool node_impl::enter_guest(actor_proc* a) {
+    std::lock_guard l(guest_mu_);
+    if (guest_running_ < guest_max_) {
+        ++guest_running_;
+        return true;
+    }
+    guest_wait_.push_back(a);
+    return false;
+}
+
+void node_impl::leave_guest() {
+    actor_proc* next = nullptr;
+    {
+        std::lock_guard l(guest_mu_);
+        --guest_running_;
+        if (!guest_wait_.empty()) {
+            next = guest_wait_.front();
+            guest_wait_.pop_front();
+        }
+    }
+    if (!next) return;
+    bool wake;
+    {
+        std::lock_guard l(rq_mu_);
+        if (rq_stop_) {
+            wake = false;
+        } else {
+            rq_.push_back(next);  // with the reference it was parked with
+            rq_size_.fetch_add(1, std::memory_order_relaxed);
+            wake = sleepers_.load(std::memory_order_relaxed) > 0;
+            next = nullptr;
+        }
+    }
+    if (next) next->release();  // stopping: dropped with the table
+    if (wake) rq_cv_.notify_one();
 }
 
 node_counters node_impl::counters() const {
