@@ -15,8 +15,6 @@
 
 using namespace kt;
 using namespace kith;
-using kith::detail::authz_decision;
-using kith::detail::link_credentials;
 
 namespace {
 
@@ -91,6 +89,20 @@ envelope small_to(std::uint64_t serial, std::int64_t tag) { return env_send{pid{
 
 std::string frame_of(const envelope& e) { return encode_frame(e); }
 
+// Member a@test connected to the receiver b, at b's public port or (as
+// members find it) its member port, with b's deliveries recorded.
+struct member_pair {
+    seen_sends seen;
+    test_node a{"a@test", "c"};
+    receiver rb{seen.callbacks()};
+    transport& b = rb.t;
+    explicit member_pair(bool member_port = false) {
+        b.start();
+        REQUIRE(!b.member_endpoint().empty());
+        REQUIRE(dial_up(a, b, member_port ? b.member_endpoint() : b.endpoint()));
+    }
+};
+
 // A member_client that has sent its handshake ("raw@test") and read b's.
 std::unique_ptr<raw_client> member_session(transport& b) {
     auto raw = member_client(b);
@@ -102,13 +114,8 @@ std::unique_ptr<raw_client> member_session(transport& b) {
 }  // namespace
 
 TEST_CASE("fragments: large envelopes arrive whole - later envelopes to the same actor stay behind them") {
-    seen_sends seen;
-    test_node a("a@test", "c");
-    receiver rb(seen.callbacks());
-    transport& b = rb.t;
-    b.start();
-    a.t->connect(b.endpoint(), b.key());
-    REQUIRE(a.rec.wait([&] { return a.rec.ups.size() == 1; }));
+    member_pair p;
+    auto& [seen, a, rb, b] = p;
     // Actor 1: large, small, large, small; actor 2: small ones between.
     REQUIRE(a.t->post("b@test", large_to(1, 100)).ok());
     REQUIRE(a.t->post("b@test", small_to(1, 101)).ok());
@@ -202,9 +209,7 @@ TEST_CASE("fragments: from a non-member they are protocol errors - nothing is bu
     receiver rb(seen.callbacks());
     transport& b = rb.t;
     keypair grant = keypair::generate();
-    b.set_authorizer([&](const public_key& k, std::string_view) {
-        return k == grant.pub ? authz_decision::grant("g") : authz_decision::refuse("no grant");
-    });
+    admit_grantee(b, grant.pub, "g");
     b.start();
     public_key srv = b.key();
     raw_client raw(b.endpoint(), &srv, &grant);
@@ -224,16 +229,10 @@ TEST_CASE("fragments: from a non-member they are protocol errors - nothing is bu
 }
 
 TEST_CASE("fragments: stop() hands every queued large envelope to ZeroMQ - more than the window arrives whole") {
-    seen_sends seen;
-    test_node a("a@test", "c");
-    receiver rb(seen.callbacks());
-    transport& b = rb.t;
-    b.start();
     // At b's member port, as members find it: the public port's small
     // RCVHWM (16) may hold the flushed fragments back past a's linger.
-    REQUIRE(!b.member_endpoint().empty());
-    a.t->connect(b.member_endpoint(), b.key());
-    REQUIRE(a.rec.wait([&] { return a.rec.ups.size() == 1; }));
+    member_pair p(true);
+    auto& [seen, a, rb, b] = p;
     // 3 x 600 KiB to one actor: far more than the 256 KiB credit window,
     // posted and then stop() at once (stop flushes what is queued).
     for (int i = 0; i < 3; ++i) REQUIRE(a.t->post("b@test", large_to(1, 300 + i)).ok());
@@ -251,13 +250,8 @@ TEST_CASE("fragments: stop() hands every queued large envelope to ZeroMQ - more 
 // buffers when stop() returns; stop() waits for b's credit for them
 // before it closes (before, 3 in 8 runs lost some to the reset).
 TEST_CASE("fragments: stop() hands every queued large envelope to a peer's public port - all arrive whole") {
-    seen_sends seen;
-    test_node a("a@test", "c");
-    receiver rb(seen.callbacks());
-    transport& b = rb.t;
-    b.start();
-    a.t->connect(b.endpoint(), b.key());
-    REQUIRE(a.rec.wait([&] { return a.rec.ups.size() == 1; }));
+    member_pair p;
+    auto& [seen, a, rb, b] = p;
     for (int i = 0; i < 3; ++i) REQUIRE(a.t->post("b@test", large_to(1, 300 + i)).ok());
     a.t->stop();
     const bool all = seen.wait([&] { return seen.got.size() == 3; });

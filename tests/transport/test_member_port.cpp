@@ -18,13 +18,9 @@ TEST_CASE("transport: a member port beside the public one - members get in, a gr
     CHECK(mep != alice.t->bound_endpoint());
     CHECK(mep.rfind("tcp://127.0.0.1:", 0) == 0);  // the public port's address, another port
     keypair grant = keypair::generate();
-    alice.t->set_authorizer([&](const public_key& k, std::string_view) {
-        return k == grant.pub ? authz_decision::grant("carol-kvs") : authz_decision::refuse("no grant");
-    });
+    admit_grantee(*alice.t, grant.pub, "carol-kvs");
     // A member by the member port.
-    bob.t->connect(mep, alice.t->key());
-    REQUIRE(bob.rec.wait([&] { return bob.rec.ups.size() == 1; }));
-    REQUIRE(alice.rec.wait([&] { return alice.rec.ups.size() == 1; }));
+    REQUIRE(dial_up(bob, *alice.t, mep, &alice.rec));
     {
         std::lock_guard lk(alice.rec.mu);
         CHECK(alice.rec.ups[0].second.auth.kind == trust_kind::cluster);
@@ -72,15 +68,8 @@ TEST_CASE("transport: non-members past their budget pause the public port - the 
         o.guests_burst_bytes = 64u << 10;
     });
     test_node bob("bob@home", "c"), carol("carol@home", "other");
-    keypair grant = keypair::generate();
-    alice.t->set_authorizer([&](const public_key& k, std::string_view) {
-        return k == grant.pub ? authz_decision::grant("carol") : authz_decision::refuse("no grant");
-    });
-    bob.t->connect(alice.t->member_endpoint(), alice.t->key());
-    carol.t->connect(alice.t->bound_endpoint(), alice.t->key(), link_credentials{grant});
-    REQUIRE(alice.rec.wait([&] { return alice.rec.ups.size() == 2; }));
-    REQUIRE(carol.rec.wait([&] { return carol.rec.ups.size() == 1; }));
-    REQUIRE(bob.rec.wait([&] { return bob.rec.ups.size() == 1; }));
+    REQUIRE(dial_up(bob, *alice.t, alice.t->member_endpoint(), &alice.rec));
+    REQUIRE(dial_granted(carol, alice, keypair::generate(), "carol"));
     // Carol sends 2 MiB in 8 KiB envelopes: far past 64 KiB/s.
     const std::string blob(8000, 'x');
     for (int i = 0; i < 256; ++i)
@@ -117,13 +106,7 @@ TEST_CASE("transport: a non-member's frame costs guest_frame_cost_bytes besides 
         o.guest_frame_cost_bytes = 16u << 10;
     });
     test_node carol("carol@home", "other");
-    keypair grant = keypair::generate();
-    alice.t->set_authorizer([&](const public_key& k, std::string_view) {
-        return k == grant.pub ? authz_decision::grant("carol") : authz_decision::refuse("no grant");
-    });
-    carol.t->connect(alice.t->bound_endpoint(), alice.t->key(), link_credentials{grant});
-    REQUIRE(alice.rec.wait([&] { return alice.rec.ups.size() == 1; }));
-    REQUIRE(carol.rec.wait([&] { return carol.rec.ups.size() == 1; }));
+    REQUIRE(dial_granted(carol, alice, keypair::generate(), "carol"));
     // 12 envelopes of a few bytes, each in a frame of its own (the next is
     // posted once the previous frame has left).
     for (int i = 0; i < 12; ++i) {

@@ -12,8 +12,6 @@
 
 using namespace kt;
 using namespace kith;
-using kith::detail::authz_decision;
-using kith::detail::link_credentials;
 using kith::detail::trust_kind;
 
 TEST_CASE("transport: same cookie -> handshake, 100k envelopes batched and in order, trust 'cluster'") {
@@ -152,12 +150,7 @@ TEST_CASE("transport: ZAP fails closed - unknown CURVE keys and plain clients ge
 TEST_CASE("transport: the authorizer admits a granted key - trust is not reciprocal") {
     test_node alice("alice@home", "alice-cookie"), bob("bob@home", "bob-cookie");
     keypair grant = keypair::generate();
-    alice.t->set_authorizer([&](const public_key& k, std::string_view) {
-        return k == grant.pub ? authz_decision::grant("bob-kvs") : authz_decision::refuse("no grant");
-    });
-    bob.t->connect(alice.t->endpoint(), alice.t->key(), link_credentials{grant});
-    REQUIRE(alice.rec.wait([&] { return alice.rec.ups.size() == 1; }));
-    REQUIRE(bob.rec.wait([&] { return bob.rec.ups.size() == 1; }));
+    REQUIRE(dial_granted(bob, alice, grant, "bob-kvs"));
     {
         std::lock_guard lk(alice.rec.mu);
         auto& info = alice.rec.ups[0].second;

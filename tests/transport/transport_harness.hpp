@@ -96,6 +96,40 @@ struct test_node {
     void connect_to(test_node& other) { t->connect(other.t->endpoint(), other.t->key()); }
 };
 
+// `owner` admits `key` as the grantee `label` and refuses every other key
+// that is not a cluster member's.
+inline void admit_grantee(transport& owner, const kith::public_key& key, const std::string& label) {
+    owner.set_authorizer([key, label](const kith::public_key& k, std::string_view) {
+        return k == key ? kith::detail::authz_decision::grant(label) : kith::detail::authz_decision::refuse("no grant");
+    });
+}
+
+// Two nodes connected: `from` dials `to` at `ep` (as a member, or with
+// `creds`: a grant it holds) and both see one more session up (`to_rec`:
+// `to`'s recorder, if it has one). False at the deadline.
+inline bool dial_up(test_node& from, transport& to, const std::string& ep, recorder* to_rec = nullptr,
+                    kith::detail::link_credentials creds = {}) {
+    std::size_t mine = 0, theirs = 0;
+    {
+        std::lock_guard lk(from.rec.mu);
+        mine = from.rec.ups.size();
+    }
+    if (to_rec) {
+        std::lock_guard lk(to_rec->mu);
+        theirs = to_rec->ups.size();
+    }
+    from.t->connect(ep, to.key(), std::move(creds));
+    return from.rec.wait([&] { return from.rec.ups.size() > mine; }) &&
+           (!to_rec || to_rec->wait([&] { return to_rec->ups.size() > theirs; }));
+}
+
+// `holder` connected to `owner`'s public port as the grantee `label` of
+// `grant` (owner's authorizer: admit_grantee).
+inline bool dial_granted(test_node& holder, test_node& owner, const kith::keypair& grant, const std::string& label) {
+    admit_grantee(*owner.t, grant.pub, label);
+    return dial_up(holder, *owner.t, owner.t->bound_endpoint(), &owner.rec, kith::detail::link_credentials{grant});
+}
+
 inline kith::envelope send_int(std::int64_t v) { return kith::env_send{kith::pid{"x@y", 1}, kith::term(v)}; }
 
 }  // namespace kt
