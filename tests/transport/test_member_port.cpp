@@ -122,3 +122,30 @@ TEST_CASE("transport: a non-member's frame costs guest_frame_cost_bytes besides 
     CHECK(alice.rec.values.size() <= 6);
     CHECK(alice.t->is_up("carol@home"));
 }
+
+// Pacing (docs/security.md, "Bounds"): while a frame to a non-member waits
+// for the pacing budget, later envelopes gather in the open batch. Before,
+// that batch was left behind when the waiting frame went: with nothing
+// posted afterwards it was never sent (a grantee's call lost while 4 MB of
+// replies streamed to it, test_guest_pacing, 1 run in 3).
+TEST_CASE("transport: envelopes batched while a paced frame waits go out after it, with nothing posted later") {
+    // 64 KiB/s to non-members (pacing at 7/8 of it, half the burst).
+    test_node alice("alice@home", "c", [](transport_options& o) {
+        o.guest_bytes_per_s = 64u << 10;
+        o.guest_burst_bytes = 64u << 10;
+    });
+    test_node carol("carol@home", "other");
+    REQUIRE(dial_granted(carol, alice, keypair::generate(), "carol"));
+    // A frame far over the burst (sent at once, leaving a debt of about a
+    // second), then two small ones: the first waits in a frame of its own,
+    // the second in the open batch behind it. Then nothing more.
+    const auto before = alice.t->stats().frames_out;
+    REQUIRE(alice.t->post("carol@home", kith::env_send{kith::pid{"x@y", 1}, kith::term(std::string(100000, 'x'))})
+                .ok());
+    REQUIRE(poll_until([&] { return alice.t->stats().frames_out > before; }));
+    REQUIRE(alice.t->post("carol@home", send_int(1)).ok());
+    REQUIRE(poll_until([&] { return alice.t->stats().paced_waits > 0; }));
+    REQUIRE(alice.t->post("carol@home", send_int(2)).ok());
+    REQUIRE(carol.rec.wait([&] { return carol.rec.values.size() == 2; }, 20s));
+    CHECK(carol.rec.values == std::vector<std::int64_t>{1, 2});
+}

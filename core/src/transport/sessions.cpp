@@ -78,19 +78,27 @@ void transport::impl::flush(session& s) {
     std::size_t sent = 0;
     std::uint64_t nframes = 0;
     const auto now = paced ? clock::now() : clock::time_point{};
-    while (!s.unsent.empty()) {
-        const std::string& f = s.unsent.front();
-        if (paced && !pace(s, f.size(), now)) break;
-        int rc = send_on(*s.primary, f.data(), f.size());
-        if (rc == 0) {
-            if (paced) s.pace_tokens += static_cast<double>(f.size() + o.guest_frame_cost_bytes);
-            break;
+    for (;;) {
+        while (!s.unsent.empty()) {
+            const std::string& f = s.unsent.front();
+            if (paced && !pace(s, f.size(), now)) break;
+            int rc = send_on(*s.primary, f.data(), f.size());
+            if (rc == 0) {
+                if (paced) s.pace_tokens += static_cast<double>(f.size() + o.guest_frame_cost_bytes);
+                break;
+            }
+            // rc == -1: the link is gone; the frame is lost, and the link's
+            // failure (already detected or about to be) reports the peer down.
+            sent += f.size();
+            if (rc == 1) nframes++;
+            s.unsent.pop_front();
         }
-        // rc == -1: the link is gone; the frame is lost, and the link's
-        // failure (already detected or about to be) reports the peer down.
-        sent += f.size();
-        if (rc == 1) nframes++;
-        s.unsent.pop_front();
+        // The batch that filled while a paced frame waited goes next: left
+        // in the queue (no longer dirty), it would wait for the next post.
+        if (!paced || !s.unsent.empty()) break;
+        std::lock_guard lk(s.q->mu);
+        if (s.q->cur.empty()) break;
+        s.unsent.push_back(s.q->cur.take());
     }
     frames_out += nframes;
     bytes_out += sent;
