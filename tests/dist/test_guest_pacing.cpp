@@ -7,7 +7,9 @@
 // "Bounds"). Before the pacing, one grantee thread making blocking calls
 // as fast as it could (about 2,000 one-call frames a second on loopback)
 // lost calls to timeouts. Over real nodes (CURVE on loopback).
+#include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -82,4 +84,67 @@ TEST_CASE("guest pacing: large requests and replies to a grantee arrive, paced, 
     // Both sides held frames back rather than have the other drop them.
     CHECK(p.bob.net_stats().paced_waits > 0);
     CHECK(p.alice.net_stats().paced_waits > 0);
+}
+
+namespace {
+
+// Small calls from Bob, one after another, for as long as `busy` is set:
+// their latencies in us (sorted), and any failure.
+std::vector<long> small_calls(node& bob, const std::atomic<bool>& busy, std::vector<std::string>& failures) {
+    std::vector<long> us;
+    while (busy.load() && failures.size() < 3) {
+        const auto t0 = std::chrono::steady_clock::now();
+        auto r = bob.call("alice@localhost", "echo", "echo", arr("x"), 10s);
+        if (!r) {
+            failures.push_back(std::string(to_string(r.code())) + ": " + r.err().detail);
+            continue;
+        }
+        us.push_back(static_cast<long>(
+            std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count()));
+    }
+    std::sort(us.begin(), us.end());
+    return us;
+}
+
+}  // namespace
+
+// Head-of-line for a grantee (issue 18): its envelopes are not fragmented
+// (docs/protocol.md §5.9, "Why only members"), so a small call waits behind
+// the large envelopes queued before it, each paced to the grantee's read
+// budget. Asserted: every call is answered, nothing is dropped; the small
+// calls' latency is printed ("guest hol figure"), never asserted (figures
+// belong to the benchmark).
+TEST_CASE("guest pacing: a grantee's small calls while 4 MB stream to it and from it - all answered",
+          "[dist][grants]") {
+    pair_of_nodes p;
+    REQUIRE(p.bob.call("alice@localhost", "kvs", "store", arr("k", term(std::string(200 * 1024, 'y'))), 10s));
+    for (const char* way : {"to", "from"}) {
+        std::atomic<bool> busy{true};
+        std::vector<std::string> failures, bulk_failures;
+        std::vector<long> us;
+        std::thread small([&] { us = small_calls(p.bob, busy, failures); });
+        // 20 envelopes of 200 KB: replies to Bob (kvs lookups), or requests
+        // from him (kvs stores), 4 MB in all, from another thread.
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < 20 && bulk_failures.size() < 3; ++i) {
+            auto r = std::string(way) == "to"
+                         ? p.bob.call("alice@localhost", "kvs", "lookup", arr("k"), 20s)
+                         : p.bob.call("alice@localhost", "kvs", "store",
+                                      arr("k", term(std::string(200 * 1024, 'y'))), 20s);
+            if (!r) bulk_failures.push_back(std::string(to_string(r.code())) + ": " + r.err().detail);
+        }
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        busy = false;
+        small.join();
+        INFO("first failure: " << (failures.empty() ? "" : failures[0])
+                               << (bulk_failures.empty() ? "" : " bulk: " + bulk_failures[0]));
+        CHECK(failures.empty());
+        CHECK(bulk_failures.empty());
+        REQUIRE(!us.empty());
+        std::printf("guest hol figure: 4 MB %s the grantee in %.1f s, small calls n=%zu p50_us=%ld p99_us=%ld "
+                    "max_us=%ld\n",
+                    way, s, us.size(), us[us.size() / 2], us[us.size() * 99 / 100], us.back());
+    }
+    CHECK(p.alice.net_stats().rate_drops == 0);
+    CHECK(p.bob.net_stats().rate_drops == 0);
 }

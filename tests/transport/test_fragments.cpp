@@ -15,6 +15,7 @@
 
 using namespace kt;
 using namespace kith;
+using kith::detail::authz_decision;
 
 namespace {
 
@@ -226,6 +227,54 @@ TEST_CASE("fragments: from a non-member they are protocol errors - nothing is bu
     CHECK(b.stats().protocol_errors == proto + 2);
     CHECK_FALSE(raw.recv(200).has_value());  // no credit for a non-member
     b.stop();
+}
+
+// What a hostile grantee or stranger would try if non-members' fragments
+// were joined (docs/protocol.md §5.9, "Why only members"): a stream that
+// never completes (a whole envelope's worth, 250 of 256 KiB, and more), a
+// total far over any limit, interleaved bogus ids, a credit for bytes never
+// sent. Today each is a protocol error, dropped on the spot: nothing is
+// buffered, credited or delivered, and the session carries on. Any future
+// joining of non-members' fragments must keep these bounds.
+TEST_CASE("fragments: a non-member's endless, oversized and interleaved fragments are dropped - nothing buffered") {
+    for (const bool stranger : {false, true}) {
+        INFO((stranger ? "a stranger" : "a grantee"));
+        seen_sends seen;
+        receiver rb(seen.callbacks());
+        transport& b = rb.t;
+        keypair key = keypair::generate();
+        if (stranger)
+            b.set_authorizer([](const public_key&, std::string_view) { return authz_decision::stranger(); });
+        else
+            admit_grantee(b, key.pub, "g");
+        b.start();
+        public_key srv = b.key();
+        raw_client raw(b.endpoint(), &srv, &key);
+        raw.send(frame_of(env_handshake{protocol_version, "guest@test", 99, {}, false}));
+        REQUIRE(raw.recv().has_value());
+        const auto proto = b.stats().protocol_errors;
+        const std::string part(1000, 'p');
+        long sent = 0;
+        // Never completed: 250 fragments of one envelope of 256 KiB.
+        for (std::uint32_t off = 0; off < 250000; off += 1000, ++sent)
+            raw.send(frame_of(env_fragment{1, off, 256u << 10, part}));
+        // Totals over every limit, and ids interleaved.
+        for (std::uint64_t id = 2; id < 22; ++id, ++sent)
+            raw.send(frame_of(env_fragment{id, 0, id % 2 ? 0xffffffffu : 64u << 20, part}));
+        for (std::uint64_t id = 100; id < 120; ++id, ++sent)
+            raw.send(frame_of(env_fragment{id % 3, (id % 4) * 1000, 5000, part}));
+        // Credit for bytes b never sent, as if to open its window wide.
+        raw.send(frame_of(env_credit{~std::uint64_t{0}}));
+        ++sent;
+        raw.send(frame_of(small_to(1, 8)));
+        REQUIRE(seen.wait([&] { return seen.got.size() == 1; }));
+        CHECK(seen.got[0].second == 8);
+        CHECK(b.stats().protocol_errors == proto + static_cast<std::uint64_t>(sent));
+        CHECK(seen.decode_errors == 0);  // dropped before any joining
+        CHECK_FALSE(raw.recv(200).has_value());  // no credit for a non-member
+        CHECK(b.is_up("guest@test"));
+        b.stop();
+    }
 }
 
 TEST_CASE("fragments: stop() hands every queued large envelope to ZeroMQ - more than the window arrives whole") {
