@@ -310,3 +310,39 @@ def test_grant_limits_change_on_a_live_session(alice, make_node, tmp_path):
     alice.revoke_grant("frank")
     with pytest.raises(kith.BadArg, match="is revoked"):
         alice.set_grant_limits("frank", "pending=1")
+
+
+def test_a_grantees_calls_occupy_at_most_guest_workers(make_node):
+    # docs/security.md, "The workers' share": 3 workers, at most 1 of them
+    # for non-members: the grantee's 4 calls to a function that naps run one
+    # at a time (3 at once without the share), and a member is answered
+    # meanwhile.
+    import threading
+    import time
+    alice = make_node("alice@localhost", workers=3, guest_workers=1, discovery=False)
+    lock, running, peak = threading.Lock(), [0], [0]
+    slow = kith.Service("slow")
+
+    @slow.function
+    def nap(seconds: float) -> str:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(seconds)  # the GIL is free meanwhile
+        with lock:
+            running[0] -= 1
+        return "ok"
+
+    @slow.function
+    def quick() -> str:
+        return "quick"
+    alice.add_service(slow)
+    dave = make_node("dave@localhost", cookie="daves-cluster", discovery=False)
+    assert dave.connect(alice.grant("dave", "slow")) == alice.name
+    member = make_node("member@localhost", discovery=False)
+    assert member.connect(alice.endpoint, alice.key) == alice.name
+    calls = [dave.call_async(alice.name, "slow", "nap", 0.3) for _ in range(4)]
+    wait_until(lambda: running[0] == 1, what="the grantee's first nap")
+    assert member.call(alice.name, "slow", "quick") == "quick"
+    assert [c.result(30) for c in calls] == ["ok"] * 4
+    assert peak[0] == 1

@@ -23,7 +23,7 @@ class Node:
     """A kith node: the runtime hosting actors, services and connections.
 
     Node(name, *, cookie=None, port=None, listen=None, advertise="", member_listen="",
-         key_dir=None, workers=0, heartbeat_interval=0.5, heartbeat_timeout=2.5, hidden=False,
+         key_dir=None, workers=0, guest_workers=0, heartbeat_interval=0.5, heartbeat_timeout=2.5, hidden=False,
          max_queue_bytes=0, services=(), discovery=None, log=None)
 
     name      "name@host" ("name" alone becomes name@<hostname>).
@@ -39,6 +39,10 @@ class Node:
     cookie    cluster cookie (default: the cookie file in key_dir).
     key_dir   key directory (default $KITH_HOME or ~/.kith).
     workers   actor worker threads (0: one per core).
+    guest_workers
+              how many of them grantees' and strangers' calls and actors may
+              occupy at once; the rest stay free for members (0: half the
+              workers, at least 1; docs/security.md, "The workers' share").
     heartbeat_interval, heartbeat_timeout
               seconds between heartbeats, and of silence before a peer is down.
     hidden    not listed by other nodes' nodes() (short-lived tools).
@@ -79,7 +83,8 @@ class Node:
 
     def __init__(self, name: str = "kith@localhost", *, cookie: Optional[str] = None,
                  port: Optional[int] = None, listen: Optional[str] = None, advertise: str = "",
-                 member_listen: str = "", key_dir: Any = None, workers: int = 0, heartbeat_interval: float = 0.5,
+                 member_listen: str = "", key_dir: Any = None, workers: int = 0, guest_workers: int = 0,
+                 heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float = 2.5, hidden: bool = False, max_queue_bytes: int = 0,
                  services: Any = (), discovery: Any = None, log: Optional[Callable[[Any], Any]] = None):
         if port is not None and listen is not None:
@@ -90,7 +95,8 @@ class Node:
             key_dir = os.fspath(key_dir)
         self._n = _kith._Node(_full_name(name), listen or "", advertise, key_dir or "", cookie, workers,
                               heartbeat_interval, heartbeat_timeout, hidden, max_queue_bytes, list(services),
-                              _discovery_options(discovery, listen or "", hidden), log, member_listen)
+                              _discovery_options(discovery, listen or "", hidden), log, member_listen,
+                              guest_workers)
         self._inbox = self._n.mailbox()
         # spawn_async and call_async: the Futures waiting for an answer, by
         # tag (spawn_async's each completed by an actor of its own,
