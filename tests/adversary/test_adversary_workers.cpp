@@ -8,8 +8,11 @@
 // a member process keeps requesting an actor of the victim (`responder`,
 // whose turns need a worker) while the calls are outstanding. Asserted: no
 // more relay:block calls run at once than the share; every member request
-// succeeds; its p99 within max(5x the quiet p99, quiet p99 + 5 ms), the load
-// tests' bound (no other timed assertion); the non-members' excess runs
+// succeeds; its p99 within max(5x the quiet p99, quiet p99 + 50 ms), the
+// load tests' bound for attacks that leave the member fewer threads (no
+// other timed assertion; without the share the requests time out at 5 s;
+// with +5 ms 2 runs in 8 failed at load 11 on the 2-core machine, p99
+// 6 ms against a quiet 0.2 ms); the non-members' excess runs
 // once a share's worker is free again (every call answered after
 // `unblock`).
 #include "adversary_harness.hpp"
@@ -55,7 +58,7 @@ void member_keeps_its_workers(victim& v, victim& m, F attack, long share) {
     REQUIRE(eventually([&] { return blocked(v).first == share; }));
     const auto under = member_loop(m, v, 1500);
     INFO("quiet p99 " << quiet << " us; under: " << under);
-    CHECK(field(under, "p99") <= std::max(5 * quiet, quiet + 5000));
+    CHECK(field(under, "p99") <= std::max(5 * quiet, quiet + 50000));
     CHECK(blocked(v) == std::pair<long, long>{share, share});
 }
 
