@@ -147,6 +147,27 @@ std::vector<std::uint8_t> encode_beacon(const beacon& b, const beacon_hmac_key* 
     return out;
 }
 
+std::optional<beacon_header> peek_cluster_header(std::span<const std::uint8_t> data) {
+    if (data.size() < beacon_fixed_bytes || data.size() > beacon_max_bytes) return std::nullopt;
+    if (!std::equal(beacon_magic.begin(), beacon_magic.end(), data.begin())) return std::nullopt;
+    reader r{data, 4};
+    if (r.u8() != beacon_version) return std::nullopt;
+    const std::uint8_t type = r.u8();
+    const std::uint8_t flags = r.u8();
+    if (type < 1 || type > 3 || !(flags & flag_cluster)) return std::nullopt;
+    const std::size_t name_len = r.u8();
+    beacon_header h;
+    h.type = static_cast<beacon_type>(type);
+    h.timestamp_ms = r.uint(8);
+    h.nonce = r.uint(8);
+    r.uint(2);  // the tcp port
+    std::memcpy(h.key.bytes.data(), data.data() + r.at, 32);  // within beacon_fixed_bytes
+    r.at += 32;
+    if (!r.need(name_len)) return std::nullopt;
+    h.name = std::string_view(reinterpret_cast<const char*>(data.data() + r.at), name_len);
+    return h;
+}
+
 decoded_beacon decode_beacon(std::span<const std::uint8_t> data, const beacon_hmac_key* key) {
     decoded_beacon out;
     if (data.size() < beacon_fixed_bytes || data.size() > beacon_max_bytes) return out;

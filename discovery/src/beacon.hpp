@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -88,5 +89,18 @@ struct decoded_beacon {
 // Decodes one datagram. `key` may be null (a node without a cookie key):
 // then any cluster section is another cluster's.
 decoded_beacon decode_beacon(std::span<const std::uint8_t> data, const beacon_hmac_key* key);
+
+// The fixed header of a datagram that looks like a beacon with a cluster
+// section: magic, version, type and flags checked, nothing else, nothing
+// authenticated. What discovery needs to drop, before the HMAC, a copy of a
+// beacon it has taken already (docs/security.md, "Discovery").
+struct beacon_header {
+    beacon_type type = beacon_type::announce;
+    std::uint64_t timestamp_ms = 0;
+    std::uint64_t nonce = 0;
+    public_key key;
+    std::string_view name;  // into the datagram
+};
+std::optional<beacon_header> peek_cluster_header(std::span<const std::uint8_t> data);
 
 }  // namespace kith::detail

@@ -9,6 +9,7 @@
 // Broadcast destinations come from the interfaces (kith/platform.hpp),
 // re-enumerated every interval.
 #include <arpa/inet.h>
+#include <linux/filter.h>
 #include <net/if.h>
 #include <netdb.h>
 #include <sodium.h>
@@ -51,6 +52,33 @@ std::optional<in_addr> resolve4(const std::string& host) {
     return a;
 }
 
+// A socket filter (classic BPF, run by the kernel as a datagram arrives,
+// before it is queued): only datagrams that could be beacons, the magic and
+// version first, at least a beacon header long and at most one beacon plus
+// the byte that marks a longer one (which decode_beacon calls malformed),
+// reach the socket's buffer. Anything else, a flood of random bytes, costs
+// this thread nothing and cannot fill the buffer that members' beacons
+// wait in; the kernel counts the drops (SO_MEMINFO, discovery_counters::
+// dropped_by_kernel). Best effort: without it every datagram is read and
+// checked as before. Offsets count from the UDP header (8 bytes).
+void attach_beacon_filter(int fd) {
+    const std::uint32_t magic = (std::uint32_t{beacon_magic[0]} << 24) | (std::uint32_t{beacon_magic[1]} << 16) |
+                                (std::uint32_t{beacon_magic[2]} << 8) | beacon_magic[3];
+    sock_filter code[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_LEN, 0),
+        BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 8 + beacon_fixed_bytes, 0, 6),
+        BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, 8 + beacon_max_bytes + 1, 5, 0),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 8),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, magic, 0, 3),
+        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 12),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, beacon_version, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),
+        BPF_STMT(BPF_RET | BPF_K, 0),
+    };
+    sock_fprog prog{static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
+    ::setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
+}
+
 sockaddr_in make_addr(in_addr a, std::uint16_t port) {
     sockaddr_in s{};
     s.sin_family = AF_INET;
@@ -75,6 +103,7 @@ void discovery::impl::setup() {
     if (o.interval.count() <= 0) o.interval = std::chrono::milliseconds(1000);
     my_name = n.name();
     my_key = n.key();
+    randombytes_buf(copy_key.data(), copy_key.size());
     auto [host, port] = disc::split_endpoint(n.endpoint());
     my_port = port;
     if (auto m = n.member_endpoint(); !m.empty()) my_member_port = disc::split_endpoint(m).second;
@@ -101,6 +130,7 @@ void discovery::impl::setup() {
     ::setsockopt(tx.fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
     int rcvbuf = 1 << 20;  // best effort (capped by net.core.rmem_max): room to drain a burst
     ::setsockopt(rx.fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+    attach_beacon_filter(rx.fd);
     if (!o.interface.empty()) {
         // Best effort: receive only on that interface (needs CAP_NET_RAW
         // on old kernels); sending is restricted by the destinations.
@@ -207,31 +237,53 @@ void discovery::impl::send_query(const std::vector<std::uint32_t>* only, bool to
 
 // --- receiving ---------------------------------------------------------------
 
-void discovery::impl::drain(int fd) {
-    std::uint8_t buf[beacon_max_bytes + 1];
-    for (int i = 0; i < 256; ++i) {  // bounded per wake-up; poll comes back for the rest
-        sockaddr_in from{};
-        iovec iov{buf, sizeof buf};
-        alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(in_pktinfo))];
-        msghdr m{};
-        m.msg_name = &from;
-        m.msg_namelen = sizeof from;
-        m.msg_iov = &iov;
-        m.msg_iovlen = 1;
-        m.msg_control = ctl;
-        m.msg_controllen = sizeof ctl;
-        auto r = ::recvmsg(fd, &m, 0);
-        if (r < 0) return;
-        std::uint32_t dst = 0;
-        for (auto* cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm))
-            if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
-                in_pktinfo pi;
-                std::memcpy(&pi, CMSG_DATA(cm), sizeof pi);
-                dst = pi.ipi_addr.s_addr;
-            }
-        // (A datagram longer than a beacon is cut to 1201 bytes: malformed.)
-        handle(std::span<const std::uint8_t>(buf, static_cast<std::size_t>(r)), from, is_broadcast(dst));
+struct discovery::impl::rx_buffers {
+    std::uint8_t buf[rx_batch][beacon_max_bytes + 1];
+    sockaddr_in from[rx_batch];
+    iovec iov[rx_batch];
+    alignas(cmsghdr) char ctl[rx_batch][CMSG_SPACE(sizeof(in_pktinfo))];
+    mmsghdr m[rx_batch];
+};
+
+discovery::impl::impl(node& nd, discovery_options opts)
+    : n(nd), o(std::move(opts)), rxb(std::make_unique<rx_buffers>()) {}
+discovery::impl::~impl() = default;
+
+int discovery::impl::drain(int fd) {
+    // Up to 256 datagrams a wake-up (poll comes back for the rest), read
+    // rx_batch at a time: one system call for each batch, not each datagram.
+    rx_buffers& x = *rxb;
+    int total = 0;
+    for (int round = 0; round < 8; ++round) {
+        for (unsigned i = 0; i < rx_batch; ++i) {
+            x.iov[i] = {x.buf[i], sizeof x.buf[i]};
+            msghdr& m = x.m[i].msg_hdr;
+            m = msghdr{};
+            m.msg_name = &x.from[i];
+            m.msg_namelen = sizeof x.from[i];
+            m.msg_iov = &x.iov[i];
+            m.msg_iovlen = 1;
+            m.msg_control = x.ctl[i];
+            m.msg_controllen = sizeof x.ctl[i];
+        }
+        const int got = ::recvmmsg(fd, x.m, rx_batch, MSG_DONTWAIT, nullptr);
+        if (got <= 0) return total;
+        total += got;
+        for (int i = 0; i < got; ++i) {
+            msghdr& m = x.m[i].msg_hdr;
+            std::uint32_t dst = 0;
+            for (auto* cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm))
+                if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO) {
+                    in_pktinfo pi;
+                    std::memcpy(&pi, CMSG_DATA(cm), sizeof pi);
+                    dst = pi.ipi_addr.s_addr;
+                }
+            // (A datagram longer than a beacon is cut to 1201 bytes: malformed.)
+            handle(std::span<const std::uint8_t>(x.buf[i], x.m[i].msg_len), x.from[i], is_broadcast(dst));
+        }
+        if (static_cast<unsigned>(got) < rx_batch) return total;
     }
+    return total;
 }
 
 // Whether a datagram was sent to a broadcast (or multicast) address rather

@@ -45,9 +45,12 @@ struct flood_budgets {
     bucket strangers, answers;
 
     // Replay protection: the newest authenticated beacon of each sender key
-    // (kept while it is within the skew: older ones are stale anyway).
+    // (kept while it is within the skew: older ones are stale anyway), and
+    // a keyed digest of its bytes (crypto_shorthash, discovery's own random
+    // key): a datagram with that digest is a copy of it, known without its
+    // HMAC.
     struct sender_state {
-        std::uint64_t ts = 0, nonce = 0;
+        std::uint64_t ts = 0, nonce = 0, digest = 0;
     };
     static constexpr std::size_t max_senders = 4096;
     std::map<public_key, sender_state> senders;

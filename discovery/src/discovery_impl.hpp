@@ -16,6 +16,7 @@
 
 #include <netinet/in.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -83,7 +84,7 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
 
     mutable std::mutex mu;  // seen, counters, said
     std::condition_variable cv;
-    std::map<std::string, entry> seen;
+    std::map<std::string, entry, std::less<>> seen;
     discovery_counters c;
 
     static constexpr std::size_t max_seen = 4096;  // strangers beyond are not listed
@@ -94,6 +95,14 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
 
     // Flood limits and replay protection (discovery thread only; budgets.hpp).
     disc::flood_budgets budgets;
+    std::array<std::uint8_t, 16> copy_key{};  // crypto_shorthash key of sender_state::digest (random)
+    std::uint64_t digest(std::span<const std::uint8_t> data) const;
+    // The discovery thread's pause after a turn that read several datagrams (run()).
+    static constexpr auto flood_coalesce = std::chrono::milliseconds(1);
+    // Datagrams read with one recvmmsg (drain), allocated at setup.
+    static constexpr unsigned rx_batch = 32;
+    struct rx_buffers;
+    std::unique_ptr<rx_buffers> rxb;
     std::uint64_t last_sent_ts = 0;  // our own timestamps strictly increase
     // Broadcast queries are answered by an early broadcast announce, at most
     // one per early_gap.
@@ -103,7 +112,8 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
     std::uint64_t skew_ms() const;            // o.max_clock_skew, never negative
     void prune(clock_type::time_point now);  // budgets.prune with our clock and skew
 
-    impl(node& nd, discovery_options opts) : n(nd), o(std::move(opts)) {}
+    impl(node& nd, discovery_options opts);
+    ~impl();
 
     // Says a hint once (o.log, else the default sink); call without mu held.
     void hint(const std::string& once_key, const std::string& line);
@@ -119,14 +129,18 @@ struct discovery::impl : std::enable_shared_from_this<discovery::impl> {
     std::vector<sockaddr_in> peer_addrs() const;
     void broadcast(detail::beacon_type t, const std::vector<std::uint32_t>* only = nullptr, bool to_peers = true);
     void send_query(const std::vector<std::uint32_t>* only = nullptr, bool to_peers = true);
-    void drain(int fd);
+    int drain(int fd);  // returns the datagrams read
     bool is_broadcast(std::uint32_t dst) const;
     void answer(bool cluster, std::size_t query_size, const sockaddr_in& from, bool broadcast_dst,
                 clock_type::time_point now);
 
     // --- seen.cpp
     void handle(std::span<const std::uint8_t> data, const sockaddr_in& from, bool broadcast_dst = false);
-    bool fresh_and_new(const detail::beacon& b, const sockaddr_in& from, clock_type::time_point now);
+    // A copy of, or a datagram not newer than, the newest beacon taken from
+    // the sender it names: counted and dropped before decoding or the HMAC.
+    bool known_copy(std::span<const std::uint8_t> data, clock_type::time_point now);
+    bool fresh_and_new(const detail::beacon& b, std::span<const std::uint8_t> data, const sockaddr_in& from,
+                       clock_type::time_point now);
     void expire(clock_type::time_point now);
     std::vector<seen_node> list() const;
 

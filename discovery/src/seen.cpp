@@ -1,14 +1,18 @@
 // seen.cpp — a received beacon, checked and applied to the seen table (see
 // discovery_impl.hpp). Order of the checks, cheapest and least exploitable
-// first: decoding and the HMAC (beacon.cpp), freshness and replay for
-// authenticated beacons, then the flood budgets (per source for members,
+// first: a copy of (or anything not newer than) a sender's newest beacon
+// taken, from the fixed header and a keyed digest, before anything else
+// (known_copy: a replay flood costs no HMAC); decoding and the HMAC
+// (beacon.cpp), freshness and replay for authenticated beacons, then the flood budgets (per source for members,
 // one shared budget for everything unauthenticated), and only then the
 // table. A stranger never takes a member's name, never downgrades or removes
 // its entry; a connected node's entry is decided by its connection.
 #include <arpa/inet.h>
+#include <sodium.h>
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 
 #include "discovery_impl.hpp"
 
@@ -25,7 +29,44 @@ void discovery::impl::prune(clock_type::time_point now) { budgets.prune(now, dis
 // An authenticated beacon: fresh against our clock, then strictly newer than
 // the sender's newest accepted beacon (the timestamp is MAC'd), then within
 // its source's budget. Counts (and hints) what it drops.
-bool discovery::impl::fresh_and_new(const beacon& b, const sockaddr_in& from, clock_type::time_point now) {
+std::uint64_t discovery::impl::digest(std::span<const std::uint8_t> data) const {
+    std::uint8_t h[crypto_shorthash_BYTES];
+    crypto_shorthash(h, data.data(), data.size(), copy_key.data());
+    std::uint64_t v;
+    std::memcpy(&v, h, sizeof v);
+    return v;
+}
+
+bool discovery::impl::known_copy(std::span<const std::uint8_t> data, clock_type::time_point now) {
+    auto h = peek_cluster_header(data);
+    if (!h) return false;
+    if (h->key == my_key && (h->name == my_name || h->type == beacon_type::query)) {
+        // Our own (as handle() would find after the HMAC), or a forgery of it.
+        std::lock_guard lk(mu);
+        ++c.beacons_received;
+        return true;
+    }
+    auto it = budgets.senders.find(h->key);
+    if (it == budgets.senders.end() || h->timestamp_ms > it->second.ts) return false;
+    // Not newer than the sender's newest beacon: dropped whatever its HMAC
+    // would say (fresh_and_new would drop it after the HMAC). Only a copy
+    // of that very beacon, byte for byte (its keyed digest), is a sign of life.
+    const bool same = h->timestamp_ms == it->second.ts && h->nonce == it->second.nonce &&
+                      h->type == beacon_type::announce && digest(data) == it->second.digest;
+    std::lock_guard lk(mu);
+    ++c.beacons_received;
+    if (same)
+        if (auto e = seen.find(h->name); e != seen.end() && e->second.info.key == h->key && e->second.cluster) {
+            e->second.info.last_seen = now;
+            ++c.duplicates;
+            return true;
+        }
+    ++c.replayed;
+    return true;
+}
+
+bool discovery::impl::fresh_and_new(const beacon& b, std::span<const std::uint8_t> data, const sockaddr_in& from,
+                                    clock_type::time_point now) {
     const auto wall = disc::wall_ms();
     const auto skew = skew_ms();
     if (b.timestamp_ms + skew < wall || b.timestamp_ms > wall + skew) {
@@ -65,11 +106,12 @@ bool discovery::impl::fresh_and_new(const beacon& b, const sockaddr_in& from, cl
         }
         it = budgets.senders.emplace(b.key, disc::flood_budgets::sender_state{}).first;
     }
-    it->second = {b.timestamp_ms, b.nonce};
+    it->second = {b.timestamp_ms, b.nonce, digest(data)};
     return true;
 }
 
 void discovery::impl::handle(std::span<const std::uint8_t> data, const sockaddr_in& from, bool broadcast_dst) {
+    if (hkey && known_copy(data, clock_type::now())) return;
     auto d = decode_beacon(data, hkey ? &*hkey : nullptr);
     {
         std::lock_guard lk(mu);
@@ -88,7 +130,7 @@ void discovery::impl::handle(std::span<const std::uint8_t> data, const sockaddr_
     const bool cluster = d.status == beacon_status::ok_cluster;
     auto now = clock_type::now();
     if (cluster) {
-        if (!fresh_and_new(b, from, now)) return;
+        if (!fresh_and_new(b, data, from, now)) return;
     } else if (!budgets.strangers.take(o.max_stranger_beacons_per_s, o.max_stranger_beacons_per_s, now)) {
         count(&discovery_counters::rate_limited);
         return;

@@ -36,7 +36,7 @@
 //   unblock                       -> frees every relay:block call, now and later; "unblocked"
 //   disc                          -> "disc received=N malformed=N bad_hmac=N rate_limited=N replayed=N
 //                                    duplicates=N
-//                                    stale=N seen=A,B" (discovery; "disc off" without it)
+//                                    stale=N dropped_by_kernel=N seen=A,B" (discovery; "disc off" without it)
 //   unstall                       -> frees the `slow` actor (box:slow) from "stall"; "unstalled"
 //   slow_seen                     -> "slow_seen N" (messages the slow actor took)
 //   kvs KEY                       -> "kvs TERM" (local lookup)
@@ -281,7 +281,7 @@ int main(int argc, char** argv) {
                 " bad_hmac=" + std::to_string(st.bad_hmac) + " rate_limited=" + std::to_string(st.rate_limited) +
                 " replayed=" + std::to_string(st.replayed) +
                 " duplicates=" + std::to_string(st.duplicates) + " stale=" + std::to_string(st.stale) +
-                " seen=" + seen);
+                " dropped_by_kernel=" + std::to_string(st.dropped_by_kernel) + " seen=" + seen);
         } else if (c == "unstall") {
             {
                 std::lock_guard lk(stall->mu);

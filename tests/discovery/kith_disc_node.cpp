@@ -14,7 +14,8 @@
 // Forger mode (the hostile host of the tests; no node):
 //   kith_disc_node --forge bad-hmac|leave|replay --target NAME --cookie C --bcast ADDR
 // captures NAME's beacon on port 4371, prints CAPTURED, then every 300 ms:
-//   bad-hmac  a beacon "forger@evil" with our cluster id and a wrong HMAC
+//   bad-hmac  a beacon "forger@evil" with our cluster id and a wrong HMAC (newer
+//             than NAME's)
 //   leave     a "leaving" for NAME, newer, HMAC made with the cookie (insider)
 //   replay    NAME's captured beacon verbatim (from this host's address), after
 //             a line "go" on stdin; meanwhile a CURVE server with its own key
@@ -76,6 +77,9 @@ int forge(const std::string& mode, const std::string& target, const std::string&
     if (mode == "bad-hmac") {
         beacon b = d.b;
         b.name = "forger@evil";
+        // Newer than the target's beacons: one not newer would be dropped
+        // as a replay before its HMAC is checked.
+        b.timestamp_ms += 5000;
         auto wrong = key;
         wrong.hmac[0] ^= 1;
         out = encode_beacon(b, &wrong);

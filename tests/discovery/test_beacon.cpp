@@ -180,6 +180,29 @@ TEST_CASE("beacon without the cookie key is a stranger and cluster services are 
     CHECK(decode_beacon(encode_beacon(b, &forged), &key).status == beacon_status::bad_hmac);
 }
 
+// What discovery reads before the HMAC to drop copies of a beacon it took
+// (seen.cpp, known_copy): the header of a cluster beacon, nothing else.
+TEST_CASE("beacon header peek reads a cluster beacon's sender and time, nothing of a stranger's or a fragment") {
+    auto key = golden_hmac();
+    auto b = golden_beacons().at("announce_cluster");
+    auto enc = encode_beacon(b, &key);
+    auto h = peek_cluster_header(enc);
+    REQUIRE(h.has_value());
+    CHECK(h->type == b.type);
+    CHECK(h->timestamp_ms == b.timestamp_ms);
+    CHECK(h->nonce == b.nonce);
+    CHECK(h->key == b.key);
+    CHECK(h->name == b.name);
+    auto plain = b;
+    plain.cluster = false;
+    CHECK_FALSE(peek_cluster_header(encode_beacon(plain, nullptr)).has_value());
+    for (std::size_t n = 0; n < beacon_fixed_bytes + b.name.size(); ++n)
+        CHECK_FALSE(peek_cluster_header(std::span<const std::uint8_t>(enc.data(), n)).has_value());
+    auto bad = enc;
+    bad[4] ^= 0x40;  // version
+    CHECK_FALSE(peek_cluster_header(bad).has_value());
+}
+
 TEST_CASE("beacon encoder leaves out services that do not fit and stays within 1200 bytes") {
     auto key = golden_hmac();
     auto b = base(beacon_type::announce, std::string(255, 'n'));

@@ -157,14 +157,22 @@ TEST_CASE("discovery: bad HMAC, malformed and flooded beacons are dropped and co
     auto wrong = detail::beacon_hmac_key::from_cookie(cookie_a);
     wrong.hmac[0] ^= 1;
     out.send(detail::encode_beacon(b, &wrong), "127.0.0.1", port);
+    // Not starting like a beacon: the socket's filter drops it in the kernel.
     out.send({1, 2, 3}, "127.0.0.1", port);
+    // Starting like one (magic, version), then nonsense: read and malformed.
+    std::vector<std::uint8_t> junk(100, 0xab);
+    std::copy(detail::beacon_magic.begin(), detail::beacon_magic.end(), junk.begin());
+    junk[4] = detail::beacon_version;
+    out.send(junk, "127.0.0.1", port);
     REQUIRE(eventually([&] { return d.stats().bad_hmac == 1 && d.stats().malformed == 1; }, 5s));
+    REQUIRE(eventually([&] { return d.stats().dropped_by_kernel == 1; }, 5s));
     for (auto& s : d.seen()) CHECK(s.name != "forger@host");
     // A flood of strangers: far more than their budget in well under a
     // second. Junk is decoded (cheap) and counted; well-formed strangers
     // beyond the budget are dropped before anything else is done.
-    std::vector<std::uint8_t> junk(100, 0xab);
     for (int i = 0; i < 300; ++i) out.send(junk, "127.0.0.1", port);
+    std::vector<std::uint8_t> noise(100, 0xab);  // the kernel's
+    for (int i = 0; i < 300; ++i) out.send(noise, "127.0.0.1", port);
     auto s = genuine(*a.n, detail::beacon_type::announce);
     s.cluster = false;
     s.key.bytes.fill(9);
@@ -174,6 +182,7 @@ TEST_CASE("discovery: bad HMAC, malformed and flooded beacons are dropped and co
     }
     REQUIRE(eventually([&] { return d.stats().rate_limited > 0; }, 5s));
     REQUIRE(eventually([&] { return d.stats().malformed >= 100; }, 5s));
+    CHECK(d.stats().dropped_by_kernel >= 100);
     std::size_t listed = 0;
     for (auto& x : d.seen()) listed += x.trust == trust_level::stranger;
     CHECK(listed < 1000);  // at most ~the budget per second

@@ -520,7 +520,7 @@ class Node:
         """Discovery counters: beacons_sent, beacons_received, bad_hmac, malformed,
         rate_limited, key_conflicts, spoofed_leaves, queries_answered, replayed,
         duplicates (copies of a member's newest beacon), stale (outside max_clock_skew), answers_limited (queries over their
-        budget), connect_failures."""
+        budget), connect_failures, dropped_by_kernel (datagrams not starting like a beacon, or a full socket buffer)."""
         return self._n._discovery_stats()
 
     def ping(self, node: str, timeout: float = 1.0) -> bool:

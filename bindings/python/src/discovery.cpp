@@ -121,6 +121,7 @@ void bind_node_discovery(node_class& c) {
             d["stale"] = s.stale;
             d["answers_limited"] = s.answers_limited;
             d["connect_failures"] = s.connect_failures;
+            d["dropped_by_kernel"] = s.dropped_by_kernel;
             return d;
         });
 }

@@ -133,12 +133,15 @@ struct discovery_counters {
     std::uint64_t spoofed_leaves = 0;    // "leaving" for a node whose connection is alive (ignored; also
                                          // counts a genuine one sent while its node keeps running)
     std::uint64_t queries_answered = 0;
-    std::uint64_t replayed = 0;          // authenticated beacons not newer than the sender's newest accepted one
+    std::uint64_t replayed = 0;          // beacons not newer than the sender's newest accepted one (those naming a
+                                         // sender we took one from are dropped before the HMAC, as are copies)
     std::uint64_t duplicates = 0;        // exact copies of a member's newest beacon (a second path, or a replay):
                                          // only a sign of life; nothing in them, nor their source, is used
     std::uint64_t stale = 0;             // authenticated beacons outside the clock skew
     std::uint64_t answers_limited = 0;   // unauthenticated queries not answered (over their budget)
     std::uint64_t connect_failures = 0;  // auto-connects that failed (refused: e.g. an impersonator's endpoint)
+    std::uint64_t dropped_by_kernel = 0; // datagrams the kernel dropped before discovery read them: not starting
+                                         // like a beacon (the socket's filter), or its buffer full (Linux)
 };
 
 class discovery {
