@@ -1,6 +1,7 @@
 // context.cpp — the process's ZeroMQ context and ZAP thread (context.hpp).
 #include "transport/context.hpp"
 
+#include <pthread.h>
 #include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
@@ -93,7 +94,10 @@ shared_context::shared_context(int network_cpu) {
     if (answers_fd_ < 0)
         throw setup_error("kith: cannot create an eventfd for the ZAP handler (out of file descriptors?)");
     try {
-        thread_ = std::thread([this] { serve(); });
+        thread_ = std::thread([this] {
+            ::pthread_setname_np(::pthread_self(), "kith-zap");
+            serve();
+        });
     } catch (const std::system_error& e) {
         ::close(answers_fd_);
         throw setup_error(std::string("kith: cannot start the ZAP thread: ") + e.what());

@@ -23,6 +23,7 @@ void transport::impl::rebuild_items() {
 }
 
 void transport::impl::io_thread(bool leading) {
+    ::pthread_setname_np(::pthread_self(), "kith-io");  // leader and follower alike
     for (;;) {
         if (!leading) {
             if (!follow()) return;
@@ -143,55 +144,20 @@ void transport::impl::io_loop() {
         }
         if (items_dirty) rebuild_items();
         const auto now = clock::now();
-        // While paused the public port is not polled (its waiting messages
-        // would wake every poll): the loop wakes when the pause ends.
-        const bool paused = pub_paused(now);
-        items[1].events = paused ? 0 : ZMQ_POLLIN;
-        const auto wake_at = paused ? std::min(next_tick, pub_paused_until) : next_tick;
         long timeout_ms = !blocked.empty() ? 1
                           : now < spin_until
                               ? 0
                               : std::max<long>(0, std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                      wake_at - now).count() + 1);
-        int rc = zmq_poll(items.data(), static_cast<int>(items.size()), timeout_ms);
-        if (rc < 0) {
-            const int err = zmq_errno();
-            if (err == ETERM) break;
-            // EINTR is a signal; anything else (a socket closed under the
-            // poll) is a fault: logged, and the poll set rebuilt.
-            if (err != EINTR) {
-                socket_error(std::string("polling the sockets failed: ") + zmq_strerror(err));
-                items_dirty = true;
-            }
-            for (auto& it : items) it.revents = 0;
-        }
+                                                      next_tick - now).count() + 1);
+        int rc = poll_sockets(now, timeout_ms);
+        if (rc < 0) break;  // the context ended
         if (rc > 0) spin_until = clock::now() + io_spin;
         else if (timeout_ms == 0) std::this_thread::yield();
         if (stopping) break;
-        if (items[0].revents & ZMQ_POLLIN) {
-            std::uint64_t v;
-            ssize_t n = ::read(wake_fd, &v, sizeof v);
-            (void)n;
-        }
-        wake_pending.store(false);
+        read_wake();
         run_commands();
         if (refused_pending.load()) report_refusals();
-        if (items[4].revents & ZMQ_POLLIN) read_router_monitor(mem);
-        if (items[2].revents & ZMQ_POLLIN) read_router_monitor(pub);
-        // Monitors before data, so that a replaced connection is known
-        // before its successor's messages are read.
-        std::vector<link*>& ls = loop_links;  // a copy: links may be replaced below
-        ls.assign(item_links.begin(), item_links.end());
-        for (std::size_t i = 0; i < ls.size(); ++i) {
-            if (items[first_link + 2 * i + 1].revents & ZMQ_POLLIN) handle_monitor(*ls[i]);
-        }
-        // Members first: the member port, then the links we dialled; the
-        // public port last, and only within non-members' budget.
-        if (items[3].revents & ZMQ_POLLIN) read_router(mem);
-        for (std::size_t i = 0; i < ls.size(); ++i) {
-            if ((items[first_link + 2 * i].revents & ZMQ_POLLIN) && ls[i]->dealer) read_dealer(*ls[i]);
-        }
-        if (items[1].revents & ZMQ_POLLIN) read_router(pub);
+        read_ready();
         if (clock::now() >= next_tick) {
             housekeeping();
             next_tick = clock::now() + tick;
@@ -260,30 +226,76 @@ void transport::impl::drain_fragments() {
     // those. So the loop keeps reading (credits, and whatever else arrives,
     // delivered as usual) until every fragment is credited, the peer's link
     // is gone, or stop_drain has passed (a peer that stopped reading).
+    // The public port keeps its flood pause meanwhile (poll_sockets): a
+    // non-members' flood is not read, nor polled, past their budget while
+    // the node stops (stop_drain_turns shows it: each turn waits for a
+    // socket, at most 5 ms).
     if (!fragments_in_flight()) return;
     const auto until = clock::now() + std::min<clock::duration>(o.heartbeat_timeout, stop_drain);
     while (fragments_in_flight() && clock::now() < until) {
         if (items_dirty) rebuild_items();
-        items[1].events = ZMQ_POLLIN;  // no pause now: the public port may carry our member's credits
-        if (zmq_poll(items.data(), static_cast<int>(items.size()), 5) < 0) {
-            if (zmq_errno() == ETERM) return;
-            for (auto& it : items) it.revents = 0;
-        }
-        if (items[4].revents & ZMQ_POLLIN) read_router_monitor(mem);
-        if (items[2].revents & ZMQ_POLLIN) read_router_monitor(pub);
-        std::vector<link*> ls(item_links.begin(), item_links.end());
-        for (std::size_t i = 0; i < ls.size(); ++i)
-            if (items[first_link + 2 * i + 1].revents & ZMQ_POLLIN) handle_monitor(*ls[i]);
-        if (items[3].revents & ZMQ_POLLIN) read_router(mem);
-        for (std::size_t i = 0; i < ls.size(); ++i)
-            if ((items[first_link + 2 * i].revents & ZMQ_POLLIN) && ls[i]->dealer) read_dealer(*ls[i]);
-        if (items[1].revents & ZMQ_POLLIN) read_router(pub);
+        stop_drain_turns++;
+        if (poll_sockets(clock::now(), 5) < 0) return;
+        read_wake();
+        read_ready();
         outs.remove_if([](auto& l) { return l->doomed; });
         take_dirty();
         auto b = std::move(blocked);
         blocked.clear();
         for (session* x : b) flush(*x);
     }
+}
+
+int transport::impl::poll_sockets(clock::time_point now, long timeout_ms) {
+    // While paused the public port is not polled (its waiting messages
+    // would wake every poll): the poll ends when the pause does.
+    const bool paused = pub_paused(now);
+    items[1].events = paused ? 0 : ZMQ_POLLIN;
+    if (paused)
+        timeout_ms = std::min<long>(
+            timeout_ms, std::chrono::duration_cast<std::chrono::milliseconds>(pub_paused_until - now).count() + 1);
+    int rc = zmq_poll(items.data(), static_cast<int>(items.size()), timeout_ms);
+    if (rc < 0) {
+        const int err = zmq_errno();
+        if (err == ETERM) return -1;
+        // EINTR is a signal; anything else (a socket closed under the
+        // poll) is a fault: logged, and the poll set rebuilt.
+        if (err != EINTR) {
+            socket_error(std::string("polling the sockets failed: ") + zmq_strerror(err));
+            items_dirty = true;
+        }
+        for (auto& it : items) it.revents = 0;
+        return 0;
+    }
+    return rc;
+}
+
+void transport::impl::read_wake() {
+    if (items[0].revents & ZMQ_POLLIN) {
+        std::uint64_t v;
+        ssize_t n = ::read(wake_fd, &v, sizeof v);
+        (void)n;
+    }
+    wake_pending.store(false);
+}
+
+void transport::impl::read_ready() {
+    if (items[4].revents & ZMQ_POLLIN) read_router_monitor(mem);
+    if (items[2].revents & ZMQ_POLLIN) read_router_monitor(pub);
+    // Monitors before data, so that a replaced connection is known
+    // before its successor's messages are read.
+    std::vector<link*>& ls = loop_links;  // a copy: links may be replaced below
+    ls.assign(item_links.begin(), item_links.end());
+    for (std::size_t i = 0; i < ls.size(); ++i) {
+        if (items[first_link + 2 * i + 1].revents & ZMQ_POLLIN) handle_monitor(*ls[i]);
+    }
+    // Members first: the member port, then the links we dialled; the
+    // public port last, and only within non-members' budget.
+    if (items[3].revents & ZMQ_POLLIN) read_router(mem);
+    for (std::size_t i = 0; i < ls.size(); ++i) {
+        if ((items[first_link + 2 * i].revents & ZMQ_POLLIN) && ls[i]->dealer) read_dealer(*ls[i]);
+    }
+    if (items[1].revents & ZMQ_POLLIN) read_router(pub);
 }
 
 }  // namespace kith::detail

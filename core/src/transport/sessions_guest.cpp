@@ -14,6 +14,7 @@ void transport::impl::start_guest_decoder() {
         // Below the I/O threads and the workers: under load, members' work
         // runs first (Linux: the nice value is per thread).
         ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), 10);
+        ::pthread_setname_np(::pthread_self(), "kith-guest");  // top -H, perf, /proc/PID/task
         guest_decoder();
     });
 }

@@ -395,6 +395,7 @@ transport_stats transport::stats() const {
     s.public_pauses = m.public_pauses;
     s.credit_timeouts = m.credit_timeouts;
     s.paced_waits = m.paced_waits;
+    s.stop_drain_turns = m.stop_drain_turns;
     return s;
 }
 

@@ -249,6 +249,9 @@ struct transport_stats {
     // budgeted (guest_bytes_per_s; flush paces to it rather than have the
     // peer drop frames unread).
     std::uint64_t paced_waits = 0;
+    // Turns of stop()'s wait for its fragments' credit (drain_fragments);
+    // each waits for a socket, at most 5 ms.
+    std::uint64_t stop_drain_turns = 0;
 };
 
 class transport {

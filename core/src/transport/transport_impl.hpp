@@ -332,6 +332,7 @@ struct transport::impl {
     static constexpr std::chrono::milliseconds stop_drain{2000};
     bool fragments_in_flight() const;
     void drain_fragments();
+    std::atomic<std::uint64_t> stop_drain_turns{0};
 
     void refuse_out(link& l, const std::string& reason, errc code = errc::unauthorized);
 
@@ -507,6 +508,16 @@ struct transport::impl {
     // Runs turns until stopping (then shuts down) or until a callback gave a
     // job for after the turn (then returns, still owning the sockets).
     void io_loop();
+    // One poll of the sockets, at most timeout_ms; the public port is left
+    // out while paused (and the poll ends when the pause does). -1: the
+    // context ended; otherwise zmq_poll's count (0 after a failed poll).
+    int poll_sockets(clock::time_point now, long timeout_ms);
+    // Clears the wake-up eventfd if the poll found it set (posting threads
+    // set it; the loop flushes what they queued in the same turn).
+    void read_wake();
+    // Reads what the poll found ready: monitors, then the member port, the
+    // links we dialled, the public port last (io_loop and drain_fragments).
+    void read_ready();
 
     void shutdown_io();
 };
