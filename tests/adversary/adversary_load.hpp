@@ -16,7 +16,8 @@
 //   udpflood MS ADDR PORT garbage|replay [TEXT]   UDP datagrams to ADDR:PORT
 //        for MS ms: random bytes (garbage: 64-512 bytes each), or (replay)
 //        the first datagram heard on PORT that contains TEXT (a member's
-//        genuine beacon: its node name), resent verbatim.
+//        genuine beacon: its node name), resent verbatim; the datagram is
+//        kept for the next replay of TEXT (udpflood 0 ... captures only).
 //        -> "udpflood sent=N" | "udpflood error WHY"
 
 
@@ -139,8 +140,11 @@ void cmd_udpflood(const std::vector<std::string>& w) {
         ::close(fd);
         return out("udpflood error bad address " + addr);
     }
+    static std::map<std::string, std::string> kept;  // TEXT -> the datagram captured
     std::string captured;
-    if (mode == "replay") {
+    if (mode == "replay" && kept.count(w.size() > 5 ? w[5] : std::string())) {
+        captured = kept[w.size() > 5 ? w[5] : std::string()];
+    } else if (mode == "replay") {
         // Listen on the beacon port (shared, as the nodes share it) for one beacon.
         sockaddr_in any;
         kith_test::ipv4_address("", port, any);
@@ -162,6 +166,7 @@ void cmd_udpflood(const std::vector<std::string>& w) {
             ::close(fd);
             return out("udpflood error no beacon heard in 5 s");
         }
+        kept[want] = captured;
     } else if (mode != "garbage") {
         ::close(fd);
         return out("udpflood error mode is garbage or replay");

@@ -2,15 +2,10 @@
 // runs for a bounded time (3 s) against a real victim node process while a
 // cluster member (its own process) keeps calling it. Asserted for each:
 //   * every member call succeeds, and no nodedown of the victim is seen;
-//   * the member's p99 stays within max(5x quiet p99, quiet p99 + 50 ms),
-//     the quiet p99 measured in the same test just before (the floor keeps
-//     a loaded 2-core machine from making this flaky); under decode bombs,
-//     which the member port and the public port's read budget keep off the
-//     member's path (docs/security.md, "The member port"), within
-//     max(5x quiet p99, quiet p99 + 5 ms) (measured 0.8-2.4x typically, one
-//     run in ten about 10x at 3 ms on the shared 2-core machine: its noise),
-//     and under call floods, which the per-frame cost and the refusals'
-//     answer budget bound (attack p99 0.32-0.52 ms in 10 runs);
+//   * the member's p99 stays within max(5x quiet p99, quiet p99 + 5 ms),
+//     the quiet p99 measured in the same test just before (the 5 ms floor
+//     is this shared 2-core machine's own noise: its quiet p99 alone swings
+//     between 0.1 and 5 ms while other builds run);
 //   * the victim's peak RSS (VmHWM) stays under 64 MB above its idle RSS.
 // Each prints one "abuse figure" line (quiet and attack p99, RSS growth).
 // Beacon floods and replays run in a network namespace of their own
@@ -20,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <initializer_list>
+#include <optional>
 
 #include "adversary_harness.hpp"
 #include "call_bombs.hpp"
@@ -33,7 +29,11 @@ using call_bombs::deep_bomb;
 using call_bombs::wide_bomb;
 
 const std::string kVictim = "victim@localhost";
-constexpr long kAttackMs = 3000;
+// The attack: kPieces pieces of kPieceMs (3 s in all), each after a quiet
+// window as long (see load_scene::attack). "%MS%" in a command: the piece's.
+constexpr int kPieces = 6;
+constexpr long kPieceMs = 500;
+const std::string kMs = "%MS%";
 
 struct loop_stats {
     long n = 0, errors = 0, p50 = 0, p99 = 0, max = 0, down = 0;
@@ -68,16 +68,18 @@ struct load_scene {
         grant_file = (tmp.path / "mallory.grant").string();
         REQUIRE(v->ask("grant mallory kvs,relay:ping 1000 2000 " + grant_file) == "grant ok");
         REQUIRE(a.dial("g", kMallory, "grant " + grant_file) == "dial g ok " + kVictim + " proof=empty");
-        loop(300);  // warm-up
-        quiet = loop(1500);
-        REQUIRE(quiet.errors == 0);
-        REQUIRE(quiet.n > 10);
+        auto warm = loop(500);
+        REQUIRE(warm.errors == 0);
+        REQUIRE(warm.n > 10);
         idle_kb = rss(true).first;
     }
 
-    loop_stats loop(long ms) {
+    // The member's calls for `ms`; with `pool`, the figures of all its
+    // loops into that pool so far.
+    loop_stats loop(long ms, const std::string& pool = "") {
         loop_stats s;
-        s.line = m->ask("callloop " + kVictim + " " + std::to_string(ms), std::chrono::milliseconds(ms + 20000));
+        s.line = m->ask("callloop " + kVictim + " " + std::to_string(ms) + (pool.empty() ? "" : " pool=" + pool),
+                        std::chrono::milliseconds(ms + 20000));
         INFO(s.line);
         REQUIRE(starts(s.line, "callloop "));
         s.n = field(s.line, "n");
@@ -96,14 +98,29 @@ struct load_scene {
         return {std::stol(w[1]), std::stol(w[2])};
     }
 
-    // Starts the attack (an adversary command that runs kAttackMs), measures
-    // the member meanwhile, then checks and prints the figures.
-    // `strict`: the 5x bar with a 5 ms floor instead of the 50 ms one.
-    void attack(const std::string& name, const std::string& cmd, const std::string& done, bool strict = false) {
-        a.p->send(cmd);
-        auto under = loop(kAttackMs);
-        auto result = a.p->wait_line(done, std::chrono::milliseconds(kAttackMs + 30000));
-        REQUIRE(result.has_value());
+    // Runs the attack (`cmd`, an adversary command that runs %MS% ms, then
+    // says `done`) in kPieces pieces, each after a quiet window as long, and
+    // compares the member's calls of all quiet windows with those of all
+    // attack windows (pools "q" and "a"): the machine's own load, which on a
+    // shared machine changes from one second to the next, weighs on both
+    // alike. After each piece the member calls 100 ms more, not measured,
+    // while the victim closes what the attacker left. Then checks and
+    // prints the figures.
+    void attack(const std::string& name, const std::string& cmd, const std::string& done) {
+        loop_stats under;
+        std::string piece = cmd, said;
+        for (auto p = piece.find(kMs); p != std::string::npos; p = piece.find(kMs))
+            piece.replace(p, kMs.size(), std::to_string(kPieceMs));
+        for (int i = 0; i < kPieces; ++i) {
+            quiet = loop(kPieceMs, "q");
+            a.p->send(piece);
+            under = loop(kPieceMs, "a");
+            auto result = a.p->wait_line(done, std::chrono::milliseconds(kPieceMs + 30000));
+            REQUIRE(result.has_value());
+            said += (said.empty() ? "" : "; ") + *result;
+            loop(100);
+        }
+        std::optional<std::string> result = said;
         auto [now_kb, peak_kb] = rss();
         const long growth_kb = peak_kb - idle_kb;
         std::printf("abuse figure: attack=%s quiet_p99_us=%ld attack_p99_us=%ld ratio=%.2f calls=%ld errors=%ld "
@@ -116,15 +133,12 @@ struct load_scene {
         CHECK(under.errors == 0);
         CHECK(under.down == 0);
         CHECK(under.n > 0);
-        if (strict) CHECK(under.p99 <= std::max(5 * quiet.p99, quiet.p99 + 5000));
-        else CHECK(under.p99 <= std::max(5 * quiet.p99, quiet.p99 + 50000));
+        CHECK(under.p99 <= std::max(5 * quiet.p99, quiet.p99 + 5000));
         CHECK(growth_kb < 64 * 1024);
         CHECK(v->ask("call member@localhost relay ping") == "call ok \"pong\"");  // still both ways
         (void)now_kb;
     }
 };
-
-std::string ms(long x) { return std::to_string(x); }
 
 }  // namespace
 
@@ -137,13 +151,13 @@ std::string ms(long x) { return std::to_string(x); }
 // its own, so the attacker's frames are never decrypted on its path.
 TEST_CASE("adversary load: decode bombs of wide arrays from a grantee", "[adversary][load]") {
     load_scene s;
-    s.attack("decode_bomb_wide", "flood g " + ms(kAttackMs) + " " + wide_bomb(60, 4000), "flood ", true);
+    s.attack("decode_bomb_wide", "flood g " + kMs + " " + wide_bomb(60, 4000), "flood ");
 }
 
 // As above.
 TEST_CASE("adversary load: decode bombs of deeply nested arrays from a grantee", "[adversary][load]") {
     load_scene s;
-    s.attack("decode_bomb_deep", "flood g " + ms(kAttackMs) + " " + deep_bomb(3000, 28), "flood ", true);
+    s.attack("decode_bomb_deep", "flood g " + kMs + " " + deep_bomb(3000, 28), "flood ");
 }
 
 // As above, from a stranger (the victim has a public service, so strangers
@@ -153,7 +167,7 @@ TEST_CASE("adversary load: decode bombs of wide arrays from a stranger", "[adver
     REQUIRE(s.v->ask("public relay on 10 20") == "public ok");
     REQUIRE(s.a.dial("s", "eve@localhost", "stranger " + (*s.v)["ep"] + " " + (*s.v)["key"]) ==
             "dial s ok " + kVictim + " proof=empty");
-    s.attack("decode_bomb_stranger", "flood s " + ms(kAttackMs) + " " + wide_bomb(60, 4000), "flood ", true);
+    s.attack("decode_bomb_stranger", "flood s " + kMs + " " + wide_bomb(60, 4000), "flood ");
 }
 
 // One call a frame: each frame is charged guest_frame_cost_bytes (512)
@@ -162,8 +176,8 @@ TEST_CASE("adversary load: decode bombs of wide arrays from a stranger", "[adver
 // for the rest; what is admitted past the grant's rate is refused.
 TEST_CASE("adversary load: a grantee's call flood past its rate", "[adversary][load]") {
     load_scene s;
-    s.attack("call_flood", "flood g " + ms(kAttackMs) + " [6, 1, <null>, \"kvs\", \"lookup\", [\"k\"], 5000]",
-             "flood ", true);
+    s.attack("call_flood", "flood g " + kMs + " [6, 1, <null>, \"kvs\", \"lookup\", [\"k\"], 5000]",
+             "flood ");
 }
 
 // 1000 calls a frame (40 kB): past the grant's rate they are refused, and
@@ -172,26 +186,25 @@ TEST_CASE("adversary load: a grantee's call flood past its rate", "[adversary][l
 TEST_CASE("adversary load: a grantee's call flood of 1000 calls a frame", "[adversary][load]") {
     load_scene s;
     s.attack("call_flood_batched",
-             "flood g " + ms(kAttackMs) + " *1000 [6, 1, <null>, \"kvs\", \"lookup\", [\"k\"], 5000]", "flood ",
-             true);
+             "flood g " + kMs + " *1000 [6, 1, <null>, \"kvs\", \"lookup\", [\"k\"], 5000]", "flood ");
 }
 
 TEST_CASE("adversary load: link flood with a valid grant key", "[adversary][load]") {
     load_scene s;
-    s.attack("link_flood_grant", "dialflood " + ms(kAttackMs) + " 64 grant " + s.grant_file, "dialflood ");
+    s.attack("link_flood_grant", "dialflood " + kMs + " 64 grant " + s.grant_file, "dialflood ");
 }
 
 TEST_CASE("adversary load: link flood with a revoked grant key", "[adversary][load]") {
     load_scene s;
     REQUIRE(s.v->ask("revoke mallory") == "revoke ok");
-    s.attack("link_flood_revoked", "dialflood " + ms(kAttackMs) + " 64 grant " + s.grant_file, "dialflood ");
+    s.attack("link_flood_revoked", "dialflood " + kMs + " 64 grant " + s.grant_file, "dialflood ");
 }
 
 TEST_CASE("adversary load: link flood with fresh stranger keys", "[adversary][load]") {
     load_scene s;
     REQUIRE(s.v->ask("public relay on 10 20") == "public ok");  // strangers are admitted at all
     s.attack("link_flood_stranger",
-             "dialflood " + ms(kAttackMs) + " 256 stranger " + (*s.v)["ep"] + " " + (*s.v)["key"], "dialflood ");
+             "dialflood " + kMs + " 256 stranger " + (*s.v)["ep"] + " " + (*s.v)["key"], "dialflood ");
 }
 
 namespace {
@@ -208,7 +221,9 @@ void beacon_flood(const std::string& name, const std::string& how, std::initiali
     }
     load_scene s(ns.exec_with_discovery(), ns.exec());
     REQUIRE(eventually([&] { return s.v->ask("disc").find("seen=member@localhost") != std::string::npos; }));
-    s.attack(name, "udpflood " + ms(kAttackMs) + " 127.255.255.255 4371 " + how, "udpflood ");
+    if (how.rfind("replay", 0) == 0)  // the member's beacon, captured before the first piece
+        REQUIRE(s.a.p->ask("udpflood 0 127.255.255.255 4371 " + how, "udpflood", 20s) == "udpflood sent=0");
+    s.attack(name, "udpflood " + kMs + " 127.255.255.255 4371 " + how, "udpflood ");
     auto d = s.v->ask("disc");
     INFO(d);
     long dropped = field(d, "rate_limited");
@@ -220,7 +235,9 @@ void beacon_flood(const std::string& name, const std::string& how, std::initiali
 }  // namespace
 
 TEST_CASE("adversary load: a flood of garbage beacons in the victim's network", "[adversary][load][netns]") {
-    beacon_flood("beacon_flood_garbage", "garbage", {"malformed"});
+    // Random bytes: the socket's filter drops them in the kernel (they do not
+    // start like a beacon), the rest are malformed.
+    beacon_flood("beacon_flood_garbage", "garbage", {"malformed", "dropped_by_kernel"});
 }
 
 TEST_CASE("adversary load: a flood of a member's replayed beacon in the victim's network",
@@ -230,3 +247,4 @@ TEST_CASE("adversary load: a flood of a member's replayed beacon in the victim's
     // which of the two depends on the member's next beacon during the flood.
     beacon_flood("beacon_flood_replay", "replay member@localhost", {"replayed", "duplicates"});
 }
+

@@ -32,6 +32,7 @@
 //                                    "callloop n=N errors=E p50=US p99=US max=US down=D [first_error=..]"
 //                                    (N, percentiles: successful calls; D: nodedowns of NODE)
 //   callloop NODE MS PID          -> the same, requests to PID (an actor on NODE) instead
+//   callloop NODE MS [PID] pool=P -> the same, the figures of all callloops into pool P so far
 //   blocked                       -> "blocked NOW MAX" (relay:block calls running now, at most at once)
 //   unblock                       -> frees every relay:block call, now and later; "unblocked"
 //   disc                          -> "disc received=N malformed=N bad_hmac=N rate_limited=N replayed=N
@@ -94,6 +95,14 @@ namespace {
 void out(const std::string& line) { std::cout << line << std::endl; }
 
 std::string err_text(const error& e) { return std::string(to_string(e.code)) + " " + e.detail; }
+
+// The calls of callloops into one pool: latencies (us) of those that
+// succeeded, failures, nodedowns seen.
+struct call_pool {
+    std::vector<long> us;
+    long errors = 0, down = 0;
+    std::string first_error;
+};
 
 term args_of(const std::vector<std::string>& w, std::size_t from) {
     term_array a;
@@ -322,35 +331,43 @@ int main(int argc, char** argv) {
             }
             blocks->cv.notify_all();
             out("unblocked");
-        } else if (c == "callloop" && (w.size() == 3 || w.size() == 4)) {
+        } else if (c == "callloop" && w.size() >= 3 && w.size() <= 5) {
             // relay:ping on NODE (or requests to the actor PID there), one
             // after another, for MS ms; with the nodedowns of NODE seen
-            // meanwhile.
-            const std::optional<pid> to = w.size() == 4 ? pid::parse(w[3]) : std::nullopt;
+            // meanwhile. With pool=NAME: the figures of all callloops into
+            // that pool so far.
+            std::optional<pid> to;
+            std::string pool;
+            for (std::size_t i = 3; i < w.size(); ++i) {
+                if (w[i].rfind("pool=", 0) == 0) pool = w[i].substr(5);
+                else to = pid::parse(w[i]);
+            }
             mailbox downs(n), caller(n);
             n.monitor_node(w[1], downs.self());
             const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::stol(w[2]));
-            std::vector<long> us;
-            long errors = 0;
-            std::string first_error;
+            static std::map<std::string, call_pool> pools;
+            call_pool once;
+            call_pool& p = pool.empty() ? once : pools[pool];
             while (std::chrono::steady_clock::now() < until) {
                 const auto t0 = std::chrono::steady_clock::now();
                 auto r = to ? caller.call(*to, term("q"), 5s) : n.call(w[1], "relay", "ping", term_array{}, 5s);
                 if (!r) {  // not in the latencies: a nodedown fails at once
-                    if (errors++ == 0) first_error = err_text(r.err());
+                    if (p.errors++ == 0) p.first_error = err_text(r.err());
                     std::this_thread::sleep_for(1ms);
                     continue;
                 }
-                us.push_back(static_cast<long>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                                   std::chrono::steady_clock::now() - t0)
-                                                   .count()));
+                p.us.push_back(static_cast<long>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                     std::chrono::steady_clock::now() - t0)
+                                                     .count()));
             }
+            p.down += static_cast<long>(downs.size());
+            std::vector<long> us = p.us;
             std::sort(us.begin(), us.end());
             auto at = [&](double q) { return us.empty() ? 0L : us[static_cast<std::size_t>(q * (us.size() - 1))]; };
-            out("callloop n=" + std::to_string(us.size()) + " errors=" + std::to_string(errors) +
+            out("callloop n=" + std::to_string(us.size()) + " errors=" + std::to_string(p.errors) +
                 " p50=" + std::to_string(at(0.5)) + " p99=" + std::to_string(at(0.99)) +
-                " max=" + std::to_string(us.empty() ? 0L : us.back()) + " down=" + std::to_string(downs.size()) +
-                (first_error.empty() ? "" : " first_error=" + first_error));
+                " max=" + std::to_string(us.empty() ? 0L : us.back()) + " down=" + std::to_string(p.down) +
+                (p.first_error.empty() ? "" : " first_error=" + p.first_error));
         } else if (c == "kvs" && w.size() == 2) {
             std::promise<result<term>> p;
             auto f = p.get_future();
