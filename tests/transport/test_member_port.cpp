@@ -62,22 +62,12 @@ TEST_CASE("transport: member port off, or a non-TCP endpoint - none, and members
 
 TEST_CASE("transport: non-members past their budget pause the public port - the member port is read meanwhile") {
     // A tiny budget for non-members (all of them, 64 KiB/s), none per key.
-    test_node alice("alice@home", "c", [](transport_options& o) {
-        o.guest_bytes_per_s = 0;
-        o.guests_bytes_per_s = 64u << 10;
-        o.guests_burst_bytes = 64u << 10;
-    });
+    test_node alice("alice@home", "c", tiny_guests_budget);
     test_node bob("bob@home", "c"), carol("carol@home", "other");
     REQUIRE(dial_up(bob, *alice.t, alice.t->member_endpoint(), &alice.rec));
     REQUIRE(dial_granted(carol, alice, keypair::generate(), "carol"));
     // Carol sends 2 MiB in 8 KiB envelopes: far past 64 KiB/s.
-    const std::string blob(8000, 'x');
-    for (int i = 0; i < 256; ++i)
-        (void)carol.t->post("alice@home", kith::env_send{kith::pid{"x@y", 1}, kith::term(blob)});
-    const auto until = std::chrono::steady_clock::now() + 10s;
-    while (alice.t->stats().public_pauses == 0 && std::chrono::steady_clock::now() < until)
-        std::this_thread::sleep_for(5ms);  // polling a counter, with a deadline
-    REQUIRE(alice.t->stats().public_pauses > 0);
+    REQUIRE(flood_past_budget(carol, alice, "alice@home"));
     // Meanwhile Bob's envelopes by the member port arrive.
     for (int i = 0; i < 100; ++i) REQUIRE(bob.t->post("alice@home", send_int(i)).ok());
     REQUIRE(alice.rec.wait([&] { return alice.rec.values.size() == 100; }));

@@ -13,27 +13,14 @@
 using namespace kt;
 using namespace kith;
 using namespace std::chrono_literals;
-using kith::detail::authz_decision;
-using kith::detail::link_credentials;
 
 TEST_CASE("transport: stop()'s fragment drain keeps the public port's flood pause - a grantee's flood is not polled") {
     // A tiny budget for all non-members (64 KiB/s), none per key: Carol's
     // flood keeps Alice's public port paused.
-    test_node alice("alice@home", "c", [](transport_options& o) {
-        o.guest_bytes_per_s = 0;
-        o.guests_bytes_per_s = 64u << 10;
-        o.guests_burst_bytes = 64u << 10;
-    });
+    test_node alice("alice@home", "c", tiny_guests_budget);
     test_node bob("bob@home", "c"), carol("carol@home", "other");
-    keypair grant = keypair::generate();
-    alice.t->set_authorizer([&](const public_key& k, std::string_view) {
-        return k == grant.pub ? authz_decision::grant("carol") : authz_decision::refuse("no grant");
-    });
-    bob.t->connect(alice.t->member_endpoint(), alice.t->key());
-    carol.t->connect(alice.t->bound_endpoint(), alice.t->key(), link_credentials{grant});
-    REQUIRE(alice.rec.wait([&] { return alice.rec.ups.size() == 2; }));
-    REQUIRE(carol.rec.wait([&] { return carol.rec.ups.size() == 1; }));
-    REQUIRE(bob.rec.wait([&] { return bob.rec.ups.size() == 1; }));
+    REQUIRE(dial_up(bob, *alice.t, alice.t->member_endpoint(), &alice.rec));
+    REQUIRE(dial_granted(carol, alice, keypair::generate(), "carol"));
     // Bob stops reading: Alice's large envelopes to him wait for his credit,
     // so her stop() waits (at most 2 s, or until his session times out).
     bob.t->debug_freeze(true);
@@ -41,12 +28,7 @@ TEST_CASE("transport: stop()'s fragment drain keeps the public port's flood paus
     for (int i = 0; i < 3; ++i)
         REQUIRE(alice.t->post("bob@home", env_send{pid{"bob@home", 1}, term(binary(bytes.data(), bytes.size()))}).ok());
     // Carol sends 2 MiB in 8 KiB envelopes: 32 s of the budget.
-    const std::string blob(8000, 'x');
-    for (int i = 0; i < 256; ++i) (void)carol.t->post("alice@home", env_send{pid{"x@y", 1}, term(blob)});
-    const auto until = std::chrono::steady_clock::now() + 10s;
-    while (alice.t->stats().public_pauses == 0 && std::chrono::steady_clock::now() < until)
-        std::this_thread::sleep_for(5ms);  // polling a counter, with a deadline
-    REQUIRE(alice.t->stats().public_pauses > 0);
+    REQUIRE(flood_past_budget(carol, alice, "alice@home"));
     const auto t0 = std::chrono::steady_clock::now();
     alice.t->stop();
     const long took_ms = static_cast<long>(

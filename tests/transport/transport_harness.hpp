@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "transport/transport.hpp"
@@ -131,5 +132,25 @@ inline bool dial_granted(test_node& holder, test_node& owner, const kith::keypai
 }
 
 inline kith::envelope send_int(std::int64_t v) { return kith::env_send{kith::pid{"x@y", 1}, kith::term(v)}; }
+
+// A tiny read budget for all non-members of a node (64 KiB/s), none per key
+// (a test_node tweak): a flood_past_budget pauses its public port.
+inline void tiny_guests_budget(transport_options& o) {
+    o.guest_bytes_per_s = 0;
+    o.guests_bytes_per_s = 64u << 10;
+    o.guests_burst_bytes = 64u << 10;
+}
+
+// `from`, connected to `to` with a grant, sends it 2 MiB in 8 KiB envelopes
+// (32 s of a tiny_guests_budget); true once `to`'s public port has paused
+// (within 10 s).
+inline bool flood_past_budget(test_node& from, test_node& to, const std::string& to_name) {
+    const std::string blob(8000, 'x');
+    for (int i = 0; i < 256; ++i) (void)from.t->post(to_name, kith::env_send{kith::pid{"x@y", 1}, kith::term(blob)});
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (to.t->stats().public_pauses == 0 && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));  // polling a counter, with a deadline
+    return to.t->stats().public_pauses > 0;
+}
 
 }  // namespace kt
