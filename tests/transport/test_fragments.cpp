@@ -425,3 +425,37 @@ TEST_CASE("fragments: a member that withholds credit is ended after heartbeat_ti
     CHECK(goodbye);
     b.stop();
 }
+
+// Review (session 25): the stopping node's drain waits for credit that a
+// member connected to its *public* port sends back on that port. While a
+// grantee floods the public port, the drain keeps the port's flood pause
+// (poll_sockets): the member's credits must still get through within the
+// drain's 2 s, so that every large envelope arrives whole.
+TEST_CASE("fragments: stop() under a grantee's flood of the public port still hands every large envelope to a "
+          "member that dialled that port") {
+    seen_sends seen;
+    test_node a("a@test", "c", tiny_guests_budget);  // the flood keeps the public port paused
+    test_node carol("carol@else", "other");
+    keypair grant = keypair::generate();
+    a.t->set_authorizer([&](const public_key& k, std::string_view) {
+        return k == grant.pub ? authz_decision::grant("carol") : authz_decision::refuse("no grant");
+    });
+    receiver rb(seen.callbacks());
+    transport& b = rb.t;
+    b.start();
+    b.connect(a.t->endpoint(), a.t->key());  // the public port, as a member without the member port
+    carol.t->connect(a.t->endpoint(), a.t->key(), kith::detail::link_credentials{grant});
+    REQUIRE(a.rec.wait([&] { return a.rec.ups.size() == 2; }));
+    REQUIRE(carol.rec.wait([&] { return carol.rec.ups.size() == 1; }));
+    REQUIRE(flood_past_budget(carol, a, "a@test"));
+    for (int i = 0; i < 3; ++i) REQUIRE(a.t->post("b@test", large_to(1, 400 + i)).ok());
+    a.t->stop();
+    const auto st = a.t->stats();
+    INFO("a: public pauses " << st.public_pauses << ", rate drops " << st.rate_drops << ", credit timeouts "
+                             << st.credit_timeouts);
+    REQUIRE(seen.wait([&] { return seen.got.size() == 3; }));
+    std::lock_guard lk(seen.mu);
+    CHECK(seen.bad_payloads == 0);
+    CHECK(seen.decode_errors == 0);
+    b.stop();
+}
