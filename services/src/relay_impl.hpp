@@ -11,9 +11,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <shared_mutex>
@@ -24,6 +26,7 @@
 #include "kith/node.hpp"
 #include "kith/principal.hpp"
 #include "kith/relay.hpp"
+#include "relay_kernel.hpp"
 #include "relay_names.hpp"
 
 namespace kith {
@@ -213,6 +216,25 @@ struct relay::impl {
     // dialler's agent (if it gave one) why: `reason` "idle" or "unreached".
     void close_port_pair(splice::loop& sp, const std::string& session, const char* reason);
     void ask_port_again(splice::conn& cn, clock::time_point now);
+    // In-kernel forwarding (relay_splice_kernel.cpp): kf_ when available
+    // (relay_options::kernel_forward), else kf_why_ says why not.
+    std::unique_ptr<splice::kernel_forward> kf_;
+    std::string kf_why_;
+    void open_kernel_forward();  // throws setup_error (kernel_forward on, unavailable)
+    // Moves a freshly spliced session to the kernel when it may (no rate,
+    // nothing buffered); else it stays in user space.
+    void try_kernel(splice::loop& sp, splice::conn& a, splice::conn& b);
+    // An epoll event on a kernel-forwarded connection: its end (EOF) or error.
+    void kernel_event(splice::loop& sp, splice::conn& cn, std::uint32_t events);
+    // Per tick: byte counts, and sessions whose end waited for the kernel
+    // to hand the last bytes over.
+    void kernel_tick(splice::loop& sp);
+    void kernel_count(splice::loop& sp, splice::conn& cn);  // adds its new bytes to sp.forwarded
+    // counters() while sessions are in the kernel: asks the data plane for
+    // their byte counts (counts_asked_), which it adds to c and answers
+    // (counts_done_ = counts_asked_) on its next wake-up. Under mu.
+    std::uint64_t counts_asked_ = 0, counts_done_ = 0;
+    std::condition_variable counts_cv_;
     relay_counters c;
 
     std::thread thread_;

@@ -168,6 +168,7 @@ void relay::impl::pair_ports(splice::loop& sp, splice::held& h, int newest) {
     A.peer = D.fd;
     set_events(sp, D);
     set_events(sp, A);
+    try_kernel(sp, D, A);
 }
 
 // A connection to a session port: held (not read: the node's greeting

@@ -78,6 +78,7 @@ relay::impl::impl(node& n, relay_options o) : n_(n), o_(std::move(o)) {
     names_file_ = n_.key_dir() / "relay-names";
     owners = relay_names::load(names_file_);  // throws setup_error, saying what to do
     refresh_grant_limits_locked(true);
+    open_kernel_forward();  // first: a setup_error leaves nothing open
     bind_listener();
     add_service();
     guard_->live = this;
@@ -436,8 +437,17 @@ result<void> relay::set_grant_limits(const std::string& label, const relay_grant
     return set_relay_grant_limits(p_->n_.key_dir(), label, limits);
 }
 
+std::string relay::forwarding() const {
+    return p_->kf_ ? "kernel (BPF sockmap)" : "user space: " + p_->kf_why_;
+}
+
 relay_counters relay::counters() const {
-    std::lock_guard lk(p_->mu);
+    std::unique_lock lk(p_->mu);
+    if (p_->c.kernel_sessions > 0) {  // their bytes as of now, not as of the last tick
+        auto want = ++p_->counts_asked_;
+        p_->wake();
+        p_->counts_cv_.wait_for(lk, std::chrono::milliseconds(200), [&] { return p_->counts_done_ >= want; });
+    }
     return p_->c;
 }
 

@@ -110,6 +110,7 @@ void relay::impl::set_events(splice::loop& sp, splice::conn& c) {
     std::uint32_t want = 0;
     bool throttled = c.rate > 0 && c.allowance < 1;
     if (c.s != splice::state::spliced) want = EPOLLIN;  // SOCKS bytes, or the close of a waiting dialler
+    else if (c.kernel) want = c.eof ? 0u : std::uint32_t{EPOLLIN};  // its end only: the kernel forwards its bytes
     else if (c.off + c.len < splice::kBuf && !throttled && !c.eof) want = EPOLLIN;  // room to read into
     if (c.peer >= 0) {
         auto it = sp.conns.find(c.peer);
@@ -126,9 +127,10 @@ void relay::impl::set_events(splice::loop& sp, splice::conn& c) {
 // Closes `fd` and its peer; releases what they held.
 void relay::impl::close_conn(splice::loop& sp, int fd) {
     std::vector<int> fds{fd};
-    bool was_spliced = false;
+    bool was_spliced = false, was_kernel = false;
     if (auto it = sp.conns.find(fd); it != sp.conns.end()) {
         was_spliced = it->second.s == splice::state::spliced;
+        was_kernel = it->second.kernel;
         if (it->second.peer >= 0) fds.push_back(it->second.peer);
     }
     for (int f : fds) {
@@ -136,6 +138,11 @@ void relay::impl::close_conn(splice::loop& sp, int fd) {
         if (it == sp.conns.end()) continue;
         splice::conn& x = it->second;
         if (x.s == splice::state::spliced && x.rate > 0) --sp.rated;
+        if (x.kernel) {  // its last bytes counted, then out of the maps before the fd number is reused
+            kernel_count(sp, x);
+            kf_->remove(f);
+            if (x.eof) --sp.draining;
+        }
         if (x.dialler_side && (x.s == splice::state::waiting || x.s == splice::state::spliced)) {
             std::lock_guard lk(mu);
             release_session_locked(x.account, x.registrant);
@@ -154,6 +161,7 @@ void relay::impl::close_conn(splice::loop& sp, int fd) {
     if (was_spliced) {
         std::lock_guard lk(mu);
         --c.sessions;
+        if (was_kernel) --c.kernel_sessions;
     }
 }
 
@@ -261,6 +269,7 @@ bool relay::impl::on_request(splice::loop& sp, splice::conn& cn, const std::stri
     flush_to_peer(sp, d->second);
     set_events(sp, cn);
     set_events(sp, d->second);
+    try_kernel(sp, cn, d->second);
     return true;
 }
 
@@ -311,7 +320,7 @@ void relay::impl::run() {
     auto next_scan = clock::now() + tick;
     std::vector<epoll_event> evs(256);
     while (!stop_.load()) {
-        tick = std::chrono::milliseconds(sp.rated > 0 ? 20 : 100);
+        tick = std::chrono::milliseconds(sp.draining > 0 ? 2 : sp.rated > 0 ? 20 : 100);
         auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_scan - clock::now()).count();
         int n = ::epoll_wait(epoll_fd_, evs.data(), static_cast<int>(evs.size()),
                              static_cast<int>(std::clamp<long long>(wait + 1, 0, tick.count())));
@@ -357,6 +366,10 @@ void relay::impl::run() {
             auto it = sp.conns.find(fd);
             if (it == sp.conns.end()) continue;
             splice::conn& cn = it->second;
+            if (cn.kernel) {
+                kernel_event(sp, cn, evs[i].events);
+                continue;
+            }
             if (evs[i].events & EPOLLOUT) {
                 // The peer's bytes can go out on this fd now.
                 auto p = sp.conns.find(cn.peer);
@@ -413,19 +426,29 @@ void relay::impl::run() {
                 continue;
             }
             cn.len += static_cast<std::size_t>(r);
+            ++sp.user_reads;
             if (cn.rate > 0) cn.allowance -= static_cast<double>(r);
             if (!flush_to_peer(sp, cn)) close_conn(sp, fd);
         }
 
-        if (sp.forwarded > 0) {
+        if (sp.forwarded > 0 || sp.user_reads > 0) {
             std::lock_guard lk(mu);
             c.bytes_forwarded += sp.forwarded;
-            sp.forwarded = 0;
+            c.user_reads += sp.user_reads;
+            sp.forwarded = sp.user_reads = 0;
         }
         // Deadlines, rate refills and sessions of nodes that went down.
         auto now = clock::now();
         if (!woken && now < next_scan) continue;
         next_scan = now + tick;
+        if (kf_) {
+            kernel_tick(sp);
+            std::lock_guard lk(mu);
+            c.bytes_forwarded += sp.forwarded;
+            sp.forwarded = 0;
+            counts_done_ = counts_asked_;
+            counts_cv_.notify_all();
+        }
         std::set<std::string> gone;
         std::vector<port_listener> np;
         std::vector<std::pair<pid, term>> notices;

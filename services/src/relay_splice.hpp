@@ -43,6 +43,12 @@ struct conn {
     clock::time_point since;   // when it came
     bool asked = false;        // the node was asked again to connect to Pa
     relay::impl::dial_token tok;  // a port connection's dial (relay_ports.cpp)
+    // Forwarded in the kernel (relay_splice_kernel.cpp): buf stays empty;
+    // `counted` of the bytes the kernel redirected from fd are in the
+    // counters. With eof, the session ends once the kernel has handed
+    // every byte from fd to the peer's send queue.
+    bool kernel = false;
+    std::uint64_t counted = 0;
 };
 
 // A port session: the connection each side holds (-1: none), and when each
@@ -64,6 +70,10 @@ struct loop {
     // Bytes forwarded since the counters were last updated: added under mu
     // once per wake-up, not once per send.
     std::uint64_t forwarded = 0;
+    std::uint64_t user_reads = 0;  // likewise: recv calls that returned session bytes
+    // Kernel-forwarded connections that ended and wait for their last bytes
+    // to reach the peer's send queue: looked at every 2 ms while any do.
+    std::size_t draining = 0;
     // Session ports: listening fd -> its side of a session, and per session
     // the connections held.
     std::map<int, relay::impl::port_listener> lports;

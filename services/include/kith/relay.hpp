@@ -174,6 +174,18 @@ struct relay_options {
     // port connection whose bytes stay unacknowledged for 10 s (its node's
     // network went away) is closed, so it does not keep the pair in use.
     std::chrono::milliseconds session_port_idle{30000};
+    // Forwarding in the kernel (docs/relay.md, "Forwarding in the kernel"):
+    // a BPF sockhash and stream-verdict program move a session's bytes from
+    // one socket to the other without waking the relay. It needs root (or
+    // CAP_BPF and CAP_NET_ADMIN), a kernel with BPF sockmap and a kith built
+    // with libbpf. automatic: used when available, else user space (the
+    // relay says why: relay::forwarding()); on: the relay throws setup_error
+    // when it is unavailable; off: user space only. Sessions with a rate
+    // limit (max_bytes_per_s_per_session or a relay grant's) are forwarded in
+    // user space either way. The environment variable
+    // KITH_RELAY_KERNEL_FORWARD=off|on|auto, when set, replaces automatic.
+    enum class kernel_mode { automatic, on, off };
+    kernel_mode kernel_forward = kernel_mode::automatic;
 };
 
 // What one relay grant (a grant for service "relay", by its label) allows at
@@ -300,6 +312,8 @@ struct relay_counters {
     std::uint64_t timed_out = 0;          // handshakes or pairings that ran out of time
     std::uint64_t bytes_forwarded = 0;    // both directions
     std::uint64_t port_pairs = 0;         // session port pairs open now (relay_options::session_port_idle)
+    std::uint64_t kernel_sessions = 0;    // of `sessions`, those forwarded in the kernel now
+    std::uint64_t user_reads = 0;         // reads of session bytes by the relay's thread (user-space forwarding)
 };
 
 class relay {
@@ -314,7 +328,12 @@ public:
 
     // "HOST:PORT" nodes connect to (advertise, else the bound address).
     std::string endpoint() const;
+    // While sessions are forwarded in the kernel it waits for the data
+    // plane to read their byte counts (a wake-up; at most 200 ms).
     relay_counters counters() const;
+    // How sessions are forwarded: "kernel (BPF sockmap)", or "user space: "
+    // and why (relay_options::kernel_forward). Fixed at construction.
+    std::string forwarding() const;
     // set_relay_grant_limits in this relay's key directory (the node's):
     // applied from the next register and dial on. errc::badarg.
     result<void> set_grant_limits(const std::string& label, const relay_grant_limits& limits);

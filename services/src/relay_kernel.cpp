@@ -1,0 +1,208 @@
+// relay_kernel.cpp — the relay's in-kernel forwarding (relay_kernel.hpp):
+// loads services/bpf/relay_forward.bpf.c (embedded at build time) with
+// libbpf and puts a session's two sockets in its maps.
+#include "relay_kernel.hpp"
+
+#include <cerrno>
+#include <cstring>
+
+#ifdef KITH_HAVE_LIBBPF
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/sockios.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdarg>
+
+#include "relay_forward_bpf.h"  // kith_embedded: the compiled program (cmake/embed_bytes.cmake)
+#endif
+
+namespace kith::splice {
+
+#ifndef KITH_HAVE_LIBBPF
+
+struct kernel_forward::impl {};
+kernel_forward::kernel_forward(std::unique_ptr<impl> p) : p_(std::move(p)) {}
+kernel_forward::~kernel_forward() = default;
+std::unique_ptr<kernel_forward> kernel_forward::open(std::string& why) {
+    why = "this kith was built without libbpf (install libbpf-dev and clang, then rebuild)";
+    return nullptr;
+}
+bool kernel_forward::add(int, int, std::string& why) {
+    why = "built without libbpf";
+    return false;
+}
+void kernel_forward::remove(int) {}
+std::uint64_t kernel_forward::redirected(int) const { return 0; }
+bool kernel_forward::drained(int, int) const { return true; }
+
+#else
+
+namespace {
+
+struct peer_entry {  // struct peer in relay_forward.bpf.c
+    std::uint64_t to = 0;
+    std::uint64_t bytes = 0;
+};
+
+std::uint64_t cookie_of(int fd) {
+    std::uint64_t c = 0;
+    socklen_t l = sizeof c;
+    if (::getsockopt(fd, SOL_SOCKET, SO_COOKIE, &c, &l) != 0) return 0;
+    return c;
+}
+
+// Bytes ever written into fd's TCP send queue, as snd_una's advance (acked)
+// plus what is queued (SIOCOUTQ: write_seq - snd_una). `high`: read the
+// queue first, so that an ack in between makes the sum too high, never too
+// low; else the acked count first (too low, never too high).
+bool written(int fd, bool high, std::uint64_t& out) {
+    tcp_info ti{};
+    socklen_t l = sizeof ti;
+    int q = 0;
+    if (high && ::ioctl(fd, SIOCOUTQ, &q) != 0) return false;
+    if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l) != 0 ||
+        l < offsetof(tcp_info, tcpi_bytes_acked) + sizeof ti.tcpi_bytes_acked)
+        return false;
+    if (!high && ::ioctl(fd, SIOCOUTQ, &q) != 0) return false;
+    out = ti.tcpi_bytes_acked + static_cast<std::uint64_t>(q);
+    return true;
+}
+
+int quiet(enum libbpf_print_level, const char*, va_list) { return 0; }
+
+}  // namespace
+
+struct kernel_forward::impl {
+    bpf_object* obj = nullptr;
+    int prog = -1, sources = -1, targets = -1, peers = -1;
+    struct sock {
+        std::uint64_t cookie = 0;
+        std::uint64_t base = 0;  // written() when added
+    };
+    std::map<int, sock> socks;
+
+    ~impl() {
+        if (prog >= 0 && sources >= 0) ::bpf_prog_detach2(prog, sources, BPF_SK_SKB_STREAM_VERDICT);
+        if (obj) ::bpf_object__close(obj);
+    }
+};
+
+kernel_forward::kernel_forward(std::unique_ptr<impl> p) : p_(std::move(p)) {}
+kernel_forward::~kernel_forward() = default;
+
+std::unique_ptr<kernel_forward> kernel_forward::open(std::string& why) {
+    ::libbpf_set_print(quiet);
+    auto p = std::make_unique<impl>();
+    p->obj = ::bpf_object__open_mem(kith_embedded, sizeof kith_embedded, nullptr);
+    if (!p->obj) {
+        why = std::string("cannot open the embedded BPF program: ") + std::strerror(errno) +
+              " (a bug in this build: report it)";
+        return nullptr;
+    }
+    if (int e = ::bpf_object__load(p->obj); e != 0) {
+        e = -e;
+        why = std::string("cannot load its BPF program: ") + std::strerror(e) +
+              (e == EPERM || e == EACCES
+                   ? " (it needs root or CAP_BPF and CAP_NET_ADMIN: run the relay as root, or setcap "
+                     "cap_bpf,cap_net_admin+ep on the kith binary)"
+                   : " (the kernel needs BPF sockmap support: Linux 5.10 or later with CONFIG_BPF_SYSCALL and "
+                     "CONFIG_NET_SOCK_MSG)");
+        return nullptr;
+    }
+    bpf_program* pr = ::bpf_object__find_program_by_name(p->obj, "kith_relay_verdict");
+    p->prog = pr ? ::bpf_program__fd(pr) : -1;
+    p->sources = ::bpf_object__find_map_fd_by_name(p->obj, "sources");
+    p->targets = ::bpf_object__find_map_fd_by_name(p->obj, "targets");
+    p->peers = ::bpf_object__find_map_fd_by_name(p->obj, "peers");
+    if (p->prog < 0 || p->sources < 0 || p->targets < 0 || p->peers < 0) {
+        why = "the embedded BPF program lacks its maps (a bug in this build: report it)";
+        return nullptr;
+    }
+    if (::bpf_prog_attach(p->prog, p->sources, BPF_SK_SKB_STREAM_VERDICT, 0) != 0) {
+        int e = errno;
+        why = std::string("cannot attach its stream verdict program to a sockhash: ") + std::strerror(e) +
+              (e == EPERM ? " (it needs root or CAP_BPF and CAP_NET_ADMIN)"
+                          : " (the kernel needs BPF sockmap support: Linux 5.10 or later, CONFIG_NET_SOCK_MSG)");
+        p->prog = -1;  // nothing to detach
+        return nullptr;
+    }
+    return std::unique_ptr<kernel_forward>(new kernel_forward(std::move(p)));
+}
+
+bool kernel_forward::add(int a, int b, std::string& why) {
+    impl& m = *p_;
+    impl::sock sa{cookie_of(a), 0}, sb{cookie_of(b), 0};
+    if (!sa.cookie || !sb.cookie || !written(a, true, sa.base) || !written(b, true, sb.base)) {
+        why = std::string("cannot read the sockets' cookie or TCP state: ") + std::strerror(errno);
+        return false;
+    }
+    std::uint64_t fa = static_cast<std::uint64_t>(a), fb = static_cast<std::uint64_t>(b);
+    peer_entry pa{sb.cookie, 0}, pb{sa.cookie, 0};
+    // Targets and the peers' entries first: once a socket is in `sources`,
+    // its bytes are redirected, and a redirection to a socket not in
+    // `targets` would drop them.
+    int step = 0;
+    auto fail = [&] {
+        why = std::string("cannot add the session's sockets to the BPF maps: ") + std::strerror(errno) +
+              " (the relay holds too many kernel-forwarded sessions, or the kernel refused)";
+        std::uint64_t ks[2] = {sa.cookie, sb.cookie};
+        for (auto k : ks) {
+            ::bpf_map_delete_elem(m.sources, &k);
+            ::bpf_map_delete_elem(m.peers, &k);
+            ::bpf_map_delete_elem(m.targets, &k);
+        }
+        (void)step;
+        return false;
+    };
+    if (::bpf_map_update_elem(m.targets, &sa.cookie, &fa, BPF_ANY) != 0) return fail();
+    if (::bpf_map_update_elem(m.targets, &sb.cookie, &fb, BPF_ANY) != 0) return fail();
+    if (::bpf_map_update_elem(m.peers, &sa.cookie, &pa, BPF_ANY) != 0) return fail();
+    if (::bpf_map_update_elem(m.peers, &sb.cookie, &pb, BPF_ANY) != 0) return fail();
+    if (::bpf_map_update_elem(m.sources, &sa.cookie, &fa, BPF_ANY) != 0) return fail();
+    if (::bpf_map_update_elem(m.sources, &sb.cookie, &fb, BPF_ANY) != 0) return fail();
+    m.socks[a] = sa;
+    m.socks[b] = sb;
+    // Bytes that came before the verdict program was attached wait in the
+    // receive queues; setting SO_RCVLOWAT runs the socket's data-ready
+    // callback (now the verdict's) when bytes are there.
+    int one = 1;
+    ::setsockopt(a, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
+    ::setsockopt(b, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
+    return true;
+}
+
+void kernel_forward::remove(int fd) {
+    impl& m = *p_;
+    auto it = m.socks.find(fd);
+    if (it == m.socks.end()) return;
+    std::uint64_t k = it->second.cookie;
+    ::bpf_map_delete_elem(m.sources, &k);
+    ::bpf_map_delete_elem(m.peers, &k);
+    ::bpf_map_delete_elem(m.targets, &k);
+    m.socks.erase(it);
+}
+
+std::uint64_t kernel_forward::redirected(int fd) const {
+    auto it = p_->socks.find(fd);
+    if (it == p_->socks.end()) return 0;
+    peer_entry e{};
+    if (::bpf_map_lookup_elem(p_->peers, &it->second.cookie, &e) != 0) return 0;
+    return e.bytes;
+}
+
+bool kernel_forward::drained(int from, int to) const {
+    auto t = p_->socks.find(to);
+    if (t == p_->socks.end()) return true;
+    std::uint64_t now = 0;
+    if (!written(to, false, now)) return true;  // to is gone: nothing more can reach it
+    return now - t->second.base >= redirected(from);
+}
+
+#endif
+
+}  // namespace kith::splice

@@ -1,0 +1,49 @@
+// relay_kernel.hpp (private to services/) — forwarding a spliced session's
+// bytes in the kernel: a BPF sockhash and an SK_SKB stream-verdict program
+// (services/bpf/relay_forward.bpf.c) redirect each byte a session's socket
+// receives to its peer socket's send queue, so that they never wake the
+// relay's data-plane thread. See docs/relay.md, "Forwarding in the kernel".
+//
+// Used by the data-plane thread only (not thread-safe). Built as a stub that
+// always refuses when libbpf was missing at build time.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+namespace kith::splice {
+
+class kernel_forward {
+public:
+    // Loads the embedded program and attaches it. nullptr, and `why` says
+    // why not (no CAP_BPF/CAP_NET_ADMIN, a kernel without sockmap, built
+    // without libbpf) and what to do.
+    static std::unique_ptr<kernel_forward> open(std::string& why);
+    ~kernel_forward();
+    kernel_forward(const kernel_forward&) = delete;
+    kernel_forward& operator=(const kernel_forward&) = delete;
+
+    // From now on a's bytes go to b and b's to a in the kernel (bytes
+    // already waiting in either socket's receive queue go first, in order).
+    // The caller must hold none of their bytes. false (why): nothing changed,
+    // forward them in user space.
+    bool add(int a, int b, std::string& why);
+    // Forgets fd and its peer's redirection to it: call before closing it.
+    void remove(int fd);
+    // Bytes redirected from fd to its peer so far.
+    std::uint64_t redirected(int fd) const;
+    // Whether every byte redirected from `from` has reached `to`'s TCP send
+    // queue (not still in the kernel's forwarding queue for `to`): closing
+    // `to` before that would lose them. false while unsure.
+    bool drained(int from, int to) const;
+
+    struct impl;
+
+private:
+    explicit kernel_forward(std::unique_ptr<impl> p);
+    std::unique_ptr<impl> p_;
+};
+
+}  // namespace kith::splice

@@ -1,0 +1,99 @@
+// relay_splice_kernel.cpp — the data plane's in-kernel forwarding
+// (relay_options::kernel_forward, docs/relay.md "Forwarding in the
+// kernel"): which sessions go to the kernel, their ends, their byte counts.
+// The BPF side is relay_kernel.cpp.
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "relay_splice.hpp"
+
+namespace kith {
+
+void relay::impl::open_kernel_forward() {
+    auto mode = o_.kernel_forward;
+    if (mode == relay_options::kernel_mode::automatic)
+        if (const char* e = std::getenv("KITH_RELAY_KERNEL_FORWARD")) {
+            std::string v = e;
+            if (v == "off") mode = relay_options::kernel_mode::off;
+            else if (v == "on") mode = relay_options::kernel_mode::on;
+            else if (v != "auto" && !v.empty())
+                throw setup_error("relay: KITH_RELAY_KERNEL_FORWARD is '" + v + "'; use auto, on or off (or unset it)");
+        }
+    if (mode == relay_options::kernel_mode::off) {
+        kf_why_ = "kernel forwarding is off";
+        return;
+    }
+    kf_ = splice::kernel_forward::open(kf_why_);
+    if (!kf_ && mode == relay_options::kernel_mode::on)
+        throw setup_error("relay: kernel forwarding is on but unavailable: " + kf_why_ +
+                          "; or start the relay with kernel forwarding auto or off");
+}
+
+void relay::impl::try_kernel(splice::loop& sp, splice::conn& a, splice::conn& b) {
+    // A rate needs the user-space forwarder's throttle; bytes the relay
+    // holds would be overtaken by those the kernel forwards.
+    if (!kf_ || a.rate > 0 || b.rate > 0 || a.len || b.len || a.eof || b.eof) return;
+    std::string why;
+    if (!kf_->add(a.fd, b.fd, why)) return;  // user space for this one (why: a full map)
+    for (splice::conn* x : {&a, &b}) {
+        x->kernel = true;
+        x->counted = 0;
+        x->buf.clear();
+        x->buf.shrink_to_fit();
+        x->off = x->len = 0;
+        set_events(sp, *x);
+    }
+    std::lock_guard lk(mu);
+    ++c.kernel_sessions;
+}
+
+void relay::impl::kernel_count(splice::loop& sp, splice::conn& cn) {
+    std::uint64_t r = kf_->redirected(cn.fd);
+    if (r > cn.counted) sp.forwarded += r - cn.counted;
+    cn.counted = std::max(cn.counted, r);
+}
+
+void relay::impl::kernel_event(splice::loop& sp, splice::conn& cn, std::uint32_t events) {
+    if (cn.eof) {  // a hangup or error after its end: as in user space, the session ends
+        if (events & (EPOLLHUP | EPOLLERR)) close_conn(sp, cn.fd);
+        return;
+    }
+    char b;
+    ssize_t r = ::recv(cn.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (r > 0) {
+        // Bytes in the socket's own queue: they came before the verdict
+        // program was attached and were not handed to it yet. Run it again.
+        int one = 1;
+        ::setsockopt(cn.fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
+        return;
+    }
+    if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    if (r < 0) {
+        close_conn(sp, cn.fd);
+        return;
+    }
+    // Its end: what it sent is still delivered, then the session ends.
+    if (kf_->drained(cn.fd, cn.peer)) {
+        close_conn(sp, cn.fd);
+        return;
+    }
+    cn.eof = true;
+    ++sp.draining;
+    set_events(sp, cn);
+}
+
+void relay::impl::kernel_tick(splice::loop& sp) {
+    std::vector<int> done;
+    for (auto& [fd, cn] : sp.conns) {
+        if (!cn.kernel) continue;
+        kernel_count(sp, cn);
+        if (cn.eof && kf_->drained(fd, cn.peer)) done.push_back(fd);
+    }
+    for (int fd : done) close_conn(sp, fd);
+}
+
+}  // namespace kith
