@@ -37,8 +37,11 @@ bool kernel_forward::add(int, int, std::string& why) {
     return false;
 }
 void kernel_forward::remove(int) {}
+void kernel_forward::kick(int) {}
 std::uint64_t kernel_forward::redirected(int) const { return 0; }
-bool kernel_forward::drained(int, int) const { return true; }
+std::uint64_t kernel_forward::pending(int, int) const { return 0; }
+void kernel_forward::pause(int) {}
+void kernel_forward::resume(int) {}
 
 #else
 
@@ -167,13 +170,30 @@ bool kernel_forward::add(int a, int b, std::string& why) {
     if (::bpf_map_update_elem(m.sources, &sb.cookie, &fb, BPF_ANY) != 0) return fail();
     m.socks[a] = sa;
     m.socks[b] = sb;
-    // Bytes that came before the verdict program was attached wait in the
-    // receive queues; setting SO_RCVLOWAT runs the socket's data-ready
-    // callback (now the verdict's) when bytes are there.
-    int one = 1;
-    ::setsockopt(a, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
-    ::setsockopt(b, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
+    kick(a);
+    kick(b);
     return true;
+}
+
+// Bytes that came before the verdict program was attached wait in the
+// receive queue; setting SO_RCVLOWAT runs the socket's data-ready callback
+// (now the verdict's) when bytes are there.
+void kernel_forward::kick(int fd) {
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
+}
+
+void kernel_forward::pause(int fd) {
+    auto it = p_->socks.find(fd);
+    if (it != p_->socks.end()) ::bpf_map_delete_elem(p_->sources, &it->second.cookie);
+}
+
+void kernel_forward::resume(int fd) {
+    auto it = p_->socks.find(fd);
+    if (it == p_->socks.end()) return;
+    std::uint64_t f = static_cast<std::uint64_t>(fd);
+    ::bpf_map_update_elem(p_->sources, &it->second.cookie, &f, BPF_ANY);
+    kick(fd);
 }
 
 void kernel_forward::remove(int fd) {
@@ -195,12 +215,13 @@ std::uint64_t kernel_forward::redirected(int fd) const {
     return e.bytes;
 }
 
-bool kernel_forward::drained(int from, int to) const {
+std::uint64_t kernel_forward::pending(int from, int to) const {
     auto t = p_->socks.find(to);
-    if (t == p_->socks.end()) return true;
+    if (t == p_->socks.end()) return 0;
     std::uint64_t now = 0;
-    if (!written(to, false, now)) return true;  // to is gone: nothing more can reach it
-    return now - t->second.base >= redirected(from);
+    if (!written(to, false, now)) return 0;  // to is gone: nothing more can reach it
+    std::uint64_t took = now - t->second.base, r = redirected(from);
+    return r > took ? r - took : 0;
 }
 
 #endif

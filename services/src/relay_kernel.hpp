@@ -34,12 +34,25 @@ public:
     void remove(int fd);
     // Bytes redirected from fd to its peer so far.
     std::uint64_t redirected(int fd) const;
-    // Whether every byte redirected from `from` has reached `to`'s TCP send
-    // queue (not still in the kernel's forwarding queue for `to`): closing
-    // `to` before that would lose them. false while unsure.
-    bool drained(int from, int to) const;
+    // Bytes redirected from `from` that have not reached `to`'s TCP send
+    // queue yet: they wait in the kernel's forwarding queue for `to`, which
+    // a kernel worker empties as `to`'s send queue has room. Nothing bounds
+    // that queue (a peer that does not read lets it grow until the machine
+    // runs out of memory): the caller pauses `from` when it grows. Closing
+    // `to` while it is not 0 loses those bytes. Never too low.
+    std::uint64_t pending(int from, int to) const;
+    bool drained(int from, int to) const { return pending(from, to) == 0; }
+    // Stops redirecting fd's bytes: they stay in its receive queue and TCP
+    // holds its sender back (fd stays a target: its peer's bytes still come).
+    void pause(int fd);
+    // Redirects them again, those that waited first.
+    void resume(int fd);
 
     struct impl;
+
+    // Hands bytes waiting in fd's receive queue to the program (they came
+    // before it was attached, or while fd was paused).
+    static void kick(int fd);
 
 private:
     explicit kernel_forward(std::unique_ptr<impl> p);

@@ -110,7 +110,7 @@ void relay::impl::set_events(splice::loop& sp, splice::conn& c) {
     std::uint32_t want = 0;
     bool throttled = c.rate > 0 && c.allowance < 1;
     if (c.s != splice::state::spliced) want = EPOLLIN;  // SOCKS bytes, or the close of a waiting dialler
-    else if (c.kernel) want = c.eof ? 0u : std::uint32_t{EPOLLIN};  // its end only: the kernel forwards its bytes
+    else if (c.kernel) want = c.eof || c.paused ? 0u : std::uint32_t{EPOLLIN};  // its end only (the kernel forwards)
     else if (c.off + c.len < splice::kBuf && !throttled && !c.eof) want = EPOLLIN;  // room to read into
     if (c.peer >= 0) {
         auto it = sp.conns.find(c.peer);
@@ -320,7 +320,7 @@ void relay::impl::run() {
     auto next_scan = clock::now() + tick;
     std::vector<epoll_event> evs(256);
     while (!stop_.load()) {
-        tick = std::chrono::milliseconds(sp.draining > 0 ? 2 : sp.rated > 0 ? 20 : 100);
+        tick = std::chrono::milliseconds(sp.draining > 0 ? 2 : sp.kernel_busy ? 10 : sp.rated > 0 ? 20 : 100);
         auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_scan - clock::now()).count();
         int n = ::epoll_wait(epoll_fd_, evs.data(), static_cast<int>(evs.size()),
                              static_cast<int>(std::clamp<long long>(wait + 1, 0, tick.count())));

@@ -47,9 +47,15 @@ struct conn {
     // `counted` of the bytes the kernel redirected from fd are in the
     // counters. With eof, the session ends once the kernel has handed
     // every byte from fd to the peer's send queue.
-    bool kernel = false;
+    // paused: its bytes wait in its receive queue (the kernel's queue for the
+    // peer held too much), so TCP holds its sender back.
+    bool kernel = false, paused = false;
     std::uint64_t counted = 0;
 };
+
+// A kernel-forwarded direction whose bytes wait for the peer's send queue
+// beyond kPauseAbove is paused until fewer than a quarter of that wait.
+constexpr std::uint64_t kPauseAbove = 4u << 20;  // resumed below a quarter of it
 
 // A port session: the connection each side holds (-1: none), and when each
 // side last held one (a pair whose dialler has not been there for
@@ -74,6 +80,9 @@ struct loop {
     // Kernel-forwarded connections that ended and wait for their last bytes
     // to reach the peer's send queue: looked at every 2 ms while any do.
     std::size_t draining = 0;
+    // A kernel-forwarded session forwarded bytes or is paused: its queue
+    // is looked at every 10 ms.
+    bool kernel_busy = false;
     // Session ports: listening fd -> its side of a session, and per session
     // the connections held.
     std::map<int, relay::impl::port_listener> lports;

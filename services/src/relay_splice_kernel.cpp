@@ -67,8 +67,7 @@ void relay::impl::kernel_event(splice::loop& sp, splice::conn& cn, std::uint32_t
     if (r > 0) {
         // Bytes in the socket's own queue: they came before the verdict
         // program was attached and were not handed to it yet. Run it again.
-        int one = 1;
-        ::setsockopt(cn.fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
+        splice::kernel_forward::kick(cn.fd);
         return;
     }
     if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
@@ -88,10 +87,30 @@ void relay::impl::kernel_event(splice::loop& sp, splice::conn& cn, std::uint32_t
 
 void relay::impl::kernel_tick(splice::loop& sp) {
     std::vector<int> done;
+    sp.kernel_busy = false;
     for (auto& [fd, cn] : sp.conns) {
         if (!cn.kernel) continue;
+        const std::uint64_t before = cn.counted;
         kernel_count(sp, cn);
-        if (cn.eof && kf_->drained(fd, cn.peer)) done.push_back(fd);
+        if (cn.eof) {
+            if (kf_->drained(fd, cn.peer)) done.push_back(fd);
+            continue;
+        }
+        // The kernel's queue towards the peer is unbounded: hold this side
+        // back while too much waits in it (its bytes then wait in its own
+        // receive queue, and TCP's window stops its sender).
+        if (cn.paused) {
+            if (kf_->pending(fd, cn.peer) < splice::kPauseAbove / 4) {
+                kf_->resume(fd);
+                cn.paused = false;
+                set_events(sp, cn);
+            }
+        } else if (cn.counted > before && kf_->pending(fd, cn.peer) > splice::kPauseAbove) {
+            kf_->pause(fd);
+            cn.paused = true;
+            set_events(sp, cn);
+        }
+        sp.kernel_busy |= cn.paused || cn.counted > before;
     }
     for (int fd : done) close_conn(sp, fd);
 }

@@ -4,6 +4,8 @@
 // that the test controls every byte and every close). Needs root (or
 // CAP_BPF and CAP_NET_ADMIN) and a kernel with BPF sockmap; elsewhere the
 // kernel cases say so and check only the user-space fallback.
+#include <fcntl.h>
+
 #include <cstdlib>
 
 #include "relay_world.hpp"
@@ -132,8 +134,9 @@ TEST_CASE("relay kernel: a session's bytes pass in the kernel, unread by the rel
     raw_world w;
     if (!kernel_available(w.rel)) return;
     auto [d, a] = w.session();
+    // The relay replies to both sides, then moves the session to the kernel.
+    REQUIRE(eventually([&] { return w.rel.counters().kernel_sessions == 1; }));
     auto c0 = w.rel.counters();
-    CHECK(c0.kernel_sessions == 1);
     // Both directions at once: 8 MiB from the dialler, 2 MiB back.
     const std::size_t n_da = 8u << 20, n_ad = 2u << 20;
     std::thread t1([&] { send_pattern(d, n_da, 1); });
@@ -162,7 +165,7 @@ TEST_CASE("relay kernel: what a side sent just before it closed reaches a slow r
     raw_world w;
     if (!kernel_available(w.rel)) return;
     auto [d, a] = w.session();
-    REQUIRE(w.rel.counters().kernel_sessions == 1);
+    REQUIRE(eventually([&] { return w.rel.counters().kernel_sessions == 1; }));
     // The registered side does not read yet: the relay's socket to it fills
     // and the kernel holds what it forwards in its queue for that socket.
     // The dialler sends 3 MiB and closes at once; the session must not end
@@ -182,12 +185,51 @@ TEST_CASE("relay kernel: what a side sent just before it closed reaches a slow r
     CHECK(w.rel.counters().user_reads == 0);
 }
 
+TEST_CASE("relay kernel: a reader that does not read holds its sender back: the kernel's queue stays bounded",
+          "[relay]") {
+    // Regression: the kernel's queue of redirected bytes towards a socket
+    // has no bound of its own; a first version let a sender fill the
+    // machine's memory while the other side read nothing.
+    raw_world w;
+    if (!kernel_available(w.rel)) return;
+    auto [d, a] = w.session();
+    REQUIRE(eventually([&] { return w.rel.counters().kernel_sessions == 1; }));
+    REQUIRE(::fcntl(d, F_SETFL, O_NONBLOCK) == 0);
+    // Send until the sender has made no progress for a second (or a cap far
+    // above the bound, so that a failure cannot take the machine with it).
+    const std::size_t cap = 512u << 20;
+    std::size_t sent = 0;
+    std::vector<unsigned char> b(65536);
+    auto last_progress = std::chrono::steady_clock::now();
+    while (sent < cap && std::chrono::steady_clock::now() - last_progress < 1s) {
+        for (std::size_t i = 0; i < b.size(); ++i) b[i] = pattern(sent + i, 6);
+        ssize_t n = ::send(d, b.data(), b.size(), MSG_NOSIGNAL);
+        if (n > 0) {
+            sent += static_cast<std::size_t>(n);
+            last_progress = std::chrono::steady_clock::now();
+        } else {
+            REQUIRE(errno == EAGAIN);
+            std::this_thread::sleep_for(5ms);
+        }
+    }
+    INFO("the sender got " << sent << " bytes out before it was held back");
+    CHECK(sent < cap);
+    // Everything it got out arrives, in order, once the reader reads.
+    auto got = read_pattern(a, sent, 6, true);
+    CHECK(got.bytes == sent);
+    CHECK(got.first_bad == SIZE_MAX);
+    CHECK(w.rel.counters().user_reads == 0);
+    ::close(d);
+    ::close(a);
+}
+
 TEST_CASE("relay kernel: a rate-limited session is forwarded and throttled in user space, in order, nothing lost",
           "[relay]") {
     relay_options ro;
     ro.max_bytes_per_s_per_session = 2u << 20;
     raw_world w(ro);
     auto [d, a] = w.session();
+    REQUIRE(eventually([&] { return w.rel.counters().sessions == 1; }));
     auto c0 = w.rel.counters();
     CHECK(c0.kernel_sessions == 0);  // the rate needs the user-space throttle
     const std::size_t n = 3u << 20;
@@ -210,6 +252,7 @@ TEST_CASE("relay kernel: the mode off forwards in user space and says so, and a 
     raw_world w(ro);
     CHECK(w.rel.forwarding() == "user space: kernel forwarding is off");
     auto [d, a] = w.session();
+    REQUIRE(eventually([&] { return w.rel.counters().sessions == 1; }));
     CHECK(w.rel.counters().kernel_sessions == 0);
     std::thread sender([&] { send_pattern(d, 1u << 20, 5); });
     auto got = read_pattern(a, 1u << 20, 5, true);
