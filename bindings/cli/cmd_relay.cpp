@@ -47,6 +47,13 @@ options (and every option of kith node; its services default to none):
                              from (default: any free port; open the range in
                              the firewall); off: every session goes through
                              the data plane's port (one more hop each side)
+  --kernel-forward auto|on|off
+                             forward sessions' bytes in the kernel (BPF
+                             sockmap; needs root or CAP_BPF+CAP_NET_ADMIN):
+                             auto (default) when possible, else user space
+                             (it says why); on: fail to start without it;
+                             off: user space only. Sessions with a
+                             --bytes-per-s limit are forwarded in user space
 Open TCP ports: the node's (4370, or --port), the data plane's (4380) and,
 on a firewalled host, the --session-ports range (blocked, nodes fall back to
 the data plane's port after a short wait).
@@ -58,6 +65,7 @@ const std::pair<const char*, const char*> kRelayAliases[] = {
     {"--open", "--relay-open"},                {"--max-registrations", "--relay-max-registrations"},
     {"--max-sessions", "--relay-max-sessions"}, {"--bytes-per-s", "--relay-bytes-per-s"},
     {"--max-names", "--relay-max-names"},      {"--session-ports", "--relay-session-ports"},
+    {"--kernel-forward", "--relay-kernel-forward"},
 };
 
 std::size_t parse_count(const std::string& opt, const std::string& v) {
@@ -82,13 +90,14 @@ const char* kRelayNodeHelp = R"(relays (docs/relay.md):
                     options here are --relay-listen, --relay-advertise,
                     --relay-open, --relay-max-registrations,
                     --relay-max-sessions, --relay-bytes-per-s,
-                    --relay-max-names, --relay-session-ports)
+                    --relay-max-names, --relay-session-ports,
+                    --relay-kernel-forward)
 )";
 
 const std::set<std::string>& relay_value_opts() {
     static const std::set<std::string> o = {"--relay",         "--relay-listen",           "--relay-advertise",
                                             "--relay-max-sessions", "--relay-max-registrations", "--relay-bytes-per-s",
-                                            "--relay-max-names", "--relay-session-ports"};
+                                            "--relay-max-names", "--relay-session-ports", "--relay-kernel-forward"};
     return o;
 }
 
@@ -252,6 +261,13 @@ relay_host::relay_host(kith::node& n, const args& a) : n_(n) {
                 ro.session_port_max = static_cast<std::uint16_t>(hi);
             }
         }
+        if (a.has("--relay-kernel-forward")) {
+            const std::string k = a.get("--relay-kernel-forward");
+            if (k == "auto") ro.kernel_forward = relay_options::kernel_mode::automatic;
+            else if (k == "on") ro.kernel_forward = relay_options::kernel_mode::on;
+            else if (k == "off") ro.kernel_forward = relay_options::kernel_mode::off;
+            else throw cli_error{"node: --kernel-forward wants auto, on or off (got '" + k + "')", kUsage};
+        }
         const bool open = a.has("--relay-open");
         ro.strangers_may_register = false;
         try {
@@ -271,6 +287,7 @@ relay_host::relay_host(kith::node& n, const args& a) : n_(n) {
                           ? std::to_string(ro.session_port_min) + "-" + std::to_string(ro.session_port_max)
                           : "any free port") +
                      "\n";
+        describe_ += "relay forwarding: " + relay_->forwarding() + "\n";
         describe_ += std::string("relay users: cluster members and holders of a relay grant (kith grant create LABEL "
                                  "--services relay --out FILE)") +
                      (open ? "; anyone may dial and read the directory (--open)" : "") + "\n";

@@ -115,3 +115,25 @@ def test_a_relay_grant_limits_the_names_its_holder_may_register(world, make_node
     with pytest.raises(kith.Unauthorized, match="lets you register only alice@\\*, not x@localhost"):
         x.use_relay(rg)
     assert alice.use_relay(rg).relay == r.name
+
+
+def test_kernel_forwarding_mode_from_python(world, make_node):
+    """serve_relay(kernel_forward=...): "off" forwards in user space and says
+    so; a bad value is BadArg; with "auto" as root, Bob's session to Alice
+    is forwarded in the kernel (its bytes counted, never read by the relay's
+    thread)."""
+    r, relay, alice, bob, rg = world
+    off = make_node("off@localhost", cookie="off-cookie", services=[], discovery=False)
+    assert off.serve_relay("127.0.0.1:0", kernel_forward="off").forwarding == "user space: kernel forwarding is off"
+    bad = make_node("bad@localhost", cookie="bad-cookie", services=[], discovery=False)
+    with pytest.raises(kith.BadArg, match="kernel_forward is 'sometimes'"):
+        bad.serve_relay("127.0.0.1:0", kernel_forward="sometimes")
+    if not relay.forwarding.startswith("kernel"):
+        pytest.skip("in-kernel forwarding unavailable here: " + relay.forwarding)
+    alice.use_relay(rg)
+    home = unreachable_copy(alice.grant("bob", "kvs").with_relay(rg))
+    assert bob.connect_via(home, timeout=4) == alice.name
+    bob.call(alice.name, "kvs", "store", "k", "x" * 100000)
+    c = relay.counters()
+    assert c["kernel_sessions"] == 1 and c["user_reads"] == 0
+    assert c["bytes_forwarded"] > 100000

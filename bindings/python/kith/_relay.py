@@ -42,8 +42,17 @@ class Relay:
         return self._r.endpoint
 
     def counters(self) -> "dict[str, int]":
-        """registrations, sessions, sessions_total, refused, timed_out, bytes_forwarded."""
+        """registrations, sessions, sessions_total, refused, timed_out,
+        bytes_forwarded, port_pairs, kernel_sessions (sessions forwarded in
+        the kernel now), user_reads (reads of session bytes by the relay's
+        own thread)."""
         return self._r.counters()
+
+    @property
+    def forwarding(self) -> str:
+        """How sessions are forwarded: "kernel (BPF sockmap)", or "user space: "
+        and why (serve_relay's kernel_forward)."""
+        return self._r.forwarding
 
     def set_grant_limits(self, label: str, names: "Optional[list[str]]" = None, sessions: int = 0,
                          bytes_per_s: int = 0) -> None:
@@ -94,17 +103,22 @@ class RelayClient:
 
 
 def _serve_relay(self: Node, listen: str = "0.0.0.0:4380", advertise: str = "", open: bool = False,
-                 max_registrations: int = 0, max_sessions: int = 0, bytes_per_s: int = 0) -> Relay:
+                 max_registrations: int = 0, max_sessions: int = 0, bytes_per_s: int = 0,
+                 kernel_forward: str = "auto") -> Relay:
     """Serves as a relay: the data plane listens on listen ("HOST:PORT";
     "127.0.0.1:0" for any free port), advertise is what nodes dial when it
     differs. Who may use it: cluster members and holders of a grant for
     service "relay" (node.grant("alice", "relay")); open=True also lets
     anyone dial and read the directory (registering still needs a grant).
     max_sessions bounds relayed sessions per registered node (and half of it
-    per dialler); bytes_per_s each direction of a session. BadArg when the
-    address cannot be bound."""
+    per dialler); bytes_per_s each direction of a session. kernel_forward:
+    "auto" forwards sessions' bytes in the kernel (BPF sockmap) when this
+    process may (root, or CAP_BPF and CAP_NET_ADMIN), else in user space
+    (Relay.forwarding says why); "on": BadArg when it cannot; "off": user
+    space only (sessions with a bytes_per_s limit always are). BadArg when
+    the address cannot be bound."""
     return Relay(self._n.serve_relay(listen, advertise, int(max_registrations), int(max_sessions),
-                                     int(bytes_per_s), bool(open)))
+                                     int(bytes_per_s), bool(open), str(kernel_forward)))
 
 
 def _connect_relay(node: Node, relay: Any, relay_grant: Any, timeout: float) -> str:

@@ -46,8 +46,11 @@ void register_relay(py::module_& m) {
             d["timed_out"] = c.timed_out;
             d["bytes_forwarded"] = c.bytes_forwarded;
             d["port_pairs"] = c.port_pairs;
+            d["kernel_sessions"] = c.kernel_sessions;
+            d["user_reads"] = c.user_reads;
             return d;
         })
+        .def_property_readonly("forwarding", [](const py_relay& r) { return r.get()->forwarding(); })
         .def("set_grant_limits", [](const py_relay& r, const std::string& label, std::vector<std::string> names,
                                     std::size_t sessions, std::uint64_t bytes_per_s) {
             ok_or_raise(r.get()->set_grant_limits(
@@ -113,8 +116,13 @@ void register_relay(py::module_& m) {
 void bind_node_relay(node_class& c) {
     c.def("serve_relay", [](py_node& n, const std::string& listen, const std::string& advertise,
                             std::size_t max_registrations, std::size_t max_sessions, std::uint64_t bytes_per_s,
-                            bool open) {
+                            bool open, const std::string& kernel_forward) {
          relay_options o;
+         if (kernel_forward == "auto") o.kernel_forward = relay_options::kernel_mode::automatic;
+         else if (kernel_forward == "on") o.kernel_forward = relay_options::kernel_mode::on;
+         else if (kernel_forward == "off") o.kernel_forward = relay_options::kernel_mode::off;
+         else throw_error(error{errc::badarg, "serve_relay: kernel_forward is '" + kernel_forward +
+                                                  "'; use \"auto\", \"on\" or \"off\""});
          o.listen = listen;
          o.advertise = advertise;
          if (max_registrations) o.max_registrations = max_registrations;
@@ -134,7 +142,7 @@ void bind_node_relay(node_class& c) {
          if (open) ok_or_raise(nd.set_public("relay"));
          return attach(n, std::move(r));
      }, py::arg("listen"), py::arg("advertise") = "", py::arg("max_registrations") = 0, py::arg("max_sessions") = 0,
-        py::arg("bytes_per_s") = 0, py::arg("open") = false)
+        py::arg("bytes_per_s") = 0, py::arg("open") = false, py::arg("kernel_forward") = "auto")
         .def("relay_client", [](py_node& n, const std::string& relay_node, bool do_register, bool listed) {
             node& nd = n.get();
             std::shared_ptr<relay_client> rc;
