@@ -21,6 +21,14 @@
 // that alternate with a's relayed blocks (20 x 1000 calls each):
 //   relay_interleaved_direct_rpc_p50_us, relay_interleaved_rpc_p50_us and
 //   relay_rpc_p50_vs_interleaved_direct_ratio (target <= 1.5).
+// With in-kernel forwarding available (root: relay_options::kernel_forward),
+// the relay figures are measured twice in one run: first as the relay runs
+// by default (kernel forwarding), then with it off, named relay_user_* (e.g.
+// relay_user_rpc_p50_vs_interleaved_direct_ratio). relay_forwarding_kernel
+// says which the first were (1: in the kernel). In the kernel the bytes are
+// moved by kernel worker threads, not the relay's: relay_kworker_cpu_pct is
+// the CPU of every kworker thread on the machine during the send run (an
+// upper bound: other work of the machine's kworkers is in it).
 
 #include <algorithm>
 #include <cstdio>
@@ -58,22 +66,43 @@ double thread_cpu_s(const std::string& name) {
     return total;
 }
 
-}  // namespace
+// CPU seconds of every kernel worker thread ("kworker/...") on the machine.
+double kworker_cpu_s() {
+    double total = 0;
+    std::error_code ec;
+    for (auto& p : std::filesystem::directory_iterator("/proc", ec)) {
+        std::string comm;
+        std::getline(std::ifstream(p.path() / "comm"), comm);
+        if (comm.rfind("kworker/", 0) != 0) continue;
+        double ns = 0;
+        std::ifstream(p.path() / "schedstat") >> ns;
+        total += ns / 1e9;
+    }
+    return total;
+}
 
-KITH_BENCH_GROUP("relay", 32) {
+// The relay figures, names starting with `prefix`, with the relay forwarding
+// as `mode` says.
+void relay_figures(const std::string& prefix, kith::relay_options::kernel_mode mode) {
     using namespace std::chrono_literals;
     using kith::bench::net_node;
-    for (auto [hops, name] : {std::pair{0, "relay_tcp_rtt_us"}, std::pair{1, "relay_tcp_rtt_1_hop_us"},
-                              std::pair{3, "relay_tcp_rtt_3_hops_us"}})
-        if (double us = kith::bench::splice_hop_rtt_us(hops); us > 0) kith::bench::report(name, us, "us");
+    auto report = [&](const std::string& name, double v, const char* unit) {
+        kith::bench::report(prefix + name, v, unit);
+    };
     kith::bench::temp_dir dir;
     kith::node r(net_node("r@bench", dir.path / "r"));
     kith::relay_options ro;
     ro.listen = "127.0.0.1:0";
+    ro.kernel_forward = mode;
     // KITH_BENCH_RELAY_PORTS=0: a relay without session ports (its clients
     // use the loopback forwarders and SOCKS: three hops each way), to compare.
     if (const char* e = std::getenv("KITH_BENCH_RELAY_PORTS"); e && std::string(e) == "0") ro.session_ports = false;
     kith::relay rel(r, ro);
+    const bool in_kernel = rel.forwarding().rfind("kernel", 0) == 0;
+    if (prefix == "relay_") {
+        std::printf("relay_forwarding_note: %s\n", rel.forwarding().c_str());
+        report("forwarding_kernel", in_kernel ? 1 : 0, "(1: in the kernel)");
+    }
     kith::node a(net_node("a@bench", dir.path / "a"));
     kith::node b(net_node("b@bench", dir.path / "b"));
     kith::node c(net_node("c@bench", dir.path / "c"));  // b's direct caller (interleaved ratio)
@@ -93,8 +122,8 @@ KITH_BENCH_GROUP("relay", 32) {
     }
     auto lat = kith::bench::rpc_latency(a, *up, 2000, 20000);
     if (!lat.empty()) {
-        kith::bench::report("relay_rpc_p50_us", lat[lat.size() / 2], "us");
-        kith::bench::report("relay_rpc_p99_us", lat[lat.size() * 99 / 100], "us");
+        report("rpc_p50_us", lat[lat.size() / 2], "us");
+        report("rpc_p99_us", lat[lat.size() * 99 / 100], "us");
     }
     if (auto cb = c.connect(b.endpoint(), b.key()); cb.ok()) {
         std::vector<double> direct, relayed;
@@ -109,30 +138,44 @@ KITH_BENCH_GROUP("relay", 32) {
             std::sort(direct.begin(), direct.end());
             std::sort(relayed.begin(), relayed.end());
             const double dp = direct[direct.size() / 2], rp = relayed[relayed.size() / 2];
-            kith::bench::report("relay_interleaved_direct_rpc_p50_us", dp, "us");
-            kith::bench::report("relay_interleaved_rpc_p50_us", rp, "us");
-            kith::bench::report("relay_rpc_p50_vs_interleaved_direct_ratio", rp / dp, "x (target <= 1.5)");
+            report("interleaved_direct_rpc_p50_us", dp, "us");
+            report("interleaved_rpc_p50_us", rp, "us");
+            report("rpc_p50_vs_interleaved_direct_ratio", rp / dp, "x (target <= 1.5)");
         }
     } else {
         std::fprintf(stderr, "bench relay: the direct caller cannot connect: %s\n", cb.err().detail.c_str());
     }
     kith::bench::remote_send(a, b, 200000, 100000, 8192);  // warm-up
-    const double cpu0 = thread_cpu_s("kith-relay");
+    const double cpu0 = thread_cpu_s("kith-relay"), kw0 = in_kernel ? kworker_cpu_s() : 0;
     auto t0 = std::chrono::steady_clock::now();
     auto rs = kith::bench::remote_send(a, b, 2000000, 100000, 8192);
     const double wall = kith::bench::seconds_since(t0), cpu = thread_cpu_s("kith-relay") - cpu0;
-    kith::bench::report("relay_send_msgs_per_s", rs.msgs_per_s, "msgs/s");
+    if (in_kernel && wall > 0)
+        report("kworker_cpu_pct", 100.0 * (kworker_cpu_s() - kw0) / wall, "% of a core (all kworkers, during send)");
+    report("send_msgs_per_s", rs.msgs_per_s, "msgs/s");
     if (rs.drops || !rs.complete)
-        std::printf("relay_send_note: %s, received %llu of 2000000, %llu overload drops\n",
-                    rs.complete ? "complete" : "INCOMPLETE", (unsigned long long)rs.received,
+        std::printf("%ssend_note: %s, received %llu of 2000000, %llu overload drops\n",
+                    prefix.c_str(), rs.complete ? "complete" : "INCOMPLETE", (unsigned long long)rs.received,
                     (unsigned long long)rs.drops);
     if (rs.msgs_per_s > 0 && wall > 0)
-        kith::bench::report("relay_cpu_pct_per_10k_msgs_per_s", 100.0 * cpu / wall / (rs.msgs_per_s / 10000.0),
+        report("cpu_pct_per_10k_msgs_per_s", 100.0 * cpu / wall / (rs.msgs_per_s / 10000.0),
                             "% of a core");
     if (rs.msgs_per_s > 0 && wall > 0)
-        kith::bench::report("relay_cpu_pct", 100.0 * cpu / wall, "% of a core (during relay_send)");
+        report("cpu_pct", 100.0 * cpu / wall, "% of a core (during relay_send)");
+    if (prefix != "relay_") return;
     const double rp = kith::bench::figure("rpc_p50_us"), rsd = kith::bench::figure("remote_send_msgs_per_s");
     if (rp > 0 && !lat.empty())
-        kith::bench::report("relay_rpc_p50_vs_direct_ratio", lat[lat.size() / 2] / rp, "x (target <= 1.5)");
-    if (rsd > 0) kith::bench::report("relay_send_vs_direct_ratio", rs.msgs_per_s / rsd, "x (target >= 0.5)");
+        report("rpc_p50_vs_direct_ratio", lat[lat.size() / 2] / rp, "x (target <= 1.5)");
+    if (rsd > 0) report("send_vs_direct_ratio", rs.msgs_per_s / rsd, "x (target >= 0.5)");
+}
+}  // namespace
+
+KITH_BENCH_GROUP("relay", 32) {
+    for (auto [hops, name] : {std::pair{0, "relay_tcp_rtt_us"}, std::pair{1, "relay_tcp_rtt_1_hop_us"},
+                              std::pair{3, "relay_tcp_rtt_3_hops_us"}})
+        if (double us = kith::bench::splice_hop_rtt_us(hops); us > 0) kith::bench::report(name, us, "us");
+    relay_figures("relay_", kith::relay_options::kernel_mode::automatic);
+    // The same with the forwarding in user space, when the first was not.
+    if (kith::bench::figure("relay_forwarding_kernel") > 0)
+        relay_figures("relay_user_", kith::relay_options::kernel_mode::off);
 }
