@@ -50,10 +50,12 @@ options (and every option of kith node; its services default to none):
   --kernel-forward auto|on|off
                              forward sessions' bytes in the kernel (BPF
                              sockmap; needs root or CAP_BPF+CAP_NET_ADMIN):
-                             auto (default) when possible, else user space
-                             (it says why); on: fail to start without it;
-                             off: user space only. Sessions with a
-                             --bytes-per-s limit are forwarded in user space
+                             auto when possible, else user space (it says
+                             why); on: fail to start without it; off
+                             (default): user space only (on a relay whose
+                             nodes share its cores it is slower; see
+                             docs/relay.md). Sessions with a --bytes-per-s
+                             limit are forwarded in user space
 Open TCP ports: the node's (4370, or --port), the data plane's (4380) and,
 on a firewalled host, the --session-ports range (blocked, nodes fall back to
 the data plane's port after a short wait).

@@ -15,14 +15,16 @@ namespace kith {
 
 void relay::impl::open_kernel_forward() {
     auto mode = o_.kernel_forward;
-    if (mode == relay_options::kernel_mode::automatic)
+    if (mode == relay_options::kernel_mode::standard) {
+        mode = relay_options::kernel_mode::off;
         if (const char* e = std::getenv("KITH_RELAY_KERNEL_FORWARD")) {
             std::string v = e;
-            if (v == "off") mode = relay_options::kernel_mode::off;
+            if (v == "auto") mode = relay_options::kernel_mode::automatic;
             else if (v == "on") mode = relay_options::kernel_mode::on;
-            else if (v != "auto" && !v.empty())
+            else if (v != "off" && !v.empty())
                 throw setup_error("relay: KITH_RELAY_KERNEL_FORWARD is '" + v + "'; use auto, on or off (or unset it)");
         }
+    }
     if (mode == relay_options::kernel_mode::off) {
         kf_why_ = "kernel forwarding is off";
         return;

@@ -99,10 +99,8 @@ void relay_figures(const std::string& prefix, kith::relay_options::kernel_mode m
     if (const char* e = std::getenv("KITH_BENCH_RELAY_PORTS"); e && std::string(e) == "0") ro.session_ports = false;
     kith::relay rel(r, ro);
     const bool in_kernel = rel.forwarding().rfind("kernel", 0) == 0;
-    if (prefix == "relay_") {
-        std::printf("relay_forwarding_note: %s\n", rel.forwarding().c_str());
-        report("forwarding_kernel", in_kernel ? 1 : 0, "(1: in the kernel)");
-    }
+    std::printf("%sforwarding_note: %s\n", prefix.c_str(), rel.forwarding().c_str());
+    if (mode == kith::relay_options::kernel_mode::automatic && !in_kernel) return;
     kith::node a(net_node("a@bench", dir.path / "a"));
     kith::node b(net_node("b@bench", dir.path / "b"));
     kith::node c(net_node("c@bench", dir.path / "c"));  // b's direct caller (interleaved ratio)
@@ -174,8 +172,6 @@ KITH_BENCH_GROUP("relay", 32) {
     for (auto [hops, name] : {std::pair{0, "relay_tcp_rtt_us"}, std::pair{1, "relay_tcp_rtt_1_hop_us"},
                               std::pair{3, "relay_tcp_rtt_3_hops_us"}})
         if (double us = kith::bench::splice_hop_rtt_us(hops); us > 0) kith::bench::report(name, us, "us");
-    relay_figures("relay_", kith::relay_options::kernel_mode::automatic);
-    // The same with the forwarding in user space, when the first was not.
-    if (kith::bench::figure("relay_forwarding_kernel") > 0)
-        relay_figures("relay_user_", kith::relay_options::kernel_mode::off);
+    relay_figures("relay_", kith::relay_options::kernel_mode::off);
+    relay_figures("relay_kernel_", kith::relay_options::kernel_mode::automatic);  // when it may
 }

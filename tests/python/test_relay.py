@@ -122,7 +122,10 @@ def test_kernel_forwarding_mode_from_python(world, make_node):
     so; a bad value is BadArg; with "auto" as root, Bob's session to Alice
     is forwarded in the kernel (its bytes counted, never read by the relay's
     thread)."""
-    r, relay, alice, bob, rg = world
+    r, _, alice, bob, rg = world
+    r = make_node("kr@localhost", cookie="kernel-relay-cookie", services=[], discovery=False)
+    relay = r.serve_relay("127.0.0.1:0", open=True, kernel_forward="auto")
+    rg = r.grant("alice", "relay")
     off = make_node("off@localhost", cookie="off-cookie", services=[], discovery=False)
     assert off.serve_relay("127.0.0.1:0", kernel_forward="off").forwarding == "user space: kernel forwarding is off"
     bad = make_node("bad@localhost", cookie="bad-cookie", services=[], discovery=False)

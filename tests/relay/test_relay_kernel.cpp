@@ -49,6 +49,12 @@ int socks_connect(const std::string& relay_ep, const std::string& name) {
     return fd;
 }
 
+relay_options kernel() {
+    relay_options o;
+    o.kernel_forward = relay_options::kernel_mode::automatic;
+    return o;
+}
+
 // A registered node "k@test" whose agent is the test itself: each dial
 // gives the test both raw ends of a session.
 struct raw_world : world {
@@ -56,7 +62,7 @@ struct raw_world : world {
     std::mutex mu;
     std::condition_variable cv;
     std::deque<std::string> opened;  // session hex from ["relay_open", S, Endpoint]
-    explicit raw_world(relay_options ro = {}) : world(ro) {
+    explicit raw_world(relay_options ro = kernel()) : world(ro) {
         REQUIRE(k.connect(r.endpoint(), r.key()).ok());
         pid agent = k.spawn([this](actor&, message& m) {
             const term* tag = m.body.at(0);
@@ -225,7 +231,7 @@ TEST_CASE("relay kernel: a reader that does not read holds its sender back: the 
 
 TEST_CASE("relay kernel: a rate-limited session is forwarded and throttled in user space, in order, nothing lost",
           "[relay]") {
-    relay_options ro;
+    relay_options ro = kernel();
     ro.max_bytes_per_s_per_session = 2u << 20;
     raw_world w(ro);
     auto [d, a] = w.session();
@@ -261,10 +267,16 @@ TEST_CASE("relay kernel: the mode off forwards in user space and says so, and a 
     CHECK(got.first_bad == SIZE_MAX);
     ::close(d);
     ::close(a);
+    // The default is off; the environment may change only the default.
+    ::unsetenv("KITH_RELAY_KERNEL_FORWARD");
+    node r2(opts("r2@test", w.dir.path / "r2")), r3(opts("r3@test", w.dir.path / "r3")),
+        r4(opts("r4@test", w.dir.path / "r4"));
+    relay_options standard;
+    standard.listen = "127.0.0.1:0";
+    CHECK(relay(r2, standard).forwarding() == "user space: kernel forwarding is off");
     ::setenv("KITH_RELAY_KERNEL_FORWARD", "sometimes", 1);
-    node r2(opts("r2@test", w.dir.path / "r2"));
-    relay_options auto_mode;
-    auto_mode.listen = "127.0.0.1:0";
-    CHECK_THROWS_WITH(relay(r2, auto_mode), Catch::Contains("KITH_RELAY_KERNEL_FORWARD is 'sometimes'"));
+    CHECK_THROWS_WITH(relay(r3, standard), Catch::Contains("KITH_RELAY_KERNEL_FORWARD is 'sometimes'"));
+    ro.listen = "127.0.0.1:0";
+    CHECK(relay(r4, ro).forwarding() == "user space: kernel forwarding is off");  // explicit off
     ::unsetenv("KITH_RELAY_KERNEL_FORWARD");
 }

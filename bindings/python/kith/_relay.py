@@ -104,7 +104,7 @@ class RelayClient:
 
 def _serve_relay(self: Node, listen: str = "0.0.0.0:4380", advertise: str = "", open: bool = False,
                  max_registrations: int = 0, max_sessions: int = 0, bytes_per_s: int = 0,
-                 kernel_forward: str = "auto") -> Relay:
+                 kernel_forward: str = "off") -> Relay:
     """Serves as a relay: the data plane listens on listen ("HOST:PORT";
     "127.0.0.1:0" for any free port), advertise is what nodes dial when it
     differs. Who may use it: cluster members and holders of a grant for
@@ -114,8 +114,9 @@ def _serve_relay(self: Node, listen: str = "0.0.0.0:4380", advertise: str = "", 
     per dialler); bytes_per_s each direction of a session. kernel_forward:
     "auto" forwards sessions' bytes in the kernel (BPF sockmap) when this
     process may (root, or CAP_BPF and CAP_NET_ADMIN), else in user space
-    (Relay.forwarding says why); "on": BadArg when it cannot; "off": user
-    space only (sessions with a bytes_per_s limit always are). BadArg when
+    (Relay.forwarding says why); "on": BadArg when it cannot; "off" (the
+    default): user space only (sessions with a bytes_per_s limit always
+    are; docs/relay.md says when the kernel path is slower). BadArg when
     the address cannot be bound."""
     return Relay(self._n.serve_relay(listen, advertise, int(max_registrations), int(max_sessions),
                                      int(bytes_per_s), bool(open), str(kernel_forward)))

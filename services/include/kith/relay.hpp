@@ -176,16 +176,18 @@ struct relay_options {
     std::chrono::milliseconds session_port_idle{30000};
     // Forwarding in the kernel (docs/relay.md, "Forwarding in the kernel"):
     // a BPF sockhash and stream-verdict program move a session's bytes from
-    // one socket to the other without waking the relay. It needs root (or
-    // CAP_BPF and CAP_NET_ADMIN), a kernel with BPF sockmap and a kith built
-    // with libbpf. automatic: used when available, else user space (the
-    // relay says why: relay::forwarding()); on: the relay throws setup_error
-    // when it is unavailable; off: user space only. Sessions with a rate
-    // limit (max_bytes_per_s_per_session or a relay grant's) are forwarded in
-    // user space either way. The environment variable
-    // KITH_RELAY_KERNEL_FORWARD=off|on|auto, when set, replaces automatic.
-    enum class kernel_mode { automatic, on, off };
-    kernel_mode kernel_forward = kernel_mode::automatic;
+    // one socket to the other without waking the relay's thread. It needs
+    // root (or CAP_BPF and CAP_NET_ADMIN), a kernel with BPF sockmap and a
+    // kith built with libbpf. automatic: used when available, else user
+    // space (the relay says why: relay::forwarding()); on: the relay throws
+    // setup_error when it is unavailable; off: user space only. standard:
+    // off, or what the environment variable KITH_RELAY_KERNEL_FORWARD
+    // (auto, on, off) says. Off by default: with the nodes on the relay's
+    // own cores (loopback) it made relayed calls slower (docs/relay.md).
+    // Sessions with a rate limit (max_bytes_per_s_per_session or a relay
+    // grant's) are forwarded in user space either way.
+    enum class kernel_mode { standard, automatic, on, off };
+    kernel_mode kernel_forward = kernel_mode::standard;
 };
 
 // What one relay grant (a grant for service "relay", by its label) allows at
