@@ -321,6 +321,9 @@ void relay::impl::run() {
     std::vector<epoll_event> evs(256);
     while (!stop_.load()) {
         tick = std::chrono::milliseconds(sp.draining > 0 ? 2 : sp.kernel_busy ? 10 : sp.rated > 0 ? 20 : 100);
+        // A shorter tick (a session moved to the kernel, one ending, a rated
+        // one) holds from now, not after the longer one set before it.
+        next_scan = std::min(next_scan, clock::now() + tick);
         auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_scan - clock::now()).count();
         int n = ::epoll_wait(epoll_fd_, evs.data(), static_cast<int>(evs.size()),
                              static_cast<int>(std::clamp<long long>(wait + 1, 0, tick.count())));

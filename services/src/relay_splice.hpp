@@ -80,8 +80,9 @@ struct loop {
     // Kernel-forwarded connections that ended and wait for their last bytes
     // to reach the peer's send queue: looked at every 2 ms while any do.
     std::size_t draining = 0;
-    // A kernel-forwarded session forwarded bytes or is paused: its queue
-    // is looked at every 10 ms.
+    // A kernel-forwarded session is live (not ended): the queues are looked
+    // at every 10 ms, a quiet session's too (it may start sending at any
+    // moment; kernel_tick pauses what is over kPauseAbove).
     bool kernel_busy = false;
     // Session ports: listening fd -> its side of a session, and per session
     // the connections held.

@@ -49,6 +49,7 @@ void relay::impl::try_kernel(splice::loop& sp, splice::conn& a, splice::conn& b)
         x->off = x->len = 0;
         set_events(sp, *x);
     }
+    sp.kernel_busy = true;  // looked at within a 10 ms tick from now on (kernel_tick)
     std::lock_guard lk(mu);
     ++c.kernel_sessions;
 }
@@ -112,7 +113,11 @@ void relay::impl::kernel_tick(splice::loop& sp) {
             cn.paused = true;
             set_events(sp, cn);
         }
-        sp.kernel_busy |= cn.paused || cn.counted > before;
+        // Every live session is looked at every 10 ms, a quiet one too: it
+        // may start sending at any moment, and at loopback speed 100 ms
+        // (the idle tick) put 300 MB in the kernel's queue before the first
+        // look.
+        sp.kernel_busy = true;
     }
     for (int fd : done) close_conn(sp, fd);
 }
