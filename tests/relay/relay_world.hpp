@@ -59,11 +59,14 @@ sockaddr_in addr_of(const std::string& ep) {
     return sa;
 }
 
-inline int socks_request(const std::string& relay_ep, const std::string& name) {
+// As socks_request, leaving the socket open (its receive and send timeouts
+// `secs`): {fd, reply code or -1}. After a 0 the session's bytes follow.
+inline std::pair<int, int> socks_open(const std::string& relay_ep, const std::string& name, int secs = 3) {
     sockaddr_in sa = addr_of(relay_ep);
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    timeval tv{3, 0};
+    timeval tv{secs, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
     std::string req = std::string("\x05\x01\x00", 3) + std::string("\x05\x01\x00\x03", 4) +
                       static_cast<char>(name.size()) + name + std::string("\x00\x01", 2);
@@ -75,8 +78,13 @@ inline int socks_request(const std::string& relay_ep, const std::string& name) {
         if (r <= 0) break;
         got += r;
     }
+    return {fd, got >= 4 ? buf[3] : -1};  // choice (2 bytes) then reply: VER, REP
+}
+
+inline int socks_request(const std::string& relay_ep, const std::string& name) {
+    auto [fd, code] = socks_open(relay_ep, name);
     ::close(fd);
-    return got >= 4 ? buf[3] : -1;  // choice (2 bytes) then reply: VER, REP
+    return code;
 }
 
 // "127.0.0.1:PORT" with a port that was free a moment ago.

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 
 #include <cstdlib>
+#include <tuple>
 
 #include "relay_splice.hpp"  // services/src: splice::kPauseAbove
 #include "relay_world.hpp"
@@ -19,35 +20,12 @@ bool kernel_available(relay& rel) {
     return false;
 }
 
-// Reads exactly n bytes (false: EOF or error first).
-bool read_n(int fd, void* p, std::size_t n) {
-    auto* b = static_cast<char*>(p);
-    for (std::size_t got = 0; got < n;) {
-        ssize_t r = ::recv(fd, b + got, n - got, 0);
-        if (r <= 0) return false;
-        got += static_cast<std::size_t>(r);
-    }
-    return true;
-}
-
-// Connects to the relay's data plane and asks for `name`: the socket, after
-// the relay's choice (2 bytes) and its reply (10 bytes); -1 when refused.
+// A session's socket after the relay granted `name`; -1 when refused.
 int socks_connect(const std::string& relay_ep, const std::string& name) {
-    sockaddr_in sa = addr_of(relay_ep);
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    timeval tv{10, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
-    std::string req = std::string("\x05\x01\x00", 3) + std::string("\x05\x01\x00\x03", 4) +
-                      static_cast<char>(name.size()) + name + std::string("\x00\x01", 2);
-    REQUIRE(::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size()));
-    std::uint8_t r[12];
-    if (!read_n(fd, r, sizeof r) || r[3] != 0) {
-        ::close(fd);
-        return -1;
-    }
-    return fd;
+    auto [fd, code] = socks_open(relay_ep, name, 10);
+    if (code == 0) return fd;
+    ::close(fd);
+    return -1;
 }
 
 relay_options kernel() {
@@ -97,6 +75,21 @@ struct raw_world : world {
     }
 };
 
+// A raw session moved to the kernel; ok false (the test then checks
+// nothing) where in-kernel forwarding is unavailable.
+struct kernel_session {
+    raw_world w;
+    int d = -1, a = -1;  // the dialler's and the registered side's sockets
+    bool ok = false;
+    kernel_session() {
+        if (!kernel_available(w.rel)) return;
+        std::tie(d, a) = w.session();
+        // The relay replies to both sides, then moves the session to the kernel.
+        REQUIRE(eventually([&] { return w.rel.counters().kernel_sessions == 1; }));
+        ok = true;
+    }
+};
+
 unsigned char pattern(std::size_t i, unsigned seed) { return static_cast<unsigned char>((i * 131 + seed) % 251); }
 
 // Sends n pattern bytes on fd in chunks of `chunk`.
@@ -134,15 +127,20 @@ received read_pattern(int fd, std::size_t n, unsigned seed, bool stop_at_n) {
     return got;
 }
 
+// Every one of the n bytes arrived, in order.
+void check_arrived(const received& got, std::size_t n) {
+    CHECK(got.bytes == n);
+    CHECK(got.first_bad == SIZE_MAX);
+}
+
 }  // namespace
 
 TEST_CASE("relay kernel: a session's bytes pass in the kernel, unread by the relay's thread, counted, in order",
           "[relay]") {
-    raw_world w;
-    if (!kernel_available(w.rel)) return;
-    auto [d, a] = w.session();
-    // The relay replies to both sides, then moves the session to the kernel.
-    REQUIRE(eventually([&] { return w.rel.counters().kernel_sessions == 1; }));
+    kernel_session s;
+    if (!s.ok) return;
+    auto& w = s.w;
+    const int d = s.d, a = s.a;
     auto c0 = w.rel.counters();
     // Both directions at once: 8 MiB from the dialler, 2 MiB back.
     const std::size_t n_da = 8u << 20, n_ad = 2u << 20;
@@ -154,10 +152,8 @@ TEST_CASE("relay kernel: a session's bytes pass in the kernel, unread by the rel
     r1.join();
     t1.join();
     t2.join();
-    CHECK(at_a.bytes == n_da);
-    CHECK(at_a.first_bad == SIZE_MAX);
-    CHECK(at_d.bytes == n_ad);
-    CHECK(at_d.first_bad == SIZE_MAX);
+    check_arrived(at_a, n_da);
+    check_arrived(at_d, n_ad);
     auto c1 = w.rel.counters();
     CHECK(c1.bytes_forwarded - c0.bytes_forwarded == n_da + n_ad);  // counted in the kernel, exactly
     CHECK(c1.user_reads == c0.user_reads);                           // and never read by the relay's thread
@@ -169,10 +165,10 @@ TEST_CASE("relay kernel: a session's bytes pass in the kernel, unread by the rel
 
 TEST_CASE("relay kernel: what a side sent just before it closed reaches a slow reader, then the session ends",
           "[relay]") {
-    raw_world w;
-    if (!kernel_available(w.rel)) return;
-    auto [d, a] = w.session();
-    REQUIRE(eventually([&] { return w.rel.counters().kernel_sessions == 1; }));
+    kernel_session s;
+    if (!s.ok) return;
+    auto& w = s.w;
+    const int d = s.d, a = s.a;
     // The registered side does not read yet: the relay's socket to it fills
     // and the kernel holds what it forwards in its queue for that socket.
     // The dialler sends 3 MiB and closes at once; the session must not end
@@ -185,8 +181,7 @@ TEST_CASE("relay kernel: what a side sent just before it closed reaches a slow r
     std::this_thread::sleep_for(300ms);  // not a wait for a result: lets the queues fill before reading
     auto got = read_pattern(a, n, 3, false);  // to EOF: the relay closes after the last byte
     sender.join();
-    CHECK(got.bytes == n);
-    CHECK(got.first_bad == SIZE_MAX);
+    check_arrived(got, n);
     ::close(a);
     CHECK(eventually([&] { return w.rel.counters().sessions == 0; }));
     CHECK(w.rel.counters().user_reads == 0);
@@ -197,10 +192,10 @@ TEST_CASE("relay kernel: a reader that does not read holds its sender back: the 
     // Regression: the kernel's queue of redirected bytes towards a socket
     // has no bound of its own; a first version let a sender fill the
     // machine's memory while the other side read nothing.
-    raw_world w;
-    if (!kernel_available(w.rel)) return;
-    auto [d, a] = w.session();
-    REQUIRE(eventually([&] { return w.rel.counters().kernel_sessions == 1; }));
+    kernel_session s;
+    if (!s.ok) return;
+    auto& w = s.w;
+    const int d = s.d, a = s.a;
     REQUIRE(::fcntl(d, F_SETFL, O_NONBLOCK) == 0);
     // Send until the sender has made no progress for a second (or a cap far
     // above the bound, so that a failure cannot take the machine with it).
@@ -223,8 +218,7 @@ TEST_CASE("relay kernel: a reader that does not read holds its sender back: the 
     CHECK(sent < cap);
     // Everything it got out arrives, in order, once the reader reads.
     auto got = read_pattern(a, sent, 6, true);
-    CHECK(got.bytes == sent);
-    CHECK(got.first_bad == SIZE_MAX);
+    check_arrived(got, sent);
     CHECK(w.rel.counters().user_reads == 0);
     ::close(d);
     ::close(a);
@@ -243,8 +237,7 @@ TEST_CASE("relay kernel: a rate-limited session is forwarded and throttled in us
     std::thread sender([&] { send_pattern(d, n, 4); });
     auto got = read_pattern(a, n, 4, true);
     sender.join();
-    CHECK(got.bytes == n);
-    CHECK(got.first_bad == SIZE_MAX);
+    check_arrived(got, n);
     auto c1 = w.rel.counters();
     CHECK(c1.user_reads > c0.user_reads);
     CHECK(eventually([&] { return w.rel.counters().bytes_forwarded - c0.bytes_forwarded == n; }));
@@ -264,8 +257,7 @@ TEST_CASE("relay kernel: the mode off forwards in user space and says so, and a 
     std::thread sender([&] { send_pattern(d, 1u << 20, 5); });
     auto got = read_pattern(a, 1u << 20, 5, true);
     sender.join();
-    CHECK(got.bytes == (1u << 20));
-    CHECK(got.first_bad == SIZE_MAX);
+    check_arrived(got, (1u << 20));
     ::close(d);
     ::close(a);
     // The default is off; the environment may change only the default.
