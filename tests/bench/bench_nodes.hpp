@@ -37,8 +37,10 @@ inline kith::node_options net_node(const std::string& name, const std::filesyste
     o.net.key_dir = dir;
     o.net.cookie = bench_cookie;
     if (const char* w = std::getenv("KITH_BENCH_WORKERS")) o.workers = static_cast<unsigned>(std::atoi(w));
-    // Profiling: every node's network threads on this CPU (net_options::network_cpu).
-    if (const char* c = std::getenv("KITH_BENCH_NETWORK_CPU")) o.net.network_cpu = std::atoi(c);
+    // Profiling: every node's network threads on this CPU, or "auto"
+    // (net_options::network_cpu, network_cpu_auto).
+    if (const char* c = std::getenv("KITH_BENCH_NETWORK_CPU"))
+        o.net.network_cpu = std::string(c) == "auto" ? kith::net_options::network_cpu_auto : std::atoi(c);
     // Profiling runs (a set count, typically under callgrind) are slow
     // enough to miss the default heartbeat bound.
     if (std::getenv("KITH_BENCH_REMOTE_N") || std::getenv("KITH_BENCH_CONCURRENCY_N"))

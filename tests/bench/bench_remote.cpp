@@ -9,10 +9,12 @@
 //   rpc_32_callers_calls_per_s   node::call_async with 32 calls outstanding
 //   rpc_32_callers_pinned_calls_per_s  the same, both nodes' network threads
 //                                on one CPU (net_options::network_cpu)
+//   rpc_32_callers_auto_calls_per_s    the same with network_cpu_auto (the
+//                                least busy CPU, re-chosen once a second)
 // and the ratios to the raw libzmq CURVE baseline of the same run (group
 // "zmq_baseline"), when that group ran first.
 // (The idle figures are in group "concurrency": one node, 8 peers.)
-// For profiling: KITH_BENCH_REMOTE_ONLY=rpc|send|rpc32|rpc32pin runs one part
+// For profiling: KITH_BENCH_REMOTE_ONLY=rpc|send|rpc32|rpc32pin|rpc32auto runs one part
 // only (KITH_BENCH_FRAMES=1: rpc32 prints its envelopes per frame);
 // KITH_BENCH_WORKERS=N sets each node's worker count (default: the node's
 // default, hardware concurrency); KITH_BENCH_REMOTE_N=N sets the measured
@@ -225,11 +227,15 @@ KITH_BENCH_GROUP("remote", 30) {
     // the first node of the process, so this runs with fresh nodes, after
     // the ones above are gone).
     const kith::bench::parts knobs("REMOTE");
-    if (knobs.want("rpc32pin")) {
+    // The same with network_cpu_auto (the placer's first look comes 200 ms
+    // after the first node starts, before the warm-up ends).
+    for (const char* part : {"rpc32pin", "rpc32auto"}) {
+        if (!knobs.want(part)) continue;
+        const bool fixed = std::string(part) == "rpc32pin";
         const int cpu = ::sched_getcpu();
         auto pinned = [&](const char* name, const char* sub) {
             kith::node_options o = net_node(name, dir.path / sub);
-            o.net.network_cpu = cpu < 0 ? 0 : cpu;
+            o.net.network_cpu = !fixed ? kith::net_options::network_cpu_auto : cpu < 0 ? 0 : cpu;
             return o;
         };
         kith::node a(pinned("a@bench", "a"));
@@ -241,7 +247,7 @@ KITH_BENCH_GROUP("remote", 30) {
         if (bn.empty()) return;
         const std::int64_t n = knobs.n;
         if (n <= 0) rpc_window(a, bn, 32, 20000);  // warm-up
-        kith::bench::report("rpc_32_callers_pinned_calls_per_s", rpc_window(a, bn, 32, n > 0 ? n : 300000),
-                            "calls/s");
+        kith::bench::report(fixed ? "rpc_32_callers_pinned_calls_per_s" : "rpc_32_callers_auto_calls_per_s",
+                            rpc_window(a, bn, 32, n > 0 ? n : 300000), "calls/s");
     }
 }

@@ -1,7 +1,9 @@
 // net_options::network_cpu pins a node's network threads (its two I/O
 // threads, and ZeroMQ's two I/O threads shared by the process) to one CPU,
 // and nothing else; a CPU the process may not run on leaves them unpinned
-// and says so. Over real nodes (CURVE on loopback); each test case runs in
+// and says so. network_cpu_auto keeps them together on the least busy CPU
+// (its rule is tested on given figures; a real node only for where the
+// threads end up). Over real nodes (CURVE on loopback); each test case runs in
 // a process of its own (ZeroMQ's threads start with the first node).
 #include <sched.h>
 
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "../transport/tmpdir.hpp"
+#include "transport/cpu_placer.hpp"
 #include "kith/node.hpp"
 #include "kith/service.hpp"
 #include "kith_catch.hpp"
@@ -143,4 +146,124 @@ TEST_CASE("network_cpu: a CPU the process may not run on - the node starts unpin
     CHECK(log.has("warning|network_cpu " + std::to_string(CPU_SETSIZE + 3) +
                   " is not a CPU this process may run on: the network threads are not pinned"));
     for (auto& t : threads()) CHECK(t.allowed == before);
+}
+
+TEST_CASE("network_cpu auto: the rule - least busy CPU, moves only past the margin, never with one CPU") {
+    using kith::detail::choose_network_cpu;
+    const double m = kith::detail::cpu_placer::margin;
+    CHECK(choose_network_cpu({0}, {0.0}, -1, m) == -1);              // one CPU: nothing pinned
+    CHECK(choose_network_cpu({}, {}, -1, m) == -1);
+    CHECK(choose_network_cpu({0, 1}, {0.9, 0.1}, -1, m) == 1);        // first placement: least busy
+    CHECK(choose_network_cpu({0, 1}, {0.5, 0.4}, 0, m) == 0);         // within the margin: stays
+    CHECK(choose_network_cpu({0, 1}, {0.4, 0.5}, 1, m) == 1);
+    CHECK(choose_network_cpu({0, 1}, {1.0, 0.2}, 0, m) == 1);         // a hog on its CPU: moves
+    CHECK(choose_network_cpu({0, 1, 2, 3}, {0.3, 0.9, 0.0, 0.6}, 1, m) == 2);
+    CHECK(choose_network_cpu({2, 3}, {0.0, 0.0, 0.5, 0.1}, 0, m) == 3);  // its CPU no longer allowed
+    // Waiting for its CPU (us per run) past the bound: to a CPU not tried, or
+    // one where they waited under half as long; not between two alike.
+    using kith::detail::escape_waiting_cpu;
+    const double too_long = kith::detail::cpu_placer::too_long;
+    CHECK(escape_waiting_cpu({0, 1}, {450, -1}, 0, 450, too_long) == 1);
+    CHECK(escape_waiting_cpu({0, 1}, {450, 20}, 0, 450, too_long) == 1);
+    CHECK(escape_waiting_cpu({0, 1}, {450, 300}, 0, 450, too_long) == -1);
+    CHECK(escape_waiting_cpu({0, 1}, {20, 450}, 0, 20, too_long) == -1);   // under the bound: stays
+    CHECK(escape_waiting_cpu({0}, {450}, 0, 450, too_long) == -1);
+    CHECK(escape_waiting_cpu({0, 1}, {}, -1, 450, too_long) == -1);       // not placed yet
+    // /proc/stat: busy = user nice system irq softirq steal; total adds idle, iowait.
+    const auto t = kith::detail::parse_proc_stat(
+        "cpu  10 0 10 100 0 0 0 0 0 0\n"
+        "cpu0 1 2 3 100 5 6 7 8 0 0\n"
+        "cpu2 10 0 0 30 0 0 0 0 0 0\n"
+        "intr 5 6\n");
+    REQUIRE(t.size() == 3);
+    CHECK(t[0].busy == 1 + 2 + 3 + 6 + 7 + 8);
+    CHECK(t[0].total == t[0].busy + 100 + 5);
+    CHECK(t[1].total == 0);
+    CHECK(t[2].busy == 10);
+    CHECK(t[2].total == 40);
+    CHECK(kith::detail::parse_proc_stat("garbage\ncpuX 1 2\n").empty());
+}
+
+TEST_CASE("network_cpu auto: both nodes' and ZeroMQ's I/O threads end up together on one allowed CPU") {
+    const auto [last, count] = allowed_cpus();
+    const std::string before = process_cpus();
+    temp_dir da, db;
+    node_options oa = loopback_opts("a@test", da.path, "cpu-cookie");
+    node_options ob = loopback_opts("b@test", db.path, "cpu-cookie");
+    oa.net.network_cpu = ob.net.network_cpu = net_options::network_cpu_auto;
+    log_lines log;
+    oa.net.log = log.sink();
+    node a(oa);
+    node b(ob);
+    service s("echo");
+    s.function("echo", [](term x) { return x; });
+    b.add_service(std::move(s));
+    auto up = a.connect(b.endpoint(), b.key());
+    REQUIRE(up.ok());
+    if (count < 2) {
+        // Nothing to choose between: nothing pinned, nothing said.
+        for (auto& t : threads()) CHECK(t.allowed == before);
+        CHECK_FALSE(log.has("network_cpu auto"));
+        return;
+    }
+    // The placer's first look is 200 ms after it starts: waited for, within a deadline.
+    std::vector<std::string> single;
+    int zmq_io = 0;
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    do {
+        single.clear();
+        zmq_io = 0;
+        for (auto& t : threads()) {
+            if (t.allowed == before) continue;
+            single.push_back(t.allowed);
+            if (t.comm.rfind("ZMQbg/IO/", 0) == 0) ++zmq_io;
+        }
+        if (zmq_io == 2 && single.size() == 2 + 2 * 2) break;
+        std::this_thread::sleep_for(10ms);
+    } while (std::chrono::steady_clock::now() < deadline);
+    CHECK(zmq_io == 2);
+    // ZeroMQ's two I/O threads and each node's leader and follower, on one
+    // and the same CPU; nothing else (workers, ZeroMQ's reaper, this thread).
+    REQUIRE(single.size() == 2 + 2 * 2);
+    for (auto& c : single) CHECK(c == single.front());
+    CHECK(single.front().find_first_of(",-") == std::string::npos);
+    CHECK(process_cpus() == before);
+    CHECK(log.has("info|network_cpu auto: network threads placed on CPU " + single.front()));
+    CHECK_FALSE(log.has("warning|"));
+    auto r = a.call(*up, "echo", "echo", arr(7), 5s);
+    REQUIRE(r.ok());
+    CHECK(r.value() == term(7));
+}
+
+TEST_CASE("network_cpu auto: a process with one CPU pins nothing") {
+    cpu_set_t was;
+    CPU_ZERO(&was);
+    REQUIRE(sched_getaffinity(0, sizeof was, &was) == 0);
+    int first = 0;
+    while (!CPU_ISSET(first, &was)) ++first;
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(first, &one);
+    REQUIRE(sched_setaffinity(0, sizeof one, &one) == 0);  // this thread, and those it starts
+    struct restore {
+        cpu_set_t s;
+        ~restore() { sched_setaffinity(0, sizeof s, &s); }
+    } back{was};
+    temp_dir da, db;
+    node_options oa = loopback_opts("a@test", da.path, "cpu-cookie");
+    node_options ob = loopback_opts("b@test", db.path, "cpu-cookie");
+    oa.net.network_cpu = ob.net.network_cpu = net_options::network_cpu_auto;
+    log_lines log;
+    oa.net.log = log.sink();
+    node a(oa);
+    node b(ob);
+    service s("echo");
+    s.function("echo", [](term x) { return x; });
+    b.add_service(std::move(s));
+    auto up = a.connect(b.endpoint(), b.key());
+    REQUIRE(up.ok());
+    auto r = a.call(*up, "echo", "echo", arr(7), 5s);
+    REQUIRE(r.ok());
+    CHECK(kith::detail::cpu_placer::acquire()->cpu() == -1);
+    CHECK_FALSE(log.has("network_cpu auto"));
 }

@@ -79,10 +79,21 @@ struct net_options {
     // took 3.5 us of CPU per call pinned against 3.5-7.5 us unpinned,
     // depending on where the scheduler put the threads (docs/performance.md).
     // Workers, and the threads that call into the node, are not pinned.
-    // Pin only where that CPU is not busy with other work: the network
-    // threads get no more than it. Negative (default -1): no pinning. A CPU this
-    // process may not run on: the node starts, unpinned, with a warning.
+    // A fixed CPU is right only where that CPU is not busy with other work:
+    // the network threads get no more than it. A CPU this process may not
+    // run on: the node starts, unpinned, with a warning. -1: no pinning.
+    // network_cpu_auto: the process keeps these threads
+    // together on the allowed CPU least busy with other work, looked at
+    // about once a second by a thread of its own (/proc/stat, and how long
+    // the threads waited for their CPU), and moves them when their CPU gets
+    // busier with other work than another by a quarter of a CPU, or when
+    // they wait for it long each time they run (a CPU-bound thread pinned
+    // there); an info line in the log says where and why. Nothing is pinned
+    // with fewer than two allowed CPUs, or without /proc. (Not yet the
+    // default: measured better than -1 with and without a CPU-bound thread
+    // on one CPU, docs/performance.md.)
     int network_cpu = -1;
+    static constexpr int network_cpu_auto = -2;
 };
 
 // How much a connected node is trusted (see docs/security.md). The one enum

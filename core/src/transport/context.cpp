@@ -62,6 +62,7 @@ std::shared_ptr<shared_context> shared_context::acquire(int network_cpu) {
 }
 
 shared_context::shared_context(int network_cpu) {
+    std::map<pid_t, std::string> before;  // ZeroMQ I/O threads of other contexts
     try {
         // Every node of the process has its sockets here: a ROUTER and a
         // monitor pair, and a DEALER and a monitor pair per peer (a 32-node
@@ -82,6 +83,7 @@ shared_context::shared_context(int network_cpu) {
                 zmq_ctx_set(ctx_.handle(), ZMQ_THREAD_AFFINITY_CPU_ADD, network_cpu) == 0)
                 network_cpu_ = network_cpu;
         }
+        before = io_thread_ids();
         sock_ = zmq::socket_t(ctx_, zmq::socket_type::router);
         sock_.set(zmq::sockopt::linger, 0);
         sock_.bind("inproc://zeromq.zap.01");
@@ -89,7 +91,7 @@ shared_context::shared_context(int network_cpu) {
         throw setup_error(std::string("kith: cannot set up the ZAP handler (") + e.what() +
                           "): another ZAP handler in this process's context, or ZeroMQ out of sockets");
     }
-    lower_public_io_thread();
+    find_io_threads(before);
     answers_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (answers_fd_ < 0)
         throw setup_error("kith: cannot create an eventfd for the ZAP handler (out of file descriptors?)");
@@ -104,25 +106,43 @@ shared_context::shared_context(int network_cpu) {
     }
 }
 
-void shared_context::lower_public_io_thread() {
-    // libzmq starts its I/O threads with the first socket and names them
-    // "ZMQbg/IO/<n>" as they start: found by name, waiting at most 50 ms.
+// libzmq's I/O threads of this process, by thread id: it names them
+// "ZMQbg/IO/<n>" as they start. Empty without /proc.
+std::map<pid_t, std::string> shared_context::io_thread_ids() {
+    std::map<pid_t, std::string> out;
+    std::error_code ec;
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+        std::ifstream comm(task.path() / "comm");
+        std::string name;
+        std::getline(comm, name);
+        if (name.rfind("ZMQbg/IO/", 0) != 0) continue;
+        out[static_cast<pid_t>(std::stol(task.path().filename().string()))] = name;
+    }
+    return out;
+}
+
+void shared_context::find_io_threads(const std::map<pid_t, std::string>& before) {
+    // libzmq starts its I/O threads with the first socket: this context's
+    // are the two not there before, found by name, waiting at most 50 ms.
     for (int attempt = 0; attempt < 50; ++attempt) {
-        std::error_code ec;
-        for (const auto& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
-            std::ifstream comm(task.path() / "comm");
-            std::string name;
-            std::getline(comm, name);
-            if (name != "ZMQbg/IO/1") continue;  // thread 1: public_io_affinity (context.hpp)
-            const auto tid = static_cast<id_t>(std::stol(task.path().filename().string()));
-            if (::setpriority(PRIO_PROCESS, tid, public_io_nice) != 0)
-                kith::log(log_level::warning, "transport", std::string("could not lower the public port's I/O thread to nice ") +
-                                            std::to_string(public_io_nice) + ": " + std::strerror(errno) +
-                                            "; members' calls may slow down under a flood of non-members' frames");
-            return;
+        std::vector<pid_t> ours;
+        pid_t public_io = 0;
+        for (auto& [tid, name] : io_thread_ids()) {
+            if (before.count(tid)) continue;
+            ours.push_back(tid);
+            if (name == "ZMQbg/IO/1") public_io = tid;  // thread 1: public_io_affinity (context.hpp)
         }
-        if (ec) return;  // no /proc (not Linux): every thread at the process's priority
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        if (ours.size() < 2 || !public_io) {
+            if (attempt == 0 && !std::filesystem::exists("/proc/self/task")) return;  // not Linux
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            continue;
+        }
+        io_threads_ = std::move(ours);
+        if (::setpriority(PRIO_PROCESS, static_cast<id_t>(public_io), public_io_nice) != 0)
+            kith::log(log_level::warning, "transport", std::string("could not lower the public port's I/O thread to nice ") +
+                                        std::to_string(public_io_nice) + ": " + std::strerror(errno) +
+                                        "; members' calls may slow down under a flood of non-members' frames");
+        return;
     }
 }
 

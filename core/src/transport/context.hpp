@@ -33,6 +33,8 @@
 
 #include <zmq.hpp>
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -106,6 +108,9 @@ public:
     // is (network_cpu() says what it has).
     static std::shared_ptr<shared_context> acquire(int network_cpu = -1);
     int network_cpu() const noexcept { return network_cpu_; }
+    // This context's ZeroMQ I/O threads (Linux thread ids; empty if they
+    // could not be found), for net_options::network_cpu_auto.
+    const std::vector<pid_t>& io_threads() const noexcept { return io_threads_; }
     ~shared_context();
     shared_context(const shared_context&) = delete;
     shared_context& operator=(const shared_context&) = delete;
@@ -155,7 +160,11 @@ private:
     };
     explicit shared_context(int network_cpu);
     int network_cpu_ = -1;
-    void lower_public_io_thread();  // ZMQbg/IO/1 to public_io_nice
+    std::vector<pid_t> io_threads_;
+    static std::map<pid_t, std::string> io_thread_ids();
+    // Finds this context's I/O threads (those not in `before`) and lowers
+    // ZMQbg/IO/1 to public_io_nice.
+    void find_io_threads(const std::map<pid_t, std::string>& before);
     void serve();
     void send_answers();
     void work(route r);  // a worker's thread (r.w is its worker)

@@ -36,6 +36,30 @@ void transport::impl::pin_network_thread(std::thread& t) const {
     ::pthread_setaffinity_np(t.native_handle(), sizeof one, &one);
 }
 
+void transport::impl::start_placer() {
+    if (o.network_cpu != net_options::network_cpu_auto) return;
+    placer = cpu_placer::acquire();
+    placer->on_move(this, [this](const std::string& m) { log(log_level::info, "network_cpu auto: " + m); });
+    if (shared->network_cpu() < 0) placer->add_zmq_io(shared->io_threads());
+    else
+        log(log_level::warning, "ZeroMQ's I/O threads, shared by the nodes of this process, were pinned to CPU " +
+                                    std::to_string(shared->network_cpu()) +
+                                    " by an earlier node: only this node's own I/O threads are placed "
+                                    "(network_cpu auto); give every node of the process the same network_cpu");
+}
+
+void transport::impl::stop_placer() {
+    if (!placer) return;
+    placer->on_move(this, {});
+    placer.reset();
+}
+
+void transport::impl::run_placed(bool leading) {
+    if (placer) placer->add_self();
+    io_thread(leading);
+    if (placer) placer->remove_self();
+}
+
 void transport::impl::wake() {
     if (!wake_pending.exchange(true)) {
         std::uint64_t one = 1;
@@ -103,6 +127,7 @@ void transport::impl::start() {
                     " by an earlier node: only this node's own I/O threads run on CPU " +
                     std::to_string(o.network_cpu) + "; give every node of the process the same network_cpu");
     }
+    start_placer();
     ctx = &shared->context();
     open_listener(pub, o.bind_endpoint, zap);
     if (o.member_bind_endpoint != "off") {
@@ -118,13 +143,13 @@ void transport::impl::start() {
         fail_start(std::string("kith: cannot start the guest decoder thread: ") + e.what());
     }
     try {
-        io = std::thread([this] { io_thread(true); });
+        io = std::thread([this] { run_placed(true); });
         pin_network_thread(io);  // before start() returns: what runs on it next is network work
     } catch (const std::system_error& e) {
         fail_start(std::string("kith: cannot start the I/O thread: ") + e.what());
     }
     try {
-        io2 = std::thread([this] { io_thread(false); });
+        io2 = std::thread([this] { run_placed(false); });
         pin_network_thread(io2);
     } catch (const std::system_error& e) {
         // The leader runs alone: no jobs (no follower), and it shuts down
@@ -203,6 +228,7 @@ void transport::stop() {
     }
     impl_->io.join();
     if (impl_->io2.joinable()) impl_->io2.join();
+    impl_->stop_placer();
     impl_->stop_guest_decoder();
     impl_->close_fds();
     {

@@ -27,6 +27,7 @@
 
 #include "transport/bulk.hpp"
 #include "transport/context.hpp"
+#include "transport/cpu_placer.hpp"
 #include "transport/listener.hpp"
 #include "transport/peer_state.hpp"
 #include "transport/transport.hpp"
@@ -143,6 +144,7 @@ struct transport::impl {
     std::string handshake(std::string nonce, std::string proof = {}) const;
 
     std::shared_ptr<shared_context> shared;  // the process's ZeroMQ context and ZAP thread
+    std::shared_ptr<cpu_placer> placer;      // network_cpu_auto only
     zmq::context_t* ctx = nullptr;           // &shared->context()
     std::mutex refused_mu;
     std::vector<zap_outcome> refused;        // ZAP refusals, reported by the loop
@@ -451,6 +453,12 @@ struct transport::impl {
     // thread `t` pinned to o.network_cpu (if set and such a CPU).
     static bool cpu_allowed(int cpu);
     void pin_network_thread(std::thread& t) const;
+    // network_cpu_auto: the placer (cpu_placer.hpp) for this node's I/O
+    // threads and, unless an earlier node pinned them, ZeroMQ's.
+    void start_placer();
+    void stop_placer();
+    // Runs an I/O thread's body, placed while it runs (network_cpu_auto).
+    void run_placed(bool leading);
     // Ends the sessions whose fragments waited for credit longer than
     // heartbeat_timeout (bulk.cpp): a member that keeps its link alive but
     // withholds credit would otherwise hold its large envelopes, and post()

@@ -1,0 +1,125 @@
+// cpu_placer.hpp — net_options::network_cpu = network_cpu_auto: the network
+// threads of the process (the I/O threads of its "auto" nodes and ZeroMQ's
+// I/O threads) kept together on one CPU, the one least busy with other
+// work, and moved when that changes.
+//
+// Why together: a frame passes between these threads one after the other
+// (docs/performance.md, "The slow mode"); spread over CPUs, every hand-off
+// is a cross-CPU wake-up. Why not a fixed CPU: a CPU busy with other work
+// gives them only its share. So about once a second the placer reads how
+// busy each allowed CPU was (/proc/stat), less what the network threads
+// themselves used (/proc/self/task/<tid>/stat), and moves them to another
+// CPU when theirs is busier with other work by more than a margin. With
+// fewer than two allowed CPUs, or without /proc, it pins nothing.
+//
+// Thread-safety: all members may be called from any thread. The placer's
+// own thread runs while any holder of acquire() lives.
+#pragma once
+
+#include <sys/types.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace kith::detail {
+
+// One CPU's counters from /proc/stat, in clock ticks.
+struct cpu_ticks {
+    std::uint64_t busy = 0;   // user nice system irq softirq steal
+    std::uint64_t total = 0;  // busy + idle + iowait
+};
+
+// The per-CPU lines of /proc/stat's text ("cpuN ..."), indexed by N (CPUs
+// without a line are zero).
+std::vector<cpu_ticks> parse_proc_stat(std::string_view text);
+
+// The placement rule, on what was measured over the last interval:
+// `others[c]` is how busy CPU c was with work other than the network
+// threads (0..1 of that CPU), for c in `allowed`; `current` is the CPU the
+// network threads are on (-1: not pinned yet). Returns the CPU for them, or
+// -1 to leave them unpinned (fewer than two allowed CPUs). They move only
+// when their CPU was busier with other work than the least busy one by more
+// than `margin`, so that they do not flap between two CPUs alike.
+int choose_network_cpu(const std::vector<int>& allowed, const std::vector<double>& others, int current,
+                       double margin);
+
+// The second rule, on the network threads' own experience: `waited` is how
+// long they waited for `current`, on average, each time they were given it
+// over the last interval (their run-queue delay per run,
+// /proc/self/task/<tid>/schedstat, in us). Busy figures do not show a
+// CPU-bound thread pinned to their CPU when every CPU is busy (each reads
+// 100 %); their waiting does (measured on a 2-CPU VM under a load of 10:
+// about 450 us a run beside such a thread, 20 us on the other CPU). Past
+// `too_long` they move to the allowed CPU where they waited least when last
+// there, if under half as long; one not tried (or not lately) counts as 0. `tried[c]`: that
+// figure on CPU c, negative if unknown. -1: stay.
+int escape_waiting_cpu(const std::vector<int>& allowed, const std::vector<double>& tried, int current,
+                       double waited, double too_long);
+
+class cpu_placer {
+public:
+    // The process's placer (made on first use; a forked child gets its own).
+    static std::shared_ptr<cpu_placer> acquire();
+    ~cpu_placer();
+    cpu_placer(const cpu_placer&) = delete;
+    cpu_placer& operator=(const cpu_placer&) = delete;
+
+    // Threads to keep together (Linux thread ids). add_self/remove_self are
+    // called by the thread itself: after remove_self returns the placer
+    // never touches that thread again. add_zmq_io: ZeroMQ's I/O threads of
+    // the process's kith context (found by the context, not pinned by it).
+    void add_self();
+    void remove_self();
+    void add_zmq_io(const std::vector<pid_t>& tids);
+
+    // `owner` is told of each move (a log line, e.g. "network threads moved
+    // from CPU 0 (93 % busy with other work) to CPU 1 (7 %)"), on the
+    // placer's thread, until it calls on_move(owner, {}); when that returns
+    // `f` is not running and never will again.
+    void on_move(const void* owner, std::function<void(const std::string&)> f);
+    // The CPU the network threads are on now, -1 when not pinned.
+    int cpu() const;
+
+    // Seconds between evaluations after the first (which comes 200 ms after
+    // the placer starts); the margin of choose_network_cpu.
+    static constexpr double interval_s = 1.0;
+    static constexpr double margin = 0.25;
+    // escape_waiting_cpu's bound, and how long a CPU's figure is kept (s).
+    static constexpr double too_long = 100.0;  // us
+    static constexpr double remember_s = 30.0;
+
+private:
+    cpu_placer();
+    void run();
+    void evaluate();  // under mu_
+    void pin_all(int cpu);  // under mu_
+    std::uint64_t threads_ticks();  // under mu_: the threads' utime + stime since the last call
+
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    bool stop_ = false;
+    std::vector<int> allowed_;               // the process's CPUs when the placer started
+    std::map<pid_t, int> kith_threads_;      // tid -> how many adds (a thread adds once)
+    std::vector<pid_t> zmq_threads_;
+    std::vector<cpu_ticks> last_;            // /proc/stat at the last evaluation
+    std::map<pid_t, std::uint64_t> ticks_;   // each thread's utime + stime at the last evaluation
+    // Each thread's run-queue delay (ns) and times run at the last evaluation.
+    std::map<pid_t, std::pair<std::uint64_t, std::uint64_t>> waits_;
+    double threads_wait_per_slice();  // under mu_: their mean run-queue delay (us) since the last call
+    std::vector<double> tried_;              // per CPU: escape_waiting_cpu's `tried`
+    std::vector<double> tried_at_;           // per CPU: when (seconds since the placer started)
+    double now_s_ = 0;
+    int cpu_ = -1;
+    std::map<const void*, std::function<void(const std::string&)>> on_move_;
+    std::thread thread_;
+};
+
+}  // namespace kith::detail
