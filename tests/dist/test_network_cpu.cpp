@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -77,6 +78,29 @@ struct log_lines {
         for (auto& l : lines)
             if (l.find(part) != std::string::npos) return true;
         return false;
+    }
+};
+
+// Two nodes with network_cpu_auto (a's log kept), b serving echo:echo.
+struct auto_pair {
+    temp_dir da, db;
+    log_lines log;
+    std::optional<node> a, b;
+    auto_pair() {
+        node_options oa = loopback_opts("a@test", da.path, "cpu-cookie");
+        node_options ob = loopback_opts("b@test", db.path, "cpu-cookie");
+        oa.net.network_cpu = ob.net.network_cpu = net_options::network_cpu_auto;
+        oa.net.log = log.sink();
+        a.emplace(oa);
+        b.emplace(ob);
+        service s("echo");
+        s.function("echo", [](term x) { return x; });
+        b->add_service(std::move(s));
+    }
+    std::string connect() {
+        auto up = a->connect(b->endpoint(), b->key());
+        REQUIRE(up.ok());
+        return *up;
     }
 };
 
@@ -187,19 +211,10 @@ TEST_CASE("network_cpu auto: the rule - least busy CPU, moves only past the marg
 TEST_CASE("network_cpu auto: both nodes' and ZeroMQ's I/O threads end up together on one allowed CPU") {
     const auto [last, count] = allowed_cpus();
     const std::string before = process_cpus();
-    temp_dir da, db;
-    node_options oa = loopback_opts("a@test", da.path, "cpu-cookie");
-    node_options ob = loopback_opts("b@test", db.path, "cpu-cookie");
-    oa.net.network_cpu = ob.net.network_cpu = net_options::network_cpu_auto;
-    log_lines log;
-    oa.net.log = log.sink();
-    node a(oa);
-    node b(ob);
-    service s("echo");
-    s.function("echo", [](term x) { return x; });
-    b.add_service(std::move(s));
-    auto up = a.connect(b.endpoint(), b.key());
-    REQUIRE(up.ok());
+    auto_pair p;
+    node& a = *p.a;
+    log_lines& log = p.log;
+    const std::string up = p.connect();
     if (count < 2) {
         // Nothing to choose between: nothing pinned, nothing said.
         for (auto& t : threads()) CHECK(t.allowed == before);
@@ -230,7 +245,7 @@ TEST_CASE("network_cpu auto: both nodes' and ZeroMQ's I/O threads end up togethe
     CHECK(process_cpus() == before);
     CHECK(log.has("info|network_cpu auto: network threads placed on CPU " + single.front()));
     CHECK_FALSE(log.has("warning|"));
-    auto r = a.call(*up, "echo", "echo", arr(7), 5s);
+    auto r = a.call(up, "echo", "echo", arr(7), 5s);
     REQUIRE(r.ok());
     CHECK(r.value() == term(7));
 }
@@ -249,20 +264,11 @@ TEST_CASE("network_cpu auto: a process with one CPU pins nothing") {
         cpu_set_t s;
         ~restore() { sched_setaffinity(0, sizeof s, &s); }
     } back{was};
-    temp_dir da, db;
-    node_options oa = loopback_opts("a@test", da.path, "cpu-cookie");
-    node_options ob = loopback_opts("b@test", db.path, "cpu-cookie");
-    oa.net.network_cpu = ob.net.network_cpu = net_options::network_cpu_auto;
-    log_lines log;
-    oa.net.log = log.sink();
-    node a(oa);
-    node b(ob);
-    service s("echo");
-    s.function("echo", [](term x) { return x; });
-    b.add_service(std::move(s));
-    auto up = a.connect(b.endpoint(), b.key());
-    REQUIRE(up.ok());
-    auto r = a.call(*up, "echo", "echo", arr(7), 5s);
+    auto_pair p;
+    node& a = *p.a;
+    log_lines& log = p.log;
+    const std::string up = p.connect();
+    auto r = a.call(up, "echo", "echo", arr(7), 5s);
     REQUIRE(r.ok());
     CHECK(kith::detail::cpu_placer::acquire()->cpu() == -1);
     CHECK_FALSE(log.has("network_cpu auto"));
