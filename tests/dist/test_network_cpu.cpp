@@ -273,3 +273,32 @@ TEST_CASE("network_cpu auto: a process with one CPU pins nothing") {
     CHECK(kith::detail::cpu_placer::acquire()->cpu() == -1);
     CHECK_FALSE(log.has("network_cpu auto"));
 }
+
+// A node whose start fails (its port is taken) after it joined the
+// process's placer must leave it: the placer outlives it (another auto node
+// holds it) and tells every registered owner of each move, on its own
+// thread. Before, the failed node's callback stayed registered with a
+// pointer to its freed transport: the first placement called into freed
+// memory (review, session 25; this test saw the freed node's log sink
+// called, or crashed).
+TEST_CASE("network_cpu auto: a node that failed to start is never told of a move (its transport is gone)") {
+    const auto [last, count] = allowed_cpus();
+    if (count < 2) return;  // no placer thread: nothing to tell anyone
+    temp_dir da, db;
+    node_options oa = loopback_opts("a@test", da.path, "cpu-cookie");
+    oa.net.network_cpu = net_options::network_cpu_auto;
+    log_lines la, lb;
+    oa.net.log = la.sink();
+    node a(oa);
+    node_options ob = loopback_opts("b@test", db.path, "cpu-cookie");
+    ob.net.network_cpu = net_options::network_cpu_auto;
+    ob.net.listen = a.endpoint();  // taken: b's start fails
+    ob.net.log = lb.sink();
+    CHECK_THROWS_AS(node(ob), setup_error);
+    // The placer's first look places the threads and tells its owners.
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!la.has("network_cpu auto: network threads placed") && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(10ms);  // polling a log, with a deadline
+    REQUIRE(la.has("network_cpu auto: network threads placed"));
+    CHECK_FALSE(lb.has("network_cpu auto"));
+}

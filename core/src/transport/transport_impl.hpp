@@ -255,6 +255,7 @@ struct transport::impl {
           proof_key(derive_cookie_key(cookie, auth::proof_purpose)), zap(cluster.pub, t.opts_.log, t.opts_.node_name),
           member_zap(cluster.pub, t.opts_.log, t.opts_.node_name, true) {}
     ~impl() {
+        stop_placer();  // a start() that threw elsewhere: the placer must not call into freed memory
         close_fds();
         sodium_memzero(proof_key.data(), proof_key.size());
     }
@@ -312,8 +313,10 @@ struct transport::impl {
 
     void start();
 
-    // A failed start(): what was opened is closed again.
+    // A failed start(): what was opened is closed again, and the placer
+    // (shared by the process) forgets this transport before it is freed.
     [[noreturn]] void fail_start(const std::string& why) {
+        stop_placer();
         stop_guest_decoder();
         cleanup_sockets();
         close_fds();
