@@ -135,6 +135,31 @@ void check_arrived(const received& got, std::size_t n) {
 
 }  // namespace
 
+namespace {
+// Sends pattern bytes (`seed`) on `d`, made non-blocking, until it has made
+// no progress for a second, or `cap` (far above any bound, so that a
+// failure cannot take the machine with it): what the relay and the
+// reader's socket took before the sender was held back.
+std::size_t send_until_held(int d, std::size_t cap, unsigned seed) {
+    REQUIRE(::fcntl(d, F_SETFL, O_NONBLOCK) == 0);
+    std::size_t sent = 0;
+    std::vector<unsigned char> b(65536);
+    auto last_progress = std::chrono::steady_clock::now();
+    while (sent < cap && std::chrono::steady_clock::now() - last_progress < 1s) {
+        for (std::size_t i = 0; i < b.size(); ++i) b[i] = pattern(sent + i, seed);
+        ssize_t n = ::send(d, b.data(), b.size(), MSG_NOSIGNAL);
+        if (n > 0) {
+            sent += static_cast<std::size_t>(n);
+            last_progress = std::chrono::steady_clock::now();
+        } else {
+            REQUIRE(errno == EAGAIN);
+            std::this_thread::sleep_for(5ms);
+        }
+    }
+    return sent;
+}
+}  // namespace
+
 TEST_CASE("relay kernel: a session's bytes pass in the kernel, unread by the relay's thread, counted, in order",
           "[relay]") {
     kernel_session s;
@@ -196,24 +221,8 @@ TEST_CASE("relay kernel: a reader that does not read holds its sender back: the 
     if (!s.ok) return;
     auto& w = s.w;
     const int d = s.d, a = s.a;
-    REQUIRE(::fcntl(d, F_SETFL, O_NONBLOCK) == 0);
-    // Send until the sender has made no progress for a second (or a cap far
-    // above the bound, so that a failure cannot take the machine with it).
     const std::size_t cap = 512u << 20;
-    std::size_t sent = 0;
-    std::vector<unsigned char> b(65536);
-    auto last_progress = std::chrono::steady_clock::now();
-    while (sent < cap && std::chrono::steady_clock::now() - last_progress < 1s) {
-        for (std::size_t i = 0; i < b.size(); ++i) b[i] = pattern(sent + i, 6);
-        ssize_t n = ::send(d, b.data(), b.size(), MSG_NOSIGNAL);
-        if (n > 0) {
-            sent += static_cast<std::size_t>(n);
-            last_progress = std::chrono::steady_clock::now();
-        } else {
-            REQUIRE(errno == EAGAIN);
-            std::this_thread::sleep_for(5ms);
-        }
-    }
+    const std::size_t sent = send_until_held(d, cap, 6);
     INFO("the sender got " << sent << " bytes out before it was held back");
     CHECK(sent < cap);
     // Everything it got out arrives, in order, once the reader reads.
@@ -274,28 +283,6 @@ TEST_CASE("relay kernel: the mode off forwards in user space and says so, and a 
     ::unsetenv("KITH_RELAY_KERNEL_FORWARD");
 }
 
-namespace {
-// Sends on a non-blocking socket until it has made no progress for a
-// second (or `cap`): what the relay and the reader's socket took.
-std::size_t send_until_held(int d, std::size_t cap) {
-    REQUIRE(::fcntl(d, F_SETFL, O_NONBLOCK) == 0);
-    std::size_t sent = 0;
-    std::vector<unsigned char> b(65536);
-    auto last = std::chrono::steady_clock::now();
-    while (sent < cap && std::chrono::steady_clock::now() - last < 1s) {
-        ssize_t n = ::send(d, b.data(), b.size(), MSG_NOSIGNAL);
-        if (n > 0) {
-            sent += static_cast<std::size_t>(n);
-            last = std::chrono::steady_clock::now();
-        } else {
-            REQUIRE(errno == EAGAIN);
-            std::this_thread::sleep_for(1ms);
-        }
-    }
-    return sent;
-}
-}  // namespace
-
 // The pause above kPauseAbove is decided on the data plane's tick. A session
 // quiet for a while (no tick saw it busy) used to be looked at only every
 // 100 ms: a sender that then flooded a reader that does not read got
@@ -314,7 +301,7 @@ TEST_CASE("relay kernel: a quiet session that starts flooding a reader that does
         raw_world w(ro);
         auto [d, a] = w.session();
         REQUIRE(eventually([&] { return w.rel.counters().sessions == 1; }));
-        held_user = send_until_held(d, 2048u << 20);
+        held_user = send_until_held(d, 2048u << 20, 7);
         ::close(d);
         ::close(a);
     }
@@ -326,7 +313,7 @@ TEST_CASE("relay kernel: a quiet session that starts flooding a reader that does
     // longer than any of the relay's ticks.
     std::this_thread::sleep_for(300ms);
     (void)w.rel.counters();  // wakes the data plane: its next look is a whole tick away (the worst case, made certain)
-    const std::size_t held_kernel = send_until_held(d, 2048u << 20);
+    const std::size_t held_kernel = send_until_held(d, 2048u << 20, 7);
     INFO("held in user space " << held_user << " bytes, in the kernel " << held_kernel);
     CHECK(held_kernel <= held_user + splice::kPauseAbove + (64u << 20));
     ::close(d);
