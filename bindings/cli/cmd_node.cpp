@@ -69,6 +69,9 @@ options:
   --guest-workers N at most N of them run grantees' and strangers' work at
                     once, the rest stay free for members (default: half the
                     workers, at least 1; docs/security.md)
+  --network-cpu C   keep the node's network threads on one CPU: a number
+                    (0-based), "auto" (the least busy one, moved when it gets
+                    busy) or "off" (default; docs/performance.md)
   --scopes S,...    process-group scopes to serve (default: default)
   --failover NAME=N1,N2,...
                     run a failover service NAME over the nodes N1, N2, ...
@@ -154,11 +157,25 @@ unsigned parse_threads(const std::string& opt, const std::string& v) {
     throw cli_error{"node: " + opt + " wants a number of threads from 1 to 1024 (got '" + v + "')", kUsage};
 }
 
+// --network-cpu: off, auto or a CPU number 0..1023.
+int parse_network_cpu(const std::string& v) {
+    if (v == "off") return -1;
+    if (v == "auto") return net_options::network_cpu_auto;
+    try {
+        std::size_t used = 0;
+        long n = std::stol(v, &used);
+        if (used == v.size() && n >= 0 && n <= 1023) return static_cast<int>(n);
+    } catch (...) {
+    }
+    throw cli_error{"node: --network-cpu wants a CPU number (0 to `nproc` - 1), auto or off (got '" + v + "')",
+                    kUsage};
+}
+
 }  // namespace
 
 int cmd_node(int argc, char** argv) {
     std::set<std::string> value_opts = {"--name", "--port", "--listen", "--member-port", "--advertise", "--cookie", "--cookie-file", "--key-dir", "--services",
-                         "--public", "--peer", "--interface", "--beacon-port", "--broadcast", "--workers", "--guest-workers", "--scopes",
+                         "--public", "--peer", "--interface", "--beacon-port", "--broadcast", "--workers", "--guest-workers", "--network-cpu", "--scopes",
                          "--failover", "--failover-delay", "--join", "--rkvs"};
     std::set<std::string> flag_opts = {"--no-discovery", "--hidden", "--no-availability"};
     value_opts.insert(relay_value_opts().begin(), relay_value_opts().end());
@@ -174,6 +191,7 @@ int cmd_node(int argc, char** argv) {
     node_options o;
     if (a.has("--workers")) o.workers = parse_threads("--workers", a.get("--workers"));
     if (a.has("--guest-workers")) o.guest_workers = parse_threads("--guest-workers", a.get("--guest-workers"));
+    if (a.has("--network-cpu")) o.net.network_cpu = parse_network_cpu(a.get("--network-cpu"));
     std::string cookie_source;
     o.net.cookie = given_cookie(a, &cookie_source);
     if (a.has("--key-dir")) o.net.key_dir = a.get("--key-dir");

@@ -18,7 +18,7 @@ wait_for() { # pattern file seconds
 
 for sig in INT TERM; do
   : > "$out"
-  "$KITH" node --name gandalf --listen tcp://127.0.0.1:0 --no-discovery --workers 2 --guest-workers 1 > "$out" 2>&1 &
+  "$KITH" node --name gandalf --listen tcp://127.0.0.1:0 --no-discovery --workers 2 --guest-workers 1 --network-cpu auto > "$out" 2>&1 &
   pid=$!
   wait_for '^ready' "$out" 20
   grep -Eq '^node gandalf@' "$out"
@@ -48,6 +48,12 @@ for opt in "--workers 0" "--guest-workers 0" "--guest-workers x" "--workers 2000
   rc=0; err=$("$KITH" node $opt --no-discovery 2>&1 >/dev/null) || rc=$?
   [ "$rc" -eq 2 ] && printf '%s' "$err" | grep -q "wants a number of threads from 1 to 1024" ||
     { echo "$opt: rc=$rc err=$err"; exit 1; }
+done
+# --network-cpu: a CPU number, auto or off; anything else exit 2, saying so.
+for v in -1 x 1024 "0 1"; do
+  rc=0; err=$("$KITH" node --network-cpu "$v" --no-discovery 2>&1 >/dev/null) || rc=$?
+  [ "$rc" -eq 2 ] && printf '%s' "$err" | grep -q "wants a CPU number (0 to .nproc. - 1), auto or off (got '$v')" ||
+    { echo "--network-cpu $v: rc=$rc err=$err"; exit 1; }
 done
 # A port that is taken: exit 1 with a clear message.
 : > "$out"

@@ -2,10 +2,12 @@
 interpreter exit while other threads drop the last references (issue 15:
 the atexit hook used raw pointers to nodes after releasing the GIL)."""
 import gc
+import os
 import socket
 import threading
 
 import kith
+import pytest
 from conftest import COOKIE, run_python
 
 
@@ -101,3 +103,16 @@ print("ok", flush=True)
     for _ in range(8):  # a race: the old code crashed in about half the runs
         r = run_python(code, timeout=60)
         assert (r.returncode, r.stdout.strip()) == (0, "ok"), r.stdout + r.stderr
+
+
+def test_network_cpu_auto_a_number_or_none_and_bad_values_named(make_node):
+    # "auto" and a CPU this process may run on start nodes that answer calls;
+    # anything else is refused before a node is made, saying what is wanted.
+    a = make_node("a@localhost", services=["echo"], discovery=False, network_cpu="auto")
+    b = make_node("b@localhost", discovery=False, network_cpu=sorted(os.sched_getaffinity(0))[0])
+    assert b.connect(a.endpoint, a.key) == a.name
+    assert b.call(a.name, "echo", "echo", "hi") == "hi"
+    with pytest.raises(TypeError, match='network_cpu wants a CPU number, "auto" or None'):
+        kith.Node("c@localhost", network_cpu="fast")
+    with pytest.raises(ValueError, match="network_cpu wants a CPU number from 0 to 1023"):
+        kith.Node("c@localhost", network_cpu=5000)

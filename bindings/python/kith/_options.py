@@ -1,5 +1,5 @@
-"""Option helpers of kith.Node: full node names, grant expiry times and
-the discovery switch (private)."""
+"""Option helpers of kith.Node: full node names, grant expiry times, the
+network CPU and the discovery switch (private)."""
 from __future__ import annotations
 
 import datetime
@@ -17,6 +17,19 @@ def _full_name(name: str) -> str:
         return name
     host = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()) or "localhost"
     return f"{name}@{host}"
+
+
+def _network_cpu(v: Any) -> int:
+    """Node(network_cpu=...): None -> -1 (not pinned), "auto" -> -2, else a CPU number."""
+    if v is None:
+        return -1
+    if v == "auto":
+        return -2
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise TypeError(f'network_cpu wants a CPU number, "auto" or None (got {v!r})')
+    if not 0 <= v <= 1023:
+        raise ValueError(f"network_cpu wants a CPU number from 0 to 1023 (got {v})")
+    return v
 
 
 def _grant_expires(g: Grant) -> Optional[datetime.datetime]:
