@@ -56,6 +56,25 @@ options (and every option of kith node; its services default to none):
                              nodes share its cores it is slower; see
                              docs/relay.md). Sessions with a --bytes-per-s
                              limit are forwarded in user space
+  --session-port-idle SECONDS
+                             a session's ports are closed when its dialler was
+                             not on them this long (default 30; 1 to 86400);
+                             its client moves a link it still wants to new ones
+  --pair-timeout SECONDS     a dial waits this long for the registered node
+                             to connect back; a session port it never reached
+                             within it is closed (default 5; 0.1 to 300)
+  --handshake-timeout SECONDS
+                             a data-plane connection's SOCKS request must come
+                             within it (default 3; 0.1 to 60)
+  --max-connections N        data-plane connections held at once (default 1024)
+  --max-dialler-sessions N   relayed sessions at once per dialler (default:
+                             half of --max-sessions, at least 1)
+  --max-tokens N             live dial tokens per dialler (default 64)
+  --token-lifetime SECONDS   how long a dial token lives (default 3600; 60 to
+                             2592000)
+  --name-lifetime SECONDS    how long a name stays bound to its key unused,
+                             when the relay is full (default 7776000, 90 days;
+                             3600 to 315360000)
 Open TCP ports: the node's (4370, or --port), the data plane's (4380) and,
 on a firewalled host, the --session-ports range (blocked, nodes fall back to
 the data plane's port after a short wait).
@@ -68,6 +87,10 @@ const std::pair<const char*, const char*> kRelayAliases[] = {
     {"--max-sessions", "--relay-max-sessions"}, {"--bytes-per-s", "--relay-bytes-per-s"},
     {"--max-names", "--relay-max-names"},      {"--session-ports", "--relay-session-ports"},
     {"--kernel-forward", "--relay-kernel-forward"},
+    {"--session-port-idle", "--relay-session-port-idle"}, {"--pair-timeout", "--relay-pair-timeout"},
+    {"--handshake-timeout", "--relay-handshake-timeout"}, {"--max-connections", "--relay-max-connections"},
+    {"--max-dialler-sessions", "--relay-max-dialler-sessions"}, {"--max-tokens", "--relay-max-tokens"},
+    {"--token-lifetime", "--relay-token-lifetime"}, {"--name-lifetime", "--relay-name-lifetime"},
 };
 
 std::size_t parse_count(const std::string& opt, const std::string& v) {
@@ -78,6 +101,45 @@ std::size_t parse_count(const std::string& opt, const std::string& v) {
     } catch (...) {
     }
     throw cli_error{"node: " + opt + " wants a positive whole number (got '" + v + "')", kUsage};
+}
+
+// The relay's deadlines and the counts without options above (relay_options:
+// session_port_idle, pair_timeout, ...); relay_options::check bounds them.
+// Seconds ("30", "0.5") given to kith relay's `--X` (kith node's --relay-X).
+std::chrono::milliseconds relay_seconds(const std::string& opt, const std::string& v) {
+    try {
+        std::size_t used = 0;
+        double s = std::stod(v, &used);
+        if (used == v.size() && s >= 0 && s < 1e9) return std::chrono::milliseconds(static_cast<long long>(s * 1000));
+    } catch (...) {
+    }
+    throw cli_error{"relay: --" + opt.substr(8) + " (kith node " + opt + ") wants seconds, e.g. 30 or 0.5 (got '" + v +
+                        "')",
+                    kUsage};
+}
+
+void timing_and_counts(const args& a, relay_options& ro) {
+    const std::pair<const char*, std::chrono::milliseconds*> times[] = {
+        {"--relay-session-port-idle", &ro.session_port_idle},
+        {"--relay-pair-timeout", &ro.pair_timeout},
+        {"--relay-handshake-timeout", &ro.handshake_timeout},
+    };
+    for (auto& [opt, field] : times)
+        if (a.has(opt)) *field = relay_seconds(opt, a.get(opt));
+    if (a.has("--relay-token-lifetime"))
+        ro.token_lifetime = std::chrono::duration_cast<std::chrono::seconds>(
+            relay_seconds("--relay-token-lifetime", a.get("--relay-token-lifetime")));
+    // Whole hours are kept (relay_options::name_lifetime); check() says its bounds.
+    if (a.has("--relay-name-lifetime"))
+        ro.name_lifetime = std::chrono::duration_cast<std::chrono::hours>(
+            relay_seconds("--relay-name-lifetime", a.get("--relay-name-lifetime")));
+    const std::pair<const char*, std::size_t*> counts[] = {
+        {"--relay-max-connections", &ro.max_connections},
+        {"--relay-max-dialler-sessions", &ro.max_sessions_per_dialler},
+        {"--relay-max-tokens", &ro.max_tokens_per_dialler},
+    };
+    for (auto& [opt, field] : counts)
+        if (a.has(opt)) *field = parse_count(opt, a.get(opt));
 }
 
 }  // namespace
@@ -93,13 +155,21 @@ const char* kRelayNodeHelp = R"(relays (docs/relay.md):
                     --relay-open, --relay-max-registrations,
                     --relay-max-sessions, --relay-bytes-per-s,
                     --relay-max-names, --relay-session-ports,
-                    --relay-kernel-forward)
+                    --relay-kernel-forward,
+                    --relay-session-port-idle, --relay-pair-timeout,
+                    --relay-handshake-timeout, --relay-max-connections,
+                    --relay-max-dialler-sessions, --relay-max-tokens,
+                    --relay-token-lifetime, --relay-name-lifetime)
 )";
 
 const std::set<std::string>& relay_value_opts() {
     static const std::set<std::string> o = {"--relay",         "--relay-listen",           "--relay-advertise",
                                             "--relay-max-sessions", "--relay-max-registrations", "--relay-bytes-per-s",
-                                            "--relay-max-names", "--relay-session-ports", "--relay-kernel-forward"};
+                                            "--relay-max-names", "--relay-session-ports", "--relay-kernel-forward",
+                                            "--relay-session-port-idle", "--relay-pair-timeout",
+                                            "--relay-handshake-timeout", "--relay-max-connections",
+                                            "--relay-max-dialler-sessions", "--relay-max-tokens",
+                                            "--relay-token-lifetime", "--relay-name-lifetime"};
     return o;
 }
 
@@ -270,6 +340,8 @@ relay_host::relay_host(kith::node& n, const args& a) : n_(n) {
             else if (k == "off") ro.kernel_forward = relay_options::kernel_mode::off;
             else throw cli_error{"node: --kernel-forward wants auto, on or off (got '" + k + "')", kUsage};
         }
+        timing_and_counts(a, ro);
+        if (auto ok = ro.check(); !ok.ok()) throw cli_error{"node: " + ok.err().detail, kUsage};
         const bool open = a.has("--relay-open");
         ro.strangers_may_register = false;
         try {

@@ -74,6 +74,7 @@ std::string relay::impl::advertised_endpoint(const std::string& bound_ip, unsign
 }
 
 relay::impl::impl(node& n, relay_options o) : n_(n), o_(std::move(o)) {
+    if (auto ok = o_.check(); !ok.ok()) throw setup_error("relay: " + ok.err().detail);
     if (n_.key_dir().empty()) throw setup_error("relay: the node has no network (net.listen); a relay needs one");
     names_file_ = n_.key_dir() / "relay-names";
     owners = relay_names::load(names_file_);  // throws setup_error, saying what to do

@@ -29,7 +29,8 @@ expect_err() { printf '%s' "$err" | grep -q -- "$2" || fail "$1: stderr '$err' l
 expect_out() { printf '%s' "$out" | grep -q -- "$2" || fail "$1: stdout '$out' lacks '$2'"; }
 start_relay() {
   k r relay --name relay --listen "tcp://127.0.0.1:$RPORT" --data-listen "127.0.0.1:$DPORT" --open --no-discovery \
-    > "$T/relay.out" 2>&1 &
+    --session-port-idle 30 --pair-timeout 5 --handshake-timeout 3 --max-connections 1024 --max-dialler-sessions 8 \
+    --max-tokens 64 --token-lifetime 3600 --name-lifetime 7776000 > "$T/relay.out" 2>&1 &
   relay_pid=$!; pids+=($!); disown $!
   wait_for '^ready' "$T/relay.out" 30 || exit 1
 }
@@ -45,6 +46,17 @@ run "relay --session-ports x" 2 r relay --session-ports x --no-discovery
 expect_err "relay --session-ports x" "or off (got 'x')"
 run "relay --max-names 0" 2 r relay --max-names 0 --no-discovery
 expect_err "relay --max-names 0" "wants a positive whole number (got '0')"
+# The deadlines and counts: a value out of bounds says which and what it must be.
+run "relay --session-port-idle 0.5" 2 r relay --session-port-idle 0.5 --no-discovery
+expect_err "relay --session-port-idle 0.5" "session_port_idle (kith relay --session-port-idle SECONDS, Python session_port_idle=) is 500 ms: it must be from 1 s to 24 h"
+run "relay --pair-timeout x" 2 r relay --pair-timeout x --no-discovery
+expect_err "relay --pair-timeout x" "relay: --pair-timeout (kith node --relay-pair-timeout) wants seconds, e.g. 30 or 0.5 (got 'x')"
+run "relay --token-lifetime 5" 2 r relay --token-lifetime 5 --no-discovery
+expect_err "relay --token-lifetime 5" "token_lifetime .* is 5 s: it must be from 60 s to 720 h"
+run "relay --max-tokens 0" 2 r relay --max-tokens 0 --no-discovery
+expect_err "relay --max-tokens 0" "wants a positive whole number (got '0')"
+run "node --relay-pair-timeout without --serve-relay" 2 r node --relay-pair-timeout 5 --no-discovery
+expect_err "node --relay-pair-timeout without --serve-relay" "configures the relay this node serves: add --serve-relay"
 run "grant create alice --services relay" 0 r grant create alice --services relay --out "$T/alice-relay.grant" || exit 1
 run "grant create eve --services relay" 0 r grant create eve --services relay --out "$T/eve-relay.grant"
 # A relay grant that may register only one name, one session at a time.

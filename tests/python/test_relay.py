@@ -140,3 +140,23 @@ def test_kernel_forwarding_mode_from_python(world, make_node):
     c = relay.counters()
     assert c["kernel_sessions"] == 1 and c["user_reads"] == 0
     assert c["bytes_forwarded"] > 100000
+
+
+def test_serve_relay_options_are_checked(make_node):
+    """Every relay option has a keyword; one out of its bounds or unknown is
+    BadArg saying which and what it must be; none is half applied."""
+    r = make_node("relay@localhost", cookie="relay-owner-cookie", services=[], discovery=False)
+    with pytest.raises(kith.BadArg, match="session_port_idle.*from 1 s to 24 h"):
+        r.serve_relay("127.0.0.1:0", session_port_idle=0.5)
+    with pytest.raises(kith.BadArg, match="pair_timeout"):
+        r.serve_relay("127.0.0.1:0", pair_timeout=0)
+    with pytest.raises(kith.BadArg, match="max_tokens_per_dialler"):
+        r.serve_relay("127.0.0.1:0", max_tokens=0)
+    with pytest.raises(kith.BadArg, match="session_ports wants"):
+        r.serve_relay("127.0.0.1:0", session_ports=(5000, 4000))
+    with pytest.raises(kith.BadArg, match="no option idle"):
+        r.serve_relay("127.0.0.1:0", idle=3)
+    relay = r.serve_relay("127.0.0.1:0", session_port_idle=2.5, pair_timeout=1.5, handshake_timeout=2,
+                          token_lifetime=600, name_lifetime=86400, max_connections=64, max_dialler_sessions=2,
+                          max_tokens=8, max_names=2, session_ports=False)
+    assert relay.counters()["port_pairs"] == 0

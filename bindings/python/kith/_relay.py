@@ -104,7 +104,7 @@ class RelayClient:
 
 def _serve_relay(self: Node, listen: str = "0.0.0.0:4380", advertise: str = "", open: bool = False,
                  max_registrations: int = 0, max_sessions: int = 0, bytes_per_s: int = 0,
-                 kernel_forward: str = "off") -> Relay:
+                 kernel_forward: str = "off", **options: Any) -> Relay:
     """Serves as a relay: the data plane listens on listen ("HOST:PORT";
     "127.0.0.1:0" for any free port), advertise is what nodes dial when it
     differs. Who may use it: cluster members and holders of a grant for
@@ -116,10 +116,20 @@ def _serve_relay(self: Node, listen: str = "0.0.0.0:4380", advertise: str = "", 
     process may (root, or CAP_BPF and CAP_NET_ADMIN), else in user space
     (Relay.forwarding says why); "on": BadArg when it cannot; "off" (the
     default): user space only (sessions with a bytes_per_s limit always
-    are; docs/relay.md says when the kernel path is slower). BadArg when
-    the address cannot be bound."""
+    are; docs/relay.md says when the kernel path is slower).
+
+    options (as kith relay's, docs/relay.md; seconds may be fractions):
+    session_port_idle (30 s: a session's ports close when its dialler was not
+    on them this long), pair_timeout (5 s), handshake_timeout (3 s),
+    token_lifetime (3600 s), name_lifetime (90 days, in seconds),
+    max_connections (1024), max_dialler_sessions, max_tokens (64),
+    max_names (4), session_ports (True, False or (MIN, MAX)).
+
+    BadArg when the address cannot be bound, for an unknown option, or a
+    value out of its bounds (the message says which and what it must be)."""
     return Relay(self._n.serve_relay(listen, advertise, int(max_registrations), int(max_sessions),
-                                     int(bytes_per_s), bool(open), str(kernel_forward)))
+                                     int(bytes_per_s), bool(open), str(kernel_forward),
+                                     dict(options)))
 
 
 def _connect_relay(node: Node, relay: Any, relay_grant: Any, timeout: float) -> str:

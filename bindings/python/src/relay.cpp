@@ -113,10 +113,50 @@ void register_relay(py::module_& m) {
         "\"relay\": only its node name, address and key are copied, never its secret).");
 }
 
+namespace {
+
+// serve_relay's keyword options beyond the first ones (kith/_relay.py):
+// seconds for the deadlines, whole numbers for the counts; BadArg naming an
+// unknown one, and relay_options::check's for a value out of its bounds.
+void apply_relay_options(relay_options& o, const py::dict& extra) {
+    using ms = std::chrono::milliseconds;
+    auto seconds = [](const py::handle& v) {
+        return std::chrono::duration_cast<ms>(seconds_to_ns(v.cast<double>()));
+    };
+    for (auto& [k, v] : extra) {
+        const std::string key = k.cast<std::string>();
+        if (key == "session_port_idle") o.session_port_idle = seconds(v);
+        else if (key == "pair_timeout") o.pair_timeout = seconds(v);
+        else if (key == "handshake_timeout") o.handshake_timeout = seconds(v);
+        else if (key == "token_lifetime") o.token_lifetime = std::chrono::duration_cast<std::chrono::seconds>(seconds(v));
+        else if (key == "name_lifetime") o.name_lifetime = std::chrono::duration_cast<std::chrono::hours>(seconds(v));
+        else if (key == "max_connections") o.max_connections = v.cast<std::size_t>();
+        else if (key == "max_dialler_sessions") o.max_sessions_per_dialler = v.cast<std::size_t>();
+        else if (key == "max_tokens") o.max_tokens_per_dialler = v.cast<std::size_t>();
+        else if (key == "max_names") o.max_names_per_key = v.cast<std::size_t>();
+        else if (key == "session_ports") {
+            // True (any free port), False (none: the forwarders), or (MIN, MAX).
+            if (py::isinstance<py::bool_>(v)) {
+                o.session_ports = v.cast<bool>();
+            } else {
+                auto r = v.cast<std::pair<int, int>>();
+                if (r.first < 1 || r.second > 65535 || r.first > r.second)
+                    throw_error(error{errc::badarg, "serve_relay: session_ports wants True, False or (MIN, MAX) with "
+                                                    "1 <= MIN <= MAX <= 65535, e.g. (4381, 4480)"});
+                o.session_port_min = static_cast<std::uint16_t>(r.first);
+                o.session_port_max = static_cast<std::uint16_t>(r.second);
+            }
+        } else
+            throw_error(error{errc::badarg, "serve_relay: no option " + key + " (see help(kith.Node.serve_relay))"});
+    }
+}
+
+}  // namespace
+
 void bind_node_relay(node_class& c) {
     c.def("serve_relay", [](py_node& n, const std::string& listen, const std::string& advertise,
                             std::size_t max_registrations, std::size_t max_sessions, std::uint64_t bytes_per_s,
-                            bool open, const std::string& kernel_forward) {
+                            bool open, const std::string& kernel_forward, const py::dict& extra) {
          relay_options o;
          if (kernel_forward == "auto") o.kernel_forward = relay_options::kernel_mode::automatic;
          else if (kernel_forward == "on") o.kernel_forward = relay_options::kernel_mode::on;
@@ -132,6 +172,8 @@ void bind_node_relay(node_class& c) {
          }
          o.max_bytes_per_s_per_session = bytes_per_s;
          o.strangers_may_register = false;
+         apply_relay_options(o, extra);
+         ok_or_raise(o.check());
          node& nd = n.get();
          std::shared_ptr<relay> r;
          try {
@@ -142,7 +184,8 @@ void bind_node_relay(node_class& c) {
          if (open) ok_or_raise(nd.set_public("relay"));
          return attach(n, std::move(r));
      }, py::arg("listen"), py::arg("advertise") = "", py::arg("max_registrations") = 0, py::arg("max_sessions") = 0,
-        py::arg("bytes_per_s") = 0, py::arg("open") = false, py::arg("kernel_forward") = "auto")
+        py::arg("bytes_per_s") = 0, py::arg("open") = false, py::arg("kernel_forward") = "auto",
+        py::arg("options") = py::dict())
         .def("relay_client", [](py_node& n, const std::string& relay_node, bool do_register, bool listed) {
             node& nd = n.get();
             std::shared_ptr<relay_client> rc;

@@ -188,6 +188,14 @@ struct relay_options {
     // grant's) are forwarded in user space either way.
     enum class kernel_mode { standard, automatic, on, off };
     kernel_mode kernel_forward = kernel_mode::standard;
+
+    // errc::badarg naming the option (its kith relay flag and Python keyword)
+    // and its bounds, for the first one out of them: handshake_timeout
+    // 100 ms..60 s, pair_timeout 100 ms..5 min, session_port_idle 1 s..24 h,
+    // token_lifetime 1 min..30 days, name_lifetime 1 h..10 years, every count
+    // 1..1000000, session ports MIN <= MAX (both 0: any), listen set. The
+    // relay's constructor throws setup_error with it.
+    result<void> check() const;
 };
 
 // What one relay grant (a grant for service "relay", by its label) allows at
