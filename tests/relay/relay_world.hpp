@@ -28,23 +28,28 @@
 #include "kith/service.hpp"
 #include "kith_catch.hpp"
 #include "relay_loop.hpp"  // services/src: the relay client's splice loop
+#include "relay_test_util.hpp"
 
 using namespace kith;
 using namespace std::chrono_literals;
 
 namespace {
 
-node_options opts(const std::string& name, const std::filesystem::path& dir,
-                  const std::string& cookie = "relay-test-cookie") {
-    std::filesystem::create_directories(dir);
-    std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
-    node_options o;
-    o.name = name;
-    o.net.listen = "tcp://127.0.0.1:0";
-    o.net.key_dir = dir;
-    o.net.cookie = cookie;
-    o.net.log = [](const log_record&) {};
+using relay_test::eventually;
+using relay_test::opts;
+
+// The relay's data plane on loopback, at any free port.
+inline relay_options on_loopback(relay_options o = {}) {
+    o.listen = "127.0.0.1:0";
     return o;
+}
+
+// A grant of node `n` for service `svc` (all of it), 100/s, no expiry.
+inline grant_file grant_of(node& n, const std::string& label, const std::string& svc) {
+    auto g = n.grant({.label = label, .allow = {{svc, {}}}, .rate = {100, 200}, .expires = std::nullopt});
+    INFO(label << ": " << (g.ok() ? std::string("granted") : g.err().message()));
+    REQUIRE(g.ok());
+    return *g;
 }
 
 // A raw SOCKS5 exchange with the relay's data plane: returns the reply code
@@ -98,17 +103,6 @@ inline std::string free_endpoint() {
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &sl);
     ::close(fd);
     return "127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
-}
-
-// Waits until `f()` holds, at most `t`.
-template <class F>
-bool eventually(F f, std::chrono::milliseconds t = 10s) {
-    auto deadline = std::chrono::steady_clock::now() + t;
-    while (!f()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(20ms);
-    }
-    return true;
 }
 
 // A man in the middle in front of the relay (its advertised endpoint):
@@ -212,16 +206,12 @@ struct world {
     node a{opts("a@test", dir.path / "a")};
     node b{opts("b@test", dir.path / "b")};
     std::unique_ptr<relay_client> alice, bob;
-    explicit world(relay_options ro = {}) : rel(r, with_loopback(ro)) {
+    explicit world(relay_options ro = {}) : rel(r, on_loopback(ro)) {
         a.add_service(services::make_kvs());
         REQUIRE(a.connect(r.endpoint(), r.key()).ok());
         REQUIRE(b.connect(r.endpoint(), r.key()).ok());
         alice = std::make_unique<relay_client>(a, "r@test", true);
         bob = std::make_unique<relay_client>(b, "r@test", nullptr);
-    }
-    static relay_options with_loopback(relay_options o) {
-        o.listen = "127.0.0.1:0";
-        return o;
     }
     // Bob's dial: [token, endpoint, key].
     std::string dial_token() {
@@ -229,6 +219,40 @@ struct world {
         REQUIRE(d.ok());
         REQUIRE(d->size() == 3);
         return *d->at(0)->as_string();
+    }
+};
+
+// A relay R on loopback, and R's relay grant "alice" (for tests that set
+// its limits and make the nodes themselves).
+struct relay_and_grant {
+    temp_dir dir;
+    node r{opts("r@test", dir.path / "r")};
+    relay rel;
+    grant_file ag;
+    relay_and_grant() : rel(r, on_loopback()), ag(grant_of(r, "alice", "relay")) {}
+};
+
+// A relay R whose users are outside its cluster: Alice and Bob, each in a
+// cluster of their own, connected to R with R's relay grants "alice" and
+// "bob"; Alice registered (kvs), Bob able to dial; `kvs`: Alice's grant to
+// Bob for her kvs (Bob connects with it: bob->connect(kvs)).
+struct granted_world {
+    temp_dir dir;
+    node r{opts("r@test", dir.path / "r")};
+    relay rel;
+    grant_file ag, bg;
+    node a{opts("a@test", dir.path / "a", "alice-own-cookie")};
+    node b{opts("b@test", dir.path / "b", "bob-own-cookie")};
+    std::unique_ptr<relay_client> alice, bob;
+    grant_file kvs;
+    explicit granted_world(relay_options ro = {})
+        : rel(r, on_loopback(ro)), ag(grant_of(r, "alice", "relay")), bg(grant_of(r, "bob", "relay")) {
+        a.add_service(services::make_kvs());
+        REQUIRE(a.connect(ag).ok());
+        REQUIRE(b.connect(bg).ok());
+        alice = std::make_unique<relay_client>(a, "r@test", true);
+        bob = std::make_unique<relay_client>(b, "r@test", nullptr);
+        kvs = grant_of(a, "bob", "kvs");
     }
 };
 

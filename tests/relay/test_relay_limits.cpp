@@ -5,15 +5,6 @@
 
 #include "relay_world.hpp"
 
-namespace {
-
-relay_options on_loopback(relay_options o = {}) {
-    o.listen = "127.0.0.1:0";
-    return o;
-}
-
-}  // namespace
-
 // A registrant's session limit is its key's (members, strangers) or its
 // relay grant's, whatever names it registers: it counted per name, so a
 // grant of 1 session that registered 2 names took 2 sessions (4 names: 4).
@@ -48,23 +39,19 @@ TEST_CASE("relay limits: a key's session limit as a registrant counts every name
 
 TEST_CASE("relay limits: a relay grant's session limit as a registrant counts every name registered with it",
           "[relay]") {
-    temp_dir dir;
-    node r(opts("r@test", dir.path / "r"));
-    relay rel(r, on_loopback());
-    auto ag = r.grant({.label = "alice", .allow = {{"relay", {}}}, .rate = {100, 200}, .expires = std::nullopt});
-    REQUIRE(ag.ok());
-    REQUIRE(rel.set_grant_limits("alice", {.names = {"a1@test", "a2@test"}, .max_sessions = 1}).ok());
+    relay_and_grant w;
+    REQUIRE(w.rel.set_grant_limits("alice", {.names = {"a1@test", "a2@test"}, .max_sessions = 1}).ok());
     // Two nodes of Alice's (their own keys and cookies), both with her relay grant.
-    node a1(opts("a1@test", dir.path / "a1", "alice-1")), a2(opts("a2@test", dir.path / "a2", "alice-2"));
+    node a1(opts("a1@test", w.dir.path / "a1", "alice-1")), a2(opts("a2@test", w.dir.path / "a2", "alice-2"));
     for (node* a : {&a1, &a2}) {
         a->add_service(services::make_kvs());
-        REQUIRE(a->connect(*ag).ok());
+        REQUIRE(a->connect(w.ag).ok());
     }
     relay_client r1(a1, "r@test", false), r2(a2, "r@test", false);
-    auto b = std::make_unique<node>(opts("b@test", dir.path / "b"));
-    node c(opts("c@test", dir.path / "c"));
-    REQUIRE(b->connect(r.endpoint(), r.key()).ok());
-    REQUIRE(c.connect(r.endpoint(), r.key()).ok());
+    auto b = std::make_unique<node>(opts("b@test", w.dir.path / "b"));
+    node c(opts("c@test", w.dir.path / "c"));
+    REQUIRE(b->connect(w.r.endpoint(), w.r.key()).ok());
+    REQUIRE(c.connect(w.r.endpoint(), w.r.key()).ok());
     auto bob = std::make_unique<relay_client>(*b, "r@test", nullptr);
     relay_client carol(c, "r@test", nullptr);
     auto kb = a1.grant({.label = "bob", .allow = {{"kvs", {}}}, .rate = {100, 200}, .expires = std::nullopt});
@@ -74,11 +61,11 @@ TEST_CASE("relay limits: a relay grant's session limit as a registrant counts ev
     REQUIRE_FALSE(up.ok());
     INFO(up.err().message());
     CHECK(up.err().code == errc::overloaded);
-    CHECK(rel.counters().sessions == 1);
+    CHECK(w.rel.counters().sessions == 1);
     // Bob's session ends: Carol's may start.
     bob.reset();
     b.reset();
-    REQUIRE(eventually([&] { return rel.counters().sessions == 0; }, 10s));
+    REQUIRE(eventually([&] { return w.rel.counters().sessions == 0; }, 10s));
     CHECK(carol.connect(*kc, 5000ms).ok());
 }
 

@@ -78,6 +78,15 @@ struct relay_trio {
         }
         return false;
     }
+    // Bob sees Alice's node go down (from `mark` on) and come back up, and
+    // his calls answer again, without his doing anything.
+    void bob_sees_her_come_back(std::size_t mark) {
+        REQUIRE(bob->p->wait_for({"DOWN alice@home"}, 15s, mark));
+        bool back = bob->p->wait_for({"UP alice@home"}, 20s, bob->p->mark());
+        INFO("bob:\n" << bob->p->dump() << "alice:\n" << alice->p->dump());
+        CHECK(back);
+        CHECK(call_until_ok().find("fine") != std::string::npos);
+    }
     // Bob's call to Alice's kvs, until it answers (within 20 s).
     std::string call_until_ok() {
         std::string r;
@@ -103,14 +112,9 @@ TEST_CASE("relay repair: Alice's node restarts, and Bob's link through a session
     // table): her pair at the relay is gone with her registration ("gone").
     auto mb = w.bob->p->mark();
     w.alice.reset();
-    REQUIRE(w.bob->p->wait_for({"DOWN alice@home"}, 10s, mb));
-    mb = w.bob->p->mark();
     w.alice = std::make_unique<node_proc>(w.ns, w.alice_args);
     // Bob does nothing: his relay client gets a new pair once she is registered.
-    bool back = w.bob->p->wait_for({"UP alice@home"}, 20s, mb);
-    INFO("bob:\n" << w.bob->p->dump() << "alice:\n" << w.alice->p->dump());
-    CHECK(back);
-    CHECK(w.call_until_ok().find("fine") != std::string::npos);
+    w.bob_sees_her_come_back(mb);
     // One pair, the new one: the old one is not kept or leaked.
     CHECK(w.counters_show("pairs=1 "));
     CHECK(w.counters_show("sessions=1 "));
@@ -131,12 +135,7 @@ TEST_CASE("relay repair: Bob's path to his session port is cut past session_port
     auto mb = w.bob->p->mark();
     ns.nft("table inet rops {\n chain guard {\n  type filter hook input priority 0;\n  tcp dport 4400 drop\n"
            "  tcp sport 4400 drop\n }\n}\n");
-    REQUIRE(w.bob->p->wait_for({"DOWN alice@home"}, 15s, mb));
-    mb = w.bob->p->mark();
-    bool back = w.bob->p->wait_for({"UP alice@home"}, 20s, mb);
-    INFO("bob:\n" << w.bob->p->dump() << "alice:\n" << w.alice->p->dump());
-    CHECK(back);
-    CHECK(w.call_until_ok().find("fine") != std::string::npos);
+    w.bob_sees_her_come_back(mb);
     CHECK(w.counters_show("pairs=1 "));
 }
 

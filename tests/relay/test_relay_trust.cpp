@@ -14,19 +14,9 @@
 #include "kith/node.hpp"
 #include "kith/relay.hpp"
 #include "kith_catch.hpp"
-#include "relay_test_util.hpp"
-
-using namespace kith;
-using namespace std::chrono_literals;
-using relay_test::eventually;
-using relay_test::opts;
+#include "relay_world.hpp"
 
 namespace {
-
-relay_options on_loopback(relay_options o = {}) {
-    o.listen = "127.0.0.1:0";
-    return o;
-}
 
 std::vector<std::string> strings_of(const term& list) {
     std::vector<std::string> out;
@@ -135,26 +125,12 @@ TEST_CASE("relay name bindings: a damaged file is refused with what to do, never
 TEST_CASE("relay grants: revoking one ends the grantee's registration, tokens and sessions at once", "[relay]") {
     // Three clusters. Alice registers with her relay grant, Bob dials with
     // his; the relay's owner revokes them (no one disconnects by itself).
-    temp_dir dir;
-    node r(opts("r@test", dir.path / "r"));
-    relay_options ro = on_loopback();
+    relay_options ro;
     ro.strangers_may_register = false;
-    relay rel(r, ro);
-    auto ao = opts("a@test", dir.path / "a", "alice-own-cookie");
-    auto bo = opts("b@test", dir.path / "b", "bob-own-cookie");
-    node a(ao), b(bo);
-    a.add_service(services::make_kvs());
-    auto ag = r.grant({.label = "alice", .allow = {{"relay", {}}}, .rate = {100, 200}, .expires = std::nullopt});
-    auto bg = r.grant({.label = "bob", .allow = {{"relay", {}}}, .rate = {100, 200}, .expires = std::nullopt});
-    REQUIRE(ag.ok());
-    REQUIRE(bg.ok());
-    REQUIRE(a.connect(*ag).ok());
-    REQUIRE(b.connect(*bg).ok());
-    relay_client alice(a, "r@test", true);
-    relay_client bob(b, "r@test", nullptr);
-    auto kg = a.grant({.label = "bob", .allow = {{"kvs", {}}}, .rate = {100, 200}, .expires = std::nullopt});
-    REQUIRE(kg.ok());
-    REQUIRE(bob.connect(*kg).ok());
+    granted_world w(ro);
+    auto &r = w.r, &a = w.a, &b = w.b;
+    auto& rel = w.rel;
+    REQUIRE(w.bob->connect(w.kvs).ok());
     REQUIRE(b.call("a@test", "kvs", "store", arr("k", "v")).ok());
     auto token = b.call("r@test", "relay", "dial", arr("a@test"));
     REQUIRE(token.ok());
@@ -173,31 +149,31 @@ TEST_CASE("relay grants: revoking one ends the grantee's registration, tokens an
     // Alice's relay grant revoked: her registration ends, nobody can dial her.
     REQUIRE(r.revoke_grant("alice").ok());
     CHECK(eventually([&] { return rel.counters().registrations == 0; }, 5s));
-    node c(opts("c@test", dir.path / "c", "relay-test-cookie"));  // a member of the relay's cluster
+    node c(opts("c@test", w.dir.path / "c", "relay-test-cookie"));  // a member of the relay's cluster
     REQUIRE(c.connect(r.endpoint(), r.key()).ok());
     auto d = c.call("r@test", "relay", "dial", arr("a@test"));
     REQUIRE_FALSE(d.ok());
     CHECK(d.err().code == errc::noproc);
     // And she cannot come back with the revoked grant.
-    auto back = a.connect(*ag, 2s);
+    auto back = a.connect(w.ag, 2s);
     REQUIRE_FALSE(back.ok());
     CHECK(back.err().code == errc::revoked);
 }
 
 TEST_CASE("relay grants: which names a grant may register and how many sessions, set while the relay runs",
           "[relay]") {
-    temp_dir dir;
-    node r(opts("r@test", dir.path / "r"));
-    relay rel(r, on_loopback());
-    auto ag = r.grant({.label = "alice", .allow = {{"relay", {}}}, .rate = {100, 200}, .expires = std::nullopt});
-    REQUIRE(ag.ok());
+    relay_and_grant w;
+    auto& dir = w.dir;
+    auto& r = w.r;
+    auto& rel = w.rel;
+    auto& ag = w.ag;
     // Set after the relay started: it reads the file again when it changes.
     REQUIRE(set_relay_grant_limits(dir.path / "r", "alice", {.names = {"a@*"}, .max_sessions = 1}).ok());
     CHECK(set_relay_grant_limits(dir.path / "r", "alice", {.names = {"not a name"}}).err().code == errc::badarg);
 
     // Someone holding Alice's relay grant under another node name: refused.
     node x(opts("x@test", dir.path / "x", "x-cookie"));
-    REQUIRE(x.connect(*ag).ok());
+    REQUIRE(x.connect(ag).ok());
     try {
         relay_client no(x, "r@test", true);
         FAIL("x@test registered with a grant for a@*");
@@ -209,7 +185,7 @@ TEST_CASE("relay grants: which names a grant may register and how many sessions,
 
     node a(opts("a@test", dir.path / "a", "alice-cookie"));
     a.add_service(services::make_kvs());
-    REQUIRE(a.connect(*ag).ok());
+    REQUIRE(a.connect(ag).ok());
     relay_client alice(a, "r@test", true);
     // One session at a time to Alice: Bob's; Carol's is refused by the relay.
     node b(opts("b@test", dir.path / "b")), c(opts("c@test", dir.path / "c"));
@@ -292,23 +268,13 @@ TEST_CASE("relay grants: a grant's bytes per second bound its holder's relayed s
     const std::uint64_t rate = 256 * 1024;
     const bool registrant_limited = GENERATE(true, false);
     INFO((registrant_limited ? "Alice's relay grant has the rate" : "Bob's relay grant has the rate"));
-    temp_dir dir;
-    node r(opts("r@test", dir.path / "r"));
-    relay rel(r, on_loopback());
-    auto ag = r.grant({.label = "alice", .allow = {{"relay", {}}}, .rate = {100, 200}, .expires = std::nullopt});
-    auto bg = r.grant({.label = "bob", .allow = {{"relay", {}}}, .rate = {100, 200}, .expires = std::nullopt});
-    REQUIRE(ag.ok());
-    REQUIRE(bg.ok());
-    REQUIRE(rel.set_grant_limits(registrant_limited ? "alice" : "bob", {.names = {}, .max_sessions = 0, .max_bytes_per_s = rate}).ok());
-    node a(opts("a@test", dir.path / "a", "alice-cookie")), b(opts("b@test", dir.path / "b", "bob-cookie"));
-    a.add_service(services::make_kvs());
-    REQUIRE(a.connect(*ag).ok());
-    REQUIRE(b.connect(*bg).ok());
-    relay_client alice(a, "r@test", true);
-    relay_client bob(b, "r@test", nullptr);
-    auto kb = a.grant({.label = "bob", .allow = {{"kvs", {}}}, .rate = {100, 200}, .expires = std::nullopt});
-    REQUIRE(kb.ok());
-    REQUIRE(bob.connect(*kb).ok());
+    granted_world w;
+    REQUIRE(w.rel.set_grant_limits(registrant_limited ? "alice" : "bob",
+                                   {.names = {}, .max_sessions = 0, .max_bytes_per_s = rate})
+                .ok());
+    REQUIRE(w.bob->connect(w.kvs).ok());
+    auto& rel = w.rel;
+    auto& b = w.b;
 
     stream_within_rate(rel, b, rate);
     REQUIRE(b.call("a@test", "kvs", "lookup", arr("big3"), 30s).ok());
