@@ -88,11 +88,11 @@ std::string full_node_name(const std::string& name) {
     return name.find('@') == std::string::npos ? name + "@" + hostname() : name;
 }
 
-std::chrono::milliseconds parse_seconds(const std::string& opt, const std::string& v) {
+std::chrono::milliseconds parse_seconds(const std::string& opt, const std::string& v, double max_s) {
     try {
         std::size_t used = 0;
         double s = std::stod(v, &used);
-        if (used == v.size() && s >= 0 && s < 1e6) return std::chrono::milliseconds(static_cast<long long>(s * 1000));
+        if (used == v.size() && s >= 0 && s < max_s) return std::chrono::milliseconds(static_cast<long long>(s * 1000));
     } catch (...) {
     }
     throw cli_error{"option " + opt + " wants seconds, e.g. 5 or 0.5 (got '" + v + "')", kUsage};

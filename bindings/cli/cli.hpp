@@ -56,8 +56,8 @@ std::vector<std::string> split(const std::string& s, char sep);
 std::string hostname();
 // "gandalf" -> "gandalf@<hostname>"; full names unchanged.
 std::string full_node_name(const std::string& name);
-// "5", "0.5" seconds -> duration; throws cli_error{kUsage}.
-std::chrono::milliseconds parse_seconds(const std::string& opt, const std::string& v);
+// "5", "0.5" seconds (below `max_s`) -> duration; throws cli_error{kUsage}.
+std::chrono::milliseconds parse_seconds(const std::string& opt, const std::string& v, double max_s = 1e6);
 // A port number in lo..65535; throws cli_error{kUsage} naming the option.
 std::uint16_t parse_port(const std::string& opt, const std::string& v, int lo);
 // Each argument a JSON value; throws cli_error{kUsage} naming the bad one.

@@ -108,10 +108,8 @@ std::size_t parse_count(const std::string& opt, const std::string& v) {
 // Seconds ("30", "0.5") given to kith relay's `--X` (kith node's --relay-X).
 std::chrono::milliseconds relay_seconds(const std::string& opt, const std::string& v) {
     try {
-        std::size_t used = 0;
-        double s = std::stod(v, &used);
-        if (used == v.size() && s >= 0 && s < 1e9) return std::chrono::milliseconds(static_cast<long long>(s * 1000));
-    } catch (...) {
+        return parse_seconds(opt, v, 1e9);  // relay_options::check says the bounds
+    } catch (const cli_error&) {
     }
     throw cli_error{"relay: --" + opt.substr(8) + " (kith node " + opt + ") wants seconds, e.g. 30 or 0.5 (got '" + v +
                         "')",
@@ -430,24 +428,32 @@ void relay_host::register_loop() {
         if (e != last_error) say(e);
         last_error = e;
     };
-    std::chrono::milliseconds backoff{1000};
+    // backoff: the wait before the next look; retry: the next wait after a
+    // failed connect (1 s, doubling to 8 s; the message says the one it waits).
+    std::chrono::milliseconds backoff{1000}, retry{1000};
     do {
         bool linked = n_.info(g.node).has_value();
         if (!linked) {
             if (up) say("lost the relay " + g.node + "; connecting again");
+            if (up) retry = std::chrono::milliseconds(1000);
             up = false;
             auto r = n_.connect(g, std::chrono::seconds(5));
             if (!r) {
-                std::string why = r.code() == errc::revoked
-                                      ? "revoked: the relay's owner revoked your relay grant (or it expired); ask "
-                                        "for a new one"
-                                      : r.err().message() + " (is the relay running? retrying every " +
-                                            std::to_string(backoff.count() / 1000) + " s)";
+                backoff = retry;
+                retry = std::min(retry * 2, std::chrono::milliseconds(8000));
+                const std::string in = std::to_string(backoff.count() / 1000) + " s";
+                std::string why =
+                    r.code() == errc::revoked
+                        ? "revoked: the relay's owner revoked your relay grant (or it expired); ask for a new one"
+                    : r.code() == errc::unauthorized
+                        ? r.err().message() + " (the relay refused this node: if another node holds this name there, "
+                                              "run yours under another with kith node --name; else ask the relay's "
+                                              "owner; retrying in " + in + ")"
+                        : r.err().message() + " (is the relay running? retrying in " + in + ")";
                 complain("cannot reach " + g.node + ": " + why);
-                backoff = std::min(backoff * 2, std::chrono::milliseconds(8000));
                 continue;
             }
-            backoff = std::chrono::milliseconds(1000);
+            retry = std::chrono::milliseconds(1000);
         }
         if (!client_) {
             try {
