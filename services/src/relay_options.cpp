@@ -17,9 +17,10 @@ std::string text(ms d) {
     return std::to_string(d.count()) + " ms";
 }
 
-// "relay option X (kith relay --flag, Python x=) is V: it must be ..."
-error bad(const char* field, const char* flag, const std::string& got, const std::string& want) {
-    return error{errc::badarg, std::string("relay option ") + field + " (kith relay " + flag + ", Python " + field +
+// "relay option X (kith relay --flag, Python py=) is V: it must be ...":
+// `py` is the keyword Python's serve_relay takes (not always X).
+error bad(const char* field, const char* flag, const char* py, const std::string& got, const std::string& want) {
+    return error{errc::badarg, std::string("relay option ") + field + " (kith relay " + flag + ", Python " + py +
                                    "=) is " + got + ": it must be " + want + "; give another value or leave it out for "
                                    "the default"};
 }
@@ -29,7 +30,7 @@ error bad(const char* field, const char* flag, const std::string& got, const std
 result<void> relay_options::check() const {
     struct span {
         const char* field;
-        const char* flag;
+        const char* flag;  // the Python keyword is `field`
         ms value, lo, hi;
     };
     const span spans[] = {
@@ -43,28 +44,29 @@ result<void> relay_options::check() const {
     };
     for (auto& s : spans)
         if (s.value < s.lo || s.value > s.hi)
-            return bad(s.field, s.flag, text(s.value), "from " + text(s.lo) + " to " + text(s.hi));
+            return bad(s.field, s.flag, s.field, text(s.value), "from " + text(s.lo) + " to " + text(s.hi));
     struct count {
         const char* field;
         const char* flag;
+        const char* py;  // serve_relay's keyword
         std::size_t value;
     };
     const count counts[] = {
-        {"max_connections", "--max-connections N", max_connections},
-        {"max_sessions_per_node", "--max-sessions N", max_sessions_per_node},
-        {"max_sessions_per_dialler", "--max-dialler-sessions N", max_sessions_per_dialler},
-        {"max_registrations", "--max-registrations N", max_registrations},
-        {"max_names_per_key", "--max-names N", max_names_per_key},
-        {"max_tokens_per_dialler", "--max-tokens N", max_tokens_per_dialler},
+        {"max_connections", "--max-connections N", "max_connections", max_connections},
+        {"max_sessions_per_node", "--max-sessions N", "max_sessions", max_sessions_per_node},
+        {"max_sessions_per_dialler", "--max-dialler-sessions N", "max_dialler_sessions", max_sessions_per_dialler},
+        {"max_registrations", "--max-registrations N", "max_registrations", max_registrations},
+        {"max_names_per_key", "--max-names N", "max_names", max_names_per_key},
+        {"max_tokens_per_dialler", "--max-tokens N", "max_tokens", max_tokens_per_dialler},
     };
     for (auto& c : counts)
         if (c.value < 1 || c.value > 1000000)
-            return bad(c.field, c.flag, std::to_string(c.value), "from 1 to 1000000");
+            return bad(c.field, c.flag, c.py, std::to_string(c.value), "from 1 to 1000000");
     if ((session_port_min == 0) != (session_port_max == 0) || session_port_min > session_port_max)
-        return bad("session_port_min", "--session-ports MIN-MAX",
+        return bad("session_port_min", "--session-ports MIN-MAX", "session_ports",
                    std::to_string(session_port_min) + "-" + std::to_string(session_port_max),
                    "MIN <= MAX, both 1..65535 (or both 0: any free port)");
-    if (listen.empty()) return bad("listen", "--data-listen HOST:PORT", "empty", "an IPv4 HOST:PORT");
+    if (listen.empty()) return bad("listen", "--data-listen HOST:PORT", "listen", "empty", "an IPv4 HOST:PORT");
     return {};
 }
 

@@ -264,3 +264,35 @@ TEST_CASE("relay limits: new pairs for a link the relay closed stay within the d
     CHECK(w.rel.counters().port_pairs == 1);
     w.b.send_exit(bs, term("kill"));
 }
+
+// An option out of bounds is named by its kith relay flag and by the
+// keyword Python's serve_relay takes, which is not always the C++ field's
+// name: told "Python max_tokens_per_dialler=", a user got "no option
+// max_tokens_per_dialler" (review, session 25).
+TEST_CASE("relay limits: an option out of bounds names the flag and the keyword Python's serve_relay takes",
+          "[relay]") {
+    struct one {
+        void (*set)(relay_options&);
+        const char* says;
+    };
+    const one cases[] = {
+        {[](relay_options& o) { o.max_sessions_per_node = 0; }, "(kith relay --max-sessions N, Python max_sessions=)"},
+        {[](relay_options& o) { o.max_sessions_per_dialler = 0; },
+         "(kith relay --max-dialler-sessions N, Python max_dialler_sessions=)"},
+        {[](relay_options& o) { o.max_tokens_per_dialler = 0; }, "(kith relay --max-tokens N, Python max_tokens=)"},
+        {[](relay_options& o) { o.max_names_per_key = 0; }, "(kith relay --max-names N, Python max_names=)"},
+        {[](relay_options& o) { o.max_connections = 0; }, "(kith relay --max-connections N, Python max_connections=)"},
+        {[](relay_options& o) { o.session_port_min = 5000, o.session_port_max = 4000; },
+         "(kith relay --session-ports MIN-MAX, Python session_ports=)"},
+        {[](relay_options& o) { o.pair_timeout = std::chrono::milliseconds(0); },
+         "(kith relay --pair-timeout SECONDS, Python pair_timeout=)"},
+    };
+    for (auto& c : cases) {
+        relay_options o;
+        c.set(o);
+        auto r = o.check();
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.code() == errc::badarg);
+        CHECK_THAT(r.err().detail, Catch::Contains(c.says));
+    }
+}
