@@ -320,7 +320,8 @@ void relay::impl::run() {
     auto next_scan = clock::now() + tick;
     std::vector<epoll_event> evs(256);
     while (!stop_.load()) {
-        tick = std::chrono::milliseconds(sp.draining > 0 ? 2 : sp.kernel_busy ? 10 : sp.rated > 0 ? 20 : 100);
+        tick = std::chrono::milliseconds(sp.kernel_busy ? 10 : sp.rated > 0 ? 20 : 100);
+        if (sp.draining > 0) tick = std::min(tick, sp.drain_tick);
         // A shorter tick (a session moved to the kernel, one ending, a rated
         // one) holds from now, not after the longer one set before it.
         next_scan = std::min(next_scan, clock::now() + tick);

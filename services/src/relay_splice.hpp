@@ -51,6 +51,8 @@ struct conn {
     // peer held too much), so TCP holds its sender back.
     bool kernel = false, paused = false;
     std::uint64_t counted = 0;
+    // With eof: the bytes still waiting at the last look (kernel_tick).
+    std::uint64_t drain_left = ~std::uint64_t{0};
 };
 
 // A kernel-forwarded direction whose bytes wait for the peer's send queue
@@ -78,8 +80,11 @@ struct loop {
     std::uint64_t forwarded = 0;
     std::uint64_t user_reads = 0;  // likewise: recv calls that returned session bytes
     // Kernel-forwarded connections that ended and wait for their last bytes
-    // to reach the peer's send queue: looked at every 2 ms while any do.
+    // to reach the peer's send queue: looked at every drain_tick while any
+    // do, 2 ms while their bytes move, doubled up to 100 ms while none did
+    // (a peer that does not read costs the relay no 2 ms wake-ups).
     std::size_t draining = 0;
+    std::chrono::milliseconds drain_tick{2};
     // A kernel-forwarded session is live (not ended): the queues are looked
     // at every 10 ms, a quiet session's too (it may start sending at any
     // moment; kernel_tick pauses what is over kPauseAbove).

@@ -91,12 +91,16 @@ void relay::impl::kernel_event(splice::loop& sp, splice::conn& cn, std::uint32_t
 void relay::impl::kernel_tick(splice::loop& sp) {
     std::vector<int> done;
     sp.kernel_busy = false;
+    bool moved = false;  // an ended side's bytes went on towards its peer
     for (auto& [fd, cn] : sp.conns) {
         if (!cn.kernel) continue;
         const std::uint64_t before = cn.counted;
         kernel_count(sp, cn);
         if (cn.eof) {
-            if (kf_->drained(fd, cn.peer)) done.push_back(fd);
+            const std::uint64_t left = kf_->pending(fd, cn.peer);
+            if (left == 0) done.push_back(fd);
+            moved = moved || left < cn.drain_left;
+            cn.drain_left = left;
             continue;
         }
         // The kernel's queue towards the peer is unbounded: hold this side
@@ -119,6 +123,7 @@ void relay::impl::kernel_tick(splice::loop& sp) {
         // look.
         sp.kernel_busy = true;
     }
+    sp.drain_tick = moved ? std::chrono::milliseconds(2) : std::min(2 * sp.drain_tick, std::chrono::milliseconds(100));
     for (int fd : done) close_conn(sp, fd);
 }
 

@@ -5,6 +5,7 @@ refusals: a name registered by another key, a stranger registering at an
 open relay. Three people, three cookies: nobody is a member of another's
 cluster."""
 import hashlib
+import os
 import re
 
 import pytest
@@ -131,6 +132,23 @@ def test_kernel_forwarding_mode_from_python(world, make_node):
     bad = make_node("bad@localhost", cookie="bad-cookie", services=[], discovery=False)
     with pytest.raises(kith.BadArg, match="kernel_forward is 'sometimes'"):
         bad.serve_relay("127.0.0.1:0", kernel_forward="sometimes")
+    # Left out: the default of every relay, off unless KITH_RELAY_KERNEL_FORWARD
+    # says otherwise (a bad value there is named).
+    env = os.environ.pop("KITH_RELAY_KERNEL_FORWARD", None)
+    try:
+        dflt = make_node("dflt@localhost", cookie="dflt-cookie", services=[], discovery=False)
+        assert dflt.serve_relay("127.0.0.1:0").forwarding == "user space: kernel forwarding is off"
+        os.environ["KITH_RELAY_KERNEL_FORWARD"] = "auto"
+        envd = make_node("envd@localhost", cookie="envd-cookie", services=[], discovery=False)
+        assert envd.serve_relay("127.0.0.1:0").forwarding == relay.forwarding
+        os.environ["KITH_RELAY_KERNEL_FORWARD"] = "often"
+        envb = make_node("envb@localhost", cookie="envb-cookie", services=[], discovery=False)
+        with pytest.raises(kith.BadArg, match="KITH_RELAY_KERNEL_FORWARD is .often."):
+            envb.serve_relay("127.0.0.1:0")
+    finally:
+        os.environ.pop("KITH_RELAY_KERNEL_FORWARD", None)
+        if env is not None:
+            os.environ["KITH_RELAY_KERNEL_FORWARD"] = env
     if not relay.forwarding.startswith("kernel"):
         pytest.skip("in-kernel forwarding unavailable here: " + relay.forwarding)
     alice.use_relay(rg)

@@ -104,7 +104,7 @@ class RelayClient:
 
 def _serve_relay(self: Node, listen: str = "0.0.0.0:4380", advertise: str = "", open: bool = False,
                  max_registrations: int = 0, max_sessions: int = 0, bytes_per_s: int = 0,
-                 kernel_forward: str = "off", **options: Any) -> Relay:
+                 kernel_forward: Optional[str] = None, **options: Any) -> Relay:
     """Serves as a relay: the data plane listens on listen ("HOST:PORT";
     "127.0.0.1:0" for any free port), advertise is what nodes dial when it
     differs. Who may use it: cluster members and holders of a grant for
@@ -114,9 +114,11 @@ def _serve_relay(self: Node, listen: str = "0.0.0.0:4380", advertise: str = "", 
     per dialler); bytes_per_s each direction of a session. kernel_forward:
     "auto" forwards sessions' bytes in the kernel (BPF sockmap) when this
     process may (root, or CAP_BPF and CAP_NET_ADMIN), else in user space
-    (Relay.forwarding says why); "on": BadArg when it cannot; "off" (the
-    default): user space only (sessions with a bytes_per_s limit always
-    are; docs/relay.md says when the kernel path is slower).
+    (Relay.forwarding says why); "on": BadArg when it cannot; "off": user
+    space only (sessions with a bytes_per_s limit always are; docs/relay.md
+    says when the kernel path is slower); None (the default): "off" unless
+    the environment's KITH_RELAY_KERNEL_FORWARD says otherwise, as for
+    every relay.
 
     options (as kith relay's, docs/relay.md; seconds may be fractions):
     session_port_idle (30 s: a session's ports close when its dialler was not
@@ -128,7 +130,7 @@ def _serve_relay(self: Node, listen: str = "0.0.0.0:4380", advertise: str = "", 
     BadArg when the address cannot be bound, for an unknown option, or a
     value out of its bounds (the message says which and what it must be)."""
     return Relay(self._n.serve_relay(listen, advertise, int(max_registrations), int(max_sessions),
-                                     int(bytes_per_s), bool(open), str(kernel_forward),
+                                     int(bytes_per_s), bool(open), "" if kernel_forward is None else str(kernel_forward),
                                      dict(options)))
 
 

@@ -161,6 +161,7 @@ void bind_node_relay(node_class& c) {
          if (kernel_forward == "auto") o.kernel_forward = relay_options::kernel_mode::automatic;
          else if (kernel_forward == "on") o.kernel_forward = relay_options::kernel_mode::on;
          else if (kernel_forward == "off") o.kernel_forward = relay_options::kernel_mode::off;
+         else if (kernel_forward.empty()) o.kernel_forward = relay_options::kernel_mode::standard;
          else throw_error(error{errc::badarg, "serve_relay: kernel_forward is '" + kernel_forward +
                                                   "'; use \"auto\", \"on\" or \"off\""});
          o.listen = listen;
@@ -184,7 +185,7 @@ void bind_node_relay(node_class& c) {
          if (open) ok_or_raise(nd.set_public("relay"));
          return attach(n, std::move(r));
      }, py::arg("listen"), py::arg("advertise") = "", py::arg("max_registrations") = 0, py::arg("max_sessions") = 0,
-        py::arg("bytes_per_s") = 0, py::arg("open") = false, py::arg("kernel_forward") = "auto",
+        py::arg("bytes_per_s") = 0, py::arg("open") = false, py::arg("kernel_forward") = "",
         py::arg("options") = py::dict())
         .def("relay_client", [](py_node& n, const std::string& relay_node, bool do_register, bool listed) {
             node& nd = n.get();
