@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -83,6 +84,50 @@ TEST_CASE("pending_calls: only the node asked, and the right kind, may complete 
     CHECK_FALSE(pc.take(id, "far@away", pending_calls::kind::call).has_value());
 }
 
+TEST_CASE("pending_calls: a taken entry's slot, reused, keeps nothing of it and answers only to the new entry",
+          "[dist][pending]") {
+    // take() keeps the table's nodes for the next add() (no allocation per
+    // call): what a reused node held must be gone, and the new entry must be
+    // matched by its own id, node and kind only, and time out or shut down
+    // exactly once like any other.
+    recorder rec;
+    pending_calls pc({}, "me@here");
+    auto held = std::make_shared<int>(7);
+    std::vector<std::uint64_t> old_ids;
+    for (int i = 0; i < 300; ++i) {  // more than the nodes kept
+        auto id = pc.add(call_entry("far@away", 60s, [held](result<term>) {}));
+        old_ids.push_back(id);
+    }
+    for (auto id : old_ids) {
+        auto e = pc.take(id, "far@away", pending_calls::kind::call);
+        REQUIRE(e.has_value());
+    }
+    CHECK(held.use_count() == 1);  // no capture left behind in a kept node
+    CHECK(pc.size() == 0);
+    // New entries in reused nodes: a spawn to another node, a call that times out.
+    pending_calls::entry s;
+    s.node = "other@node";
+    s.deadline = clk::now() + 60s;
+    std::atomic<int> spawned{0};
+    s.on_spawn = [&](result<pid> r) { spawned.fetch_add(r.ok() ? 1 : 100); };
+    auto sid = pc.add(std::move(s));
+    auto cid = pc.add(call_entry("far@away", 50ms, rec.cb()));
+    for (auto id : old_ids) CHECK_FALSE(pc.take(id, "far@away", pending_calls::kind::call).has_value());
+    CHECK_FALSE(pc.take(sid, "far@away", pending_calls::kind::spawn).has_value());
+    CHECK_FALSE(pc.take(sid, "other@node", pending_calls::kind::call).has_value());
+    REQUIRE(rec.wait_for_count(1));
+    CHECK(rec.got[0].first == errc::timeout);
+    CHECK(rec.got[0].second == "no reply from far@away");
+    CHECK_FALSE(pc.take(cid, "far@away", pending_calls::kind::call).has_value());
+    auto e = pc.take(sid, "other@node", pending_calls::kind::spawn);
+    REQUIRE(e.has_value());
+    CHECK_FALSE(e->on_call);
+    e->on_spawn(pid{});
+    CHECK(spawned.load() == 1);
+    pc.shutdown();
+    CHECK(rec.count() == 1);
+}
+
 TEST_CASE("pending_calls: a reply racing the deadline completes each entry exactly once", "[dist][pending]") {
     constexpr int n = 2000;
     std::vector<std::atomic<int>> done(n);
@@ -157,6 +202,14 @@ TEST_CASE("pending_calls: a completion that throws is logged and the thread carr
     pc.add(call_entry("good@h", 30ms, rec.cb()));
     REQUIRE(rec.wait_for_count(1));
     CHECK(rec.got[0].first == errc::timeout);
+    // Both may fall due in one scan (a loaded machine), completed in the
+    // table's order: the good one may run before the bad one throws.
+    auto until = clk::now() + 5s;
+    auto logged = [&] {
+        std::lock_guard lk(mu);
+        return !records.empty();
+    };
+    while (!logged() && clk::now() < until) std::this_thread::sleep_for(1ms);
     std::lock_guard lk(mu);
     REQUIRE(records.size() == 1);
     CHECK(records[0].starts_with("error|dist|me@here|a completion of a request to bad@h threw: boom"));

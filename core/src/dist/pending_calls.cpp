@@ -18,7 +18,12 @@ struct pending_calls::state {
     std::mutex mu;
     std::condition_variable cv;       // wakes the deadline thread
     std::condition_variable drained;  // shutdown() waits for the failures queue
-    std::unordered_map<std::uint64_t, entry> table;
+    using table_type = std::unordered_map<std::uint64_t, entry>;
+    table_type table;
+    // Nodes of taken entries, kept for the next add(): a call then costs no
+    // allocation and no free for its table entry (up to max_spare kept).
+    std::vector<table_type::node_type> spare;
+    static constexpr std::size_t max_spare = 256;
     std::uint64_t next_id = 1;
     // Entries to complete on the deadline thread with a known error.
     std::vector<std::pair<entry, error>> failures;
@@ -73,7 +78,15 @@ std::uint64_t pending_calls::add(entry e) {
     // (no O(n) scan, no wake-up per call).
     const bool earlier = e.deadline < st_->wake_at;
     if (earlier) st_->wake_at = clock::time_point::min();  // it is being woken
-    st_->table.emplace(id, std::move(e));
+    if (st_->spare.empty()) {
+        st_->table.emplace(id, std::move(e));
+    } else {
+        auto nh = std::move(st_->spare.back());
+        st_->spare.pop_back();
+        nh.key() = id;
+        nh.mapped() = std::move(e);
+        st_->table.insert(std::move(nh));
+    }
     if (earlier) st_->cv.notify_one();
     return id;
 }
@@ -89,8 +102,12 @@ std::optional<pending_calls::entry> pending_calls::take(std::uint64_t id, const 
     auto it = st_->table.find(id);
     if (it == st_->table.end() || it->second.node != from_node) return std::nullopt;
     if (k == kind::call ? !it->second.on_call : !it->second.on_spawn) return std::nullopt;
-    entry e = std::move(it->second);
-    st_->table.erase(it);
+    auto nh = st_->table.extract(it);
+    entry e = std::move(nh.mapped());
+    if (st_->spare.size() < state::max_spare) {
+        nh.mapped() = entry{};  // nothing of the taken entry stays behind
+        st_->spare.push_back(std::move(nh));
+    }
     return e;
 }
 
