@@ -110,6 +110,19 @@ std::uint16_t parse_port(const std::string& opt, const std::string& v, int lo) {
     return static_cast<std::uint16_t>(port);
 }
 
+platform::tcp_endpoint parse_endpoint(const std::string& what, const std::string& v, platform::endpoint_use use) {
+    auto e = platform::parse_tcp_endpoint(v, use);
+    if (!e) throw cli_error{what + " " + e.err().detail, kUsage};
+    return *e;
+}
+
+std::vector<std::string> parse_peers(const std::string& what, const args& a) {
+    std::vector<std::string> out;
+    for (auto& p : a.list("--peer"))
+        out.push_back(parse_endpoint(what, p, platform::endpoint_use::dial_port_optional).host_port());
+    return out;
+}
+
 term json_args(const std::vector<std::string>& v, std::size_t from) {
     term_array out;
     for (std::size_t i = from; i < v.size(); ++i) {
@@ -243,6 +256,7 @@ node_options hidden_client_options(const args& a, const std::string& prefix, coo
 client::client(const args& a, bool auto_connect) {
     if (a.has("--timeout")) lookup_ = timeout_ = parse_seconds("--timeout", a.get("--timeout"));
     if (a.has("--port")) local_port_ = parse_port("--port", a.get("--port"), 1), port_given_ = true;
+    const std::vector<std::string> peers = parse_peers("--peer", a);
     if (a.has("--grant")) {
         std::string file = a.get("--grant");
         // Refused before it is parsed, with the fix in the message.
@@ -261,7 +275,7 @@ client::client(const args& a, bool auto_connect) {
         d.announce = false;
         d.auto_connect = auto_connect;
         d.interface = a.get("--interface");
-        d.peers = a.list("--peer");
+        d.peers = peers;
         d.broadcast_address = a.get("--broadcast");
         if (a.has("--beacon-port")) d.port = parse_port("--beacon-port", a.get("--beacon-port"), 1);
         disc_ = std::make_unique<kith::discovery>(*node_, d);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kith/discovery.hpp"
+#include "kith/platform.hpp"
 #include "kith/node.hpp"
 #include "kith/relay.hpp"
 #include "text.hpp"
@@ -60,6 +61,12 @@ std::string full_node_name(const std::string& name);
 std::chrono::milliseconds parse_seconds(const std::string& opt, const std::string& v, double max_s = 1e6);
 // A port number in lo..65535; throws cli_error{kUsage} naming the option.
 std::uint16_t parse_port(const std::string& opt, const std::string& v, int lo);
+// The value of an endpoint option (platform::parse_tcp_endpoint): HOST:PORT
+// means tcp://HOST:PORT. `what` names the command and option ("node:
+// --listen"). Throws cli_error{kUsage}: "<what> '<text>' <what is wrong>; e.g. ...".
+platform::tcp_endpoint parse_endpoint(const std::string& what, const std::string& v, platform::endpoint_use use);
+// Every --peer value (repeatable, comma lists), as HOST or HOST:PORT.
+std::vector<std::string> parse_peers(const std::string& what, const args& a);
 // Each argument a JSON value; throws cli_error{kUsage} naming the bad one.
 term json_args(const std::vector<std::string>& v, std::size_t from);
 

@@ -81,8 +81,8 @@ These act on this machine's running node of the key directory (found by name
 wherever it listens; --name N if several run, --port P to name its port) at
 once. When none is running, list/revoke/rate/limits act on its stored grant table;
 create then needs --name N (the node the grant is for: it takes effect when
-that node starts) and announces --advertise EP or this machine's addresses.
-  --port P --key-dir D --cookie-file F (or --cookie C) --name N --advertise EP --timeout S
+that node starts) and announces --advertise HOST:PORT or this machine's addresses.
+  --port P --key-dir D --cookie-file F (or --cookie C) --name N --advertise HOST:PORT --timeout S
 )";
 
 std::chrono::seconds parse_expiry(const std::string& v) {
@@ -314,6 +314,10 @@ int cmd_grant(int argc, char** argv) {
         std::fputs(kGrantUsage, stdout);
         return 0;
     }
+    // HOST:PORT is tcp://HOST:PORT; checked before any node or file is made.
+    if (a.has("--advertise"))
+        a.opts["--advertise"] = {
+            parse_endpoint("grant " + sub + ": --advertise", a.get("--advertise"), platform::endpoint_use::dial).zmq()};
     std::size_t want = sub == "list" ? 0 : sub == "rate" || sub == "limits" ? 2 : 1;
     // A relay grant's own limits alone: kith grant limits LABEL --relay-sessions 2.
     const std::optional<relay_grant_limits> relay_limits = sub == "limits" ? relay_limits_of(a, "grant limits")

@@ -40,13 +40,16 @@ options:
   --port P          TCP port to listen on, all interfaces (default: 4370, or
                     if that is taken the first free one of 4372..4399, so
                     several nodes run on one machine with no port typed)
-  --listen EP       ZeroMQ endpoint to bind instead, e.g. tcp://127.0.0.1:0
+  --listen HOST:PORT  address and port to listen on instead, e.g.
+                    127.0.0.1:0 (any free port, this machine only) or
+                    tcp://192.168.1.10:4370 (tcp:// may be left out)
   --member-port P   the member port: a second port that admits only this
                     cluster's members, so that grantees and strangers flooding
                     the public port do not slow them (default: any free port,
                     announced in beacons; give one to open it in a firewall;
                     "off": none, members use the public port)
-  --advertise EP    endpoint others should dial (behind NAT)
+  --advertise HOST:PORT  what others should dial (behind NAT), e.g.
+                    203.0.113.5:4370
   --cookie-file F   file holding the cluster cookie (mode 0600; default:
                     $KITH_COOKIE, else the cookie file in the key dir)
   --cookie C        the cookie on the command line (visible in ps: prefer
@@ -192,6 +195,13 @@ int cmd_node(int argc, char** argv) {
     if (a.has("--workers")) o.workers = parse_threads("--workers", a.get("--workers"));
     if (a.has("--guest-workers")) o.guest_workers = parse_threads("--guest-workers", a.get("--guest-workers"));
     if (a.has("--network-cpu")) o.net.network_cpu = parse_network_cpu(a.get("--network-cpu"));
+    // Endpoints before anything is created (the key directory).
+    using platform::endpoint_use;
+    const std::string listen =
+        a.has("--listen") ? parse_endpoint("node: --listen", a.get("--listen"), endpoint_use::listen).zmq() : "";
+    const std::string advertise =
+        a.has("--advertise") ? parse_endpoint("node: --advertise", a.get("--advertise"), endpoint_use::dial).zmq() : "";
+    const std::vector<std::string> peers = parse_peers("node: --peer", a);
     std::string cookie_source;
     o.net.cookie = given_cookie(a, &cookie_source);
     if (a.has("--key-dir")) o.net.key_dir = a.get("--key-dir");
@@ -221,14 +231,13 @@ int cmd_node(int argc, char** argv) {
     if (!valid_node_name(o.name)) throw cli_error{"node: invalid node name '" + o.name + "'", kUsage};
     std::vector<int> ports;
     if (a.has("--listen")) {
-        o.net.listen = a.get("--listen");
-        if (o.net.listen.empty()) throw cli_error{"node: --listen needs an endpoint, e.g. tcp://127.0.0.1:0", kUsage};
+        o.net.listen = listen;
     } else if (a.has("--port")) {
         ports.push_back(parse_port("node: --port", a.get("--port"), 0));
     } else {
         ports = default_ports();
     }
-    o.net.advertise = a.get("--advertise");
+    o.net.advertise = advertise;
     if (a.has("--member-port")) {
         const std::string mp = a.get("--member-port");
         if (mp == "off") {
@@ -255,7 +264,7 @@ int cmd_node(int argc, char** argv) {
                             kUsage};
     discovery_options d;
     d.interface = a.get("--interface");
-    d.peers = a.list("--peer");
+    d.peers = peers;
     if (a.has("--beacon-port")) d.port = parse_port("node: --beacon-port", a.get("--beacon-port"), 1);
     d.broadcast_address = a.get("--broadcast");
     d.announce = !o.net.hidden;

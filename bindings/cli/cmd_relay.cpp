@@ -28,7 +28,8 @@ registration and sessions end at once; its rate limits her relay calls).
 Cluster members (same cookie) may always use it.
 
 options (and every option of kith node; its services default to none):
-  --data-listen HOST:PORT    where the data plane listens (default 0.0.0.0:4380)
+  --data-listen HOST:PORT    where the data plane listens (default 0.0.0.0:4380;
+                             tcp://HOST:PORT is the same)
   --data-advertise IP[:PORT] what nodes dial for it, when it differs (a port
                              forward); default: the host of --advertise with
                              the data port, else the address they reach this
@@ -92,6 +93,15 @@ const std::pair<const char*, const char*> kRelayAliases[] = {
     {"--max-dialler-sessions", "--relay-max-dialler-sessions"}, {"--max-tokens", "--relay-max-tokens"},
     {"--token-lifetime", "--relay-token-lifetime"}, {"--name-lifetime", "--relay-name-lifetime"},
 };
+
+// An endpoint of kith node's --relay-listen or --relay-advertise, named as
+// typed: "relay: --data-listen (kith node --relay-listen) '...' has no port".
+std::string relay_endpoint(const args& a, const std::string& opt, platform::endpoint_use use) {
+    std::string what = "node: " + opt;
+    for (auto& [mine, node] : kRelayAliases)
+        if (opt == node) what = std::string("relay: ") + mine + " (kith node " + opt + ")";
+    return parse_endpoint(what, a.get(opt), use).host_port();
+}
 
 std::size_t parse_count(const std::string& opt, const std::string& v) {
     try {
@@ -281,8 +291,9 @@ relay_host::relay_host(kith::node& n, const args& a) : n_(n) {
         throw cli_error{"node: --relay-open configures the relay this node serves: add --serve-relay", kUsage};
     if (serve) {
         relay_options ro;
-        ro.listen = a.get("--relay-listen", "0.0.0.0:4380");
-        ro.advertise = a.get("--relay-advertise");
+        if (a.has("--relay-listen")) ro.listen = relay_endpoint(a, "--relay-listen", platform::endpoint_use::listen);
+        if (a.has("--relay-advertise"))
+            ro.advertise = relay_endpoint(a, "--relay-advertise", platform::endpoint_use::dial_port_optional);
         if (ro.advertise.empty() && a.has("--advertise")) {
             // The data plane is where the node is: the host of its --advertise
             // (a public address, a port forward) with the data port, not the

@@ -232,3 +232,53 @@ TEST_CASE("platform: interfaces: loopback is listed as such, with names", "[plat
     CHECK(std::find(names.begin(), names.end(), lo->name) != names.end());
     CHECK(std::count(names.begin(), names.end(), lo->name) == 1);
 }
+
+TEST_CASE("platform: endpoints as people type them: HOST:PORT is tcp://HOST:PORT, the rest refused saying why",
+          "[platform]") {
+    using platform::endpoint_use;
+    auto ok = [](std::string_view text, endpoint_use use) {
+        auto e = platform::parse_tcp_endpoint(text, use);
+        INFO(text << ": " << e.err().detail);
+        REQUIRE(e.ok());
+        return *e;
+    };
+    CHECK(ok("127.0.0.1:0", endpoint_use::listen).zmq() == "tcp://127.0.0.1:0");
+    CHECK(ok("tcp://127.0.0.1:0", endpoint_use::listen).zmq() == "tcp://127.0.0.1:0");
+    CHECK(ok("*:4370", endpoint_use::listen).zmq() == "tcp://*:4370");
+    CHECK(ok("eth0:4370", endpoint_use::listen).host_port() == "eth0:4370");
+    CHECK(ok("tcp://vps.example:4370", endpoint_use::dial).host_port() == "vps.example:4370");
+    CHECK(ok("192.0.2.7:65535", endpoint_use::dial).port == 65535);
+    auto peer = ok("192.0.2.7", endpoint_use::dial_port_optional);
+    CHECK(peer.host_port() == "192.0.2.7");
+    CHECK_FALSE(peer.port);
+    CHECK(ok("tcp://192.0.2.7:4370", endpoint_use::dial_port_optional).host_port() == "192.0.2.7:4370");
+
+    auto refused = [](std::string_view text, endpoint_use use) {
+        auto e = platform::parse_tcp_endpoint(text, use);
+        REQUIRE_FALSE(e.ok());
+        CHECK(e.code() == errc::badarg);
+        CHECK(contains(e.err().detail, "'" + std::string(text) + "' "));  // the text, quoted
+        CHECK(contains(e.err().detail, "; e.g. "));                       // and an example
+        return e.err().detail;
+    };
+    CHECK(contains(refused("", endpoint_use::listen), "is empty"));
+    CHECK(contains(refused("127.0.0.1", endpoint_use::listen), "has no port"));
+    CHECK(contains(refused("127.0.0.1", endpoint_use::dial), "has no port"));
+    CHECK(contains(refused("127.0.0.1:", endpoint_use::listen), "from 0 (any free port) to 65535"));
+    CHECK(contains(refused("127.0.0.1:0", endpoint_use::dial), "from 1 to 65535"));
+    CHECK(contains(refused("127.0.0.1:0", endpoint_use::dial_port_optional), "from 1 to 65535"));
+    CHECK(contains(refused("127.0.0.1:65536", endpoint_use::listen), "to 65535"));
+    CHECK(contains(refused("127.0.0.1:4370x", endpoint_use::listen), "no valid port"));
+    CHECK(contains(refused("127.0.0.1:-1", endpoint_use::listen), "no valid port"));
+    CHECK(contains(refused("127.0.0.1:000004370", endpoint_use::listen), "no valid port"));
+    CHECK(contains(refused("udp://127.0.0.1:5", endpoint_use::listen), "tcp:// only"));
+    CHECK(contains(refused("ipc:///tmp/x", endpoint_use::listen), "tcp:// only"));
+    CHECK(contains(refused("[::1]:4370", endpoint_use::listen), "IPv4 only"));
+    CHECK(contains(refused("tcp://[::]:4370", endpoint_use::listen), "IPv4 only"));
+    CHECK(contains(refused("::1", endpoint_use::dial_port_optional), "IPv4 only"));
+    CHECK(contains(refused(":4370", endpoint_use::listen), "has no host"));
+    CHECK(contains(refused("tcp://:4370", endpoint_use::dial), "has no host"));
+    CHECK(contains(refused("a b:1", endpoint_use::listen), "host name or IPv4 address"));
+    CHECK(contains(refused("a/b:1", endpoint_use::dial), "host name or IPv4 address"));
+    CHECK(contains(refused("**:1", endpoint_use::listen), "host name or IPv4 address"));
+}

@@ -108,4 +108,26 @@ private:
     int fd_ = -1;
 };
 
+// --- endpoints as people type them ------------------------------------------
+
+// What an endpoint given by a person is for: where to listen (port 0: any
+// free port), where to dial (port 1..65535), or a host to dial whose port may
+// be left out (discovery's static peers).
+enum class endpoint_use { listen, dial, dial_port_optional };
+
+// An endpoint given as "tcp://HOST:PORT" or "HOST:PORT" (the same thing);
+// HOST an IPv4 address, a host or interface name, or "*" (every interface).
+struct tcp_endpoint {
+    std::string host;
+    std::optional<std::uint16_t> port;  // absent only with dial_port_optional
+    std::string zmq() const;            // "tcp://HOST:PORT", what a node binds or dials
+    std::string host_port() const;      // "HOST:PORT" ("HOST" without a port)
+};
+
+// The one parser of endpoints typed on a command line or passed to the
+// Python binding. "[IPV6]:PORT" is recognised and refused: kith's
+// transport, discovery and relay are IPv4 only. errc::badarg with a detail
+// that quotes the text, says what is wrong and shows an example.
+result<tcp_endpoint> parse_tcp_endpoint(std::string_view text, endpoint_use use);
+
 }  // namespace kith::platform
