@@ -15,7 +15,7 @@ from ._actors import _actor_parts, _spawn_with
 from ._async import _CallFuture, _dispatcher, _fail_pending
 from ._events import NodeEvent, NodeEvents, Subscription
 from ._kith import BadArg, Error, Grant, Mailbox, Pid, Ref, Request, load_grant
-from ._options import _discovery_options, _expiry_ts, _full_name, _network_cpu
+from ._options import _discovery_options, _endpoint, _expiry_ts, _full_name, _network_cpu
 from ._service import Service
 
 
@@ -27,14 +27,16 @@ class Node:
          max_queue_bytes=0, services=(), discovery=None, log=None)
 
     name      "name@host" ("name" alone becomes name@<hostname>).
-    port      listen on all interfaces on this TCP port; or listen="tcp://127.0.0.1:0"
-              (any free port on loopback). Neither: a purely local node.
+    port      listen on all interfaces on this TCP port; or listen="127.0.0.1:0"
+              (any free port on loopback; "HOST:PORT" is "tcp://HOST:PORT" in
+              every endpoint, as on the command line, and anything else
+              raises BadArg saying why). Neither: a purely local node.
     member_listen
               the member port (docs/security.md, "The member port"): a second
               listening socket that admits only this cluster's members, so a
               flood from grantees or strangers on the public port does not slow
               members down. "" (default): the listen address with any free port;
-              "tcp://*:4380": a fixed one; "off": none. Members learn it from
+              "*:4380" (or "tcp://*:4380"): a fixed one; "off": none. Members learn it from
               beacons and the local registry (node.member_endpoint).
     cookie    cluster cookie (default: the cookie file in key_dir).
     key_dir   key directory (default $KITH_HOME or ~/.kith).
@@ -96,6 +98,14 @@ class Node:
             raise ValueError("give port or listen, not both")
         if port is not None:
             listen = f"tcp://*:{int(port)}"
+        # "HOST:PORT" is "tcp://HOST:PORT", as on the command line; refused
+        # (BadArg) before anything is made.
+        if listen:
+            listen = _endpoint("Node listen", listen, "listen")
+        if advertise:
+            advertise = _endpoint("Node advertise", advertise, "dial")
+        if member_listen and member_listen != "off":
+            member_listen = _endpoint("Node member_listen", member_listen, "listen")
         if key_dir is not None:
             key_dir = os.fspath(key_dir)
         self._n = _kith._Node(_full_name(name), listen or "", advertise, key_dir or "", cookie, workers,
@@ -394,7 +404,7 @@ class Node:
         """Connects to another node and returns its name.
 
         connect(endpoint, key): the cluster member listening at endpoint
-        ("tcp://192.0.2.7:4370") with public key `key` (Z85, its node.key).
+        ("192.0.2.7:4370" or "tcp://192.0.2.7:4370") with public key `key` (Z85, its node.key).
         It must prove that it knows the cookie; a node that cannot is refused
         (Unauthorized "... did not prove membership of our cluster").
         connect(endpoint, key, visitor=True): a node outside the cluster, to
@@ -414,7 +424,7 @@ class Node:
             if isinstance(endpoint, (str, os.PathLike)) and "://" not in str(endpoint):
                 return self._n.connect_grant(load_grant(endpoint), float(timeout))
             raise TypeError("connect(endpoint, key) needs the node's public key; or connect(grant)")
-        return self._n.connect(endpoint, key, float(timeout), bool(visitor))
+        return self._n.connect(_endpoint("connect endpoint", endpoint), key, float(timeout), bool(visitor))
 
     # -- grants (what this node lets others do)
     def grant(self, label: str, allow: Any, rate: Any = None, expires: Any = None, limits: Any = None) -> Grant:

@@ -8,7 +8,16 @@ import re
 import socket
 from typing import Any, Optional
 
+from . import _kith
 from ._kith import Grant
+
+
+def _endpoint(what: str, value: Any, use: str = "dial", tcp: bool = True) -> str:
+    """An endpoint as the kith command line takes it: 'HOST:PORT' is
+    'tcp://HOST:PORT' (returned as that, or as 'HOST:PORT' if not tcp). use:
+    "listen" (port 0: any free port), "dial" or "dial_port_optional".
+    Raises BadArg naming `what` and the text, with an example."""
+    return _kith._endpoint(what, str(value), use, tcp)
 
 
 def _full_name(name: str) -> str:
@@ -77,6 +86,9 @@ def _discovery_options(discovery: Any, listen: str, hidden: bool) -> Optional[di
     if discovery is True:
         return {}
     if isinstance(discovery, dict):
-        return dict(discovery)
+        d = dict(discovery)
+        if "peers" in d:
+            d["peers"] = [_endpoint("discovery peers", p, "dial_port_optional", tcp=False) for p in d["peers"]]
+        return d
     raise TypeError("discovery is True, False, None (automatic) or a dict of options")
 

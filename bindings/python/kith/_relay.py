@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 from ._kith import Error, Grant, NoProc, Revoked, load_grant
 from ._node import Node
+from ._options import _endpoint
 
 
 def _grant_of(g: Any) -> Grant:
@@ -105,9 +106,9 @@ class RelayClient:
 def _serve_relay(self: Node, listen: str = "0.0.0.0:4380", advertise: str = "", open: bool = False,
                  max_registrations: int = 0, max_sessions: int = 0, bytes_per_s: int = 0,
                  kernel_forward: Optional[str] = None, **options: Any) -> Relay:
-    """Serves as a relay: the data plane listens on listen ("HOST:PORT";
-    "127.0.0.1:0" for any free port), advertise is what nodes dial when it
-    differs. Who may use it: cluster members and holders of a grant for
+    """Serves as a relay: the data plane listens on listen ("HOST:PORT", or
+    "tcp://HOST:PORT"; "127.0.0.1:0" for any free port), advertise is what
+    nodes dial when it differs ("IPV4:PORT" or "IPV4"). Who may use it: cluster members and holders of a grant for
     service "relay" (node.grant("alice", "relay")); open=True also lets
     anyone dial and read the directory (registering still needs a grant).
     max_sessions bounds relayed sessions per registered node (and half of it
@@ -129,6 +130,9 @@ def _serve_relay(self: Node, listen: str = "0.0.0.0:4380", advertise: str = "", 
 
     BadArg when the address cannot be bound, for an unknown option, or a
     value out of its bounds (the message says which and what it must be)."""
+    listen = _endpoint("serve_relay listen", listen, "listen", tcp=False)
+    if advertise:
+        advertise = _endpoint("serve_relay advertise", advertise, "dial_port_optional", tcp=False)
     return Relay(self._n.serve_relay(listen, advertise, int(max_registrations), int(max_sessions),
                                      int(bytes_per_s), bool(open), "" if kernel_forward is None else str(kernel_forward),
                                      dict(options)))

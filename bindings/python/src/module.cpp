@@ -13,6 +13,7 @@
 //    node still running and kith's logging, then forbids kith threads and
 //    GIL-released Python threads to take the GIL back (enter_python,
 //    gil_release in kith_py.hpp: never py::gil_scoped_release here).
+#include "kith/platform.hpp"
 #include "bind.hpp"
 #include "kith/principal.hpp"
 
@@ -72,6 +73,16 @@ PYBIND11_MODULE(_kith, m) {
         auto c = errc_from_string(code);
         return error_object(error{c ? *c : errc::exception, detail});
     }, "The kith.Error subclass instance for an error code's name and detail (as kith raises it).");
+    m.def("_endpoint", [](const std::string& what, const std::string& text, const std::string& use, bool tcp) {
+        using platform::endpoint_use;
+        const endpoint_use u = use == "listen" ? endpoint_use::listen
+                               : use == "dial" ? endpoint_use::dial
+                                               : endpoint_use::dial_port_optional;
+        auto e = platform::parse_tcp_endpoint(text, u);
+        if (!e) throw_error(error{errc::badarg, what + " " + e.err().detail});
+        return tcp ? e->zmq() : e->host_port();
+    }, "An endpoint as the command line takes it (platform::parse_tcp_endpoint): HOST:PORT is tcp://HOST:PORT; "
+       "use: listen, dial or dial_port_optional; 'tcp://HOST:PORT' if tcp else 'HOST:PORT'. BadArg naming `what`.");
     m.def("_to_term_roundtrip", [](py::handle x) { return from_term(to_term(x)); },
           "Converts a value as sending would, and back (for tests).");
     m.def("_encode", [](py::handle x) { return py::bytes(encode(to_term(x))); }, "The msgpack bytes of a value.");
