@@ -90,6 +90,20 @@ struct kernel_session {
     }
 };
 
+// Runs `body(w, d, a)` on a kernel_session (nothing where in-kernel
+// forwarding is unavailable); the body closes both ends. The relay must then
+// end the session, having forwarded every byte in the kernel: none read in
+// user space.
+template <class Body>
+void in_kernel_session(Body body) {
+    kernel_session s;
+    if (!s.ok) return;
+    body(s.w, s.d, s.a);
+    CHECK(eventually([&] { return s.w.rel.counters().sessions == 0; }));
+    CHECK(s.w.rel.counters().kernel_sessions == 0);
+    CHECK(s.w.rel.counters().user_reads == 0);
+}
+
 unsigned char pattern(std::size_t i, unsigned seed) { return static_cast<unsigned char>((i * 131 + seed) % 251); }
 
 // Sends n pattern bytes on fd in chunks of `chunk`.
@@ -162,54 +176,46 @@ std::size_t send_until_held(int d, std::size_t cap, unsigned seed) {
 
 TEST_CASE("relay kernel: a session's bytes pass in the kernel, unread by the relay's thread, counted, in order",
           "[relay]") {
-    kernel_session s;
-    if (!s.ok) return;
-    auto& w = s.w;
-    const int d = s.d, a = s.a;
-    auto c0 = w.rel.counters();
-    // Both directions at once: 8 MiB from the dialler, 2 MiB back.
-    const std::size_t n_da = 8u << 20, n_ad = 2u << 20;
-    std::thread t1([&] { send_pattern(d, n_da, 1); });
-    std::thread t2([&] { send_pattern(a, n_ad, 2); });
-    received at_a, at_d;
-    std::thread r1([&] { at_a = read_pattern(a, n_da, 1, true); });
-    at_d = read_pattern(d, n_ad, 2, true);
-    r1.join();
-    t1.join();
-    t2.join();
-    check_arrived(at_a, n_da);
-    check_arrived(at_d, n_ad);
-    auto c1 = w.rel.counters();
-    CHECK(c1.bytes_forwarded - c0.bytes_forwarded == n_da + n_ad);  // counted in the kernel, exactly
-    CHECK(c1.user_reads == c0.user_reads);                           // and never read by the relay's thread
-    ::close(d);
-    ::close(a);
-    CHECK(eventually([&] { return w.rel.counters().sessions == 0; }));
-    CHECK(w.rel.counters().kernel_sessions == 0);
+    in_kernel_session([](raw_world& w, int d, int a) {
+        auto c0 = w.rel.counters();
+        // Both directions at once: 8 MiB from the dialler, 2 MiB back.
+        const std::size_t n_da = 8u << 20, n_ad = 2u << 20;
+        std::thread t1([&] { send_pattern(d, n_da, 1); });
+        std::thread t2([&] { send_pattern(a, n_ad, 2); });
+        received at_a, at_d;
+        std::thread r1([&] { at_a = read_pattern(a, n_da, 1, true); });
+        at_d = read_pattern(d, n_ad, 2, true);
+        r1.join();
+        t1.join();
+        t2.join();
+        check_arrived(at_a, n_da);
+        check_arrived(at_d, n_ad);
+        auto c1 = w.rel.counters();
+        CHECK(c1.bytes_forwarded - c0.bytes_forwarded == n_da + n_ad);  // counted in the kernel, exactly
+        CHECK(c1.user_reads == c0.user_reads);                           // and never read by the relay's thread
+        ::close(d);
+        ::close(a);
+    });
 }
 
 TEST_CASE("relay kernel: what a side sent just before it closed reaches a slow reader, then the session ends",
           "[relay]") {
-    kernel_session s;
-    if (!s.ok) return;
-    auto& w = s.w;
-    const int d = s.d, a = s.a;
-    // The registered side does not read yet: the relay's socket to it fills
-    // and the kernel holds what it forwards in its queue for that socket.
-    // The dialler sends 3 MiB and closes at once; the session must not end
-    // before those bytes are in the relay's send queue to `a`.
-    const std::size_t n = 3u << 20;
-    std::thread sender([&] {
-        send_pattern(d, n, 3);
-        ::close(d);
+    in_kernel_session([](raw_world&, int d, int a) {
+        // The registered side does not read yet: the relay's socket to it fills
+        // and the kernel holds what it forwards in its queue for that socket.
+        // The dialler sends 3 MiB and closes at once; the session must not end
+        // before those bytes are in the relay's send queue to `a`.
+        const std::size_t n = 3u << 20;
+        std::thread sender([&] {
+            send_pattern(d, n, 3);
+            ::close(d);
+        });
+        std::this_thread::sleep_for(300ms);  // not a wait for a result: lets the queues fill before reading
+        auto got = read_pattern(a, n, 3, false);  // to EOF: the relay closes after the last byte
+        sender.join();
+        check_arrived(got, n);
+        ::close(a);
     });
-    std::this_thread::sleep_for(300ms);  // not a wait for a result: lets the queues fill before reading
-    auto got = read_pattern(a, n, 3, false);  // to EOF: the relay closes after the last byte
-    sender.join();
-    check_arrived(got, n);
-    ::close(a);
-    CHECK(eventually([&] { return w.rel.counters().sessions == 0; }));
-    CHECK(w.rel.counters().user_reads == 0);
 }
 
 TEST_CASE("relay kernel: a reader that does not read holds its sender back: the kernel's queue stays bounded",
@@ -217,20 +223,18 @@ TEST_CASE("relay kernel: a reader that does not read holds its sender back: the 
     // Regression: the kernel's queue of redirected bytes towards a socket
     // has no bound of its own; a first version let a sender fill the
     // machine's memory while the other side read nothing.
-    kernel_session s;
-    if (!s.ok) return;
-    auto& w = s.w;
-    const int d = s.d, a = s.a;
-    const std::size_t cap = 512u << 20;
-    const std::size_t sent = send_until_held(d, cap, 6);
-    INFO("the sender got " << sent << " bytes out before it was held back");
-    CHECK(sent < cap);
-    // Everything it got out arrives, in order, once the reader reads.
-    auto got = read_pattern(a, sent, 6, true);
-    check_arrived(got, sent);
-    CHECK(w.rel.counters().user_reads == 0);
-    ::close(d);
-    ::close(a);
+    in_kernel_session([](raw_world& w, int d, int a) {
+        const std::size_t cap = 512u << 20;
+        const std::size_t sent = send_until_held(d, cap, 6);
+        INFO("the sender got " << sent << " bytes out before it was held back");
+        CHECK(sent < cap);
+        // Everything it got out arrives, in order, once the reader reads.
+        auto got = read_pattern(a, sent, 6, true);
+        check_arrived(got, sent);
+        CHECK(w.rel.counters().user_reads == 0);
+        ::close(d);
+        ::close(a);
+    });
 }
 
 TEST_CASE("relay kernel: a rate-limited session is forwarded and throttled in user space, in order, nothing lost",
