@@ -99,6 +99,24 @@ struct relay_trio {
     }
 };
 
+// The trio in a namespace of its own whose firewall the test sets: session
+// ports 4400-4409 (the first pair: Pd 4400, Pa 4401) and `extra` relay
+// options. Made only where can_run() (root and nftables).
+struct firewalled_trio : own_ns, relay_trio {
+    static bool can_run() { return netns_test::can_run({"nft --version"}); }
+    explicit firewalled_trio(std::vector<std::string> extra) : relay_trio(own_ns::name, with_ports(std::move(extra))) {}
+    // Drops at the namespace's input what the nft `rules` match ("  tcp dport 4400 drop\n").
+    void drop(const std::string& rules) {
+        nft("table inet rops {\n chain guard {\n  type filter hook input priority 0;\n" + rules + " }\n}\n");
+    }
+
+private:
+    static std::vector<std::string> with_ports(std::vector<std::string> extra) {
+        extra.insert(extra.begin(), {"--relay-ports", "4400-4409"});
+        return extra;
+    }
+};
+
 }  // namespace
 
 TEST_CASE("relay repair: Alice's node restarts, and Bob's link through a session port comes back by itself",
@@ -122,10 +140,8 @@ TEST_CASE("relay repair: Alice's node restarts, and Bob's link through a session
 
 TEST_CASE("relay repair: Bob's path to his session port is cut past session_port_idle, and he gets a new pair",
           "[relay]") {
-    if (!netns_test::can_run({"nft --version"})) return;
-    own_ns ns;
-    // Session ports from 4400: the first pair is Pd 4400, Pa 4401.
-    relay_trio w(ns.name, {"--relay-ports", "4400-4409", "--relay-port-idle", "1500"});
+    if (!firewalled_trio::can_run()) return;
+    firewalled_trio w({"--relay-port-idle", "1500"});
     REQUIRE(w.bob->ask("via " + w.grant, "VIA") == "VIA ok alice@home");
     REQUIRE(w.bob->ask("call alice@home kvs store weather fine", "CALL") == "CALL ok true");
     // A firewall that drops everything to and from Pd, the link's packets too:
@@ -133,20 +149,17 @@ TEST_CASE("relay repair: Bob's path to his session port is cut past session_port
     // as idle, tells Bob's agent, and his client asks for a new pair (Bob's
     // control link to the relay is untouched).
     auto mb = w.bob->p->mark();
-    ns.nft("table inet rops {\n chain guard {\n  type filter hook input priority 0;\n  tcp dport 4400 drop\n"
-           "  tcp sport 4400 drop\n }\n}\n");
+    w.drop("  tcp dport 4400 drop\n  tcp sport 4400 drop\n");
     w.bob_sees_her_come_back(mb);
     CHECK(w.counters_show("pairs=1 "));
 }
 
 TEST_CASE("relay repair: a firewall drops SYNs to Alice's session port, Bob falls back and the pair closes",
           "[relay]") {
-    if (!netns_test::can_run({"nft --version"})) return;
-    own_ns ns;
-    relay_trio w(ns.name, {"--relay-ports", "4400-4409", "--relay-pair-timeout", "1500"});
+    if (!firewalled_trio::can_run()) return;
+    firewalled_trio w({"--relay-pair-timeout", "1500"});
     // Pa of the first pair (4401) is unreachable for new connections.
-    ns.nft("table inet rops {\n chain guard {\n  type filter hook input priority 0;\n"
-           "  tcp dport 4401 tcp flags & (syn | ack) == syn drop\n }\n}\n");
+    w.drop("  tcp dport 4401 tcp flags & (syn | ack) == syn drop\n");
     auto via = w.bob->ask("via " + w.grant, "VIA", 20s);
     INFO("bob:\n" << w.bob->p->dump() << "alice:\n" << w.alice->p->dump());
     CHECK(via == "VIA ok alice@home");  // through the forwarders
