@@ -174,6 +174,25 @@ int parse_network_cpu(const std::string& v) {
                     kUsage};
 }
 
+// Why the public port of --listen EP could not be bound, and what to do;
+// nullopt for any other start-up failure.
+std::optional<std::string> listen_failure(const std::string& ep, const std::string& what) {
+    if (what.find("bind the public port") == std::string::npos) return std::nullopt;
+    const std::string host = ep.substr(0, ep.rfind(':'));
+    const std::string at = "node: --listen " + ep + ": ";
+    if (what.find("Address already in use") != std::string::npos)
+        return at + "the port is taken (another node or program?); choose another, or port 0 for any free one (e.g. "
+                    "--listen " + host + ":0)";
+    if (what.find("Cannot assign requested address") != std::string::npos)
+        return at + host + " is not an address of this machine; give one of its own (ip -4 addr shows them), or "
+                           "0.0.0.0 for every interface";
+    if (what.find("No such device") != std::string::npos)
+        return at + "'" + host + "' is neither an IPv4 address nor a network interface of this machine (a host "
+                    "name is not looked up to listen); give an address (ip -4 addr shows them), an interface "
+                    "such as eth0, or 0.0.0.0 for every interface";
+    return std::nullopt;
+}
+
 }  // namespace
 
 int cmd_node(int argc, char** argv) {
@@ -278,7 +297,13 @@ int cmd_node(int argc, char** argv) {
 
     std::unique_ptr<kith::node> np;
     if (ports.empty()) {
-        np = std::make_unique<kith::node>(o);
+        try {
+            np = std::make_unique<kith::node>(o);
+        } catch (const setup_error& e) {
+            const std::string ep = platform::parse_tcp_endpoint(a.get("--listen"), endpoint_use::listen)->host_port();
+            if (auto why = listen_failure(ep, e.what())) throw cli_error{*why, kFailed};
+            throw;
+        }
     } else {
         for (std::size_t i = 0; i < ports.size(); ++i) {
             o.net.listen = "tcp://*:" + std::to_string(ports[i]);

@@ -17,12 +17,21 @@ stop() { # pid out: SIGTERM, a clean exit
 
 # 1. HOST:PORT is tcp://HOST:PORT: --listen, --advertise, and the member port
 # on the --listen address.
+touch "$T/a.out" "$T/a2.out" "$T/r.out"  # before the nodes write them: wait_for reads them at once
 KITH_HOME=$T/a "$KITH" node --name a --listen 127.0.0.1:0 --cookie-file "$T/cookie" "${NET[@]}" > "$T/a.out" 2>&1 &
 apid=$!; pids+=($apid)
 wait_for '^ready' "$T/a.out" 30 || exit 1
 grep -Eq '^endpoint tcp://127\.0\.0\.1:[0-9]+$' "$T/a.out" || fail "--listen 127.0.0.1:0: $(cat "$T/a.out")"
 grep -Eq '^member endpoint tcp://127\.0\.0\.1:[0-9]+ ' "$T/a.out" || fail "member port on 127.0.0.1: $(cat "$T/a.out")"
+# An endpoint that parses but cannot be listened on: exit 1, saying why and what to do.
+ep=$(sed -n 's/^endpoint tcp:\/\///p' "$T/a.out")
+run_as x "--listen a taken port" 1 node --name x --listen "$ep" --no-discovery &&
+  expect_err "--listen a taken port" "node: --listen $ep: the port is taken (another node or program?); choose another, or port 0 for any free one"
 stop "$apid" "$T/a.out"
+run_as x "--listen not this machine's" 1 node --name x --listen 192.0.2.7:4370 --no-discovery &&
+  expect_err "--listen not this machine's" "node: --listen 192.0.2.7:4370: 192.0.2.7 is not an address of this machine; give one of its own (ip -4 addr shows them)"
+run_as x "--listen a host name" 1 node --name x --listen localhost:0 --no-discovery &&
+  expect_err "--listen a host name" "node: --listen localhost:0: 'localhost' is neither an IPv4 address nor a network interface of this machine (a host name is not looked up to listen); give an address"
 KITH_HOME=$T/a "$KITH" node --name a --listen 127.0.0.1:0 --advertise 192.0.2.7:4370 --member-port off \
   --cookie-file "$T/cookie" --no-discovery > "$T/a2.out" 2>&1 &
 apid=$!; pids+=($apid)
