@@ -49,3 +49,20 @@ def test_connect_and_serve_relay_refuse_what_is_not_an_endpoint(make_node):
         a.connect("localhost", a.key, timeout=1)
     with pytest.raises(kith.BadArg, match=r"serve_relay listen '127\.0\.0\.1' has no port.*e\.g\. "):
         a.serve_relay("127.0.0.1")
+
+
+@pytest.mark.parametrize("listen, want", [
+    ("localhost:0", "neither an IPv4 address nor an interface of this machine: host names are not looked up"),
+    ("192.0.2.7:4370", "the address is not this machine's: give one of its own, or 0.0.0.0"),
+])
+def test_an_endpoint_that_cannot_be_listened_on_says_why(make_node, listen, want):
+    with pytest.raises(kith.SetupError, match="cannot bind the public port") as e:
+        make_node("epbind@localhost", listen=listen)
+    assert want in str(e.value)
+
+
+def test_a_taken_port_says_so(make_node):
+    a = make_node("eptaken@localhost", listen="127.0.0.1:0", discovery=False)
+    with pytest.raises(kith.SetupError) as e:
+        make_node("eptaken2@localhost", listen=a.endpoint)
+    assert "the port is taken, by another node or program: choose another, or port 0 for any free one" in str(e.value)

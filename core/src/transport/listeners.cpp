@@ -1,6 +1,8 @@
 // listeners.cpp — opening and closing a node's listening ROUTERs, the
 // public port and the member port (listener.hpp, docs/security.md "The
 // member port").
+#include <cerrno>
+
 #include "transport/transport_impl.hpp"
 
 namespace kith::detail {
@@ -57,9 +59,18 @@ void transport::impl::open_listener(listener& L, const std::string& endpoint, za
     try {
         L.router.bind(endpoint);
     } catch (const zmq::error_t& e) {
+        // What to do, by errno (ZeroMQ does not look host names up to bind).
+        const int n = e.num();
         fail_start("kith: cannot bind the " + what + " at " + endpoint + ": " + e.what() +
                    (L.is_member() ? " (is the port in use? choose another member port, net_options::member_listen "
                                     "or kith node --member-port)"
+                    : n == EADDRINUSE ? " (the port is taken, by another node or program: choose another, or port 0 "
+                                        "for any free one)"
+                    : n == EADDRNOTAVAIL ? " (the address is not this machine's: give one of its own, or 0.0.0.0 for "
+                                           "every interface)"
+                    : n == ENODEV ? " (the host is neither an IPv4 address nor an interface of this machine: host "
+                                    "names are not looked up to listen; give an address, an interface such as eth0, "
+                                    "or 0.0.0.0)"
                                   : " (is the port in use, or the address not this machine's?)"));
     }
     try {
