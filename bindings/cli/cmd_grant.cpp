@@ -81,7 +81,8 @@ These act on this machine's running node of the key directory (found by name
 wherever it listens; --name N if several run, --port P to name its port) at
 once. When none is running, list/revoke/rate/limits act on its stored grant table;
 create then needs --name N (the node the grant is for: it takes effect when
-that node starts) and announces --advertise HOST:PORT or this machine's addresses.
+that node starts) and announces this machine's addresses. --advertise
+HOST:PORT: the grant file announces that instead, the node running or not.
   --port P --key-dir D --cookie-file F (or --cookie C) --name N --advertise HOST:PORT --timeout S
 )";
 
@@ -392,10 +393,13 @@ int cmd_grant(int argc, char** argv) {
                                                              : arr(a.pos[0], scope, rate, expires, limits_arg));
         auto g = grant_file::parse(text.as_string() ? *text.as_string() : "");
         if (!g) throw cli_error{"grant create: the node returned a bad grant file: " + g.err().detail, kFailed};
-        // Endpoints a friend can reach: never loopback (their own machine)
-        // unless the node listens nowhere else.
+        // Endpoints a friend can reach: --advertise when given (the node
+        // running or not); else never loopback (their own machine) unless the
+        // node listens nowhere else.
         std::vector<std::string> eps;
-        if (!admin.running() && !a.has("--advertise")) {
+        if (a.has("--advertise")) {
+            eps.push_back(a.get("--advertise"));  // tcp://HOST:PORT (checked above)
+        } else if (!admin.running()) {
             for (auto& ip : lan_addresses()) eps.push_back("tcp://" + ip + ":" + std::to_string(admin.stored_port()));
         } else {
             for (auto& e : g->endpoints)

@@ -23,6 +23,11 @@ apid=$!; pids+=($apid)
 wait_for '^ready' "$T/a.out" 30 || exit 1
 grep -Eq '^endpoint tcp://127\.0\.0\.1:[0-9]+$' "$T/a.out" || fail "--listen 127.0.0.1:0: $(cat "$T/a.out")"
 grep -Eq '^member endpoint tcp://127\.0\.0\.1:[0-9]+ ' "$T/a.out" || fail "member port on 127.0.0.1: $(cat "$T/a.out")"
+# grant create --advertise HOST:PORT: the grant file lists that endpoint, the
+# node running (on loopback: it would list that) or not.
+run_as a "grant create --advertise, node running" 0 grant create bob --services kvs --out "$T/bob.grant" \
+  --advertise 192.0.2.7:4370 --cookie-file "$T/cookie"
+grep -qx 'endpoint: tcp://192.0.2.7:4370' "$T/bob.grant" || fail "grant create --advertise: $(grep endpoint "$T/bob.grant")"
 # An endpoint that parses but cannot be listened on: exit 1, saying why and what to do.
 ep=$(sed -n 's/^endpoint tcp:\/\///p' "$T/a.out")
 run_as x "--listen a taken port" 1 node --name x --listen "$ep" --no-discovery &&
@@ -60,14 +65,18 @@ bad "--advertise port 0" "node: --advertise '127.0.0.1:0' has no valid port: the
 bad "node --peer" "node: --peer 'a/b:1' does not start" node --listen 127.0.0.1:0 --peer a/b:1 --no-discovery
 bad "nodes --peer" "kith: --peer '\[fe80::1\]:4370' is an IPv6 address" nodes --peer '[fe80::1]:4370' --timeout 0.2
 bad "grant create --advertise" "grant create: --advertise 'vps' has no port" \
-  grant create bob --services kvs --out "$T/bob.grant" --name a --advertise vps
+  grant create bob --services kvs --out "$T/bob2.grant" --name a --advertise vps
 bad "relay --data-listen" "relay: --data-listen (kith node --relay-listen) 'nowhere' has no port" \
   relay --listen 127.0.0.1:0 --data-listen nowhere --no-discovery
 bad "node --relay-listen" "(kith node --relay-listen) 'x:70000' has no valid port" \
   node --serve-relay --listen 127.0.0.1:0 --relay-listen x:70000 --no-discovery
 bad "relay --data-advertise" "relay: --data-advertise (kith node --relay-advertise) '1.2.3.4:0' has no valid port" \
   relay --listen 127.0.0.1:0 --data-listen 127.0.0.1:0 --data-advertise 1.2.3.4:0 --no-discovery
-[ -e "$T/bob.grant" ] && fail "grant create --advertise vps wrote $T/bob.grant"
+[ -e "$T/bob2.grant" ] && fail "grant create --advertise vps wrote $T/bob2.grant"
+# With no node running, the stored table's grant lists it too.
+run_as a "grant create --advertise, no node" 0 grant create carol --services kvs --out "$T/carol.grant" --name a \
+  --advertise tcp://192.0.2.8:4370
+grep -qx 'endpoint: tcp://192.0.2.8:4370' "$T/carol.grant" || fail "grant create --advertise, no node: $(grep endpoint "$T/carol.grant")"
 
 # 3. The client's --peer: HOST, HOST:PORT and tcp://HOST:PORT are all a peer.
 for p in 127.0.0.1 127.0.0.1:4370 tcp://127.0.0.1:4370; do
