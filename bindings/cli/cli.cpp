@@ -1,5 +1,6 @@
 #include "cli.hpp"
 
+#include <netdb.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -257,6 +258,19 @@ client::client(const args& a, bool auto_connect) {
     if (a.has("--timeout")) lookup_ = timeout_ = parse_seconds("--timeout", a.get("--timeout"));
     if (a.has("--port")) local_port_ = parse_port("--port", a.get("--port"), 1), port_given_ = true;
     const std::vector<std::string> peers = parse_peers("--peer", a);
+    // A one-shot command asks its peers once: a name that does not resolve
+    // would be asked nothing, without a word (a node retries it each interval).
+    for (auto& p : peers) {
+        const std::string host = p.substr(0, p.rfind(':') == std::string::npos ? p.size() : p.rfind(':'));
+        addrinfo hints{}, *res = nullptr;
+        hints.ai_family = AF_INET;
+        hints.ai_socktype = SOCK_DGRAM;
+        if (int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &res); rc != 0 || !res)
+            throw cli_error{"--peer '" + p + "': '" + host + "' does not resolve to an IPv4 address (" +
+                                ::gai_strerror(rc) + "); check the name, or give the node's IPv4 address",
+                            kUsage};
+        ::freeaddrinfo(res);
+    }
     if (a.has("--grant")) {
         std::string file = a.get("--grant");
         // Refused before it is parsed, with the fix in the message.

@@ -83,6 +83,11 @@ for p in 127.0.0.1 127.0.0.1:4370 tcp://127.0.0.1:4370; do
   run "nodes --peer $p" 0 nodes --peer "$p" --timeout 0.2
 done
 
+# A client's --peer whose name does not resolve would be asked nothing: exit 2,
+# saying so (".invalid" never resolves, RFC 6761).
+run "nodes --peer unresolvable" 2 nodes --peer nosuch.invalid:4370 --timeout 0.2 &&
+  expect_err "nodes --peer unresolvable" "kith: --peer 'nosuch.invalid:4370': 'nosuch.invalid' does not resolve to an IPv4 address"
+
 # 4. The relay's data plane at tcp://HOST:PORT, advertised at an address without a port.
 KITH_HOME=$T/r "$KITH" relay --listen 127.0.0.1:0 --data-listen tcp://127.0.0.1:0 --data-advertise 127.0.0.1 \
   --cookie-file "$T/cookie" --no-discovery > "$T/r.out" 2>&1 &
