@@ -196,6 +196,9 @@ struct relay::impl {
     // plane: not from a service call, which acts for its caller (a stranger's
     // call may not make this node send to another node's pid).
     std::vector<std::pair<pid, term>> port_notices;  // under mu
+    // Port pairs (by session hex) the data plane must close: their node
+    // unregistered (token_ports forgot them, the notices are queued).
+    std::vector<std::string> closing_pairs;  // under mu
     // Binds a listening socket on the data plane's address, any port:
     // {fd, advertised HOST:PORT}, or fd -1.
     std::pair<int, std::string> open_session_port();

@@ -335,10 +335,30 @@ result<term> relay::impl::do_unregister() {
     auto who = caller();
     if (!who.ok()) return who.err();
     const principal& p = **who;
-    std::lock_guard lk(mu);
-    auto it = regs.find(p.node);
-    if (it != regs.end() && it->second.key_z85 == p.key.z85()) regs.erase(it);
-    c.registrations = regs.size();
+    {
+        std::lock_guard lk(mu);
+        auto it = regs.find(p.node);
+        if (it == regs.end() || it->second.key_z85 != p.key.z85()) return term(true);  // not the caller's
+        const pid agent = it->second.agent;
+        regs.erase(it);
+        c.registrations = regs.size();
+        // The port pairs to it close (the data plane: closing_pairs): its
+        // node stops dialling Pa, and each dialler that gave an agent is
+        // told "gone" (its client asks again and learns it is not here).
+        for (auto t = token_ports.begin(); t != token_ports.end();) {
+            const port_session& ps = t->second;
+            if (ps.target != p.node) {
+                ++t;
+                continue;
+            }
+            if (!agent.is_null()) port_notices.emplace_back(agent, arr("relay_port_closed", ps.session, ps.pa));
+            if (!ps.dialler_agent.is_null())
+                port_notices.emplace_back(ps.dialler_agent, arr("relay_port_closed", ps.session, ps.pd, "gone"));
+            closing_pairs.push_back(ps.session);
+            t = token_ports.erase(t);
+        }
+    }
+    wake();
     return term(true);
 }
 

@@ -456,14 +456,17 @@ void relay::impl::run() {
         std::set<std::string> gone;
         std::vector<port_listener> np;
         std::vector<std::pair<pid, term>> notices;
+        std::vector<std::string> closing;
         {
             std::lock_guard lk(mu);
             gone.swap(doomed);
             np.swap(new_ports);
             notices.swap(port_notices);
+            closing.swap(closing_pairs);
         }
         for (auto& [to, msg] : notices) n_.send(to, msg);
         ports_tick(sp, gone, np);
+        for (auto& s : closing) close_port_pair(sp, s, "gone");  // forgotten in token_ports: no second notice
         std::vector<int> expired;
         for (auto& [fd, cn] : sp.conns) {
             ask_port_again(cn, now);

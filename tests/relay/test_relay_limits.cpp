@@ -296,3 +296,49 @@ TEST_CASE("relay limits: an option out of bounds names the flag and the keyword 
         CHECK_THAT(r.err().detail, Catch::Contains(c.says));
     }
 }
+
+// unregister ended the registration but left the port pairs to that node
+// open: its diallers' links went on through a node that had left, and
+// nobody was told. Someone else's unregister must not touch them (it acts
+// for its caller only).
+TEST_CASE("relay limits: a node that unregisters closes the port pairs to it, and its diallers are told 'gone'",
+          "[relay]") {
+    std::mutex mu;
+    std::vector<std::string> told;  // the reasons Bob's agent was given (declared first: outlives his node)
+    world w;
+    const pid bs = w.b.spawn([&](actor&, message& m) {
+        std::lock_guard lk(mu);
+        if (m.body.size() == 4 && m.body.at(3)->is_string()) told.push_back(*m.body.at(3)->as_string());
+    });
+    auto d = w.b.call("r@test", "relay", "dial_port_agent", arr("a@test", bs));
+    REQUIRE(d.ok());
+    const std::string pd = *d->at(1)->as_string();
+    REQUIRE(eventually([&] { return w.rel.counters().port_pairs == 1; }, 5s));
+    // Eve, a member under another name, unregisters: only hers (none).
+    node e(opts("e@test", w.dir.path / "e"));
+    REQUIRE(e.connect(w.r.endpoint(), w.r.key()).ok());
+    REQUIRE(e.call("r@test", "relay", "unregister", arr()).ok());
+    auto same = w.b.call("r@test", "relay", "dial_port_agent", arr("a@test", bs));
+    REQUIRE(same.ok());
+    CHECK(*same->at(1)->as_string() == pd);  // the same pair: still open
+    // Alice unregisters: her pair closes and Bob's agent is told why.
+    REQUIRE(w.a.call("r@test", "relay", "unregister", arr()).ok());
+    REQUIRE(eventually(
+        [&] {
+            std::lock_guard lk(mu);
+            return !told.empty();
+        },
+        10s));
+    {
+        std::lock_guard lk(mu);
+        CHECK(told == std::vector<std::string>{"gone"});
+    }
+    REQUIRE(eventually([&] { return w.rel.counters().port_pairs == 0; }, 10s));
+    // Asking again: she is not registered (no new pair).
+    auto again = w.b.call("r@test", "relay", "dial_port_agent", arr("a@test", bs));
+    REQUIRE_FALSE(again.ok());
+    INFO(again.err().message());
+    CHECK(again.err().code == errc::noproc);
+    CHECK(w.rel.counters().port_pairs == 0);
+    w.b.send_exit(bs, term("kill"));
+}

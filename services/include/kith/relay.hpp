@@ -68,6 +68,9 @@
 //       grant). The relay vouches for names and keys only as far as it is
 //       trusted: diallers check the key from the node's own grant file.
 //   unregister() -> true
+//       ends the caller's own registration (a name another key registered
+//       is left alone) and closes the port pairs to it, told as when its
+//       node disconnects (Reason "gone"); forwarder sessions go on.
 // A registration ends when its node disconnects from the relay; the
 // sessions of a node that disconnects (registrant or dialler) are closed.
 //
