@@ -81,8 +81,9 @@ struct loop {
     std::uint64_t user_reads = 0;  // likewise: recv calls that returned session bytes
     // Kernel-forwarded connections that ended and wait for their last bytes
     // to reach the peer's send queue: looked at every drain_tick while any
-    // do, 2 ms while their bytes move, doubled up to 100 ms while none did
-    // (a peer that does not read costs the relay no 2 ms wake-ups).
+    // do, 2 ms while their bytes move or a side has just ended, doubled up
+    // to 100 ms while none did (a peer that does not read costs the relay
+    // no 2 ms wake-ups).
     std::size_t draining = 0;
     std::chrono::milliseconds drain_tick{2};
     // A kernel-forwarded session is live (not ended): the queues are looked

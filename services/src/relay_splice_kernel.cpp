@@ -85,6 +85,10 @@ void relay::impl::kernel_event(splice::loop& sp, splice::conn& cn, std::uint32_t
     }
     cn.eof = true;
     ++sp.draining;
+    // A new end: looked at within 2 ms again, even if another ended side
+    // whose peer does not read had backed the tick off to 100 ms (its last
+    // bytes, a goodbye say, would otherwise wait up to 100 ms to be seen).
+    sp.drain_tick = std::chrono::milliseconds(2);
     set_events(sp, cn);
 }
 
