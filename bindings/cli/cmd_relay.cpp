@@ -61,6 +61,10 @@ options (and every option of kith node; its services default to none):
                              a session's ports are closed when its dialler was
                              not on them this long (default 30; 1 to 86400);
                              its client moves a link it still wants to new ones
+  --dead-peer-timeout SECONDS
+                             a session port connection whose bytes stay
+                             unacknowledged this long (its node's network went
+                             away) is closed (default 10; 1 to 900)
   --pair-timeout SECONDS     a dial waits this long for the registered node
                              to connect back; a session port it never reached
                              within it is closed (default 5; 0.1 to 300)
@@ -89,6 +93,7 @@ const std::pair<const char*, const char*> kRelayAliases[] = {
     {"--max-names", "--relay-max-names"},      {"--session-ports", "--relay-session-ports"},
     {"--kernel-forward", "--relay-kernel-forward"},
     {"--session-port-idle", "--relay-session-port-idle"}, {"--pair-timeout", "--relay-pair-timeout"},
+    {"--dead-peer-timeout", "--relay-dead-peer-timeout"},
     {"--handshake-timeout", "--relay-handshake-timeout"}, {"--max-connections", "--relay-max-connections"},
     {"--max-dialler-sessions", "--relay-max-dialler-sessions"}, {"--max-tokens", "--relay-max-tokens"},
     {"--token-lifetime", "--relay-token-lifetime"}, {"--name-lifetime", "--relay-name-lifetime"},
@@ -131,6 +136,7 @@ void timing_and_counts(const args& a, relay_options& ro) {
         {"--relay-session-port-idle", &ro.session_port_idle},
         {"--relay-pair-timeout", &ro.pair_timeout},
         {"--relay-handshake-timeout", &ro.handshake_timeout},
+        {"--relay-dead-peer-timeout", &ro.dead_peer_timeout},
     };
     for (auto& [opt, field] : times)
         if (a.has(opt)) *field = relay_seconds(opt, a.get(opt));
@@ -165,7 +171,7 @@ const char* kRelayNodeHelp = R"(relays (docs/relay.md):
                     --relay-max-names, --relay-session-ports,
                     --relay-kernel-forward,
                     --relay-session-port-idle, --relay-pair-timeout,
-                    --relay-handshake-timeout, --relay-max-connections,
+                    --relay-dead-peer-timeout, --relay-handshake-timeout, --relay-max-connections,
                     --relay-max-dialler-sessions, --relay-max-tokens,
                     --relay-token-lifetime, --relay-name-lifetime)
 )";
@@ -175,6 +181,7 @@ const std::set<std::string>& relay_value_opts() {
                                             "--relay-max-sessions", "--relay-max-registrations", "--relay-bytes-per-s",
                                             "--relay-max-names", "--relay-session-ports", "--relay-kernel-forward",
                                             "--relay-session-port-idle", "--relay-pair-timeout",
+                                            "--relay-dead-peer-timeout",
                                             "--relay-handshake-timeout", "--relay-max-connections",
                                             "--relay-max-dialler-sessions", "--relay-max-tokens",
                                             "--relay-token-lifetime", "--relay-name-lifetime"};

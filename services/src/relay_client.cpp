@@ -15,8 +15,9 @@
 
 namespace kith {
 
-relay_client::relay_client(node& n, std::string relay_node, std::nullptr_t)
-    : p_(std::make_shared<impl>(n, std::move(relay_node))) {
+relay_client::relay_client(node& n, std::string relay_node, std::nullptr_t, relay_client_options o)
+    : p_(std::make_shared<impl>(n, std::move(relay_node), o)) {
+    if (auto c = o.check(); !c.ok()) throw setup_error(c.err().detail);
     // Our agent: told when a session port pair of ours closes (repair), and
     // when registered, of sessions to open.
     p_->start_agent();
@@ -43,8 +44,8 @@ relay_client::relay_client(node& n, std::string relay_node, std::nullptr_t)
     });
 }
 
-relay_client::relay_client(node& n, std::string relay_node, bool listed)
-    : relay_client(n, std::move(relay_node), nullptr) {
+relay_client::relay_client(node& n, std::string relay_node, bool listed, relay_client_options o)
+    : relay_client(n, std::move(relay_node), nullptr, o) {
     p_->listed = listed;
     auto r = p_->register_now();
     if (!r.ok()) {
@@ -90,6 +91,7 @@ result<std::string> as_relay_said(result<std::string> r, int refusal, const std:
 
 result<std::string> relay_client::connect(const std::string& target, const public_key& key,
                                           std::chrono::milliseconds timeout) {
+    p_->forget_given_up(target);
     if (auto port = p_->port_for(target, timeout)) {
         if (!port->ok()) return port->err();
         {
@@ -111,6 +113,7 @@ result<std::string> relay_client::connect(const std::string& target, const publi
 }
 
 result<std::string> relay_client::connect(const grant_file& grant, std::chrono::milliseconds timeout) {
+    p_->forget_given_up(grant.node);
     if (auto port = p_->port_for(grant.node, timeout)) {
         if (!port->ok()) return port->err();
         grant_file direct = grant;
@@ -144,9 +147,16 @@ void relay_client::disconnect(const std::string& target) {
             p_->port_links.erase(pl);
         }
         p_->repair_pending.erase(target);  // a repair running stops at its next look
+        p_->given_up.erase(target);
         if (auto f = p_->forwarders.find(target); f != p_->forwarders.end()) eps.push_back(f->second.endpoint);
     }
     for (auto& ep : eps) p_->n.disconnect(ep);
+}
+
+std::optional<error> relay_client::gave_up(const std::string& target) const {
+    std::lock_guard lk(p_->mu);
+    if (auto g = p_->given_up.find(target); g != p_->given_up.end()) return g->second;
+    return std::nullopt;
 }
 
 result<term> relay_client::directory(std::chrono::milliseconds timeout) {

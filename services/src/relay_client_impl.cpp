@@ -283,6 +283,8 @@ void relay_client::impl::link_to(const port_link& l, const std::string& ep) {
 void relay_client::impl::repair(const std::string& target) {
     auto backoff = std::chrono::milliseconds(250);
     auto up_since = clock::time_point{};
+    auto asking_since = clock::time_point{};  // the first "not now" since the last move
+    std::string last;                          // what the relay answered then
     for (;;) {
         std::string why;
         port_link l;
@@ -313,6 +315,7 @@ void relay_client::impl::repair(const std::string& target) {
         }
         std::optional<result<std::string>> port;
         if (why != "unreached") port = port_for(target, std::chrono::seconds(3));
+        if (port && !port->ok()) last = port->err().message();
         bool done = false;
         if (port && port->ok()) {
             bool still = false;  // not left (disconnect) or moved meanwhile
@@ -334,7 +337,9 @@ void relay_client::impl::repair(const std::string& target) {
         } else if (!port) {
             // The forwarders: the node cannot reach a session port, or
             // the relay has none for us.
-            if (auto ep = route(target, std::chrono::seconds(3)); ep.ok()) {
+            auto ep = route(target, std::chrono::seconds(3));
+            if (!ep.ok()) last = ep.err().message();
+            if (ep.ok()) {
                 bool still = false;
                 {
                     std::lock_guard lk(mu);
@@ -351,7 +356,7 @@ void relay_client::impl::repair(const std::string& target) {
             }
         }
         if (done) {
-            up_since = {};
+            up_since = asking_since = {};
             backoff = std::chrono::milliseconds(250);
             std::lock_guard lk(mu);
             if (auto pe = repair_pending.find(target); pe != repair_pending.end() && pe->second == why)
@@ -359,10 +364,32 @@ void relay_client::impl::repair(const std::string& target) {
             continue;
         }
         // Not now (not registered again yet, no link to the relay, a
-        // limit): again later.
+        // limit): again later, within repair_timeout.
+        if (asking_since == clock::time_point{}) asking_since = clock::now();
+        if (clock::now() - asking_since >= opts.repair_timeout) {
+            give_up(target, l.pd, last);
+            continue;  // its entries are gone: the loop ends
+        }
         pause(backoff);
         backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
     }
+}
+
+void relay_client::impl::give_up(const std::string& target, const std::string& pd, const std::string& last) {
+    const auto secs = std::chrono::duration_cast<std::chrono::seconds>(opts.repair_timeout).count();
+    error e{errc::timeout, "relay: gave up moving the link to " + target + " through " + relay_node + " after " +
+                               std::to_string(secs) + " s (repair_timeout): " +
+                               (last.empty() ? std::string("the relay gave no session") : last) +
+                               "; connect again when it is back"};
+    {
+        std::lock_guard lk(mu);
+        repair_pending.erase(target);
+        auto it = port_links.find(target);
+        if (it == port_links.end() || it->second.pd != pd) return;  // left or connected anew meanwhile
+        port_links.erase(it);
+        given_up.insert_or_assign(target, std::move(e));
+    }
+    n.disconnect(pd);  // the closed port: no more dialling it
 }
 
 }  // namespace kith

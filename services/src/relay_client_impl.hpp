@@ -56,9 +56,12 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
     // its thread runs.
     std::map<std::string, std::string> repair_pending;
     std::set<std::string> repairing;
+    // Links repair gave up after repair_timeout, with why (gave_up()).
+    std::map<std::string, error> given_up;
     bool registered = false;
+    relay_client_options opts;
 
-    impl(node& n_, std::string r) : n(n_), relay_node(std::move(r)) {}
+    impl(node& n_, std::string r, relay_client_options o) : n(n_), relay_node(std::move(r)), opts(o) {}
 
     // Runs `f` on its own thread, counted so that the destructor waits for it.
     // Nothing is started once the destructor began (stop): a node-event
@@ -140,8 +143,17 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
     // dropped (no nodedown that the link itself did not cause). While the
     // relay cannot give a pair (the node has not registered again, the link
     // to the relay is down, a limit) it asks again, backing off to 5 s,
-    // while this client lives.
+    // for opts.repair_timeout: then it leaves the link and says why
+    // (given_up).
     void repair(const std::string& target);
+    // repair's end after repair_timeout: leaves the link at `pd` (as
+    // disconnect) and keeps why in given_up; `last`: the relay's last answer.
+    void give_up(const std::string& target, const std::string& pd, const std::string& last);
+
+    void forget_given_up(const std::string& target) {
+        std::lock_guard lk(mu);
+        given_up.erase(target);
+    }
 
     // Registers (again: the relay forgets registrations when it restarts or
     // the link to it drops). Blocking.

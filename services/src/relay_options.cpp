@@ -37,6 +37,7 @@ result<void> relay_options::check() const {
         {"handshake_timeout", "--handshake-timeout SECONDS", handshake_timeout, ms(100), ms(60000)},
         {"pair_timeout", "--pair-timeout SECONDS", pair_timeout, ms(100), ms(300000)},
         {"session_port_idle", "--session-port-idle SECONDS", session_port_idle, ms(1000), ms(86400000)},
+        {"dead_peer_timeout", "--dead-peer-timeout SECONDS", dead_peer_timeout, ms(1000), ms(900000)},
         {"token_lifetime", "--token-lifetime SECONDS", std::chrono::duration_cast<ms>(token_lifetime), ms(60000),
          ms(30LL * 86400000)},
         {"name_lifetime", "--name-lifetime SECONDS", std::chrono::duration_cast<ms>(name_lifetime), ms(3600000),
@@ -67,6 +68,15 @@ result<void> relay_options::check() const {
                    std::to_string(session_port_min) + "-" + std::to_string(session_port_max),
                    "MIN <= MAX, both 1..65535 (or both 0: any free port)");
     if (listen.empty()) return bad("listen", "--data-listen HOST:PORT", "listen", "empty", "an IPv4 HOST:PORT");
+    return {};
+}
+
+result<void> relay_client_options::check() const {
+    const ms lo(1000), hi(7LL * 86400000);
+    if (repair_timeout < lo || repair_timeout > hi)
+        return error{errc::badarg, "relay client option repair_timeout (Python repair_timeout=) is " +
+                                       text(repair_timeout) + ": it must be from " + text(lo) + " to " + text(hi) +
+                                       "; give another value or leave it out for the default"};
     return {};
 }
 

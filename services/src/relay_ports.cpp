@@ -20,12 +20,6 @@
 
 namespace kith {
 
-namespace {
-// How long what the relay sent on a session port connection may stay
-// unacknowledged before the kernel closes it (TCP_USER_TIMEOUT).
-constexpr std::chrono::milliseconds kDeadPeer{10000};
-}  // namespace
-
 std::pair<int, std::string> relay::impl::open_session_port() {
     sockaddr_in sa{};
     socklen_t sl = sizeof sa;
@@ -211,10 +205,10 @@ void relay::impl::accept_port(splice::loop& sp, const port_listener& L) {
         ::setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         // A node whose path went away without a FIN (its network dropped):
         // what we forward to it goes unacknowledged and the connection
-        // errors out after kDeadPeer, long past the nodes' own heartbeat
-        // timeout (2.5 s), instead of holding its side of the pair "in use"
-        // for TCP's 15 minutes of retransmissions (session_port_idle).
-        unsigned dead_ms = static_cast<unsigned>(kDeadPeer.count());
+        // errors out after dead_peer_timeout, long past the nodes' own
+        // heartbeat timeout (2.5 s), instead of holding its side of the pair
+        // "in use" for TCP's 15 minutes of retransmissions (session_port_idle).
+        unsigned dead_ms = static_cast<unsigned>(o_.dead_peer_timeout.count());
         ::setsockopt(cfd, IPPROTO_TCP, TCP_USER_TIMEOUT, &dead_ms, sizeof dead_ms);
         splice::conn& cn = sp.conns[cfd];
         cn.fd = cfd;

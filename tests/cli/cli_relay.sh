@@ -30,7 +30,7 @@ expect_out() { printf '%s' "$out" | grep -q -- "$2" || fail "$1: stdout '$out' l
 start_relay() {
   k r relay --name relay --listen "tcp://127.0.0.1:$RPORT" --data-listen "127.0.0.1:$DPORT" --open --no-discovery \
     --session-port-idle 30 --pair-timeout 5 --handshake-timeout 3 --max-connections 1024 --max-dialler-sessions 8 \
-    --max-tokens 64 --token-lifetime 3600 --name-lifetime 7776000 > "$T/relay.out" 2>&1 &
+    --max-tokens 64 --token-lifetime 3600 --name-lifetime 7776000 --dead-peer-timeout 10 > "$T/relay.out" 2>&1 &
   relay_pid=$!; pids+=($!); disown $!
   wait_for '^ready' "$T/relay.out" 30 || exit 1
 }
@@ -49,6 +49,8 @@ expect_err "relay --max-names 0" "wants a positive whole number (got '0')"
 # The deadlines and counts: a value out of bounds says which and what it must be.
 run "relay --session-port-idle 0.5" 2 r relay --session-port-idle 0.5 --no-discovery
 expect_err "relay --session-port-idle 0.5" "session_port_idle (kith relay --session-port-idle SECONDS, Python session_port_idle=) is 500 ms: it must be from 1 s to 24 h"
+run "relay --dead-peer-timeout 0.2" 2 r relay --dead-peer-timeout 0.2 --no-discovery
+expect_err "relay --dead-peer-timeout 0.2" "dead_peer_timeout (kith relay --dead-peer-timeout SECONDS, Python dead_peer_timeout=) is 200 ms: it must be from 1 s to 900 s"
 run "relay --pair-timeout x" 2 r relay --pair-timeout x --no-discovery
 expect_err "relay --pair-timeout x" "relay: --pair-timeout (kith node --relay-pair-timeout) wants seconds, e.g. 30 or 0.5 (got 'x')"
 run "relay --token-lifetime 5" 2 r relay --token-lifetime 5 --no-discovery

@@ -172,9 +172,29 @@ def test_serve_relay_options_are_checked(make_node):
         r.serve_relay("127.0.0.1:0", max_tokens=0)
     with pytest.raises(kith.BadArg, match="session_ports wants"):
         r.serve_relay("127.0.0.1:0", session_ports=(5000, 4000))
+    with pytest.raises(kith.BadArg, match="dead_peer_timeout=\\) is 200 ms: it must be from 1 s to 900 s"):
+        r.serve_relay("127.0.0.1:0", dead_peer_timeout=0.2)
     with pytest.raises(kith.BadArg, match="no option idle"):
         r.serve_relay("127.0.0.1:0", idle=3)
     relay = r.serve_relay("127.0.0.1:0", session_port_idle=2.5, pair_timeout=1.5, handshake_timeout=2,
                           token_lifetime=600, name_lifetime=86400, max_connections=64, max_dialler_sessions=2,
-                          max_tokens=8, max_names=2, session_ports=False)
+                          max_tokens=8, max_names=2, session_ports=False, dead_peer_timeout=20)
     assert relay.counters()["port_pairs"] == 0
+
+
+def test_a_link_the_client_cannot_move_is_given_up_saying_why(world):
+    """repair_timeout: a link whose pair the relay closed (Alice left it) is
+    moved for that long, then left; gave_up says why (BadArg out of bounds)."""
+    r, relay, alice, bob, rg = world
+    alice.use_relay(rg)
+    g = alice.grant("bob", "kvs").with_relay(rg)
+    with pytest.raises(kith.BadArg, match=r"repair_timeout \(Python repair_timeout=\) is 500 ms"):
+        bob.use_relay(g.relays[0], register=False, repair_timeout=0.5)
+    bc = bob.use_relay(g.relays[0], register=False, repair_timeout=2)
+    assert bc.connect(g) == alice.name
+    bob.call(alice.name, "kvs", "store", "k", "v")
+    assert bc.gave_up(alice.name) is None
+    alice.call(r.name, "relay", "unregister")
+    wait_until(lambda: bc.gave_up(alice.name) is not None, 20, "the relay client to give up the link")
+    why = bc.gave_up(alice.name)
+    assert why is not None and "no node named " + alice.name + " is registered at this relay" in why

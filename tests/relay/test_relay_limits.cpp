@@ -286,6 +286,10 @@ TEST_CASE("relay limits: an option out of bounds names the flag and the keyword 
          "(kith relay --session-ports MIN-MAX, Python session_ports=)"},
         {[](relay_options& o) { o.pair_timeout = std::chrono::milliseconds(0); },
          "(kith relay --pair-timeout SECONDS, Python pair_timeout=)"},
+        {[](relay_options& o) { o.dead_peer_timeout = std::chrono::milliseconds(500); },
+         "(kith relay --dead-peer-timeout SECONDS, Python dead_peer_timeout=) is 500 ms: it must be from 1 s to 900 s"},
+        {[](relay_options& o) { o.dead_peer_timeout = std::chrono::milliseconds(901000); },
+         "(kith relay --dead-peer-timeout SECONDS, Python dead_peer_timeout=) is 901 s"},
     };
     for (auto& c : cases) {
         relay_options o;

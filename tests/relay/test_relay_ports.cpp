@@ -119,3 +119,42 @@ TEST_CASE("relay session ports: taken from the configured range", "[relay]") {
     CHECK(port <= base + 7);
     REQUIRE(w.b.call("a@test", "kvs", "store", arr("k", "v")).ok());
 }
+
+// A link whose pair closed was moved "while this client lives": a target
+// that left for good (it unregistered) kept the dialler's client asking the
+// relay every 5 s forever, and nobody learnt why the link did not come back.
+TEST_CASE("relay session ports: a link the client cannot move within repair_timeout is given up, saying why",
+          "[relay]") {
+    world w;
+    node c(opts("c@test", w.dir.path / "c"));
+    REQUIRE(c.connect(w.r.endpoint(), w.r.key()).ok());
+    relay_client carol(c, "r@test", nullptr, relay_client_options{.repair_timeout = 2s});
+    REQUIRE(carol.connect("a@test", w.a.key()).ok());
+    REQUIRE(c.call("a@test", "kvs", "store", arr("k", "v")).ok());
+    CHECK_FALSE(carol.gave_up("a@test"));
+    // Alice leaves the relay (her node stays up): her pair closes, Carol's
+    // client asks for a new one, the relay says she is not here.
+    REQUIRE(w.a.call("r@test", "relay", "unregister", arr()).ok());
+    std::optional<error> why;
+    REQUIRE(eventually([&] { return (why = carol.gave_up("a@test")).has_value(); }, 20s));
+    INFO(why->message());
+    CHECK(why->code == errc::timeout);
+    CHECK_THAT(why->detail, Catch::Contains("no node named a@test is registered at this relay"));
+    // connect again: asked anew (she is still away: the relay's answer).
+    auto again = carol.connect("a@test", w.a.key(), 2000ms);
+    REQUIRE_FALSE(again.ok());
+    CHECK(again.err().code == errc::noproc);
+    CHECK_FALSE(carol.gave_up("a@test"));
+}
+
+TEST_CASE("relay session ports: a relay client's options out of bounds name the option", "[relay]") {
+    for (auto t : {std::chrono::milliseconds(999), std::chrono::milliseconds(7LL * 86400000 + 1000)}) {
+        relay_client_options o{.repair_timeout = t};
+        auto r = o.check();
+        REQUIRE_FALSE(r.ok());
+        CHECK(r.code() == errc::badarg);
+        CHECK_THAT(r.err().detail, Catch::Contains("relay client option repair_timeout (Python repair_timeout=)"));
+    }
+    world w;
+    CHECK_THROWS_AS(relay_client(w.b, "r@test", nullptr, relay_client_options{.repair_timeout = 0ms}), setup_error);
+}

@@ -102,6 +102,13 @@ class RelayClient:
             return self._c.connect_grant(_grant_of(target), float(timeout))
         return self._c.connect_key(target, key, float(timeout))
 
+    def gave_up(self, target: str) -> Optional[str]:
+        """Why this client stopped moving its link to target (the relay
+        closed the link's session port pair and gave no new one within
+        use_relay's repair_timeout, e.g. "timeout: ... no node named T is
+        registered at this relay ..."), or None. connect clears it."""
+        return self._c.gave_up(target)
+
 
 def _serve_relay(self: Node, listen: str = "0.0.0.0:4380", advertise: str = "", open: bool = False,
                  max_registrations: int = 0, max_sessions: int = 0, bytes_per_s: int = 0,
@@ -124,6 +131,8 @@ def _serve_relay(self: Node, listen: str = "0.0.0.0:4380", advertise: str = "", 
     options (as kith relay's, docs/relay.md; seconds may be fractions):
     session_port_idle (30 s: a session's ports close when its dialler was not
     on them this long), pair_timeout (5 s), handshake_timeout (3 s),
+    dead_peer_timeout (10 s: a session port connection whose bytes stay
+    unacknowledged this long is closed),
     token_lifetime (3600 s), name_lifetime (90 days, in seconds),
     max_connections (1024), max_dialler_sessions, max_tokens (64),
     max_names (4), session_ports (True, False or (MIN, MAX)).
@@ -152,16 +161,19 @@ def _connect_relay(node: Node, relay: Any, relay_grant: Any, timeout: float) -> 
     return node.connect(_grant_of(relay), timeout=timeout)
 
 
-def _use_relay(self: Node, relay: Any, register: bool = True, listed: bool = True, timeout: float = 5.0) -> RelayClient:
+def _use_relay(self: Node, relay: Any, register: bool = True, listed: bool = True, timeout: float = 5.0,
+               repair_timeout: float = 300.0) -> RelayClient:
     """Uses a relay: relay is the relay grant its owner gave you (a Grant or
     its file's path) or the name of a relay node already connected (a
     cluster member). With register=True this node becomes reachable through
     it under its own name (and registers again whenever the link to the relay
     comes back); listed: shown in its directory. Raises Unauthorized when the
     relay refuses (the name is another key's there), Timeout when it does
-    not answer."""
+    not answer. repair_timeout (seconds, 1 to 604800; BadArg otherwise): how
+    long the client keeps moving a link whose session port pair the relay
+    closed before it leaves it (RelayClient.gave_up says why)."""
     name = _connect_relay(self, relay, None, timeout)
-    return RelayClient(self._n.relay_client(name, bool(register), bool(listed)), name)
+    return RelayClient(self._n.relay_client(name, bool(register), bool(listed), float(repair_timeout)), name)
 
 
 def _connect_via(self: Node, grant: Any, relay_grant: Any = None, timeout: float = 5.0) -> str:

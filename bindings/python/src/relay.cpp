@@ -89,7 +89,12 @@ void register_relay(py::module_& m) {
                 r.emplace(rc->connect(target, *k, d));
             }
             return value_or_raise(std::move(*r));
-        }, py::arg("target"), py::arg("key"), py::arg("timeout") = 5.0);
+        }, py::arg("target"), py::arg("key"), py::arg("timeout") = 5.0)
+        .def("gave_up", [](const py_relay_client& c, const std::string& target) -> std::optional<std::string> {
+            auto why = c.get()->gave_up(target);
+            if (!why) return std::nullopt;
+            return why->message();
+        }, py::arg("target"));
 
     // Grant.relays and Grant.with_relay (the Grant class is grants.cpp's).
     py::object grant_cls = m.attr("Grant");
@@ -127,6 +132,7 @@ void apply_relay_options(relay_options& o, const py::dict& extra) {
         const std::string key = k.cast<std::string>();
         if (key == "session_port_idle") o.session_port_idle = seconds(v);
         else if (key == "pair_timeout") o.pair_timeout = seconds(v);
+        else if (key == "dead_peer_timeout") o.dead_peer_timeout = seconds(v);
         else if (key == "handshake_timeout") o.handshake_timeout = seconds(v);
         else if (key == "token_lifetime") o.token_lifetime = std::chrono::duration_cast<std::chrono::seconds>(seconds(v));
         else if (key == "name_lifetime") o.name_lifetime = std::chrono::duration_cast<std::chrono::hours>(seconds(v));
@@ -187,15 +193,19 @@ void bind_node_relay(node_class& c) {
      }, py::arg("listen"), py::arg("advertise") = "", py::arg("max_registrations") = 0, py::arg("max_sessions") = 0,
         py::arg("bytes_per_s") = 0, py::arg("open") = false, py::arg("kernel_forward") = "",
         py::arg("options") = py::dict())
-        .def("relay_client", [](py_node& n, const std::string& relay_node, bool do_register, bool listed) {
+        .def("relay_client", [](py_node& n, const std::string& relay_node, bool do_register, bool listed,
+                                double repair_timeout) {
             node& nd = n.get();
+            relay_client_options o;
+            o.repair_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(seconds_to_ns(repair_timeout));
+            ok_or_raise(o.check());  // BadArg naming it
             std::shared_ptr<relay_client> rc;
             std::optional<error> failed;
             {
                 gil_release rel;
                 try {
-                    rc = do_register ? std::make_shared<relay_client>(nd, relay_node, listed)
-                                     : std::make_shared<relay_client>(nd, relay_node, nullptr);
+                    rc = do_register ? std::make_shared<relay_client>(nd, relay_node, listed, o)
+                                     : std::make_shared<relay_client>(nd, relay_node, nullptr, o);
                 } catch (const relay_refused& e) {
                     // By the relay's error code, never by its wording.
                     failed = error{e.err().code, e.what()};
@@ -203,7 +213,8 @@ void bind_node_relay(node_class& c) {
             }
             if (failed) throw_error(*failed);
             return attach(n, std::move(rc));
-        }, py::arg("relay_node"), py::arg("register") = true, py::arg("listed") = true);
+        }, py::arg("relay_node"), py::arg("register") = true, py::arg("listed") = true,
+        py::arg("repair_timeout") = 300.0);
 }
 
 }  // namespace kith::python

@@ -88,6 +88,7 @@
 #include <string_view>
 #include <vector>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "kith/grants.hpp"
@@ -173,10 +174,14 @@ struct relay_options {
     // reached it once and left is asked again when the dialler waits). Either
     // way the node is told
     // ["relay_port_closed", SessionHex, "HOST:Pa"] and stops dialling Pa,
-    // and the dialler's agent (dial_port_agent) why, with Pd. A session
-    // port connection whose bytes stay unacknowledged for 10 s (its node's
-    // network went away) is closed, so it does not keep the pair in use.
+    // and the dialler's agent (dial_port_agent) why, with Pd.
     std::chrono::milliseconds session_port_idle{30000};
+    // A session port connection whose bytes stay unacknowledged this long
+    // (its node's network went away without a FIN) is closed by the kernel
+    // (TCP_USER_TIMEOUT), so it does not keep the pair in use for TCP's 15
+    // minutes of retransmissions. Longer than the nodes' heartbeat timeout
+    // (2.5 s), which ends the link itself first.
+    std::chrono::milliseconds dead_peer_timeout{10000};
     // Forwarding in the kernel (docs/relay.md, "Forwarding in the kernel"):
     // a BPF sockhash and stream-verdict program move a session's bytes from
     // one socket to the other without waking the relay's thread. It needs
@@ -195,6 +200,7 @@ struct relay_options {
     // errc::badarg naming the option (its kith relay flag and Python keyword)
     // and its bounds, for the first one out of them: handshake_timeout
     // 100 ms..60 s, pair_timeout 100 ms..5 min, session_port_idle 1 s..24 h,
+    // dead_peer_timeout 1 s..15 min,
     // token_lifetime 1 min..30 days, name_lifetime 1 h..10 years, every count
     // 1..1000000, session ports MIN <= MAX (both 0: any), listen set. The
     // relay's constructor throws setup_error with it.
@@ -252,6 +258,19 @@ private:
     error err_;
 };
 
+// How a relay_client behaves (its constructors take it; Python: the
+// keywords of Node.use_relay).
+struct relay_client_options {
+    // How long the client keeps trying to move a link whose session port
+    // pair the relay closed (relay_client::connect, "Reconnects" below)
+    // before it gives up: the link is left (as disconnect) and gave_up(target)
+    // says why. 1 s to 7 days.
+    std::chrono::milliseconds repair_timeout{300000};
+    // errc::badarg naming the option and its bounds; the relay_client
+    // constructors throw setup_error with it.
+    result<void> check() const;
+};
+
 // The node side of a relay. Thread-safety: every method may be called from
 // any thread except the node's own actor handlers (connect blocks). The node
 // must outlive the relay_client; the destructor unregisters and closes every
@@ -263,9 +282,9 @@ public:
     // its "relay_open" requests by splicing each to `n`'s own listening
     // endpoint. `listed`: shown in the relay's directory. Throws
     // relay_refused (a setup_error) with the relay's answer when it refuses.
-    relay_client(node& n, std::string relay_node, bool listed = true);
+    relay_client(node& n, std::string relay_node, bool listed = true, relay_client_options o = {});
     // Only dials through `relay_node` (no registration).
-    relay_client(node& n, std::string relay_node, std::nullptr_t);
+    relay_client(node& n, std::string relay_node, std::nullptr_t, relay_client_options o = {});
     ~relay_client();
     relay_client(const relay_client&) = delete;
     relay_client& operator=(const relay_client&) = delete;
@@ -306,7 +325,15 @@ public:
     // and a link that is up is never dropped for it. While the relay cannot
     // give a pair (the target has not registered again, no link to the
     // relay, a session limit) the client asks again, backing off to every
-    // 5 s, until disconnect or its destructor.
+    // 5 s, until disconnect, its destructor, or repair_timeout
+    // (relay_client_options) after it started asking: then it leaves the
+    // link (the node stops dialling the closed port) and gave_up says why.
+    //
+    // Why the client gave up moving the link to `target` (errc::timeout, the
+    // detail the relay's last answer, e.g. "no node named T is registered at
+    // this relay"); nullopt while it did not. connect and disconnect of
+    // `target` clear it. Non-blocking.
+    std::optional<error> gave_up(const std::string& target) const;
     // The relay's directory: [[Name, KeyZ85, Fingerprint, [Service...], How]...]
     // (the relay service's directory() above).
     result<term> directory(std::chrono::milliseconds timeout = std::chrono::seconds(5));
