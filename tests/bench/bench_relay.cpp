@@ -29,6 +29,14 @@
 // moved by kernel worker threads, not the relay's: relay_kworker_cpu_pct is
 // the CPU of every kworker thread on the machine during the send run (an
 // upper bound: other work of the machine's kworkers is in it).
+// KITH_BENCH_RELAY_CPU=N: the relay's data-plane thread runs on CPU N only
+// and every other thread of the process (the nodes') on the other CPUs, as
+// a relay on a machine of its own would (relay_pinned_cpu says which; kernel
+// workers are not pinned: they run where the bytes arrive).
+
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -81,6 +89,39 @@ double kworker_cpu_s() {
     return total;
 }
 
+// KITH_BENCH_RELAY_CPU: "kith-relay" on CPU `cpu`, every other thread of
+// this process on the others; false when the machine has one CPU or the
+// thread is not found.
+bool pin_relay(int cpu) {
+    const int n = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
+    if (n < 2 || cpu < 0 || cpu >= n) return false;
+    cpu_set_t mine, others;
+    CPU_ZERO(&mine);
+    CPU_ZERO(&others);
+    CPU_SET(cpu, &mine);
+    for (int i = 0; i < n; ++i)
+        if (i != cpu) CPU_SET(i, &others);
+    bool found = false;
+    for (auto& t : std::filesystem::directory_iterator("/proc/self/task")) {
+        std::string comm;
+        std::getline(std::ifstream(t.path() / "comm"), comm);
+        const pid_t tid = static_cast<pid_t>(std::stol(t.path().filename().string()));
+        const bool relay = comm == "kith-relay";
+        found = found || relay;
+        ::sched_setaffinity(tid, sizeof(cpu_set_t), relay ? &mine : &others);
+    }
+    return found;
+}
+
+// Every thread of this process on any CPU again.
+void unpin_all() {
+    cpu_set_t all;
+    CPU_ZERO(&all);
+    for (int i = 0; i < static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN)); ++i) CPU_SET(i, &all);
+    for (auto& t : std::filesystem::directory_iterator("/proc/self/task"))
+        ::sched_setaffinity(static_cast<pid_t>(std::stol(t.path().filename().string())), sizeof all, &all);
+}
+
 // The relay figures, names starting with `prefix`, with the relay forwarding
 // as `mode` says.
 void relay_figures(const std::string& prefix, kith::relay_options::kernel_mode mode) {
@@ -117,6 +158,16 @@ void relay_figures(const std::string& prefix, kith::relay_options::kernel_mode m
     if (!up.ok()) {
         std::fprintf(stderr, "bench relay: connect through the relay failed: %s\n", up.err().detail.c_str());
         return;
+    }
+    struct unpin {
+        bool on = false;
+        ~unpin() {
+            if (on) unpin_all();
+        }
+    } pinned;
+    if (const char* e = std::getenv("KITH_BENCH_RELAY_CPU")) {
+        pinned.on = pin_relay(std::atoi(e));
+        report("pinned_cpu", pinned.on ? std::atoi(e) : -1, "(KITH_BENCH_RELAY_CPU; -1: not pinned)");
     }
     auto lat = kith::bench::rpc_latency(a, *up, 2000, 20000);
     if (!lat.empty()) {
