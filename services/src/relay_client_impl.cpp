@@ -366,11 +366,12 @@ void relay_client::impl::repair(const std::string& target) {
         // Not now (not registered again yet, no link to the relay, a
         // limit): again later, within repair_timeout.
         if (asking_since == clock::time_point{}) asking_since = clock::now();
-        if (clock::now() - asking_since >= opts.repair_timeout) {
+        const auto asked = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - asking_since);
+        if (asked >= opts.repair_timeout) {
             give_up(target, l.pd, last);
             continue;  // its entries are gone: the loop ends
         }
-        pause(backoff);
+        pause(std::min(backoff, opts.repair_timeout - asked));  // the last look at repair_timeout, not past it
         backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
     }
 }
