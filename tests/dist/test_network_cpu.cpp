@@ -193,6 +193,15 @@ TEST_CASE("network_cpu auto: the rule - least busy CPU, moves only past the marg
     CHECK(escape_waiting_cpu({0, 1}, {20, 450}, 0, 20, too_long) == -1);   // under the bound: stays
     CHECK(escape_waiting_cpu({0}, {450}, 0, 450, too_long) == -1);
     CHECK(escape_waiting_cpu({0, 1}, {}, -1, 450, too_long) == -1);       // not placed yet
+    // Waiting for each other (their CPU nearly theirs alone): a stream,
+    // unpinned; beside other work it is the escape rule's case; a chain
+    // waits 20-35 us a run (the figures of docs/performance.md).
+    using kith::detail::waiting_for_each_other;
+    const double margin = kith::detail::cpu_placer::margin;
+    CHECK(waiting_for_each_other(400, 0.05, too_long, margin));    // remote_send, placed
+    CHECK_FALSE(waiting_for_each_other(450, 0.9, too_long, margin));  // a CPU-bound thread beside them
+    CHECK_FALSE(waiting_for_each_other(30, 0.0, too_long, margin));   // rpc, remote spawn
+    CHECK_FALSE(waiting_for_each_other(100, 0.0, too_long, margin));  // at the bound: stays
     // /proc/stat: busy = user nice system irq softirq steal; total adds idle, iowait.
     const auto t = kith::detail::parse_proc_stat(
         "cpu  10 0 10 100 0 0 0 0 0 0\n"

@@ -88,7 +88,9 @@ struct net_options {
     // the threads waited for their CPU), and moves them when their CPU gets
     // busier with other work than another by a quarter of a CPU, or when
     // they wait for it long each time they run (a CPU-bound thread pinned
-    // there); an info line in the log says where and why. Nothing is pinned
+    // there); when they wait for each other instead (a one-way stream, faster
+    // on two CPUs) it unpins them for 5 s, doubling while the stream goes
+    // on, up to 30 s; an info line in the log says where and why. Nothing is pinned
     // with fewer than two allowed CPUs, or without /proc. (Not yet the
     // default: measured better than -1 with and without a CPU-bound thread
     // on one CPU, docs/performance.md.)

@@ -113,6 +113,10 @@ int escape_waiting_cpu(const std::vector<int>& allowed, const std::vector<double
     return best;
 }
 
+bool waiting_for_each_other(double waited, double others_here, double too_long, double margin) {
+    return waited > too_long && others_here < margin;
+}
+
 std::shared_ptr<cpu_placer> cpu_placer::acquire() {
     std::lock_guard lk(instance_mu);
     if (instance_pid == ::getpid())
@@ -262,7 +266,24 @@ void cpu_placer::evaluate() {
     if (interval <= 0) return;
     now_s_ += interval;
     if (kith_threads_.empty()) return;  // nothing to place (yet)
+    if (now_s_ < spread_until_) return;  // left to the scheduler for now
+    if (cpu_ >= 0 && waiting_for_each_other(waited, others[cpu_], too_long, margin)) {
+        // A stream: another CPU would not help, two do (before the escape
+        // rule, which would only move them all).
+        const int from = cpu_;
+        unpin_all();
+        spread_for_ = spread_for_ > 0 ? std::min(spread_for_ * 2, remember_s) : spread_s;
+        spread_until_ = now_s_ + spread_for_;
+        char buf[200];
+        std::snprintf(buf, sizeof buf,
+                      "network threads unpinned from CPU %d: they waited %.0f us for each other each time they ran "
+                      "(a stream, faster on two CPUs); placed again in %.0f s",
+                      from, waited, spread_for_);
+        for (auto& [owner, f] : on_move_) f(buf);
+        return;
+    }
     if (cpu_ >= 0) {
+        spread_for_ = 0;  // a placed interval that was no stream
         if (tried_.size() <= static_cast<std::size_t>(cpu_)) tried_.resize(cpu_ + 1, -1), tried_at_.resize(cpu_ + 1);
         tried_[cpu_] = waited;
         tried_at_[cpu_] = now_s_;
@@ -292,6 +313,15 @@ void cpu_placer::evaluate() {
                           others[from] * 100, to, others[to] * 100);
         for (auto& [owner, f] : on_move_) f(buf);
     }
+}
+
+void cpu_placer::unpin_all() {
+    cpu_set_t all;
+    CPU_ZERO(&all);
+    for (int c : allowed_) CPU_SET(c, &all);
+    for (auto& [tid, n] : kith_threads_) ::sched_setaffinity(tid, sizeof all, &all);
+    for (pid_t tid : zmq_threads_) ::sched_setaffinity(tid, sizeof all, &all);
+    cpu_ = -1;
 }
 
 void cpu_placer::pin_all(int cpu) {

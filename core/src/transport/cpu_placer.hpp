@@ -9,7 +9,8 @@
 // gives them only its share. So about once a second the placer reads how
 // busy each allowed CPU was (/proc/stat), less what the network threads
 // themselves used (/proc/self/task/<tid>/stat), and moves them to another
-// CPU when theirs is busier with other work by more than a margin. With
+// CPU when theirs is busier with other work by more than a margin, or
+// unpins them for a while when they wait for each other (a stream). With
 // fewer than two allowed CPUs, or without /proc, it pins nothing.
 //
 // Thread-safety: all members may be called from any thread. The placer's
@@ -64,6 +65,20 @@ int choose_network_cpu(const std::vector<int>& allowed, const std::vector<double
 int escape_waiting_cpu(const std::vector<int>& allowed, const std::vector<double>& tried, int current,
                        double waited, double too_long);
 
+// The third rule: the network threads waited for their CPU (`waited` us a
+// run, as above) while other work took under `margin` of it (`others_here`,
+// 0..1): they waited for each other. That is a stream (a one-way flow where
+// the sending, the ZeroMQ and the receiving threads all have work at once),
+// which two CPUs carry faster than one; a chain of hand-offs (rpc, remote
+// spawn) has one of them runnable at a time and waits about 20-35 us a run.
+// Measured on a 2-CPU VM (docs/performance.md): remote_send 300-580 us a run
+// with 3-11 % of the CPU for others; rpc_32_actor_callers and remote_spawn
+// 25-35 us. Moving all of them to another CPU cannot help; the placer unpins
+// them instead, for spread_s, then places them again to look: a stream
+// still flowing is unpinned again for twice as long (up to remember_s), a
+// chain stays placed.
+bool waiting_for_each_other(double waited, double others_here, double too_long, double margin);
+
 class cpu_placer {
 public:
     // The process's placer (made on first use; a forked child gets its own).
@@ -85,7 +100,8 @@ public:
     // placer's thread, until it calls on_move(owner, {}); when that returns
     // `f` is not running and never will again.
     void on_move(const void* owner, std::function<void(const std::string&)> f);
-    // The CPU the network threads are on now, -1 when not pinned.
+    // The CPU the network threads are on now, -1 when not pinned (also
+    // while they are left to the scheduler: waiting_for_each_other).
     int cpu() const;
 
     // Seconds between evaluations after the first (which comes 200 ms after
@@ -95,12 +111,16 @@ public:
     // escape_waiting_cpu's bound, and how long a CPU's figure is kept (s).
     static constexpr double too_long = 100.0;  // us
     static constexpr double remember_s = 30.0;
+    // How long the threads of a stream stay unpinned the first time
+    // (waiting_for_each_other); doubled while it goes on, up to remember_s.
+    static constexpr double spread_s = 5.0;
 
 private:
     cpu_placer();
     void run();
     void evaluate();  // under mu_
     void pin_all(int cpu);  // under mu_
+    void unpin_all();       // under mu_: every allowed CPU again
     std::uint64_t threads_ticks();  // under mu_: the threads' utime + stime since the last call
 
     mutable std::mutex mu_;
@@ -118,6 +138,8 @@ private:
     std::vector<double> tried_at_;           // per CPU: when (seconds since the placer started)
     double now_s_ = 0;
     int cpu_ = -1;
+    double spread_until_ = -1;  // unpinned (waiting_for_each_other) until then (now_s_)
+    double spread_for_ = 0;     // how long the last time (0: the last placed interval was no stream)
     std::map<const void*, std::function<void(const std::string&)>> on_move_;
     std::thread thread_;
 };
