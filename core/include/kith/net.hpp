@@ -89,7 +89,7 @@ struct net_options {
     // busier with other work than another by a quarter of a CPU, or when
     // they wait for it long each time they run (a CPU-bound thread pinned
     // there); when they wait for each other instead (a one-way stream, faster
-    // on two CPUs) it unpins them for 5 s, doubling while the stream goes
+    // on two CPUs) it unpins them for 2 s, doubling while the stream goes
     // on, up to 30 s; an info line in the log says where and why. Nothing is pinned
     // with fewer than two allowed CPUs, or without /proc. (Not yet the
     // default: measured better than -1 with and without a CPU-bound thread

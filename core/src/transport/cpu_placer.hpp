@@ -113,7 +113,7 @@ public:
     static constexpr double remember_s = 30.0;
     // How long the threads of a stream stay unpinned the first time
     // (waiting_for_each_other); doubled while it goes on, up to remember_s.
-    static constexpr double spread_s = 5.0;
+    static constexpr double spread_s = 2.0;
 
 private:
     cpu_placer();
