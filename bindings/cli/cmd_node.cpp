@@ -117,29 +117,14 @@ std::string tcp_port_of(const std::string& ep) {
     return c == std::string::npos ? std::string() : ep.substr(c + 1);
 }
 
-// Endpoints printed with their port: an inbound connection knows only the
-// peer's address; discovery knows where it listens.
-kith::discovery* g_disc = nullptr;
-std::mutex g_disc_mu;
-
 void print_event(const node_event& e) {
     static std::mutex mu;
     std::lock_guard lk(mu);
     if (e.what == node_event::kind::up) {
         std::string svcs;
         for (auto& s : e.info.services) svcs += (svcs.empty() ? "" : ",") + printable(s);
-        std::string ep = e.info.endpoint;
-        if (ep.rfind("tcp://", 0) == 0 && ep.find(':', 6) == std::string::npos) {
-            std::lock_guard dl(g_disc_mu);
-            bool found = false;
-            if (g_disc)
-                for (auto& s : g_disc->seen())
-                    if (s.name == e.node && s.endpoint.rfind(ep + ":", 0) == 0) {
-                        ep = s.endpoint, found = true;
-                        break;
-                    }
-            (void)found;
-        }
+        // An inbound node's: its address with the port its handshake states.
+        const std::string& ep = e.info.endpoint;
         std::printf("nodeup %s trust=%s endpoint=%s fingerprint=%s services=%s\n", printable(e.node).c_str(),
                     std::string(to_string(e.info.trust)).c_str(), printable(ep).c_str(),
                     e.info.fingerprint.c_str(), svcs.c_str());
@@ -383,11 +368,7 @@ int cmd_node(int argc, char** argv) {
         std::printf("%.*s\n", static_cast<int>(r.text.size()), r.text.data());
         std::fflush(stdout);
     };
-    if (!a.has("--no-discovery")) {
-        disc = std::make_unique<kith::discovery>(n, d);
-        std::lock_guard dl(g_disc_mu);
-        g_disc = disc.get();
-    }
+    if (!a.has("--no-discovery")) disc = std::make_unique<kith::discovery>(n, d);
     std::string cluster = n.cookie_key("beacon-cluster-id") ? cluster_id_hex(*n.cookie_key("beacon-cluster-id")) : "";
     std::string cookie_from = o.net.cookie          ? "from " + cookie_source
                               : cookie_file_existed ? "from " + (key_dir / "cookie").string()
@@ -444,10 +425,6 @@ int cmd_node(int argc, char** argv) {
     if (disc) disc->stop();
     rkvs.reset();
     avail.reset();  // failovers end their instances; peers drop our names and members
-    {
-        std::lock_guard dl(g_disc_mu);
-        g_disc = nullptr;
-    }
     n.stop();
     std::printf("stopped\n");
     return 0;

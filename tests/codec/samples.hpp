@@ -16,7 +16,8 @@ inline ref R(std::uint64_t n) { return ref{"a@h", n}; }
 inline std::vector<std::pair<std::string, envelope>> sample_envelopes() {
     return {
         {"handshake", env_handshake{2, "a@h", 1700000000000ull, {"kvs"}, false, "",
-                                   std::string("\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f", 16), ""}},
+                                   std::string("\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f", 16), "",
+                                   4370}},
         {"send", env_send{P(42), arr("hi", 1)}},
         {"send_named", env_send_named{"kvs", arr("get", "k")}},
         {"spawn_request", env_spawn_request{7, P(5), "kvs", "worker", arr(1), spawn_monitor_flag, R(3)}},

@@ -20,7 +20,7 @@ std::string raw_envelope(std::initializer_list<term> parts) {
     return out;
 }
 
-std::string frame_of(const std::string& body) { return std::string("\xc1\x4b\x03\x00", 4) + body; }
+std::string frame_of(const std::string& body) { return std::string{'\xc1', '\x4b', static_cast<char>(protocol_version), '\0'} + body; }
 
 void expect_decode_error(const std::string& body, const std::string& want) {
     INFO("body " << to_hex(body) << " want '" << want << "'");

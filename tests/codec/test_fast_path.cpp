@@ -150,9 +150,9 @@ TEST_CASE("pids and refs in envelopes are encoded as in terms, for every ext siz
             ref r{serial ? node : std::string(), serial};
             INFO(node << " " << serial);
             // env_send: [2, to, msg]; env_request: [17, to, from, tag, msg]
-            std::string want_send = std::string("\xc1\x4b\x03\x00\x93\x02", 6) + encode(term(p)) + encode(term(nil));
+            std::string want_send = std::string{'\xc1', '\x4b', static_cast<char>(protocol_version), '\0', '\x93', '\x02'} + encode(term(p)) + encode(term(nil));
             CHECK(encode_frame(env_send{p, nil}) == want_send);
-            std::string want_req = std::string("\xc1\x4b\x03\x00\x95\x11", 6) + encode(term(p)) + encode(term(p)) +
+            std::string want_req = std::string{'\xc1', '\x4b', static_cast<char>(protocol_version), '\0', '\x95', '\x11'} + encode(term(p)) + encode(term(p)) +
                                    encode(term(r)) + encode(term(nil));
             CHECK(encode_frame(env_request{p, p, r, nil}) == want_req);
         }
@@ -172,7 +172,7 @@ TEST_CASE("decode_frame agrees with the scanned decode on mutated envelopes", "[
     tight.term.max_str = 5;
     tight.term.max_bin = 5;
     tight.term.max_ext = 12;
-    const std::string header("\xc1\x4b\x03\x00", 4);
+    const std::string header{'\xc1', '\x4b', static_cast<char>(protocol_version), '\0'};
     int agreed_ok = 0;
     for (int i = 0; i < 4000; ++i) {
         term t = random_term(g, 3);

@@ -18,7 +18,7 @@ using namespace kith::test;
 
 namespace {
 
-const std::string header("\xc1\x4b\x03\x00", 4);
+const std::string header{'\xc1', '\x4b', static_cast<char>(protocol_version), '\0'};
 
 void rejected(const result<std::vector<envelope>>& r, const std::string& want = {}) {
     REQUIRE_FALSE(r.ok());

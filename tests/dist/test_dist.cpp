@@ -82,6 +82,32 @@ TEST_CASE("dist: connecting back to a node that connected to us answers at once"
     CHECK(p.b.call("alice@localhost", "echo", "echo", arr(1), 2s).value() == term(1));
 }
 
+TEST_CASE("dist: a node that dialled us is shown at its address with the port it listens at", "[dist]") {
+    pair_of_nodes p;  // alice dialled bob: bob knows alice's port only from her handshake
+    auto seen = p.b.info("alice@localhost");
+    REQUIRE(seen.has_value());
+    CHECK(seen->endpoint == p.a.endpoint());  // tcp://127.0.0.1:<alice's port>, not tcp://127.0.0.1
+    CHECK(p.a.info("bob@localhost")->endpoint == p.b.endpoint());  // the one she dialled
+}
+
+TEST_CASE("dist: the port an inbound node claims never answers a connect to that endpoint", "[dist]") {
+    // carol advertises bob's endpoint as hers and dials alice: alice shows
+    // the claim, but connecting to bob's endpoint must reach bob.
+    temp_dir da, db, dc;
+    node a(opts("alice@localhost", da)), b(opts("bob@localhost", db));
+    node_options co = opts("carol@localhost", dc);
+    co.net.advertise = b.endpoint();
+    node c(co);
+    REQUIRE(c.connect(a.endpoint(), a.key(), 5s).value() == "alice@localhost");
+    auto carol = a.info("carol@localhost");
+    REQUIRE(carol.has_value());
+    CHECK(carol->endpoint == b.endpoint());  // her claim, shown
+    auto r = a.connect(b.endpoint(), b.key(), 5s);
+    REQUIRE(r.ok());
+    CHECK(*r == "bob@localhost");
+    CHECK(a.info("bob@localhost").has_value());
+}
+
 TEST_CASE("dist: rpc errors are distinct values", "[dist]") {
     pair_of_nodes p;
     p.b.add_service(service("math")

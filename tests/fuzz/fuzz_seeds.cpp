@@ -77,7 +77,7 @@ std::vector<std::string> block(const fs::path& doc, const std::string& fence) {
     return out;
 }
 
-const std::string frame_header = std::string("\xc1\x4b\x03\x00", 4);
+const std::string frame_header = std::string{'\xc1', '\x4b', static_cast<char>(protocol_version), '\0'};
 // Control bytes of fuzz_handshake (the input's last 8 bytes): a few identities.
 const std::vector<std::string> controls = {
     std::string(8, '\0'),                                    // cluster claimant, no holder

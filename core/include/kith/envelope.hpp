@@ -22,7 +22,7 @@ namespace kith {
 
 // Protocol version carried in every frame header. Used on the wire; a node
 // refuses frames of another major version.
-inline constexpr std::uint8_t protocol_version = 3;
+inline constexpr std::uint8_t protocol_version = 4;
 
 // Envelope type tags. Used on the wire; never change, only append.
 enum class env_type : std::uint8_t {
@@ -68,6 +68,11 @@ struct env_handshake {
     // "Membership is proven both ways").
     std::string nonce;
     std::string proof;
+    // The TCP port of the sender's advertised (else bound) public endpoint,
+    // 0 if it has none. Information only, for the endpoint people see of an
+    // inbound peer (its observed address with this port): a receiver never
+    // dials it and never matches a dialled endpoint against it.
+    std::uint16_t port = 0;
     friend bool operator==(const env_handshake&, const env_handshake&) = default;
 };
 

@@ -113,7 +113,10 @@ std::string_view to_string(trust_level t) noexcept;
 // (node::info, node_event::info); it does not change while the node stays up.
 struct node_info {
     std::string name;          // "name@host"
-    std::string endpoint;      // address we dialled, or the peer's IP for inbound
+    // The endpoint we dialled; for a node that dialled us, its address as
+    // seen here with the port its handshake states ("tcp://192.0.2.7:4370";
+    // "tcp://192.0.2.7" if it states none). The port is the peer's claim.
+    std::string endpoint;
     // Short fingerprint of its public key (kith/keys.hpp): the server key for
     // a link we dialled; for an inbound member the node key it states (it
     // shares the cluster key); for a grantee or a stranger its client key.

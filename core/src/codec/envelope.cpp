@@ -49,6 +49,7 @@ using packer = msgpack::packer<detail::string_sink>;
 
 void put(packer& pk, std::uint64_t v) { pk.pack_uint64(v); }
 void put(packer& pk, std::uint32_t v) { pk.pack_uint32(v); }
+void put(packer& pk, std::uint16_t v) { pk.pack_uint16(v); }
 void put(packer& pk, std::uint8_t v) { pk.pack_uint8(v); }
 void put(packer& pk, bool v) { v ? pk.pack_true() : pk.pack_false(); }
 void put(packer& pk, errc v) { pk.pack_uint8(static_cast<std::uint8_t>(v)); }
@@ -145,6 +146,9 @@ struct field_reader {
     void get(const msgpack::object& o, std::uint64_t& v) const { v = uint(o, UINT64_MAX, "uint64"); }
     void get(const msgpack::object& o, std::uint32_t& v) const {
         v = static_cast<std::uint32_t>(uint(o, UINT32_MAX, "uint32"));
+    }
+    void get(const msgpack::object& o, std::uint16_t& v) const {
+        v = static_cast<std::uint16_t>(uint(o, UINT16_MAX, "uint16"));
     }
     void get(const msgpack::object& o, std::uint8_t& v) const {
         v = static_cast<std::uint8_t>(uint(o, UINT8_MAX, "uint8"));

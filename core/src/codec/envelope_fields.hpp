@@ -31,13 +31,13 @@ struct bin_cref {
 };
 [[maybe_unused]] inline auto fields(env_handshake& e) {
     return std::tuple<std::uint32_t&, std::string&, std::uint64_t&, std::vector<std::string>&, bool&, std::string&,
-                      bin_ref, bin_ref>(e.version, e.node, e.creation, e.services, e.hidden, e.key, bin_ref{e.nonce},
-                                        bin_ref{e.proof});
+                      bin_ref, bin_ref, std::uint16_t&>(e.version, e.node, e.creation, e.services, e.hidden, e.key,
+                                                        bin_ref{e.nonce}, bin_ref{e.proof}, e.port);
 }
 [[maybe_unused]] inline auto fields(const env_handshake& e) {
     return std::tuple<const std::uint32_t&, const std::string&, const std::uint64_t&, const std::vector<std::string>&,
-                      const bool&, const std::string&, bin_cref, bin_cref>(
-        e.version, e.node, e.creation, e.services, e.hidden, e.key, bin_cref{e.nonce}, bin_cref{e.proof});
+                      const bool&, const std::string&, bin_cref, bin_cref, const std::uint16_t&>(
+        e.version, e.node, e.creation, e.services, e.hidden, e.key, bin_cref{e.nonce}, bin_cref{e.proof}, e.port);
 }
 KITH_FIELDS(env_send, e.to, e.msg)
 KITH_FIELDS(env_send_named, e.name, e.msg)
@@ -74,7 +74,7 @@ KITH_FIELDS(env_credit, e.bytes)
         static constexpr const char* field_names[] = {__VA_ARGS__};                \
     };
 
-KITH_META(env_handshake, handshake, "version", "node", "creation", "services", "hidden", "key", "nonce", "proof")
+KITH_META(env_handshake, handshake, "version", "node", "creation", "services", "hidden", "key", "nonce", "proof", "port")
 KITH_META(env_send, send, "to", "msg")
 KITH_META(env_send_named, send_named, "name", "msg")
 KITH_META(env_spawn_request, spawn_request, "req_id", "from", "service", "actor_type", "args", "flags", "monitor_ref")

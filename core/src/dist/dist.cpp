@@ -117,7 +117,8 @@ void dist::stop() {
 std::optional<std::string> dist::up_at(const std::string& endpoint) const {
     std::lock_guard lk(mu_);
     for (auto& [name, ps] : peers_)
-        if (ps.info.endpoint == endpoint) return name;
+        // Only an endpoint we dialled: an inbound peer's port is its claim.
+        if (ps.dialled && ps.info.endpoint == endpoint) return name;
     return std::nullopt;
 }
 
@@ -255,6 +256,7 @@ void dist::on_up(const std::string& peer, const peer_info& pi) {
         auto& ps = peers_[peer];
         ps = peer_state{};
         ps.info = ev.info;
+        ps.dialled = pi.outbound;
         if (pi.auth.kind == trust_kind::cluster) {
             auto who = std::make_shared<authority>();
             who->who.what = principal::kind::member;

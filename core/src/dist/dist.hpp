@@ -217,6 +217,7 @@ private:
     };
     struct peer_state {
         node_info info;
+        bool dialled = false;  // we dialled it: info.endpoint is ours, not its claim
         // Non-cluster peers: who they are and what they were given (for a
         // grant, the grant's own capability set, shared by its sessions).
         std::shared_ptr<restricted_peer> restricted;

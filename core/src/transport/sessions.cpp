@@ -121,6 +121,14 @@ void transport::impl::session_up(link& l, const env_handshake& hs) {
     s.unsent.clear();
     s.info = peer_info{};
     s.info.endpoint = l.endpoint;
+    // An inbound peer: its observed address (tcp://IP, from the socket) with
+    // the port its handshake states, so people see where it listens. The
+    // port is a claim, shown only; dist never matches a dial against it.
+    if (!l.outbound && hs.port != 0 && l.endpoint.rfind("tcp://", 0) == 0 && l.endpoint.find('?') == std::string::npos) {
+        const std::string host = l.endpoint.substr(6);
+        s.info.endpoint = "tcp://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+                          std::to_string(hs.port);
+    }
     s.info.auth = l.auth;
     s.info.services = hs.services;
     s.info.hidden = hs.hidden;

@@ -142,7 +142,9 @@ struct transport_options {
 };
 
 struct peer_info {
-    std::string endpoint;      // outbound: the endpoint we dialled; inbound: "tcp://<peer ip>"
+    // outbound: the endpoint we dialled; inbound: "tcp://<peer ip>:<port its
+    // handshake states>" ("tcp://<peer ip>" without one)
+    std::string endpoint;
     peer_auth auth;            // of the link the session was opened on
     std::vector<std::string> services;
     bool hidden = false;
