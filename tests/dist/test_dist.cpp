@@ -80,6 +80,11 @@ TEST_CASE("dist: connecting back to a node that connected to us answers at once"
     CHECK(*back == "alice@localhost");
     CHECK(std::chrono::steady_clock::now() - t0 < 2s);
     CHECK(p.b.call("alice@localhost", "echo", "echo", arr(1), 2s).value() == term(1));
+    // Again: the endpoint is one bob dialled now, so the answer is at once
+    // (the link exists: the transport has nothing to do that could answer).
+    auto again = p.b.connect(p.a.endpoint(), p.a.key(), 3s);
+    REQUIRE(again.ok());
+    CHECK(*again == "alice@localhost");
 }
 
 TEST_CASE("dist: a node that dialled us is shown at its address with the port it listens at", "[dist]") {

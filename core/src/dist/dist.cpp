@@ -49,7 +49,13 @@ dist::dist(node_impl& rt, const net_options& opts, std::shared_ptr<service_table
     cb.on_peer_refused = [this](const refusal& r) { on_refused(r); };
     // b dials a while a's link to b is up: the session exists already, so
     // the connect is answered here (it used to time out).
-    cb.on_outbound_joined = [this](const std::string& p, const std::string& ep) { waiters_->settle(ep, p); };
+    cb.on_outbound_joined = [this](const std::string& p, const std::string& ep) {
+        {
+            std::lock_guard lk(mu_);
+            if (auto it = peers_.find(p); it != peers_.end()) it->second.dialled.insert(ep);
+        }
+        waiters_->settle(ep, p);
+    };
     cb.on_name_claim = [this](auth::name_claim& c) { return on_name_claim(c); };
     cb.on_envelopes = [this](const std::string& p, const peer_auth& a, std::vector<envelope>&& es) {
         on_envelopes(p, a, std::move(es));
@@ -118,7 +124,7 @@ std::optional<std::string> dist::up_at(const std::string& endpoint) const {
     std::lock_guard lk(mu_);
     for (auto& [name, ps] : peers_)
         // Only an endpoint we dialled: an inbound peer's port is its claim.
-        if (ps.dialled && ps.info.endpoint == endpoint) return name;
+        if (ps.dialled.count(endpoint)) return name;
     return std::nullopt;
 }
 
@@ -256,7 +262,7 @@ void dist::on_up(const std::string& peer, const peer_info& pi) {
         auto& ps = peers_[peer];
         ps = peer_state{};
         ps.info = ev.info;
-        ps.dialled = pi.outbound;
+        if (pi.outbound) ps.dialled.insert(pi.endpoint);
         if (pi.auth.kind == trust_kind::cluster) {
             auto who = std::make_shared<authority>();
             who->who.what = principal::kind::member;

@@ -217,7 +217,9 @@ private:
     };
     struct peer_state {
         node_info info;
-        bool dialled = false;  // we dialled it: info.endpoint is ours, not its claim
+        // Endpoints we dialled it at (the link that brought it up, or one that
+        // joined its session later); an inbound node's info.endpoint is its claim.
+        std::set<std::string> dialled;
         // Non-cluster peers: who they are and what they were given (for a
         // grant, the grant's own capability set, shared by its sessions).
         std::shared_ptr<restricted_peer> restricted;
