@@ -245,6 +245,11 @@ TEST_CASE("platform: endpoints as people type them: HOST:PORT is tcp://HOST:PORT
     CHECK(ok("127.0.0.1:0", endpoint_use::listen).zmq() == "tcp://127.0.0.1:0");
     CHECK(ok("tcp://127.0.0.1:0", endpoint_use::listen).zmq() == "tcp://127.0.0.1:0");
     CHECK(ok("*:4370", endpoint_use::listen).zmq() == "tcp://*:4370");
+    // '*' is every interface: nothing anyone could dial (a grant file's
+    // endpoint, an advertised one).
+    CHECK_FALSE(platform::parse_tcp_endpoint("*:4370", endpoint_use::dial).ok());
+    CHECK_FALSE(platform::parse_tcp_endpoint("tcp://*:4370", endpoint_use::dial_port_optional).ok());
+    CHECK(platform::parse_tcp_endpoint("*:4370", endpoint_use::dial).err().detail.find("listening only") != std::string::npos);
     CHECK(ok("eth0:4370", endpoint_use::listen).host_port() == "eth0:4370");
     CHECK(ok("tcp://vps.example:4370", endpoint_use::dial).host_port() == "vps.example:4370");
     CHECK(ok("192.0.2.7:65535", endpoint_use::dial).port == 65535);

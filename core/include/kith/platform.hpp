@@ -116,7 +116,8 @@ private:
 enum class endpoint_use { listen, dial, dial_port_optional };
 
 // An endpoint given as "tcp://HOST:PORT" or "HOST:PORT" (the same thing);
-// HOST an IPv4 address, a host or interface name, or "*" (every interface).
+// HOST an IPv4 address, a host or interface name, or "*" (every interface;
+// for endpoint_use::listen only).
 struct tcp_endpoint {
     std::string host;
     std::optional<std::uint16_t> port;  // absent only with dial_port_optional

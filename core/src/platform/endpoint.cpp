@@ -52,6 +52,8 @@ result<tcp_endpoint> parse_tcp_endpoint(std::string_view text, endpoint_use use)
         return bad("has no port: an endpoint is HOST:PORT or tcp://HOST:PORT");
     if (e.host.empty()) return bad("has no host (0.0.0.0 is every interface, 127.0.0.1 this machine only)");
     if (!plausible_host(e.host)) return bad("does not start with a host name or IPv4 address ('" + e.host + "')");
+    if (e.host == "*" && use != endpoint_use::listen)
+        return bad("names every interface ('*'), which is for listening only: give the address others dial");
     if (colon == std::string_view::npos) return e;
     const std::string_view p = rest.substr(colon + 1);
     const unsigned lo = use == endpoint_use::listen ? 0 : 1;
