@@ -265,11 +265,14 @@ client::client(const args& a, bool auto_connect) {
         addrinfo hints{}, *res = nullptr;
         hints.ai_family = AF_INET;
         hints.ai_socktype = SOCK_DGRAM;
-        if (int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &res); rc != 0 || !res)
+        // Only "no such name" is the user's mistake; a resolver that is
+        // down for now (EAI_AGAIN) leaves the peer to discovery's asking.
+        const int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &res);
+        if (rc == EAI_NONAME || rc == EAI_NODATA || rc == EAI_ADDRFAMILY || (rc == 0 && !res))
             throw cli_error{"--peer '" + p + "': '" + host + "' does not resolve to an IPv4 address (" +
                                 ::gai_strerror(rc) + "); check the name, or give the node's IPv4 address",
                             kUsage};
-        ::freeaddrinfo(res);
+        if (res) ::freeaddrinfo(res);
     }
     if (a.has("--grant")) {
         std::string file = a.get("--grant");
