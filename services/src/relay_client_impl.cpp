@@ -315,6 +315,9 @@ void relay_client::impl::repair(const std::string& target) {
         }
         std::optional<result<std::string>> port;
         if (why != "unreached") port = port_for(target, std::chrono::seconds(3));
+        // The destructor waits for this thread a bounded time: each blocking
+        // step ends by its deadline, and none starts once it began.
+        if (stop.load()) continue;
         if (port && !port->ok()) last = port->err().message();
         bool done = false;
         if (port && port->ok()) {
@@ -338,6 +341,7 @@ void relay_client::impl::repair(const std::string& target) {
             // The forwarders: the node cannot reach a session port, or
             // the relay has none for us.
             auto ep = route(target, std::chrono::seconds(3));
+            if (stop.load()) continue;
             if (!ep.ok()) last = ep.err().message();
             if (ep.ok()) {
                 bool still = false;
