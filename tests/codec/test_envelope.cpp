@@ -198,19 +198,23 @@ TEST_CASE("field types and counts are checked exactly", "[envelope]") {
     expect_decode_error(raw_envelope({4, 1, P5, "s", "t", arr(), 4, R4}),
                         "envelope spawn_request, field 'flags': unknown flag bits 4");
     const term none = binary();
-    expect_decode_error(raw_envelope({1, 2, "nonode", 0, arr(), false, "", none, none}),
+    expect_decode_error(raw_envelope({1, 2, "nonode", 0, arr(), false, "", none, none, 0}),
                         "envelope handshake, field 'node': invalid node name");
-    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr("x", 1), false, "", none, none}),
+    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr("x", 1), false, "", none, none, 0}),
                         "envelope handshake, field 'services': expected array of str, got unsigned integer");
-    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "not-a-key", none, none}),
+    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "not-a-key", none, none, 0}),
                         "envelope handshake, field 'key': not a Z85 public key");
-    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "", binary("12345", 5), none}),
+    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "", binary("12345", 5), none, 0}),
                         "envelope handshake, field 'nonce': nonce of 5 bytes, expected 16 or none");
-    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "", none, binary("1234", 4)}),
+    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "", none, binary("1234", 4), 0}),
                         "envelope handshake, field 'proof': proof of 4 bytes, expected 32 or none");
-    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "", "0123456789abcdef", none}),
+    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "", "0123456789abcdef", none, 0}),
                         "envelope handshake, field 'nonce': expected bin, got str");
-    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, ""}), "envelope handshake has 6 fields, expected 8");
+    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, ""}), "envelope handshake has 6 fields, expected 9");
+    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "", none, none}),
+                        "envelope handshake has 8 fields, expected 9");  // a version-3 handshake
+    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "", none, none, 65536}),
+                        "envelope handshake, field 'port': expected uint16, got 65536");
     expect_decode_error(raw_envelope({16, binary("x", 1)}), "envelope goodbye, field 'reason': expected str, got bin");
     expect_decode_error(raw_envelope({0}), "unknown envelope type 0");
     expect_decode_error(raw_envelope({21}), "unknown envelope type 21");
