@@ -437,7 +437,7 @@ void relay_host::serve_loop() {
 void relay_host::register_loop() {
     const grant_file& g = *reg_grant_;
     std::string last_error;
-    bool up = false;
+    bool up = false, linked_unregistered = false;
     auto wait = [&](std::chrono::milliseconds d) {
         std::unique_lock lk(mu_);
         return !cv_.wait_for(lk, d, [&] { return stop_; });
@@ -452,8 +452,9 @@ void relay_host::register_loop() {
     do {
         bool linked = n_.info(g.node).has_value();
         if (!linked) {
-            if (up) say("lost the relay " + g.node + "; connecting again");
+            if (up || linked_unregistered) say("lost the relay " + g.node + "; connecting again");
             if (up) retry = std::chrono::milliseconds(1000);
+            linked_unregistered = false;
             up = false;
             auto r = n_.connect(g, std::chrono::seconds(5));
             if (!r) {
@@ -485,6 +486,16 @@ void relay_host::register_loop() {
                 continue;
             }
         }
+        // The relay's node is back but did not take the registration again
+        // yet (its relay not started, a limit): the client asks by itself.
+        if (auto e = client_->registration_error(); e && e->code != errc::nodedown) {
+            complain(e->message());
+            up = false;  // "registered" again once it is taken
+            linked_unregistered = true;
+            backoff = std::chrono::milliseconds(500);
+            continue;
+        }
+        linked_unregistered = false;
         if (!up) {
             up = true;
             last_error.clear();

@@ -29,18 +29,12 @@ relay_client::relay_client(node& n, std::string relay_node, std::nullptr_t, rela
     p_->sub = n.subscribe_nodes([w](const node_event& ev) {
         auto self = w.lock();
         if (!self || ev.node != self->relay_node) return;
+        const std::uint64_t gen = self->relay_link_changed(ev.what == node_event::kind::up);
         if (ev.what == node_event::kind::down) self->drop_listeners();
         if (ev.what != node_event::kind::up || self->stop.load()) return;
         // Not on the kith thread that reports the event: these block.
-        self->spawn_thread([self] {
-            bool reg = false;
-            {
-                std::lock_guard lk(self->mu);
-                reg = self->registered;
-            }
-            if (reg) (void)self->register_now();
-            self->move_port_links();
-        });
+        self->spawn_thread([self, gen] { self->register_again(gen); });
+        self->spawn_thread([self] { self->move_port_links(); });
     });
 }
 
@@ -54,6 +48,11 @@ relay_client::relay_client(node& n, std::string relay_node, bool listed, relay_c
     }
     std::lock_guard lk(p_->mu);
     p_->registered = true;  // registered again each time the relay comes back
+}
+
+std::optional<error> relay_client::registration_error() const {
+    std::lock_guard lk(p_->mu);
+    return p_->registration_error;
 }
 
 relay_client::~relay_client() {

@@ -31,6 +31,9 @@ using detail::tcp_connect;
 
 // Connection setups (a relay session being opened) at once per relay client.
 constexpr int kMaxSetups = 64;
+// How long a forwarder holds a node's connection while the relay cannot
+// take its session (forward).
+constexpr std::chrono::seconds kHoldFor{10};
 
 }  // namespace
 
@@ -128,36 +131,72 @@ std::string relay_client::impl::data_endpoint(const std::string& ep) {
     return lhost.empty() ? ep : lhost + ep.substr(c);
 }
 
+namespace {
+// Waits up to `d` for the node to close its side of `c`, in slices so that
+// `stop` is seen; false when it closed (or `stop`).
+bool still_open(int c, std::chrono::milliseconds d, const std::atomic<bool>& stop) {
+    const auto until = clock::now() + d;
+    while (!stop.load()) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - clock::now());
+        if (left.count() <= 0) return true;
+        pollfd p{c, POLLRDHUP, 0};
+        int r = ::poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 100)));
+        if (r < 0 && errno != EINTR) return false;
+        if (r > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) return false;
+    }
+    return false;
+}
+}  // namespace
+
 void relay_client::impl::forward(int c, const std::string& target) {
-    std::string tok, ep;
-    {
-        std::lock_guard lk(mu);
-        auto& f = forwarders[target];
-        tok = f.token;
-        ep = f.relay_ep;
-    }
-    int refusal = -1;
-    int r = relay_connect(ep, "d-" + tok + ".kith", clock::now() + std::chrono::seconds(10), &refusal);
-    if (r < 0 && refusal == 0x02 && !stop.load()) {
-        if (auto d = dial(target, std::chrono::seconds(3)); d.ok()) {
-            {
-                std::lock_guard lk(mu);
-                auto& f = forwarders[target];
-                f.token = d->first;
-                f.relay_ep = d->second;
-            }
-            r = relay_connect(d->second, "d-" + d->first + ".kith", clock::now() + std::chrono::seconds(10));
+    // Until the relay takes the session, the node's connection is held, not
+    // closed: libzmq reports a connection closed early in its handshake as
+    // a silent handshake failure, and a few of those in a row end the link
+    // (the transport takes them for a wrong server key). A relay that is
+    // restarting, or whose target has not registered again yet, is asked
+    // again here, backing off from 100 ms to 1 s, for as long as the node
+    // keeps the connection (its handshake interval) and at most kHoldFor;
+    // then it is closed and libzmq dials again. A session the relay spliced
+    // and the target then closed (a wrong key, say) still ends at once.
+    const auto give_up_at = clock::now() + kHoldFor;
+    std::chrono::milliseconds backoff{100};
+    for (;;) {
+        std::string tok, ep;
+        {
+            std::lock_guard lk(mu);
+            auto& f = forwarders[target];
+            tok = f.token;
+            ep = f.relay_ep;
         }
+        int refusal = -1;
+        int r = relay_connect(ep, "d-" + tok + ".kith", clock::now() + std::chrono::seconds(10), &refusal);
+        if (r < 0 && refusal == 0x02 && !stop.load()) {
+            // The relay does not know the token (it restarted, or the token
+            // expired): a fresh one, used at once.
+            if (auto d = dial(target, std::chrono::seconds(3)); d.ok()) {
+                {
+                    std::lock_guard lk(mu);
+                    auto& f = forwarders[target];
+                    f.token = d->first;
+                    f.relay_ep = d->second;
+                }
+                refusal = -1;
+                r = relay_connect(d->second, "d-" + d->first + ".kith", clock::now() + std::chrono::seconds(10),
+                                  &refusal);
+            }
+        }
+        {
+            std::lock_guard lk(mu);
+            forwarders[target].refusal = r < 0 ? refusal : -1;
+        }
+        if (r >= 0) {
+            loop.add(c, r);
+            return;
+        }
+        if (stop.load() || clock::now() + backoff > give_up_at || !still_open(c, backoff, stop)) break;
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
     }
-    {
-        std::lock_guard lk(mu);
-        forwarders[target].refusal = r < 0 ? refusal : -1;
-    }
-    if (r < 0) {
-        ::close(c);  // libzmq sees a closed TCP connection and dials again later
-        return;
-    }
-    loop.add(c, r);
+    ::close(c);  // libzmq sees a closed TCP connection and dials again later
 }
 
 result<std::string> relay_client::impl::route(const std::string& target, std::chrono::milliseconds timeout) {
@@ -262,6 +301,42 @@ void relay_client::impl::want_repair(const std::string& target, const std::strin
         if (!repairing.insert(target).second) return;  // its thread looks again when done
     }
     spawn_thread([this, target] { repair(target); });
+}
+
+std::uint64_t relay_client::impl::relay_link_changed(bool up) {
+    std::lock_guard lk(mu);
+    if (registered)
+        registration_error = error{
+            errc::nodedown, up ? "relay: registering again at " + relay_node + ", whose node came back"
+                               : "relay: the link to " + relay_node +
+                                     " is down, and with it this node's registration there; it registers "
+                                     "again when the link comes back (the node redials by itself)"};
+    return ++link_gen;
+}
+
+void relay_client::impl::register_again(std::uint64_t gen) {
+    std::chrono::milliseconds backoff{50};
+    for (;;) {
+        {
+            std::lock_guard lk(mu);
+            if (!registered || gen != link_gen) return;
+        }
+        auto r = register_now();
+        {
+            std::lock_guard lk(mu);
+            if (gen != link_gen) return;  // the link changed meanwhile: its own thread registers
+            if (r.ok()) {
+                registration_error.reset();
+                return;
+            }
+            registration_error = error{r.err().code, "relay: " + relay_node + " did not register this node again (" +
+                                                         r.err().message() +
+                                                         "); it asks again, backing off to every 5 s, while the link "
+                                                         "to that node is up"};
+        }
+        if (!pause(backoff)) return;
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+    }
 }
 
 bool relay_client::impl::pause(std::chrono::milliseconds d) {

@@ -59,6 +59,8 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
     // Links repair gave up after repair_timeout, with why (gave_up()).
     std::map<std::string, error> given_up;
     bool registered = false;
+    std::uint64_t link_gen = 0;  // relay_link_changed
+    std::optional<error> registration_error;  // relay_client::registration_error
     relay_client_options opts;
 
     impl(node& n_, std::string r, relay_client_options o) : n(n_), relay_node(std::move(r)), opts(o) {}
@@ -98,8 +100,11 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
 
     // One connection of the node to the forwarder for `target`: a relay
     // session, spliced. A token the relay no longer knows (it restarted, or
-    // the token expired) is renewed once with a fresh dial; any other
-    // failure closes the connection, and libzmq dials again later.
+    // the token expired) is renewed with a fresh dial. While the relay
+    // cannot take the session (down, the target not registered, a limit)
+    // the connection is held and the relay asked again, backing off to
+    // 1 s, up to 10 s or until the node closes it: a connection closed at
+    // once would count against the link as a failed handshake.
     void forward(int c, const std::string& target);
 
     // The loopback endpoint whose connections become relay sessions to
@@ -158,6 +163,16 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
     // Registers (again: the relay forgets registrations when it restarts or
     // the link to it drops). Blocking.
     result<term> register_now() { return n.call(relay_node, "relay", "register", arr(agent, listed)); }
+
+    // The link to the relay's node came up (`up`) or went down: a new
+    // generation of it, returned; a registered client's registration is
+    // lost until register_again succeeds (registration_error says so).
+    std::uint64_t relay_link_changed(bool up);
+    // Registers again while the link of generation `gen` is up: the relay's
+    // node may be up before its relay service is (no_such_service), or
+    // answer with a limit; asks again, backing off to every 5 s, until it
+    // registers, the link changes, or the client stops. Blocking.
+    void register_again(std::uint64_t gen);
 };
 
 }  // namespace kith

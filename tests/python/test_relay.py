@@ -64,7 +64,8 @@ def test_bob_reaches_alice_through_the_relay(world, tmp_path):
 
 def test_a_direct_endpoint_that_works_is_preferred(world):
     r, relay, alice, bob, rg = world
-    alice.use_relay(rg)
+    ac = alice.use_relay(rg)
+    assert ac.registration_error() is None
     g = alice.grant("bob", "kvs").with_relay(rg)
     assert bob.connect_via(g) == alice.name
     assert bob.call(alice.name, "kvs", "keys") == []
@@ -186,7 +187,8 @@ def test_a_link_the_client_cannot_move_is_given_up_saying_why(world):
     """repair_timeout: a link whose pair the relay closed (Alice left it) is
     moved for that long, then left; gave_up says why (BadArg out of bounds)."""
     r, relay, alice, bob, rg = world
-    alice.use_relay(rg)
+    ac = alice.use_relay(rg)
+    assert ac.registration_error() is None
     g = alice.grant("bob", "kvs").with_relay(rg)
     with pytest.raises(kith.BadArg, match=r"repair_timeout \(Python repair_timeout=\) is 500 ms"):
         bob.use_relay(g.relays[0], register=False, repair_timeout=0.5)
@@ -194,6 +196,7 @@ def test_a_link_the_client_cannot_move_is_given_up_saying_why(world):
     assert bc.connect(g) == alice.name
     bob.call(alice.name, "kvs", "store", "k", "v")
     assert bc.gave_up(alice.name) is None
+    assert bc.registration_error() is None  # a dial-only client
     alice.call(r.name, "relay", "unregister")
     wait_until(lambda: bc.gave_up(alice.name) is not None, 20, "the relay client to give up the link")
     why = bc.gave_up(alice.name)

@@ -174,7 +174,7 @@ TEST_CASE("relay: a dialler that disconnects from the relay loses its sessions",
     CHECK(w.rel.counters().sessions == 0);
 }
 
-TEST_CASE("relay: a grantee connects through the relay with its grant, and the link comes back after the relay restarts",
+TEST_CASE("relay: a grantee connects through the relay with its grant, and the link comes back after the relay is away 4 s and restarts, its service after its node",
           "[relay]") {
     temp_dir dir;
     const std::string node_ep = "tcp://" + free_endpoint(), data_ep = free_endpoint();
@@ -220,13 +220,25 @@ TEST_CASE("relay: a grantee connects through the relay with its grant, and the l
         if (ev.node != "a@test") return;
         (ev.what == node_event::kind::down ? *downs : *ups) += 1;
     });
+    CHECK_FALSE(alice.registration_error().has_value());
     rel.reset();
     r.reset();
     CHECK(eventually([&] { return downs->load() >= 1; }, 5s));
+    CHECK(eventually([&] { auto e = alice.registration_error(); return e && e->code == errc::nodedown; }, 5s));
+    // The relay is away for a while: meanwhile Bob's node dials the
+    // forwarder again and again (100 ms backing off to 1 s), which cannot
+    // reach the relay. A forwarder that closed those connections at once
+    // ended Bob's link for good after three (as a wrong server key).
+    std::this_thread::sleep_for(4s);
+    // The relay's node is back before its relay service is (a relay that
+    // takes its time to start, e.g. loading kernel forwarding): Alice's
+    // first registration is refused, and she asks again until it is taken.
     r = std::make_unique<node>(relay_opts());
     REQUIRE(r->set_public("relay").ok());
+    REQUIRE(eventually([&] { auto e = alice.registration_error(); return e && e->code == errc::no_such_service; }, 10s));
     rel = std::make_unique<relay>(*r, ro);
     CHECK(eventually([&] { return rel->counters().registrations == 1; }, 10s));
+    CHECK(eventually([&] { return !alice.registration_error().has_value(); }, 5s));
     CHECK(eventually([&] { return ups->load() >= 1; }, 15s));
     auto v = b.call("a@test", "kvs", "lookup", arr("k"));
     REQUIRE(v.ok());

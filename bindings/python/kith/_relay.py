@@ -109,6 +109,15 @@ class RelayClient:
         registered at this relay ..."), or None. connect clears it."""
         return self._c.gave_up(target)
 
+    def registration_error(self) -> Optional[str]:
+        """Why this node is not registered at the relay now, or None
+        (registered, or register=False): the link to the relay's node is
+        down ("nodedown: ..."), or that node came back and did not take the
+        registration yet (its relay not started again: "no_such_service:
+        ..."). The client registers again by itself, asking backing off to
+        every 5 s while the link is up."""
+        return self._c.registration_error()
+
 
 def _serve_relay(self: Node, listen: str = "0.0.0.0:4380", advertise: str = "", open: bool = False,
                  max_registrations: int = 0, max_sessions: int = 0, bytes_per_s: int = 0,

@@ -94,7 +94,12 @@ void register_relay(py::module_& m) {
             auto why = c.get()->gave_up(target);
             if (!why) return std::nullopt;
             return why->message();
-        }, py::arg("target"));
+        }, py::arg("target"))
+        .def("registration_error", [](const py_relay_client& c) -> std::optional<std::string> {
+            auto why = c.get()->registration_error();
+            if (!why) return std::nullopt;
+            return why->message();
+        });
 
     // Grant.relays and Grant.with_relay (the Grant class is grants.cpp's).
     py::object grant_cls = m.attr("Grant");

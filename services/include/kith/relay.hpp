@@ -316,7 +316,8 @@ public:
     // the network failed) is redialled by libzmq as any outbound link; the
     // forwarder renews its dial token with a fresh `dial` when the relay no
     // longer knows it. A registered client registers again each time its
-    // link to the relay comes back up (nodeup of the relay's node). A link
+    // link to the relay comes back up (nodeup of the relay's node), until
+    // the relay takes it (registration_error below). A link
     // through a session port pair that the relay closes while the link is
     // wanted (the target left the relay and comes back, this node was away
     // from its port for session_port_idle, the relay restarted) is moved to
@@ -334,6 +335,14 @@ public:
     // this relay"); nullopt while it did not. connect and disconnect of
     // `target` clear it. Non-blocking.
     std::optional<error> gave_up(const std::string& target) const;
+    // Why a registered client is not registered at the relay now, or
+    // nullopt (registered, or a dial-only client). The link to the relay's
+    // node is down (errc::nodedown), or its node came back and did not take
+    // the registration yet (its relay service not started again:
+    // no_such_service; a limit: overloaded; the name now bound to another
+    // key: unauthorized): the client asks again, backing off to every 5 s,
+    // while the link is up. Non-blocking.
+    std::optional<error> registration_error() const;
     // The relay's directory: [[Name, KeyZ85, Fingerprint, [Service...], How]...]
     // (the relay service's directory() above).
     result<term> directory(std::chrono::milliseconds timeout = std::chrono::seconds(5));
