@@ -454,6 +454,7 @@ void relay_host::register_loop() {
         if (!linked) {
             if (up || linked_unregistered) say("lost the relay " + g.node + "; connecting again");
             if (up) retry = std::chrono::milliseconds(1000);
+            if (up || linked_unregistered) last_error.clear();  // the same refusal after it is said again
             linked_unregistered = false;
             up = false;
             auto r = n_.connect(g, std::chrono::seconds(5));
@@ -486,12 +487,15 @@ void relay_host::register_loop() {
                 continue;
             }
         }
-        // The relay's node is back but did not take the registration again
-        // yet (its relay not started, a limit): the client asks by itself.
-        if (auto e = client_->registration_error(); e && e->code != errc::nodedown) {
-            complain(e->message());
-            up = false;  // "registered" again once it is taken
-            linked_unregistered = true;
+        // The relay's node is back but has not taken the registration again
+        // (being made; its relay not started; a limit): the client asks by
+        // itself. A refusal is said; "registered" again once it is taken.
+        if (auto e = client_->registration_error()) {
+            if (e->code != errc::nodedown) {
+                complain(printable(e->detail));
+                linked_unregistered = true;
+            }
+            up = false;
             backoff = std::chrono::milliseconds(500);
             continue;
         }

@@ -41,13 +41,30 @@ relay_client::relay_client(node& n, std::string relay_node, std::nullptr_t, rela
 relay_client::relay_client(node& n, std::string relay_node, bool listed, relay_client_options o)
     : relay_client(n, std::move(relay_node), nullptr, o) {
     p_->listed = listed;
+    std::uint64_t gen = 0;
+    {
+        std::lock_guard lk(p_->mu);
+        gen = p_->link_gen;
+    }
     auto r = p_->register_now();
     if (!r.ok()) {
         n.send_exit(p_->agent, term("kill"));
         throw relay_refused("relay: " + p_->relay_node + " refused the registration: " + r.err().detail, r.err());
     }
-    std::lock_guard lk(p_->mu);
-    p_->registered = true;  // registered again each time the relay comes back
+    bool flapped = false;
+    {
+        std::lock_guard lk(p_->mu);
+        p_->registered = true;  // registered again each time the relay comes back
+        // The link went down (and maybe up) while we registered: that
+        // registration may be gone with it, and the events' threads did not
+        // register (not registered yet then).
+        flapped = p_->link_gen != gen;
+        if (flapped) {
+            gen = p_->link_gen;
+            p_->registration_error = p_->not_registered_yet(n.info(p_->relay_node).has_value());
+        }
+    }
+    if (flapped) p_->spawn_thread([self = p_, gen] { self->register_again(gen); });
 }
 
 std::optional<error> relay_client::registration_error() const {
@@ -61,14 +78,20 @@ relay_client::~relay_client() {
     {
         std::lock_guard lk(p_->mu);
         reg = p_->registered;
-    }
-    if (reg) (void)p_->n.call(p_->relay_node, "relay", "unregister", arr(), std::chrono::seconds(1));
-    if (!p_->agent.is_null()) p_->n.send_exit(p_->agent, term("kill"));
-    {
-        std::lock_guard lk(p_->mu);
+        p_->registered = false;  // no register_again calls register from here on
+        ++p_->link_gen;
         p_->stop.store(true);  // no new thread from here on
     }
-    p_->cv.notify_all();  // a thread waiting to move a port link gives up
+    p_->cv.notify_all();  // a thread waiting to register or move a port link gives up
+    if (reg) {
+        // A register call in flight would land after our unregister.
+        {
+            std::unique_lock lk(p_->mu);
+            p_->cv.wait_for(lk, std::chrono::seconds(6), [&] { return p_->registering == 0; });
+        }
+        (void)p_->n.call(p_->relay_node, "relay", "unregister", arr(), std::chrono::seconds(1));
+    }
+    if (!p_->agent.is_null()) p_->n.send_exit(p_->agent, term("kill"));
     p_->drop_listeners();
     // Closes every splice and forwarder (not under mu: an accept callback takes it).
     p_->loop.stop();

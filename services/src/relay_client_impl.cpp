@@ -31,9 +31,10 @@ using detail::tcp_connect;
 
 // Connection setups (a relay session being opened) at once per relay client.
 constexpr int kMaxSetups = 64;
-// How long a forwarder holds a node's connection while the relay cannot
-// take its session (forward).
-constexpr std::chrono::seconds kHoldFor{10};
+// How long at most a forwarder holds a node's connection while the relay
+// cannot take its session (forward): the node closes it first, at its
+// handshake interval (its heartbeat timeout), whatever that is set to.
+constexpr std::chrono::minutes kHoldFor{5};
 
 }  // namespace
 
@@ -155,7 +156,7 @@ void relay_client::impl::forward(int c, const std::string& target) {
     // (the transport takes them for a wrong server key). A relay that is
     // restarting, or whose target has not registered again yet, is asked
     // again here, backing off from 100 ms to 1 s, for as long as the node
-    // keeps the connection (its handshake interval) and at most kHoldFor;
+    // keeps the connection (its handshake interval; at most kHoldFor);
     // then it is closed and libzmq dials again. A session the relay spliced
     // and the target then closed (a wrong key, say) still ends at once.
     const auto give_up_at = clock::now() + kHoldFor;
@@ -232,12 +233,19 @@ result<std::string> relay_client::impl::route(const std::string& target, std::ch
     bool ok = loop.listen(fd, [this, target](int c) {
         {
             std::lock_guard lk(mu);
-            if (threads >= kMaxSetups) {
+            if (setups >= kMaxSetups) {
                 ::close(c);
                 return;
             }
+            ++setups;
         }
-        spawn_thread([this, c, target] { forward(c, target); }, c);
+        spawn_thread(
+            [this, c, target] {
+                forward(c, target);
+                std::lock_guard lk(mu);
+                --setups;
+            },
+            c);
     });
     if (!ok) return error{errc::shutdown, "relay: the relay client is stopping"};
     return ep;
@@ -304,14 +312,22 @@ void relay_client::impl::want_repair(const std::string& target, const std::strin
 }
 
 std::uint64_t relay_client::impl::relay_link_changed(bool up) {
-    std::lock_guard lk(mu);
-    if (registered)
-        registration_error = error{
-            errc::nodedown, up ? "relay: registering again at " + relay_node + ", whose node came back"
-                               : "relay: the link to " + relay_node +
-                                     " is down, and with it this node's registration there; it registers "
-                                     "again when the link comes back (the node redials by itself)"};
-    return ++link_gen;
+    std::uint64_t gen;
+    {
+        std::lock_guard lk(mu);
+        if (registered) registration_error = not_registered_yet(up);
+        gen = ++link_gen;
+    }
+    cv.notify_all();  // a register_again of the last generation stops
+    return gen;
+}
+
+error relay_client::impl::not_registered_yet(bool up) const {
+    return error{errc::nodedown,
+                 up ? "registering again at " + relay_node + ", whose node came back"
+                    : "the link to " + relay_node +
+                          " is down, and with it this node's registration there; it registers again when the "
+                          "link comes back (the node redials by itself)"};
 }
 
 void relay_client::impl::register_again(std::uint64_t gen) {
@@ -319,29 +335,33 @@ void relay_client::impl::register_again(std::uint64_t gen) {
     for (;;) {
         {
             std::lock_guard lk(mu);
-            if (!registered || gen != link_gen) return;
+            if (!registered || gen != link_gen || stop.load()) return;
+            ++registering;  // the destructor unregisters only after this answer
         }
         auto r = register_now();
         {
             std::lock_guard lk(mu);
-            if (gen != link_gen) return;  // the link changed meanwhile: its own thread registers
+            --registering;
+            cv.notify_all();
+            if (gen != link_gen || !registered) return;  // the link changed meanwhile: its own thread registers
             if (r.ok()) {
                 registration_error.reset();
                 return;
             }
-            registration_error = error{r.err().code, "relay: " + relay_node + " did not register this node again (" +
-                                                         r.err().message() +
-                                                         "); it asks again, backing off to every 5 s, while the link "
-                                                         "to that node is up"};
+            registration_error = error{r.err().code, relay_node + " did not register this node again (" +
+                                                         std::string(to_string(r.err().code)) + ": " +
+                                                         r.err().detail +
+                                                         "); it asks again, backing off to every 5 s, while the "
+                                                         "link to that node is up"};
         }
-        if (!pause(backoff)) return;
+        if (!pause(backoff, gen)) return;
         backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
     }
 }
 
-bool relay_client::impl::pause(std::chrono::milliseconds d) {
+bool relay_client::impl::pause(std::chrono::milliseconds d, std::optional<std::uint64_t> gen) {
     std::unique_lock lk(mu);
-    return !cv.wait_for(lk, d, [&] { return stop.load(); });
+    return !cv.wait_for(lk, d, [&] { return stop.load() || (gen && *gen != link_gen); });
 }
 
 void relay_client::impl::link_to(const port_link& l, const std::string& ep) {

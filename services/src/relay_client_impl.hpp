@@ -28,7 +28,9 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
     std::atomic<bool> stop{false};
     std::mutex mu;
     std::condition_variable cv;
-    int threads = 0;      // connection-setup and registration threads still running
+    int threads = 0;      // connection-setup, registration and repair threads still running
+    int setups = 0;       // of those, forwarder connection setups (at most kMaxSetups)
+    int registering = 0;  // register calls of register_again in flight
     // Every spliced pair and forwarder listener: one epoll thread.
     detail::splice_loop loop;
     pid agent;
@@ -103,8 +105,8 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
     // the token expired) is renewed with a fresh dial. While the relay
     // cannot take the session (down, the target not registered, a limit)
     // the connection is held and the relay asked again, backing off to
-    // 1 s, up to 10 s or until the node closes it: a connection closed at
-    // once would count against the link as a failed handshake.
+    // 1 s, until the node closes it (at most 5 min): a connection closed
+    // at once would count against the link as a failed handshake.
     void forward(int c, const std::string& target);
 
     // The loopback endpoint whose connections become relay sessions to
@@ -133,8 +135,9 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
 
     void want_repair(const std::string& target, const std::string& why);
 
-    // Sleeps `d` unless the client stops; false when it stops.
-    bool pause(std::chrono::milliseconds d);
+    // Sleeps `d` unless the client stops (or, with `gen`, the link to the
+    // relay changes generation); false when it does.
+    bool pause(std::chrono::milliseconds d, std::optional<std::uint64_t> gen = std::nullopt);
 
     // Connects the node to `target` at `ep` as the port link was made (its
     // grant, else its key); blocking, the result is not needed: libzmq keeps
@@ -168,10 +171,14 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
     // generation of it, returned; a registered client's registration is
     // lost until register_again succeeds (registration_error says so).
     std::uint64_t relay_link_changed(bool up);
+    // registration_error while the link is down (`up` false) or the
+    // registration is being made again (nodedown).
+    error not_registered_yet(bool up) const;
     // Registers again while the link of generation `gen` is up: the relay's
     // node may be up before its relay service is (no_such_service), or
     // answer with a limit; asks again, backing off to every 5 s, until it
     // registers, the link changes, or the client stops. Blocking.
+    // `registering` counts its calls in flight.
     void register_again(std::uint64_t gen);
 };
 

@@ -175,6 +175,12 @@ expect_err "relay down" "cannot reach the relay relay@.* (is the relay running"
 wait_for '^relay: lost the relay' "$T/alice2.out" 15 || fail "alice never noticed the relay went down"
 start_relay
 wait_for 'relay: registered 1,' "$T/relay.out" 20 || fail "alice did not register again after the relay came back"
+# She says so: her second 'registered' line comes after 'lost', not before.
+deadline=$((SECONDS + 15))
+until [ "$(grep -c '^relay: registered at relay@' "$T/alice2.out")" -ge 2 ] || [ $SECONDS -ge $deadline ]; do sleep 0.05; done
+[ "$(grep '^relay: \(registered at\|lost the relay\)' "$T/alice2.out" | cut -c1-20 | tr '\n' '|')" = \
+  "relay: registered at|relay: lost the rela|relay: registered at|" ] ||
+  fail "alice's registration lines after the relay came back: $(grep '^relay:' "$T/alice2.out")"
 run "call after the relay came back" 0 b call --grant "$T/home.grant" alice kvs lookup '"weather"'
 [ "$out" = '["ok","sun"]' ] || fail "lookup after the relay came back: $out"
 

@@ -336,12 +336,12 @@ public:
     // `target` clear it. Non-blocking.
     std::optional<error> gave_up(const std::string& target) const;
     // Why a registered client is not registered at the relay now, or
-    // nullopt (registered, or a dial-only client). The link to the relay's
-    // node is down (errc::nodedown), or its node came back and did not take
-    // the registration yet (its relay service not started again:
-    // no_such_service; a limit: overloaded; the name now bound to another
-    // key: unauthorized): the client asks again, backing off to every 5 s,
-    // while the link is up. Non-blocking.
+    // nullopt (registered, or a dial-only client). errc::nodedown: the link
+    // to the relay's node is down, or it just came back and the client is
+    // registering again; otherwise the relay's answer to that (its relay
+    // service not started again: no_such_service; a limit: overloaded; the
+    // name now bound to another key: unauthorized): the client asks again,
+    // backing off to every 5 s, while the link is up. Non-blocking.
     std::optional<error> registration_error() const;
     // The relay's directory: [[Name, KeyZ85, Fingerprint, [Service...], How]...]
     // (the relay service's directory() above).
