@@ -130,8 +130,17 @@ result<std::string> relay_client::connect(const std::string& target, const publi
     auto ep = p_->route(target, timeout);
     if (!ep.ok()) return ep.err();
     auto r = p_->n.connect(*ep, key, timeout);
-    std::lock_guard lk(p_->mu);
-    return as_relay_said(std::move(r), p_->forwarders[target].refusal, p_->relay_node, target);
+    int refusal = -1;
+    {
+        std::lock_guard lk(p_->mu);
+        refusal = p_->forwarders[target].refusal;
+    }
+    auto said = as_relay_said(std::move(r), refusal, p_->relay_node, target);
+    // Told to try later: the node stops dialling the forwarder, which would
+    // otherwise ask the full relay again every second in the background
+    // (connect(grant) leaves an endpoint that timed out too).
+    if (!said.ok() && refusal == 0x04) p_->n.disconnect(*ep);
+    return said;
 }
 
 result<std::string> relay_client::connect(const grant_file& grant, std::chrono::milliseconds timeout) {

@@ -37,6 +37,37 @@ TEST_CASE("relay limits: a key's session limit as a registrant counts every name
     CHECK(b.call("k1@test", "kvs", "keys", arr()).ok());
 }
 
+TEST_CASE("relay limits: a dialler told 'overloaded' through a forwarder stops asking the full relay", "[relay]") {
+    // Carol's node would otherwise keep dialling her forwarder, and the
+    // forwarder (which holds each connection while the relay refuses) ask
+    // the relay again every second, for nothing she still waits for.
+    temp_dir dir;
+    node r(opts("r@test", dir.path / "r"));
+    relay rel(r, on_loopback([] {
+                  relay_options o;
+                  o.max_sessions_per_node = 1;
+                  o.session_ports = false;  // the forwarders
+                  return o;
+              }()));
+    node a(opts("a@test", dir.path / "a")), b(opts("b@test", dir.path / "b")), c(opts("c@test", dir.path / "c"));
+    a.add_service(services::make_kvs());
+    for (node* x : {&a, &b, &c}) REQUIRE(x->connect(r.endpoint(), r.key()).ok());
+    relay_client alice(a, "r@test", false), bob(b, "r@test", nullptr), carol(c, "r@test", nullptr);
+    REQUIRE(bob.connect("a@test", a.key()).ok());
+    auto up = carol.connect("a@test", a.key(), 1500ms);
+    REQUIRE_FALSE(up.ok());
+    INFO(up.err().message());
+    CHECK(up.err().code == errc::overloaded);
+    // Nothing more from Carol: the relay's refusals stop growing (a
+    // forwarder connection in progress may still be refused once).
+    std::this_thread::sleep_for(1500ms);
+    const auto refused = rel.counters().refused;
+    std::this_thread::sleep_for(3s);
+    CHECK(rel.counters().refused == refused);
+    CHECK(rel.counters().sessions == 1);
+    CHECK(b.call("a@test", "kvs", "keys", arr()).ok());
+}
+
 TEST_CASE("relay limits: a relay grant's session limit as a registrant counts every name registered with it",
           "[relay]") {
     relay_and_grant w;

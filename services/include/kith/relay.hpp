@@ -295,7 +295,8 @@ public:
     // is never trusted with it). Errors: as node::connect, noproc when
     // `target` is not registered there, overloaded when the relay refused
     // the session for its limits (sessions per node, per dialler, per relay
-    // grant).
+    // grant; after `timeout`, and the node then stops dialling: connect
+    // again later).
     result<std::string> connect(const std::string& target, const public_key& key,
                                 std::chrono::milliseconds timeout = std::chrono::seconds(5));
     // As node::connect(grant): connects with a grant that `grant.node`
