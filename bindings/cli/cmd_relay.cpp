@@ -492,7 +492,10 @@ void relay_host::register_loop() {
         // itself. A refusal is said; "registered" again once it is taken.
         if (auto e = client_->registration_error()) {
             if (e->code != errc::nodedown) {
-                complain(printable(e->detail));
+                std::string m = printable(e->detail);
+                if (e->code == errc::unauthorized && m.find("another key") != std::string::npos)
+                    m += " (with kith node --name)";
+                complain(m);
                 linked_unregistered = true;
             }
             up = false;
