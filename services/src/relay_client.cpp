@@ -29,13 +29,20 @@ relay_client::relay_client(node& n, std::string relay_node, std::nullptr_t, rela
     p_->sub = n.subscribe_nodes([w](const node_event& ev) {
         auto self = w.lock();
         if (!self || ev.node != self->relay_node) return;
-        const std::uint64_t gen = self->relay_link_changed(ev.what == node_event::kind::up);
+        const auto gen = self->relay_link_changed(ev.what == node_event::kind::up);
+        if (!gen) return;
         if (ev.what == node_event::kind::down) self->drop_listeners();
         if (ev.what != node_event::kind::up || self->stop.load()) return;
         // Not on the kith thread that reports the event: these block.
-        self->spawn_thread([self, gen] { self->register_again(gen); });
+        self->spawn_thread([self, g = *gen] { self->register_again(g); });
         self->spawn_thread([self] { self->move_port_links(); });
     });
+    // The link as it is now, read after subscribing and under mu (the node
+    // updates what info() reads before it reports the event): an event for
+    // this state still to come (the first link's nodeup) is ignored, any
+    // later one is news.
+    std::lock_guard lk(p_->mu);
+    p_->link_up = n.info(p_->relay_node).has_value();
 }
 
 relay_client::relay_client(node& n, std::string relay_node, bool listed, relay_client_options o)

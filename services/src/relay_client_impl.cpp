@@ -311,10 +311,14 @@ void relay_client::impl::want_repair(const std::string& target, const std::strin
     spawn_thread([this, target] { repair(target); });
 }
 
-std::uint64_t relay_client::impl::relay_link_changed(bool up) {
+std::optional<std::uint64_t> relay_client::impl::relay_link_changed(bool up) {
     std::uint64_t gen;
     {
         std::lock_guard lk(mu);
+        // A late event of the state we know: the first link's nodeup, which
+        // may be reported after this client looked (and registered).
+        if (up == link_up) return std::nullopt;
+        link_up = up;
         if (registered) registration_error = not_registered_yet(up);
         gen = ++link_gen;
     }

@@ -62,6 +62,7 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
     std::map<std::string, error> given_up;
     bool registered = false;
     std::uint64_t link_gen = 0;  // relay_link_changed
+    bool link_up = false;        // the link to the relay's node, as its events (and info()) said last
     std::optional<error> registration_error;  // relay_client::registration_error
     relay_client_options opts;
 
@@ -170,7 +171,8 @@ struct relay_client::impl : std::enable_shared_from_this<relay_client::impl> {
     // The link to the relay's node came up (`up`) or went down: a new
     // generation of it, returned; a registered client's registration is
     // lost until register_again succeeds (registration_error says so).
-    std::uint64_t relay_link_changed(bool up);
+    // nullopt: no change (an event of the state already known).
+    std::optional<std::uint64_t> relay_link_changed(bool up);
     // registration_error while the link is down (`up` false) or the
     // registration is being made again (nodedown).
     error not_registered_yet(bool up) const;
