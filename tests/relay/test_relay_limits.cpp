@@ -5,17 +5,23 @@
 
 #include "relay_world.hpp"
 
+namespace {
+// A relay that lets one relayed session at a time reach each registered node.
+relay_options one_session_per_node(bool session_ports = true) {
+    relay_options o;
+    o.max_sessions_per_node = 1;
+    o.session_ports = session_ports;
+    return o;
+}
+}  // namespace
+
 // A registrant's session limit is its key's (members, strangers) or its
 // relay grant's, whatever names it registers: it counted per name, so a
 // grant of 1 session that registered 2 names took 2 sessions (4 names: 4).
 TEST_CASE("relay limits: a key's session limit as a registrant counts every name it registers", "[relay]") {
     temp_dir dir;
     node r(opts("r@test", dir.path / "r"));
-    relay rel(r, on_loopback([] {
-                  relay_options o;
-                  o.max_sessions_per_node = 1;
-                  return o;
-              }()));
+    relay rel(r, on_loopback(one_session_per_node()));
     { node first(opts("k0@test", dir.path / "k")); }  // one key directory: one key, two names
     node k1(opts("k1@test", dir.path / "k")), k2(opts("k2@test", dir.path / "k"));
     for (node* k : {&k1, &k2}) {
@@ -43,12 +49,7 @@ TEST_CASE("relay limits: a dialler told 'overloaded' through a forwarder stops a
     // the relay again every second, for nothing she still waits for.
     temp_dir dir;
     node r(opts("r@test", dir.path / "r"));
-    relay rel(r, on_loopback([] {
-                  relay_options o;
-                  o.max_sessions_per_node = 1;
-                  o.session_ports = false;  // the forwarders
-                  return o;
-              }()));
+    relay rel(r, on_loopback(one_session_per_node(/*session_ports=*/false)));  // the forwarders
     node a(opts("a@test", dir.path / "a")), b(opts("b@test", dir.path / "b")), c(opts("c@test", dir.path / "c"));
     a.add_service(services::make_kvs());
     for (node* x : {&a, &b, &c}) REQUIRE(x->connect(r.endpoint(), r.key()).ok());
