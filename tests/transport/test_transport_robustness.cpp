@@ -263,3 +263,147 @@ TEST_CASE("transport: a link that cannot be opened is a refusal saying why, a re
     m.connect_to(a);
     REQUIRE(a.rec.wait([&] { return a.rec.ups.size() == 1; }));
 }
+
+namespace {
+
+// A TCP proxy on loopback in front of `backend_port`, as `ssh -L` or a load
+// balancer is: while `down`, it accepts each connection and closes it at
+// once (its backend is away); else it splices it to the backend.
+class tcp_proxy {
+public:
+    explicit tcp_proxy(int backend_port) : backend_(backend_port) {
+        lf_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t sl = sizeof sa;
+        if (lf_ < 0 || ::bind(lf_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(lf_, 64) != 0 ||
+            ::getsockname(lf_, reinterpret_cast<sockaddr*>(&sa), &sl) != 0)
+            throw std::runtime_error("tcp_proxy: cannot listen on loopback");
+        port_ = ntohs(sa.sin_port);
+        thread_ = std::thread([this] { run(); });
+    }
+    ~tcp_proxy() {
+        stop_ = true;
+        ::shutdown(lf_, SHUT_RDWR);
+        thread_.join();
+        set_down(true);
+        for (auto& t : splices_) t.join();
+        ::close(lf_);
+    }
+    std::string endpoint() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+    // Down: every spliced connection is cut and new ones are closed at once.
+    void set_down(bool down) {
+        std::lock_guard lk(mu_);
+        down_ = down;
+        if (down)
+            for (int fd : open_) ::shutdown(fd, SHUT_RDWR);
+    }
+    int closed_at_once() const { return closed_at_once_.load(); }
+
+private:
+    void run() {
+        for (;;) {
+            int c = ::accept4(lf_, nullptr, nullptr, SOCK_CLOEXEC);
+            if (stop_) {
+                if (c >= 0) ::close(c);
+                return;
+            }
+            if (c < 0) continue;
+            std::lock_guard lk(mu_);
+            if (down_) {
+                ::close(c);
+                closed_at_once_++;
+                continue;
+            }
+            int b = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            sockaddr_in sa{};
+            sa.sin_family = AF_INET;
+            sa.sin_port = htons(static_cast<std::uint16_t>(backend_));
+            sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            if (b < 0 || ::connect(b, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+                if (b >= 0) ::close(b);
+                ::close(c);
+                continue;
+            }
+            open_.push_back(c);
+            open_.push_back(b);
+            splices_.emplace_back([c, b] {
+                std::thread back([c, b] { pump(b, c); });
+                pump(c, b);
+                back.join();
+                ::close(c);
+                ::close(b);
+            });
+        }
+    }
+    static void pump(int from, int to) {
+        char buf[16384];
+        for (;;) {
+            ssize_t r = ::recv(from, buf, sizeof buf, 0);
+            if (r <= 0 || ::send(to, buf, static_cast<std::size_t>(r), MSG_NOSIGNAL) != r) break;
+        }
+        ::shutdown(from, SHUT_RDWR);
+        ::shutdown(to, SHUT_RDWR);
+    }
+
+    int backend_, lf_ = -1, port_ = 0;
+    std::atomic<bool> stop_{false};
+    std::atomic<int> closed_at_once_{0};
+    std::mutex mu_;
+    bool down_ = false;
+    std::vector<int> open_;
+    std::vector<std::thread> splices_;
+    std::thread thread_;
+};
+
+int port_of(const std::string& ep) { return std::stoi(ep.substr(ep.rfind(':') + 1)); }
+
+}  // namespace
+
+TEST_CASE("transport: a link through a proxy whose backend is away for a while comes back (not taken for a wrong key)") {
+    auto fast = [](transport_options& o) {
+        o.heartbeat_interval = 100ms;
+        o.heartbeat_timeout = 600ms;
+    };
+    log_capture logs;
+    test_node b("b@test", "c", fast);
+    test_node a("a@test", "c", [&](transport_options& o) {
+        fast(o);
+        o.log = logs.sink();
+    });
+    tcp_proxy proxy(port_of(b.t->endpoint()));
+    a.t->connect(proxy.endpoint(), b.t->key());
+    REQUIRE(a.rec.wait([&] { return a.rec.ups.size() == 1; }));
+    // The backend goes away: the proxy still accepts, and closes each
+    // connection during the CURVE handshake, as a wrong server key's does.
+    proxy.set_down(true);
+    REQUIRE(a.rec.wait([&] { return a.rec.downs.size() == 1; }));
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (proxy.closed_at_once() < 8 && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(20ms);  // polling a counter, with a deadline
+    CHECK(proxy.closed_at_once() >= 8);     // still dialling after 3 quick failures
+    {
+        std::lock_guard lk(a.rec.mu);
+        CHECK(a.rec.refusals.empty());
+    }
+    auto said = logs.wait_for("closed during the CURVE handshake", 1s);
+    REQUIRE(said);
+    CHECK(said->text.find("proxy") != std::string::npos);
+    // The backend is back: the link comes back by itself.
+    proxy.set_down(false);
+    REQUIRE(a.rec.wait([&] { return a.rec.ups.size() == 2; }));
+    std::lock_guard lk(a.rec.mu);
+    CHECK(a.rec.refusals.empty());
+}
+
+TEST_CASE("transport: a link whose server key was never proven is refused after 3 quick silent failures") {
+    test_node a("a@test", "c");
+    test_node b("b@test", "c");
+    tcp_proxy proxy(port_of(b.t->endpoint()));
+    proxy.set_down(true);
+    a.t->connect(proxy.endpoint(), b.t->key());
+    REQUIRE(a.rec.wait([&] { return a.rec.refusals.size() == 1; }));
+    std::lock_guard lk(a.rec.mu);
+    CHECK(a.rec.refusals[0].reason.find("3 times without detail") != std::string::npos);
+}

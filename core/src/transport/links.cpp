@@ -7,6 +7,7 @@ namespace kith::detail {
 void transport::impl::open_dealer(link& l) {
     l.state = lstate::connecting;
     l.zmq_ok = false;
+    l.redial_at = {};
     l.peer.clear();
     // Cluster credentials go only where the caller believes a member
     // listens; the link is cluster only once the server proves it.
@@ -92,6 +93,24 @@ void transport::impl::refuse_out(link& l, const std::string& reason, errc code) 
     call(cb.on_peer_refused, r);
 }
 
+void transport::impl::pause_redial(link& l) {
+    // The key was right before, so this is not a refusal: something that
+    // accepts and closes at once (ssh -L, a load balancer, a relay's
+    // forwarder) while the node behind it is away. libzmq would redial
+    // every reconnect interval; dial again after 1, 2, 4 ... 30 s instead.
+    const auto pause = std::chrono::seconds(std::min(30, 1 << std::min(l.slow_redials, 5)));
+    if (l.slow_redials == 0)
+        log(log_level::warning, "the link to " + l.endpoint + " (" + l.server_key.z85() + ") was closed during the CURVE "
+                                "handshake " + std::to_string(l.silent_failures) + " times at once, though that key "
+                                "answered before: a proxy or tunnel whose node is away, or a node that now has "
+                                "another key; dialling again every 1-30 s");
+    l.slow_redials++;
+    l.silent_failures = 0;
+    close_dealer(l, 0);
+    l.state = lstate::connecting;
+    l.redial_at = clock::now() + pause;
+}
+
 void transport::impl::reopen(link& l) {
     close_dealer(l, 0);
     if (!l.refused && !stopping) open_dealer(l);
@@ -112,6 +131,8 @@ void transport::impl::handle_monitor(link& l) {
         case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
             l.zmq_ok = true;
             l.silent_failures = 0;
+            l.key_proven = true;
+            l.slow_redials = 0;
             // The peer's kith handshake may have been read already.
             if (l.state == lstate::connecting) {
                 l.state = lstate::handshaking;
@@ -142,9 +163,14 @@ void transport::impl::handle_monitor(link& l) {
                 break;
             }
             if (++l.silent_failures >= o.max_silent_handshake_failures) {
+                if (l.key_proven) {
+                    pause_redial(l);
+                    return;
+                }
                 refuse_out(l, "CURVE handshake with " + l.endpoint + " failed " +
                                   std::to_string(l.silent_failures) +
-                                  " times without detail: wrong server key, or the server refused us");
+                                  " times without detail: wrong server key, the server refused us, or a proxy "
+                                  "in front of it cannot reach it");
                 return;
             }
             break;
@@ -193,8 +219,12 @@ void transport::impl::run_commands() {
         auto it = std::find_if(outs.begin(), outs.end(),
                                [&](auto& l) { return !l->doomed && l->endpoint == c.endpoint; });
         if (c.k == command::connect && it != outs.end() && !(*it)->refused && (*it)->server_key == c.key &&
-            (*it)->creds == c.creds)
-            continue;  // already linked: nothing to do
+            (*it)->creds == c.creds) {
+            // Already linked: nothing to do, unless it is waiting to dial
+            // again after a pause (pause_redial): asked now, dial now.
+            if (!(*it)->dealer && (*it)->redial_at != clock::time_point{}) open_dealer(**it);
+            continue;
+        }
         if (it != outs.end()) {
             link& l = **it;
             if (l.state == lstate::established) {

@@ -69,6 +69,12 @@ struct link {
     public_key server_key;
     link_credentials creds;
     int silent_failures = 0;           // consecutive quick CURVE failures without detail
+    // The server once completed a CURVE handshake with `server_key`: quick
+    // silent failures after that are a proxy or tunnel whose backend is
+    // away (or a server with a new key), dialled again slowly, never refused.
+    bool key_proven = false;
+    int slow_redials = 0;              // pauses in a row (1, 2, 4 ... 30 s)
+    clock::time_point redial_at{};     // while paused (no socket): when to dial again
     clock::time_point connected_at{};  // last TCP connect of the socket
     bool zmq_ok = false;               // ZMQ (CURVE) handshake succeeded on this socket
     bool refused = false;              // terminal: closed after a refusal

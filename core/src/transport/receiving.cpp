@@ -232,7 +232,13 @@ void transport::impl::housekeeping() {
     const auto now = clock::now();
     for (auto& lp : outs) {
         link& l = *lp;
-        if (!l.dealer) continue;
+        if (!l.dealer) {
+            if (!l.refused && !stopping && l.redial_at != clock::time_point{} && now >= l.redial_at) {
+                l.redial_at = {};
+                open_dealer(l);
+            }
+            continue;
+        }
         if (l.state == lstate::established) {
             if (now - l.last_rx > o.heartbeat_timeout) {
                 heartbeat_timeouts++;

@@ -343,6 +343,9 @@ struct transport::impl {
 
     // Replace the socket of an outbound link by a fresh one (reconnect).
     void reopen(link& l);
+    // Closes an outbound link whose proven key failed quickly again and
+    // again, and dials it again after a pause (housekeeping).
+    void pause_redial(link& l);
 
     void handle_monitor(link& l);
 
