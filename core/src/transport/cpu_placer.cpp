@@ -21,29 +21,8 @@ pid_t instance_pid = 0;
 
 pid_t this_tid() { return static_cast<pid_t>(::syscall(SYS_gettid)); }
 
-std::string read_file(const std::string& path) {
-    std::ifstream f(path);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
-
-// utime + stime (fields 14 and 15) of /proc/self/task/<tid>/stat; the
-// second field (the name, in parentheses) may hold spaces.
 bool task_ticks(pid_t tid, std::uint64_t& out) {
-    const std::string s = read_file("/proc/self/task/" + std::to_string(tid) + "/stat");
-    auto close = s.rfind(')');
-    if (close == std::string::npos) return false;
-    std::istringstream in(s.substr(close + 2));
-    std::string field;
-    std::uint64_t utime = 0, stime = 0;
-    for (int i = 3; i <= 15 && in >> field; ++i) {
-        if (i == 14) utime = std::strtoull(field.c_str(), nullptr, 10);
-        if (i == 15) stime = std::strtoull(field.c_str(), nullptr, 10);
-    }
-    if (!in) return false;
-    out = utime + stime;
-    return true;
+    return stat_ticks("/proc/self/task/" + std::to_string(tid) + "/stat", out);
 }
 
 // /proc/self/task/<tid>/schedstat: time spent on a CPU and runnable but
@@ -59,6 +38,29 @@ bool task_schedstat(pid_t tid, task_sched& out) {
 }
 
 }  // namespace
+
+std::string read_file(const std::string& path) {
+    std::ifstream f(path);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+bool stat_ticks(const std::string& path, std::uint64_t& out) {
+    const std::string s = read_file(path);
+    auto close = s.rfind(')');
+    if (close == std::string::npos) return false;
+    std::istringstream in(s.substr(close + 2));
+    std::string field;
+    std::uint64_t utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && in >> field; ++i) {
+        if (i == 14) utime = std::strtoull(field.c_str(), nullptr, 10);
+        if (i == 15) stime = std::strtoull(field.c_str(), nullptr, 10);
+    }
+    if (!in) return false;
+    out = utime + stime;
+    return true;
+}
 
 std::vector<cpu_ticks> parse_proc_stat(std::string_view text) {
     std::vector<cpu_ticks> out;

@@ -41,6 +41,12 @@ struct cpu_ticks {
 // The per-CPU lines of /proc/stat's text ("cpuN ..."), indexed by N (CPUs
 // without a line are zero).
 std::vector<cpu_ticks> parse_proc_stat(std::string_view text);
+// A whole file's text ("" when it cannot be read).
+std::string read_file(const std::string& path);
+// utime + stime (fields 14 and 15, clock ticks) of a /proc/.../stat file
+// (/proc/self/stat, /proc/self/task/<tid>/stat); the second field (the
+// name, in parentheses) may hold spaces. false when unreadable.
+bool stat_ticks(const std::string& path, std::uint64_t& out);
 
 // The placement rule, on what was measured over the last interval:
 // `others[c]` is how busy CPU c was with work other than the network

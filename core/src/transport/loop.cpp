@@ -67,7 +67,7 @@ bool transport::impl::run_job() {
     if (lead.compare_exchange_strong(expect, held & ~std::uint64_t{3}, std::memory_order_acq_rel)) {
         set_job_timer(std::chrono::microseconds(0));
         take_dirty();  // what the job posted (it woke no one)
-        spin_until = clock::now() + io_spin;
+        spin_until = spin.active(clock::now());
         return true;
     }
     wake();  // stolen: the new leader must look at what the job posted
@@ -99,7 +99,7 @@ bool transport::impl::follow() {
         }
         follower_ready.store(false);
         if (lead.compare_exchange_strong(l, (l & ~std::uint64_t{3}) | stolen, std::memory_order_acq_rel)) {
-            spin_until = clock::now() + io_spin;
+            spin_until = spin.active(clock::now());
             // The old leader is held up in a job: the ones it has not
             // started run elsewhere (they may be what it waits for).
             std::deque<std::function<void()>> rest;
@@ -129,14 +129,18 @@ void transport::impl::io_loop() {
     const auto tick = std::max(std::chrono::milliseconds(5),
                                std::min(o.heartbeat_interval / 2, std::chrono::milliseconds(100)));
     // After a turn with activity the loop polls without blocking for a
-    // short while (io_spin): the answer to what it just passed on (a
+    // short while (spin_window): the answer to what it just passed on (a
     // reply to a call, the next request of a sequential caller) usually
     // comes within tens of microseconds, and waking a sleeping thread
     // costs about as much. An idle loop blocks as before.
     // While spinning the loop yields between polls, so on a busy (or
-    // 2-core) machine the threads it is waiting for get the CPU. 50 us
-    // measured best: shorter misses the rpc round trip, longer starves
-    // workers under many callers (issue 3 figures).
+    // 2-core) machine the threads it is waiting for get the CPU. A fixed
+    // 50 us missed the answers of most chains on an idle 2-core VM (rpc
+    // p50 about 100 us); 150-400 us caught them (rpc p50 -10 %, 32
+    // concurrent callers and remote spawn +30-50 %, a relayed rpc -25 %),
+    // but a fixed long spin costs CPU between sparse messages, hence the
+    // window learnt from the gaps, long only while other processes leave
+    // the CPUs idle (spin_window.hpp).
     while (!stopping) {
         if (frozen_flag.load(std::memory_order_acquire)) {
             std::unique_lock lk(freeze_mu);
@@ -151,14 +155,15 @@ void transport::impl::io_loop() {
                                                       next_tick - now).count() + 1);
         int rc = poll_sockets(now, timeout_ms);
         if (rc < 0) break;  // the context ended
-        if (rc > 0) spin_until = clock::now() + io_spin;
-        else if (timeout_ms == 0) std::this_thread::yield();
+        if (rc > 0) spin_until = spin.active(clock::now());
+        else if (timeout_ms == 0 && spin_window::yield_found_others()) spin_until = clock::now();
         if (stopping) break;
         read_wake();
         run_commands();
         if (refused_pending.load()) report_refusals();
         read_ready();
         if (clock::now() >= next_tick) {
+            sample_others_busy(clock::now());
             housekeeping();
             next_tick = clock::now() + tick;
         }

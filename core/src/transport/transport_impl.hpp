@@ -30,6 +30,7 @@
 #include "transport/cpu_placer.hpp"
 #include "transport/listener.hpp"
 #include "transport/peer_state.hpp"
+#include "transport/spin_window.hpp"
 #include "transport/transport.hpp"
 
 #include <sodium.h>
@@ -111,9 +112,8 @@ constexpr auto job_steal_after = std::chrono::microseconds(200);
 // Jobs run_after_turn takes in one turn (a frame of calls); further ones
 // run elsewhere at once.
 constexpr std::size_t max_jobs_per_turn = 64;
-// After a turn with activity the loop polls without blocking for this long
-// (see io_loop).
-constexpr auto io_spin = std::chrono::microseconds(50);
+// After a turn with activity the loop polls without blocking for a while:
+// spin_window.hpp.
 
 }  // namespace transport_internal
 using namespace transport_internal;
@@ -174,6 +174,7 @@ struct transport::impl {
     // them after it; the follower hands those not started on when it steals.
     std::mutex jobs_mu;
     std::deque<std::function<void()>> jobs;   // under jobs_mu
+    spin_window spin;                         // leader's: spin_until's length
     clock::time_point next_tick, spin_until;  // leader's: the loop's timers
     std::atomic<bool> stopping{false};
     std::atomic<bool> stopped_io{false};
