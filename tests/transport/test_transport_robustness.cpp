@@ -328,10 +328,14 @@ private:
             }
             open_.push_back(c);
             open_.push_back(b);
-            splices_.emplace_back([c, b] {
+            splices_.emplace_back([this, c, b] {
                 std::thread back([c, b] { pump(b, c); });
                 pump(c, b);
                 back.join();
+                // Forgotten before closed: set_down must never shut a
+                // descriptor number that something else holds by now.
+                std::lock_guard lk(mu_);
+                std::erase_if(open_, [&](int fd) { return fd == c || fd == b; });
                 ::close(c);
                 ::close(b);
             });
@@ -378,7 +382,7 @@ TEST_CASE("transport: a link through a proxy whose backend is away for a while c
     // The backend goes away: the proxy still accepts, and closes each
     // connection during the CURVE handshake, as a wrong server key's does.
     proxy.set_down(true);
-    REQUIRE(a.rec.wait([&] { return a.rec.downs.size() == 1; }));
+    REQUIRE(a.rec.wait([&] { return !a.rec.downs.empty(); }));
     const auto until = std::chrono::steady_clock::now() + 10s;
     while (proxy.closed_at_once() < 8 && std::chrono::steady_clock::now() < until)
         std::this_thread::sleep_for(20ms);  // polling a counter, with a deadline
@@ -391,8 +395,13 @@ TEST_CASE("transport: a link through a proxy whose backend is away for a while c
     REQUIRE(said);
     CHECK(said->text.find("proxy") != std::string::npos);
     // The backend is back: the link comes back by itself.
+    std::size_t ups = 0;
+    {
+        std::lock_guard lk(a.rec.mu);
+        ups = a.rec.ups.size();
+    }
     proxy.set_down(false);
-    REQUIRE(a.rec.wait([&] { return a.rec.ups.size() == 2; }));
+    REQUIRE(a.rec.wait([&] { return a.rec.ups.size() > ups; }));
     std::lock_guard lk(a.rec.mu);
     CHECK(a.rec.refusals.empty());
 }

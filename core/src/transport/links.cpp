@@ -97,13 +97,14 @@ void transport::impl::pause_redial(link& l) {
     // The key was right before, so this is not a refusal: something that
     // accepts and closes at once (ssh -L, a load balancer, a relay's
     // forwarder) while the node behind it is away. libzmq would redial
-    // every reconnect interval; dial again after 1, 2, 4 ... 30 s instead.
-    const auto pause = std::chrono::seconds(std::min(30, 1 << std::min(l.slow_redials, 5)));
+    // every reconnect interval; dial again after 1, 2, 4, 8, 8 ... s
+    // instead (back within 8 s of the node's return, 3 tries a pause).
+    const auto pause = std::chrono::seconds(1 << std::min(l.slow_redials, 3));
     if (l.slow_redials == 0)
         log(log_level::warning, "the link to " + l.endpoint + " (" + l.server_key.z85() + ") was closed during the CURVE "
                                 "handshake " + std::to_string(l.silent_failures) + " times at once, though that key "
                                 "answered before: a proxy or tunnel whose node is away, or a node that now has "
-                                "another key; dialling again every 1-30 s");
+                                "another key; dialling again every 1-8 s");
     l.slow_redials++;
     l.silent_failures = 0;
     close_dealer(l, 0);

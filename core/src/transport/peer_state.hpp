@@ -73,7 +73,7 @@ struct link {
     // silent failures after that are a proxy or tunnel whose backend is
     // away (or a server with a new key), dialled again slowly, never refused.
     bool key_proven = false;
-    int slow_redials = 0;              // pauses in a row (1, 2, 4 ... 30 s)
+    int slow_redials = 0;              // pauses in a row (1, 2, 4, 8, 8 ... s)
     clock::time_point redial_at{};     // while paused (no socket): when to dial again
     clock::time_point connected_at{};  // last TCP connect of the socket
     bool zmq_ok = false;               // ZMQ (CURVE) handshake succeeded on this socket

@@ -129,7 +129,8 @@ struct transport_options {
     std::size_t max_inbound_links = 4096;         // inbound connections tracked at once
     std::size_t member_reserved_links = 1024;     // of those, kept for cluster members only
     std::size_t max_links_per_key = 8;            // inbound connections of one non-member key
-    int max_silent_handshake_failures = 3;        // then the outbound link is refused (wrong server key)
+    int max_silent_handshake_failures = 3;        // then an outbound link is refused (wrong server key), or
+                                                  // paused 1-8 s if its key completed a handshake before
     std::uint64_t creation = 0;                   // incarnation; 0 = now in ms since the epoch
     std::vector<std::string> services;            // sent in the handshake
     // When set, asked at every handshake instead (services added later).
