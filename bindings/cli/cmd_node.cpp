@@ -75,6 +75,12 @@ options:
   --network-cpu C   keep the node's network threads on one CPU: a number
                     (0-based), "auto" (the least busy one, moved when it gets
                     busy) or "off" (default; docs/performance.md)
+  --conns-per-address N
+                    connections a second each port accepts from one address
+                    (burst 4N; default 16), beyond which that address's new
+                    connections are dropped for 2-60 s; raise it for many
+                    nodes behind one NAT address; 0: unlimited
+                    (docs/security.md, "Connections per address")
   --scopes S,...    process-group scopes to serve (default: default)
   --failover NAME=N1,N2,...
                     run a failover service NAME over the nodes N1, N2, ...
@@ -159,6 +165,19 @@ int parse_network_cpu(const std::string& v) {
                     kUsage};
 }
 
+// --conns-per-address: 0..100000 connections a second.
+double parse_conns_per_address(const std::string& v) {
+    try {
+        std::size_t used = 0;
+        long n = std::stol(v, &used);
+        if (used == v.size() && n >= 0 && n <= 100000) return static_cast<double>(n);
+    } catch (...) {
+    }
+    throw cli_error{"node: --conns-per-address wants connections a second from 0 (unlimited) to 100000 (got '" + v +
+                        "')",
+                    kUsage};
+}
+
 // Why the public port of --listen EP could not be bound, and what to do;
 // nullopt for any other start-up failure.
 std::optional<std::string> listen_failure(const std::string& ep, const std::string& what) {
@@ -182,7 +201,7 @@ std::optional<std::string> listen_failure(const std::string& ep, const std::stri
 
 int cmd_node(int argc, char** argv) {
     std::set<std::string> value_opts = {"--name", "--port", "--listen", "--member-port", "--advertise", "--cookie", "--cookie-file", "--key-dir", "--services",
-                         "--public", "--peer", "--interface", "--beacon-port", "--broadcast", "--workers", "--guest-workers", "--network-cpu", "--scopes",
+                         "--public", "--peer", "--interface", "--beacon-port", "--broadcast", "--workers", "--guest-workers", "--network-cpu", "--conns-per-address", "--scopes",
                          "--failover", "--failover-delay", "--join", "--rkvs"};
     std::set<std::string> flag_opts = {"--no-discovery", "--hidden", "--no-availability"};
     value_opts.insert(relay_value_opts().begin(), relay_value_opts().end());
@@ -199,6 +218,10 @@ int cmd_node(int argc, char** argv) {
     if (a.has("--workers")) o.workers = parse_threads("--workers", a.get("--workers"));
     if (a.has("--guest-workers")) o.guest_workers = parse_threads("--guest-workers", a.get("--guest-workers"));
     if (a.has("--network-cpu")) o.net.network_cpu = parse_network_cpu(a.get("--network-cpu"));
+    if (a.has("--conns-per-address")) {
+        o.net.conns_per_address_per_s = parse_conns_per_address(a.get("--conns-per-address"));
+        o.net.conns_per_address_burst = 4 * o.net.conns_per_address_per_s;
+    }
     // Endpoints before anything is created (the key directory).
     using platform::endpoint_use;
     const std::string listen =

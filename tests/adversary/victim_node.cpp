@@ -4,7 +4,8 @@
 //
 //   kith_adversary_victim --name N --key-dir D --cookie C
 // With KITH_VICTIM_DISCOVERY=ADDR in the environment it also runs discovery,
-// beacons to broadcast address ADDR (the load tests, in a network namespace).
+// beacons to broadcast address ADDR (the load tests, in a network namespace);
+// KITH_VICTIM_CONNS_PER_ADDRESS=N sets net_options::conns_per_address_per_s.
 // Services: kvs, echo (with echo:server), demo (with demo:rpc_server),
 // grants, node (the admin services), and for the tests
 //   relay:invoke(Svc, Fn, Args)  re-dispatches with node::invoke_local
@@ -22,7 +23,7 @@
 //         responder=PID
 // Commands:
 //   stats                         -> "stats refused=N unauthorized=N rate_limited=N revoked=N protocol=N
-//                                     overloaded=N unanswered=N"
+//                                     overloaded=N unanswered=N blocks=N" (blocks: address_blocks)
 //   release                       -> replies "released" to every held relay:hold; "released N"
 //   kill PID                      -> exit "kill" to PID; "killed"
 //   rss [reset]                   -> "rss KB HWM_KB" (VmRSS and VmHWM of this process; reset:
@@ -151,6 +152,9 @@ int main(int argc, char** argv) {
     node_options o;
     o.workers = 2;
     o.net.listen = "tcp://127.0.0.1:0";
+    // KITH_VICTIM_CONNS_PER_ADDRESS=N: net_options::conns_per_address_per_s
+    // (0: unlimited, as a flood from many addresses would find it).
+    if (const char* c = std::getenv("KITH_VICTIM_CONNS_PER_ADDRESS")) o.net.conns_per_address_per_s = std::atof(c);
     if (!parse_node_args("kith_adversary_victim", argc, argv, o)) return 2;
     node n(o);
     node* np = &n;
@@ -266,7 +270,8 @@ int main(int argc, char** argv) {
                 std::to_string(s.refused_unauthorized) + " rate_limited=" + std::to_string(s.refused_rate_limited) +
                 " revoked=" + std::to_string(s.refused_revoked) + " protocol=" + std::to_string(s.protocol_errors) +
                 " overloaded=" + std::to_string(s.refused_overloaded) +
-                " unanswered=" + std::to_string(s.refused_unanswered));
+                " unanswered=" + std::to_string(s.refused_unanswered) +
+                " blocks=" + std::to_string(s.address_blocks));
         } else if (c == "release") {
             std::vector<reply_to> calls;
             {

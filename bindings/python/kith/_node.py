@@ -566,5 +566,8 @@ class Node:
         budget: their calls time out; each frame costs 512 bytes besides its
         size, so about 2,000 one-call frames a second per key), paced_waits
         (times this node held a frame back from a non-member peer to keep
-        within that budget, which a kith sender paces to: slower, not lost)."""
+        within that budget, which a kith sender paces to: slower, not lost),
+        address_blocks (times a source address that opened connections
+        faster than net_options::conns_per_address_per_s had its new
+        connections dropped for a while)."""
         return self._n._net_stats()

@@ -277,6 +277,7 @@ void register_node(py::module_& m) {
             d["refused_unanswered"] = s.refused_unanswered;
             d["rate_drops"] = s.rate_drops;
             d["paced_waits"] = s.paced_waits;
+            d["address_blocks"] = s.address_blocks;
             return d;
         });
     bind_node_rpc(c);

@@ -96,6 +96,18 @@ struct net_options {
     // on one CPU, docs/performance.md.)
     int network_cpu = -1;
     static constexpr int network_cpu_auto = -2;
+    // Connections a second each listening port accepts from one source
+    // address (an IPv4 address, an IPv6 /64), with this burst. Each costs
+    // the node a TCP accept and a CURVE handshake before its key can be
+    // refused, so a source over this (a peer reconnecting in a loop, a
+    // flood of fresh keys or of raw TCP connections) has its new connections
+    // dropped by the kernel, before they exist, for 2 s, doubling while it
+    // goes on, up to 60 s; its open connections stay, and a warning names
+    // it (net_counters::address_blocks). Raise it for many nodes behind one
+    // NAT address that connect at once (docs/security.md, "Connections per
+    // address"). 0: unlimited.
+    double conns_per_address_per_s = 16;
+    double conns_per_address_burst = 64;
 };
 
 // How much a connected node is trusted (see docs/security.md). The one enum
@@ -191,6 +203,10 @@ struct net_counters {
     // and would drop the excess unread: the sender paces to it instead, so
     // heavy use of a grant is slower, never lost (docs/security.md, "Bounds").
     std::uint64_t paced_waits = 0;
+    // Times a source address had its new connections dropped for a while
+    // (2 s, doubling while it goes on, up to 60 s), because it opened them
+    // to one of this node's ports faster than conns_per_address_per_s.
+    std::uint64_t address_blocks = 0;
 };
 
 }  // namespace kith

@@ -36,6 +36,8 @@ dist::dist(node_impl& rt, const net_options& opts, std::shared_ptr<service_table
     to.guest_burst_bytes = opts.guest_burst_bytes;
     to.guests_bytes_per_s = 8 * opts.guest_bytes_per_s;
     to.guests_burst_bytes = 8 * opts.guest_burst_bytes;
+    to.conns_per_address_per_s = opts.conns_per_address_per_s;
+    to.conns_per_address_burst = opts.conns_per_address_burst;
     to.hidden = opts.hidden;
     to.log = opts.log;  // the transport's records (a throwing callback, a failed libzmq call) go to the node's sink
     to.services = services_->names();
@@ -516,6 +518,7 @@ net_counters dist::counters() const {
     c.refused_connections = s.refused_inbound + s.refused_outbound;
     c.rate_drops = s.rate_drops;
     c.paced_waits = s.paced_waits;
+    c.address_blocks = s.address_blocks;
     return c;
 }
 

@@ -14,6 +14,8 @@
 
 #include <zmq.hpp>
 
+#include "transport/source_guard.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -47,6 +49,12 @@ struct listener {
     zmq::socket_t router;      // empty when there is no such listener
     zmq::socket_t mon;         // its monitor (PAIR)
     std::string bound;         // the bound endpoint, real port
+    // The listening socket's own fd (from ZMQ_EVENT_LISTENING; libzmq owns
+    // it, open until close_listener unbinds), where `guard`'s filter goes;
+    // -1 when unknown (the guard then only counts).
+    int listen_fd = -1;
+    std::uint16_t port = 0;    // the bound TCP port (0: not TCP)
+    source_guard guard;        // connections accepted per source address
     bool is_member() const noexcept { return tag == 'm'; }
 };
 

@@ -2,6 +2,7 @@
 // public port and the member port (listener.hpp, docs/security.md "The
 // member port").
 #include <cerrno>
+#include <cstdlib>
 
 #include "transport/transport_impl.hpp"
 
@@ -11,12 +12,20 @@ void transport::impl::open_listener(listener& L, const std::string& endpoint, za
     const std::string what = L.is_member() ? "member port" : "public port";
     // Fail closed, step 1: the listener's ZAP route exists before its ROUTER
     // does, and is removed only after the ROUTER is closed.
-    L.zap_route = shared->add_route(h, [this](const zap_outcome& out) {
-        if (out.accepted) return;
+    // Connections per address are rationed on TCP ports (listener.hpp);
+    // the guard is the I/O thread's, the ZAP thread only queues addresses.
+    const bool ration = o.conns_per_address_per_s > 0 && endpoint.rfind("tcp://", 0) == 0;
+    L.guard = ration ? source_guard(o.conns_per_address_per_s, o.conns_per_address_burst) : source_guard();
+    L.zap_route = shared->add_route(h, [this, &L, ration](const zap_outcome& out) {
+        // Every handshake's address is charged to its source.
+        if (out.accepted && !ration) return;
         {
             std::lock_guard lk(refused_mu);
-            if (refused.size() < 1024) refused.push_back(out);  // bounded: a flood is counted, not stored
-            refused_inbound++;
+            if (ration && zap_sources.size() < 4096) zap_sources.emplace_back(&L, out.address);
+            if (!out.accepted) {
+                if (refused.size() < 1024) refused.push_back(out);  // bounded: a flood is counted, not stored
+                refused_inbound++;
+            }
         }
         refused_pending.store(true);
         wake();
@@ -49,7 +58,8 @@ void transport::impl::open_listener(listener& L, const std::string& endpoint, za
         // connection's routing id; kith DEALERs use a fresh random id per socket.
         // DISCONNECTED ends links; ACCEPTED and HANDSHAKE_FAILED count
         // connections in their handshake (a raw TCP flood; context.hpp).
-        L.mon = open_monitor(L.router, ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED | ZMQ_EVENT_ACCEPTED |
+        // LISTENING gives the listening socket's fd (its source filter).
+        L.mon = open_monitor(L.router, ZMQ_EVENT_LISTENING | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED | ZMQ_EVENT_ACCEPTED |
                                            ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
                                            ZMQ_EVENT_HANDSHAKE_FAILED_AUTH);
     } catch (const zmq::error_t& e) {
@@ -78,9 +88,35 @@ void transport::impl::open_listener(listener& L, const std::string& endpoint, za
     } catch (const zmq::error_t& e) {
         fail_start("kith: cannot read the " + what + "'s bound endpoint: " + e.what());
     }
+    // bind() sent LISTENING (with the listening fd) before the socket can
+    // accept anything, so it is the monitor's first event.
+    if (auto colon = L.bound.rfind(':'); L.bound.rfind("tcp://", 0) == 0 && colon != std::string::npos)
+        L.port = static_cast<std::uint16_t>(std::strtoul(L.bound.c_str() + colon + 1, nullptr, 10));
+    if (L.guard.enabled()) {
+        try {
+            zmq_pollitem_t it{L.mon.handle(), 0, ZMQ_POLLIN, 0};
+            if (zmq_poll(&it, 1, 1000) > 0)
+                if (auto ev = read_monitor_event(L.mon); ev && ev->first == ZMQ_EVENT_LISTENING)
+                    L.listen_fd = static_cast<int>(ev->second);
+        } catch (const zmq::error_t&) {}
+        if (L.listen_fd < 0)
+            log(log_level::warning, "the " + what + "'s listening socket was not reported by ZeroMQ: connections "
+                                                     "per address are counted but not refused (limit them in the "
+                                                     "firewall; docs/security.md, \"Connections per address\")");
+    }
+}
+
+void transport::impl::install_guard(listener& L) {
+    if (L.listen_fd < 0) return;
+    std::string err = install_socket_filter(L.listen_fd, L.guard.program());
+    if (!err.empty())
+        socket_error("installing the " + std::string(L.is_member() ? "member" : "public") +
+                     " port's filter of blocked addresses failed (" + err +
+                     "): their connections are accepted and refused at their handshake instead");
 }
 
 void transport::impl::close_listener(listener& L) {
+    L.listen_fd = -1;  // closed by the unbind below: never touched again
     // The shared ZeroMQ context closes a listener in the background: unbind
     // and wait (at most a second) until it is closed, so that the port is
     // free when stop() returns (a node restarted on it can bind).

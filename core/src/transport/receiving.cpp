@@ -1,5 +1,8 @@
 // receiving.cpp — reading the ROUTER and the DEALERs, frames, liveness
 // (heartbeats, timeouts). See transport_impl.hpp.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include "transport/transport_impl.hpp"
 
 namespace kith::detail {
@@ -163,6 +166,7 @@ void transport::impl::read_router_monitor(listener& L) {
             // The monitor's pipe is not the data's: the first message may
             // have been read before this event.
             if (!hs_early_fds.erase(efd)) hs_fds.insert(efd);
+            ration_accepted(L, efd);
             break;
         case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:  // includes the handshake timeout
         case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
@@ -207,16 +211,29 @@ void transport::impl::read_router_monitor(listener& L) {
                                     std::to_string(open_files) +
                                     "): a flood of connections that never finish CURVE? Each is closed after " +
                                     std::to_string(o.heartbeat_timeout.count()) +
-                                    " ms; if this persists, limit connections per address in the firewall");
+                                    " ms; one address is cut off after net_options::conns_per_address_burst of them (unless that "
+                                    "budget is 0), so this is likely many "
+                                    "addresses: if it persists, limit connections per address in the firewall");
     }
 }
 
 void transport::impl::report_refusals() {
     std::vector<zap_outcome> got;
+    std::vector<std::pair<listener*, std::string>> seen;
     {
         std::lock_guard lk(refused_mu);
         got.swap(refused);
+        seen.swap(zap_sources);
         refused_pending.store(false);
+    }
+    for (auto& [L, address] : seen) {
+        sockaddr_storage ss{};
+        auto& a4 = reinterpret_cast<sockaddr_in&>(ss);
+        auto& a6 = reinterpret_cast<sockaddr_in6&>(ss);
+        if (::inet_pton(AF_INET, address.c_str(), &a4.sin_addr) == 1) ss.ss_family = AF_INET;
+        else if (::inet_pton(AF_INET6, address.c_str(), &a6.sin6_addr) == 1) ss.ss_family = AF_INET6;
+        else continue;
+        if (auto src = source_addr::of(ss)) ration(*L, *src, source_guard::seen::at_zap);
     }
     for (const zap_outcome& out : got) {
         refusal r;
@@ -228,8 +245,45 @@ void transport::impl::report_refusals() {
     }
 }
 
+void transport::impl::ration_accepted(listener& L, int fd) {
+    if (!L.guard.enabled()) return;
+    // The fd may be closed by now (a churning peer's connections are short)
+    // or belong to something newer: counted only if it is a connection this
+    // port accepted (its local port is the port's; an outbound link's is
+    // not), then at worst a newer one of this port is counted twice and the
+    // closed one not at all. Enough to find a source that opens hundreds a
+    // second.
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return;
+    const std::uint16_t local = ss.ss_family == AF_INET    ? reinterpret_cast<const sockaddr_in&>(ss).sin_port
+                                : ss.ss_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6&>(ss).sin6_port
+                                                           : 0;
+    if (local == 0 || ntohs(local) != L.port) return;
+    len = sizeof ss;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return;
+    if (auto src = source_addr::of(ss)) ration(L, *src, source_guard::seen::accepted);
+}
+
+void transport::impl::ration(listener& L, const source_addr& src, source_guard::seen how) {
+    auto b = L.guard.accepted(src, clock::now(), how);
+    if (!b) return;
+    install_guard(L);
+    address_blocks++;  // after: whoever sees the count finds the filter in place
+    const auto secs = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(b->length).count());
+    log(log_level::warning,
+        "new connections from " + b->source.text() + " to the " + (L.is_member() ? "member" : "public") +
+            " port are dropped for " + secs + " s: it opened more than " +
+            std::to_string(static_cast<long>(o.conns_per_address_burst)) + " at over " +
+            std::to_string(static_cast<long>(o.conns_per_address_per_s)) +
+            " a second (its open connections stay; a NAT or script of yours? raise "
+            "net_options::conns_per_address_per_s; docs/security.md, \"Connections per address\")");
+}
+
 void transport::impl::housekeeping() {
     const auto now = clock::now();
+    for (listener* L : {&pub, &mem})
+        if (L->guard.enabled() && L->guard.expire(now)) install_guard(*L);
     for (auto& lp : outs) {
         link& l = *lp;
         if (!l.dealer) {

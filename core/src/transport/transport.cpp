@@ -435,6 +435,7 @@ transport_stats transport::stats() const {
     s.socket_errors = m.socket_errors;
     s.rate_drops = m.rate_drops;
     s.public_pauses = m.public_pauses;
+    s.address_blocks = m.address_blocks;
     s.credit_timeouts = m.credit_timeouts;
     s.paced_waits = m.paced_waits;
     s.stop_drain_turns = m.stop_drain_turns;

@@ -126,6 +126,13 @@ struct transport_options {
     int network_cpu = -1;                         // net_options::network_cpu
     int sndhwm = 256;                             // ZMQ_SNDHWM (messages, i.e. batches) per socket/pipe
     int rcvhwm = 256;                             // ZMQ_RCVHWM
+    // Connections each listening port accepts from one source address (an
+    // IPv4 address or an IPv6 /64) a second, with this burst; a source over
+    // it gets its new connections dropped in the kernel for 2 s, doubling
+    // while it goes on, up to 60 s (source_guard.hpp; docs/security.md,
+    // "Connections per address"). 0: unlimited.
+    double conns_per_address_per_s = 16;
+    double conns_per_address_burst = 64;
     std::size_t max_inbound_links = 4096;         // inbound connections tracked at once
     std::size_t member_reserved_links = 1024;     // of those, kept for cluster members only
     std::size_t max_links_per_key = 8;            // inbound connections of one non-member key
@@ -243,6 +250,9 @@ struct transport_stats {
     // Times the public port was left unread because non-members' read
     // budget (guests_bytes_per_s) was spent.
     std::uint64_t public_pauses = 0;
+    // Times a source address was blocked: over conns_per_address_per_s, its
+    // new connections to a listening port were dropped for a while.
+    std::uint64_t address_blocks = 0;
     // Sessions of members ended because their fragment credit stopped:
     // large envelopes waited for credit longer than heartbeat_timeout while
     // the member kept its link alive (docs/protocol.md §5.9). Also counted

@@ -150,14 +150,18 @@ struct transport::impl {
     std::vector<zap_outcome> refused;        // ZAP refusals, reported by the loop
     std::atomic<bool> refused_pending{false};
     // The public port and the member port (listener.hpp).
-    listener pub{'p', public_io_affinity, {}, {}, {}, {}};
-    listener mem{'m', member_io_affinity, {}, {}, {}, {}};
+    listener pub{'p', public_io_affinity, {}, {}, {}, {}, -1, 0, {}};
+    listener mem{'m', member_io_affinity, {}, {}, {}, {}, -1, 0, {}};
     zap_handler member_zap;                  // the member port's: the cluster key or 400
     // While the non-members' read budget is spent, the public port is not
     // read (listener.hpp); I/O thread only.
     clock::time_point pub_paused_until{};
     bool pub_paused(clock::time_point now) const noexcept { return now < pub_paused_until; }
     std::atomic<std::uint64_t> public_pauses{0};
+    std::atomic<std::uint64_t> address_blocks{0};
+    // Addresses of handshakes seen at ZAP, for the listeners' guards (under
+    // refused_mu; taken by report_refusals on the I/O thread).
+    std::vector<std::pair<listener*, std::string>> zap_sources;
     int wake_fd = -1;
     std::thread io, io2;  // leader and follower; the roles swap
     // `lead`: (generation << 2) | lead_mode. Leading: the leader is in the
@@ -456,6 +460,13 @@ struct transport::impl {
     // ---- timers -------------------------------------------------------------------------------
 
     void housekeeping();
+    // A connection `fd` was accepted by `L`: counted against its source
+    // address's budget, which blocks the address when it is over (listener.hpp).
+    void ration_accepted(listener& L, int fd);
+    // A connection from `src` seen by `L` (`how`): charged, and blocked when over.
+    void ration(listener& L, const source_addr& src, source_guard::seen how);
+    // Installs `L`'s guard's filter on its listening socket.
+    void install_guard(listener& L);
     // net_options::network_cpu: whether this process may run on `cpu`;
     // thread `t` pinned to o.network_cpu (if set and such a CPU).
     static bool cpu_allowed(int cpu);
