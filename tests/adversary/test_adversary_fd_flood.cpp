@@ -262,8 +262,8 @@ TEST_CASE("adversary: a raw TCP flood from one address is cut off after its burs
         std::this_thread::sleep_for(50ms);
     }
     INFO(st << " idle fds=" << idle_fds << " peak fds=" << fds << " established=" << flood.established());
-    CHECK(fds - idle_fds < 500);
-    CHECK(flood.established() < 500);
+    CHECK(fds - idle_fds < 1000);
+    CHECK(flood.established() < 1000);
     // A member by the member port: untouched by the public port's block.
     REQUIRE(m->ask("connect " + mep + " " + key) == "connect ok " + kVictim);
     for (int i = 0; i < 10; ++i) CHECK(m->ask("call " + kVictim + " relay ping") == "call ok \"pong\"");

@@ -155,6 +155,8 @@ int main(int argc, char** argv) {
     // KITH_VICTIM_CONNS_PER_ADDRESS=N: net_options::conns_per_address_per_s
     // (0: unlimited, as a flood from many addresses would find it).
     if (const char* c = std::getenv("KITH_VICTIM_CONNS_PER_ADDRESS")) o.net.conns_per_address_per_s = std::atof(c);
+    // The tests' attacker is on this machine but stands for one elsewhere.
+    o.net.ration_loopback = true;
     if (!parse_node_args("kith_adversary_victim", argc, argv, o)) return 2;
     node n(o);
     node* np = &n;

@@ -116,3 +116,17 @@ def test_network_cpu_auto_a_number_or_none_and_bad_values_named(make_node):
         kith.Node("c@localhost", network_cpu="fast")
     with pytest.raises(ValueError, match="network_cpu wants a CPU number from 0 to 1023"):
         kith.Node("c@localhost", network_cpu=5000)
+
+
+def test_conns_per_address_set_reported_and_bad_values_named(make_node):
+    # A node that rations connections per address starts and reports its
+    # blocks in net_stats; bad values are refused before a node is made.
+    a = make_node("a@localhost", services=["echo"], discovery=False, conns_per_address=2)
+    b = make_node("b@localhost", discovery=False, conns_per_address=0)
+    assert b.connect(a.endpoint, a.key) == a.name
+    assert b.call(a.name, "echo", "echo", "hi") == "hi"
+    assert a.net_stats()["address_blocks"] == 0  # loopback is not rationed by default
+    with pytest.raises(TypeError, match="conns_per_address wants connections a second"):
+        kith.Node("c@localhost", conns_per_address="many")
+    with pytest.raises(ValueError, match="conns_per_address wants 0 \\(unlimited\\) to 100000"):
+        kith.Node("c@localhost", conns_per_address=-1)

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <deque>
 
 #include "kith_catch.hpp"
 #include "transport/source_guard.hpp"
@@ -54,8 +55,9 @@ struct fd_guard {
     }
 };
 
-// A listening socket of `family` on loopback, any port.
-int listener(int family, std::uint16_t& port) {
+// A listening socket of `family` on loopback, any port (`any`: IPv6 on
+// every address, IPv4 too: dual-stack).
+int listener(int family, std::uint16_t& port, bool any = false) {
     int fd = ::socket(family, SOCK_STREAM, 0);
     REQUIRE(fd >= 0);
     sockaddr_storage ss{};
@@ -68,8 +70,10 @@ int listener(int family, std::uint16_t& port) {
     } else {
         auto& s = reinterpret_cast<sockaddr_in6&>(ss);
         s.sin6_family = AF_INET6;
-        s.sin6_addr = in6addr_loopback;
+        s.sin6_addr = any ? in6addr_any : in6addr_loopback;
         len = sizeof s;
+        int off = 0;
+        if (any) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
     }
     if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, 64) != 0) {
         ::close(fd);
@@ -163,7 +167,12 @@ TEST_CASE("source guard: IPv6 sources are /64 prefixes, IPv4-mapped ones are IPv
     CHECK_FALSE(v6("2001:db8:1:2::5") == v6("2001:db8:1:3::5"));
     CHECK(v6("2001:db8:1:2::5").text() == "2001:db8:1:2::/64");
     CHECK(v6("::ffff:192.0.2.7") == v4("192.0.2.7"));
+    CHECK(v4("127.3.2.1").loopback());
+    CHECK(v6("::1").loopback());
+    CHECK_FALSE(v4("192.0.2.7").loopback());
+    CHECK_FALSE(v6("2001:db8::1").loopback());
     source_guard g(1, 1);
+    g.set_memory_budget(1u << 20);
     const auto t = clk::now();
     for (int i = 0; i < 600; ++i) {
         const std::string a = "10.0." + std::to_string(i / 256) + "." + std::to_string(i % 256);
@@ -174,6 +183,28 @@ TEST_CASE("source guard: IPv6 sources are /64 prefixes, IPv4-mapped ones are IPv
     source_guard off(0, 0);
     CHECK_FALSE(off.enabled());
     CHECK_FALSE(take(off, v4("192.0.2.1"), 1000, t));
+}
+
+TEST_CASE("source guard: blocks stay within the kernel's option memory (20 KiB before Linux 6.9), installed twice") {
+    // The budget a node on Debian 12's kernel gets (half its optmem_max):
+    // the blocks that would not fit end the soonest ones instead.
+    for (bool six : {false, true}) {
+        source_guard g(1, 1);
+        g.set_memory_budget(10240);
+        const auto t = clk::now();
+        for (int i = 0; i < 600; ++i) {
+            const std::string a = six ? "2001:db8:" + std::to_string(i) + "::1"
+                                      : "10.1." + std::to_string(i / 256) + "." + std::to_string(i % 256);
+            CHECK(take(g, six ? v6(a.c_str()) : v4(a.c_str()), 2, t));
+        }
+        INFO((six ? "IPv6" : "IPv4") << " blocks held: " << g.blocked());
+        CHECK(g.blocked() == (six ? (10240 - 512) / 48 : (10240 - 512) / 24));
+        std::uint16_t port = 0;
+        fd_guard l{listener(six ? AF_INET6 : AF_INET, port)};
+        if (l.fd < 0) continue;  // no IPv6 here
+        CHECK(install_socket_filter(l.fd, g.program()).empty());
+        CHECK(install_socket_filter(l.fd, g.program()).empty());  // a replacement, as each new block makes
+    }
 }
 
 TEST_CASE("source guard: the kernel drops a blocked source's new connections, others and open ones pass") {
@@ -206,35 +237,47 @@ TEST_CASE("source guard: the kernel drops a blocked source's new connections, ot
     CHECK(connects("127.0.0.2", port, 2s));
 }
 
-TEST_CASE("source guard: an IPv6 listener drops a blocked /64 and IPv4 sources in the same filter") {
+TEST_CASE("source guard: a dual-stack listener drops a blocked /64 and a blocked IPv4 address, passes the rest") {
     std::uint16_t port = 0;
-    fd_guard l{listener(AF_INET6, port)};
+    fd_guard l{listener(AF_INET6, port, true)};
     if (l.fd < 0) {
-        WARN("no IPv6 on loopback here: the IPv6 case is skipped");
+        WARN("no IPv6 here: the IPv6 case is skipped");
         return;
     }
     source_guard g(1, 1);
     const auto t = clk::now();
-    REQUIRE(take(g, v4("127.0.0.9"), 2, t));
+    REQUIRE(take(g, v4("127.0.0.2"), 2, t));
     CHECK(connects("::1", port, 2s));
     REQUIRE(take(g, v6("::1"), 2, t));
     REQUIRE(install_socket_filter(l.fd, g.program()).empty());
     CHECK_FALSE(connects("::1", port, 300ms));
+    CHECK_FALSE(connects("127.0.0.2", port, 300ms));  // IPv4 on an IPv6 socket: the IPv4 list
+    CHECK(connects("127.0.0.1", port, 2s));
 }
 
 TEST_CASE("transport: a source that opens connections in a loop is blocked at the port, others still link") {
     test_node alice("alice@home", "c", [](transport_options& o) {
         o.conns_per_address_per_s = 4;
         o.conns_per_address_burst = 8;
+        o.ration_loopback = true;  // the attacker here is 127.0.0.x
     });
     const std::string ep = alice.t->bound_endpoint();
     const auto port = static_cast<std::uint16_t>(std::stoi(ep.substr(ep.rfind(':') + 1)));
-    // The attacker, 127.0.0.2: raw TCP connections, closed at once, until
-    // the port stops answering it (each made one is an ACCEPTED event).
+    // The attacker, 127.0.0.2: raw TCP connections, each held until 16
+    // newer ones are open, until the port stops answering it. (One closed
+    // before the node reads its accept event is not counted: a flood that
+    // holds its connections, or handshakes, is; see the next test.)
     const auto until = std::chrono::steady_clock::now() + 10s;
     int made = 0;
-    while (alice.t->stats().address_blocks == 0 && std::chrono::steady_clock::now() < until)
-        if (connects("127.0.0.2", port, 500ms)) made++;
+    std::deque<fd_guard> held;
+    while (alice.t->stats().address_blocks == 0 && std::chrono::steady_clock::now() < until) {
+        int fd = -1;
+        if (!connects("127.0.0.2", port, 500ms, &fd)) continue;
+        made++;
+        held.emplace_back().fd = fd;
+        if (held.size() > 16) held.pop_front();
+    }
+    held.clear();
     INFO("connections made before the block: " << made);
     REQUIRE(alice.t->stats().address_blocks == 1);
     CHECK(made >= 9);
@@ -254,6 +297,7 @@ TEST_CASE("transport: fresh stranger keys in a loop are counted at ZAP and block
     test_node alice("alice@home", "c", [](transport_options& o) {
         o.conns_per_address_per_s = 4;
         o.conns_per_address_burst = 8;
+        o.ration_loopback = true;  // the attacker here is 127.0.0.x
     });
     alice.t->set_authorizer([](const kith::public_key&, std::string_view) {
         return authz_decision::refuse("strangers are not let in here");
@@ -281,10 +325,9 @@ TEST_CASE("transport: fresh stranger keys in a loop are counted at ZAP and block
     while (alice.t->stats().address_blocks == 0 && std::chrono::steady_clock::now() < until)
         if (stranger(2s)) refused++;
     REQUIRE(alice.t->stats().address_blocks == 1);
-    // The burst, then the one over it (a little more refills meanwhile): every
-    // handshake is seen at ZAP.
+    // The burst, then the one over it (more if the bucket refilled meanwhile,
+    // on a slow machine): every handshake is seen at ZAP.
     CHECK(refused >= 9);
-    CHECK(refused <= 16);
     CHECK_FALSE(stranger(500ms));  // its SYNs are dropped now: no handshake reaches ZAP
     // Cluster members come by the member port, which has its own budget.
     test_node bob("bob@home", "c");

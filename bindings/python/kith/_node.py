@@ -15,7 +15,7 @@ from ._actors import _actor_parts, _spawn_with
 from ._async import _CallFuture, _dispatcher, _fail_pending
 from ._events import NodeEvent, NodeEvents, Subscription
 from ._kith import BadArg, Error, Grant, Mailbox, Pid, Ref, Request, load_grant
-from ._options import _discovery_options, _endpoint, _expiry_ts, _full_name, _network_cpu
+from ._options import _conns_per_address, _discovery_options, _endpoint, _expiry_ts, _full_name, _network_cpu
 from ._service import Service
 
 
@@ -23,7 +23,8 @@ class Node:
     """A kith node: the runtime hosting actors, services and connections.
 
     Node(name, *, cookie=None, port=None, listen=None, advertise="", member_listen="",
-         key_dir=None, workers=0, guest_workers=0, network_cpu=None, heartbeat_interval=0.5, heartbeat_timeout=2.5, hidden=False,
+         key_dir=None, workers=0, guest_workers=0, network_cpu=None, conns_per_address=None,
+         heartbeat_interval=0.5, heartbeat_timeout=2.5, hidden=False,
          max_queue_bytes=0, services=(), discovery=None, log=None)
 
     name      "name@host" ("name" alone becomes name@<hostname>).
@@ -49,6 +50,12 @@ class Node:
               keep the node's network threads on one CPU: an int (0-based),
               "auto" (the least busy CPU, moved when it gets busy) or None
               (default: not pinned; docs/performance.md).
+    conns_per_address
+              connections a second each port accepts from one address (burst
+              4x), beyond which that address's new connections are dropped
+              for 2-60 s; 0: unlimited; None: 16 (docs/security.md,
+              "Connections per address"). Raise it for many nodes behind one
+              NAT address.
     heartbeat_interval, heartbeat_timeout
               seconds between heartbeats, and of silence before a peer is down.
     hidden    not listed by other nodes' nodes() (short-lived tools).
@@ -90,7 +97,7 @@ class Node:
     def __init__(self, name: str = "kith@localhost", *, cookie: Optional[str] = None,
                  port: Optional[int] = None, listen: Optional[str] = None, advertise: str = "",
                  member_listen: str = "", key_dir: Any = None, workers: int = 0, guest_workers: int = 0,
-                 network_cpu: Any = None,
+                 network_cpu: Any = None, conns_per_address: Optional[float] = None,
                  heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float = 2.5, hidden: bool = False, max_queue_bytes: int = 0,
                  services: Any = (), discovery: Any = None, log: Optional[Callable[[Any], Any]] = None):
@@ -111,7 +118,8 @@ class Node:
         self._n = _kith._Node(_full_name(name), listen or "", advertise, key_dir or "", cookie, workers,
                               heartbeat_interval, heartbeat_timeout, hidden, max_queue_bytes, list(services),
                               _discovery_options(discovery, listen or "", hidden), log, member_listen,
-                              guest_workers, _network_cpu(network_cpu))
+                              guest_workers, _network_cpu(network_cpu),
+                              -1.0 if conns_per_address is None else _conns_per_address(conns_per_address))
         self._inbox = self._n.mailbox()
         # spawn_async and call_async: the Futures waiting for an answer, by
         # tag (spawn_async's each completed by an actor of its own,

@@ -41,6 +41,15 @@ def _network_cpu(v: Any) -> int:
     return v
 
 
+def _conns_per_address(v: Any) -> float:
+    """Node(conns_per_address=...): connections a second from one address, 0 (unlimited) to 100000."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"conns_per_address wants connections a second, a number (got {v!r})")
+    if not 0 <= v <= 100000:
+        raise ValueError(f"conns_per_address wants 0 (unlimited) to 100000 connections a second (got {v})")
+    return float(v)
+
+
 def _grant_expires(g: Grant) -> Optional[datetime.datetime]:
     ts = g._expires_ts
     return None if ts is None else datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)

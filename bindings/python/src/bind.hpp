@@ -231,7 +231,8 @@ public:
             const std::string& key_dir, std::optional<std::string> cookie, unsigned workers,
             double heartbeat_interval, double heartbeat_timeout, bool hidden, std::size_t max_queue_bytes,
             const std::vector<std::string>& builtin, std::optional<py::dict> disc, py::object log,
-            const std::string& member_listen, unsigned guest_workers, int network_cpu);
+            const std::string& member_listen, unsigned guest_workers, int network_cpu,
+            double conns_per_address = -1);
     ~py_node();
     py_node(const py_node&) = delete;
     py_node& operator=(const py_node&) = delete;

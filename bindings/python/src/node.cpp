@@ -44,8 +44,13 @@ py_node::py_node(const std::string& name, const std::string& listen, const std::
                  const std::string& key_dir, std::optional<std::string> cookie, unsigned workers,
                  double heartbeat_interval, double heartbeat_timeout, bool hidden, std::size_t max_queue_bytes,
                  const std::vector<std::string>& builtin, std::optional<py::dict> disc, py::object log,
-                 const std::string& member_listen, unsigned guest_workers, int network_cpu) {
+                 const std::string& member_listen, unsigned guest_workers, int network_cpu,
+                 double conns_per_address) {
     node_options o;
+    if (conns_per_address >= 0) {  // net_options::conns_per_address_per_s, burst 4x (as kith node)
+        o.net.conns_per_address_per_s = conns_per_address;
+        o.net.conns_per_address_burst = 4 * conns_per_address;
+    }
     o.name = name;
     o.workers = workers;
     o.guest_workers = guest_workers;
@@ -213,11 +218,11 @@ void register_node(py::module_& m) {
     c.def(py::init<const std::string&, const std::string&, const std::string&, const std::string&,
                    std::optional<std::string>, unsigned, double, double, bool, std::size_t,
                    const std::vector<std::string>&, std::optional<py::dict>, py::object, const std::string&,
-                   unsigned, int>(),
+                   unsigned, int, double>(),
           py::arg("name"), py::arg("listen"), py::arg("advertise"), py::arg("key_dir"), py::arg("cookie"),
           py::arg("workers"), py::arg("heartbeat_interval"), py::arg("heartbeat_timeout"), py::arg("hidden"),
           py::arg("max_queue_bytes"), py::arg("builtin"), py::arg("discovery"), py::arg("log") = py::none(), py::arg("member_listen") = "",
-          py::arg("guest_workers") = 0u, py::arg("network_cpu") = -1)
+          py::arg("guest_workers") = 0u, py::arg("network_cpu") = -1, py::arg("conns_per_address") = -1.0)
         .def_property_readonly("name", [](py_node& n) { return n.raw().name(); })
         .def_property_readonly("stopped", &py_node::stopped)
         .def_property_readonly("workers", [](py_node& n) { return n.raw().workers(); })

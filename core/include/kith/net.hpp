@@ -108,6 +108,10 @@ struct net_options {
     // address"). 0: unlimited.
     double conns_per_address_per_s = 16;
     double conns_per_address_burst = 64;
+    // Connections from this machine itself (127.0.0.0/8, ::1) are not
+    // rationed unless this is set: local programs, the CLI, and a relay
+    // client's forwarder (a connection per relayed session) come from there.
+    bool ration_loopback = false;
 };
 
 // How much a connected node is trusted (see docs/security.md). The one enum

@@ -38,6 +38,7 @@ dist::dist(node_impl& rt, const net_options& opts, std::shared_ptr<service_table
     to.guests_burst_bytes = 8 * opts.guest_burst_bytes;
     to.conns_per_address_per_s = opts.conns_per_address_per_s;
     to.conns_per_address_burst = opts.conns_per_address_burst;
+    to.ration_loopback = opts.ration_loopback;
     to.hidden = opts.hidden;
     to.log = opts.log;  // the transport's records (a throwing callback, a failed libzmq call) go to the node's sink
     to.services = services_->names();

@@ -55,6 +55,7 @@ struct listener {
     int listen_fd = -1;
     std::uint16_t port = 0;    // the bound TCP port (0: not TCP)
     source_guard guard;        // connections accepted per source address
+    bool filtered = false;     // a filter was installed (accepted sockets copy it: they drop their copy)
     bool is_member() const noexcept { return tag == 'm'; }
 };
 

@@ -14,14 +14,21 @@ void transport::impl::open_listener(listener& L, const std::string& endpoint, za
     // does, and is removed only after the ROUTER is closed.
     // Connections per address are rationed on TCP ports (listener.hpp);
     // the guard is the I/O thread's, the ZAP thread only queues addresses.
+    if (!(o.conns_per_address_per_s >= 0 && o.conns_per_address_per_s <= 1e6) ||
+        (o.conns_per_address_per_s > 0 && !(o.conns_per_address_burst >= 1 && o.conns_per_address_burst <= 1e6)))
+        fail_start("kith: conns_per_address_per_s must be 0 (unlimited) to 1000000 and conns_per_address_burst 1 to "
+                   "1000000 (got " + std::to_string(o.conns_per_address_per_s) + " and " +
+                   std::to_string(o.conns_per_address_burst) + ")");
     const bool ration = o.conns_per_address_per_s > 0 && endpoint.rfind("tcp://", 0) == 0;
     L.guard = ration ? source_guard(o.conns_per_address_per_s, o.conns_per_address_burst) : source_guard();
+    L.guard.set_memory_budget(source_guard::default_memory_budget());
     L.zap_route = shared->add_route(h, [this, &L, ration](const zap_outcome& out) {
-        // Every handshake's address is charged to its source.
-        if (out.accepted && !ration) return;
+        // Every handshake's address is charged to its source, but a
+        // member's (the cluster key: nothing to gain by throttling it).
+        if (out.accepted && (!ration || out.user_id == "cluster")) return;
         {
             std::lock_guard lk(refused_mu);
-            if (ration && zap_sources.size() < 4096) zap_sources.emplace_back(&L, out.address);
+            if (ration && out.user_id != "cluster" && zap_sources.size() < 4096) zap_sources.emplace_back(&L, out.address);
             if (!out.accepted) {
                 if (refused.size() < 1024) refused.push_back(out);  // bounded: a flood is counted, not stored
                 refused_inbound++;
@@ -109,10 +116,11 @@ void transport::impl::open_listener(listener& L, const std::string& endpoint, za
 void transport::impl::install_guard(listener& L) {
     if (L.listen_fd < 0) return;
     std::string err = install_socket_filter(L.listen_fd, L.guard.program());
-    if (!err.empty())
+    if (err.empty()) L.filtered = L.filtered || L.guard.blocked() > 0;
+    else
         socket_error("installing the " + std::string(L.is_member() ? "member" : "public") +
                      " port's filter of blocked addresses failed (" + err +
-                     "): their connections are accepted and refused at their handshake instead");
+                     "): those addresses are not blocked now, their connections cost a handshake each again");
 }
 
 void transport::impl::close_listener(listener& L) {

@@ -166,7 +166,7 @@ void transport::impl::read_router_monitor(listener& L) {
             // The monitor's pipe is not the data's: the first message may
             // have been read before this event.
             if (!hs_early_fds.erase(efd)) hs_fds.insert(efd);
-            ration_accepted(L, efd);
+            fresh_accepts.push_back(efd);
             break;
         case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:  // includes the handshake timeout
         case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
@@ -174,6 +174,10 @@ void transport::impl::read_router_monitor(listener& L) {
         case ZMQ_EVENT_DISCONNECTED:
             hs_fds.erase(efd);
             hs_early_fds.erase(efd);
+            // Closed already: its fd may be another connection's by the
+            // time it is looked at, which must not be charged for it.
+            if (auto f = std::find(fresh_accepts.rbegin(), fresh_accepts.rend(), efd); f != fresh_accepts.rend())
+                fresh_accepts.erase(std::next(f).base());
             break;
         default: break;
         }
@@ -200,6 +204,11 @@ void transport::impl::read_router_monitor(listener& L) {
             }
         }
     }
+    // Connections accepted in this batch and not closed in it: charged to
+    // their source addresses (a connection closed before the batch was read
+    // is missed here; its handshake, if it got that far, is charged at ZAP).
+    for (int fd : fresh_accepts) ration_accepted(L, fd);
+    fresh_accepts.clear();
     handshakes_pending = hs_fds.size();
     // A quarter of the open-file budget in unfinished handshakes is not a
     // cluster reconnecting: say so, at most every 30 s.
@@ -227,6 +236,8 @@ void transport::impl::report_refusals() {
         refused_pending.store(false);
     }
     for (auto& [L, address] : seen) {
+        // A link-local IPv6 address comes with its zone ("fe80::1%eth0").
+        if (auto pct = address.find('%'); pct != std::string::npos) address.resize(pct);
         sockaddr_storage ss{};
         auto& a4 = reinterpret_cast<sockaddr_in&>(ss);
         auto& a6 = reinterpret_cast<sockaddr_in6&>(ss);
@@ -260,16 +271,34 @@ void transport::impl::ration_accepted(listener& L, int fd) {
                                 : ss.ss_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6&>(ss).sin6_port
                                                            : 0;
     if (local == 0 || ntohs(local) != L.port) return;
+    // It copied the listener's filter, which it has no use for (only SYNs
+    // to the listener are looked at): dropped, so that long-lived links do
+    // not each keep an old program in kernel memory.
+    if (L.filtered) {
+        int unused = 0;
+        (void)::setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &unused, sizeof unused);
+    }
     len = sizeof ss;
     if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return;
     if (auto src = source_addr::of(ss)) ration(L, *src, source_guard::seen::accepted);
 }
 
 void transport::impl::ration(listener& L, const source_addr& src, source_guard::seen how) {
-    auto b = L.guard.accepted(src, clock::now(), how);
+    if (src.loopback() && !o.ration_loopback) return;
+    const auto now = clock::now();
+    auto b = L.guard.accepted(src, now, how);
     if (!b) return;
     install_guard(L);
     address_blocks++;  // after: whoever sees the count finds the filter in place
+    // At most one warning a second (many addresses can be blocked at once).
+    if (now - block_warned < std::chrono::seconds(1)) {
+        blocks_unwarned++;
+        return;
+    }
+    block_warned = now;
+    const std::string more =
+        blocks_unwarned ? " (and " + std::to_string(blocks_unwarned) + " more blocks since the last warning)" : "";
+    blocks_unwarned = 0;
     const auto secs = std::to_string(std::chrono::duration_cast<std::chrono::seconds>(b->length).count());
     log(log_level::warning,
         "new connections from " + b->source.text() + " to the " + (L.is_member() ? "member" : "public") +
@@ -277,7 +306,7 @@ void transport::impl::ration(listener& L, const source_addr& src, source_guard::
             std::to_string(static_cast<long>(o.conns_per_address_burst)) + " at over " +
             std::to_string(static_cast<long>(o.conns_per_address_per_s)) +
             " a second (its open connections stay; a NAT or script of yours? raise "
-            "net_options::conns_per_address_per_s; docs/security.md, \"Connections per address\")");
+            "net_options::conns_per_address_per_s; docs/security.md, \"Connections per address\")" + more);
 }
 
 void transport::impl::housekeeping() {

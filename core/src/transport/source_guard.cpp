@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace kith::detail {
@@ -36,6 +37,32 @@ std::string source_addr::text() const {
     std::memcpy(full, bytes.data(), 8);
     ::inet_ntop(AF_INET6, full, buf, sizeof buf);
     return std::string(buf) + "/64";
+}
+
+bool source_addr::loopback() const noexcept {
+    if (!v6) return bytes[0] == 127;
+    for (std::uint8_t b : bytes)
+        if (b != 0) return false;
+    return true;  // ::/64 holds ::1 (and nothing else a host can connect from)
+}
+
+std::size_t source_guard::default_memory_budget() {
+    std::size_t optmem = 20480;
+    if (FILE* f = std::fopen("/proc/sys/net/core/optmem_max", "r")) {
+        unsigned long v = 0;
+        if (std::fscanf(f, "%lu", &v) == 1 && v >= 4096) optmem = v;
+        std::fclose(f);
+    }
+    return optmem / 2;
+}
+
+void source_guard::end_soonest() {
+    if (blocks_.empty()) return;
+    auto soonest = std::min_element(blocks_.begin(), blocks_.end(),
+                                    [](const auto& a, const auto& b) { return a.second.until < b.second.until; });
+    (soonest->first.v6 ? v6_blocks_ : v4_blocks_)--;
+    if (history_.size() < max_tracked) history_[soonest->first] = block{{}, soonest->second.length, clock::now()};
+    blocks_.erase(soonest);
 }
 
 std::optional<source_addr> source_addr::of(const sockaddr_storage& sa) {
@@ -79,15 +106,11 @@ std::optional<source_guard::block_info> source_guard::accepted(const source_addr
     if (rate_ <= 0 || blocks_.count(s)) return std::nullopt;  // a SYN that came before the filter
     auto it = buckets_.find(s);
     if (it == buckets_.end()) {
-        if (buckets_.size() >= max_tracked) {
-            // Forget the sources whose buckets are full again; if none is,
-            // any one (it starts again with a full bucket: at worst a
-            // source that shares the table with 8,191 others gets its burst
-            // again).
-            for (auto b = buckets_.begin(); b != buckets_.end();)
-                b = b->second.full(rate_, burst_, now) ? buckets_.erase(b) : std::next(b);
-            if (buckets_.size() >= max_tracked) buckets_.erase(buckets_.begin());
-        }
+        // Full: any one is forgotten (it starts again with a full bucket:
+        // at worst a source that shares the table with 8,191 others gets its
+        // burst again). Buckets full again are swept by expire(), so this
+        // stays O(1) per connection.
+        if (buckets_.size() >= max_tracked) buckets_.erase(buckets_.begin());
         it = buckets_.emplace(s, buckets{{bucket{burst_, now}, bucket{burst_, now}}}).first;
     }
     bucket& b = it->second.of[how == seen::at_zap ? 1 : 0];
@@ -104,13 +127,14 @@ std::optional<source_guard::block_info> source_guard::accepted(const source_addr
             length = std::min<std::chrono::milliseconds>(h->second.length * 2, longest_block);
         history_.erase(h);
     }
-    if (blocks_.size() >= max_blocked) {
-        // The filter is full: the block that ends first makes room.
-        auto soonest = std::min_element(blocks_.begin(), blocks_.end(),
-                                        [](const auto& a, const auto& b) { return a.second.until < b.second.until; });
-        blocks_.erase(soonest);
-    }
+    // The filter is full, or would not fit the kernel's option memory: the
+    // blocks that end first make room.
+    while (!blocks_.empty() && (blocks_.size() >= max_blocked ||
+                                cost(v4_blocks_ + !s.v6, v6_blocks_ + s.v6) > budget_))
+        end_soonest();
+    if (cost(!s.v6, s.v6) > budget_) return std::nullopt;
     blocks_[s] = block{now + length, length, {}};
+    (s.v6 ? v6_blocks_ : v4_blocks_)++;
     return block_info{s, length};
 }
 
@@ -122,6 +146,7 @@ bool source_guard::expire(clock::time_point now) {
             continue;
         }
         if (history_.size() < max_tracked) history_[it->first] = block{{}, it->second.length, now};
+        (it->first.v6 ? v6_blocks_ : v4_blocks_)--;
         it = blocks_.erase(it);
         changed = true;
     }
@@ -167,11 +192,19 @@ std::vector<sock_filter> source_guard::program() const {
         }
         p.push_back(stmt(BPF_RET | BPF_K, pass));
     }
-    // IPv6: the source's /64 at 8.
-    for (const source_addr* s : v6) {
+    // IPv6: the source's /64 at 8, loaded once into scratch memory M[0]
+    // and M[1] (a load from the packet at a negative offset is a helper
+    // call in the kernel's translation, a load from M is not).
+    if (!v6.empty()) {
         p.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, net + 8));
-        p.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, word(s->bytes.data()), 0, 3));
+        p.push_back(stmt(BPF_ST, 0));
         p.push_back(stmt(BPF_LD | BPF_W | BPF_ABS, net + 12));
+        p.push_back(stmt(BPF_ST, 1));
+    }
+    for (const source_addr* s : v6) {
+        p.push_back(stmt(BPF_LD | BPF_MEM, 0));
+        p.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, word(s->bytes.data()), 0, 3));
+        p.push_back(stmt(BPF_LD | BPF_MEM, 1));
         p.push_back(jump(BPF_JMP | BPF_JEQ | BPF_K, word(s->bytes.data() + 4), 0, 1));
         p.push_back(stmt(BPF_RET | BPF_K, drop));
     }
@@ -180,12 +213,14 @@ std::vector<sock_filter> source_guard::program() const {
 }
 
 std::string install_socket_filter(int fd, const std::vector<sock_filter>& prog) {
-    if (prog.empty()) {
-        int unused = 0;
-        if (::setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &unused, sizeof unused) != 0 && errno != ENOENT)
-            return std::string("SO_DETACH_FILTER: ") + std::strerror(errno);
-        return {};
-    }
+    // The old program first: while both are attached the kernel charges
+    // both to the socket's option memory, and a replacement that does not
+    // fit would fail and leave the old one (for a moment nothing is
+    // blocked instead).
+    int unused = 0;
+    if (::setsockopt(fd, SOL_SOCKET, SO_DETACH_FILTER, &unused, sizeof unused) != 0 && errno != ENOENT)
+        return std::string("SO_DETACH_FILTER: ") + std::strerror(errno);
+    if (prog.empty()) return {};
     sock_fprog fp{static_cast<unsigned short>(prog.size()), const_cast<sock_filter*>(prog.data())};
     if (::setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &fp, sizeof fp) != 0)
         return std::string("SO_ATTACH_FILTER: ") + std::strerror(errno);

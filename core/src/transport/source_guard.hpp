@@ -45,6 +45,8 @@ struct source_addr {
     }
     // "192.0.2.7" or "2001:db8:1:2::/64".
     std::string text() const;
+    // 127.0.0.0/8 or ::1's /64: this machine itself.
+    bool loopback() const noexcept;
     // The source of a socket address; nullopt for other families.
     static std::optional<source_addr> of(const sockaddr_storage& sa);
 };
@@ -60,8 +62,18 @@ public:
     source_guard(double per_s = 0, double burst = 0) : rate_(per_s), burst_(burst) {}
 
     // The blocks this guard holds at most (the BPF program checks each SYN
-    // against every one; classic BPF allows 4096 instructions).
+    // against every one; classic BPF allows 4096 instructions). Fewer when
+    // the program would not fit the kernel's socket option memory
+    // (`optmem_max`, 20 KiB on Linux before 6.9): set_memory_budget.
     static constexpr std::size_t max_blocked = 512;
+    // What the program may cost in socket option memory (bytes, as the
+    // kernel charges it: about 24 bytes per IPv4 block, 48 per IPv6 one,
+    // and 512 for the rest); a block that would take it over ends the one
+    // closest to its end instead.
+    void set_memory_budget(std::size_t bytes) noexcept { budget_ = bytes; }
+    // Half of /proc/sys/net/core/optmem_max (20480 when unreadable): the old
+    // program and its replacement may be charged together.
+    static std::size_t default_memory_budget();
     // Sources whose buckets are remembered at most (the oldest idle ones are
     // forgotten first; a forgotten source starts with a full bucket).
     static constexpr std::size_t max_tracked = 8192;
@@ -103,7 +115,12 @@ private:
         std::chrono::milliseconds length{0};  // of the last block: the next one is twice as long
         clock::time_point last_end{};         // a source that stays good this long is forgiven
     };
+    // Ends the block closest to its end (remembered in history_).
+    void end_soonest();
+    std::size_t cost(std::size_t v4, std::size_t v6) const noexcept { return 512 + 24 * v4 + 48 * v6; }
     double rate_, burst_;
+    std::size_t budget_ = 10240;
+    std::size_t v4_blocks_ = 0, v6_blocks_ = 0;
     std::unordered_map<source_addr, buckets, source_addr_hash> buckets_;
     std::map<source_addr, block> blocks_;     // sources blocked now
     std::map<source_addr, block> history_;    // blocks that ended, remembered to double the next

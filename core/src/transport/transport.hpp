@@ -133,6 +133,10 @@ struct transport_options {
     // "Connections per address"). 0: unlimited.
     double conns_per_address_per_s = 16;
     double conns_per_address_burst = 64;
+    // Ration connections from this machine too (127.0.0.0/8, ::1): off by
+    // default, since local programs, the CLI and a relay_client's forwarder
+    // (one connection per relayed session) connect from there.
+    bool ration_loopback = false;
     std::size_t max_inbound_links = 4096;         // inbound connections tracked at once
     std::size_t member_reserved_links = 1024;     // of those, kept for cluster members only
     std::size_t max_links_per_key = 8;            // inbound connections of one non-member key

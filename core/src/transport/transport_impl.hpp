@@ -150,8 +150,10 @@ struct transport::impl {
     std::vector<zap_outcome> refused;        // ZAP refusals, reported by the loop
     std::atomic<bool> refused_pending{false};
     // The public port and the member port (listener.hpp).
-    listener pub{'p', public_io_affinity, {}, {}, {}, {}, -1, 0, {}};
-    listener mem{'m', member_io_affinity, {}, {}, {}, {}, -1, 0, {}};
+    listener pub{'p', public_io_affinity, {}, {}, {}, {}, -1, 0, {}, false};
+    listener mem{'m', member_io_affinity, {}, {}, {}, {}, -1, 0, {}, false};
+    clock::time_point block_warned{};       // the last warning about a block (at most one a second)
+    std::uint64_t blocks_unwarned = 0;      // blocks since, not logged
     zap_handler member_zap;                  // the member port's: the cluster key or 400
     // While the non-members' read budget is spent, the public port is not
     // read (listener.hpp); I/O thread only.
@@ -235,6 +237,7 @@ struct transport::impl {
     // raw TCP flood holds (context.hpp, "File descriptors").
     std::unordered_set<int> hs_fds;
     std::unordered_set<int> hs_early_fds;    // first message read before the ACCEPTED event
+    std::vector<int> fresh_accepts;          // fds of ACCEPTED events in the monitor batch being read
     std::uint64_t open_files = 0;            // the soft RLIMIT_NOFILE after start
     clock::time_point flood_warned{};        // last warning about hs_fds (at most one per 30 s)
     // A new inbound connection has `fd`: whatever had it before is closed,
