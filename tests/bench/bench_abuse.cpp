@@ -7,7 +7,9 @@
 // windows (the load of a shared machine changes from one second to the
 // next: a quiet p99 measured once compared the attack with another moment),
 // and the attacker at nice 19 (adversary_harness.hpp), or under SCHED_IDLE
-// with KITH_BENCH_ATTACKER=idle (its CPU then as if on another machine).
+// with KITH_BENCH_ATTACKER=idle, or on CPU N alone with
+// KITH_BENCH_ATTACKER=cpu:N (the bench under `taskset -c M`: each side a
+// CPU of its own, as on two machines).
 //   abuse_quiet_rpc_p99_us             the member's sequential relay:ping p99 in the first scene's quiet windows
 //   abuse_<attack>_quiet_rpc_p99_us    the same, in the quiet windows between the attack's pieces
 //   abuse_<attack>_rpc_p99_us          the same during the attack's pieces (successful calls)
@@ -108,11 +110,15 @@ struct scene {
         // At nice 19: the attacker's own CPU is not the victim's slowness
         // (on a 2-core machine it still is, in part). With
         // KITH_BENCH_ATTACKER=idle, under SCHED_IDLE: it runs only on CPU
-        // time nobody else wants, as an attacker on another machine would
-        // (docs/security.md, "Connections per address").
+        // time nobody else wants; with KITH_BENCH_ATTACKER=cpu:N, on CPU N
+        // only (run the bench itself under `taskset -c M`, M another CPU):
+        // a CPU of its own, as on another machine (docs/security.md,
+        // "Connections per address").
         std::vector<std::string> argv = in_ns;
         const char* how = std::getenv("KITH_BENCH_ATTACKER");
         if (how && std::string(how) == "idle") argv.insert(argv.end(), {"/usr/bin/chrt", "-i", "0", KITH_ADVERSARY});
+        else if (how && std::string(how).rfind("cpu:", 0) == 0)  // pinned to that CPU (run the bench on another)
+            argv.insert(argv.end(), {"/usr/bin/taskset", "-c", std::string(how).substr(4), KITH_ADVERSARY});
         else argv.insert(argv.end(), {"/usr/bin/nice", "-n", "19", KITH_ADVERSARY});
         a = std::make_unique<peer_process>(argv);
         if (!a->wait_line("READY", 10s)) return;
