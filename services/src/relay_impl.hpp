@@ -227,8 +227,15 @@ struct relay::impl {
     // Moves a freshly spliced session to the kernel when it may (no rate,
     // nothing buffered); else it stays in user space.
     void try_kernel(splice::loop& sp, splice::conn& a, splice::conn& b);
-    // An epoll event on a kernel-forwarded connection: its end (EOF) or error.
+    // An epoll event on a kernel-forwarded connection: its end (EOF) or
+    // error, bytes held for the relay, room for the peer's held bytes.
     void kernel_event(splice::loop& sp, splice::conn& cn, std::uint32_t events);
+    // Held bytes (kernel_forward::hold): read into buf, written to the
+    // peer in order. false: the session ends.
+    bool kernel_read_held(splice::loop& sp, splice::conn& cn);
+    bool kernel_flush(splice::loop& sp, splice::conn& cn);
+    void kernel_end(splice::loop& sp, splice::conn& cn);  // its end: delivered, then the session ends
+    std::uint64_t held_bound(int fd) const;
     // Per tick: byte counts, and sessions whose end waited for the kernel
     // to hand the last bytes over.
     void kernel_tick(splice::loop& sp);

@@ -40,8 +40,10 @@ void kernel_forward::remove(int) {}
 void kernel_forward::kick(int) {}
 std::uint64_t kernel_forward::redirected(int) const { return 0; }
 std::uint64_t kernel_forward::pending(int, int) const { return 0; }
-void kernel_forward::pause(int) {}
-void kernel_forward::resume(int) {}
+void kernel_forward::hold(int) {}
+void kernel_forward::release(int) {}
+void kernel_forward::wrote(int, std::uint64_t) {}
+std::uint64_t kernel_forward::held_total(int) const { return 0; }
 
 #else
 
@@ -50,6 +52,12 @@ namespace {
 struct peer_entry {  // struct peer in relay_forward.bpf.c
     std::uint64_t to = 0;
     std::uint64_t bytes = 0;
+    std::uint64_t passed = 0;
+};
+
+struct hold_entry {  // struct hold in relay_forward.bpf.c
+    std::uint64_t on = 0;
+    std::uint64_t consumed = 0;
 };
 
 std::uint64_t cookie_of(int fd) {
@@ -82,12 +90,26 @@ int quiet(enum libbpf_print_level, const char*, va_list) { return 0; }
 
 struct kernel_forward::impl {
     bpf_object* obj = nullptr;
-    int prog = -1, sources = -1, targets = -1, peers = -1;
+    int prog = -1, sources = -1, targets = -1, peers = -1, holds = -1;
     struct sock {
         std::uint64_t cookie = 0;
-        std::uint64_t base = 0;  // written() when added
+        std::uint64_t base = 0;      // written() when added
+        std::uint64_t consumed = 0;  // of its held bytes, those the caller wrote to its peer
+        bool held = false;
+        bool hold_entry = false;     // it has an entry in `holds`
     };
     std::map<int, sock> socks;
+    peer_entry peer_of(int fd) const {
+        peer_entry e{};
+        auto it = socks.find(fd);
+        if (it != socks.end()) ::bpf_map_lookup_elem(peers, &it->second.cookie, &e);
+        return e;
+    }
+    void publish(sock& s) {
+        hold_entry h{s.held ? 1u : 0u, s.consumed};
+        ::bpf_map_update_elem(holds, &s.cookie, &h, BPF_ANY);
+        s.hold_entry = true;
+    }
 
     ~impl() {
         if (prog >= 0 && sources >= 0) ::bpf_prog_detach2(prog, sources, BPF_SK_SKB_STREAM_VERDICT);
@@ -122,7 +144,8 @@ std::unique_ptr<kernel_forward> kernel_forward::open(std::string& why) {
     p->sources = ::bpf_object__find_map_fd_by_name(p->obj, "sources");
     p->targets = ::bpf_object__find_map_fd_by_name(p->obj, "targets");
     p->peers = ::bpf_object__find_map_fd_by_name(p->obj, "peers");
-    if (p->prog < 0 || p->sources < 0 || p->targets < 0 || p->peers < 0) {
+    p->holds = ::bpf_object__find_map_fd_by_name(p->obj, "holds");
+    if (p->prog < 0 || p->sources < 0 || p->targets < 0 || p->peers < 0 || p->holds < 0) {
         why = "the embedded BPF program lacks its maps (a bug in this build: report it)";
         return nullptr;
     }
@@ -139,7 +162,7 @@ std::unique_ptr<kernel_forward> kernel_forward::open(std::string& why) {
 
 bool kernel_forward::add(int a, int b, std::string& why) {
     impl& m = *p_;
-    impl::sock sa{cookie_of(a), 0}, sb{cookie_of(b), 0};
+    impl::sock sa{.cookie = cookie_of(a)}, sb{.cookie = cookie_of(b)};
     if (!sa.cookie || !sb.cookie || !written(a, true, sa.base) || !written(b, true, sb.base)) {
         why = std::string("cannot read the sockets' cookie or TCP state: ") + std::strerror(errno);
         return false;
@@ -158,6 +181,7 @@ bool kernel_forward::add(int a, int b, std::string& why) {
             ::bpf_map_delete_elem(m.sources, &k);
             ::bpf_map_delete_elem(m.peers, &k);
             ::bpf_map_delete_elem(m.targets, &k);
+            ::bpf_map_delete_elem(m.holds, &k);
         }
         (void)step;
         return false;
@@ -176,25 +200,36 @@ bool kernel_forward::add(int a, int b, std::string& why) {
 }
 
 // Bytes that came before the verdict program was attached wait in the
-// receive queue; setting SO_RCVLOWAT runs the socket's data-ready callback
-// (now the verdict's) when bytes are there.
+// receive queue. A read of a socket in the map takes the socket's lock and
+// first hands those to the program (tcp_bpf_recvmsg_parser, Linux 6.3 and
+// later stable kernels): a peek that reads nothing. Not SO_RCVLOWAT, which
+// runs the data-ready callback too but without the socket's lock on
+// current kernels, so that the program could read a segment another CPU
+// was reading (CI saw one 65483-byte segment forwarded twice).
 void kernel_forward::kick(int fd) {
-    int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
+    char b;
+    (void)::recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
 }
 
-void kernel_forward::pause(int fd) {
-    auto it = p_->socks.find(fd);
-    if (it != p_->socks.end()) ::bpf_map_delete_elem(p_->sources, &it->second.cookie);
-}
-
-void kernel_forward::resume(int fd) {
+void kernel_forward::hold(int fd) {
     auto it = p_->socks.find(fd);
     if (it == p_->socks.end()) return;
-    std::uint64_t f = static_cast<std::uint64_t>(fd);
-    ::bpf_map_update_elem(p_->sources, &it->second.cookie, &f, BPF_ANY);
-    kick(fd);
+    it->second.held = true;
+    p_->publish(it->second);
 }
+
+void kernel_forward::release(int fd) {
+    auto it = p_->socks.find(fd);
+    if (it == p_->socks.end() || !it->second.hold_entry) return;
+    it->second.held = false;
+    p_->publish(it->second);
+}
+
+void kernel_forward::wrote(int fd, std::uint64_t n) {
+    if (auto it = p_->socks.find(fd); it != p_->socks.end()) it->second.consumed += n;
+}
+
+std::uint64_t kernel_forward::held_total(int fd) const { return p_->peer_of(fd).passed; }
 
 void kernel_forward::remove(int fd) {
     impl& m = *p_;
@@ -204,23 +239,23 @@ void kernel_forward::remove(int fd) {
     ::bpf_map_delete_elem(m.sources, &k);
     ::bpf_map_delete_elem(m.peers, &k);
     ::bpf_map_delete_elem(m.targets, &k);
+    ::bpf_map_delete_elem(m.holds, &k);
     m.socks.erase(it);
 }
 
-std::uint64_t kernel_forward::redirected(int fd) const {
-    auto it = p_->socks.find(fd);
-    if (it == p_->socks.end()) return 0;
-    peer_entry e{};
-    if (::bpf_map_lookup_elem(p_->peers, &it->second.cookie, &e) != 0) return 0;
-    return e.bytes;
-}
+std::uint64_t kernel_forward::redirected(int fd) const { return p_->peer_of(fd).bytes; }
 
 std::uint64_t kernel_forward::pending(int from, int to) const {
     auto t = p_->socks.find(to);
-    if (t == p_->socks.end()) return 0;
+    auto f = p_->socks.find(from);
+    if (t == p_->socks.end() || f == p_->socks.end()) return 0;
     std::uint64_t now = 0;
     if (!written(to, false, now)) return 0;  // to is gone: nothing more can reach it
-    std::uint64_t took = now - t->second.base, r = redirected(from);
+    // What `to` took from the kernel: all it took, less what the caller
+    // wrote to it itself (from's held bytes). `now` may be low, never high.
+    const std::uint64_t all = now - t->second.base;
+    const std::uint64_t took = all > f->second.consumed ? all - f->second.consumed : 0;
+    const std::uint64_t r = redirected(from);
     return r > took ? r - took : 0;
 }
 

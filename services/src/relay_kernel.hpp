@@ -38,20 +38,30 @@ public:
     // queue yet: they wait in the kernel's forwarding queue for `to`, which
     // a kernel worker empties as `to`'s send queue has room. Nothing bounds
     // that queue (a peer that does not read lets it grow until the machine
-    // runs out of memory): the caller pauses `from` when it grows. Closing
+    // runs out of memory): the caller holds `from` when it grows. Closing
     // `to` while it is not 0 loses those bytes. Never too low.
     std::uint64_t pending(int from, int to) const;
     bool drained(int from, int to) const { return pending(from, to) == 0; }
-    // Stops redirecting fd's bytes: they stay in its receive queue and TCP
-    // holds its sender back (fd stays a target: its peer's bytes still come).
-    void pause(int fd);
-    // Redirects them again, those that waited first.
-    void resume(int fd);
+    // Holds fd's bytes: from now on they stay with fd (its own queue, which
+    // TCP's window bounds) for the caller to read (recv) and write to its
+    // peer itself once pending(fd, peer) is 0 (those redirected before them
+    // went first), telling wrote() each time. A hold never takes fd out of the verdict's
+    // map: the kernel drops the bytes its verdict loop is reading on another
+    // CPU when the program goes away under it (CI lost 53 bytes that way).
+    void hold(int fd);
+    // Ends the hold: fd's bytes are redirected again once every byte held
+    // has been written (wrote()) and the kernel told so (call again
+    // whenever more were written). Until then they are held still.
+    void release(int fd);
+    // The caller wrote n of fd's held bytes to its peer.
+    void wrote(int fd, std::uint64_t n);
+    // Bytes of fd held so far (read by the caller or waiting to be).
+    std::uint64_t held_total(int fd) const;
 
     struct impl;
 
     // Hands bytes waiting in fd's receive queue to the program (they came
-    // before it was attached, or while fd was paused).
+    // before it was attached).
     static void kick(int fd);
 
 private:

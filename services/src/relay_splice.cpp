@@ -110,11 +110,13 @@ void relay::impl::set_events(splice::loop& sp, splice::conn& c) {
     std::uint32_t want = 0;
     bool throttled = c.rate > 0 && c.allowance < 1;
     if (c.s != splice::state::spliced) want = EPOLLIN;  // SOCKS bytes, or the close of a waiting dialler
-    else if (c.kernel) want = c.eof || c.paused ? 0u : std::uint32_t{EPOLLIN};  // its end only (the kernel forwards)
     else if (c.off + c.len < splice::kBuf && !throttled && !c.eof) want = EPOLLIN;  // room to read into
+    // (in the kernel: its end, and bytes the kernel held for the relay)
     if (c.peer >= 0) {
         auto it = sp.conns.find(c.peer);
-        if (it != sp.conns.end() && it->second.len > 0) want |= EPOLLOUT;
+        // A kernel-forwarded side's held bytes wait until the kernel's went.
+        if (it != sp.conns.end() && it->second.len > 0 && (!it->second.kernel || it->second.may_write))
+            want |= EPOLLOUT;
     }
     if (want == c.events) return;
     epoll_event ev{};

@@ -43,21 +43,28 @@ struct conn {
     clock::time_point since;   // when it came
     bool asked = false;        // the node was asked again to connect to Pa
     relay::impl::dial_token tok;  // a port connection's dial (relay_ports.cpp)
-    // Forwarded in the kernel (relay_splice_kernel.cpp): buf stays empty;
-    // `counted` of the bytes the kernel redirected from fd are in the
-    // counters. With eof, the session ends once the kernel has handed
-    // every byte from fd to the peer's send queue.
-    // paused: its bytes wait in its receive queue (the kernel's queue for the
-    // peer held too much), so TCP holds its sender back.
-    bool kernel = false, paused = false;
-    std::uint64_t counted = 0;
+    // Forwarded in the kernel (relay_splice_kernel.cpp): `counted` of the
+    // bytes the kernel redirected from fd are in the counters. With eof, the
+    // session ends once the kernel has handed every byte from fd to the
+    // peer's send queue and buf is empty.
+    // held: the kernel's queue for the peer held too much, so fd's bytes
+    // stay with fd (kernel_forward::hold): the relay reads them into buf
+    // (read_total so far) and writes them to the peer itself once every
+    // byte the kernel redirected before them has reached the peer: the
+    // kernel's queue was seen empty when it had redirected drained_at
+    // bytes, and has redirected no more since (may_write caches that).
+    // TCP's window holds the sender back while buf is full.
+    bool kernel = false, held = false, may_write = false;
+    bool unpublished = false;  // held bytes written since the kernel was last told (release)
+    std::uint64_t counted = 0, read_total = 0;
+    std::uint64_t drained_at = ~std::uint64_t{0};
     // With eof: the bytes still waiting at the last look (kernel_tick).
     std::uint64_t drain_left = ~std::uint64_t{0};
 };
 
 // A kernel-forwarded direction whose bytes wait for the peer's send queue
-// beyond kPauseAbove is paused until fewer than a quarter of that wait.
-constexpr std::uint64_t kPauseAbove = 4u << 20;  // resumed below a quarter of it
+// beyond kPauseAbove is held until fewer than a quarter of that wait.
+constexpr std::uint64_t kPauseAbove = 4u << 20;  // released below a quarter of it
 
 // A port session: the connection each side holds (-1: none), and when each
 // side last held one (a pair whose dialler has not been there for

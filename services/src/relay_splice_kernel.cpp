@@ -5,6 +5,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -60,29 +61,120 @@ void relay::impl::kernel_count(splice::loop& sp, splice::conn& cn) {
     cn.counted = std::max(cn.counted, r);
 }
 
+// Reads bytes the kernel held for the relay (fd's own queue) into buf
+// and writes what it may to the peer. false: the session ends (an error).
+bool relay::impl::kernel_read_held(splice::loop& sp, splice::conn& cn) {
+    const std::uint64_t unread = kf_->held_total(cn.fd) - cn.read_total;
+    if (cn.buf.size() < splice::kBuf) cn.buf.resize(splice::kBuf);
+    const std::size_t room = splice::kBuf - cn.off - cn.len;
+    if (unread == 0 || room == 0) return true;
+    ssize_t r = ::recv(cn.fd, cn.buf.data() + cn.off + cn.len,
+                       static_cast<std::size_t>(std::min<std::uint64_t>(room, unread)), MSG_DONTWAIT);
+    if (r < 0 && (errno == EAGAIN || errno == EINTR)) return true;
+    if (r < 0) return false;
+    if (r == 0) {
+        // Its end, with held bytes still on their way to its queue (behind
+        // the peer's bytes for it, in the kernel): kernel_tick reads them.
+        kernel_end(sp, cn);
+        return true;
+    }
+    cn.len += static_cast<std::size_t>(r);
+    cn.read_total += static_cast<std::uint64_t>(r);
+    ++sp.user_reads;
+    return kernel_flush(sp, cn);
+}
+
+// Writes cn's held bytes to its peer once every byte the kernel
+// redirected before them has reached the peer's send queue; tells the
+// kernel what was written. false: the session ends.
+bool relay::impl::kernel_flush(splice::loop& sp, splice::conn& cn) {
+    auto it = sp.conns.find(cn.peer);
+    if (it == sp.conns.end()) return false;
+    if (cn.len > 0) {
+        // The kernel may have redirected more since its queue was last seen
+        // empty (released, then held again): those go first.
+        const std::uint64_t r = kf_->redirected(cn.fd);
+        cn.may_write = r == cn.drained_at;
+        if (!cn.may_write) {
+            if (!kf_->drained(cn.fd, cn.peer)) {  // kernel_tick looks again within 10 ms
+                set_events(sp, it->second);
+                return true;
+            }
+            cn.drained_at = r;
+            cn.may_write = true;
+        }
+    }
+    while (cn.len > 0) {
+        ssize_t w = ::send(it->second.fd, cn.buf.data() + cn.off, cn.len, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+        if (w <= 0) return false;
+        cn.off += static_cast<std::size_t>(w);
+        cn.len -= static_cast<std::size_t>(w);
+        sp.forwarded += static_cast<std::uint64_t>(w);
+        kf_->wrote(cn.fd, static_cast<std::uint64_t>(w));
+        cn.unpublished = true;
+    }
+    if (cn.len == 0) {
+        cn.off = 0;
+        // Released: the kernel redirects again once it knows every held
+        // byte went (kernel_forward::release).
+        if (!cn.held && cn.unpublished) {
+            kf_->release(cn.fd);
+            cn.unpublished = false;
+        }
+    }
+    set_events(sp, cn);
+    set_events(sp, it->second);
+    return true;
+}
+
 void relay::impl::kernel_event(splice::loop& sp, splice::conn& cn, std::uint32_t events) {
+    const int fd = cn.fd;
+    if (events & EPOLLOUT) {  // the peer's held bytes may go on
+        auto p = sp.conns.find(cn.peer);
+        if (p != sp.conns.end() && p->second.len > 0 && !kernel_flush(sp, p->second)) {
+            close_conn(sp, fd);
+            return;
+        }
+    }
+    if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR))) return;
     if (cn.eof) {  // a hangup or error after its end: as in user space, the session ends
-        if (events & (EPOLLHUP | EPOLLERR)) close_conn(sp, cn.fd);
+        if (events & (EPOLLHUP | EPOLLERR)) close_conn(sp, fd);
+        return;
+    }
+    if (kf_->held_total(fd) > cn.read_total) {  // bytes the kernel held for the relay
+        if (cn.off + cn.len >= splice::kBuf) {  // a full buffer: wait until it drains (TCP holds the sender)
+            if (events & (EPOLLHUP | EPOLLERR)) close_conn(sp, fd);
+            else set_events(sp, cn);
+            return;
+        }
+        if (!kernel_read_held(sp, cn)) close_conn(sp, fd);
         return;
     }
     char b;
-    ssize_t r = ::recv(cn.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    ssize_t r = ::recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     if (r > 0) {
         // Bytes in the socket's own queue: they came before the verdict
         // program was attached and were not handed to it yet. Run it again.
-        splice::kernel_forward::kick(cn.fd);
+        splice::kernel_forward::kick(fd);
         return;
     }
     if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
     if (r < 0) {
-        close_conn(sp, cn.fd);
+        close_conn(sp, fd);
         return;
     }
     // Its end: what it sent is still delivered, then the session ends.
-    if (kf_->drained(cn.fd, cn.peer)) {
-        close_conn(sp, cn.fd);
+    if (cn.len == 0 && kf_->drained(fd, cn.peer)) {
+        close_conn(sp, fd);
         return;
     }
+    kernel_end(sp, cn);
+}
+
+void relay::impl::kernel_end(splice::loop& sp, splice::conn& cn) {
+    if (cn.eof) return;
     cn.eof = true;
     ++sp.draining;
     // A new end: looked at within 2 ms again, even if another ended side
@@ -100,26 +192,46 @@ void relay::impl::kernel_tick(splice::loop& sp) {
         if (!cn.kernel) continue;
         const std::uint64_t before = cn.counted;
         kernel_count(sp, cn);
+        // The kernel's queue towards the peer is unbounded: hold this side
+        // while too much waits in it (its bytes then stay with it, the
+        // relay reads them as its buffer has room, and TCP's window stops
+        // its sender while it is full).
+        if (!cn.eof) {
+            if (cn.held) {
+                if (kf_->pending(fd, cn.peer) < splice::kPauseAbove / 4) {
+                    cn.held = false;
+                    kf_->release(fd);
+                    cn.unpublished = false;
+                }
+            } else if (cn.counted > before && kf_->pending(fd, cn.peer) > splice::kPauseAbove) {
+                kf_->hold(fd);
+                cn.held = true;
+                std::lock_guard lk(mu);
+                ++c.kernel_holds;
+            }
+        }
+        const std::uint64_t unread = kf_->held_total(fd) - cn.read_total;
+        if ((unread > 0 && !kernel_read_held(sp, cn)) || (cn.len > 0 && !kernel_flush(sp, cn))) {
+            done.push_back(fd);
+            continue;
+        }
+        if (unread > splice::kPauseAbove && unread > held_bound(fd)) {
+            // Its bytes wait behind the peer's in the kernel, where TCP's
+            // window does not count them: a side that floods while neither
+            // side reads. The session ends rather than the relay's memory.
+            if (std::find(done.begin(), done.end(), cn.peer) == done.end()) {  // once a session
+                std::lock_guard lk(mu);
+                ++c.kernel_overflows;
+            }
+            done.push_back(fd);
+            continue;
+        }
         if (cn.eof) {
-            const std::uint64_t left = kf_->pending(fd, cn.peer);
+            const std::uint64_t left = kf_->pending(fd, cn.peer) + cn.len + unread;
             if (left == 0) done.push_back(fd);
             moved = moved || left < cn.drain_left;
             cn.drain_left = left;
             continue;
-        }
-        // The kernel's queue towards the peer is unbounded: hold this side
-        // back while too much waits in it (its bytes then wait in its own
-        // receive queue, and TCP's window stops its sender).
-        if (cn.paused) {
-            if (kf_->pending(fd, cn.peer) < splice::kPauseAbove / 4) {
-                kf_->resume(fd);
-                cn.paused = false;
-                set_events(sp, cn);
-            }
-        } else if (cn.counted > before && kf_->pending(fd, cn.peer) > splice::kPauseAbove) {
-            kf_->pause(fd);
-            cn.paused = true;
-            set_events(sp, cn);
         }
         // Every live session is looked at every 10 ms, a quiet one too: it
         // may start sending at any moment, and at loopback speed 100 ms
@@ -129,6 +241,18 @@ void relay::impl::kernel_tick(splice::loop& sp) {
     }
     sp.drain_tick = moved ? std::chrono::milliseconds(2) : std::min(2 * sp.drain_tick, std::chrono::milliseconds(100));
     for (int fd : done) close_conn(sp, fd);
+}
+
+// What may wait held for the relay on fd before its session ends: twice
+// its receive buffer (TCP's window bounds what a held side's own queue
+// takes) and 4 kPauseAbove for what waits behind the peer's bytes while
+// they drain (about kPauseAbove times the ratio of the side's upload to
+// its download rate, for a side that sends and receives in bulk at once).
+std::uint64_t relay::impl::held_bound(int fd) const {
+    int rcv = 0;
+    socklen_t l = sizeof rcv;
+    if (::getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, &l) != 0 || rcv < 0) rcv = 0;
+    return 2 * static_cast<std::uint64_t>(rcv) + 4 * splice::kPauseAbove;
 }
 
 }  // namespace kith

@@ -48,6 +48,8 @@ void register_relay(py::module_& m) {
             d["port_pairs"] = c.port_pairs;
             d["kernel_sessions"] = c.kernel_sessions;
             d["user_reads"] = c.user_reads;
+            d["kernel_holds"] = c.kernel_holds;
+            d["kernel_overflows"] = c.kernel_overflows;
             return d;
         })
         .def_property_readonly("forwarding", [](const py_relay& r) { return r.get()->forwarding(); })
