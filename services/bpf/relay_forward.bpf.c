@@ -53,6 +53,7 @@ struct {
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(map_flags, BPF_F_NO_PREALLOC);  // a replaced element is not reused at once (a verdict may still read it)
     __uint(max_entries, 65536);
     __type(key, __u64);
     __type(value, struct hold);

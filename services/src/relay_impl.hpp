@@ -236,6 +236,8 @@ struct relay::impl {
     bool kernel_flush(splice::loop& sp, splice::conn& cn);
     void kernel_end(splice::loop& sp, splice::conn& cn);  // its end: delivered, then the session ends
     std::uint64_t held_bound(int fd) const;
+    std::uint64_t held_unread(const splice::conn& cn) const;  // held for the relay, not read yet
+    void kernel_unstick(const splice::conn& cn);
     // Per tick: byte counts, and sessions whose end waited for the kernel
     // to hand the last bytes over.
     void kernel_tick(splice::loop& sp);

@@ -11,6 +11,7 @@
 #include <bpf/libbpf.h>
 #include <linux/sockios.h>
 #include <linux/tcp.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -38,6 +39,7 @@ bool kernel_forward::add(int, int, std::string& why) {
 }
 void kernel_forward::remove(int) {}
 void kernel_forward::kick(int) {}
+void kernel_forward::kick_old_kernel(int) {}
 std::uint64_t kernel_forward::redirected(int) const { return 0; }
 std::uint64_t kernel_forward::pending(int, int) const { return 0; }
 void kernel_forward::hold(int) {}
@@ -67,21 +69,26 @@ std::uint64_t cookie_of(int fd) {
     return c;
 }
 
-// Bytes ever written into fd's TCP send queue, as snd_una's advance (acked)
-// plus what is queued (SIOCOUTQ: write_seq - snd_una). `high`: read the
-// queue first, so that an ack in between makes the sum too high, never too
-// low; else the acked count first (too low, never too high).
-bool written(int fd, bool high, std::uint64_t& out) {
-    tcp_info ti{};
-    socklen_t l = sizeof ti;
-    int q = 0;
-    if (high && ::ioctl(fd, SIOCOUTQ, &q) != 0) return false;
-    if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l) != 0 ||
-        l < offsetof(tcp_info, tcpi_bytes_acked) + sizeof ti.tcpi_bytes_acked)
-        return false;
-    if (!high && ::ioctl(fd, SIOCOUTQ, &q) != 0) return false;
-    out = ti.tcpi_bytes_acked + static_cast<std::uint64_t>(q);
-    return true;
+// Bytes ever written into fd's TCP send queue: snd_una's advance
+// (tcpi_bytes_acked) plus what is queued (SIOCOUTQ: write_seq - snd_una),
+// read between two readings of the acked count that agree (an ack in
+// between would make the sum wrong by what it acked; a base wrong by the
+// 10 bytes of a SOCKS reply left a held side waiting for ever).
+bool written(int fd, std::uint64_t& out) {
+    for (int tries = 0; tries < 16; ++tries) {
+        tcp_info t1{}, t2{};
+        socklen_t l1 = sizeof t1, l2 = sizeof t2;
+        int q = 0;
+        if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &t1, &l1) != 0 ||
+            l1 < offsetof(tcp_info, tcpi_bytes_acked) + sizeof t1.tcpi_bytes_acked || ::ioctl(fd, SIOCOUTQ, &q) != 0 ||
+            ::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &t2, &l2) != 0)
+            return false;
+        if (t1.tcpi_bytes_acked == t2.tcpi_bytes_acked && q >= 0) {
+            out = t1.tcpi_bytes_acked + static_cast<std::uint64_t>(q);
+            return true;
+        }
+    }
+    return false;  // acks racing every time: the caller treats it as unknown
 }
 
 int quiet(enum libbpf_print_level, const char*, va_list) { return 0; }
@@ -163,7 +170,7 @@ std::unique_ptr<kernel_forward> kernel_forward::open(std::string& why) {
 bool kernel_forward::add(int a, int b, std::string& why) {
     impl& m = *p_;
     impl::sock sa{.cookie = cookie_of(a)}, sb{.cookie = cookie_of(b)};
-    if (!sa.cookie || !sb.cookie || !written(a, true, sa.base) || !written(b, true, sb.base)) {
+    if (!sa.cookie || !sb.cookie || !written(a, sa.base) || !written(b, sb.base)) {
         why = std::string("cannot read the sockets' cookie or TCP state: ") + std::strerror(errno);
         return false;
     }
@@ -199,16 +206,15 @@ bool kernel_forward::add(int a, int b, std::string& why) {
     return true;
 }
 
-// Bytes that came before the verdict program was attached wait in the
-// receive queue. A read of a socket in the map takes the socket's lock and
-// first hands those to the program (tcp_bpf_recvmsg_parser, Linux 6.3 and
-// later stable kernels): a peek that reads nothing. Not SO_RCVLOWAT, which
-// runs the data-ready callback too but without the socket's lock on
-// current kernels, so that the program could read a segment another CPU
-// was reading (CI saw one 65483-byte segment forwarded twice).
+// Bytes that came before the verdict program was attached (relay_kernel.hpp).
 void kernel_forward::kick(int fd) {
     char b;
     (void)::recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+}
+
+void kernel_forward::kick_old_kernel(int fd) {
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
 }
 
 void kernel_forward::hold(int fd) {
@@ -229,7 +235,11 @@ void kernel_forward::wrote(int fd, std::uint64_t n) {
     if (auto it = p_->socks.find(fd); it != p_->socks.end()) it->second.consumed += n;
 }
 
-std::uint64_t kernel_forward::held_total(int fd) const { return p_->peer_of(fd).passed; }
+std::uint64_t kernel_forward::held_total(int fd) const {
+    auto it = p_->socks.find(fd);
+    if (it == p_->socks.end() || !it->second.hold_entry) return 0;  // never held: nothing passed
+    return p_->peer_of(fd).passed;
+}
 
 void kernel_forward::remove(int fd) {
     impl& m = *p_;
@@ -250,10 +260,14 @@ std::uint64_t kernel_forward::pending(int from, int to) const {
     auto f = p_->socks.find(from);
     if (t == p_->socks.end() || f == p_->socks.end()) return 0;
     std::uint64_t now = 0;
-    if (!written(to, false, now)) return 0;  // to is gone: nothing more can reach it
+    if (!written(to, now)) {
+        // to is gone (nothing more can reach it), or acks raced every read
+        // (look again later: not drained).
+        return ::fcntl(to, F_GETFD) == -1 ? 0 : redirected(from) + 1;
+    }
     // What `to` took from the kernel: all it took, less what the caller
-    // wrote to it itself (from's held bytes). `now` may be low, never high.
-    const std::uint64_t all = now - t->second.base;
+    // wrote to it itself (from's held bytes).
+    const std::uint64_t all = now > t->second.base ? now - t->second.base : 0;
     const std::uint64_t took = all > f->second.consumed ? all - f->second.consumed : 0;
     const std::uint64_t r = redirected(from);
     return r > took ? r - took : 0;

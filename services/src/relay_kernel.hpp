@@ -61,8 +61,15 @@ public:
     struct impl;
 
     // Hands bytes waiting in fd's receive queue to the program (they came
-    // before it was attached).
+    // before it was attached): a read that reads nothing, which on Linux
+    // 6.3 and later (and stable kernels with that fix) first runs the
+    // program on them, under the socket's lock.
     static void kick(int fd);
+    // The same on kernels whose reads do not: SO_RCVLOWAT runs the socket's
+    // data-ready callback. Not on current kernels, where setsockopt runs it
+    // without the socket's lock: the program then read a segment that
+    // another CPU was reading, and forwarded it twice.
+    static void kick_old_kernel(int fd);
 
 private:
     explicit kernel_forward(std::unique_ptr<impl> p);

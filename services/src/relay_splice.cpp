@@ -110,7 +110,7 @@ void relay::impl::set_events(splice::loop& sp, splice::conn& c) {
     std::uint32_t want = 0;
     bool throttled = c.rate > 0 && c.allowance < 1;
     if (c.s != splice::state::spliced) want = EPOLLIN;  // SOCKS bytes, or the close of a waiting dialler
-    else if (c.off + c.len < splice::kBuf && !throttled && !c.eof) want = EPOLLIN;  // room to read into
+    else if (c.off + c.len < splice::kBuf && !throttled && !c.eof && !c.stuck) want = EPOLLIN;  // room to read into
     // (in the kernel: its end, and bytes the kernel held for the relay)
     if (c.peer >= 0) {
         auto it = sp.conns.find(c.peer);
@@ -247,8 +247,6 @@ bool relay::impl::on_request(splice::loop& sp, splice::conn& cn, const std::stri
         send_reply(cn.fd, kHostUnreachable);
         return false;
     }
-    send_reply(cn.fd, kOk);
-    send_reply(dfd, kOk);
     cn.rate = d->second.rate;  // the session's, fixed when it was dialled
     for (splice::conn* x : {&cn, &d->second}) {
         x->s = splice::state::spliced;
@@ -266,12 +264,17 @@ bool relay::impl::on_request(splice::loop& sp, splice::conn& cn, const std::stri
         ++c.sessions;
         ++c.sessions_total;
     }
+    // Into the kernel (when it may: no rate, no bytes that came with the
+    // request) before either side is told it is through, so that no byte
+    // can reach a socket before the program is attached to it.
+    try_kernel(sp, cn, d->second);
+    send_reply(cn.fd, kOk);
+    send_reply(dfd, kOk);
     // Bytes that came in with a request go through now.
     flush_to_peer(sp, cn);
     flush_to_peer(sp, d->second);
     set_events(sp, cn);
     set_events(sp, d->second);
-    try_kernel(sp, cn, d->second);
     return true;
 }
 

@@ -64,14 +64,28 @@ void relay::impl::kernel_count(splice::loop& sp, splice::conn& cn) {
 // Reads bytes the kernel held for the relay (fd's own queue) into buf
 // and writes what it may to the peer. false: the session ends (an error).
 bool relay::impl::kernel_read_held(splice::loop& sp, splice::conn& cn) {
-    const std::uint64_t unread = kf_->held_total(cn.fd) - cn.read_total;
+    const std::uint64_t unread = held_unread(cn);
     if (cn.buf.size() < splice::kBuf) cn.buf.resize(splice::kBuf);
     const std::size_t room = splice::kBuf - cn.off - cn.len;
     if (unread == 0 || room == 0) return true;
     ssize_t r = ::recv(cn.fd, cn.buf.data() + cn.off + cn.len,
                        static_cast<std::size_t>(std::min<std::uint64_t>(room, unread)), MSG_DONTWAIT);
-    if (r < 0 && (errno == EAGAIN || errno == EINTR)) return true;
+    if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
+        // Held bytes not readable yet: they wait behind the peer's bytes for
+        // this socket in the kernel, while the socket still polls readable.
+        // Looked at on the tick instead of spinning on epoll.
+        if (!cn.stuck) {
+            cn.stuck = true;
+            set_events(sp, cn);
+        }
+        kernel_unstick(cn);
+        return true;
+    }
     if (r < 0) return false;
+    if (cn.stuck && r > 0) {
+        cn.stuck = false;
+        set_events(sp, cn);
+    }
     if (r == 0) {
         // Its end, with held bytes still on their way to its queue (behind
         // the peer's bytes for it, in the kernel): kernel_tick reads them.
@@ -143,21 +157,32 @@ void relay::impl::kernel_event(splice::loop& sp, splice::conn& cn, std::uint32_t
         if (events & (EPOLLHUP | EPOLLERR)) close_conn(sp, fd);
         return;
     }
-    if (kf_->held_total(fd) > cn.read_total) {  // bytes the kernel held for the relay
+    auto read_held = [&] {
         if (cn.off + cn.len >= splice::kBuf) {  // a full buffer: wait until it drains (TCP holds the sender)
             if (events & (EPOLLHUP | EPOLLERR)) close_conn(sp, fd);
             else set_events(sp, cn);
             return;
         }
         if (!kernel_read_held(sp, cn)) close_conn(sp, fd);
+    };
+    if (held_unread(cn) > 0) {  // bytes the kernel held for the relay
+        read_held();
         return;
     }
+    // A read that reads nothing: on Linux 6.3 and later it first hands bytes
+    // waiting in the socket's receive queue to the program, under the
+    // socket's lock (kernel_forward::kick).
     char b;
     ssize_t r = ::recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     if (r > 0) {
-        // Bytes in the socket's own queue: they came before the verdict
-        // program was attached and were not handed to it yet. Run it again.
-        splice::kernel_forward::kick(fd);
+        if (held_unread(cn) > 0) {  // held bytes came since the look above
+            read_held();
+            return;
+        }
+        // Bytes in the socket's own receive queue that the read did not hand
+        // to the program: a kernel without that (older than 6.3 and its
+        // stable updates). Its setsockopt still takes the socket's lock.
+        splice::kernel_forward::kick_old_kernel(fd);
         return;
     }
     if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
@@ -165,12 +190,37 @@ void relay::impl::kernel_event(splice::loop& sp, splice::conn& cn, std::uint32_t
         close_conn(sp, fd);
         return;
     }
-    // Its end: what it sent is still delivered, then the session ends.
-    if (cn.len == 0 && kf_->drained(fd, cn.peer)) {
+    // Its end: what it sent is still delivered, then the session ends. The
+    // read ran the program through its last byte: held bytes are all counted.
+    if (cn.len == 0 && held_unread(cn) == 0 && kf_->drained(fd, cn.peer)) {
         close_conn(sp, fd);
         return;
     }
     kernel_end(sp, cn);
+}
+
+// cn's held bytes wait behind its peer's bytes for cn in cn's own kernel
+// queue (its send queue was full), where TCP's window does not count them.
+// Room in cn's TCP send queue for those (the peer is held: no more come)
+// lets them leave that queue, after which cn's held bytes go to its
+// receive queue, where they count against its window again. The relay may
+// (it holds CAP_NET_ADMIN to forward in the kernel at all).
+void relay::impl::kernel_unstick(const splice::conn& cn) {
+    const std::uint64_t ahead = kf_->pending(cn.peer, cn.fd);
+    int cur = 0;
+    socklen_t l = sizeof cur;
+    if (ahead == 0 || ::getsockopt(cn.fd, SOL_SOCKET, SO_SNDBUF, &cur, &l) != 0 || cur < 0) return;
+    const std::uint64_t want = std::min<std::uint64_t>(static_cast<std::uint64_t>(cur) + ahead + (1u << 20),
+                                                       splice::kMaxUnstickSndbuf);
+    if (want <= static_cast<std::uint64_t>(cur)) return;
+    int v = static_cast<int>(want / 2);  // the kernel doubles it
+    if (::setsockopt(cn.fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof v) != 0)
+        (void)::setsockopt(cn.fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
+}
+
+std::uint64_t relay::impl::held_unread(const splice::conn& cn) const {
+    const std::uint64_t h = kf_->held_total(cn.fd);
+    return h > cn.read_total ? h - cn.read_total : 0;
 }
 
 void relay::impl::kernel_end(splice::loop& sp, splice::conn& cn) {
@@ -192,25 +242,38 @@ void relay::impl::kernel_tick(splice::loop& sp) {
         if (!cn.kernel) continue;
         const std::uint64_t before = cn.counted;
         kernel_count(sp, cn);
-        // The kernel's queue towards the peer is unbounded: hold this side
-        // while too much waits in it (its bytes then stay with it, the
-        // relay reads them as its buffer has room, and TCP's window stops
-        // its sender while it is full).
-        if (!cn.eof) {
+        // The kernel's queue towards the peer is unbounded: hold the session
+        // while too much waits in it for either side (their bytes then stay
+        // with them, the relay reads them as its buffers have room, and
+        // TCP's window stops a sender while its buffer is full). Both sides
+        // at once: a held side's bytes that arrive while its socket's own
+        // kernel queue holds its peer's bytes wait behind those, where TCP's
+        // window does not count them, and holding the peer stops that queue
+        // from growing. Released once both sides' queues are short again.
+        auto it = sp.conns.find(cn.peer);
+        if (it != sp.conns.end() && it->second.kernel) {
+            splice::conn& pe = it->second;
             if (cn.held) {
-                if (kf_->pending(fd, cn.peer) < splice::kPauseAbove / 4) {
-                    cn.held = false;
-                    kf_->release(fd);
-                    cn.unpublished = false;
+                if (fd < cn.peer) {  // once a session
+                    if (kf_->pending(fd, cn.peer) < splice::kPauseAbove / 4 &&
+                        kf_->pending(cn.peer, fd) < splice::kPauseAbove / 4) {
+                        for (splice::conn* x : {&cn, &pe}) {
+                            x->held = false;
+                            kf_->release(x->fd);
+                            x->unpublished = false;
+                        }
+                    }
                 }
-            } else if (cn.counted > before && kf_->pending(fd, cn.peer) > splice::kPauseAbove) {
-                kf_->hold(fd);
-                cn.held = true;
+            } else if (!cn.eof && cn.counted > before && kf_->pending(fd, cn.peer) > splice::kPauseAbove) {
+                for (splice::conn* x : {&cn, &pe}) {
+                    kf_->hold(x->fd);
+                    x->held = true;
+                }
                 std::lock_guard lk(mu);
                 ++c.kernel_holds;
             }
         }
-        const std::uint64_t unread = kf_->held_total(fd) - cn.read_total;
+        const std::uint64_t unread = held_unread(cn);
         if ((unread > 0 && !kernel_read_held(sp, cn)) || (cn.len > 0 && !kernel_flush(sp, cn))) {
             done.push_back(fd);
             continue;
@@ -227,7 +290,7 @@ void relay::impl::kernel_tick(splice::loop& sp) {
             continue;
         }
         if (cn.eof) {
-            const std::uint64_t left = kf_->pending(fd, cn.peer) + cn.len + unread;
+            const std::uint64_t left = kf_->pending(fd, cn.peer) + cn.len + held_unread(cn);
             if (left == 0) done.push_back(fd);
             moved = moved || left < cn.drain_left;
             cn.drain_left = left;

@@ -46,8 +46,8 @@ class Relay:
         """registrations, sessions, sessions_total, refused, timed_out,
         bytes_forwarded, port_pairs, kernel_sessions (sessions forwarded in
         the kernel now), user_reads (reads of session bytes by the relay's
-        own thread), kernel_holds (times a kernel-forwarded side was held
-        back because its peer read too slowly), kernel_overflows (sessions
+        own thread), kernel_holds (times a kernel-forwarded session was
+        held because a reader was too slow), kernel_overflows (sessions
         ended because a held side kept sending while neither side read)."""
         return self._r.counters()
 

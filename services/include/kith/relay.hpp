@@ -364,7 +364,7 @@ struct relay_counters {
     std::uint64_t port_pairs = 0;         // session port pairs open now (relay_options::session_port_idle)
     std::uint64_t kernel_sessions = 0;    // of `sessions`, those forwarded in the kernel now
     std::uint64_t user_reads = 0;         // reads of session bytes by the relay's thread (user-space forwarding)
-    std::uint64_t kernel_holds = 0;       // times a kernel-forwarded side was held back (its peer read too slowly)
+    std::uint64_t kernel_holds = 0;       // times a kernel-forwarded session was held (a reader too slow): docs/relay.md
     std::uint64_t kernel_overflows = 0;   // sessions ended: a held side kept sending while neither side read
 };
 
