@@ -131,6 +131,12 @@ void send_pattern(int fd, std::size_t n, unsigned seed) { send_pattern_from(fd, 
 struct received {
     std::size_t bytes = 0;
     std::size_t first_bad = SIZE_MAX;
+    // The next r bytes read, of pattern `seed`.
+    void take(const unsigned char* b, std::size_t r, unsigned seed) {
+        for (std::size_t i = 0; i < r; ++i)
+            if (first_bad == SIZE_MAX && b[i] != pattern(bytes + i, seed)) first_bad = bytes + i;
+        bytes += r;
+    }
 };
 received read_pattern(int fd, std::size_t n, unsigned seed, bool stop_at_n) {
     received got;
@@ -138,10 +144,7 @@ received read_pattern(int fd, std::size_t n, unsigned seed, bool stop_at_n) {
     while (!stop_at_n || got.bytes < n) {
         ssize_t r = ::recv(fd, b.data(), b.size(), 0);
         if (r <= 0) break;
-        for (ssize_t i = 0; i < r; ++i)
-            if (got.first_bad == SIZE_MAX && b[static_cast<std::size_t>(i)] != pattern(got.bytes + static_cast<std::size_t>(i), seed))
-                got.first_bad = got.bytes + static_cast<std::size_t>(i);
-        got.bytes += static_cast<std::size_t>(r);
+        got.take(b.data(), static_cast<std::size_t>(r), seed);
     }
     return got;
 }
@@ -280,10 +283,7 @@ TEST_CASE("relay kernel: a reader that reads in bursts is held back and released
     for (;;) {  // to the end: the relay ends the session once every byte went
         ssize_t r = ::recv(s.a, b.data(), b.size(), 0);
         if (r <= 0) break;
-        for (ssize_t i = 0; i < r; ++i)
-            if (got.first_bad == SIZE_MAX && b[static_cast<std::size_t>(i)] != pattern(got.bytes + static_cast<std::size_t>(i), 8))
-                got.first_bad = got.bytes + static_cast<std::size_t>(i);
-        got.bytes += static_cast<std::size_t>(r);
+        got.take(b.data(), static_cast<std::size_t>(r), 8);
         burst += static_cast<std::size_t>(r);
         if (burst >= (6u << 20)) {  // not a wait for a result: the reader's rhythm
             burst = 0;
@@ -299,6 +299,26 @@ TEST_CASE("relay kernel: a reader that reads in bursts is held back and released
     ::close(s.d);
     ::close(s.a);
 }
+
+namespace {
+// Both ends read, blocking, what the other got out (patterns `seed_d` from
+// the dialler, `seed_a` from the other side): every byte, in order; then
+// both close and the relay ends the session.
+void read_both_and_close(kernel_session& s, std::size_t from_d, unsigned seed_d, std::size_t from_a, unsigned seed_a) {
+    ::fcntl(s.a, F_SETFL, 0);
+    ::fcntl(s.d, F_SETFL, 0);
+    received at_a, at_d;
+    std::thread r1([&] { at_a = read_pattern(s.a, from_d, seed_d, true); });
+    at_d = read_pattern(s.d, from_a, seed_a, true);
+    r1.join();
+    check_arrived(at_a, from_d);
+    check_arrived(at_d, from_a);
+    ::close(s.d);
+    ::close(s.a);
+    CHECK(eventually([&] { return s.w.rel.counters().sessions == 0; }));
+}
+
+}  // namespace
 
 // Both sides send at once and neither reads (one peer at both ends, say):
 // the session is held, and a side's held bytes can wait behind its peer's
@@ -324,18 +344,8 @@ TEST_CASE("relay kernel: both sides flood and neither reads: both are held back 
     CHECK(from_a < (64u << 20));
     REQUIRE(!ended_a);
     REQUIRE(!ended_d);
-    ::fcntl(s.a, F_SETFL, 0);
-    ::fcntl(s.d, F_SETFL, 0);
-    received at_a, at_d;
-    std::thread r1([&] { at_a = read_pattern(s.a, from_d, 10, true); });
-    at_d = read_pattern(s.d, from_a, 9, true);
-    r1.join();
-    check_arrived(at_a, from_d);
-    check_arrived(at_d, from_a);
+    read_both_and_close(s, from_d, 10, from_a, 9);
     CHECK(s.w.rel.counters().kernel_overflows == 0);
-    ::close(s.d);
-    ::close(s.a);
-    CHECK(eventually([&] { return s.w.rel.counters().sessions == 0; }));
 }
 
 namespace {
@@ -367,17 +377,7 @@ TEST_CASE("relay kernel: held bytes that wait behind the peer's cost the relay n
     INFO("the dialler got " << from_d << " bytes out, the other side " << from_a << "; this process used " << cpu
                             << " s of CPU in 1 s with nothing moving");
     CHECK(cpu < 0.3);
-    ::fcntl(s.a, F_SETFL, 0);
-    ::fcntl(s.d, F_SETFL, 0);
-    received at_a, at_d;
-    std::thread r1([&] { at_a = read_pattern(s.a, from_d, 10, true); });
-    at_d = read_pattern(s.d, from_a, 11, true);
-    r1.join();
-    check_arrived(at_a, from_d);
-    check_arrived(at_d, from_a);
-    ::close(s.d);
-    ::close(s.a);
-    CHECK(eventually([&] { return s.w.rel.counters().sessions == 0; }));
+    read_both_and_close(s, from_d, 10, from_a, 11);
     CHECK(s.w.rel.counters().kernel_overflows == 0);
 }
 
@@ -412,10 +412,7 @@ TEST_CASE("relay kernel: both sides send in bulk while both read, one slowly: ev
         while (got.bytes < want) {
             ssize_t r = ::recv(fd, b.data(), b.size(), 0);
             if (r <= 0) break;
-            for (ssize_t i = 0; i < r; ++i)
-                if (got.first_bad == SIZE_MAX && b[static_cast<std::size_t>(i)] != pattern(got.bytes + static_cast<std::size_t>(i), seed))
-                    got.first_bad = got.bytes + static_cast<std::size_t>(i);
-            got.bytes += static_cast<std::size_t>(r);
+            got.take(b.data(), static_cast<std::size_t>(r), seed);
             burst += static_cast<std::size_t>(r);
             if (burst >= (1u << 20)) {  // not a wait for a result: the reader's rhythm
                 burst = 0;
