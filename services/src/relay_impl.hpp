@@ -225,8 +225,10 @@ struct relay::impl {
     std::string kf_why_;
     void open_kernel_forward();  // throws setup_error (kernel_forward on, unavailable)
     // Moves a freshly spliced session to the kernel when it may (no rate,
-    // nothing buffered); else it stays in user space.
-    void try_kernel(splice::loop& sp, splice::conn& a, splice::conn& b);
+    // nothing buffered, the SOCKS replies out); else (false) it stays in
+    // user space. kernel_start, at once, hands bytes already waiting over.
+    bool try_kernel(splice::loop& sp, splice::conn& a, splice::conn& b);
+    void kernel_start(splice::conn& a, splice::conn& b);
     // An epoll event on a kernel-forwarded connection: its end (EOF) or
     // error, bytes held for the relay, room for the peer's held bytes.
     void kernel_event(splice::loop& sp, splice::conn& cn, std::uint32_t events);
@@ -237,7 +239,7 @@ struct relay::impl {
     void kernel_end(splice::loop& sp, splice::conn& cn);  // its end: delivered, then the session ends
     std::uint64_t held_bound(int fd) const;
     std::uint64_t held_unread(const splice::conn& cn) const;  // held for the relay, not read yet
-    void kernel_unstick(const splice::conn& cn);
+    void kernel_unstick(splice::conn& cn);
     // Per tick: byte counts, and sessions whose end waited for the kernel
     // to hand the last bytes over.
     void kernel_tick(splice::loop& sp);

@@ -11,11 +11,13 @@
 #include <bpf/libbpf.h>
 #include <linux/sockios.h>
 #include <linux/tcp.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <unistd.h>
+
+#include <cstdio>
 
 #include <cstdarg>
 
@@ -38,10 +40,10 @@ bool kernel_forward::add(int, int, std::string& why) {
     return false;
 }
 void kernel_forward::remove(int) {}
-void kernel_forward::kick(int) {}
-void kernel_forward::kick_old_kernel(int) {}
+void kernel_forward::kick(int) const {}
+void kernel_forward::start(int) {}
 std::uint64_t kernel_forward::redirected(int) const { return 0; }
-std::uint64_t kernel_forward::pending(int, int) const { return 0; }
+std::optional<std::uint64_t> kernel_forward::pending(int, int) const { return 0; }
 void kernel_forward::hold(int) {}
 void kernel_forward::release(int) {}
 void kernel_forward::wrote(int, std::uint64_t) {}
@@ -98,6 +100,7 @@ int quiet(enum libbpf_print_level, const char*, va_list) { return 0; }
 struct kernel_forward::impl {
     bpf_object* obj = nullptr;
     int prog = -1, sources = -1, targets = -1, peers = -1, holds = -1;
+    bool read_kicks = true;  // a read hands waiting bytes to the program (Linux 6.3+)
     struct sock {
         std::uint64_t cookie = 0;
         std::uint64_t base = 0;      // written() when added
@@ -156,6 +159,10 @@ std::unique_ptr<kernel_forward> kernel_forward::open(std::string& why) {
         why = "the embedded BPF program lacks its maps (a bug in this build: report it)";
         return nullptr;
     }
+    utsname u{};
+    int major = 0, minor = 0;
+    if (::uname(&u) == 0 && std::sscanf(u.release, "%d.%d", &major, &minor) == 2)
+        p->read_kicks = major > 6 || (major == 6 && minor >= 3);
     if (::bpf_prog_attach(p->prog, p->sources, BPF_SK_SKB_STREAM_VERDICT, 0) != 0) {
         int e = errno;
         why = std::string("cannot attach its stream verdict program to a sockhash: ") + std::strerror(e) +
@@ -201,20 +208,22 @@ bool kernel_forward::add(int a, int b, std::string& why) {
     if (::bpf_map_update_elem(m.sources, &sb.cookie, &fb, BPF_ANY) != 0) return fail();
     m.socks[a] = sa;
     m.socks[b] = sb;
-    kick(a);
-    kick(b);
     return true;
 }
 
-// Bytes that came before the verdict program was attached (relay_kernel.hpp).
-void kernel_forward::kick(int fd) {
-    char b;
-    (void)::recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+void kernel_forward::start(int fd) {
+    if (p_->socks.count(fd)) kick(fd);  // bytes that came before: redirected first, in order
 }
 
-void kernel_forward::kick_old_kernel(int fd) {
-    int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
+// Bytes that came before the verdict program was attached (relay_kernel.hpp).
+void kernel_forward::kick(int fd) const {
+    if (p_->read_kicks) {
+        char b;
+        (void)::recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    } else {
+        int one = 1;
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
+    }
 }
 
 void kernel_forward::hold(int fd) {
@@ -255,16 +264,12 @@ void kernel_forward::remove(int fd) {
 
 std::uint64_t kernel_forward::redirected(int fd) const { return p_->peer_of(fd).bytes; }
 
-std::uint64_t kernel_forward::pending(int from, int to) const {
+std::optional<std::uint64_t> kernel_forward::pending(int from, int to) const {
     auto t = p_->socks.find(to);
     auto f = p_->socks.find(from);
     if (t == p_->socks.end() || f == p_->socks.end()) return 0;
     std::uint64_t now = 0;
-    if (!written(to, now)) {
-        // to is gone (nothing more can reach it), or acks raced every read
-        // (look again later: not drained).
-        return ::fcntl(to, F_GETFD) == -1 ? 0 : redirected(from) + 1;
-    }
+    if (!written(to, now)) return std::nullopt;  // acks raced every reading
     // What `to` took from the kernel: all it took, less what the caller
     // wrote to it itself (from's held bytes).
     const std::uint64_t all = now > t->second.base ? now - t->second.base : 0;

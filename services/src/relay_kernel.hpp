@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace kith::splice {
@@ -25,11 +26,14 @@ public:
     kernel_forward(const kernel_forward&) = delete;
     kernel_forward& operator=(const kernel_forward&) = delete;
 
-    // From now on a's bytes go to b and b's to a in the kernel (bytes
-    // already waiting in either socket's receive queue go first, in order).
-    // The caller must hold none of their bytes. false (why): nothing changed,
+    // From now on a's bytes go to b and b's to a in the kernel; start()
+    // then hands those already waiting in either socket's receive queue to
+    // the program, first. The caller must hold none of their bytes and
+    // write nothing more of its own to either (its SOCKS replies went
+    // before: the byte counts start here). false (why): nothing changed,
     // forward them in user space.
     bool add(int a, int b, std::string& why);
+    void start(int fd);
     // Forgets fd and its peer's redirection to it: call before closing it.
     void remove(int fd);
     // Bytes redirected from fd to its peer so far.
@@ -40,8 +44,13 @@ public:
     // that queue (a peer that does not read lets it grow until the machine
     // runs out of memory): the caller holds `from` when it grows. Closing
     // `to` while it is not 0 loses those bytes. Never too low.
-    std::uint64_t pending(int from, int to) const;
-    bool drained(int from, int to) const { return pending(from, to) == 0; }
+    // Empty when it cannot be known now (acks raced every reading): decide
+    // nothing on it.
+    std::optional<std::uint64_t> pending(int from, int to) const;
+    bool drained(int from, int to) const {
+        auto p = pending(from, to);
+        return p && *p == 0;
+    }
     // Holds fd's bytes: from now on they stay with fd (its own queue, which
     // TCP's window bounds) for the caller to read (recv) and write to its
     // peer itself once pending(fd, peer) is 0 (those redirected before them
@@ -61,15 +70,13 @@ public:
     struct impl;
 
     // Hands bytes waiting in fd's receive queue to the program (they came
-    // before it was attached): a read that reads nothing, which on Linux
-    // 6.3 and later (and stable kernels with that fix) first runs the
-    // program on them, under the socket's lock.
-    static void kick(int fd);
-    // The same on kernels whose reads do not: SO_RCVLOWAT runs the socket's
-    // data-ready callback. Not on current kernels, where setsockopt runs it
-    // without the socket's lock: the program then read a segment that
-    // another CPU was reading, and forwarded it twice.
-    static void kick_old_kernel(int fd);
+    // before it was attached). On Linux 6.3 and later a read that reads
+    // nothing, which there first runs the program on them under the
+    // socket's lock; on older kernels SO_RCVLOWAT, which runs the socket's
+    // data-ready callback (not on current ones: their setsockopt runs it
+    // without the socket's lock, and the program then read a segment that
+    // another CPU was reading, and forwarded it twice).
+    void kick(int fd) const;
 
 private:
     explicit kernel_forward(std::unique_ptr<impl> p);

@@ -162,7 +162,7 @@ void relay::impl::pair_ports(splice::loop& sp, splice::held& h, int newest) {
     A.peer = D.fd;
     set_events(sp, D);
     set_events(sp, A);
-    try_kernel(sp, D, A);
+    if (try_kernel(sp, D, A)) kernel_start(D, A);  // the relay writes nothing of its own here
 }
 
 // A connection to a session port: held (not read: the node's greeting

@@ -264,10 +264,6 @@ bool relay::impl::on_request(splice::loop& sp, splice::conn& cn, const std::stri
         ++c.sessions;
         ++c.sessions_total;
     }
-    // Into the kernel (when it may: no rate, no bytes that came with the
-    // request) before either side is told it is through, so that no byte
-    // can reach a socket before the program is attached to it.
-    try_kernel(sp, cn, d->second);
     send_reply(cn.fd, kOk);
     send_reply(dfd, kOk);
     // Bytes that came in with a request go through now.
@@ -275,6 +271,10 @@ bool relay::impl::on_request(splice::loop& sp, splice::conn& cn, const std::stri
     flush_to_peer(sp, d->second);
     set_events(sp, cn);
     set_events(sp, d->second);
+    // Into the kernel when it may (no rate, no bytes that came with the
+    // request). Bytes a side sent the moment its reply came wait in its
+    // socket and are handed to the program at the start, first.
+    if (try_kernel(sp, cn, d->second)) kernel_start(cn, d->second);
     return true;
 }
 

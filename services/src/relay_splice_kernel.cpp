@@ -2,7 +2,9 @@
 // (relay_options::kernel_forward, docs/relay.md "Forwarding in the
 // kernel"): which sessions go to the kernel, their ends, their byte counts.
 // The BPF side is relay_kernel.cpp.
+#include <linux/sockios.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -36,12 +38,12 @@ void relay::impl::open_kernel_forward() {
                           "; or start the relay with kernel forwarding auto or off");
 }
 
-void relay::impl::try_kernel(splice::loop& sp, splice::conn& a, splice::conn& b) {
+bool relay::impl::try_kernel(splice::loop& sp, splice::conn& a, splice::conn& b) {
     // A rate needs the user-space forwarder's throttle; bytes the relay
     // holds would be overtaken by those the kernel forwards.
-    if (!kf_ || a.rate > 0 || b.rate > 0 || a.len || b.len || a.eof || b.eof) return;
+    if (!kf_ || a.rate > 0 || b.rate > 0 || a.len || b.len || a.eof || b.eof) return false;
     std::string why;
-    if (!kf_->add(a.fd, b.fd, why)) return;  // user space for this one (why: a full map)
+    if (!kf_->add(a.fd, b.fd, why)) return false;  // user space for this one (why: a full map)
     for (splice::conn* x : {&a, &b}) {
         x->kernel = true;
         x->counted = 0;
@@ -53,6 +55,12 @@ void relay::impl::try_kernel(splice::loop& sp, splice::conn& a, splice::conn& b)
     sp.kernel_busy = true;  // looked at within a 10 ms tick from now on (kernel_tick)
     std::lock_guard lk(mu);
     ++c.kernel_sessions;
+    return true;
+}
+
+void relay::impl::kernel_start(splice::conn& a, splice::conn& b) {
+    kf_->start(a.fd);
+    kf_->start(b.fd);
 }
 
 void relay::impl::kernel_count(splice::loop& sp, splice::conn& cn) {
@@ -180,9 +188,8 @@ void relay::impl::kernel_event(splice::loop& sp, splice::conn& cn, std::uint32_t
             return;
         }
         // Bytes in the socket's own receive queue that the read did not hand
-        // to the program: a kernel without that (older than 6.3 and its
-        // stable updates). Its setsockopt still takes the socket's lock.
-        splice::kernel_forward::kick_old_kernel(fd);
+        // to the program (a kernel older than 6.3).
+        kf_->kick(fd);
         return;
     }
     if (r < 0 && (errno == EAGAIN || errno == EINTR)) return;
@@ -205,17 +212,21 @@ void relay::impl::kernel_event(splice::loop& sp, splice::conn& cn, std::uint32_t
 // lets them leave that queue, after which cn's held bytes go to its
 // receive queue, where they count against its window again. The relay may
 // (it holds CAP_NET_ADMIN to forward in the kernel at all).
-void relay::impl::kernel_unstick(const splice::conn& cn) {
-    const std::uint64_t ahead = kf_->pending(cn.peer, cn.fd);
-    int cur = 0;
+void relay::impl::kernel_unstick(splice::conn& cn) {
+    const auto ahead = kf_->pending(cn.peer, cn.fd);
+    int cur = 0, queued = 0;
     socklen_t l = sizeof cur;
-    if (ahead == 0 || ::getsockopt(cn.fd, SOL_SOCKET, SO_SNDBUF, &cur, &l) != 0 || cur < 0) return;
-    const std::uint64_t want = std::min<std::uint64_t>(static_cast<std::uint64_t>(cur) + ahead + (1u << 20),
+    if (!ahead || *ahead == 0 || ::getsockopt(cn.fd, SOL_SOCKET, SO_SNDBUF, &cur, &l) != 0 || cur < 0 ||
+        ::ioctl(cn.fd, SIOCOUTQ, &queued) != 0 || queued < 0)
+        return;
+    // Room for what is queued and what waits: the peer is held, so no more
+    // comes, and those bytes are in the kernel's memory already.
+    const std::uint64_t want = std::min<std::uint64_t>(static_cast<std::uint64_t>(queued) + *ahead + (1u << 20),
                                                        splice::kMaxUnstickSndbuf);
     if (want <= static_cast<std::uint64_t>(cur)) return;
     int v = static_cast<int>(want / 2);  // the kernel doubles it
-    if (::setsockopt(cn.fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof v) != 0)
-        (void)::setsockopt(cn.fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
+    if (::setsockopt(cn.fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof v) == 0 && cn.sndbuf_before == 0)
+        cn.sndbuf_before = cur;  // given back when the session is released
 }
 
 std::uint64_t relay::impl::held_unread(const splice::conn& cn) const {
@@ -253,18 +264,22 @@ void relay::impl::kernel_tick(splice::loop& sp) {
         auto it = sp.conns.find(cn.peer);
         if (it != sp.conns.end() && it->second.kernel) {
             splice::conn& pe = it->second;
+            const auto out = kf_->pending(fd, cn.peer);
             if (cn.held) {
-                if (fd < cn.peer) {  // once a session
-                    if (kf_->pending(fd, cn.peer) < splice::kPauseAbove / 4 &&
-                        kf_->pending(cn.peer, fd) < splice::kPauseAbove / 4) {
-                        for (splice::conn* x : {&cn, &pe}) {
-                            x->held = false;
-                            kf_->release(x->fd);
-                            x->unpublished = false;
+                const auto in = kf_->pending(cn.peer, fd);
+                if (fd < cn.peer && out && in && *out < splice::kPauseAbove / 4 && *in < splice::kPauseAbove / 4) {
+                    for (splice::conn* x : {&cn, &pe}) {  // once a session (fd < peer)
+                        x->held = false;
+                        kf_->release(x->fd);
+                        x->unpublished = false;
+                        if (x->sndbuf_before > 0) {  // its send queue's room back (kernel_unstick)
+                            int v = x->sndbuf_before / 2;
+                            ::setsockopt(x->fd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof v);
+                            x->sndbuf_before = 0;
                         }
                     }
                 }
-            } else if (!cn.eof && cn.counted > before && kf_->pending(fd, cn.peer) > splice::kPauseAbove) {
+            } else if (!cn.eof && cn.counted > before && out && *out > splice::kPauseAbove) {
                 for (splice::conn* x : {&cn, &pe}) {
                     kf_->hold(x->fd);
                     x->held = true;
@@ -290,7 +305,9 @@ void relay::impl::kernel_tick(splice::loop& sp) {
             continue;
         }
         if (cn.eof) {
-            const std::uint64_t left = kf_->pending(fd, cn.peer) + cn.len + held_unread(cn);
+            const auto out = kf_->pending(fd, cn.peer);
+            if (!out) continue;  // not known now: looked at again on the next tick
+            const std::uint64_t left = *out + cn.len + held_unread(cn);
             if (left == 0) done.push_back(fd);
             moved = moved || left < cn.drain_left;
             cn.drain_left = left;
