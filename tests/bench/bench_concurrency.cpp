@@ -29,7 +29,9 @@
 // For profiling: KITH_BENCH_CONCURRENCY_ONLY=actors|spawn|spawn_threads|bulk|idle runs one
 // part only; KITH_BENCH_CONCURRENCY_N=N sets the measured count of calls /
 // spawns (one run, no warm-up), e.g. for callgrind (KITH_BENCH_WORKERS as in
-// group "remote").
+// group "remote"); KITH_BENCH_CONCURRENCY_ACTORS=K runs the actor callers and
+// spawners with K actors instead of 32 (their figures are then not the ones
+// compared with Erlang: the names gain _K_actors).
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -279,13 +281,17 @@ KITH_BENCH_GROUP("concurrency", 35) {
         if (bn.empty()) return;
         auto want = [&](const char* part) { return knobs.want(part); };
         const std::int64_t n = knobs.n;
+        const char* k_env = std::getenv("KITH_BENCH_CONCURRENCY_ACTORS");
+        const int k = k_env ? std::max(1, std::atoi(k_env)) : 32;
+        const std::string tail = k == 32 ? "" : "_" + std::to_string(k) + "_actors";
         if (want("actors")) {
-            if (n <= 0) actor_callers(a, bn, 32, 20000);  // warm-up
-            report("rpc_32_actor_callers_calls_per_s", actor_callers(a, bn, 32, n > 0 ? n : 300000), "calls/s");
+            if (n <= 0) actor_callers(a, bn, k, 20000);  // warm-up
+            report("rpc_32_actor_callers_calls_per_s" + tail, actor_callers(a, bn, k, n > 0 ? n : 300000), "calls/s");
         }
         if (want("spawn")) {
-            if (n <= 0) actor_spawners(a, bn, 32, 4000);  // warm-up
-            report("remote_spawn_per_s", actor_spawners(a, bn, 32, n > 0 ? n : 100000), "spawns/s (32 actors)");
+            if (n <= 0) actor_spawners(a, bn, k, 4000);  // warm-up
+            report("remote_spawn_per_s" + tail, actor_spawners(a, bn, k, n > 0 ? n : 100000),
+                   "spawns/s (" + std::to_string(k) + " actors)");
         }
         if (want("spawn_threads")) {
             if (n <= 0) remote_spawns(a, bn, 32, 2000);  // warm-up

@@ -195,6 +195,7 @@ void transport::impl::run_commands() {
         std::lock_guard lk(cmd_mu);
         cs.swap(cmds);
     }
+    if (!cs.empty()) full_poll_next = true;  // connect/disconnect take a socket's commands in passing
     for (auto& c : cs) {
         if (c.k == command::end_sessions) {
             end_sessions(c.endpoint, c.reason);

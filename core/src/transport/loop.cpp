@@ -19,6 +19,15 @@ void transport::impl::rebuild_items() {
         items.push_back({l->mon.handle(), l->mon ? 0 : -1, ZMQ_POLLIN, 0});
         item_links.push_back(l.get());
     }
+    item_fds.clear();
+    cheap_poll_ok = true;
+    for (const auto& it : items) {
+        int fd = it.fd;
+        std::size_t len = sizeof fd;
+        if (it.socket && zmq_getsockopt(it.socket, ZMQ_FD, &fd, &len) != 0) fd = -1, cheap_poll_ok = false;
+        item_fds.push_back({fd, POLLIN, 0});
+    }
+    full_poll_next = true;
     items_dirty = false;
 }
 
@@ -141,6 +150,7 @@ void transport::impl::io_loop() {
     // but a fixed long spin costs CPU between sparse messages, hence the
     // window learnt from the gaps, long only while other processes leave
     // the CPUs idle (spin_window.hpp).
+    full_poll_next = true;  // a job may have touched the sockets
     while (!stopping) {
         if (frozen_flag.load(std::memory_order_acquire)) {
             std::unique_lock lk(freeze_mu);
@@ -165,6 +175,7 @@ void transport::impl::io_loop() {
         if (clock::now() >= next_tick) {
             sample_others_busy(clock::now());
             housekeeping();
+            full_poll_next = true;
             next_tick = clock::now() + tick;
         }
         reap_ins();
@@ -259,7 +270,33 @@ int transport::impl::poll_sockets(clock::time_point now, long timeout_ms) {
     if (paused)
         timeout_ms = std::min<long>(
             timeout_ms, std::chrono::duration_cast<std::chrono::milliseconds>(pub_paused_until - now).count() + 1);
+    // The spin's cheap check. zmq_poll asks every socket for ZMQ_EVENTS,
+    // and each such question is two system calls (libzmq's getpid fork
+    // check and a poll of the socket's mailbox): a spinning loop made ~12
+    // calls a turn, most of a 2-core machine's kernel time under 32
+    // concurrent calls. A socket's ZMQ_FD turns readable when a command
+    // reaches it (new input on a pipe it found empty, among others), so
+    // once a full poll found no socket with input and nothing touched the
+    // sockets since (a send or receive may take that command in passing:
+    // full_poll_next), one poll of those descriptors says whether anything
+    // came. Every 8th spin turn asks the sockets anyway, and the blocking
+    // poll after the spin always does: nothing waits longer than that.
+    // When the public port's pause begins or ends its backlog may wait in
+    // pipes that send no command (the paused polls took them): a full poll.
+    if (paused != pub_was_paused) full_poll_next = true;
+    pub_was_paused = paused;
+    if (timeout_ms == 0 && cheap_poll_ok && !full_poll_next && cheap_polls_in_row < 7) {
+        ++cheap_polls_in_row;
+        for (std::size_t i = 0; i < items.size(); ++i) item_fds[i].events = items[i].events ? POLLIN : 0;
+        if (::poll(item_fds.data(), item_fds.size(), 0) == 0) {
+            for (auto& it : items) it.revents = 0;
+            return 0;
+        }
+    }
+    cheap_polls_in_row = 0;
+    full_poll_next = false;
     int rc = zmq_poll(items.data(), static_cast<int>(items.size()), timeout_ms);
+    if (rc > 0) full_poll_next = true;  // reads follow, and may stop before a socket is empty
     if (rc < 0) {
         const int err = zmq_errno();
         if (err == ETERM) return -1;
@@ -280,6 +317,7 @@ void transport::impl::read_wake() {
         std::uint64_t v;
         ssize_t n = ::read(wake_fd, &v, sizeof v);
         (void)n;
+        full_poll_next = true;  // the commands may touch the sockets
     }
     wake_pending.store(false);
 }

@@ -5,6 +5,7 @@
 namespace kith::detail {
 
 int transport::impl::send_on(link& l, const void* data, std::size_t size) {
+    full_poll_next = true;  // a send may take a socket's command in passing (poll_sockets)
     try {
         if (l.outbound) {
             if (!l.dealer) return -1;

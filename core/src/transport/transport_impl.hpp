@@ -256,6 +256,13 @@ struct transport::impl {
     // DEALER/monitor pair per outbound link from items[first_link] on.
     static constexpr std::size_t first_link = 5;
     std::vector<link*> item_links;                               // per DEALER/monitor pair
+    // The spin's cheap check (poll_sockets): items' file descriptors (a
+    // socket's ZMQ_FD), and whether the next poll must ask every socket.
+    std::vector<pollfd> item_fds;
+    bool full_poll_next = true;
+    bool cheap_poll_ok = false;     // every socket's ZMQ_FD is known
+    bool pub_was_paused = false;    // the public port's pause at the last poll
+    unsigned cheap_polls_in_row = 0;
     std::vector<link*> loop_links;                               // io_loop's copy (reused, no allocation per turn)
 
     impl(transport& t, transport_callbacks c, std::string cookie)
