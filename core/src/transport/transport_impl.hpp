@@ -111,7 +111,7 @@ inline thread_local std::uint64_t tl_job_lead = 0;  // the `lead` value while th
 constexpr auto job_steal_after = std::chrono::microseconds(200);
 // Jobs run_after_turn takes in one turn (a frame of calls); further ones
 // run elsewhere at once.
-constexpr std::size_t max_jobs_per_turn = 64;
+constexpr std::size_t max_jobs_per_turn = 256;
 // After a turn with activity the loop polls without blocking for a while:
 // spin_window.hpp.
 
