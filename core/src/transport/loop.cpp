@@ -59,7 +59,11 @@ bool transport::impl::run_job() {
     tl_job_owner = this;
     tl_job_lead = held;
     // The turn's jobs one after the other, while the sockets are ours: once
-    // the follower took them, the jobs not started are its to hand on.
+    // the follower took them, the jobs not started are its to hand on. Past
+    // job_steal_after this thread hands them on itself and goes back to the
+    // sockets, so the bound holds when the follower is slow to get a CPU
+    // (both I/O threads pinned to one, or the CPUs busy).
+    const auto started = clock::now();
     while (lead.load(std::memory_order_acquire) == held) {
         std::function<void()> job;
         {
@@ -70,6 +74,10 @@ bool transport::impl::run_job() {
         }
         call(job);
         job = nullptr;  // its captures go now, not whenever this thread leads again
+        if (clock::now() - started >= job_steal_after) {
+            hand_on_jobs();
+            break;
+        }
     }
     tl_job_owner = nullptr;
     std::uint64_t expect = held;
@@ -111,18 +119,22 @@ bool transport::impl::follow() {
             spin_until = spin.active(clock::now());
             // The old leader is held up in a job: the ones it has not
             // started run elsewhere (they may be what it waits for).
-            std::deque<std::function<void()>> rest;
-            {
-                std::lock_guard lk(jobs_mu);
-                rest.swap(jobs);
-            }
-            for (auto& j : rest) {
-                if (cb.run_elsewhere) call(cb.run_elsewhere, std::move(j));
-                else call(j);
-            }
+            hand_on_jobs();
             return true;
         }
         follower_ready.store(true);
+    }
+}
+
+void transport::impl::hand_on_jobs() {
+    std::deque<std::function<void()>> rest;
+    {
+        std::lock_guard lk(jobs_mu);
+        rest.swap(jobs);
+    }
+    for (auto& j : rest) {
+        if (cb.run_elsewhere) call(cb.run_elsewhere, std::move(j));
+        else call(j);
     }
 }
 

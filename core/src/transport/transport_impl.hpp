@@ -536,6 +536,9 @@ struct transport::impl {
     bool follow();
 
     bool take_after_turn(std::function<void()>& job);
+    // The jobs not started, to callbacks.run_elsewhere (in order), from
+    // the thread that holds the sockets.
+    void hand_on_jobs();
     bool has_jobs() {
         std::lock_guard lk(jobs_mu);
         return !jobs.empty();
