@@ -61,9 +61,9 @@ void send_raw(conn& c, const std::string& frame) {
 }
 
 term handshake_term(const conn& c, const std::string& proof) {
-    // [1, version, node, creation, services, hidden, key, nonce, proof, port]
+    // [1, version, node, creation, services, hidden, key, nonce, proof, port, member_port]
     return arr(1, static_cast<int>(protocol_version), c.name, static_cast<unsigned long long>(now_ms()), term_array{},
-               false, std::string(), binary(c.nonce.data(), c.nonce.size()), binary(proof.data(), proof.size()), 0);
+               false, std::string(), binary(c.nonce.data(), c.nonce.size()), binary(proof.data(), proof.size()), 0, 0);
 }
 
 // One frame from the peer on connection c.

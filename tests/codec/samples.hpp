@@ -17,7 +17,7 @@ inline std::vector<std::pair<std::string, envelope>> sample_envelopes() {
     return {
         {"handshake", env_handshake{2, "a@h", 1700000000000ull, {"kvs"}, false, "",
                                    std::string("\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f", 16), "",
-                                   4370}},
+                                   4370, 4371}},
         {"send", env_send{P(42), arr("hi", 1)}},
         {"send_named", env_send_named{"kvs", arr("get", "k")}},
         {"spawn_request", env_spawn_request{7, P(5), "kvs", "worker", arr(1), spawn_monitor_flag, R(3)}},
@@ -37,6 +37,8 @@ inline std::vector<std::pair<std::string, envelope>> sample_envelopes() {
         {"response", env_response{P(5), R(6), errc::ok, term("pong")}},
         {"fragment", env_fragment{7, 4096, 4099, "abc"}},
         {"credit", env_credit{4096}},
+        {"move", env_move{std::string("\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f", 16)}},
+        {"move_ack", env_move_ack{true}},
     };
 }
 

@@ -198,26 +198,32 @@ TEST_CASE("field types and counts are checked exactly", "[envelope]") {
     expect_decode_error(raw_envelope({4, 1, P5, "s", "t", arr(), 4, R4}),
                         "envelope spawn_request, field 'flags': unknown flag bits 4");
     const term none = binary();
-    expect_decode_error(raw_envelope({1, 2, "nonode", 0, arr(), false, "", none, none, 0}),
+    expect_decode_error(raw_envelope({1, 2, "nonode", 0, arr(), false, "", none, none, 0, 0}),
                         "envelope handshake, field 'node': invalid node name");
-    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr("x", 1), false, "", none, none, 0}),
+    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr("x", 1), false, "", none, none, 0, 0}),
                         "envelope handshake, field 'services': expected array of str, got unsigned integer");
-    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "not-a-key", none, none, 0}),
+    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "not-a-key", none, none, 0, 0}),
                         "envelope handshake, field 'key': not a Z85 public key");
-    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "", binary("12345", 5), none, 0}),
+    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "", binary("12345", 5), none, 0, 0}),
                         "envelope handshake, field 'nonce': nonce of 5 bytes, expected 16 or none");
-    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "", none, binary("1234", 4), 0}),
+    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "", none, binary("1234", 4), 0, 0}),
                         "envelope handshake, field 'proof': proof of 4 bytes, expected 32 or none");
-    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "", "0123456789abcdef", none, 0}),
+    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "", "0123456789abcdef", none, 0, 0}),
                         "envelope handshake, field 'nonce': expected bin, got str");
-    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, ""}), "envelope handshake has 6 fields, expected 9");
+    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, ""}), "envelope handshake has 6 fields, expected 10");
     expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "", none, none}),
-                        "envelope handshake has 8 fields, expected 9");  // a version-3 handshake
-    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "", none, none, 65536}),
+                        "envelope handshake has 8 fields, expected 10");  // a version-3 handshake
+    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "", none, none, 0}),
+                        "envelope handshake has 9 fields, expected 10");  // a version-4 handshake
+    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "", none, none, 65536, 0}),
                         "envelope handshake, field 'port': expected uint16, got 65536");
+    expect_decode_error(raw_envelope({1, 2, "a@h", 0, arr(), false, "", none, none, 0, 65536}),
+                        "envelope handshake, field 'member_port': expected uint16, got 65536");
+    expect_decode_error(raw_envelope({21, "0123456789abcdef"}), "envelope move, field 'link': expected bin, got str");
+    expect_decode_error(raw_envelope({22, 1}), "envelope move_ack, field 'accepted': expected bool, got unsigned integer");
     expect_decode_error(raw_envelope({16, binary("x", 1)}), "envelope goodbye, field 'reason': expected str, got bin");
     expect_decode_error(raw_envelope({0}), "unknown envelope type 0");
-    expect_decode_error(raw_envelope({21}), "unknown envelope type 21");
+    expect_decode_error(raw_envelope({23}), "unknown envelope type 23");
     expect_decode_error(raw_envelope({"send"}), "envelope type is not an unsigned integer (got str)");
     expect_decode_error(std::string("\x90", 1), "envelope is an empty array");
     expect_decode_error(encode(map_of({{2, 1}})), "envelope is not an array (got map)");

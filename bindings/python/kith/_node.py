@@ -577,5 +577,8 @@ class Node:
         within that budget, which a kith sender paces to: slower, not lost),
         address_blocks (times a source address that opened connections
         faster than net_options::conns_per_address_per_s had its new
-        connections dropped for a while)."""
+        connections dropped for a while), member_moves and
+        member_moves_failed (links to members moved from the public port
+        they were dialled at to the member's member port, and moves that
+        did not work: the link stayed where it was)."""
         return self._n._net_stats()

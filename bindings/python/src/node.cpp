@@ -283,6 +283,8 @@ void register_node(py::module_& m) {
             d["rate_drops"] = s.rate_drops;
             d["paced_waits"] = s.paced_waits;
             d["address_blocks"] = s.address_blocks;
+            d["member_moves"] = s.member_moves;
+            d["member_moves_failed"] = s.member_moves_failed;
             return d;
         });
     bind_node_rpc(c);

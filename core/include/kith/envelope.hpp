@@ -22,7 +22,7 @@ namespace kith {
 
 // Protocol version carried in every frame header. Used on the wire; a node
 // refuses frames of another major version.
-inline constexpr std::uint8_t protocol_version = 4;
+inline constexpr std::uint8_t protocol_version = 5;
 
 // Envelope type tags. Used on the wire; never change, only append.
 enum class env_type : std::uint8_t {
@@ -46,6 +46,8 @@ enum class env_type : std::uint8_t {
     response = 18,
     fragment = 19,
     credit = 20,
+    move = 21,
+    move_ack = 22,
 };
 
 // Flags of a spawn request. Used on the wire.
@@ -73,6 +75,11 @@ struct env_handshake {
     // inbound peer (its observed address with this port): a receiver never
     // dials it and never matches a dialled endpoint against it.
     std::uint16_t port = 0;
+    // Sent only in a listener's answer to a cluster member that dialled its
+    // public port: the member port's TCP port on the host the member
+    // dialled, so that the member may move its link there (docs/protocol.md,
+    // "Moving to the member port"); 0 otherwise, and always from a dialler.
+    std::uint16_t member_port = 0;
     friend bool operator==(const env_handshake&, const env_handshake&) = default;
 };
 
@@ -222,6 +229,20 @@ struct env_credit {
     friend bool operator==(const env_credit&, const env_credit&) = default;
 };
 
+// Between cluster members only, handled by the transport (docs/protocol.md,
+// "Moving to the member port"): a dialler tells the listener, on the link it
+// dialled, that it sends on its other link `link` (that link's 16-byte
+// routing id) from the listener's answer on; `move_ack` is that answer, on
+// the same link, the last envelope the listener sends there if `accepted`.
+struct env_move {
+    std::string link;          // msgpack bin, 16 bytes
+    friend bool operator==(const env_move&, const env_move&) = default;
+};
+struct env_move_ack {
+    bool accepted = false;
+    friend bool operator==(const env_move_ack&, const env_move_ack&) = default;
+};
+
 // The answer to an env_request.
 struct env_response {
     pid to;                    // the requester
@@ -234,7 +255,7 @@ struct env_response {
 using envelope = std::variant<env_handshake, env_send, env_send_named, env_spawn_request, env_spawn_reply,
                               env_call, env_cast, env_reply, env_monitor, env_demonitor, env_down, env_link,
                               env_unlink, env_exit, env_heartbeat, env_goodbye,
-                              env_request, env_response, env_fragment, env_credit>;
+                              env_request, env_response, env_fragment, env_credit, env_move, env_move_ack>;
 
 env_type type_of(const envelope& e) noexcept;
 

@@ -211,6 +211,13 @@ struct net_counters {
     // (2 s, doubling while it goes on, up to 60 s), because it opened them
     // to one of this node's ports faster than conns_per_address_per_s.
     std::uint64_t address_blocks = 0;
+    // Links to cluster members moved from the public port they were dialled
+    // at to the member port the member stated (docs/protocol.md, "Moving to
+    // the member port"), counted at both ends; and moves this node tried
+    // that did not work (the member port not reachable where the public
+    // port is: the link stayed, nothing was lost).
+    std::uint64_t member_moves = 0;
+    std::uint64_t member_moves_failed = 0;
 };
 
 }  // namespace kith

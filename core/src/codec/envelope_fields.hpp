@@ -31,13 +31,15 @@ struct bin_cref {
 };
 [[maybe_unused]] inline auto fields(env_handshake& e) {
     return std::tuple<std::uint32_t&, std::string&, std::uint64_t&, std::vector<std::string>&, bool&, std::string&,
-                      bin_ref, bin_ref, std::uint16_t&>(e.version, e.node, e.creation, e.services, e.hidden, e.key,
-                                                        bin_ref{e.nonce}, bin_ref{e.proof}, e.port);
+                      bin_ref, bin_ref, std::uint16_t&, std::uint16_t&>(e.version, e.node, e.creation, e.services,
+                                                                        e.hidden, e.key, bin_ref{e.nonce},
+                                                                        bin_ref{e.proof}, e.port, e.member_port);
 }
 [[maybe_unused]] inline auto fields(const env_handshake& e) {
     return std::tuple<const std::uint32_t&, const std::string&, const std::uint64_t&, const std::vector<std::string>&,
-                      const bool&, const std::string&, bin_cref, bin_cref, const std::uint16_t&>(
-        e.version, e.node, e.creation, e.services, e.hidden, e.key, bin_cref{e.nonce}, bin_cref{e.proof}, e.port);
+                      const bool&, const std::string&, bin_cref, bin_cref, const std::uint16_t&, const std::uint16_t&>(
+        e.version, e.node, e.creation, e.services, e.hidden, e.key, bin_cref{e.nonce}, bin_cref{e.proof}, e.port,
+        e.member_port);
 }
 KITH_FIELDS(env_send, e.to, e.msg)
 KITH_FIELDS(env_send_named, e.name, e.msg)
@@ -65,6 +67,9 @@ KITH_FIELDS(env_response, e.to, e.tag, e.code, e.value)
         e.id, e.offset, e.total, bin_cref{e.data});
 }
 KITH_FIELDS(env_credit, e.bytes)
+[[maybe_unused]] inline auto fields(env_move& e) { return std::tuple<bin_ref>(bin_ref{e.link}); }
+[[maybe_unused]] inline auto fields(const env_move& e) { return std::tuple<bin_cref>(bin_cref{e.link}); }
+KITH_FIELDS(env_move_ack, e.accepted)
 
 #define KITH_META(T, TAG, ...)                                                     \
     template <>                                                                    \
@@ -74,7 +79,7 @@ KITH_FIELDS(env_credit, e.bytes)
         static constexpr const char* field_names[] = {__VA_ARGS__};                \
     };
 
-KITH_META(env_handshake, handshake, "version", "node", "creation", "services", "hidden", "key", "nonce", "proof", "port")
+KITH_META(env_handshake, handshake, "version", "node", "creation", "services", "hidden", "key", "nonce", "proof", "port", "member_port")
 KITH_META(env_send, send, "to", "msg")
 KITH_META(env_send_named, send_named, "name", "msg")
 KITH_META(env_spawn_request, spawn_request, "req_id", "from", "service", "actor_type", "args", "flags", "monitor_ref")
@@ -94,6 +99,8 @@ KITH_META(env_request, request, "to", "from", "tag", "msg")
 KITH_META(env_response, response, "to", "tag", "code", "value")
 KITH_META(env_fragment, fragment, "id", "offset", "total", "data")
 KITH_META(env_credit, credit, "bytes")
+KITH_META(env_move, move, "link")
+KITH_META(env_move_ack, move_ack, "accepted")
 
 #undef KITH_META
 #undef KITH_FIELDS

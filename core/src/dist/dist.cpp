@@ -520,6 +520,8 @@ net_counters dist::counters() const {
     c.rate_drops = s.rate_drops;
     c.paced_waits = s.paced_waits;
     c.address_blocks = s.address_blocks;
+    c.member_moves = s.member_moves;
+    c.member_moves_failed = s.member_moves_failed;
     return c;
 }
 

@@ -15,7 +15,8 @@ std::string_view kind_name(const envelope& e) {
     static constexpr std::string_view names[] = {"?",         "handshake", "send",      "send_named", "spawn_request",
                                                  "spawn_reply", "call",    "cast",      "reply",      "monitor",
                                                  "demonitor", "down",      "link",      "unlink",     "exit",
-                                                 "heartbeat", "goodbye",   "request",   "response"};
+                                                 "heartbeat", "goodbye",   "request",   "response",   "fragment",
+                                                 "credit",    "move",      "move_ack"};
     auto t = static_cast<std::size_t>(type_of(e));
     return t < std::size(names) ? names[t] : "?";
 }

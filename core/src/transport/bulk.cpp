@@ -186,7 +186,8 @@ std::optional<envelope> transport::impl::on_fragment(session& s, link& l, env_fr
     envelope& e = r.value();
     if (std::holds_alternative<env_handshake>(e) || std::holds_alternative<env_heartbeat>(e) ||
         std::holds_alternative<env_goodbye>(e) || std::holds_alternative<env_fragment>(e) ||
-        std::holds_alternative<env_credit>(e)) {
+        std::holds_alternative<env_credit>(e) || std::holds_alternative<env_move>(e) ||
+        std::holds_alternative<env_move_ack>(e)) {
         protocol_errors++;  // control envelopes never come in fragments
         return std::nullopt;
     }

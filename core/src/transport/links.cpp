@@ -32,6 +32,7 @@ void transport::impl::open_dealer(link& l) {
         l.dealer.set(zmq::sockopt::curve_publickey, zmq::const_buffer(kp.pub.bytes.data(), 32));
         l.dealer.set(zmq::sockopt::curve_secretkey, zmq::const_buffer(kp.sec.bytes().data(), 32));
         l.dealer.set(zmq::sockopt::routing_id, zmq::const_buffer(rid, sizeof rid));
+        l.dealer_rid.assign(reinterpret_cast<const char*>(rid), sizeof rid);
         step = "monitor it";
         l.mon = open_monitor(l.dealer, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
                                            ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
@@ -80,6 +81,7 @@ void transport::impl::close_dealer(link& l, int linger_ms) {
 }
 
 void transport::impl::refuse_out(link& l, const std::string& reason, errc code) {
+    if (l.move_of) return abandon_move(l, reason, true);  // no refusal: the first link carries on
     if (l.refused) return;
     l.refused = true;
     refused_outbound++;
@@ -99,6 +101,7 @@ void transport::impl::pause_redial(link& l) {
     // forwarder) while the node behind it is away. libzmq would redial
     // every reconnect interval; dial again after 1, 2, 4, 8, 8 ... s
     // instead (back within 8 s of the node's return, 3 tries a pause).
+    if (l.move_of) return abandon_move(l, "closed during the CURVE handshake", true);
     const auto pause = std::chrono::seconds(1 << std::min(l.slow_redials, 3));
     if (l.slow_redials == 0)
         log(log_level::warning, "the link to " + l.endpoint + " (" + l.server_key.z85() + ") was closed during the CURVE "
@@ -113,6 +116,8 @@ void transport::impl::pause_redial(link& l) {
 }
 
 void transport::impl::reopen(link& l) {
+    if (l.move_of) return abandon_move(l, "the connection ended", true);  // a mover is never dialled again
+    if (l.mover && l.mover->move != link::move_step::done) abandon_move(*l.mover, "its first link reconnected");
     close_dealer(l, 0);
     if (!l.refused && !stopping) open_dealer(l);
 }
@@ -219,7 +224,7 @@ void transport::impl::run_commands() {
             continue;
         }
         auto it = std::find_if(outs.begin(), outs.end(),
-                               [&](auto& l) { return !l->doomed && l->endpoint == c.endpoint; });
+                               [&](auto& l) { return !l->doomed && !l->move_of && l->endpoint == c.endpoint; });
         if (c.k == command::connect && it != outs.end() && !(*it)->refused && (*it)->server_key == c.key &&
             (*it)->creds == c.creds) {
             // Already linked: nothing to do, unless it is waiting to dial
@@ -229,10 +234,18 @@ void transport::impl::run_commands() {
         }
         if (it != outs.end()) {
             link& l = **it;
-            if (l.state == lstate::established) {
-                send_control(l, env_goodbye{"shutdown"});
-                if (sessions.count(l.peer) && sessions[l.peer].primary == &l)
-                    session_down(l.peer, "shutdown", &l);
+            // After a move its mover carries the session (l is parked).
+            link* carrier = l.mover && l.mover->state == lstate::established ? l.mover : nullptr;
+            const std::string peer = l.state == lstate::established ? l.peer : carrier ? carrier->peer : "";
+            if (l.state == lstate::established) send_control(l, env_goodbye{"shutdown"});
+            if (carrier) {  // the node reads the member port first
+                send_control(*carrier, env_goodbye{"shutdown"});
+                carrier->told_before_close = true;
+            }
+            if (!peer.empty()) {
+                auto s = sessions.find(peer);
+                if (s != sessions.end() && (s->second.primary == &l || s->second.primary == carrier))
+                    session_down(peer, "shutdown", &l);
                 else
                     detach(l);
             }

@@ -15,7 +15,9 @@ void transport::impl::rebuild_items() {
     items.push_back({mem.mon.handle(), mem.mon ? 0 : -1, static_cast<short>(mem.mon ? ZMQ_POLLIN : 0), 0});
     for (auto& l : outs) {
         if (!l->dealer) continue;
-        items.push_back({l->dealer.handle(), 0, ZMQ_POLLIN, 0});
+        // A mover is not read while its move waits for the answer (moves.cpp).
+        const bool held = l->move_of && l->move == link::move_step::awaiting;
+        items.push_back({l->dealer.handle(), 0, static_cast<short>(held ? 0 : ZMQ_POLLIN), 0});
         items.push_back({l->mon.handle(), l->mon ? 0 : -1, ZMQ_POLLIN, 0});
         item_links.push_back(l.get());
     }
@@ -191,7 +193,7 @@ void transport::impl::io_loop() {
             next_tick = clock::now() + tick;
         }
         reap_ins();
-        outs.remove_if([](auto& l) { return l->doomed; });
+        reap_outs();
         take_dirty();
         if (!blocked.empty()) {
             auto b = std::move(blocked);
@@ -266,7 +268,7 @@ void transport::impl::drain_fragments() {
         if (poll_sockets(clock::now(), 5) < 0) return;
         read_wake();
         read_ready();
-        outs.remove_if([](auto& l) { return l->doomed; });
+        reap_outs();
         take_dirty();
         auto b = std::move(blocked);
         blocked.clear();

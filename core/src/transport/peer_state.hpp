@@ -80,6 +80,21 @@ struct link {
     bool refused = false;              // terminal: closed after a refusal
     bool told_before_close = false;    // a goodbye is queued: close with linger so that it goes out
     bool doomed = false;               // disconnected/replaced: erased at the end of the loop turn
+    std::string dealer_rid;            // outbound: this socket's 16-byte routing id
+    // Moving to the member port (moves.cpp; docs/protocol.md, "Moving to the
+    // member port"). On the link dialled at a public port (L1): `mover`, the
+    // link dialled at the same node's member port for it. On that link (L2):
+    // `move_of`, L1; L2 is never dialled again: when it fails or the move
+    // does not complete by `move_deadline`, it is closed and L1 carries on.
+    // After the move L1 is closed, silently, and `parked`: dialled again
+    // when the mover ends. `move_answered`: an inbound link answers one
+    // `move` (a second is a protocol error).
+    link* mover = nullptr;
+    link* move_of = nullptr;
+    enum class move_step : std::uint8_t { dialling, awaiting, done } move = move_step::dialling;
+    clock::time_point move_deadline{};
+    bool parked = false;
+    bool move_answered = false;
 };
 
 // A session of a grantee or a stranger, as the guest decoder sees it
@@ -129,6 +144,13 @@ struct session {
     std::uint64_t rx_id = 0;
     std::uint32_t rx_total = 0;
     std::string rx;
+    // A move of our link to the peer's member port waits for its answer:
+    // nothing is sent to the peer meanwhile (moves.cpp).
+    bool hold = false;
+    // Listener: the answer to a move waits in `unsent`; once the last
+    // `move_after` frames are handed on, `move_to` is the primary (flush).
+    link* move_to = nullptr;
+    std::size_t move_after = 0;
 };
 
 }  // namespace kith::detail

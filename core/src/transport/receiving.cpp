@@ -124,6 +124,7 @@ int transport::impl::read_dealer(link& l) {
     zmq::message_t m;  // reused for the batch
     try {
         for (; n < read_batch && l.dealer.handle() == sock && sock; ++n) {
+            if (l.move_of && l.move == link::move_step::awaiting) return n;  // moves.cpp
             if (!l.dealer.recv(m, zmq::recv_flags::dontwait)) return n;
             if (m.more()) {
                 protocol_errors++;
@@ -323,6 +324,9 @@ void transport::impl::housekeeping() {
             continue;
         }
         if (l.state == lstate::established) {
+            // A mover awaiting its answer is not read (moves.cpp): L1's
+            // liveness stands for the node meanwhile.
+            if (l.move_of && l.move == link::move_step::awaiting) l.last_rx = now;
             if (now - l.last_rx > o.heartbeat_timeout) {
                 heartbeat_timeouts++;
                 link_failed(l, "timeout");
@@ -354,6 +358,7 @@ void transport::impl::housekeeping() {
         link_failed(*l, "timeout");
     }
     end_credit_stalls(now);
+    check_moves(now);
     // Read budgets of keys idle long enough to be full again.
     if (o.guest_bytes_per_s > 0) {
         const auto refill = std::chrono::duration<double>(static_cast<double>(o.guest_burst_bytes) /

@@ -59,6 +59,7 @@ bool transport::impl::pace(session& s, std::size_t n, clock::time_point now) {
 }
 
 void transport::impl::flush(session& s) {
+    if (s.hold && !stopping) return;  // a move waits for its answer (moves.cpp): sent after it
     send_credit(s, *s.primary);
     const bool paced = s.info.auth.kind != trust_kind::cluster;
     {
@@ -93,6 +94,11 @@ void transport::impl::flush(session& s) {
             sent += f.size();
             if (rc == 1) nframes++;
             s.unsent.pop_front();
+            // The answer to a move was the last frame for the old link (moves.cpp).
+            if (s.move_to && --s.move_after == 0) {
+                s.primary = s.move_to;
+                s.move_to = nullptr;
+            }
         }
         // The batch that filled while a paced frame waited goes next: left
         // in the queue (no longer dirty), it would wait for the next post.
@@ -207,6 +213,7 @@ void transport::impl::detach(link& l) {
     if (it == sessions.end()) return;
     auto& v = it->second.links;
     v.erase(std::remove(v.begin(), v.end(), &l), v.end());
+    if (it->second.move_to == &l) it->second.move_to = nullptr;  // a move's answer waits: we stay
 }
 
 void transport::impl::link_failed(link& l, const std::string& reason) {
@@ -290,6 +297,9 @@ void transport::impl::on_handshake(link& l, env_handshake& hs) {
                                  "connection for a node outside the cluster)");
     }
     auto it = sessions.find(hs.node);
+    if (l.move_of && (it == sessions.end() || it->second.info.creation != hs.creation ||
+                      l.move_of->state != lstate::established || l.move_of->peer != hs.node))
+        return abandon_move(l, "another node or incarnation answered at its member port");
     auth::name_claim nc;
     nc.name = hs.node;
     nc.claimant = &l.auth;
@@ -316,7 +326,8 @@ void transport::impl::on_handshake(link& l, env_handshake& hs) {
     // What on_peer_up posts is queued and goes out after the answer.
     if (it != sessions.end() && it->second.info.creation == hs.creation) {
         it->second.links.push_back(&l);
-        if (l.outbound) call(cb.on_outbound_joined, hs.node, l.endpoint);
+        if (l.move_of) move_joined(l);
+        else if (l.outbound) call(cb.on_outbound_joined, hs.node, l.endpoint);
     } else {
         // The peer restarted: the old session ends before the new one.
         if (it != sessions.end()) session_down(hs.node, "connection_closed", nullptr);
@@ -326,8 +337,10 @@ void transport::impl::on_handshake(link& l, env_handshake& hs) {
         std::string proof;
         if (l.auth.kind == trust_kind::cluster && hs.nonce.size() == auth::nonce_bytes)
             proof = auth::member_proof(proof_key, self.key(), l.auth.key, hs.nonce);
-        auto ours = handshake(auth::fresh_nonce(), std::move(proof));
+        auto ours = handshake(auth::fresh_nonce(), std::move(proof), member_port_for(l));
         send_on(l, ours.data(), ours.size());
+    } else if (l.state == lstate::established && !l.move_of) {
+        start_move(l, hs.member_port, hs.port);
     }
 }
 
@@ -464,6 +477,8 @@ void transport::impl::on_frame(link& l, std::string_view frame, const peer_auth&
     auto goodbye = take_data(envs, i, s, &l);
     deliver(l, auth, std::move(envs));
     if (goodbye) on_goodbye(l, *goodbye);
+    else if (l.mover && l.mover->move == link::move_step::done && !l.parked && l.state == lstate::established)
+        park(l);  // the node moved to the mover: its answer was the last on this link
 }
 
 std::optional<std::string> transport::impl::take_data(std::vector<envelope>& envs, std::size_t first, session* s,
@@ -496,6 +511,16 @@ std::optional<std::string> transport::impl::take_data(std::vector<envelope>& env
         }
         if (std::holds_alternative<env_handshake>(e)) {
             protocol_errors++;
+            continue;
+        }
+        if (auto* mv = std::get_if<env_move>(&e)) {
+            if (s) on_move(*s, *l, *mv);
+            else protocol_errors++;  // between cluster members only
+            continue;
+        }
+        if (auto* ack = std::get_if<env_move_ack>(&e)) {
+            if (s) on_move_ack(*s, *l, *ack);
+            else protocol_errors++;
             continue;
         }
         if (auto* g = std::get_if<env_goodbye>(&e)) {

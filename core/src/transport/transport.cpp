@@ -5,23 +5,10 @@
 
 namespace kith::detail {
 
-namespace {
-// The port of "tcp://HOST:PORT" ("tcp://[v6]:PORT"), 0 if there is none.
-std::uint16_t port_of(const std::string& endpoint) {
-    const auto colon = endpoint.rfind(':');
-    if (colon == std::string::npos || colon < 6 || colon + 1 >= endpoint.size() || endpoint.size() - colon > 6)
-        return 0;
-    unsigned v = 0;
-    for (std::size_t i = colon + 1; i < endpoint.size(); ++i) {
-        if (endpoint[i] < '0' || endpoint[i] > '9') return 0;
-        v = v * 10 + static_cast<unsigned>(endpoint[i] - '0');
-    }
-    return v <= 65535 ? static_cast<std::uint16_t>(v) : 0;
-}
-}  // namespace
 
-std::string transport::impl::handshake(std::string nonce, std::string proof) const {
+std::string transport::impl::handshake(std::string nonce, std::string proof, std::uint16_t member_port) const {
     env_handshake hs;
+    hs.member_port = member_port;
     hs.port = port_of(o.advertised_endpoint.empty() ? pub.bound : o.advertised_endpoint);
     hs.node = o.node_name;
     hs.creation = o.creation;
@@ -439,6 +426,8 @@ transport_stats transport::stats() const {
     s.credit_timeouts = m.credit_timeouts;
     s.paced_waits = m.paced_waits;
     s.stop_drain_turns = m.stop_drain_turns;
+    s.member_moves = m.member_moves;
+    s.member_moves_failed = m.member_moves_failed;
     return s;
 }
 

@@ -269,6 +269,10 @@ struct transport_stats {
     // Turns of stop()'s wait for its fragments' credit (drain_fragments);
     // each waits for a socket, at most 5 ms.
     std::uint64_t stop_drain_turns = 0;
+    // Member links moved from a public port to the member port (moves.cpp),
+    // counted by both ends; and moves this node tried that did not work
+    // (the link stayed where it was dialled).
+    std::uint64_t member_moves = 0, member_moves_failed = 0;
 };
 
 class transport {

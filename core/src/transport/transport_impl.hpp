@@ -106,6 +106,19 @@ inline thread_local const void* tl_io_owner = nullptr;
 inline thread_local const void* tl_job_owner = nullptr;
 inline thread_local std::uint64_t tl_job_lead = 0;  // the `lead` value while that job holds the sockets
 
+// The port of "tcp://HOST:PORT" ("tcp://[v6]:PORT"), 0 if there is none.
+inline std::uint16_t port_of(const std::string& endpoint) {
+    const auto colon = endpoint.rfind(':');
+    if (colon == std::string::npos || colon < 6 || colon + 1 >= endpoint.size() || endpoint.size() - colon > 6)
+        return 0;
+    unsigned v = 0;
+    for (std::size_t i = colon + 1; i < endpoint.size(); ++i) {
+        if (endpoint[i] < '0' || endpoint[i] > '9') return 0;
+        v = v * 10 + static_cast<unsigned>(endpoint[i] - '0');
+    }
+    return v <= 65535 ? static_cast<std::uint16_t>(v) : 0;
+}
+
 // How long a run_after_turn job may keep the sockets before the follower
 // takes them over.
 constexpr auto job_steal_after = std::chrono::microseconds(200);
@@ -140,8 +153,9 @@ struct transport::impl {
     auth::proof_key proof_key;         // derive_cookie_key(cookie, "member-proof")
     zap_handler zap;
     // Our handshake, with the services exported now, a nonce and, for a
-    // client that proved membership, our proof (auth::member_proof).
-    std::string handshake(std::string nonce, std::string proof = {}) const;
+    // client that proved membership, our proof (auth::member_proof) and,
+    // if it dialled our public port, our member port (moves.cpp).
+    std::string handshake(std::string nonce, std::string proof = {}, std::uint16_t member_port = 0) const;
 
     std::shared_ptr<shared_context> shared;  // the process's ZeroMQ context and ZAP thread
     std::shared_ptr<cpu_placer> placer;      // network_cpu_auto only
@@ -203,7 +217,7 @@ struct transport::impl {
         bytes_out{0}, refused_inbound{0}, refused_outbound{0}, decode_errors{0}, protocol_errors{0},
         overload_drops{0}, dropped_at_down{0}, heartbeat_timeouts{0}, peers_up{0}, peers_down{0},
         handshakes_pending{0}, handshake_failures{0}, socket_errors{0}, rate_drops{0}, credit_timeouts{0},
-        paced_waits{0};
+        paced_waits{0}, member_moves{0}, member_moves_failed{0};
     std::atomic<clock::rep> socket_error_logged{0};  // when the last socket_error record went out
 
     // I/O-thread state
@@ -427,6 +441,41 @@ struct transport::impl {
 
     // The peer said goodbye on `l` (reason as it said it): its session ends.
     void on_goodbye(link& l, const std::string& said);
+
+    // ---- moving to the member port (moves.cpp) -------------------------------------------
+    // docs/protocol.md, "Moving to the member port". A member link we
+    // dialled at a node's public port moves to its member port, stated in
+    // the node's handshake: a second link (the mover) dialled there joins
+    // the session, `move` on the first asks the node to take it, and its
+    // `move_ack` (the last envelope it sends on the first) makes the mover
+    // the link we send on. Meanwhile nothing is sent to the node
+    // (session::hold) and the mover is not read, so each direction stays
+    // one ordered stream.
+    // The member port a cluster member that dialled inbound link `l` may
+    // move to (0: none, or it is not reachable where the public port is).
+    std::uint16_t member_port_for(const link& l) const;
+    // Outbound cluster link `l1` reached a node whose member port is
+    // `port` and whose public port is `public_port` (only a link dialled at
+    // that port moves: not a relay's splice or a forwarded port).
+    void start_move(link& l1, std::uint16_t port, std::uint16_t public_port);
+    // The mover's handshake joined its session: asks for the move.
+    void move_joined(link& l2);
+    // Inbound `move` / outbound `move_ack` on link `l` of member session `s`.
+    void on_move(session& s, link& l, const env_move& m);
+    void on_move_ack(session& s, link& l, const env_move_ack& a);
+    // The mover `l2` is closed, never dialled again (`why`, logged at debug
+    // if the move did not complete): its first link carries on, or is
+    // dialled again if it was parked. The session ends with it if it was
+    // the link we send on, or if it failed (`failed`) while the node may
+    // already have moved to it (its move awaited the answer).
+    void abandon_move(link& l2, const std::string& why, bool failed = false);
+    // L1 after the node's answer: closed silently, dialled again when the
+    // mover ends (called once the answer's frame was delivered).
+    void park(link& l1);
+    // Housekeeping: movers past their deadline are abandoned.
+    void check_moves(clock::time_point now);
+    // Erases the outbound links marked doomed (their movers with them).
+    void reap_outs();
 
     // ---- the guest decoder (sessions_guest.cpp) ---------------------------------------------
     // Frames of grantees and strangers are decoded and handed to the node on

@@ -1,0 +1,244 @@
+// Moving to the member port (docs/protocol.md, "Moving to the member port"):
+// a member that dials a node's public port moves its link to the member port
+// the node's handshake states, without losing or reordering anything in
+// either direction; where the member port cannot be reached the link stays;
+// and `move` / `move_ack` from anyone but the member whose move it is are
+// protocol errors that change nothing.
+#include <atomic>
+#include <thread>
+
+#include "kith_catch.hpp"
+#include "raw_client.hpp"
+#include "transport_harness.hpp"
+
+using namespace kith;
+using namespace kith::detail;
+using namespace kt;
+
+namespace {
+
+// Posts 0..n-1 from `from` to `to_name` while the link moves (retrying a
+// post the full queue refuses), on a thread of its own.
+struct streamer {
+    std::thread th;
+    std::atomic<int> refused{0};
+    streamer(transport& from, std::string to_name, int n) {
+        th = std::thread([&from, to_name, n, this] {
+            for (int i = 0; i < n;) {
+                auto r = from.post(to_name, send_int(i));
+                if (r.ok()) {
+                    ++i;
+                } else {
+                    refused++;
+                    std::this_thread::sleep_for(1ms);
+                }
+            }
+        });
+    }
+    ~streamer() { th.join(); }
+};
+
+std::vector<std::int64_t> iota(int n) {
+    std::vector<std::int64_t> v(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) v[static_cast<std::size_t>(i)] = i;
+    return v;
+}
+
+template <class F>
+bool poll_until(F f, std::chrono::milliseconds d = 10s) {
+    const auto until = std::chrono::steady_clock::now() + d;
+    while (!f() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(2ms);
+    return f();
+}
+
+std::string frame_of(const envelope& e) { return encode_frame(e); }
+
+std::uint16_t port_of_for_test(const std::string& ep) {
+    return static_cast<std::uint16_t>(std::stoi(ep.substr(ep.rfind(':') + 1)));
+}
+
+}  // namespace
+
+TEST_CASE("member move: a member that dialled the public port moves to the member port - both ways whole and in order") {
+    test_node alice("alice@home", "c"), bob("bob@home", "c");
+    REQUIRE_FALSE(alice.t->member_endpoint().empty());
+    REQUIRE(dial_up(bob, *alice.t, alice.t->endpoint(), &alice.rec));
+    // Both directions stream while the move happens (it starts at once).
+    constexpr int n = 20000;
+    {
+        streamer to_alice(*bob.t, "alice@home", n), to_bob(*alice.t, "bob@home", n);
+        REQUIRE(alice.rec.wait([&] { return alice.rec.values.size() >= n; }, 30s));
+        REQUIRE(bob.rec.wait([&] { return bob.rec.values.size() >= n; }, 30s));
+    }
+    REQUIRE(poll_until([&] { return alice.t->stats().member_moves == 1 && bob.t->stats().member_moves == 1; }));
+    std::lock_guard la(alice.rec.mu), lb(bob.rec.mu);
+    CHECK(alice.rec.values == iota(n));
+    CHECK(bob.rec.values == iota(n));
+    CHECK(bob.t->stats().member_moves_failed == 0);
+    CHECK(alice.t->stats().protocol_errors == 0);
+    CHECK(bob.t->stats().protocol_errors == 0);
+    CHECK(alice.rec.downs.empty());
+    CHECK(bob.rec.downs.empty());
+    // Bob's view of alice is still the endpoint it dialled.
+    CHECK(bob.rec.ups.size() == 1);
+    CHECK(bob.rec.ups[0].second.endpoint == alice.t->endpoint());
+}
+
+TEST_CASE("member move: the link is on the member port afterwards - a non-members' flood pausing the public port does not hold it") {
+    test_node alice("alice@home", "c", tiny_guests_budget);
+    test_node bob("bob@home", "c"), carol("carol@home", "other");
+    REQUIRE(dial_up(bob, *alice.t, alice.t->endpoint(), &alice.rec));
+    REQUIRE(poll_until([&] { return bob.t->stats().member_moves == 1; }));
+    REQUIRE(dial_granted(carol, alice, keypair::generate(), "carol"));
+    REQUIRE(flood_past_budget(carol, alice, "alice@home"));
+    const auto pauses = alice.t->stats().public_pauses;
+    REQUIRE(pauses > 0);
+    for (int i = 0; i < 100; ++i) REQUIRE(bob.t->post("alice@home", send_int(i)).ok());
+    REQUIRE(alice.rec.wait([&] { return alice.rec.values.size() == 100; }));
+    CHECK(alice.rec.values == iota(100));
+}
+
+TEST_CASE("member move: a member port not reachable where the public port is - the link stays, nothing lost") {
+    // The member port on another loopback address: the dialler tries the
+    // public port's host, where nothing listens on that port.
+    test_node alice("alice@home", "c", [](transport_options& o) { o.member_bind_endpoint = "tcp://127.0.0.2:0"; });
+    test_node bob("bob@home", "c");
+    REQUIRE(alice.t->member_endpoint().rfind("tcp://127.0.0.2:", 0) == 0);
+    REQUIRE(dial_up(bob, *alice.t, alice.t->endpoint(), &alice.rec));
+    constexpr int n = 5000;
+    {
+        streamer to_alice(*bob.t, "alice@home", n), to_bob(*alice.t, "bob@home", n);
+        REQUIRE(alice.rec.wait([&] { return alice.rec.values.size() >= n; }, 30s));
+        REQUIRE(bob.rec.wait([&] { return bob.rec.values.size() >= n; }, 30s));
+    }
+    // The mover gives up within the heartbeat timeout (2.5 s).
+    REQUIRE(poll_until([&] { return bob.t->stats().member_moves_failed == 1; }));
+    CHECK(bob.t->stats().member_moves == 0);
+    CHECK(alice.t->stats().member_moves == 0);
+    CHECK(bob.rec.refusals.empty());  // not a refusal anyone hears of
+    // Still up and carrying traffic afterwards.
+    REQUIRE(bob.t->post("alice@home", send_int(n)).ok());
+    REQUIRE(alice.rec.wait([&] { return alice.rec.values.size() == n + 1; }));
+    std::lock_guard la(alice.rec.mu), lb(bob.rec.mu);
+    CHECK(alice.rec.values == iota(n + 1));
+    CHECK(bob.rec.values == iota(n));
+    CHECK(alice.rec.downs.empty());
+}
+
+TEST_CASE("member move: disconnecting the dialled endpoint after the move ends the session on both sides") {
+    test_node alice("alice@home", "c"), bob("bob@home", "c");
+    REQUIRE(dial_up(bob, *alice.t, alice.t->endpoint(), &alice.rec));
+    REQUIRE(poll_until([&] { return alice.t->stats().member_moves == 1 && bob.t->stats().member_moves == 1; }));
+    bob.t->disconnect(alice.t->endpoint());
+    REQUIRE(bob.rec.wait([&] { return bob.rec.downs.size() == 1; }));
+    REQUIRE(alice.rec.wait([&] { return alice.rec.downs.size() == 1; }));
+    CHECK(bob.rec.downs[0].second == "shutdown");
+    CHECK(alice.rec.downs[0].second == "shutdown");
+    CHECK_FALSE(bob.t->is_up("alice@home"));
+    CHECK_FALSE(alice.t->is_up("bob@home"));
+}
+
+TEST_CASE("member move: the listener restarts after the move - the session comes back and moves again") {
+    auto keys = keypair::generate();
+    auto alice = std::make_unique<test_node>("alice@home", "c", nullptr, keys);
+    const std::string ep = alice->t->endpoint();
+    const std::string port = ep.substr(ep.rfind(':') + 1);
+    test_node bob("bob@home", "c");
+    REQUIRE(dial_up(bob, *alice->t, ep, &alice->rec));
+    REQUIRE(poll_until([&] { return bob.t->stats().member_moves == 1; }));
+    alice.reset();
+    REQUIRE(bob.rec.wait([&] { return bob.rec.downs.size() == 1; }));
+    alice = std::make_unique<test_node>("alice@home", "c",
+                                        [&](transport_options& o) { o.bind_endpoint = "tcp://127.0.0.1:" + port; }, keys);
+    REQUIRE(bob.rec.wait([&] { return bob.rec.ups.size() == 2; }, 15s));
+    REQUIRE(poll_until([&] { return bob.t->stats().member_moves == 2; }));
+    REQUIRE(bob.t->post("alice@home", send_int(7)).ok());
+    REQUIRE(alice->rec.wait([&] { return alice->rec.values.size() == 1; }));
+    CHECK(bob.t->stats().member_moves_failed == 0);
+}
+
+TEST_CASE("member move: move and move_ack from a stranger, from a member naming no link of its session, or unasked - protocol errors, nothing moves") {
+    test_node alice("alice@home", "c"), bob("bob@home", "c");
+    alice.t->set_authorizer([](const public_key&, std::string_view) { return authz_decision::stranger(); });
+    // A stranger (its own key) on the public port.
+    keypair sk = keypair::generate();
+    public_key srv = alice.t->key();
+    raw_client stranger(alice.t->endpoint(), &srv, &sk);
+    stranger.send(frame_of(env_handshake{protocol_version, "stranger@x", 1, {}, false}));
+    auto hs = stranger.recv();
+    REQUIRE(hs.has_value());
+    auto before = alice.t->stats().protocol_errors;
+    stranger.send(frame_of(env_move{std::string(16, '\x81')}));
+    stranger.send(frame_of(env_move_ack{true}));
+    REQUIRE(poll_until([&] { return alice.t->stats().protocol_errors >= before + 2; }));
+    // A member (the cluster key) on the public port: its handshake answer
+    // states the member port; a move naming a link that is not its own is
+    // declined.
+    keypair ck = cluster_keypair("c");
+    raw_client member(alice.t->endpoint(), &srv, &ck);
+    member.send(frame_of(env_handshake{protocol_version, "raw@x", 1, {}, false}));
+    auto mhs = member.recv();
+    REQUIRE(mhs.has_value());
+    auto decoded = decode_frame(*mhs, frame_limits{});
+    REQUIRE(decoded.ok());
+    auto* ahs = std::get_if<env_handshake>(&decoded.value().at(0));
+    REQUIRE(ahs != nullptr);
+    CHECK(ahs->member_port == port_of_for_test(alice.t->member_endpoint()));
+    // Bob's real link to alice (by the member port): a link of another session.
+    REQUIRE(dial_up(bob, *alice.t, alice.t->member_endpoint(), &alice.rec));
+    before = alice.t->stats().protocol_errors;
+    member.send(frame_of(env_move{std::string(16, '\x82')}));  // no such link: declined
+    std::optional<envelope> ack;
+    for (int tries = 0; tries < 10 && !ack; ++tries) {
+        auto f = member.recv();
+        REQUIRE(f.has_value());
+        auto d = decode_frame(*f, frame_limits{});
+        REQUIRE(d.ok());
+        for (auto& e : d.value())
+            if (std::holds_alternative<env_move_ack>(e)) ack = e;
+    }
+    REQUIRE(ack.has_value());
+    CHECK_FALSE(std::get<env_move_ack>(*ack).accepted);
+    member.send(frame_of(env_move{"short"}));  // a second move on the link: not answered
+    // An answer nobody asked for (on a link it dialled, the listener never asks).
+    member.send(frame_of(env_move_ack{true}));
+    REQUIRE(poll_until([&] { return alice.t->stats().protocol_errors >= before + 3; }));
+    CHECK(alice.t->stats().protocol_errors == before + 3);
+    CHECK(alice.t->stats().member_moves == 0);
+    // Bob's link still carries its envelopes.
+    REQUIRE(alice.t->post("bob@home", send_int(1)).ok());
+    REQUIRE(bob.rec.wait([&] { return bob.rec.values.size() == 1; }));
+    // Everyone is still up, and alice still answers.
+    CHECK(alice.t->is_up("bob@home"));
+    CHECK(alice.t->is_up("raw@x"));
+    CHECK(alice.t->is_up("stranger@x"));
+}
+
+TEST_CASE("member move: a node that stops right after a stream, after the move - in order, and all of a dialler's before its down") {
+    for (int stopper = 0; stopper < 2; ++stopper) {
+        auto alice = std::make_unique<test_node>("alice@home", "c");
+        auto bob = std::make_unique<test_node>("bob@home", "c");
+        REQUIRE(dial_up(*bob, *alice->t, alice->t->endpoint(), &alice->rec));
+        REQUIRE(poll_until([&] { return bob->t->stats().member_moves == 1 && alice->t->stats().member_moves == 1; }));
+        // The dialler (bob) or the listener (alice) streams, then stops at once.
+        auto& from = stopper == 0 ? bob : alice;
+        auto& to = stopper == 0 ? alice : bob;
+        const std::string to_name = stopper == 0 ? "alice@home" : "bob@home";
+        constexpr int n = 20000;
+        { streamer s(*from->t, to_name, n); }
+        from.reset();  // stop(): flushes, then says goodbye
+        REQUIRE(to->rec.wait([&] { return to->rec.downs.size() == 1; }));
+        INFO("stopper " << stopper << ", got " << to->rec.values.size());
+        std::lock_guard lk(to->rec.mu);
+        CHECK(to->rec.log.back().starts_with("down:"));
+        if (stopper == 0) {
+            CHECK(to->rec.values == iota(n));
+            CHECK(to->rec.downs[0].second == "shutdown");
+        } else {
+            // A listener's stop() is best effort past what its ROUTER takes
+            // at once (the same without a move: transport.hpp, stop): what
+            // arrives is a prefix, in order.
+            CHECK(to->rec.values == iota(static_cast<int>(to->rec.values.size())));
+        }
+    }
+}
