@@ -234,6 +234,7 @@ void transport::impl::run_commands() {
         }
         if (it != outs.end()) {
             link& l = **it;
+            l.refused = true;  // no reopen (nor a parked link dialled again when its mover ends below)
             // After a move its mover carries the session (l is parked).
             link* carrier = l.mover && l.mover->state == lstate::established ? l.mover : nullptr;
             const std::string peer = l.state == lstate::established ? l.peer : carrier ? carrier->peer : "";
@@ -250,7 +251,6 @@ void transport::impl::run_commands() {
                     detach(l);
             }
             close_dealer(l, static_cast<int>(o.linger.count()));
-            l.refused = true;  // no reopen
             l.doomed = true;   // erased after this loop turn (pointers to it may be in use)
         }
         if (c.k == command::connect) {
