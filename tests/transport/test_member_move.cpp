@@ -242,3 +242,28 @@ TEST_CASE("member move: a node that stops right after a stream, after the move -
         }
     }
 }
+
+TEST_CASE("member move: the listener streams large envelopes while the link moves - they arrive, the credit keeps flowing") {
+    test_node alice("alice@home", "c"), bob("bob@home", "c");
+    REQUIRE(dial_up(bob, *alice.t, alice.t->endpoint(), &alice.rec));
+    // At once: 12 envelopes of 512 KiB (in fragments, credited by bob on the
+    // link they came on, which it parks after the move), then a marker.
+    const kith::term big(std::string(512 << 10, 'x'));
+    for (int i = 0; i < 12; ++i) {
+        auto r = alice.t->post("bob@home", kith::env_send{kith::pid{"x@y", 1}, big});
+        if (!r.ok()) FAIL("post " << i << ": " << r.err().detail);
+    }
+    REQUIRE(alice.t->post("bob@home", send_int(1)).ok());
+    REQUIRE(bob.rec.wait([&] { return bob.rec.values.size() == 1; }, 30s));
+    REQUIRE(poll_until([&] { return bob.t->stats().member_moves == 1; }));
+    // More large ones after the move still go (a window short of lost credit would stall them).
+    for (int i = 0; i < 12; ++i) {
+        auto r = alice.t->post("bob@home", kith::env_send{kith::pid{"x@y", 1}, big});
+        if (!r.ok()) FAIL("post " << i << " after the move: " << r.err().detail);
+    }
+    REQUIRE(alice.t->post("bob@home", send_int(2)).ok());
+    REQUIRE(bob.rec.wait([&] { return bob.rec.values.size() == 2; }, 30s));
+    CHECK(alice.t->stats().credit_timeouts == 0);
+    CHECK(bob.rec.downs.empty());
+    CHECK(alice.rec.downs.empty());
+}

@@ -236,7 +236,9 @@ void transport::impl::run_commands() {
             link& l = **it;
             l.refused = true;  // no reopen (nor a parked link dialled again when its mover ends below)
             // After a move its mover carries the session (l is parked).
-            link* carrier = l.mover && l.mover->state == lstate::established ? l.mover : nullptr;
+            link* carrier = l.mover && l.mover->state == lstate::established && l.mover->move == link::move_step::done
+                                ? l.mover
+                                : nullptr;
             const std::string peer = l.state == lstate::established ? l.peer : carrier ? carrier->peer : "";
             if (l.state == lstate::established) send_control(l, env_goodbye{"shutdown"});
             if (carrier) {  // the node reads the member port first

@@ -212,8 +212,9 @@ void transport::impl::shutdown_io() {
     take_dirty();
     for (auto& [name, s] : sessions) flush(s);
     drain_fragments();
-    for (auto& l : outs)
-        if (l->state == lstate::established) send_control(*l, env_goodbye{"shutdown"});
+    for (auto& l : outs)  // (not on a mover before its move is done: reset_link)
+        if (l->state == lstate::established && !(l->move_of && l->move != link::move_step::done))
+            send_control(*l, env_goodbye{"shutdown"});
     for (auto& [rid, l] : ins)
         if (l->state == lstate::established) send_control(*l, env_goodbye{"shutdown"});
     std::vector<std::string> names;

@@ -64,10 +64,12 @@ void transport::impl::move_joined(link& l2) {
     if (send_on(l1, f.data(), f.size()) != 1) return abandon_move(l2, "its first link could not take the request");
     frames_out++;
     bytes_out += f.size();
-    // No deadline from here: the answer comes after everything the node
-    // reads of L1 before it, and L1's own liveness covers a node that stops
-    // answering (the unread mover is kept alive meanwhile: housekeeping).
+    // The answer comes after everything the node reads of L1 before it, and
+    // L1's own liveness covers a node that stops answering (the unread
+    // mover is kept alive meanwhile: housekeeping). A node that keeps L1
+    // alive but never answers fails L1 after twice the heartbeat timeout.
     l2.move = link::move_step::awaiting;
+    l2.move_deadline = clock::now() + 2 * o.heartbeat_timeout;
     if (s.primary == &l1) s.hold = true;
     items_dirty = true;  // the mover is not polled until the answer
 }
@@ -87,7 +89,7 @@ void transport::impl::on_move(session& s, link& l, const env_move& m) {
     if (!ok) protocol_errors++;
     std::string f = encode_frame(env_move_ack{ok});
     if (ok) member_moves++;
-    if (ok && s.primary == &l) {
+    if (s.primary == &l) {
         // The answer is the last we send on `l` (the dialler closes it once
         // read): if frames wait (ZeroMQ's queue full), it goes behind them
         // and the mover becomes the primary once they are all handed on.
@@ -95,15 +97,17 @@ void transport::impl::on_move(session& s, link& l, const env_move& m) {
             const int rc = send_on(l, f.data(), f.size());
             if (rc != 0) {
                 if (rc == 1) frames_out++, bytes_out += f.size();
-                s.primary = l2;
+                if (ok) s.primary = l2;
                 if (!s.bulk.empty() && std::find(blocked.begin(), blocked.end(), &s) == blocked.end())
                     blocked.push_back(&s);
                 return;
             }
         }
-        s.unsent.push_back(std::move(f));
-        s.move_to = l2;
-        s.move_after = s.unsent.size();
+        s.unsent.push_back(std::move(f));  // never dropped: the dialler holds until it comes
+        if (ok) {
+            s.move_to = l2;
+            s.move_after = s.unsent.size();
+        }
         if (std::find(blocked.begin(), blocked.end(), &s) == blocked.end()) blocked.push_back(&s);
         return;
     }
@@ -135,8 +139,10 @@ void transport::impl::park(link& l1) {
     // The node sends nothing more on L1 after its answer and read all we
     // sent there before `move`: closed at once, without a goodbye (that
     // would end the session); the node forgets it when it sees it close.
+    // Linger: credits for fragments the node sent before its answer may
+    // still be queued on L1 (bulk.cpp answers on the link they came on).
     detach(l1);
-    close_dealer(l1, 0);
+    close_dealer(l1, static_cast<int>(o.linger.count()));
     l1.state = lstate::connecting;
     l1.peer.clear();
     l1.parked = true;
@@ -176,11 +182,22 @@ void transport::impl::abandon_move(link& l2, const std::string& why, bool failed
 }
 
 void transport::impl::check_moves(clock::time_point now) {
-    std::vector<link*> late;
-    for (auto& l : outs)
-        if (l->move_of && !l->doomed && l->move == link::move_step::dialling && now > l->move_deadline)
-            late.push_back(l.get());
+    std::vector<link*> late, unanswered;
+    for (auto& l : outs) {
+        if (!l->move_of || l->doomed || now <= l->move_deadline) continue;
+        if (l->move == link::move_step::dialling) late.push_back(l.get());
+        else if (l->move == link::move_step::awaiting) unanswered.push_back(l->move_of);
+    }
     for (link* l : late) abandon_move(*l, "it did not join the session in time");
+    for (link* l1 : unanswered) {
+        if (!l1->mover || l1->mover->doomed) continue;
+        log(log_level::warning, "the node at " + l1->endpoint + " did not answer our move to its member port within " +
+                                    std::to_string((2 * o.heartbeat_timeout).count()) +
+                                    " ms while the link stayed alive: the link is closed and dialled again (a "
+                                    "broken kith on that node? upgrade it)");
+        heartbeat_timeouts++;
+        link_failed(*l1, "timeout");
+    }
 }
 
 void transport::impl::reap_outs() {

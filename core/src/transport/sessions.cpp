@@ -193,7 +193,10 @@ void transport::impl::session_down(const std::string& name, const std::string& r
 }
 
 void transport::impl::reset_link(link& l, bool tell_peer) {
-    if (tell_peer && l.state == lstate::established) send_control(l, env_goodbye{"reset"});
+    // Not on a mover whose move is not done: the node reads the member port
+    // first and would end the session before reading the rest of L1.
+    const bool pending_mover = l.move_of && l.move != link::move_step::done;
+    if (tell_peer && l.state == lstate::established && !pending_mover) send_control(l, env_goodbye{"reset"});
     if (l.outbound) {
         reopen(l);
     } else {
