@@ -157,6 +157,35 @@ TEST_CASE("member move: the listener restarts after the move - the session comes
     CHECK(bob.t->stats().member_moves_failed == 0);
 }
 
+TEST_CASE("member move: a grantee is never told the member port, and its move and move_ack are protocol errors") {
+    test_node alice("alice@home", "c"), carol("carol@home", "other");
+    keypair grant = keypair::generate();
+    admit_grantee(*alice.t, grant.pub, "carol");
+    public_key srv = alice.t->key();
+    raw_client g(alice.t->endpoint(), &srv, &grant);
+    g.send(frame_of(env_handshake{protocol_version, "grantee@x", 1, {}, false}));
+    auto hs = g.recv();
+    REQUIRE(hs.has_value());
+    auto d = decode_frame(*hs, frame_limits{});
+    REQUIRE(d.ok());
+    auto* ahs = std::get_if<env_handshake>(&d.value().at(0));
+    REQUIRE(ahs != nullptr);
+    CHECK(ahs->member_port == 0);
+    const auto before = alice.t->stats().protocol_errors;
+    g.send(frame_of(env_move{std::string(16, '\x81')}));
+    g.send(frame_of(env_move_ack{true}));
+    REQUIRE(poll_until([&] { return alice.t->stats().protocol_errors >= before + 2; }));
+    CHECK(alice.t->stats().protocol_errors == before + 2);
+    CHECK(alice.t->stats().member_moves == 0);
+    CHECK(alice.t->is_up("grantee@x"));
+    // A kith grantee dialling the public port stays there: no mover.
+    REQUIRE(dial_granted(carol, alice, keypair::generate(), "carol2"));
+    REQUIRE(carol.t->post("alice@home", send_int(1)).ok());
+    REQUIRE(alice.rec.wait([&] { return alice.rec.values.size() == 1; }));
+    CHECK(carol.t->stats().member_moves == 0);
+    CHECK(carol.t->stats().member_moves_failed == 0);
+}
+
 TEST_CASE("member move: move and move_ack from a stranger, from a member naming no link of its session, or unasked - protocol errors, nothing moves") {
     test_node alice("alice@home", "c"), bob("bob@home", "c");
     alice.t->set_authorizer([](const public_key&, std::string_view) { return authz_decision::stranger(); });

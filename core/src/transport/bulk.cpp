@@ -84,7 +84,7 @@ void transport::impl::send_bulk(session& s) {
             if (auto c = s.q->bulk_keys.find(k); c != s.q->bulk_keys.end() && --c->second == 0)
                 s.q->bulk_keys.erase(c);
     }
-    if (would_block && std::find(blocked.begin(), blocked.end(), &s) == blocked.end()) blocked.push_back(&s);
+    if (would_block) mark_blocked(s);
 }
 
 void transport::impl::end_credit_stalls(clock::time_point now) {
@@ -125,7 +125,7 @@ void transport::impl::send_credit(session& s, link& l) {
     std::string f = encode_frame(env_credit{s.credit_owed});
     int rc = send_on(l, f.data(), f.size());
     if (rc == 0) {
-        if (std::find(blocked.begin(), blocked.end(), &s) == blocked.end()) blocked.push_back(&s);
+        mark_blocked(s);
         return;
     }
     s.credit_owed = 0;  // rc == -1: the link is gone, and the session with it

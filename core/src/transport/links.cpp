@@ -117,7 +117,7 @@ void transport::impl::pause_redial(link& l) {
 
 void transport::impl::reopen(link& l) {
     if (l.move_of) return abandon_move(l, "the connection ended", true);  // a mover is never dialled again
-    if (l.mover && l.mover->move != link::move_step::done) abandon_move(*l.mover, "its first link reconnected");
+    if (l.mover && l.mover->pending_mover()) abandon_move(*l.mover, "its first link reconnected");
     close_dealer(l, 0);
     if (!l.refused && !stopping) open_dealer(l);
 }

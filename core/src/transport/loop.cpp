@@ -16,8 +16,7 @@ void transport::impl::rebuild_items() {
     for (auto& l : outs) {
         if (!l->dealer) continue;
         // A mover is not read while its move waits for the answer (moves.cpp).
-        const bool held = l->move_of && l->move == link::move_step::awaiting;
-        items.push_back({l->dealer.handle(), 0, static_cast<short>(held ? 0 : ZMQ_POLLIN), 0});
+        items.push_back({l->dealer.handle(), 0, static_cast<short>(l->awaiting_move() ? 0 : ZMQ_POLLIN), 0});
         items.push_back({l->mon.handle(), l->mon ? 0 : -1, ZMQ_POLLIN, 0});
         item_links.push_back(l.get());
     }
@@ -212,8 +211,8 @@ void transport::impl::shutdown_io() {
     take_dirty();
     for (auto& [name, s] : sessions) flush(s);
     drain_fragments();
-    for (auto& l : outs)  // (not on a mover before its move is done: reset_link)
-        if (l->state == lstate::established && !(l->move_of && l->move != link::move_step::done))
+    for (auto& l : outs)
+        if (l->state == lstate::established && !l->pending_mover())
             send_control(*l, env_goodbye{"shutdown"});
     for (auto& [rid, l] : ins)
         if (l->state == lstate::established) send_control(*l, env_goodbye{"shutdown"});

@@ -98,8 +98,7 @@ void transport::impl::on_move(session& s, link& l, const env_move& m) {
             if (rc != 0) {
                 if (rc == 1) frames_out++, bytes_out += f.size();
                 if (ok) s.primary = l2;
-                if (!s.bulk.empty() && std::find(blocked.begin(), blocked.end(), &s) == blocked.end())
-                    blocked.push_back(&s);
+                if (!s.bulk.empty()) mark_blocked(s);
                 return;
             }
         }
@@ -108,7 +107,7 @@ void transport::impl::on_move(session& s, link& l, const env_move& m) {
             s.move_to = l2;
             s.move_after = s.unsent.size();
         }
-        if (std::find(blocked.begin(), blocked.end(), &s) == blocked.end()) blocked.push_back(&s);
+        mark_blocked(s);
         return;
     }
     // Our frames to this peer go on another link (or the move is declined).
@@ -119,7 +118,7 @@ void transport::impl::on_move(session& s, link& l, const env_move& m) {
 }
 
 void transport::impl::on_move_ack(session& s, link& l, const env_move_ack& a) {
-    if (!l.outbound || !l.mover || l.mover->move != link::move_step::awaiting) {
+    if (!l.outbound || !l.mover || !l.mover->awaiting_move()) {
         protocol_errors++;
         return;
     }
@@ -131,7 +130,7 @@ void transport::impl::on_move_ack(session& s, link& l, const env_move_ack& a) {
     s.hold = false;
     member_moves++;
     items_dirty = true;
-    if (std::find(blocked.begin(), blocked.end(), &s) == blocked.end()) blocked.push_back(&s);
+    mark_blocked(s);
     // L1 is parked once this frame's envelopes are delivered (on_frame).
 }
 
@@ -162,8 +161,7 @@ void transport::impl::abandon_move(link& l2, const std::string& why, bool failed
     } else {
         if (it != sessions.end() && it->second.hold && it->second.primary == l1) {
             it->second.hold = false;
-            if (std::find(blocked.begin(), blocked.end(), &it->second) == blocked.end())
-                blocked.push_back(&it->second);
+            mark_blocked(it->second);
         }
         detach(l2);
     }

@@ -95,6 +95,11 @@ struct link {
     clock::time_point move_deadline{};
     bool parked = false;
     bool move_answered = false;
+    // A mover whose move is not done: no goodbye on it (the node reads the
+    // member port first and would end the session before the rest of L1).
+    bool pending_mover() const noexcept { return move_of && move != move_step::done; }
+    // A mover waiting for the node's answer: not read, nor polled.
+    bool awaiting_move() const noexcept { return move_of && move == move_step::awaiting; }
 };
 
 // A session of a grantee or a stranger, as the guest decoder sees it

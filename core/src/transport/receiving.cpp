@@ -124,7 +124,7 @@ int transport::impl::read_dealer(link& l) {
     zmq::message_t m;  // reused for the batch
     try {
         for (; n < read_batch && l.dealer.handle() == sock && sock; ++n) {
-            if (l.move_of && l.move == link::move_step::awaiting) return n;  // moves.cpp
+            if (l.awaiting_move()) return n;  // moves.cpp
             if (!l.dealer.recv(m, zmq::recv_flags::dontwait)) return n;
             if (m.more()) {
                 protocol_errors++;
@@ -326,7 +326,7 @@ void transport::impl::housekeeping() {
         if (l.state == lstate::established) {
             // A mover awaiting its answer is not read (moves.cpp): L1's
             // liveness stands for the node meanwhile.
-            if (l.move_of && l.move == link::move_step::awaiting) l.last_rx = now;
+            if (l.awaiting_move()) l.last_rx = now;
             if (now - l.last_rx > o.heartbeat_timeout) {
                 heartbeat_timeouts++;
                 link_failed(l, "timeout");

@@ -114,7 +114,7 @@ void transport::impl::flush(session& s) {
         s.q->bytes -= std::min(sent, s.q->bytes);
     }
     if (!s.unsent.empty()) {
-        if (std::find(blocked.begin(), blocked.end(), &s) == blocked.end()) blocked.push_back(&s);
+        mark_blocked(s);
     } else if (!s.bulk.empty()) {
         send_bulk(s);
     }
@@ -193,10 +193,7 @@ void transport::impl::session_down(const std::string& name, const std::string& r
 }
 
 void transport::impl::reset_link(link& l, bool tell_peer) {
-    // Not on a mover whose move is not done: the node reads the member port
-    // first and would end the session before reading the rest of L1.
-    const bool pending_mover = l.move_of && l.move != link::move_step::done;
-    if (tell_peer && l.state == lstate::established && !pending_mover) send_control(l, env_goodbye{"reset"});
+    if (tell_peer && l.state == lstate::established && !l.pending_mover()) send_control(l, env_goodbye{"reset"});
     if (l.outbound) {
         reopen(l);
     } else {
@@ -508,8 +505,7 @@ std::optional<std::string> transport::impl::take_data(std::vector<envelope>& env
             }
             s->in_flight -= std::min<std::size_t>(s->in_flight, c->bytes);
             s->credit_wait_since = {};  // progress: the bound starts again when the window fills
-            if (!s->bulk.empty() && std::find(blocked.begin(), blocked.end(), s) == blocked.end())
-                blocked.push_back(s);  // flushed at the end of this turn
+            if (!s->bulk.empty()) mark_blocked(*s);  // flushed at the end of this turn
             continue;
         }
         if (std::holds_alternative<env_handshake>(e)) {
