@@ -195,9 +195,17 @@ void shared_context::serve() {
             {
                 std::lock_guard lk(mu_);
                 auto it = routes_.find(r.req.domain);
-                if (it == routes_.end()) {
-                    // No node owns this domain (one that stopped, or not
-                    // kith's): refuse, as libzmq would with no handler at all.
+                if (it == routes_.end() && was_issued(r.req.domain)) {
+                    // A node that is stopping: its ROUTER is closed, but a
+                    // handshake it accepted before may still ask. No answer
+                    // (the connection ends with the ROUTER): a refusal would
+                    // tell the peer its key is wrong, and a peer told that
+                    // stops redialling, so it would never come back to the
+                    // node's next start on that port.
+                    continue;
+                } else if (it == routes_.end()) {
+                    // No node ever had this domain (not kith's): refuse, as
+                    // libzmq would with no handler at all.
                     out.address = r.req.address;
                     out.reason = "wrong ZAP domain";
                 } else if (it->second.paused) {
@@ -320,5 +328,18 @@ void shared_context::remove_route(const std::string& domain) {
 }
 
 std::uint64_t shared_context::unique() noexcept { return ++next_; }
+
+bool shared_context::was_issued(std::string_view domain) const noexcept {
+    const std::string_view prefix = zap_domain;
+    if (domain.size() <= prefix.size() + 1 || domain.substr(0, prefix.size()) != prefix ||
+        domain[prefix.size()] != '/')
+        return false;
+    std::uint64_t n = 0;
+    for (char ch : domain.substr(prefix.size() + 1)) {
+        if (ch < '0' || ch > '9' || n > (UINT64_MAX - 9) / 10) return false;
+        n = n * 10 + static_cast<std::uint64_t>(ch - '0');
+    }
+    return n >= 1 && n <= next_.load();
+}
 
 }  // namespace kith::detail

@@ -8,7 +8,10 @@
 // inproc://zeromq.zap.01), so the handler is per process too: each node
 // registers a route, gets a ZAP domain of its own ("kith/<n>") for its
 // ROUTER, and the handler thread passes each request to the route of its
-// domain. A request for any other domain is refused (400): still fail closed.
+// domain. A request for a domain never given out is refused (400): still
+// fail closed. One for a removed route (a node stopping, whose ROUTER may
+// still finish a handshake it accepted) goes unanswered: a refusal would
+// tell the peer its key is wrong, and it would stop redialling.
 // The handler's socket is a ROUTER (not REP), so a request may also go
 // unanswered (a paused route: the node's debug_freeze test hook), as it
 // would in a hung process; libzmq then fails that handshake by its timeout.
@@ -44,6 +47,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -168,6 +172,9 @@ private:
     void serve();
     void send_answers();
     void work(route r);  // a worker's thread (r.w is its worker)
+    // `domain` is one add_route gave out ("kith/<n>", n already issued):
+    // a route now removed, i.e. a node that stopped.
+    bool was_issued(std::string_view domain) const noexcept;
 
     zmq::context_t ctx_;
     zmq::socket_t sock_;  // ROUTER at inproc://zeromq.zap.01; the ZAP thread's only
