@@ -73,8 +73,9 @@ options:
                     once, the rest stay free for members (default: half the
                     workers, at least 1; docs/security.md)
   --network-cpu C   keep the node's network threads on one CPU: a number
-                    (0-based), "auto" (the least busy one, moved when it gets
-                    busy) or "off" (default; docs/performance.md)
+                    (0-based), "auto" (default: the least busy one, moved
+                    when it gets busy) or "off" (the scheduler places them;
+                    docs/performance.md)
   --conns-per-address N
                     connections a second each port accepts from one address
                     (burst 4N; default 16), beyond which that address's new
@@ -153,7 +154,7 @@ unsigned parse_threads(const std::string& opt, const std::string& v) {
 
 // --network-cpu: off, auto or a CPU number 0..1023.
 int parse_network_cpu(const std::string& v) {
-    if (v == "off") return -1;
+    if (v == "off") return net_options::network_cpu_off;
     if (v == "auto") return net_options::network_cpu_auto;
     try {
         std::size_t used = 0;

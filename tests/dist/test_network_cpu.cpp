@@ -81,15 +81,16 @@ struct log_lines {
     }
 };
 
-// Two nodes with network_cpu_auto (a's log kept), b serving echo:echo.
+// Two nodes with network_cpu_auto (a's log kept), b serving echo:echo: the
+// default, left as it is (`off` sets network_cpu_off instead).
 struct auto_pair {
     temp_dir da, db;
     log_lines log;
     std::optional<node> a, b;
-    auto_pair() {
+    explicit auto_pair(bool off = false) {
         node_options oa = loopback_opts("a@test", da.path, "cpu-cookie");
         node_options ob = loopback_opts("b@test", db.path, "cpu-cookie");
-        oa.net.network_cpu = ob.net.network_cpu = net_options::network_cpu_auto;
+        if (off) oa.net.network_cpu = ob.net.network_cpu = net_options::network_cpu_off;
         oa.net.log = log.sink();
         a.emplace(oa);
         b.emplace(ob);
@@ -217,7 +218,8 @@ TEST_CASE("network_cpu auto: the rule - least busy CPU, moves only past the marg
     CHECK(kith::detail::parse_proc_stat("garbage\ncpuX 1 2\n").empty());
 }
 
-TEST_CASE("network_cpu auto: both nodes' and ZeroMQ's I/O threads end up together on one allowed CPU") {
+TEST_CASE("network_cpu auto (the default): both nodes' and ZeroMQ's I/O threads end up together on one allowed CPU") {
+    CHECK(net_options{}.network_cpu == net_options::network_cpu_auto);
     const auto [last, count] = allowed_cpus();
     const std::string before = process_cpus();
     auto_pair p;
@@ -252,11 +254,25 @@ TEST_CASE("network_cpu auto: both nodes' and ZeroMQ's I/O threads end up togethe
     for (auto& c : single) CHECK(c == single.front());
     CHECK(single.front().find_first_of(",-") == std::string::npos);
     CHECK(process_cpus() == before);
-    CHECK(log.has("info|network_cpu auto: network threads placed on CPU " + single.front()));
+    CHECK(log.has("debug|network_cpu auto: network threads placed on CPU " + single.front()));
     CHECK_FALSE(log.has("warning|"));
     auto r = a.call(up, "echo", "echo", arr(7), 5s);
     REQUIRE(r.ok());
     CHECK(r.value() == term(7));
+}
+
+TEST_CASE("network_cpu off: nothing is pinned, nothing placed") {
+    const std::string before = process_cpus();
+    auto_pair p(true);
+    node& a = *p.a;
+    const std::string up = p.connect();
+    REQUIRE(a.call(up, "echo", "echo", arr(7), 5s).ok());
+    // A placer would have looked 200 ms after the nodes started: past that
+    // (a bounded wait for something that must not happen), every thread
+    // still has the process's CPUs and nothing was said.
+    std::this_thread::sleep_for(600ms);
+    for (auto& t : threads()) CHECK(t.allowed == before);
+    CHECK_FALSE(p.log.has("network_cpu auto"));
 }
 
 TEST_CASE("network_cpu auto: a process with one CPU pins nothing") {

@@ -2,6 +2,7 @@
 interpreter exit while other threads drop the last references (issue 15:
 the atexit hook used raw pointers to nodes after releasing the GIL)."""
 import gc
+import inspect
 import os
 import socket
 import threading
@@ -112,6 +113,11 @@ def test_network_cpu_auto_a_number_or_none_and_bad_values_named(make_node):
     b = make_node("b@localhost", discovery=False, network_cpu=sorted(os.sched_getaffinity(0))[0])
     assert b.connect(a.endpoint, a.key) == a.name
     assert b.call(a.name, "echo", "echo", "hi") == "hi"
+    # "auto" is the default; None leaves the threads to the scheduler.
+    assert inspect.signature(kith.Node).parameters["network_cpu"].default == "auto"
+    c = make_node("c@localhost", discovery=False, network_cpu=None)
+    assert c.connect(a.endpoint, a.key) == a.name
+    assert c.call(a.name, "echo", "echo", "off") == "off"
     with pytest.raises(TypeError, match='network_cpu wants a CPU number, "auto" or None'):
         kith.Node("c@localhost", network_cpu="fast")
     with pytest.raises(ValueError, match="network_cpu wants a CPU number from 0 to 1023"):

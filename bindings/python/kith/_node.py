@@ -23,7 +23,7 @@ class Node:
     """A kith node: the runtime hosting actors, services and connections.
 
     Node(name, *, cookie=None, port=None, listen=None, advertise="", member_listen="",
-         key_dir=None, workers=0, guest_workers=0, network_cpu=None, conns_per_address=None,
+         key_dir=None, workers=0, guest_workers=0, network_cpu="auto", conns_per_address=None,
          heartbeat_interval=0.5, heartbeat_timeout=2.5, hidden=False,
          max_queue_bytes=0, services=(), discovery=None, log=None)
 
@@ -48,8 +48,9 @@ class Node:
               workers, at least 1; docs/security.md, "The workers' share").
     network_cpu
               keep the node's network threads on one CPU: an int (0-based),
-              "auto" (the least busy CPU, moved when it gets busy) or None
-              (default: not pinned; docs/performance.md).
+              "auto" (default: the least busy CPU, moved when it gets busy)
+              or None (not pinned: the scheduler places them;
+              docs/performance.md).
     conns_per_address
               connections a second each port accepts from one address (burst
               4x), beyond which that address's new connections are dropped
@@ -97,7 +98,7 @@ class Node:
     def __init__(self, name: str = "kith@localhost", *, cookie: Optional[str] = None,
                  port: Optional[int] = None, listen: Optional[str] = None, advertise: str = "",
                  member_listen: str = "", key_dir: Any = None, workers: int = 0, guest_workers: int = 0,
-                 network_cpu: Any = None, conns_per_address: Optional[float] = None,
+                 network_cpu: Any = "auto", conns_per_address: Optional[float] = None,
                  heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float = 2.5, hidden: bool = False, max_queue_bytes: int = 0,
                  services: Any = (), discovery: Any = None, log: Optional[Callable[[Any], Any]] = None):

@@ -29,7 +29,7 @@ def _full_name(name: str) -> str:
 
 
 def _network_cpu(v: Any) -> int:
-    """Node(network_cpu=...): None -> -1 (not pinned), "auto" -> -2, else a CPU number."""
+    """Node(network_cpu=...): "auto" (default) -> -2, None -> -1 (not pinned), else a CPU number."""
     if v is None:
         return -1
     if v == "auto":

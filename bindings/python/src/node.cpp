@@ -222,7 +222,7 @@ void register_node(py::module_& m) {
           py::arg("name"), py::arg("listen"), py::arg("advertise"), py::arg("key_dir"), py::arg("cookie"),
           py::arg("workers"), py::arg("heartbeat_interval"), py::arg("heartbeat_timeout"), py::arg("hidden"),
           py::arg("max_queue_bytes"), py::arg("builtin"), py::arg("discovery"), py::arg("log") = py::none(), py::arg("member_listen") = "",
-          py::arg("guest_workers") = 0u, py::arg("network_cpu") = -1, py::arg("conns_per_address") = -1.0)
+          py::arg("guest_workers") = 0u, py::arg("network_cpu") = -2, py::arg("conns_per_address") = -1.0)
         .def_property_readonly("name", [](py_node& n) { return n.raw().name(); })
         .def_property_readonly("stopped", &py_node::stopped)
         .def_property_readonly("workers", [](py_node& n) { return n.raw().workers(); })

@@ -81,8 +81,9 @@ struct net_options {
     // Workers, and the threads that call into the node, are not pinned.
     // A fixed CPU is right only where that CPU is not busy with other work:
     // the network threads get no more than it. A CPU this process may not
-    // run on: the node starts, unpinned, with a warning. -1: no pinning.
-    // network_cpu_auto: the process keeps these threads
+    // run on: the node starts, unpinned, with a warning.
+    // network_cpu_off (-1): no pinning, the scheduler places them.
+    // network_cpu_auto (the default): the process keeps these threads
     // together on the allowed CPU least busy with other work, looked at
     // about once a second by a thread of its own (/proc/stat, and how long
     // the threads waited for their CPU), and moves them when their CPU gets
@@ -90,12 +91,14 @@ struct net_options {
     // they wait for it long each time they run (a CPU-bound thread pinned
     // there); when they wait for each other instead (a one-way stream, faster
     // on two CPUs) it unpins them for 2 s, doubling while the stream goes
-    // on, up to 30 s; an info line in the log says where and why. Nothing is pinned
-    // with fewer than two allowed CPUs, or without /proc. (Not yet the
-    // default: measured better than -1 with and without a CPU-bound thread
-    // on one CPU, docs/performance.md.)
-    int network_cpu = -1;
+    // on, up to 30 s; a debug line in the log says where and why. Nothing is pinned
+    // with fewer than two allowed CPUs, or without /proc. The default since
+    // it measured better than network_cpu_off for every figure of the
+    // benchmark, streams included, with and without a CPU-bound thread on
+    // one CPU (docs/performance.md, "Placed by default").
+    static constexpr int network_cpu_off = -1;
     static constexpr int network_cpu_auto = -2;
+    int network_cpu = network_cpu_auto;
     // Connections a second each listening port accepts from one source
     // address (an IPv4 address, an IPv6 /64), with this burst. Each costs
     // the node a TCP accept and a CURVE handshake before its key can be

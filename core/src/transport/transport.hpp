@@ -123,7 +123,7 @@ struct transport_options {
     std::size_t guest_frame_cost_bytes = 512;
     std::size_t batch_bytes = 64 * 1024;          // a batch is flushed once it reaches this size
     std::size_t max_queue_bytes = 8u << 20;       // per peer: queued + unsent bytes before post() fails
-    int network_cpu = -1;                         // net_options::network_cpu
+    int network_cpu = -1;                         // net_options::network_cpu (a node passes its own: auto by default)
     int sndhwm = 256;                             // ZMQ_SNDHWM (messages, i.e. batches) per socket/pipe
     int rcvhwm = 256;                             // ZMQ_RCVHWM
     // Connections each listening port accepts from one source address (an
