@@ -2,6 +2,8 @@
 // comment of transport_impl.hpp and docs/architecture.md, "Threads").
 #include "transport/transport_impl.hpp"
 
+#include <thread>
+
 namespace kith::detail {
 
 void transport::impl::rebuild_items() {
@@ -207,15 +209,13 @@ void transport::impl::io_loop() {
 }
 
 void transport::impl::shutdown_io() {
-    // Push out what was queued, then say goodbye on every link.
+    // Push out what was queued (all of it, bounded: drain_output), then
+    // say goodbye on every link, behind it.
     take_dirty();
     for (auto& [name, s] : sessions) flush(s);
-    drain_fragments();
-    for (auto& l : outs)
-        if (l->state == lstate::established && !l->pending_mover())
-            send_control(*l, env_goodbye{"shutdown"});
-    for (auto& [rid, l] : ins)
-        if (l->state == lstate::established) send_control(*l, env_goodbye{"shutdown"});
+    const auto until = clock::now() + std::min<clock::duration>(o.heartbeat_timeout, stop_drain);
+    drain_output(until);
+    say_goodbyes(until);
     std::vector<std::string> names;
     for (auto& [name, s] : sessions) names.push_back(name);
     for (auto& n : names) {
@@ -234,6 +234,7 @@ void transport::impl::shutdown_io() {
         call(cb.on_peer_down, n, std::string("shutdown"));
     }
     blocked.clear();
+    await_closes(until);
     for (auto& l : outs) close_dealer(*l, static_cast<int>(o.linger.count()));
     outs.clear();
     ins.clear();
@@ -242,27 +243,28 @@ void transport::impl::shutdown_io() {
     stopped_io = true;
 }
 
-bool transport::impl::fragments_in_flight() const {
+bool transport::impl::output_pending() const {
     for (auto& [name, s] : sessions)
-        if (s.in_flight > 0 || !s.bulk.empty()) return true;
+        if (s.in_flight > 0 || !s.bulk.empty() || !s.unsent.empty()) return true;
     return false;
 }
 
-void transport::impl::drain_fragments() {
-    // Large envelopes flushed at stop() go out as fragments past the peer's
-    // credit window; closing at once could lose them: a peer reading slowly
-    // (its public port reads 16 messages a connection at a time) has most of
-    // them still in TCP buffers, and a reset when our socket closes discards
-    // those. So the loop keeps reading (credits, and whatever else arrives,
-    // delivered as usual) until every fragment is credited, the peer's link
-    // is gone, or stop_drain has passed (a peer that stopped reading).
+void transport::impl::drain_output(clock::time_point until) {
+    // What stop() flushes may be more than ZeroMQ takes at once (a ROUTER
+    // or DEALER pipe holds sndhwm frames; the rest waits in `unsent`), and
+    // large envelopes go out as fragments past the peer's credit window;
+    // closing at once would lose both: a peer reading slowly (its public
+    // port reads 16 messages a connection at a time) has most of them still
+    // in TCP buffers, and a reset when our socket closes discards those. So
+    // the loop keeps sending and reading (credits, and whatever else
+    // arrives, delivered as usual) until ZeroMQ took every frame and every
+    // fragment is credited, the peer's link is gone (its frames are then
+    // dropped by flush), or `until` has passed (a peer that stopped reading).
     // The public port keeps its flood pause meanwhile (poll_sockets): a
     // non-members' flood is not read, nor polled, past their budget while
     // the node stops (stop_drain_turns shows it: each turn waits for a
-    // socket, at most 5 ms).
-    if (!fragments_in_flight()) return;
-    const auto until = clock::now() + std::min<clock::duration>(o.heartbeat_timeout, stop_drain);
-    while (fragments_in_flight() && clock::now() < until) {
+    // socket, at most 5 ms; a full pipe signals nothing when it empties).
+    while (output_pending() && clock::now() < until) {
         if (items_dirty) rebuild_items();
         stop_drain_turns++;
         if (poll_sockets(clock::now(), 5) < 0) return;
@@ -273,6 +275,57 @@ void transport::impl::drain_fragments() {
         auto b = std::move(blocked);
         blocked.clear();
         for (session* x : b) flush(*x);
+    }
+}
+
+void transport::impl::await_closes(clock::time_point until) {
+    // A peer that read our goodbye closes its connection to our port. Ours
+    // is closed after that (at most until `until`): a TCP connection closed
+    // while the peer's bytes (a heartbeat, a credit) wait unread in it ends
+    // with a reset, and a reset discards what we sent that the peer has not
+    // read yet (a listener stopping right after a stream lost most of it).
+    // Only the ports' monitors are read meanwhile; the sessions are gone.
+    auto open = [&] {
+        for (auto& [rid, l] : ins)
+            if (l->state == lstate::established) return true;
+        return false;
+    };
+    while (open() && clock::now() < until) {
+        stop_drain_turns++;
+        zmq_pollitem_t mons[2];
+        int n = 0;
+        for (listener* L : {&mem, &pub})
+            if (L->mon) mons[n++] = {L->mon.handle(), 0, ZMQ_POLLIN, 0};
+        if (n == 0 || zmq_poll(mons, n, 5) < 0) return;
+        read_router_monitor(mem);
+        read_router_monitor(pub);
+        reap_ins();
+    }
+}
+
+void transport::impl::say_goodbyes(clock::time_point until) {
+    // One goodbye per established link (not a mover still waiting for its
+    // answer: moves.cpp), behind everything drained. A goodbye that finds
+    // its pipe full (the last frames just taken) is tried again, each 1 ms,
+    // until `until`: without it the peer would see connection_closed.
+    std::vector<link*> left;
+    for (auto& l : outs)
+        if (l->state == lstate::established && !l->pending_mover()) left.push_back(l.get());
+    for (auto& [rid, l] : ins)
+        if (l->state == lstate::established) left.push_back(l.get());
+    const std::string f = encode_frame(env_goodbye{"shutdown"});
+    for (;;) {
+        std::erase_if(left, [&](link* l) {
+            const int rc = send_on(*l, f.data(), f.size());
+            if (rc == 1) {
+                frames_out++;
+                bytes_out += f.size();
+            }
+            return rc != 0;
+        });
+        if (left.empty() || clock::now() >= until) return;
+        stop_drain_turns++;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
 }
 

@@ -232,6 +232,11 @@ void transport::impl::link_failed(link& l, const std::string& reason) {
 }
 
 void transport::impl::on_handshake(link& l, env_handshake& hs) {
+    // A stopping node takes no new session (its sessions are reported down
+    // with "shutdown"): unanswered, the connection closes with its socket,
+    // and the peer dials again later, as after any stop. A refusal would
+    // make the peer stop dialling.
+    if (stopping.load(std::memory_order_relaxed)) return;
     auto bad = [&](const std::string& why) {
         protocol_errors++;
         if (l.outbound) {

@@ -266,8 +266,9 @@ struct transport_stats {
     // budgeted (guest_bytes_per_s; flush paces to it rather than have the
     // peer drop frames unread).
     std::uint64_t paced_waits = 0;
-    // Turns of stop()'s wait for its fragments' credit (drain_fragments);
-    // each waits for a socket, at most 5 ms.
+    // Turns of stop()'s wait until ZeroMQ took every frame and the peers
+    // credited every fragment (drain_output), and of its goodbyes' retries;
+    // each waits at most 5 ms.
     std::uint64_t stop_drain_turns = 0;
     // Member links moved from a public port to the member port (moves.cpp),
     // counted by both ends; and moves this node tried that did not work
@@ -288,7 +289,9 @@ public:
     // (one owns the sockets at a time; see run_after_turn). Throws
     // setup_error on failure. Call once.
     void start();
-    // Flushes queued envelopes (best effort), sends goodbye on every link,
+    // Flushes queued envelopes, waiting until ZeroMQ took them all (at most
+    // 2 s, or heartbeat_timeout if shorter; a peer that stopped reading, or
+    // whose link is gone, loses the rest), sends goodbye on every link,
     // reports every up peer down ("shutdown"), closes the sockets and joins
     // the I/O threads. The last transport of the process to stop ends the
     // shared ZeroMQ context, waiting at most `linger` for what is queued;

@@ -302,10 +302,13 @@ struct transport::impl {
 
     void close_dealer(link& l, int linger_ms);
     // stop(): waits (at most stop_drain, or heartbeat_timeout if shorter)
-    // for the peers' credit for every fragment flushed (loop.cpp).
+    // until ZeroMQ took every frame flushed and the peers credited every
+    // fragment, then says goodbye behind them (loop.cpp).
     static constexpr std::chrono::milliseconds stop_drain{2000};
-    bool fragments_in_flight() const;
-    void drain_fragments();
+    bool output_pending() const;
+    void drain_output(clock::time_point until);
+    void say_goodbyes(clock::time_point until);
+    void await_closes(clock::time_point until);
     std::atomic<std::uint64_t> stop_drain_turns{0};
 
     void refuse_out(link& l, const std::string& reason, errc code = errc::unauthorized);
@@ -544,7 +547,7 @@ struct transport::impl {
     // set it; the loop flushes what they queued in the same turn).
     void read_wake();
     // Reads what the poll found ready: monitors, then the member port, the
-    // links we dialled, the public port last (io_loop and drain_fragments).
+    // links we dialled, the public port last (io_loop and drain_output).
     void read_ready();
 
     void shutdown_io();
