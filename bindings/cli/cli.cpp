@@ -230,6 +230,8 @@ node_options hidden_client_options(const args& a, const std::string& prefix, coo
     o.workers = 1;
     o.net.listen = "tcp://127.0.0.1:0";
     o.net.hidden = true;
+    // A one-shot command makes a call or two: no placer thread to start.
+    o.net.network_cpu = kith::net_options::network_cpu_off;
     o.net.log = [](const kith::log_record&) {};
     if (a.has("--key-dir")) o.net.key_dir = a.get("--key-dir");
     std::filesystem::path dir = o.net.key_dir.empty() ? default_key_dir() : o.net.key_dir;

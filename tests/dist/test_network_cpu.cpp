@@ -6,6 +6,8 @@
 // threads end up). Over real nodes (CURVE on loopback); each test case runs in
 // a process of its own (ZeroMQ's threads start with the first node).
 #include <sched.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -96,6 +98,30 @@ struct auto_pair {
         b.emplace(ob);
         service s("echo");
         s.function("echo", [](term x) { return x; });
+        // How many CPUs this thread may use, and a child forked from it.
+        s.function("cpus", [](term) {
+            cpu_set_t mine;
+            CPU_ZERO(&mine);
+            sched_getaffinity(0, sizeof mine, &mine);
+            int fds[2];
+            if (pipe(fds) != 0) return arr(CPU_COUNT(&mine), -1);
+            const pid_t child = fork();
+            if (child == 0) {
+                cpu_set_t c;
+                CPU_ZERO(&c);
+                sched_getaffinity(0, sizeof c, &c);
+                const char n = static_cast<char>(CPU_COUNT(&c));
+                (void)!write(fds[1], &n, 1);
+                _exit(0);
+            }
+            close(fds[1]);
+            char n = -1;
+            (void)!read(fds[0], &n, 1);
+            close(fds[0]);
+            int status = 0;
+            waitpid(child, &status, 0);
+            return arr(CPU_COUNT(&mine), static_cast<int>(n));
+        });
         b->add_service(std::move(s));
     }
     std::string connect() {
@@ -259,6 +285,13 @@ TEST_CASE("network_cpu auto (the default): both nodes' and ZeroMQ's I/O threads 
     auto r = a.call(up, "echo", "echo", arr(7), 5s);
     REQUIRE(r.ok());
     CHECK(r.value() == term(7));
+    // A service function runs on b's (pinned) I/O thread; a child it forks
+    // gets every CPU of the process back (pthread_atfork), not that one.
+    auto c = a.call(up, "echo", "cpus", arr(0), 5s);
+    REQUIRE(c.ok());
+    const term_array* got = c.value().as_array();
+    REQUIRE((got && got->size() == 2));
+    CHECK((*got)[1].as_int() == count);
 }
 
 TEST_CASE("network_cpu off: nothing is pinned, nothing placed") {

@@ -215,7 +215,9 @@ class NodeEvents:
 class Node:
     def __init__(self, name: str = "kith@localhost", *, cookie: Optional[str] = None,
                  port: Optional[int] = None, listen: Optional[str] = None, advertise: str = "",
-                 member_listen: str = "", key_dir: Any = None, workers: int = 0, heartbeat_interval: float = 0.5,
+                 member_listen: str = "", key_dir: Any = None, workers: int = 0, guest_workers: int = 0,
+                 network_cpu: Union[None, int, str] = "auto", conns_per_address: Optional[float] = None,
+                 heartbeat_interval: float = 0.5,
                  heartbeat_timeout: float = 2.5, hidden: bool = False, max_queue_bytes: int = 0,
                  services: Any = (),
                  discovery: Union[None, bool, DiscoveryOptions] = None,

@@ -50,7 +50,8 @@ class Node:
               keep the node's network threads on one CPU: an int (0-based),
               "auto" (default: the least busy CPU, moved when it gets busy)
               or None (not pinned: the scheduler places them;
-              docs/performance.md).
+              docs/performance.md). Service functions and actors often run
+              on these threads: a thread they start inherits that CPU.
     conns_per_address
               connections a second each port accepts from one address (burst
               4x), beyond which that address's new connections are dropped

@@ -91,7 +91,13 @@ struct net_options {
     // they wait for it long each time they run (a CPU-bound thread pinned
     // there); when they wait for each other instead (a one-way stream, faster
     // on two CPUs) it unpins them for 2 s, doubling while the stream goes
-    // on, up to 30 s; a debug line in the log says where and why. Nothing is pinned
+    // on, up to 30 s; a debug line in the log says where and why (a warning,
+    // once, if pinning fails: the threads are then left to the scheduler).
+    // Service functions and actor turns often run on these threads, so a
+    // thread one of them starts inherits that one CPU (set its affinity, or
+    // start it elsewhere); a process it forks gets the process's CPUs back.
+    // The placer follows a changed process mask (taskset -a -p, a cgroup's
+    // cpuset) at its next look. Nothing is pinned
     // with fewer than two allowed CPUs, or without /proc. The default since
     // it measured better than network_cpu_off for every figure of the
     // benchmark, streams included, with and without a CPU-bound thread on

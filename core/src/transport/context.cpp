@@ -334,12 +334,16 @@ bool shared_context::was_issued(std::string_view domain) const noexcept {
     if (domain.size() <= prefix.size() + 1 || domain.substr(0, prefix.size()) != prefix ||
         domain[prefix.size()] != '/')
         return false;
+    const std::string_view digits = domain.substr(prefix.size() + 1);
     std::uint64_t n = 0;
-    for (char ch : domain.substr(prefix.size() + 1)) {
+    for (char ch : digits) {
         if (ch < '0' || ch > '9' || n > (UINT64_MAX - 9) / 10) return false;
         n = n * 10 + static_cast<std::uint64_t>(ch - '0');
     }
-    return n >= 1 && n <= next_.load();
+    // Exactly as add_route writes it ("kith/01" is not "kith/1"); unique()
+    // shares the counter, so a number it gave out counts too: unanswered,
+    // which still admits nobody (only kith's own sockets name a domain).
+    return n >= 1 && n <= next_.load() && std::to_string(n) == digits;
 }
 
 }  // namespace kith::detail

@@ -129,7 +129,8 @@ public:
     void pause_route(const std::string& domain, bool paused);
     // Ends a route; when this returns, its handler and report are not in use
     // and never will be again (it waits for an authorizer running now).
-    // Requests for the domain are refused from now.
+    // Requests for the domain go unanswered from now (a stopping node;
+    // see the header comment), never refused.
     void remove_route(const std::string& domain);
 
     // A process-unique number (for inproc endpoint names).

@@ -1,13 +1,16 @@
 // cpu_placer.cpp — see cpu_placer.hpp.
 #include "transport/cpu_placer.hpp"
 
+#include <pthread.h>
 #include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <charconv>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -18,6 +21,27 @@ namespace {
 std::mutex instance_mu;
 std::weak_ptr<cpu_placer> instance;
 pid_t instance_pid = 0;
+
+// The CPUs the process could use when its first placer started: a child
+// forked from a pinned thread (a service function or an actor's turn runs
+// on the network threads) gets them back, instead of one CPU for good.
+cpu_set_t process_cpus;
+bool have_process_cpus = false;
+void restore_in_child() {
+    if (have_process_cpus) ::sched_setaffinity(0, sizeof process_cpus, &process_cpus);
+}
+
+// The process's CPUs now, as the (never pinned) placer thread sees them:
+// `taskset -a -p` and a cgroup cpuset change set every thread's mask.
+std::vector<int> allowed_now() {
+    std::vector<int> out;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (::sched_getaffinity(0, sizeof set, &set) == 0)
+        for (int c = 0; c < CPU_SETSIZE; ++c)
+            if (CPU_ISSET(c, &set)) out.push_back(c);
+    return out;
+}
 
 pid_t this_tid() { return static_cast<pid_t>(::syscall(SYS_gettid)); }
 
@@ -126,6 +150,13 @@ std::shared_ptr<cpu_placer> cpu_placer::acquire() {
     std::shared_ptr<cpu_placer> p(new cpu_placer());
     instance = p;
     instance_pid = ::getpid();
+    if (!have_process_cpus) {
+        CPU_ZERO(&process_cpus);
+        if (::sched_getaffinity(0, sizeof process_cpus, &process_cpus) == 0) {
+            have_process_cpus = true;
+            ::pthread_atfork(nullptr, nullptr, restore_in_child);
+        }
+    }
     return p;
 }
 
@@ -151,6 +182,10 @@ cpu_placer::~cpu_placer() {
     }
     cv_.notify_all();
     if (thread_.joinable()) thread_.join();
+    // The last auto node stopped: ZeroMQ's threads (shared with any node
+    // still running, with network_cpu_off) go back to every CPU.
+    std::lock_guard lk(mu_);
+    if (cpu_ >= 0) unpin_all();
 }
 
 void cpu_placer::add_self() {
@@ -184,7 +219,7 @@ void cpu_placer::add_zmq_io(const std::vector<pid_t>& tids) {
     if (cpu_ >= 0) pin_all(cpu_);
 }
 
-void cpu_placer::on_move(const void* owner, std::function<void(const std::string&)> f) {
+void cpu_placer::on_move(const void* owner, std::function<void(const std::string&, bool)> f) {
     std::lock_guard lk(mu_);
     if (f) on_move_[owner] = std::move(f);
     else on_move_.erase(owner);
@@ -244,6 +279,14 @@ double cpu_placer::threads_wait_per_slice() {
 }
 
 void cpu_placer::evaluate() {
+    if (failed_) return;
+    // The CPUs may have changed (taskset -a -p, a cgroup's cpuset): never
+    // one the process may no longer use.
+    if (auto a = allowed_now(); !a.empty() && a != allowed_) {
+        allowed_ = std::move(a);
+        if (allowed_.size() < 2 && cpu_ >= 0) unpin_all();
+        if (allowed_.size() < 2) return;
+    }
     auto now = parse_proc_stat(read_file("/proc/stat"));
     const std::uint64_t ours = threads_ticks();
     const double waited = threads_wait_per_slice();
@@ -251,6 +294,7 @@ void cpu_placer::evaluate() {
     std::vector<double> others(now.size(), 0.0);
     for (int c : allowed_) {
         if (static_cast<std::size_t>(c) >= now.size() || static_cast<std::size_t>(c) >= last_.size()) continue;
+        if (now[c].total < last_[c].total || now[c].busy < last_[c].busy) continue;  // a CPU that went and came back
         const double total = double(now[c].total - last_[c].total);
         if (total <= 0) continue;
         double busy = double(now[c].busy - last_[c].busy);
@@ -263,7 +307,8 @@ void cpu_placer::evaluate() {
     double interval = 0;
     for (int c : allowed_)
         if (static_cast<std::size_t>(c) < now.size() && static_cast<std::size_t>(c) < last_.size())
-            interval = std::max(interval, double(now[c].total - last_[c].total) / double(::sysconf(_SC_CLK_TCK)));
+            if (now[c].total >= last_[c].total)
+                interval = std::max(interval, double(now[c].total - last_[c].total) / double(::sysconf(_SC_CLK_TCK)));
     last_ = std::move(now);
     if (interval <= 0) return;
     now_s_ += interval;
@@ -281,7 +326,7 @@ void cpu_placer::evaluate() {
                       "network threads unpinned from CPU %d: they waited %.0f us for each other each time they ran "
                       "(a stream, faster on two CPUs); placed again in %.0f s",
                       from, waited, spread_for_);
-        for (auto& [owner, f] : on_move_) f(buf);
+        for (auto& [owner, f] : on_move_) f(buf, false);
         return;
     }
     if (cpu_ >= 0) {
@@ -299,7 +344,7 @@ void cpu_placer::evaluate() {
     }
     if (to < 0 || to == cpu_) return;
     const int from = cpu_;
-    pin_all(to);
+    if (!pin_all(to)) return;
     if (!on_move_.empty()) {
         char buf[160];
         if (from < 0)
@@ -313,7 +358,7 @@ void cpu_placer::evaluate() {
             std::snprintf(buf, sizeof buf,
                           "network threads moved from CPU %d (%.0f %% busy with other work) to CPU %d (%.0f %%)", from,
                           others[from] * 100, to, others[to] * 100);
-        for (auto& [owner, f] : on_move_) f(buf);
+        for (auto& [owner, f] : on_move_) f(buf, false);
     }
 }
 
@@ -326,13 +371,28 @@ void cpu_placer::unpin_all() {
     cpu_ = -1;
 }
 
-void cpu_placer::pin_all(int cpu) {
+bool cpu_placer::pin_all(int cpu) {
     cpu_set_t one;
     CPU_ZERO(&one);
     CPU_SET(cpu, &one);
-    for (auto& [tid, n] : kith_threads_) ::sched_setaffinity(tid, sizeof one, &one);
-    for (pid_t tid : zmq_threads_) ::sched_setaffinity(tid, sizeof one, &one);
+    int err = 0;
+    for (auto& [tid, n] : kith_threads_)
+        if (::sched_setaffinity(tid, sizeof one, &one) != 0 && errno != ESRCH) err = errno;
+    for (pid_t tid : zmq_threads_)
+        if (::sched_setaffinity(tid, sizeof one, &one) != 0 && errno != ESRCH) err = errno;
     cpu_ = cpu;
+    if (err == 0) return true;
+    // Not allowed here (a seccomp filter, a CPU gone offline): left to the
+    // scheduler for good, and said once, as a warning.
+    unpin_all();
+    failed_ = true;
+    char buf[200];
+    std::snprintf(buf, sizeof buf,
+                  "network_cpu auto: pinning the network threads to CPU %d failed (%s); they are left to the "
+                  "scheduler (set network_cpu off to silence this)",
+                  cpu, std::strerror(err));
+    for (auto& [owner, f] : on_move_) f(buf, true);
+    return false;
 }
 
 }  // namespace kith::detail

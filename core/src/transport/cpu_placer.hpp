@@ -102,10 +102,11 @@ public:
     void add_zmq_io(const std::vector<pid_t>& tids);
 
     // `owner` is told of each move (a log line, e.g. "network threads moved
-    // from CPU 0 (93 % busy with other work) to CPU 1 (7 %)"), on the
-    // placer's thread, until it calls on_move(owner, {}); when that returns
-    // `f` is not running and never will again.
-    void on_move(const void* owner, std::function<void(const std::string&)> f);
+    // from CPU 0 (93 % busy with other work) to CPU 1 (7 %)"; `warning`
+    // when placing failed and the threads are left to the scheduler for
+    // good), on the placer's thread, until it calls on_move(owner, {}); when
+    // that returns `f` is not running and never will again.
+    void on_move(const void* owner, std::function<void(const std::string& line, bool warning)> f);
     // The CPU the network threads are on now, -1 when not pinned (also
     // while they are left to the scheduler: waiting_for_each_other).
     int cpu() const;
@@ -125,7 +126,7 @@ private:
     cpu_placer();
     void run();
     void evaluate();  // under mu_
-    void pin_all(int cpu);  // under mu_
+    bool pin_all(int cpu);  // under mu_; false: failed, unpinned, warned, placing off
     void unpin_all();       // under mu_: every allowed CPU again
     std::uint64_t threads_ticks();  // under mu_: the threads' utime + stime since the last call
 
@@ -146,7 +147,8 @@ private:
     int cpu_ = -1;
     double spread_until_ = -1;  // unpinned (waiting_for_each_other) until then (now_s_)
     double spread_for_ = 0;     // how long the last time (0: the last placed interval was no stream)
-    std::map<const void*, std::function<void(const std::string&)>> on_move_;
+    std::map<const void*, std::function<void(const std::string&, bool)>> on_move_;
+    bool failed_ = false;  // under mu_: pinning failed once; nothing placed since
     std::thread thread_;
 };
 

@@ -43,7 +43,10 @@ void transport::impl::start_placer() {
     if (o.network_cpu != net_options::network_cpu_auto) return;
     placer = cpu_placer::acquire();
     // Debug: placing and moving are routine now that auto is the default.
-    placer->on_move(this, [this](const std::string& m) { log(log_level::debug, "network_cpu auto: " + m); });
+    placer->on_move(this, [this](const std::string& m, bool warning) {
+        if (warning) log(log_level::warning, m);
+        else log(log_level::debug, "network_cpu auto: " + m);
+    });
     if (shared->network_cpu() < 0) placer->add_zmq_io(shared->io_threads());
     else
         log(log_level::warning, "ZeroMQ's I/O threads, shared by the nodes of this process, were pinned to CPU " +
