@@ -308,3 +308,27 @@ TEST_CASE("stop: a listener that stops right after a stream on a link dialled at
     CHECK(bob.rec.downs[0].second == "shutdown");
     CHECK(bob.t->stats().member_moves == 0);
 }
+
+TEST_CASE("stop: nodes in a ring (each dialled the next) stop at once - none waits for another's close to its bound") {
+    // a dials b, b dials c, c dials a: each has a link it dialled and one
+    // dialled to it, from different peers.
+    std::unique_ptr<test_node> n[3] = {std::make_unique<test_node>("a@home", "c"),
+                                       std::make_unique<test_node>("b@home", "c"),
+                                       std::make_unique<test_node>("c@home", "c")};
+    for (int i = 0; i < 3; ++i)
+        REQUIRE(dial_up(*n[i], *n[(i + 1) % 3]->t, n[(i + 1) % 3]->t->member_endpoint(), &n[(i + 1) % 3]->rec));
+    // Each stop waits (at most 2 s) for the connections to its ports to
+    // close; each node closes its own before that wait, so none runs to
+    // the bound (before, each waited for the next: 2 s each).
+    std::atomic<long long> ms[3];
+    std::vector<std::thread> ts;
+    for (int i = 0; i < 3; ++i)
+        ts.emplace_back([&, i] {
+            const auto t0 = std::chrono::steady_clock::now();
+            n[i].reset();
+            ms[i] = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+        });
+    for (auto& t : ts) t.join();
+    INFO("stops took " << ms[0] << ", " << ms[1] << ", " << ms[2] << " ms");
+    for (auto& m : ms) CHECK(m < 1500);
+}

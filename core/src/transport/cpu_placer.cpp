@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <mutex>
 #include <charconv>
 #include <cerrno>
 #include <cstdio>
@@ -22,26 +24,37 @@ std::mutex instance_mu;
 std::weak_ptr<cpu_placer> instance;
 pid_t instance_pid = 0;
 
-// The CPUs the process could use when its first placer started: a child
-// forked from a pinned thread (a service function or an actor's turn runs
-// on the network threads) gets them back, instead of one CPU for good.
-cpu_set_t process_cpus;
-bool have_process_cpus = false;
+// The CPU the network threads are pinned to, -1 when they are not. A
+// child forked from one of them (a service function or an actor's turn
+// runs there) gets the parent's main thread's CPUs instead of that one CPU
+// for good; a child of any other thread, or one whose mask the application
+// set otherwise, is left as it is. (After fork: system calls only.)
+std::atomic<int> pinned_cpu{-1};
 void restore_in_child() {
-    if (have_process_cpus) ::sched_setaffinity(0, sizeof process_cpus, &process_cpus);
+    const int c = pinned_cpu.load(std::memory_order_relaxed);
+    if (c < 0) return;
+    cpu_set_t mine;
+    CPU_ZERO(&mine);
+    if (::sched_getaffinity(0, sizeof mine, &mine) != 0 || CPU_COUNT(&mine) != 1 || !CPU_ISSET(c, &mine)) return;
+    cpu_set_t parent;
+    CPU_ZERO(&parent);
+    if (::sched_getaffinity(::getppid(), sizeof parent, &parent) == 0) ::sched_setaffinity(0, sizeof parent, &parent);
 }
 
-// The process's CPUs now, as the (never pinned) placer thread sees them:
-// `taskset -a -p` and a cgroup cpuset change set every thread's mask.
+// The process's CPUs now: its main thread's mask (`taskset -a -p` and a
+// cgroup's cpuset set it; the placer's own thread set its mask itself,
+// which the kernel may keep when a cpuset grows). Any thread's if the main
+// thread's cannot be read.
 std::vector<int> allowed_now() {
     std::vector<int> out;
     cpu_set_t set;
     CPU_ZERO(&set);
-    if (::sched_getaffinity(0, sizeof set, &set) == 0)
+    if (::sched_getaffinity(::getpid(), sizeof set, &set) == 0 || ::sched_getaffinity(0, sizeof set, &set) == 0)
         for (int c = 0; c < CPU_SETSIZE; ++c)
             if (CPU_ISSET(c, &set)) out.push_back(c);
     return out;
 }
+std::once_flag atfork_once;
 
 pid_t this_tid() { return static_cast<pid_t>(::syscall(SYS_gettid)); }
 
@@ -150,22 +163,15 @@ std::shared_ptr<cpu_placer> cpu_placer::acquire() {
     std::shared_ptr<cpu_placer> p(new cpu_placer());
     instance = p;
     instance_pid = ::getpid();
-    if (!have_process_cpus) {
-        CPU_ZERO(&process_cpus);
-        if (::sched_getaffinity(0, sizeof process_cpus, &process_cpus) == 0) {
-            have_process_cpus = true;
-            ::pthread_atfork(nullptr, nullptr, restore_in_child);
-        }
-    }
+    std::call_once(atfork_once, [] { ::pthread_atfork(nullptr, nullptr, restore_in_child); });
     return p;
 }
 
 cpu_placer::cpu_placer() {
+    allowed_ = allowed_now();  // the process's, whichever thread makes the placer
     cpu_set_t set;
     CPU_ZERO(&set);
-    if (::sched_getaffinity(0, sizeof set, &set) == 0)
-        for (int c = 0; c < CPU_SETSIZE; ++c)
-            if (CPU_ISSET(c, &set)) allowed_.push_back(c);
+    for (int c : allowed_) CPU_SET(c, &set);
     // Nothing to choose between: no thread, nothing ever pinned.
     if (allowed_.size() < 2) return;
     thread_ = std::thread([this, set] {
@@ -292,6 +298,8 @@ void cpu_placer::evaluate() {
     const double waited = threads_wait_per_slice();
     if (now.empty()) return;  // no /proc: leave everything as it is
     std::vector<double> others(now.size(), 0.0);
+    if (!allowed_.empty() && others.size() <= static_cast<std::size_t>(allowed_.back()))
+        others.resize(static_cast<std::size_t>(allowed_.back()) + 1, 0.0);  // a CPU missing from /proc/stat
     for (int c : allowed_) {
         if (static_cast<std::size_t>(c) >= now.size() || static_cast<std::size_t>(c) >= last_.size()) continue;
         if (now[c].total < last_[c].total || now[c].busy < last_[c].busy) continue;  // a CPU that went and came back
@@ -314,6 +322,9 @@ void cpu_placer::evaluate() {
     now_s_ += interval;
     if (kith_threads_.empty()) return;  // nothing to place (yet)
     if (now_s_ < spread_until_) return;  // left to the scheduler for now
+    if (cpu_ >= 0 && static_cast<std::size_t>(cpu_) >= others.size()) {
+        unpin_all();  // its CPU is gone from /proc/stat (offline): placed again below
+    }
     if (cpu_ >= 0 && waiting_for_each_other(waited, others[cpu_], too_long, margin)) {
         // A stream: another CPU would not help, two do (before the escape
         // rule, which would only move them all).
@@ -369,6 +380,7 @@ void cpu_placer::unpin_all() {
     for (auto& [tid, n] : kith_threads_) ::sched_setaffinity(tid, sizeof all, &all);
     for (pid_t tid : zmq_threads_) ::sched_setaffinity(tid, sizeof all, &all);
     cpu_ = -1;
+    pinned_cpu.store(-1, std::memory_order_relaxed);
 }
 
 bool cpu_placer::pin_all(int cpu) {
@@ -381,6 +393,7 @@ bool cpu_placer::pin_all(int cpu) {
     for (pid_t tid : zmq_threads_)
         if (::sched_setaffinity(tid, sizeof one, &one) != 0 && errno != ESRCH) err = errno;
     cpu_ = cpu;
+    pinned_cpu.store(cpu, std::memory_order_relaxed);
     if (err == 0) return true;
     // Not allowed here (a seccomp filter, a CPU gone offline): left to the
     // scheduler for good, and said once, as a warning.

@@ -2,6 +2,7 @@
 // comment of transport_impl.hpp and docs/architecture.md, "Threads").
 #include "transport/transport_impl.hpp"
 
+#include <cerrno>
 #include <thread>
 
 namespace kith::detail {
@@ -226,16 +227,27 @@ void transport::impl::shutdown_io() {
             std::unique_lock lk(peers_mu);
             queues.erase(n);
         }
+        if (s.guest) {
+            // As session_down: nothing the guest decoder still holds is
+            // delivered after the down.
+            std::lock_guard lk(s.guest->mu);
+            s.guest->up = false;
+        }
+        std::size_t dropped = s.unsent.size() + s.bulk.size();  // what drain_output could not hand on
         {
             std::lock_guard lk(s.q->mu);
             s.q->closed = true;
+            dropped += s.q->frames.size() + (s.q->cur.empty() ? 0 : 1) + s.q->bulk.size();
         }
+        dropped_at_down += dropped;
         peers_down++;
         call(cb.on_peer_down, n, std::string("shutdown"));
     }
     blocked.clear();
-    await_closes(until);
+    // Our own connections first (a peer that stops too waits for them,
+    // as we wait for its), then the peers' to our ports.
     for (auto& l : outs) close_dealer(*l, static_cast<int>(o.linger.count()));
+    await_closes(until);
     outs.clear();
     ins.clear();
     links_per_key.clear();
@@ -296,7 +308,8 @@ void transport::impl::await_closes(clock::time_point until) {
         int n = 0;
         for (listener* L : {&mem, &pub})
             if (L->mon) mons[n++] = {L->mon.handle(), 0, ZMQ_POLLIN, 0};
-        if (n == 0 || zmq_poll(mons, n, 5) < 0) return;
+        if (n == 0) return;
+        if (zmq_poll(mons, n, 5) < 0 && zmq_errno() != EINTR) return;
         read_router_monitor(mem);
         read_router_monitor(pub);
         reap_ins();
