@@ -133,7 +133,12 @@ public:
     // Stops the workers and the timer thread, drops every remaining actor and
     // pending timer, joins the threads. Idempotent. Links and monitors do not
     // fire for actors dropped this way. Pending calls fail with
-    // errc::shutdown (or nodedown "shutdown") before it returns. Must not be
+    // errc::shutdown (or nodedown "shutdown") before it returns. What was
+    // sent to other nodes before it goes out first, and each peer is told
+    // "shutdown" behind it: stop() blocks until ZeroMQ took every frame and
+    // the peers closed their connections, at most 2 s (or the heartbeat
+    // timeout if shorter; a peer that stopped reading loses the rest, and
+    // sees its link end). Must not be
     // called from a handler, from a service function running on this node,
     // or from a call_async completion on its deadline thread (std::terminate:
     // it would join its own thread); stop it from another thread.
