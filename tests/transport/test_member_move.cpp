@@ -57,6 +57,18 @@ std::uint16_t port_of_for_test(const std::string& ep) {
     return static_cast<std::uint16_t>(std::stoi(ep.substr(ep.rfind(':') + 1)));
 }
 
+// `c` says it is node `name`; the node's handshake answer, decoded.
+env_handshake handshake_answer(raw_client& c, const std::string& name) {
+    c.send(frame_of(env_handshake{protocol_version, name, 1, {}, false}));
+    auto hs = c.recv();
+    REQUIRE(hs.has_value());
+    auto d = decode_frame(*hs, frame_limits{});
+    REQUIRE(d.ok());
+    auto* answer = std::get_if<env_handshake>(&d.value().at(0));
+    REQUIRE(answer != nullptr);
+    return *answer;
+}
+
 }  // namespace
 
 TEST_CASE("member move: a member that dialled the public port moves to the member port - both ways whole and in order") {
@@ -163,14 +175,7 @@ TEST_CASE("member move: a grantee is never told the member port, and its move an
     admit_grantee(*alice.t, grant.pub, "carol");
     public_key srv = alice.t->key();
     raw_client g(alice.t->endpoint(), &srv, &grant);
-    g.send(frame_of(env_handshake{protocol_version, "grantee@x", 1, {}, false}));
-    auto hs = g.recv();
-    REQUIRE(hs.has_value());
-    auto d = decode_frame(*hs, frame_limits{});
-    REQUIRE(d.ok());
-    auto* ahs = std::get_if<env_handshake>(&d.value().at(0));
-    REQUIRE(ahs != nullptr);
-    CHECK(ahs->member_port == 0);
+    CHECK(handshake_answer(g, "grantee@x").member_port == 0);
     const auto before = alice.t->stats().protocol_errors;
     g.send(frame_of(env_move{std::string(16, '\x81')}));
     g.send(frame_of(env_move_ack{true}));
@@ -205,14 +210,7 @@ TEST_CASE("member move: move and move_ack from a stranger, from a member naming 
     // declined.
     keypair ck = cluster_keypair("c");
     raw_client member(alice.t->endpoint(), &srv, &ck);
-    member.send(frame_of(env_handshake{protocol_version, "raw@x", 1, {}, false}));
-    auto mhs = member.recv();
-    REQUIRE(mhs.has_value());
-    auto decoded = decode_frame(*mhs, frame_limits{});
-    REQUIRE(decoded.ok());
-    auto* ahs = std::get_if<env_handshake>(&decoded.value().at(0));
-    REQUIRE(ahs != nullptr);
-    CHECK(ahs->member_port == port_of_for_test(alice.t->member_endpoint()));
+    CHECK(handshake_answer(member, "raw@x").member_port == port_of_for_test(alice.t->member_endpoint()));
     // Bob's real link to alice (by the member port): a link of another session.
     REQUIRE(dial_up(bob, *alice.t, alice.t->member_endpoint(), &alice.rec));
     before = alice.t->stats().protocol_errors;
@@ -331,4 +329,22 @@ TEST_CASE("stop: nodes in a ring (each dialled the next) stop at once - none wai
     for (auto& t : ts) t.join();
     INFO("stops took " << ms[0] << ", " << ms[1] << ", " << ms[2] << " ms");
     for (auto& m : ms) CHECK(m < 1500);
+}
+
+TEST_CASE("stop: a grantee or stranger that never closes its connection holds a node's stop no longer than its bound") {
+    auto alice = std::make_unique<test_node>("alice@home", "c");
+    keypair grant = keypair::generate();
+    admit_grantee(*alice->t, grant.pub, "carol");
+    public_key srv = alice->t->key();
+    // A grantee with a session that reads nothing more and never closes.
+    raw_client g(alice->t->endpoint(), &srv, &grant);
+    CHECK(handshake_answer(g, "grantee@x").node == "alice@home");
+    REQUIRE(poll_until([&] { return alice->t->stats().peers_up == 1; }));
+    const auto t0 = std::chrono::steady_clock::now();
+    alice.reset();
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+    // The wait for peers to close is bounded by min(heartbeat timeout, 2 s),
+    // plus the sockets' 200 ms linger: never longer, whatever the peer does.
+    INFO("stop took " << ms << " ms");
+    CHECK(ms < 3000);
 }

@@ -219,30 +219,7 @@ void transport::impl::shutdown_io() {
     say_goodbyes(until);
     std::vector<std::string> names;
     for (auto& [name, s] : sessions) names.push_back(name);
-    for (auto& n : names) {
-        auto it = sessions.find(n);
-        session s = std::move(it->second);
-        sessions.erase(it);
-        {
-            std::unique_lock lk(peers_mu);
-            queues.erase(n);
-        }
-        if (s.guest) {
-            // As session_down: nothing the guest decoder still holds is
-            // delivered after the down.
-            std::lock_guard lk(s.guest->mu);
-            s.guest->up = false;
-        }
-        std::size_t dropped = s.unsent.size() + s.bulk.size();  // what drain_output could not hand on
-        {
-            std::lock_guard lk(s.q->mu);
-            s.q->closed = true;
-            dropped += s.q->frames.size() + (s.q->cur.empty() ? 0 : 1) + s.q->bulk.size();
-        }
-        dropped_at_down += dropped;
-        peers_down++;
-        call(cb.on_peer_down, n, std::string("shutdown"));
-    }
+    for (auto& n : names) end_session(n, "shutdown");  // its links close below
     blocked.clear();
     // Our own connections first (a peer that stops too waits for them,
     // as we wait for its), then the peers' to our ports.

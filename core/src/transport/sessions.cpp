@@ -157,8 +157,15 @@ void transport::impl::session_up(link& l, const env_handshake& hs) {
 }
 
 void transport::impl::session_down(const std::string& name, const std::string& reason, link* cause) {
+    for (link* l : end_session(name, reason)) {
+        if (l == cause) continue;
+        reset_link(*l, /*tell_peer=*/true);
+    }
+}
+
+std::vector<link*> transport::impl::end_session(const std::string& name, const std::string& reason) {
     auto it = sessions.find(name);
-    if (it == sessions.end()) return;
+    if (it == sessions.end()) return {};
     blocked.erase(std::remove(blocked.begin(), blocked.end(), &it->second), blocked.end());
     session s = std::move(it->second);
     sessions.erase(it);
@@ -186,10 +193,7 @@ void transport::impl::session_down(const std::string& name, const std::string& r
     dropped_at_down += dropped;
     peers_down++;
     call(cb.on_peer_down, name, reason);
-    for (link* l : s.links) {
-        if (l == cause) continue;
-        reset_link(*l, /*tell_peer=*/true);
-    }
+    return s.links;
 }
 
 void transport::impl::reset_link(link& l, bool tell_peer) {

@@ -353,6 +353,9 @@ struct transport::impl {
     // other link it had (their peers will re-handshake). `cause` is the link
     // whose failure ended it (reset by the caller), or null.
     void session_down(const std::string& name, const std::string& reason, link* cause);
+    // session_down's first half: reports it down and discards its queue;
+    // returns its links, untouched (stop() closes them itself).
+    std::vector<link*> end_session(const std::string& name, const std::string& reason);
 
     // Forgets a link's session state. Outbound: a fresh socket (reconnect).
     // Inbound: forgotten; the peer is told with a goodbye "reset" so that it
