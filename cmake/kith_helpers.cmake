@@ -20,14 +20,15 @@ function(kith_component)
   endif()
 endfunction()
 
-# kith_test(NAME <name> SOURCES ... [LIBS ...] [TIMEOUT s] [INTEGRATION])
+# kith_test(NAME <name> SOURCES ... [LIBS ...] [TIMEOUT s] [INTEGRATION] [SERIAL])
 # (LABELS is accepted and ignored.) Test case names must not contain ";".
 # A Catch2 test executable; each TEST_CASE becomes a CTest test with a timeout.
 # Tests are labelled "unit" (also run under ASan+UBSan by `./dev test`) unless
 # INTEGRATION is given (multi-process / network-namespace tests: label
-# "integration", optimised build only).
+# "integration", optimised build only). SERIAL: its tests run alone (CTest's
+# RUN_SERIAL), for tests that other tests' load would disturb.
 function(kith_test)
-  cmake_parse_arguments(K "INTEGRATION" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  cmake_parse_arguments(K "INTEGRATION;SERIAL" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
   if(NOT K_TIMEOUT)
     set(K_TIMEOUT 60)
   endif()
@@ -45,5 +46,9 @@ function(kith_test)
   endif()
   # -w NoTests: a CTest whose name matches no test case fails instead of
   # passing with nothing run (a ';' in a TEST_CASE name splits it in two).
-  catch_discover_tests(${K_NAME} EXTRA_ARGS -w NoTests PROPERTIES TIMEOUT ${K_TIMEOUT} LABELS ${label})
+  set(serial)
+  if(K_SERIAL)
+    set(serial RUN_SERIAL TRUE)
+  endif()
+  catch_discover_tests(${K_NAME} EXTRA_ARGS -w NoTests PROPERTIES TIMEOUT ${K_TIMEOUT} LABELS ${label} ${serial})
 endfunction()

@@ -228,6 +228,25 @@ TEST_CASE("network_cpu auto: the rule - least busy CPU, moves only past the marg
     CHECK(waiting_for_each_other(400, 0.05, too_long, margin));    // remote_send, placed
     CHECK_FALSE(waiting_for_each_other(450, 0.9, too_long, margin));  // a CPU-bound thread beside them
     CHECK_FALSE(waiting_for_each_other(30, 0.0, too_long, margin));   // rpc, remote spawn
+    // A move waits until the rules wanted the same CPU 2-4 looks in a row
+    // (drawn when they start to): one look may straddle another process's
+    // move (test_network_cpu_processes.cpp); a first placement is not held.
+    using kith::detail::hold_then_move;
+    using kith::detail::move_hold;
+    for (unsigned draw : {0u, 1u, 2u, 7u}) {
+        const int needed = 2 + static_cast<int>(draw % 3);
+        move_hold h;
+        for (int look = 1; look < needed; ++look) CHECK_FALSE(hold_then_move(h, 1, 0, draw));
+        CHECK(hold_then_move(h, 1, 0, draw));
+        CHECK_FALSE(hold_then_move(h, 1, 0, draw));  // counted again from there
+    }
+    move_hold h;
+    CHECK_FALSE(hold_then_move(h, 1, 0, 0));
+    CHECK_FALSE(hold_then_move(h, 0, 0, 0));  // a look that wants to stay: the count starts again
+    CHECK_FALSE(hold_then_move(h, 1, 0, 0));
+    CHECK_FALSE(hold_then_move(h, 2, 0, 0));  // another CPU wanted: again
+    CHECK(hold_then_move(h, 2, 0, 0));
+    CHECK_FALSE(hold_then_move(h, -1, 0, 0));  // nothing wanted
     CHECK_FALSE(waiting_for_each_other(100, 0.0, too_long, margin));  // at the bound: stays
     // /proc/stat: busy = user nice system irq softirq steal; total adds idle, iowait.
     const auto t = kith::detail::parse_proc_stat(

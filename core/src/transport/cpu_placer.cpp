@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <charconv>
 #include <cerrno>
@@ -152,6 +153,17 @@ int escape_waiting_cpu(const std::vector<int>& allowed, const std::vector<double
     return best;
 }
 
+bool hold_then_move(move_hold& hold, int wanted, int current, unsigned draw) {
+    if (wanted < 0 || wanted == current) {
+        hold = {};
+        return false;
+    }
+    if (wanted != hold.want) hold = {wanted, 0, 2 + static_cast<int>(draw % 3)};
+    if (++hold.streak < hold.needed) return false;
+    hold = {};
+    return true;
+}
+
 bool waiting_for_each_other(double waited, double others_here, double too_long, double margin) {
     return waited > too_long && others_here < margin;
 }
@@ -167,7 +179,9 @@ std::shared_ptr<cpu_placer> cpu_placer::acquire() {
     return p;
 }
 
-cpu_placer::cpu_placer() {
+cpu_placer::cpu_placer()
+    : draw_(static_cast<unsigned>(::getpid()) * 2654435761u ^
+            static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count())) {
     allowed_ = allowed_now();  // the process's, whichever thread makes the placer
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -244,7 +258,9 @@ void cpu_placer::run() {
     auto wait = std::chrono::milliseconds(200);
     while (!cv_.wait_for(lk, wait, [this] { return stop_; })) {
         evaluate();
-        wait = std::chrono::milliseconds(static_cast<int>(interval_s * 1000));
+        // 0.75-1.25 intervals: two processes' placers do not look in step.
+        const double f = 0.75 + 0.5 * double(draw_() % 1000) / 1000.0;
+        wait = std::chrono::milliseconds(static_cast<int>(interval_s * 1000 * f));
     }
 }
 
@@ -353,6 +369,8 @@ void cpu_placer::evaluate() {
     if (to == cpu_) {
         if (int e = escape_waiting_cpu(allowed_, tried_, cpu_, waited, too_long); e >= 0) to = e, waiting = true;
     }
+    // A first placement at once; a move once the rules held to it (hold_then_move).
+    if (cpu_ >= 0 && !hold_then_move(hold_, to, cpu_, static_cast<unsigned>(draw_()))) return;
     if (to < 0 || to == cpu_) return;
     const int from = cpu_;
     if (!pin_all(to)) return;
@@ -380,6 +398,7 @@ void cpu_placer::unpin_all() {
     for (auto& [tid, n] : kith_threads_) ::sched_setaffinity(tid, sizeof all, &all);
     for (pid_t tid : zmq_threads_) ::sched_setaffinity(tid, sizeof all, &all);
     cpu_ = -1;
+    hold_ = {};
     pinned_cpu.store(-1, std::memory_order_relaxed);
 }
 

@@ -25,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -71,6 +72,25 @@ int choose_network_cpu(const std::vector<int>& allowed, const std::vector<double
 int escape_waiting_cpu(const std::vector<int>& allowed, const std::vector<double>& tried, int current,
                        double waited, double too_long);
 
+// Before a move (not the first placement): one look's figures may straddle
+// another process's move. Two kith processes on one machine each count the
+// other's network threads as other work; looking in step, both saw their
+// shared CPU busy, both moved, and again a second later, for good
+// (measured: every second, in step, for the whole run). So a move waits
+// until the rules have wanted the same CPU `needed` looks in a row, with
+// `needed` drawn from 2..4 (`draw`, any number) each time they start to
+// want it, and the looks are 0.75-1.25 s apart (drawn each time): the
+// process that moves first has moved before the other's count is up, and
+// the other's next figures show its CPU free. `hold` keeps the count
+// between looks; `wanted` is what the rules chose this look (`current` or
+// -1: none). True: move to `wanted` now.
+struct move_hold {
+    int want = -1;
+    int streak = 0;
+    int needed = 0;
+};
+bool hold_then_move(move_hold& hold, int wanted, int current, unsigned draw);
+
 // The third rule: the network threads waited for their CPU (`waited` us a
 // run, as above) while other work took under `margin` of it (`others_here`,
 // 0..1): they waited for each other. That is a stream (a one-way flow where
@@ -112,7 +132,8 @@ public:
     int cpu() const;
 
     // Seconds between evaluations after the first (which comes 200 ms after
-    // the placer starts); the margin of choose_network_cpu.
+    // the placer starts), each drawn within +-25 % (hold_then_move); the
+    // margin of choose_network_cpu.
     static constexpr double interval_s = 1.0;
     static constexpr double margin = 0.25;
     // escape_waiting_cpu's bound, and how long a CPU's figure is kept (s).
@@ -149,6 +170,8 @@ private:
     double spread_for_ = 0;     // how long the last time (0: the last placed interval was no stream)
     std::map<const void*, std::function<void(const std::string&, bool)>> on_move_;
     bool failed_ = false;  // under mu_: pinning failed once; nothing placed since
+    move_hold hold_;
+    std::minstd_rand draw_;  // the looks' spacing, the holds' lengths
     std::thread thread_;
 };
 
