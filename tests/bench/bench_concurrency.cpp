@@ -52,6 +52,7 @@
 
 #include "bench.hpp"
 #include "bench_nodes.hpp"
+#include "bench_peer.hpp"
 #include "kith/node.hpp"
 #include "kith/service.hpp"
 
@@ -268,15 +269,7 @@ KITH_BENCH_GROUP("concurrency", 35) {
     {
         kith::node a(net_node("a@bench", dir.path / "a"));
         kith::node b(net_node("b@bench", dir.path / "b"));
-        kith::service svc("bench");
-        svc.function("echo", [](kith::term x) { return x; });
-        svc.actor_type("worker", []() {
-            return [](kith::actor& self) -> kith::behavior {
-                self.quit();
-                return [](kith::actor&, kith::message&) {};
-            };
-        });
-        b.add_service(std::move(svc));
+        b.add_service(kith::bench::bench_service());
         const std::string bn = kith::bench::connect_nodes(a, b, "concurrency");
         if (bn.empty()) return;
         auto want = [&](const char* part) { return knobs.want(part); };
@@ -299,6 +292,34 @@ KITH_BENCH_GROUP("concurrency", 35) {
                    "spawns/s (32 blocked threads)");
         }
         if (want("bulk")) calls_under_bulk(a, b, bn);
+    }
+    // The actor shapes again with B in a process of its own (bench_peer.hpp):
+    // each node's network threads on the CPU its own process chose, as with
+    // Erlang's two VMs or two machines.
+    if (knobs.want("actors2p") || knobs.want("spawn2p")) {
+        kith::bench::peer_pair pp;
+        kith::bench::start_peer_pair(pp, dir.path, "concurrency");
+        if (!pp.bn.empty()) {
+            kith::node& a = *pp.a;
+            const std::int64_t n = knobs.n;
+            if (knobs.want("actors2p")) {
+                if (n <= 0) actor_callers(a, pp.bn, 32, 20000);  // warm-up
+                const auto a0 = a.net_stats();
+                report("rpc_32_actor_callers_2proc_calls_per_s", actor_callers(a, pp.bn, 32, n > 0 ? n : 300000),
+                       "calls/s (B in its own process)");
+                if (std::getenv("KITH_BENCH_FRAMES")) {  // envelopes per frame, A to B (profiling)
+                    const auto a1 = a.net_stats();
+                    std::printf("actors2p frames: a->b %llu frames %.1f env/frame\n",
+                                (unsigned long long)(a1.frames_out - a0.frames_out),
+                                double(a1.envelopes_out - a0.envelopes_out) / double(a1.frames_out - a0.frames_out + 1));
+                }
+            }
+            if (knobs.want("spawn2p")) {
+                if (n <= 0) actor_spawners(a, pp.bn, 32, 4000);  // warm-up
+                report("remote_spawn_2proc_per_s", actor_spawners(a, pp.bn, 32, n > 0 ? n : 100000),
+                       "spawns/s (32 actors, B in its own process)");
+            }
+        }
     }
     if (!knobs.want("idle")) return;
 #ifdef KITH_CLI_BINARY

@@ -2,6 +2,7 @@
 //   kith_bench              run every group
 //   kith_bench local remote run the named groups only
 #include "bench.hpp"
+#include "bench_peer.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -35,6 +36,8 @@ std::vector<group>& groups() {
 
 int main(int argc, char** argv) {
     using namespace kith::bench;
+    // The two-process figures' callee (bench_peer.hpp).
+    if (argc == 3 && std::strcmp(argv[1], "--peer-node") == 0) return serve_peer_node(argv[2]);
     auto gs = groups();
     std::stable_sort(gs.begin(), gs.end(), [](const group& a, const group& b) { return a.order < b.order; });
     if (argc > 1 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0)) {

@@ -49,6 +49,7 @@
 
 #include "bench.hpp"
 #include "bench_nodes.hpp"
+#include "bench_peer.hpp"
 #include "bench_remote.hpp"
 #include "kith/relay.hpp"
 #include "kith/service.hpp"
@@ -145,9 +146,7 @@ void relay_figures(const std::string& prefix, kith::relay_options::kernel_mode m
     kith::node a(net_node("a@bench", dir.path / "a"));
     kith::node b(net_node("b@bench", dir.path / "b"));
     kith::node c(net_node("c@bench", dir.path / "c"));  // b's direct caller (interleaved ratio)
-    kith::service svc("bench");
-    svc.function("echo", [](kith::term x) { return x; });
-    b.add_service(std::move(svc));
+    b.add_service(kith::bench::bench_service());
     if (!a.connect(r.endpoint(), r.key()).ok() || !b.connect(r.endpoint(), r.key()).ok()) {
         std::fprintf(stderr, "bench relay: cannot connect to the relay node\n");
         return;

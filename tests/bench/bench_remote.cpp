@@ -43,6 +43,7 @@
 #include "kith/mailbox.hpp"
 #include "kith/node.hpp"
 #include "kith/service.hpp"
+#include "bench_peer.hpp"
 
 namespace kith::bench {
 
@@ -175,9 +176,7 @@ KITH_BENCH_GROUP("remote", 30) {
     {
         kith::node a(net_node("a@bench", dir.path / "a"));
         kith::node b(net_node("b@bench", dir.path / "b"));
-        kith::service svc("bench");
-        svc.function("echo", [](kith::term x) { return x; });
-        b.add_service(std::move(svc));
+        b.add_service(kith::bench::bench_service());
         const std::string bn = kith::bench::connect_nodes(a, b, "remote");
         if (bn.empty()) return;
         const kith::bench::parts knobs("REMOTE");
@@ -227,6 +226,18 @@ KITH_BENCH_GROUP("remote", 30) {
     // the first node of the process, so this runs with fresh nodes, after
     // the ones above are gone).
     const kith::bench::parts knobs("REMOTE");
+    // The same 32 concurrent calls with B in a process of its own
+    // (bench_peer.hpp), as Erlang's anchor runs its two nodes.
+    if (knobs.want("rpc32_2p")) {
+        kith::bench::peer_pair pp;
+        kith::bench::start_peer_pair(pp, dir.path, "remote");
+        if (!pp.bn.empty()) {
+            const std::int64_t n = knobs.n;
+            if (n <= 0) rpc_window(*pp.a, pp.bn, 32, 20000);  // warm-up
+            kith::bench::report("rpc_32_callers_2proc_calls_per_s", rpc_window(*pp.a, pp.bn, 32, n > 0 ? n : 300000),
+                                "calls/s (B in its own process)");
+        }
+    }
     // The same with network_cpu_auto (the placer's first look comes 200 ms
     // after the first node starts, before the warm-up ends).
     for (const char* part : {"rpc32pin", "rpc32auto"}) {
@@ -240,9 +251,7 @@ KITH_BENCH_GROUP("remote", 30) {
         };
         kith::node a(pinned("a@bench", "a"));
         kith::node b(pinned("b@bench", "b"));
-        kith::service svc("bench");
-        svc.function("echo", [](kith::term x) { return x; });
-        b.add_service(std::move(svc));
+        b.add_service(kith::bench::bench_service());
         const std::string bn = kith::bench::connect_nodes(a, b, "remote");
         if (bn.empty()) return;
         const std::int64_t n = knobs.n;
