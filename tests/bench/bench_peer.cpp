@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -44,18 +45,28 @@ peer_process::~peer_process() {
 
 std::unique_ptr<peer_process> start_peer_process(const std::filesystem::path& dir) {
     std::filesystem::create_directories(dir);
-    int in[2], out[2];
+    int in[2] = {-1, -1}, out[2] = {-1, -1};
+    auto close_all = [&] {
+        for (int fd : {in[0], in[1], out[0], out[1]})
+            if (fd >= 0) ::close(fd);
+    };
     if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) {
         std::perror("bench: pipe for the peer process");
+        close_all();
         return nullptr;
     }
     const std::string d = dir.string();
+    const pid_t parent = ::getpid();
     pid_t child = ::fork();
     if (child < 0) {
         std::perror("bench: fork of the peer process");
+        close_all();
         return nullptr;
     }
     if (child == 0) {
+        // Only async-signal-safe calls until exec (the bench has threads).
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives the bench
+        if (::getppid() != parent) std::_Exit(127);
         ::dup2(in[0], 0);
         ::dup2(out[1], 1);
         ::execl("/proc/self/exe", "kith_bench", "--peer-node", d.c_str(), static_cast<char*>(nullptr));

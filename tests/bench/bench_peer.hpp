@@ -36,14 +36,14 @@ struct peer_process {
 };
 
 // Starts node B (`net_node("b@bench", dir)` with bench_service()) in a new
-// process and waits (at most 20 s) until it listens. Null, after saying why
-// on stderr, when it did not start.
+// process (killed if the bench dies) and waits (at most 20 s) until it
+// listens. Null, after saying why on stderr, when it did not start.
 std::unique_ptr<peer_process> start_peer_process(const std::filesystem::path& dir);
 
 // A peer process (key directory dir/b2p) and node A of this process
 // (`net_node("a2p@bench", dir/a2p)`) connected to it. `bn` is the peer's
-// name, empty (after saying why on stderr, `group` naming the figures'
-// group) when either failed.
+// name, empty (after saying why on stderr, naming `group` when the
+// connection failed) when either failed.
 struct peer_pair {
     std::unique_ptr<peer_process> peer;  // declared first: stopped after `a`
     std::optional<kith::node> a;

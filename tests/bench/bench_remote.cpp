@@ -221,10 +221,6 @@ KITH_BENCH_GROUP("remote", 30) {
         if (zp > 0 && rp > 0) kith::bench::report("rpc_p50_vs_zmq_pingpong_ratio", rp / zp, "x (target <= 1.3)");
         if (zo > 0) kith::bench::report("remote_send_vs_zmq_curve_oneway_ratio", rs.msgs_per_s / zo, "x (target >= 3)");
     }
-    // The same 32 concurrent calls with both nodes' network threads on one
-    // CPU (net_options::network_cpu; ZeroMQ's I/O threads are started with
-    // the first node of the process, so this runs with fresh nodes, after
-    // the ones above are gone).
     const kith::bench::parts knobs("REMOTE");
     // The same 32 concurrent calls with B in a process of its own
     // (bench_peer.hpp), as Erlang's anchor runs its two nodes.
@@ -238,8 +234,12 @@ KITH_BENCH_GROUP("remote", 30) {
                                 "calls/s (B in its own process)");
         }
     }
-    // The same with network_cpu_auto (the placer's first look comes 200 ms
-    // after the first node starts, before the warm-up ends).
+    // The same 32 concurrent calls with both nodes' network threads on one
+    // CPU (net_options::network_cpu; ZeroMQ's I/O threads are started with
+    // the first node of the process, so this runs with fresh nodes, after
+    // the ones above are gone), and with network_cpu_auto (the placer's
+    // first look comes 200 ms after the first node starts, before the
+    // warm-up ends).
     for (const char* part : {"rpc32pin", "rpc32auto"}) {
         if (!knobs.want(part)) continue;
         const bool fixed = std::string(part) == "rpc32pin";

@@ -228,7 +228,7 @@ TEST_CASE("network_cpu auto: the rule - least busy CPU, moves only past the marg
     CHECK(waiting_for_each_other(400, 0.05, too_long, margin));    // remote_send, placed
     CHECK_FALSE(waiting_for_each_other(450, 0.9, too_long, margin));  // a CPU-bound thread beside them
     CHECK_FALSE(waiting_for_each_other(30, 0.0, too_long, margin));   // rpc, remote spawn
-    // A move waits until the rules wanted the same CPU 2-4 looks in a row
+    // A move waits until the rules wanted to leave 2-4 looks in a row
     // (drawn when they start to): one look may straddle another process's
     // move (test_network_cpu_processes.cpp); a first placement is not held.
     using kith::detail::hold_then_move;
@@ -244,8 +244,14 @@ TEST_CASE("network_cpu auto: the rule - least busy CPU, moves only past the marg
     CHECK_FALSE(hold_then_move(h, 1, 0, 0));
     CHECK_FALSE(hold_then_move(h, 0, 0, 0));  // a look that wants to stay: the count starts again
     CHECK_FALSE(hold_then_move(h, 1, 0, 0));
-    CHECK_FALSE(hold_then_move(h, 2, 0, 0));  // another CPU wanted: again
-    CHECK(hold_then_move(h, 2, 0, 0));
+    CHECK(hold_then_move(h, 2, 0, 0));  // another CPU wanted: still leaving, to the last choice
+    CHECK(h.want == -1);
+    // On many CPUs alike the choice changes each look: the count goes on.
+    move_hold many;
+    CHECK_FALSE(hold_then_move(many, 3, 0, 2));  // needs 4
+    CHECK_FALSE(hold_then_move(many, 1, 0, 2));
+    CHECK_FALSE(hold_then_move(many, 2, 0, 2));
+    CHECK(hold_then_move(many, 3, 0, 2));
     CHECK_FALSE(hold_then_move(h, -1, 0, 0));  // nothing wanted
     CHECK_FALSE(waiting_for_each_other(100, 0.0, too_long, margin));  // at the bound: stays
     // /proc/stat: busy = user nice system irq softirq steal; total adds idle, iowait.

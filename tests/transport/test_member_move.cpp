@@ -370,15 +370,19 @@ TEST_CASE("stop: a dialler that stops right after a stream while its peer stream
         // Bob's stream: large envelopes (alice's side of the connection
         // full of them when he stops), then numbered ones.
         const kith::term big(std::string(256 << 10, 'b'));
-        for (int i = 0; i < 64; ++i)
-            while (!bob->t->post("alice@home", kith::env_send{kith::pid{"x@y", 1}, big}).ok())
-                std::this_thread::sleep_for(1ms);
+        const auto until = std::chrono::steady_clock::now() + 30s;
+        int posted = 0;
+        while (posted < 64 && std::chrono::steady_clock::now() < until) {
+            if (bob->t->post("alice@home", kith::env_send{kith::pid{"x@y", 1}, big}).ok()) ++posted;
+            else std::this_thread::sleep_for(1ms);
+        }
         constexpr int n = 2000;
         { streamer s(*bob->t, "alice@home", n); }
         bob.reset();  // stop(): flushes, says goodbye, closes his connection
         const bool down = alice.rec.wait([&] { return alice.rec.downs.size() == 1; });
         stop_alice = true;
         alice_streams.join();
+        REQUIRE(posted == 64);
         REQUIRE(down);
         std::lock_guard lk(alice.rec.mu);
         INFO((member_port ? "member port" : "public port, moved") << ": got " << alice.rec.values.size() << ", down "

@@ -158,7 +158,11 @@ bool hold_then_move(move_hold& hold, int wanted, int current, unsigned draw) {
         hold = {};
         return false;
     }
-    if (wanted != hold.want) hold = {wanted, 0, 2 + static_cast<int>(draw % 3)};
+    // Wanting to leave counts, whichever CPU each look names (with a CPU-
+    // bound thread on theirs and several CPUs alike, the least busy one
+    // changes from look to look): the move goes to this look's choice.
+    if (hold.streak == 0) hold.needed = 2 + static_cast<int>(draw % 3);
+    hold.want = wanted;
     if (++hold.streak < hold.needed) return false;
     hold = {};
     return true;
@@ -369,8 +373,10 @@ void cpu_placer::evaluate() {
     if (to == cpu_) {
         if (int e = escape_waiting_cpu(allowed_, tried_, cpu_, waited, too_long); e >= 0) to = e, waiting = true;
     }
-    // A first placement at once; a move once the rules held to it (hold_then_move).
-    if (cpu_ >= 0 && !hold_then_move(hold_, to, cpu_, static_cast<unsigned>(draw_()))) return;
+    // A first placement at once, and leaving a CPU no longer allowed; a
+    // move once the rules held to it (hold_then_move).
+    const bool allowed_here = std::find(allowed_.begin(), allowed_.end(), cpu_) != allowed_.end();
+    if (cpu_ >= 0 && allowed_here && !hold_then_move(hold_, to, cpu_, static_cast<unsigned>(draw_()))) return;
     if (to < 0 || to == cpu_) return;
     const int from = cpu_;
     if (!pin_all(to)) return;

@@ -72,18 +72,20 @@ int choose_network_cpu(const std::vector<int>& allowed, const std::vector<double
 int escape_waiting_cpu(const std::vector<int>& allowed, const std::vector<double>& tried, int current,
                        double waited, double too_long);
 
-// Before a move (not the first placement): one look's figures may straddle
-// another process's move. Two kith processes on one machine each count the
-// other's network threads as other work; looking in step, both saw their
-// shared CPU busy, both moved, and again a second later, for good
-// (measured: every second, in step, for the whole run). So a move waits
-// until the rules have wanted the same CPU `needed` looks in a row, with
-// `needed` drawn from 2..4 (`draw`, any number) each time they start to
-// want it, and the looks are 0.75-1.25 s apart (drawn each time): the
-// process that moves first has moved before the other's count is up, and
-// the other's next figures show its CPU free. `hold` keeps the count
+// Before a move (not the first placement, nor leaving a CPU the process may
+// no longer use): one look's figures may straddle another process's move.
+// Two kith processes on one machine each count the other's network threads
+// as other work; looking in step, both saw their shared CPU busy, both
+// moved, and again a second later, for good (measured: every second, in
+// step, for the whole run). So a move waits until the rules have wanted to
+// leave `current` `needed` looks in a row (to whichever CPU: the move goes
+// to the last look's choice), with `needed` drawn from 2..4 (`draw`, any
+// number) each time they start to, and the looks are 0.75-1.25 s apart
+// (drawn each time): the process that moves first has moved before the
+// other's count is up, and the other's next figures show its CPU free. A
+// look that wants to stay starts the count again. `hold` keeps the count
 // between looks; `wanted` is what the rules chose this look (`current` or
-// -1: none). True: move to `wanted` now.
+// -1: stay). True: move to `wanted` now.
 struct move_hold {
     int want = -1;
     int streak = 0;
