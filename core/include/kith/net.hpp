@@ -91,9 +91,9 @@ struct net_options {
     // they wait for it long each time they run (a CPU-bound thread pinned
     // there), once the move was wanted 2-4 looks in a row (so that two busy
     // kith processes on one machine settle, apart when a CPU is free,
-    // instead of moving in step for good); when they wait for each other instead (a one-way stream, faster
-    // on two CPUs) it unpins them for 2 s, doubling while the stream goes
-    // on, up to 30 s; a debug line in the log says where and why (a warning,
+    // instead of moving in step for good); when they wait for each other
+    // instead (a one-way stream, faster on two CPUs) it unpins them for 2 s,
+    // doubling while the stream goes on, up to 30 s; a debug line in the log says where and why (a warning,
     // once, if pinning fails: the threads are then left to the scheduler).
     // Service functions and actor turns often run on these threads, so a
     // thread one of them starts inherits that one CPU (set its affinity, or
