@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,7 +11,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 
+#include "../support/spawn_child.hpp"
 #include "bench_nodes.hpp"
 #include "kith/node.hpp"
 
@@ -55,22 +56,14 @@ std::unique_ptr<peer_process> start_peer_process(const std::filesystem::path& di
         close_all();
         return nullptr;
     }
-    const std::string d = dir.string();
-    const pid_t parent = ::getpid();
-    pid_t child = ::fork();
-    if (child < 0) {
-        std::perror("bench: fork of the peer process");
+    pid_t child = -1;
+    try {
+        // Killed with the bench (the tests' own fork/exec: PR_SET_PDEATHSIG).
+        child = test_support::spawn_child({"/proc/self/exe", "--peer-node", dir.string()}, in[0], out[1], -1);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "bench: the peer process did not start: %s\n", e.what());
         close_all();
         return nullptr;
-    }
-    if (child == 0) {
-        // Only async-signal-safe calls until exec (the bench has threads).
-        ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives the bench
-        if (::getppid() != parent) std::_Exit(127);
-        ::dup2(in[0], 0);
-        ::dup2(out[1], 1);
-        ::execl("/proc/self/exe", "kith_bench", "--peer-node", d.c_str(), static_cast<char*>(nullptr));
-        std::_Exit(127);
     }
     ::close(in[0]);
     ::close(out[1]);
