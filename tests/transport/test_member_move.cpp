@@ -9,6 +9,7 @@
 
 #include "kith_catch.hpp"
 #include "raw_client.hpp"
+#include "raw_listener.hpp"
 #include "transport_harness.hpp"
 
 using namespace kith;
@@ -390,4 +391,119 @@ TEST_CASE("stop: a dialler that stops right after a stream while its peer stream
         CHECK(alice.rec.values == iota(n));
         CHECK(alice.rec.downs[0].second == "shutdown");
     }
+}
+
+namespace {
+
+constexpr std::size_t move_big = 600u << 10;
+
+envelope large_to_b(std::int64_t tag) {
+    const std::vector<std::uint8_t> bytes(move_big, 0x7a);
+    return kith::env_send{kith::pid{"b@test", 1}, kith::arr(tag, kith::binary(bytes.data(), bytes.size()))};
+}
+
+// What `L` receives until `done` says stop or nothing came for timeout_ms:
+// heartbeats skipped, fragments credited on the link they came on (their
+// bytes added to `fragment_bytes`), every other envelope kept in order.
+template <class Done>
+std::vector<envelope> read_port(raw_listener& L, raw_listener::port& p, std::size_t& fragment_bytes, Done done,
+                                int timeout_ms = 5000) {
+    std::vector<envelope> kept;
+    while (!done(kept)) {
+        std::string rid;
+        auto es = L.recv_envelopes(p, &rid, timeout_ms);
+        if (es.empty()) break;
+        for (auto& e : es) {
+            if (std::holds_alternative<env_heartbeat>(e)) continue;
+            if (auto* f = std::get_if<env_fragment>(&e)) {
+                fragment_bytes += f->data.size();
+                L.send(p, rid, env_credit{f->data.size()});
+                continue;
+            }
+            kept.push_back(std::move(e));
+        }
+    }
+    return kept;
+}
+
+std::size_t encoded_size(const envelope& e) {
+    std::string bytes;
+    encode_envelope(e, bytes);
+    return bytes.size();
+}
+
+bool ends_in_goodbye(const std::vector<envelope>& es) {
+    return !es.empty() && std::holds_alternative<env_goodbye>(es.back());
+}
+
+}  // namespace
+
+// The dialler's side of a move while it stops, with the listener held at
+// each step (a raw listener: tests/transport/raw_listener.hpp). Session 35:
+// a stopping dialler whose `move` waited for its answer sent its queued
+// fragments on the first link after `move` (stop() flushed past the hold);
+// the answer then parked that link with the listener's credits for them
+// unread, so stop() waited its full bound and the reset lost the last
+// fragments (CI, under load: 5 in 20 runs).
+TEST_CASE("member move: a dialler that stops while its move awaits the answer sends nothing more on the first link - all of it by the member port after the answer, then goodbye") {
+    raw_listener b("b@test", "c");
+    test_node a("a@test", "c");
+    a.t->connect(b.pub.endpoint, b.key.pub);
+    const std::string l1 = b.accept_member(b.pub);
+    REQUIRE_FALSE(l1.empty());
+    const std::string l2 = b.accept_member(b.mem);  // a dials the member port the handshake states
+    REQUIRE_FALSE(l2.empty());
+    std::size_t on_l1 = 0, on_l2 = 0;
+    auto got_move = read_port(b, b.pub, on_l1, [](auto& es) { return !es.empty(); });
+    REQUIRE(got_move.size() == 1);
+    REQUIRE(std::holds_alternative<env_move>(got_move[0]));
+    // Unanswered: a posts three large envelopes and stops.
+    for (int i = 0; i < 3; ++i) REQUIRE(a.t->post("b@test", large_to_b(i)).ok());
+    std::thread stopper([&] { a.t->stop(); });
+    struct joiner {
+        std::thread& t;
+        ~joiner() { t.join(); }  // stop() ends within its bound on every path
+    } join_stopper{stopper};
+    const bool draining = poll_until([&] { return a.t->stats().stop_drain_turns > 0; });  // flushed, now drains
+    auto after_move = read_port(b, b.pub, on_l1, [](auto&) { return false; }, 200);
+    REQUIRE(draining);
+    CHECK(after_move.empty());
+    CHECK(on_l1 == 0);
+    // The answer: everything goes by the member port, then goodbye.
+    b.send(b.pub, l1, env_move_ack{true});
+    auto rest = read_port(b, b.mem, on_l2, ends_in_goodbye);
+    CHECK(on_l2 == 3 * encoded_size(large_to_b(0)));  // every fragment, each once
+    REQUIRE(ends_in_goodbye(rest));
+    CHECK(std::get<env_goodbye>(rest.back()).reason == "shutdown");
+    CHECK(a.t->stats().member_moves == 1);
+}
+
+TEST_CASE("member move: a dialler whose mover joins while it stops does not move - all of it on the first link, then goodbye") {
+    raw_listener b("b@test", "c");
+    test_node a("a@test", "c");
+    a.t->connect(b.pub.endpoint, b.key.pub);
+    const std::string l1 = b.accept_member(b.pub);
+    REQUIRE_FALSE(l1.empty());
+    REQUIRE(poll_until([&] { return a.t->is_up("b@test"); }));
+    // a dials the member port; its handshake there is answered only once a stops.
+    std::size_t on_l1 = 0, on_l2 = 0;
+    for (int i = 0; i < 3; ++i) REQUIRE(a.t->post("b@test", large_to_b(i)).ok());
+    std::thread stopper([&] { a.t->stop(); });
+    struct joiner {
+        std::thread& t;
+        ~joiner() { t.join(); }
+    } join_stopper{stopper};
+    const bool draining = poll_until([&] { return a.t->stats().stop_drain_turns > 0; });
+    const std::string l2 = b.accept_member(b.mem);
+    REQUIRE(draining);
+    REQUIRE_FALSE(l2.empty());
+    auto got = read_port(b, b.pub, on_l1, ends_in_goodbye);
+    REQUIRE(ends_in_goodbye(got));
+    CHECK(got.size() == 1);  // no move: only the goodbye besides fragments
+    CHECK(std::get<env_goodbye>(got.back()).reason == "shutdown");
+    CHECK(on_l1 == 3 * encoded_size(large_to_b(0)));
+    auto on_mover = read_port(b, b.mem, on_l2, [](auto&) { return false; }, 200);
+    CHECK(on_mover.empty());
+    CHECK(on_l2 == 0);
+    CHECK(a.t->stats().member_moves == 0);
 }

@@ -233,8 +233,14 @@ void transport::impl::shutdown_io() {
 }
 
 bool transport::impl::output_pending() const {
-    for (auto& [name, s] : sessions)
+    for (auto& [name, s] : sessions) {
         if (s.in_flight > 0 || !s.bulk.empty() || !s.unsent.empty()) return true;
+        if (!s.hold) continue;
+        // A move waiting for its answer holds the queue (flush): it goes
+        // on the mover once the answer comes.
+        std::lock_guard lk(s.q->mu);
+        if (!s.q->frames.empty() || !s.q->cur.empty() || !s.q->bulk.empty()) return true;
+    }
     return false;
 }
 

@@ -59,7 +59,10 @@ bool transport::impl::pace(session& s, std::size_t n, clock::time_point now) {
 }
 
 void transport::impl::flush(session& s) {
-    if (s.hold && !stopping) return;  // a move waits for its answer (moves.cpp): sent after it
+    // A move waits for its answer (moves.cpp): nothing goes on the first
+    // link after `move`, not even what stop() flushes (the drain reads on
+    // until the answer, then it all goes on the mover).
+    if (s.hold) return;
     send_credit(s, *s.primary);
     const bool paced = s.info.auth.kind != trust_kind::cluster;
     {
