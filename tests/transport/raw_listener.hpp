@@ -4,7 +4,8 @@
 // the member port stated) and otherwise doing only what the test says:
 // answer a `move` or not, read what each port receives, credit fragments.
 // It lets a test hold the listener's side still at a chosen step, which a
-// real transport cannot be made to do.
+// real transport cannot be made to do. It sends no heartbeats: give the
+// dialler a heartbeat_timeout longer than the test.
 #pragma once
 
 #include <zmq.h>
@@ -41,14 +42,18 @@ struct raw_listener {
             zmq_setsockopt(p->s, ZMQ_CURVE_SERVER, &one, sizeof one);
             zmq_setsockopt(p->s, ZMQ_CURVE_SECRETKEY, key.sec.bytes().data(), 32);
             zmq_setsockopt(p->s, ZMQ_LINGER, &zero, sizeof zero);
-            zmq_bind(p->s, "tcp://127.0.0.1:0");
             char ep[256];
             std::size_t n = sizeof ep;
-            zmq_getsockopt(p->s, ZMQ_LAST_ENDPOINT, ep, &n);
+            if (zmq_bind(p->s, "tcp://127.0.0.1:0") != 0 || zmq_getsockopt(p->s, ZMQ_LAST_ENDPOINT, ep, &n) != 0)
+                continue;  // ok() is false
             p->endpoint = ep;
             p->number = static_cast<std::uint16_t>(std::stoi(p->endpoint.substr(p->endpoint.rfind(':') + 1)));
         }
     }
+    raw_listener(const raw_listener&) = delete;
+    raw_listener& operator=(const raw_listener&) = delete;
+    // Both ports bound.
+    bool ok() const { return pub.number != 0 && mem.number != 0; }
     ~raw_listener() {
         zmq_close(pub.s);
         zmq_close(mem.s);

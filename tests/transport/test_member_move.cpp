@@ -447,7 +447,8 @@ bool ends_in_goodbye(const std::vector<envelope>& es) {
 // fragments (CI, under load: 5 in 20 runs).
 TEST_CASE("member move: a dialler that stops while its move awaits the answer sends nothing more on the first link - all of it by the member port after the answer, then goodbye") {
     raw_listener b("b@test", "c");
-    test_node a("a@test", "c");
+    REQUIRE(b.ok());
+    test_node a("a@test", "c", [](transport_options& o) { o.heartbeat_timeout = 20s; });  // b sends none
     a.t->connect(b.pub.endpoint, b.key.pub);
     const std::string l1 = b.accept_member(b.pub);
     REQUIRE_FALSE(l1.empty());
@@ -471,7 +472,11 @@ TEST_CASE("member move: a dialler that stops while its move awaits the answer se
     CHECK(on_l1 == 0);
     // The answer: everything goes by the member port, then goodbye.
     b.send(b.pub, l1, env_move_ack{true});
+    const auto answered = std::chrono::steady_clock::now();
     auto rest = read_port(b, b.mem, on_l2, ends_in_goodbye);
+    // Every fragment credited at once: the drain ends then, not at its bound
+    // (2 s), which it waited for when the credits went where a no longer read.
+    CHECK(std::chrono::steady_clock::now() - answered < 1500ms);
     CHECK(on_l2 == 3 * encoded_size(large_to_b(0)));  // every fragment, each once
     REQUIRE(ends_in_goodbye(rest));
     CHECK(std::get<env_goodbye>(rest.back()).reason == "shutdown");
@@ -480,7 +485,8 @@ TEST_CASE("member move: a dialler that stops while its move awaits the answer se
 
 TEST_CASE("member move: a dialler whose mover joins while it stops does not move - all of it on the first link, then goodbye") {
     raw_listener b("b@test", "c");
-    test_node a("a@test", "c");
+    REQUIRE(b.ok());
+    test_node a("a@test", "c", [](transport_options& o) { o.heartbeat_timeout = 20s; });  // b sends none
     a.t->connect(b.pub.endpoint, b.key.pub);
     const std::string l1 = b.accept_member(b.pub);
     REQUIRE_FALSE(l1.empty());

@@ -255,6 +255,10 @@ void transport::impl::drain_output(clock::time_point until) {
     // arrives, delivered as usual) until ZeroMQ took every frame and every
     // fragment is credited, the peer's link is gone (its frames are then
     // dropped by flush), or `until` has passed (a peer that stopped reading).
+    // A move awaiting its answer holds its session's queue (flush): the loop
+    // reads on until the answer, which sends it on the mover (or, declined,
+    // on the first link); with no answer by `until` it is dropped with the
+    // session, like a stopped reader's frames.
     // The public port keeps its flood pause meanwhile (poll_sockets): a
     // non-members' flood is not read, nor polled, past their budget while
     // the node stops (stop_drain_turns shows it: each turn waits for a

@@ -59,9 +59,10 @@ bool transport::impl::pace(session& s, std::size_t n, clock::time_point now) {
 }
 
 void transport::impl::flush(session& s) {
-    // A move waits for its answer (moves.cpp): nothing goes on the first
-    // link after `move`, not even what stop() flushes (the drain reads on
-    // until the answer, then it all goes on the mover).
+    // A move waits for its answer (moves.cpp): no queued frame goes on the
+    // first link after `move`, not even what stop() flushes (drain_output
+    // reads on until the answer, then the queue goes on the mover, or on
+    // the first link if the move was declined).
     if (s.hold) return;
     send_credit(s, *s.primary);
     const bool paced = s.info.auth.kind != trust_kind::cluster;
