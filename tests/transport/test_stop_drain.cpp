@@ -4,8 +4,10 @@
 // wait, as in the I/O loop: it is neither read nor polled past non-members'
 // budget, so the stopping node does not spin on it for up to 2 s.
 #include <chrono>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "kith_catch.hpp"
 #include "transport_harness.hpp"
@@ -42,4 +44,42 @@ TEST_CASE("transport: stop()'s fragment drain keeps the public port's flood paus
     CHECK(st.stop_drain_turns > 0);
     CHECK(st.stop_drain_turns <= static_cast<std::uint64_t>(took_ms / 2 + 50));
     bob.t->debug_freeze(false);
+}
+
+TEST_CASE("stop: what a peer did not read within the stop's bound is reported - a warning names the peer, not the others") {
+    std::mutex mu;
+    std::vector<std::string> warnings;
+    test_node alice("alice@home", "c", [&](transport_options& o) {
+        o.log = [&](const log_record& r) {
+            if (r.level != log_level::warning) return;
+            std::lock_guard lk(mu);
+            warnings.emplace_back(r.text);
+        };
+    });
+    test_node bob("bob@home", "c"), dave("dave@home", "c");
+    REQUIRE(dial_up(bob, *alice.t, alice.t->member_endpoint(), &alice.rec));
+    REQUIRE(dial_up(dave, *alice.t, alice.t->member_endpoint(), &alice.rec));
+    // Bob stops reading; Dave reads on. Alice queues large envelopes (past
+    // the credit window) and small ones to both, then stops.
+    bob.t->debug_freeze(true);
+    std::vector<std::uint8_t> bytes(600u << 10, 0x5a);
+    for (const char* to : {"bob@home", "dave@home"}) {
+        for (int i = 0; i < 3; ++i)
+            REQUIRE(alice.t->post(to, env_send{pid{to, 1}, term(binary(bytes.data(), bytes.size()))}).ok());
+        for (int i = 0; i < 100; ++i) REQUIRE(alice.t->post(to, env_send{pid{to, 1}, term(i)}).ok());
+    }
+    alice.t->stop();
+    bob.t->debug_freeze(false);
+    REQUIRE(dave.rec.wait([&] { return dave.rec.values.size() == 100; }));  // all of Dave's small ones
+    std::lock_guard lk(mu);
+    std::vector<std::string> about_bob, about_dave;
+    for (auto& w : warnings) {
+        if (w.find("stop(): to bob@home") != std::string::npos) about_bob.push_back(w);
+        if (w.find("dave@home") != std::string::npos) about_dave.push_back(w);
+    }
+    INFO("warnings: " << warnings.size() << (warnings.empty() ? "" : ", first: " + warnings[0]));
+    REQUIRE(about_bob.size() == 1);
+    CHECK(about_bob[0].find("read too slowly or stopped reading") != std::string::npos);
+    CHECK(about_bob[0].find("within the stop's bound of 2000 ms") != std::string::npos);
+    CHECK(about_dave.empty());
 }

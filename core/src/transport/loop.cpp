@@ -214,8 +214,10 @@ void transport::impl::shutdown_io() {
     // say goodbye on every link, behind it.
     take_dirty();
     for (auto& [name, s] : sessions) flush(s);
-    const auto until = clock::now() + std::min<clock::duration>(o.heartbeat_timeout, stop_drain);
+    const auto bound = std::min<clock::duration>(o.heartbeat_timeout, stop_drain);
+    const auto until = clock::now() + bound;
     drain_output(until);
+    warn_undelivered(bound);
     say_goodbyes(until);
     std::vector<std::string> names;
     for (auto& [name, s] : sessions) names.push_back(name);
@@ -274,6 +276,31 @@ void transport::impl::drain_output(clock::time_point until) {
         auto b = std::move(blocked);
         blocked.clear();
         for (session* x : b) flush(*x);
+    }
+}
+
+void transport::impl::warn_undelivered(clock::duration bound) {
+    for (auto& [name, s] : sessions) {
+        std::size_t frames = s.unsent.size(), large = s.bulk.size();
+        {
+            std::lock_guard lk(s.q->mu);
+            frames += s.q->frames.size() + (s.q->cur.empty() ? 0 : 1);
+            large += s.q->bulk.size();
+        }
+        if (frames == 0 && large == 0 && s.in_flight == 0) continue;
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(bound).count();
+        std::string what;
+        if (frames || large)
+            what = std::to_string(frames) + " frame(s) of envelopes and " + std::to_string(large) +
+                   " large envelope(s) were not sent (lost)";
+        if (s.in_flight)
+            what += std::string(what.empty() ? "" : ", and ") + std::to_string(s.in_flight) +
+                    " bytes of large envelopes sent were not acknowledged (maybe lost)";
+        log(log_level::warning,
+            "stop(): to " + name + ", " + what + " within the stop's bound of " + std::to_string(ms) + " ms: " +
+                name +
+                (s.hold ? " did not answer our move to its member port" : " read too slowly or stopped reading") +
+                ". Stop once the peer has what matters (a call's reply says it has), or give it time to read");
     }
 }
 

@@ -292,7 +292,8 @@ public:
     // Flushes queued envelopes, waiting until ZeroMQ took them all (at most
     // 2 s, or heartbeat_timeout if shorter; a peer that stopped reading, or
     // whose link is gone, or that never answers a move to its member port
-    // this node asked for, loses the rest), sends goodbye on every link,
+    // this node asked for, loses the rest: a warning per such peer says what
+    // it did not get), sends goodbye on every link,
     // reports every up peer down ("shutdown"), closes the sockets and joins
     // the I/O threads. The last transport of the process to stop ends the
     // shared ZeroMQ context, waiting at most `linger` for what is queued;

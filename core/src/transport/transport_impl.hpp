@@ -307,6 +307,10 @@ struct transport::impl {
     static constexpr std::chrono::milliseconds stop_drain{2000};
     bool output_pending() const;
     void drain_output(clock::time_point until);
+    // After drain_output: a warning per peer that did not get everything
+    // (frames ZeroMQ did not take, fragments not credited), which stop()
+    // then drops; nothing is lost without a word.
+    void warn_undelivered(clock::duration bound);
     void say_goodbyes(clock::time_point until);
     void await_closes(clock::time_point until);
     std::atomic<std::uint64_t> stop_drain_turns{0};
