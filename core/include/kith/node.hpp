@@ -138,8 +138,8 @@ public:
     // "shutdown" behind it: stop() blocks until ZeroMQ took every frame and
     // the peers closed their connections, at most 2 s (or the heartbeat
     // timeout if shorter; a peer that stopped reading loses the rest, and
-    // sees its link end; the node logs a warning naming it and what it
-    // did not get). Must not be
+    // sees its link end; the node logs a warning naming it when envelopes
+    // were left queued or large ones unacknowledged). Must not be
     // called from a handler, from a service function running on this node,
     // or from a call_async completion on its deadline thread (std::terminate:
     // it would join its own thread); stop it from another thread.

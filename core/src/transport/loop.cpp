@@ -170,7 +170,10 @@ void transport::impl::io_loop() {
     while (!stopping) {
         if (frozen_flag.load(std::memory_order_acquire)) {
             std::unique_lock lk(freeze_mu);
+            parked = true;
+            freeze_cv.notify_all();  // debug_freeze(true) returns
             freeze_cv.wait(lk, [&] { return !frozen || stopping; });
+            parked = false;
         }
         if (items_dirty) rebuild_items();
         const auto now = clock::now();
@@ -280,27 +283,38 @@ void transport::impl::drain_output(clock::time_point until) {
 }
 
 void transport::impl::warn_undelivered(clock::duration bound) {
+    // What ZeroMQ took is not counted (small envelopes are never
+    // acknowledged): a peer that stopped reading may lose those unwarned.
     for (auto& [name, s] : sessions) {
-        std::size_t frames = s.unsent.size(), large = s.bulk.size();
+        std::size_t frames = s.unsent.size(), large = 0, behind = 0;
+        auto count_bulk = [&](const std::deque<bulk_item>& q) {
+            for (const bulk_item& it : q) (it.large ? large : behind)++;
+        };
+        count_bulk(s.bulk);
         {
             std::lock_guard lk(s.q->mu);
             frames += s.q->frames.size() + (s.q->cur.empty() ? 0 : 1);
-            large += s.q->bulk.size();
+            count_bulk(s.q->bulk);
         }
-        if (frames == 0 && large == 0 && s.in_flight == 0) continue;
-        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(bound).count();
+        // The first large envelope may be partly sent: its fragments sent
+        // are in in_flight, and it counts as not sent.
+        if (frames == 0 && large == 0 && behind == 0 && s.in_flight == 0) continue;
         std::string what;
-        if (frames || large)
-            what = std::to_string(frames) + " frame(s) of envelopes and " + std::to_string(large) +
-                   " large envelope(s) were not sent (lost)";
-        if (s.in_flight)
-            what += std::string(what.empty() ? "" : ", and ") + std::to_string(s.in_flight) +
-                    " bytes of large envelopes sent were not acknowledged (maybe lost)";
+        auto part = [&](std::size_t n, const std::string& text) {
+            if (n == 0) return;
+            what += (what.empty() ? "" : ", ") + std::to_string(n) + " " + text;
+        };
+        part(frames, "frame(s) of envelopes not sent");
+        part(large, "large envelope(s) not sent");
+        part(behind, "envelope(s) queued behind them not sent");
+        part(s.in_flight, "bytes of large envelopes sent but not acknowledged (maybe lost)");
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(bound).count();
         log(log_level::warning,
-            "stop(): to " + name + ", " + what + " within the stop's bound of " + std::to_string(ms) + " ms: " +
-                name +
-                (s.hold ? " did not answer our move to its member port" : " read too slowly or stopped reading") +
-                ". Stop once the peer has what matters (a call's reply says it has), or give it time to read");
+            "stop(): " + name + " did not get everything before this node closed: " + what + " after " +
+                std::to_string(ms) + " ms (the stop's wait: heartbeat_timeout, at most 2 s). " +
+                (s.hold ? name + " did not answer our move to its member port: it may run a broken kith; upgrade it"
+                        : name + " read too slowly or stopped reading") +
+                ". Stop once the peer has what matters (a call's reply says it has)");
     }
 }
 

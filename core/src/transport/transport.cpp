@@ -447,6 +447,13 @@ void transport::debug_freeze(bool f) {
         }
     }
     impl_->freeze_cv.notify_all();
+    if (!f) return;
+    // Until the loop stands still (it may be in a turn, reading): at most
+    // 2 s (a loop not running, or busy in a job, never gets there).
+    impl_->wake();
+    std::unique_lock lk(impl_->freeze_mu);
+    impl_->freeze_cv.wait_for(lk, std::chrono::seconds(2),
+                              [&] { return impl_->parked || !impl_->frozen || impl_->stopping; });
 }
 
 }  // namespace kith::detail

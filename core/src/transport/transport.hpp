@@ -292,8 +292,9 @@ public:
     // Flushes queued envelopes, waiting until ZeroMQ took them all (at most
     // 2 s, or heartbeat_timeout if shorter; a peer that stopped reading, or
     // whose link is gone, or that never answers a move to its member port
-    // this node asked for, loses the rest: a warning per such peer says what
-    // it did not get), sends goodbye on every link,
+    // this node asked for, loses the rest; a warning names each peer still
+    // up that was left with queued envelopes or unacknowledged large ones),
+    // sends goodbye on every link,
     // reports every up peer down ("shutdown"), closes the sockets and joins
     // the I/O threads. The last transport of the process to stop ends the
     // shared ZeroMQ context, waiting at most `linger` for what is queued;
@@ -382,7 +383,9 @@ public:
     transport_stats stats() const;
 
     // Test hook: while frozen, the I/O thread touches no socket (a peer that
-    // stops answering without closing its connections). Thread-safe.
+    // stops answering without closing its connections). Freezing returns
+    // once the loop stands still (at most 2 s: a loop not running never
+    // does). Thread-safe; not from the I/O thread.
     void debug_freeze(bool frozen);
 
     struct impl;

@@ -146,6 +146,7 @@ struct transport::impl {
     std::mutex freeze_mu;
     std::condition_variable freeze_cv;
     bool frozen = false;                 // under freeze_mu
+    bool parked = false;                 // under freeze_mu: the loop waits while frozen
     std::atomic<bool> frozen_flag{false};  // mirrors `frozen`: the loop locks freeze_mu only when set
 
     // counters
@@ -307,9 +308,10 @@ struct transport::impl {
     static constexpr std::chrono::milliseconds stop_drain{2000};
     bool output_pending() const;
     void drain_output(clock::time_point until);
-    // After drain_output: a warning per peer that did not get everything
-    // (frames ZeroMQ did not take, fragments not credited), which stop()
-    // then drops; nothing is lost without a word.
+    // After drain_output: a warning per peer still up that did not get
+    // everything stop() waited for (frames ZeroMQ did not take, fragments
+    // not credited), which is then dropped. What ZeroMQ took is not known
+    // to be read (small envelopes are not acknowledged).
     void warn_undelivered(clock::duration bound);
     void say_goodbyes(clock::time_point until);
     void await_closes(clock::time_point until);
