@@ -398,8 +398,8 @@ namespace {
 constexpr std::size_t move_big = 600u << 10;
 
 envelope large_to_b(std::int64_t tag) {
-    const std::vector<std::uint8_t> bytes(move_big, 0x7a);
-    return kith::env_send{kith::pid{"b@test", 1}, kith::arr(tag, kith::binary(bytes.data(), bytes.size()))};
+    static const std::vector<std::uint8_t> bytes(move_big, 0x7a);
+    return kith::env_send{kith::pid{"b@test", 1}, kith::arr(tag, kith::binary(bytes))};
 }
 
 // What `L` receives until `done` says stop or nothing came for timeout_ms:
@@ -436,6 +436,28 @@ bool ends_in_goodbye(const std::vector<envelope>& es) {
     return !es.empty() && std::holds_alternative<env_goodbye>(es.back());
 }
 
+// Member a (a real transport) linked to the raw listener b at its public port.
+struct raw_pair {
+    raw_listener b{"b@test", "c"};
+    test_node a{"a@test", "c", [](transport_options& o) { o.heartbeat_timeout = 20s; }};  // b sends no heartbeats
+    std::string l1;  // b's routing id of the link
+    std::thread stopper;
+    raw_pair() {
+        REQUIRE(b.ok());
+        a.t->connect(b.pub.endpoint, b.key.pub);
+        l1 = b.accept_member(b.pub);
+        REQUIRE_FALSE(l1.empty());
+    }
+    // a.stop() on a thread of its own; true once it flushed and drains.
+    bool stop_in_background() {
+        stopper = std::thread([this] { a.t->stop(); });
+        return poll_until([&] { return a.t->stats().stop_drain_turns > 0; });
+    }
+    ~raw_pair() {
+        if (stopper.joinable()) stopper.join();  // stop() ends within its bound on every path
+    }
+};
+
 }  // namespace
 
 // The dialler's side of a move while it stops, with the listener held at
@@ -446,12 +468,8 @@ bool ends_in_goodbye(const std::vector<envelope>& es) {
 // unread, so stop() waited its full bound and the reset lost the last
 // fragments (CI, under load: 5 in 20 runs).
 TEST_CASE("member move: a dialler that stops while its move awaits the answer sends nothing more on the first link - all of it by the member port after the answer, then goodbye") {
-    raw_listener b("b@test", "c");
-    REQUIRE(b.ok());
-    test_node a("a@test", "c", [](transport_options& o) { o.heartbeat_timeout = 20s; });  // b sends none
-    a.t->connect(b.pub.endpoint, b.key.pub);
-    const std::string l1 = b.accept_member(b.pub);
-    REQUIRE_FALSE(l1.empty());
+    raw_pair p;
+    auto& [b, a, l1, stopper_] = p;
     const std::string l2 = b.accept_member(b.mem);  // a dials the member port the handshake states
     REQUIRE_FALSE(l2.empty());
     std::size_t on_l1 = 0, on_l2 = 0;
@@ -460,12 +478,7 @@ TEST_CASE("member move: a dialler that stops while its move awaits the answer se
     REQUIRE(std::holds_alternative<env_move>(got_move[0]));
     // Unanswered: a posts three large envelopes and stops.
     for (int i = 0; i < 3; ++i) REQUIRE(a.t->post("b@test", large_to_b(i)).ok());
-    std::thread stopper([&] { a.t->stop(); });
-    struct joiner {
-        std::thread& t;
-        ~joiner() { t.join(); }  // stop() ends within its bound on every path
-    } join_stopper{stopper};
-    const bool draining = poll_until([&] { return a.t->stats().stop_drain_turns > 0; });  // flushed, now drains
+    const bool draining = p.stop_in_background();
     auto after_move = read_port(b, b.pub, on_l1, [](auto&) { return false; }, 200);
     REQUIRE(draining);
     CHECK(after_move.empty());
@@ -484,22 +497,13 @@ TEST_CASE("member move: a dialler that stops while its move awaits the answer se
 }
 
 TEST_CASE("member move: a dialler whose mover joins while it stops does not move - all of it on the first link, then goodbye") {
-    raw_listener b("b@test", "c");
-    REQUIRE(b.ok());
-    test_node a("a@test", "c", [](transport_options& o) { o.heartbeat_timeout = 20s; });  // b sends none
-    a.t->connect(b.pub.endpoint, b.key.pub);
-    const std::string l1 = b.accept_member(b.pub);
-    REQUIRE_FALSE(l1.empty());
+    raw_pair p;
+    auto& [b, a, l1, stopper_] = p;
     REQUIRE(poll_until([&] { return a.t->is_up("b@test"); }));
     // a dials the member port; its handshake there is answered only once a stops.
     std::size_t on_l1 = 0, on_l2 = 0;
     for (int i = 0; i < 3; ++i) REQUIRE(a.t->post("b@test", large_to_b(i)).ok());
-    std::thread stopper([&] { a.t->stop(); });
-    struct joiner {
-        std::thread& t;
-        ~joiner() { t.join(); }
-    } join_stopper{stopper};
-    const bool draining = poll_until([&] { return a.t->stats().stop_drain_turns > 0; });
+    const bool draining = p.stop_in_background();
     const std::string l2 = b.accept_member(b.mem);
     REQUIRE(draining);
     REQUIRE_FALSE(l2.empty());
