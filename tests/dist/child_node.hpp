@@ -16,6 +16,8 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <sstream>
@@ -119,8 +121,37 @@ public:
         return n;
     }
 
+    // SIGSTOP returns only once every thread of the child has stopped: kill()
+    // wakes one thread to start the group stop, and on a busy machine the
+    // others (the I/O thread among them) can answer for milliseconds more.
     void signal(int sig) {
-        if (pid_ > 0 && !reaped_) ::kill(pid_, sig);
+        if (pid_ <= 0 || reaped_) return;
+        ::kill(pid_, sig);
+        if (sig == SIGSTOP && !wait_all_stopped(pid_, std::chrono::seconds(10)))
+            throw std::runtime_error("child " + std::to_string(pid_) + ": not every thread stopped within 10 s of SIGSTOP");
+    }
+    // True once every thread of `pid` is in state T (stopped) or t (traced).
+    static bool wait_all_stopped(pid_t pid, std::chrono::milliseconds within) {
+        const auto deadline = std::chrono::steady_clock::now() + within;
+        const std::filesystem::path tasks = "/proc/" + std::to_string(pid) + "/task";
+        for (;;) {
+            bool all = true;
+            std::error_code ec;
+            for (const auto& t : std::filesystem::directory_iterator(tasks, ec)) {
+                FILE* f = std::fopen((t.path() / "stat").c_str(), "r");
+                if (!f) continue;  // the thread has just exited
+                char buf[512];
+                const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+                std::fclose(f);
+                buf[n] = 0;
+                const char* close = std::strrchr(buf, ')');  // "tid (comm) S ..."; comm may hold ')'
+                if (!close || close[1] != ' ' || (close[2] != 'T' && close[2] != 't')) { all = false; break; }
+            }
+            if (ec) return false;
+            if (all) return true;
+            if (std::chrono::steady_clock::now() > deadline) return false;
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
     }
     void kill_now() { signal(SIGKILL); }
 

@@ -1,6 +1,7 @@
 """Shared fixtures for the kith Python tests: nodes with their own key
 directories, and C++ node processes (kith_test_node)."""
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -54,6 +55,27 @@ class CppNode:
             self.proc.kill()
             raise RuntimeError(f"kith_test_node did not start: {line!r} {self.proc.stderr.read()!r}")
         _, self.endpoint, self.key = line.split()
+
+    def freeze(self):
+        """SIGSTOP, returning once every thread has stopped: kill() wakes one
+        thread to start the group stop, and on a busy machine the others (the
+        I/O thread among them) can go on answering for milliseconds."""
+        self.proc.send_signal(signal.SIGSTOP)
+        tasks = f"/proc/{self.proc.pid}/task"
+        deadline = time.monotonic() + 10
+        while True:
+            states = []
+            for tid in os.listdir(tasks):
+                try:
+                    with open(f"{tasks}/{tid}/stat") as f:
+                        states.append(f.read().rpartition(")")[2].split()[0])
+                except FileNotFoundError:
+                    pass  # the thread has just exited
+            if all(s in ("T", "t") for s in states):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"kith_test_node {self.proc.pid}: thread states {states} 10 s after SIGSTOP")
+            time.sleep(0.001)
 
     def stop(self, sig=None):
         if self.proc.poll() is None:

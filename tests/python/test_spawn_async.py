@@ -101,7 +101,7 @@ def test_timeout_and_a_node_that_stops_first(make_node, tmp_path):
         n = make_node("n@localhost", discovery=False, heartbeat_timeout=60)
         assert n.connect(cpp.endpoint, cpp.key) == cpp.name
         assert n.spawn_async(cpp.name, "echo", "server").result(10).node == cpp.name
-        cpp.proc.send_signal(signal.SIGSTOP)
+        cpp.freeze()  # SIGSTOP; returns once every thread has stopped
         short = n.spawn_async(cpp.name, "echo", "server", timeout=0.3)
         with pytest.raises(kith.Timeout):
             short.result(10)
