@@ -439,7 +439,16 @@ bool ends_in_goodbye(const std::vector<envelope>& es) {
 // Member a (a real transport) linked to the raw listener b at its public port.
 struct raw_pair {
     raw_listener b{"b@test", "c"};
-    test_node a{"a@test", "c", [](transport_options& o) { o.heartbeat_timeout = 20s; }};  // b sends no heartbeats
+    std::mutex mu;
+    std::vector<std::string> warnings;  // a's
+    test_node a{"a@test", "c", [this](transport_options& o) {
+                    o.heartbeat_timeout = 20s;  // b sends no heartbeats
+                    o.log = [this](const log_record& r) {
+                        if (r.level != log_level::warning) return;
+                        std::lock_guard lk(mu);
+                        warnings.emplace_back(r.text);
+                    };
+                }};
     std::string l1;  // b's routing id of the link
     std::thread stopper;
     raw_pair() {
@@ -469,7 +478,9 @@ struct raw_pair {
 // fragments (CI, under load: 5 in 20 runs).
 TEST_CASE("member move: a dialler that stops while its move awaits the answer sends nothing more on the first link - all of it by the member port after the answer, then goodbye") {
     raw_pair p;
-    auto& [b, a, l1, stopper_] = p;
+    auto& b = p.b;
+    auto& a = p.a;
+    const std::string& l1 = p.l1;
     const std::string l2 = b.accept_member(b.mem);  // a dials the member port the handshake states
     REQUIRE_FALSE(l2.empty());
     std::size_t on_l1 = 0, on_l2 = 0;
@@ -498,7 +509,8 @@ TEST_CASE("member move: a dialler that stops while its move awaits the answer se
 
 TEST_CASE("member move: a dialler whose mover joins while it stops does not move - all of it on the first link, then goodbye") {
     raw_pair p;
-    auto& [b, a, l1, stopper_] = p;
+    auto& b = p.b;
+    auto& a = p.a;
     REQUIRE(poll_until([&] { return a.t->is_up("b@test"); }));
     // a dials the member port; its handshake there is answered only once a stops.
     std::size_t on_l1 = 0, on_l2 = 0;
@@ -515,5 +527,42 @@ TEST_CASE("member move: a dialler whose mover joins while it stops does not move
     auto on_mover = read_port(b, b.mem, on_l2, [](auto&) { return false; }, 200);
     CHECK(on_mover.empty());
     CHECK(on_l2 == 0);
+    CHECK(a.t->stats().member_moves == 0);
+}
+
+// The attack the hold opens: a listener (a broken or hostile kith) that never
+// answers a stopping dialler's move. The queue it holds costs that peer its
+// envelopes at the stop's bound, never more time, and the dialler says so.
+TEST_CASE("member move: a listener that never answers a stopping dialler's move holds its stop no longer than the bound - a warning names it, goodbye on the first link") {
+    raw_pair p;
+    auto& b = p.b;
+    auto& a = p.a;
+    REQUIRE_FALSE(b.accept_member(b.mem).empty());
+    std::size_t on_l1 = 0, on_l2 = 0;
+    auto got_move = read_port(b, b.pub, on_l1, [](auto& es) { return !es.empty(); });
+    REQUIRE(got_move.size() == 1);
+    REQUIRE(std::holds_alternative<env_move>(got_move[0]));
+    for (int i = 0; i < 3; ++i) REQUIRE(a.t->post("b@test", large_to_b(i)).ok());
+    const auto t0 = std::chrono::steady_clock::now();
+    REQUIRE(p.stop_in_background());
+    // Never answered: nothing but the goodbye on the first link, at the bound.
+    auto got = read_port(b, b.pub, on_l1, ends_in_goodbye);
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+    p.stopper.join();
+    REQUIRE(ends_in_goodbye(got));
+    CHECK(got.size() == 1);
+    CHECK(std::get<env_goodbye>(got.back()).reason == "shutdown");
+    CHECK(on_l1 == 0);
+    CHECK(read_port(b, b.mem, on_l2, [](auto&) { return false; }, 200).empty());
+    CHECK(on_l2 == 0);
+    INFO("goodbye " << ms << " ms after stop()");
+    CHECK(ms >= 1900);  // the bound: heartbeat_timeout (20 s here), at most 2 s
+    CHECK(ms < 3000);
+    std::lock_guard lk(p.mu);
+    REQUIRE(p.warnings.size() == 1);
+    INFO(p.warnings[0]);
+    CHECK(p.warnings[0].find("stop(): b@test did not get everything before this node closed: 3 large envelope(s) not sent after 2000 ms") !=
+          std::string::npos);
+    CHECK(p.warnings[0].find("b@test did not answer our move to its member port") != std::string::npos);
     CHECK(a.t->stats().member_moves == 0);
 }
