@@ -12,7 +12,9 @@ KITH=$1
 . "$(dirname "$0")/lib.sh"
 scratch  # $T, $BP, $NET, pids=() (lib.sh)
 for who in r a b e m d; do head -c 24 /dev/urandom | base64 > "$T/$who.cookie"; chmod 600 "$T/$who.cookie"; done
-RPORT=$((20000 + RANDOM % 20000)); DPORT=$((RPORT + 1))
+# Below the ephemeral range (32768-60999): the relay and Alice are restarted
+# on these ports, and an ephemeral one can be taken meanwhile as a local port.
+RPORT=$((10000 + RANDOM % 20000)); DPORT=$((RPORT + 1))
 k() { # who kith-args...: as that person (key dir $T/who, cookie $T/who.cookie); only in & or $(...)
   local who=$1; shift
   KITH_HOME=$T/$who exec "$KITH" "$@" --cookie-file "$T/$who.cookie"

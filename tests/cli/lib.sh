@@ -5,7 +5,7 @@ fails=0
 # and removed at exit.
 scratch() {
   T=$(mktemp -d)
-  BP=$((20000 + RANDOM % 20000))
+  BP=$((10000 + RANDOM % 20000))  # below the ephemeral range (32768-60999)
   pids=()
   trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$T"' EXIT
   NET=(--beacon-port "$BP" --broadcast 127.255.255.255)

@@ -6,6 +6,7 @@
 //     the heartbeat bound, and back after SIGCONT.
 
 #include "process_support.hpp"
+#include "../support/free_ports.hpp"
 
 TEST_CASE("process: kill -9 of a peer - noconnection, nodedown, then restart and reconnect", "[dist][process]") {
     temp_dir tmp;
@@ -19,7 +20,10 @@ TEST_CASE("process: kill -9 of a peer - noconnection, nodedown, then restart and
     std::string endpoint;
     public_key key;
     {
-        child_node child("child@localhost", child_dir, kCookie);
+        // Restarted on this endpoint below while `me` redials it: a port
+        // below the ephemeral range, which no connection takes meanwhile.
+        const std::string listen = "tcp://127.0.0.1:" + std::to_string(kith_test::free_ports_below_ephemeral());
+        child_node child("child@localhost", child_dir, kCookie, listen);
         require_ready(child);
         endpoint = child.endpoint;
         key = child.key;

@@ -222,24 +222,60 @@ TEST_CASE("resume on the I/O thread: replies to actors that are gone are dropped
     std::atomic<int> completed{0};
     two_nodes p;
     downs.watch(p.a);
+    // Bob holds the replies until every caller is gone: a reply that came
+    // while its caller was still ending (quit, not yet out of the process
+    // table) would be queued into it, not counted as dropped.
+    std::mutex pm;
+    std::vector<reply_to> parked;
+    p.b.add_service(service("gate").function("wait", [&](reply_to r, std::int64_t n) {
+        std::lock_guard lk(pm);
+        parked.push_back(std::move(r));
+        (void)n;
+    }));
     node* an = &p.a;
-    const auto before = p.a.counters().dropped_unknown;
     constexpr int kActors = 50;
+    std::vector<pid> callers;
     for (int i = 0; i < kActors; ++i) {
         pid x = p.a.spawn([an, &completed](actor& self, message&) {
             pid me = self.self();
-            an->call_async("bob@localhost", "echo", "echo", arr(1), 10s, [an, me, &completed](result<term> r) {
+            an->call_async("bob@localhost", "gate", "wait", arr(1), 20s, [an, me, &completed](result<term> r) {
                 an->send(me, r.ok() ? *r : term("failed"));  // to an actor that quit
                 completed.fetch_add(1);
             });
             self.quit();
         });
+        callers.push_back(x);
         p.a.send(x, term("go"));
+    }
+    auto parked_count = [&] {
+        std::lock_guard lk(pm);
+        return parked.size();
+    };
+    auto within_20s = [](auto pred) {
+        const auto until = std::chrono::steady_clock::now() + 20s;
+        while (!pred()) {
+            if (std::chrono::steady_clock::now() > until) return false;
+            std::this_thread::sleep_for(2ms);
+        }
+        return true;
+    };
+    REQUIRE(within_20s([&] { return parked_count() == kActors; }));
+    // Every caller out of the process table: a probe to each is counted as
+    // dropped (one to an actor still ending would be queued into it).
+    REQUIRE(within_20s([&] {
+        const auto b = p.a.counters().dropped_unknown;
+        for (auto& x : callers) p.a.send(x, term("probe"));
+        return p.a.counters().dropped_unknown - b == kActors;
+    }));
+    const auto before = p.a.counters().dropped_unknown;
+    {
+        std::lock_guard lk(pm);
+        for (auto& r : parked) r(term(1));
     }
     const auto deadline = std::chrono::steady_clock::now() + 20s;
     while (completed.load() < kActors && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(5ms);
     REQUIRE(completed.load() == kActors);
-    CHECK(p.a.counters().dropped_unknown - before >= kActors);
+    CHECK(p.a.counters().dropped_unknown - before == kActors);
     CHECK(p.a.call("bob@localhost", "echo", "echo", arr("still"), 10s).value() == term("still"));
     CHECK(p.b.call("alice@localhost", "echo", "echo", arr("still"), 10s).value() == term("still"));
     CHECK(downs.count() == 0);

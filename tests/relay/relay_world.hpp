@@ -27,6 +27,7 @@
 #include "kith/node.hpp"
 #include "kith/service.hpp"
 #include "kith_catch.hpp"
+#include "free_ports.hpp"
 #include "relay_loop.hpp"  // services/src: the relay client's splice loop
 #include "relay_test_util.hpp"
 
@@ -92,17 +93,10 @@ inline int socks_request(const std::string& relay_ep, const std::string& name) {
     return code;
 }
 
-// "127.0.0.1:PORT" with a port that was free a moment ago.
+// "127.0.0.1:PORT" with a port that was free a moment ago, below the
+// ephemeral range: the relay tests stop a relay and bind its ports again.
 inline std::string free_endpoint() {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t sl = sizeof sa;
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &sl);
-    ::close(fd);
-    return "127.0.0.1:" + std::to_string(ntohs(sa.sin_port));
+    return "127.0.0.1:" + std::to_string(kith_test::free_ports_below_ephemeral());
 }
 
 // A man in the middle in front of the relay (its advertised endpoint):

@@ -22,9 +22,11 @@ TEST_CASE("send_after delivers after the delay", "[runtime][timers]") {
 TEST_CASE("timers fire in deadline order", "[runtime][timers]") {
     node n(opts());
     mailbox mb(n);
-    n.send_after(60ms, mb.self(), 3);
-    n.send_after(20ms, mb.self(), 1);
-    n.send_after(40ms, mb.self(), 2);
+    // Deadlines 300 ms apart: a thread stalled between two calls (a loaded
+    // 2-core machine, sanitizers) must not reorder them.
+    n.send_after(900ms, mb.self(), 3);
+    n.send_after(300ms, mb.self(), 1);
+    n.send_after(600ms, mb.self(), 2);
     n.send_after(0ms, mb.self(), 0);
     for (int i = 0; i < 4; ++i) CHECK(next(mb).body == term(i));
 }
@@ -32,8 +34,9 @@ TEST_CASE("timers fire in deadline order", "[runtime][timers]") {
 TEST_CASE("a cancelled timer never fires", "[runtime][timers][cancel]") {
     node n(opts());
     mailbox mb(n);
-    ref first = n.send_after(20ms, mb.self(), "cancelled");
-    n.send_after(80ms, mb.self(), "later");
+    // Cancelled long before it is due, even if this thread stalls.
+    ref first = n.send_after(500ms, mb.self(), "cancelled");
+    n.send_after(1000ms, mb.self(), "later");
     CHECK(n.cancel_timer(first));
     CHECK_FALSE(n.cancel_timer(first));
     CHECK(is_str(next(mb).body, "later"));  // "cancelled" would have come first
@@ -55,7 +58,7 @@ TEST_CASE("an actor ticks with send_after and cancels its timer", "[runtime][tim
                 return;
             }
             // Set one more timer and cancel it: it must not arrive.
-            ref r = self.send_after(10ms, me, "never");
+            ref r = self.send_after(500ms, me, "never");
             bool cancelled = self.cancel_timer(r);
             self.send_after(40ms, me, arr(*ticks, cancelled));
         };
@@ -71,6 +74,17 @@ TEST_CASE("a timer to a dead actor is dropped - stop discards pending timers", "
     auto [a, r] = mb.spawn_monitor([](actor& self, message&) { self.quit(); });
     n.send(a, 0);
     CHECK(next(mb).is_down());
+    // The DOWN is sent before the actor leaves the process table: wait
+    // until a probe to it is counted as dropped (one to the actor still
+    // ending is queued into it).
+    const auto until = clk::now() + 10s;
+    for (;;) {
+        const auto b = n.counters().dropped_unknown;
+        n.send(a, "probe");
+        if (n.counters().dropped_unknown == b + 1) break;
+        REQUIRE(clk::now() < until);
+        std::this_thread::sleep_for(1ms);
+    }
     auto before = n.counters().dropped_unknown;
     n.send_after(1ms, a, "late");
     n.send_after(5ms, mb.self(), "sync");
