@@ -130,7 +130,8 @@ public:
         if (sig == SIGSTOP && !wait_all_stopped(pid_, std::chrono::seconds(10)))
             throw std::runtime_error("child " + std::to_string(pid_) + ": not every thread stopped within 10 s of SIGSTOP");
     }
-    // True once every thread of `pid` is in state T (stopped) or t (traced).
+    // True once no thread of `pid` can run: each in state T (stopped), t
+    // (traced), or Z/X (ended).
     static bool wait_all_stopped(pid_t pid, std::chrono::milliseconds within) {
         const auto deadline = std::chrono::steady_clock::now() + within;
         const std::filesystem::path tasks = "/proc/" + std::to_string(pid) + "/task";
@@ -145,7 +146,8 @@ public:
                 std::fclose(f);
                 buf[n] = 0;
                 const char* close = std::strrchr(buf, ')');  // "tid (comm) S ..."; comm may hold ')'
-                if (!close || close[1] != ' ' || (close[2] != 'T' && close[2] != 't')) { all = false; break; }
+                // T stopped, t traced; Z and X: a thread that has ended runs no more either.
+                if (!close || close[1] != ' ' || !close[2] || !std::strchr("TtZX", close[2])) { all = false; break; }
             }
             if (ec) return false;
             if (all) return true;

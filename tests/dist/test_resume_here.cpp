@@ -238,7 +238,7 @@ TEST_CASE("resume on the I/O thread: replies to actors that are gone are dropped
     for (int i = 0; i < kActors; ++i) {
         pid x = p.a.spawn([an, &completed](actor& self, message&) {
             pid me = self.self();
-            an->call_async("bob@localhost", "gate", "wait", arr(1), 20s, [an, me, &completed](result<term> r) {
+            an->call_async("bob@localhost", "gate", "wait", arr(1), 120s, [an, me, &completed](result<term> r) {
                 an->send(me, r.ok() ? *r : term("failed"));  // to an actor that quit
                 completed.fetch_add(1);
             });

@@ -71,7 +71,7 @@ class CppNode:
                         states.append(f.read().rpartition(")")[2].split()[0])
                 except FileNotFoundError:
                     pass  # the thread has just exited
-            if all(s in ("T", "t") for s in states):
+            if all(s in ("T", "t", "Z", "X") for s in states):  # stopped, traced, or ended
                 return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"kith_test_node {self.proc.pid}: thread states {states} 10 s after SIGSTOP")

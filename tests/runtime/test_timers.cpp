@@ -58,9 +58,11 @@ TEST_CASE("an actor ticks with send_after and cancels its timer", "[runtime][tim
                 return;
             }
             // Set one more timer and cancel it: it must not arrive.
-            ref r = self.send_after(500ms, me, "never");
+            // Due before the report: if the cancel did not hold, it would
+            // be the first message.
+            ref r = self.send_after(300ms, me, "never");
             bool cancelled = self.cancel_timer(r);
-            self.send_after(40ms, me, arr(*ticks, cancelled));
+            self.send_after(600ms, me, arr(*ticks, cancelled));
         };
     });
     message m = next(mb);

@@ -21,7 +21,7 @@
 namespace kith_test {
 
 inline int free_ports_below_ephemeral(int count = 1) {
-    static std::atomic<int> cursor{static_cast<int>(::getpid() % 5000) * 4};
+    static std::atomic<int> cursor{static_cast<int>(::getpid() % 1400) * 16};
     for (int i = 0; i < 400; ++i) {
         const int base = 10000 + cursor.fetch_add(count) % (32768 - 10000 - count);
         bool ok = true;

@@ -184,11 +184,13 @@ TEST_CASE("transport: goodbye on stop -> peer down 'shutdown' at once") {
     REQUIRE(b->rec.wait([&] { return b->rec.ups.size() == 1; }));
     REQUIRE(a.t->post("b@test", send_int(1)).ok());
     REQUIRE(b->rec.wait([&] { return b->rec.values.size() == 1; }));
+    auto t0 = std::chrono::steady_clock::now();
     b->t->stop();
     // "shutdown" comes only from b's goodbye (a timeout would say
-    // "timeout", after heartbeat_timeout); 2 s leaves a sanitized, loaded
-    // run its slack.
+    // "timeout", after heartbeat_timeout), and before b's stop could run
+    // to its bound (2 s).
     REQUIRE(a.rec.wait([&] { return a.rec.downs.size() == 1; }, 2s));
+    CHECK(std::chrono::steady_clock::now() - t0 < 1900ms);
     CHECK(a.rec.downs[0] == std::make_pair(std::string("b@test"), std::string("shutdown")));
     // The stopping side reports its peers down too: every up has one down.
     CHECK(b->rec.downs.size() == 1);
