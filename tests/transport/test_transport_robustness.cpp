@@ -240,7 +240,9 @@ TEST_CASE("transport: connections that never finish their handshake are counted 
     });
     m.connect_to(a);
     REQUIRE(a.rec.wait([&] { return a.rec.ups.size() == 1; }));
-    CHECK(a.t->stats().handshakes_pending == 0);
+    // m dialled the public port, so it moves to the member port: its second
+    // connection may still be in its handshake right after the up.
+    CHECK(until([&] { return a.t->stats().handshakes_pending == 0; }, 5s));
 }
 
 TEST_CASE("transport: a link that cannot be opened is a refusal saying why, a record and a counted socket error") {

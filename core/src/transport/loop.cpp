@@ -228,6 +228,7 @@ void transport::impl::shutdown_io() {
     blocked.clear();
     // Our own connections first (a peer that stops too waits for them,
     // as we wait for its), then the peers' to our ports.
+    quiet_own_links(until);
     for (auto& l : outs) close_dealer(*l, static_cast<int>(o.linger.count()));
     await_closes(until);
     outs.clear();
@@ -315,6 +316,34 @@ void transport::impl::warn_undelivered(clock::duration bound) {
                 (s.hold ? name + " did not answer our move to its member port: it may run a broken kith; upgrade it"
                         : name + " read too slowly or stopped reading") +
                 ". Stop once the peer has what matters (a call's reply says it has)");
+    }
+}
+
+void transport::impl::quiet_own_links(clock::time_point until) {
+    // A connection closed while the peer's bytes wait unread in it ends
+    // with a reset, which discards on the peer's side what it has not read
+    // of ours yet: our stream's tail and our goodbye (a peer streaming to a
+    // dialler that stops saw connection_closed and lost the end of its
+    // stream, CI under ASan). So what still comes on the links we dialled
+    // is read and dropped (the sessions are gone) until each has been quiet
+    // for a moment - the peer read our goodbye and stopped sending - or
+    // `until` passes; ZeroMQ's I/O thread then has nothing left unread.
+    constexpr auto quiet = std::chrono::milliseconds(30);
+    std::vector<std::pair<link*, clock::time_point>> open;
+    for (auto& l : outs)
+        if (l->dealer) open.emplace_back(l.get(), clock::now());
+    while (!open.empty() && clock::now() < until) {
+        stop_drain_turns++;
+        std::vector<zmq_pollitem_t> items;
+        for (auto& [l, last] : open) items.push_back({l->dealer.handle(), 0, ZMQ_POLLIN, 0});
+        if (zmq_poll(items.data(), static_cast<int>(items.size()), 5) < 0 && zmq_errno() != EINTR) return;
+        const auto now = clock::now();
+        for (std::size_t i = 0; i < open.size(); ++i) {
+            if (!(items[i].revents & ZMQ_POLLIN)) continue;
+            zmq::message_t m;
+            while (open[i].first->dealer.recv(m, zmq::recv_flags::dontwait)) open[i].second = now;
+        }
+        std::erase_if(open, [&](auto& x) { return now - x.second >= quiet; });
     }
 }
 

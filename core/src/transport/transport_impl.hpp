@@ -314,6 +314,7 @@ struct transport::impl {
     // to be read (small envelopes are not acknowledged).
     void warn_undelivered(clock::duration bound);
     void say_goodbyes(clock::time_point until);
+    void quiet_own_links(clock::time_point until);
     void await_closes(clock::time_point until);
     std::atomic<std::uint64_t> stop_drain_turns{0};
 
