@@ -2,6 +2,7 @@
 // comment of transport_impl.hpp and docs/architecture.md, "Threads").
 #include "transport/transport_impl.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <thread>
 
@@ -328,22 +329,31 @@ void transport::impl::quiet_own_links(clock::time_point until) {
     // is read and dropped (the sessions are gone) until each has been quiet
     // for a moment - the peer read our goodbye and stopped sending - or
     // `until` passes; ZeroMQ's I/O thread then has nothing left unread.
+    // Every link stays polled until all are quiet at once (one that went
+    // quiet and started again must not back up unread); a link already idle
+    // counts from its last frame.
     constexpr auto quiet = std::chrono::milliseconds(30);
     std::vector<std::pair<link*, clock::time_point>> open;
     for (auto& l : outs)
-        if (l->dealer) open.emplace_back(l.get(), clock::now());
+        if (l->dealer) open.emplace_back(l.get(), std::max(l->last_rx, clock::now() - quiet + std::chrono::milliseconds(5)));
+    std::vector<zmq_pollitem_t> items;
+    for (auto& [l, last] : open) items.push_back({l->dealer.handle(), 0, ZMQ_POLLIN, 0});
     while (!open.empty() && clock::now() < until) {
-        stop_drain_turns++;
-        std::vector<zmq_pollitem_t> items;
-        for (auto& [l, last] : open) items.push_back({l->dealer.handle(), 0, ZMQ_POLLIN, 0});
-        if (zmq_poll(items.data(), static_cast<int>(items.size()), 5) < 0 && zmq_errno() != EINTR) return;
         const auto now = clock::now();
+        if (std::all_of(open.begin(), open.end(), [&](auto& x) { return now - x.second >= quiet; })) return;
+        stop_drain_turns++;
+        if (zmq_poll(items.data(), static_cast<int>(items.size()), 5) < 0 && zmq_errno() != EINTR) return;
+        const auto read_at = clock::now();
         for (std::size_t i = 0; i < open.size(); ++i) {
             if (!(items[i].revents & ZMQ_POLLIN)) continue;
             zmq::message_t m;
-            while (open[i].first->dealer.recv(m, zmq::recv_flags::dontwait)) open[i].second = now;
+            try {
+                for (int n = 0; n < read_batch && open[i].first->dealer.recv(m, zmq::recv_flags::dontwait); ++n)
+                    open[i].second = read_at;
+            } catch (const zmq::error_t&) {
+                open[i].second = read_at - quiet;  // this link is done: nothing more to read from it
+            }
         }
-        std::erase_if(open, [&](auto& x) { return now - x.second >= quiet; });
     }
 }
 

@@ -267,8 +267,9 @@ struct transport_stats {
     // peer drop frames unread).
     std::uint64_t paced_waits = 0;
     // Turns of stop()'s wait until ZeroMQ took every frame and the peers
-    // credited every fragment (drain_output), and of its goodbyes' retries;
-    // each waits at most 5 ms.
+    // credited every fragment (drain_output), of its goodbyes' retries, of
+    // its reads until the links it dialled are quiet (quiet_own_links) and
+    // of its wait for the peers' closes; each waits at most 5 ms.
     std::uint64_t stop_drain_turns = 0;
     // Member links moved from a public port to the member port (moves.cpp),
     // counted by both ends; and moves this node tried that did not work
