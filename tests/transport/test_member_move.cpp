@@ -460,6 +460,18 @@ struct raw_pair {
         l1 = b.accept_member(b.pub);
         REQUIRE_FALSE(l1.empty());
     }
+    // The mover's handshake accepted on b's member port and a's `move` read
+    // on the first link (unanswered); b's routing id of the mover.
+    std::string await_move() {
+        std::string l2 = b.accept_member(b.mem);
+        REQUIRE_FALSE(l2.empty());
+        std::size_t on_l1 = 0;
+        auto got = read_port(b, b.pub, on_l1, [](auto& es) { return !es.empty(); });
+        REQUIRE(got.size() == 1);
+        REQUIRE(std::holds_alternative<env_move>(got[0]));
+        CHECK(on_l1 == 0);
+        return l2;
+    }
     // a.stop() on a thread of its own; true once it flushed and drains.
     bool stop_in_background() {
         stopper = std::thread([this] { a.t->stop(); });
@@ -484,12 +496,8 @@ TEST_CASE("member move: a dialler that stops while its move awaits the answer se
     auto& b = p.b;
     auto& a = p.a;
     const std::string& l1 = p.l1;
-    const std::string l2 = b.accept_member(b.mem);  // a dials the member port the handshake states
-    REQUIRE_FALSE(l2.empty());
+    const std::string l2 = p.await_move();  // a dials the member port the handshake states
     std::size_t on_l1 = 0, on_l2 = 0;
-    auto got_move = read_port(b, b.pub, on_l1, [](auto& es) { return !es.empty(); });
-    REQUIRE(got_move.size() == 1);
-    REQUIRE(std::holds_alternative<env_move>(got_move[0]));
     // Unanswered: a posts three large envelopes and stops.
     for (int i = 0; i < 3; ++i) REQUIRE(a.t->post("b@test", large_to_b(i)).ok());
     const auto stopped = std::chrono::steady_clock::now();
@@ -541,11 +549,8 @@ TEST_CASE("member move: a listener that never answers a stopping dialler's move 
     raw_pair p;
     auto& b = p.b;
     auto& a = p.a;
-    REQUIRE_FALSE(b.accept_member(b.mem).empty());
+    p.await_move();
     std::size_t on_l1 = 0, on_l2 = 0;
-    auto got_move = read_port(b, b.pub, on_l1, [](auto& es) { return !es.empty(); });
-    REQUIRE(got_move.size() == 1);
-    REQUIRE(std::holds_alternative<env_move>(got_move[0]));
     for (int i = 0; i < 3; ++i) REQUIRE(a.t->post("b@test", large_to_b(i)).ok());
     const auto t0 = std::chrono::steady_clock::now();
     REQUIRE(p.stop_in_background());
@@ -569,4 +574,31 @@ TEST_CASE("member move: a listener that never answers a stopping dialler's move 
           std::string::npos);
     CHECK(p.warnings[0].find("b@test did not answer our move to its member port") != std::string::npos);
     CHECK(a.t->stats().member_moves == 0);
+}
+
+// What quiet_own_links opens: a peer we dialled that never stops sending
+// while we stop. It is read and dropped (never delivered), and holds the
+// stop no longer than its bound.
+TEST_CASE("stop: a peer that keeps sending on a link we dialled holds our stop no longer than its bound - goodbye still sent") {
+    raw_pair p;
+    auto& b = p.b;
+    REQUIRE(poll_until([&] { return p.a.t->is_up("b@test"); }));
+    std::atomic<bool> sending{true};
+    std::thread flood([&] {
+        while (sending.load()) {
+            b.send(b.pub, p.l1, env_heartbeat{});
+            std::this_thread::sleep_for(2ms);
+        }
+    });
+    const auto t0 = std::chrono::steady_clock::now();
+    p.a.t->stop();
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+    sending = false;
+    flood.join();
+    INFO("stop took " << ms << " ms");
+    CHECK(ms < 4200);  // the bound (2 s) + linger, with slack for a loaded, sanitized run
+    std::size_t on_l1 = 0;
+    auto got = read_port(b, b.pub, on_l1, ends_in_goodbye);
+    REQUIRE(ends_in_goodbye(got));
+    CHECK(std::get<env_goodbye>(got.back()).reason == "shutdown");
 }
