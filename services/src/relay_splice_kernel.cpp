@@ -293,7 +293,17 @@ void relay::impl::kernel_tick(splice::loop& sp) {
             done.push_back(fd);
             continue;
         }
-        if (unread > splice::kPauseAbove && unread > held_bound(fd)) {
+        // While the peer's bytes still wait for this side's send queue, its
+        // held bytes pile up behind them, uncounted by TCP's window, for as
+        // long as the room kernel_unstick makes has not taken effect: the
+        // relay's thread or the kernel's worker off the CPU on a busy
+        // machine (CI saw such a session ended). Once none wait, its bytes
+        // count against the window again: a pile that grows beyond the
+        // bound after that is a flood.
+        const auto ahead = kf_->pending(cn.peer, fd);
+        cn.piled = !ahead || *ahead > 0 ? std::max(cn.piled, unread) : std::min(cn.piled, unread);
+        if (unread > splice::kPauseAbove &&
+            (unread > held_bound(fd) + cn.piled || unread > splice::kMaxStuckPile)) {
             // Its bytes wait behind the peer's in the kernel, where TCP's
             // window does not count them: a side that floods while neither
             // side reads. The session ends rather than the relay's memory.
