@@ -240,6 +240,9 @@ struct relay::impl {
     std::uint64_t held_bound(int fd) const;
     std::uint64_t held_unread(const splice::conn& cn) const;  // held for the relay, not read yet
     void kernel_unstick(splice::conn& cn);
+    // false: cn's held bytes unread are more than its session may keep
+    // (relay_splice_kernel.cpp). `forgiven`: the relay-wide pile forgiven.
+    bool forgive_pile(splice::conn& cn, std::uint64_t unread, clock::time_point now, std::uint64_t& forgiven);
     // Per tick: byte counts, and sessions whose end waited for the kernel
     // to hand the last bytes over.
     void kernel_tick(splice::loop& sp);

@@ -75,7 +75,11 @@ bool relay::impl::kernel_read_held(splice::loop& sp, splice::conn& cn) {
     const std::uint64_t unread = held_unread(cn);
     if (cn.buf.size() < splice::kBuf) cn.buf.resize(splice::kBuf);
     const std::size_t room = splice::kBuf - cn.off - cn.len;
-    if (unread == 0 || room == 0) return true;
+    if (unread == 0) return true;
+    if (room == 0) {  // its bytes behind may still wait behind the peer's: room for those
+        kernel_unstick(cn);
+        return true;
+    }
     ssize_t r = ::recv(cn.fd, cn.buf.data() + cn.off + cn.len,
                        static_cast<std::size_t>(std::min<std::uint64_t>(room, unread)), MSG_DONTWAIT);
     if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -213,6 +217,7 @@ void relay::impl::kernel_event(splice::loop& sp, splice::conn& cn, std::uint32_t
 // receive queue, where they count against its window again. The relay may
 // (it holds CAP_NET_ADMIN to forward in the kernel at all).
 void relay::impl::kernel_unstick(splice::conn& cn) {
+    if (!cn.held) return;  // the peer's bytes still come: room would let them grow without a hold
     const auto ahead = kf_->pending(cn.peer, cn.fd);
     int cur = 0, queued = 0;
     socklen_t l = sizeof cur;
@@ -247,6 +252,9 @@ void relay::impl::kernel_end(splice::loop& sp, splice::conn& cn) {
 
 void relay::impl::kernel_tick(splice::loop& sp) {
     std::vector<int> done;
+    const auto now = clock::now();
+    std::uint64_t forgiven = 0;  // of splice::kMaxStuckPile
+    for (auto& [fd, cn] : sp.conns) forgiven += cn.piled;
     sp.kernel_busy = false;
     bool moved = false;  // an ended side's bytes went on towards its peer
     for (auto& [fd, cn] : sp.conns) {
@@ -293,20 +301,11 @@ void relay::impl::kernel_tick(splice::loop& sp) {
             done.push_back(fd);
             continue;
         }
-        // While the peer's bytes still wait for this side's send queue, its
-        // held bytes pile up behind them, uncounted by TCP's window, for as
-        // long as the room kernel_unstick makes has not taken effect: the
-        // relay's thread or the kernel's worker off the CPU on a busy
-        // machine (CI saw such a session ended). Once none wait, its bytes
-        // count against the window again: a pile that grows beyond the
-        // bound after that is a flood.
-        const auto ahead = kf_->pending(cn.peer, fd);
-        cn.piled = !ahead || *ahead > 0 ? std::max(cn.piled, unread) : std::min(cn.piled, unread);
-        if (unread > splice::kPauseAbove &&
-            (unread > held_bound(fd) + cn.piled || unread > splice::kMaxStuckPile)) {
+        if (!forgive_pile(cn, unread, now, forgiven)) {
             // Its bytes wait behind the peer's in the kernel, where TCP's
             // window does not count them: a side that floods while neither
-            // side reads. The session ends rather than the relay's memory.
+            // side reads, beyond a pile forgiven. The session ends rather
+            // than the relay's memory.
             if (std::find(done.begin(), done.end(), cn.peer) == done.end()) {  // once a session
                 std::lock_guard lk(mu);
                 ++c.kernel_overflows;
@@ -331,6 +330,41 @@ void relay::impl::kernel_tick(splice::loop& sp) {
     }
     sp.drain_tick = moved ? std::chrono::milliseconds(2) : std::min(2 * sp.drain_tick, std::chrono::milliseconds(100));
     for (int fd : done) close_conn(sp, fd);
+}
+
+// false: cn's held bytes unread (`unread`) are more than its session may
+// keep. A pile behind the peer's bytes (which still wait for cn's send
+// queue: there TCP's window does not count cn's bytes) grows for as long as
+// the room kernel_unstick made has not taken effect: the relay's thread or
+// the kernel's worker off the CPU on a busy machine (CI saw such a session
+// ended). What came within kPileGrace of the pile's start is forgiven, from
+// the relay-wide kMaxStuckPile (`forgiven`: what all sessions use of it);
+// beyond that and held_bound the side floods.
+bool relay::impl::forgive_pile(splice::conn& cn, std::uint64_t unread, clock::time_point now,
+                               std::uint64_t& forgiven) {
+    const std::uint64_t before = cn.piled;
+    cn.piled = std::min(cn.piled, unread);
+    const auto ahead = kf_->pending(cn.peer, cn.fd);  // unknown: the pile's start as it was
+    if (unread == 0 || (ahead && *ahead == 0)) {
+        cn.pile_since = {};  // no pile: the next one starts afresh
+        cn.pile_counted = false;
+    } else if (ahead) {
+        if (cn.pile_since == clock::time_point{}) cn.pile_since = now;
+        if (unread > cn.piled && now - cn.pile_since < splice::kPileGrace) {
+            const std::uint64_t room = splice::kMaxStuckPile > forgiven ? splice::kMaxStuckPile - forgiven : 0;
+            cn.piled += std::min(unread - cn.piled, room + (before - cn.piled));
+        }
+    }
+    forgiven = forgiven - before + cn.piled;
+    if (unread <= splice::kPauseAbove) return true;
+    const std::uint64_t bound = held_bound(cn.fd);
+    if (unread > bound + cn.piled) return false;
+    if (unread > bound && !cn.pile_counted) {
+        cn.pile_counted = true;
+        std::lock_guard lk(mu);
+        ++c.kernel_late_piles;
+    }
+    return true;
 }
 
 // What may wait held for the relay on fd before its session ends: twice

@@ -1,5 +1,5 @@
 // relay_kernel_world.hpp — what the in-kernel forwarding tests share
-// (test_relay_kernel.cpp, test_relay_kernel_late.cpp): a raw session moved
+// (test_relay_kernel.cpp, test_relay_kernel_piles.cpp): a raw session moved
 // to the kernel, pattern bytes sent and checked, a sender held back.
 #pragma once
 

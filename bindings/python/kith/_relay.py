@@ -48,7 +48,9 @@ class Relay:
         the kernel now), user_reads (reads of session bytes by the relay's
         own thread), kernel_holds (times a kernel-forwarded session was
         held because a reader was too slow), kernel_overflows (sessions
-        ended because a held side kept sending while neither side read)."""
+        ended because a held side kept sending while neither side read),
+        kernel_late_piles (held bytes past a session's bound that it kept:
+        the room for them came late, docs/relay.md)."""
         return self._r.counters()
 
     @property

@@ -50,6 +50,7 @@ void register_relay(py::module_& m) {
             d["user_reads"] = c.user_reads;
             d["kernel_holds"] = c.kernel_holds;
             d["kernel_overflows"] = c.kernel_overflows;
+            d["kernel_late_piles"] = c.kernel_late_piles;
             return d;
         })
         .def_property_readonly("forwarding", [](const py_relay& r) { return r.get()->forwarding(); })

@@ -366,6 +366,7 @@ struct relay_counters {
     std::uint64_t user_reads = 0;         // reads of session bytes by the relay's thread (user-space forwarding)
     std::uint64_t kernel_holds = 0;       // times a kernel-forwarded session was held (a reader too slow): docs/relay.md
     std::uint64_t kernel_overflows = 0;   // sessions ended: a held side kept sending while neither side read
+    std::uint64_t kernel_late_piles = 0;  // held bytes past a session's bound kept: their room came late (docs/relay.md)
 };
 
 class relay {
