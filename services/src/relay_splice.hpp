@@ -58,12 +58,13 @@ struct conn {
     bool unpublished = false;  // held bytes written since the kernel was last told (release)
     bool stuck = false;        // held bytes not readable yet (behind the peer's): read on the tick
     int sndbuf_before = 0;     // its SO_SNDBUF before kernel_unstick gave it room (0: not given)
-    // Held bytes piled up behind the peer's (which still wait for this
-    // side's send queue, where TCP's window does not count the held ones)
-    // that the session is not ended for: what came within kPileGrace of
-    // the pile's start (pile_since; none: no pile), from the relay-wide
-    // kMaxStuckPile, lowered to what is left unread at every tick
-    // (relay::impl::kernel_tick). pile_counted: counted in kernel_late_piles.
+    // Held bytes past held_bound, piled up behind the peer's (which waited
+    // for this side's send queue, where TCP's window does not count the
+    // held ones), that the session is not ended for: what passed the bound
+    // within kPileGrace of pile_since (the first look that found it past;
+    // none: within the bound), from the relay-wide kMaxStuckPile, given
+    // back as the pile is read (relay::impl::forgive_pile). pile_counted:
+    // in kernel_late_piles.
     std::uint64_t piled = 0;
     clock::time_point pile_since{};
     bool pile_counted = false;
@@ -79,11 +80,11 @@ constexpr std::uint64_t kPauseAbove = 4u << 20;  // released below a quarter of 
 // A held side whose bytes wait behind its peer's in the kernel gets a TCP
 // send queue large enough for those, up to this (relay::impl::kernel_unstick).
 constexpr std::uint64_t kMaxUnstickSndbuf = 1u << 30;
-// Held bytes that piled up behind the peer's while those waited (the room
-// kernel_unstick made had not taken effect: the relay's thread or the
-// kernel's worker off the CPU) that sessions are not ended for: what came
-// within kPileGrace of a pile's start, at most kMaxStuckPile on the whole
-// relay at once.
+// Held bytes past a session's bound that piled up behind the peer's while
+// those waited (the room kernel_unstick made had not taken effect: the
+// relay's thread or the kernel's worker off the CPU) that sessions are not
+// ended for: what passed the bound within kPileGrace of its first passing
+// it, at most kMaxStuckPile on the whole relay at once.
 constexpr std::uint64_t kMaxStuckPile = 256u << 20;
 constexpr std::chrono::milliseconds kPileGrace{1000};
 

@@ -333,33 +333,40 @@ void relay::impl::kernel_tick(splice::loop& sp) {
 }
 
 // false: cn's held bytes unread (`unread`) are more than its session may
-// keep. A pile behind the peer's bytes (which still wait for cn's send
-// queue: there TCP's window does not count cn's bytes) grows for as long as
-// the room kernel_unstick made has not taken effect: the relay's thread or
-// the kernel's worker off the CPU on a busy machine (CI saw such a session
-// ended). What came within kPileGrace of the pile's start is forgiven, from
-// the relay-wide kMaxStuckPile (`forgiven`: what all sessions use of it);
-// beyond that and held_bound the side floods.
+// keep: held_bound, and a pile past it forgiven. A held side's bytes pile
+// up behind the peer's (which still wait for cn's send queue, where TCP's
+// window does not count cn's bytes) for as long as the room kernel_unstick
+// makes has not taken effect: the relay's thread or the kernel's worker off
+// the CPU on a busy machine (CI saw such a session ended). What passed the
+// bound within kPileGrace of the relay's first seeing it past the bound is
+// forgiven, from the relay-wide kMaxStuckPile (`forgiven`: what all
+// sessions use of it), and given back as the pile is read; a new grace only
+// once the pile is back within the bound. A pile still growing after that
+// is a flood.
 bool relay::impl::forgive_pile(splice::conn& cn, std::uint64_t unread, clock::time_point now,
                                std::uint64_t& forgiven) {
     const std::uint64_t before = cn.piled;
-    cn.piled = std::min(cn.piled, unread);
-    const auto ahead = kf_->pending(cn.peer, cn.fd);  // unknown: the pile's start as it was
-    if (unread == 0 || (ahead && *ahead == 0)) {
-        cn.pile_since = {};  // no pile: the next one starts afresh
+    // held_bound is above kPauseAbove: no need to ask the socket below it.
+    const std::uint64_t bound = unread > splice::kPauseAbove ? held_bound(cn.fd) : unread;
+    const std::uint64_t excess = unread > bound ? unread - bound : 0;
+    cn.piled = std::min(cn.piled, excess);
+    if (excess == 0) {
+        cn.pile_since = {};  // back within the bound: the next pile starts afresh
         cn.pile_counted = false;
-    } else if (ahead) {
+    } else {
+        // Seen at the relay's first look after it passed the bound, when the
+        // room may have taken effect already (the peer's bytes no longer
+        // ahead): which bytes stuck behind them is not known then, only
+        // how long the pile has been past the bound.
         if (cn.pile_since == clock::time_point{}) cn.pile_since = now;
-        if (unread > cn.piled && now - cn.pile_since < splice::kPileGrace) {
+        if (excess > cn.piled && now - cn.pile_since < splice::kPileGrace) {
             const std::uint64_t room = splice::kMaxStuckPile > forgiven ? splice::kMaxStuckPile - forgiven : 0;
-            cn.piled += std::min(unread - cn.piled, room + (before - cn.piled));
+            cn.piled += std::min(excess - cn.piled, room + (before - cn.piled));
         }
     }
     forgiven = forgiven - before + cn.piled;
-    if (unread <= splice::kPauseAbove) return true;
-    const std::uint64_t bound = held_bound(cn.fd);
-    if (unread > bound + cn.piled) return false;
-    if (unread > bound && !cn.pile_counted) {
+    if (excess > cn.piled) return false;
+    if (excess > 0 && !cn.pile_counted) {
         cn.pile_counted = true;
         std::lock_guard lk(mu);
         ++c.kernel_late_piles;

@@ -9,6 +9,7 @@
 // the pile growing for good. Needs root (BPF sockmap, SCHED_FIFO);
 // elsewhere it says so and checks nothing.
 #include <dirent.h>
+#include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <pthread.h>
 #include <sched.h>
@@ -73,18 +74,16 @@ private:
     bool pinned_ = false, moved_ = false;
 };
 
-}  // namespace
-
-// The dialler sends until held (the relay holds the session: the reader
-// does not read), then the other side floods while the relay's thread and
-// the kernel's worker are kept off the CPU: its bytes pile up behind the
-// dialler's, past the session's bound. The room comes late, and the session
-// lives: every byte arrives once both read.
-TEST_CASE("relay kernel: held bytes that piled up behind the peer's while the relay and the kernel's worker were "
-          "off the CPU end no session, and all arrive once read",
-          "[relay]") {
+// One session: the dialler sends until held (the relay holds the session:
+// the reader does not read), then the other side floods while the relay's
+// thread and the kernel's worker are kept off the CPU: its bytes pile up
+// behind the dialler's. The room comes late, and the session lives: every
+// byte arrives once both read. Returns the piles kept past the session's
+// bound (0: the pile stayed within it this time); -1 where a real-time
+// priority is not allowed.
+int late_room_session() {
     kernel_session s;
-    if (!s.ok) return;
+    if (!s.ok) return -1;
     const pid_t fwd = thread_named("kith-relay-fwd");
     REQUIRE(fwd > 0);
     bool ended = false;
@@ -95,10 +94,7 @@ TEST_CASE("relay kernel: held bytes that piled up behind the peer's while the re
     std::size_t from_a = 0;
     {
         starve st(fwd);
-        if (!st.ok) {
-            WARN("a real-time priority is not allowed here: the late room is not checked");
-            return;
-        }
+        if (!st.ok) return -1;
         from_a = send_until_held(s.a, flood, 11, &ended);
     }
     const auto c = s.w.rel.counters();  // after the relay's next look (a tick)
@@ -108,9 +104,23 @@ TEST_CASE("relay kernel: held bytes that piled up behind the peer's while the re
     REQUIRE(!ended);
     CHECK(c.kernel_overflows == 0);
     CHECK(c.sessions == 1);
-    if (c.kernel_late_piles == 0) WARN("the pile stayed within the session's bound here: the late room was not needed");
     read_both_and_close(s, from_d, 10, from_a, 11);
-    CHECK(s.w.rel.counters().kernel_overflows == 0);
+    const auto e = s.w.rel.counters();
+    CHECK(e.kernel_overflows == 0);
+    return static_cast<int>(e.kernel_late_piles);
+}
+
+}  // namespace
+
+// Until a session's pile passed its bound (at most 3 sessions: on a
+// machine where the room never comes late, the pile stays within it).
+TEST_CASE("relay kernel: held bytes that piled up behind the peer's while the relay and the kernel's worker were "
+          "off the CPU end no session, and all arrive once read",
+          "[relay]") {
+    int kept = 0;
+    for (int i = 0; i < 3 && kept == 0; ++i) kept = late_room_session();
+    if (kept < 0) WARN("in-kernel forwarding or a real-time priority is unavailable here: the late room is not checked");
+    else if (kept == 0) WARN("in 3 sessions the pile stayed within the session's bound: the late room was not needed");
 }
 
 // Review of the pile forgiven: a pair of ends that keeps the peer's bytes
@@ -145,10 +155,19 @@ TEST_CASE("relay kernel: a pair that keeps the peer's bytes ahead of a side's he
         std::this_thread::sleep_for(2ms);  // not a wait for a result: a slow reader's rhythm
     }
     // The relay writes the side's bytes it holds towards the dialler until
-    // the dialler's queue is full again, its buffer for them full (not a
-    // wait for a result: no counter shows that buffer; without this pause
-    // the pile did not form in the review's runs).
-    std::this_thread::sleep_for(300ms);
+    // the dialler's queue is full again and its buffer for them full: until
+    // the dialler's queue has not changed for 100 ms (without that the pile
+    // did not form in the review's runs).
+    REQUIRE(eventually([&, last = -1, same_since = std::chrono::steady_clock::now()]() mutable {
+        int inq = 0;
+        ::ioctl(s.d, SIOCINQ, &inq);
+        const auto now = std::chrono::steady_clock::now();
+        if (inq != last) {
+            last = inq;
+            same_since = now;
+        }
+        return now - same_since >= 100ms;
+    }, 5s));
     INFO("the side got " << a1 << " bytes out, the dialler read " << read_d);
     const std::size_t d2 = send_until_held(s.d, 512u << 20, 12, &ended);
     REQUIRE(!ended);
