@@ -18,7 +18,9 @@ void transport::impl::rebuild_items() {
     items.push_back({mem.router.handle(), mem.router ? 0 : -1, static_cast<short>(mem.router ? ZMQ_POLLIN : 0), 0});
     items.push_back({mem.mon.handle(), mem.mon ? 0 : -1, static_cast<short>(mem.mon ? ZMQ_POLLIN : 0), 0});
     for (auto& l : outs) {
+        l->item = 0;
         if (!l->dealer) continue;
+        l->item = items.size();
         // A mover is not read while its move waits for the answer (moves.cpp).
         items.push_back({l->dealer.handle(), 0, static_cast<short>(l->awaiting_move() ? 0 : ZMQ_POLLIN), 0});
         items.push_back({l->mon.handle(), l->mon ? 0 : -1, ZMQ_POLLIN, 0});
@@ -32,6 +34,7 @@ void transport::impl::rebuild_items() {
         if (it.socket && zmq_getsockopt(it.socket, ZMQ_FD, &fd, &len) != 0) fd = -1, cheap_poll_ok = false;
         item_fds.push_back({fd, POLLIN, 0});
     }
+    item_ask.assign(items.size(), 1);
     full_poll_next = true;
     items_dirty = false;
 }
@@ -41,6 +44,7 @@ void transport::impl::io_thread(bool leading) {
     for (;;) {
         if (!leading) {
             if (!follow()) return;
+            full_poll_next = true;  // the sockets changed hands: ask them all
             take_dirty();  // what a job posted before the sockets changed hands
         }
         tl_io_owner = this;
@@ -167,7 +171,8 @@ void transport::impl::io_loop() {
     // but a fixed long spin costs CPU between sparse messages, hence the
     // window learnt from the gaps, long only while other processes leave
     // the CPUs idle (spin_window.hpp).
-    full_poll_next = true;  // a job may have touched the sockets
+    // A job touches no socket (what it posts is flushed by take_dirty,
+    // through send_on, which marks the socket it sent on): no full poll.
     while (!stopping) {
         if (frozen_flag.load(std::memory_order_acquire)) {
             std::unique_lock lk(freeze_mu);
@@ -417,33 +422,32 @@ int transport::impl::poll_sockets(clock::time_point now, long timeout_ms) {
     if (paused)
         timeout_ms = std::min<long>(
             timeout_ms, std::chrono::duration_cast<std::chrono::milliseconds>(pub_paused_until - now).count() + 1);
-    // The spin's cheap check. zmq_poll asks every socket for ZMQ_EVENTS,
-    // and each such question is two system calls (libzmq's getpid fork
-    // check and a poll of the socket's mailbox): a spinning loop made ~12
-    // calls a turn, most of a 2-core machine's kernel time under 32
-    // concurrent calls. A socket's ZMQ_FD turns readable when a command
-    // reaches it (new input on a pipe it found empty, among others), so
-    // once a full poll found no socket with input and nothing touched the
-    // sockets since (a send or receive may take that command in passing:
-    // full_poll_next), one poll of those descriptors says whether anything
-    // came. Every 8th spin turn asks the sockets anyway, and the blocking
-    // poll after the spin always does: nothing waits longer than that.
+    // zmq_poll asks every socket for ZMQ_EVENTS, and each such question is
+    // two system calls (libzmq's getpid fork check and a poll of the
+    // socket's mailbox): a loop with a link or two made 13 calls a poll,
+    // most of a 2-core machine's kernel time under 32 concurrent calls. A
+    // socket's ZMQ_FD turns readable when a command reaches it (new input
+    // on a pipe it found empty, among others), and once ZMQ_EVENTS said "no
+    // input" its pipes are marked empty, so its next message comes with
+    // such a command. Only a send or a read on the socket (or a connect, a
+    // new socket) may take that command in passing. So a poll asks
+    // ZMQ_EVENTS only of the sockets touched since (`item_ask`: send_on
+    // marks the socket it sent on, a poll the ones it found input on, which
+    // are read next) and of those whose ZMQ_FD is readable (poll_asked),
+    // also before the loop blocks. Every socket is asked (zmq_poll) after
+    // commands, housekeeping, a rebuilt poll set or a change of the public
+    // port's pause (full_poll_next), and at least every `full_poll_every`:
+    // a poll that asked only some blocks for at most `asked_block_max`, so
+    // were a touch missed, nothing would wait longer than that.
     // When the public port's pause begins or ends its backlog may wait in
     // pipes that send no command (the paused polls took them): a full poll.
     if (paused != pub_was_paused) full_poll_next = true;
     pub_was_paused = paused;
-    if (timeout_ms == 0 && cheap_poll_ok && !full_poll_next && cheap_polls_in_row < 7) {
-        ++cheap_polls_in_row;
-        for (std::size_t i = 0; i < items.size(); ++i) item_fds[i].events = items[i].events ? POLLIN : 0;
-        if (::poll(item_fds.data(), item_fds.size(), 0) == 0) {
-            for (auto& it : items) it.revents = 0;
-            return 0;
-        }
-    }
-    cheap_polls_in_row = 0;
+    if (cheap_poll_ok && !full_poll_next && now - last_full_poll < full_poll_every)
+        return poll_asked(std::min<long>(timeout_ms, asked_block_max.count()));
     full_poll_next = false;
+    last_full_poll = now;
     int rc = zmq_poll(items.data(), static_cast<int>(items.size()), timeout_ms);
-    if (rc > 0) full_poll_next = true;  // reads follow, and may stop before a socket is empty
     if (rc < 0) {
         const int err = zmq_errno();
         if (err == ETERM) return -1;
@@ -454,9 +458,50 @@ int transport::impl::poll_sockets(clock::time_point now, long timeout_ms) {
             items_dirty = true;
         }
         for (auto& it : items) it.revents = 0;
+        full_poll_next = true;
         return 0;
     }
+    // Read next, and the reads may stop before a socket is empty.
+    for (std::size_t i = 0; i < items.size(); ++i) item_ask[i] = items[i].revents != 0;
     return rc;
+}
+
+int transport::impl::item_has_input(std::size_t i) {
+    std::uint32_t ev = 0;
+    std::size_t len = sizeof ev;
+    if (zmq_getsockopt(items[i].socket, ZMQ_EVENTS, &ev, &len) == 0) return (ev & ZMQ_POLLIN) ? 1 : 0;
+    if (zmq_errno() == ETERM) return -1;
+    full_poll_next = true;  // zmq_poll reports the fault
+    return 0;
+}
+
+int transport::impl::poll_asked(long timeout_ms) {
+    int found = 0;
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        auto& it = items[i];
+        it.revents = 0;
+        item_fds[i].events = it.events ? POLLIN : 0;
+        item_fds[i].revents = 0;
+        if (!it.socket || !it.events || !item_ask[i]) continue;
+        const int in = item_has_input(i);
+        if (in < 0) return -1;
+        if (in) it.revents = ZMQ_POLLIN, ++found;
+        else item_ask[i] = 0;
+    }
+    // The sockets not asked: their ZMQ_FD says whether a command came.
+    if (::poll(item_fds.data(), item_fds.size(), found ? 0 : static_cast<int>(timeout_ms)) <= 0) return found;
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        auto& it = items[i];
+        if (!item_fds[i].revents || it.revents) continue;
+        if (!it.socket) {
+            it.revents = ZMQ_POLLIN, ++found;  // the wake descriptor
+            continue;
+        }
+        const int in = item_has_input(i);
+        if (in < 0) return -1;
+        if (in) it.revents = ZMQ_POLLIN, ++found, item_ask[i] = 1;
+    }
+    return found;
 }
 
 void transport::impl::read_wake() {
@@ -464,7 +509,8 @@ void transport::impl::read_wake() {
         std::uint64_t v;
         ssize_t n = ::read(wake_fd, &v, sizeof v);
         (void)n;
-        full_poll_next = true;  // the commands may touch the sockets
+        // Commands that touch the sockets ask for a full poll (run_commands);
+        // a flush marks what it sends on (send_on).
     }
     wake_pending.store(false);
 }

@@ -81,6 +81,7 @@ struct link {
     bool told_before_close = false;    // a goodbye is queued: close with linger so that it goes out
     bool doomed = false;               // disconnected/replaced: erased at the end of the loop turn
     std::string dealer_rid;            // outbound: this socket's 16-byte routing id
+    std::size_t item = 0;              // outbound: its DEALER's index in the poll set (0: not polled)
     // Moving to the member port (moves.cpp; docs/protocol.md, "Moving to the
     // member port"). On the link dialled at a public port (L1): `mover`, the
     // link dialled at the same node's member port for it. On that link (L2):

@@ -42,11 +42,19 @@ int transport::impl::read_router(listener& L) {
     // Two messages reused for the whole batch: each receive replaces the
     // previous content (zmq_msg_recv), no allocation per message here.
     zmq::message_t id, m;
+    // Whether the next poll asks this socket (poll_sockets): not once a
+    // receive found nothing (libzmq took its commands and found every pipe
+    // empty, as ZMQ_EVENTS would have).
+    const std::size_t item = L.is_member() ? mem_item : pub_item;
+    ask_item(item);
     try {
         for (; n < read_batch; ++n) {
             // The public port pauses while non-members' budget is spent.
             if (!L.is_member() && pub_paused(clock::now())) return n;
-            if (!router.recv(id, zmq::recv_flags::dontwait)) return n;
+            if (!router.recv(id, zmq::recv_flags::dontwait)) {
+                settle_item(item);
+                return n;
+            }
             if (!id.more() || !router.recv(m, zmq::recv_flags::dontwait)) continue;  // no body: nothing to read
             if (m.more()) {
                 protocol_errors++;
@@ -122,10 +130,14 @@ int transport::impl::read_dealer(link& l) {
     void* sock = l.dealer.handle();
     int n = 0;
     zmq::message_t m;  // reused for the batch
+    ask_item(l.item);  // as read_router
     try {
         for (; n < read_batch && l.dealer.handle() == sock && sock; ++n) {
             if (l.awaiting_move()) return n;  // moves.cpp
-            if (!l.dealer.recv(m, zmq::recv_flags::dontwait)) return n;
+            if (!l.dealer.recv(m, zmq::recv_flags::dontwait)) {
+                settle_item(l.item);
+                return n;
+            }
             if (m.more()) {
                 protocol_errors++;
                 drop_rest(l.dealer, m);

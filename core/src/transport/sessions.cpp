@@ -5,16 +5,17 @@
 namespace kith::detail {
 
 int transport::impl::send_on(link& l, const void* data, std::size_t size) {
-    full_poll_next = true;  // a send may take a socket's command in passing (poll_sockets)
     try {
         if (l.outbound) {
             if (!l.dealer) return -1;
+            ask_item(l.item);  // a send may take a socket's command in passing (poll_sockets)
             return l.dealer.send(zmq::const_buffer(data, size), zmq::send_flags::dontwait) ? 1 : 0;
         }
         // l.rid: the listener's tag, then the routing id (listener.hpp).
         if (l.rid.empty()) return -1;
         zmq::socket_t& router = l.rid[0] == mem.tag ? mem.router : pub.router;
         if (!router) return -1;
+        ask_item(l.rid[0] == mem.tag ? mem_item : pub_item);
         if (!router.send(zmq::const_buffer(l.rid.data() + 1, l.rid.size() - 1),
                          zmq::send_flags::sndmore | zmq::send_flags::dontwait))
             return 0;

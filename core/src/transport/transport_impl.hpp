@@ -210,14 +210,31 @@ struct transport::impl {
     // wake, public ROUTER and monitor, member ROUTER and monitor, then a
     // DEALER/monitor pair per outbound link from items[first_link] on.
     static constexpr std::size_t first_link = 5;
+    static constexpr std::size_t pub_item = 1, mem_item = 3;  // the ROUTERs' entries
     std::vector<link*> item_links;                               // per DEALER/monitor pair
-    // The spin's cheap check (poll_sockets): items' file descriptors (a
-    // socket's ZMQ_FD), and whether the next poll must ask every socket.
+    // Which sockets the next poll asks for ZMQ_EVENTS (poll_sockets):
+    // items' file descriptors (a socket's ZMQ_FD), per item whether it was
+    // touched since ZMQ_EVENTS last said "no input" (`item_ask`), and
+    // whether the next poll must ask every socket (`full_poll_next`).
     std::vector<pollfd> item_fds;
+    std::vector<unsigned char> item_ask;
     bool full_poll_next = true;
     bool cheap_poll_ok = false;     // every socket's ZMQ_FD is known
     bool pub_was_paused = false;    // the public port's pause at the last poll
-    unsigned cheap_polls_in_row = 0;
+    clock::time_point last_full_poll{};
+    static constexpr std::chrono::microseconds full_poll_every{2000};
+    static constexpr std::chrono::milliseconds asked_block_max{2};
+    // A send or a read on item `i` may take its socket's command in passing.
+    void ask_item(std::size_t i) noexcept {
+        if (i < item_ask.size()) item_ask[i] = 1;
+    }
+    // A receive on item `i` found nothing: nothing to ask until its ZMQ_FD says.
+    void settle_item(std::size_t i) noexcept {
+        if (i < item_ask.size() && i != 0) item_ask[i] = 0;
+    }
+    // Whether socket item `i` has input now: 1, 0, or -1 when the context ended.
+    int item_has_input(std::size_t i);
+    int poll_asked(long timeout_ms);
     std::vector<link*> loop_links;                               // io_loop's copy (reused, no allocation per turn)
 
     impl(transport& t, transport_callbacks c, std::string cookie)
