@@ -145,3 +145,33 @@ TEST_CASE("poll contract: after a send, ZMQ_EVENTS still finds input that came b
     // the hazard is real. What the loop needs is only the line above.
     (void)quiet_after_send;
 }
+
+TEST_CASE("poll contract: a socket never asked does not signal its ZMQ_FD with its first input - a new poll set asks every socket") {
+    // The DEALER sent (pair_over_tcp) but was never asked nor read from:
+    // its pipe was never found empty, so the ROUTER's reply sends no
+    // command. rebuild_items marks every socket of a new poll set.
+    pair_over_tcp p;
+    REQUIRE(p.router.send(zmq::buffer(p.dealer_id), zmq::send_flags::sndmore));
+    REQUIRE(p.router.send(zmq::str_buffer("first"), zmq::send_flags::none));
+    CHECK_FALSE(fd_readable(p.dealer, 300));
+    REQUIRE(wait_input(p.dealer, 5000ms));  // asked, it is there
+    zmq::message_t x;
+    REQUIRE(p.dealer.recv(x, zmq::recv_flags::dontwait));
+    CHECK(x.to_string() == "first");
+}
+
+TEST_CASE("poll contract: a socket whose input ZMQ_EVENTS found but nobody read stays quiet for the next message - so an item polled again asks every socket") {
+    // zmq_poll asks ZMQ_EVENTS even of items it does not poll (the paused
+    // public port, a mover awaiting its answer): their input is then
+    // known to libzmq and no command announces more. Ending the pause or
+    // the wait therefore makes the next poll ask every socket.
+    pair_over_tcp p;
+    REQUIRE(p.dealer.send(zmq::str_buffer("one"), zmq::send_flags::none));
+    REQUIRE(wait_input(p.router, 5000ms));  // asked: input, left unread
+    REQUIRE(p.dealer.send(zmq::str_buffer("two"), zmq::send_flags::none));
+    CHECK_FALSE(fd_readable(p.router, 300));
+    REQUIRE(has_input(p.router));
+    CHECK(router_recv(p.router) == "one");
+    REQUIRE(wait_input(p.router, 5000ms));
+    CHECK(router_recv(p.router) == "two");
+}

@@ -131,7 +131,10 @@ void transport::impl::handle_monitor(link& l) {
             socket_error("reading the monitor of the link to " + l.endpoint + " failed: " + e.what());
             return;
         }
-        if (!event) return;
+        if (!event) {
+            if (l.item) settle_item(l.item + 1);  // read empty: nothing to ask (poll_sockets)
+            return;
+        }
         auto [ev, val] = *event;
         switch (ev) {
         case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:

@@ -429,8 +429,13 @@ int transport::impl::poll_sockets(clock::time_point now, long timeout_ms) {
     // socket's ZMQ_FD turns readable when a command reaches it (new input
     // on a pipe it found empty, among others), and once ZMQ_EVENTS said "no
     // input" its pipes are marked empty, so its next message comes with
-    // such a command. Only a send or a read on the socket (or a connect, a
-    // new socket) may take that command in passing. So a poll asks
+    // such a command. Only a send or a receive on the socket (or a connect,
+    // disconnect or bind) may take that command in passing. A new socket's
+    // first input signals nothing (its pipes were never found empty), and
+    // zmq_poll asks even the items it does not poll (events 0), taking their
+    // input silently: a new poll set, and an item polled again (the public
+    // port's pause ending, a mover's answer: a new poll set), ask every
+    // socket (tests/transport/test_poll_contract.cpp). So a poll asks
     // ZMQ_EVENTS only of the sockets touched since (`item_ask`: send_on
     // marks the socket it sent on, a poll the ones it found input on, which
     // are read next) and of those whose ZMQ_FD is readable (poll_asked),
@@ -446,8 +451,8 @@ int transport::impl::poll_sockets(clock::time_point now, long timeout_ms) {
     if (cheap_poll_ok && !full_poll_next && now - last_full_poll < full_poll_every)
         return poll_asked(std::min<long>(timeout_ms, asked_block_max.count()));
     full_poll_next = false;
-    last_full_poll = now;
     int rc = zmq_poll(items.data(), static_cast<int>(items.size()), timeout_ms);
+    last_full_poll = clock::now();  // after a blocking poll: when it asked last
     if (rc < 0) {
         const int err = zmq_errno();
         if (err == ETERM) return -1;
@@ -488,20 +493,29 @@ int transport::impl::poll_asked(long timeout_ms) {
         if (in) it.revents = ZMQ_POLLIN, ++found;
         else item_ask[i] = 0;
     }
-    // The sockets not asked: their ZMQ_FD says whether a command came.
-    if (::poll(item_fds.data(), item_fds.size(), found ? 0 : static_cast<int>(timeout_ms)) <= 0) return found;
-    for (std::size_t i = 0; i < items.size(); ++i) {
-        auto& it = items[i];
-        if (!item_fds[i].revents || it.revents) continue;
-        if (!it.socket) {
-            it.revents = ZMQ_POLLIN, ++found;  // the wake descriptor
-            continue;
+    // The sockets not asked: their ZMQ_FD says whether a command came. A
+    // command that is not input (room to write again, a pipe's end) ends
+    // the wait with nothing found: on until the timeout, as zmq_poll does.
+    const auto until = clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+        long wait_ms = 0;
+        if (!found)
+            wait_ms = std::max<long>(0, std::chrono::ceil<std::chrono::milliseconds>(until - clock::now()).count());
+        const int r = ::poll(item_fds.data(), item_fds.size(), static_cast<int>(wait_ms));
+        for (std::size_t i = 0; r > 0 && i < items.size(); ++i) {
+            auto& it = items[i];
+            if (!item_fds[i].revents || it.revents) continue;
+            if (!it.socket) {
+                it.revents = ZMQ_POLLIN, ++found;  // the wake descriptor
+                continue;
+            }
+            const int in = item_has_input(i);
+            if (in < 0) return -1;
+            if (in) it.revents = ZMQ_POLLIN, ++found, item_ask[i] = 1;
         }
-        const int in = item_has_input(i);
-        if (in < 0) return -1;
-        if (in) it.revents = ZMQ_POLLIN, ++found, item_ask[i] = 1;
+        if (found || r <= 0 || wait_ms == 0 || full_poll_next) return found;
+        for (auto& f : item_fds) f.revents = 0;
     }
-    return found;
 }
 
 void transport::impl::read_wake() {

@@ -168,7 +168,10 @@ void transport::impl::read_router_monitor(listener& L) {
             socket_error(std::string("reading the ROUTER's monitor failed: ") + e.what());
             break;
         }
-        if (!event) break;
+        if (!event) {
+            settle_item(L.is_member() ? mem_item + 1 : pub_item + 1);  // read empty (poll_sockets)
+            break;
+        }
         auto [ev, val] = *event;
         const int efd = static_cast<int>(val);
         // ACCEPTED and DISCONNECTED carry the fd; the HANDSHAKE events an

@@ -210,7 +210,7 @@ struct transport::impl {
     // wake, public ROUTER and monitor, member ROUTER and monitor, then a
     // DEALER/monitor pair per outbound link from items[first_link] on.
     static constexpr std::size_t first_link = 5;
-    static constexpr std::size_t pub_item = 1, mem_item = 3;  // the ROUTERs' entries
+    static constexpr std::size_t pub_item = 1, mem_item = 3;  // the ROUTERs' entries, each followed by its monitor
     std::vector<link*> item_links;                               // per DEALER/monitor pair
     // Which sockets the next poll asks for ZMQ_EVENTS (poll_sockets):
     // items' file descriptors (a socket's ZMQ_FD), per item whether it was
