@@ -223,7 +223,7 @@ struct transport::impl {
     bool pub_was_paused = false;    // the public port's pause at the last poll
     clock::time_point last_full_poll{};
     static constexpr std::chrono::microseconds full_poll_every{2000};
-    static constexpr std::chrono::milliseconds asked_block_max{2};
+    static constexpr std::chrono::milliseconds asked_block_max{5};  // the stop's drain turns wait as long (drain_output)
     // A send or a read on item `i` may take its socket's command in passing.
     void ask_item(std::size_t i) noexcept {
         if (i < item_ask.size()) item_ask[i] = 1;
