@@ -62,7 +62,8 @@ void transport::impl::io_thread(bool leading) {
 
 bool transport::impl::run_job() {
     const std::uint64_t held = ((lead.load(std::memory_order_relaxed) >> 2) + 1) << 2 | in_job;
-    job_started.store(clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    const auto started = clock::now();
+    job_started.store(started.time_since_epoch().count(), std::memory_order_relaxed);
     lead.store(held, std::memory_order_release);
     set_job_timer(job_steal_after);
     tl_job_owner = this;
@@ -72,7 +73,6 @@ bool transport::impl::run_job() {
     // job_steal_after this thread hands them on itself and goes back to the
     // sockets, so the bound holds when the follower is slow to get a CPU
     // (both I/O threads pinned to one, or the CPUs busy).
-    const auto started = clock::now();
     while (lead.load(std::memory_order_acquire) == held) {
         std::function<void()> job;
         {
@@ -482,36 +482,35 @@ int transport::impl::item_has_input(std::size_t i) {
 
 int transport::impl::poll_asked(long timeout_ms) {
     int found = 0;
+    // Asks socket i for ZMQ_EVENTS; -1 when the context ended.
+    const auto ask = [&](std::size_t i) {
+        const int in = item_has_input(i);
+        if (in > 0) items[i].revents = ZMQ_POLLIN, ++found;
+        item_ask[i] = in > 0;
+        return in;
+    };
     for (std::size_t i = 0; i < items.size(); ++i) {
         auto& it = items[i];
         it.revents = 0;
         item_fds[i].events = it.events ? POLLIN : 0;
         item_fds[i].revents = 0;
-        if (!it.socket || !it.events || !item_ask[i]) continue;
-        const int in = item_has_input(i);
-        if (in < 0) return -1;
-        if (in) it.revents = ZMQ_POLLIN, ++found;
-        else item_ask[i] = 0;
+        if (it.socket && it.events && item_ask[i] && ask(i) < 0) return -1;
     }
     // The sockets not asked: their ZMQ_FD says whether a command came. A
     // command that is not input (room to write again, a pipe's end) ends
     // the wait with nothing found: on until the timeout, as zmq_poll does.
-    const auto until = clock::now() + std::chrono::milliseconds(timeout_ms);
+    // A spin turn's poll (timeout 0, or input found) reads no clock.
+    const bool waits = timeout_ms > 0 && !found;
+    const auto until = waits ? clock::now() + std::chrono::milliseconds(timeout_ms) : clock::time_point{};
     for (;;) {
-        long wait_ms = 0;
-        if (!found)
-            wait_ms = std::max<long>(0, std::chrono::ceil<std::chrono::milliseconds>(until - clock::now()).count());
+        const long wait_ms =
+            waits ? std::max<long>(0, std::chrono::ceil<std::chrono::milliseconds>(until - clock::now()).count()) : 0;
         const int r = ::poll(item_fds.data(), item_fds.size(), static_cast<int>(wait_ms));
         for (std::size_t i = 0; r > 0 && i < items.size(); ++i) {
             auto& it = items[i];
             if (!item_fds[i].revents || it.revents) continue;
-            if (!it.socket) {
-                it.revents = ZMQ_POLLIN, ++found;  // the wake descriptor
-                continue;
-            }
-            const int in = item_has_input(i);
-            if (in < 0) return -1;
-            if (in) it.revents = ZMQ_POLLIN, ++found, item_ask[i] = 1;
+            if (!it.socket) it.revents = ZMQ_POLLIN, ++found;  // the wake descriptor
+            else if (ask(i) < 0) return -1;
         }
         if (found || r <= 0 || wait_ms == 0 || full_poll_next) return found;
         for (auto& f : item_fds) f.revents = 0;

@@ -72,8 +72,14 @@ inline std::uint16_t port_of(const std::string& endpoint) {
 }
 
 // How long a run_after_turn job may keep the sockets before the follower
-// takes them over.
-constexpr auto job_steal_after = std::chrono::microseconds(200);
+// takes them over. KITH_JOB_STEAL_AFTER_US is for profiling builds only:
+// under valgrind every job runs ~50x slower and the turn would be handed
+// on to workers, which a real run never does (docs/performance.md,
+// "Counting instructions per call").
+#ifndef KITH_JOB_STEAL_AFTER_US
+#define KITH_JOB_STEAL_AFTER_US 200
+#endif
+constexpr auto job_steal_after = std::chrono::microseconds(KITH_JOB_STEAL_AFTER_US);
 // Jobs run_after_turn takes in one turn (a frame of calls); further ones
 // run elsewhere at once.
 constexpr std::size_t max_jobs_per_turn = 256;
