@@ -156,6 +156,7 @@ void transport::impl::session_up(link& l, const env_handshake& hs) {
     {
         std::unique_lock lk(peers_mu);
         queues[hs.node] = s.q;
+        queues_gen.fetch_add(1, std::memory_order_release);
     }
     peers_up++;
     call(cb.on_peer_up, s.name, s.info);
@@ -183,6 +184,7 @@ std::vector<link*> transport::impl::end_session(const std::string& name, const s
     {
         std::unique_lock lk(peers_mu);
         queues.erase(name);
+        queues_gen.fetch_add(1, std::memory_order_release);
     }
     std::size_t dropped = s.unsent.size() + s.bulk.size();
     {

@@ -298,16 +298,35 @@ void transport::end_sessions(const std::string& user_id, const std::string& reas
 
 result<void> transport::post(std::string_view peer, const envelope& e) { return post(peer, std::span(&e, 1)); }
 
+namespace {
+// The queue this thread posted to last, and of which transport: a caller
+// posts to the same peer again and again (a frame of calls, their
+// replies), and the table's shared lock, the name's hash and the
+// shared_ptr's two atomic counts were a tenth of a post. Valid while the
+// table's generation is unchanged (a session up or down bumps it); the
+// queue it keeps alive is a closed, emptied one at worst.
+struct last_queue {
+    std::uint64_t transport = 0, gen = 0;
+    std::string peer;
+    std::shared_ptr<peer_queue> q;
+};
+thread_local last_queue tl_last_queue;
+}  // namespace
+
 result<void> transport::post(std::string_view peer, std::span<const envelope> es) {
     impl& m = *impl_;
     if (m.stopping) return result<void>(errc::shutdown, "transport stopped");
-    std::shared_ptr<peer_queue> q;
-    {
+    last_queue& last = tl_last_queue;
+    if (last.transport != m.serial || last.gen != m.queues_gen.load(std::memory_order_acquire) || last.peer != peer) {
         std::shared_lock lk(m.peers_mu);
         auto it = m.queues.find(peer);
         if (it == m.queues.end()) return result<void>(errc::nodedown, std::string(peer));
-        q = it->second;
+        last.transport = m.serial;
+        last.gen = m.queues_gen.load(std::memory_order_relaxed);  // stable under the lock
+        last.peer.assign(peer);
+        last.q = it->second;
     }
+    peer_queue* const q = last.q.get();
     bool became_dirty = false;
     std::size_t too_large = 0, limit = 0, queued = 0;
     {
@@ -319,10 +338,13 @@ result<void> transport::post(std::string_view peer, std::span<const envelope> es
             return result<void>(errc::overloaded, "send queue to " + std::string(peer) + " is full");
         }
         for (const envelope& e : es) {
+            // Envelopes queue behind a large one to the same destination
+            // (dest_key); with none queued the key is needed only for a
+            // large one.
             std::uint64_t key = 0;
-            if (q->fragments) {
+            if (q->fragments && !q->bulk_keys.empty()) {
                 key = dest_key(e);
-                if (!q->bulk_keys.empty() && q->bulk_keys.count(key)) {
+                if (q->bulk_keys.count(key)) {
                     // Behind a large envelope to the same destination.
                     bulk_item it{key, {}, false};
                     encode_envelope(e, it.bytes);
@@ -351,6 +373,7 @@ result<void> transport::post(std::string_view peer, std::span<const envelope> es
             ++queued;
             if (q->fragments && added > fragment_threshold) {
                 // In fragments, so that envelopes to others pass it.
+                if (q->bulk_keys.empty()) key = dest_key(e);
                 bulk_item it{key, {}, true};
                 it.bytes.reserve(added);
                 encode_envelope(e, it.bytes);
@@ -373,7 +396,7 @@ result<void> transport::post(std::string_view peer, std::span<const envelope> es
     if (became_dirty) {
         {
             std::lock_guard lk(m.dirty_mu);
-            m.dirty.push_back(std::move(q));
+            m.dirty.push_back(last.q);
         }
         if (tl_io_owner == &m) {
             // the loop flushes it at the end of this turn

@@ -143,6 +143,16 @@ struct transport::impl {
     std::atomic<bool> wake_pending{false};
     mutable std::shared_mutex peers_mu;
     std::unordered_map<std::string, std::shared_ptr<peer_queue>, name_hash, std::equal_to<>> queues;  // up peers
+    // Bumped under peers_mu (unique) with every change of `queues`: a
+    // thread's last lookup (post, transport.cpp) stands while it is unchanged.
+    std::atomic<std::uint64_t> queues_gen{1};
+    // This transport among all of the process's, for those lookups (an
+    // address may be reused by a later transport).
+    const std::uint64_t serial = next_serial();
+    static std::uint64_t next_serial() noexcept {
+        static std::atomic<std::uint64_t> n{0};
+        return ++n;
+    }
     std::mutex freeze_mu;
     std::condition_variable freeze_cv;
     bool frozen = false;                 // under freeze_mu
