@@ -84,6 +84,47 @@ TEST_CASE("pending_calls: only the node asked, and the right kind, may complete 
     CHECK_FALSE(pc.take(id, "far@away", pending_calls::kind::call).has_value());
 }
 
+TEST_CASE("pending_calls: take_call takes only a call, from the node asked, once, and keeps no capture",
+          "[dist][pending]") {
+    // dist::finish's path for a reply: the completion alone is moved out.
+    recorder rec;
+    pending_calls pc({}, "me@here");
+    pending_calls::call_done out;
+    auto id = pc.add(call_entry("far@away", 10s, rec.cb()));
+    CHECK_FALSE(pc.take_call(id, "other@node", out));
+    CHECK_FALSE(out);
+    CHECK_FALSE(pc.take_call(id + 1000, "far@away", out));
+    pending_calls::entry s;
+    s.node = "far@away";
+    s.deadline = clk::now() + 10s;
+    s.on_spawn = [](result<pid>) {};
+    auto sid = pc.add(std::move(s));
+    CHECK_FALSE(pc.take_call(sid, "far@away", out));  // a spawn's answer is not a reply
+    REQUIRE(pc.take_call(id, "far@away", out));
+    REQUIRE(out);
+    out(term(1));
+    CHECK(rec.count() == 1);
+    out = nullptr;
+    CHECK_FALSE(pc.take_call(id, "far@away", out));  // a second reply completes nothing
+    CHECK(pc.size() == 1);  // the spawn
+    // Slots taken this way are reused by add(): nothing of a taken call stays.
+    auto held = std::make_shared<int>(7);
+    std::vector<std::uint64_t> ids;
+    for (int i = 0; i < 300; ++i) ids.push_back(pc.add(call_entry("far@away", 60s, [held](result<term>) {})));
+    for (auto i : ids) {
+        pending_calls::call_done f;
+        REQUIRE(pc.take_call(i, "far@away", f));
+    }
+    CHECK(held.use_count() == 1);
+    auto cid = pc.add(call_entry("far@away", 50ms, rec.cb()));
+    for (auto i : ids) CHECK_FALSE(pc.take_call(i, "far@away", out));
+    REQUIRE(rec.wait_for_count(2));  // the new entry times out, once
+    CHECK(rec.got[1].first == errc::timeout);
+    CHECK_FALSE(pc.take_call(cid, "far@away", out));
+    pc.shutdown();
+    CHECK(rec.count() == 2);
+}
+
 TEST_CASE("pending_calls: a taken entry's slot, reused, keeps nothing of it and answers only to the new entry",
           "[dist][pending]") {
     // take() keeps the table's nodes for the next add() (no allocation per

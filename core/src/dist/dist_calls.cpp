@@ -276,10 +276,10 @@ void dist::run_on_worker(std::function<void()> job) {
 
 void dist::finish(std::uint64_t req_id, const std::string& from_node, result<term> r) {
     // Only the node the request went to may complete it.
-    auto p = calls_.take(req_id, from_node, pending_calls::kind::call);
-    if (!p) return;
+    pending_calls::call_done done;
+    if (!calls_.take_call(req_id, from_node, done)) return;
     deferral_scope here(rt_, resume_);
-    p->on_call(std::move(r));
+    done(std::move(r));
 }
 
 void dist::finish_spawn(std::uint64_t req_id, const std::string& from_node, result<pid> r) {

@@ -80,6 +80,10 @@ public:
     // (a reply from another node, or of the wrong kind, completes nothing);
     // the caller completes it.
     std::optional<entry> take(std::uint64_t id, const std::string& from_node, kind k);
+    // take() for a call's reply, which needs only the completion: true and
+    // `out` set when entry `id` is a call that went to `from_node` (no
+    // entry is moved: a reply is the most frequent completion).
+    bool take_call(std::uint64_t id, const std::string& from_node, call_done& out);
     // Takes out every entry that went to `node` (the node went down); the
     // caller completes them.
     std::vector<entry> take_node(const std::string& node);
