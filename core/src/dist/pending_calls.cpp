@@ -98,17 +98,19 @@ void pending_calls::fail_later(entry e, error err) {
 }
 
 std::optional<pending_calls::entry> pending_calls::take(std::uint64_t id, const std::string& from_node, kind k) {
+    std::optional<entry> out;
     std::lock_guard lk(st_->mu);
     auto it = st_->table.find(id);
-    if (it == st_->table.end() || it->second.node != from_node) return std::nullopt;
-    if (k == kind::call ? !it->second.on_call : !it->second.on_spawn) return std::nullopt;
+    if (it == st_->table.end() || it->second.node != from_node) return out;
+    if (k == kind::call ? !it->second.on_call : !it->second.on_spawn) return out;
     auto nh = st_->table.extract(it);
-    entry e = std::move(nh.mapped());
-    if (st_->spare.size() < state::max_spare) {
-        nh.mapped() = entry{};  // nothing of the taken entry stays behind
-        st_->spare.push_back(std::move(nh));
-    }
-    return e;
+    out.emplace(std::move(nh.mapped()));
+    // Moved from, the completions are empty in practice; made sure of, since
+    // their captures must not stay behind (the rest is overwritten by add()).
+    nh.mapped().on_call = nullptr;
+    nh.mapped().on_spawn = nullptr;
+    if (st_->spare.size() < state::max_spare) st_->spare.push_back(std::move(nh));
+    return out;
 }
 
 bool pending_calls::take_call(std::uint64_t id, const std::string& from_node, call_done& out) {
