@@ -2,9 +2,12 @@
 // deferred replies.
 #include "kith/service.hpp"
 
+#include <atomic>
 #include <map>
 #include <optional>
 #include <stdexcept>
+#include <thread>
+#include <vector>
 
 #include "kith_catch.hpp"
 
@@ -96,6 +99,46 @@ TEST_CASE("service: deferred replies, and a dropped reply is reported", "[servic
     REQUIRE(got.has_value());  // the handler dropped its reply_to
     CHECK(got->code() == errc::exception);
     CHECK(got->err().detail == "no reply");
+}
+
+TEST_CASE("service: reply_to - moved it answers once, moved over or dropped unreplied it says no reply, racing threads answer once",
+          "[service]") {
+    std::vector<result<term>> got;
+    auto sink = [&](result<term> r) { got.push_back(std::move(r)); };
+    {
+        reply_to a(sink);
+        reply_to b(std::move(a));
+        CHECK(a.replied());  // moved from: nothing left to answer
+        CHECK_FALSE(b.replied());
+        a.value(1);  // ignored
+        CHECK(got.empty());
+        b.value(2);
+        CHECK(b.replied());
+        reply_to c(std::move(b));  // answered already: stays answered
+        CHECK(c.replied());
+        c.value(3);
+    }
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].value() == term(2));
+    got.clear();
+    {
+        reply_to a(sink), b(sink);
+        b = std::move(a);  // b's own channel, unanswered, says "no reply" (as if dropped)
+        REQUIRE(got.size() == 1);
+        CHECK(got[0].code() == errc::exception);
+        CHECK(got[0].err().detail == "no reply");
+        b.value(4);  // a's channel now
+    }
+    REQUIRE(got.size() == 2);
+    CHECK(got[1].value() == term(4));
+    std::atomic<int> answers{0};
+    for (int round = 0; round < 50; ++round) {
+        reply_to r([&](result<term>) { answers.fetch_add(1); });
+        std::vector<std::thread> ts;
+        for (int t = 0; t < 4; ++t) ts.emplace_back([&r, t] { r.value(t); });
+        for (auto& t : ts) t.join();
+    }
+    CHECK(answers.load() == 50);
 }
 
 TEST_CASE("service: an actor type's factory - its arguments and exceptions answer with distinct errors", "[service]") {

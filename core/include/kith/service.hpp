@@ -57,35 +57,42 @@ class reply_to {
 public:
     using sink = std::function<void(result<term>)>;
     reply_to() = default;
-    explicit reply_to(sink s) : state_(std::make_shared<state>(std::move(s))) {}
-    reply_to(reply_to&&) noexcept = default;
-    reply_to& operator=(reply_to&&) noexcept = default;
+    explicit reply_to(sink s) : fn_(std::move(s)) {}
+    reply_to(reply_to&& o) noexcept : fn_(std::move(o.fn_)), done_(o.done_.load(std::memory_order_relaxed)) {
+        o.fn_ = nullptr;
+    }
+    // Like destroying this one first: unreplied, it answers "no reply".
+    reply_to& operator=(reply_to&& o) noexcept {
+        if (this != &o) {
+            no_reply();
+            fn_ = std::move(o.fn_);
+            o.fn_ = nullptr;
+            done_.store(o.done_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+        }
+        return *this;
+    }
     reply_to(const reply_to&) = delete;
     reply_to& operator=(const reply_to&) = delete;
-    ~reply_to() = default;
+    // Destroyed without a reply: the caller gets errc::exception "no reply".
+    ~reply_to() { no_reply(); }
 
     void operator()(result<term> r) const {
-        if (state_) state_->deliver(std::move(r));
+        if (fn_ && !done_.exchange(true, std::memory_order_acq_rel)) fn_(std::move(r));
     }
     // Convenience: reply with a typed value.
     template <class T>
     void value(const T& v) const { (*this)(result<term>(term::from(v))); }
     void fail(errc c, std::string detail = {}) const { (*this)(result<term>(error{c, std::move(detail)})); }
-    bool replied() const { return !state_ || state_->done.test(); }
+    bool replied() const { return !fn_ || done_.load(std::memory_order_acquire); }
 
 private:
-    struct state {
-        explicit state(sink s) : fn(std::move(s)) {}
-        ~state() {
-            if (!done.test_and_set() && fn) fn(result<term>(error{errc::exception, "no reply"}));
-        }
-        void deliver(result<term> r) {
-            if (!done.test_and_set() && fn) fn(std::move(r));
-        }
-        sink fn;
-        std::atomic_flag done = ATOMIC_FLAG_INIT;
-    };
-    std::shared_ptr<state> state_;
+    void no_reply() noexcept {
+        if (fn_ && !done_.exchange(true, std::memory_order_acq_rel)) fn_(result<term>(error{errc::exception, "no reply"}));
+    }
+    // The channel itself, not shared: a reply_to is only ever moved (no
+    // allocation or reference count per call).
+    sink fn_;
+    mutable std::atomic<bool> done_{false};
 };
 
 namespace detail {
