@@ -311,7 +311,9 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                          d = weak_from_this(), peer, req = env.req_id, acting = std::move(acting),
                          busy = std::move(busy)]() mutable {
                     acting_scope scope(acting.get());
-                    s->invoke(fn, args, reply_to([d, peer, req, busy = std::move(busy)](result<term> r) {
+                    // The job runs once: its captures move on into the reply.
+                    s->invoke(fn, args, reply_to([d = std::move(d), peer = std::move(peer), req,
+                                                  busy = std::move(busy)](result<term> r) {
                                   auto self = d.lock();
                                   if (!self) return;
                                   if (r.ok())
