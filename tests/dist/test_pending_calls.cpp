@@ -170,28 +170,39 @@ TEST_CASE("pending_calls: a taken entry's slot, reused, keeps nothing of it and 
 }
 
 TEST_CASE("pending_calls: a reply racing the deadline completes each entry exactly once", "[dist][pending]") {
-    constexpr int n = 2000;
-    std::vector<std::atomic<int>> done(n);
-    std::atomic<int> timeouts{0}, replies{0};
-    pending_calls pc({}, "me@here");
-    std::vector<std::uint64_t> ids(n);
-    for (int i = 0; i < n; ++i) {
-        // Deadlines spread over the next ~20 ms, so replies and deadlines meet.
-        ids[i] = pc.add(call_entry("far@away", std::chrono::microseconds(10 * i), [&, i](result<term> r) {
-            done[i].fetch_add(1);
-            (r.ok() ? replies : timeouts).fetch_add(1);
-        }));
+    // Both ways a reply takes its entry: take() (spawns, and tests) and
+    // take_call() (dist::finish).
+    for (const bool via_take_call : {false, true}) {
+        INFO("via take_call: " << via_take_call);
+        constexpr int n = 2000;
+        std::vector<std::atomic<int>> done(n);
+        std::atomic<int> timeouts{0}, replies{0};
+        pending_calls pc({}, "me@here");
+        std::vector<std::uint64_t> ids(n);
+        for (int i = 0; i < n; ++i) {
+            // Deadlines spread over the next ~20 ms, so replies and deadlines meet.
+            ids[i] = pc.add(call_entry("far@away", std::chrono::microseconds(10 * i), [&, i](result<term> r) {
+                done[i].fetch_add(1);
+                (r.ok() ? replies : timeouts).fetch_add(1);
+            }));
+        }
+        std::thread replier([&] {
+            for (int i = 0; i < n; ++i) {
+                if (via_take_call) {
+                    pending_calls::call_done f;
+                    if (pc.take_call(ids[i], "far@away", f)) f(term(i));
+                } else if (auto e = pc.take(ids[i], "far@away", pending_calls::kind::call)) {
+                    e->on_call(term(i));
+                }
+            }
+        });
+        replier.join();
+        auto until = clk::now() + 5s;
+        while (replies + timeouts < n && clk::now() < until) std::this_thread::sleep_for(1ms);
+        CHECK(replies + timeouts == n);
+        for (int i = 0; i < n; ++i) CHECK(done[i].load() == 1);
+        CHECK(pc.size() == 0);
     }
-    std::thread replier([&] {
-        for (int i = 0; i < n; ++i)
-            if (auto e = pc.take(ids[i], "far@away", pending_calls::kind::call)) e->on_call(term(i));
-    });
-    replier.join();
-    auto until = clk::now() + 5s;
-    while (replies + timeouts < n && clk::now() < until) std::this_thread::sleep_for(1ms);
-    CHECK(replies + timeouts == n);
-    for (int i = 0; i < n; ++i) CHECK(done[i].load() == 1);
-    CHECK(pc.size() == 0);
 }
 
 TEST_CASE("pending_calls: shutdown fails every entry with errc::shutdown, later ones too", "[dist][pending]") {

@@ -131,6 +131,13 @@ TEST_CASE("service: reply_to - moved it answers once, moved over or dropped unre
     }
     REQUIRE(got.size() == 2);
     CHECK(got[1].value() == term(4));
+    {
+        reply_to empty{reply_to::sink{}};  // a channel to nowhere: unanswered until called, as before
+        CHECK_FALSE(empty.replied());
+        empty.value(5);
+        CHECK(empty.replied());
+        CHECK(reply_to().replied());  // no channel at all
+    }
     std::atomic<int> answers{0};
     for (int round = 0; round < 50; ++round) {
         reply_to r([&](result<term>) { answers.fetch_add(1); });

@@ -57,41 +57,47 @@ class reply_to {
 public:
     using sink = std::function<void(result<term>)>;
     reply_to() = default;
-    explicit reply_to(sink s) : fn_(std::move(s)) {}
-    reply_to(reply_to&& o) noexcept : fn_(std::move(o.fn_)), done_(o.done_.load(std::memory_order_relaxed)) {
+    explicit reply_to(sink s) : fn_(std::move(s)), live_(true) {}
+    reply_to(reply_to&& o) noexcept
+        : fn_(std::move(o.fn_)), live_(o.live_), done_(o.done_.load(std::memory_order_relaxed)) {
         o.fn_ = nullptr;
+        o.live_ = false;
     }
-    // Like destroying this one first: unreplied, it answers "no reply".
+    // As destroying this one after taking `o` over: unreplied, it answers
+    // "no reply".
     reply_to& operator=(reply_to&& o) noexcept {
         if (this != &o) {
-            no_reply();
+            reply_to old(std::move(*this));
             fn_ = std::move(o.fn_);
-            o.fn_ = nullptr;
+            live_ = o.live_;
             done_.store(o.done_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+            o.fn_ = nullptr;
+            o.live_ = false;
         }
         return *this;
     }
     reply_to(const reply_to&) = delete;
     reply_to& operator=(const reply_to&) = delete;
     // Destroyed without a reply: the caller gets errc::exception "no reply".
-    ~reply_to() { no_reply(); }
+    ~reply_to() {
+        if (live_ && !done_.exchange(true, std::memory_order_acq_rel) && fn_)
+            fn_(result<term>(error{errc::exception, "no reply"}));
+    }
 
     void operator()(result<term> r) const {
-        if (fn_ && !done_.exchange(true, std::memory_order_acq_rel)) fn_(std::move(r));
+        if (live_ && !done_.exchange(true, std::memory_order_acq_rel) && fn_) fn_(std::move(r));
     }
     // Convenience: reply with a typed value.
     template <class T>
     void value(const T& v) const { (*this)(result<term>(term::from(v))); }
     void fail(errc c, std::string detail = {}) const { (*this)(result<term>(error{c, std::move(detail)})); }
-    bool replied() const { return !fn_ || done_.load(std::memory_order_acquire); }
+    bool replied() const { return !live_ || done_.load(std::memory_order_acquire); }
 
 private:
-    void no_reply() noexcept {
-        if (fn_ && !done_.exchange(true, std::memory_order_acq_rel)) fn_(result<term>(error{errc::exception, "no reply"}));
-    }
-    // The channel itself, not shared: a reply_to is only ever moved (no
-    // allocation or reference count per call).
+    // The channel itself, not a shared state: a reply_to is only ever
+    // moved (no allocation or reference count per call).
     sink fn_;
+    bool live_ = false;  // made with a sink, not moved from
     mutable std::atomic<bool> done_{false};
 };
 

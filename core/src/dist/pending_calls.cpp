@@ -114,13 +114,17 @@ std::optional<pending_calls::entry> pending_calls::take(std::uint64_t id, const 
 }
 
 bool pending_calls::take_call(std::uint64_t id, const std::string& from_node, call_done& out) {
-    std::lock_guard lk(st_->mu);
-    auto it = st_->table.find(id);
-    if (it == st_->table.end() || !it->second.on_call || it->second.node != from_node) return false;
-    auto nh = st_->table.extract(it);
-    out = std::move(nh.mapped().on_call);
-    nh.mapped().on_call = nullptr;  // its captures went with it; the rest is overwritten by add()
-    if (st_->spare.size() < state::max_spare) st_->spare.push_back(std::move(nh));
+    call_done taken;
+    {
+        std::lock_guard lk(st_->mu);
+        auto it = st_->table.find(id);
+        if (it == st_->table.end() || !it->second.on_call || it->second.node != from_node) return false;
+        auto nh = st_->table.extract(it);
+        taken = std::move(nh.mapped().on_call);
+        nh.mapped().on_call = nullptr;  // its captures went with it; the rest is overwritten by add()
+        if (st_->spare.size() < state::max_spare) st_->spare.push_back(std::move(nh));
+    }
+    out = std::move(taken);  // whatever `out` held goes outside the table's lock
     return true;
 }
 

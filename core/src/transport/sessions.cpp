@@ -191,10 +191,12 @@ std::vector<link*> transport::impl::end_session(const std::string& name, const s
         std::lock_guard lk(s.q->mu);
         s.q->closed = true;
         dropped += s.q->frames.size() + (s.q->cur.empty() ? 0 : 1) + s.q->bulk.size();
-        s.q->frames.clear();
-        s.q->bulk.clear();
-        s.q->bulk_keys.clear();
-        s.q->cur.take();
+        // Its storage freed, not only emptied: a poster's cached pointer
+        // (transport::post) may keep the closed queue a while.
+        decltype(s.q->frames)().swap(s.q->frames);
+        decltype(s.q->bulk)().swap(s.q->bulk);
+        decltype(s.q->bulk_keys)().swap(s.q->bulk_keys);
+        s.q->cur = frame_builder();
         s.q->bytes = 0;
     }
     dropped_at_down += dropped;

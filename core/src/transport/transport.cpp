@@ -305,10 +305,14 @@ namespace {
 // shared_ptr's two atomic counts were a tenth of a post. Valid while the
 // table's generation is unchanged (a session up or down bumps it); the
 // queue it keeps alive is a closed, emptied one at worst.
+// After this thread's thread-locals are destroyed (a post from a static's
+// or another thread-local's destructor) posts look the queue up as before.
+thread_local bool tl_last_queue_gone = false;
 struct last_queue {
     std::uint64_t transport = 0, gen = 0;
     std::string peer;
     std::shared_ptr<peer_queue> q;
+    ~last_queue() { tl_last_queue_gone = true; }
 };
 thread_local last_queue tl_last_queue;
 }  // namespace
@@ -316,17 +320,30 @@ thread_local last_queue tl_last_queue;
 result<void> transport::post(std::string_view peer, std::span<const envelope> es) {
     impl& m = *impl_;
     if (m.stopping) return result<void>(errc::shutdown, "transport stopped");
-    last_queue& last = tl_last_queue;
-    if (last.transport != m.serial || last.gen != m.queues_gen.load(std::memory_order_acquire) || last.peer != peer) {
+    std::shared_ptr<peer_queue> own;  // the queue when not cached; a replaced cached one, released unlocked
+    std::shared_ptr<peer_queue>* held = &own;
+    if (tl_last_queue_gone) {
         std::shared_lock lk(m.peers_mu);
         auto it = m.queues.find(peer);
         if (it == m.queues.end()) return result<void>(errc::nodedown, std::string(peer));
-        last.transport = m.serial;
-        last.gen = m.queues_gen.load(std::memory_order_relaxed);  // stable under the lock
-        last.peer.assign(peer);
-        last.q = it->second;
+        own = it->second;
+    } else {
+        last_queue& last = tl_last_queue;
+        if (last.transport != m.serial || last.gen != m.queues_gen.load(std::memory_order_acquire) ||
+            last.peer != peer) {
+            last.transport = 0;  // until complete: the assign below may throw
+            own = std::move(last.q);
+            std::shared_lock lk(m.peers_mu);
+            auto it = m.queues.find(peer);
+            if (it == m.queues.end()) return result<void>(errc::nodedown, std::string(peer));
+            last.peer.assign(peer);
+            last.q = it->second;
+            last.gen = m.queues_gen.load(std::memory_order_relaxed);  // stable under the lock
+            last.transport = m.serial;
+        }
+        held = &last.q;
     }
-    peer_queue* const q = last.q.get();
+    peer_queue* const q = held->get();
     bool became_dirty = false;
     std::size_t too_large = 0, limit = 0, queued = 0;
     {
@@ -396,7 +413,7 @@ result<void> transport::post(std::string_view peer, std::span<const envelope> es
     if (became_dirty) {
         {
             std::lock_guard lk(m.dirty_mu);
-            m.dirty.push_back(last.q);
+            m.dirty.push_back(*held);
         }
         if (tl_io_owner == &m) {
             // the loop flushes it at the end of this turn
