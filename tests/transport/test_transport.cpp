@@ -263,6 +263,52 @@ TEST_CASE("transport: a restarted peer gives down then up with the new creation"
     CHECK(a.rec.log == std::vector<std::string>{"up:b@test", "down:b@test:shutdown", "up:b@test"});
 }
 
+TEST_CASE("transport: one thread posting to one peer name through two transports reaches each peer over its own, "
+          "and after the peer restarts reaches the new session") {
+    // post() keeps the queue this thread posted to last (per transport and
+    // table generation): alternating transports, and a session that ends
+    // and comes back under the same name, must each find the right queue.
+    test_node a1("a1@test", "c-one"), a2("a2@test", "c-two");
+    keypair bk = keypair::generate();
+    auto b1 = std::make_unique<test_node>("b@test", "c-one", nullptr, bk);
+    test_node b2("b@test", "c-two");
+    const std::string ep = b1->t->endpoint();
+    const std::uint64_t c1 = b1->t->creation();
+    REQUIRE(dial_up(a1, *b1->t, ep, &b1->rec));
+    REQUIRE(dial_up(a2, *b2.t, b2.t->endpoint(), &b2.rec));
+    constexpr int n = 2000;
+    for (int i = 0; i < n; ++i) {
+        transport& via = i % 2 == 0 ? *a1.t : *a2.t;
+        REQUIRE(via.post("b@test", send_int(i)).ok());
+    }
+    REQUIRE(b1->rec.wait([&] { return b1->rec.values.size() == n / 2; }));
+    REQUIRE(b2.rec.wait([&] { return b2.rec.values.size() == n / 2; }));
+    {
+        std::lock_guard l1(b1->rec.mu), l2(b2.rec.mu);
+        bool own = true;
+        for (int k = 0; k < n / 2; ++k) own &= b1->rec.values[k] == 2 * k && b2.rec.values[k] == 2 * k + 1;
+        CHECK(own);
+    }
+
+    // b1 stops (the queue this thread posted to last closes): nodedown; a
+    // new b@test at the same endpoint comes up: the next post reaches it.
+    REQUIRE(a1.t->post("b@test", send_int(-1)).ok());
+    b1.reset();
+    REQUIRE(a1.rec.wait([&] { return a1.rec.downs.size() == 1; }));
+    CHECK(a1.t->post("b@test", send_int(-2)).code() == errc::nodedown);
+    auto b3 = std::make_unique<test_node>("b@test", "c-one",
+                                          [&](transport_options& o) {
+                                              o.bind_endpoint = ep;
+                                              o.creation = c1 + 1;
+                                          },
+                                          bk);
+    REQUIRE(a1.rec.wait([&] { return a1.rec.ups.size() == 2; }, 10s));
+    REQUIRE(a1.t->post("b@test", send_int(42)).ok());
+    REQUIRE(b3->rec.wait([&] { return !b3->rec.values.empty(); }));
+    std::lock_guard lk(b3->rec.mu);
+    CHECK(b3->rec.values == std::vector<std::int64_t>{42});
+}
+
 TEST_CASE("transport: a full queue answers 'overloaded', counts it, and leaves other peers alone") {
     auto small = [](transport_options& o) {
         o.max_queue_bytes = 256 * 1024;
