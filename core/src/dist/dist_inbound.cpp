@@ -302,18 +302,19 @@ void dist::handle(const std::string& peer, const peer_auth& auth, envelope& e, p
                 if (!from_peer(peer, env.from)) return bad("forged caller pid");
                 auto s = services_->find(env.service);
                 if (!s) return reply_err(errc::no_such_service, env.service);
-                if (!s->find(env.function)) return reply_err(errc::no_such_function, env.service + ":" + env.function);
+                // Lives as long as `s` (a registered service does not change).
+                const auto* f = s->find(env.function);
+                if (!f) return reply_err(errc::no_such_function, env.service + ":" + env.function);
                 // The function runs for its caller's principal (kith::current_principal).
                 std::shared_ptr<const authority> acting = who ? who->shared_from_this() : member_authority(peer);
                 // In flight (auth::max_pending) until the reply is posted.
                 auto busy = rp ? charge(rp, &load_counters::pending) : nullptr;
-                run_job([s = std::move(s), fn = std::move(env.function), args = std::move(env.args),
-                         d = weak_from_this(), peer, req = env.req_id, acting = std::move(acting),
-                         busy = std::move(busy)]() mutable {
+                run_job([s = std::move(s) /* keeps *f */, f, args = std::move(env.args), d = weak_from_this(), peer,
+                         req = env.req_id, acting = std::move(acting), busy = std::move(busy)]() mutable {
                     acting_scope scope(acting.get());
                     // The job runs once: its captures move on into the reply.
-                    s->invoke(fn, args, reply_to([d = std::move(d), peer = std::move(peer), req,
-                                                  busy = std::move(busy)](result<term> r) {
+                    (*f)(args, reply_to([d = std::move(d), peer = std::move(peer), req,
+                                         busy = std::move(busy)](result<term> r) {
                                   auto self = d.lock();
                                   if (!self) return;
                                   if (r.ok())
