@@ -75,7 +75,7 @@ inline std::uint16_t port_of(const std::string& endpoint) {
 // takes them over. KITH_JOB_STEAL_AFTER_US is for profiling builds only:
 // under valgrind every job runs ~50x slower and the turn would be handed
 // on to workers, which a real run never does (docs/performance.md,
-// "Counting instructions per call").
+// "Measuring on a noisy machine").
 #ifndef KITH_JOB_STEAL_AFTER_US
 #define KITH_JOB_STEAL_AFTER_US 200
 #endif
