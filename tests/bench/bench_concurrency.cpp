@@ -267,8 +267,8 @@ KITH_BENCH_GROUP("concurrency", 35) {
     const kith::bench::parts knobs("CONCURRENCY");
     kith::bench::temp_dir dir;
     {
-        kith::node a(net_node("a@bench", dir.path / "a"));
-        kith::node b(net_node("b@bench", dir.path / "b"));
+        kith::node a(net_node(bench_name("a@bench"), dir.path / "a"));
+        kith::node b(net_node(bench_name("b@bench"), dir.path / "b"));
         b.add_service(kith::bench::bench_service());
         const std::string bn = kith::bench::connect_nodes(a, b, "concurrency");
         if (bn.empty()) return;

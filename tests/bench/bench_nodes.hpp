@@ -27,6 +27,17 @@ using clk = std::chrono::steady_clock;
 
 inline constexpr const char* bench_cookie = "kith-bench-cookie";
 
+// The name of a benchmark node: `short_name` ("a@bench"), or with
+// KITH_BENCH_LONG_NAMES=1 one as long as `kith node`'s default names
+// ("kith-a000@raspberrypi", 21 characters): pids and refs carry their
+// node's name, and one over 15 characters is a heap string in every copy.
+inline std::string bench_name(const std::string& short_name) {
+    const char* v = std::getenv("KITH_BENCH_LONG_NAMES");
+    if (!v || !*v || std::string(v) == "0") return short_name;
+    const std::string head = short_name.substr(0, short_name.find('@'));
+    return "kith-" + head + std::string(head.size() < 4 ? 4 - head.size() : 0, '0') + "@raspberrypi";
+}
+
 // A node on loopback (any free port) with its own key directory `dir`, the
 // bench cookie and KITH_BENCH_WORKERS workers when set.
 inline kith::node_options net_node(const std::string& name, const std::filesystem::path& dir) {

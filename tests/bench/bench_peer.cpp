@@ -96,7 +96,7 @@ std::unique_ptr<peer_process> start_peer_process(const std::filesystem::path& di
 void start_peer_pair(peer_pair& p, const std::filesystem::path& dir, const char* group) {
     p.peer = start_peer_process(dir / "b2p");
     if (!p.peer) return;
-    p.a.emplace(net_node("a2p@bench", dir / "a2p"));
+    p.a.emplace(net_node(bench_name("a2p@bench"), dir / "a2p"));
     auto up = p.a->connect(p.peer->endpoint, p.peer->key);
     if (up.ok()) p.bn = *up;
     else std::fprintf(stderr, "bench %s: connect to the peer process failed: %s\n", group, up.err().detail.c_str());
@@ -107,7 +107,7 @@ int serve_peer_node(const char* dir) {
     // Profiling: the peer's network threads placed apart from this
     // process's (KITH_BENCH_NETWORK_CPU is the parent's, inherited).
     if (const char* c = std::getenv("KITH_BENCH_PEER_NETWORK_CPU")) ::setenv("KITH_BENCH_NETWORK_CPU", c, 1);
-    kith::node b(net_node("b@bench", dir));
+    kith::node b(net_node(bench_name("b@bench"), dir));
     b.add_service(bench_service());
     std::printf("%s %s\n", b.endpoint().c_str(), b.key().z85().c_str());
     std::fflush(stdout);

@@ -174,8 +174,8 @@ KITH_BENCH_GROUP("remote", 30) {
     std::filesystem::create_directories(dir.path / "a");
     std::filesystem::create_directories(dir.path / "b");
     {
-        kith::node a(net_node("a@bench", dir.path / "a"));
-        kith::node b(net_node("b@bench", dir.path / "b"));
+        kith::node a(net_node(bench_name("a@bench"), dir.path / "a"));
+        kith::node b(net_node(bench_name("b@bench"), dir.path / "b"));
         b.add_service(kith::bench::bench_service());
         const std::string bn = kith::bench::connect_nodes(a, b, "remote");
         if (bn.empty()) return;
